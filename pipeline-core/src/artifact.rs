@@ -1,0 +1,140 @@
+//! `Artifact<T>`: a typed handle to a step output, unbound while a pipeline is built and
+//! bound to stored bytes once a run has produced (or reused) them.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::graph::{NodeId, OutputSpec};
+use crate::key::Hash128;
+use crate::store::Store;
+
+/// A step output: `Artifact<T>` in a pipeline body, and a loadable handle in a [`Run`](crate::Run).
+///
+/// Handles cannot be dereferenced: a pipeline body only wires steps together, so branching
+/// on an artifact's value there is a compile error. Branch inside a step instead.
+pub struct Artifact<T> {
+    pub(crate) graph: u64,
+    pub(crate) node: NodeId,
+    pub(crate) output: usize,
+    pub(crate) bound: Option<Arc<BoundArtifact>>,
+    // `fn() -> T` keeps the handle `Send + Sync` whatever `T` is: it holds no `T`.
+    _type: PhantomData<fn() -> T>,
+}
+
+/// Where a bound artifact's bytes live and how to read them.
+pub(crate) struct BoundArtifact {
+    pub(crate) store: Store,
+    pub(crate) hash: Hash128,
+    pub(crate) size: u64,
+    pub(crate) step: String,
+    pub(crate) output_name: String,
+    pub(crate) type_name: String,
+    pub(crate) spec: Arc<OutputSpec>,
+}
+
+impl<T> Artifact<T> {
+    pub(crate) fn unbound(graph: u64, node: NodeId, output: usize) -> Self {
+        Artifact {
+            graph,
+            node,
+            output,
+            bound: None,
+            _type: PhantomData,
+        }
+    }
+
+    pub(crate) fn with_binding(&self, bound: Arc<BoundArtifact>) -> Self {
+        Artifact {
+            bound: Some(bound),
+            ..self.clone()
+        }
+    }
+
+    fn bound(&self) -> Result<&BoundArtifact> {
+        self.bound
+            .as_deref()
+            .ok_or_else(|| Error::Unbound(format!("output {} of node {}", self.output, self.node)))
+    }
+
+    /// The xxh3-128 hash of the stored bytes, as 32 hex digits.
+    pub fn content_hash(&self) -> Result<String> {
+        Ok(self.bound()?.hash.to_hex())
+    }
+
+    /// Path of the blob holding the bytes (inside the store's `artifacts/` folder).
+    pub fn path(&self) -> Result<PathBuf> {
+        let bound = self.bound()?;
+        Ok(bound.store.blob_path(bound.hash))
+    }
+
+    /// Size of the stored bytes.
+    pub fn size(&self) -> Result<u64> {
+        Ok(self.bound()?.size)
+    }
+
+    /// Name of the step that produced the artifact.
+    pub fn step(&self) -> Result<&str> {
+        Ok(&self.bound()?.step)
+    }
+
+    /// Name of the output within its step (`output` for single-output steps).
+    pub fn output_name(&self) -> Result<&str> {
+        Ok(&self.bound()?.output_name)
+    }
+
+    /// Whether the handle is bound to stored bytes.
+    pub fn is_bound(&self) -> bool {
+        self.bound.is_some()
+    }
+}
+
+impl<T: 'static> Artifact<T> {
+    /// Reads the value from the store, verifying its content hash.
+    pub fn load(&self) -> Result<T> {
+        let bound = self.bound()?;
+        let value = bound
+            .store
+            .read_blob(bound.hash, bound.spec.cacher_id(), |input| {
+                bound.spec.load(input)
+            })?;
+        value
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| Error::TypeMismatch {
+                artifact: format!("`{}` of step `{}`", bound.output_name, bound.step),
+                stored: bound.type_name.clone(),
+                requested: std::any::type_name::<T>().to_string(),
+            })
+    }
+}
+
+impl<T> Clone for Artifact<T> {
+    fn clone(&self) -> Self {
+        Artifact {
+            graph: self.graph,
+            node: self.node,
+            output: self.output,
+            bound: self.bound.clone(),
+            _type: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Artifact<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Artifact");
+        d.field("type", &std::any::type_name::<T>());
+        match &self.bound {
+            Some(b) => d
+                .field("step", &b.step)
+                .field("output", &b.output_name)
+                .field("content_hash", &b.hash.to_hex())
+                .field("size", &b.size),
+            None => d.field("node", &self.node).field("output", &self.output),
+        };
+        d.finish()
+    }
+}

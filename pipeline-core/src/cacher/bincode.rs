@@ -1,0 +1,39 @@
+//! The default cacher: compact binary via bincode 2 and serde.
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{read_all, Cacher};
+use crate::error::BoxError;
+
+/// Stores any `Serialize + DeserializeOwned` value with bincode (standard configuration).
+///
+/// Compact and fast; not human-readable. Types that need `deserialize_any` (untagged
+/// enums, `serde_json::Value`) cannot be read back by bincode: use [`Json`](super::Json).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Bincode;
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Cacher<T> for Bincode {
+    fn id(&self) -> &str {
+        "bincode"
+    }
+
+    fn save(&self, value: &T, out: &mut dyn Write) -> Result<(), BoxError> {
+        let mut out = out;
+        ::bincode::serde::encode_into_std_write(value, &mut out, ::bincode::config::standard())?;
+        Ok(())
+    }
+
+    fn load(&self, input: &mut dyn Read) -> Result<T, BoxError> {
+        // Decoding from one slice is much faster than from a reader with small reads.
+        let bytes = read_all(input)?;
+        let (value, used) =
+            ::bincode::serde::decode_from_slice(&bytes, ::bincode::config::standard())?;
+        if used != bytes.len() {
+            return Err(format!("{} trailing bytes after the value", bytes.len() - used).into());
+        }
+        Ok(value)
+    }
+}

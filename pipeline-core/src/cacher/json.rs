@@ -1,0 +1,33 @@
+//! Human-browsable JSON, for metrics and small records.
+
+use std::io::{Read, Write};
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::Cacher;
+use crate::error::BoxError;
+
+/// Stores a value as pretty-printed JSON, readable without this library.
+///
+/// Finite floats round-trip exactly. JSON has no NaN or infinity: serde_json writes them as
+/// `null`, which then fails to load as a float; use [`Bincode`](super::Bincode) for such values.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Json;
+
+impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Cacher<T> for Json {
+    fn id(&self) -> &str {
+        "json"
+    }
+
+    fn save(&self, value: &T, out: &mut dyn Write) -> Result<(), BoxError> {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        out.write_all(b"\n")?;
+        Ok(())
+    }
+
+    fn load(&self, input: &mut dyn Read) -> Result<T, BoxError> {
+        let bytes = super::read_all(input)?;
+        Ok(serde_json::from_slice(&bytes)?)
+    }
+}

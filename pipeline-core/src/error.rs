@@ -1,0 +1,161 @@
+//! The one error type of the runtime.
+
+use std::path::PathBuf;
+
+/// `Result` with [`Error`] as the default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Boxed error returned by user code and cachers.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong at run time. Messages are lowercase and name the next move.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A step returned `Err` or panicked. Completed outputs stay cached, so a rerun resumes.
+    #[error("step `{step}` failed in run `{run}`: {message}")]
+    StepFailed {
+        /// Name of the failed step.
+        step: String,
+        /// The error or panic message.
+        message: String,
+        /// Name of the run.
+        run: String,
+        /// Other steps that failed in the same run, if any.
+        others: Vec<String>,
+    },
+
+    /// An artifact was loaded as a type other than the one it was stored as.
+    #[error("artifact {artifact} was stored as `{stored}` but loaded as `{requested}`; load it with the type the step returned")]
+    TypeMismatch {
+        /// Short description of the artifact (step, output, hash).
+        artifact: String,
+        /// The type recorded when the artifact was written.
+        stored: String,
+        /// The type asked for.
+        requested: String,
+    },
+
+    /// A blob recorded in the store is not on disk.
+    #[error("blob {hash} is missing at {path}; rerun the pipeline to recreate it")]
+    BlobMissing {
+        /// Content hash of the blob.
+        hash: String,
+        /// Where it should be.
+        path: PathBuf,
+    },
+
+    /// A blob's bytes do not hash to its name.
+    #[error("blob {hash} at {path} is corrupt (its bytes hash to {actual}); delete it and rerun the pipeline to recreate it")]
+    BlobCorrupt {
+        /// Expected content hash.
+        hash: String,
+        /// The blob's path.
+        path: PathBuf,
+        /// What the bytes hash to.
+        actual: String,
+    },
+
+    /// No artifact with this content hash is recorded in the store.
+    #[error(
+        "no artifact with content hash `{0}` in the store; list artifacts with Store::run_steps"
+    )]
+    UnknownArtifact(String),
+
+    /// No run matched the given id or name.
+    #[error("no run `{0}` in the store; list runs with Store::runs")]
+    UnknownRun(String),
+
+    /// The run has no step of that name, or the step has no such output.
+    #[error("run `{run}` has no {what}")]
+    UnknownStep {
+        /// Run name.
+        run: String,
+        /// What was missing, e.g. "step `trainer`".
+        what: String,
+    },
+
+    /// The handle is not bound to a run, e.g. loaded inside a pipeline body.
+    #[error("artifact `{0}` is not bound to a run yet; load it from `Run::output()` after `run()`, or inside a step")]
+    Unbound(String),
+
+    /// The store was written by a newer version of this library.
+    #[error("store at {path} has schema {found}, newer than {supported} (the newest this version knows); upgrade pipeline or set PIPELINE_HOME to another store")]
+    StoreTooNew {
+        /// Store directory.
+        path: PathBuf,
+        /// Schema version found.
+        found: i64,
+        /// Newest schema version this build supports.
+        supported: i64,
+    },
+
+    /// The path does not hold a pipeline store.
+    #[error("{path} is not a pipeline store ({reason}); point PIPELINE_HOME or `store_path` at a store directory or an empty one")]
+    NotAStore {
+        /// Path that was opened.
+        path: PathBuf,
+        /// What was found instead.
+        reason: String,
+    },
+
+    /// The database stayed locked by another process beyond the busy timeout.
+    #[error("store at {path} is locked by another process beyond the busy timeout; retry when the other run ends")]
+    StoreLocked {
+        /// Store directory.
+        path: PathBuf,
+    },
+
+    /// A SQLite error other than a lock.
+    #[error("metadata store error at {path}: {source}")]
+    Database {
+        /// Store directory.
+        path: PathBuf,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    /// A file-system error.
+    #[error("i/o error at {path}: {source}")]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A cacher could not save or load a value.
+    #[error("cacher `{cacher}` could not {action} {what}: {message}")]
+    Cacher {
+        /// Cacher id.
+        cacher: String,
+        /// "save" or "load".
+        action: &'static str,
+        /// What was being saved or loaded.
+        what: String,
+        /// The cause.
+        message: String,
+    },
+
+    /// A parameter could not be encoded for the cache key.
+    #[error("parameter `{name}` of step `{step}` cannot be encoded: {message}")]
+    Parameter {
+        /// Step name.
+        step: String,
+        /// Parameter name.
+        name: String,
+        /// The cause.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,805 @@
+//! Runs a graph: cache lookups on the coordinating thread, step bodies on scoped worker
+//! threads (at most `max_parallelism` at once), records committed as steps finish.
+//!
+//! The coordinator resolves a node as soon as all its upstream nodes are done: it computes
+//! the cache key from the upstream content hashes, and either reuses a completed execution
+//! (no bytes read) or hands the node to a worker. Workers run the body, store the outputs
+//! (blob renamed into place before the execution row commits) and report back.
+
+use std::any::Any;
+use std::collections::{HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::artifact::BoundArtifact;
+use crate::error::{Error, Result};
+use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, Value};
+use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
+use crate::pipeline::PipelineDef;
+use crate::run::{Reason, StepReport, StepStatus};
+use crate::store::{ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Store};
+use crate::time;
+
+pub(crate) struct RunSettings {
+    pub(crate) enable_cache: Option<bool>,
+    pub(crate) max_parallelism: usize,
+    pub(crate) run_name: Option<String>,
+}
+
+pub(crate) struct RunOutcome {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) reports: Vec<StepReport>,
+    pub(crate) artifacts: HashMap<(NodeId, usize), Arc<BoundArtifact>>,
+    pub(crate) duration: Duration,
+    pub(crate) failure: Option<Error>,
+}
+
+/// An output known to the run: its stored bytes and the execution that wrote them.
+#[derive(Clone, Copy)]
+struct Produced {
+    hash: Hash128,
+    size: u64,
+    execution: i64,
+}
+
+/// A node whose key is known and that must execute.
+struct Job {
+    node: NodeId,
+    key: Hash128,
+    components: KeyComponents,
+    reason: Reason,
+}
+
+/// What a worker reports back.
+struct Finished {
+    node: NodeId,
+    result: std::result::Result<Executed, String>,
+    duration: Duration,
+    execution: Option<i64>,
+    key: Hash128,
+    reason: Reason,
+}
+
+struct Executed {
+    values: Vec<Value>,
+    produced: Vec<Produced>,
+}
+
+fn new_run_id(started: i64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{started}-{}-{}-{:?}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::thread::current().id()
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+pub(crate) fn execute(
+    def: &PipelineDef,
+    store: &Store,
+    settings: &RunSettings,
+) -> Result<RunOutcome> {
+    let graph = &def.graph;
+    if let Some(problem) = graph.errors.first() {
+        return Err(Error::Parameter {
+            step: def.name.clone(),
+            name: "(pipeline body)".into(),
+            message: problem.clone(),
+        });
+    }
+    let clock = Instant::now();
+    let started = time::now_micros();
+    let id = new_run_id(started);
+    let name = settings
+        .run_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", def.name, time::run_suffix(started)));
+    store.begin_run(&id, &def.name, &name, started)?;
+
+    let mut state = State::new(def, store, settings, &id);
+    let result = std::thread::scope(|scope| state.drive(scope));
+    let duration = clock.elapsed();
+
+    let failed: Vec<&StepReport> = state
+        .reports
+        .iter()
+        .flatten()
+        .filter(|r| r.status == StepStatus::Failed)
+        .collect();
+    let status = if failed.is_empty() && result.is_ok() {
+        RunStatus::Completed
+    } else {
+        RunStatus::Failed
+    };
+    let finish = store.finish_run(&id, status, duration);
+    info!(
+        target: "pipeline",
+        "Pipeline run `{}` has finished in {:.3}s.",
+        name,
+        duration.as_secs_f64()
+    );
+    result?;
+    finish?;
+    let failure = failed.first().map(|first| Error::StepFailed {
+        step: first.name.clone(),
+        message: first.error.clone().unwrap_or_default(),
+        run: name.clone(),
+        others: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
+    });
+    let reports = state.reports.into_iter().flatten().collect();
+    let artifacts = state.bound;
+    Ok(RunOutcome {
+        id,
+        name,
+        reports,
+        artifacts,
+        duration,
+        failure,
+    })
+}
+
+struct State<'a> {
+    def: &'a PipelineDef,
+    store: &'a Store,
+    settings: &'a RunSettings,
+    run_id: &'a str,
+    /// Per node: how many distinct upstream nodes are not done yet.
+    waiting_on: Vec<usize>,
+    /// Per node: distinct downstream nodes.
+    dependents: Vec<Vec<NodeId>>,
+    /// Per (node, output): inputs not yet handed to a consumer.
+    unconsumed: HashMap<(NodeId, usize), usize>,
+    /// In-memory outputs still wanted by a consumer.
+    memory: HashMap<(NodeId, usize), Value>,
+    produced: Vec<Option<Vec<Produced>>>,
+    bound: HashMap<(NodeId, usize), Arc<BoundArtifact>>,
+    /// Per node: the failed or skipped upstream node that blocks it.
+    blocked_by: Vec<Option<String>>,
+    reports: Vec<Option<StepReport>>,
+    ready: VecDeque<NodeId>,
+    queued: VecDeque<Job>,
+    /// Cached and skipped rows waiting to be committed in one transaction.
+    pending_rows: Vec<PendingRow>,
+    done: usize,
+    running: usize,
+}
+
+struct PendingRow {
+    node: NodeId,
+    status: StepStatus,
+    key: Option<Hash128>,
+    components: KeyComponents,
+    reason: Reason,
+    reused: Option<i64>,
+    started_at_us: i64,
+    outputs: Vec<Produced>,
+}
+
+impl<'a> State<'a> {
+    fn new(
+        def: &'a PipelineDef,
+        store: &'a Store,
+        settings: &'a RunSettings,
+        run_id: &'a str,
+    ) -> Self {
+        let n = def.graph.nodes.len();
+        let mut waiting_on = vec![0; n];
+        let mut dependents = vec![Vec::new(); n];
+        let mut unconsumed = HashMap::new();
+        for (id, node) in def.graph.nodes.iter().enumerate() {
+            let mut ups: Vec<NodeId> = Vec::new();
+            for input in &node.inputs {
+                if let InputSource::Artifact { node: up, output } = input.source {
+                    *unconsumed.entry((up, output)).or_insert(0) += 1;
+                    if !ups.contains(&up) {
+                        ups.push(up);
+                    }
+                }
+            }
+            waiting_on[id] = ups.len();
+            for up in ups {
+                if let Some(d) = dependents.get_mut(up) {
+                    d.push(id);
+                }
+            }
+        }
+        let ready = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+        State {
+            def,
+            store,
+            settings,
+            run_id,
+            waiting_on,
+            dependents,
+            unconsumed,
+            memory: HashMap::new(),
+            produced: vec![None; n],
+            bound: HashMap::new(),
+            blocked_by: vec![None; n],
+            reports: (0..n).map(|_| None).collect(),
+            ready,
+            queued: VecDeque::new(),
+            pending_rows: Vec::new(),
+            done: 0,
+            running: 0,
+        }
+    }
+
+    fn node(&self, id: NodeId) -> &'a Node {
+        &self.def.graph.nodes[id]
+    }
+
+    /// The scheduling loop. Returns an error only for store failures that stop the run.
+    fn drive<'s>(&mut self, scope: &'s std::thread::Scope<'s, '_>) -> Result<()>
+    where
+        'a: 's,
+    {
+        let total = self.def.graph.nodes.len();
+        let (tx, rx) = mpsc::channel::<Finished>();
+        let mut fatal: Option<Error> = None;
+        loop {
+            while fatal.is_none() {
+                let Some(id) = self.ready.pop_front() else {
+                    break;
+                };
+                if let Err(e) = self.resolve(id) {
+                    fatal = Some(e);
+                }
+            }
+            while fatal.is_none() && self.running < self.settings.max_parallelism {
+                let Some(job) = self.queued.pop_front() else {
+                    break;
+                };
+                self.spawn(scope, job, tx.clone());
+            }
+            if let Err(e) = self.flush_rows() {
+                fatal.get_or_insert(e);
+            }
+            if self.done == total || self.running == 0 {
+                break;
+            }
+            let Ok(finished) = rx.recv() else {
+                break;
+            };
+            self.running -= 1;
+            self.finish(finished);
+        }
+        // Let running steps finish (the scope joins them) before reporting a fatal error.
+        while self.running > 0 {
+            let Ok(finished) = rx.recv() else {
+                break;
+            };
+            self.running -= 1;
+            self.finish(finished);
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn cache_enabled(&self, node: &Node) -> bool {
+        self.settings
+            .enable_cache
+            .or(node.enable_cache)
+            .or(self.def.enable_cache)
+            .unwrap_or(true)
+    }
+
+    fn components(&self, node: &Node) -> KeyComponents {
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|input| match &input.source {
+                InputSource::Artifact { node: up, output } => {
+                    let hash = self.produced[*up]
+                        .as_ref()
+                        .and_then(|p| p.get(*output))
+                        .map(|p| p.hash.to_hex())
+                        .unwrap_or_default();
+                    InputComponent::Artifact {
+                        name: input.name.to_string(),
+                        content_hash: hash,
+                        producer: self.node(*up).name.clone(),
+                    }
+                }
+                InputSource::Param(p) => InputComponent::Parameter {
+                    name: input.name.to_string(),
+                    type_name: p.type_name.to_string(),
+                    hash: p.hash.to_hex(),
+                    value: p.json.clone(),
+                },
+            })
+            .collect();
+        KeyComponents {
+            format: KEY_FORMAT_VERSION,
+            step: node.step.to_string(),
+            code_signature: signature_hex(node.signature),
+            outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
+            inputs,
+        }
+    }
+
+    /// Decides what to do with a node whose upstream nodes are all done.
+    fn resolve(&mut self, id: NodeId) -> Result<()> {
+        let node = self.node(id);
+        if let Some(up) = self.blocked_by[id].clone() {
+            self.release_inputs(id);
+            let components = self.components(node);
+            self.pending_rows.push(PendingRow {
+                node: id,
+                status: StepStatus::Skipped,
+                key: None,
+                components,
+                reason: Reason::UpstreamFailed { step: up.clone() },
+                reused: None,
+                started_at_us: time::now_micros(),
+                outputs: Vec::new(),
+            });
+            self.complete(
+                id,
+                StepStatus::Skipped,
+                Reason::UpstreamFailed { step: up },
+                None,
+                None,
+                None,
+                Duration::ZERO,
+            );
+            return Ok(());
+        }
+        let components = self.components(node);
+        let key = components.cache_key();
+        let reason = if self.cache_enabled(node) {
+            match self.store.lookup(key)? {
+                Lookup::Hit { execution, outputs } => {
+                    info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                    self.release_inputs(id);
+                    let produced: Vec<Produced> = outputs
+                        .into_iter()
+                        .map(|(hash, size)| Produced {
+                            hash,
+                            size,
+                            execution,
+                        })
+                        .collect();
+                    self.set_produced(id, &produced);
+                    self.pending_rows.push(PendingRow {
+                        node: id,
+                        status: StepStatus::Cached,
+                        key: Some(key),
+                        components,
+                        reason: Reason::Cached { execution },
+                        reused: Some(execution),
+                        started_at_us: time::now_micros(),
+                        outputs: produced,
+                    });
+                    self.complete(
+                        id,
+                        StepStatus::Cached,
+                        Reason::Cached { execution },
+                        Some(key),
+                        None,
+                        None,
+                        Duration::ZERO,
+                    );
+                    return Ok(());
+                }
+                Lookup::Damaged { output, missing } => {
+                    warn!(
+                        target: "pipeline",
+                        "Cached output `{}` of `{}` is {}; executing the step again.",
+                        output,
+                        node.name,
+                        if missing { "missing" } else { "corrupt" }
+                    );
+                    if missing {
+                        Reason::BlobMissing { output }
+                    } else {
+                        Reason::BlobCorrupt { output }
+                    }
+                }
+                Lookup::Miss => {
+                    let prev = self.store.previous_components(node.step)?;
+                    Reason::explain(prev.as_ref(), &components)
+                }
+            }
+        } else {
+            Reason::CacheDisabled
+        };
+        self.queued.push_back(Job {
+            node: id,
+            key,
+            components,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Hands a node to a worker thread.
+    fn spawn<'s>(
+        &mut self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        job: Job,
+        tx: mpsc::Sender<Finished>,
+    ) where
+        'a: 's,
+    {
+        let node = self.node(job.node);
+        let inputs = self.take_inputs(job.node);
+        let input_rows = self.input_rows(job.node);
+        self.running += 1;
+        let store = self.store;
+        let run_id = self.run_id;
+        scope.spawn(move || {
+            let finished = run_step(store, run_id, job, node, inputs, input_rows);
+            // The coordinator only stops listening once every worker has reported.
+            let _ = tx.send(finished);
+        });
+    }
+
+    /// Resolved inputs for a node about to execute; releases memory no one else needs.
+    fn take_inputs(&mut self, id: NodeId) -> Vec<Option<Resolved>> {
+        let node = self.node(id);
+        node.inputs
+            .iter()
+            .map(|input| {
+                Some(match &input.source {
+                    InputSource::Param(p) => {
+                        let fresh = if input.mode == InputMode::Owned {
+                            (p.fresh)().ok()
+                        } else {
+                            None
+                        };
+                        Resolved::Param(Arc::clone(&p.value), fresh)
+                    }
+                    InputSource::Artifact { node: up, output } => {
+                        let at = (*up, *output);
+                        let value = if input.mode == InputMode::Handle {
+                            None
+                        } else {
+                            self.memory.get(&at).cloned()
+                        };
+                        self.consume(at);
+                        match self.bound.get(&at) {
+                            Some(bound) => Resolved::Artifact {
+                                value,
+                                bound: Arc::clone(bound),
+                            },
+                            // Unreachable: upstream is done, so its outputs are bound.
+                            None => return None,
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn input_rows(&self, id: NodeId) -> Vec<InputRow> {
+        self.node(id)
+            .inputs
+            .iter()
+            .map(|input| match &input.source {
+                InputSource::Param(_) => InputRow {
+                    name: input.name.to_string(),
+                    hash: None,
+                    producer: None,
+                },
+                InputSource::Artifact { node: up, output } => {
+                    let p = self.produced[*up].as_ref().and_then(|p| p.get(*output));
+                    InputRow {
+                        name: input.name.to_string(),
+                        hash: p.map(|p| p.hash),
+                        producer: p.map(|p| p.execution),
+                    }
+                }
+            })
+            .collect()
+    }
+
+    /// Marks one consumption of an output; drops the in-memory value after the last one.
+    fn consume(&mut self, at: (NodeId, usize)) {
+        if let Some(n) = self.unconsumed.get_mut(&at) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.memory.remove(&at);
+            }
+        }
+    }
+
+    fn release_inputs(&mut self, id: NodeId) {
+        let node = self.node(id);
+        for input in &node.inputs {
+            if let InputSource::Artifact { node: up, output } = input.source {
+                self.consume((up, output));
+            }
+        }
+    }
+
+    fn set_produced(&mut self, id: NodeId, produced: &[Produced]) {
+        let node = self.node(id);
+        for (i, (p, spec)) in produced.iter().zip(&node.outputs).enumerate() {
+            self.bound.insert(
+                (id, i),
+                Arc::new(BoundArtifact {
+                    store: self.store.clone(),
+                    hash: p.hash,
+                    size: p.size,
+                    step: node.name.clone(),
+                    output_name: spec.decl.name.clone(),
+                    type_name: spec.decl.type_name.clone(),
+                    spec: Arc::clone(spec),
+                }),
+            );
+        }
+        self.produced[id] = Some(produced.to_vec());
+    }
+
+    /// Records a node as done and makes its dependents ready.
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &mut self,
+        id: NodeId,
+        status: StepStatus,
+        reason: Reason,
+        key: Option<Hash128>,
+        error: Option<String>,
+        execution: Option<i64>,
+        duration: Duration,
+    ) {
+        let node = self.node(id);
+        if matches!(status, StepStatus::Failed | StepStatus::Skipped) {
+            let blocker = match &reason {
+                Reason::UpstreamFailed { step } => step.clone(),
+                _ => node.name.clone(),
+            };
+            for &d in &self.dependents[id] {
+                self.blocked_by[d].get_or_insert_with(|| blocker.clone());
+            }
+        }
+        self.reports[id] = Some(StepReport {
+            name: node.name.clone(),
+            step: node.step.to_string(),
+            status,
+            duration,
+            cache_key: key.map(Hash128::to_hex),
+            reason,
+            error,
+            execution_id: execution,
+        });
+        self.done += 1;
+        for i in 0..self.dependents[id].len() {
+            let d = self.dependents[id][i];
+            self.waiting_on[d] -= 1;
+            if self.waiting_on[d] == 0 {
+                self.ready.push_back(d);
+            }
+        }
+    }
+
+    /// Handles a worker's report.
+    fn finish(&mut self, f: Finished) {
+        let node = self.node(f.node);
+        match f.result {
+            Ok(executed) => {
+                self.set_produced(f.node, &executed.produced);
+                for (i, value) in executed.values.into_iter().enumerate() {
+                    if self.unconsumed.get(&(f.node, i)).copied().unwrap_or(0) > 0 {
+                        self.memory.insert((f.node, i), value);
+                    }
+                }
+                self.complete(
+                    f.node,
+                    StepStatus::Executed,
+                    f.reason,
+                    Some(f.key),
+                    None,
+                    f.execution,
+                    f.duration,
+                );
+            }
+            Err(message) => {
+                let _ = node;
+                self.complete(
+                    f.node,
+                    StepStatus::Failed,
+                    f.reason,
+                    Some(f.key),
+                    Some(message),
+                    f.execution,
+                    f.duration,
+                );
+            }
+        }
+    }
+
+    /// Commits cached and skipped rows in one transaction and fills in their ids.
+    fn flush_rows(&mut self) -> Result<()> {
+        if self.pending_rows.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending_rows);
+        let rows: Vec<ExecutionRow<'_>> = pending
+            .iter()
+            .map(|p| {
+                let node = self.node(p.node);
+                ExecutionRow {
+                    run_id: self.run_id,
+                    name: &node.name,
+                    step: node.step,
+                    position: p.node,
+                    status: p.status,
+                    cache_key: p.key,
+                    components: &p.components,
+                    reason: Some(p.reason.to_string()),
+                    error: None,
+                    reused: p.reused,
+                    started_at_us: p.started_at_us,
+                    duration: Duration::ZERO,
+                    outputs: output_rows(node, &p.outputs, &[]),
+                    inputs: self.input_rows(p.node),
+                }
+            })
+            .collect();
+        let ids = self.store.record(&rows)?;
+        for (p, id) in pending.iter().zip(ids) {
+            if let Some(Some(r)) = self.reports.get_mut(p.node) {
+                r.execution_id = Some(id);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn output_rows(
+    node: &Node,
+    produced: &[Produced],
+    metadata: &[Option<serde_json::Value>],
+) -> Vec<OutputRow> {
+    produced
+        .iter()
+        .zip(&node.outputs)
+        .enumerate()
+        .map(|(i, (p, spec))| OutputRow {
+            name: spec.decl.name.clone(),
+            hash: p.hash,
+            size: p.size,
+            type_name: spec.decl.type_name.clone(),
+            cacher: spec.decl.cacher.clone(),
+            cacher_version: spec.decl.cacher_version,
+            metadata: metadata.get(i).cloned().flatten(),
+        })
+        .collect()
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+/// Runs one step body on a worker thread, stores its outputs and records the execution.
+fn run_step(
+    store: &Store,
+    run_id: &str,
+    job: Job,
+    node: &Node,
+    inputs: Vec<Option<Resolved>>,
+    input_rows: Vec<InputRow>,
+) -> Finished {
+    info!(target: "pipeline", "Step `{}` has started.", node.name);
+    let started_at_us = time::now_micros();
+    let clock = Instant::now();
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut ctx = StepContext { inputs };
+        let values = (node.body)(&mut ctx).map_err(|e| e.message)?;
+        drop(ctx);
+        let mut produced = Vec::with_capacity(values.len());
+        let mut metadata = Vec::with_capacity(values.len());
+        for (value, spec) in values.iter().zip(&node.outputs) {
+            let mut writer = store.blob_writer().map_err(|e| e.to_string())?;
+            match spec.save(value.as_ref(), &mut writer) {
+                Ok(meta) => metadata.push(meta),
+                Err(e) => {
+                    writer.abandon();
+                    return Err(format!(
+                        "cacher `{}` could not save output `{}`: {e}",
+                        spec.decl.cacher, spec.decl.name
+                    ));
+                }
+            }
+            let (hash, size) = store.finish_blob(writer).map_err(|e| e.to_string())?;
+            produced.push(Produced {
+                hash,
+                size,
+                execution: 0,
+            });
+        }
+        Ok((values, produced, metadata))
+    }));
+    let outcome = match outcome {
+        Ok(r) => r,
+        Err(payload) => Err(panic_message(payload.as_ref())),
+    };
+    let duration = clock.elapsed();
+    let (status, error, produced, metadata, values) = match outcome {
+        Ok((values, produced, metadata)) => {
+            (StepStatus::Executed, None, produced, metadata, values)
+        }
+        Err(message) => (
+            StepStatus::Failed,
+            Some(message),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    let row = ExecutionRow {
+        run_id,
+        name: &node.name,
+        step: node.step,
+        position: job.node,
+        status,
+        cache_key: Some(job.key),
+        components: &job.components,
+        reason: Some(job.reason.to_string()),
+        error: error.clone(),
+        reused: None,
+        started_at_us,
+        duration,
+        outputs: output_rows(node, &produced, &metadata),
+        inputs: input_rows,
+    };
+    let recorded = store.record(std::slice::from_ref(&row));
+    let (execution, error) = match (recorded, error) {
+        (Ok(ids), error) => (ids.first().copied(), error),
+        (Err(e), None) => (None, Some(format!("could not record the execution: {e}"))),
+        (Err(_), Some(error)) => (None, Some(error)),
+    };
+    let result = match error {
+        None => {
+            info!(
+                target: "pipeline",
+                "Step `{}` has finished in {:.3}s.",
+                node.name,
+                duration.as_secs_f64()
+            );
+            let produced = produced
+                .into_iter()
+                .map(|p| Produced {
+                    execution: execution.unwrap_or(0),
+                    ..p
+                })
+                .collect();
+            Ok(Executed { values, produced })
+        }
+        Some(message) => {
+            info!(
+                target: "pipeline",
+                "Step `{}` failed after {:.3}s: {}",
+                node.name,
+                duration.as_secs_f64(),
+                message
+            );
+            Err(message)
+        }
+    };
+    Finished {
+        node: job.node,
+        result,
+        duration,
+        execution,
+        key: job.key,
+        reason: job.reason,
+    }
+}

@@ -1,0 +1,448 @@
+//! The step graph, built once when a `#[pipeline]` constructor runs its body.
+//!
+//! Step functions called in a pipeline body do not run: each call adds a [`Node`] to the
+//! graph of the pipeline being built (held in a thread-local) and returns unbound handles.
+//! Handles refer only to earlier nodes, so node order is a topological order.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::artifact::{Artifact, BoundArtifact};
+use crate::cacher::Cacher;
+use crate::error::{BoxError, Error, Result};
+use crate::key::{Hash128, OutputDecl};
+
+/// Index of a node in its graph.
+pub type NodeId = usize;
+
+/// A value held in memory during a run, type-erased.
+pub type Value = Arc<dyn Any + Send + Sync>;
+
+/// The type-erased body of a step.
+pub type StepBody = Box<dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync>;
+
+/// How a step argument is declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputMode {
+    /// `x: &T`
+    Ref,
+    /// `x: T`
+    Owned,
+    /// `x: Artifact<T>`: the unresolved handle.
+    Handle,
+}
+
+/// What a pipeline body passed for one input: an upstream handle or a plain value.
+pub enum Input<T> {
+    /// An upstream step's output.
+    Artifact(Artifact<T>),
+    /// A parameter.
+    Value(T),
+}
+
+/// One parameter: its canonical hash for the key, JSON for people, and the value itself.
+pub struct Param {
+    pub(crate) type_name: &'static str,
+    pub(crate) hash: Hash128,
+    pub(crate) json: serde_json::Value,
+    pub(crate) value: Value,
+    /// A fresh owned copy for `x: T` arguments (decoded from bincode bytes taken at build time).
+    pub(crate) fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync>,
+}
+
+/// Where an input comes from.
+pub enum InputSource {
+    /// Output `output` of node `node`.
+    Artifact {
+        /// Producer node.
+        node: NodeId,
+        /// Output index.
+        output: usize,
+    },
+    /// A parameter.
+    Param(Param),
+}
+
+/// One declared input of a node.
+pub struct InputSpec {
+    pub(crate) name: &'static str,
+    pub(crate) mode: InputMode,
+    pub(crate) source: InputSource,
+    pub(crate) graph: Option<u64>,
+    pub(crate) error: Option<String>,
+}
+
+impl InputSpec {
+    /// Builds an input from what the pipeline body passed.
+    pub fn new<T>(name: &'static str, mode: InputMode, input: Input<T>) -> Self
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        match input {
+            Input::Artifact(a) => InputSpec {
+                name,
+                mode,
+                source: InputSource::Artifact {
+                    node: a.node,
+                    output: a.output,
+                },
+                graph: Some(a.graph),
+                error: None,
+            },
+            Input::Value(v) => {
+                let mut error = None;
+                let hash = match crate::canonical::to_canonical_bytes(&v) {
+                    Ok(bytes) => Hash128::of(&bytes),
+                    Err(e) => {
+                        error = Some(e.to_string());
+                        Hash128(0)
+                    }
+                };
+                let json = serde_json::to_value(&v).unwrap_or(serde_json::Value::Null);
+                let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
+                    if mode == InputMode::Owned {
+                        match bincode::serde::encode_to_vec(&v, bincode::config::standard()) {
+                            Ok(bytes) => Box::new(move || {
+                                let (v, _): (T, usize) = bincode::serde::decode_from_slice(
+                                    &bytes,
+                                    bincode::config::standard(),
+                                )?;
+                                Ok(Box::new(v) as Box<dyn Any + Send>)
+                            }),
+                            Err(e) => {
+                                error = Some(e.to_string());
+                                Box::new(|| Err("parameter could not be encoded".into()))
+                            }
+                        }
+                    } else {
+                        Box::new(|| Err("parameter is passed by reference".into()))
+                    };
+                InputSpec {
+                    name,
+                    mode,
+                    source: InputSource::Param(Param {
+                        type_name: std::any::type_name::<T>(),
+                        hash,
+                        json,
+                        value: Arc::new(v),
+                        fresh,
+                    }),
+                    graph: None,
+                    error,
+                }
+            }
+        }
+    }
+}
+
+type SaveFn = dyn Fn(&(dyn Any + Send + Sync), &mut dyn Write) -> Result<Option<serde_json::Value>, BoxError>
+    + Send
+    + Sync;
+type LoadFn = dyn Fn(&mut dyn Read) -> Result<Box<dyn Any + Send + Sync>, BoxError> + Send + Sync;
+
+/// One declared output: its name, type and the cacher that stores it.
+pub struct OutputSpec {
+    pub(crate) decl: OutputDecl,
+    save: Box<SaveFn>,
+    load: Box<LoadFn>,
+}
+
+impl OutputSpec {
+    /// Declares output `name` of type `T`, stored by `cacher`.
+    pub fn new<T, C>(name: &'static str, cacher: C) -> Self
+    where
+        T: Send + Sync + 'static,
+        C: Cacher<T>,
+    {
+        let cacher = Arc::new(cacher);
+        let decl = OutputDecl {
+            name: name.to_string(),
+            type_name: std::any::type_name::<T>().to_string(),
+            cacher: cacher.id().to_string(),
+            cacher_version: cacher.version(),
+        };
+        let saver = Arc::clone(&cacher);
+        OutputSpec {
+            decl,
+            save: Box::new(move |value, out| {
+                let value = value
+                    .downcast_ref::<T>()
+                    .ok_or("internal error: output value has an unexpected type")?;
+                saver.save(value, out)?;
+                Ok(saver.metadata(value))
+            }),
+            load: Box::new(move |input| {
+                Ok(Box::new(cacher.load(input)?) as Box<dyn Any + Send + Sync>)
+            }),
+        }
+    }
+
+    pub(crate) fn cacher_id(&self) -> &str {
+        &self.decl.cacher
+    }
+
+    pub(crate) fn save(
+        &self,
+        value: &(dyn Any + Send + Sync),
+        out: &mut dyn Write,
+    ) -> Result<Option<serde_json::Value>, BoxError> {
+        (self.save)(value, out)
+    }
+
+    pub(crate) fn load(
+        &self,
+        input: &mut dyn Read,
+    ) -> Result<Box<dyn Any + Send + Sync>, BoxError> {
+        (self.load)(input)
+    }
+}
+
+/// What the `#[step]` macro hands over for one call in a pipeline body.
+pub struct StepDef {
+    /// Step name (enters the cache key).
+    pub name: &'static str,
+    /// Code signature.
+    pub signature: u64,
+    /// The step's own `enable_cache` option, if given.
+    pub enable_cache: Option<bool>,
+    /// Inputs in declaration order.
+    pub inputs: Vec<InputSpec>,
+    /// Outputs in order.
+    pub outputs: Vec<OutputSpec>,
+    /// The body.
+    pub body: StepBody,
+}
+
+/// A step invocation in a graph.
+pub struct Node {
+    /// Unique name within the pipeline (`name`, `name_2`, ... when a step is used twice).
+    pub(crate) name: String,
+    pub(crate) step: &'static str,
+    pub(crate) signature: u64,
+    pub(crate) enable_cache: Option<bool>,
+    pub(crate) inputs: Vec<InputSpec>,
+    pub(crate) outputs: Vec<Arc<OutputSpec>>,
+    pub(crate) body: StepBody,
+}
+
+/// A built pipeline graph.
+pub struct Graph {
+    pub(crate) id: u64,
+    pub(crate) nodes: Vec<Node>,
+    /// Problems found while building (bad parameter, handle from another pipeline).
+    pub(crate) errors: Vec<String>,
+}
+
+static NEXT_GRAPH_ID: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    static BUILDING: RefCell<Vec<Graph>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `body` with a fresh graph being built on this thread, and returns both.
+pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
+    struct Pop;
+    impl Drop for Pop {
+        fn drop(&mut self) {
+            BUILDING.with(|b| b.borrow_mut().pop());
+        }
+    }
+    BUILDING.with(|b| {
+        b.borrow_mut().push(Graph {
+            id: NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed),
+            nodes: Vec::new(),
+            errors: Vec::new(),
+        })
+    });
+    let pop = Pop;
+    let out = body();
+    let graph = BUILDING.with(|b| b.borrow_mut().pop());
+    std::mem::forget(pop);
+    // `build` pushed one graph and nothing else pops it, so it is there.
+    let graph = graph.unwrap_or_else(|| Graph {
+        id: 0,
+        nodes: Vec::new(),
+        errors: vec!["internal error: pipeline graph vanished while building".into()],
+    });
+    (graph, out)
+}
+
+/// Adds a step call to the graph being built and returns its node id and graph id.
+///
+/// # Panics
+/// When no pipeline is being built: step functions only wire steps inside a `#[pipeline]`
+/// body. Run the function itself with `<step>::call(..)`.
+pub fn add_step(def: StepDef) -> (u64, NodeId) {
+    BUILDING.with(|b| {
+        let mut stack = b.borrow_mut();
+        let Some(graph) = stack.last_mut() else {
+            drop(stack);
+            panic!(
+                "step `{0}` was called outside a `#[pipeline]` body; step functions only wire \
+                 a pipeline together. To run the function itself (e.g. in a unit test), call \
+                 `{0}::call(..)`",
+                def.name
+            );
+        };
+        let id = graph.nodes.len();
+        for input in &def.inputs {
+            if let Some(e) = &input.error {
+                graph.errors.push(format!(
+                    "parameter `{}` of step `{}` cannot be encoded: {e}",
+                    input.name, def.name
+                ));
+            }
+            if input.graph.is_some_and(|g| g != graph.id) {
+                graph.errors.push(format!(
+                    "input `{}` of step `{}` is an artifact of another pipeline; pass artifacts \
+                     only between steps of the same pipeline body",
+                    input.name, def.name
+                ));
+            }
+        }
+        let taken = |n: &str| graph.nodes.iter().any(|node| node.name == n);
+        let mut name = def.name.to_string();
+        let mut k = 2;
+        while taken(&name) {
+            name = format!("{}_{k}", def.name);
+            k += 1;
+        }
+        graph.nodes.push(Node {
+            name,
+            step: def.name,
+            signature: def.signature,
+            enable_cache: def.enable_cache,
+            inputs: def.inputs,
+            outputs: def.outputs.into_iter().map(Arc::new).collect(),
+            body: def.body,
+        });
+        (graph.id, id)
+    })
+}
+
+/// An unbound handle to output `output` of node `node` (for generated code).
+pub fn artifact<T>(at: (u64, NodeId), output: usize) -> Artifact<T> {
+    Artifact::unbound(at.0, at.1, output)
+}
+
+/// Error returned by a step body: the message that `StepReport::error` and the logs show.
+#[derive(Debug)]
+pub struct StepError {
+    pub(crate) message: String,
+}
+
+impl StepError {
+    /// From a step's `Err` value.
+    pub fn from_display(e: &dyn std::fmt::Display) -> Self {
+        StepError {
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<Error> for StepError {
+    fn from(e: Error) -> Self {
+        StepError {
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A resolved input handed to a step body.
+pub(crate) enum Resolved {
+    /// A parameter.
+    Param(Value, Option<Box<dyn Any + Send>>),
+    /// An upstream artifact: maybe in memory, always in the store.
+    Artifact {
+        value: Option<Value>,
+        bound: Arc<BoundArtifact>,
+    },
+}
+
+/// Gives a step body its arguments (for generated code).
+pub struct StepContext {
+    pub(crate) inputs: Vec<Option<Resolved>>,
+}
+
+impl StepContext {
+    fn take(&mut self, i: usize) -> Result<Resolved, StepError> {
+        self.inputs
+            .get_mut(i)
+            .and_then(Option::take)
+            .ok_or_else(|| StepError {
+                message: format!("internal error: input {i} resolved twice or missing"),
+            })
+    }
+
+    /// Argument `i` for a `&T` parameter: shared, from memory or loaded from the store.
+    pub fn shared<T: Send + Sync + 'static>(&mut self, i: usize) -> Result<Arc<T>, StepError> {
+        match self.take(i)? {
+            Resolved::Param(v, _) => downcast_arc(v),
+            Resolved::Artifact { value: Some(v), .. } => downcast_arc(v),
+            Resolved::Artifact { value: None, bound } => Ok(Arc::new(load_bound::<T>(&bound)?)),
+        }
+    }
+
+    /// Argument `i` for a `T` parameter: moved out of memory when this step is its last
+    /// consumer, otherwise a fresh copy loaded from the store.
+    pub fn owned<T: Send + Sync + 'static>(&mut self, i: usize) -> Result<T, StepError> {
+        match self.take(i)? {
+            Resolved::Param(_, Some(fresh)) => fresh
+                .downcast::<T>()
+                .map(|b| *b)
+                .map_err(|_| type_error::<T>()),
+            Resolved::Param(v, None) => {
+                // Only reachable if a by-value parameter could not be prepared.
+                drop(v);
+                Err(StepError {
+                    message: "internal error: parameter copy missing".into(),
+                })
+            }
+            Resolved::Artifact { value, bound } => {
+                if let Some(v) = value {
+                    let arc = downcast_arc::<T>(v)?;
+                    match Arc::try_unwrap(arc) {
+                        Ok(v) => return Ok(v),
+                        Err(shared) => drop(shared),
+                    }
+                }
+                load_bound::<T>(&bound)
+            }
+        }
+    }
+
+    /// Argument `i` for an `Artifact<T>` parameter: the bound handle, not loaded.
+    pub fn handle<T: 'static>(&mut self, i: usize) -> Result<Artifact<T>, StepError> {
+        match self.take(i)? {
+            Resolved::Artifact { bound, .. } => Ok(Artifact::unbound(0, 0, 0).with_binding(bound)),
+            Resolved::Param(..) => Err(StepError {
+                message: "internal error: a parameter was given for an `Artifact<T>` argument"
+                    .into(),
+            }),
+        }
+    }
+}
+
+fn type_error<T>() -> StepError {
+    StepError {
+        message: format!(
+            "internal error: input is not a `{}`",
+            std::any::type_name::<T>()
+        ),
+    }
+}
+
+fn downcast_arc<T: Send + Sync + 'static>(v: Value) -> Result<Arc<T>, StepError> {
+    v.downcast::<T>().map_err(|_| type_error::<T>())
+}
+
+fn load_bound<T: 'static>(bound: &Arc<BoundArtifact>) -> Result<T, StepError> {
+    let handle: Artifact<T> = Artifact::unbound(0, 0, 0).with_binding(Arc::clone(bound));
+    Ok(handle.load()?)
+}

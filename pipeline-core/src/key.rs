@@ -1,0 +1,226 @@
+//! Cache keys and the components they are made of.
+//!
+//! A cache key is xxh3-128 over a canonical, length-prefixed encoding of: the key-format
+//! version, the step name, the code signature, each output's declaration (name, type, cacher
+//! id and version) and each input in declaration order (name plus the upstream artifact's
+//! content hash, or the parameter's type name and canonical bytes). The components are
+//! recorded beside the key so a miss can say exactly what changed.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::Xxh3;
+
+/// Bump when the encoding below changes: every key changes with it, which is what we want.
+pub const KEY_FORMAT_VERSION: u32 = 1;
+
+/// A 128-bit hash (content hash or cache key).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hash128(pub u128);
+
+impl Hash128 {
+    /// 32 lowercase hex digits.
+    pub fn to_hex(self) -> String {
+        format!("{:032x}", self.0)
+    }
+
+    /// Parses 32 hex digits.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        if s.len() != 32 {
+            return None;
+        }
+        u128::from_str_radix(s, 16).ok().map(Hash128)
+    }
+
+    /// xxh3-128 of `bytes`.
+    pub fn of(bytes: &[u8]) -> Self {
+        Hash128(xxhash_rust::xxh3::xxh3_128(bytes))
+    }
+}
+
+impl fmt::Debug for Hash128 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Display for Hash128 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+/// One output's declaration as it enters the key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputDecl {
+    /// Output name (`output` for a single-output step).
+    pub name: String,
+    /// Rust type name of the value.
+    pub type_name: String,
+    /// Cacher id.
+    pub cacher: String,
+    /// Cacher format version.
+    pub cacher_version: u32,
+}
+
+/// One input as it enters the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum InputComponent {
+    /// An upstream artifact, by content hash.
+    Artifact {
+        /// Argument name.
+        name: String,
+        /// Content hash of the upstream artifact (hex).
+        content_hash: String,
+        /// Upstream step that produced it (not part of the key: for explanations).
+        producer: String,
+    },
+    /// A plain value.
+    Parameter {
+        /// Argument name.
+        name: String,
+        /// Rust type name.
+        type_name: String,
+        /// xxh3-128 of the canonical bytes (hex).
+        hash: String,
+        /// The value as JSON (not part of the key: for explanations).
+        value: serde_json::Value,
+    },
+}
+
+impl InputComponent {
+    /// The argument name.
+    pub fn name(&self) -> &str {
+        match self {
+            InputComponent::Artifact { name, .. } | InputComponent::Parameter { name, .. } => name,
+        }
+    }
+}
+
+/// Everything a cache key is computed from, recorded beside the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyComponents {
+    /// Key-format version.
+    pub format: u32,
+    /// Step name.
+    pub step: String,
+    /// Code signature (hex of the u64).
+    pub code_signature: String,
+    /// Output declarations in order.
+    pub outputs: Vec<OutputDecl>,
+    /// Inputs in declaration order.
+    pub inputs: Vec<InputComponent>,
+}
+
+impl KeyComponents {
+    /// The cache key: xxh3-128 over a length-prefixed encoding of the components
+    /// (display-only fields such as parameter JSON and producer names are left out).
+    pub fn cache_key(&self) -> Hash128 {
+        let mut h = Xxh3::new();
+        let mut field = |bytes: &[u8]| {
+            h.update(&(bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(&self.format.to_le_bytes());
+        field(self.step.as_bytes());
+        field(self.code_signature.as_bytes());
+        field(&(self.outputs.len() as u64).to_le_bytes());
+        for o in &self.outputs {
+            field(o.name.as_bytes());
+            field(o.type_name.as_bytes());
+            field(o.cacher.as_bytes());
+            field(&o.cacher_version.to_le_bytes());
+        }
+        field(&(self.inputs.len() as u64).to_le_bytes());
+        for i in &self.inputs {
+            match i {
+                InputComponent::Artifact {
+                    name, content_hash, ..
+                } => {
+                    field(b"a");
+                    field(name.as_bytes());
+                    field(content_hash.as_bytes());
+                }
+                InputComponent::Parameter {
+                    name,
+                    type_name,
+                    hash,
+                    ..
+                } => {
+                    field(b"p");
+                    field(name.as_bytes());
+                    field(type_name.as_bytes());
+                    field(hash.as_bytes());
+                }
+            }
+        }
+        Hash128(h.digest128())
+    }
+}
+
+/// Formats a code signature as 16 hex digits.
+pub fn signature_hex(signature: u64) -> String {
+    format!("{signature:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn components() -> KeyComponents {
+        KeyComponents {
+            format: KEY_FORMAT_VERSION,
+            step: "trainer".into(),
+            code_signature: signature_hex(7),
+            outputs: vec![OutputDecl {
+                name: "output".into(),
+                type_name: "f64".into(),
+                cacher: "bincode".into(),
+                cacher_version: 1,
+            }],
+            inputs: vec![InputComponent::Parameter {
+                name: "gamma".into(),
+                type_name: "f64".into(),
+                hash: Hash128(1).to_hex(),
+                value: serde_json::json!(0.1),
+            }],
+        }
+    }
+
+    #[test]
+    fn key_ignores_display_only_fields() {
+        let a = components();
+        let mut b = components();
+        if let InputComponent::Parameter { value, .. } = &mut b.inputs[0] {
+            *value = serde_json::json!("shown differently");
+        }
+        assert_eq!(a.cache_key(), b.cache_key());
+    }
+
+    #[test]
+    fn key_changes_with_each_component() {
+        let base = components().cache_key();
+        let mut c = components();
+        c.code_signature = signature_hex(8);
+        assert_ne!(c.cache_key(), base);
+        let mut c = components();
+        c.outputs[0].cacher_version = 2;
+        assert_ne!(c.cache_key(), base);
+        let mut c = components();
+        if let InputComponent::Parameter { hash, .. } = &mut c.inputs[0] {
+            *hash = Hash128(2).to_hex();
+        }
+        assert_ne!(c.cache_key(), base);
+        let mut c = components();
+        c.step = "trainer2".into();
+        assert_ne!(c.cache_key(), base);
+    }
+
+    #[test]
+    fn hex_round_trips() {
+        let h = Hash128::of(b"abc");
+        assert_eq!(Hash128::from_hex(&h.to_hex()), Some(h));
+        assert_eq!(Hash128::from_hex("xyz"), None);
+    }
+}

@@ -1,0 +1,70 @@
+//! Runtime of the [`pipeline`](https://docs.rs/pipeline) crate: artifact handles, the step
+//! graph, cache keys, the SQLite + blob store, the parallel executor and the cachers.
+//!
+//! Users depend on the `pipeline` facade, which re-exports this crate and the macros; the
+//! `__private` module is the surface generated code uses and is not a stable API.
+
+#![warn(missing_docs)]
+
+mod artifact;
+pub mod cacher;
+pub mod canonical;
+mod error;
+mod executor;
+mod graph;
+mod key;
+mod pipeline;
+mod run;
+pub mod store;
+mod time;
+
+pub use crate::artifact::Artifact;
+pub use crate::cacher::{Bincode, Cacher, Json};
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
+pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+pub use crate::run::{Reason, Run, StepReport, StepStatus};
+pub use crate::store::{
+    ArtifactRecord, InputRecord, RunRecord, RunStatus, StepRecord, Store, StoreStats,
+};
+
+/// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a
+/// stable API: names here change without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::graph::{
+        add_step, artifact, Input, InputMode, InputSpec, OutputSpec, StepContext, StepDef,
+        StepError, Value,
+    };
+    pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+    pub use crate::{Artifact, Bincode, Json};
+
+    /// Wraps an output value for the executor.
+    pub fn value<T: Send + Sync + 'static>(v: T) -> Value {
+        std::sync::Arc::new(v)
+    }
+
+    /// Asserts at the step definition that a type can be an input or output.
+    pub const fn assert_step_value<
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
+    >() {
+    }
+
+    /// Folds the signatures of `uses = [..]` helpers into a step's own, at compile time.
+    pub const fn combine_signatures(own: u64, uses: &[u64]) -> u64 {
+        let mut h = splitmix(own);
+        let mut i = 0;
+        while i < uses.len() {
+            h = splitmix(h ^ splitmix(uses[i].wrapping_add(i as u64 + 1)));
+            i += 1;
+        }
+        h
+    }
+
+    const fn splitmix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}

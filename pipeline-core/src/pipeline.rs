@@ -1,0 +1,244 @@
+//! `Pipeline<O>`: a built graph plus run settings; `run()` may be called many times.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::artifact::{Artifact, BoundArtifact};
+use crate::error::Result;
+use crate::executor::{self, RunSettings};
+use crate::graph::{self, Graph, NodeId};
+use crate::run::Run;
+use crate::store::{self, Store};
+
+/// What a pipeline body may return: `()`, an `Artifact<T>`, a tuple or `Vec` of them, or a
+/// step's generated `Outputs` struct.
+#[diagnostic::on_unimplemented(
+    message = "a `#[pipeline]` must return artifacts, but this one returns `{Self}`",
+    label = "not an artifact handle",
+    note = "return `()`, an `Artifact<T>` from a step, a tuple or `Vec` of them, or a step's `Outputs` struct"
+)]
+pub trait PipelineOutput: Clone + Send + Sync + 'static {
+    /// Returns a copy whose handles are bound to a run's artifacts.
+    fn bind(&self, binder: &Binder<'_>) -> Self;
+}
+
+/// Binds unbound handles to the artifacts a run produced or reused.
+pub struct Binder<'a> {
+    pub(crate) artifacts: &'a HashMap<(NodeId, usize), Arc<BoundArtifact>>,
+}
+
+impl Binder<'_> {
+    /// The bound version of `artifact` (unchanged if the run did not produce it).
+    pub fn bind<T>(&self, artifact: &Artifact<T>) -> Artifact<T> {
+        match self.artifacts.get(&(artifact.node, artifact.output)) {
+            Some(b) => artifact.with_binding(Arc::clone(b)),
+            None => artifact.clone(),
+        }
+    }
+}
+
+impl PipelineOutput for () {
+    fn bind(&self, _: &Binder<'_>) -> Self {}
+}
+
+impl<T: 'static> PipelineOutput for Artifact<T> {
+    fn bind(&self, binder: &Binder<'_>) -> Self {
+        binder.bind(self)
+    }
+}
+
+impl<O: PipelineOutput> PipelineOutput for Vec<O> {
+    fn bind(&self, binder: &Binder<'_>) -> Self {
+        self.iter().map(|o| o.bind(binder)).collect()
+    }
+}
+
+macro_rules! tuple_output {
+    ($($name:ident)+) => {
+        impl<$($name: PipelineOutput),+> PipelineOutput for ($($name,)+) {
+            #[allow(non_snake_case)]
+            fn bind(&self, binder: &Binder<'_>) -> Self {
+                let ($($name,)+) = self;
+                ($($name.bind(binder),)+)
+            }
+        }
+    };
+}
+tuple_output!(A);
+tuple_output!(A B);
+tuple_output!(A B C);
+tuple_output!(A B C D);
+tuple_output!(A B C D E);
+tuple_output!(A B C D E F);
+tuple_output!(A B C D E F G);
+tuple_output!(A B C D E F G H);
+
+/// The immutable part of a pipeline, shared by clones.
+pub(crate) struct PipelineDef {
+    pub(crate) name: String,
+    pub(crate) enable_cache: Option<bool>,
+    pub(crate) graph: Graph,
+}
+
+#[derive(Clone)]
+enum StoreSource {
+    Default,
+    Path(PathBuf),
+    Store(Store),
+}
+
+/// A pipeline built by a `#[pipeline]` constructor. Clone it to vary run settings.
+///
+/// ```ignore
+/// let p = first_pipeline(0.001);
+/// let run = p.run()?;                       // executes every step
+/// p.run()?;                                 // reuses cached steps
+/// p.clone().enable_cache(false).run()?;     // re-executes everything
+/// ```
+#[derive(Clone)]
+pub struct Pipeline<O> {
+    def: Arc<PipelineDef>,
+    output: O,
+    enable_cache: Option<bool>,
+    store: StoreSource,
+    opened: Arc<Mutex<Option<Store>>>,
+    max_parallelism: Option<usize>,
+    run_name: Option<String>,
+}
+
+impl<O: PipelineOutput> Pipeline<O> {
+    /// Builds a pipeline by running `body` once to record its steps (for generated code).
+    pub fn build(name: &str, enable_cache: Option<bool>, body: impl FnOnce() -> O) -> Self {
+        let (graph, output) = graph::build(body);
+        Pipeline {
+            def: Arc::new(PipelineDef {
+                name: name.to_string(),
+                enable_cache,
+                graph,
+            }),
+            output,
+            enable_cache: None,
+            store: StoreSource::Default,
+            opened: Arc::new(Mutex::new(None)),
+            max_parallelism: None,
+            run_name: None,
+        }
+    }
+
+    /// Turns caching on or off for every step of the runs of this pipeline value; it takes
+    /// precedence over step and pipeline options. A step run with caching off still records
+    /// its execution and outputs.
+    pub fn enable_cache(mut self, enabled: bool) -> Self {
+        self.enable_cache = Some(enabled);
+        self
+    }
+
+    /// Records runs in `store`.
+    pub fn store(mut self, store: Store) -> Self {
+        self.store = StoreSource::Store(store);
+        self.opened = Arc::new(Mutex::new(None));
+        self
+    }
+
+    /// Records runs in the store directory `path` (created on first use).
+    pub fn store_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = StoreSource::Path(path.into());
+        self.opened = Arc::new(Mutex::new(None));
+        self
+    }
+
+    /// Runs at most `n` steps at the same time (default: the number of cores).
+    pub fn max_parallelism(mut self, n: usize) -> Self {
+        self.max_parallelism = Some(n.max(1));
+        self
+    }
+
+    /// Names the next runs `name` instead of `<pipeline>-<date>`.
+    pub fn run_name(mut self, name: impl Into<String>) -> Self {
+        self.run_name = Some(name.into());
+        self
+    }
+
+    /// The pipeline's name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// Number of step calls in the graph.
+    pub fn len(&self) -> usize {
+        self.def.graph.nodes.len()
+    }
+
+    /// Whether the graph has no steps.
+    pub fn is_empty(&self) -> bool {
+        self.def.graph.nodes.is_empty()
+    }
+
+    /// Names of the step calls in pipeline order.
+    pub fn step_names(&self) -> Vec<&str> {
+        self.def
+            .graph
+            .nodes
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect()
+    }
+
+    /// The store this pipeline records into, opened on first use.
+    pub fn open_store(&self) -> Result<Store> {
+        let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = opened.as_ref() {
+            return Ok(s.clone());
+        }
+        let store = match &self.store {
+            StoreSource::Default => Store::open(store::default_path())?,
+            StoreSource::Path(p) => Store::open(p)?,
+            StoreSource::Store(s) => s.clone(),
+        };
+        *opened = Some(store.clone());
+        Ok(store)
+    }
+
+    /// Runs the pipeline: each step executes unless a completed execution with the same
+    /// cache key is in the store. Returns [`Error::StepFailed`](crate::Error::StepFailed)
+    /// when a step fails; the other steps' outputs stay recorded, so a rerun resumes.
+    pub fn run(&self) -> Result<Run<O>> {
+        let store = self.open_store()?;
+        let settings = RunSettings {
+            enable_cache: self.enable_cache,
+            max_parallelism: self.max_parallelism.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(1)
+            }),
+            run_name: self.run_name.clone(),
+        };
+        let outcome = executor::execute(&self.def, &store, &settings)?;
+        let binder = Binder {
+            artifacts: &outcome.artifacts,
+        };
+        let run = Run {
+            id: outcome.id,
+            name: outcome.name,
+            pipeline: self.def.name.clone(),
+            output: self.output.bind(&binder),
+            steps: outcome.reports,
+            duration: outcome.duration,
+            store,
+        };
+        match outcome.failure {
+            Some(e) => Err(e),
+            None => Ok(run),
+        }
+    }
+}
+
+impl<O> std::fmt::Debug for Pipeline<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("name", &self.def.name)
+            .field("steps", &self.def.graph.nodes.len())
+            .finish_non_exhaustive()
+    }
+}

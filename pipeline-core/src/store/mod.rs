@@ -1,0 +1,676 @@
+//! The metadata store (SQLite) and the blob folder beside it.
+//!
+//! ```text
+//! <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
+//! <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
+//! ```
+
+mod blob;
+mod query;
+mod schema;
+
+pub use query::{ArtifactRecord, InputRecord, RunRecord, RunStatus, StepRecord};
+
+use std::fs::{self, File};
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub(crate) use blob::BlobWriter;
+
+use crate::cacher::{Bincode, Cacher, Json};
+use crate::error::{BoxError, Error, Result};
+use crate::key::{Hash128, KeyComponents};
+use crate::run::StepStatus;
+
+/// How long a writer waits for another process's transaction before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Environment variable naming the store directory.
+pub const PIPELINE_HOME: &str = "PIPELINE_HOME";
+
+/// A handle to a store directory; cheap to clone and shareable between threads.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+struct StoreInner {
+    root: PathBuf,
+    artifacts: PathBuf,
+    db: Mutex<Connection>,
+    blob_reads: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("root", &self.inner.root)
+            .finish()
+    }
+}
+
+/// Counters of blob reads since the store handle was opened (tests use them to show that
+/// cached runs read no artifact bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Number of blobs opened for reading (loads and re-verifications).
+    pub blob_reads: u64,
+    /// Bytes read from blobs.
+    pub bytes_read: u64,
+}
+
+/// Result of looking up a cache key.
+pub(crate) enum Lookup {
+    /// A completed execution whose blobs are all present and intact.
+    Hit {
+        execution: i64,
+        outputs: Vec<(Hash128, u64)>,
+    },
+    /// No completed execution with this key.
+    Miss,
+    /// A completed execution exists but a blob is gone or damaged.
+    Damaged { output: String, missing: bool },
+}
+
+/// One output written by an execution.
+pub(crate) struct OutputRow {
+    pub name: String,
+    pub hash: Hash128,
+    pub size: u64,
+    pub type_name: String,
+    pub cacher: String,
+    pub cacher_version: u32,
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// One input consumed by an execution.
+pub(crate) struct InputRow {
+    pub name: String,
+    pub hash: Option<Hash128>,
+    pub producer: Option<i64>,
+}
+
+/// An execution row and its artifacts and inputs, committed together.
+pub(crate) struct ExecutionRow<'a> {
+    pub run_id: &'a str,
+    pub name: &'a str,
+    pub step: &'a str,
+    pub position: usize,
+    pub status: StepStatus,
+    pub cache_key: Option<Hash128>,
+    pub components: &'a KeyComponents,
+    pub reason: Option<String>,
+    pub error: Option<String>,
+    pub reused: Option<i64>,
+    pub started_at_us: i64,
+    pub duration: Duration,
+    pub outputs: Vec<OutputRow>,
+    pub inputs: Vec<InputRow>,
+}
+
+impl Store {
+    /// Opens the store in directory `path`, creating it if it does not exist.
+    ///
+    /// Refuses a path that is a file, a non-empty directory that is not a store, a SQLite
+    /// database of another application, and a store written by a newer version.
+    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        let root = path.as_ref().to_path_buf();
+        let not_a_store = |reason: &str| Error::NotAStore {
+            path: root.clone(),
+            reason: reason.to_string(),
+        };
+        let db_path = root.join("metadata.sqlite");
+        match fs::metadata(&root) {
+            Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory")),
+            Ok(_) => {
+                if !db_path.exists() {
+                    let foreign = fs::read_dir(&root)
+                        .map_err(|e| Error::io(&root, e))?
+                        .filter_map(|e| e.ok())
+                        .any(|e| e.file_name() != "artifacts");
+                    if foreign {
+                        return Err(not_a_store("a non-empty directory without metadata.sqlite"));
+                    }
+                } else if db_path.is_dir() {
+                    return Err(not_a_store("metadata.sqlite is a directory"));
+                }
+            }
+            Err(_) => fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?,
+        }
+        let artifacts = root.join("artifacts");
+        fs::create_dir_all(&artifacts).map_err(|e| Error::io(&artifacts, e))?;
+
+        let db_err = |e: rusqlite::Error| map_db_error(&root, e);
+        let conn = Connection::open(&db_path).map_err(db_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        // Any read fails with NotADatabase on random bytes: say so plainly.
+        let (version, app_id, tables) = match read_header(&conn) {
+            Ok(h) => h,
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                return Err(not_a_store("metadata.sqlite is not a SQLite database"))
+            }
+            Err(e) => return Err(db_err(e)),
+        };
+        if version > 0 && app_id != schema::APPLICATION_ID || version == 0 && tables > 0 {
+            return Err(not_a_store(
+                "metadata.sqlite is a SQLite database of another application",
+            ));
+        }
+        if version > schema::current_version() {
+            return Err(Error::StoreTooNew {
+                path: root,
+                found: version,
+                supported: schema::current_version(),
+            });
+        }
+        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db_err)?;
+        let store = Store {
+            inner: Arc::new(StoreInner {
+                root,
+                artifacts,
+                db: Mutex::new(conn),
+                blob_reads: AtomicU64::new(0),
+                bytes_read: AtomicU64::new(0),
+            }),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens `$PIPELINE_HOME` if set, else `./.pipeline`.
+    pub fn open_default() -> Result<Store> {
+        Store::open(default_path())
+    }
+
+    /// The store directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// Blob reads since this handle was opened.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            blob_reads: self.inner.blob_reads.load(Ordering::Relaxed),
+            bytes_read: self.inner.bytes_read.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The schema version of this store.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.db()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.db_error(e))
+    }
+
+    fn migrate(&self) -> Result<()> {
+        let mut conn = self.db();
+        // IMMEDIATE takes the write lock first, so two processes never migrate at once.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.db_error(e))?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.db_error(e))?;
+        for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+            tx.execute_batch(sql).map_err(|e| self.db_error(e))?;
+            tx.pragma_update(None, "user_version", v as i64 + 1)
+                .map_err(|e| self.db_error(e))?;
+        }
+        tx.pragma_update(None, "application_id", schema::APPLICATION_ID)
+            .map_err(|e| self.db_error(e))?;
+        tx.commit().map_err(|e| self.db_error(e))
+    }
+
+    pub(crate) fn db(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (transactions
+        // roll back on drop), so a poisoned lock is safe to reuse.
+        self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn db_error(&self, e: rusqlite::Error) -> Error {
+        map_db_error(&self.inner.root, e)
+    }
+
+    /// Path of the blob with content hash `hash`.
+    pub fn blob_path(&self, hash: Hash128) -> PathBuf {
+        blob::blob_path(&self.inner.artifacts, hash)
+    }
+
+    pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
+        BlobWriter::create(&self.inner.artifacts).map_err(|e| Error::io(&self.inner.artifacts, e))
+    }
+
+    /// Finishes a blob: sync, rename into place, and return (hash, size).
+    pub(crate) fn finish_blob(&self, writer: BlobWriter) -> Result<(Hash128, u64)> {
+        writer
+            .finish(&self.inner.artifacts)
+            .map_err(|e| Error::io(&self.inner.artifacts, e))
+    }
+
+    /// Reads blob `hash` through `decode`, verifying the content hash of every byte.
+    pub(crate) fn read_blob<V>(
+        &self,
+        hash: Hash128,
+        cacher: &str,
+        decode: impl FnOnce(&mut dyn Read) -> Result<V, BoxError>,
+    ) -> Result<V> {
+        let path = self.blob_path(hash);
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::BlobMissing {
+                    hash: hash.to_hex(),
+                    path,
+                })
+            }
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
+        let mut reader = blob::HashingReader::new(BufReader::with_capacity(1 << 20, file));
+        let decoded = decode(&mut reader);
+        let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
+        self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
+        if actual != hash {
+            return Err(Error::BlobCorrupt {
+                hash: hash.to_hex(),
+                path,
+                actual: actual.to_hex(),
+            });
+        }
+        decoded.map_err(|e| Error::Cacher {
+            cacher: cacher.to_string(),
+            action: "load",
+            what: format!("blob {hash}"),
+            message: e.to_string(),
+        })
+    }
+
+    /// Finds the newest completed execution with `key` whose blobs are intact.
+    pub(crate) fn lookup(&self, key: Hash128) -> Result<Lookup> {
+        let conn = self.db();
+        let mut find = conn
+            .prepare_cached(
+                "SELECT id FROM executions WHERE cache_key = ?1 AND status = 'executed' \
+                 ORDER BY id DESC LIMIT 1",
+            )
+            .map_err(|e| self.db_error(e))?;
+        let Some(execution) = find
+            .query_row([key.to_hex()], |r| r.get::<_, i64>(0))
+            .optional()
+            .map_err(|e| self.db_error(e))?
+        else {
+            return Ok(Lookup::Miss);
+        };
+        let mut outs = conn
+            .prepare_cached(
+                "SELECT a.name, a.content_hash, a.size, b.size, b.mtime_ns FROM artifacts a \
+                 LEFT JOIN blobs b ON b.hash = a.content_hash \
+                 WHERE a.execution_id = ?1 ORDER BY a.position",
+            )
+            .map_err(|e| self.db_error(e))?;
+        type Row = (String, String, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = outs
+            .query_map([execution], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.db_error(e))?;
+        drop(outs);
+        drop(find);
+        drop(conn);
+        let mut outputs = Vec::with_capacity(rows.len());
+        for (name, hex, size, blob_size, blob_mtime) in rows {
+            let Some(hash) = Hash128::from_hex(&hex) else {
+                return Ok(Lookup::Damaged {
+                    output: name,
+                    missing: false,
+                });
+            };
+            match self.check_blob(hash, blob_size, blob_mtime)? {
+                BlobState::Ok => outputs.push((hash, size as u64)),
+                BlobState::Missing => {
+                    return Ok(Lookup::Damaged {
+                        output: name,
+                        missing: true,
+                    })
+                }
+                BlobState::Corrupt => {
+                    return Ok(Lookup::Damaged {
+                        output: name,
+                        missing: false,
+                    })
+                }
+            }
+        }
+        Ok(Lookup::Hit { execution, outputs })
+    }
+
+    /// Checks a blob by `stat`; re-hashes it only when its size or mtime changed.
+    fn check_blob(
+        &self,
+        hash: Hash128,
+        size: Option<i64>,
+        mtime: Option<i64>,
+    ) -> Result<BlobState> {
+        let path = self.blob_path(hash);
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        let mtime_now = blob::mtime_ns(&meta);
+        if size == Some(meta.len() as i64) && mtime == Some(mtime_now) {
+            return Ok(BlobState::Ok);
+        }
+        self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .bytes_read
+            .fetch_add(meta.len(), Ordering::Relaxed);
+        let (actual, len) = match blob::hash_file(&path) {
+            Ok(h) => h,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        if actual != hash {
+            return Ok(BlobState::Corrupt);
+        }
+        // Intact but touched (copied store, restored backup): remember the new stat.
+        self.db()
+            .prepare_cached(
+                "INSERT INTO blobs(hash, size, mtime_ns) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
+            )
+            .and_then(|mut s| s.execute(params![hash.to_hex(), len as i64, mtime_now]))
+            .map_err(|e| self.db_error(e))?;
+        Ok(BlobState::Ok)
+    }
+
+    /// The key components of the newest completed execution of `step`, for explanations.
+    pub(crate) fn previous_components(&self, step: &str) -> Result<Option<KeyComponents>> {
+        let conn = self.db();
+        let json: Option<String> = conn
+            .prepare_cached(
+                "SELECT components FROM executions WHERE step = ?1 \
+                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([step], |r| r.get(0)).optional())
+            .map_err(|e| self.db_error(e))?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    pub(crate) fn begin_run(
+        &self,
+        id: &str,
+        pipeline: &str,
+        name: &str,
+        started: i64,
+    ) -> Result<()> {
+        self.db()
+            .execute(
+                "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
+                 VALUES (?1, ?2, ?3, 'running', ?4)",
+                params![id, pipeline, name, started],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
+    }
+
+    pub(crate) fn finish_run(&self, id: &str, status: RunStatus, duration: Duration) -> Result<()> {
+        self.db()
+            .execute(
+                "UPDATE runs SET status = ?2, duration_s = ?3 WHERE id = ?1",
+                params![id, status.as_str(), duration.as_secs_f64()],
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Commits execution rows with their artifacts and inputs in one transaction; returns
+    /// their ids. Blobs must already be in place.
+    pub(crate) fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        let mut conn = self.db();
+        let tx = conn.transaction().map_err(|e| self.db_error(e))?;
+        let mut ids = Vec::with_capacity(rows.len());
+        {
+            let mut exec = tx
+                .prepare_cached(
+                    "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
+                     code_signature, components, reason, error, reused_execution, \
+                     started_at_us, duration_s) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .map_err(|e| self.db_error(e))?;
+            let mut art = tx
+                .prepare_cached(
+                    "INSERT INTO artifacts(execution_id, name, position, content_hash, size, \
+                     type_name, cacher, cacher_version, metadata) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .map_err(|e| self.db_error(e))?;
+            let mut input = tx
+                .prepare_cached(
+                    "INSERT INTO inputs(execution_id, name, position, content_hash, \
+                     producer_execution) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| self.db_error(e))?;
+            let mut blob = tx
+                .prepare_cached(
+                    "INSERT INTO blobs(hash, size, mtime_ns) VALUES (?1, ?2, ?3) \
+                     ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
+                )
+                .map_err(|e| self.db_error(e))?;
+            for row in rows {
+                let components =
+                    serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+                exec.execute(params![
+                    row.run_id,
+                    row.name,
+                    row.step,
+                    row.position as i64,
+                    row.status.as_str(),
+                    row.cache_key.map(Hash128::to_hex),
+                    row.components.code_signature,
+                    components,
+                    row.reason,
+                    row.error,
+                    row.reused,
+                    row.started_at_us,
+                    row.duration.as_secs_f64(),
+                ])
+                .map_err(|e| self.db_error(e))?;
+                let id = tx.last_insert_rowid();
+                ids.push(id);
+                for (pos, o) in row.outputs.iter().enumerate() {
+                    art.execute(params![
+                        id,
+                        o.name,
+                        pos as i64,
+                        o.hash.to_hex(),
+                        o.size as i64,
+                        o.type_name,
+                        o.cacher,
+                        o.cacher_version,
+                        o.metadata.as_ref().map(|m| m.to_string()),
+                    ])
+                    .map_err(|e| self.db_error(e))?;
+                    if row.status == StepStatus::Executed {
+                        // Remember the stat of the blob just written, for stat-only hits.
+                        let path = self.blob_path(o.hash);
+                        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
+                        blob.execute(params![
+                            o.hash.to_hex(),
+                            meta.len() as i64,
+                            blob::mtime_ns(&meta)
+                        ])
+                        .map_err(|e| self.db_error(e))?;
+                    }
+                }
+                for (pos, i) in row.inputs.iter().enumerate() {
+                    input
+                        .execute(params![
+                            id,
+                            i.name,
+                            pos as i64,
+                            i.hash.map(Hash128::to_hex),
+                            i.producer
+                        ])
+                        .map_err(|e| self.db_error(e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| self.db_error(e))?;
+        Ok(ids)
+    }
+
+    /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`.
+    ///
+    /// Works for outputs stored by the built-in bincode and JSON cachers; use
+    /// [`Store::load_with`] for other cachers. Refused with [`Error::TypeMismatch`] when the
+    /// artifact was stored as another type.
+    pub fn load<T>(&self, run: &str, step: &str, output: &str) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let artifact = self.artifact(run, step, output)?;
+        match artifact.cacher.as_str() {
+            "bincode" => self.load_artifact(&artifact, &Bincode),
+            "json" => self.load_artifact(&artifact, &Json),
+            other => Err(Error::Cacher {
+                cacher: other.to_string(),
+                action: "load",
+                what: format!("output `{output}` of step `{step}`"),
+                message: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
+                    .into(),
+            }),
+        }
+    }
+
+    /// Loads an artifact by run, step and output name with an explicit cacher.
+    pub fn load_with<T: 'static, C: Cacher<T>>(
+        &self,
+        run: &str,
+        step: &str,
+        output: &str,
+        cacher: &C,
+    ) -> Result<T> {
+        let artifact = self.artifact(run, step, output)?;
+        self.load_artifact(&artifact, cacher)
+    }
+
+    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`.
+    pub fn load_hash<T>(&self, hash: &str) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    {
+        let artifact = self.artifact_by_hash(hash)?;
+        match artifact.cacher.as_str() {
+            "json" => self.load_artifact(&artifact, &Json),
+            _ => self.load_artifact(&artifact, &Bincode),
+        }
+    }
+
+    /// Loads a recorded artifact with `cacher`, checking its recorded type first.
+    pub fn load_artifact<T: 'static, C: Cacher<T>>(
+        &self,
+        artifact: &ArtifactRecord,
+        cacher: &C,
+    ) -> Result<T> {
+        let requested = std::any::type_name::<T>();
+        if artifact.type_name != requested {
+            return Err(Error::TypeMismatch {
+                artifact: format!("`{}` ({})", artifact.name, artifact.content_hash),
+                stored: artifact.type_name.clone(),
+                requested: requested.to_string(),
+            });
+        }
+        let hash = Hash128::from_hex(&artifact.content_hash)
+            .ok_or_else(|| Error::UnknownArtifact(artifact.content_hash.clone()))?;
+        self.read_blob(hash, cacher.id(), |input| cacher.load(input))
+    }
+
+    /// Saves `value` with `cacher` as a blob outside any pipeline; returns its content hash.
+    /// The blob is not referenced by any execution (so garbage collection may remove it).
+    pub fn save_blob<T, C: Cacher<T>>(&self, value: &T, cacher: &C) -> Result<String> {
+        let mut writer = self.blob_writer()?;
+        if let Err(e) = cacher.save(value, &mut writer) {
+            writer.abandon();
+            return Err(Error::Cacher {
+                cacher: cacher.id().to_string(),
+                action: "save",
+                what: std::any::type_name::<T>().to_string(),
+                message: e.to_string(),
+            });
+        }
+        let (hash, _) = self.finish_blob(writer)?;
+        Ok(hash.to_hex())
+    }
+
+    /// Reads blob `hash` (32 hex digits) with `cacher`, verifying its content hash.
+    pub fn load_blob<T, C: Cacher<T>>(&self, hash: &str, cacher: &C) -> Result<T> {
+        let h = Hash128::from_hex(hash).ok_or_else(|| Error::UnknownArtifact(hash.to_string()))?;
+        self.read_blob(h, cacher.id(), |input| cacher.load(input))
+    }
+}
+
+enum BlobState {
+    Ok,
+    Missing,
+    Corrupt,
+}
+
+/// `$PIPELINE_HOME` if set and non-empty, else `./.pipeline`.
+pub fn default_path() -> PathBuf {
+    match std::env::var_os(PIPELINE_HOME) {
+        Some(p) if !p.is_empty() => PathBuf::from(p),
+        _ => PathBuf::from(".pipeline"),
+    }
+}
+
+fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let app = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let tables = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok((version, app, tables))
+}
+
+fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            Error::StoreLocked {
+                path: root.to_path_buf(),
+            }
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            Error::NotAStore {
+                path: root.to_path_buf(),
+                reason: "metadata.sqlite is not a SQLite database".into(),
+            }
+        }
+        _ => Error::Database {
+            path: root.to_path_buf(),
+            source: e,
+        },
+    }
+}

@@ -1,0 +1,344 @@
+//! Reading the store: runs, their step records, artifacts and lineage.
+
+use std::time::Duration;
+
+use rusqlite::{params, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::Store;
+use crate::error::{Error, Result};
+use crate::key::{InputComponent, KeyComponents};
+use crate::run::StepStatus;
+
+/// State of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still running, or the process died during the run.
+    Running,
+    /// Every step executed or was cached.
+    Completed,
+    /// At least one step failed.
+    Failed,
+}
+
+impl RunStatus {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> RunStatus {
+        match s {
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            _ => RunStatus::Running,
+        }
+    }
+}
+
+/// A run as recorded in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    /// Unique id (hex).
+    pub id: String,
+    /// Pipeline name.
+    pub pipeline: String,
+    /// Run name, e.g. `first_pipeline-2026_11_23-12_05_54_573248`.
+    pub name: String,
+    /// Status.
+    pub status: RunStatus,
+    /// Start, in microseconds since the Unix epoch.
+    pub started_at_us: i64,
+    /// Wall time, once finished.
+    pub duration: Option<Duration>,
+    /// Steps that executed.
+    pub executed: usize,
+    /// Steps reused from the cache.
+    pub cached: usize,
+    /// Steps that failed.
+    pub failed: usize,
+    /// Steps skipped because an upstream step failed.
+    pub skipped: usize,
+}
+
+/// An artifact recorded as the output of an execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct ArtifactRecord {
+    /// Output name.
+    pub name: String,
+    /// xxh3-128 of the bytes (hex).
+    pub content_hash: String,
+    /// Size of the bytes.
+    pub size: u64,
+    /// Rust type name of the value.
+    pub type_name: String,
+    /// Cacher id.
+    pub cacher: String,
+    /// Cacher version.
+    pub cacher_version: u32,
+    /// Extra metadata from the cacher.
+    pub metadata: Option<serde_json::Value>,
+}
+
+/// An input consumed by an execution.
+#[derive(Debug, Clone, Serialize)]
+pub struct InputRecord {
+    /// Argument name.
+    pub name: String,
+    /// Content hash of the consumed artifact; `None` for a parameter.
+    pub content_hash: Option<String>,
+    /// Execution that produced the artifact (the reused one for a cached producer).
+    pub producer_execution: Option<i64>,
+}
+
+/// One step of a run as recorded in the store.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRecord {
+    /// Execution id.
+    pub execution_id: i64,
+    /// Name within the run.
+    pub name: String,
+    /// Step name (shared by repeated calls of one step).
+    pub step: String,
+    /// Status.
+    pub status: StepStatus,
+    /// Cache key (hex); `None` for skipped steps.
+    pub cache_key: Option<String>,
+    /// Code signature (hex).
+    pub code_signature: String,
+    /// Start, in microseconds since the Unix epoch.
+    pub started_at_us: i64,
+    /// Time spent.
+    pub duration: Duration,
+    /// Why it executed (or was skipped).
+    pub reason: Option<String>,
+    /// Error message of a failed step.
+    pub error: Option<String>,
+    /// For a cached step: the execution whose outputs were reused.
+    pub reused_execution: Option<i64>,
+    /// Everything the cache key was computed from.
+    pub components: KeyComponents,
+    /// Parameters by name, as JSON.
+    pub parameters: serde_json::Map<String, serde_json::Value>,
+    /// Inputs in declaration order.
+    pub inputs: Vec<InputRecord>,
+    /// Outputs in order.
+    pub outputs: Vec<ArtifactRecord>,
+}
+
+impl Store {
+    /// Runs, newest first; only those of `pipeline` when given.
+    pub fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
+        let conn = self.db();
+        let sql = "SELECT r.id, r.pipeline, r.name, r.status, r.started_at_us, r.duration_s, \
+             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'executed'), \
+             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'cached'), \
+             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'failed'), \
+             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'skipped') \
+             FROM runs r WHERE ?1 IS NULL OR r.pipeline = ?1 \
+             ORDER BY r.started_at_us DESC, r.rowid DESC";
+        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.db_error(e))?;
+        let rows = stmt
+            .query_map(params![pipeline], run_from_row)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db_error(e))?;
+        Ok(rows)
+    }
+
+    /// Names of the pipelines with at least one run, sorted.
+    pub fn pipelines(&self) -> Result<Vec<String>> {
+        let conn = self.db();
+        let mut stmt = conn
+            .prepare_cached("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline")
+            .map_err(|e| self.db_error(e))?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<String>>>())
+            .map_err(|e| self.db_error(e))?;
+        Ok(rows)
+    }
+
+    /// The run with this id or name, or the only one whose id or name starts with it.
+    pub fn run(&self, id_or_name: &str) -> Result<RunRecord> {
+        let all = self.runs(None)?;
+        if let Some(r) = all
+            .iter()
+            .find(|r| r.id == id_or_name || r.name == id_or_name)
+        {
+            return Ok(r.clone());
+        }
+        let mut matches = all
+            .into_iter()
+            .filter(|r| r.id.starts_with(id_or_name) || r.name.starts_with(id_or_name));
+        match (matches.next(), matches.next()) {
+            (Some(r), None) if !id_or_name.is_empty() => Ok(r),
+            _ => Err(Error::UnknownRun(id_or_name.to_string())),
+        }
+    }
+
+    /// The step records of a run (by id or name), in pipeline order.
+    pub fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>> {
+        let run = self.run(run)?;
+        let ids: Vec<i64> = {
+            let conn = self.db();
+            let mut stmt = conn
+                .prepare_cached("SELECT id FROM executions WHERE run_id = ?1 ORDER BY position")
+                .map_err(|e| self.db_error(e))?;
+            let ids = stmt
+                .query_map([&run.id], |r| r.get(0))
+                .and_then(|r| r.collect::<rusqlite::Result<Vec<i64>>>())
+                .map_err(|e| self.db_error(e))?;
+            ids
+        };
+        ids.into_iter().map(|id| self.execution(id)).collect()
+    }
+
+    /// One execution record by id.
+    pub fn execution(&self, id: i64) -> Result<StepRecord> {
+        let conn = self.db();
+        let mut record = conn
+            .prepare_cached(
+                "SELECT id, name, step, status, cache_key, code_signature, started_at_us, \
+                 duration_s, reason, error, reused_execution, components \
+                 FROM executions WHERE id = ?1",
+            )
+            .and_then(|mut s| s.query_row([id], step_from_row).optional())
+            .map_err(|e| self.db_error(e))?
+            .ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, content_hash, size, type_name, cacher, cacher_version, metadata \
+                 FROM artifacts WHERE execution_id = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.db_error(e))?;
+        record.outputs = stmt
+            .query_map([id], artifact_from_row)
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db_error(e))?;
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT name, content_hash, producer_execution FROM inputs \
+                 WHERE execution_id = ?1 ORDER BY position",
+            )
+            .map_err(|e| self.db_error(e))?;
+        record.inputs = stmt
+            .query_map([id], |r| {
+                Ok(InputRecord {
+                    name: r.get(0)?,
+                    content_hash: r.get(1)?,
+                    producer_execution: r.get(2)?,
+                })
+            })
+            .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+            .map_err(|e| self.db_error(e))?;
+        Ok(record)
+    }
+
+    /// Output `output` of step `step` in run `run`.
+    pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<ArtifactRecord> {
+        let run_record = self.run(run)?;
+        let steps = self.run_steps(&run_record.id)?;
+        let step_record =
+            steps
+                .iter()
+                .find(|s| s.name == step)
+                .ok_or_else(|| Error::UnknownStep {
+                    run: run_record.name.clone(),
+                    what: format!("step `{step}`"),
+                })?;
+        step_record
+            .outputs
+            .iter()
+            .find(|o| o.name == output)
+            .cloned()
+            .ok_or_else(|| Error::UnknownStep {
+                run: run_record.name.clone(),
+                what: format!("output `{output}` in step `{step}`"),
+            })
+    }
+
+    /// The newest artifact record with this content hash.
+    pub fn artifact_by_hash(&self, hash: &str) -> Result<ArtifactRecord> {
+        let conn = self.db();
+        conn.prepare_cached(
+            "SELECT name, content_hash, size, type_name, cacher, cacher_version, metadata \
+             FROM artifacts WHERE content_hash = ?1 ORDER BY id DESC LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([hash], artifact_from_row).optional())
+        .map_err(|e| self.db_error(e))?
+        .ok_or_else(|| Error::UnknownArtifact(hash.to_string()))
+    }
+}
+
+fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let status: String = r.get(3)?;
+    let duration: Option<f64> = r.get(5)?;
+    let count = |i: usize| -> rusqlite::Result<usize> { Ok(r.get::<_, i64>(i)? as usize) };
+    Ok(RunRecord {
+        id: r.get(0)?,
+        pipeline: r.get(1)?,
+        name: r.get(2)?,
+        status: RunStatus::parse(&status),
+        started_at_us: r.get(4)?,
+        duration: duration.and_then(|d| Duration::try_from_secs_f64(d).ok()),
+        executed: count(6)?,
+        cached: count(7)?,
+        failed: count(8)?,
+        skipped: count(9)?,
+    })
+}
+
+fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
+    let status: String = r.get(3)?;
+    let components: String = r.get(11)?;
+    let components: KeyComponents = serde_json::from_str(&components).unwrap_or(KeyComponents {
+        format: 0,
+        step: String::new(),
+        code_signature: String::new(),
+        outputs: Vec::new(),
+        inputs: Vec::new(),
+    });
+    let parameters = components
+        .inputs
+        .iter()
+        .filter_map(|i| match i {
+            InputComponent::Parameter { name, value, .. } => Some((name.clone(), value.clone())),
+            InputComponent::Artifact { .. } => None,
+        })
+        .collect();
+    let duration: f64 = r.get(7)?;
+    Ok(StepRecord {
+        execution_id: r.get(0)?,
+        name: r.get(1)?,
+        step: r.get(2)?,
+        status: StepStatus::parse(&status),
+        cache_key: r.get(4)?,
+        code_signature: r.get(5)?,
+        started_at_us: r.get(6)?,
+        duration: Duration::try_from_secs_f64(duration).unwrap_or_default(),
+        reason: r.get(8)?,
+        error: r.get(9)?,
+        reused_execution: r.get(10)?,
+        components,
+        parameters,
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+    })
+}
+
+fn artifact_from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRecord> {
+    let metadata: Option<String> = r.get(6)?;
+    Ok(ArtifactRecord {
+        name: r.get(0)?,
+        content_hash: r.get(1)?,
+        size: r.get::<_, i64>(2)? as u64,
+        type_name: r.get(3)?,
+        cacher: r.get(4)?,
+        cacher_version: r.get::<_, i64>(5)? as u32,
+        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+    })
+}

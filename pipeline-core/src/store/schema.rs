@@ -1,0 +1,80 @@
+//! The metadata schema and its forward migrations, versioned by `PRAGMA user_version`.
+
+/// Marks our databases (`PRAGMA application_id`), so a foreign SQLite file is refused.
+pub(crate) const APPLICATION_ID: i64 = 0x5050_4c4e; // "PPLN"
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Append only; never edit.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: runs, executions, artifacts, lineage inputs and blob stat cache.
+    r#"
+    CREATE TABLE runs (
+        id            TEXT PRIMARY KEY,
+        pipeline      TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        status        TEXT NOT NULL,          -- running | completed | failed
+        started_at_us INTEGER NOT NULL,
+        duration_s    REAL,
+        pinned        INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_by_pipeline ON runs(pipeline, started_at_us);
+    CREATE INDEX runs_by_name ON runs(name);
+
+    CREATE TABLE executions (
+        id               INTEGER PRIMARY KEY,
+        run_id           TEXT NOT NULL REFERENCES runs(id),
+        name             TEXT NOT NULL,       -- unique within the run
+        step             TEXT NOT NULL,       -- the step's name, shared by repeated calls
+        position         INTEGER NOT NULL,
+        status           TEXT NOT NULL,       -- executed | cached | failed | skipped
+        cache_key        TEXT,
+        code_signature   TEXT NOT NULL,
+        components       TEXT NOT NULL,       -- KeyComponents as JSON
+        reason           TEXT,
+        error            TEXT,
+        reused_execution INTEGER,
+        started_at_us    INTEGER NOT NULL,
+        duration_s       REAL NOT NULL
+    );
+    CREATE INDEX executions_by_key ON executions(cache_key, status);
+    CREATE INDEX executions_by_step ON executions(step, status);
+    CREATE INDEX executions_by_run ON executions(run_id, position);
+
+    CREATE TABLE artifacts (
+        id             INTEGER PRIMARY KEY,
+        execution_id   INTEGER NOT NULL REFERENCES executions(id),
+        name           TEXT NOT NULL,
+        position       INTEGER NOT NULL,
+        content_hash   TEXT NOT NULL,
+        size           INTEGER NOT NULL,
+        type_name      TEXT NOT NULL,
+        cacher         TEXT NOT NULL,
+        cacher_version INTEGER NOT NULL,
+        metadata       TEXT
+    );
+    CREATE INDEX artifacts_by_execution ON artifacts(execution_id, position);
+    CREATE INDEX artifacts_by_hash ON artifacts(content_hash);
+
+    CREATE TABLE inputs (
+        execution_id       INTEGER NOT NULL REFERENCES executions(id),
+        name               TEXT NOT NULL,
+        position           INTEGER NOT NULL,
+        content_hash       TEXT,              -- NULL for parameters
+        producer_execution INTEGER
+    );
+    CREATE INDEX inputs_by_execution ON inputs(execution_id, position);
+    CREATE INDEX inputs_by_hash ON inputs(content_hash);
+
+    -- Size and mtime of each blob when last written or verified: a cache hit stats the
+    -- file and re-hashes it only when these differ, so hits read no bytes.
+    CREATE TABLE blobs (
+        hash     TEXT PRIMARY KEY,
+        size     INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}

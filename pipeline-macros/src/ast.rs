@@ -1,0 +1,248 @@
+//! The validated shape of a `#[step]` function: its inputs, how each is passed, and its
+//! outputs. Expansion reads only this.
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericArgument, Ident, ItemFn, Pat, PathArguments, ReturnType, Type};
+
+use crate::attr::StepOptions;
+use crate::errors::Errors;
+
+/// How a step argument is declared.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `x: &T` (also `&str` and `&[T]`, stored as `String` and `Vec<T>`).
+    Ref,
+    /// `x: T`.
+    Owned,
+    /// `x: Artifact<T>`: the unresolved handle.
+    Handle,
+}
+
+pub(crate) struct StepInput {
+    pub name: Ident,
+    pub mode: Mode,
+    /// The type as written in the argument list.
+    pub arg_ty: Type,
+    /// The stored value type `T`.
+    pub value_ty: Type,
+}
+
+pub(crate) struct StepOutputs {
+    /// The function returns `Result<_, _>`.
+    pub fallible: bool,
+    /// `(name, type)` per output; one entry named `output` for a single output.
+    pub outputs: Vec<(Ident, Type)>,
+    /// Whether `outputs(..)` named a tuple's elements.
+    pub named: bool,
+}
+
+pub(crate) struct StepFn {
+    pub item: ItemFn,
+    pub inputs: Vec<StepInput>,
+    pub outputs: StepOutputs,
+}
+
+/// Last path segment's identifier, if `ty` is a path type.
+fn last_segment(ty: &Type) -> Option<&syn::PathSegment> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last(),
+        _ => None,
+    }
+}
+
+/// The type arguments of `Name<A, B>` if `ty`'s last segment is `name`.
+fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
+    let seg = last_segment(ty)?;
+    if seg.ident != name {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &seg.arguments else {
+        return None;
+    };
+    Some(
+        args.args
+            .iter()
+            .filter_map(|a| match a {
+                GenericArgument::Type(t) => Some(t),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// Structural checks that make expansion impossible. Returns `false` if any failed.
+pub(crate) fn check_item(item: &ItemFn, what: &str, errors: &mut Errors) -> bool {
+    let before = errors.len();
+    let sig = &item.sig;
+    if let Some(a) = &sig.asyncness {
+        errors.spanned(
+            a,
+            format!("`#[{what}]` does not support `async fn`; make it a plain `fn` and block on async work inside it"),
+        );
+    }
+    if let Some(c) = &sig.constness {
+        errors.spanned(c, format!("`#[{what}]` cannot be applied to a `const fn`"));
+    }
+    if let Some(v) = &sig.variadic {
+        errors.spanned(v, format!("`#[{what}]` functions cannot be variadic"));
+    }
+    if what == "step" && !sig.generics.params.is_empty() {
+        errors.spanned(
+            &sig.generics,
+            "step functions cannot be generic: a cached step needs one concrete type per input and output; write one step per type, or make the variation a parameter",
+        );
+    }
+    if what == "step" {
+        if let Some(w) = &sig.generics.where_clause {
+            errors.spanned(
+                w,
+                "step functions cannot have a `where` clause: they cannot be generic",
+            );
+        }
+    }
+    for arg in &sig.inputs {
+        if let FnArg::Receiver(r) = arg {
+            errors.spanned(
+                r,
+                format!("`#[{what}]` goes on a free function, not a method: move it out of the `impl` block and pass the value as an argument"),
+            );
+        }
+    }
+    errors.len() == before
+}
+
+/// Analyses a step function against its options. Problems go to `errors`.
+pub(crate) fn analyse_step(
+    item: ItemFn,
+    options: &StepOptions,
+    errors: &mut Errors,
+) -> Option<StepFn> {
+    if !check_item(&item, "step", errors) {
+        return None;
+    }
+    let mut inputs = Vec::new();
+    for arg in &item.sig.inputs {
+        let FnArg::Typed(pt) = arg else { continue };
+        let name = match &*pt.pat {
+            Pat::Ident(p) if p.subpat.is_none() && p.by_ref.is_none() => p.ident.clone(),
+            other => {
+                errors.spanned(
+                    other,
+                    "step arguments must be plain names, e.g. `data: &Matrix`: the name identifies the input in the cache key and the store; destructure inside the body instead",
+                );
+                continue;
+            }
+        };
+        let arg_ty = (*pt.ty).clone();
+        let (mode, value_ty) = match &arg_ty {
+            Type::Reference(r) => {
+                if let Some(m) = &r.mutability {
+                    errors.spanned(
+                        m,
+                        "step inputs are read-only: take `&T` or `T` (an owned copy you may mutate)",
+                    );
+                    continue;
+                }
+                (Mode::Ref, stored_type(&r.elem))
+            }
+            ty => match generic_args(ty, "Artifact") {
+                Some(args) if args.len() == 1 => (Mode::Handle, args[0].clone()),
+                _ => (Mode::Owned, ty.clone()),
+            },
+        };
+        if matches!(value_ty, Type::ImplTrait(_) | Type::Infer(_)) {
+            errors.spanned(&value_ty, "step inputs need a concrete type");
+            continue;
+        }
+        inputs.push(StepInput {
+            name,
+            mode,
+            arg_ty,
+            value_ty,
+        });
+    }
+    let outputs = analyse_outputs(&item, options, errors)?;
+    Some(StepFn {
+        item,
+        inputs,
+        outputs,
+    })
+}
+
+/// `str` is stored as `String` and `[T]` as `Vec<T>`, so `&str` and `&[T]` arguments work.
+fn stored_type(ty: &Type) -> Type {
+    match ty {
+        Type::Path(p) if p.path.is_ident("str") => {
+            syn::parse_quote_spanned!(ty.span()=> ::std::string::String)
+        }
+        Type::Slice(s) => {
+            let elem = &s.elem;
+            syn::parse_quote_spanned!(ty.span()=> ::std::vec::Vec<#elem>)
+        }
+        other => other.clone(),
+    }
+}
+
+fn analyse_outputs(
+    item: &ItemFn,
+    options: &StepOptions,
+    errors: &mut Errors,
+) -> Option<StepOutputs> {
+    let (ret_ty, ret_span): (Type, Span) = match &item.sig.output {
+        ReturnType::Default => (syn::parse_quote!(()), item.sig.ident.span()),
+        ReturnType::Type(_, ty) => ((**ty).clone(), ty.span()),
+    };
+    let (fallible, value_ty) = match generic_args(&ret_ty, "Result") {
+        Some(args) if !args.is_empty() => (true, args[0].clone()),
+        _ => (false, ret_ty.clone()),
+    };
+    let single = |ty: Type| StepOutputs {
+        fallible,
+        outputs: vec![(Ident::new("output", Span::call_site()), ty)],
+        named: false,
+    };
+    let Some((outputs_span, names)) = &options.outputs else {
+        if matches!(value_ty, Type::Reference(_)) {
+            errors.spanned(
+                &value_ty,
+                "a step must return an owned value, not a reference: its output is stored",
+            );
+        }
+        return Some(single(value_ty));
+    };
+    let Type::Tuple(tuple) = &value_ty else {
+        errors.push(syn::Error::new(
+            ret_span,
+            format!(
+                "`outputs({})` names the elements of a tuple, but this step returns `{}`; return a tuple with {} elements, or remove `outputs(..)` for a single output",
+                names.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                quote::quote!(#value_ty).to_string().replace(" < ", "<").replace(" >", ">"),
+                names.len()
+            ),
+        ));
+        return Some(single(value_ty));
+    };
+    if tuple.elems.len() != names.len() {
+        errors.push(syn::Error::new(
+            *outputs_span,
+            format!(
+                "`outputs(..)` names {} output{} but the step returns a tuple of {} element{}; give one name per element",
+                names.len(),
+                if names.len() == 1 { "" } else { "s" },
+                tuple.elems.len(),
+                if tuple.elems.len() == 1 { "" } else { "s" },
+            ),
+        ));
+        return Some(single(value_ty));
+    }
+    Some(StepOutputs {
+        fallible,
+        outputs: names
+            .iter()
+            .cloned()
+            .zip(tuple.elems.iter().cloned())
+            .collect(),
+        named: true,
+    })
+}

@@ -1,0 +1,490 @@
+//! Parsing of `#[step(..)]`, `#[pipeline(..)]` and `#[helper(..)]` options.
+//!
+//! Every option is parsed with `syn::meta::parse_nested_meta`; each problem is recorded and
+//! parsing goes on, so several mistakes are reported in one build. The lists of valid
+//! options below are shared by the parser and its messages.
+
+use proc_macro2::{Span, TokenStream};
+use syn::meta::ParseNestedMeta;
+use syn::parse::{Parse, ParseStream, Parser};
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, Lit, LitBool, LitStr, Path, Token};
+
+use crate::errors::Errors;
+
+pub(crate) const STEP_OPTIONS: &[&str] = &[
+    "cacher",
+    "crate",
+    "enable_cache",
+    "name",
+    "outputs",
+    "uses",
+    "version",
+];
+pub(crate) const PIPELINE_OPTIONS: &[&str] = &["crate", "enable_cache", "name"];
+pub(crate) const HELPER_OPTIONS: &[&str] = &["crate", "uses"];
+
+/// Options of `#[step(..)]`.
+#[derive(Default)]
+pub(crate) struct StepOptions {
+    /// `crate = path` or `crate = "path"`: root of the `pipeline` crate (for re-exports).
+    pub krate: Option<Path>,
+    /// `enable_cache = bool`: `false` re-executes the step on every run.
+    pub enable_cache: Option<LitBool>,
+    /// `name = "..."`: the step's name in logs, the store and the cache key.
+    pub name: Option<LitStr>,
+    /// `outputs(a, b, ..)`: names the elements of a tuple return type.
+    pub outputs: Option<(Span, Vec<Ident>)>,
+    /// `uses = [helper, ..]`: `#[helper]` functions whose signatures fold into this one.
+    pub uses: Vec<Path>,
+    /// `version = "..."`: a salt bumped by hand to invalidate the cache.
+    pub version: Option<LitStr>,
+    /// `cacher = Type` (one output) or `cacher(output = Type, ..)`: how outputs are stored.
+    pub cachers: Vec<(Option<Ident>, Path)>,
+}
+
+/// Options of `#[pipeline(..)]`.
+#[derive(Default)]
+pub(crate) struct PipelineOptions {
+    /// `crate = path`.
+    pub krate: Option<Path>,
+    /// `enable_cache = bool`: default for the steps that do not set it.
+    pub enable_cache: Option<LitBool>,
+    /// `name = "..."`: the pipeline's name in the store.
+    pub name: Option<LitStr>,
+}
+
+/// Options of `#[helper(..)]`.
+#[derive(Default)]
+pub(crate) struct HelperOptions {
+    /// `crate = path`.
+    pub krate: Option<Path>,
+    /// `uses = [helper, ..]`: helpers this helper calls.
+    pub uses: Vec<Path>,
+}
+
+fn key_of(meta: &ParseNestedMeta<'_>) -> String {
+    let path = &meta.path;
+    if let Some(ident) = path.get_ident() {
+        ident.to_string()
+    } else {
+        quote::quote!(#path).to_string().replace(' ', "")
+    }
+}
+
+fn unknown(meta: &ParseNestedMeta<'_>, attribute: &str, valid: &[&str]) -> syn::Error {
+    let key = key_of(meta);
+    let hint = match key.as_str() {
+        "cache" | "enable_caching" | "caching" => "; did you mean `enable_cache`?",
+        "output" => "; did you mean `outputs`?",
+        "use" | "helpers" => "; did you mean `uses`?",
+        "cachers" | "format" => "; did you mean `cacher`?",
+        _ => "",
+    };
+    meta.error(format!(
+        "unknown `{attribute}` option `{key}`; expected one of: {}{hint}",
+        valid.join(", ")
+    ))
+}
+
+/// Consumes the value of an option we do not understand, so parsing can go on.
+fn skip_value(meta: &ParseNestedMeta<'_>) -> syn::Result<()> {
+    if meta.input.peek(Token![=]) {
+        meta.value()?.parse::<Expr>()?;
+    } else if meta.input.peek(syn::token::Paren) {
+        let content;
+        syn::parenthesized!(content in meta.input);
+        content.parse::<TokenStream>()?;
+    }
+    Ok(())
+}
+
+fn duplicate(errors: &mut Errors, meta: &ParseNestedMeta<'_>, attribute: &str) {
+    errors.push(meta.error(format!(
+        "duplicate `{attribute}` option `{}`; give each option once",
+        key_of(meta)
+    )));
+}
+
+fn parse_bool(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Option<LitBool>> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Bool(b), ..
+        }) => Ok(Some(b.clone())),
+        _ => {
+            errors.spanned(
+                &expr,
+                format!(
+                    "`{}` expects `true` or `false`, e.g. `{} = false`",
+                    key_of(meta),
+                    key_of(meta)
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+fn parse_str(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+    example: &str,
+) -> syn::Result<Option<LitStr>> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) if !s.value().is_empty() => Ok(Some(s.clone())),
+        _ => {
+            errors.spanned(
+                &expr,
+                format!(
+                    "`{}` expects a non-empty string literal, e.g. `{} = \"{example}\"`",
+                    key_of(meta),
+                    key_of(meta)
+                ),
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// `crate = ::path` or `crate = "::path"`.
+fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
+    let input = meta.value()?;
+    if input.peek(LitStr) {
+        let s: LitStr = input.parse()?;
+        s.parse::<Path>().map_err(|_| {
+            syn::Error::new(
+                s.span(),
+                "`crate` expects a path, e.g. `crate = ::my_crate::pipeline`",
+            )
+        })
+    } else {
+        input.parse::<Path>().map_err(|e| {
+            syn::Error::new(
+                e.span(),
+                "`crate` expects a path, e.g. `crate = ::my_crate::pipeline`",
+            )
+        })
+    }
+}
+
+/// `uses = [a, b::c]`.
+fn parse_uses(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Path>> {
+    let input = meta.value()?;
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error(
+            "`uses` expects a list of `#[helper]` functions, e.g. `uses = [scale, clean]`",
+        ));
+    }
+    let content;
+    syn::bracketed!(content in input);
+    let list = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+    Ok(list.into_iter().collect())
+}
+
+/// `outputs(a, b)`.
+fn parse_outputs(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Vec<Ident>> {
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(
+            meta.error("`outputs` expects a list of names, e.g. `outputs(x_train, x_test)`")
+        );
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content)?;
+    let names: Vec<Ident> = list.into_iter().collect();
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            errors.spanned(
+                name,
+                format!("duplicate output name `{name}`; each output needs its own name"),
+            );
+        }
+    }
+    if names.is_empty() {
+        errors.push(meta.error("`outputs()` is empty; name each element of the returned tuple, e.g. `outputs(x_train, x_test)`"));
+    }
+    Ok(names)
+}
+
+/// `cacher = Json` or `cacher(metrics = Json, model = Bincode)`.
+fn parse_cachers(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<(Option<Ident>, Path)>> {
+    if meta.input.peek(Token![=]) {
+        let path: Path = meta.value()?.parse()?;
+        return Ok(vec![(None, path)]);
+    }
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error("`cacher` expects `cacher = Json` or `cacher(output = Json, ..)`"));
+    }
+    let content;
+    syn::parenthesized!(content in meta.input);
+    struct Entry(Ident, Path);
+    impl Parse for Entry {
+        fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+            let name: Ident = input.parse()?;
+            input.parse::<Token![=]>()?;
+            Ok(Entry(name, input.parse()?))
+        }
+    }
+    let list = Punctuated::<Entry, Token![,]>::parse_terminated(&content)?;
+    if list.is_empty() {
+        return Err(meta.error("`cacher()` is empty; e.g. `cacher(metrics = Json)`"));
+    }
+    Ok(list.into_iter().map(|Entry(n, p)| (Some(n), p)).collect())
+}
+
+/// Parses `#[step(..)]` options; problems go to `errors`, and a hard syntax error is
+/// returned so the caller reports it too.
+pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOptions {
+    let mut o = StepOptions::default();
+    let mut seen: Vec<String> = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let key = key_of(&meta);
+        if STEP_OPTIONS.contains(&key.as_str()) {
+            if seen.contains(&key) {
+                duplicate(errors, &meta, "step");
+                return skip_value(&meta);
+            }
+            seen.push(key.clone());
+        }
+        match key.as_str() {
+            // enable_cache = false
+            "enable_cache" => o.enable_cache = parse_bool(&meta, errors)?,
+            // name = "trainer"
+            "name" => o.name = parse_str(&meta, errors, "trainer")?,
+            // version = "2"
+            "version" => o.version = parse_str(&meta, errors, "2")?,
+            // outputs(a, b)
+            "outputs" => {
+                let span = meta
+                    .path
+                    .get_ident()
+                    .map(Ident::span)
+                    .unwrap_or_else(Span::call_site);
+                o.outputs = Some((span, parse_outputs(&meta, errors)?));
+            }
+            // uses = [helper, ..]
+            "uses" => o.uses = parse_uses(&meta)?,
+            // cacher = Json | cacher(out = Json, ..)
+            "cacher" => o.cachers = parse_cachers(&meta)?,
+            // crate = ::path
+            "crate" => o.krate = Some(parse_crate(&meta)?),
+            _ => {
+                errors.push(unknown(&meta, "step", STEP_OPTIONS));
+                return skip_value(&meta);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = parser.parse2(tokens) {
+        errors.push(e);
+    }
+    o
+}
+
+/// Parses `#[pipeline(..)]` options.
+pub(crate) fn parse_pipeline(tokens: TokenStream, errors: &mut Errors) -> PipelineOptions {
+    let mut o = PipelineOptions::default();
+    let mut seen: Vec<String> = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let key = key_of(&meta);
+        if PIPELINE_OPTIONS.contains(&key.as_str()) {
+            if seen.contains(&key) {
+                duplicate(errors, &meta, "pipeline");
+                return skip_value(&meta);
+            }
+            seen.push(key.clone());
+        }
+        match key.as_str() {
+            "enable_cache" => o.enable_cache = parse_bool(&meta, errors)?,
+            "name" => o.name = parse_str(&meta, errors, "training")?,
+            "crate" => o.krate = Some(parse_crate(&meta)?),
+            _ => {
+                errors.push(unknown(&meta, "pipeline", PIPELINE_OPTIONS));
+                return skip_value(&meta);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = parser.parse2(tokens) {
+        errors.push(e);
+    }
+    o
+}
+
+/// Parses `#[helper(..)]` options.
+pub(crate) fn parse_helper(tokens: TokenStream, errors: &mut Errors) -> HelperOptions {
+    let mut o = HelperOptions::default();
+    let mut seen: Vec<String> = Vec::new();
+    let parser = syn::meta::parser(|meta| {
+        let key = key_of(&meta);
+        if HELPER_OPTIONS.contains(&key.as_str()) {
+            if seen.contains(&key) {
+                duplicate(errors, &meta, "helper");
+                return skip_value(&meta);
+            }
+            seen.push(key.clone());
+        }
+        match key.as_str() {
+            "uses" => o.uses = parse_uses(&meta)?,
+            "crate" => o.krate = Some(parse_crate(&meta)?),
+            _ => {
+                errors.push(unknown(&meta, "helper", HELPER_OPTIONS));
+                return skip_value(&meta);
+            }
+        }
+        Ok(())
+    });
+    if let Err(e) = parser.parse2(tokens) {
+        errors.push(e);
+    }
+    o
+}
+
+/// The root path of the `pipeline` crate in generated code.
+pub(crate) fn root(krate: &Option<Path>) -> TokenStream {
+    match krate {
+        Some(path) => quote::quote!(#path),
+        None => quote::quote!(::pipeline),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use quote::quote;
+
+    fn step_errors(tokens: TokenStream) -> usize {
+        let mut errors = Errors::default();
+        let _ = parse_step(tokens, &mut errors);
+        match errors.finish() {
+            Ok(()) => 0,
+            Err(e) => e.into_iter().count(),
+        }
+    }
+
+    #[test]
+    fn parses_every_step_option() {
+        let mut errors = Errors::default();
+        let o = parse_step(
+            quote!(
+                enable_cache = false,
+                name = "t",
+                outputs(a, b),
+                uses = [h, m::g],
+                version = "2",
+                cacher(a = Json),
+                crate = ::re::pipeline
+            ),
+            &mut errors,
+        );
+        assert!(errors.is_empty());
+        assert_eq!(o.enable_cache.map(|b| b.value), Some(false));
+        assert_eq!(o.name.map(|n| n.value()).as_deref(), Some("t"));
+        assert_eq!(o.outputs.map(|(_, v)| v.len()), Some(2));
+        assert_eq!(o.uses.len(), 2);
+        assert_eq!(o.cachers.len(), 1);
+        assert!(o.krate.is_some());
+    }
+
+    #[test]
+    fn three_bad_options_give_three_errors() {
+        assert_eq!(
+            step_errors(quote!(cache = true, enable_cache = "yes", name = 3)),
+            3
+        );
+    }
+
+    #[test]
+    fn duplicate_option_is_an_error() {
+        assert_eq!(step_errors(quote!(name = "a", name = "b")), 1);
+    }
+
+    #[test]
+    fn unknown_option_lists_valid_ones() {
+        let mut errors = Errors::default();
+        let _ = parse_step(quote!(retries = 3), &mut errors);
+        let message = errors
+            .finish()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.contains("unknown `step` option `retries`"),
+            "{message}"
+        );
+        assert!(message.contains("enable_cache, name, outputs"), "{message}");
+    }
+
+    /// A fixed generator of malformed option lists: each must give an error from every
+    /// parser, never a panic.
+    #[test]
+    fn malformed_attributes_give_errors_not_panics() {
+        let keys = [
+            "enable_cache",
+            "name",
+            "outputs",
+            "uses",
+            "version",
+            "cacher",
+            "crate",
+            "bogus",
+            "",
+            "1",
+        ];
+        let values = [
+            "",
+            "=",
+            "= ",
+            "= true true",
+            "= [",
+            "= (",
+            "= ]",
+            "= 1.5",
+            "= \"\"",
+            "()",
+            "(,)",
+            "(a,,b)",
+            "(1)",
+            "= [1]",
+            "= [a,,]",
+            "= fn",
+            "(a = )",
+            "= = true",
+            "= !",
+            "(a b)",
+            "= -1",
+        ];
+        let mut cases = 0;
+        for key in keys {
+            for value in values {
+                let src = format!("{key}{value}");
+                if src.is_empty() {
+                    continue; // an empty attribute is valid
+                }
+                let Ok(tokens) = src.parse::<TokenStream>() else {
+                    continue;
+                };
+                type ParseFn = fn(TokenStream, &mut Errors);
+                let parsers: [(&str, ParseFn); 3] = [
+                    ("step", |t, e| drop(parse_step(t, e))),
+                    ("pipeline", |t, e| drop(parse_pipeline(t, e))),
+                    ("helper", |t, e| drop(parse_helper(t, e))),
+                ];
+                for (which, parse) in parsers {
+                    let mut errors = Errors::default();
+                    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        parse(tokens.clone(), &mut errors)
+                    }));
+                    assert!(result.is_ok(), "{which} parser panicked on `{src}`");
+                    assert!(errors.finish().is_err(), "{which} parser accepted `{src}`");
+                    cases += 1;
+                }
+            }
+        }
+        assert!(cases >= 200, "only {cases} cases generated");
+    }
+}

@@ -1,0 +1,59 @@
+//! Typed, cached ML and data pipelines from plain Rust functions.
+//!
+//! `#[step]` makes a function a pipeline step, `#[pipeline]` wires steps together, and
+//! running a pipeline executes a step only when its cache key (code signature, parameters,
+//! input contents, output declarations) has no completed execution in the store. Every
+//! run, execution, artifact and lineage edge is recorded in an embedded SQLite store.
+//!
+//! ```no_run
+//! use pipeline::prelude::*;
+//!
+//! #[step(outputs(train, test))]
+//! fn split(n: usize) -> (Vec<f64>, Vec<f64>) {
+//!     let all: Vec<f64> = (0..n).map(|i| i as f64).collect();
+//!     let (a, b) = all.split_at(n * 4 / 5);
+//!     (a.to_vec(), b.to_vec())
+//! }
+//!
+//! #[step]
+//! fn mean(xs: &[f64]) -> f64 {
+//!     xs.iter().sum::<f64>() / xs.len().max(1) as f64
+//! }
+//!
+//! #[pipeline]
+//! fn stats(n: usize) -> Artifact<f64> {
+//!     let data = split(n);
+//!     mean(&data.train)
+//! }
+//!
+//! fn main() -> pipeline::Result<()> {
+//!     let p = stats(1000).store_path("target/doc-store");
+//!     let run = p.run()?; // executes both steps
+//!     let m: f64 = run.output().load()?;
+//!     p.run()?; // both cached: no step body runs, no artifact is read
+//!     println!("mean = {m}");
+//!     Ok(())
+//! }
+//! ```
+//!
+//! See `README.md` for the cache-key rules, the store layout and the log lines.
+
+pub use pipeline_core::{
+    cacher, canonical, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher, Error,
+    Hash128, InputComponent, InputRecord, Json, KeyComponents, OutputDecl, Pipeline,
+    PipelineOutput, Reason, Result, Run, RunRecord, RunStatus, StepRecord, StepReport, StepStatus,
+    Store, StoreStats,
+};
+pub use pipeline_macros::{helper, pipeline, step};
+
+/// Everything a pipeline file needs: `use pipeline::prelude::*;`.
+pub mod prelude {
+    pub use pipeline_core::{
+        Artifact, Bincode, Cacher, Error, Json, Pipeline, Reason, Result, Run, StepReport,
+        StepStatus, Store,
+    };
+    pub use pipeline_macros::{helper, pipeline, step};
+}
+
+#[doc(hidden)]
+pub use pipeline_core::__private;
