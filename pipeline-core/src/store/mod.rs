@@ -284,6 +284,11 @@ impl Store {
         let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
         self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
         if actual != hash {
+            // Forget the blob's recorded stat so the next cache lookup re-hashes it, finds
+            // it damaged and re-executes the producing step.
+            let _ = self
+                .db()
+                .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()]);
             return Err(Error::BlobCorrupt {
                 hash: hash.to_hex(),
                 path,

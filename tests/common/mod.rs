@@ -1,0 +1,71 @@
+//! Shared helpers for integration tests.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use pipeline::prelude::*;
+
+/// A fresh temporary store directory (removed on drop).
+pub fn temp_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path().join("store")).expect("open store");
+    (dir, store)
+}
+
+/// Statuses of a run's steps by name, in pipeline order.
+pub fn statuses<O>(run: &Run<O>) -> Vec<(String, StepStatus)> {
+    run.steps()
+        .iter()
+        .map(|s| (s.name().to_string(), s.status()))
+        .collect()
+}
+
+pub fn status_of<O>(run: &Run<O>, step: &str) -> StepStatus {
+    run.step(step)
+        .unwrap_or_else(|| panic!("no step `{step}` in run"))
+        .status()
+}
+
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect()
+    }
+}
+
+/// Installs (once per test binary) a global subscriber that records `pipeline` events as
+/// bare lines (`LEVEL message`), and returns the buffer.
+pub fn capture_logs() -> Captured {
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(move || writer.clone())
+                .with_ansi(false)
+                .without_time()
+                .with_target(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+            captured
+        })
+        .clone()
+}
