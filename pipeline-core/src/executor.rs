@@ -719,6 +719,23 @@ fn run_step(
                 }
             }
             let (hash, size) = store.finish_blob(writer).map_err(|e| e.to_string())?;
+            let sidecar = serde_json::json!({
+                "content_hash": hash.to_hex(),
+                "size": size,
+                "type": spec.decl.type_name,
+                "cacher": spec.decl.cacher,
+                "cacher_version": spec.decl.cacher_version,
+                "metadata": metadata.last().cloned().flatten(),
+                "produced_by": {
+                    "run_id": run_id,
+                    "step": node.name,
+                    "output": spec.decl.name,
+                    "cache_key": job.key.to_hex(),
+                },
+            });
+            store
+                .write_sidecar(hash, &sidecar)
+                .map_err(|e| e.to_string())?;
             produced.push(Produced {
                 hash,
                 size,

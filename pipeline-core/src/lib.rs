@@ -25,7 +25,8 @@ pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Reason, Run, StepReport, StepStatus};
 pub use crate::store::{
-    ArtifactRecord, InputRecord, RunRecord, RunStatus, StepRecord, Store, StoreStats,
+    ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
+    StepComparison, StepRecord, Store, StoreStats,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a

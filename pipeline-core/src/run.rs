@@ -132,20 +132,30 @@ impl fmt::Display for Reason {
 
 impl Reason {
     /// Explains a cache miss by comparing the new key components with the newest earlier
-    /// execution's. Code first, then parameters and inputs in order, then declarations.
+    /// execution's: the first of [`Reason::differences`], code first.
     pub(crate) fn explain(prev: Option<&KeyComponents>, new: &KeyComponents) -> Reason {
         let Some(prev) = prev else {
             return Reason::FirstExecution;
         };
-        if prev.code_signature != new.code_signature {
-            return Reason::CodeChanged {
-                old: prev.code_signature.clone(),
+        Reason::differences(prev, new)
+            .into_iter()
+            .next()
+            .unwrap_or(Reason::KeyChanged)
+    }
+
+    /// Every difference between two sets of key components: code signature, then each
+    /// changed parameter and input in declaration order, then declarations.
+    pub fn differences(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
+        let mut out = Vec::new();
+        if old.code_signature != new.code_signature {
+            out.push(Reason::CodeChanged {
+                old: old.code_signature.clone(),
                 new: new.code_signature.clone(),
-            };
+            });
         }
         for input in &new.inputs {
-            let old = prev.inputs.iter().find(|i| i.name() == input.name());
-            match (old, input) {
+            let before = old.inputs.iter().find(|i| i.name() == input.name());
+            match (before, input) {
                 (
                     Some(InputComponent::Parameter {
                         hash: h0,
@@ -159,13 +169,11 @@ impl Reason {
                         value,
                         type_name,
                     },
-                ) if h0 != hash || t0 != type_name => {
-                    return Reason::ParameterChanged {
-                        name: name.clone(),
-                        old: v0.to_string(),
-                        new: value.to_string(),
-                    }
-                }
+                ) if h0 != hash || t0 != type_name => out.push(Reason::ParameterChanged {
+                    name: name.clone(),
+                    old: v0.to_string(),
+                    new: value.to_string(),
+                }),
                 (
                     Some(InputComponent::Artifact {
                         content_hash: h0, ..
@@ -175,31 +183,28 @@ impl Reason {
                         content_hash,
                         producer,
                     },
-                ) if h0 != content_hash => {
-                    return Reason::InputChanged {
-                        name: name.clone(),
-                        producer: producer.clone(),
-                    }
-                }
+                ) if h0 != content_hash => out.push(Reason::InputChanged {
+                    name: name.clone(),
+                    producer: producer.clone(),
+                }),
                 _ => {}
             }
         }
-        let names = |c: &KeyComponents| {
+        let shape = |c: &KeyComponents| {
             c.inputs
                 .iter()
-                .map(|i| i.name().to_string())
+                .map(|i| {
+                    (
+                        i.name().to_string(),
+                        matches!(i, InputComponent::Parameter { .. }),
+                    )
+                })
                 .collect::<Vec<_>>()
         };
-        let kinds = |c: &KeyComponents| {
-            c.inputs
-                .iter()
-                .map(|i| matches!(i, InputComponent::Parameter { .. }))
-                .collect::<Vec<_>>()
-        };
-        if prev.outputs != new.outputs || names(prev) != names(new) || kinds(prev) != kinds(new) {
-            return Reason::DeclarationChanged;
+        if old.outputs != new.outputs || shape(old) != shape(new) {
+            out.push(Reason::DeclarationChanged);
         }
-        Reason::KeyChanged
+        out
     }
 }
 

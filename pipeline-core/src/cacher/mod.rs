@@ -6,10 +6,14 @@
 //! re-executes the step instead of reading bytes in the old format.
 
 mod bincode;
+mod files;
 mod json;
+mod raw;
 
 pub use self::bincode::Bincode;
+pub use self::files::{file_bytes_hashed, FileRef, Files};
 pub use self::json::Json;
+pub use self::raw::{Raw, RawElement};
 
 use std::io::{Read, Write};
 

@@ -6,10 +6,14 @@
 //! ```
 
 mod blob;
+pub(crate) use blob::mtime_ns;
 mod query;
 mod schema;
 
-pub use query::{ArtifactRecord, InputRecord, RunRecord, RunStatus, StepRecord};
+pub use query::{
+    ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
+    StepComparison, StepRecord,
+};
 
 use std::fs::{self, File};
 use std::io::{BufReader, Read};
@@ -258,6 +262,16 @@ impl Store {
         writer
             .finish(&self.inner.artifacts)
             .map_err(|e| Error::io(&self.inner.artifacts, e))
+    }
+
+    /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
+    pub(crate) fn write_sidecar(&self, hash: Hash128, doc: &serde_json::Value) -> Result<()> {
+        let path = self.blob_path(hash).with_extension("json");
+        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        let text = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        fs::write(&tmp, text)
+            .and_then(|_| fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(&path, e))
     }
 
     /// Reads blob `hash` through `decode`, verifying the content hash of every byte.

@@ -342,3 +342,154 @@ fn artifact_from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRecord> {
         metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
     })
 }
+
+/// An execution that produced or consumed an artifact.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionRef {
+    /// Execution id.
+    pub execution_id: i64,
+    /// Run id.
+    pub run_id: String,
+    /// Run name.
+    pub run_name: String,
+    /// Step name within the run.
+    pub step: String,
+    /// Status of the execution.
+    pub status: StepStatus,
+}
+
+/// Where an artifact came from and where it went.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lineage {
+    /// The artifact's content hash.
+    pub content_hash: String,
+    /// Executions that wrote these bytes (cached reuses are not listed here).
+    pub producers: Vec<ExecutionRef>,
+    /// Executions that reused these bytes from the cache.
+    pub reused_by: Vec<ExecutionRef>,
+    /// Executions that took the artifact as an input.
+    pub consumers: Vec<ExecutionRef>,
+}
+
+/// How one step compares between two runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepComparison {
+    /// Step name within the runs.
+    pub name: String,
+    /// Status in the first run (`None` if the step is not in it).
+    pub status_a: Option<StepStatus>,
+    /// Status in the second run.
+    pub status_b: Option<StepStatus>,
+    /// Whether the cache keys are equal.
+    pub same_key: bool,
+    /// What differs, from the first run to the second (empty when the keys are equal).
+    pub changes: Vec<crate::run::Reason>,
+}
+
+/// Per-step comparison of two runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunComparison {
+    /// First run.
+    pub run_a: RunRecord,
+    /// Second run.
+    pub run_b: RunRecord,
+    /// Every step of either run, in the second run's order, then steps only in the first.
+    pub steps: Vec<StepComparison>,
+}
+
+impl RunComparison {
+    /// The steps whose cache keys differ.
+    pub fn changed(&self) -> impl Iterator<Item = &StepComparison> {
+        self.steps.iter().filter(|s| !s.same_key)
+    }
+}
+
+impl Store {
+    /// Which executions produced, reused and consumed the artifact with `content_hash`.
+    pub fn lineage(&self, content_hash: &str) -> Result<Lineage> {
+        let conn = self.db();
+        let refs = |sql: &str| -> Result<Vec<ExecutionRef>> {
+            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.db_error(e))?;
+            let rows = stmt
+                .query_map([content_hash], |r| {
+                    let status: String = r.get(4)?;
+                    Ok(ExecutionRef {
+                        execution_id: r.get(0)?,
+                        run_id: r.get(1)?,
+                        run_name: r.get(2)?,
+                        step: r.get(3)?,
+                        status: StepStatus::parse(&status),
+                    })
+                })
+                .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
+                .map_err(|e| self.db_error(e))?;
+            Ok(rows)
+        };
+        let outputs = "SELECT DISTINCT e.id, e.run_id, r.name, e.name, e.status FROM artifacts a \
+             JOIN executions e ON e.id = a.execution_id JOIN runs r ON r.id = e.run_id \
+             WHERE a.content_hash = ?1 AND e.status = ";
+        let producers = refs(&format!("{outputs}'executed' ORDER BY e.id"))?;
+        let reused_by = refs(&format!("{outputs}'cached' ORDER BY e.id"))?;
+        let consumers = refs(
+            "SELECT DISTINCT e.id, e.run_id, r.name, e.name, e.status FROM inputs i \
+             JOIN executions e ON e.id = i.execution_id JOIN runs r ON r.id = e.run_id \
+             WHERE i.content_hash = ?1 ORDER BY e.id",
+        )?;
+        drop(conn);
+        if producers.is_empty() && reused_by.is_empty() && consumers.is_empty() {
+            return Err(Error::UnknownArtifact(content_hash.to_string()));
+        }
+        Ok(Lineage {
+            content_hash: content_hash.to_string(),
+            producers,
+            reused_by,
+            consumers,
+        })
+    }
+
+    /// Compares two runs (ids, names or unique prefixes) step by step: which steps differ
+    /// and why (code, parameter with both values, input, declarations).
+    pub fn compare_runs(&self, a: &str, b: &str) -> Result<RunComparison> {
+        let run_a = self.run(a)?;
+        let run_b = self.run(b)?;
+        let steps_a = self.run_steps(&run_a.id)?;
+        let steps_b = self.run_steps(&run_b.id)?;
+        let mut steps = Vec::new();
+        for sb in &steps_b {
+            let sa = steps_a.iter().find(|s| s.name == sb.name);
+            let same_key =
+                sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
+            let changes = match sa {
+                Some(sa) if !same_key => {
+                    crate::run::Reason::differences(&sa.components, &sb.components)
+                }
+                Some(_) => Vec::new(),
+                None => vec![crate::run::Reason::FirstExecution],
+            };
+            steps.push(StepComparison {
+                name: sb.name.clone(),
+                status_a: sa.map(|s| s.status),
+                status_b: Some(sb.status),
+                same_key,
+                changes,
+            });
+        }
+        for sa in steps_a
+            .iter()
+            .filter(|sa| !steps_b.iter().any(|sb| sb.name == sa.name))
+        {
+            steps.push(StepComparison {
+                name: sa.name.clone(),
+                status_a: Some(sa.status),
+                status_b: None,
+                same_key: false,
+                changes: Vec::new(),
+            });
+        }
+        Ok(RunComparison {
+            run_a,
+            run_b,
+            steps,
+        })
+    }
+}

@@ -105,6 +105,14 @@ fn generate(
     let call_sig = {
         let mut sig = item.sig.clone();
         sig.ident = Ident::new("call", name.span());
+        // `call` only forwards its arguments: `mut x` would warn there.
+        for arg in &mut sig.inputs {
+            if let syn::FnArg::Typed(pt) = arg {
+                if let syn::Pat::Ident(p) = &mut *pt.pat {
+                    p.mutability = None;
+                }
+            }
+        }
         sig
     };
     let arg_names: Vec<&Ident> = step.inputs.iter().map(|i| &i.name).collect();

@@ -1,0 +1,205 @@
+//! Plain numeric vectors stored as their bytes, so loading costs about one file read.
+//!
+//! Layout: a 16-byte header (`PLRAW`, format version, element code, element size, element
+//! count as u64 little-endian) followed by the elements in little-endian order.
+
+use std::io::{Read, Write};
+
+use super::Cacher;
+use crate::error::BoxError;
+
+const MAGIC: &[u8; 5] = b"PLRAW";
+const FORMAT: u8 = 1;
+
+/// Stores `Vec<T>` of a primitive number type as raw little-endian bytes.
+///
+/// Bit-exact (NaN payloads and `-0.0` survive) and about as fast as reading the file.
+/// Loading checks the header: a blob of `f32` elements is refused when `f64` is asked for.
+///
+/// ```
+/// use pipeline::prelude::*;
+/// use pipeline::cacher::Raw;
+///
+/// #[step(cacher = Raw)]
+/// fn embeddings(n: usize) -> Vec<f32> {
+///     vec![0.5; n]
+/// }
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Raw;
+
+/// Element types the [`Raw`] cacher supports.
+pub trait RawElement: bytemuck::Pod + Send + Sync + 'static {
+    /// Code stored in the header.
+    const CODE: u8;
+    /// Name used in error messages.
+    const NAME: &'static str;
+    /// Converts between native and little-endian order (identity on little-endian targets).
+    fn swap_le(self) -> Self;
+}
+
+macro_rules! raw_element {
+    ($($t:ty => $code:expr),* $(,)?) => {$(
+        impl RawElement for $t {
+            const CODE: u8 = $code;
+            const NAME: &'static str = stringify!($t);
+            fn swap_le(self) -> Self {
+                <$t>::from_le_bytes(self.to_ne_bytes())
+            }
+        }
+    )*};
+}
+
+raw_element! {
+    u8 => 1, i8 => 2, u16 => 3, i16 => 4, u32 => 5, i32 => 6, u64 => 7, i64 => 8,
+    f32 => 9, f64 => 10,
+}
+
+fn name_of(code: u8) -> &'static str {
+    match code {
+        1 => "u8",
+        2 => "i8",
+        3 => "u16",
+        4 => "i16",
+        5 => "u32",
+        6 => "i32",
+        7 => "u64",
+        8 => "i64",
+        9 => "f32",
+        10 => "f64",
+        _ => "an unknown element type",
+    }
+}
+
+impl<T: RawElement> Cacher<Vec<T>> for Raw {
+    fn id(&self) -> &str {
+        "raw"
+    }
+
+    fn save(&self, value: &Vec<T>, out: &mut dyn Write) -> Result<(), BoxError> {
+        let mut header = [0u8; 16];
+        header[..5].copy_from_slice(MAGIC);
+        header[5] = FORMAT;
+        header[6] = T::CODE;
+        header[7] = std::mem::size_of::<T>() as u8;
+        header[8..].copy_from_slice(&(value.len() as u64).to_le_bytes());
+        out.write_all(&header)?;
+        if cfg!(target_endian = "little") {
+            out.write_all(bytemuck::cast_slice(value))?;
+        } else {
+            for chunk in value.chunks(8192) {
+                let le: Vec<T> = chunk.iter().map(|x| x.swap_le()).collect();
+                out.write_all(bytemuck::cast_slice(&le))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn load(&self, input: &mut dyn Read) -> Result<Vec<T>, BoxError> {
+        let mut header = [0u8; 16];
+        input
+            .read_exact(&mut header)
+            .map_err(|_| "blob is too short for a raw header")?;
+        if &header[..5] != MAGIC {
+            return Err("blob was not written by the raw cacher (bad magic)".into());
+        }
+        if header[5] != FORMAT {
+            return Err(format!(
+                "raw format version {} is not supported (this build reads version {FORMAT})",
+                header[5]
+            )
+            .into());
+        }
+        if header[6] != T::CODE || usize::from(header[7]) != std::mem::size_of::<T>() {
+            return Err(format!(
+                "blob holds `{}` elements, but `Vec<{}>` was requested",
+                name_of(header[6]),
+                T::NAME
+            )
+            .into());
+        }
+        let mut count = [0u8; 8];
+        count.copy_from_slice(&header[8..]);
+        let count = usize::try_from(u64::from_le_bytes(count))
+            .map_err(|_| "element count does not fit in memory")?;
+        let mut values: Vec<T> = Vec::new();
+        values
+            .try_reserve_exact(count)
+            .map_err(|_| format!("cannot allocate {count} elements"))?;
+        values.resize(count, T::zeroed());
+        // Read straight into the vector's memory: no intermediate buffer.
+        input
+            .read_exact(bytemuck::cast_slice_mut(&mut values))
+            .map_err(|_| "blob is shorter than its header says")?;
+        if cfg!(target_endian = "big") {
+            values.iter_mut().for_each(|x| *x = x.swap_le());
+        }
+        let mut probe = [0u8; 1];
+        if input.read(&mut probe)? != 0 {
+            return Err("blob is longer than its header says".into());
+        }
+        Ok(values)
+    }
+
+    fn metadata(&self, value: &Vec<T>) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "element": T::NAME, "len": value.len() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: RawElement + PartialEq + std::fmt::Debug>(v: Vec<T>) -> Vec<T> {
+        let mut bytes = Vec::new();
+        Raw.save(&v, &mut bytes).unwrap();
+        assert_eq!(bytes.len(), 16 + v.len() * std::mem::size_of::<T>());
+        Cacher::<Vec<T>>::load(&Raw, &mut bytes.as_slice()).unwrap()
+    }
+
+    #[test]
+    fn round_trips_bit_exactly() {
+        let weird = vec![
+            f64::from_bits(0x7ff8_0000_dead_beef),
+            -0.0,
+            f64::INFINITY,
+            f64::MIN_POSITIVE / 2.0,
+            1.5,
+        ];
+        let back = round_trip(weird.clone());
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back), bits(&weird));
+        let f32s = vec![f32::from_bits(0x7fc0_1234), -0.0f32];
+        let back = round_trip(f32s.clone());
+        assert_eq!(back[0].to_bits(), f32s[0].to_bits());
+        assert_eq!(back[1].to_bits(), (-0.0f32).to_bits());
+        assert_eq!(round_trip(vec![1u32, u32::MAX]), vec![1, u32::MAX]);
+        assert_eq!(round_trip(Vec::<i64>::new()), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn rejects_another_element_type() {
+        let mut bytes = Vec::new();
+        Raw.save(&vec![1.0f32, 2.0], &mut bytes).unwrap();
+        let err = Cacher::<Vec<f64>>::load(&Raw, &mut bytes.as_slice()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "blob holds `f32` elements, but `Vec<f64>` was requested"
+        );
+        let err = Cacher::<Vec<u32>>::load(&Raw, &mut &b"not a raw blob!!"[..]).unwrap_err();
+        assert!(err.to_string().contains("bad magic"));
+        let err = Cacher::<Vec<u32>>::load(&Raw, &mut &bytes[..20]).unwrap_err();
+        assert!(err.to_string().contains("blob holds `f32`"));
+    }
+
+    #[test]
+    fn rejects_truncated_and_padded_blobs() {
+        let mut bytes = Vec::new();
+        Raw.save(&vec![1u16, 2, 3], &mut bytes).unwrap();
+        let err = Cacher::<Vec<u16>>::load(&Raw, &mut &bytes[..bytes.len() - 1]).unwrap_err();
+        assert!(err.to_string().contains("shorter"));
+        bytes.push(0);
+        let err = Cacher::<Vec<u16>>::load(&Raw, &mut bytes.as_slice()).unwrap_err();
+        assert!(err.to_string().contains("longer"));
+    }
+}
