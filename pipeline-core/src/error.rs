@@ -66,6 +66,18 @@ pub enum Error {
     #[error("no run `{0}` in the store; list runs with Store::runs")]
     UnknownRun(String),
 
+    /// More than one run's id or name starts with the given prefix.
+    #[error(
+        "run prefix `{prefix}` is ambiguous: it matches {}; give more characters or the full name",
+        .candidates.join(", ")
+    )]
+    AmbiguousRun {
+        /// The prefix that was given.
+        prefix: String,
+        /// Names of the runs it matches (newest first).
+        candidates: Vec<String>,
+    },
+
     /// The run has no step of that name, or the step has no such output.
     #[error("run `{run}` has no {what}")]
     UnknownStep {

@@ -171,13 +171,44 @@ impl Store {
         {
             return Ok(r.clone());
         }
-        let mut matches = all
+        let mut matches: Vec<RunRecord> = all
             .into_iter()
-            .filter(|r| r.id.starts_with(id_or_name) || r.name.starts_with(id_or_name));
-        match (matches.next(), matches.next()) {
-            (Some(r), None) if !id_or_name.is_empty() => Ok(r),
+            .filter(|r| r.id.starts_with(id_or_name) || r.name.starts_with(id_or_name))
+            .collect();
+        match matches.len() {
+            1 if !id_or_name.is_empty() => Ok(matches.remove(0)),
+            n if n > 1 && !id_or_name.is_empty() => Err(Error::AmbiguousRun {
+                prefix: id_or_name.to_string(),
+                candidates: matches.into_iter().map(|r| r.name).collect(),
+            }),
             _ => Err(Error::UnknownRun(id_or_name.to_string())),
         }
+    }
+
+    /// The run that execution `id` belongs to.
+    pub fn execution_run(&self, id: i64) -> Result<RunRecord> {
+        let run_id: String = self
+            .db()
+            .prepare_cached("SELECT run_id FROM executions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(|e| self.db_error(e))?
+            .ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;
+        self.run(&run_id)
+    }
+
+    /// The newest execution of step `step` (the step's own name, shared by repeated calls)
+    /// that ran or was reused before execution `before`: what a cache miss at `before` was
+    /// compared with. Failed and skipped executions are left out.
+    pub fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
+        let id: Option<i64> = self
+            .db()
+            .prepare_cached(
+                "SELECT id FROM executions WHERE step = ?1 AND id < ?2 \
+                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![step, before], |r| r.get(0)).optional())
+            .map_err(|e| self.db_error(e))?;
+        id.map(|id| self.execution(id)).transpose()
     }
 
     /// The step records of a run (by id or name), in pipeline order.

@@ -1,0 +1,630 @@
+//! A run's DAG: nodes (steps) and edges (artifacts from producer to consumer), laid out in
+//! layers by topological depth, drawn as a self-contained HTML page with inline SVG, as
+//! Graphviz DOT text, or as JSON.
+
+use std::fmt::Write as _;
+
+use pipeline::{InputComponent, RunRecord, StepRecord, StepStatus};
+use serde_json::{json, Value};
+
+use crate::commands::{run_json, step_json};
+use crate::fmt::{duration, short, size, timestamp};
+
+/// Node box width and the gaps between layers and between nodes of one layer.
+const NODE_W: f64 = 230.0;
+const LAYER_GAP: f64 = 110.0;
+const ROW_GAP: f64 = 36.0;
+const MARGIN: f64 = 24.0;
+const HEADER_H: f64 = 46.0;
+const LINE_H: f64 = 17.0;
+
+pub struct Graph {
+    run: RunRecord,
+    steps: Vec<StepRecord>,
+    edges: Vec<Edge>,
+    /// Topological depth of each step.
+    layer: Vec<usize>,
+    /// Position of each node: x, y (top left) and height.
+    boxes: Vec<(f64, f64, f64)>,
+    width: f64,
+    height: f64,
+}
+
+/// An artifact flowing from one step of the run into another.
+pub struct Edge {
+    from: usize,
+    to: usize,
+    /// Output name at the producer (`None` when the producer recorded no such output).
+    output: Option<usize>,
+    /// Argument name at the consumer.
+    input: String,
+    content_hash: Option<String>,
+}
+
+impl Graph {
+    pub fn new(run: RunRecord, steps: Vec<StepRecord>) -> Graph {
+        let edges = edges(&steps);
+        let n = steps.len();
+        // Depth: 0 for steps with no producer in the run, else one more than the deepest.
+        let mut layer = vec![0usize; n];
+        for _ in 0..n {
+            let mut changed = false;
+            for e in &edges {
+                if layer[e.to] < layer[e.from] + 1 && layer[e.from] < n {
+                    layer[e.to] = layer[e.from] + 1;
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+        let layers = layer.iter().copied().max().map_or(0, |m| m + 1);
+        // Order within a layer: by the mean row of the producers (barycenter), then position.
+        let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
+        let mut row_of = vec![0.0f64; n];
+        for (l, row) in rows.iter_mut().enumerate() {
+            let mut members: Vec<(f64, usize)> = (0..n)
+                .filter(|&i| layer[i] == l)
+                .map(|i| {
+                    let ups: Vec<f64> = edges
+                        .iter()
+                        .filter(|e| e.to == i)
+                        .map(|e| row_of[e.from])
+                        .collect();
+                    let key = if ups.is_empty() {
+                        i as f64
+                    } else {
+                        ups.iter().sum::<f64>() / ups.len() as f64
+                    };
+                    (key, i)
+                })
+                .collect();
+            members.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for (r, &(_, i)) in members.iter().enumerate() {
+                row_of[i] = r as f64;
+            }
+            *row = members.into_iter().map(|(_, i)| i).collect();
+        }
+        let heights: Vec<f64> = steps.iter().map(node_height).collect();
+        let column_h = |row: &Vec<usize>| {
+            row.iter().map(|&i| heights[i]).sum::<f64>()
+                + ROW_GAP * row.len().saturating_sub(1) as f64
+        };
+        let tallest = rows.iter().map(column_h).fold(0.0, f64::max);
+        let mut boxes = vec![(0.0, 0.0, 0.0); n];
+        for (l, row) in rows.iter().enumerate() {
+            let x = MARGIN + l as f64 * (NODE_W + LAYER_GAP);
+            let mut y = MARGIN + (tallest - column_h(row)) / 2.0;
+            for &i in row {
+                boxes[i] = (x, y, heights[i]);
+                y += heights[i] + ROW_GAP;
+            }
+        }
+        let width =
+            MARGIN * 2.0 + layers as f64 * NODE_W + layers.saturating_sub(1) as f64 * LAYER_GAP;
+        let height = MARGIN * 2.0 + tallest;
+        Graph {
+            run,
+            steps,
+            edges,
+            layer,
+            boxes,
+            width: width.max(200.0),
+            height: height.max(80.0),
+        }
+    }
+
+    fn edge_label(&self, e: &Edge) -> String {
+        // A single output is simply "the output": name only the argument it feeds.
+        let outputs = &self.steps[e.from].outputs;
+        match e.output.map(|o| &outputs[o].name) {
+            Some(out) if *out != e.input && outputs.len() > 1 => {
+                format!("{out} → {}", e.input)
+            }
+            _ => e.input.clone(),
+        }
+    }
+
+    fn edge_size(&self, e: &Edge) -> Option<u64> {
+        e.output.map(|o| self.steps[e.from].outputs[o].size)
+    }
+
+    /// Graphviz DOT text.
+    pub fn dot(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "digraph {} {{", dot_str(&self.run.name));
+        let _ = writeln!(out, "  rankdir=LR;");
+        let _ = writeln!(
+            out,
+            "  label={}; labelloc=t;",
+            dot_str(&format!(
+                "run {} of pipeline {} ({})",
+                self.run.name,
+                self.run.pipeline,
+                run_status(&self.run)
+            ))
+        );
+        let _ = writeln!(
+            out,
+            "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11];"
+        );
+        let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=9];");
+        for (i, s) in self.steps.iter().enumerate() {
+            let (stroke, fill) = colors(s.status);
+            let mut label = format!("{}\n{} · {}", s.name, s.status, duration(s.duration));
+            for o in &s.outputs {
+                let _ = write!(label, "\n{}: {}", o.name, size(o.size));
+            }
+            let _ = writeln!(
+                out,
+                "  n{i} [label={}, color=\"{stroke}\", fillcolor=\"{fill}\", tooltip={}];",
+                dot_str(&label),
+                dot_str(s.reason.as_deref().unwrap_or(""))
+            );
+        }
+        for e in &self.edges {
+            let mut label = self.edge_label(e);
+            if let Some(bytes) = self.edge_size(e) {
+                let _ = write!(label, "\n{}", size(bytes));
+            }
+            let _ = writeln!(
+                out,
+                "  n{} -> n{} [label={}];",
+                e.from,
+                e.to,
+                dot_str(&label)
+            );
+        }
+        out.push_str("}\n");
+        out
+    }
+
+    /// Nodes, edges and the layout, as JSON.
+    pub fn json(&self) -> Value {
+        json!({
+            "run": run_json(&self.run),
+            "nodes": self.steps.iter().enumerate().map(|(i, s)| {
+                let mut v = step_json(s);
+                if let Value::Object(m) = &mut v {
+                    m.insert("layer".into(), json!(self.layer[i]));
+                }
+                v
+            }).collect::<Vec<_>>(),
+            "edges": self.edges.iter().map(|e| json!({
+                "from": self.steps[e.from].name,
+                "to": self.steps[e.to].name,
+                "output": e.output.map(|o| self.steps[e.from].outputs[o].name.clone()),
+                "input": e.input,
+                "content_hash": e.content_hash,
+                "size": self.edge_size(e),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The self-contained page: header, legend, the SVG drawing, and a table of the steps.
+    pub fn html(&self) -> String {
+        let run = &self.run;
+        let title = format!("Lineage of run {}", run.name);
+        let mut out = String::new();
+        let _ = write!(
+            out,
+            r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>{title}</title>
+<style>{CSS}</style>
+</head>
+<body>
+<header>
+<h1>{name}</h1>
+<p class="meta">pipeline <b>{pipeline}</b> · <span class="run-status {status}">{status}</span> · started {started} UTC · took {took} · {executed} executed, {cached} cached, {failed} failed, {skipped} skipped · id <code>{id}</code></p>
+<p class="legend"><span class="key executed">executed</span><span class="key cached">cached</span><span class="key failed">failed</span><span class="key skipped">skipped</span></p>
+</header>
+"#,
+            title = esc(&title),
+            name = esc(&run.name),
+            pipeline = esc(&run.pipeline),
+            status = run_status(run),
+            started = timestamp(run.started_at_us),
+            took = run.duration.map(duration).unwrap_or_else(|| "-".into()),
+            executed = run.executed,
+            cached = run.cached,
+            failed = run.failed,
+            skipped = run.skipped,
+            id = esc(&run.id),
+        );
+        out.push_str("<main>\n<div class=\"canvas\">\n");
+        self.svg(&mut out);
+        out.push_str("</div>\n<section id=\"details\" class=\"details\" hidden></section>\n");
+        self.table(&mut out);
+        out.push_str("</main>\n");
+        let data: Vec<Value> = self
+            .steps
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name,
+                    "step": s.step,
+                    "status": s.status,
+                    "duration": duration(s.duration),
+                    "cache_key": s.cache_key,
+                    "code_signature": s.code_signature,
+                    "reason": s.reason,
+                    "error": s.error,
+                    "execution_id": s.execution_id,
+                    "reused_execution": s.reused_execution,
+                    "parameters": s.parameters,
+                    "outputs": s.outputs.iter().map(|o| json!({
+                        "name": o.name,
+                        "size": size(o.size),
+                        "type": o.type_name,
+                        "cacher": o.cacher,
+                        "content_hash": o.content_hash,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        // `<` escaped so that no string in the data can close the script element.
+        let data = serde_json::to_string(&data)
+            .unwrap_or_else(|_| "[]".into())
+            .replace('<', "\\u003c");
+        let _ = write!(
+            out,
+            "<script id=\"steps-data\" type=\"application/json\">{data}</script>\n<script>{SCRIPT}</script>\n</body>\n</html>\n"
+        );
+        out
+    }
+
+    fn svg(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" id="dag" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">"#,
+            w = self.width,
+            h = self.height,
+            label = esc(&format!("DAG of run {}", self.run.name)),
+        );
+        out.push_str(
+            r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>
+"##,
+        );
+        // Edges first, so nodes paint over their ends.
+        out.push_str("<g class=\"edges\">\n");
+        for (k, e) in self.edges.iter().enumerate() {
+            let (fx, fy, _) = self.boxes[e.from];
+            let (tx, ty, th) = self.boxes[e.to];
+            // Leave from the producer's output line, arrive spread over the consumer's side.
+            let out_row = e.output.unwrap_or(0) as f64;
+            let y1 = fy + HEADER_H + LINE_H * (out_row + 0.5);
+            let incoming: Vec<usize> = (0..self.edges.len())
+                .filter(|&j| self.edges[j].to == e.to)
+                .collect();
+            let slot = incoming.iter().position(|&j| j == k).unwrap_or(0) as f64;
+            let y2 = ty + th * (slot + 1.0) / (incoming.len() as f64 + 1.0);
+            let x1 = fx + NODE_W;
+            let x2 = tx;
+            let bend = ((x2 - x1) / 2.0).max(40.0);
+            let _ = writeln!(
+                out,
+                r#"<g class="edge" data-from="{from}" data-to="{to}"><path d="M{x1:.1},{y1:.1} C{c1:.1},{y1:.1} {c2:.1},{y2:.1} {x2:.1},{y2:.1}" marker-end="url(#arrow)"/><text x="{mx:.1}" y="{my:.1}" text-anchor="middle">{label}</text></g>"#,
+                from = esc(&self.steps[e.from].name),
+                to = esc(&self.steps[e.to].name),
+                c1 = x1 + bend,
+                c2 = x2 - bend,
+                mx = (x1 + x2) / 2.0,
+                my = (y1 + y2) / 2.0 - 4.0,
+                label = esc(&self.edge_label(e)),
+            );
+        }
+        out.push_str("</g>\n<g class=\"nodes\">\n");
+        for (i, s) in self.steps.iter().enumerate() {
+            let (x, y, h) = self.boxes[i];
+            let status = s.status.to_string();
+            let _ = writeln!(
+                out,
+                r#"<g class="node {status}" id="node-{i}" data-index="{i}" data-step="{name}" data-status="{status}" tabindex="0">"#,
+                name = esc(&s.name),
+            );
+            let _ = writeln!(
+                out,
+                "<title>{}</title>",
+                esc(&format!(
+                    "{}: {}{}",
+                    s.name,
+                    status,
+                    s.reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ))
+            );
+            let _ = writeln!(
+                out,
+                r#"<rect x="{x:.1}" y="{y:.1}" width="{NODE_W}" height="{h:.1}" rx="8"/>"#
+            );
+            let _ = writeln!(
+                out,
+                r#"<text class="name" x="{:.1}" y="{:.1}">{}</text>"#,
+                x + 12.0,
+                y + 20.0,
+                esc(&ellipsis(&s.name, 26))
+            );
+            let _ = writeln!(
+                out,
+                r#"<text class="status" x="{:.1}" y="{:.1}"><tspan class="badge">{status}</tspan> · <tspan class="duration">{}</tspan></text>"#,
+                x + 12.0,
+                y + 37.0,
+                duration(s.duration)
+            );
+            let lines: Vec<(String, String)> = if s.outputs.is_empty() {
+                let note = match s.status {
+                    StepStatus::Failed => s.error.clone().unwrap_or_else(|| "failed".into()),
+                    StepStatus::Skipped => s.reason.clone().unwrap_or_else(|| "skipped".into()),
+                    _ => "no outputs".into(),
+                };
+                vec![(note, String::new())]
+            } else {
+                s.outputs
+                    .iter()
+                    .map(|o| (o.name.clone(), size(o.size)))
+                    .collect()
+            };
+            for (k, (left, right)) in lines.iter().enumerate() {
+                let ly = y + HEADER_H + LINE_H * (k as f64 + 0.5) + 4.0;
+                let _ = writeln!(
+                    out,
+                    r#"<text class="output" x="{:.1}" y="{ly:.1}">{}</text><text class="size" x="{:.1}" y="{ly:.1}" text-anchor="end">{}</text>"#,
+                    x + 12.0,
+                    esc(&ellipsis(left, if right.is_empty() { 32 } else { 22 })),
+                    x + NODE_W - 12.0,
+                    esc(right)
+                );
+            }
+            out.push_str("</g>\n");
+        }
+        out.push_str("</g>\n</svg>\n");
+    }
+
+    fn table(&self, out: &mut String) {
+        out.push_str(
+            "<table class=\"steps\">\n<thead><tr><th>Step</th><th>Status</th><th>Duration</th><th>Cache key</th><th>Outputs</th><th>Why</th></tr></thead>\n<tbody>\n",
+        );
+        for (i, s) in self.steps.iter().enumerate() {
+            let outputs: Vec<String> = s
+                .outputs
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{} ({}, {}, <code>{}</code>)",
+                        esc(&o.name),
+                        size(o.size),
+                        esc(&o.cacher),
+                        esc(short(&o.content_hash))
+                    )
+                })
+                .collect();
+            let why = match s.status {
+                StepStatus::Failed => s.error.clone().unwrap_or_default(),
+                _ => s.reason.clone().unwrap_or_default(),
+            };
+            let _ = writeln!(
+                out,
+                "<tr id=\"row-{i}\" data-step=\"{name}\" data-status=\"{status}\"><td>{name}</td><td><span class=\"key {status}\">{status}</span></td><td>{dur}</td><td><code>{key}</code></td><td>{outputs}</td><td>{why}</td></tr>",
+                name = esc(&s.name),
+                status = s.status,
+                dur = duration(s.duration),
+                key = esc(s.cache_key.as_deref().map(short).unwrap_or("-")),
+                outputs = outputs.join("<br>"),
+                why = esc(&why),
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+}
+
+/// Edges from each input's producer in this run: by the producer's name recorded in the key
+/// components, else by the producing execution, else by content hash.
+fn edges(steps: &[StepRecord]) -> Vec<Edge> {
+    let mut edges = Vec::new();
+    for (to, s) in steps.iter().enumerate() {
+        for input in &s.components.inputs {
+            let InputComponent::Artifact {
+                name,
+                content_hash,
+                producer,
+            } = input
+            else {
+                continue;
+            };
+            let record = s.inputs.iter().find(|i| &i.name == name);
+            let hash = record
+                .and_then(|r| r.content_hash.clone())
+                .or_else(|| Some(content_hash.clone()).filter(|h| !h.is_empty()));
+            let by_name = steps
+                .iter()
+                .position(|p| &p.name == producer)
+                .filter(|&p| p != to);
+            let by_execution = || {
+                let id = record?.producer_execution?;
+                steps
+                    .iter()
+                    .position(|p| p.execution_id == id || p.reused_execution == Some(id))
+            };
+            let by_hash = || {
+                let h = hash.as_deref()?;
+                steps
+                    .iter()
+                    .position(|p| p.outputs.iter().any(|o| o.content_hash == h))
+            };
+            let Some(from) = by_name
+                .or_else(by_execution)
+                .or_else(by_hash)
+                .filter(|&f| f != to)
+            else {
+                continue;
+            };
+            let output = hash
+                .as_deref()
+                .and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
+            edges.push(Edge {
+                from,
+                to,
+                output,
+                input: name.clone(),
+                content_hash: hash,
+            });
+        }
+    }
+    edges
+}
+
+fn node_height(s: &StepRecord) -> f64 {
+    HEADER_H + LINE_H * s.outputs.len().max(1) as f64 + 8.0
+}
+
+fn run_status(r: &RunRecord) -> String {
+    serde_json::to_value(r.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Stroke and fill colors of a status.
+fn colors(status: StepStatus) -> (&'static str, &'static str) {
+    match status {
+        StepStatus::Executed => ("#2e7d32", "#e8f5e9"),
+        StepStatus::Cached => ("#1565c0", "#e3f2fd"),
+        StepStatus::Failed => ("#c62828", "#ffebee"),
+        StepStatus::Skipped => ("#757575", "#f3f3f3"),
+    }
+}
+
+fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max.saturating_sub(1)).collect();
+        t.push('…');
+        t
+    }
+}
+
+/// Escapes text for HTML and SVG content and attribute values.
+fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A quoted DOT string.
+fn dot_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+const CSS: &str = r#"
+:root { --executed: #2e7d32; --cached: #1565c0; --failed: #c62828; --skipped: #757575; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2430; background: #fafbfc; }
+header { padding: 14px 24px 6px; border-bottom: 1px solid #e3e6eb; background: #fff; }
+h1 { margin: 0 0 4px; font-size: 18px; font-weight: 600; word-break: break-all; }
+.meta { margin: 0 0 6px; color: #4a5161; }
+code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+.legend { margin: 0; }
+.key { display: inline-block; padding: 0 8px; margin-right: 8px; border-radius: 9px; font-size: 12px; color: #fff; }
+.key.executed, .run-status.completed { background: var(--executed); }
+.key.cached { background: var(--cached); }
+.key.failed, .run-status.failed { background: var(--failed); }
+.key.skipped, .run-status.running { background: var(--skipped); }
+.run-status { padding: 0 8px; border-radius: 9px; color: #fff; font-size: 12px; }
+main { padding: 12px 24px 24px; }
+.canvas { overflow: auto; background: #fff; border: 1px solid #e3e6eb; border-radius: 8px; }
+svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #2b3140; }
+svg text.name { font-size: 14px; font-weight: 600; }
+svg text.size, svg text.status .duration { fill: #5b6375; }
+.edge path { fill: none; stroke: #8a94a6; stroke-width: 1.6; }
+.edge text { font-size: 11px; fill: #5b6375; paint-order: stroke; stroke: #fff; stroke-width: 4px; }
+.node { cursor: pointer; }
+.node rect { stroke-width: 2; }
+.node.executed rect { fill: #e8f5e9; stroke: var(--executed); }
+.node.cached rect { fill: #e3f2fd; stroke: var(--cached); }
+.node.failed rect { fill: #ffebee; stroke: var(--failed); }
+.node.skipped rect { fill: #f3f3f3; stroke: var(--skipped); stroke-dasharray: 5 3; }
+.node.executed .badge { fill: var(--executed); font-weight: 600; }
+.node.cached .badge { fill: var(--cached); font-weight: 600; }
+.node.failed .badge { fill: var(--failed); font-weight: 600; }
+.node.skipped .badge { fill: var(--skipped); font-weight: 600; }
+.node.selected rect, .node:focus rect { stroke-width: 3.5; }
+.node:focus { outline: none; }
+.details { margin-top: 12px; padding: 10px 14px; background: #fff; border: 1px solid #e3e6eb; border-radius: 8px; }
+.details h2 { margin: 0 0 6px; font-size: 15px; }
+.details dl { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px; margin: 0; }
+.details dt { color: #5b6375; }
+.details dd { margin: 0; word-break: break-all; }
+table.steps { margin-top: 12px; border-collapse: collapse; width: 100%; background: #fff; }
+table.steps th, table.steps td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eceef2; vertical-align: top; }
+table.steps th { font-weight: 600; color: #4a5161; }
+table.steps tr.selected { background: #fff8e1; }
+"#;
+
+const SCRIPT: &str = r#"
+(function () {
+  var steps = JSON.parse(document.getElementById('steps-data').textContent);
+  var panel = document.getElementById('details');
+  function add(dl, term, value) {
+    if (value === null || value === undefined || value === '') return;
+    var dt = document.createElement('dt'); dt.textContent = term; dl.appendChild(dt);
+    var dd = document.createElement('dd'); dd.textContent = value; dl.appendChild(dd);
+  }
+  function select(i) {
+    var s = steps[i];
+    document.querySelectorAll('.selected').forEach(function (e) { e.classList.remove('selected'); });
+    document.getElementById('node-' + i).classList.add('selected');
+    document.getElementById('row-' + i).classList.add('selected');
+    panel.textContent = '';
+    var h = document.createElement('h2'); h.textContent = s.name + ' (' + s.status + ', ' + s.duration + ')';
+    panel.appendChild(h);
+    var dl = document.createElement('dl');
+    add(dl, 'step', s.step);
+    add(dl, 'why', s.reason);
+    add(dl, 'error', s.error);
+    add(dl, 'execution', s.execution_id);
+    add(dl, 'reused execution', s.reused_execution);
+    add(dl, 'cache key', s.cache_key);
+    add(dl, 'code signature', s.code_signature);
+    Object.keys(s.parameters).forEach(function (k) { add(dl, 'parameter ' + k, JSON.stringify(s.parameters[k])); });
+    s.outputs.forEach(function (o) {
+      add(dl, 'output ' + o.name, o.size + ', ' + o.type + ', ' + o.cacher + ', ' + o.content_hash);
+    });
+    panel.appendChild(dl);
+    panel.hidden = false;
+  }
+  document.querySelectorAll('.node').forEach(function (n) {
+    var i = Number(n.getAttribute('data-index'));
+    n.addEventListener('click', function () { select(i); });
+    n.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') select(i); });
+  });
+  document.documentElement.setAttribute('data-rendered', String(steps.length));
+})();
+"#;
