@@ -39,10 +39,11 @@
 //! See `README.md` for the cache-key rules, the store layout and the log lines.
 
 pub use pipeline_core::{
-    cacher, canonical, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher, Error,
-    Hash128, InputComponent, InputRecord, Json, KeyComponents, OutputDecl, Pipeline,
-    PipelineOutput, Reason, Result, Run, RunRecord, RunStatus, StepRecord, StepReport, StepStatus,
-    Store, StoreStats,
+    cacher, canonical, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher,
+    ContentHash, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent, InputRecord,
+    Json, KeyComponents, Lineage, OutputDecl, Pipeline, PipelineOutput, Problem, Reason, Result,
+    Run, RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, StepReport, StepStatus,
+    Store, StoreOptions, StoreStats, VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

@@ -118,6 +118,15 @@ pub enum Error {
         path: PathBuf,
     },
 
+    /// The store was opened read-only (or lives on a read-only file system).
+    #[error("store at {path} is read-only, so it cannot {action}; open it writable or point PIPELINE_HOME at a writable store")]
+    ReadOnly {
+        /// Store directory.
+        path: PathBuf,
+        /// What was attempted.
+        action: String,
+    },
+
     /// A SQLite error other than a lock.
     #[error("metadata store error at {path}: {source}")]
     Database {

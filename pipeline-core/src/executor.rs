@@ -2,9 +2,11 @@
 //! threads (at most `max_parallelism` at once), records committed as steps finish.
 //!
 //! The coordinator resolves a node as soon as all its upstream nodes are done: it computes
-//! the cache key from the upstream content hashes, and either reuses a completed execution
-//! (no bytes read) or hands the node to a worker. Workers run the body, store the outputs
-//! (blob renamed into place before the execution row commits) and report back.
+//! the cache key from the upstream content hashes and, in one write transaction, either
+//! reuses a completed execution (no bytes read), claims the key, or finds that another run
+//! is computing it. Workers run claimed bodies, store the outputs (blob renamed into place
+//! before the execution row commits) and report back; a worker for a key held elsewhere
+//! waits for that result instead of computing it again (single-flight).
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -20,7 +22,7 @@ use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, 
 use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
-use crate::store::{ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Store};
+use crate::store::{Acquire, ExecutionRow, InputRow, OutputRow, RunStatus, Store};
 use crate::time;
 
 pub(crate) struct RunSettings {
@@ -52,21 +54,34 @@ struct Job {
     key: Hash128,
     components: KeyComponents,
     reason: Reason,
+    /// Whether the key takes part in single-flight (caching on for this step).
+    cached: bool,
+    /// Another run holds the key: wait for its result first.
+    wait_for: Option<String>,
 }
 
 /// What a worker reports back.
 struct Finished {
     node: NodeId,
-    result: std::result::Result<Executed, String>,
+    result: std::result::Result<Outcome, String>,
     duration: Duration,
     execution: Option<i64>,
     key: Hash128,
     reason: Reason,
 }
 
-struct Executed {
-    values: Vec<Value>,
-    produced: Vec<Produced>,
+enum Outcome {
+    /// The body ran; its values stay in memory for consumers.
+    Executed {
+        values: Vec<Value>,
+        produced: Vec<Produced>,
+    },
+    /// Another run computed the key while this one waited.
+    Reused {
+        execution: i64,
+        reused: i64,
+        produced: Vec<Produced>,
+    },
 }
 
 fn new_run_id(started: i64) -> String {
@@ -103,7 +118,7 @@ pub(crate) fn execute(
         .unwrap_or_else(|| format!("{}-{}", def.name, time::run_suffix(started)));
     store.begin_run(&id, &def.name, &name, started)?;
 
-    let mut state = State::new(def, store, settings, &id);
+    let mut state = State::new(def, store, settings, &id, &name);
     let result = std::thread::scope(|scope| state.drive(scope));
     let duration = clock.elapsed();
 
@@ -150,6 +165,7 @@ struct State<'a> {
     store: &'a Store,
     settings: &'a RunSettings,
     run_id: &'a str,
+    run_name: &'a str,
     /// Per node: how many distinct upstream nodes are not done yet.
     waiting_on: Vec<usize>,
     /// Per node: distinct downstream nodes.
@@ -188,6 +204,7 @@ impl<'a> State<'a> {
         store: &'a Store,
         settings: &'a RunSettings,
         run_id: &'a str,
+        run_name: &'a str,
     ) -> Self {
         let n = def.graph.nodes.len();
         let mut waiting_on = vec![0; n];
@@ -216,6 +233,7 @@ impl<'a> State<'a> {
             store,
             settings,
             run_id,
+            run_name,
             waiting_on,
             dependents,
             unconsumed,
@@ -356,68 +374,79 @@ impl<'a> State<'a> {
         }
         let components = self.components(node);
         let key = components.cache_key();
-        let reason = if self.cache_enabled(node) {
-            match self.store.lookup(key)? {
-                Lookup::Hit { execution, outputs } => {
-                    info!(target: "pipeline", "Using cached version of `{}`.", node.name);
-                    self.release_inputs(id);
-                    let produced: Vec<Produced> = outputs
-                        .into_iter()
-                        .map(|(hash, size)| Produced {
-                            hash,
-                            size,
-                            execution,
-                        })
-                        .collect();
-                    self.set_produced(id, &produced);
-                    self.pending_rows.push(PendingRow {
-                        node: id,
-                        status: StepStatus::Cached,
-                        key: Some(key),
-                        components,
-                        reason: Reason::Cached { execution },
-                        reused: Some(execution),
-                        started_at_us: time::now_micros(),
-                        outputs: produced,
-                    });
-                    self.complete(
-                        id,
-                        StepStatus::Cached,
-                        Reason::Cached { execution },
-                        Some(key),
-                        None,
-                        None,
-                        Duration::ZERO,
-                    );
-                    return Ok(());
-                }
-                Lookup::Damaged { output, missing } => {
-                    warn!(
-                        target: "pipeline",
-                        "Cached output `{}` of `{}` is {}; executing the step again.",
-                        output,
-                        node.name,
-                        if missing { "missing" } else { "corrupt" }
-                    );
-                    if missing {
-                        Reason::BlobMissing { output }
-                    } else {
-                        Reason::BlobCorrupt { output }
-                    }
-                }
-                Lookup::Miss => {
-                    let prev = self.store.previous_components(node.step)?;
-                    Reason::explain(prev.as_ref(), &components)
-                }
+        if !self.cache_enabled(node) {
+            self.queued.push_back(Job {
+                node: id,
+                key,
+                components,
+                reason: Reason::CacheDisabled,
+                cached: false,
+                wait_for: None,
+            });
+            return Ok(());
+        }
+        let input_rows = self.input_rows(id);
+        let row = cached_row(self.run_id, node, id, key, &components, input_rows);
+        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
+        let (reason, wait_for) = match self.store.acquire(&row, &decls, &holder(self.run_name, node))? {
+            Acquire::Hit {
+                execution,
+                reused,
+                outputs,
+            } => {
+                info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                self.release_inputs(id);
+                let produced: Vec<Produced> = outputs
+                    .into_iter()
+                    .map(|(hash, size)| Produced {
+                        hash,
+                        size,
+                        execution: reused,
+                    })
+                    .collect();
+                self.set_produced(id, &produced);
+                self.complete(
+                    id,
+                    StepStatus::Cached,
+                    Reason::Cached { execution: reused },
+                    Some(key),
+                    None,
+                    Some(execution),
+                    Duration::ZERO,
+                );
+                return Ok(());
             }
-        } else {
-            Reason::CacheDisabled
+            Acquire::Claimed { damaged: Some((output, missing)) } => {
+                warn!(
+                    target: "pipeline",
+                    "Cached output `{}` of `{}` is {}; executing the step again.",
+                    output,
+                    node.name,
+                    if missing { "missing" } else { "corrupt" }
+                );
+                let reason = if missing {
+                    Reason::BlobMissing { output }
+                } else {
+                    Reason::BlobCorrupt { output }
+                };
+                (reason, None)
+            }
+            Acquire::Claimed { damaged: None } => {
+                let prev = self.store.previous_components(node.step)?;
+                (Reason::explain(prev.as_ref(), &components), None)
+            }
+            Acquire::Busy { holder } => {
+                let prev = self.store.previous_components(node.step)?;
+                (Reason::explain(prev.as_ref(), &components), Some(holder))
+            }
         };
         self.queued.push_back(Job {
             node: id,
             key,
             components,
             reason,
+            cached: true,
+            wait_for,
         });
         Ok(())
     }
@@ -437,8 +466,9 @@ impl<'a> State<'a> {
         self.running += 1;
         let store = self.store;
         let run_id = self.run_id;
+        let run_name = self.run_name;
         scope.spawn(move || {
-            let finished = run_step(store, run_id, job, node, inputs, input_rows);
+            let finished = run_step(store, run_id, run_name, job, node, inputs, input_rows);
             // The coordinator only stops listening once every worker has reported.
             let _ = tx.send(finished);
         });
@@ -585,11 +615,10 @@ impl<'a> State<'a> {
 
     /// Handles a worker's report.
     fn finish(&mut self, f: Finished) {
-        let node = self.node(f.node);
         match f.result {
-            Ok(executed) => {
-                self.set_produced(f.node, &executed.produced);
-                for (i, value) in executed.values.into_iter().enumerate() {
+            Ok(Outcome::Executed { values, produced }) => {
+                self.set_produced(f.node, &produced);
+                for (i, value) in values.into_iter().enumerate() {
                     if self.unconsumed.get(&(f.node, i)).copied().unwrap_or(0) > 0 {
                         self.memory.insert((f.node, i), value);
                     }
@@ -604,8 +633,23 @@ impl<'a> State<'a> {
                     f.duration,
                 );
             }
+            Ok(Outcome::Reused {
+                execution,
+                reused,
+                produced,
+            }) => {
+                self.set_produced(f.node, &produced);
+                self.complete(
+                    f.node,
+                    StepStatus::Cached,
+                    Reason::Cached { execution: reused },
+                    Some(f.key),
+                    None,
+                    Some(execution),
+                    f.duration,
+                );
+            }
             Err(message) => {
-                let _ = node;
                 self.complete(
                     f.node,
                     StepStatus::Failed,
@@ -644,6 +688,7 @@ impl<'a> State<'a> {
                     duration: Duration::ZERO,
                     outputs: output_rows(node, &p.outputs, &[]),
                     inputs: self.input_rows(p.node),
+                    lease_holder: None,
                 }
             })
             .collect();
@@ -688,18 +733,17 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs one step body on a worker thread, stores its outputs and records the execution.
-fn run_step(
+type BodyResult =
+    std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), String>;
+
+/// Runs a step body and stores its outputs; a panic anywhere becomes an error message.
+fn execute_body(
     store: &Store,
     run_id: &str,
-    job: Job,
+    job: &Job,
     node: &Node,
     inputs: Vec<Option<Resolved>>,
-    input_rows: Vec<InputRow>,
-) -> Finished {
-    info!(target: "pipeline", "Step `{}` has started.", node.name);
-    let started_at_us = time::now_micros();
-    let clock = Instant::now();
+) -> BodyResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut ctx = StepContext { inputs };
         let values = (node.body)(&mut ctx).map_err(|e| e.message)?;
@@ -744,10 +788,173 @@ fn run_step(
         }
         Ok((values, produced, metadata))
     }));
-    let outcome = match outcome {
+    match outcome {
         Ok(r) => r,
         Err(payload) => Err(panic_message(payload.as_ref())),
+    }
+}
+
+/// Who holds a lease: names the run and process, for the "waiting for" message.
+fn holder(run_name: &str, node: &Node) -> String {
+    format!(
+        "step `{}` of run `{run_name}` (pid {})",
+        node.name,
+        std::process::id()
+    )
+}
+
+/// The row recorded when a node's key is reused from the cache.
+fn cached_row<'r>(
+    run_id: &'r str,
+    node: &'r Node,
+    position: NodeId,
+    key: Hash128,
+    components: &'r KeyComponents,
+    inputs: Vec<InputRow>,
+) -> ExecutionRow<'r> {
+    ExecutionRow {
+        run_id,
+        name: &node.name,
+        step: node.step,
+        position,
+        status: StepStatus::Cached,
+        cache_key: Some(key),
+        components,
+        reason: None,
+        error: None,
+        reused: None,
+        started_at_us: time::now_micros(),
+        duration: Duration::ZERO,
+        outputs: Vec::new(),
+        inputs,
+        lease_holder: None,
+    }
+}
+
+/// How often a waiting step polls for the holder's result, and a lease's heartbeat period
+/// as a fraction of its time to live.
+const POLL: Duration = Duration::from_millis(25);
+
+/// Waits until another run finishes `job.key`: returns its reuse, or `None` when the key
+/// became ours to execute (the holder failed or died).
+fn wait_for_holder(
+    store: &Store,
+    run_id: &str,
+    node: &Node,
+    job: &Job,
+    holder_name: &str,
+    input_rows: &[InputRow],
+) -> std::result::Result<Option<Outcome>, String> {
+    let Some(other) = &job.wait_for else {
+        return Ok(None);
     };
+    info!(
+        target: "pipeline",
+        "Step `{}` is waiting for {}, which is computing the same cache key.",
+        node.name,
+        other
+    );
+    let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
+    loop {
+        std::thread::sleep(POLL);
+        let rows = input_rows
+            .iter()
+            .map(|i| InputRow {
+                name: i.name.clone(),
+                hash: i.hash,
+                producer: i.producer,
+            })
+            .collect();
+        let row = cached_row(run_id, node, job.node, job.key, &job.components, rows);
+        match store.acquire(&row, &decls, holder_name) {
+            Ok(Acquire::Hit {
+                execution,
+                reused,
+                outputs,
+            }) => {
+                info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                let produced = outputs
+                    .into_iter()
+                    .map(|(hash, size)| Produced {
+                        hash,
+                        size,
+                        execution: reused,
+                    })
+                    .collect();
+                return Ok(Some(Outcome::Reused {
+                    execution,
+                    reused,
+                    produced,
+                }));
+            }
+            Ok(Acquire::Claimed { .. }) => return Ok(None),
+            Ok(Acquire::Busy { .. }) => continue,
+            Err(e) => return Err(format!("could not wait for {other}: {e}")),
+        }
+    }
+}
+
+/// Runs one step body on a worker thread, stores its outputs and records the execution.
+fn run_step(
+    store: &Store,
+    run_id: &str,
+    run_name: &str,
+    job: Job,
+    node: &Node,
+    inputs: Vec<Option<Resolved>>,
+    input_rows: Vec<InputRow>,
+) -> Finished {
+    let holder_name = holder(run_name, node);
+    let clock = Instant::now();
+    match wait_for_holder(store, run_id, node, &job, &holder_name, &input_rows) {
+        Ok(None) => {}
+        Ok(Some(reused)) => {
+            let execution = match &reused {
+                Outcome::Reused { execution, .. } => Some(*execution),
+                Outcome::Executed { .. } => None,
+            };
+            return Finished {
+                node: job.node,
+                result: Ok(reused),
+                duration: clock.elapsed(),
+                execution,
+                key: job.key,
+                reason: job.reason,
+            };
+        }
+        Err(message) => {
+            return Finished {
+                node: job.node,
+                result: Err(message),
+                duration: clock.elapsed(),
+                execution: None,
+                key: job.key,
+                reason: job.reason,
+            };
+        }
+    }
+    let lease = job.cached.then_some(holder_name.as_str());
+    info!(target: "pipeline", "Step `{}` has started.", node.name);
+    let started_at_us = time::now_micros();
+    let clock = Instant::now();
+    let (stop_beat, beat) = std::sync::mpsc::channel::<()>();
+    let outcome = std::thread::scope(|scope| {
+        if let Some(holder) = lease {
+            // Keep the claim alive while the body runs, so waiters do not take it over.
+            let period = store.options().lease_ttl / 3;
+            scope.spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    beat.recv_timeout(period)
+                {
+                    let _ = store.heartbeat(job.key, holder);
+                }
+            });
+        }
+        let outcome = execute_body(store, run_id, &job, node, inputs);
+        drop(stop_beat);
+        outcome
+    });
+
     let duration = clock.elapsed();
     let (status, error, produced, metadata, values) = match outcome {
         Ok((values, produced, metadata)) => {
@@ -776,8 +983,12 @@ fn run_step(
         duration,
         outputs: output_rows(node, &produced, &metadata),
         inputs: input_rows,
+        lease_holder: lease,
     };
     let recorded = store.record(std::slice::from_ref(&row));
+    if let (Some(holder), Err(_)) = (lease, &recorded) {
+        let _ = store.release(job.key, holder);
+    }
     let (execution, error) = match (recorded, error) {
         (Ok(ids), error) => (ids.first().copied(), error),
         (Err(e), None) => (None, Some(format!("could not record the execution: {e}"))),
@@ -798,7 +1009,7 @@ fn run_step(
                     ..p
                 })
                 .collect();
-            Ok(Executed { values, produced })
+            Ok(Outcome::Executed { values, produced })
         }
         Some(message) => {
             info!(

@@ -25,6 +25,7 @@ pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Reason, Run, StepReport, StepStatus};
 pub use crate::store::{
+    ContentHash, GcPolicy, GcReport, Problem, StoreOptions, VerifyReport,
     ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
     StepComparison, StepRecord, Store, StoreStats,
 };

@@ -13,6 +13,69 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::key::Hash128;
 
+/// How a store names blobs: the hash of their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContentHash {
+    /// xxh3-128: very fast, not cryptographic. The default.
+    #[default]
+    Xxh3,
+    /// BLAKE3 truncated to 128 bits: cryptographic, for stores shared between people who
+    /// do not trust each other (nobody can craft bytes that collide with a blob).
+    Blake3,
+}
+
+impl ContentHash {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ContentHash::Xxh3 => "xxh3-128",
+            ContentHash::Blake3 => "blake3-128",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        match s {
+            "xxh3-128" => Some(ContentHash::Xxh3),
+            "blake3-128" => Some(ContentHash::Blake3),
+            _ => None,
+        }
+    }
+}
+
+/// A running hash of either kind.
+pub(crate) enum Hasher {
+    Xxh3(Box<Xxh3>),
+    Blake3(Box<blake3::Hasher>),
+}
+
+impl Hasher {
+    pub(crate) fn new(kind: ContentHash) -> Self {
+        match kind {
+            ContentHash::Xxh3 => Hasher::Xxh3(Box::new(Xxh3::new())),
+            ContentHash::Blake3 => Hasher::Blake3(Box::new(blake3::Hasher::new())),
+        }
+    }
+
+    pub(crate) fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hasher::Xxh3(h) => h.update(bytes),
+            Hasher::Blake3(h) => {
+                h.update(bytes);
+            }
+        }
+    }
+
+    pub(crate) fn finish(&self) -> Hash128 {
+        match self {
+            Hasher::Xxh3(h) => Hash128(h.digest128()),
+            Hasher::Blake3(h) => {
+                let mut first = [0u8; 16];
+                first.copy_from_slice(&h.finalize().as_bytes()[..16]);
+                Hash128(u128::from_be_bytes(first))
+            }
+        }
+    }
+}
+
 /// Path of the blob with hash `hash` under `artifacts`.
 pub(crate) fn blob_path(artifacts: &Path, hash: Hash128) -> PathBuf {
     let hex = hash.to_hex();
@@ -21,8 +84,8 @@ pub(crate) fn blob_path(artifacts: &Path, hash: Hash128) -> PathBuf {
 
 /// Writes a blob: hashes and counts bytes on the way to a temporary file.
 pub(crate) struct BlobWriter {
-    file: BufWriter<File>,
-    hasher: Xxh3,
+    file: Option<BufWriter<File>>,
+    hasher: Hasher,
     size: u64,
     tmp: PathBuf,
 }
@@ -30,7 +93,7 @@ pub(crate) struct BlobWriter {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl BlobWriter {
-    pub(crate) fn create(artifacts: &Path) -> io::Result<Self> {
+    pub(crate) fn create(artifacts: &Path, kind: ContentHash) -> io::Result<Self> {
         let dir = artifacts.join("tmp");
         fs::create_dir_all(&dir)?;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -41,8 +104,8 @@ impl BlobWriter {
         ));
         let file = File::create(&tmp)?;
         Ok(BlobWriter {
-            file: BufWriter::with_capacity(1 << 20, file),
-            hasher: Xxh3::new(),
+            file: Some(BufWriter::with_capacity(1 << 20, file)),
+            hasher: Hasher::new(kind),
             size: 0,
             tmp,
         })
@@ -50,14 +113,16 @@ impl BlobWriter {
 
     /// Syncs the bytes, renames the file to its content address and returns (hash, size).
     pub(crate) fn finish(mut self, artifacts: &Path) -> io::Result<(Hash128, u64)> {
-        self.file.flush()?;
-        let file = self
-            .file
+        let Some(mut file) = self.file.take() else {
+            return Err(io::Error::other("blob writer already finished"));
+        };
+        file.flush()?;
+        let file = file
             .into_inner()
             .map_err(|e| io::Error::other(e.to_string()))?;
         file.sync_all()?;
         drop(file);
-        let hash = Hash128(self.hasher.digest128());
+        let hash = self.hasher.finish();
         let path = blob_path(artifacts, hash);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
@@ -65,6 +130,7 @@ impl BlobWriter {
         // Rename over any existing blob: same name means same bytes, unless the old file was
         // damaged, in which case this repairs it.
         fs::rename(&self.tmp, &path)?;
+        self.tmp = PathBuf::new(); // renamed: nothing for Drop to remove
         if let Some(dir) = path.parent() {
             // Make the rename durable before the metadata commit refers to it.
             File::open(dir)?.sync_all()?;
@@ -74,37 +140,52 @@ impl BlobWriter {
 
     /// Removes the temporary file after a failed save.
     pub(crate) fn abandon(self) {
-        let tmp = self.tmp.clone();
-        drop(self.file);
-        let _ = fs::remove_file(tmp);
+        drop(self); // Drop removes the temporary file
+    }
+}
+
+impl Drop for BlobWriter {
+    /// A writer dropped before `finish` (a failing or panicking cacher) leaves no file.
+    fn drop(&mut self) {
+        drop(self.file.take());
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer already finished"))?;
+        let n = file.write(buf)?;
         self.hasher.update(&buf[..n]);
         self.size += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
     }
 }
 
 /// Reads a blob while hashing it, so the caller can verify the content address.
 pub(crate) struct HashingReader<R> {
     inner: R,
-    hasher: Xxh3,
+    hasher: Hasher,
     pub(crate) bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
-    pub(crate) fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R, kind: ContentHash) -> Self {
         HashingReader {
             inner,
-            hasher: Xxh3::new(),
+            hasher: Hasher::new(kind),
             bytes: 0,
         }
     }
@@ -118,7 +199,7 @@ impl<R: Read> HashingReader<R> {
                 break;
             }
         }
-        Ok((Hash128(self.hasher.digest128()), self.bytes))
+        Ok((self.hasher.finish(), self.bytes))
     }
 }
 
@@ -132,8 +213,8 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Hashes a whole file (used to re-check a blob whose size or mtime changed).
-pub(crate) fn hash_file(path: &Path) -> io::Result<(Hash128, u64)> {
-    HashingReader::new(File::open(path)?).finish()
+pub(crate) fn hash_file(path: &Path, kind: ContentHash) -> io::Result<(Hash128, u64)> {
+    HashingReader::new(File::open(path)?, kind).finish()
 }
 
 /// Modification time in nanoseconds since the epoch, 0 when unknown.

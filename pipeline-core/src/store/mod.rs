@@ -7,8 +7,15 @@
 
 mod blob;
 pub(crate) use blob::mtime_ns;
+mod gc;
+mod lease;
 mod query;
 mod schema;
+mod verify;
+
+pub use gc::{GcPolicy, GcReport};
+pub(crate) use lease::Acquire;
+pub use verify::{Problem, VerifyReport};
 
 pub use query::{
     ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
@@ -27,14 +34,39 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub(crate) use blob::BlobWriter;
+pub use blob::ContentHash;
 
 use crate::cacher::{Bincode, Cacher, Json};
 use crate::error::{BoxError, Error, Result};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::StepStatus;
 
-/// How long a writer waits for another process's transaction before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Settings of a store handle. `content_hash` applies when the store is created; an
+/// existing store keeps the algorithm it was created with.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// How long a writer waits for another process's transaction before
+    /// [`Error::StoreLocked`]. Default 30 s.
+    pub busy_timeout: Duration,
+    /// How long a claim on a cache key lives without a heartbeat before another process may
+    /// take it over (a crashed holder's claim expires). Default 10 s.
+    pub lease_ttl: Duration,
+    /// Blob naming for a new store. Default xxh3-128.
+    pub content_hash: ContentHash,
+    /// Open for reading only: runs and writes fail with [`Error::ReadOnly`].
+    pub read_only: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            busy_timeout: Duration::from_secs(30),
+            lease_ttl: Duration::from_secs(10),
+            content_hash: ContentHash::Xxh3,
+            read_only: false,
+        }
+    }
+}
 
 /// Environment variable naming the store directory.
 pub const PIPELINE_HOME: &str = "PIPELINE_HOME";
@@ -48,6 +80,8 @@ pub struct Store {
 struct StoreInner {
     root: PathBuf,
     artifacts: PathBuf,
+    options: StoreOptions,
+    content_hash: ContentHash,
     db: Mutex<Connection>,
     blob_reads: AtomicU64,
     bytes_read: AtomicU64,
@@ -118,6 +152,8 @@ pub(crate) struct ExecutionRow<'a> {
     pub duration: Duration,
     pub outputs: Vec<OutputRow>,
     pub inputs: Vec<InputRow>,
+    /// The lease this execution held on its key, released when the row commits.
+    pub lease_holder: Option<&'a str>,
 }
 
 impl Store {
@@ -126,6 +162,11 @@ impl Store {
     /// Refuses a path that is a file, a non-empty directory that is not a store, a SQLite
     /// database of another application, and a store written by a newer version.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `path` with `options`.
+    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let root = path.as_ref().to_path_buf();
         let not_a_store = |reason: &str| Error::NotAStore {
             path: root.clone(),
@@ -136,25 +177,38 @@ impl Store {
             Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory")),
             Ok(_) => {
                 if !db_path.exists() {
+                    if options.read_only {
+                        return Err(not_a_store("no metadata.sqlite in it"));
+                    }
                     let foreign = fs::read_dir(&root)
                         .map_err(|e| Error::io(&root, e))?
                         .filter_map(|e| e.ok())
                         .any(|e| e.file_name() != "artifacts");
                     if foreign {
-                        return Err(not_a_store("a non-empty directory without metadata.sqlite"));
+                        return Err(not_a_store(
+                            "a non-empty directory without metadata.sqlite",
+                        ));
                     }
                 } else if db_path.is_dir() {
                     return Err(not_a_store("metadata.sqlite is a directory"));
                 }
             }
+            Err(_) if options.read_only => return Err(not_a_store("it does not exist")),
             Err(_) => fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?,
         }
         let artifacts = root.join("artifacts");
-        fs::create_dir_all(&artifacts).map_err(|e| Error::io(&artifacts, e))?;
+        if !options.read_only {
+            fs::create_dir_all(&artifacts).map_err(|e| Error::io(&artifacts, e))?;
+        }
 
         let db_err = |e: rusqlite::Error| map_db_error(&root, e);
-        let conn = Connection::open(&db_path).map_err(db_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(db_err)?;
+        let flags = if options.read_only {
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+        } else {
+            rusqlite::OpenFlags::default()
+        };
+        let conn = Connection::open_with_flags(&db_path, flags).map_err(db_err)?;
+        conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
         // Any read fails with NotADatabase on random bytes: say so plainly.
         let (version, app_id, tables) = match read_header(&conn) {
             Ok(h) => h,
@@ -177,20 +231,54 @@ impl Store {
                 supported: schema::current_version(),
             });
         }
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(db_err)?;
-        let store = Store {
+        if !options.read_only {
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .map_err(db_err)?;
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_err)?;
+        } else if version < schema::current_version() {
+            return Err(Error::ReadOnly {
+                path: root,
+                action: format!(
+                    "upgrade its schema from version {version} to {}",
+                    schema::current_version()
+                ),
+            });
+        }
+        let mut store = Store {
             inner: Arc::new(StoreInner {
                 root,
                 artifacts,
+                content_hash: options.content_hash,
+                options,
                 db: Mutex::new(conn),
                 blob_reads: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
             }),
         };
-        store.migrate()?;
+        if !store.inner.options.read_only {
+            store.migrate()?;
+        }
+        let recorded = store.setting("content_hash")?;
+        let kind = match recorded.as_deref().map(ContentHash::parse) {
+            Some(Some(kind)) => kind,
+            Some(None) => {
+                return Err(Error::NotAStore {
+                    path: store.inner.root.clone(),
+                    reason: format!(
+                        "it names blobs with `{}`, which this version does not know",
+                        recorded.unwrap_or_default()
+                    ),
+                })
+            }
+            None => ContentHash::Xxh3,
+        };
+        if let Some(inner) = Arc::get_mut(&mut store.inner) {
+            inner.content_hash = kind;
+        }
+        if !store.inner.options.read_only {
+            store.recover()?;
+        }
         Ok(store)
     }
 
@@ -233,9 +321,60 @@ impl Store {
             tx.pragma_update(None, "user_version", v as i64 + 1)
                 .map_err(|e| self.db_error(e))?;
         }
+        // A new store records its blob naming; stores from version 1 used xxh3.
+        let algorithm = if version == 0 {
+            self.inner.options.content_hash
+        } else {
+            ContentHash::Xxh3
+        };
+        tx.execute(
+            "INSERT OR IGNORE INTO settings(key, value) VALUES ('content_hash', ?1)",
+            [algorithm.as_str()],
+        )
+        .map_err(|e| self.db_error(e))?;
         tx.pragma_update(None, "application_id", schema::APPLICATION_ID)
             .map_err(|e| self.db_error(e))?;
         tx.commit().map_err(|e| self.db_error(e))
+    }
+
+    /// A value from the settings table.
+    fn setting(&self, key: &str) -> Result<Option<String>> {
+        let conn = self.db();
+        let has_table: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'settings'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.db_error(e))?;
+        if has_table == 0 {
+            return Ok(None);
+        }
+        conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| self.db_error(e))
+    }
+
+    /// The algorithm that names this store's blobs.
+    pub fn content_hash_algorithm(&self) -> ContentHash {
+        self.inner.content_hash
+    }
+
+    pub(crate) fn options(&self) -> &StoreOptions {
+        &self.inner.options
+    }
+
+    /// Fails with [`Error::ReadOnly`] on a read-only handle.
+    pub(crate) fn check_writable(&self, action: &str) -> Result<()> {
+        if self.inner.options.read_only {
+            return Err(Error::ReadOnly {
+                path: self.inner.root.clone(),
+                action: action.to_string(),
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn db(&self) -> MutexGuard<'_, Connection> {
@@ -254,7 +393,9 @@ impl Store {
     }
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
-        BlobWriter::create(&self.inner.artifacts).map_err(|e| Error::io(&self.inner.artifacts, e))
+        self.check_writable("write artifacts")?;
+        BlobWriter::create(&self.inner.artifacts, self.inner.content_hash)
+            .map_err(|e| Error::io(&self.inner.artifacts, e))
     }
 
     /// Finishes a blob: sync, rename into place, and return (hash, size).
@@ -293,7 +434,10 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         };
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        let mut reader = blob::HashingReader::new(BufReader::with_capacity(1 << 20, file));
+        let mut reader = blob::HashingReader::new(
+            BufReader::with_capacity(1 << 20, file),
+            self.inner.content_hash,
+        );
         let decoded = decode(&mut reader);
         let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
         self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
@@ -317,39 +461,38 @@ impl Store {
         })
     }
 
-    /// Finds the newest completed execution with `key` whose blobs are intact.
-    pub(crate) fn lookup(&self, key: Hash128) -> Result<Lookup> {
-        let conn = self.db();
-        let mut find = conn
+    /// Finds the newest completed execution with `key` whose blobs are intact, on a
+    /// connection the caller holds (inside its transaction).
+    pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
+        // A cached row carries the same outputs as the execution it reused, so it serves as
+        // a hit too (and keeps serving after garbage collection dropped the original).
+        let found = conn
             .prepare_cached(
-                "SELECT id FROM executions WHERE cache_key = ?1 AND status = 'executed' \
-                 ORDER BY id DESC LIMIT 1",
+                "SELECT id, COALESCE(reused_execution, id) FROM executions WHERE cache_key = ?1 \
+                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
             )
+            .and_then(|mut s| {
+                s.query_row([key.to_hex()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.db_error(e))?;
-        let Some(execution) = find
-            .query_row([key.to_hex()], |r| r.get::<_, i64>(0))
-            .optional()
-            .map_err(|e| self.db_error(e))?
-        else {
+        let Some((row, execution)) = found else {
             return Ok(Lookup::Miss);
         };
-        let mut outs = conn
+        type Row = (String, String, i64, Option<i64>, Option<i64>);
+        let rows: Vec<Row> = conn
             .prepare_cached(
                 "SELECT a.name, a.content_hash, a.size, b.size, b.mtime_ns FROM artifacts a \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
                  WHERE a.execution_id = ?1 ORDER BY a.position",
             )
-            .map_err(|e| self.db_error(e))?;
-        type Row = (String, String, i64, Option<i64>, Option<i64>);
-        let rows: Vec<Row> = outs
-            .query_map([execution], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            .and_then(|mut s| {
+                s.query_map([row], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .and_then(|rows| rows.collect())
             })
-            .and_then(|rows| rows.collect())
             .map_err(|e| self.db_error(e))?;
-        drop(outs);
-        drop(find);
-        drop(conn);
         let mut outputs = Vec::with_capacity(rows.len());
         for (name, hex, size, blob_size, blob_mtime) in rows {
             let Some(hash) = Hash128::from_hex(&hex) else {
@@ -358,7 +501,7 @@ impl Store {
                     missing: false,
                 });
             };
-            match self.check_blob(hash, blob_size, blob_mtime)? {
+            match self.check_blob(conn, hash, blob_size, blob_mtime)? {
                 BlobState::Ok => outputs.push((hash, size as u64)),
                 BlobState::Missing => {
                     return Ok(Lookup::Damaged {
@@ -380,6 +523,7 @@ impl Store {
     /// Checks a blob by `stat`; re-hashes it only when its size or mtime changed.
     fn check_blob(
         &self,
+        conn: &Connection,
         hash: Hash128,
         size: Option<i64>,
         mtime: Option<i64>,
@@ -395,10 +539,8 @@ impl Store {
             return Ok(BlobState::Ok);
         }
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .bytes_read
-            .fetch_add(meta.len(), Ordering::Relaxed);
-        let (actual, len) = match blob::hash_file(&path) {
+        self.inner.bytes_read.fetch_add(meta.len(), Ordering::Relaxed);
+        let (actual, len) = match blob::hash_file(&path, self.inner.content_hash) {
             Ok(h) => h,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
             Err(e) => return Err(Error::io(path, e)),
@@ -407,13 +549,14 @@ impl Store {
             return Ok(BlobState::Corrupt);
         }
         // Intact but touched (copied store, restored backup): remember the new stat.
-        self.db()
-            .prepare_cached(
+        if !self.inner.options.read_only {
+            conn.prepare_cached(
                 "INSERT INTO blobs(hash, size, mtime_ns) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
             )
             .and_then(|mut s| s.execute(params![hash.to_hex(), len as i64, mtime_now]))
             .map_err(|e| self.db_error(e))?;
+        }
         Ok(BlobState::Ok)
     }
 
@@ -437,11 +580,12 @@ impl Store {
         name: &str,
         started: i64,
     ) -> Result<()> {
+        self.check_writable("record a run")?;
         self.db()
             .execute(
-                "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
-                 VALUES (?1, ?2, ?3, 'running', ?4)",
-                params![id, pipeline, name, started],
+                "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid) \
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
+                params![id, pipeline, name, started, std::process::id()],
             )
             .map(|_| ())
             .map_err(|e| self.db_error(e))
@@ -460,8 +604,19 @@ impl Store {
     /// Commits execution rows with their artifacts and inputs in one transaction; returns
     /// their ids. Blobs must already be in place.
     pub(crate) fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        self.check_writable("record executions")?;
         let mut conn = self.db();
-        let tx = conn.transaction().map_err(|e| self.db_error(e))?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.db_error(e))?;
+        let ids = self.record_in(&tx, rows)?;
+        tx.commit().map_err(|e| self.db_error(e))?;
+        Ok(ids)
+    }
+
+    /// Inserts execution rows on a connection inside the caller's transaction, and drops
+    /// the leases the rows' executions held.
+    pub(crate) fn record_in(&self, tx: &Connection, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
         let mut ids = Vec::with_capacity(rows.len());
         {
             let mut exec = tx
@@ -537,6 +692,13 @@ impl Store {
                         .map_err(|e| self.db_error(e))?;
                     }
                 }
+                if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
+                    tx.execute(
+                        "DELETE FROM leases WHERE cache_key = ?1 AND holder = ?2",
+                        params![key.to_hex(), holder],
+                    )
+                    .map_err(|e| self.db_error(e))?;
+                }
                 for (pos, i) in row.inputs.iter().enumerate() {
                     input
                         .execute(params![
@@ -550,7 +712,6 @@ impl Store {
                 }
             }
         }
-        tx.commit().map_err(|e| self.db_error(e))?;
         Ok(ids)
     }
 
@@ -681,6 +842,12 @@ fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
                 path: root.to_path_buf(),
             }
         }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => {
+            Error::ReadOnly {
+                path: root.to_path_buf(),
+                action: "write to it".into(),
+            }
+        }
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
             Error::NotAStore {
                 path: root.to_path_buf(),
@@ -693,3 +860,6 @@ fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
         },
     }
 }
+
+#[cfg(test)]
+mod tests;

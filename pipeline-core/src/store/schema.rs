@@ -72,6 +72,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         mtime_ns INTEGER NOT NULL
     );
     "#,
+    // 1 -> 2: the pid of each run (to spot runs whose process died), leases for
+    // single-flight execution, and store settings (the content-hash algorithm).
+    r#"
+    ALTER TABLE runs ADD COLUMN pid INTEGER;
+    CREATE TABLE leases (
+        cache_key    TEXT PRIMARY KEY,
+        holder       TEXT NOT NULL,       -- "<run name> (pid N)"
+        heartbeat_us INTEGER NOT NULL
+    );
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -1,0 +1,261 @@
+//! Garbage collection by reachability: keep the last runs of each pipeline and pinned
+//! runs, drop the rest (oldest first to fit a size budget), then remove the blobs that no
+//! remaining execution references.
+//!
+//! Safe beside running pipelines: rows are removed in one write transaction, and a cache
+//! hit records its own row in a write transaction too, so a hit either lands before the
+//! collection (its blobs stay referenced) or sees the rows gone (a miss). Blob files
+//! younger than `min_blob_age` are never removed, which protects a blob that a running
+//! step has renamed into place but not yet committed.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{params, TransactionBehavior};
+use serde::Serialize;
+
+use super::lease::process_alive;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::key::Hash128;
+
+/// What `Store::gc` keeps.
+#[derive(Debug, Clone)]
+pub struct GcPolicy {
+    /// Newest runs kept per pipeline (pinned and running runs are kept besides).
+    pub keep_last: usize,
+    /// Drop the oldest unpinned runs until the blobs the kept runs reference fit.
+    pub max_bytes: Option<u64>,
+    /// Report what would go without removing anything.
+    pub dry_run: bool,
+    /// Unreferenced blob files younger than this stay (they may belong to a step that is
+    /// finishing right now). Default 10 minutes.
+    pub min_blob_age: Duration,
+}
+
+impl Default for GcPolicy {
+    fn default() -> Self {
+        GcPolicy {
+            keep_last: 10,
+            max_bytes: None,
+            dry_run: false,
+            min_blob_age: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What `Store::gc` removed (or would remove, on a dry run).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    /// Whether nothing was actually removed.
+    pub dry_run: bool,
+    /// Names of the removed runs.
+    pub runs_removed: Vec<String>,
+    /// Runs kept.
+    pub runs_kept: usize,
+    /// Blob files removed.
+    pub blobs_removed: usize,
+    /// Bytes of the removed blob files.
+    pub bytes_freed: u64,
+    /// Bytes of the blobs the kept runs reference.
+    pub bytes_kept: u64,
+    /// Leftover temporary files of dead processes removed.
+    pub temp_files_removed: usize,
+}
+
+struct RunRow {
+    id: String,
+    name: String,
+    pipeline: String,
+    started: i64,
+    pinned: bool,
+    running: bool,
+}
+
+impl Store {
+    /// Pins a run (id, name or unique prefix): garbage collection always keeps it.
+    pub fn pin(&self, run: &str) -> Result<()> {
+        self.set_pinned(run, true)
+    }
+
+    /// Unpins a run.
+    pub fn unpin(&self, run: &str) -> Result<()> {
+        self.set_pinned(run, false)
+    }
+
+    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
+        self.check_writable("pin runs")?;
+        let id = self.run(run)?.id;
+        self.db()
+            .execute("UPDATE runs SET pinned = ?2 WHERE id = ?1", params![id, pinned])
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Removes runs the policy does not keep and the blobs nothing references any more.
+    pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
+        if !policy.dry_run {
+            self.check_writable("collect garbage")?;
+        }
+        let mut report = GcReport {
+            dry_run: policy.dry_run,
+            ..GcReport::default()
+        };
+        let referenced: HashSet<String>;
+        {
+            let mut conn = self.db();
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| self.db_error(e))?;
+            let runs: Vec<RunRow> = tx
+                .prepare(
+                    "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
+                     FROM runs ORDER BY started_at_us DESC, rowid DESC",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |r| {
+                        Ok(RunRow {
+                            id: r.get(0)?,
+                            name: r.get(1)?,
+                            pipeline: r.get(2)?,
+                            started: r.get(3)?,
+                            pinned: r.get(4)?,
+                            running: r.get(5)?,
+                        })
+                    })
+                    .and_then(|rows| rows.collect())
+                })
+                .map_err(|e| self.db_error(e))?;
+            let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
+            let mut keep: HashSet<&str> = HashSet::new();
+            for r in &runs {
+                let n = per_pipeline.entry(&r.pipeline).or_default();
+                if *n < policy.keep_last || r.pinned || r.running {
+                    keep.insert(&r.id);
+                }
+                *n += 1;
+            }
+            // Blob sizes per run, to fit the budget by dropping the oldest runs first.
+            let run_blobs: Vec<(String, String, i64)> = tx
+                .prepare(
+                    "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM artifacts a \
+                     JOIN executions e ON e.id = a.execution_id",
+                )
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .and_then(|rows| rows.collect())
+                })
+                .map_err(|e| self.db_error(e))?;
+            let kept_bytes = |keep: &HashSet<&str>| -> u64 {
+                let mut seen = HashSet::new();
+                run_blobs
+                    .iter()
+                    .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
+                    .map(|(_, _, size)| *size as u64)
+                    .sum()
+            };
+            if let Some(budget) = policy.max_bytes {
+                let mut droppable: Vec<&RunRow> = runs
+                    .iter()
+                    .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
+                    .collect();
+                droppable.sort_by_key(|r| r.started);
+                for r in droppable {
+                    if kept_bytes(&keep) <= budget {
+                        break;
+                    }
+                    keep.remove(r.id.as_str());
+                }
+            }
+            report.bytes_kept = kept_bytes(&keep);
+            report.runs_kept = keep.len();
+            for r in runs.iter().filter(|r| !keep.contains(r.id.as_str())) {
+                report.runs_removed.push(r.name.clone());
+                for sql in [
+                    "DELETE FROM artifacts WHERE execution_id IN \
+                     (SELECT id FROM executions WHERE run_id = ?1)",
+                    "DELETE FROM inputs WHERE execution_id IN \
+                     (SELECT id FROM executions WHERE run_id = ?1)",
+                    "DELETE FROM executions WHERE run_id = ?1",
+                    "DELETE FROM runs WHERE id = ?1",
+                ] {
+                    tx.execute(sql, params![r.id]).map_err(|e| self.db_error(e))?;
+                }
+            }
+            referenced = tx
+                .prepare("SELECT DISTINCT content_hash FROM artifacts")
+                .and_then(|mut s| {
+                    s.query_map([], |r| r.get(0)).and_then(|rows| rows.collect())
+                })
+                .map_err(|e| self.db_error(e))?;
+            if policy.dry_run {
+                tx.rollback().map_err(|e| self.db_error(e))?;
+            } else {
+                tx.commit().map_err(|e| self.db_error(e))?;
+            }
+        }
+        self.remove_unreferenced_blobs(&referenced, policy, &mut report)?;
+        Ok(report)
+    }
+
+    fn remove_unreferenced_blobs(
+        &self,
+        referenced: &HashSet<String>,
+        policy: &GcPolicy,
+        report: &mut GcReport,
+    ) -> Result<()> {
+        let artifacts = &self.inner.artifacts;
+        let now = SystemTime::now();
+        let old_enough = |meta: &fs::Metadata| {
+            meta.modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= policy.min_blob_age)
+        };
+        let entries = fs::read_dir(artifacts).map_err(|e| Error::io(artifacts, e))?;
+        for fanout in entries.flatten() {
+            let dir = fanout.path();
+            if fanout.file_name() == "tmp" {
+                for tmp in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten() {
+                    let name = tmp.file_name().to_string_lossy().into_owned();
+                    let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                    if pid.is_some_and(|p| !process_alive(p)) {
+                        report.temp_files_removed += 1;
+                        if !policy.dry_run {
+                            let _ = fs::remove_file(tmp.path());
+                        }
+                    }
+                }
+                continue;
+            }
+            if !dir.is_dir() {
+                continue;
+            }
+            for blob in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten() {
+                let name = blob.file_name().to_string_lossy().into_owned();
+                let Some(hash) = Hash128::from_hex(&name) else {
+                    continue; // sidecars go with their blob
+                };
+                if referenced.contains(&name) {
+                    continue;
+                }
+                let Ok(meta) = blob.metadata() else { continue };
+                if !old_enough(&meta) {
+                    continue;
+                }
+                report.blobs_removed += 1;
+                report.bytes_freed += meta.len();
+                if !policy.dry_run {
+                    let path = blob.path();
+                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    let _ = fs::remove_file(path.with_extension("json"));
+                    self.db()
+                        .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
+                        .map_err(|e| self.db_error(e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
