@@ -17,6 +17,8 @@ const ROW_GAP: f64 = 36.0;
 const MARGIN: f64 = 24.0;
 const HEADER_H: f64 = 46.0;
 const LINE_H: f64 = 17.0;
+/// Spacing of the lanes below the nodes that carry edges skipping a layer.
+const LANE_H: f64 = 20.0;
 
 pub struct Graph {
     run: RunRecord,
@@ -26,8 +28,17 @@ pub struct Graph {
     layer: Vec<usize>,
     /// Position of each node: x, y (top left) and height.
     boxes: Vec<(f64, f64, f64)>,
+    /// Drawing of each edge: SVG path and label position.
+    paths: Vec<EdgePath>,
     width: f64,
     height: f64,
+}
+
+/// Where an edge is drawn.
+struct EdgePath {
+    d: String,
+    label_x: f64,
+    label_y: f64,
 }
 
 /// An artifact flowing from one step of the run into another.
@@ -103,13 +114,15 @@ impl Graph {
         }
         let width =
             MARGIN * 2.0 + layers as f64 * NODE_W + layers.saturating_sub(1) as f64 * LAYER_GAP;
-        let height = MARGIN * 2.0 + tallest;
+        let (paths, lanes) = route(&edges, &layer, &boxes, MARGIN + tallest);
+        let height = MARGIN * 2.0 + tallest + lanes as f64 * LANE_H;
         Graph {
             run,
             steps,
             edges,
             layer,
             boxes,
+            paths,
             width: width.max(200.0),
             height: height.max(80.0),
         }
@@ -282,7 +295,7 @@ impl Graph {
     fn svg(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" id="dag" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{label}">"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" id="dag" viewBox="0 0 {w} {h}" style="max-width: {w}px" role="img" aria-label="{label}">"#,
             w = self.width,
             h = self.height,
             label = esc(&format!("DAG of run {}", self.run.name)),
@@ -294,28 +307,15 @@ impl Graph {
         // Edges first, so nodes paint over their ends.
         out.push_str("<g class=\"edges\">\n");
         for (k, e) in self.edges.iter().enumerate() {
-            let (fx, fy, _) = self.boxes[e.from];
-            let (tx, ty, th) = self.boxes[e.to];
-            // Leave from the producer's output line, arrive spread over the consumer's side.
-            let out_row = e.output.unwrap_or(0) as f64;
-            let y1 = fy + HEADER_H + LINE_H * (out_row + 0.5);
-            let incoming: Vec<usize> = (0..self.edges.len())
-                .filter(|&j| self.edges[j].to == e.to)
-                .collect();
-            let slot = incoming.iter().position(|&j| j == k).unwrap_or(0) as f64;
-            let y2 = ty + th * (slot + 1.0) / (incoming.len() as f64 + 1.0);
-            let x1 = fx + NODE_W;
-            let x2 = tx;
-            let bend = ((x2 - x1) / 2.0).max(40.0);
+            let p = &self.paths[k];
             let _ = writeln!(
                 out,
-                r#"<g class="edge" data-from="{from}" data-to="{to}"><path d="M{x1:.1},{y1:.1} C{c1:.1},{y1:.1} {c2:.1},{y2:.1} {x2:.1},{y2:.1}" marker-end="url(#arrow)"/><text x="{mx:.1}" y="{my:.1}" text-anchor="middle">{label}</text></g>"#,
+                r#"<g class="edge" data-from="{from}" data-to="{to}"><path d="{d}" marker-end="url(#arrow)"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="middle">{label}</text></g>"#,
+                d = p.d,
+                lx = p.label_x,
+                ly = p.label_y,
                 from = esc(&self.steps[e.from].name),
                 to = esc(&self.steps[e.to].name),
-                c1 = x1 + bend,
-                c2 = x2 - bend,
-                mx = (x1 + x2) / 2.0,
-                my = (y1 + y2) / 2.0 - 4.0,
                 label = esc(&self.edge_label(e)),
             );
         }
@@ -481,6 +481,84 @@ fn edges(steps: &[StepRecord]) -> Vec<Edge> {
     edges
 }
 
+/// Draws each edge from the producer's output line to the consumer's left side. An edge
+/// between adjacent layers is one curve; an edge that skips layers drops into its own lane
+/// below the nodes, runs along it, and rises into the consumer, so that it never crosses a
+/// node. Returns the paths and the number of lanes.
+fn route(
+    edges: &[Edge],
+    layer: &[usize],
+    boxes: &[(f64, f64, f64)],
+    bottom: f64,
+) -> (Vec<EdgePath>, usize) {
+    let mut lane = vec![None; edges.len()];
+    let mut lanes = 0;
+    for (k, e) in edges.iter().enumerate() {
+        if layer[e.to] > layer[e.from] + 1 {
+            lane[k] = Some(lanes);
+            lanes += 1;
+        }
+    }
+    let start = |e: &Edge| {
+        let (fx, fy, _) = boxes[e.from];
+        let row = e.output.unwrap_or(0) as f64;
+        (fx + NODE_W, fy + HEADER_H + LINE_H * (row + 0.5))
+    };
+    let lane_y = |l: usize| bottom + LANE_H * (l as f64 + 0.6);
+    let paths = edges
+        .iter()
+        .enumerate()
+        .map(|(k, e)| {
+            // Arrival slots on the consumer's side, top to bottom in the order the edges
+            // come in: direct edges by height, then lanes from the top one down.
+            let mut incoming: Vec<(usize, f64)> = edges
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| o.to == e.to)
+                .map(|(j, o)| (j, lane[j].map_or(start(o).1, |l| 1e9 + l as f64)))
+                .collect();
+            incoming.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+            let slot = incoming.iter().position(|&(j, _)| j == k).unwrap_or(0) as f64;
+            let (tx, ty, th) = boxes[e.to];
+            let (x1, y1) = start(e);
+            let (x2, y2) = (tx, ty + th * (slot + 1.0) / (incoming.len() as f64 + 1.0));
+            match lane[k] {
+                None => {
+                    let bend = ((x2 - x1) / 2.0).max(40.0);
+                    EdgePath {
+                        d: format!(
+                            "M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}",
+                            x1 + bend,
+                            x2 - bend
+                        ),
+                        label_x: (x1 + x2) / 2.0,
+                        label_y: (y1 + y2) / 2.0 - 4.0,
+                    }
+                }
+                Some(l) => {
+                    let ly = lane_y(l);
+                    let r = LAYER_GAP * 0.35;
+                    EdgePath {
+                        d: format!(
+                            "M{x1:.1},{y1:.1} C{:.1},{y1:.1} {:.1},{ly:.1} {:.1},{ly:.1} \
+                             L{:.1},{ly:.1} C{:.1},{ly:.1} {:.1},{y2:.1} {x2:.1},{y2:.1}",
+                            x1 + r,
+                            x1 + r,
+                            x1 + 2.0 * r,
+                            x2 - 2.0 * r,
+                            x2 - r,
+                            x2 - r
+                        ),
+                        label_x: (x1 + x2) / 2.0,
+                        label_y: ly - 4.0,
+                    }
+                }
+            }
+        })
+        .collect();
+    (paths, lanes)
+}
+
 fn node_height(s: &StepRecord) -> f64 {
     HEADER_H + LINE_H * s.outputs.len().max(1) as f64 + 8.0
 }
@@ -560,6 +638,7 @@ code { font: 12px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 .run-status { padding: 0 8px; border-radius: 9px; color: #fff; font-size: 12px; }
 main { padding: 12px 24px 24px; }
 .canvas { overflow: auto; background: #fff; border: 1px solid #e3e6eb; border-radius: 8px; }
+.canvas svg { display: block; width: 100%; height: auto; margin: 0 auto; }
 svg text { font: 12px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; fill: #2b3140; }
 svg text.name { font-size: 14px; font-weight: 600; }
 svg text.size, svg text.status .duration { fill: #5b6375; }
