@@ -47,6 +47,8 @@ pub use pipeline_core::{
 };
 pub use pipeline_macros::{helper, pipeline, step};
 
+pub mod progress;
+
 /// Everything a pipeline file needs: `use pipeline::prelude::*;`.
 pub mod prelude {
     pub use pipeline_core::{
