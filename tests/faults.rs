@@ -27,7 +27,11 @@ impl Cacher<Vec<u8>> for DiskFullAfter {
     fn save(&self, v: &Vec<u8>, out: &mut dyn Write) -> Result<(), BoxError> {
         out.write_all(&v[..LIMIT.min(v.len())])?;
         if v.len() > LIMIT {
-            return Err(std::io::Error::new(std::io::ErrorKind::StorageFull, "no space left on device").into());
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device",
+            )
+            .into());
         }
         Ok(())
     }
@@ -94,11 +98,23 @@ fn blob_count(store: &Store) -> usize {
 fn a_full_disk_fails_the_step_and_leaves_nothing_partial() {
     let (_dir, store) = temp_store();
     let err = disk_full(5000).store(store.clone()).run().unwrap_err();
-    let Error::StepFailed { step, message, run, .. } = &err else { panic!("{err:?}") };
+    let Error::StepFailed {
+        step, message, run, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
     assert_eq!(step, "big_output");
-    assert!(message.contains("cacher `disk-full` could not save output `output`"), "{message}");
+    assert!(
+        message.contains("cacher `disk-full` could not save output `output`"),
+        "{message}"
+    );
     assert!(message.contains("no space left on device"), "{message}");
-    assert_eq!(temp_files(&store), 0, "the partial temporary file is removed");
+    assert_eq!(
+        temp_files(&store),
+        0,
+        "the partial temporary file is removed"
+    );
     assert_eq!(blob_count(&store), 0, "no blob becomes visible");
     let steps = store.run_steps(run).unwrap();
     assert_eq!(steps[0].status, StepStatus::Failed);
@@ -113,7 +129,10 @@ fn a_full_disk_fails_the_step_and_leaves_nothing_partial() {
 fn a_panicking_cacher_fails_the_step_without_a_panic_across_the_api() {
     let (_dir, store) = temp_store();
     let err = cacher_panics().store(store.clone()).run().unwrap_err();
-    assert!(matches!(&err, Error::StepFailed { message, .. } if message.contains("cacher bug")), "{err:?}");
+    assert!(
+        matches!(&err, Error::StepFailed { message, .. } if message.contains("cacher bug")),
+        "{err:?}"
+    );
     assert_eq!(temp_files(&store), 0);
     assert_eq!(blob_count(&store), 0);
     assert!(store.verify().unwrap().is_ok());
@@ -124,14 +143,23 @@ fn a_read_only_store_refuses_to_run_and_stays_unchanged() {
     let (_dir, store) = temp_store();
     disk_full(10).store(store.clone()).run().unwrap();
     let before = store.runs(None).unwrap().len();
-    let ro = Store::open_with(store.path(), StoreOptions { read_only: true, ..Default::default() }).unwrap();
+    let ro = Store::open_with(
+        store.path(),
+        StoreOptions {
+            read_only: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let err = disk_full(20).store(ro.clone()).run().unwrap_err();
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
     assert!(err.to_string().contains("read-only"), "{err}");
     assert_eq!(store.runs(None).unwrap().len(), before);
     // Reading still works.
     let last = &ro.runs(None).unwrap()[0];
-    let v: Vec<u8> = ro.load_with(&last.id, "big_output", "output", &DiskFullAfter).unwrap();
+    let v: Vec<u8> = ro
+        .load_with(&last.id, "big_output", "output", &DiskFullAfter)
+        .unwrap();
     assert_eq!(v.len(), 10);
 }
 
@@ -164,12 +192,20 @@ fn gc_pipeline(tag: u32) -> Artifact<u64> {
 
 fn age_all_blobs(store: &Store) {
     let old = SystemTime::now() - Duration::from_secs(3600);
-    for fanout in fs::read_dir(store.path().join("artifacts")).unwrap().flatten() {
+    for fanout in fs::read_dir(store.path().join("artifacts"))
+        .unwrap()
+        .flatten()
+    {
         if fanout.file_name() == "tmp" {
             continue;
         }
         for blob in fs::read_dir(fanout.path()).unwrap().flatten() {
-            fs::File::options().write(true).open(blob.path()).unwrap().set_modified(old).unwrap();
+            fs::File::options()
+                .write(true)
+                .open(blob.path())
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
         }
     }
 }
@@ -191,7 +227,11 @@ fn gc_during_a_run_loses_nothing_the_run_needs() {
     started_rx.recv_timeout(Duration::from_secs(30)).unwrap();
     // The second run reused `gc_source` from the first; collect everything collectable.
     let report = store
-        .gc(&GcPolicy { keep_last: 0, min_blob_age: Duration::ZERO, ..GcPolicy::default() })
+        .gc(&GcPolicy {
+            keep_last: 0,
+            min_blob_age: Duration::ZERO,
+            ..GcPolicy::default()
+        })
         .unwrap();
     assert_eq!(report.runs_removed.len(), 1, "{report:?}");
     resume_tx.send(()).unwrap();
@@ -209,21 +249,49 @@ fn gc_during_a_run_loses_nothing_the_run_needs() {
 fn gc_keeps_recent_and_pinned_runs_and_fits_a_budget() {
     let (_dir, store) = temp_store();
     let names: Vec<String> = (0..4)
-        .map(|i| gc_pipeline(100 + i).store(store.clone()).run().unwrap().name().to_string())
+        .map(|i| {
+            gc_pipeline(100 + i)
+                .store(store.clone())
+                .run()
+                .unwrap()
+                .name()
+                .to_string()
+        })
         .collect();
     store.pin(&names[0]).unwrap();
     age_all_blobs(&store);
-    let policy = GcPolicy { keep_last: 2, min_blob_age: Duration::ZERO, ..GcPolicy::default() };
+    let policy = GcPolicy {
+        keep_last: 2,
+        min_blob_age: Duration::ZERO,
+        ..GcPolicy::default()
+    };
 
-    let dry = store.gc(&GcPolicy { dry_run: true, ..policy.clone() }).unwrap();
+    let dry = store
+        .gc(&GcPolicy {
+            dry_run: true,
+            ..policy.clone()
+        })
+        .unwrap();
     assert_eq!(dry.runs_removed, [names[1].clone()]);
-    assert_eq!(store.runs(None).unwrap().len(), 4, "a dry run removes nothing");
+    assert_eq!(
+        store.runs(None).unwrap().len(),
+        4,
+        "a dry run removes nothing"
+    );
     assert_eq!(dry.blobs_removed, 1, "the second run's own sum: {dry:?}");
 
     let report = store.gc(&policy).unwrap();
     assert_eq!(report.runs_removed, [names[1].clone()]);
-    assert_eq!((report.blobs_removed, report.bytes_freed), (dry.blobs_removed, dry.bytes_freed));
-    let kept: Vec<String> = store.runs(None).unwrap().into_iter().map(|r| r.name).collect();
+    assert_eq!(
+        (report.blobs_removed, report.bytes_freed),
+        (dry.blobs_removed, dry.bytes_freed)
+    );
+    let kept: Vec<String> = store
+        .runs(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(kept, [names[3].clone(), names[2].clone(), names[0].clone()]);
     assert!(store.verify().unwrap().is_ok());
     for name in &kept {
@@ -231,9 +299,19 @@ fn gc_keeps_recent_and_pinned_runs_and_fits_a_budget() {
     }
 
     // A budget of one byte drops every unpinned run.
-    let tight = store.gc(&GcPolicy { max_bytes: Some(1), ..policy }).unwrap();
+    let tight = store
+        .gc(&GcPolicy {
+            max_bytes: Some(1),
+            ..policy
+        })
+        .unwrap();
     assert_eq!(tight.runs_removed.len(), 2);
-    let kept: Vec<String> = store.runs(None).unwrap().into_iter().map(|r| r.name).collect();
+    let kept: Vec<String> = store
+        .runs(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
     assert_eq!(kept, [names[0].clone()], "only the pinned run stays");
     let _: u64 = store.load(&names[0], "gc_slow_sum", "output").unwrap();
 }

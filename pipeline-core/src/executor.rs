@@ -388,58 +388,64 @@ impl<'a> State<'a> {
         let input_rows = self.input_rows(id);
         let row = cached_row(self.run_id, node, id, key, &components, input_rows);
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let (reason, wait_for) = match self.store.acquire(&row, &decls, &holder(self.run_name, node))? {
-            Acquire::Hit {
-                execution,
-                reused,
-                outputs,
-            } => {
-                info!(target: "pipeline", "Using cached version of `{}`.", node.name);
-                self.release_inputs(id);
-                let produced: Vec<Produced> = outputs
-                    .into_iter()
-                    .map(|(hash, size)| Produced {
-                        hash,
-                        size,
-                        execution: reused,
-                    })
-                    .collect();
-                self.set_produced(id, &produced);
-                self.complete(
-                    id,
-                    StepStatus::Cached,
-                    Reason::Cached { execution: reused },
-                    Some(key),
-                    None,
-                    Some(execution),
-                    Duration::ZERO,
-                );
-                return Ok(());
-            }
-            Acquire::Claimed { damaged: Some((output, missing)) } => {
-                warn!(
-                    target: "pipeline",
-                    "Cached output `{}` of `{}` is {}; executing the step again.",
-                    output,
-                    node.name,
-                    if missing { "missing" } else { "corrupt" }
-                );
-                let reason = if missing {
-                    Reason::BlobMissing { output }
-                } else {
-                    Reason::BlobCorrupt { output }
-                };
-                (reason, None)
-            }
-            Acquire::Claimed { damaged: None } => {
-                let prev = self.store.previous_components(node.step)?;
-                (Reason::explain(prev.as_ref(), &components), None)
-            }
-            Acquire::Busy { holder } => {
-                let prev = self.store.previous_components(node.step)?;
-                (Reason::explain(prev.as_ref(), &components), Some(holder))
-            }
-        };
+        let (reason, wait_for) =
+            match self
+                .store
+                .acquire(&row, &decls, &holder(self.run_name, node))?
+            {
+                Acquire::Hit {
+                    execution,
+                    reused,
+                    outputs,
+                } => {
+                    info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                    self.release_inputs(id);
+                    let produced: Vec<Produced> = outputs
+                        .into_iter()
+                        .map(|(hash, size)| Produced {
+                            hash,
+                            size,
+                            execution: reused,
+                        })
+                        .collect();
+                    self.set_produced(id, &produced);
+                    self.complete(
+                        id,
+                        StepStatus::Cached,
+                        Reason::Cached { execution: reused },
+                        Some(key),
+                        None,
+                        Some(execution),
+                        Duration::ZERO,
+                    );
+                    return Ok(());
+                }
+                Acquire::Claimed {
+                    damaged: Some((output, missing)),
+                } => {
+                    warn!(
+                        target: "pipeline",
+                        "Cached output `{}` of `{}` is {}; executing the step again.",
+                        output,
+                        node.name,
+                        if missing { "missing" } else { "corrupt" }
+                    );
+                    let reason = if missing {
+                        Reason::BlobMissing { output }
+                    } else {
+                        Reason::BlobCorrupt { output }
+                    };
+                    (reason, None)
+                }
+                Acquire::Claimed { damaged: None } => {
+                    let prev = self.store.previous_components(node.step)?;
+                    (Reason::explain(prev.as_ref(), &components), None)
+                }
+                Acquire::Busy { holder } => {
+                    let prev = self.store.previous_components(node.step)?;
+                    (Reason::explain(prev.as_ref(), &components), Some(holder))
+                }
+            };
         self.queued.push_back(Job {
             node: id,
             key,

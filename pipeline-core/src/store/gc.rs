@@ -88,7 +88,10 @@ impl Store {
         self.check_writable("pin runs")?;
         let id = self.run(run)?.id;
         self.db()
-            .execute("UPDATE runs SET pinned = ?2 WHERE id = ?1", params![id, pinned])
+            .execute(
+                "UPDATE runs SET pinned = ?2 WHERE id = ?1",
+                params![id, pinned],
+            )
             .map(|_| ())
             .map_err(|e| self.db_error(e))
     }
@@ -180,13 +183,15 @@ impl Store {
                     "DELETE FROM executions WHERE run_id = ?1",
                     "DELETE FROM runs WHERE id = ?1",
                 ] {
-                    tx.execute(sql, params![r.id]).map_err(|e| self.db_error(e))?;
+                    tx.execute(sql, params![r.id])
+                        .map_err(|e| self.db_error(e))?;
                 }
             }
             referenced = tx
                 .prepare("SELECT DISTINCT content_hash FROM artifacts")
                 .and_then(|mut s| {
-                    s.query_map([], |r| r.get(0)).and_then(|rows| rows.collect())
+                    s.query_map([], |r| r.get(0))
+                        .and_then(|rows| rows.collect())
                 })
                 .map_err(|e| self.db_error(e))?;
             if policy.dry_run {
@@ -217,7 +222,10 @@ impl Store {
         for fanout in entries.flatten() {
             let dir = fanout.path();
             if fanout.file_name() == "tmp" {
-                for tmp in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten() {
+                for tmp in fs::read_dir(&dir)
+                    .map_err(|e| Error::io(&dir, e))?
+                    .flatten()
+                {
                     let name = tmp.file_name().to_string_lossy().into_owned();
                     let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
                     if pid.is_some_and(|p| !process_alive(p)) {
@@ -232,7 +240,10 @@ impl Store {
             if !dir.is_dir() {
                 continue;
             }
-            for blob in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))?.flatten() {
+            for blob in fs::read_dir(&dir)
+                .map_err(|e| Error::io(&dir, e))?
+                .flatten()
+            {
                 let name = blob.file_name().to_string_lossy().into_owned();
                 let Some(hash) = Hash128::from_hex(&name) else {
                     continue; // sidecars go with their blob

@@ -185,9 +185,7 @@ impl Store {
                         .filter_map(|e| e.ok())
                         .any(|e| e.file_name() != "artifacts");
                     if foreign {
-                        return Err(not_a_store(
-                            "a non-empty directory without metadata.sqlite",
-                        ));
+                        return Err(not_a_store("a non-empty directory without metadata.sqlite"));
                     }
                 } else if db_path.is_dir() {
                     return Err(not_a_store("metadata.sqlite is a directory"));
@@ -472,8 +470,10 @@ impl Store {
                  AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
             )
             .and_then(|mut s| {
-                s.query_row([key.to_hex()], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
-                    .optional()
+                s.query_row([key.to_hex()], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()
             })
             .map_err(|e| self.db_error(e))?;
         let Some((row, execution)) = found else {
@@ -539,7 +539,9 @@ impl Store {
             return Ok(BlobState::Ok);
         }
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.bytes_read.fetch_add(meta.len(), Ordering::Relaxed);
+        self.inner
+            .bytes_read
+            .fetch_add(meta.len(), Ordering::Relaxed);
         let (actual, len) = match blob::hash_file(&path, self.inner.content_hash) {
             Ok(h) => h,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),

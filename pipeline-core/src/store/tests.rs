@@ -22,8 +22,10 @@ fn store_at_version(path: &Path, version: usize) {
     for sql in &schema::MIGRATIONS[..version] {
         conn.execute_batch(sql).unwrap();
     }
-    conn.pragma_update(None, "user_version", version as i64).unwrap();
-    conn.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
+    conn.pragma_update(None, "user_version", version as i64)
+        .unwrap();
+    conn.pragma_update(None, "application_id", schema::APPLICATION_ID)
+        .unwrap();
     conn.execute(
         "INSERT INTO runs(id, pipeline, name, status, started_at_us, duration_s) \
          VALUES ('r1', 'old', 'old-run', 'completed', 1, 0.5)",
@@ -65,8 +67,15 @@ fn refuses_a_newer_store_and_names_both_versions() {
         other => panic!("{other:?}"),
     }
     let message = err.to_string();
-    assert!(message.contains("schema 99") && message.contains("newer than 2"), "{message}");
-    assert_eq!(fs::read(path.join("metadata.sqlite")).unwrap(), before, "left unchanged");
+    assert!(
+        message.contains("schema 99") && message.contains("newer than 2"),
+        "{message}"
+    );
+    assert_eq!(
+        fs::read(path.join("metadata.sqlite")).unwrap(),
+        before,
+        "left unchanged"
+    );
 }
 
 #[test]
@@ -78,12 +87,18 @@ fn refuses_things_that_are_not_stores() {
     // Random bytes as metadata.sqlite.
     let random = dir.path().join("random");
     fs::create_dir_all(&random).unwrap();
-    let bytes: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
     fs::write(random.join("metadata.sqlite"), &bytes).unwrap();
     let err = Store::open(&random).unwrap_err();
     assert!(matches!(err, Error::NotAStore { .. }), "{err:?}");
     assert!(err.to_string().contains("not a SQLite database"), "{err}");
-    assert_eq!(fs::read(random.join("metadata.sqlite")).unwrap(), bytes, "untouched");
+    assert_eq!(
+        fs::read(random.join("metadata.sqlite")).unwrap(),
+        bytes,
+        "untouched"
+    );
     // A directory of other files.
     let other = dir.path().join("photos");
     fs::create_dir_all(&other).unwrap();
@@ -99,7 +114,8 @@ fn refuses_things_that_are_not_stores() {
     let foreign = dir.path().join("foreign");
     fs::create_dir_all(&foreign).unwrap();
     let conn = Connection::open(foreign.join("metadata.sqlite")).unwrap();
-    conn.execute_batch("CREATE TABLE songs(title TEXT)").unwrap();
+    conn.execute_batch("CREATE TABLE songs(title TEXT)")
+        .unwrap();
     drop(conn);
     let err = Store::open(&foreign).unwrap_err();
     assert!(err.to_string().contains("another application"), "{err}");
@@ -125,7 +141,14 @@ fn read_only_handles_refuse_writes_and_change_nothing() {
     assert!(matches!(err, Error::ReadOnly { .. }), "{err:?}");
     // A read-only open of a missing store does not create it.
     let (_d2, missing) = fresh();
-    assert!(Store::open_with(&missing, StoreOptions { read_only: true, ..Default::default() }).is_err());
+    assert!(Store::open_with(
+        &missing,
+        StoreOptions {
+            read_only: true,
+            ..Default::default()
+        }
+    )
+    .is_err());
     assert!(!missing.exists());
 }
 
@@ -144,7 +167,10 @@ fn a_lock_held_beyond_the_busy_timeout_is_store_locked() {
     other.execute_batch("BEGIN EXCLUSIVE").unwrap();
     let err = store.begin_run("id", "p", "name", 0).unwrap_err();
     assert!(matches!(err, Error::StoreLocked { .. }), "{err:?}");
-    assert!(err.to_string().contains("locked by another process"), "{err}");
+    assert!(
+        err.to_string().contains("locked by another process"),
+        "{err}"
+    );
     other.execute_batch("ROLLBACK").unwrap();
     store.begin_run("id", "p", "name", 0).unwrap();
     assert_eq!(store.runs(None).unwrap().len(), 1);
@@ -178,8 +204,10 @@ fn blake3_stores_name_blobs_by_blake3_and_remember_it() {
 fn verify_reports_each_kind_of_damage() {
     let (_dir, path) = fresh();
     let store = Store::open(&path).unwrap();
-    let h1 = Hash128::from_hex(&store.save_blob(&vec![1u8, 2, 3], &crate::Bincode).unwrap()).unwrap();
-    let h2 = Hash128::from_hex(&store.save_blob(&vec![4u8, 5, 6], &crate::Bincode).unwrap()).unwrap();
+    let h1 =
+        Hash128::from_hex(&store.save_blob(&vec![1u8, 2, 3], &crate::Bincode).unwrap()).unwrap();
+    let h2 =
+        Hash128::from_hex(&store.save_blob(&vec![4u8, 5, 6], &crate::Bincode).unwrap()).unwrap();
     let components = KeyComponents {
         format: 1,
         step: "s".into(),
@@ -225,11 +253,23 @@ fn verify_reports_each_kind_of_damage() {
         .record(&[row(Some(h1), "run"), row(Some(h2), "run"), row(None, "run")])
         .unwrap();
     // Foreign keys keep orphans out of a healthy store; make one by hand.
-    store.db().execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    store
+        .db()
+        .execute_batch("PRAGMA foreign_keys = OFF")
+        .unwrap();
     store.record(&[row(Some(h1), "gone")]).unwrap();
-    store.db().execute_batch("PRAGMA foreign_keys = ON").unwrap();
-    store.finish_run("run", RunStatus::Completed, Duration::ZERO).unwrap();
-    assert_eq!(store.verify().unwrap().problems.len(), 2, "incomplete + orphan only");
+    store
+        .db()
+        .execute_batch("PRAGMA foreign_keys = ON")
+        .unwrap();
+    store
+        .finish_run("run", RunStatus::Completed, Duration::ZERO)
+        .unwrap();
+    assert_eq!(
+        store.verify().unwrap().problems.len(),
+        2,
+        "incomplete + orphan only"
+    );
 
     fs::remove_file(store.blob_path(h2)).unwrap();
     let p1 = store.blob_path(h1);
@@ -259,13 +299,30 @@ fn verify_reports_each_kind_of_damage() {
             Problem::LeftoverTempFile { .. } => "temp",
         })
         .collect();
-    for kind in ["missing", "corrupt", "incomplete", "orphan", "interrupted", "temp"] {
-        assert!(kinds.contains(&kind), "{kind} not reported: {:?}", report.problems);
+    for kind in [
+        "missing",
+        "corrupt",
+        "incomplete",
+        "orphan",
+        "interrupted",
+        "temp",
+    ] {
+        assert!(
+            kinds.contains(&kind),
+            "{kind} not reported: {:?}",
+            report.problems
+        );
     }
 
     // Reopening recovers what belongs to dead processes.
     drop(store);
     let store = Store::open(&path).unwrap();
     let kinds: Vec<_> = store.verify().unwrap().problems;
-    assert!(!kinds.iter().any(|p| matches!(p, Problem::InterruptedRun { .. } | Problem::LeftoverTempFile { .. })), "{kinds:?}");
+    assert!(
+        !kinds.iter().any(|p| matches!(
+            p,
+            Problem::InterruptedRun { .. } | Problem::LeftoverTempFile { .. }
+        )),
+        "{kinds:?}"
+    );
 }

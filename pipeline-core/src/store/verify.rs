@@ -117,7 +117,9 @@ impl Store {
         };
         for (id, run, components, recorded) in executions {
             if run.is_none() {
-                report.problems.push(Problem::OrphanExecution { execution: id });
+                report
+                    .problems
+                    .push(Problem::OrphanExecution { execution: id });
             }
             if let Ok(c) = serde_json::from_str::<KeyComponents>(&components) {
                 if c.outputs.len() != recorded as usize {
@@ -183,7 +185,9 @@ impl Store {
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
                 if pid.is_some_and(|p| !process_alive(p)) {
-                    report.problems.push(Problem::LeftoverTempFile { path: entry.path() });
+                    report
+                        .problems
+                        .push(Problem::LeftoverTempFile { path: entry.path() });
                 }
             }
         }
