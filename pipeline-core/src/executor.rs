@@ -372,6 +372,8 @@ impl<'a> State<'a> {
             );
             return Ok(());
         }
+        // A cached step's duration is what its key computation and lookup cost.
+        let clock = Instant::now();
         let components = self.components(node);
         let key = components.cache_key();
         if !self.cache_enabled(node) {
@@ -416,7 +418,7 @@ impl<'a> State<'a> {
                         Some(key),
                         None,
                         Some(execution),
-                        Duration::ZERO,
+                        clock.elapsed(),
                     );
                     return Ok(());
                 }
