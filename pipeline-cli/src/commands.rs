@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use pipeline::{Error, Reason, RunRecord, StepRecord, StepStatus, Store};
+use pipeline::{Error, GcPolicy, Reason, RunRecord, StepRecord, StepStatus, Store, StoreOptions};
 use serde_json::{json, Value};
 
 use crate::fmt::{duration, short, size, table, timestamp};
@@ -17,7 +17,12 @@ pub fn run(cli: &Cli) -> CliResult<String> {
         .store
         .clone()
         .unwrap_or_else(pipeline::store::default_path);
-    let store = open_store(&path)?;
+    // Even a dry run of gc takes the write lock, to see a consistent store.
+    let writes = matches!(
+        cli.command,
+        Command::Gc { .. } | Command::Pin { .. } | Command::Unpin { .. }
+    );
+    let store = open_store(&path, writes)?;
     let ctx = Ctx {
         store: &store,
         path: &path,
@@ -29,11 +34,24 @@ pub fn run(cli: &Cli) -> CliResult<String> {
         Command::Explain { run, step } => ctx.explain(run, step),
         Command::Diff { run_a, run_b } => ctx.diff(run_a, run_b),
         Command::Lineage { run, html, dot } => ctx.lineage(run, html.as_deref(), dot.as_deref()),
+        Command::Gc {
+            keep_last,
+            max_size,
+            min_age,
+            dry_run,
+        } => ctx.gc(&GcPolicy {
+            keep_last: *keep_last,
+            max_bytes: *max_size,
+            dry_run: *dry_run,
+            min_blob_age: *min_age,
+        }),
+        Command::Pin { run } => ctx.pin(run, true),
+        Command::Unpin { run } => ctx.pin(run, false),
     }
 }
 
-/// Opens an existing store; never creates one.
-fn open_store(path: &Path) -> CliResult<Store> {
+/// Opens an existing store, never creating one; read-only unless the command `writes`.
+fn open_store(path: &Path, writes: bool) -> CliResult<Store> {
     let hint = "run a pipeline first, or name a store with --store PATH or PIPELINE_HOME";
     let shown = path.display();
     match std::fs::metadata(path) {
@@ -53,6 +71,17 @@ fn open_store(path: &Path) -> CliResult<Store> {
         return Err(format!(
             "no pipeline store at {shown}: the directory has no metadata.sqlite; {hint}"
         ));
+    }
+    if !writes {
+        let read_only = StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        };
+        match Store::open_with(path, read_only) {
+            // A store of an older schema is upgraded by a writable open.
+            Err(Error::ReadOnly { .. }) => {}
+            other => return other.map_err(|e| e.to_string()),
+        }
     }
     Store::open(path).map_err(|e| e.to_string())
 }
@@ -527,6 +556,78 @@ impl Ctx<'_> {
         let changed = cmp.changed().count();
         let _ = writeln!(out, "\n{} of {} steps differ.", changed, cmp.steps.len());
         Ok(out)
+    }
+
+    fn gc(&self, policy: &GcPolicy) -> CliResult<String> {
+        let report = self.store.gc(policy).map_err(|e| self.error(e))?;
+        if self.json {
+            return Ok(to_json(
+                &serde_json::to_value(&report).unwrap_or(Value::Null),
+            ));
+        }
+        let (verb, blob_verb) = if report.dry_run {
+            ("Would remove", "would free")
+        } else {
+            ("Removed", "freed")
+        };
+        let mut out = String::new();
+        let total = report.runs_kept + report.runs_removed.len();
+        if report.runs_removed.is_empty() {
+            let _ = writeln!(out, "{verb} no runs (of {total}).");
+        } else {
+            let _ = writeln!(out, "{verb} {} of {total} runs:", report.runs_removed.len());
+            for name in &report.runs_removed {
+                let _ = writeln!(out, "  {name}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "{verb} {} unreferenced blob(s): {blob_verb} {} ({} bytes).",
+            report.blobs_removed,
+            size(report.bytes_freed),
+            report.bytes_freed
+        );
+        if report.blobs_removed == 0 && !report.runs_removed.is_empty() {
+            let _ = writeln!(
+                out,
+                "(Blob files younger than {} are kept; lower --min-age to include them.)",
+                duration(policy.min_blob_age)
+            );
+        }
+        if report.temp_files_removed > 0 {
+            let _ = writeln!(
+                out,
+                "{verb} {} temporary file(s) left by dead processes.",
+                report.temp_files_removed
+            );
+        }
+        let _ = writeln!(
+            out,
+            "Kept {} run(s), whose blobs take {}.",
+            report.runs_kept,
+            size(report.bytes_kept)
+        );
+        if report.dry_run {
+            let _ = writeln!(out, "Dry run: nothing was removed.");
+        }
+        Ok(out)
+    }
+
+    fn pin(&self, run: &str, pinned: bool) -> CliResult<String> {
+        let record = self.run_record(run)?;
+        let result = if pinned {
+            self.store.pin(&record.id)
+        } else {
+            self.store.unpin(&record.id)
+        };
+        result.map_err(|e| self.error(e))?;
+        let what = if pinned { "Pinned" } else { "Unpinned" };
+        if self.json {
+            return Ok(to_json(
+                &json!({ "run": run_json(&record), "pinned": pinned }),
+            ));
+        }
+        Ok(format!("{what} run `{}`.\n", record.name))
     }
 
     fn lineage(&self, run: &str, html: Option<&Path>, dot: Option<&Path>) -> CliResult<String> {

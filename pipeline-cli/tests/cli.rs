@@ -398,3 +398,112 @@ fn lineage_of_a_failed_run_with_two_outputs() {
     expected.sort();
     assert_eq!(pairs, expected);
 }
+
+#[test]
+fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
+    let store = fresh_dir("gc").join("store");
+    common::build_history(&store);
+    let blobs = || {
+        walk(&store.join("artifacts"))
+            .into_iter()
+            .filter(|p| p.extension().is_none() && p.file_name().unwrap().len() == 32)
+            .count()
+    };
+    let before = blobs();
+
+    let out = cli(
+        &store,
+        &["gc", "--keep-last", "1", "--min-age", "0s", "--dry-run"],
+    )
+    .ok();
+    assert!(out.contains("Would remove 2 of 3 runs:"), "{out}");
+    assert!(
+        out.contains("run-alpha") && out.contains("run-beta"),
+        "{out}"
+    );
+    assert!(!out.contains("run-gamma"), "{out}");
+    assert!(out.contains("would free"), "{out}");
+    assert!(out.contains("Dry run: nothing was removed."), "{out}");
+    let report = cli(
+        &store,
+        &[
+            "gc",
+            "--keep-last",
+            "1",
+            "--min-age",
+            "0s",
+            "--dry-run",
+            "--json",
+        ],
+    )
+    .json();
+    assert_eq!(report["dry_run"], true);
+    assert_eq!(report["runs_kept"], 1);
+    let would_free = report["bytes_freed"].as_u64().unwrap();
+    let would_remove = report["blobs_removed"].as_u64().unwrap();
+    assert!(would_free > 0 && would_remove > 0, "{report}");
+    assert_eq!(blobs(), before, "a dry run removes nothing");
+    assert_eq!(
+        cli(&store, &["runs", "--json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    // Pinned runs stay.
+    let out = cli(&store, &["pin", "run-al"]).ok();
+    assert_eq!(out, "Pinned run `run-alpha`.\n");
+    let report = cli(
+        &store,
+        &["gc", "--keep-last", "1", "--min-age", "0s", "--json"],
+    )
+    .json();
+    assert_eq!(report["dry_run"], false);
+    assert_eq!(report["runs_removed"], serde_json::json!(["run-beta"]));
+    let runs = cli(&store, &["runs", "--json"]).json();
+    let names: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["run-gamma", "run-alpha"]);
+    assert!(blobs() < before);
+
+    cli(&store, &["unpin", "run-alpha"]).ok();
+    let out = cli(&store, &["gc", "--keep-last", "1", "--min-age", "0s"]).ok();
+    assert!(out.contains("Removed 1 of 2 runs:\n  run-alpha\n"), "{out}");
+    assert!(out.contains("Kept 1 run(s)"), "{out}");
+    let out = cli(&store, &["show", "run-gamma"]).ok();
+    assert!(out.contains("scale"), "{out}");
+    let err = cli(&store, &["show", "run-alpha"]).fails();
+    assert!(err.contains("no run `run-alpha`"), "{err}");
+
+    let err = cli(&store, &["gc", "--max-size", "12X"]).fails();
+    assert!(err.contains("unknown size unit"), "{err}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn gc_on_a_missing_store_exits_2_without_creating_it() {
+    let missing = fresh_dir("gc-missing").join("store");
+    let err = cli(&missing, &["gc", "--dry-run"]).fails();
+    assert!(err.contains("no pipeline store"), "{err}");
+    let err = cli(&missing, &["gc"]).fails();
+    assert!(err.contains("no pipeline store"), "{err}");
+    assert!(!missing.exists());
+}

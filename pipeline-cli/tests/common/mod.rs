@@ -120,24 +120,29 @@ pub fn history() -> &'static Path {
     static STORE: OnceLock<PathBuf> = OnceLock::new();
     STORE.get_or_init(|| {
         let path = fresh_dir("history").join("store");
-        let store = Store::open(&path).expect("open store");
-        numbers_v1(2.0)
-            .store(store.clone())
-            .run_name(RUNS[0])
-            .run()
-            .expect("run 1");
-        numbers_v2(2.0)
-            .store(store.clone())
-            .run_name(RUNS[1])
-            .run()
-            .expect("run 2");
-        numbers_v2(3.0)
-            .store(store)
-            .run_name(RUNS[2])
-            .run()
-            .expect("run 3");
+        build_history(&path);
         path
     })
+}
+
+/// Makes the three runs of [`history`] in a new store at `path`.
+pub fn build_history(path: &Path) {
+    let store = Store::open(path).expect("open store");
+    numbers_v1(2.0)
+        .store(store.clone())
+        .run_name(RUNS[0])
+        .run()
+        .expect("run 1");
+    numbers_v2(2.0)
+        .store(store.clone())
+        .run_name(RUNS[1])
+        .run()
+        .expect("run 2");
+    numbers_v2(3.0)
+        .store(store)
+        .run_name(RUNS[2])
+        .run()
+        .expect("run 3");
 }
 
 /// A store with one failed run of `fragile`: `measure` fails, `report` is skipped, `total`
