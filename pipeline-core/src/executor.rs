@@ -402,15 +402,7 @@ impl<'a> State<'a> {
                 } => {
                     info!(target: "pipeline", "Using cached version of `{}`.", node.name);
                     self.release_inputs(id);
-                    let produced: Vec<Produced> = outputs
-                        .into_iter()
-                        .map(|(hash, size)| Produced {
-                            hash,
-                            size,
-                            execution: reused,
-                        })
-                        .collect();
-                    self.set_produced(id, &produced);
+                    self.set_produced(id, &reused_outputs(outputs, reused));
                     self.complete(
                         id,
                         StepStatus::Cached,
@@ -802,6 +794,18 @@ fn execute_body(
     }
 }
 
+/// The outputs of a reused execution, as this run knows them.
+fn reused_outputs(outputs: Vec<(Hash128, u64)>, execution: i64) -> Vec<Produced> {
+    outputs
+        .into_iter()
+        .map(|(hash, size)| Produced {
+            hash,
+            size,
+            execution,
+        })
+        .collect()
+}
+
 /// Who holds a lease: names the run and process, for the "waiting for" message.
 fn holder(run_name: &str, node: &Node) -> String {
     format!(
@@ -881,18 +885,10 @@ fn wait_for_holder(
                 outputs,
             }) => {
                 info!(target: "pipeline", "Using cached version of `{}`.", node.name);
-                let produced = outputs
-                    .into_iter()
-                    .map(|(hash, size)| Produced {
-                        hash,
-                        size,
-                        execution: reused,
-                    })
-                    .collect();
                 return Ok(Some(Outcome::Reused {
                     execution,
                     reused,
-                    produced,
+                    produced: reused_outputs(outputs, reused),
                 }));
             }
             Ok(Acquire::Claimed { .. }) => return Ok(None),

@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
-use super::lease::process_alive;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::key::Hash128;
@@ -218,23 +217,16 @@ impl Store {
                 .and_then(|m| now.duration_since(m).ok())
                 .is_some_and(|age| age >= policy.min_blob_age)
         };
+        for path in self.dead_temp_files() {
+            report.temp_files_removed += 1;
+            if !policy.dry_run {
+                let _ = fs::remove_file(path);
+            }
+        }
         let entries = fs::read_dir(artifacts).map_err(|e| Error::io(artifacts, e))?;
         for fanout in entries.flatten() {
             let dir = fanout.path();
             if fanout.file_name() == "tmp" {
-                for tmp in fs::read_dir(&dir)
-                    .map_err(|e| Error::io(&dir, e))?
-                    .flatten()
-                {
-                    let name = tmp.file_name().to_string_lossy().into_owned();
-                    let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                    if pid.is_some_and(|p| !process_alive(p)) {
-                        report.temp_files_removed += 1;
-                        if !policy.dry_run {
-                            let _ = fs::remove_file(tmp.path());
-                        }
-                    }
-                }
                 continue;
             }
             if !dir.is_dir() {

@@ -142,38 +142,55 @@ impl Store {
     /// Cleans up after processes that died: their temporary blob files, their runs (marked
     /// failed) and their leases. Runs on every writable open.
     pub(crate) fn recover(&self) -> Result<()> {
-        let tmp = self.inner.artifacts.join("tmp");
-        if let Ok(entries) = fs::read_dir(&tmp) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                if pid.is_some_and(|p| !process_alive(p)) {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
+        for path in self.dead_temp_files() {
+            let _ = fs::remove_file(path);
         }
         let mut conn = self.db();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_error(e))?;
-        let running: Vec<(String, Option<i64>)> = tx
+        for id in self.dead_runs(&tx)? {
+            tx.execute("UPDATE runs SET status = 'failed' WHERE id = ?1", [&id])
+                .map_err(|e| self.db_error(e))?;
+        }
+        tx.commit().map_err(|e| self.db_error(e))
+    }
+}
+
+impl Store {
+    /// Temporary blob files whose writing process is gone.
+    pub(crate) fn dead_temp_files(&self) -> Vec<std::path::PathBuf> {
+        let Ok(entries) = fs::read_dir(self.inner.artifacts.join("tmp")) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
+                pid.is_some_and(|p| !process_alive(p))
+            })
+            .map(|entry| entry.path())
+            .collect()
+    }
+
+    /// Runs marked running whose process is gone.
+    pub(crate) fn dead_runs(&self, conn: &rusqlite::Connection) -> Result<Vec<String>> {
+        let running: Vec<(String, Option<i64>)> = conn
             .prepare("SELECT id, pid FROM runs WHERE status = 'running'")
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        for (id, pid) in running {
-            let dead = match pid {
-                Some(p) => u32::try_from(p).map(|p| !process_alive(p)).unwrap_or(true),
-                None => true,
-            };
-            if dead {
-                tx.execute("UPDATE runs SET status = 'failed' WHERE id = ?1", [&id])
-                    .map_err(|e| self.db_error(e))?;
-            }
-        }
-        tx.commit().map_err(|e| self.db_error(e))
+        Ok(running
+            .into_iter()
+            .filter(|(_, pid)| {
+                !pid.and_then(|p| u32::try_from(p).ok())
+                    .is_some_and(process_alive)
+            })
+            .map(|(id, _)| id)
+            .collect())
     }
 }
 

@@ -1,12 +1,10 @@
 //! `Store::verify`: an integrity check that reads every referenced blob.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::lease::process_alive;
 use super::{blob, Store};
 use crate::error::{Error, Result};
 use crate::key::{Hash128, KeyComponents};
@@ -106,13 +104,7 @@ impl Store {
                         .and_then(|rows| rows.collect())
                 })
                 .map_err(|e| self.db_error(e))?;
-            let runs: Vec<(String, Option<i64>)> = conn
-                .prepare("SELECT id, pid FROM runs WHERE status = 'running'")
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
+            let runs = self.dead_runs(&conn)?;
             (executions, artifacts, runs)
         };
         for (id, run, components, recorded) in executions {
@@ -171,25 +163,11 @@ impl Store {
                 Err(e) => return Err(Error::io(path, e)),
             }
         }
-        for (run, pid) in runs {
-            let alive = pid
-                .and_then(|p| u32::try_from(p).ok())
-                .is_some_and(process_alive);
-            if !alive {
-                report.problems.push(Problem::InterruptedRun { run });
-            }
+        for run in runs {
+            report.problems.push(Problem::InterruptedRun { run });
         }
-        let tmp = self.inner.artifacts.join("tmp");
-        if let Ok(entries) = fs::read_dir(&tmp) {
-            for entry in entries.flatten() {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                if pid.is_some_and(|p| !process_alive(p)) {
-                    report
-                        .problems
-                        .push(Problem::LeftoverTempFile { path: entry.path() });
-                }
-            }
+        for path in self.dead_temp_files() {
+            report.problems.push(Problem::LeftoverTempFile { path });
         }
         Ok(report)
     }
