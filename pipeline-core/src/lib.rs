@@ -9,6 +9,7 @@
 mod artifact;
 pub mod cacher;
 pub mod canonical;
+mod checks;
 mod error;
 mod executor;
 mod graph;
@@ -40,6 +41,17 @@ pub mod __private {
     };
     pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
     pub use crate::{Artifact, Bincode, Json};
+
+    /// Compile-time checks: one spanned error per missing bound (see `checks.rs`).
+    pub use crate::checks::{
+        build_pipeline, unwired, CannotStore, Checked, InputNotDeserialize, InputNotSerialize,
+        InputNotThreadSafe, Never, NoCacher, NoDeserialize, NoSerialize, NotThreadSafe, Ops,
+        OutputNotDeserialize, OutputNotSerialize, OutputNotThreadSafe, Pass, Probe, Unwired,
+    };
+    /// The probe traits, imported by generated code as `use ..::probe::*`.
+    pub mod probe {
+        pub use crate::checks::{ProbeL0, ProbeL1, ProbeL2, ProbeL3, ProbeL4};
+    }
 
     /// Wraps an output value for the executor.
     pub fn value<T: Send + Sync + 'static>(v: T) -> Value {

@@ -72,55 +72,67 @@ fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
 }
 
 /// Structural checks that make expansion impossible. Returns `false` if any failed.
+///
+/// `#[step]` needs a plain, non-generic free function; `#[helper]` only hashes tokens, so any
+/// free function will do, and `#[pipeline]` allows generics.
 pub(crate) fn check_item(item: &ItemFn, what: &str, errors: &mut Errors) -> bool {
     let before = errors.len();
     let sig = &item.sig;
-    if let Some(a) = &sig.asyncness {
-        errors.spanned(
-            a,
-            format!("`#[{what}]` does not support `async fn`; make it a plain `fn` and block on async work inside it"),
-        );
-    }
-    if let Some(c) = &sig.constness {
-        errors.spanned(c, format!("`#[{what}]` cannot be applied to a `const fn`"));
-    }
-    if let Some(v) = &sig.variadic {
-        errors.spanned(v, format!("`#[{what}]` functions cannot be variadic"));
-    }
-    if what == "step" && !sig.generics.params.is_empty() {
-        errors.spanned(
-            &sig.generics,
-            "step functions cannot be generic: a cached step needs one concrete type per input and output; write one step per type, or make the variation a parameter",
-        );
+    if what != "helper" {
+        if let Some(a) = &sig.asyncness {
+            errors.spanned(
+                a,
+                format!("`#[{what}]` does not support `async fn`; make it a plain `fn` and block on async work inside it"),
+            );
+        }
+        if let Some(c) = &sig.constness {
+            errors.spanned(
+                c,
+                format!("`#[{what}]` cannot be applied to a `const fn`; remove `const`"),
+            );
+        }
+        if let Some(v) = &sig.variadic {
+            errors.spanned(v, format!("`#[{what}]` functions cannot be variadic"));
+        }
     }
     if what == "step" {
-        if let Some(w) = &sig.generics.where_clause {
+        if !sig.generics.params.is_empty() {
+            errors.spanned(
+                &sig.generics,
+                "step functions cannot be generic: a cached step needs one concrete type per input and output; write one step per type, or make the variation a parameter",
+            );
+        } else if let Some(w) = &sig.generics.where_clause {
             errors.spanned(
                 w,
                 "step functions cannot have a `where` clause: they cannot be generic",
             );
         }
     }
-    for arg in &sig.inputs {
-        if let FnArg::Receiver(r) = arg {
-            errors.spanned(
-                r,
-                format!("`#[{what}]` goes on a free function, not a method: move it out of the `impl` block and pass the value as an argument"),
-            );
-        }
+    if let Some(r) = receiver(item) {
+        errors.spanned(
+            r,
+            format!("`#[{what}]` goes on a free function, not a method: move it out of the `impl` block and pass the value as an argument"),
+        );
     }
     errors.len() == before
 }
 
-/// Analyses a step function against its options. Problems go to `errors`.
+/// The `self` argument, if the function is a method.
+pub(crate) fn receiver(item: &ItemFn) -> Option<&syn::Receiver> {
+    item.sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Receiver(r) => Some(r),
+        FnArg::Typed(_) => None,
+    })
+}
+
+/// Analyses a step function against its options. Problems go to `errors`; `None` means
+/// the function cannot be expanded as a step (the caller emits a stub instead).
 pub(crate) fn analyse_step(
     item: ItemFn,
     options: &StepOptions,
     errors: &mut Errors,
 ) -> Option<StepFn> {
-    if !check_item(&item, "step", errors) {
-        return None;
-    }
+    let mut ok = check_item(&item, "step", errors);
     let mut inputs = Vec::new();
     for arg in &item.sig.inputs {
         let FnArg::Typed(pt) = arg else { continue };
@@ -129,8 +141,9 @@ pub(crate) fn analyse_step(
             other => {
                 errors.spanned(
                     other,
-                    "step arguments must be plain names, e.g. `data: &Matrix`: the name identifies the input in the cache key and the store; destructure inside the body instead",
+                    "step arguments must be plain names, e.g. `pair: (u32, u32)`: the name identifies the input in the cache key and the store; destructure inside the body instead",
                 );
+                ok = false;
                 continue;
             }
         };
@@ -140,8 +153,9 @@ pub(crate) fn analyse_step(
                 if let Some(m) = &r.mutability {
                     errors.spanned(
                         m,
-                        "step inputs are read-only: take `&T` or `T` (an owned copy you may mutate)",
+                        "step inputs are read-only: take `&T`, or `T` for an owned copy you may mutate",
                     );
+                    ok = false;
                     continue;
                 }
                 (Mode::Ref, stored_type(&r.elem))
@@ -151,8 +165,12 @@ pub(crate) fn analyse_step(
                 _ => (Mode::Owned, ty.clone()),
             },
         };
-        if matches!(value_ty, Type::ImplTrait(_) | Type::Infer(_)) {
-            errors.spanned(&value_ty, "step inputs need a concrete type");
+        if !is_concrete(&value_ty) {
+            errors.spanned(
+                &value_ty,
+                "step inputs need a concrete type, e.g. `xs: &Vec<f64>`; `impl Trait` and `_` cannot be stored",
+            );
+            ok = false;
             continue;
         }
         inputs.push(StepInput {
@@ -162,12 +180,23 @@ pub(crate) fn analyse_step(
             value_ty,
         });
     }
-    let outputs = analyse_outputs(&item, options, errors)?;
+    let outputs = analyse_outputs(&item, options, errors);
+    if !ok {
+        return None;
+    }
     Some(StepFn {
         item,
         inputs,
-        outputs,
+        outputs: outputs?,
     })
+}
+
+/// Whether `ty` names one concrete type (no `impl Trait`, `_` or trait object).
+fn is_concrete(ty: &Type) -> bool {
+    !matches!(
+        ty,
+        Type::ImplTrait(_) | Type::Infer(_) | Type::TraitObject(_) | Type::Never(_)
+    )
 }
 
 /// `str` is stored as `String` and `[T]` as `Vec<T>`, so `&str` and `&[T]` arguments work.
@@ -184,44 +213,83 @@ fn stored_type(ty: &Type) -> Type {
     }
 }
 
+/// The value type a step returns: `T` of `-> T` or of `-> Result<T, E>`, and whether it
+/// is fallible.
+pub(crate) fn returned_value(item: &ItemFn) -> (bool, Type) {
+    let ret_ty: Type = match &item.sig.output {
+        ReturnType::Default => syn::parse_quote!(()),
+        ReturnType::Type(_, ty) => (**ty).clone(),
+    };
+    match generic_args(&ret_ty, "Result") {
+        Some(args) if !args.is_empty() => (true, args[0].clone()),
+        _ => (false, ret_ty),
+    }
+}
+
+/// Whether the `outputs(..)` names are unusable (an error was already reported for them).
+pub(crate) fn outputs_are_broken(names: &[Ident]) -> bool {
+    names.is_empty()
+        || names
+            .iter()
+            .enumerate()
+            .any(|(i, n)| names[..i].contains(n))
+}
+
 fn analyse_outputs(
     item: &ItemFn,
     options: &StepOptions,
     errors: &mut Errors,
 ) -> Option<StepOutputs> {
-    let (ret_ty, ret_span): (Type, Span) = match &item.sig.output {
-        ReturnType::Default => (syn::parse_quote!(()), item.sig.ident.span()),
-        ReturnType::Type(_, ty) => ((**ty).clone(), ty.span()),
-    };
-    let (fallible, value_ty) = match generic_args(&ret_ty, "Result") {
-        Some(args) if !args.is_empty() => (true, args[0].clone()),
-        _ => (false, ret_ty.clone()),
-    };
-    let single = |ty: Type| StepOutputs {
-        fallible,
-        outputs: vec![(Ident::new("output", Span::call_site()), ty)],
-        named: false,
+    let (fallible, value_ty) = returned_value(item);
+    let check_value = |ty: &Type, errors: &mut Errors| -> bool {
+        if let Type::Reference(r) = ty {
+            let elem = &r.elem;
+            errors.spanned(
+                ty,
+                format!(
+                    "a step must return an owned value, not a reference: its output is stored; return `{}`",
+                    crate::expand::type_string(elem)
+                ),
+            );
+            false
+        } else if !is_concrete(ty) {
+            errors.spanned(
+                ty,
+                "a step must return a concrete type: its output is stored, so `impl Trait` cannot be used; name the type, e.g. `Vec<f64>`",
+            );
+            false
+        } else {
+            true
+        }
     };
     let Some((outputs_span, names)) = &options.outputs else {
-        if matches!(value_ty, Type::Reference(_)) {
-            errors.spanned(
-                &value_ty,
-                "a step must return an owned value, not a reference: its output is stored",
-            );
+        if !check_value(&value_ty, errors) {
+            return None;
         }
-        return Some(single(value_ty));
+        return Some(StepOutputs {
+            fallible,
+            outputs: vec![(Ident::new("output", Span::call_site()), value_ty)],
+            named: false,
+        });
     };
+    if outputs_are_broken(names) {
+        return None;
+    }
     let Type::Tuple(tuple) = &value_ty else {
-        errors.push(syn::Error::new(
-            ret_span,
+        let culprit: &dyn quote::ToTokens = match &item.sig.output {
+            ReturnType::Default => &item.sig.ident,
+            ReturnType::Type(_, ty) => ty,
+        };
+        errors.push(syn::Error::new_spanned(
+            culprit,
             format!(
-                "`outputs({})` names the elements of a tuple, but this step returns `{}`; return a tuple with {} elements, or remove `outputs(..)` for a single output",
+                "`outputs({})` names the elements of a tuple, but this step returns `{}`; return a tuple of {} elements, or remove `outputs(..)` for a single output",
                 names.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
-                quote::quote!(#value_ty).to_string().replace(" < ", "<").replace(" >", ">"),
+                crate::expand::type_string(&value_ty),
                 names.len()
             ),
         ));
-        return Some(single(value_ty));
+        return None;
     };
     if tuple.elems.len() != names.len() {
         errors.push(syn::Error::new(
@@ -234,9 +302,13 @@ fn analyse_outputs(
                 if tuple.elems.len() == 1 { "" } else { "s" },
             ),
         ));
-        return Some(single(value_ty));
+        return None;
     }
-    Some(StepOutputs {
+    let mut ok = true;
+    for elem in &tuple.elems {
+        ok &= check_value(elem, errors);
+    }
+    ok.then(|| StepOutputs {
         fallible,
         outputs: names
             .iter()

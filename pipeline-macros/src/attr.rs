@@ -41,6 +41,8 @@ pub(crate) struct StepOptions {
     pub version: Option<LitStr>,
     /// `cacher = Type` (one output) or `cacher(output = Type, ..)`: how outputs are stored.
     pub cachers: Vec<(Option<Ident>, Path)>,
+    /// Parsing stopped at a syntax error, so options after it are unknown.
+    pub incomplete: bool,
 }
 
 /// Options of `#[pipeline(..)]`.
@@ -281,6 +283,7 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
     });
     if let Err(e) = parser.parse2(tokens) {
         errors.push(e);
+        o.incomplete = true;
     }
     o
 }

@@ -34,12 +34,16 @@ fn render(tokens: TokenStream, out: &mut String) {
             }
             TokenTree::Punct(p) => {
                 out.push(p.as_char());
-                // Joint vs alone distinguishes `<<` from `< <`; spacing is part of the token.
-                out.push(if p.spacing() == Spacing::Joint {
-                    '~'
-                } else {
-                    ' '
-                });
+                // Joint vs alone distinguishes `a << b` from `a < < b` and `a && b` from
+                // `a & &b`, so it is part of the token; but a proc macro also sees `:` in
+                // `x:&T` as joint, and there it only records missing whitespace.
+                let next = match trees.get(i + 1) {
+                    Some(TokenTree::Punct(next)) => Some(next.as_char()),
+                    _ => None,
+                };
+                let joint = p.spacing() == Spacing::Joint
+                    && next.is_some_and(|next| forms_operator(p.as_char(), next));
+                out.push(if joint { '~' } else { ' ' });
             }
             TokenTree::Literal(lit) => {
                 out.push_str(&lit.to_string());
@@ -60,6 +64,29 @@ fn render(tokens: TokenStream, out: &mut String) {
         }
         i += 1;
     }
+}
+
+/// Whether `a` directly followed by `b` lexes as (part of) one multi-character operator:
+/// `::`, `->`, `=>`, `==`, `!=`, `<=`, `>=`, `&&`, `||`, `<<`, `>>`, `..`, `..=`, `...`
+/// and the compound assignments (`+=`, `<<=`, ..).
+fn forms_operator(a: char, b: char) -> bool {
+    matches!(
+        (a, b),
+        (':', ':')
+            | ('-', '>')
+            | ('=', '>')
+            | ('=', '=')
+            | ('&', '&')
+            | ('|', '|')
+            | ('<', '<')
+            | ('>', '>')
+            | ('.', '.')
+            | ('.', '=')
+            | (
+                '+' | '-' | '*' | '/' | '%' | '^' | '&' | '|' | '<' | '>' | '!',
+                '='
+            )
+    )
 }
 
 /// If `trees` starts with `#[doc ...]` or `#![doc ...]`, how many trees it spans.
@@ -131,6 +158,21 @@ mod tests {
         assert_ne!(sig("fn f() { a << b }"), sig("fn f() { a < < b }"));
         assert_ne!(sig("fn f() { (a) }"), sig("fn f() { [a] }"));
         assert_ne!(sig(r#"fn f() { "a" }"#), sig(r#"fn f() { "b" }"#));
+    }
+
+    #[test]
+    fn spacing_counts_only_inside_operators() {
+        // Whitespace between punctuation that forms no operator is formatting.
+        assert_eq!(sig("fn f(xs:&[u8]) {}"), sig("fn f(xs: &[u8]) {}"));
+        assert_eq!(sig("fn f() { g(&*x); }"), sig("fn f() { g(& *x); }"));
+        assert_eq!(sig("fn f() -> Vec<u8>{}"), sig("fn f() -> Vec < u8 > {}"));
+        // Inside an operator it is meaning.
+        assert_ne!(sig("fn f() { a && b }"), sig("fn f() { a & &b }"));
+        assert_ne!(sig("fn f() { a || b }"), sig("fn f() { a | |b| b }"));
+        assert_ne!(sig("fn f() { a >>= 1 }"), sig("fn f() { a >> = 1 }"));
+        assert_ne!(sig("fn f() { a..=b }"), sig("fn f() { a.. =b }"));
+        assert_ne!(sig("fn f() { a != b }"), sig("fn f() { a ! = b }"));
+        assert_ne!(sig("fn f() { x::y }"), sig("fn f() { x: :y }"));
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
         Ok(_) => {
             errors.push(syn::Error::new(
                 super::item_keyword_span(&item),
-                "`#[helper]` can only be applied to a function",
+                "`#[helper]` can only be applied to a function, e.g. `#[helper] fn clip(x: f64) -> f64 { .. }`",
             ));
             let errs = errors.to_compile_errors();
             return quote!(#errs #item);
@@ -27,7 +27,11 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
             return quote!(#e #item);
         }
     };
-    crate::ast::check_item(&item_fn, "helper", &mut errors);
+    if !crate::ast::check_item(&item_fn, "helper", &mut errors) {
+        // A method: no module can be emitted inside an `impl` block.
+        let errs = errors.to_compile_errors();
+        return quote!(#errs #item_fn);
+    }
     let own = signature::signature(quote!(helper(#attr_tokens) #item));
     let module = signature_module(&options, &item_fn, own);
     let errs = errors.to_compile_errors();

@@ -17,7 +17,7 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
         Ok(_) => {
             errors.push(syn::Error::new(
                 super::item_keyword_span(&item),
-                "`#[pipeline]` can only be applied to a function that wires steps together",
+                "`#[pipeline]` can only be applied to a function that wires steps together, e.g. `#[pipeline] fn training(gamma: f64) -> Artifact<f64> { .. }`",
             ));
             let errs = errors.to_compile_errors();
             return quote!(#errs #item);
@@ -27,7 +27,9 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
             return quote!(#e #item);
         }
     };
-    if !crate::ast::check_item(&item_fn, "pipeline", &mut errors) {
+    let checked = crate::ast::check_item(&item_fn, "pipeline", &mut errors);
+    if crate::ast::receiver(&item_fn).is_some() {
+        // Inside an `impl` block: keep the method as written.
         let errs = errors.to_compile_errors();
         return quote!(#errs #item_fn);
     }
@@ -53,9 +55,24 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
     };
     let mut new_sig = sig.clone();
     new_sig.output = syn::parse_quote!(-> #root::Pipeline<#out_ty>);
-    // Spanned at the return type: a non-artifact return is reported there.
-    let build = quote_spanned!(out_ty.span()=> #root::__private::Pipeline::<#out_ty>::build);
     let errs = errors.to_compile_errors();
+    if !checked {
+        // An `async` or `const` pipeline: keep the constructor's signature so callers
+        // compile, and report only the mistake above.
+        new_sig.asyncness = None;
+        new_sig.constness = None;
+        return quote! {
+            #errs
+            #(#attrs)*
+            #[allow(unused_variables)]
+            #vis #new_sig {
+                #root::__private::unwired()
+            }
+        };
+    }
+    // Spanned at the return type: a return type that holds no artifacts is reported there,
+    // with `PipelineOutput`'s message.
+    let build = quote_spanned!(out_ty.span()=> #root::__private::build_pipeline::<#out_ty>);
     quote! {
         #errs
         #(#attrs)*

@@ -1,10 +1,20 @@
 //! `#[step]`: the wiring function, the `<step>` module (`SIGNATURE`, `call`, `Outputs`,
 //! per-input wiring traits) and the type-erased body the executor calls.
+//!
+//! Diagnostics shape the generated code:
+//! * each input and output type is checked once, at its own span, through
+//!   `__private::Probe` (see `pipeline-core/src/checks.rs`); the rest of the code uses the
+//!   returned function pointers and repeats no bound, so a missing `Serialize` is one error;
+//! * each input has its own wiring trait with `#[diagnostic::on_unimplemented]`, so a
+//!   mis-wired argument names the step, the input and both types;
+//! * a function that cannot be a step still gets its public names (`<step>::SIGNATURE`,
+//!   `<step>::call`, `<step>::Outputs` and a wiring function that accepts anything), so
+//!   the pipelines that use it add no errors of their own.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
-use syn::{Ident, Item, ItemFn, Path};
+use syn::{FnArg, Ident, Item, ItemFn, Path, Type};
 
 use super::{doc_attrs, type_string};
 use crate::ast::{self, Mode, StepFn};
@@ -30,23 +40,22 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
             return quote!(#e #item);
         }
     };
+    if ast::receiver(&item_fn).is_some() {
+        // Inside an `impl` block: no module can be emitted there, so keep the method only.
+        ast::check_item(&item_fn, "step", &mut errors);
+        let errs = errors.to_compile_errors();
+        return quote!(#errs #item_fn);
+    }
     // Options and tokens both count: `version = ".."` is a salt, `outputs(..)` a declaration.
     let own = signature::signature(quote!(step(#attr_tokens) #item));
-    let Some(step) = ast::analyse_step(item_fn.clone(), &options, &mut errors) else {
-        // Keep the function and its public names so the rest of the crate adds no cascade.
-        let errs = errors.to_compile_errors();
-        let name = &item_fn.sig.ident;
-        let vis = &item_fn.vis;
-        return quote! {
-            #errs
-            #item_fn
-            #[allow(dead_code)]
-            #vis mod #name { pub const SIGNATURE: u64 = #own; }
-        };
+    let generated = match ast::analyse_step(item_fn.clone(), &options, &mut errors) {
+        Some(step) if !options.incomplete => {
+            let cachers = resolve_cachers(&options, &step, &mut errors);
+            generate(&options, &step, &cachers, own)
+        }
+        _ => stub(&options, &item_fn, own),
     };
-    let cachers = resolve_cachers(&options, &step, &mut errors);
     let errs = errors.to_compile_errors();
-    let generated = generate(&options, &step, &cachers, own);
     quote! {
         #errs
         #generated
@@ -79,6 +88,33 @@ fn resolve_cachers(options: &StepOptions, step: &StepFn, errors: &mut Errors) ->
     chosen
 }
 
+/// The `<step>::SIGNATURE` expression: own tokens with the `uses = [..]` helpers folded in.
+fn signature_expr(options: &StepOptions, root: &TokenStream, own: u64) -> TokenStream {
+    let uses = options
+        .uses
+        .iter()
+        .map(|p| quote_spanned!(p.span()=> #p::SIGNATURE));
+    quote!(#root::__private::combine_signatures(#own, &[#(#uses),*]))
+}
+
+/// The span of a bound check's call. rustc points a failed bound at the type argument
+/// (the user's whole type) and labels the call "required by a bound introduced by this
+/// call" unless both spans are the same: for a one-token type (`Model`) they can be; for
+/// `Vec<Model>` a proc macro cannot join spans on stable, so the call is put on the
+/// attribute rather than under the type's first token.
+fn check_span(ty: &Type) -> Span {
+    if quote::ToTokens::to_token_stream(ty).into_iter().count() == 1 {
+        ty.span()
+    } else {
+        Span::call_site()
+    }
+}
+
+/// Escapes `{` and `}` for a `#[diagnostic::on_unimplemented]` format string.
+fn escape_braces(s: &str) -> String {
+    s.replace('{', "{{").replace('}', "}}")
+}
+
 fn generate(
     options: &StepOptions,
     step: &StepFn,
@@ -102,12 +138,12 @@ fn generate(
     impl_fn.sig.ident = impl_name.clone();
     impl_fn.vis = syn::Visibility::Inherited;
     impl_fn.attrs.retain(|a| !a.path().is_ident("doc"));
+    // `call` forwards its arguments, so `mut x` in the user's function is not `mut` here.
     let call_sig = {
         let mut sig = item.sig.clone();
         sig.ident = Ident::new("call", name.span());
-        // `call` only forwards its arguments: `mut x` would warn there.
         for arg in &mut sig.inputs {
-            if let syn::FnArg::Typed(pt) = arg {
+            if let FnArg::Typed(pt) = arg {
                 if let syn::Pat::Ident(p) = &mut *pt.pat {
                     p.mutability = None;
                 }
@@ -117,32 +153,35 @@ fn generate(
     };
     let arg_names: Vec<&Ident> = step.inputs.iter().map(|i| &i.name).collect();
 
-    // Static checks at the user's types: a missing bound points at the type.
-    let asserts = step
-        .inputs
-        .iter()
-        .map(|i| &i.value_ty)
-        .chain(step.outputs.outputs.iter().map(|(_, t)| t))
-        .map(|ty| {
-            quote_spanned! {ty.span()=>
-                const _: () = #root::__private::assert_step_value::<#ty>();
-            }
-        });
-
     // One wiring trait per input, so a mismatch names the step, the input and both types.
     let input_traits = step.inputs.iter().map(|input| {
         let trait_name = format_ident!("__Input_{}", input.name);
         let ty = &input.value_ty;
-        let t = type_string(ty);
-        let message = format!(
-            "step `{step_name}` input `{}` expects `{t}`, but got `{{Self}}`",
-            input.name
-        );
-        let (label, value_impl) = if input.mode == Mode::Handle {
-            (format!("expected `&Artifact<{t}>` or `Artifact<{t}>`: this input takes an upstream step's output"), quote!())
+        let t = escape_braces(&type_string(ty));
+        let step_name = escape_braces(&step_name);
+        let (message, label, note, value_impl) = if input.mode == Mode::Handle {
+            (
+                format!(
+                    "step `{step_name}` input `{}` expects an upstream `Artifact<{t}>`, but got `{{Self}}`",
+                    input.name
+                ),
+                format!("expected `&Artifact<{t}>` or `Artifact<{t}>`"),
+                format!(
+                    "`{0}: Artifact<{t}>` takes another step's output, not a plain value; declare `{0}: {t}` or `{0}: &{t}` to accept both",
+                    input.name
+                ),
+                quote!(),
+            )
         } else {
             (
+                format!(
+                    "step `{step_name}` input `{}` expects `{t}`, but got `{{Self}}`",
+                    input.name
+                ),
                 format!("expected `&Artifact<{t}>`, `Artifact<{t}>` or a `{t}` value"),
+                format!(
+                    "pass another step's output of type `{t}` (e.g. `&data.x_train`) or a plain `{t}` value; a step with several outputs returns a struct: pass one of its fields"
+                ),
                 quote! {
                     impl #trait_name for #ty {
                         fn __into_input(self) -> #root::__private::Input<#ty> {
@@ -152,7 +191,6 @@ fn generate(
                 },
             )
         };
-        let note = "pass an upstream step's output (e.g. `&data.x_train`) or a plain value; a step with several outputs returns a struct: pass one of its fields";
         quote! {
             #[doc(hidden)]
             #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
@@ -165,12 +203,25 @@ fn generate(
                     #root::__private::Input::Artifact(self)
                 }
             }
-            impl<'__pl> #trait_name for &'__pl #root::Artifact<#ty> {
+            impl #trait_name for &#root::Artifact<#ty> {
                 fn __into_input(self) -> #root::__private::Input<#ty> {
                     #root::__private::Input::Artifact(::core::clone::Clone::clone(self))
                 }
             }
             #value_impl
+            // The outputs of a step that failed to compile wire anywhere (no cascade).
+            #[diagnostic::do_not_recommend]
+            impl #trait_name for #root::__private::Unwired {
+                fn __into_input(self) -> #root::__private::Input<#ty> {
+                    #root::__private::unwired()
+                }
+            }
+            #[diagnostic::do_not_recommend]
+            impl #trait_name for &#root::__private::Unwired {
+                fn __into_input(self) -> #root::__private::Input<#ty> {
+                    #root::__private::unwired()
+                }
+            }
         }
     });
 
@@ -214,15 +265,52 @@ fn generate(
         )
     };
 
+    // One bound check per type, spanned at the type: the only place a missing bound is
+    // reported. Each yields the function pointers the rest of the body uses.
+    let in_ops: Vec<Ident> = (0..step.inputs.len())
+        .map(|i| format_ident!("__pl_in{}", i))
+        .collect();
+    let out_ops: Vec<Ident> = (0..outputs.len())
+        .map(|i| format_ident!("__pl_out{}", i))
+        .collect();
+    let input_checks = step.inputs.iter().zip(&in_ops).map(|(input, ops)| {
+        let ty = &input.value_ty;
+        let probe = quote_spanned! {check_span(ty)=>
+            (&&&&&#root::__private::Probe::<#ty, #root::Bincode>::NEW)
+                .__pl_probe()
+                .verify_input::<#ty, #root::Bincode>()
+        };
+        quote!(let #ops = #probe;)
+    });
+    let cacher_types: Vec<TokenStream> = cachers
+        .iter()
+        .map(|c| match c {
+            Some(p) => quote!(#p),
+            None => quote!(#root::Bincode),
+        })
+        .collect();
+    let output_checks =
+        outputs
+            .iter()
+            .zip(&cacher_types)
+            .zip(&out_ops)
+            .map(|(((_, ty), cacher), ops)| {
+                let probe = quote_spanned! {check_span(ty)=>
+                    (&&&&&#root::__private::Probe::<#ty, #cacher>::NEW)
+                        .__pl_probe()
+                        .verify_output::<#ty, #cacher>()
+                };
+                quote!(let #ops = #probe;)
+            });
+
     let wiring_args = step.inputs.iter().map(|input| {
         let n = &input.name;
         let trait_name = format_ident!("__Input_{}", input.name);
         quote_spanned!(input.arg_ty.span()=> #n: impl #name::#trait_name)
     });
-    let input_specs = step.inputs.iter().map(|input| {
+    let input_specs = step.inputs.iter().zip(&in_ops).map(|(input, ops)| {
         let n = &input.name;
         let s = n.to_string();
-        let ty = &input.value_ty;
         let trait_name = format_ident!("__Input_{}", input.name);
         let mode = match input.mode {
             Mode::Ref => quote!(Ref),
@@ -230,33 +318,40 @@ fn generate(
             Mode::Handle => quote!(Handle),
         };
         quote! {
-            #root::__private::InputSpec::new::<#ty>(
+            (#ops.input)(
                 #s,
                 #root::__private::InputMode::#mode,
                 #name::#trait_name::__into_input(#n),
             )
         }
     });
-    let output_specs = outputs.iter().zip(cachers).map(|((n, t), cacher)| {
-        let s = n.to_string();
-        let cacher = match cacher {
-            Some(p) => quote!(#p),
-            None => quote!(#root::Bincode),
-        };
-        quote!(#root::__private::OutputSpec::new::<#t, #cacher>(#s, <#cacher as ::core::default::Default>::default()))
-    });
+    let output_specs = outputs
+        .iter()
+        .zip(cachers)
+        .zip(&cacher_types)
+        .zip(&out_ops)
+        .map(|((((n, _), chosen), cacher), ops)| {
+            let s = n.to_string();
+            let span = chosen.as_ref().map_or_else(|| n.span(), |p| p.span());
+            let default = quote_spanned!(span=> <#cacher as ::core::default::Default>::default());
+            quote!((#ops.output)(#s, #default))
+        });
 
     // The type-erased body: fetch arguments, call, wrap outputs.
-    let fetch = step.inputs.iter().enumerate().map(|(i, input)| {
-        let local = format_ident!("__pl_a{}", i);
-        let ty = &input.value_ty;
-        let method = match input.mode {
-            Mode::Ref => quote!(shared),
-            Mode::Owned => quote!(owned),
-            Mode::Handle => quote!(handle),
-        };
-        quote!(let #local = __pl_ctx.#method::<#ty>(#i)?;)
-    });
+    let fetch = step
+        .inputs
+        .iter()
+        .zip(&in_ops)
+        .enumerate()
+        .map(|(i, (input, ops))| {
+            let local = format_ident!("__pl_a{}", i);
+            let method = match input.mode {
+                Mode::Ref => quote!(shared),
+                Mode::Owned => quote!(owned),
+                Mode::Handle => quote!(handle),
+            };
+            quote!(let #local = (#ops.#method)(__pl_ctx, #i)?;)
+        });
     let call_args = step.inputs.iter().enumerate().map(|(i, input)| {
         let local = format_ident!("__pl_a{}", i);
         match input.mode {
@@ -270,11 +365,12 @@ fn generate(
             .collect();
         quote! {
             let (#(#parts,)*) = __pl_value;
-            ::core::result::Result::Ok(::std::vec![#(#root::__private::value(#parts)),*])
+            ::core::result::Result::Ok(::std::vec![#((#out_ops.value)(#parts)),*])
         }
     } else {
+        let ops = &out_ops[0];
         quote!(::core::result::Result::Ok(
-            ::std::vec![#root::__private::value(__pl_value)]
+            ::std::vec![(#ops.value)(__pl_value)]
         ))
     };
     let body = if step.outputs.fallible {
@@ -296,20 +392,12 @@ fn generate(
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
-    let uses = options
-        .uses
-        .iter()
-        .map(|p| quote_spanned!(p.span()=> #p::SIGNATURE));
+    let signature = signature_expr(options, &root, own);
     let module_doc = format!(
         "Generated by `#[step]` for [`{name}`](fn@{name}): its code signature, the plain function (`call`) and its output handles."
     );
-    let call_site = Span::call_site();
-    let call_ident = Ident::new("call", call_site);
-    let _ = call_ident;
 
     quote! {
-        #(#asserts)*
-
         #[doc(hidden)]
         #[allow(clippy::too_many_arguments)]
         #impl_fn
@@ -322,7 +410,7 @@ fn generate(
 
             /// The step's code signature: xxh3-64 of its tokens (doc comments excluded), with
             /// its `version` and the signatures of the helpers it `uses` folded in.
-            pub const SIGNATURE: u64 = #root::__private::combine_signatures(#own, &[#(#uses),*]);
+            pub const SIGNATURE: u64 = #signature;
 
             /// The plain function, to call outside a pipeline (e.g. in unit tests).
             #[allow(clippy::too_many_arguments)]
@@ -337,6 +425,10 @@ fn generate(
         #(#docs)*
         #[allow(clippy::too_many_arguments)]
         #vis fn #name(#(#wiring_args),*) -> #wiring_ret {
+            #[allow(unused_imports)]
+            use #root::__private::probe::*;
+            #(#input_checks)*
+            #(#output_checks)*
             let __pl_inputs = ::std::vec![#(#input_specs),*];
             let __pl_outputs = ::std::vec![#(#output_specs),*];
             let __pl_at = #root::__private::add_step(#root::__private::StepDef {
@@ -358,6 +450,102 @@ fn generate(
                 ),
             });
             #make_handles
+        }
+    }
+}
+
+/// What a function that cannot be a step expands to, beside its errors: the function
+/// itself (so its body is still checked) and every public name a step has, with a wiring
+/// function that accepts any arguments and returns handles that wire anywhere. Pipelines
+/// and tests that use the step then compile as if it were fine: one mistake, its errors only.
+fn stub(options: &StepOptions, item: &ItemFn, own: u64) -> TokenStream {
+    let root = attr::root(&options.krate);
+    let vis = &item.vis;
+    let name = &item.sig.ident;
+    let impl_name = format_ident!("__pl_step_{}", name);
+    let docs = doc_attrs(&item.attrs);
+    let mut hidden = item.clone();
+    hidden.sig.ident = impl_name.clone();
+    hidden.vis = syn::parse_quote!(pub);
+    hidden.attrs.retain(|a| !a.path().is_ident("doc"));
+
+    let generic = !item.sig.generics.params.is_empty();
+    let unwired = quote!(#root::__private::Unwired);
+    // The handle type for an output of type `ty`, when it can be named.
+    let handle = |ty: &Type| -> TokenStream {
+        let ty = match ty {
+            Type::Reference(r) => &*r.elem,
+            other => other,
+        };
+        match ty {
+            Type::ImplTrait(_) | Type::Infer(_) | Type::TraitObject(_) | Type::Never(_) => {
+                unwired.clone()
+            }
+            _ if generic => unwired.clone(),
+            _ => quote!(#root::Artifact<#ty>),
+        }
+    };
+    let (_, value_ty) = ast::returned_value(item);
+    let (ret, outputs_struct) = match &options.outputs {
+        Some((_, names)) => {
+            let mut unique: Vec<&Ident> = Vec::new();
+            for n in names {
+                if !unique.contains(&n) {
+                    unique.push(n);
+                }
+            }
+            let elems: Option<Vec<&Type>> = match &value_ty {
+                Type::Tuple(t) if t.elems.len() == unique.len() => Some(t.elems.iter().collect()),
+                _ => None,
+            };
+            let fields = unique.iter().enumerate().map(|(i, n)| {
+                let ty = match &elems {
+                    Some(elems) => handle(elems[i]),
+                    None => unwired.clone(),
+                };
+                quote!(pub #n: #ty,)
+            });
+            (
+                quote!(#name::Outputs),
+                quote! {
+                    #[derive(Clone, Debug)]
+                    pub struct Outputs { #(#fields)* }
+                    impl #root::__private::PipelineOutput for Outputs {
+                        fn bind(&self, _: &#root::__private::Binder<'_>) -> Self {
+                            ::core::clone::Clone::clone(self)
+                        }
+                    }
+                },
+            )
+        }
+        // Parsing stopped early: `outputs(..)` may have been meant, so wire anywhere.
+        None if options.incomplete => (unwired.clone(), quote!()),
+        None => (handle(&value_ty), quote!()),
+    };
+    let params = item.sig.inputs.iter().filter_map(|arg| match arg {
+        FnArg::Typed(pt) => Some(quote_spanned!(pt.span()=> _: impl ::core::marker::Sized)),
+        FnArg::Receiver(_) => None,
+    });
+    let signature = signature_expr(options, &root, own);
+    quote! {
+        #[doc(hidden)]
+        #[allow(dead_code, private_interfaces, clippy::too_many_arguments)]
+        #hidden
+
+        #[doc(hidden)]
+        #[allow(dead_code, non_snake_case)]
+        #vis mod #name {
+            #[allow(unused_imports)]
+            use super::*;
+            pub const SIGNATURE: u64 = #signature;
+            pub use super::#impl_name as call;
+            #outputs_struct
+        }
+
+        #(#docs)*
+        #[allow(dead_code, clippy::too_many_arguments)]
+        #vis fn #name(#(#params),*) -> #ret {
+            #root::__private::unwired()
         }
     }
 }

@@ -1,0 +1,355 @@
+//! Compile-time checks for code that `#[step]` and `#[pipeline]` generate.
+//!
+//! A step's value types need `Serialize + DeserializeOwned + Send + Sync + 'static`. If the
+//! generated code called bounded functions directly, one missing bound would be reported
+//! at every call site (four or ten errors for one mistake). Instead the generated code asks
+//! a [`Probe`] once per type, at the type's span: autoref specialisation picks the most
+//! capable impl whose bounds hold, and the result is an [`Ops`] table of plain function
+//! pointers that the rest of the generated code uses without repeating any bound. When a
+//! bound is missing the probe falls back to a level whose `verify_*` method requires a
+//! trait carrying `#[diagnostic::on_unimplemented]`, so the one error names the missing
+//! bound and the fix.
+//!
+//! Probe levels (most capable first; the call site is `(&&&&&Probe::<T, C>::NEW).__pl_probe()`):
+//!
+//! | impl on          | bounds that hold                                  | verdict          |
+//! |------------------|---------------------------------------------------|------------------|
+//! | `&&&&Probe<T,C>` | all, and `C: Cacher<T>`                           | [`Pass`]         |
+//! | `&&&Probe<T,C>`  | `T: Serialize + DeserializeOwned + Send + Sync`   | [`NoCacher`]     |
+//! | `&&Probe<T,C>`   | `T: Serialize + DeserializeOwned`                 | [`NotThreadSafe`]|
+//! | `&Probe<T,C>`    | `T: Serialize`                                    | [`NoDeserialize`]|
+//! | `Probe<T,C>`     | none                                              | [`NoSerialize`]  |
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::artifact::Artifact;
+use crate::cacher::Cacher;
+use crate::graph::{Input, InputMode, InputSpec, OutputSpec, StepContext, StepError, Value};
+use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+
+/// Asks which bounds `T` (a step value) and `C` (its cacher) satisfy.
+pub struct Probe<T, C>(PhantomData<fn() -> (T, C)>);
+
+impl<T, C> Probe<T, C> {
+    /// The probe value; the generated code takes `&&&&&Probe::<T, C>::NEW`.
+    pub const NEW: Self = Probe(PhantomData);
+}
+
+/// The outcome of a probe: the operations on `T`, and a verdict `V` that `verify_*` checks.
+pub struct Checked<T, C, V> {
+    ops: Ops<T, C>,
+    _verdict: PhantomData<V>,
+}
+
+/// Every bound holds.
+pub struct Pass;
+/// `C` does not implement `Cacher<T>`.
+pub struct NoCacher;
+/// `T` is not `Send + Sync`.
+pub struct NotThreadSafe;
+/// `T` is not `DeserializeOwned`.
+pub struct NoDeserialize;
+/// `T` is not `Serialize`.
+pub struct NoSerialize;
+
+/// Everything generated code does with a step value type, as bound-free function pointers.
+pub struct Ops<T, C> {
+    /// `InputSpec::new::<T>`.
+    pub input: fn(&'static str, InputMode, Input<T>) -> InputSpec,
+    /// `OutputSpec::new::<T, C>`.
+    pub output: fn(&'static str, C) -> OutputSpec,
+    /// Wraps an output value.
+    pub value: fn(T) -> Value,
+    /// `StepContext::shared::<T>`.
+    pub shared: fn(&mut StepContext, usize) -> Result<Arc<T>, StepError>,
+    /// `StepContext::owned::<T>`.
+    pub owned: fn(&mut StepContext, usize) -> Result<T, StepError>,
+    /// `StepContext::handle::<T>`.
+    pub handle: fn(&mut StepContext, usize) -> Result<Artifact<T>, StepError>,
+}
+
+impl<T, C> Clone for Ops<T, C> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T, C> Copy for Ops<T, C> {}
+
+impl<T, C> Ops<T, C>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Cacher<T>,
+{
+    fn real() -> Self {
+        Ops {
+            input: InputSpec::new::<T>,
+            output: OutputSpec::new::<T, C>,
+            value: |v| Arc::new(v),
+            shared: StepContext::shared::<T>,
+            owned: StepContext::owned::<T>,
+            handle: StepContext::handle::<T>,
+        }
+    }
+}
+
+impl<T, C> Ops<T, C> {
+    /// Placeholders for a type that failed its check: the build fails, so they never run.
+    fn unusable() -> Self {
+        Ops {
+            input: |_, _, _| unreachable!("a step value type failed its compile-time check"),
+            output: |_, _| unreachable!("a step value type failed its compile-time check"),
+            value: |_| unreachable!("a step value type failed its compile-time check"),
+            shared: |_, _| unreachable!("a step value type failed its compile-time check"),
+            owned: |_, _| unreachable!("a step value type failed its compile-time check"),
+            handle: |_, _| unreachable!("a step value type failed its compile-time check"),
+        }
+    }
+}
+
+macro_rules! probe_level {
+    ($(#[$doc:meta])* $trait:ident) => {
+        $(#[$doc])*
+        pub trait $trait {
+            /// The `Checked` type this level yields.
+            type Out;
+            /// Probes the bounds (called through autoref specialisation).
+            fn __pl_probe(&self) -> Self::Out;
+        }
+    };
+}
+
+probe_level!(
+    /// Level 0: every bound holds.
+    ProbeL0
+);
+probe_level!(
+    /// Level 1: `C` is not a cacher of `T`.
+    ProbeL1
+);
+probe_level!(
+    /// Level 2: `T` has serde but not `Send + Sync`.
+    ProbeL2
+);
+probe_level!(
+    /// Level 3: `T` is `Serialize` only.
+    ProbeL3
+);
+probe_level!(
+    /// Level 4: nothing holds.
+    ProbeL4
+);
+
+impl<T, C> ProbeL0 for &&&&Probe<T, C>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    C: Cacher<T>,
+{
+    type Out = Checked<T, C, Pass>;
+    fn __pl_probe(&self) -> Self::Out {
+        Checked {
+            ops: Ops::real(),
+            _verdict: PhantomData,
+        }
+    }
+}
+
+impl<T, C> ProbeL1 for &&&Probe<T, C>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Out = Checked<T, C, NoCacher>;
+    fn __pl_probe(&self) -> Self::Out {
+        Checked {
+            ops: Ops::unusable(),
+            _verdict: PhantomData,
+        }
+    }
+}
+
+impl<T, C> ProbeL2 for &&Probe<T, C>
+where
+    T: Serialize + DeserializeOwned,
+{
+    type Out = Checked<T, C, NotThreadSafe>;
+    fn __pl_probe(&self) -> Self::Out {
+        Checked {
+            ops: Ops::unusable(),
+            _verdict: PhantomData,
+        }
+    }
+}
+
+impl<T, C> ProbeL3 for &Probe<T, C>
+where
+    T: Serialize,
+{
+    type Out = Checked<T, C, NoDeserialize>;
+    fn __pl_probe(&self) -> Self::Out {
+        Checked {
+            ops: Ops::unusable(),
+            _verdict: PhantomData,
+        }
+    }
+}
+
+impl<T, C> ProbeL4 for Probe<T, C> {
+    type Out = Checked<T, C, NoSerialize>;
+    fn __pl_probe(&self) -> Self::Out {
+        Checked {
+            ops: Ops::unusable(),
+            _verdict: PhantomData,
+        }
+    }
+}
+
+/// Never implemented (except for an uninhabited type, so rustc does not suggest adding an
+/// impl): requiring one of these traits is how a failed check reports its message.
+pub enum Never {}
+
+macro_rules! failed_check {
+    ($trait:ident, $message:literal, $label:literal, $note:literal) => {
+        #[doc = $message]
+        #[diagnostic::on_unimplemented(message = $message, label = $label, note = $note)]
+        pub trait $trait {}
+        #[diagnostic::do_not_recommend]
+        impl $trait for Never {}
+    };
+}
+
+failed_check!(
+    OutputNotSerialize,
+    "`{Self}` cannot be a step output: it does not implement `serde::Serialize`",
+    "outputs are stored, so this type must implement `Serialize`",
+    "step outputs need `Serialize + DeserializeOwned + Send + Sync + 'static`; for your own type add `#[derive(serde::Serialize, serde::Deserialize)]`"
+);
+failed_check!(
+    OutputNotDeserialize,
+    "`{Self}` cannot be a step output: it does not implement `serde::de::DeserializeOwned`",
+    "outputs are loaded back from the store, so this type must implement `DeserializeOwned`",
+    "step outputs need `Serialize + DeserializeOwned + Send + Sync + 'static`; add `#[derive(serde::Deserialize)]`, and replace borrowed fields (`&str`) by owned ones (`String`)"
+);
+failed_check!(
+    OutputNotThreadSafe,
+    "`{Self}` cannot be a step output: it is not `Send + Sync`",
+    "outputs are shared between steps running on worker threads",
+    "step outputs need `Serialize + DeserializeOwned + Send + Sync + 'static`; use `Arc` instead of `Rc` and `Mutex` instead of `RefCell`, or return plain data"
+);
+failed_check!(
+    InputNotSerialize,
+    "`{Self}` cannot be a step input: it does not implement `serde::Serialize`",
+    "inputs are hashed into the cache key and stored, so this type must implement `Serialize`",
+    "step inputs need `Serialize + DeserializeOwned + Send + Sync + 'static`; for your own type add `#[derive(serde::Serialize, serde::Deserialize)]`"
+);
+failed_check!(
+    InputNotDeserialize,
+    "`{Self}` cannot be a step input: it does not implement `serde::de::DeserializeOwned`",
+    "inputs are loaded from the store, so this type must implement `DeserializeOwned`",
+    "step inputs need `Serialize + DeserializeOwned + Send + Sync + 'static`; add `#[derive(serde::Deserialize)]`, and take borrowed data as `&T` of an owned `T` (`&str` is fine, `&&str` is not)"
+);
+failed_check!(
+    InputNotThreadSafe,
+    "`{Self}` cannot be a step input: it is not `Send + Sync`",
+    "inputs are shared between steps running on worker threads",
+    "step inputs need `Serialize + DeserializeOwned + Send + Sync + 'static`; use `Arc` instead of `Rc` and `Mutex` instead of `RefCell`"
+);
+
+/// `C` cannot store `T`.
+#[diagnostic::on_unimplemented(
+    message = "cacher `{Self}` cannot store step output `{T}`: it does not implement `Cacher<{T}>`",
+    label = "chosen here for an output of type `{T}`",
+    note = "choose a cacher that implements `Cacher<{T}>` (`Bincode` and `Json` store any serde type), or implement it for `{Self}`"
+)]
+pub trait CannotStore<T> {}
+#[diagnostic::do_not_recommend]
+impl<T> CannotStore<T> for Never {}
+
+// `verify_*::<T, C>()` repeats `T` and `C` as explicit generic arguments: rustc then points
+// a failed bound at the argument it concerns, which is the user's type (or cacher) as written. The bounds are written
+// inline so the note rustc adds shows one short line.
+impl<T, C> Checked<T, C, Pass> {
+    /// The operations on an input type.
+    pub fn verify_input<U, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+    /// The operations on an output type.
+    pub fn verify_output<U, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+}
+
+impl<T, C> Checked<T, C, NoCacher> {
+    /// Inputs are checked with the default cacher, which stores every serde type.
+    pub fn verify_input<U, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+    /// Fails to compile: the chosen cacher cannot store the output type.
+    pub fn verify_output<U, D>(self) -> Ops<T, C>
+    where
+        D: CannotStore<U>,
+    {
+        self.ops
+    }
+}
+
+impl<T, C> Checked<T, C, NotThreadSafe> {
+    /// Fails to compile with the input message.
+    pub fn verify_input<U: InputNotThreadSafe, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+    /// Fails to compile with the output message.
+    pub fn verify_output<U: OutputNotThreadSafe, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+}
+
+impl<T, C> Checked<T, C, NoDeserialize> {
+    /// Fails to compile with the input message.
+    pub fn verify_input<U: InputNotDeserialize, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+    /// Fails to compile with the output message.
+    pub fn verify_output<U: OutputNotDeserialize, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+}
+
+impl<T, C> Checked<T, C, NoSerialize> {
+    /// Fails to compile with the input message.
+    pub fn verify_input<U: InputNotSerialize, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+    /// Fails to compile with the output message.
+    pub fn verify_output<U: OutputNotSerialize, D>(self) -> Ops<T, C> {
+        self.ops
+    }
+}
+
+/// Builds a pipeline; the bound on `O` is checked here, at the pipeline's return type.
+pub fn build_pipeline<O: PipelineOutput>(
+    name: &str,
+    enable_cache: Option<bool>,
+    body: impl FnOnce() -> O,
+) -> Pipeline<O> {
+    Pipeline::build(name, enable_cache, body)
+}
+
+/// What the stub of a step that failed to compile returns: it wires anywhere, so a
+/// mistake in a step's definition adds no errors to the pipelines that use it.
+#[derive(Clone, Copy, Debug)]
+pub struct Unwired;
+
+impl PipelineOutput for Unwired {
+    fn bind(&self, _: &Binder<'_>) -> Self {
+        Unwired
+    }
+}
+
+/// The body of a stub: never runs, because the crate that contains it fails to compile.
+pub fn unwired<T>() -> T {
+    unreachable!("a `#[step]` with a compile error was called")
+}

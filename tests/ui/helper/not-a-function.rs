@@ -1,0 +1,6 @@
+use pipeline::prelude::*;
+
+#[helper]
+struct Scaler(f64);
+
+fn main() {}

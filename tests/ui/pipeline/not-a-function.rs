@@ -1,0 +1,6 @@
+use pipeline::prelude::*;
+
+#[pipeline]
+const TRAINING: u32 = 1;
+
+fn main() {}

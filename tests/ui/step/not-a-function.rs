@@ -1,0 +1,8 @@
+use pipeline::prelude::*;
+
+#[step]
+struct Loader {
+    path: String,
+}
+
+fn main() {}

@@ -1,0 +1,8 @@
+use pipeline::prelude::*;
+
+#[step(outputs(x_train, x_test, y_train))]
+fn split() -> (Vec<f64>, Vec<f64>) {
+    (vec![1.0], vec![2.0])
+}
+
+fn main() {}
