@@ -269,7 +269,8 @@ pub trait CannotStore<T> {}
 impl<T> CannotStore<T> for Never {}
 
 // `verify_*::<T, C>()` repeats `T` and `C` as explicit generic arguments: rustc then points
-// a failed bound at the argument it concerns, which is the user's type (or cacher) as written. The bounds are written
+// a failed bound at the argument it concerns, which the macro spans at the user's type or
+// at the cacher's path. The bounds are written
 // inline so the note rustc adds shows one short line.
 impl<T, C> Checked<T, C, Pass> {
     /// The operations on an input type.

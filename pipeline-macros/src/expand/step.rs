@@ -282,26 +282,41 @@ fn generate(
         };
         quote!(let #ops = #probe;)
     });
-    let cacher_types: Vec<TokenStream> = cachers
-        .iter()
-        .map(|c| match c {
-            Some(p) => quote!(#p),
-            None => quote!(#root::Bincode),
-        })
+    // Each output's cacher path is written once, in a local type alias, so an unknown
+    // cacher is one error; the alias is then used at the cacher's location, so a cacher
+    // that cannot store the type (or is not `Default`) is reported at its path.
+    let cacher_values: Vec<Ident> = (0..outputs.len())
+        .map(|i| format_ident!("__pl_cacher{}", i))
         .collect();
-    let output_checks =
-        outputs
-            .iter()
-            .zip(&cacher_types)
-            .zip(&out_ops)
-            .map(|(((_, ty), cacher), ops)| {
-                let probe = quote_spanned! {check_span(ty)=>
-                    (&&&&&#root::__private::Probe::<#ty, #cacher>::NEW)
-                        .__pl_probe()
-                        .verify_output::<#ty, #cacher>()
-                };
-                quote!(let #ops = #probe;)
-            });
+    let output_checks = outputs
+        .iter()
+        .zip(cachers)
+        .zip(&cacher_values)
+        .zip(&out_ops)
+        .enumerate()
+        .map(|(i, ((((n, ty), chosen), value), ops))| {
+            let (cacher, span) = match chosen {
+                Some(p) => (quote!(#p), p.span()),
+                None => (quote!(#root::Bincode), n.span()),
+            };
+            let alias = format_ident!("__PlCacher{}", i);
+            let alias_at_cacher =
+                Ident::new(&alias.to_string(), Span::call_site().located_at(span));
+            let default = quote_spanned!(span=>
+                <#alias_at_cacher as ::core::default::Default>::default()
+            );
+            let probe = quote_spanned! {check_span(ty)=>
+                (&&&&&#root::__private::Probe::<#ty, #alias>::NEW)
+                    .__pl_probe()
+                    .verify_output::<#ty, #alias_at_cacher>()
+            };
+            quote! {
+                #[allow(non_camel_case_types)]
+                type #alias = #cacher;
+                let #value: #alias = #default;
+                let #ops = #probe;
+            }
+        });
 
     let wiring_args = step.inputs.iter().map(|input| {
         let n = &input.name;
@@ -325,17 +340,15 @@ fn generate(
             )
         }
     });
-    let output_specs = outputs
-        .iter()
-        .zip(cachers)
-        .zip(&cacher_types)
-        .zip(&out_ops)
-        .map(|((((n, _), chosen), cacher), ops)| {
-            let s = n.to_string();
-            let span = chosen.as_ref().map_or_else(|| n.span(), |p| p.span());
-            let default = quote_spanned!(span=> <#cacher as ::core::default::Default>::default());
-            quote!((#ops.output)(#s, #default))
-        });
+    let output_specs =
+        outputs
+            .iter()
+            .zip(&cacher_values)
+            .zip(&out_ops)
+            .map(|(((n, _), value), ops)| {
+                let s = n.to_string();
+                quote!((#ops.output)(#s, #value))
+            });
 
     // The type-erased body: fetch arguments, call, wrap outputs.
     let fetch = step
