@@ -318,3 +318,115 @@ fn analyse_outputs(
         named: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attr::parse_step;
+    use quote::quote;
+
+    /// Analyses `item` under `#[step(options)]`; returns the analysis and the error count.
+    fn analyse(options: proc_macro2::TokenStream, item: ItemFn) -> (Option<StepFn>, usize) {
+        let mut errors = Errors::default();
+        let options = parse_step(options, &mut errors);
+        let step = analyse_step(item, &options, &mut errors);
+        (step, errors.len())
+    }
+
+    #[test]
+    fn inputs_keep_their_mode_and_stored_type() {
+        let (step, errors) = analyse(
+            quote!(),
+            syn::parse_quote! {
+                fn f(a: &str, b: &[u8], c: Vec<u8>, d: Artifact<u32>, e: &Matrix) -> u8 { 0 }
+            },
+        );
+        assert_eq!(errors, 0);
+        let step = step.expect("analysable");
+        let modes: Vec<Mode> = step.inputs.iter().map(|i| i.mode).collect();
+        assert!(modes == [Mode::Ref, Mode::Ref, Mode::Owned, Mode::Handle, Mode::Ref]);
+        let stored: Vec<String> = step
+            .inputs
+            .iter()
+            .map(|i| crate::expand::type_string(&i.value_ty))
+            .collect();
+        // `&str` is stored as `String` and `&[u8]` as `Vec<u8>`.
+        assert_eq!(stored, ["String", "Vec<u8>", "Vec<u8>", "u32", "Matrix"]);
+    }
+
+    #[test]
+    fn fallible_and_named_outputs() {
+        let (step, errors) = analyse(
+            quote!(outputs(a, b)),
+            syn::parse_quote! { fn f() -> Result<(u8, String), E> { todo!() } },
+        );
+        assert_eq!(errors, 0);
+        let outputs = step.expect("analysable").outputs;
+        assert!(outputs.fallible && outputs.named);
+        assert_eq!(outputs.outputs.len(), 2);
+    }
+
+    #[test]
+    fn each_structural_mistake_is_one_error_and_no_analysis() {
+        let cases: Vec<(proc_macro2::TokenStream, ItemFn)> = vec![
+            (quote!(), syn::parse_quote! { async fn f() -> u8 { 0 } }),
+            (quote!(), syn::parse_quote! { const fn f() -> u8 { 0 } }),
+            (quote!(), syn::parse_quote! { fn f<T>(x: T) -> u8 { 0 } }),
+            (quote!(), syn::parse_quote! { fn f(&self) -> u8 { 0 } }),
+            (
+                quote!(),
+                syn::parse_quote! { fn f((a, b): (u8, u8)) -> u8 { a } },
+            ),
+            (
+                quote!(),
+                syn::parse_quote! { fn f(x: &mut Vec<u8>) -> u8 { 0 } },
+            ),
+            (
+                quote!(),
+                syn::parse_quote! { fn f(x: impl Fn()) -> u8 { 0 } },
+            ),
+            (
+                quote!(),
+                syn::parse_quote! { fn f(x: &Vec<u8>) -> &u8 { &x[0] } },
+            ),
+            (
+                quote!(),
+                syn::parse_quote! { fn f() -> impl Iterator<Item = u8> { 0..1 } },
+            ),
+            (
+                quote!(outputs(a, b)),
+                syn::parse_quote! { fn f() -> Vec<u8> { vec![] } },
+            ),
+            (
+                quote!(outputs(a, b, c)),
+                syn::parse_quote! { fn f() -> (u8, u8) { (0, 0) } },
+            ),
+            (
+                quote!(outputs(a, a)),
+                syn::parse_quote! { fn f() -> (u8, u8) { (0, 0) } },
+            ),
+            (
+                quote!(outputs()),
+                syn::parse_quote! { fn f() -> (u8, u8) { (0, 0) } },
+            ),
+        ];
+        for (options, item) in cases {
+            let shown = quote!(#[step(#options)] #item).to_string();
+            let (step, errors) = analyse(options, item);
+            assert!(step.is_none(), "analysed: {shown}");
+            assert_eq!(errors, 1, "{errors} errors for: {shown}");
+        }
+    }
+
+    #[test]
+    fn option_mistakes_leave_the_step_analysable() {
+        // Bad options are reported, but the function still expands: pipelines that use it
+        // see its real inputs and outputs.
+        let (step, errors) = analyse(
+            quote!(retries = 3, enable_cache = "no"),
+            syn::parse_quote! { fn f(x: u8) -> u8 { x } },
+        );
+        assert_eq!(errors, 2);
+        assert!(step.is_some());
+    }
+}

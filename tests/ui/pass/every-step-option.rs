@@ -1,8 +1,13 @@
 use pipeline::prelude::*;
 
 #[helper]
+fn unit(x: f64) -> f64 {
+    x.fract()
+}
+
+#[helper(uses = [unit], crate = ::pipeline)]
 fn clip(x: f64) -> f64 {
-    x.clamp(0.0, 1.0)
+    unit(x).clamp(0.0, 1.0)
 }
 
 #[step(
