@@ -26,9 +26,9 @@ pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Reason, Run, StepReport, StepStatus};
 pub use crate::store::{
-    ContentHash, GcPolicy, GcReport, Problem, StoreOptions, VerifyReport,
-    ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
-    StepComparison, StepRecord, Store, StoreStats,
+    ArtifactRecord, ContentHash, ExecutionRef, GcPolicy, GcReport, InputRecord, Lineage, Problem,
+    RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, Store, StoreOptions,
+    StoreStats, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a
