@@ -40,6 +40,7 @@ use crate::key::Hash128;
 /// fn lines() -> Artifact<usize> {
 ///     count_lines(FileRef::new("data/train.csv"))
 /// }
+/// # fn main() {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileRef {

@@ -24,6 +24,7 @@ const FORMAT: u8 = 1;
 /// fn embeddings(n: usize) -> Vec<f32> {
 ///     vec![0.5; n]
 /// }
+/// # fn main() {}
 /// ```
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Raw;
