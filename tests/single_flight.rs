@@ -56,6 +56,13 @@ fn child_pipeline() {
     if std::env::var_os(CHILD).is_none() {
         return; // only does work when started by the test below
     }
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .with_writer(std::io::stdout)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
     let run = single_flight(100).run().unwrap();
     let total: u64 = run.output().load().unwrap();
     let statuses: Vec<String> = run.steps().iter().map(|s| s.status().to_string()).collect();
@@ -86,9 +93,11 @@ fn four_processes_compute_each_step_once() {
         })
         .collect();
     let mut results = Vec::new();
+    let mut logs = String::new();
     for child in children {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.push_str(&stdout);
         assert!(
             out.status.success(),
             "{stdout}\n{}",
@@ -101,6 +110,13 @@ fn four_processes_compute_each_step_once() {
             .unwrap_or_else(|| panic!("no result in {stdout}"));
         results.push(line);
     }
+    // Waiting steps say so, and for whom.
+    assert!(
+        logs.lines().any(|l| l.contains("is waiting for step `")
+            && l.contains("(pid ")
+            && l.contains("which is computing the same cache key")),
+        "{logs}"
+    );
     let calls = std::fs::read_to_string(&log).unwrap();
     for step in ["sf_load", "sf_square", "sf_total"] {
         let n = calls
