@@ -183,7 +183,12 @@ impl Store {
                     let foreign = fs::read_dir(&root)
                         .map_err(|e| Error::io(&root, e))?
                         .filter_map(|e| e.ok())
-                        .any(|e| e.file_name() != "artifacts");
+                        // Our own names count as ours: another process may be creating
+                        // this store right now.
+                        .any(|e| {
+                            let name = e.file_name().to_string_lossy().into_owned();
+                            name != "artifacts" && !name.starts_with("metadata.sqlite")
+                        });
                     if foreign {
                         return Err(not_a_store("a non-empty directory without metadata.sqlite"));
                     }
@@ -822,14 +827,15 @@ pub fn default_path() -> PathBuf {
 }
 
 fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
-    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let app = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
-    let tables = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+    // One statement reads one snapshot: another process creating the store at this moment
+    // is seen either before its first migration or after it, never halfway.
+    conn.query_row(
+        "SELECT (SELECT user_version FROM pragma_user_version), \
+                (SELECT application_id FROM pragma_application_id), \
+                (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
         [],
-        |r| r.get(0),
-    )?;
-    Ok((version, app, tables))
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
 }
 
 fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
