@@ -6,6 +6,7 @@
 
 use std::any::Any;
 use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -237,6 +238,10 @@ pub struct Graph {
     pub(crate) nodes: Vec<Node>,
     /// Problems found while building (bad parameter, handle from another pipeline).
     pub(crate) errors: Vec<String>,
+    /// Node names given so far, and per step name the next `_k` suffix to try, so that naming
+    /// the n-th call of a step does not scan the graph (10,000-step sweeps).
+    names: HashSet<String>,
+    next_suffix: HashMap<&'static str, usize>,
 }
 
 static NEXT_GRAPH_ID: AtomicU64 = AtomicU64::new(1);
@@ -258,6 +263,8 @@ pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
             id: NEXT_GRAPH_ID.fetch_add(1, Ordering::Relaxed),
             nodes: Vec::new(),
             errors: Vec::new(),
+            names: HashSet::new(),
+            next_suffix: HashMap::new(),
         })
     });
     let pop = Pop;
@@ -269,6 +276,8 @@ pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
         id: 0,
         nodes: Vec::new(),
         errors: vec!["internal error: pipeline graph vanished while building".into()],
+        names: HashSet::new(),
+        next_suffix: HashMap::new(),
     });
     (graph, out)
 }
@@ -306,13 +315,20 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
                 ));
             }
         }
-        let taken = |n: &str| graph.nodes.iter().any(|node| node.name == n);
+        // `name`, else the first free `name_k` for k = 2, 3, ...; names are never removed, so
+        // the search resumes where the previous one for this step stopped.
         let mut name = def.name.to_string();
-        let mut k = 2;
-        while taken(&name) {
-            name = format!("{}_{k}", def.name);
-            k += 1;
+        if graph.names.contains(&name) {
+            let k = graph.next_suffix.entry(def.name).or_insert(2);
+            loop {
+                name = format!("{}_{k}", def.name);
+                *k += 1;
+                if !graph.names.contains(&name) {
+                    break;
+                }
+            }
         }
+        graph.names.insert(name.clone());
         graph.nodes.push(Node {
             name,
             step: def.name,

@@ -21,8 +21,11 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Cacher<T> for Binc
     }
 
     fn save(&self, value: &T, out: &mut dyn Write) -> Result<(), BoxError> {
-        let mut out = out;
+        // bincode writes each primitive separately (a `Vec<f32>` 4 bytes at a time): a
+        // buffer here turns those into inlined copies instead of one dynamic call each.
+        let mut out = std::io::BufWriter::with_capacity(64 << 10, out);
         ::bincode::serde::encode_into_std_write(value, &mut out, ::bincode::config::standard())?;
+        out.flush()?;
         Ok(())
     }
 

@@ -123,11 +123,10 @@ impl<T: RawElement> Cacher<Vec<T>> for Raw {
         count.copy_from_slice(&header[8..]);
         let count = usize::try_from(u64::from_le_bytes(count))
             .map_err(|_| "element count does not fit in memory")?;
-        let mut values: Vec<T> = Vec::new();
-        values
-            .try_reserve_exact(count)
+        // Zeroed by the allocator (fresh pages from the OS for large vectors), not by a
+        // separate pass over the memory before the read fills it.
+        let mut values: Vec<T> = bytemuck::allocation::try_zeroed_vec(count)
             .map_err(|_| format!("cannot allocate {count} elements"))?;
-        values.resize(count, T::zeroed());
         // Read straight into the vector's memory: no intermediate buffer.
         input
             .read_exact(bytemuck::cast_slice_mut(&mut values))

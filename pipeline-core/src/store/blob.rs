@@ -5,7 +5,7 @@
 //! never points at a half-written blob.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -84,9 +84,7 @@ pub(crate) fn blob_path(artifacts: &Path, hash: Hash128) -> PathBuf {
 
 /// Writes a blob: hashes and counts bytes on the way to a temporary file.
 pub(crate) struct BlobWriter {
-    file: Option<BufWriter<File>>,
-    hasher: Hasher,
-    size: u64,
+    out: Option<HashingWriter<File>>,
     tmp: PathBuf,
 }
 
@@ -104,25 +102,19 @@ impl BlobWriter {
         ));
         let file = File::create(&tmp)?;
         Ok(BlobWriter {
-            file: Some(BufWriter::with_capacity(1 << 20, file)),
-            hasher: Hasher::new(kind),
-            size: 0,
+            out: Some(HashingWriter::with_hash(file, kind)),
             tmp,
         })
     }
 
     /// Syncs the bytes, renames the file to its content address and returns (hash, size).
     pub(crate) fn finish(mut self, artifacts: &Path) -> io::Result<(Hash128, u64)> {
-        let Some(mut file) = self.file.take() else {
+        let Some(out) = self.out.take() else {
             return Err(io::Error::other("blob writer already finished"));
         };
-        file.flush()?;
-        let file = file
-            .into_inner()
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let (file, hash, size) = out.finish()?;
         file.sync_all()?;
         drop(file);
-        let hash = self.hasher.finish();
         let path = blob_path(artifacts, hash);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
@@ -135,19 +127,25 @@ impl BlobWriter {
             // Make the rename durable before the metadata commit refers to it.
             File::open(dir)?.sync_all()?;
         }
-        Ok((hash, self.size))
+        Ok((hash, size))
     }
 
     /// Removes the temporary file after a failed save.
     pub(crate) fn abandon(self) {
         drop(self); // Drop removes the temporary file
     }
+
+    fn out(&mut self) -> io::Result<&mut HashingWriter<File>> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer already finished"))
+    }
 }
 
 impl Drop for BlobWriter {
     /// A writer dropped before `finish` (a failing or panicking cacher) leaves no file.
     fn drop(&mut self) {
-        drop(self.file.take());
+        drop(self.out.take());
         if !self.tmp.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.tmp);
         }
@@ -155,22 +153,103 @@ impl Drop for BlobWriter {
 }
 
 impl Write for BlobWriter {
+    #[inline]
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let file = self
-            .file
-            .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer already finished"))?;
-        let n = file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        self.out()?.write(buf)
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.out()?.write_all(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        match self.file.as_mut() {
-            Some(f) => f.flush(),
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
             None => Ok(()),
         }
+    }
+}
+
+/// Bytes gathered before they are hashed and written: big enough to amortize the calls,
+/// small enough to still be in the CPU cache when they are written after hashing.
+const CHUNK: usize = 256 << 10;
+
+/// Hashes and counts the bytes written through it on their way to `inner`: the content hash
+/// of a blob is computed this way while the blob is written.
+///
+/// Cachers may write a value in many small pieces; hashing and writing each piece on its own
+/// costs far more than the bytes themselves, so pieces are gathered into chunks that are
+/// hashed and written at once (writes of a chunk or more go straight through).
+#[doc(hidden)]
+pub struct HashingWriter<W: Write> {
+    inner: W,
+    hasher: Hasher,
+    buf: Vec<u8>,
+    size: u64,
+}
+
+impl<W: Write> HashingWriter<W> {
+    /// Hashes with xxh3-128, the default content hash.
+    pub fn new(inner: W) -> Self {
+        Self::with_hash(inner, ContentHash::Xxh3)
+    }
+
+    /// Hashes with `kind`.
+    pub fn with_hash(inner: W, kind: ContentHash) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(kind),
+            buf: Vec::with_capacity(CHUNK),
+            size: 0,
+        }
+    }
+
+    fn write_chunk(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.hasher.update(&self.buf);
+            let written = self.inner.write_all(&self.buf);
+            self.buf.clear();
+            written?;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is gathered; returns the inner writer, the hash and the byte count.
+    pub fn finish(mut self) -> io::Result<(W, Hash128, u64)> {
+        self.write_chunk()?;
+        self.inner.flush()?;
+        let hash = self.hasher.finish();
+        Ok((self.inner, hash, self.size))
+    }
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        if bytes.len() <= CHUNK - self.buf.len() {
+            self.buf.extend_from_slice(bytes);
+        } else {
+            self.write_chunk()?;
+            if bytes.len() >= CHUNK {
+                self.hasher.update(bytes);
+                self.inner.write_all(bytes)?;
+            } else {
+                self.buf.extend_from_slice(bytes);
+            }
+        }
+        self.size += bytes.len() as u64;
+        Ok(bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write(bytes).map(|_| ())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.write_chunk()?;
+        self.inner.flush()
     }
 }
 

@@ -35,6 +35,8 @@ use serde::Serialize;
 
 pub(crate) use blob::BlobWriter;
 pub use blob::ContentHash;
+#[doc(hidden)]
+pub use blob::HashingWriter;
 
 use crate::cacher::{Bincode, Cacher, Json};
 use crate::error::{BoxError, Error, Result};
@@ -67,6 +69,13 @@ impl Default for StoreOptions {
         }
     }
 }
+
+/// SQLite page cache per connection in KiB (a negative `cache_size`): an upper bound, only
+/// reached as the database grows.
+const CACHE_SIZE_KIB: i64 = -32 * 1024;
+
+/// WAL pages between automatic checkpoints (SQLite's default is 1000).
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
 /// Environment variable naming the store directory.
 pub const PIPELINE_HOME: &str = "PIPELINE_HOME";
@@ -238,6 +247,14 @@ impl Store {
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
                 .map_err(db_err)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(db_err)?;
+            // A cached run records one row per step, and each row lands on a random page of
+            // the indexes keyed by hashes (cache key, content hash): with SQLite's defaults
+            // (2 MB page cache, checkpoint every 1000 WAL pages) a 1000-step run spills and
+            // re-reads those pages, then writes them back and fsyncs once per run.
+            conn.pragma_update(None, "cache_size", CACHE_SIZE_KIB)
+                .map_err(db_err)?;
+            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
                 .map_err(db_err)?;
         } else if version < schema::current_version() {
             return Err(Error::ReadOnly {
@@ -411,7 +428,10 @@ impl Store {
     /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
     pub(crate) fn write_sidecar(&self, hash: Hash128, doc: &serde_json::Value) -> Result<()> {
         let path = self.blob_path(hash).with_extension("json");
-        let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
+        // Unique per writer: steps running at once may write identical outputs (same hash).
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
         let text = serde_json::to_vec_pretty(doc).unwrap_or_default();
         fs::write(&tmp, text)
             .and_then(|_| fs::rename(&tmp, &path))
