@@ -484,6 +484,13 @@ impl Store {
         })
     }
 
+    /// Finds the newest completed execution with `key` whose blobs are intact, in a read
+    /// transaction of its own (takes no write lock).
+    pub(crate) fn lookup(&self, key: Hash128) -> Result<Lookup> {
+        let conn = self.db();
+        self.lookup_in(&conn, key)
+    }
+
     /// Finds the newest completed execution with `key` whose blobs are intact, on a
     /// connection the caller holds (inside its transaction).
     pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
