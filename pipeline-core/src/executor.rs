@@ -271,14 +271,16 @@ impl<'a> State<'a> {
                     fatal = Some(e);
                 }
             }
+            // Record the cached rows before any worker may load what they reference: from
+            // then on garbage collection sees those blobs as referenced.
+            if let Err(e) = self.flush_rows() {
+                fatal.get_or_insert(e);
+            }
             while fatal.is_none() && self.running < self.settings.max_parallelism {
                 let Some(job) = self.queued.pop_front() else {
                     break;
                 };
                 self.spawn(scope, job, tx.clone());
-            }
-            if let Err(e) = self.flush_rows() {
-                fatal.get_or_insert(e);
             }
             if self.done == total || self.running == 0 {
                 break;

@@ -2,11 +2,12 @@
 //! runs, drop the rest (oldest first to fit a size budget), then remove the blobs that no
 //! remaining execution references.
 //!
-//! Safe beside running pipelines: rows are removed in one write transaction, and a cache
-//! hit records its own row in a write transaction too, so a hit either lands before the
-//! collection (its blobs stay referenced) or sees the rows gone (a miss). Blob files
-//! younger than `min_blob_age` are never removed, which protects a blob that a running
-//! step has renamed into place but not yet committed.
+//! Safe beside running pipelines: rows are removed in one write transaction; runs still
+//! marked running are kept with everything they reference; and blob files written or
+//! reused within `min_blob_age` (a cache hit sets the blob's access time) are never
+//! removed. That last rule covers the two moments when a running pipeline relies on a blob
+//! no committed row references yet: a step's output renamed into place just before its
+//! execution commits, and a cache hit found just before its cached row commits.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -211,11 +212,15 @@ impl Store {
     ) -> Result<()> {
         let artifacts = &self.inner.artifacts;
         let now = SystemTime::now();
+        // Age since the last write or cache hit (hits set the access time).
         let old_enough = |meta: &fs::Metadata| {
-            meta.modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .is_some_and(|age| age >= policy.min_blob_age)
+            let last = match (meta.modified(), meta.accessed()) {
+                (Ok(m), Ok(a)) => m.max(a),
+                (Ok(m), Err(_)) => m,
+                _ => return false,
+            };
+            now.duration_since(last)
+                .is_ok_and(|age| age >= policy.min_blob_age)
         };
         for path in self.dead_temp_files() {
             report.temp_files_removed += 1;

@@ -549,6 +549,18 @@ impl Store {
                 }
             }
         }
+        // Mark the blobs as just used (access time only: mtime is what the stat check
+        // compares). Garbage collection spares blobs used within `min_blob_age`, which covers
+        // the moment between this lookup and the commit of the cached row that references
+        // them.
+        if !self.inner.options.read_only {
+            let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
+            for (hash, _) in &outputs {
+                if let Ok(f) = File::options().write(true).open(self.blob_path(*hash)) {
+                    let _ = f.set_times(now);
+                }
+            }
+        }
         Ok(Lookup::Hit { execution, outputs })
     }
 
