@@ -12,17 +12,24 @@ pub(crate) fn now_micros() -> i64 {
 
 /// `YYYY_MM_DD-HH_MM_SS_ffffff` (UTC), the suffix of generated run names.
 pub(crate) fn run_suffix(micros: i64) -> String {
-    let secs = micros.div_euclid(1_000_000);
+    let (y, m, d, hh, mm, ss) = civil(micros);
     let frac = micros.rem_euclid(1_000_000);
-    let days = secs.div_euclid(86_400);
+    format!("{y:04}_{m:02}_{d:02}-{hh:02}_{mm:02}_{ss:02}_{frac:06}")
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) of a microsecond Unix timestamp, as the store records
+/// run and step start times (`started_at_us`).
+pub fn utc_timestamp(micros: i64) -> String {
+    let (y, m, d, hh, mm, ss) = civil(micros);
+    format!("{y:04}-{m:02}-{d:02} {hh:02}:{mm:02}:{ss:02}")
+}
+
+/// Date and time of day (UTC) of a microsecond Unix timestamp.
+fn civil(micros: i64) -> (i64, u32, u32, i64, i64, i64) {
+    let secs = micros.div_euclid(1_000_000);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
     let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}_{m:02}_{d:02}-{:02}_{:02}_{:02}_{frac:06}",
-        tod / 3600,
-        (tod / 60) % 60,
-        tod % 60
-    )
+    (y, m, d, tod / 3600, (tod / 60) % 60, tod % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -49,5 +56,7 @@ mod tests {
         let micros = 1_795_435_554_573_248;
         assert_eq!(run_suffix(micros), "2026_11_23-12_05_54_573248");
         assert_eq!(run_suffix(0), "1970_01_01-00_00_00_000000");
+        assert_eq!(utc_timestamp(micros), "2026-11-23 12:05:54");
+        assert_eq!(utc_timestamp(-1), "1969-12-31 23:59:59");
     }
 }

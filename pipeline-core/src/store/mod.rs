@@ -13,6 +13,7 @@ mod query;
 mod schema;
 mod verify;
 
+pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
 pub(crate) use lease::Acquire;
 pub use verify::{Problem, VerifyReport};
