@@ -1,0 +1,848 @@
+//! Measures the library's own cost against plain-Rust baselines, side by side in one process
+//! run, and prints one table (the figures of issue 7; see BENCHMARKS.md).
+//!
+//! ```text
+//! cargo run --release --example perf                 # all figures, under 3 minutes on 2 cores
+//! cargo run --release --example perf -- --no-compile # skip figure 7 (compile time)
+//! cargo run --release --example perf -- --dir PATH   # keep the stores in PATH (default: a temp dir)
+//! cargo run --release --example perf -- --only 1,5   # only figures 1 and 5
+//! ```
+//!
+//! Every figure is measured against its own baseline in the same run, repeated, and reported
+//! as a median (or a minimum for the long, I/O-bound ones): these machines are shared and
+//! noisy, so ratios are what to compare, not absolute times.
+
+#[path = "common/digits.rs"]
+mod digits;
+#[path = "common/digits_pipeline.rs"]
+mod digits_pipeline;
+
+use std::fs::{self, File};
+use std::hint::black_box;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use pipeline::cacher::Raw;
+use pipeline::prelude::*;
+use pipeline::store::HashingWriter;
+
+// ---------------------------------------------------------------------------------------
+// Steps and pipelines under test.
+
+/// Figure 1 and 5: the head of a chain.
+#[step]
+fn seed(x: u64) -> u64 {
+    x
+}
+
+/// Figure 1 and 5: a trivial step.
+#[step]
+fn inc(x: &u64) -> u64 {
+    x + 1
+}
+
+/// A chain of `n` trivial steps.
+#[pipeline]
+fn chain(n: usize) -> Artifact<u64> {
+    let mut a = seed(0);
+    for _ in 1..n {
+        a = inc(&a);
+    }
+    a
+}
+
+/// A wide fan of `width` independent chains of `depth` trivial steps each.
+#[pipeline]
+fn fan(width: usize, depth: usize) -> Vec<Artifact<u64>> {
+    (0..width)
+        .map(|w| {
+            let mut a = seed(w as u64);
+            for _ in 1..depth {
+                a = inc(&a);
+            }
+            a
+        })
+        .collect()
+}
+
+fn make_floats(n: usize) -> Vec<f32> {
+    (0..n).map(|i| (i % 1024) as f32).collect()
+}
+
+/// Figures 2 and 3: a `Vec<f32>` of `n` values.
+#[step]
+fn floats(n: usize) -> Vec<f32> {
+    make_floats(n)
+}
+
+#[step]
+fn halve(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|v| v * 0.5).collect()
+}
+
+#[step]
+fn shift(x: &[f32]) -> Vec<f32> {
+    x.iter().map(|v| v + 1.0).collect()
+}
+
+/// Figure 2: three steps, each with an output of `n` floats.
+#[pipeline]
+fn float_chain(n: usize) -> Artifact<Vec<f32>> {
+    let a = floats(n);
+    let b = halve(&a);
+    shift(&b)
+}
+
+/// Figure 3: one step with an output of `n` floats.
+#[pipeline]
+fn one_output(n: usize) -> Artifact<Vec<f32>> {
+    floats(n)
+}
+
+fn spin_work(iters: u64, tag: u64) -> u64 {
+    let mut x = tag.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..iters {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    x
+}
+
+/// Figure 8: a `Vec<f64>` stored by the raw cacher.
+#[step(cacher = Raw)]
+fn doubles(n: usize) -> Vec<f64> {
+    (0..n).map(|i| i as f64 * 0.5).collect()
+}
+
+#[pipeline]
+fn raw_output(n: usize) -> Artifact<Vec<f64>> {
+    doubles(n)
+}
+
+/// Figure 6: a CPU-bound step.
+#[step(enable_cache = false)]
+fn spin(iters: u64, tag: u64) -> u64 {
+    spin_work(iters, tag)
+}
+
+#[pipeline]
+fn two_spins(iters: u64) -> (Artifact<u64>, Artifact<u64>) {
+    (spin(iters, 1), spin(iters, 2))
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring helpers.
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn min(v: &[Duration]) -> Duration {
+    v.iter().copied().min().unwrap_or_default()
+}
+
+fn time<R>(f: impl FnOnce() -> R) -> (Duration, R) {
+    let t = Instant::now();
+    let r = f();
+    (t.elapsed(), r)
+}
+
+fn fmt_dur(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 1.0 {
+        format!("{s:.2} s")
+    } else if s >= 1e-3 {
+        format!("{:.2} ms", s * 1e3)
+    } else if s >= 1e-6 {
+        format!("{:.2} us", s * 1e6)
+    } else {
+        format!("{:.1} ns", s * 1e9)
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+struct Row {
+    figure: String,
+    measured: String,
+    baseline: String,
+    ratio: String,
+    goal: String,
+    met: Option<bool>,
+}
+
+struct Table {
+    rows: Vec<Row>,
+}
+
+impl Table {
+    fn add(
+        &mut self,
+        figure: impl Into<String>,
+        measured: impl Into<String>,
+        baseline: impl Into<String>,
+        ratio: impl Into<String>,
+        goal: impl Into<String>,
+        met: Option<bool>,
+    ) {
+        let row = Row {
+            figure: figure.into(),
+            measured: measured.into(),
+            baseline: baseline.into(),
+            ratio: ratio.into(),
+            goal: goal.into(),
+            met,
+        };
+        // Progress on stderr, so a slow figure shows which one it is.
+        eprintln!(
+            "  {}: {} vs {} ({})",
+            row.figure, row.measured, row.baseline, row.ratio
+        );
+        self.rows.push(row);
+    }
+
+    fn print(&self) {
+        let widths = [
+            self.rows
+                .iter()
+                .map(|r| r.figure.len())
+                .max()
+                .unwrap_or(0)
+                .max(6),
+            self.rows
+                .iter()
+                .map(|r| r.measured.len())
+                .max()
+                .unwrap_or(0)
+                .max(8),
+            self.rows
+                .iter()
+                .map(|r| r.baseline.len())
+                .max()
+                .unwrap_or(0)
+                .max(8),
+            self.rows
+                .iter()
+                .map(|r| r.ratio.len())
+                .max()
+                .unwrap_or(0)
+                .max(5),
+            self.rows
+                .iter()
+                .map(|r| r.goal.len())
+                .max()
+                .unwrap_or(0)
+                .max(4),
+        ];
+        let line = |cells: [&str; 6]| {
+            println!(
+                "| {:<w0$} | {:>w1$} | {:>w2$} | {:>w3$} | {:<w4$} | {:<4} |",
+                cells[0],
+                cells[1],
+                cells[2],
+                cells[3],
+                cells[4],
+                cells[5],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+                w4 = widths[4],
+            )
+        };
+        line(["figure", "measured", "baseline", "ratio", "goal", "met"]);
+        println!(
+            "|{}|{}|{}|{}|{}|------|",
+            "-".repeat(widths[0] + 2),
+            "-".repeat(widths[1] + 2),
+            "-".repeat(widths[2] + 2),
+            "-".repeat(widths[3] + 2),
+            "-".repeat(widths[4] + 2),
+        );
+        for r in &self.rows {
+            let met = match r.met {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            };
+            line([&r.figure, &r.measured, &r.baseline, &r.ratio, &r.goal, met]);
+        }
+    }
+}
+
+type AnyResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Runs `p` (expected to be fully cached) and checks that no step executed.
+fn cached_run<O: pipeline::PipelineOutput>(p: &Pipeline<O>) -> AnyResult<Duration> {
+    let (d, run) = time(|| p.run());
+    let run = run?;
+    if let Some(s) = run
+        .steps()
+        .iter()
+        .find(|s| s.status() != StepStatus::Cached)
+    {
+        return Err(format!("step `{}` was not cached: {}", s.name(), s.reason()).into());
+    }
+    Ok(d)
+}
+
+// ---------------------------------------------------------------------------------------
+// The figures.
+
+/// Figure 1: cached step overhead per step, chains of 10, 100 and 1000 trivial steps.
+fn figure_1(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let store = Store::open(dir.join("chains"))?;
+    // The 10- and 100-step chains are prefixes of the 1000-step one (same keys), so one
+    // executed run of the longest chain fills the cache for all three.
+    chain(1000).store(store.clone()).max_parallelism(8).run()?;
+    for (n, reps) in [(10usize, 60), (100, 30), (1000, 15)] {
+        let p = chain(n).store(store.clone());
+        cached_run(&p)?; // warm-up
+        let mut ours = Vec::new();
+        let mut plain = Vec::new();
+        for _ in 0..reps {
+            ours.push(cached_run(&p)?);
+            plain.push(
+                time(|| {
+                    // Each call goes through black_box so the chain is not folded away.
+                    let mut x = seed::call(black_box(0));
+                    for _ in 1..n {
+                        x = inc::call(black_box(&x));
+                    }
+                    black_box(x)
+                })
+                .0,
+            );
+        }
+        let per_step = median(ours).as_secs_f64() / n as f64;
+        let plain_per_step = median(plain).as_secs_f64() / n as f64;
+        let (goal, met) = if n == 1000 {
+            ("<= 20 us/step", Some(per_step <= 20e-6))
+        } else {
+            ("", None)
+        };
+        table.add(
+            format!("1. cached step, chain of {n}"),
+            format!("{:.2} us/step", per_step * 1e6),
+            format!("{:.1} ns/call", plain_per_step * 1e9),
+            fmt_ratio(per_step / plain_per_step.max(1e-12)),
+            goal,
+            met,
+        );
+    }
+    Ok(())
+}
+
+const MB: usize = 1 << 20;
+
+/// Figure 2: fully cached run with 1 KB outputs vs 256 MB outputs.
+fn figure_2(table: &mut Table, dir: &Path, big_floats: usize) -> AnyResult<()> {
+    let store = Store::open(dir.join("sizes"))?;
+    let small = float_chain(256).store(store.clone());
+    let big = float_chain(big_floats).store(store.clone());
+    small.run()?;
+    big.run()?;
+    cached_run(&small)?;
+    cached_run(&big)?;
+    let (mut s, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        s.push(cached_run(&small)?);
+        b.push(cached_run(&big)?);
+    }
+    let (s, b) = (median(s), median(b));
+    let ratio = b.as_secs_f64() / s.as_secs_f64();
+    table.add(
+        format!(
+            "2. cached run, 3 steps x {} MB vs x 1 KB",
+            big_floats * 4 / MB
+        ),
+        fmt_dur(b),
+        fmt_dur(s),
+        fmt_ratio(ratio),
+        "<= 1.5x",
+        Some(ratio <= 1.5),
+    );
+    Ok(())
+}
+
+/// The baseline of figure 3: the same value, serialized with bincode into a buffered file by
+/// hand, fsynced and renamed into place.
+fn write_by_hand(n: usize, dir: &Path) -> AnyResult<()> {
+    let value = make_floats(black_box(n));
+    let tmp = dir.join("by-hand.tmp");
+    let mut out = BufWriter::with_capacity(MB, File::create(&tmp)?);
+    bincode::serde::encode_into_std_write(&value, &mut out, bincode::config::standard())?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&tmp, dir.join("by-hand.bin"))?;
+    Ok(())
+}
+
+/// Figure 3: executing a step with a 256 MB `Vec<f32>` output vs doing the same by hand.
+fn figure_3(table: &mut Table, dir: &Path, big_floats: usize) -> AnyResult<()> {
+    let store = Store::open(dir.join("miss"))?;
+    let p = one_output(big_floats)
+        .store(store.clone())
+        .enable_cache(false);
+    let hand_dir = dir.join("by-hand");
+    fs::create_dir_all(&hand_dir)?;
+    // Both write over a file of the same bytes written once before.
+    p.run()?;
+    write_by_hand(big_floats, &hand_dir)?;
+    let (mut ours, mut hand) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        hand.push(time(|| write_by_hand(big_floats, &hand_dir)).0);
+        ours.push(time(|| p.run()).0);
+    }
+    let (ours, hand) = (min(&ours), min(&hand));
+    let ratio = ours.as_secs_f64() / hand.as_secs_f64();
+    table.add(
+        format!("3. cache miss, {} MB Vec<f32> output", big_floats * 4 / MB),
+        fmt_dur(ours),
+        fmt_dur(hand),
+        fmt_ratio(ratio),
+        "<= 1.15x",
+        Some(ratio <= 1.15),
+    );
+    Ok(())
+}
+
+/// Figure 4: content hashing (the store's hashing writer) vs xxh3-128 over the same bytes.
+fn figure_4(table: &mut Table, bytes: usize) -> AnyResult<()> {
+    let data: Vec<u8> = (0..bytes)
+        .map(|i| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).to_le_bytes()[7])
+        .collect();
+    let plain_hash = || xxhash_rust::xxh3::xxh3_128(black_box(&data));
+    let ours_hash = |chunk: usize| -> io::Result<u128> {
+        let mut w = HashingWriter::new(io::sink());
+        for c in black_box(&data).chunks(chunk) {
+            w.write_all(c)?;
+        }
+        let (_, hash, _) = w.finish()?;
+        Ok(hash.0)
+    };
+    let expected = plain_hash();
+    for (chunk, label) in [(MB, "1 MiB writes")] {
+        if ours_hash(chunk)? != expected {
+            return Err("the store's content hash differs from xxh3-128".into());
+        }
+        let (mut ours, mut plain) = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            plain.push(time(plain_hash).0);
+            ours.push(time(|| ours_hash(chunk)).0);
+        }
+        let gbps = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e9;
+        let (o, p) = (gbps(min(&ours)), gbps(min(&plain)));
+        table.add(
+            format!("4. content hash, {} MB in {label}", bytes / MB),
+            format!("{o:.2} GB/s"),
+            format!("{p:.2} GB/s"),
+            fmt_ratio(o / p),
+            ">= 0.8x",
+            Some(o / p >= 0.8),
+        );
+    }
+    Ok(())
+}
+
+/// Figure 5: build and fully cached run of 1,000 and 10,000 steps (a fan of 10-step chains).
+fn figure_5(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let store = Store::open(dir.join("chains"))?;
+    const DEPTH: usize = 10;
+    // Fill the cache once; chains repeat the values of figure 1's chain, so mostly the
+    // heads execute. Many at once, to overlap their fsyncs.
+    fan(1000, DEPTH)
+        .store(store.clone())
+        .max_parallelism(16)
+        .run()?;
+    let mut build = [Vec::new(), Vec::new()];
+    let mut run = [Vec::new(), Vec::new()];
+    for rep in 0..6 {
+        for (i, width) in [100usize, 1000].into_iter().enumerate() {
+            let (b, p) = time(|| fan(width, DEPTH));
+            let r = cached_run(&p.store(store.clone()))?;
+            if rep > 0 {
+                build[i].push(b);
+                run[i].push(r);
+            }
+        }
+    }
+    let [b1, b10] = build.map(median);
+    let [r1, r10] = run.map(median);
+    let total10 = b10 + r10;
+    let growth = (b10 + r10).as_secs_f64() / (b1 + r1).as_secs_f64();
+    table.add(
+        "5. graph build, 10,000 vs 1,000 steps",
+        fmt_dur(b10),
+        fmt_dur(b1),
+        fmt_ratio(b10.as_secs_f64() / b1.as_secs_f64()),
+        "linear (~10x)",
+        None,
+    );
+    table.add(
+        "5. cached run, 10,000 vs 1,000 steps",
+        fmt_dur(r10),
+        fmt_dur(r1),
+        fmt_ratio(r10.as_secs_f64() / r1.as_secs_f64()),
+        "linear (~10x)",
+        None,
+    );
+    table.add(
+        "5. build + cached run, 10,000 vs 1,000",
+        fmt_dur(total10),
+        fmt_dur(b1 + r1),
+        fmt_ratio(growth),
+        "<= ~12x and < 1 s",
+        Some(growth <= 12.0 && total10 < Duration::from_secs(1)),
+    );
+    Ok(())
+}
+
+/// Figure 6: two independent CPU-bound steps, `max_parallelism(2)` vs `(1)`.
+fn figure_6(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let store = Store::open(dir.join("parallel"))?;
+    // About 0.25 s of work per step.
+    let (d, _) = time(|| black_box(spin_work(black_box(10_000_000), 1)));
+    let iters = (10_000_000.0 * 0.25 / d.as_secs_f64().max(1e-6)) as u64;
+    let p = two_spins(iters).store(store);
+    let (mut one, mut two) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        one.push(time(|| p.clone().max_parallelism(1).run()).0);
+        two.push(time(|| p.clone().max_parallelism(2).run()).0);
+    }
+    let (one, two) = (min(&one), min(&two));
+    let speedup = one.as_secs_f64() / two.as_secs_f64();
+    table.add(
+        "6. 2 CPU-bound steps, parallelism 2 vs 1",
+        fmt_dur(two),
+        fmt_dur(one),
+        format!("{speedup:.2}x faster"),
+        "~2x faster (2 cores)",
+        None,
+    );
+    Ok(())
+}
+
+/// The crate root of a generated crate of 100 functions, with or without `#[step]`.
+fn generated_crate(steps: bool) -> String {
+    let mut src = String::from("#![allow(dead_code)]\nuse pipeline::prelude::*;\n\n");
+    if !steps {
+        src = String::from("#![allow(dead_code, unused_imports)]\nuse pipeline::prelude::*;\n\n");
+    }
+    for i in 0..100 {
+        if steps {
+            src.push_str("#[step]\n");
+        }
+        src.push_str(&format!(
+            "pub fn f{i}(x: &[f32], k: f32) -> Vec<f32> {{\n    \
+             x.iter().map(|v| v * k + {i}.0).collect()\n}}\n\n"
+        ));
+    }
+    src
+}
+
+/// Builds `dir` with cargo and returns the wall time.
+fn cargo_build(dir: &Path, target: &Path) -> AnyResult<Duration> {
+    let (d, out) = time(|| {
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--quiet", "--lib"])
+            .current_dir(dir)
+            .env("CARGO_TARGET_DIR", target)
+            .env("CARGO_INCREMENTAL", "0")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+    });
+    let out = out?;
+    if !out.status.success() {
+        return Err(format!(
+            "cargo build in {} failed:\n{}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(d)
+}
+
+/// Figure 7: compile time of 100 `#[step]` functions vs the same 100 plain functions.
+fn figure_7(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The dependencies are built once into a target dir that outlives this run, so only the
+    // first run of perf pays for them.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(t) => PathBuf::from(t).join("perf-compile"),
+        None => workspace.join("target").join("perf-compile"),
+    };
+    let mut crates = Vec::new();
+    for (name, steps) in [("with_steps", true), ("plain_fns", false)] {
+        let root = dir.join("compile").join(name);
+        fs::create_dir_all(root.join("src"))?;
+        fs::write(
+            root.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+                 [dependencies]\npipeline = {{ path = {:?} }}\n\n[workspace]\n",
+                workspace.display().to_string()
+            ),
+        )?;
+        // Same dependency versions as the workspace, so its downloads are reused.
+        let _ = fs::copy(workspace.join("Cargo.lock"), root.join("Cargo.lock"));
+        fs::write(root.join("src/lib.rs"), generated_crate(steps))?;
+        // Builds the dependencies and the crate once.
+        cargo_build(&root, &target)?;
+        crates.push(root);
+    }
+    let (mut with, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        for (i, root) in crates.iter().enumerate() {
+            // A changed mtime makes cargo rebuild this crate only, from scratch
+            // (CARGO_INCREMENTAL=0).
+            let lib = root.join("src/lib.rs");
+            let text = fs::read(&lib)?;
+            fs::write(&lib, text)?;
+            let d = cargo_build(root, &target)?;
+            if i == 0 {
+                with.push(d);
+            } else {
+                plain.push(d);
+            }
+        }
+    }
+    let (with, plain) = (min(&with), min(&plain));
+    let ratio = with.as_secs_f64() / plain.as_secs_f64();
+    table.add(
+        "7. compile 100 #[step] fns vs 100 plain fns",
+        fmt_dur(with),
+        fmt_dur(plain),
+        fmt_ratio(ratio),
+        "<= 1.5x",
+        Some(ratio <= 1.5),
+    );
+    Ok(())
+}
+
+/// Figure 8: loading a cached 100 MB `Vec<f64>` stored by the raw cacher vs `std::fs::read` of its
+/// blob (both from the page cache; loading also verifies the content hash).
+fn figure_8(table: &mut Table, dir: &Path, n: usize) -> AnyResult<()> {
+    let store = Store::open(dir.join("raw"))?;
+    let p = raw_output(n).store(store);
+    p.run()?;
+    let run = p.run()?;
+    let artifact = run.output();
+    let path = artifact.path()?;
+    let expected = artifact.size()? as usize;
+    let (mut ours, mut plain) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let (d, bytes) = time(|| fs::read(&path));
+        if bytes?.len() != expected {
+            return Err("the blob's size differs from its record".into());
+        }
+        plain.push(d);
+        let (d, values) = time(|| artifact.load());
+        if values?.len() != n {
+            return Err("the loaded vector has the wrong length".into());
+        }
+        ours.push(d);
+    }
+    let (ours, plain) = (median(ours), median(plain));
+    let ratio = ours.as_secs_f64() / plain.as_secs_f64();
+    table.add(
+        format!("8. load cached {} MB Vec<f64>, raw cacher", n * 8 / MB),
+        fmt_dur(ours),
+        format!("{} (fs::read)", fmt_dur(plain)),
+        fmt_ratio(ratio),
+        "<= 1.3x (joblib: 11 ms)",
+        Some(ratio <= 1.3),
+    );
+    Ok(())
+}
+
+/// The hidden child mode of figure 9: open the store, run the seed pipeline (fully cached),
+/// load its output, exit.
+fn seed_child(store: &Path) -> AnyResult<()> {
+    let store = Store::open(store)?;
+    let run = seed_pipeline().store(store).run()?;
+    let accuracy: f64 = run.output().load()?;
+    black_box(accuracy);
+    Ok(())
+}
+
+fn seed_pipeline() -> Pipeline<Artifact<f64>> {
+    digits_pipeline::digits_pipeline(digits::DEFAULT_GAMMA, digits::DEFAULT_C, None, true)
+}
+
+/// Figure 9: a fully cached run of the seed example as a new process, start to exit.
+fn figure_9(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let store_dir = dir.join("seed");
+    // Executes the seed pipeline once (trains the model) to fill the store.
+    seed_pipeline().store_path(&store_dir).run()?;
+    let exe = std::env::current_exe()?;
+    let spawn = |args: &[&std::ffi::OsStr]| -> AnyResult<Duration> {
+        let (d, status) = time(|| {
+            Command::new(&exe)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit())
+                .status()
+        });
+        if !status?.success() {
+            return Err("the child process failed".into());
+        }
+        Ok(d)
+    };
+    let cached = [std::ffi::OsStr::new("--seed-child"), store_dir.as_os_str()];
+    let noop = [std::ffi::OsStr::new("--noop-child")];
+    spawn(&cached)?;
+    let (mut ours, mut empty) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        ours.push(spawn(&cached)?);
+        empty.push(spawn(&noop)?);
+    }
+    let fastest = min(&ours);
+    let (ours, empty) = (median(ours), median(empty));
+    table.add(
+        "9. seed example fully cached, new process",
+        format!("{} (min {})", fmt_dur(ours), fmt_dur(fastest)),
+        format!("{} (no-op process)", fmt_dur(empty)),
+        fmt_ratio(ours.as_secs_f64() / empty.as_secs_f64()),
+        "< 10 ms (ZenML: 4.9 s)",
+        Some(ours < Duration::from_millis(10)),
+    );
+    table.add(
+        "9. the same vs ZenML 0.98 (4.9 s, issue 7)",
+        fmt_dur(ours),
+        "4.90 s",
+        format!("{:.0}x faster", 4.9 / ours.as_secs_f64()),
+        "",
+        None,
+    );
+    Ok(())
+}
+
+struct Options {
+    dir: Option<PathBuf>,
+    compile: bool,
+    /// Figures to measure (all when empty).
+    only: Vec<u32>,
+}
+
+impl Options {
+    fn wants(&self, figure: u32) -> bool {
+        self.only.is_empty() || self.only.contains(&figure)
+    }
+}
+
+fn parse_args() -> AnyResult<Options> {
+    let mut args = std::env::args_os().skip(1);
+    let mut options = Options {
+        dir: None,
+        compile: true,
+        only: Vec::new(),
+    };
+    while let Some(arg) = args.next() {
+        match arg.to_str() {
+            Some("--seed-child") => {
+                let store = args.next().ok_or("--seed-child needs a store path")?;
+                seed_child(Path::new(&store))?;
+                std::process::exit(0);
+            }
+            Some("--noop-child") => std::process::exit(0),
+            Some("--dir") => options.dir = Some(args.next().ok_or("--dir needs a path")?.into()),
+            Some("--no-compile") => options.compile = false,
+            Some("--only") => {
+                let list = args.next().ok_or("--only needs figure numbers, e.g. 1,5")?;
+                for n in list.to_string_lossy().split(',') {
+                    options
+                        .only
+                        .push(n.trim().parse().map_err(|_| "bad figure number")?);
+                }
+            }
+            _ => {
+                return Err(format!(
+                "unknown argument {arg:?}; usage: perf [--dir PATH] [--no-compile] [--only 1,5,..]"
+            )
+                .into())
+            }
+        }
+    }
+    Ok(options)
+}
+
+fn main() -> AnyResult<()> {
+    let options = parse_args()?;
+    let temp;
+    let dir = match &options.dir {
+        Some(d) => {
+            fs::create_dir_all(d)?;
+            d.clone()
+        }
+        None => {
+            temp = tempfile::tempdir()?;
+            temp.path().to_path_buf()
+        }
+    };
+    let started = Instant::now();
+    let big_floats = 64 * MB; // 256 MB of f32
+    let mut table = Table { rows: Vec::new() };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    eprintln!("perf: {cores} cores, stores in {}", dir.display());
+
+    if options.wants(1) {
+        figure_1(&mut table, &dir)?;
+    }
+    if options.wants(2) {
+        figure_2(&mut table, &dir, big_floats)?;
+    }
+    if options.wants(3) {
+        figure_3(&mut table, &dir, big_floats)?;
+    }
+    if options.wants(4) {
+        figure_4(&mut table, 256 * MB)?;
+    }
+    if options.wants(5) {
+        figure_5(&mut table, &dir)?;
+    }
+    if options.wants(6) {
+        figure_6(&mut table, &dir)?;
+    }
+    if options.wants(7) {
+        if options.compile {
+            figure_7(&mut table, &dir)?;
+        } else {
+            table.add(
+                "7. compile time",
+                "skipped (--no-compile)",
+                "",
+                "",
+                "<= 1.5x",
+                None,
+            );
+        }
+    }
+    if options.wants(8) {
+        figure_8(&mut table, &dir, 100 * MB / 8)?;
+    }
+    if options.wants(9) {
+        figure_9(&mut table, &dir)?;
+    }
+    println!();
+    println!(
+        "pipeline perf: {cores} cores, {:.0} s in all",
+        started.elapsed().as_secs_f64()
+    );
+    println!();
+    table.print();
+    Ok(())
+}
