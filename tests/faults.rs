@@ -200,11 +200,12 @@ fn age_all_blobs(store: &Store) {
             continue;
         }
         for blob in fs::read_dir(fanout.path()).unwrap().flatten() {
+            let times = fs::FileTimes::new().set_modified(old).set_accessed(old);
             fs::File::options()
                 .write(true)
                 .open(blob.path())
                 .unwrap()
-                .set_modified(old)
+                .set_times(times)
                 .unwrap();
         }
     }
@@ -314,4 +315,29 @@ fn gc_keeps_recent_and_pinned_runs_and_fits_a_budget() {
         .collect();
     assert_eq!(kept, [names[0].clone()], "only the pinned run stays");
     let _: u64 = store.load(&names[0], "gc_slow_sum", "output").unwrap();
+}
+
+#[test]
+fn gc_spares_blobs_a_cache_hit_just_used() {
+    let (_dir, store) = temp_store();
+    gc_pipeline(7).store(store.clone()).run().unwrap();
+    age_all_blobs(&store);
+    // A fully cached run marks the blobs it reuses as used.
+    let again = gc_pipeline(7).store(store.clone()).run().unwrap();
+    assert!(again
+        .steps()
+        .iter()
+        .all(|s| s.status() == StepStatus::Cached));
+    let policy = GcPolicy {
+        keep_last: 0,
+        ..GcPolicy::default()
+    };
+    let report = store.gc(&policy).unwrap();
+    assert_eq!(report.runs_removed.len(), 2);
+    assert_eq!(report.blobs_removed, 0, "just reused: {report:?}");
+    // Once they are old, nothing references them and they go.
+    age_all_blobs(&store);
+    let report = store.gc(&policy).unwrap();
+    assert_eq!(report.blobs_removed, 2, "{report:?}");
+    assert!(store.verify().unwrap().is_ok());
 }

@@ -29,8 +29,10 @@ pub struct GcPolicy {
     pub max_bytes: Option<u64>,
     /// Report what would go without removing anything.
     pub dry_run: bool,
-    /// Unreferenced blob files younger than this stay (they may belong to a step that is
-    /// finishing right now). Default 10 minutes.
+    /// Unreferenced blob files written or reused more recently than this stay (they may
+    /// belong to a step finishing right now, or to a cache hit whose run has not recorded
+    /// it yet). Default 10 minutes; keep it above one minute, the granularity at which
+    /// cache hits refresh a blob's access time.
     pub min_blob_age: Duration,
 }
 

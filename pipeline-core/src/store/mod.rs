@@ -527,6 +527,7 @@ impl Store {
             })
             .map_err(|e| self.db_error(e))?;
         let mut outputs = Vec::with_capacity(rows.len());
+        let mut stale = Vec::new();
         for (name, hex, size, blob_size, blob_mtime) in rows {
             let Some(hash) = Hash128::from_hex(&hex) else {
                 return Ok(Lookup::Damaged {
@@ -535,7 +536,12 @@ impl Store {
                 });
             };
             match self.check_blob(conn, hash, blob_size, blob_mtime)? {
-                BlobState::Ok => outputs.push((hash, size as u64)),
+                BlobState::Ok { stale_use } => {
+                    outputs.push((hash, size as u64));
+                    if stale_use {
+                        stale.push(hash);
+                    }
+                }
                 BlobState::Missing => {
                     return Ok(Lookup::Damaged {
                         output: name,
@@ -556,8 +562,8 @@ impl Store {
         // them.
         if !self.inner.options.read_only {
             let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
-            for (hash, _) in &outputs {
-                if let Ok(f) = File::options().write(true).open(self.blob_path(*hash)) {
+            for hash in stale {
+                if let Ok(f) = File::options().write(true).open(self.blob_path(hash)) {
                     let _ = f.set_times(now);
                 }
             }
@@ -580,8 +586,13 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         };
         let mtime_now = blob::mtime_ns(&meta);
+        let stale_use = meta
+            .accessed()
+            .ok()
+            .and_then(|a| std::time::SystemTime::now().duration_since(a).ok())
+            .is_none_or(|age| age > USE_REFRESH);
         if size == Some(meta.len() as i64) && mtime == Some(mtime_now) {
-            return Ok(BlobState::Ok);
+            return Ok(BlobState::Ok { stale_use });
         }
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
         self.inner
@@ -604,7 +615,7 @@ impl Store {
             .and_then(|mut s| s.execute(params![hash.to_hex(), len as i64, mtime_now]))
             .map_err(|e| self.db_error(e))?;
         }
-        Ok(BlobState::Ok)
+        Ok(BlobState::Ok { stale_use: true })
     }
 
     /// The key components of the newest completed execution of `step`, for explanations.
@@ -853,10 +864,18 @@ impl Store {
 }
 
 enum BlobState {
-    Ok,
+    /// Intact; `stale_use` when its last recorded use is old enough to refresh.
+    Ok {
+        stale_use: bool,
+    },
     Missing,
     Corrupt,
 }
+
+/// A blob's access time is refreshed on a hit only when older than this, so a store that
+/// is run again and again is not written to on every hit. Garbage collection's
+/// `min_blob_age` must stay above it (its default is ten times as long).
+const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// `$PIPELINE_HOME` if set and non-empty, else `./.pipeline`.
 pub fn default_path() -> PathBuf {
