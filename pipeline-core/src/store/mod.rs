@@ -497,36 +497,41 @@ impl Store {
     pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
         // A cached row carries the same outputs as the execution it reused, so it serves as
         // a hit too (and keeps serving after garbage collection dropped the original).
-        let found = conn
-            .prepare_cached(
-                "SELECT id, COALESCE(reused_execution, id) FROM executions WHERE cache_key = ?1 \
-                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| {
-                s.query_row([key.to_hex()], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
-                })
-                .optional()
-            })
-            .map_err(|e| self.db_error(e))?;
-        let Some((row, execution)) = found else {
-            return Ok(Lookup::Miss);
-        };
-        type Row = (String, String, i64, Option<i64>, Option<i64>);
+        // One statement: the newest completed execution with this key, its outputs, and
+        // their recorded blob stats. No outputs recorded (an incomplete row) is a miss.
+        type Row = (i64, String, String, i64, Option<i64>, Option<i64>);
         let rows: Vec<Row> = conn
             .prepare_cached(
-                "SELECT a.name, a.content_hash, a.size, b.size, b.mtime_ns FROM artifacts a \
+                "SELECT COALESCE(e.reused_execution, e.id), a.name, a.content_hash, a.size, \
+                        b.size, b.mtime_ns \
+                 FROM (SELECT id, reused_execution FROM executions \
+                       WHERE cache_key = ?1 AND status IN ('executed', 'cached') \
+                       ORDER BY id DESC LIMIT 1) e \
+                 JOIN artifacts a ON a.execution_id = e.id \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
-                 WHERE a.execution_id = ?1 ORDER BY a.position",
+                 ORDER BY a.position",
             )
             .and_then(|mut s| {
-                s.query_map([row], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                s.query_map([key.to_hex()], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })
                 .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let mut outputs = Vec::with_capacity(rows.len());
+        let Some(&(execution, ..)) = rows.first() else {
+            return Ok(Lookup::Miss);
+        };
+        let rows = rows
+            .into_iter()
+            .map(|(_, name, hex, size, bs, bm)| (name, hex, size, bs, bm));
+        let mut outputs = Vec::new();
         let mut stale = Vec::new();
         for (name, hex, size, blob_size, blob_mtime) in rows {
             let Some(hash) = Hash128::from_hex(&hex) else {
