@@ -72,28 +72,33 @@ fn name_of(code: u8) -> &'static str {
     }
 }
 
+/// Writes `values` in the raw layout (header, then little-endian elements).
+fn save_slice<T: RawElement>(value: &[T], out: &mut dyn Write) -> Result<(), BoxError> {
+    let mut header = [0u8; 16];
+    header[..5].copy_from_slice(MAGIC);
+    header[5] = FORMAT;
+    header[6] = T::CODE;
+    header[7] = std::mem::size_of::<T>() as u8;
+    header[8..].copy_from_slice(&(value.len() as u64).to_le_bytes());
+    out.write_all(&header)?;
+    if cfg!(target_endian = "little") {
+        out.write_all(bytemuck::cast_slice(value))?;
+    } else {
+        for chunk in value.chunks(8192) {
+            let le: Vec<T> = chunk.iter().map(|x| x.swap_le()).collect();
+            out.write_all(bytemuck::cast_slice(&le))?;
+        }
+    }
+    Ok(())
+}
+
 impl<T: RawElement> Cacher<Vec<T>> for Raw {
     fn id(&self) -> &str {
         "raw"
     }
 
     fn save(&self, value: &Vec<T>, out: &mut dyn Write) -> Result<(), BoxError> {
-        let mut header = [0u8; 16];
-        header[..5].copy_from_slice(MAGIC);
-        header[5] = FORMAT;
-        header[6] = T::CODE;
-        header[7] = std::mem::size_of::<T>() as u8;
-        header[8..].copy_from_slice(&(value.len() as u64).to_le_bytes());
-        out.write_all(&header)?;
-        if cfg!(target_endian = "little") {
-            out.write_all(bytemuck::cast_slice(value))?;
-        } else {
-            for chunk in value.chunks(8192) {
-                let le: Vec<T> = chunk.iter().map(|x| x.swap_le()).collect();
-                out.write_all(bytemuck::cast_slice(&le))?;
-            }
-        }
-        Ok(())
+        save_slice(value, out)
     }
 
     fn load(&self, input: &mut dyn Read) -> Result<Vec<T>, BoxError> {
@@ -143,6 +148,129 @@ impl<T: RawElement> Cacher<Vec<T>> for Raw {
 
     fn metadata(&self, value: &Vec<T>) -> Option<serde_json::Value> {
         Some(serde_json::json!({ "element": T::NAME, "len": value.len() }))
+    }
+}
+
+/// `ndarray` arrays of any dimension: a shape block (`PLNDA`, format version, number of
+/// axes, each axis length) in front of the same layout as `Vec<T>`, in standard (row-major)
+/// order whatever the array's memory layout.
+#[cfg(feature = "ndarray")]
+mod nd {
+    use std::io::{Read, Write};
+
+    use ndarray::{Array, Dimension, IxDyn};
+
+    use super::{save_slice, Cacher, Raw, RawElement};
+    use crate::error::BoxError;
+
+    const SHAPE_MAGIC: &[u8; 5] = b"PLNDA";
+
+    impl<T: RawElement, D: Dimension + Send + Sync + 'static> Cacher<Array<T, D>> for Raw {
+        fn id(&self) -> &str {
+            "raw-ndarray"
+        }
+
+        fn save(&self, value: &Array<T, D>, out: &mut dyn Write) -> Result<(), BoxError> {
+            let mut head = [0u8; 16];
+            head[..5].copy_from_slice(SHAPE_MAGIC);
+            head[5] = 1;
+            head[8..].copy_from_slice(&(value.ndim() as u64).to_le_bytes());
+            out.write_all(&head)?;
+            for &len in value.shape() {
+                out.write_all(&(len as u64).to_le_bytes())?;
+            }
+            let standard = value.as_standard_layout();
+            let slice = standard
+                .as_slice()
+                .ok_or("array is not contiguous in standard layout")?;
+            save_slice(slice, out)
+        }
+
+        fn load(&self, input: &mut dyn Read) -> Result<Array<T, D>, BoxError> {
+            let mut head = [0u8; 16];
+            input
+                .read_exact(&mut head)
+                .map_err(|_| "blob is too short for an array header")?;
+            if &head[..5] != SHAPE_MAGIC || head[5] != 1 {
+                return Err("blob was not written by the raw cacher for arrays".into());
+            }
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&head[8..]);
+            let ndim = u64::from_le_bytes(word);
+            if let Some(expected) = D::NDIM {
+                if ndim != expected as u64 {
+                    return Err(format!(
+                        "blob holds an array with {ndim} axes, but {expected} were requested"
+                    )
+                    .into());
+                }
+            }
+            if ndim > 64 {
+                return Err(format!("array header claims {ndim} axes").into());
+            }
+            let mut shape = Vec::with_capacity(ndim as usize);
+            for _ in 0..ndim {
+                input
+                    .read_exact(&mut word)
+                    .map_err(|_| "blob is too short for its shape")?;
+                shape.push(
+                    usize::try_from(u64::from_le_bytes(word))
+                        .map_err(|_| "axis length does not fit in memory")?,
+                );
+            }
+            let values: Vec<T> = Cacher::<Vec<T>>::load(self, input)?;
+            let array = Array::from_shape_vec(IxDyn(&shape), values)
+                .map_err(|e| format!("shape {shape:?} does not match the data: {e}"))?;
+            Ok(array.into_dimensionality::<D>()?)
+        }
+
+        fn metadata(&self, value: &Array<T, D>) -> Option<serde_json::Value> {
+            Some(serde_json::json!({ "element": T::NAME, "shape": value.shape() }))
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use ndarray::{arr2, Array1, Array2, Array3, ArrayD, IxDyn};
+
+        use super::*;
+
+        fn round_trip<A>(a: &A) -> Result<A, BoxError>
+        where
+            Raw: Cacher<A>,
+        {
+            let mut bytes = Vec::new();
+            Raw.save(a, &mut bytes)?;
+            Raw.load(&mut bytes.as_slice())
+        }
+
+        #[test]
+        fn arrays_round_trip_with_their_shape() {
+            let a = arr2(&[[1.0f64, -0.0], [f64::from_bits(0x7ff8_0000_0000_0001), 4.0]]);
+            let back = round_trip(&a).unwrap();
+            assert_eq!(back.shape(), [2, 2]);
+            let bits = |x: &Array2<f64>| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&back), bits(&a));
+            // A transposed (column-major) view is stored in standard order.
+            let t = a.t().to_owned();
+            assert_eq!(bits(&round_trip(&t).unwrap()), bits(&t));
+            let cube =
+                Array3::<u16>::from_shape_fn((2, 3, 4), |(i, j, k)| (i * 100 + j * 10 + k) as u16);
+            assert_eq!(round_trip(&cube).unwrap(), cube);
+            let dynamic = ArrayD::<i32>::zeros(IxDyn(&[3, 0, 2]));
+            assert_eq!(round_trip(&dynamic).unwrap(), dynamic);
+        }
+
+        #[test]
+        fn wrong_dimension_or_element_type_is_refused() {
+            let a = Array2::<f32>::zeros((2, 3));
+            let mut bytes = Vec::new();
+            Raw.save(&a, &mut bytes).unwrap();
+            let err = Cacher::<Array1<f32>>::load(&Raw, &mut bytes.as_slice()).unwrap_err();
+            assert!(err.to_string().contains("2 axes, but 1"), "{err}");
+            let err = Cacher::<Array2<f64>>::load(&Raw, &mut bytes.as_slice()).unwrap_err();
+            assert!(err.to_string().contains("`f32` elements"), "{err}");
+        }
     }
 }
 
