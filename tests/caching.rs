@@ -231,3 +231,42 @@ fn a_fully_cached_run_reads_no_artifact_bytes() {
     let _: f64 = run.output().load().unwrap();
     assert_eq!(store.stats().blob_reads, before.blob_reads + 1);
 }
+
+#[test]
+fn precedence_a_step_override_for_the_run_beats_everything() {
+    let (_dir, store) = temp_store();
+    let p = default_pipeline().store(store.clone());
+    p.run().unwrap();
+    // Caching off for the run, but on for `plain`; on for the run, but off for
+    // `always_cached` (whose attribute says `enable_cache = true`).
+    let run = p
+        .clone()
+        .enable_cache(false)
+        .step_enable_cache("plain", true)
+        .run()
+        .unwrap();
+    assert_eq!(status_of(&run, "plain"), StepStatus::Cached);
+    assert_eq!(status_of(&run, "always_cached"), StepStatus::Executed);
+    let run = p
+        .clone()
+        .step_enable_cache("always_cached", false)
+        .run()
+        .unwrap();
+    assert_eq!(status_of(&run, "always_cached"), StepStatus::Executed);
+    assert_eq!(
+        run.step("always_cached").unwrap().reason(),
+        &Reason::CacheDisabled
+    );
+    assert_eq!(status_of(&run, "plain"), StepStatus::Cached);
+    // A name the pipeline does not have is an error, not a silent no-op.
+    let err = p
+        .clone()
+        .step_enable_cache("plian", false)
+        .run()
+        .unwrap_err();
+    assert!(matches!(err, Error::UnknownStep { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("`plian`") && err.to_string().contains("plain"),
+        "{err}"
+    );
+}

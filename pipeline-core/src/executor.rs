@@ -27,6 +27,8 @@ use crate::time;
 
 pub(crate) struct RunSettings {
     pub(crate) enable_cache: Option<bool>,
+    /// Per-step overrides for this run, by call name or step name.
+    pub(crate) step_cache: HashMap<String, bool>,
     pub(crate) max_parallelism: usize,
     pub(crate) run_name: Option<String>,
 }
@@ -107,6 +109,25 @@ pub(crate) fn execute(
             step: def.name.clone(),
             name: "(pipeline body)".into(),
             message: problem.clone(),
+        });
+    }
+    if let Some(unknown) = settings.step_cache.keys().find(|k| {
+        !graph
+            .nodes
+            .iter()
+            .any(|n| &n.name == *k || n.step == k.as_str())
+    }) {
+        return Err(Error::UnknownStep {
+            run: def.name.clone(),
+            what: format!(
+                "step `{unknown}` to set caching for; its steps are: {}",
+                graph
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         });
     }
     let clock = Instant::now();
@@ -306,8 +327,13 @@ impl<'a> State<'a> {
     }
 
     fn cache_enabled(&self, node: &Node) -> bool {
-        self.settings
-            .enable_cache
+        let settings = &self.settings;
+        settings
+            .step_cache
+            .get(&node.name)
+            .or_else(|| settings.step_cache.get(node.step))
+            .copied()
+            .or(settings.enable_cache)
             .or(node.enable_cache)
             .or(self.def.enable_cache)
             .unwrap_or(true)

@@ -105,6 +105,7 @@ pub struct Pipeline<O> {
     opened: Arc<Mutex<Option<Store>>>,
     max_parallelism: Option<usize>,
     run_name: Option<String>,
+    step_cache: HashMap<String, bool>,
 }
 
 impl<O: PipelineOutput> Pipeline<O> {
@@ -123,6 +124,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             opened: Arc::new(Mutex::new(None)),
             max_parallelism: None,
             run_name: None,
+            step_cache: HashMap::new(),
         }
     }
 
@@ -131,6 +133,16 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// its execution and outputs.
     pub fn enable_cache(mut self, enabled: bool) -> Self {
         self.enable_cache = Some(enabled);
+        self
+    }
+
+    /// Turns caching on or off for one step in the runs of this pipeline value, by its call
+    /// name (`normalizer`, `normalizer_2`) or its step name (every call of it). This is the
+    /// strongest setting: it beats [`enable_cache`](Self::enable_cache) and the attributes.
+    /// A name the pipeline does not have makes `run()` fail with
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep).
+    pub fn step_enable_cache(mut self, step: impl Into<String>, enabled: bool) -> Self {
+        self.step_cache.insert(step.into(), enabled);
         self
     }
 
@@ -207,6 +219,7 @@ impl<O: PipelineOutput> Pipeline<O> {
         let store = self.open_store()?;
         let settings = RunSettings {
             enable_cache: self.enable_cache,
+            step_cache: self.step_cache.clone(),
             max_parallelism: self.max_parallelism.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())
