@@ -12,13 +12,13 @@
 //! tracing::subscriber::set_global_default(subscriber).expect("no other subscriber set");
 //! ```
 //!
-//! Limits, until the executor reports progress itself: `tracing::Span::current()` called
-//! through this wrapper does not see the inner subscriber's current span (the `tracing`
-//! crate does not export the type needed to forward it); spans still enter, exit and show
-//! in the inner subscriber's output as before. And the pipeline's step count is not in the
-//! events: pass it with
-//! [`Progress::expect_steps`] (e.g. `pipeline.len()`) to see `3/7`; otherwise the line
-//! counts the steps done so far.
+//! The total comes from the DEBUG event each run starts with ("Pipeline run `x` has
+//! started with 7 steps."), which the wrapper sees even when the inner subscriber filters
+//! DEBUG out; [`Progress::expect_steps`] sets it by hand for the first run.
+//!
+//! Limit: `tracing::Span::current()` called through this wrapper does not see the inner
+//! subscriber's current span (the `tracing` crate does not export the type needed to
+//! forward it); spans still enter, exit and show in the inner subscriber's output.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, Weak};
@@ -73,7 +73,8 @@ impl<S: Subscriber> Progress<S> {
     }
 
     fn ours(&self, meta: &Metadata<'_>) -> bool {
-        self.draw && meta.target() == TARGET && *meta.level() <= Level::INFO
+        // INFO: the step lines; DEBUG: the run's start, which carries the step count.
+        self.draw && meta.target() == TARGET && *meta.level() <= Level::DEBUG
     }
 }
 
@@ -99,7 +100,7 @@ impl<S: Subscriber> Subscriber for Progress<S> {
     fn max_level_hint(&self) -> Option<LevelFilter> {
         let inner = self.inner.max_level_hint();
         if self.draw {
-            inner.map(|l| l.max(LevelFilter::INFO))
+            inner.map(|l| l.max(LevelFilter::DEBUG))
         } else {
             inner
         }
@@ -233,6 +234,19 @@ impl Line {
         let Some(name) = quoted(message) else {
             return false;
         };
+        if let Some(total) = message
+            .strip_prefix("Pipeline run ")
+            .and_then(|rest| rest.rsplit_once(" has started with "))
+            .and_then(|(_, n)| n.strip_suffix(" steps.")?.parse().ok())
+        {
+            // A run begins and says how many steps it has.
+            *self = Line {
+                total,
+                ticking: self.ticking,
+                ..Line::default()
+            };
+            return false;
+        }
         if message.starts_with("Pipeline run ") {
             // The run is over: forget it, keep the expected total for the next one.
             *self = Line {
@@ -331,6 +345,12 @@ mod tests {
         line.total = 0;
         line.update("Step `a` has started.", t0);
         assert_eq!(line.render(t0), "[0 done] 0:00 · running: a");
+        // A run's start event carries its step count.
+        line.update("Pipeline run `p-2026` has started with 7 steps.", t0);
+        assert_eq!(line.total, 7);
+        assert!(!line.active());
+        line.update("Step `b` has started.", t0);
+        assert_eq!(line.render(t0), "[0/7] 0:00 · running: b");
         assert_eq!(quoted("no quotes"), None);
     }
 }

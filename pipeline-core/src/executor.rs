@@ -14,7 +14,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::artifact::BoundArtifact;
 use crate::error::{Error, Result};
@@ -138,6 +138,15 @@ pub(crate) fn execute(
         .clone()
         .unwrap_or_else(|| format!("{}-{}", def.name, time::run_suffix(started)));
     store.begin_run(&id, &def.name, &name, started)?;
+    // For progress displays (`pipeline::progress`); DEBUG, so the INFO log lines of
+    // DESIGN §6 stay exactly as they are.
+    debug!(
+        target: "pipeline",
+        steps = graph.nodes.len(),
+        "Pipeline run `{}` has started with {} steps.",
+        name,
+        graph.nodes.len()
+    );
 
     let mut state = State::new(def, store, settings, &id, &name);
     let result = std::thread::scope(|scope| state.drive(scope));
