@@ -11,37 +11,10 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pipeline::cacher::Raw;
 use pipeline::prelude::*;
 
-#[step]
-fn seed(x: u64) -> u64 {
-    x
-}
+#[path = "../examples/common/trivial.rs"]
+mod trivial;
 
-#[step]
-fn inc(x: &u64) -> u64 {
-    x + 1
-}
-
-#[pipeline]
-fn chain(n: usize) -> Artifact<u64> {
-    let mut a = seed(0);
-    for _ in 1..n {
-        a = inc(&a);
-    }
-    a
-}
-
-#[pipeline]
-fn fan(width: usize, depth: usize) -> Vec<Artifact<u64>> {
-    (0..width)
-        .map(|w| {
-            let mut a = seed(w as u64);
-            for _ in 1..depth {
-                a = inc(&a);
-            }
-            a
-        })
-        .collect()
-}
+use trivial::{chain, fan};
 
 #[step(cacher = Raw)]
 fn doubles(n: usize) -> Vec<f64> {

@@ -16,6 +16,10 @@
 mod digits;
 #[path = "common/digits_pipeline.rs"]
 mod digits_pipeline;
+#[path = "common/trivial.rs"]
+mod trivial;
+
+use trivial::{chain, fan, inc, seed};
 
 use std::fs::{self, File};
 use std::hint::black_box;
@@ -30,42 +34,6 @@ use pipeline::store::HashingWriter;
 
 // ---------------------------------------------------------------------------------------
 // Steps and pipelines under test.
-
-/// Figure 1 and 5: the head of a chain.
-#[step]
-fn seed(x: u64) -> u64 {
-    x
-}
-
-/// Figure 1 and 5: a trivial step.
-#[step]
-fn inc(x: &u64) -> u64 {
-    x + 1
-}
-
-/// A chain of `n` trivial steps.
-#[pipeline]
-fn chain(n: usize) -> Artifact<u64> {
-    let mut a = seed(0);
-    for _ in 1..n {
-        a = inc(&a);
-    }
-    a
-}
-
-/// A wide fan of `width` independent chains of `depth` trivial steps each.
-#[pipeline]
-fn fan(width: usize, depth: usize) -> Vec<Artifact<u64>> {
-    (0..width)
-        .map(|w| {
-            let mut a = seed(w as u64);
-            for _ in 1..depth {
-                a = inc(&a);
-            }
-            a
-        })
-        .collect()
-}
 
 fn make_floats(n: usize) -> Vec<f32> {
     (0..n).map(|i| (i % 1024) as f32).collect()

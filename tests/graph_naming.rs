@@ -2,15 +2,10 @@
 
 use pipeline::prelude::*;
 
-#[step]
-fn seed(x: u64) -> u64 {
-    x
-}
+#[path = "../examples/common/trivial.rs"]
+mod trivial;
 
-#[step]
-fn inc(x: &u64) -> u64 {
-    x + 1
-}
+use trivial::{fan, inc, seed};
 
 /// A step whose own name looks like the second call of `inc`.
 #[step(name = "inc_2")]
@@ -36,19 +31,6 @@ fn repeated_calls_get_the_first_free_suffix() {
         p.step_names(),
         ["seed", "inc_2", "inc", "inc_3", "inc_4", "seed_2"]
     );
-}
-
-#[pipeline]
-fn fan(width: usize, depth: usize) -> Vec<Artifact<u64>> {
-    (0..width)
-        .map(|w| {
-            let mut a = seed(w as u64);
-            for _ in 1..depth {
-                a = inc(&a);
-            }
-            a
-        })
-        .collect()
 }
 
 // Naming the n-th call of a step used to scan every earlier name for every candidate suffix
