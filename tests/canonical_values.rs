@@ -492,6 +492,20 @@ fn edited_stored_types_re_execute_and_never_load_wrong_values() {
     let differences = pipeline::Reason::differences(&prev.components, &rec.components);
     let texts: Vec<String> = differences.iter().map(|d| d.to_string()).collect();
     assert_eq!(texts, ["output type `Split` changed shape"]);
+
+    // This process has the types in version 1. `Store::load` reads the version-1 output,
+    // and refuses the version-2 one instead of decoding it into swapped fields.
+    assert_eq!(shape_version(), 1);
+    let first_run = &runs[runs.len() - 1];
+    let old: Split = store.load(&first_run.name, "split", "output").unwrap();
+    assert_eq!(old, Split { train: 80, test: 20 });
+    match store.load::<Split>(&edited_run.name, "split", "output") {
+        Err(Error::TypeMismatch { stored, requested, .. }) => {
+            assert!(stored.contains("serde shape"), "{stored}");
+            assert!(requested.contains("edited since"), "{requested}");
+        }
+        other => panic!("expected a type mismatch, got {other:?}"),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
