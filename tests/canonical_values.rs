@@ -70,17 +70,17 @@ fn vocabulary_size(words: &HashSet<String>) -> usize {
     words.len()
 }
 
-#[pipeline]
-fn sets_and_maps(
-    tags: HashSet<String>,
-    groups: Groups,
-) -> (
+/// The outputs of `sets_and_maps`.
+type SetsAndMaps = (
     Artifact<usize>,
     Artifact<BTreeMap<String, usize>>,
     Artifact<HashMap<String, u64>>,
     Artifact<u64>,
     Artifact<usize>,
-) {
+);
+
+#[pipeline]
+fn sets_and_maps(tags: HashSet<String>, groups: Groups) -> SetsAndMaps {
     let counts = word_counts(40);
     let words = vocabulary(40);
     (
@@ -498,9 +498,17 @@ fn edited_stored_types_re_execute_and_never_load_wrong_values() {
     assert_eq!(shape_version(), 1);
     let first_run = &runs[runs.len() - 1];
     let old: Split = store.load(&first_run.name, "split", "output").unwrap();
-    assert_eq!(old, Split { train: 80, test: 20 });
+    assert_eq!(
+        old,
+        Split {
+            train: 80,
+            test: 20
+        }
+    );
     match store.load::<Split>(&edited_run.name, "split", "output") {
-        Err(Error::TypeMismatch { stored, requested, .. }) => {
+        Err(Error::TypeMismatch {
+            stored, requested, ..
+        }) => {
             assert!(stored.contains("serde shape"), "{stored}");
             assert!(requested.contains("edited since"), "{requested}");
         }
@@ -745,8 +753,11 @@ fn print_steps(run: &RunRecord) {
     }
 }
 
+/// `(name, (status, reason))` per step of a run.
+type Steps = Vec<(String, (String, String))>;
+
 /// `(name, (status, reason))` of every `STEP` line.
-fn parse_steps(out: &str) -> Vec<(String, (String, String))> {
+fn parse_steps(out: &str) -> Steps {
     lines(out, "STEP ")
         .into_iter()
         .map(|l| {
@@ -760,7 +771,7 @@ fn parse_steps(out: &str) -> Vec<(String, (String, String))> {
 }
 
 /// The steps of each run printed by the children, in order.
-fn runs_of(first: &str, second: &str) -> Vec<Vec<(String, (String, String))>> {
+fn runs_of(first: &str, second: &str) -> Vec<Steps> {
     let mut runs = Vec::new();
     for out in [first, second] {
         for chunk in out.split("RUN ").skip(1) {

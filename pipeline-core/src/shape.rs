@@ -818,16 +818,13 @@ impl<'de> de::Deserializer<'de> for De<'_> {
             return Err(TraceError(format!("enum `{name}` has no variants")));
         }
         let recursive = st.begin(ident)?;
-        if !st.defs.contains_key(&ident) {
-            st.defs.insert(
-                ident,
-                Def::Enum(EnumDef {
-                    variants,
-                    payloads: variants.iter().map(|_| None).collect(),
-                    endless: vec![false; variants.len()],
-                }),
-            );
-        }
+        st.defs.entry(ident).or_insert_with(|| {
+            Def::Enum(EnumDef {
+                variants,
+                payloads: variants.iter().map(|_| None).collect(),
+                endless: vec![false; variants.len()],
+            })
+        });
         let cut = st.cut > 0;
         let index = if cut {
             st.ending(&ident)
