@@ -19,6 +19,7 @@ fn components(inputs: usize) -> KeyComponents {
         outputs: vec![OutputDecl {
             name: "output".into(),
             type_name: "digits::Svc".into(),
+            shape: "0123456789abcdef0123456789abcdef".into(),
             cacher: "bincode".into(),
             cacher_version: 1,
         }],
@@ -34,6 +35,7 @@ fn components(inputs: usize) -> KeyComponents {
                     InputComponent::Parameter {
                         name: format!("param_{i}"),
                         type_name: "f64".into(),
+                        shape: "0123456789abcdef0123456789abcdef".into(),
                         hash: Hash128::of(&i.to_le_bytes()).to_hex(),
                         value: serde_json::json!(0.5),
                     }

@@ -33,6 +33,8 @@ pub(crate) struct BoundArtifact {
     pub(crate) output_name: String,
     pub(crate) type_name: String,
     pub(crate) spec: Arc<OutputSpec>,
+    /// The execution that wrote the bytes (the reused one for a cached step); 0 if unknown.
+    pub(crate) execution: i64,
 }
 
 impl<T> Artifact<T> {
@@ -93,13 +95,33 @@ impl<T> Artifact<T> {
 
 impl<T: 'static> Artifact<T> {
     /// Reads the value from the store, verifying its content hash.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged,
+    /// [`Error::Undecodable`] when they do not decode as `T` (the store then records that,
+    /// so the next run executes the producing step again), [`Error::TypeMismatch`] when `T`
+    /// is not the type the step returned.
     pub fn load(&self) -> Result<T> {
         let bound = self.bound()?;
-        let value = bound
+        let value = match bound
             .store
             .read_blob(bound.hash, bound.spec.cacher_id(), |input| {
                 bound.spec.load(input)
-            })?;
+            }) {
+            Ok(value) => value,
+            Err(Error::Cacher { message, .. }) => {
+                return Err(bound.store.undecodable(
+                    bound.execution,
+                    &bound.step,
+                    &bound.output_name,
+                    &bound.type_name,
+                    bound.spec.cacher_id(),
+                    message,
+                ))
+            }
+            Err(e) => return Err(e),
+        };
         value
             .downcast::<T>()
             .map(|b| *b)

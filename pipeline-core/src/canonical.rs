@@ -32,12 +32,25 @@
 //! | `unit_variant`     | enum name, `u32` variant index, variant name          |
 //! | `newtype_struct`   | name, inner value                                     |
 //! | `newtype_variant`  | enum name, index, variant name, inner value           |
-//! | `seq`, `tuple`     | `u64` count, elements in order                        |
+//! | `seq`, `tuple`     | `u64` count, elements in order (sets: sorted, below)  |
 //! | `tuple_struct`     | name, count, fields in order                          |
 //! | `tuple_variant`    | enum name, index, variant name, count, fields         |
 //! | `map`              | count, `key value` pairs sorted by encoded key        |
 //! | `struct`           | name, count, `field-name value` pairs as declared     |
 //! | `struct_variant`   | enum name, index, variant name, count, field pairs    |
+//!
+//! A *set* is written like a sequence whose elements are sorted by their own
+//! encoded bytes, so its bytes do not depend on iteration order. Serde hands a
+//! `HashSet` and a `Vec` alike to `serialize_seq`; what tells them apart is
+//! the iterable that the collection's `Serialize` impl passes to
+//! [`Serializer::collect_seq`](ser::Serializer::collect_seq), whose
+//! [`std::any::type_name`] names the collection. Sorted that way:
+//! `std::collections::{HashSet, BTreeSet, BinaryHeap}` (and a `HashMap` or
+//! `BTreeMap` serialized as a sequence of pairs), every `hashbrown`
+//! collection, and `indexmap::IndexSet`. Not seen, so kept in iteration
+//! order: a custom `Serialize` impl that calls `serialize_seq` and writes an
+//! unordered collection element by element (or passes some other iterator to
+//! `collect_seq`). Give such a parameter a `BTreeSet` or a sorted `Vec`.
 //!
 //! Counts are always the number of elements actually emitted, never the
 //! length hint given to the serializer: a hint may be absent (iterators) or
@@ -49,6 +62,8 @@
 
 use serde::ser::{self, Serialize};
 use std::fmt;
+
+pub use crate::canonical_order::{CanonicalOrder, CanonicalOrderSerializer};
 
 /// Error while encoding a value canonically (a `Serialize` impl returned an
 /// error, or a map key failed).
@@ -69,6 +84,51 @@ impl ser::Error for CanonicalError {
     }
 }
 
+/// How a collection that serde hands to `collect_seq` or `collect_map` orders
+/// its elements, judged by the [`std::any::type_name`] of the iterable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Collection {
+    /// Order is part of the value (`Vec`, slices, `VecDeque`, an `IndexMap`
+    /// written as a sequence of pairs, anything unknown).
+    Positional,
+    /// Iterates in an order that depends on hash seeds or on how it was
+    /// built: `std::collections::{HashMap, HashSet, BinaryHeap}` and every
+    /// `hashbrown` collection, with their iterators.
+    Hashed,
+    /// `indexmap::IndexSet` (and `IndexMap` written as a map): insertion
+    /// order, deterministic and observable, but not part of `==`.
+    Indexed,
+    /// `BTreeSet` / `BTreeMap`: sorted by `Ord`, deterministic.
+    OrdSorted,
+}
+
+impl Collection {
+    /// Classifies the iterable passed to `collect_seq` (`map = false`) or
+    /// `collect_map` (`map = true`) by its type name.
+    ///
+    /// Only known paths count: guessing from words such as "hash" in a
+    /// user's own type name could merge two different sequences into one
+    /// encoding, which would make a cache return a wrong result.
+    pub(crate) fn of(type_name: &str, map: bool) -> Collection {
+        let path = type_name.trim_start_matches(['&', ' ']);
+        let path = path.strip_prefix("mut ").unwrap_or(path);
+        let path = path.trim_start_matches(['&', ' ']);
+        let starts = |prefix: &str| path.starts_with(prefix);
+        if starts("std::collections::hash::")
+            || starts("hashbrown::")
+            || starts("alloc::collections::binary_heap::")
+        {
+            Collection::Hashed
+        } else if starts("alloc::collections::btree::") {
+            Collection::OrdSorted
+        } else if starts("indexmap::set::") || (map && starts("indexmap::map::")) {
+            Collection::Indexed
+        } else {
+            Collection::Positional
+        }
+    }
+}
+
 /// Encodes `value` into canonical bytes: equal values give equal bytes and
 /// different values give different bytes, which makes the result suitable as
 /// hash input for cache keys.
@@ -84,9 +144,11 @@ impl ser::Error for CanonicalError {
 ///   Entries with identical key bytes (only possible with hand-written
 ///   `Serialize` impls) keep their emitted order.
 /// * Sequences keep their order, because order is part of a sequence's value.
-///   Serde serializes sets as sequences, so a `HashSet` parameter encodes in
-///   its (randomised) iteration order and is **not** canonical: use
-///   `BTreeSet` (or a sorted `Vec`) for set-valued parameters.
+///   Sets are order-independent: the elements of a `HashSet`, `BTreeSet`,
+///   `BinaryHeap`, `hashbrown` set or `IndexSet` are encoded separately and
+///   written sorted by their bytes, wherever the set is nested. Sets are
+///   recognised by the type that their `Serialize` impl hands to
+///   `collect_seq` (see the module docs for what stays unseen).
 /// * Floats are encoded by their exact bit pattern (`to_bits`), with no
 ///   normalisation: `0.0` and `-0.0` differ, and NaNs with different payloads
 ///   differ. Equal bits always give equal bytes, which is what a cache needs;
@@ -400,6 +462,38 @@ impl<'a> ser::Serializer for &'a mut Encoder {
         false
     }
 
+    /// Sets are written sorted by element bytes (see the module docs); other
+    /// iterables as plain sequences.
+    fn collect_seq<I>(self, iter: I) -> Result<(), CanonicalError>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        match Collection::of(std::any::type_name::<I>(), false) {
+            Collection::Positional => {
+                let mut seq = ser::Serializer::serialize_seq(self, None)?;
+                for item in iter {
+                    ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+                }
+                ser::SerializeSeq::end(seq)
+            }
+            Collection::Hashed | Collection::Indexed | Collection::OrdSorted => {
+                let mut items = iter
+                    .into_iter()
+                    .map(|item| to_canonical_bytes(&item))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Equal bytes are equal elements, so an unstable sort is exact.
+                items.sort_unstable();
+                self.tag(tag::SEQ);
+                self.count(items.len());
+                for item in &items {
+                    self.out.extend_from_slice(item);
+                }
+                Ok(())
+            }
+        }
+    }
+
     fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
         self.tag(tag::BOOL);
         self.out.push(u8::from(v));
@@ -622,7 +716,7 @@ mod tests {
     use super::*;
     use serde::ser::{SerializeMap, SerializeSeq, Serializer};
     use serde::Serialize;
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap, HashSet};
 
     fn enc<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
         match to_canonical_bytes(value) {
@@ -1093,5 +1187,135 @@ mod tests {
                 assert_ne!(enc(&changed), expected);
             }
         }
+    }
+
+    /// Two `HashSet`s with the same elements whose iteration orders differ (each set has
+    /// its own random hash seed, and they are filled in opposite orders).
+    fn two_orders<T: std::hash::Hash + Eq + Clone>(items: &[T]) -> (HashSet<T>, HashSet<T>) {
+        for _ in 0..20 {
+            let a: HashSet<T> = items.iter().cloned().collect();
+            let b: HashSet<T> = items.iter().rev().cloned().collect();
+            if a.iter().zip(&b).any(|(x, y)| x != y) {
+                return (a, b);
+            }
+        }
+        panic!("could not build two sets with different iteration orders");
+    }
+
+    #[test]
+    fn hash_set_is_iteration_order_independent() {
+        let tags: Vec<String> = (0..16).map(|i| format!("tag{i}")).collect();
+        let (a, b) = two_orders(&tags);
+        assert_eq!(enc(&a), enc(&b));
+        // The same elements in a `BTreeSet` encode the same way: both are sets.
+        let sorted: BTreeSet<String> = tags.iter().cloned().collect();
+        assert_eq!(enc(&a), enc(&sorted));
+        // A different element is a different value.
+        let mut c = a.clone();
+        c.remove("tag3");
+        c.insert("tag99".to_owned());
+        assert_ne!(enc(&a), enc(&c));
+        // Order still matters for a `Vec`.
+        assert_ne!(enc(&vec![1u32, 2]), enc(&vec![2u32, 1]));
+    }
+
+    #[test]
+    fn sets_nested_in_maps_and_structs_are_canonical() {
+        #[derive(Serialize)]
+        struct Params {
+            groups: HashMap<String, HashSet<u32>>,
+            lists: Vec<HashSet<i64>>,
+        }
+        fn build(reverse: bool) -> Params {
+            let mut keys: Vec<u32> = (0..40).collect();
+            if reverse {
+                keys.reverse();
+            }
+            let groups = keys
+                .iter()
+                .map(|&g| (format!("g{g}"), keys.iter().map(|&k| k * g).collect()))
+                .collect();
+            let lists = (0..3)
+                .map(|n| keys.iter().map(|&k| i64::from(k) - n).collect())
+                .collect();
+            Params { groups, lists }
+        }
+        let (a, b) = (build(false), build(true));
+        let orders_differ = a
+            .groups
+            .get("g7")
+            .zip(b.groups.get("g7"))
+            .is_some_and(|(x, y)| x.iter().zip(y).any(|(p, q)| p != q));
+        assert!(orders_differ, "the test needs two iteration orders");
+        assert_eq!(enc(&a), enc(&b));
+    }
+
+    #[test]
+    fn binary_heaps_with_equal_elements_encode_equally() {
+        let a: BinaryHeap<u32> = [5, 1, 9, 3, 3, 7].into_iter().collect();
+        let b: BinaryHeap<u32> = [3, 7, 3, 1, 5, 9].into_iter().collect();
+        assert_eq!(enc(&a), enc(&b));
+        let c: BinaryHeap<u32> = [5, 1, 9, 3, 7].into_iter().collect();
+        assert_ne!(enc(&a), enc(&c), "a heap is a multiset: duplicates count");
+    }
+
+    #[test]
+    fn collect_seq_type_names_identify_unordered_collections() {
+        fn of<I>(_: &I) -> Collection {
+            Collection::of(std::any::type_name::<I>(), false)
+        }
+        let set: HashSet<u32> = HashSet::new();
+        let map: HashMap<String, u32> = HashMap::new();
+        let heap: BinaryHeap<u32> = BinaryHeap::new();
+        let tree: BTreeSet<u32> = BTreeSet::new();
+        // What serde's impls pass to `collect_seq`: the collection by reference.
+        assert_eq!(of(&&set), Collection::Hashed);
+        assert_eq!(of(&set.iter()), Collection::Hashed);
+        assert_eq!(of(&map.keys()), Collection::Hashed);
+        assert_eq!(of(&&heap), Collection::Hashed);
+        assert_eq!(of(&&tree), Collection::OrdSorted);
+        assert_eq!(of(&&vec![1u8]), Collection::Positional);
+        assert_eq!(of(&[1u8].iter()), Collection::Positional);
+        for name in [
+            "&hashbrown::set::HashSet<u32, foldhash::fast::RandomState>",
+            "&hashbrown::map::HashMap<u8, u8>",
+        ] {
+            assert_eq!(Collection::of(name, false), Collection::Hashed, "{name}");
+        }
+        assert_eq!(
+            Collection::of("&indexmap::set::IndexSet<u8>", false),
+            Collection::Indexed
+        );
+        // `indexmap::map::serde_seq` writes a map as an ordered sequence on purpose.
+        assert_eq!(
+            Collection::of("&indexmap::map::IndexMap<u8, u8>", false),
+            Collection::Positional
+        );
+        assert_eq!(
+            Collection::of("&indexmap::map::IndexMap<u8, u8>", true),
+            Collection::Indexed
+        );
+        // A user's type is never guessed from its name.
+        assert_eq!(
+            Collection::of("&my_crate::hash_chain::HashChain", false),
+            Collection::Positional
+        );
+    }
+
+    #[test]
+    fn a_set_written_element_by_element_stays_unseen() {
+        // The documented limit: a custom impl that drives `serialize_seq` itself gives
+        // no type to look at, so its elements keep their iteration order.
+        struct ByHand(Vec<u32>);
+        impl Serialize for ByHand {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for x in &self.0 {
+                    seq.serialize_element(x)?;
+                }
+                seq.end()
+            }
+        }
+        assert_ne!(enc(&ByHand(vec![1, 2])), enc(&ByHand(vec![2, 1])));
     }
 }

@@ -160,6 +160,24 @@ pub enum Error {
         message: String,
     },
 
+    /// Stored bytes could not be decoded as the type asked for: the type changed in a way
+    /// its cache key could not see (see [`crate::shape`]), or its `Serialize` and
+    /// `Deserialize` impls disagree. Recorded in the store, so the next run of the pipeline
+    /// executes the producing step again instead of reusing the bytes.
+    #[error("stored output `{output}` of step `{step}` could not be decoded as `{type_name}` by cacher `{cacher}`: {message}; the next run executes `{step}` again")]
+    Undecodable {
+        /// Step that produced the output.
+        step: String,
+        /// Output name.
+        output: String,
+        /// The type the bytes were decoded as.
+        type_name: String,
+        /// Cacher id.
+        cacher: String,
+        /// The decoder's error.
+        message: String,
+    },
+
     /// A parameter could not be encoded for the cache key.
     #[error("parameter `{name}` of step `{step}` cannot be encoded: {message}")]
     Parameter {

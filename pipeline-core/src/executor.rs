@@ -22,7 +22,7 @@ use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, 
 use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
-use crate::store::{Acquire, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Store};
+use crate::store::{Acquire, Damage, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Store};
 use crate::time;
 
 pub(crate) struct RunSettings {
@@ -368,6 +368,7 @@ impl<'a> State<'a> {
                 InputSource::Param(p) => InputComponent::Parameter {
                     name: input.name.to_string(),
                     type_name: p.type_name.to_string(),
+                    shape: p.shape.clone(),
                     hash: p.hash.to_hex(),
                     value: p.json.clone(),
                 },
@@ -483,20 +484,28 @@ impl<'a> State<'a> {
                     return Ok(());
                 }
                 Acquire::Claimed {
-                    damaged: Some((output, missing)),
+                    damaged: Some(damage),
                 } => {
+                    let (output, what, reason) = match damage {
+                        Damage::Missing { output } => {
+                            (output.clone(), "missing", Reason::BlobMissing { output })
+                        }
+                        Damage::Corrupt { output } => {
+                            (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                        }
+                        Damage::Undecodable { output, type_name } => (
+                            output.clone(),
+                            "not decodable as the type the step returns",
+                            Reason::Undecodable { output, type_name },
+                        ),
+                    };
                     warn!(
                         target: "pipeline",
                         "Cached output `{}` of `{}` is {}; executing the step again.",
                         output,
                         node.name,
-                        if missing { "missing" } else { "corrupt" }
+                        what
                     );
-                    let reason = if missing {
-                        Reason::BlobMissing { output }
-                    } else {
-                        Reason::BlobCorrupt { output }
-                    };
                     (reason, None)
                 }
                 Acquire::Claimed { damaged: None } => {
@@ -633,6 +642,7 @@ impl<'a> State<'a> {
                     output_name: spec.decl.name.clone(),
                     type_name: spec.decl.type_name.clone(),
                     spec: Arc::clone(spec),
+                    execution: p.execution,
                 }),
             );
         }

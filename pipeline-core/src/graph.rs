@@ -50,6 +50,8 @@ pub enum Input<T> {
 /// One parameter: its canonical hash for the key, JSON for people, and the value itself.
 pub struct Param {
     pub(crate) type_name: &'static str,
+    /// Fingerprint of the type's serde shape (see [`crate::shape`]).
+    pub(crate) shape: String,
     pub(crate) hash: Hash128,
     pub(crate) json: serde_json::Value,
     pub(crate) value: Value,
@@ -129,6 +131,7 @@ impl InputSpec {
                     mode,
                     source: InputSource::Param(Param {
                         type_name: std::any::type_name::<T>(),
+                        shape: crate::shape::shape_of::<T>().fingerprint().to_owned(),
                         hash,
                         json,
                         value: Arc::new(v),
@@ -155,16 +158,18 @@ pub struct OutputSpec {
 }
 
 impl OutputSpec {
-    /// Declares output `name` of type `T`, stored by `cacher`.
+    /// Declares output `name` of type `T`, stored by `cacher`. The declaration (and so the
+    /// cache key) holds `T`'s name and the fingerprint of its serde shape.
     pub fn new<T, C>(name: &'static str, cacher: C) -> Self
     where
-        T: Send + Sync + 'static,
+        T: DeserializeOwned + Send + Sync + 'static,
         C: Cacher<T>,
     {
         let cacher = Arc::new(cacher);
         let decl = OutputDecl {
             name: name.to_string(),
             type_name: std::any::type_name::<T>().to_string(),
+            shape: crate::shape::shape_of::<T>().fingerprint().to_owned(),
             cacher: cacher.id().to_string(),
             cacher_version: cacher.version(),
         };

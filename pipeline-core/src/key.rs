@@ -1,10 +1,11 @@
 //! Cache keys and the components they are made of.
 //!
 //! A cache key is xxh3-128 over a canonical, length-prefixed encoding of: the key-format
-//! version, the step name, the code signature, each output's declaration (name, type, cacher
-//! id and version) and each input in declaration order (name plus the upstream artifact's
-//! content hash, or the parameter's type name and canonical bytes). The components are
-//! recorded beside the key so a miss can say exactly what changed.
+//! version, the step name, the code signature, each output's declaration (name, type name,
+//! the type's serde shape, cacher id and version) and each input in declaration order (name
+//! plus the upstream artifact's content hash, or the parameter's type name, serde shape and
+//! canonical bytes). The components are recorded beside the key so a miss can say exactly
+//! what changed.
 
 use std::fmt;
 
@@ -12,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 /// Bump when the encoding below changes: every key changes with it, which is what we want.
-pub const KEY_FORMAT_VERSION: u32 = 1;
+///
+/// 2: output declarations and parameters carry their type's serde shape; sets in
+/// parameters are encoded in canonical order.
+pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// A 128-bit hash (content hash or cache key).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -57,6 +61,10 @@ pub struct OutputDecl {
     pub name: String,
     /// Rust type name of the value.
     pub type_name: String,
+    /// Fingerprint of the type's serde shape (32 hex digits), `untraced` when it could not
+    /// be traced (see [`crate::shape`]), empty in records older than key format 2.
+    #[serde(default)]
+    pub shape: String,
     /// Cacher id.
     pub cacher: String,
     /// Cacher format version.
@@ -82,6 +90,9 @@ pub enum InputComponent {
         name: String,
         /// Rust type name.
         type_name: String,
+        /// Fingerprint of the type's serde shape, as in [`OutputDecl::shape`].
+        #[serde(default)]
+        shape: String,
         /// xxh3-128 of the canonical bytes (hex).
         hash: String,
         /// The value as JSON (not part of the key: for explanations).
@@ -129,6 +140,7 @@ impl KeyComponents {
         for o in &self.outputs {
             field(o.name.as_bytes());
             field(o.type_name.as_bytes());
+            field(o.shape.as_bytes());
             field(o.cacher.as_bytes());
             field(&o.cacher_version.to_le_bytes());
         }
@@ -145,12 +157,14 @@ impl KeyComponents {
                 InputComponent::Parameter {
                     name,
                     type_name,
+                    shape,
                     hash,
                     ..
                 } => {
                     field(b"p");
                     field(name.as_bytes());
                     field(type_name.as_bytes());
+                    field(shape.as_bytes());
                     field(hash.as_bytes());
                 }
             }
@@ -176,12 +190,14 @@ mod tests {
             outputs: vec![OutputDecl {
                 name: "output".into(),
                 type_name: "f64".into(),
+                shape: "a".repeat(32),
                 cacher: "bincode".into(),
                 cacher_version: 1,
             }],
             inputs: vec![InputComponent::Parameter {
                 name: "gamma".into(),
                 type_name: "f64".into(),
+                shape: "b".repeat(32),
                 hash: Hash128(1).to_hex(),
                 value: serde_json::json!(0.1),
             }],
@@ -215,6 +231,26 @@ mod tests {
         let mut c = components();
         c.step = "trainer2".into();
         assert_ne!(c.cache_key(), base);
+        let mut c = components();
+        c.outputs[0].shape = "c".repeat(32);
+        assert_ne!(c.cache_key(), base, "output shape");
+        let mut c = components();
+        if let InputComponent::Parameter { shape, .. } = &mut c.inputs[0] {
+            *shape = "c".repeat(32);
+        }
+        assert_ne!(c.cache_key(), base, "parameter shape");
+    }
+
+    #[test]
+    fn components_recorded_before_shapes_still_parse() {
+        let old = r#"{"format":1,"step":"s","code_signature":"0000000000000007",
+            "outputs":[{"name":"output","type_name":"u64","cacher":"bincode","cacher_version":1}],
+            "inputs":[{"kind":"parameter","name":"n","type_name":"u32","hash":"00","value":3}]}"#;
+        let parsed: KeyComponents = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.outputs[0].shape, "");
+        assert!(
+            matches!(&parsed.inputs[0], InputComponent::Parameter { shape, .. } if shape.is_empty())
+        );
     }
 
     #[test]

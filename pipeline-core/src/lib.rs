@@ -9,6 +9,7 @@
 mod artifact;
 pub mod cacher;
 pub mod canonical;
+mod canonical_order;
 mod checks;
 mod error;
 mod executor;
@@ -16,6 +17,7 @@ mod graph;
 mod key;
 mod pipeline;
 mod run;
+pub mod shape;
 pub mod store;
 mod time;
 

@@ -104,6 +104,60 @@ pub enum Reason {
     },
     /// The key differs from every earlier one in a way not listed above.
     KeyChanged,
+    /// The serde shape of an output's type changed (fields, their order or types, enum
+    /// variants), so bytes stored for the old shape are not reused.
+    OutputShapeChanged {
+        /// Output name.
+        output: String,
+        /// Rust type name of the output.
+        type_name: String,
+    },
+    /// The serde shape of a parameter's type changed.
+    ParameterShapeChanged {
+        /// Parameter name.
+        name: String,
+        /// Rust type name of the parameter.
+        type_name: String,
+    },
+    /// The cached execution's stored output could not be decoded as the type the step
+    /// returns (found when it was last loaded), so it is computed again.
+    Undecodable {
+        /// Output name.
+        output: String,
+        /// Rust type name the bytes were decoded as.
+        type_name: String,
+    },
+}
+
+/// `alloc::vec::Vec<my_crate::Split>` as `Vec<Split>`: type names in reasons without
+/// module paths.
+pub(crate) fn short_type_name(full: &str) -> String {
+    let mut out = String::with_capacity(full.len());
+    let mut segment = String::new();
+    let mut chars = full.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == ':' && chars.peek() == Some(&':') {
+            chars.next();
+            segment.clear();
+        } else if c.is_alphanumeric() || c == '_' {
+            segment.push(c);
+        } else {
+            out.push_str(&segment);
+            segment.clear();
+            out.push(c);
+        }
+    }
+    out.push_str(&segment);
+    out
+}
+
+/// ` (output `name`)` for a named output of a multi-output step; nothing for `output`.
+fn which_output(output: &str) -> String {
+    if output == "output" {
+        String::new()
+    } else {
+        format!(" (output `{output}`)")
+    }
 }
 
 impl fmt::Display for Reason {
@@ -126,6 +180,23 @@ impl fmt::Display for Reason {
             Reason::BlobCorrupt { output } => write!(f, "blob of output `{output}` corrupt"),
             Reason::UpstreamFailed { step } => write!(f, "upstream step `{step}` failed"),
             Reason::KeyChanged => f.write_str("cache key changed"),
+            Reason::OutputShapeChanged { output, type_name } => write!(
+                f,
+                "output type `{}` changed shape{}",
+                short_type_name(type_name),
+                which_output(output)
+            ),
+            Reason::ParameterShapeChanged { name, type_name } => write!(
+                f,
+                "type `{}` of parameter `{name}` changed shape",
+                short_type_name(type_name)
+            ),
+            Reason::Undecodable { output, type_name } => write!(
+                f,
+                "stored output could not be decoded as `{}`{}",
+                short_type_name(type_name),
+                which_output(output)
+            ),
         }
     }
 }
@@ -144,7 +215,8 @@ impl Reason {
     }
 
     /// Every difference between two sets of key components: code signature, then each
-    /// changed parameter and input in declaration order, then declarations.
+    /// changed parameter (its type's shape first) and input in declaration order, then the
+    /// shapes of output types, then declarations.
     pub fn differences(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
         let mut out = Vec::new();
         if old.code_signature != new.code_signature {
@@ -161,6 +233,7 @@ impl Reason {
                         hash: h0,
                         value: v0,
                         type_name: t0,
+                        shape: s0,
                         ..
                     }),
                     InputComponent::Parameter {
@@ -168,12 +241,24 @@ impl Reason {
                         hash,
                         value,
                         type_name,
+                        shape,
                     },
-                ) if h0 != hash || t0 != type_name => out.push(Reason::ParameterChanged {
-                    name: name.clone(),
-                    old: v0.to_string(),
-                    new: value.to_string(),
-                }),
+                ) => {
+                    // Records from before key format 2 have no shape: no claim about it.
+                    if t0 == type_name && shape_changed(s0, shape) {
+                        out.push(Reason::ParameterShapeChanged {
+                            name: name.clone(),
+                            type_name: type_name.clone(),
+                        });
+                    }
+                    if h0 != hash || t0 != type_name {
+                        out.push(Reason::ParameterChanged {
+                            name: name.clone(),
+                            old: v0.to_string(),
+                            new: value.to_string(),
+                        });
+                    }
+                }
                 (
                     Some(InputComponent::Artifact {
                         content_hash: h0, ..
@@ -201,11 +286,44 @@ impl Reason {
                 })
                 .collect::<Vec<_>>()
         };
-        if old.outputs != new.outputs || shape(old) != shape(new) {
+        for output in &new.outputs {
+            let before = old.outputs.iter().find(|o| o.name == output.name);
+            if let Some(before) = before {
+                if before.type_name == output.type_name
+                    && shape_changed(&before.shape, &output.shape)
+                {
+                    out.push(Reason::OutputShapeChanged {
+                        output: output.name.clone(),
+                        type_name: output.type_name.clone(),
+                    });
+                }
+            }
+        }
+        // Shapes are compared above; here everything else about the outputs.
+        let outputs = |c: &KeyComponents| {
+            c.outputs
+                .iter()
+                .map(|o| {
+                    (
+                        o.name.clone(),
+                        o.type_name.clone(),
+                        o.cacher.clone(),
+                        o.cacher_version,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        if outputs(old) != outputs(new) || shape(old) != shape(new) {
             out.push(Reason::DeclarationChanged);
         }
         out
     }
+}
+
+/// Whether two recorded shape fingerprints differ; an empty one (recorded before key format
+/// 2) is unknown, not different.
+fn shape_changed(old: &str, new: &str) -> bool {
+    !old.is_empty() && !new.is_empty() && old != new
 }
 
 /// What happened to one step in a run.
@@ -314,5 +432,119 @@ impl<O> Run<O> {
     /// The store the run was recorded in.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::OutputDecl;
+
+    fn components(output_shape: &str, param_shape: &str, param_hash: &str) -> KeyComponents {
+        KeyComponents {
+            format: crate::key::KEY_FORMAT_VERSION,
+            step: "split".into(),
+            code_signature: "0000000000000001".into(),
+            outputs: vec![OutputDecl {
+                name: "output".into(),
+                type_name: "my_crate::data::Split".into(),
+                shape: output_shape.into(),
+                cacher: "bincode".into(),
+                cacher_version: 1,
+            }],
+            inputs: vec![InputComponent::Parameter {
+                name: "mode".into(),
+                type_name: "my_crate::Mode".into(),
+                shape: param_shape.into(),
+                hash: param_hash.into(),
+                value: serde_json::json!("Fast"),
+            }],
+        }
+    }
+
+    #[test]
+    fn an_output_shape_change_is_named_with_its_type() {
+        let old = components("aa", "pp", "h1");
+        let new = components("bb", "pp", "h1");
+        let diffs = Reason::differences(&old, &new);
+        assert_eq!(
+            diffs,
+            vec![Reason::OutputShapeChanged {
+                output: "output".into(),
+                type_name: "my_crate::data::Split".into(),
+            }]
+        );
+        assert_eq!(
+            Reason::explain(Some(&old), &new).to_string(),
+            "output type `Split` changed shape"
+        );
+    }
+
+    #[test]
+    fn a_parameter_shape_change_comes_before_its_value_change() {
+        let old = components("aa", "pp", "h1");
+        let same_value = components("aa", "qq", "h1");
+        assert_eq!(
+            Reason::explain(Some(&old), &same_value).to_string(),
+            "type `Mode` of parameter `mode` changed shape"
+        );
+        let both = components("aa", "qq", "h2");
+        let diffs = Reason::differences(&old, &both);
+        assert_eq!(diffs.len(), 2, "{diffs:?}");
+        assert!(matches!(diffs[0], Reason::ParameterShapeChanged { .. }));
+        assert!(matches!(diffs[1], Reason::ParameterChanged { .. }));
+    }
+
+    #[test]
+    fn records_without_shapes_claim_no_shape_change() {
+        let before_shapes = components("", "", "h1");
+        let now = components("aa", "pp", "h1");
+        assert!(Reason::differences(&before_shapes, &now).is_empty());
+    }
+
+    #[test]
+    fn a_retyped_output_is_a_declaration_change_not_a_shape_change() {
+        let old = components("aa", "pp", "h1");
+        let mut new = components("bb", "pp", "h1");
+        new.outputs[0].type_name = "my_crate::data::Other".into();
+        assert_eq!(
+            Reason::differences(&old, &new),
+            vec![Reason::DeclarationChanged]
+        );
+    }
+
+    #[test]
+    fn undecodable_reason_names_the_type_and_a_named_output() {
+        let single = Reason::Undecodable {
+            output: "output".into(),
+            type_name: "alloc::vec::Vec<my_crate::Metrics>".into(),
+        };
+        assert_eq!(
+            single.to_string(),
+            "stored output could not be decoded as `Vec<Metrics>`"
+        );
+        let named = Reason::Undecodable {
+            output: "metrics".into(),
+            type_name: "my_crate::Metrics".into(),
+        };
+        assert_eq!(
+            named.to_string(),
+            "stored output could not be decoded as `Metrics` (output `metrics`)"
+        );
+    }
+
+    #[test]
+    fn short_type_names_drop_module_paths() {
+        for (full, short) in [
+            ("u64", "u64"),
+            ("my_crate::Split", "Split"),
+            (
+                "std::collections::hash::map::HashMap<alloc::string::String, u64>",
+                "HashMap<String, u64>",
+            ),
+            ("(a::B, [c::D; 3], &e::F)", "(B, [D; 3], &F)"),
+        ] {
+            assert_eq!(short_type_name(full), short);
+        }
     }
 }

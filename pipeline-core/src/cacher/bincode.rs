@@ -6,11 +6,15 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{read_all, Cacher};
+use crate::canonical::CanonicalOrder;
 use crate::error::BoxError;
 
 /// Stores any `Serialize + DeserializeOwned` value with bincode (standard configuration).
 ///
-/// Compact and fast; not human-readable. Types that need `deserialize_any` (untagged
+/// Compact and fast; not human-readable. Maps and sets whose iteration order depends on
+/// hash seeds (`HashMap`, `HashSet`, ...) are written in a canonical order wherever they are
+/// nested (see [`CanonicalOrder`]), so equal values give equal bytes and equal content
+/// hashes. Types that need `deserialize_any` (untagged
 /// enums, `serde_json::Value`) cannot be read back by bincode: use [`Json`](super::Json).
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Bincode;
@@ -24,7 +28,12 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Cacher<T> for Binc
         // bincode writes each primitive separately (a `Vec<f32>` 4 bytes at a time): a
         // buffer here turns those into inlined copies instead of one dynamic call each.
         let mut out = std::io::BufWriter::with_capacity(64 << 10, out);
-        ::bincode::serde::encode_into_std_write(value, &mut out, ::bincode::config::standard())?;
+        // Hash-ordered maps and sets are written sorted, so equal values give equal bytes.
+        ::bincode::serde::encode_into_std_write(
+            CanonicalOrder(value),
+            &mut out,
+            ::bincode::config::standard(),
+        )?;
         out.flush()?;
         Ok(())
     }

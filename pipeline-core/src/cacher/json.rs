@@ -6,11 +6,14 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::Cacher;
+use crate::canonical::CanonicalOrder;
 use crate::error::BoxError;
 
 /// Stores a value as pretty-printed JSON, readable without this library.
 ///
-/// Finite floats round-trip exactly. JSON has no NaN or infinity: serde_json writes them as
+/// Maps and sets whose iteration order depends on hash seeds are written in a canonical
+/// order wherever they are nested (see [`CanonicalOrder`]); a `BTreeMap` or an `IndexMap`
+/// keeps its own order. Finite floats round-trip exactly. JSON has no NaN or infinity: serde_json writes them as
 /// `null`, which then fails to load as a float; use [`Bincode`](super::Bincode) for such values.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Json;
@@ -21,7 +24,8 @@ impl<T: Serialize + DeserializeOwned + Send + Sync + 'static> Cacher<T> for Json
     }
 
     fn save(&self, value: &T, out: &mut dyn Write) -> Result<(), BoxError> {
-        serde_json::to_writer_pretty(&mut *out, value)?;
+        // Hash-ordered maps and sets are written sorted, so equal values give equal bytes.
+        serde_json::to_writer_pretty(&mut *out, &CanonicalOrder(value))?;
         out.write_all(b"\n")?;
         Ok(())
     }

@@ -25,6 +25,12 @@ use crate::error::BoxError;
 /// writes them to a temporary file and renames it into place, and verifies the hash when the
 /// bytes are read back, so a cacher only encodes and decodes.
 ///
+/// The built-in cachers write equal values as equal bytes: hash-ordered maps and sets are
+/// sorted wherever they are nested, so content hashes, and with them early cutoff, depend
+/// only on the value. A custom cacher is free to opt out (its bytes are stored as it writes
+/// them); to get the same guarantee with any serde format, serialize
+/// [`CanonicalOrder(value)`](crate::canonical::CanonicalOrder) instead of `value`.
+///
 /// ```
 /// use std::io::{Read, Write};
 /// use pipeline_core::{BoxError, Cacher};

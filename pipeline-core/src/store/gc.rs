@@ -189,6 +189,15 @@ impl Store {
                         .map_err(|e| self.db_error(e))?;
                 }
             }
+            // Undecodable marks of executions no row refers to any more (so that a reused
+            // execution id never inherits one).
+            tx.execute(
+                "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
+                 AND execution_id NOT IN \
+                 (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
+                [],
+            )
+            .map_err(|e| self.db_error(e))?;
             referenced = tx
                 .prepare("SELECT DISTINCT content_hash FROM artifacts")
                 .and_then(|mut s| {

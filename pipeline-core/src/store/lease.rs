@@ -11,7 +11,7 @@ use std::path::Path;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
 
-use super::{ExecutionRow, Lookup, OutputRow, Store};
+use super::{Damage, ExecutionRow, Lookup, OutputRow, Store};
 use crate::error::Result;
 use crate::key::{Hash128, OutputDecl};
 use crate::run::StepStatus;
@@ -25,9 +25,9 @@ pub(crate) enum Acquire {
         reused: i64,
         outputs: Vec<(Hash128, u64)>,
     },
-    /// The key is ours to execute. `damaged` names an output whose cached blob was gone
-    /// (`true`) or corrupt (`false`).
-    Claimed { damaged: Option<(String, bool)> },
+    /// The key is ours to execute. `damaged` says why a completed execution with the key
+    /// could not be reused, if there was one.
+    Claimed { damaged: Option<Damage> },
     /// Another run is executing this key right now.
     Busy { holder: String },
 }
@@ -91,7 +91,7 @@ impl Store {
                 });
             }
             Lookup::Miss => None,
-            Lookup::Damaged { output, missing } => Some((output, missing)),
+            Lookup::Damaged(damage) => Some(damage),
         };
         let now = time::now_micros();
         let ttl = self.options().lease_ttl.as_micros() as i64;

@@ -124,8 +124,19 @@ pub(crate) enum Lookup {
     },
     /// No completed execution with this key.
     Miss,
-    /// A completed execution exists but a blob is gone or damaged.
-    Damaged { output: String, missing: bool },
+    /// A completed execution exists but an output cannot be reused.
+    Damaged(Damage),
+}
+
+/// Why a completed execution's output cannot be reused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Damage {
+    /// The blob is gone.
+    Missing { output: String },
+    /// The blob's bytes do not hash to its name.
+    Corrupt { output: String },
+    /// The bytes failed to decode as `type_name` when last loaded.
+    Undecodable { output: String, type_name: String },
 }
 
 /// One output written by an execution.
@@ -342,6 +353,8 @@ impl Store {
             tx.pragma_update(None, "user_version", v as i64 + 1)
                 .map_err(|e| self.db_error(e))?;
         }
+        tx.execute_batch(schema::AUXILIARY)
+            .map_err(|e| self.db_error(e))?;
         // A new store records its blob naming; stores from version 1 used xxh3.
         let algorithm = if version == 0 {
             self.inner.options.content_hash
@@ -485,6 +498,46 @@ impl Store {
         })
     }
 
+    /// Records that output `output` written by `execution` does not decode as `type_name`,
+    /// so cache lookups stop reusing it (the next run executes the step again), and returns
+    /// the error to report. Recording is best effort: a read-only store, an unknown
+    /// execution (0) or a failed write only cost one more failed load later.
+    pub(crate) fn undecodable(
+        &self,
+        execution: i64,
+        step: &str,
+        output: &str,
+        type_name: &str,
+        cacher: &str,
+        message: String,
+    ) -> Error {
+        tracing::warn!(
+            target: "pipeline",
+            "Stored output `{output}` of `{step}` could not be decoded as `{type_name}` ({message}); the next run executes `{step}` again."
+        );
+        if execution > 0 && !self.inner.options.read_only {
+            let recorded = self.db().execute(
+                "INSERT OR REPLACE INTO undecodable(execution_id, output, type_name, message, at_us) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![execution, output, type_name, message, crate::time::now_micros()],
+            );
+            if let Err(e) = recorded {
+                tracing::warn!(
+                    target: "pipeline",
+                    "Could not record that output `{output}` of `{step}` is undecodable: {}",
+                    self.db_error(e)
+                );
+            }
+        }
+        Error::Undecodable {
+            step: step.to_string(),
+            output: output.to_string(),
+            type_name: type_name.to_string(),
+            cacher: cacher.to_string(),
+            message,
+        }
+    }
+
     /// Finds the newest completed execution with `key` whose blobs are intact, in a read
     /// transaction of its own (takes no write lock).
     pub(crate) fn lookup(&self, key: Hash128) -> Result<Lookup> {
@@ -499,16 +552,28 @@ impl Store {
         // a hit too (and keeps serving after garbage collection dropped the original).
         // One statement: the newest completed execution with this key, its outputs, and
         // their recorded blob stats. No outputs recorded (an incomplete row) is a miss.
-        type Row = (i64, String, String, i64, Option<i64>, Option<i64>);
+        // An output that failed to decode (`undecodable`, keyed by the execution that wrote
+        // it) makes the execution unusable, like a damaged blob.
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
         let rows: Vec<Row> = conn
             .prepare_cached(
                 "SELECT COALESCE(e.reused_execution, e.id), a.name, a.content_hash, a.size, \
-                        b.size, b.mtime_ns \
+                        b.size, b.mtime_ns, u.type_name \
                  FROM (SELECT id, reused_execution FROM executions \
                        WHERE cache_key = ?1 AND status IN ('executed', 'cached') \
                        ORDER BY id DESC LIMIT 1) e \
                  JOIN artifacts a ON a.execution_id = e.id \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
+                 LEFT JOIN undecodable u \
+                   ON u.execution_id = COALESCE(e.reused_execution, e.id) AND u.output = a.name \
                  ORDER BY a.position",
             )
             .and_then(|mut s| {
@@ -520,6 +585,7 @@ impl Store {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
+                        r.get(6)?,
                     ))
                 })
                 .and_then(|rows| rows.collect())
@@ -530,15 +596,20 @@ impl Store {
         };
         let rows = rows
             .into_iter()
-            .map(|(_, name, hex, size, bs, bm)| (name, hex, size, bs, bm));
+            .map(|(_, name, hex, size, bs, bm, undecodable)| {
+                (name, hex, size, bs, bm, undecodable)
+            });
         let mut outputs = Vec::new();
         let mut stale = Vec::new();
-        for (name, hex, size, blob_size, blob_mtime) in rows {
-            let Some(hash) = Hash128::from_hex(&hex) else {
-                return Ok(Lookup::Damaged {
+        for (name, hex, size, blob_size, blob_mtime, undecodable) in rows {
+            if let Some(type_name) = undecodable {
+                return Ok(Lookup::Damaged(Damage::Undecodable {
                     output: name,
-                    missing: false,
-                });
+                    type_name,
+                }));
+            }
+            let Some(hash) = Hash128::from_hex(&hex) else {
+                return Ok(Lookup::Damaged(Damage::Corrupt { output: name }));
             };
             match self.check_blob(conn, hash, blob_size, blob_mtime)? {
                 BlobState::Ok { stale_use } => {
@@ -547,18 +618,8 @@ impl Store {
                         stale.push(hash);
                     }
                 }
-                BlobState::Missing => {
-                    return Ok(Lookup::Damaged {
-                        output: name,
-                        missing: true,
-                    })
-                }
-                BlobState::Corrupt => {
-                    return Ok(Lookup::Damaged {
-                        output: name,
-                        missing: false,
-                    })
-                }
+                BlobState::Missing => return Ok(Lookup::Damaged(Damage::Missing { output: name })),
+                BlobState::Corrupt => return Ok(Lookup::Damaged(Damage::Corrupt { output: name })),
             }
         }
         // Mark the blobs as just used (access time only: mtime is what the stat check
@@ -781,23 +842,62 @@ impl Store {
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`.
     ///
     /// Works for outputs stored by the built-in bincode and JSON cachers; use
-    /// [`Store::load_with`] for other cachers. Refused with [`Error::TypeMismatch`] when the
-    /// artifact was stored as another type.
+    /// [`Store::load_with`] for other cachers.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TypeMismatch`] when the artifact was stored as another type, or as a type of
+    /// the same name whose serde shape differs from `T`'s (the type was edited since: the
+    /// bytes would decode into the wrong fields, or not at all). [`Error::Undecodable`] when
+    /// the bytes do not decode as `T` (recorded, so the next run executes the step again).
     pub fn load<T>(&self, run: &str, step: &str, output: &str) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let artifact = self.artifact(run, step, output)?;
-        match artifact.cacher.as_str() {
+        let (record, artifact) = self.step_output(run, step, output)?;
+        let decl = record.components.outputs.iter().find(|o| o.name == output);
+        if let Some(decl) = decl.filter(|d| d.type_name == std::any::type_name::<T>()) {
+            let shape = crate::shape::shape_of::<T>();
+            let known = |s: &str| !s.is_empty() && s != crate::shape::UNTRACED;
+            if known(&decl.shape) && known(shape.fingerprint()) && decl.shape != shape.fingerprint()
+            {
+                let short = |s: &str| s.get(..8).unwrap_or(s).to_string();
+                return Err(Error::TypeMismatch {
+                    artifact: format!("`{output}` of step `{step}` ({})", artifact.content_hash),
+                    stored: format!("{} (serde shape {})", decl.type_name, short(&decl.shape)),
+                    requested: format!(
+                        "{} (serde shape {}, edited since)",
+                        decl.type_name,
+                        short(shape.fingerprint())
+                    ),
+                });
+            }
+        }
+        let loaded = match artifact.cacher.as_str() {
             "bincode" => self.load_artifact(&artifact, &Bincode),
             "json" => self.load_artifact(&artifact, &Json),
-            other => Err(Error::Cacher {
-                cacher: other.to_string(),
-                action: "load",
-                what: format!("output `{output}` of step `{step}`"),
-                message: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
-                    .into(),
-            }),
+            other => {
+                return Err(Error::Cacher {
+                    cacher: other.to_string(),
+                    action: "load",
+                    what: format!("output `{output}` of step `{step}`"),
+                    message: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
+                        .into(),
+                })
+            }
+        };
+        match loaded {
+            Err(Error::Cacher {
+                cacher, message, ..
+            }) => Err(self.undecodable(
+                record.reused_execution.unwrap_or(record.execution_id),
+                &record.name,
+                output,
+                &artifact.type_name,
+                &cacher,
+                message,
+            )),
+            other => other,
         }
     }
 

@@ -271,17 +271,28 @@ impl Store {
 
     /// Output `output` of step `step` in run `run`.
     pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<ArtifactRecord> {
+        self.step_output(run, step, output)
+            .map(|(_, artifact)| artifact)
+    }
+
+    /// The step record and the output record of output `output` of step `step` in `run`.
+    pub(crate) fn step_output(
+        &self,
+        run: &str,
+        step: &str,
+        output: &str,
+    ) -> Result<(StepRecord, ArtifactRecord)> {
         let run_record = self.run(run)?;
         let steps = self.run_steps(&run_record.id)?;
         let step_record =
             steps
-                .iter()
+                .into_iter()
                 .find(|s| s.name == step)
                 .ok_or_else(|| Error::UnknownStep {
                     run: run_record.name.clone(),
                     what: format!("step `{step}`"),
                 })?;
-        step_record
+        let artifact = step_record
             .outputs
             .iter()
             .find(|o| o.name == output)
@@ -289,7 +300,8 @@ impl Store {
             .ok_or_else(|| Error::UnknownStep {
                 run: run_record.name.clone(),
                 what: format!("output `{output}` in step `{step}`"),
-            })
+            })?;
+        Ok((step_record, artifact))
     }
 
     /// The newest artifact record with this content hash.

@@ -88,6 +88,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
+/// Tables that older versions of this library may ignore without harm, so they do not
+/// bump the schema version (a store stays readable by the version that wrote it, and by
+/// read-only handles that cannot migrate). Created by every writable open.
+pub(crate) const AUXILIARY: &str = r#"
+    -- Outputs that failed to decode as the type their step returns, by the execution that
+    -- wrote them. A cache lookup that would reuse such an output is a miss instead; a
+    -- version that does not know this table keeps reusing them (and failing to load).
+    CREATE TABLE IF NOT EXISTS undecodable (
+        execution_id INTEGER NOT NULL,
+        output       TEXT NOT NULL,
+        type_name    TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        at_us        INTEGER NOT NULL,
+        PRIMARY KEY (execution_id, output)
+    );
+"#;
+
 /// The schema version this build writes.
 pub(crate) fn current_version() -> i64 {
     MIGRATIONS.len() as i64

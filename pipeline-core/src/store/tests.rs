@@ -215,6 +215,7 @@ fn verify_reports_each_kind_of_damage() {
         outputs: vec![crate::OutputDecl {
             name: "output".into(),
             type_name: "Vec<u8>".into(),
+            shape: String::new(),
             cacher: "bincode".into(),
             cacher_version: 1,
         }],
