@@ -149,8 +149,15 @@ impl Store {
         let referenced: HashSet<String>;
         {
             let mut conn = self.db();
+            // A dry run only reads (one consistent snapshot), so it works on read-only
+            // handles and media too.
+            let behavior = if policy.dry_run {
+                TransactionBehavior::Deferred
+            } else {
+                TransactionBehavior::Immediate
+            };
             let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .transaction_with_behavior(behavior)
                 .map_err(|e| self.db_error(e))?;
             let runs: Vec<RunRow> = tx
                 .prepare(
@@ -214,8 +221,16 @@ impl Store {
             }
             report.bytes_kept = kept_bytes(&keep);
             report.runs_kept = keep.len();
-            for r in runs.iter().filter(|r| !keep.contains(r.id.as_str())) {
+            let removed: HashSet<&str> = runs
+                .iter()
+                .map(|r| r.id.as_str())
+                .filter(|id| !keep.contains(id))
+                .collect();
+            for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
                 report.runs_removed.push(r.name.clone());
+                if policy.dry_run {
+                    continue;
+                }
                 for sql in [
                     "DELETE FROM artifacts WHERE execution_id IN \
                      (SELECT id FROM executions WHERE run_id = ?1)",
@@ -228,13 +243,22 @@ impl Store {
                         .map_err(|e| self.db_error(e))?;
                 }
             }
-            referenced = tx
-                .prepare("SELECT DISTINCT content_hash FROM artifacts")
+            // What the deletions leave referenced (a dry run filters instead of deleting).
+            let rows: Vec<(String, Option<String>)> = tx
+                .prepare(
+                    "SELECT DISTINCT a.content_hash, e.run_id FROM artifacts a \
+                     LEFT JOIN executions e ON e.id = a.execution_id",
+                )
                 .and_then(|mut s| {
-                    s.query_map([], |r| r.get(0))
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                         .and_then(|rows| rows.collect())
                 })
                 .map_err(|e| self.db_error(e))?;
+            referenced = rows
+                .into_iter()
+                .filter(|(_, run)| run.as_deref().is_none_or(|r| !removed.contains(r)))
+                .map(|(hash, _)| hash)
+                .collect();
             if policy.dry_run {
                 tx.rollback().map_err(|e| self.db_error(e))?;
             } else {

@@ -158,10 +158,12 @@ pub(super) fn read_only(
         Err(e) => e,
     };
     let shm = sibling(db_path, "-shm");
-    // SQLite says CANTOPEN when it cannot create the `-shm` index of a WAL database.
+    // When SQLite cannot create the `-shm` index of a WAL database, it says CANTOPEN on a
+    // read-only file system and READONLY_DIRECTORY without write permission.
     let index_missing = matches!(
         &plain,
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::CannotOpen
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::CannotOpen | rusqlite::ErrorCode::ReadOnly)
     ) && !shm.exists();
     if cause != ReadOnlyCause::Media || !index_missing {
         return read_header_error(root, plain);

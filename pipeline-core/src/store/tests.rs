@@ -166,7 +166,8 @@ fn refuses_a_negative_user_version_and_changes_nothing() {
         fs::create_dir_all(&path).unwrap();
         let conn = Connection::open(path.join("metadata.sqlite")).unwrap();
         if tables {
-            conn.execute_batch("CREATE TABLE songs(title TEXT)").unwrap();
+            conn.execute_batch("CREATE TABLE songs(title TEXT)")
+                .unwrap();
         }
         conn.pragma_update(None, "user_version", version).unwrap();
         conn.pragma_update(None, "application_id", app_id).unwrap();
@@ -201,7 +202,11 @@ fn a_negative_user_version_still_in_the_wal_is_refused_too() {
         .unwrap();
     conn.pragma_update(None, "user_version", -1).unwrap();
     let main_file = fs::read(&db).unwrap();
-    assert_eq!(&main_file[60..64], &[0, 0, 0, 0], "the -1 is not in the main file");
+    assert_eq!(
+        &main_file[60..64],
+        &[0, 0, 0, 0],
+        "the -1 is not in the main file"
+    );
     let names = || {
         let mut names: Vec<_> = fs::read_dir(&path)
             .unwrap()
@@ -262,8 +267,7 @@ fn gc_refuses_a_min_blob_age_below_the_safe_minimum() {
         }
         let message = err.to_string();
         assert!(
-            message.contains("below the safe minimum of 2m")
-                && message.contains("at least 2m"),
+            message.contains("below the safe minimum of 2m") && message.contains("at least 2m"),
             "{message}"
         );
         assert!(blob.exists(), "nothing removed");
