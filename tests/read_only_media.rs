@@ -131,10 +131,7 @@ fn a_store_on_read_only_media_reads_runs_and_artifacts_and_refuses_runs() {
 
     // Through the builder's path and through PIPELINE_HOME (`Store::open_default` and a
     // pipeline without a store). No other test in this file reads PIPELINE_HOME.
-    assert_media_error(
-        &summed(100).store_path(&path).run().unwrap_err(),
-        &path,
-    );
+    assert_media_error(&summed(100).store_path(&path).run().unwrap_err(), &path);
     std::env::set_var("PIPELINE_HOME", &path);
     let opened = Store::open_default();
     let default_run = summed(100).run();
@@ -144,7 +141,11 @@ fn a_store_on_read_only_media_reads_runs_and_artifacts_and_refuses_runs() {
     assert_media_error(&default_run.unwrap_err(), &path);
 
     drop(store);
-    assert_eq!(listing(&path), before, "no -wal, -shm or blob folder created");
+    assert_eq!(
+        listing(&path),
+        before,
+        "no -wal, -shm or blob folder created"
+    );
 }
 
 #[test]

@@ -635,7 +635,13 @@ fn viewing_commands_work_for_a_user_without_write_permission() {
         return;
     }
     let probe = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", "true"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "true",
+        ])
         .status();
     if !probe.is_ok_and(|s| s.success()) {
         eprintln!("SKIPPED: cannot run a command as another user here (setpriv)");
@@ -676,7 +682,12 @@ fn verify_reports_deleted_and_damaged_sidecars_and_repair_restores_them() {
     std::fs::write(damaged, b"{\"content_hash\": \"").unwrap();
 
     let ran = cli(&store, &["verify"]);
-    assert_eq!(ran.code, Some(1), "problems found: exit code 1\n{}", ran.stderr);
+    assert_eq!(
+        ran.code,
+        Some(1),
+        "problems found: exit code 1\n{}",
+        ran.stderr
+    );
     let out = ran.stdout;
     assert!(out.contains(": 2 problems:"), "{out}");
     assert!(

@@ -83,7 +83,9 @@ impl ReadOnlyDir {
                 run("mount", &["-o", "remount,ro"], path)
             }
             Method::ReadOnlyBindMount => {
-                let src = src.to_str().ok_or_else(|| io::Error::other("non-UTF-8 path"))?;
+                let src = src
+                    .to_str()
+                    .ok_or_else(|| io::Error::other("non-UTF-8 path"))?;
                 run("mount", &["--bind", src], path)?;
                 run("mount", &["-o", "remount,bind,ro"], path)
             }
@@ -193,7 +195,11 @@ fn set_writable(path: &Path, writable: bool) -> io::Result<()> {
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = perms.mode();
-        perms.set_mode(if writable { mode | 0o200 } else { mode & !0o222 });
+        perms.set_mode(if writable {
+            mode | 0o200
+        } else {
+            mode & !0o222
+        });
     }
     #[cfg(not(unix))]
     perms.set_readonly(!writable);

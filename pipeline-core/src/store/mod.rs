@@ -57,7 +57,9 @@ pub struct StoreOptions {
     pub lease_ttl: Duration,
     /// Blob naming for a new store. Default xxh3-128.
     pub content_hash: ContentHash,
-    /// Open for reading only: runs and writes fail with [`Error::ReadOnly`].
+    /// Open for reading only: nothing is created or changed, and runs and other writes fail
+    /// with [`Error::ReadOnly`]. An existing store that this process cannot write opens
+    /// this way even without it; see [`Store::open_with`].
     pub read_only: bool,
 }
 
@@ -237,7 +239,7 @@ impl Store {
     /// [`Error::ReadOnly`]. An existing store that this process cannot write (the kernel's
     /// `access(2)` says so for a read-only mount, an immutable file, or missing write
     /// permission) opens the same way even without `read_only`, with
-    /// [`ReadOnlyCause::Media`](crate::ReadOnlyCause::Media): queries and loads work,
+    /// [`ReadOnlyCause::Media`]: queries and loads work,
     /// and a run fails with an error that names the path and the fix.
     ///
     /// SQLite reads a database in WAL mode through an index file beside it,
