@@ -9,10 +9,19 @@ use serde_json::{json, Value};
 use crate::fmt::{duration, short, size, table, timestamp};
 use crate::{lineage, Cli, Command};
 
+mod verify;
+
 /// An error message for standard error.
 pub type CliResult<T> = Result<T, String>;
 
-pub fn run(cli: &Cli) -> CliResult<String> {
+/// What a command prints on standard output, and its exit code: 0, or 1 when `verify`
+/// leaves problems.
+pub struct Printed {
+    pub text: String,
+    pub code: u8,
+}
+
+pub fn run(cli: &Cli) -> CliResult<Printed> {
     let path = cli
         .store
         .clone()
@@ -20,7 +29,10 @@ pub fn run(cli: &Cli) -> CliResult<String> {
     // Even a dry run of gc takes the write lock, to see a consistent store.
     let writes = matches!(
         cli.command,
-        Command::Gc { .. } | Command::Pin { .. } | Command::Unpin { .. }
+        Command::Gc { .. }
+            | Command::Pin { .. }
+            | Command::Unpin { .. }
+            | Command::Verify { repair: true }
     );
     let store = open_store(&path, writes)?;
     let ctx = Ctx {
@@ -28,7 +40,7 @@ pub fn run(cli: &Cli) -> CliResult<String> {
         path: &path,
         json: cli.json,
     };
-    match &cli.command {
+    let text = match &cli.command {
         Command::Runs { pipeline, limit } => ctx.runs(pipeline.as_deref(), *limit),
         Command::Show { run } => ctx.show(run),
         Command::Explain { run, step } => ctx.explain(run, step),
@@ -47,7 +59,9 @@ pub fn run(cli: &Cli) -> CliResult<String> {
         }),
         Command::Pin { run } => ctx.pin(run, true),
         Command::Unpin { run } => ctx.pin(run, false),
-    }
+        Command::Verify { repair } => return ctx.verify(*repair),
+    }?;
+    Ok(Printed { text, code: 0 })
 }
 
 /// Opens an existing store, never creating one; read-only unless the command `writes`.

@@ -8,10 +8,13 @@
 //! pipeline diff RUN_A RUN_B           per step: same or different, and why
 //! pipeline lineage RUN --html FILE    a self-contained page drawing the run's DAG
 //! pipeline gc [--dry-run]             remove old runs and unreferenced blobs
+//! pipeline verify [--repair]          check every blob and sidecar; restore sidecars
 //! ```
 //!
 //! The store is `--store PATH`, else `$PIPELINE_HOME`, else `./.pipeline`. Runs are named by
-//! id, name, or a unique prefix of either. Errors exit with code 2.
+//! id, name, or a unique prefix of either. Errors exit with code 2; `verify` exits with 1
+//! when it leaves problems. The viewing commands (`runs`, `show`, `explain`, `diff`,
+//! `lineage`, `verify`) open the store read-only, so they work on read-only media too.
 
 mod commands;
 mod fmt;
@@ -81,8 +84,9 @@ enum Command {
         /// Size budget for the kept runs' blobs, e.g. `500M`, `2GiB`, `1048576`.
         #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         max_size: Option<u64>,
-        /// Leave unreferenced blob files younger than this, e.g. `10m`, `1h`, `30s`.
-        #[arg(long, value_name = "AGE", default_value = "10m", value_parser = parse_age)]
+        /// Leave unreferenced blob files younger than this, e.g. `10m`, `1h`; at least `2m`,
+        /// as younger blobs may belong to a pipeline running now.
+        #[arg(long, value_name = "AGE", default_value = "10m", value_parser = parse_min_age)]
         min_age: std::time::Duration,
         /// Print what would be removed and how many bytes it frees, and remove nothing.
         #[arg(long)]
@@ -97,6 +101,18 @@ enum Command {
     Unpin {
         /// Run id, name, or a unique prefix of either.
         run: String,
+    },
+    /// Check the store: every blob a run references exists, hashes to its name and has its
+    /// sidecar (`<blob>.json`); executions are complete; no run or temporary file is left
+    /// by a dead process.
+    ///
+    /// Reads every blob. Exits with 1 when problems remain. With --repair, restores missing
+    /// or damaged sidecars from the metadata; a missing or corrupt blob needs a rerun of the
+    /// pipeline that made it.
+    Verify {
+        /// Restore what the metadata alone can restore (sidecars).
+        #[arg(long)]
+        repair: bool,
     },
     /// Draw a run's DAG: a self-contained HTML page and/or Graphviz DOT text.
     ///
@@ -151,15 +167,34 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from_secs_f64(value * secs).map_err(|e| e.to_string())
 }
 
+/// [`parse_age`], refusing ages below the safe minimum of `gc`.
+fn parse_min_age(s: &str) -> Result<std::time::Duration, String> {
+    let age = parse_age(s)?;
+    let minimum = pipeline::GcPolicy::SAFE_MIN_BLOB_AGE;
+    if age < minimum {
+        let minutes = minimum.as_secs() / 60;
+        return Err(format!(
+            "`{s}` is below the safe minimum of {minutes}m: a younger unreferenced blob may \
+             belong to a step or cache hit that a running pipeline has not recorded yet; \
+             use --min-age {minutes}m or more"
+        ));
+    }
+    Ok(age)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match commands::run(&cli) {
-        Ok(text) => {
+        Ok(printed) => {
             let mut out = std::io::stdout().lock();
-            match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+            let code = ExitCode::from(printed.code);
+            match out
+                .write_all(printed.text.as_bytes())
+                .and_then(|_| out.flush())
+            {
                 // A closed pipe (`pipeline runs | head`) is not an error.
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                Ok(()) => code,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
                 Err(e) => {
                     eprintln!("error: cannot write to standard output: {e}");
                     ExitCode::from(2)

@@ -2,10 +2,13 @@
 //! JSON output, and its errors (exit code 2, never a panic).
 
 mod common;
+#[path = "../../tests/common/read_only.rs"]
+mod read_only;
 
 use std::ffi::OsStr;
+use std::path::Path;
 
-use common::{cli, failed_store, fresh_dir, history, run_raw, RUNS};
+use common::{cli, failed_store, fresh_dir, history, run_raw, Ran, RUNS};
 
 /// The line of `text` that starts with `first` (after trimming), for column checks.
 fn line<'a>(text: &'a str, first: &str) -> &'a str {
@@ -410,12 +413,10 @@ fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
             .count()
     };
     let before = blobs();
+    // Blobs younger than the safe minimum stay, so make them old.
+    age_blobs(&store);
 
-    let out = cli(
-        &store,
-        &["gc", "--keep-last", "1", "--min-age", "0s", "--dry-run"],
-    )
-    .ok();
+    let out = cli(&store, &["gc", "--keep-last", "1", "--dry-run"]).ok();
     assert!(out.contains("Would remove 2 of 3 runs:"), "{out}");
     assert!(
         out.contains("run-alpha") && out.contains("run-beta"),
@@ -431,7 +432,7 @@ fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
             "--keep-last",
             "1",
             "--min-age",
-            "0s",
+            "2m",
             "--dry-run",
             "--json",
         ],
@@ -455,11 +456,7 @@ fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
     // Pinned runs stay.
     let out = cli(&store, &["pin", "run-al"]).ok();
     assert_eq!(out, "Pinned run `run-alpha`.\n");
-    let report = cli(
-        &store,
-        &["gc", "--keep-last", "1", "--min-age", "0s", "--json"],
-    )
-    .json();
+    let report = cli(&store, &["gc", "--keep-last", "1", "--json"]).json();
     assert_eq!(report["dry_run"], false);
     assert_eq!(report["runs_removed"], serde_json::json!(["run-beta"]));
     let runs = cli(&store, &["runs", "--json"]).json();
@@ -473,7 +470,7 @@ fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
     assert!(blobs() < before);
 
     cli(&store, &["unpin", "run-alpha"]).ok();
-    let out = cli(&store, &["gc", "--keep-last", "1", "--min-age", "0s"]).ok();
+    let out = cli(&store, &["gc", "--keep-last", "1"]).ok();
     assert!(out.contains("Removed 1 of 2 runs:\n  run-alpha\n"), "{out}");
     assert!(out.contains("Kept 1 run(s)"), "{out}");
     let out = cli(&store, &["show", "run-gamma"]).ok();
@@ -483,6 +480,42 @@ fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
 
     let err = cli(&store, &["gc", "--max-size", "12X"]).fails();
     assert!(err.contains("unknown size unit"), "{err}");
+}
+
+#[test]
+fn gc_refuses_a_min_age_below_the_safe_minimum() {
+    let store = fresh_dir("gc-min-age").join("store");
+    common::build_history(&store);
+    age_blobs(&store);
+    let files = walk(&store);
+    for age in ["0s", "0", "119s", "1m"] {
+        let err = cli(&store, &["gc", "--keep-last", "0", "--min-age", age]).fails();
+        assert!(
+            err.contains(&format!("`{age}` is below the safe minimum of 2m"))
+                && err.contains("use --min-age 2m or more"),
+            "{err}"
+        );
+        let err = cli(&store, &["gc", "--min-age", age, "--dry-run"]).fails();
+        assert!(err.contains("below the safe minimum of 2m"), "{err}");
+    }
+    assert_eq!(walk(&store), files, "nothing removed");
+    let out = cli(&store, &["gc", "--keep-last", "0", "--min-age", "2m"]).ok();
+    assert!(out.contains("Removed 3 of 3 runs"), "{out}");
+}
+
+/// Sets the times of every blob and sidecar to an hour ago.
+fn age_blobs(store: &std::path::Path) {
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let times = std::fs::FileTimes::new()
+        .set_modified(hour_ago)
+        .set_accessed(hour_ago);
+    for path in walk(&store.join("artifacts")) {
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_times(times))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -506,4 +539,189 @@ fn gc_on_a_missing_store_exits_2_without_creating_it() {
     let err = cli(&missing, &["gc"]).fails();
     assert!(err.contains("no pipeline store"), "{err}");
     assert!(!missing.exists());
+}
+
+/// Every viewing command works on the store at `store`, which cannot be written, and
+/// leaves it unchanged; every writing command fails with the read-only error. `run` runs the
+/// binary on the store; `out` is a directory it may write.
+fn check_read_only_store(store: &Path, out: &Path, run: impl Fn(&[&str]) -> Ran) {
+    let before = walk(store);
+    let runs = run(&["runs"]).ok();
+    for name in RUNS {
+        assert!(runs.contains(name), "{runs}");
+    }
+    assert_eq!(run(&["runs", "--json"]).json().as_array().unwrap().len(), 3);
+    let show = run(&["show", "run-gamma"]).ok();
+    assert!(show.contains("scale"), "{show}");
+    let explain = run(&["explain", "run-gamma", "scale"]).ok();
+    assert!(
+        explain.contains("parameter `factor` changed (2.0 -> 3.0)"),
+        "{explain}"
+    );
+    let diff = run(&["diff", "run-alpha", "run-gamma"]).ok();
+    assert!(diff.contains("steps differ"), "{diff}");
+    let dot = run(&["lineage", "run-gamma"]).ok();
+    assert!(dot.starts_with("digraph"), "{dot}");
+    let html = out.join("lineage.html");
+    let html_arg = html.to_str().unwrap();
+    run(&["lineage", "run-gamma", "--html", html_arg]).ok();
+    assert!(std::fs::read_to_string(&html).unwrap().contains("<svg"));
+    let verify = run(&["verify"]).ok();
+    assert!(verify.contains("no problems"), "{verify}");
+    // A dry run of gc only reads.
+    let gc = run(&["gc", "--keep-last", "1", "--dry-run"]).ok();
+    assert!(gc.contains("Would remove 2 of 3 runs:"), "{gc}");
+
+    let read_only = format!(
+        "store at {} is read-only (its file system is read-only or this process may not write to it)",
+        store.display()
+    );
+    for args in [
+        &["pin", "run-alpha"][..],
+        &["unpin", "run-alpha"],
+        &["gc"],
+        &["verify", "--repair"],
+    ] {
+        let err = run(args).fails();
+        assert!(
+            err.contains(&read_only) && err.contains("copy the store directory"),
+            "{args:?}: {err}"
+        );
+    }
+    assert_eq!(walk(store), before, "nothing created or removed");
+}
+
+#[test]
+fn viewing_commands_work_on_read_only_media_and_writing_ones_say_why_not() {
+    let work = fresh_dir("read-only-media");
+    let src = work.join("store");
+    common::build_history(&src);
+    let ro = match read_only::ReadOnlyDir::new(&src, &work.join("ro")) {
+        Ok(ro) => ro,
+        Err(why) => {
+            eprintln!("SKIPPED: no way to make a read-only directory here: {why}");
+            return;
+        }
+    };
+    eprintln!("read-only media made by {:?}", ro.method());
+    check_read_only_store(ro.path(), &work, |args| cli(ro.path(), args));
+}
+
+/// Runs the binary as user `nobody` (uid 65534) through `setpriv`.
+fn cli_as_nobody(store: &Path, args: &[&str]) -> Ran {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("--store")
+        .arg(store)
+        .args(args)
+        .env_remove("PIPELINE_HOME")
+        .output()
+        .expect("run setpriv");
+    Ran {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn viewing_commands_work_for_a_user_without_write_permission() {
+    // A store owned by root, which another user may read but not write.
+    if read_only::permissions_apply().unwrap() {
+        eprintln!(
+            "not root: the read-only media test already uses a store without write permission"
+        );
+        return;
+    }
+    let probe = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--",
+            "true",
+        ])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: cannot run a command as another user here (setpriv)");
+        return;
+    }
+    let work = fresh_dir("no-write-permission");
+    let store = work.join("store");
+    common::build_history(&store);
+    let out = work.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let ran = cli_as_nobody(&store, &["runs"]);
+    if ran.code == Some(2) && ran.stderr.contains("Permission denied") {
+        eprintln!("SKIPPED: user nobody cannot reach {}", store.display());
+        return;
+    }
+    check_read_only_store(&store, &out, |args| cli_as_nobody(&store, args));
+}
+
+#[test]
+fn verify_reports_deleted_and_damaged_sidecars_and_repair_restores_them() {
+    let store = fresh_dir("verify-sidecars").join("store");
+    common::build_history(&store);
+    let out = cli(&store, &["verify"]).ok();
+    assert!(out.contains("no problems"), "{out}");
+    let sidecars: Vec<_> = walk(&store.join("artifacts"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(sidecars.len() >= 2, "{sidecars:?}");
+    let (deleted, damaged) = (&sidecars[0], &sidecars[1]);
+    let originals = [
+        std::fs::read(deleted).unwrap(),
+        std::fs::read(damaged).unwrap(),
+    ];
+    std::fs::remove_file(deleted).unwrap();
+    std::fs::write(damaged, b"{\"content_hash\": \"").unwrap();
+
+    let ran = cli(&store, &["verify"]);
+    assert_eq!(
+        ran.code,
+        Some(1),
+        "problems found: exit code 1\n{}",
+        ran.stderr
+    );
+    let out = ran.stdout;
+    assert!(out.contains(": 2 problems:"), "{out}");
+    assert!(
+        out.contains(&format!("has no sidecar {}", deleted.display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("sidecar {} of blob", damaged.display())),
+        "{out}"
+    );
+    assert!(out.contains("pipeline verify --repair"), "{out}");
+    let ran = cli(&store, &["verify", "--json"]);
+    assert_eq!(ran.code, Some(1));
+    let report: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let mut kinds: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["corrupt_sidecar", "missing_sidecar"]);
+
+    let out = cli(&store, &["verify", "--repair"]).ok();
+    assert!(out.contains("Repaired 2 problems:"), "{out}");
+    assert!(
+        out.contains(&format!("restored sidecar {}", deleted.display())),
+        "{out}"
+    );
+    assert!(out.contains("no problems"), "{out}");
+    // Restored from the metadata exactly as the step wrote them.
+    assert_eq!(std::fs::read(deleted).unwrap(), originals[0]);
+    assert_eq!(std::fs::read(damaged).unwrap(), originals[1]);
+    let out = cli(&store, &["verify"]).ok();
+    assert!(out.contains("no problems"), "{out}");
 }

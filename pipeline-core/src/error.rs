@@ -1,6 +1,7 @@
 //! The one error type of the runtime.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -118,13 +119,25 @@ pub enum Error {
         path: PathBuf,
     },
 
-    /// The store was opened read-only (or lives on a read-only file system).
-    #[error("store at {path} is read-only, so it cannot {action}; open it writable or point PIPELINE_HOME at a writable store")]
+    /// The store was opened read-only, or lives where this process cannot write (a
+    /// read-only file system, or no write permission).
+    #[error("store at {path} is read-only ({}), so it cannot {action}; {}", .cause.describe(), .cause.fix())]
     ReadOnly {
         /// Store directory.
         path: PathBuf,
         /// What was attempted.
         action: String,
+        /// Why the store is read-only.
+        cause: ReadOnlyCause,
+    },
+
+    /// A garbage-collection policy that could remove blobs a running pipeline still needs.
+    #[error("gc min blob age {} is below the safe minimum of {}: a younger unreferenced blob may belong to a step or cache hit that a running pipeline has not recorded yet; use a min blob age of at least {}", age(*.min_blob_age), age(*.safe_minimum), age(*.safe_minimum))]
+    UnsafeGcPolicy {
+        /// The age that was asked for.
+        min_blob_age: Duration,
+        /// The smallest age gc accepts ([`GcPolicy::SAFE_MIN_BLOB_AGE`](crate::GcPolicy::SAFE_MIN_BLOB_AGE)).
+        safe_minimum: Duration,
     },
 
     /// A SQLite error other than a lock.
@@ -196,5 +209,49 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Why a store handle cannot write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadOnlyCause {
+    /// The handle was opened with [`StoreOptions::read_only`](crate::StoreOptions::read_only).
+    Requested,
+    /// The store's directory, database or blob folder is not writable by this process: a
+    /// read-only file system (a read-only mount, a shared dataset), an immutable file, or no
+    /// write permission.
+    Media,
+}
+
+impl ReadOnlyCause {
+    fn describe(self) -> &'static str {
+        match self {
+            ReadOnlyCause::Requested => "opened with `StoreOptions::read_only`",
+            ReadOnlyCause::Media => {
+                "its file system is read-only or this process may not write to it"
+            }
+        }
+    }
+
+    fn fix(self) -> &'static str {
+        match self {
+            ReadOnlyCause::Requested => {
+                "open it without `read_only`, or point PIPELINE_HOME at a writable store"
+            }
+            ReadOnlyCause::Media => {
+                "make it writable, or copy the store directory to writable storage and point PIPELINE_HOME there"
+            }
+        }
+    }
+}
+
+/// `0s`, `90s`, `2m`, `1.5s`: whole minutes as minutes, the rest in seconds.
+fn age(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if d.as_secs() >= 60 && d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
+        format!("{}m", d.as_secs() / 60)
+    } else {
+        format!("{secs}s")
     }
 }

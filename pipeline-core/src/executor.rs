@@ -22,7 +22,9 @@ use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, 
 use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
-use crate::store::{Acquire, Damage, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Store};
+use crate::store::{
+    Acquire, Damage, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Sidecar, Store,
+};
 use crate::time;
 
 pub(crate) struct RunSettings {
@@ -841,20 +843,17 @@ fn execute_body(
                 }
             }
             let (hash, size) = store.finish_blob(writer).map_err(|e| e.to_string())?;
-            let sidecar = serde_json::json!({
-                "content_hash": hash.to_hex(),
-                "size": size,
-                "type": spec.decl.type_name,
-                "cacher": spec.decl.cacher,
-                "cacher_version": spec.decl.cacher_version,
-                "metadata": metadata.last().cloned().flatten(),
-                "produced_by": {
-                    "run_id": run_id,
-                    "step": node.name,
-                    "output": spec.decl.name,
-                    "cache_key": job.key.to_hex(),
-                },
-            });
+            let sidecar = Sidecar {
+                size,
+                type_name: &spec.decl.type_name,
+                cacher: &spec.decl.cacher,
+                cacher_version: spec.decl.cacher_version,
+                metadata: metadata.last().cloned().flatten(),
+                run_id,
+                step: &node.name,
+                output: &spec.decl.name,
+                cache_key: Some(job.key),
+            };
             store
                 .write_sidecar(hash, &sidecar)
                 .map_err(|e| e.to_string())?;

@@ -23,7 +23,7 @@ mod time;
 
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
-pub use crate::error::{BoxError, Error, Result};
+pub use crate::error::{BoxError, Error, ReadOnlyCause, Result};
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Reason, Run, StepReport, StepStatus};

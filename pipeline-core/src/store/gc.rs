@@ -7,7 +7,8 @@
 //! reused within `min_blob_age` (a cache hit sets the blob's access time) are never
 //! removed. That last rule covers the two moments when a running pipeline relies on a blob
 //! no committed row references yet: a step's output renamed into place just before its
-//! execution commits, and a cache hit found just before its cached row commits.
+//! execution commits, and a cache hit found just before its cached row commits. Hence
+//! the policy is refused when `min_blob_age` is below [`GcPolicy::SAFE_MIN_BLOB_AGE`].
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -31,9 +32,39 @@ pub struct GcPolicy {
     pub dry_run: bool,
     /// Unreferenced blob files written or reused more recently than this stay (they may
     /// belong to a step finishing right now, or to a cache hit whose run has not recorded
-    /// it yet). Default 10 minutes; keep it above one minute, the granularity at which
-    /// cache hits refresh a blob's access time.
+    /// it yet). Default 10 minutes; at least [`GcPolicy::SAFE_MIN_BLOB_AGE`], or
+    /// [`Store::gc`] refuses the policy.
     pub min_blob_age: Duration,
+}
+
+impl GcPolicy {
+    /// The smallest [`min_blob_age`](GcPolicy::min_blob_age) that gc accepts: 2 minutes.
+    ///
+    /// A cache hit refreshes a blob's access time only when it is older than one minute
+    /// (so that runs served from the cache do not write on every hit), and a running
+    /// pipeline records its hits and fresh outputs moments after it finds or writes them.
+    /// Below one minute, gc could remove a blob that a running pipeline has just reused
+    /// and is about to record; the second minute covers the time until the record commits
+    /// (the write lock may be busy, a step may be writing several outputs). Gc stays safe
+    /// above this only as long as that time stays short: a step whose outputs take longer to
+    /// write than `min_blob_age` is not protected.
+    pub const SAFE_MIN_BLOB_AGE: Duration = Duration::from_secs(120);
+
+    /// Checks that the policy cannot remove what a running pipeline needs.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsafeGcPolicy`] when `min_blob_age` is below
+    /// [`GcPolicy::SAFE_MIN_BLOB_AGE`].
+    pub fn validate(&self) -> Result<()> {
+        if self.min_blob_age < Self::SAFE_MIN_BLOB_AGE {
+            return Err(Error::UnsafeGcPolicy {
+                min_blob_age: self.min_blob_age,
+                safe_minimum: Self::SAFE_MIN_BLOB_AGE,
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Default for GcPolicy {
@@ -99,7 +130,15 @@ impl Store {
     }
 
     /// Removes runs the policy does not keep and the blobs nothing references any more.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnsafeGcPolicy`] for a `min_blob_age` below
+    /// [`GcPolicy::SAFE_MIN_BLOB_AGE`] (dry runs included, so that they report what a real
+    /// run would do); [`Error::ReadOnly`] on a read-only handle; [`Error::StoreLocked`],
+    /// [`Error::Database`] or [`Error::Io`] when the store cannot be changed.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
+        policy.validate()?;
         if !policy.dry_run {
             self.check_writable("collect garbage")?;
         }
@@ -110,8 +149,15 @@ impl Store {
         let referenced: HashSet<String>;
         {
             let mut conn = self.db();
+            // A dry run only reads (one consistent snapshot), so it works on read-only
+            // handles and media too.
+            let behavior = if policy.dry_run {
+                TransactionBehavior::Deferred
+            } else {
+                TransactionBehavior::Immediate
+            };
             let tx = conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .transaction_with_behavior(behavior)
                 .map_err(|e| self.db_error(e))?;
             let runs: Vec<RunRow> = tx
                 .prepare(
@@ -175,8 +221,16 @@ impl Store {
             }
             report.bytes_kept = kept_bytes(&keep);
             report.runs_kept = keep.len();
-            for r in runs.iter().filter(|r| !keep.contains(r.id.as_str())) {
+            let removed: HashSet<&str> = runs
+                .iter()
+                .map(|r| r.id.as_str())
+                .filter(|id| !keep.contains(id))
+                .collect();
+            for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
                 report.runs_removed.push(r.name.clone());
+                if policy.dry_run {
+                    continue;
+                }
                 for sql in [
                     "DELETE FROM artifacts WHERE execution_id IN \
                      (SELECT id FROM executions WHERE run_id = ?1)",
@@ -191,20 +245,31 @@ impl Store {
             }
             // Undecodable marks of executions no row refers to any more (so that a reused
             // execution id never inherits one).
-            tx.execute(
-                "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
-                 AND execution_id NOT IN \
-                 (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
-                [],
-            )
-            .map_err(|e| self.db_error(e))?;
-            referenced = tx
-                .prepare("SELECT DISTINCT content_hash FROM artifacts")
+            if !policy.dry_run {
+                tx.execute(
+                    "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
+                     AND execution_id NOT IN \
+                     (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
+                    [],
+                )
+                .map_err(|e| self.db_error(e))?;
+            }
+            // What the deletions leave referenced (a dry run filters instead of deleting).
+            let rows: Vec<(String, Option<String>)> = tx
+                .prepare(
+                    "SELECT DISTINCT a.content_hash, e.run_id FROM artifacts a \
+                     LEFT JOIN executions e ON e.id = a.execution_id",
+                )
                 .and_then(|mut s| {
-                    s.query_map([], |r| r.get(0))
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                         .and_then(|rows| rows.collect())
                 })
                 .map_err(|e| self.db_error(e))?;
+            referenced = rows
+                .into_iter()
+                .filter(|(_, run)| run.as_deref().is_none_or(|r| !removed.contains(r)))
+                .map(|(hash, _)| hash)
+                .collect();
             if policy.dry_run {
                 tx.rollback().map_err(|e| self.db_error(e))?;
             } else {

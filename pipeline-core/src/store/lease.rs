@@ -139,8 +139,13 @@ impl Store {
             .map_err(|e| self.db_error(e))
     }
 
-    /// Cleans up after processes that died: their temporary blob files, their runs (marked
-    /// failed) and their leases. Runs on every writable open.
+    /// Cleans up after processes that died: their temporary blob files, and their runs
+    /// (marked failed). Runs on every writable open.
+    ///
+    /// It does not touch leases: a dead process's claim on a cache key stays until its
+    /// heartbeat is older than [`StoreOptions::lease_ttl`](super::StoreOptions::lease_ttl)
+    /// (10 s by default), so after a crash the next run that needs that key waits that long
+    /// before taking it over in [`Store::acquire`].
     pub(crate) fn recover(&self) -> Result<()> {
         for path in self.dead_temp_files() {
             let _ = fs::remove_file(path);

@@ -9,6 +9,7 @@ mod blob;
 pub(crate) use blob::mtime_ns;
 mod gc;
 mod lease;
+mod open;
 mod query;
 mod schema;
 mod verify;
@@ -40,7 +41,7 @@ pub use blob::ContentHash;
 pub use blob::HashingWriter;
 
 use crate::cacher::{Bincode, Cacher, Json};
-use crate::error::{BoxError, Error, Result};
+use crate::error::{BoxError, Error, ReadOnlyCause, Result};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::StepStatus;
 
@@ -56,7 +57,9 @@ pub struct StoreOptions {
     pub lease_ttl: Duration,
     /// Blob naming for a new store. Default xxh3-128.
     pub content_hash: ContentHash,
-    /// Open for reading only: runs and writes fail with [`Error::ReadOnly`].
+    /// Open for reading only: nothing is created or changed, and runs and other writes fail
+    /// with [`Error::ReadOnly`]. An existing store that this process cannot write opens
+    /// this way even without it; see [`Store::open_with`].
     pub read_only: bool,
 }
 
@@ -91,6 +94,8 @@ struct StoreInner {
     root: PathBuf,
     artifacts: PathBuf,
     options: StoreOptions,
+    /// Why this handle cannot write; `None` when it can.
+    read_only: Option<ReadOnlyCause>,
     content_hash: ContentHash,
     db: Mutex<Connection>,
     blob_reads: AtomicU64,
@@ -150,6 +155,45 @@ pub(crate) struct OutputRow {
     pub metadata: Option<serde_json::Value>,
 }
 
+/// What a blob's sidecar (`<blob>.json`) records: the blob's own facts and the execution
+/// that produced it.
+pub(crate) struct Sidecar<'a> {
+    pub size: u64,
+    pub type_name: &'a str,
+    pub cacher: &'a str,
+    pub cacher_version: u32,
+    pub metadata: Option<serde_json::Value>,
+    pub run_id: &'a str,
+    /// The execution's name within its run.
+    pub step: &'a str,
+    pub output: &'a str,
+    pub cache_key: Option<Hash128>,
+}
+
+impl Sidecar<'_> {
+    fn to_json(&self, hash: Hash128) -> serde_json::Value {
+        serde_json::json!({
+            "content_hash": hash.to_hex(),
+            "size": self.size,
+            "type": self.type_name,
+            "cacher": self.cacher,
+            "cacher_version": self.cacher_version,
+            "metadata": self.metadata,
+            "produced_by": {
+                "run_id": self.run_id,
+                "step": self.step,
+                "output": self.output,
+                "cache_key": self.cache_key.map(Hash128::to_hex),
+            },
+        })
+    }
+}
+
+/// `<blob>.json` beside the blob at `blob`.
+pub(crate) fn sidecar_path(blob: &Path) -> PathBuf {
+    blob.with_extension("json")
+}
+
 /// One input consumed by an execution.
 pub(crate) struct InputRow {
     pub name: String,
@@ -181,12 +225,55 @@ impl Store {
     /// Opens the store in directory `path`, creating it if it does not exist.
     ///
     /// Refuses a path that is a file, a non-empty directory that is not a store, a SQLite
-    /// database of another application, and a store written by a newer version.
+    /// database of another application or with a schema version this library never writes
+    /// (a negative one, say), and a store written by a newer version. A refused path is left
+    /// as it was: nothing is created or changed before every check has passed.
+    ///
+    /// An existing store that this process cannot write (read-only media) opens for
+    /// reading only; see [`Store::open_with`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotAStore`] and [`Error::StoreTooNew`] for what it refuses;
+    /// [`Error::ReadOnly`] when a store must be created or its schema upgraded where nothing
+    /// can be written; [`Error::Database`] or [`Error::Io`] when SQLite or the file system
+    /// fails.
     pub fn open(path: impl AsRef<Path>) -> Result<Store> {
         Store::open_with(path, StoreOptions::default())
     }
 
     /// Opens (or creates) the store in `path` with `options`.
+    ///
+    /// # Read-only handles and read-only media
+    ///
+    /// With `options.read_only`, nothing is created or changed and every write fails with
+    /// [`Error::ReadOnly`]. An existing store that this process cannot write (the kernel's
+    /// `access(2)` says so for a read-only mount, an immutable file, or missing write
+    /// permission) opens the same way even without `read_only`, with
+    /// [`ReadOnlyCause::Media`]: queries and loads work,
+    /// and a run fails with an error that names the path and the fix.
+    ///
+    /// SQLite reads a database in WAL mode through an index file beside it,
+    /// `metadata.sqlite-shm`, which it creates when missing:
+    ///
+    /// * Where that file exists or can be created, the database is opened plainly
+    ///   read-only. That sees every committed transaction, including those of a writer in
+    ///   another process. (In a writable directory this leaves the `-shm` and `-wal` files
+    ///   behind; the next writer removes them.)
+    /// * On read-only media without it (the usual state: the last writer removed it when it
+    ///   closed), the database is opened with SQLite's `immutable=1`, which reads the main
+    ///   file without locks or index. That is exact while nobody writes the store, which
+    ///   read-only media guarantee. Where another user may still write it (a store you only
+    ///   lack permission on), a handle opened this way does not see later runs, and may
+    ///   fail on a page being rewritten at that moment: reopen it. A leftover
+    ///   `metadata.sqlite-wal` with changes not yet merged cannot be read this way; that is
+    ///   refused with [`Error::ReadOnly`] rather than shown as an older state.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Store::open`]; besides, a read-only open of a path that holds no store
+    /// fails with [`Error::NotAStore`] instead of creating one, and a store of an older
+    /// schema cannot be opened read-only ([`Error::ReadOnly`]: a writable open upgrades it).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
         let root = path.as_ref().to_path_buf();
         let not_a_store = |reason: &str| Error::NotAStore {
@@ -194,7 +281,9 @@ impl Store {
             reason: reason.to_string(),
         };
         let db_path = root.join("metadata.sqlite");
-        match fs::metadata(&root) {
+        let artifacts = root.join("artifacts");
+        // Checks first, changes after: a refused path must stay exactly as it was.
+        let exists = match fs::metadata(&root) {
             Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory")),
             Ok(_) => {
                 if !db_path.exists() {
@@ -215,47 +304,76 @@ impl Store {
                     }
                 } else if db_path.is_dir() {
                     return Err(not_a_store("metadata.sqlite is a directory"));
+                } else {
+                    open::check_file_header(&root, &db_path)?;
                 }
+                true
             }
             Err(_) if options.read_only => return Err(not_a_store("it does not exist")),
-            Err(_) => fs::create_dir_all(&root).map_err(|e| Error::io(&root, e))?,
-        }
-        let artifacts = root.join("artifacts");
-        if !options.read_only {
-            fs::create_dir_all(&artifacts).map_err(|e| Error::io(&artifacts, e))?;
+            Err(_) => false,
+        };
+        let read_only = if exists && !open::writable_store(&root, &db_path, &artifacts) {
+            Some(ReadOnlyCause::Media)
+        } else if options.read_only {
+            Some(ReadOnlyCause::Requested)
+        } else {
+            None
+        };
+        let read_only_error = |action: &str| Error::ReadOnly {
+            path: root.clone(),
+            action: action.to_string(),
+            cause: ReadOnlyCause::Media,
+        };
+        if !exists {
+            fs::create_dir_all(&root).map_err(|e| match e.kind() {
+                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
+                    read_only_error("create a store")
+                }
+                _ => Error::io(&root, e),
+            })?;
+        } else if read_only.is_some() && !db_path.exists() {
+            return Err(read_only_error("create a store in it"));
         }
 
         let db_err = |e: rusqlite::Error| map_db_error(&root, e);
-        let flags = if options.read_only {
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
-        } else {
-            rusqlite::OpenFlags::default()
-        };
-        let conn = Connection::open_with_flags(&db_path, flags).map_err(db_err)?;
-        conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
-        // Any read fails with NotADatabase on random bytes: say so plainly.
-        let (version, app_id, tables) = match read_header(&conn) {
-            Ok(h) => h,
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::NotADatabase =>
-            {
-                return Err(not_a_store("metadata.sqlite is not a SQLite database"))
+        let (conn, (version, app_id, tables)) = match read_only {
+            Some(cause) => open::read_only(&root, &db_path, &options, cause)?,
+            None => {
+                let conn = Connection::open(&db_path).map_err(db_err)?;
+                conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
+                let header = open::read_header(&root, &conn)?;
+                (conn, header)
             }
-            Err(e) => return Err(db_err(e)),
         };
-        if version > 0 && app_id != schema::APPLICATION_ID || version == 0 && tables > 0 {
-            return Err(not_a_store(
-                "metadata.sqlite is a SQLite database of another application",
-            ));
+        open::check_header(&root, version, app_id, tables)?;
+        if let Some(cause) = read_only {
+            if version < schema::current_version() {
+                return Err(Error::ReadOnly {
+                    path: root,
+                    action: format!(
+                        "upgrade its schema from version {version} to {}",
+                        schema::current_version()
+                    ),
+                    cause,
+                });
+            }
+            if cause == ReadOnlyCause::Media && !options.read_only {
+                tracing::debug!(
+                    target: "pipeline",
+                    "Store at {} is not writable here; opened it for reading only.",
+                    root.display()
+                );
+            }
         }
-        if version > schema::current_version() {
-            return Err(Error::StoreTooNew {
-                path: root,
-                found: version,
-                supported: schema::current_version(),
-            });
+        if let Some(recorded) = setting_of(&conn, "content_hash").map_err(db_err)? {
+            if ContentHash::parse(&recorded).is_none() {
+                return Err(not_a_store(&format!(
+                    "it names blobs with `{recorded}`, which this version does not know"
+                )));
+            }
         }
-        if !options.read_only {
+        if read_only.is_none() {
+            fs::create_dir_all(&artifacts).map_err(|e| Error::io(&artifacts, e))?;
             conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
                 .map_err(db_err)?;
             conn.pragma_update(None, "synchronous", "NORMAL")
@@ -268,14 +386,6 @@ impl Store {
                 .map_err(db_err)?;
             conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
                 .map_err(db_err)?;
-        } else if version < schema::current_version() {
-            return Err(Error::ReadOnly {
-                path: root,
-                action: format!(
-                    "upgrade its schema from version {version} to {}",
-                    schema::current_version()
-                ),
-            });
         }
         let mut store = Store {
             inner: Arc::new(StoreInner {
@@ -283,12 +393,13 @@ impl Store {
                 artifacts,
                 content_hash: options.content_hash,
                 options,
+                read_only,
                 db: Mutex::new(conn),
                 blob_reads: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
             }),
         };
-        if !store.inner.options.read_only {
+        if read_only.is_none() {
             store.migrate()?;
         }
         let recorded = store.setting("content_hash")?;
@@ -308,15 +419,25 @@ impl Store {
         if let Some(inner) = Arc::get_mut(&mut store.inner) {
             inner.content_hash = kind;
         }
-        if !store.inner.options.read_only {
+        if read_only.is_none() {
             store.recover()?;
         }
         Ok(store)
     }
 
-    /// Opens `$PIPELINE_HOME` if set, else `./.pipeline`.
+    /// Opens `$PIPELINE_HOME` if set, else `./.pipeline`, as [`Store::open`] does: creates
+    /// the store if needed, and opens an existing store on read-only media for reading only.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Store::open`].
     pub fn open_default() -> Result<Store> {
         Store::open(default_path())
+    }
+
+    /// Why this handle cannot write, or `None` when it can.
+    pub fn read_only(&self) -> Option<ReadOnlyCause> {
+        self.inner.read_only
     }
 
     /// The store directory.
@@ -348,7 +469,10 @@ impl Store {
         let version: i64 = tx
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| self.db_error(e))?;
-        for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(version as usize) {
+        // Checked when opening; checked again inside the write lock, where it counts.
+        open::check_header(&self.inner.root, version, schema::APPLICATION_ID, 0)?;
+        let done = usize::try_from(version).unwrap_or(usize::MAX);
+        for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(done) {
             tx.execute_batch(sql).map_err(|e| self.db_error(e))?;
             tx.pragma_update(None, "user_version", v as i64 + 1)
                 .map_err(|e| self.db_error(e))?;
@@ -373,22 +497,7 @@ impl Store {
 
     /// A value from the settings table.
     fn setting(&self, key: &str) -> Result<Option<String>> {
-        let conn = self.db();
-        let has_table: i64 = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'settings'",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.db_error(e))?;
-        if has_table == 0 {
-            return Ok(None);
-        }
-        conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(|e| self.db_error(e))
+        setting_of(&self.db(), key).map_err(|e| self.db_error(e))
     }
 
     /// The algorithm that names this store's blobs.
@@ -402,10 +511,11 @@ impl Store {
 
     /// Fails with [`Error::ReadOnly`] on a read-only handle.
     pub(crate) fn check_writable(&self, action: &str) -> Result<()> {
-        if self.inner.options.read_only {
+        if let Some(cause) = self.inner.read_only {
             return Err(Error::ReadOnly {
                 path: self.inner.root.clone(),
                 action: action.to_string(),
+                cause,
             });
         }
         Ok(())
@@ -440,13 +550,14 @@ impl Store {
     }
 
     /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
-    pub(crate) fn write_sidecar(&self, hash: Hash128, doc: &serde_json::Value) -> Result<()> {
-        let path = self.blob_path(hash).with_extension("json");
+    pub(crate) fn write_sidecar(&self, hash: Hash128, sidecar: &Sidecar<'_>) -> Result<()> {
+        let doc = sidecar.to_json(hash);
+        let path = sidecar_path(&self.blob_path(hash));
         // Unique per writer: steps running at once may write identical outputs (same hash).
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
-        let text = serde_json::to_vec_pretty(doc).unwrap_or_default();
+        let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
         fs::write(&tmp, text)
             .and_then(|_| fs::rename(&tmp, &path))
             .map_err(|e| Error::io(&path, e))
@@ -626,7 +737,7 @@ impl Store {
         // compares). Garbage collection spares blobs used within `min_blob_age`, which covers
         // the moment between this lookup and the commit of the cached row that references
         // them.
-        if !self.inner.options.read_only {
+        if self.inner.read_only.is_none() {
             let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
             for hash in stale {
                 if let Ok(f) = File::options().write(true).open(self.blob_path(hash)) {
@@ -673,7 +784,7 @@ impl Store {
             return Ok(BlobState::Corrupt);
         }
         // Intact but touched (copied store, restored backup): remember the new stat.
-        if !self.inner.options.read_only {
+        if self.inner.read_only.is_none() {
             conn.prepare_cached(
                 "INSERT INTO blobs(hash, size, mtime_ns) VALUES (?1, ?2, ?3) \
                  ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
@@ -979,8 +1090,9 @@ enum BlobState {
 
 /// A blob's access time is refreshed on a hit only when older than this, so a store that
 /// is run again and again is not written to on every hit. Garbage collection's
-/// `min_blob_age` must stay above it (its default is ten times as long).
+/// `min_blob_age` must stay above it: [`GcPolicy::SAFE_MIN_BLOB_AGE`] is twice as long.
 const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+const _: () = assert!(USE_REFRESH.as_secs() < GcPolicy::SAFE_MIN_BLOB_AGE.as_secs());
 
 /// `$PIPELINE_HOME` if set and non-empty, else `./.pipeline`.
 pub fn default_path() -> PathBuf {
@@ -990,16 +1102,20 @@ pub fn default_path() -> PathBuf {
     }
 }
 
-fn read_header(conn: &Connection) -> rusqlite::Result<(i64, i64, i64)> {
-    // One statement reads one snapshot: another process creating the store at this moment
-    // is seen either before its first migration or after it, never halfway.
-    conn.query_row(
-        "SELECT (SELECT user_version FROM pragma_user_version), \
-                (SELECT application_id FROM pragma_application_id), \
-                (SELECT count(*) FROM sqlite_master WHERE type = 'table')",
+/// A value from the settings table, `None` where the table does not exist yet.
+fn setting_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    let has_table: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'settings'",
         [],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-    )
+        |r| r.get(0),
+    )?;
+    if has_table == 0 {
+        return Ok(None);
+    }
+    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
@@ -1018,6 +1134,7 @@ fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
             Error::ReadOnly {
                 path: root.to_path_buf(),
                 action: "write to it".into(),
+                cause: ReadOnlyCause::Media,
             }
         }
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {

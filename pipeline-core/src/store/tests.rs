@@ -119,6 +119,169 @@ fn refuses_things_that_are_not_stores() {
     drop(conn);
     let err = Store::open(&foreign).unwrap_err();
     assert!(err.to_string().contains("another application"), "{err}");
+    // Refused writable opens create nothing, not even the blob folder.
+    for refused in [&random, &foreign, &odd] {
+        assert!(!refused.join("artifacts").exists(), "{}", refused.display());
+    }
+    assert_eq!(
+        fs::read_dir(&foreign).unwrap().count(),
+        1,
+        "only metadata.sqlite"
+    );
+}
+
+/// Every file and directory under `dir`, with the bytes of each file, sorted by path.
+fn snapshot(dir: &Path) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.push((path.clone(), None));
+            out.extend(snapshot(&path));
+        } else {
+            out.push((path.clone(), Some(fs::read(&path).unwrap())));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_only() -> StoreOptions {
+    StoreOptions {
+        read_only: true,
+        ..StoreOptions::default()
+    }
+}
+
+#[test]
+fn refuses_a_negative_user_version_and_changes_nothing() {
+    // As found: a SQLite file with `user_version` -1 (here also with tables, and with our
+    // application id), opened writable and read-only.
+    for (version, tables, app_id) in [
+        (-1, false, 0),
+        (-1, true, 0),
+        (i64::from(i32::MIN), false, schema::APPLICATION_ID),
+    ] {
+        let (_dir, path) = fresh();
+        fs::create_dir_all(&path).unwrap();
+        let conn = Connection::open(path.join("metadata.sqlite")).unwrap();
+        if tables {
+            conn.execute_batch("CREATE TABLE songs(title TEXT)")
+                .unwrap();
+        }
+        conn.pragma_update(None, "user_version", version).unwrap();
+        conn.pragma_update(None, "application_id", app_id).unwrap();
+        drop(conn);
+        let before = snapshot(&path);
+        for options in [StoreOptions::default(), read_only()] {
+            let err = Store::open_with(&path, options).unwrap_err();
+            assert!(matches!(err, Error::NotAStore { .. }), "{err:?}");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("schema version {version}"))
+                    && message.contains("never writes"),
+                "{message}"
+            );
+            assert_eq!(snapshot(&path), before, "nothing changed");
+        }
+        // Not switched to WAL: bytes 18 and 19 of the header are 1 in rollback mode.
+        let bytes = fs::read(path.join("metadata.sqlite")).unwrap();
+        assert_eq!(&bytes[18..20], &[1, 1]);
+    }
+}
+
+#[test]
+fn a_negative_user_version_still_in_the_wal_is_refused_too() {
+    // The main file's header says 0; the -1 sits in the WAL of a connection kept open, so
+    // only the check through SQLite can see it.
+    let (_dir, path) = fresh();
+    fs::create_dir_all(&path).unwrap();
+    let db = path.join("metadata.sqlite");
+    let conn = Connection::open(&db).unwrap();
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .unwrap();
+    conn.pragma_update(None, "user_version", -1).unwrap();
+    let main_file = fs::read(&db).unwrap();
+    assert_eq!(
+        &main_file[60..64],
+        &[0, 0, 0, 0],
+        "the -1 is not in the main file"
+    );
+    let names = || {
+        let mut names: Vec<_> = fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let listing = names();
+    let err = Store::open(&path).unwrap_err();
+    assert!(err.to_string().contains("schema version -1"), "{err}");
+    assert_eq!(fs::read(&db).unwrap(), main_file);
+    assert_eq!(names(), listing, "no blob folder");
+    drop(conn);
+}
+
+#[test]
+fn gc_refuses_a_min_blob_age_below_the_safe_minimum() {
+    let (_dir, path) = fresh();
+    let store = Store::open(&path).unwrap();
+    let hash = store.save_blob(&7u32, &crate::Bincode).unwrap();
+    let blob = store.blob_path(Hash128::from_hex(&hash).unwrap());
+    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let age_blob = || {
+        let times = fs::FileTimes::new()
+            .set_modified(hour_ago)
+            .set_accessed(hour_ago);
+        fs::File::options()
+            .write(true)
+            .open(&blob)
+            .unwrap()
+            .set_times(times)
+            .unwrap();
+    };
+    age_blob();
+    let just_below = GcPolicy::SAFE_MIN_BLOB_AGE - Duration::from_millis(1);
+    for (age, dry_run) in [
+        (Duration::ZERO, false),
+        (Duration::ZERO, true),
+        (just_below, false),
+    ] {
+        let policy = GcPolicy {
+            min_blob_age: age,
+            dry_run,
+            ..GcPolicy::default()
+        };
+        assert!(policy.validate().is_err());
+        let err = store.gc(&policy).unwrap_err();
+        match &err {
+            Error::UnsafeGcPolicy {
+                min_blob_age,
+                safe_minimum,
+            } => assert_eq!(
+                (*min_blob_age, *safe_minimum),
+                (age, GcPolicy::SAFE_MIN_BLOB_AGE)
+            ),
+            other => panic!("{other:?}"),
+        }
+        let message = err.to_string();
+        assert!(
+            message.contains("below the safe minimum of 2m") && message.contains("at least 2m"),
+            "{message}"
+        );
+        assert!(blob.exists(), "nothing removed");
+    }
+    assert!(GcPolicy::default().validate().is_ok());
+    // At the safe minimum, the old unreferenced blob goes.
+    let report = store
+        .gc(&GcPolicy {
+            min_blob_age: GcPolicy::SAFE_MIN_BLOB_AGE,
+            ..GcPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(report.blobs_removed, 1, "{report:?}");
+    assert!(!blob.exists());
 }
 
 #[test]
@@ -266,6 +429,20 @@ fn verify_reports_each_kind_of_damage() {
     store
         .finish_run("run", RunStatus::Completed, Duration::ZERO)
         .unwrap();
+    // Blobs saved by hand have no sidecar; repair writes them from the recorded rows.
+    let report = store.repair().unwrap();
+    assert_eq!(report.repaired.len(), 2, "{report:?}");
+    assert!(report
+        .repaired
+        .iter()
+        .all(|p| matches!(p, Problem::MissingSidecar { .. })));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&fs::read(store.blob_path(h2).with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(sidecar["content_hash"], h2.to_hex());
+    assert_eq!(sidecar["type"], "Vec<u8>");
+    assert_eq!(sidecar["produced_by"]["run_id"], "run");
+    assert_eq!(sidecar["produced_by"]["cache_key"], Hash128(7).to_hex());
     assert_eq!(
         store.verify().unwrap().problems.len(),
         2,
@@ -298,6 +475,7 @@ fn verify_reports_each_kind_of_damage() {
             Problem::OrphanExecution { .. } => "orphan",
             Problem::InterruptedRun { .. } => "interrupted",
             Problem::LeftoverTempFile { .. } => "temp",
+            Problem::MissingSidecar { .. } | Problem::CorruptSidecar { .. } => "sidecar",
         })
         .collect();
     for kind in [

@@ -1,11 +1,13 @@
 //! `Store::verify`: an integrity check that reads every referenced blob.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::fs;
+use std::path::{Path, PathBuf};
 
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use super::{blob, Store};
+use super::{blob, sidecar_path, Sidecar, Store};
 use crate::error::{Error, Result};
 use crate::key::{Hash128, KeyComponents};
 
@@ -52,6 +54,22 @@ pub enum Problem {
         /// The file.
         path: PathBuf,
     },
+    /// An intact blob has no sidecar (`<blob>.json`, what it holds, readable without this
+    /// library). [`Store::repair`] restores it from the metadata.
+    MissingSidecar {
+        /// Content hash of the blob.
+        hash: String,
+        /// Where the sidecar belongs.
+        path: PathBuf,
+    },
+    /// A sidecar that is not valid JSON or names another blob. [`Store::repair`] rewrites
+    /// it from the metadata.
+    CorruptSidecar {
+        /// Content hash of the blob.
+        hash: String,
+        /// The sidecar.
+        path: PathBuf,
+    },
 }
 
 /// The result of [`Store::verify`].
@@ -63,6 +81,8 @@ pub struct VerifyReport {
     pub blobs_checked: usize,
     /// Bytes read.
     pub bytes_checked: u64,
+    /// Problems that [`Store::repair`] fixed (always empty after [`Store::verify`]).
+    pub repaired: Vec<Problem>,
 }
 
 impl VerifyReport {
@@ -73,9 +93,16 @@ impl VerifyReport {
 }
 
 impl Store {
-    /// Checks the store: every completed execution's blobs exist and hash to their names,
-    /// executions record all their outputs and belong to a run, no run is left running by
-    /// a dead process, and no temporary file is left by one.
+    /// Checks the store: every completed execution's blobs exist and hash to their names
+    /// and have their sidecars, executions record all their outputs and belong to a run,
+    /// no run is left running by a dead process, and no temporary file is left by one.
+    ///
+    /// Reads every referenced blob; changes nothing, so it works on a read-only handle.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] or [`Error::Io`] when the store cannot be read (a damaged blob
+    /// is a [`Problem`], not an error).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
         type ExecRow = (i64, Option<String>, String, i64);
@@ -145,7 +172,9 @@ impl Store {
                     report.blobs_checked += 1;
                     report.bytes_checked += bytes;
                     let ok = actual == hash;
-                    if !ok {
+                    if ok {
+                        report.problems.extend(check_sidecar(&path, &hex)?);
+                    } else {
                         report.problems.push(Problem::CorruptBlob {
                             hash: hex.clone(),
                             actual: actual.to_hex(),
@@ -171,4 +200,121 @@ impl Store {
         }
         Ok(report)
     }
+
+    /// Verifies the store, then repairs what its metadata alone can repair: a missing or
+    /// damaged sidecar (`<blob>.json`) is rewritten from the recorded artifact and the
+    /// newest execution that produced it. Returns the report with the fixed problems moved
+    /// to [`VerifyReport::repaired`]; what remains in `problems` needs a rerun of the
+    /// pipeline (a missing or corrupt blob is recreated by the next run that needs it).
+    ///
+    /// A run that executes a step again also rewrites its outputs' sidecars; a cache hit
+    /// does not look at them, so that it stays a `stat` of the blob alone.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`] on a read-only handle; as for [`Store::verify`] otherwise, and
+    /// [`Error::Io`] when a sidecar cannot be written.
+    pub fn repair(&self) -> Result<VerifyReport> {
+        self.check_writable("repair it")?;
+        let mut report = self.verify()?;
+        for problem in std::mem::take(&mut report.problems) {
+            let fixed = match &problem {
+                Problem::MissingSidecar { hash, .. } | Problem::CorruptSidecar { hash, .. } => {
+                    self.restore_sidecar(hash)?
+                }
+                _ => false,
+            };
+            if fixed {
+                report.repaired.push(problem);
+            } else {
+                report.problems.push(problem);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Rewrites the sidecar of blob `hex` from the newest completed execution that wrote it
+    /// (or, when garbage collection removed that one, that reused it). False when no
+    /// completed execution references the blob.
+    fn restore_sidecar(&self, hex: &str) -> Result<bool> {
+        type Row = (
+            String,
+            i64,
+            String,
+            String,
+            u32,
+            Option<String>,
+            String,
+            String,
+            Option<String>,
+        );
+        let row: Option<Row> = self
+            .db()
+            .query_row(
+                "SELECT a.name, a.size, a.type_name, a.cacher, a.cacher_version, \
+                        a.metadata, e.run_id, e.name, e.cache_key \
+                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+                 WHERE a.content_hash = ?1 AND e.status IN ('executed', 'cached') \
+                 ORDER BY e.status = 'executed' DESC, e.id DESC LIMIT 1",
+                [hex],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.db_error(e))?;
+        let Some((output, size, type_name, cacher, cacher_version, metadata, run_id, step, key)) =
+            row
+        else {
+            return Ok(false);
+        };
+        let Some(hash) = Hash128::from_hex(hex) else {
+            return Ok(false);
+        };
+        let sidecar = Sidecar {
+            size: size as u64,
+            type_name: &type_name,
+            cacher: &cacher,
+            cacher_version,
+            metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
+            run_id: &run_id,
+            step: &step,
+            output: &output,
+            cache_key: key.as_deref().and_then(Hash128::from_hex),
+        };
+        self.write_sidecar(hash, &sidecar)?;
+        Ok(true)
+    }
+}
+
+/// The sidecar problem of intact blob `hex` at `blob`, if any.
+fn check_sidecar(blob: &Path, hex: &str) -> Result<Option<Problem>> {
+    let path = sidecar_path(blob);
+    let text = match fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Some(Problem::MissingSidecar {
+                hash: hex.to_string(),
+                path,
+            }))
+        }
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let names_blob = serde_json::from_slice::<serde_json::Value>(&text)
+        .ok()
+        .is_some_and(|doc| doc["content_hash"] == hex);
+    Ok((!names_blob).then(|| Problem::CorruptSidecar {
+        hash: hex.to_string(),
+        path,
+    }))
 }
