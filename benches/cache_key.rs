@@ -36,6 +36,7 @@ fn components(inputs: usize) -> KeyComponents {
                         type_name: "f64".into(),
                         hash: Hash128::of(&i.to_le_bytes()).to_hex(),
                         value: serde_json::json!(0.5),
+                        text: None,
                     }
                 }
             })

@@ -52,6 +52,8 @@ pub struct Param {
     pub(crate) type_name: &'static str,
     pub(crate) hash: Hash128,
     pub(crate) json: serde_json::Value,
+    /// The value as text when JSON cannot show it (NaN or infinite floats).
+    pub(crate) text: Option<String>,
     pub(crate) value: Value,
     /// A fresh owned copy for `x: T` arguments (decoded from bincode bytes taken at build time).
     pub(crate) fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync>,
@@ -106,6 +108,7 @@ impl InputSpec {
                     }
                 };
                 let json = serde_json::to_value(&v).unwrap_or(serde_json::Value::Null);
+                let text = crate::value_text::non_finite_text(&v);
                 let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
                     if mode == InputMode::Owned {
                         match bincode::serde::encode_to_vec(&v, bincode::config::standard()) {
@@ -131,6 +134,7 @@ impl InputSpec {
                         type_name: std::any::type_name::<T>(),
                         hash,
                         json,
+                        text,
                         value: Arc::new(v),
                         fresh,
                     }),

@@ -104,6 +104,14 @@ pub enum Reason {
     },
     /// The key differs from every earlier one in a way not listed above.
     KeyChanged,
+    /// More than one key component changed: every difference, in the order of
+    /// [`Reason::differences`] (code signature, then parameters and inputs in declaration
+    /// order, then declarations). One difference alone is reported as its own variant
+    /// ([`Reason::ParameterChanged`], ...), never wrapped in this one.
+    Changes {
+        /// The differences, each a single-difference variant; at least two.
+        changes: Vec<Reason>,
+    },
 }
 
 impl fmt::Display for Reason {
@@ -126,21 +134,70 @@ impl fmt::Display for Reason {
             Reason::BlobCorrupt { output } => write!(f, "blob of output `{output}` corrupt"),
             Reason::UpstreamFailed { step } => write!(f, "upstream step `{step}` failed"),
             Reason::KeyChanged => f.write_str("cache key changed"),
+            Reason::Changes { changes } => {
+                for (i, change) in changes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{change}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl Reason {
-    /// Explains a cache miss by comparing the new key components with the newest earlier
-    /// execution's: the first of [`Reason::differences`], code first.
+    /// Explains a cache miss by comparing the new key components with those of the earlier
+    /// execution of the same call: every one of [`Reason::differences`], as the difference
+    /// itself when there is one, as [`Reason::Changes`] when there are several.
     pub(crate) fn explain(prev: Option<&KeyComponents>, new: &KeyComponents) -> Reason {
         let Some(prev) = prev else {
             return Reason::FirstExecution;
         };
-        Reason::differences(prev, new)
-            .into_iter()
-            .next()
-            .unwrap_or(Reason::KeyChanged)
+        let mut changes = Reason::differences(prev, new);
+        match changes.len() {
+            0 => Reason::KeyChanged,
+            1 => changes.remove(0),
+            _ => Reason::Changes { changes },
+        }
+    }
+
+    /// The individual reasons this one stands for: the listed differences of
+    /// [`Reason::Changes`], else this reason alone. Lets callers handle every changed
+    /// component alike, whether one or several changed.
+    ///
+    /// ```
+    /// use pipeline::Reason;
+    ///
+    /// let param = |name: &str| Reason::ParameterChanged {
+    ///     name: name.into(),
+    ///     old: "1".into(),
+    ///     new: "2".into(),
+    /// };
+    /// let two = Reason::Changes {
+    ///     changes: vec![param("mode"), param("eps")],
+    /// };
+    /// let names: Vec<String> = two
+    ///     .changes()
+    ///     .iter()
+    ///     .filter_map(|c| match c {
+    ///         Reason::ParameterChanged { name, .. } => Some(name.clone()),
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(names, ["mode", "eps"]);
+    /// assert_eq!(
+    ///     two.to_string(),
+    ///     "parameter `mode` changed (1 -> 2); parameter `eps` changed (1 -> 2)"
+    /// );
+    /// assert_eq!(Reason::CacheDisabled.changes(), [Reason::CacheDisabled]);
+    /// ```
+    pub fn changes(&self) -> &[Reason] {
+        match self {
+            Reason::Changes { changes } => changes,
+            other => std::slice::from_ref(other),
+        }
     }
 
     /// Every difference between two sets of key components: code signature, then each
@@ -157,22 +214,23 @@ impl Reason {
             let before = old.inputs.iter().find(|i| i.name() == input.name());
             match (before, input) {
                 (
-                    Some(InputComponent::Parameter {
-                        hash: h0,
-                        value: v0,
-                        type_name: t0,
-                        ..
-                    }),
+                    Some(
+                        before @ InputComponent::Parameter {
+                            hash: h0,
+                            type_name: t0,
+                            ..
+                        },
+                    ),
                     InputComponent::Parameter {
                         name,
                         hash,
-                        value,
                         type_name,
+                        ..
                     },
                 ) if h0 != hash || t0 != type_name => out.push(Reason::ParameterChanged {
                     name: name.clone(),
-                    old: v0.to_string(),
-                    new: value.to_string(),
+                    old: before.value_text().unwrap_or_default(),
+                    new: input.value_text().unwrap_or_default(),
                 }),
                 (
                     Some(InputComponent::Artifact {
