@@ -60,7 +60,7 @@ pub enum Reason {
     },
     /// No earlier execution of this step is recorded.
     FirstExecution,
-    /// The step's code signature differs from its newest earlier execution.
+    /// The step's code signature differs from the earlier execution of the same call.
     CodeChanged {
         /// Earlier signature (hex).
         old: String,

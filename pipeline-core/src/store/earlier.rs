@@ -75,6 +75,7 @@ pub(crate) struct Candidate {
 
 /// The calls of one step in one earlier run, indexed for matching.
 pub(crate) struct Candidates {
+    // Invariant: `calls` is sorted by `ordinal`, each ordinal once.
     pub run_id: String,
     pub run_name: String,
     calls: Vec<Candidate>,
@@ -140,7 +141,9 @@ fn distance(a: &[(&str, String)], b: &[(&str, String)]) -> Option<usize> {
 }
 
 impl Candidates {
-    pub(crate) fn new(run_id: String, run_name: String, calls: Vec<Candidate>) -> Self {
+    /// Indexes `calls`, which must be in position order (ascending, distinct ordinals).
+    pub(crate) fn new(run_id: String, run_name: String, mut calls: Vec<Candidate>) -> Self {
+        calls.sort_by_key(|c| c.ordinal);
         let mut index: HashMap<u128, Vec<usize>> = HashMap::new();
         for (i, call) in calls.iter().enumerate() {
             let slots = slots(&call.components);
@@ -198,7 +201,15 @@ impl Candidates {
             })
             .min_by_key(|&(d, i)| (d, near(i)))
             .map(|(_, i)| i);
-        let best = best.or_else(|| (0..self.calls.len()).min_by_key(|&i| near(i)));
+        let best = best.or_else(|| {
+            // Calls are in position order: the nearest is at the partition point or just
+            // before it (the lower one on a tie).
+            let at = self.calls.partition_point(|c| c.ordinal < call.ordinal);
+            [at.checked_sub(1), (at < self.calls.len()).then_some(at)]
+                .into_iter()
+                .flatten()
+                .min_by_key(|&i| near(i))
+        });
         best.map(|i| &self.calls[i])
     }
 

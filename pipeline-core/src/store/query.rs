@@ -199,8 +199,9 @@ impl Store {
     }
 
     /// The newest execution of step `step` (the step's own name, shared by repeated calls)
-    /// that ran or was reused before execution `before`: what a cache miss at `before` was
-    /// compared with. Failed and skipped executions are left out.
+    /// that ran or was reused before execution `before`, whichever call it was. Failed and
+    /// skipped executions are left out. What a cache miss was compared with, the earlier
+    /// execution of the same call, is [`Store::compared_execution`].
     pub fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
         let id: Option<i64> = self
             .db()
