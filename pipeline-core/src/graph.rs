@@ -107,8 +107,11 @@ impl InputSpec {
                         Hash128(0)
                     }
                 };
-                let json = serde_json::to_value(&v).unwrap_or(serde_json::Value::Null);
-                let text = crate::value_text::non_finite_text(&v);
+                // JSON for people and scripts; text where JSON cannot show the value.
+                let (json, text) = match serde_json::to_value(&v) {
+                    Ok(json) => (json, crate::value_text::non_finite_text(&v)),
+                    Err(_) => (serde_json::Value::Null, crate::value_text::text(&v)),
+                };
                 let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
                     if mode == InputMode::Owned {
                         match bincode::serde::encode_to_vec(&v, bincode::config::standard()) {

@@ -87,8 +87,10 @@ pub enum InputComponent {
         /// The value as JSON (not part of the key: for explanations).
         value: serde_json::Value,
         /// The value as text where its JSON cannot show it: a NaN or infinite float anywhere
-        /// in the value, which JSON records as `null`, shows here as `NaN`, `inf` or `-inf`.
-        /// `None` when `value` shows the value exactly. Not part of the key.
+        /// in the value, which JSON records as `null`, shows here as `NaN`, `inf` or `-inf`;
+        /// a value JSON cannot hold at all (a map with tuple keys; `value` is then `null`)
+        /// shows here whole. `None` when `value` shows the value exactly. Not part of the
+        /// key.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
     },
@@ -103,7 +105,8 @@ impl InputComponent {
     }
 
     /// A parameter's value as people read it: its JSON, except that NaN and infinite floats
-    /// show as `NaN`, `inf` and `-inf` (see the `text` field). `None` for an artifact.
+    /// show as `NaN`, `inf` and `-inf`, and a value JSON cannot hold shows at all (see the
+    /// `text` field). `None` for an artifact.
     pub fn value_text(&self) -> Option<String> {
         match self {
             InputComponent::Parameter { text: Some(t), .. } => Some(t.clone()),

@@ -5,6 +5,7 @@
 //! `parameter `eps` changed (null -> 0.1)`. [`non_finite_text`] renders such a value as the
 //! same compact JSON text (`serde_json::Value`'s, object keys sorted) except that each
 //! non-finite float, wherever it is nested, shows as Rust shows it: `NaN`, `inf`, `-inf`.
+//! [`text`] renders any value so, for values `serde_json` refuses (maps with tuple keys).
 
 use std::fmt;
 
@@ -23,6 +24,13 @@ pub(crate) fn non_finite_text<T: Serialize + ?Sized>(value: &T) -> Option<String
     let mut lossy = false;
     let text = value.serialize(Text { lossy: &mut lossy }).ok()?;
     lossy.then_some(text)
+}
+
+/// The value as the same text, always: for a value JSON cannot hold at all (a map whose
+/// keys are not strings or numbers, such as tuples), which `serde_json` refuses. `None`
+/// only when the value cannot be serialized.
+pub(crate) fn text<T: Serialize + ?Sized>(value: &T) -> Option<String> {
+    value.serialize(Text { lossy: &mut false }).ok()
 }
 
 /// A value serializer's error (only a `Serialize` impl's own `custom` error).
@@ -418,6 +426,15 @@ mod tests {
         let text = serde::Serialize::serialize(&finite, super::Text { lossy: &mut lossy }).unwrap();
         assert!(!lossy);
         assert_eq!(text, serde_json::to_value(&finite).unwrap().to_string());
+    }
+
+    #[test]
+    fn values_json_refuses_show_too() {
+        let mut map = HashMap::new();
+        map.insert((1u8, 2u8), 0.5);
+        assert!(serde_json::to_value(&map).is_err());
+        assert_eq!(non_finite_text(&map), None);
+        assert_eq!(super::text(&map).as_deref(), Some(r#"{"[1,2]":0.5}"#));
     }
 
     #[test]
