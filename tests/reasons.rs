@@ -166,7 +166,7 @@ mod v2 {
 
     #[step(name = "shift")]
     pub fn shift(xs: &[u32], k: u32) -> Vec<u32> {
-        xs.iter().map(|x| x + k + 0).collect()
+        xs.iter().map(|x| k + x).collect()
     }
 }
 
