@@ -38,6 +38,7 @@ fn components(inputs: usize) -> KeyComponents {
                         shape: "0123456789abcdef0123456789abcdef".into(),
                         hash: Hash128::of(&i.to_le_bytes()).to_hex(),
                         value: serde_json::json!(0.5),
+                        text: None,
                     }
                 }
             })

@@ -40,8 +40,9 @@
 
 pub use pipeline_core::{
     cacher, canonical, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher,
-    ContentHash, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent, InputRecord,
-    Json, KeyComponents, Lineage, OutputDecl, Pipeline, PipelineOutput, Problem, ReadOnlyCause,
+    ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent,
+    InputRecord, Json, KeyComponents, Lineage, OutputDecl, Pipeline, PipelineOutput, Problem,
+    ReadOnlyCause,
     Reason, Result, Run, RunComparison, RunRecord, RunStatus, StepComparison, StepRecord,
     StepReport, StepStatus, Store, StoreOptions, StoreStats, VerifyReport,
 };

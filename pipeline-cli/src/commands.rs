@@ -284,18 +284,37 @@ impl Ctx<'_> {
                         rec.name, run.name
                     )
                 })?;
-                let used = self.store.execution(id).map_err(|e| self.error(e))?;
-                let used_run = self.store.execution_run(id).map_err(|e| self.error(e))?;
-                let _ = writeln!(
-                    out,
-                    "Step `{}` in run `{}` was cached: it reused execution {id} (step `{}` in run `{}`, started {} UTC, ran in {}).",
-                    rec.name,
-                    run.name,
-                    used.name,
-                    used_run.name,
-                    timestamp(used.started_at_us),
-                    duration(used.duration),
-                );
+                match self.reused(id)? {
+                    Some((used, used_run)) => {
+                        let _ = writeln!(
+                            out,
+                            "Step `{}` in run `{}` was cached: it reused execution {id} (step `{}` in run `{}`, started {} UTC, ran in {}).",
+                            rec.name,
+                            run.name,
+                            used.name,
+                            used_run.name,
+                            timestamp(used.started_at_us),
+                            duration(used.duration),
+                        );
+                        reused_json = json!({
+                            "execution_id": id,
+                            "step": used.name,
+                            "run_id": used_run.id,
+                            "run_name": used_run.name,
+                            "started_at_us": used.started_at_us,
+                            "duration_s": used.duration.as_secs_f64(),
+                            "removed": false,
+                        });
+                    }
+                    None => {
+                        let _ = writeln!(
+                            out,
+                            "Step `{}` in run `{}` was cached: it reused execution {id}, whose run has since been removed from the store (e.g. by `pipeline gc`); the outputs it reused are recorded with this step.",
+                            rec.name, run.name,
+                        );
+                        reused_json = json!({ "execution_id": id, "removed": true });
+                    }
+                }
                 if let Some(key) = &rec.cache_key {
                     let _ = writeln!(out, "Cache key: {key}");
                 }
@@ -309,14 +328,6 @@ impl Ctx<'_> {
                         short(&o.content_hash)
                     );
                 }
-                reused_json = json!({
-                    "execution_id": id,
-                    "step": used.name,
-                    "run_id": used_run.id,
-                    "run_name": used_run.name,
-                    "started_at_us": used.started_at_us,
-                    "duration_s": used.duration.as_secs_f64(),
-                });
             }
             StepStatus::Skipped => {
                 let _ = writeln!(
@@ -355,11 +366,11 @@ impl Ctx<'_> {
                         let _ = writeln!(out, "It ran because: {reason}.");
                     }
                 }
-                let previous = self
+                let compared = self
                     .store
-                    .previous_execution(&rec.step, rec.execution_id)
+                    .compared_execution(rec.execution_id)
                     .map_err(|e| self.error(e))?;
-                match previous {
+                match compared {
                     None => {
                         let _ = writeln!(
                             out,
@@ -368,32 +379,41 @@ impl Ctx<'_> {
                         );
                     }
                     Some(prev) => {
-                        let prev_run = self
-                            .store
-                            .execution_run(prev.execution_id)
-                            .map_err(|e| self.error(e))?;
-                        let _ = writeln!(
-                            out,
-                            "Compared with the newest earlier execution of `{}`: execution {} (`{}` in run `{}`, {}, started {} UTC):",
-                            rec.step,
-                            prev.execution_id,
-                            prev.name,
-                            prev_run.name,
-                            prev.status,
-                            timestamp(prev.started_at_us)
-                        );
+                        let still = self.reused(prev.execution_id)?;
+                        let prev_key = prev.components.cache_key().to_hex();
+                        match &still {
+                            Some((p, _)) => {
+                                let _ = writeln!(
+                                    out,
+                                    "Compared with the earlier execution of the same call: execution {} (`{}` in run `{}`, {}, started {} UTC):",
+                                    prev.execution_id,
+                                    prev.name,
+                                    prev.run_name,
+                                    p.status,
+                                    timestamp(p.started_at_us)
+                                );
+                            }
+                            None => {
+                                let _ = writeln!(
+                                    out,
+                                    "Compared with the earlier execution of the same call: execution {} (`{}` in run `{}`, since removed from the store; its key components were recorded with this step):",
+                                    prev.execution_id, prev.name, prev.run_name,
+                                );
+                            }
+                        }
                         previous_json = json!({
                             "execution_id": prev.execution_id,
                             "step": prev.name,
-                            "status": prev.status,
-                            "run_id": prev_run.id,
-                            "run_name": prev_run.name,
-                            "started_at_us": prev.started_at_us,
-                            "cache_key": prev.cache_key,
+                            "status": still.as_ref().map(|(p, _)| p.status),
+                            "run_id": prev.run_id,
+                            "run_name": prev.run_name,
+                            "started_at_us": still.as_ref().map(|(p, _)| p.started_at_us),
+                            "cache_key": prev_key,
+                            "removed": still.is_none(),
                         });
                         let changes = Reason::differences(&prev.components, &rec.components);
                         if changes.is_empty() {
-                            let same = prev.cache_key.is_some() && prev.cache_key == rec.cache_key;
+                            let same = rec.cache_key.as_deref() == Some(prev_key.as_str());
                             let _ = writeln!(
                                 out,
                                 "  no key component changed{}; it ran because: {}.",
@@ -409,7 +429,8 @@ impl Ctx<'_> {
                             }
                             match change {
                                 Reason::InputChanged { name, producer } => {
-                                    let detail = self.input_detail(&prev, rec, name, producer);
+                                    let detail =
+                                        self.input_detail(&prev.components, rec, name, producer);
                                     for line in &detail.lines {
                                         let _ = writeln!(out, "      {line}");
                                     }
@@ -454,16 +475,30 @@ impl Ctx<'_> {
         Ok(out)
     }
 
+    /// Execution `id` and its run, or `None` when it is no longer in the store (garbage
+    /// collection removed its run).
+    fn reused(&self, id: i64) -> CliResult<Option<(StepRecord, RunRecord)>> {
+        let found = self
+            .store
+            .execution(id)
+            .and_then(|e| Ok((e, self.store.execution_run(id)?)));
+        match found {
+            Ok(found) => Ok(Some(found)),
+            Err(Error::UnknownRun(_)) => Ok(None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
     /// Where a changed input came from, then and now.
     fn input_detail(
         &self,
-        prev: &StepRecord,
+        prev: &pipeline::KeyComponents,
         rec: &StepRecord,
         name: &str,
         producer: &str,
     ) -> InputDetail {
-        let hash_of = |s: &StepRecord| {
-            s.components.inputs.iter().find_map(|i| match i {
+        let hash_of = |c: &pipeline::KeyComponents| {
+            c.inputs.iter().find_map(|i| match i {
                 pipeline::InputComponent::Artifact {
                     name: n,
                     content_hash,
@@ -472,7 +507,7 @@ impl Ctx<'_> {
                 _ => None,
             })
         };
-        let (old_hash, new_hash) = (hash_of(prev), hash_of(rec));
+        let (old_hash, new_hash) = (hash_of(prev), hash_of(&rec.components));
         let mut lines = vec![format!(
             "content {} -> {}",
             old_hash.as_deref().map(short).unwrap_or("?"),
@@ -512,6 +547,7 @@ impl Ctx<'_> {
                 .map(|s| {
                     json!({
                         "name": s.name,
+                        "name_a": s.name_a,
                         "status_a": s.status_a,
                         "status_b": s.status_b,
                         "same_key": s.same_key,
@@ -558,12 +594,14 @@ impl Ctx<'_> {
                             .join("; ")
                     )
                 };
-                vec![
-                    s.name.clone(),
-                    status(s.status_a),
-                    status(s.status_b),
-                    verdict,
-                ]
+                // A call paired with a differently named one in A (calls in a loop).
+                let name = match &s.name_a {
+                    Some(a) if *a != s.name && s.status_b.is_some() => {
+                        format!("{} (A: {a})", s.name)
+                    }
+                    _ => s.name.clone(),
+                };
+                vec![name, status(s.status_a), status(s.status_b), verdict]
             })
             .collect();
         out.push_str(&table(&["STEP", "A", "B", "CACHE KEY"], &rows));

@@ -57,8 +57,8 @@ enum Command {
         /// Run id, name, or a unique prefix of either.
         run: String,
     },
-    /// Explain why a step executed (what changed since its newest earlier execution), or
-    /// which execution a cached step reused.
+    /// Explain why a step executed (what changed since the earlier execution of the same
+    /// call), or which execution a cached step reused.
     Explain {
         /// Run id, name, or a unique prefix of either.
         run: String,

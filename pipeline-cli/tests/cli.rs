@@ -131,7 +131,7 @@ fn explain_names_the_changed_parameter_with_both_values() {
         out.contains("Step `scale` in run `run-gamma` executed"),
         "{out}"
     );
-    // Compared with the newest earlier execution: the one in run-beta.
+    // Compared with the earlier execution of the same call: the one in run-beta.
     assert!(out.contains("in run `run-beta`"), "{out}");
     assert!(!out.contains("code signature changed"), "{out}");
 
@@ -232,6 +232,166 @@ fn diff_names_a_changed_code_signature() {
         .starts_with("code signature changed"));
     let source = steps.iter().find(|s| s["name"] == "source").unwrap();
     assert_eq!(source["same_key"], true);
+}
+
+#[test]
+fn explain_and_diff_pair_looped_calls_with_the_same_call() {
+    let store = fresh_dir("sweep").join("store");
+    common::run_sweep(&store, &[1, 3], "sweep-1");
+    common::run_sweep(&store, &[1, 5], "sweep-2");
+
+    // `shift_2` is compared with `shift_2` of the run before, not with its sibling `shift`:
+    // the headline and the listed difference name the same change.
+    let out = cli(&store, &["explain", "sweep-2", "shift_2"]).ok();
+    let headline = out.lines().next().unwrap();
+    assert!(
+        headline.starts_with("Step `shift_2` in run `sweep-2` executed in ")
+            && headline.ends_with(": parameter `k` changed (3 -> 5)."),
+        "{out}"
+    );
+    assert!(
+        out.contains("Compared with the earlier execution of the same call: execution ")
+            && out.contains("(`shift_2` in run `sweep-1`, executed"),
+        "{out}"
+    );
+    let listed: Vec<&str> = out.lines().filter(|l| l.starts_with("  - ")).collect();
+    assert_eq!(listed, ["  - parameter `k` changed (3 -> 5)"], "{out}");
+    let json = cli(&store, &["explain", "sweep-2", "shift_2", "--json"]).json();
+    assert_eq!(json["previous"]["step"], "shift_2");
+    assert_eq!(json["previous"]["run_name"], "sweep-1");
+    assert_eq!(json["previous"]["removed"], false);
+    assert_eq!(json["changes"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["changes"][0]["old"], "3");
+
+    let out = cli(&store, &["diff", "sweep-1", "sweep-2"]).ok();
+    assert!(line(&out, "shift").contains("same"), "{out}");
+    assert!(
+        line(&out, "shift_2").contains("different: parameter `k` changed (3 -> 5)"),
+        "{out}"
+    );
+    assert!(out.contains("1 of 3 steps differ."), "{out}");
+
+    // A value inserted at the front of the loop: the call with k = 1 is now `shift_2`; it
+    // pairs the earlier `shift` (same key), and the new first call the earlier `shift`.
+    common::run_sweep(&store, &[0, 1, 5], "sweep-3");
+    let out = cli(&store, &["diff", "sweep-2", "sweep-3"]).ok();
+    let second = line(&out, "shift_2");
+    assert!(
+        second.contains("(A: shift)") && second.contains("same"),
+        "{out}"
+    );
+    let third = line(&out, "shift_3");
+    assert!(
+        third.contains("(A: shift_2)") && third.contains("same"),
+        "{out}"
+    );
+    assert!(
+        line(&out, "shift").contains("different: parameter `k` changed (1 -> 0)"),
+        "{out}"
+    );
+    let json = cli(&store, &["diff", "sweep-2", "sweep-3", "--json"]).json();
+    let steps = json["steps"].as_array().unwrap();
+    let pairs: Vec<(&str, &str)> = steps
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["name_a"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        pairs,
+        [
+            ("source", "source"),
+            ("shift", "shift"),
+            ("shift_2", "shift"),
+            ("shift_3", "shift_2")
+        ]
+    );
+    let out = cli(&store, &["explain", "sweep-3", "shift"]).ok();
+    assert!(out.contains("(`shift` in run `sweep-2`"), "{out}");
+    assert!(out.contains("  - parameter `k` changed (1 -> 0)"), "{out}");
+}
+
+#[test]
+fn explain_and_diff_show_nan_and_infinite_parameters() {
+    let store = fresh_dir("nan").join("store");
+    common::build_history(&store);
+    common::run_numbers(&store, f64::NAN, "run-nan");
+    common::run_numbers(&store, f64::INFINITY, "run-inf");
+    common::run_numbers(&store, f64::NEG_INFINITY, "run-neg");
+
+    let out = cli(&store, &["explain", "run-nan", "scale"]).ok();
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .ends_with(": parameter `factor` changed (3.0 -> NaN)."),
+        "{out}"
+    );
+    assert!(
+        out.contains("  - parameter `factor` changed (3.0 -> NaN)"),
+        "{out}"
+    );
+    let json = cli(&store, &["explain", "run-inf", "scale", "--json"]).json();
+    assert_eq!(json["changes"][0]["old"], "NaN");
+    assert_eq!(json["changes"][0]["new"], "inf");
+    let out = cli(&store, &["diff", "run-inf", "run-neg"]).ok();
+    assert!(
+        line(&out, "scale").contains("parameter `factor` changed (inf -> -inf)"),
+        "{out}"
+    );
+    assert!(!out.contains("null"), "{out}");
+}
+
+#[test]
+fn explain_works_on_what_gc_keeps() {
+    let store = fresh_dir("gc-explain").join("store");
+    common::build_history(&store);
+    let report = cli(&store, &["gc", "--keep-last", "1", "--json"]).json();
+    assert_eq!(
+        report["runs_removed"],
+        serde_json::json!(["run-beta", "run-alpha"])
+    );
+
+    // `source` reused run-alpha's execution, whose run is gone; the outputs are intact.
+    let out = cli(&store, &["explain", "run-gamma", "source"]).ok();
+    assert!(
+        out.starts_with("Step `source` in run `run-gamma` was cached: it reused execution "),
+        "{out}"
+    );
+    assert!(out.contains("since been removed from the store"), "{out}");
+    assert!(out.contains("  output `output`: "), "{out}");
+    let json = cli(&store, &["explain", "run-gamma", "source", "--json"]).json();
+    assert_eq!(json["reused"]["removed"], true);
+    assert!(json["reused"]["execution_id"].as_i64().is_some());
+
+    // `scale` was compared with run-beta's execution, also gone: the comparison was
+    // recorded with it, so the explanation reads as before gc.
+    let out = cli(&store, &["explain", "run-gamma", "scale"]).ok();
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .ends_with(": parameter `factor` changed (2.0 -> 3.0)."),
+        "{out}"
+    );
+    assert!(
+        out.contains("(`scale` in run `run-beta`, since removed from the store"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  - parameter `factor` changed (2.0 -> 3.0)"),
+        "{out}"
+    );
+    let json = cli(&store, &["explain", "run-gamma", "scale", "--json"]).json();
+    assert_eq!(json["previous"]["removed"], true);
+    assert_eq!(json["previous"]["run_name"], "run-beta");
+    assert_eq!(json["changes"][0]["name"], "factor");
+
+    // An input's producer in the kept run is still there to point at.
+    let out = cli(&store, &["explain", "run-gamma", "total"]).ok();
+    assert!(out.contains("  - input `xs` changed"), "{out}");
+    assert!(
+        out.contains("see `pipeline explain run-gamma scale`"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -23,7 +23,8 @@ use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORM
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::store::{
-    Acquire, Damage, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Sidecar, Store,
+    Acquire, Call, Candidates, Damage, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus,
+    Sidecar, Store,
 };
 use crate::time;
 
@@ -58,6 +59,8 @@ struct Job {
     key: Hash128,
     components: KeyComponents,
     reason: Reason,
+    /// The earlier execution the miss was compared with, as JSON, for the record.
+    compared: Option<String>,
     /// Whether the key takes part in single-flight (caching on for this step).
     cached: bool,
     /// Another run holds the key: wait for its result first.
@@ -215,6 +218,10 @@ struct State<'a> {
     queued: VecDeque<Job>,
     /// Cached and skipped rows waiting to be committed in one transaction.
     pending_rows: Vec<PendingRow>,
+    /// Per node: its position among the graph's calls of the same step.
+    ordinals: Vec<usize>,
+    /// Per step: its completed calls in the earlier run that misses are compared with.
+    earlier: HashMap<&'static str, Option<Candidates>>,
     done: usize,
     running: usize,
 }
@@ -260,6 +267,17 @@ impl<'a> State<'a> {
             }
         }
         let ready = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+        let mut calls_so_far: HashMap<&str, usize> = HashMap::new();
+        let ordinals = def
+            .graph
+            .nodes
+            .iter()
+            .map(|node| {
+                let n = calls_so_far.entry(node.step).or_default();
+                *n += 1;
+                *n - 1
+            })
+            .collect();
         State {
             def,
             store,
@@ -277,6 +295,8 @@ impl<'a> State<'a> {
             ready,
             queued: VecDeque::new(),
             pending_rows: Vec::new(),
+            ordinals,
+            earlier: HashMap::new(),
             done: 0,
             running: 0,
         }
@@ -373,6 +393,7 @@ impl<'a> State<'a> {
                     shape: p.shape.clone(),
                     hash: p.hash.to_hex(),
                     value: p.json.clone(),
+                    text: p.text.clone(),
                 },
             })
             .collect();
@@ -422,6 +443,7 @@ impl<'a> State<'a> {
                 key,
                 components,
                 reason: Reason::CacheDisabled,
+                compared: None,
                 cached: false,
                 wait_for: None,
             });
@@ -461,7 +483,7 @@ impl<'a> State<'a> {
         let input_rows = self.input_rows(id);
         let row = cached_row(self.run_id, node, id, key, &components, input_rows);
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let (reason, wait_for) =
+        let (reason, compared, wait_for) =
             match self
                 .store
                 .acquire(&row, &decls, &holder(self.run_name, node))?
@@ -508,15 +530,15 @@ impl<'a> State<'a> {
                         node.name,
                         what
                     );
-                    (reason, None)
+                    (reason, None, None)
                 }
                 Acquire::Claimed { damaged: None } => {
-                    let prev = self.store.previous_components(node.step)?;
-                    (Reason::explain(prev.as_ref(), &components), None)
+                    let (reason, compared) = self.explain_miss(id, &components)?;
+                    (reason, compared, None)
                 }
                 Acquire::Busy { holder } => {
-                    let prev = self.store.previous_components(node.step)?;
-                    (Reason::explain(prev.as_ref(), &components), Some(holder))
+                    let (reason, compared) = self.explain_miss(id, &components)?;
+                    (reason, compared, Some(holder))
                 }
             };
         self.queued.push_back(Job {
@@ -524,10 +546,39 @@ impl<'a> State<'a> {
             key,
             components,
             reason,
+            compared,
             cached: true,
             wait_for,
         });
         Ok(())
+    }
+
+    /// Why node `id` missed the cache: its key components compared with those of the
+    /// earlier execution of the same call (see `store::earlier` for how it is found), and
+    /// that execution as JSON, to record with the miss.
+    fn explain_miss(
+        &mut self,
+        id: NodeId,
+        components: &KeyComponents,
+    ) -> Result<(Reason, Option<String>)> {
+        let step = self.node(id).step;
+        if !self.earlier.contains_key(step) {
+            // Once per step and run: a 10,000-call sweep reads the earlier run's calls once.
+            let calls = self
+                .store
+                .earlier_calls(step, &self.def.name, self.run_id, None)?;
+            self.earlier.insert(step, calls);
+        }
+        let earlier = self.earlier.get(step).and_then(|calls| {
+            calls.as_ref()?.earlier_call(&Call {
+                label: None,
+                ordinal: self.ordinals[id],
+                components,
+            })
+        });
+        let reason = Reason::explain(earlier.as_ref().map(|e| &e.components), components);
+        let compared = earlier.and_then(|e| serde_json::to_string(&e).ok());
+        Ok((reason, compared))
     }
 
     /// Hands a node to a worker thread.
@@ -764,6 +815,7 @@ impl<'a> State<'a> {
                     reason: Some(p.reason.to_string()),
                     error: None,
                     reused: p.reused,
+                    compared: None,
                     started_at_us: p.started_at_us,
                     duration: Duration::ZERO,
                     outputs: output_rows(node, &p.outputs, &[]),
@@ -912,6 +964,7 @@ fn cached_row<'r>(
         reason: None,
         error: None,
         reused: None,
+        compared: None,
         started_at_us: time::now_micros(),
         duration: Duration::ZERO,
         outputs: Vec::new(),
@@ -1060,6 +1113,7 @@ fn run_step(
         reason: Some(job.reason.to_string()),
         error: error.clone(),
         reused: None,
+        compared: job.compared.clone(),
         started_at_us,
         duration,
         outputs: output_rows(node, &produced, &metadata),

@@ -54,6 +54,8 @@ pub struct Param {
     pub(crate) shape: String,
     pub(crate) hash: Hash128,
     pub(crate) json: serde_json::Value,
+    /// The value as text when JSON cannot show it (NaN or infinite floats).
+    pub(crate) text: Option<String>,
     pub(crate) value: Value,
     /// A fresh owned copy for `x: T` arguments (decoded from bincode bytes taken at build time).
     pub(crate) fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync>,
@@ -107,7 +109,11 @@ impl InputSpec {
                         Hash128(0)
                     }
                 };
-                let json = serde_json::to_value(&v).unwrap_or(serde_json::Value::Null);
+                // JSON for people and scripts; text where JSON cannot show the value.
+                let (json, text) = match serde_json::to_value(&v) {
+                    Ok(json) => (json, crate::value_text::non_finite_text(&v)),
+                    Err(_) => (serde_json::Value::Null, crate::value_text::text(&v)),
+                };
                 let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
                     if mode == InputMode::Owned {
                         match bincode::serde::encode_to_vec(&v, bincode::config::standard()) {
@@ -134,6 +140,7 @@ impl InputSpec {
                         shape: crate::shape::shape_of::<T>().fingerprint().to_owned(),
                         hash,
                         json,
+                        text,
                         value: Arc::new(v),
                         fresh,
                     }),

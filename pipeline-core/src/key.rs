@@ -97,6 +97,13 @@ pub enum InputComponent {
         hash: String,
         /// The value as JSON (not part of the key: for explanations).
         value: serde_json::Value,
+        /// The value as text where its JSON cannot show it: a NaN or infinite float anywhere
+        /// in the value, which JSON records as `null`, shows here as `NaN`, `inf` or `-inf`;
+        /// a value JSON cannot hold at all (a map with tuple keys; `value` is then `null`)
+        /// shows here whole. `None` when `value` shows the value exactly. Not part of the
+        /// key.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<String>,
     },
 }
 
@@ -105,6 +112,17 @@ impl InputComponent {
     pub fn name(&self) -> &str {
         match self {
             InputComponent::Artifact { name, .. } | InputComponent::Parameter { name, .. } => name,
+        }
+    }
+
+    /// A parameter's value as people read it: its JSON, except that NaN and infinite floats
+    /// show as `NaN`, `inf` and `-inf`, and a value JSON cannot hold shows at all (see the
+    /// `text` field). `None` for an artifact.
+    pub fn value_text(&self) -> Option<String> {
+        match self {
+            InputComponent::Parameter { text: Some(t), .. } => Some(t.clone()),
+            InputComponent::Parameter { value, .. } => Some(value.to_string()),
+            InputComponent::Artifact { .. } => None,
         }
     }
 }
@@ -200,6 +218,7 @@ mod tests {
                 shape: "b".repeat(32),
                 hash: Hash128(1).to_hex(),
                 value: serde_json::json!(0.1),
+                text: None,
             }],
         }
     }

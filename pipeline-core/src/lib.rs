@@ -20,6 +20,7 @@ mod run;
 pub mod shape;
 pub mod store;
 mod time;
+mod value_text;
 
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
@@ -28,9 +29,9 @@ pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Reason, Run, StepReport, StepStatus};
 pub use crate::store::{
-    ArtifactRecord, ContentHash, ExecutionRef, GcPolicy, GcReport, InputRecord, Lineage, Problem,
-    RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, Store, StoreOptions,
-    StoreStats, VerifyReport,
+    ArtifactRecord, ContentHash, EarlierCall, ExecutionRef, GcPolicy, GcReport, InputRecord,
+    Lineage, Problem, RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, Store,
+    StoreOptions, StoreStats, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a

@@ -60,7 +60,7 @@ pub enum Reason {
     },
     /// No earlier execution of this step is recorded.
     FirstExecution,
-    /// The step's code signature differs from its newest earlier execution.
+    /// The step's code signature differs from the earlier execution of the same call.
     CodeChanged {
         /// Earlier signature (hex).
         old: String,
@@ -126,6 +126,14 @@ pub enum Reason {
         output: String,
         /// Rust type name the bytes were decoded as.
         type_name: String,
+    },
+    /// More than one key component changed: every difference, in the order of
+    /// [`Reason::differences`] (code signature, then parameters and inputs in declaration
+    /// order, then declarations). One difference alone is reported as its own variant
+    /// ([`Reason::ParameterChanged`], ...), never wrapped in this one.
+    Changes {
+        /// The differences, each a single-difference variant; at least two.
+        changes: Vec<Reason>,
     },
 }
 
@@ -197,21 +205,70 @@ impl fmt::Display for Reason {
                 short_type_name(type_name),
                 which_output(output)
             ),
+            Reason::Changes { changes } => {
+                for (i, change) in changes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{change}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl Reason {
-    /// Explains a cache miss by comparing the new key components with the newest earlier
-    /// execution's: the first of [`Reason::differences`], code first.
+    /// Explains a cache miss by comparing the new key components with those of the earlier
+    /// execution of the same call: every one of [`Reason::differences`], as the difference
+    /// itself when there is one, as [`Reason::Changes`] when there are several.
     pub(crate) fn explain(prev: Option<&KeyComponents>, new: &KeyComponents) -> Reason {
         let Some(prev) = prev else {
             return Reason::FirstExecution;
         };
-        Reason::differences(prev, new)
-            .into_iter()
-            .next()
-            .unwrap_or(Reason::KeyChanged)
+        let mut changes = Reason::differences(prev, new);
+        match changes.len() {
+            0 => Reason::KeyChanged,
+            1 => changes.remove(0),
+            _ => Reason::Changes { changes },
+        }
+    }
+
+    /// The individual reasons this one stands for: the listed differences of
+    /// [`Reason::Changes`], else this reason alone. Lets callers handle every changed
+    /// component alike, whether one or several changed.
+    ///
+    /// ```
+    /// use pipeline::Reason;
+    ///
+    /// let param = |name: &str| Reason::ParameterChanged {
+    ///     name: name.into(),
+    ///     old: "1".into(),
+    ///     new: "2".into(),
+    /// };
+    /// let two = Reason::Changes {
+    ///     changes: vec![param("mode"), param("eps")],
+    /// };
+    /// let names: Vec<String> = two
+    ///     .changes()
+    ///     .iter()
+    ///     .filter_map(|c| match c {
+    ///         Reason::ParameterChanged { name, .. } => Some(name.clone()),
+    ///         _ => None,
+    ///     })
+    ///     .collect();
+    /// assert_eq!(names, ["mode", "eps"]);
+    /// assert_eq!(
+    ///     two.to_string(),
+    ///     "parameter `mode` changed (1 -> 2); parameter `eps` changed (1 -> 2)"
+    /// );
+    /// assert_eq!(Reason::CacheDisabled.changes(), [Reason::CacheDisabled]);
+    /// ```
+    pub fn changes(&self) -> &[Reason] {
+        match self {
+            Reason::Changes { changes } => changes,
+            other => std::slice::from_ref(other),
+        }
     }
 
     /// Every difference between two sets of key components: code signature, then each
@@ -229,19 +286,20 @@ impl Reason {
             let before = old.inputs.iter().find(|i| i.name() == input.name());
             match (before, input) {
                 (
-                    Some(InputComponent::Parameter {
-                        hash: h0,
-                        value: v0,
-                        type_name: t0,
-                        shape: s0,
-                        ..
-                    }),
+                    Some(
+                        before @ InputComponent::Parameter {
+                            hash: h0,
+                            type_name: t0,
+                            shape: s0,
+                            ..
+                        },
+                    ),
                     InputComponent::Parameter {
                         name,
                         hash,
-                        value,
                         type_name,
                         shape,
+                        ..
                     },
                 ) => {
                     // Records from before key format 2 have no shape: no claim about it.
@@ -254,8 +312,8 @@ impl Reason {
                     if h0 != hash || t0 != type_name {
                         out.push(Reason::ParameterChanged {
                             name: name.clone(),
-                            old: v0.to_string(),
-                            new: value.to_string(),
+                            old: before.value_text().unwrap_or_default(),
+                            new: input.value_text().unwrap_or_default(),
                         });
                     }
                 }
@@ -458,6 +516,7 @@ mod tests {
                 shape: param_shape.into(),
                 hash: param_hash.into(),
                 value: serde_json::json!("Fast"),
+                text: None,
             }],
         }
     }

@@ -93,6 +93,36 @@ fn fragile() -> (Artifact<String>, Artifact<f64>) {
     (r, t)
 }
 
+#[step]
+fn shift(xs: &[f64], k: u32) -> Vec<f64> {
+    xs.iter().map(|x| x + f64::from(k)).collect()
+}
+
+/// One `shift` call per value of `ks`: calls `shift`, `shift_2`, ... in a loop.
+#[pipeline(name = "sweep")]
+fn sweep(ks: Vec<u32>) -> Vec<Artifact<Vec<f64>>> {
+    let xs = source(3);
+    ks.into_iter().map(|k| shift(&xs, k)).collect()
+}
+
+/// Runs the `sweep` pipeline over `ks` as run `name` in the store at `path`.
+pub fn run_sweep(path: &Path, ks: &[u32], name: &str) {
+    sweep(ks.to_vec())
+        .store_path(path)
+        .run_name(name)
+        .run()
+        .expect("sweep run");
+}
+
+/// Runs the second version of `numbers` with `factor` as run `name` in the store at `path`.
+pub fn run_numbers(path: &Path, factor: f64, name: &str) {
+    numbers_v2(factor)
+        .store_path(path)
+        .run_name(name)
+        .run()
+        .expect("numbers run");
+}
+
 /// An empty directory under the target directory, named after this test binary and
 /// `what`, so that test binaries running at the same time do not share it.
 pub fn fresh_dir(what: &str) -> PathBuf {

@@ -80,6 +80,7 @@ impl Store {
                         .collect(),
                     lease_holder: None,
                     error: None,
+                    compared: None,
                     ..*row
                 };
                 let ids = self.record_in(&tx, std::slice::from_ref(&cached))?;

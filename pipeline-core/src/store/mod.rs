@@ -7,6 +7,9 @@
 
 mod blob;
 pub(crate) use blob::mtime_ns;
+mod earlier;
+pub use earlier::EarlierCall;
+pub(crate) use earlier::{Call, Candidates};
 mod gc;
 mod lease;
 mod open;
@@ -213,6 +216,8 @@ pub(crate) struct ExecutionRow<'a> {
     pub reason: Option<String>,
     pub error: Option<String>,
     pub reused: Option<i64>,
+    /// The earlier execution a miss was compared with, as JSON ([`EarlierCall`]).
+    pub compared: Option<String>,
     pub started_at_us: i64,
     pub duration: Duration,
     pub outputs: Vec<OutputRow>,
@@ -795,19 +800,6 @@ impl Store {
         Ok(BlobState::Ok { stale_use: true })
     }
 
-    /// The key components of the newest completed execution of `step`, for explanations.
-    pub(crate) fn previous_components(&self, step: &str) -> Result<Option<KeyComponents>> {
-        let conn = self.db();
-        let json: Option<String> = conn
-            .prepare_cached(
-                "SELECT components FROM executions WHERE step = ?1 \
-                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| s.query_row([step], |r| r.get(0)).optional())
-            .map_err(|e| self.db_error(e))?;
-        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
-    }
-
     pub(crate) fn begin_run(
         &self,
         id: &str,
@@ -858,8 +850,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
                      code_signature, components, reason, error, reused_execution, \
-                     started_at_us, duration_s) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                     started_at_us, duration_s, compared) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 )
                 .map_err(|e| self.db_error(e))?;
             let mut art = tx
@@ -898,6 +890,7 @@ impl Store {
                     row.reused,
                     row.started_at_us,
                     row.duration.as_secs_f64(),
+                    row.compared,
                 ])
                 .map_err(|e| self.db_error(e))?;
                 let id = tx.last_insert_rowid();

@@ -1,11 +1,13 @@
 //! Reading the store: runs, their step records, artifacts and lineage.
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
-use super::Store;
+use super::earlier::Candidate;
+use super::{Call, Candidates, Store};
 use crate::error::{Error, Result};
 use crate::key::{InputComponent, KeyComponents};
 use crate::run::StepStatus;
@@ -197,8 +199,9 @@ impl Store {
     }
 
     /// The newest execution of step `step` (the step's own name, shared by repeated calls)
-    /// that ran or was reused before execution `before`: what a cache miss at `before` was
-    /// compared with. Failed and skipped executions are left out.
+    /// that ran or was reused before execution `before`, whichever call it was. Failed and
+    /// skipped executions are left out. What a cache miss was compared with, the earlier
+    /// execution of the same call, is [`Store::compared_execution`].
     pub fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
         let id: Option<i64> = self
             .db()
@@ -417,8 +420,13 @@ pub struct Lineage {
 /// How one step compares between two runs.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepComparison {
-    /// Step name within the runs.
+    /// Step name within the second run; within the first for a step only in the first.
     pub name: String,
+    /// Name of the call in the first run it is compared with (`None` if none is): the
+    /// earlier execution of the same call, found as a cache miss finds it (by key
+    /// components and position, never by generated name alone), so `scale_2` may pair
+    /// with `scale`.
+    pub name_a: Option<String>,
     /// Status in the first run (`None` if the step is not in it).
     pub status_a: Option<StepStatus>,
     /// Status in the second run.
@@ -492,14 +500,64 @@ impl Store {
 
     /// Compares two runs (ids, names or unique prefixes) step by step: which steps differ
     /// and why (code, parameter with both values, input, declarations).
+    ///
+    /// Each call of the second run is paired with a call of the same step in the first by
+    /// the rule that explains cache misses (see [`Store::compared_execution`]): the call
+    /// with the same label, else one whose key components differ in at most one place
+    /// (the fewest, then the nearest position), else the nearest position. So for calls
+    /// in a loop the differences read as `reason()` and `pipeline explain` give them.
+    /// Calls of the first run paired with none are listed after, as only in the first.
     pub fn compare_runs(&self, a: &str, b: &str) -> Result<RunComparison> {
         let run_a = self.run(a)?;
         let run_b = self.run(b)?;
         let steps_a = self.run_steps(&run_a.id)?;
         let steps_b = self.run_steps(&run_b.id)?;
+        // The first run's calls per step, in position order, indexed for pairing.
+        let mut grouped: Vec<(&str, Vec<Candidate>)> = Vec::new();
+        for sa in &steps_a {
+            let at = match grouped.iter().position(|(step, _)| *step == sa.step) {
+                Some(at) => at,
+                None => {
+                    grouped.push((&sa.step, Vec::new()));
+                    grouped.len() - 1
+                }
+            };
+            let calls = &mut grouped[at].1;
+            calls.push(Candidate {
+                execution: sa.execution_id,
+                name: sa.name.clone(),
+                ordinal: calls.len(),
+                label: None,
+                components: sa.components.clone(),
+            });
+        }
+        let calls_a: HashMap<&str, Candidates> = grouped
+            .into_iter()
+            .map(|(step, calls)| {
+                (
+                    step,
+                    Candidates::new(run_a.id.clone(), run_a.name.clone(), calls),
+                )
+            })
+            .collect();
+        let mut ordinals_b: HashMap<&str, usize> = HashMap::new();
+        let mut paired: HashSet<i64> = HashSet::new();
         let mut steps = Vec::new();
         for sb in &steps_b {
-            let sa = steps_a.iter().find(|s| s.name == sb.name);
+            let ordinal = ordinals_b.entry(&sb.step).or_default();
+            let call = Call {
+                label: None,
+                ordinal: *ordinal,
+                components: &sb.components,
+            };
+            *ordinal += 1;
+            let sa = calls_a
+                .get(sb.step.as_str())
+                .and_then(|calls| calls.best(&call))
+                .and_then(|c| steps_a.iter().find(|s| s.execution_id == c.execution));
+            if let Some(sa) = sa {
+                paired.insert(sa.execution_id);
+            }
             let same_key =
                 sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
             let changes = match sa {
@@ -511,6 +569,7 @@ impl Store {
             };
             steps.push(StepComparison {
                 name: sb.name.clone(),
+                name_a: sa.map(|s| s.name.clone()),
                 status_a: sa.map(|s| s.status),
                 status_b: Some(sb.status),
                 same_key,
@@ -519,10 +578,11 @@ impl Store {
         }
         for sa in steps_a
             .iter()
-            .filter(|sa| !steps_b.iter().any(|sb| sb.name == sa.name))
+            .filter(|sa| !paired.contains(&sa.execution_id))
         {
             steps.push(StepComparison {
                 name: sa.name.clone(),
+                name_a: Some(sa.name.clone()),
                 status_a: Some(sa.status),
                 status_b: None,
                 same_key: false,

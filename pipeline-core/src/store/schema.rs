@@ -86,6 +86,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // 2 -> 3: the earlier execution each cache miss was compared with (JSON: its id, call
+    // and run names, and key components), so `reason()`, `explain` and `diff` agree, and
+    // an explanation survives garbage collection of that execution.
+    r#"
+    ALTER TABLE executions ADD COLUMN compared TEXT;
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

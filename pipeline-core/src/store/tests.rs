@@ -68,7 +68,8 @@ fn refuses_a_newer_store_and_names_both_versions() {
     }
     let message = err.to_string();
     assert!(
-        message.contains("schema 99") && message.contains("newer than 2"),
+        message.contains("schema 99")
+            && message.contains(&format!("newer than {}", schema::current_version())),
         "{message}"
     );
     assert_eq!(
@@ -396,6 +397,7 @@ fn verify_reports_each_kind_of_damage() {
         reason: None,
         error: None,
         reused: None,
+        compared: None,
         started_at_us: 0,
         duration: Duration::ZERO,
         outputs: hash
