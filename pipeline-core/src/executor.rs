@@ -22,7 +22,7 @@ use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, 
 use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
-use crate::store::{Acquire, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus, Store};
+use crate::store::{Acquire, ExecutionRow, Holder, InputRow, Lookup, OutputRow, RunStatus, Store};
 use crate::time;
 
 pub(crate) struct RunSettings {
@@ -59,7 +59,7 @@ struct Job {
     /// Whether the key takes part in single-flight (caching on for this step).
     cached: bool,
     /// Another run holds the key: wait for its result first.
-    wait_for: Option<String>,
+    wait_for: Option<Holder>,
 }
 
 /// What a worker reports back.
@@ -458,56 +458,56 @@ impl<'a> State<'a> {
         let input_rows = self.input_rows(id);
         let row = cached_row(self.run_id, node, id, key, &components, input_rows);
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let (reason, wait_for) =
-            match self
-                .store
-                .acquire(&row, &decls, &holder(self.run_name, node))?
-            {
-                Acquire::Hit {
-                    execution,
-                    reused,
-                    outputs,
-                } => {
-                    info!(target: "pipeline", "Using cached version of `{}`.", node.name);
-                    self.release_inputs(id);
-                    self.set_produced(id, &reused_outputs(outputs, reused));
-                    self.complete(
-                        id,
-                        StepStatus::Cached,
-                        Reason::Cached { execution: reused },
-                        Some(key),
-                        None,
-                        Some(execution),
-                        clock.elapsed(),
-                    );
-                    return Ok(());
-                }
-                Acquire::Claimed {
-                    damaged: Some((output, missing)),
-                } => {
-                    warn!(
-                        target: "pipeline",
-                        "Cached output `{}` of `{}` is {}; executing the step again.",
-                        output,
-                        node.name,
-                        if missing { "missing" } else { "corrupt" }
-                    );
-                    let reason = if missing {
-                        Reason::BlobMissing { output }
-                    } else {
-                        Reason::BlobCorrupt { output }
-                    };
-                    (reason, None)
-                }
-                Acquire::Claimed { damaged: None } => {
-                    let prev = self.store.previous_components(node.step)?;
-                    (Reason::explain(prev.as_ref(), &components), None)
-                }
-                Acquire::Busy { holder } => {
-                    let prev = self.store.previous_components(node.step)?;
-                    (Reason::explain(prev.as_ref(), &components), Some(holder))
-                }
-            };
+        let (reason, wait_for) = match self.store.acquire(
+            &row,
+            &decls,
+            &self.store.holder(self.run_id, self.run_name, &node.name),
+        )? {
+            Acquire::Hit {
+                execution,
+                reused,
+                outputs,
+            } => {
+                info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                self.release_inputs(id);
+                self.set_produced(id, &reused_outputs(outputs, reused));
+                self.complete(
+                    id,
+                    StepStatus::Cached,
+                    Reason::Cached { execution: reused },
+                    Some(key),
+                    None,
+                    Some(execution),
+                    clock.elapsed(),
+                );
+                return Ok(());
+            }
+            Acquire::Claimed {
+                damaged: Some((output, missing)),
+            } => {
+                warn!(
+                    target: "pipeline",
+                    "Cached output `{}` of `{}` is {}; executing the step again.",
+                    output,
+                    node.name,
+                    if missing { "missing" } else { "corrupt" }
+                );
+                let reason = if missing {
+                    Reason::BlobMissing { output }
+                } else {
+                    Reason::BlobCorrupt { output }
+                };
+                (reason, None)
+            }
+            Acquire::Claimed { damaged: None } => {
+                let prev = self.store.previous_components(node.step)?;
+                (Reason::explain(prev.as_ref(), &components), None)
+            }
+            Acquire::Busy { holder } => {
+                let prev = self.store.previous_components(node.step)?;
+                (Reason::explain(prev.as_ref(), &components), Some(holder))
+            }
+        };
         self.queued.push_back(Job {
             node: id,
             key,
@@ -874,15 +874,6 @@ fn reused_outputs(outputs: Vec<(Hash128, u64)>, execution: i64) -> Vec<Produced>
         .collect()
 }
 
-/// Who holds a lease: names the run and process, for the "waiting for" message.
-fn holder(run_name: &str, node: &Node) -> String {
-    format!(
-        "step `{}` of run `{run_name}` (pid {})",
-        node.name,
-        std::process::id()
-    )
-}
-
 /// The row recorded when a node's key is reused from the cache.
 fn cached_row<'r>(
     run_id: &'r str,
@@ -922,7 +913,7 @@ fn wait_for_holder(
     run_id: &str,
     node: &Node,
     job: &Job,
-    holder_name: &str,
+    holder: &Holder,
     input_rows: &[InputRow],
 ) -> std::result::Result<Option<Outcome>, String> {
     let Some(other) = &job.wait_for else {
@@ -946,7 +937,7 @@ fn wait_for_holder(
             })
             .collect();
         let row = cached_row(run_id, node, job.node, job.key, &job.components, rows);
-        match store.acquire(&row, &decls, holder_name) {
+        match store.acquire(&row, &decls, holder) {
             Ok(Acquire::Hit {
                 execution,
                 reused,
@@ -976,9 +967,9 @@ fn run_step(
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Finished {
-    let holder_name = holder(run_name, node);
+    let holder = store.holder(run_id, run_name, &node.name);
     let clock = Instant::now();
-    match wait_for_holder(store, run_id, node, &job, &holder_name, &input_rows) {
+    match wait_for_holder(store, run_id, node, &job, &holder, &input_rows) {
         Ok(None) => {}
         Ok(Some(reused)) => {
             let execution = match &reused {
@@ -1005,7 +996,7 @@ fn run_step(
             };
         }
     }
-    let lease = job.cached.then_some(holder_name.as_str());
+    let lease = job.cached.then_some(&holder);
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
