@@ -14,7 +14,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::field::{display, Empty};
+use tracing::{debug, debug_span, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
 use crate::error::{Error, Result};
@@ -138,6 +139,18 @@ pub(crate) fn execute(
         .clone()
         .unwrap_or_else(|| format!("{}-{}", def.name, time::run_suffix(started)));
     store.begin_run(&id, &def.name, &name, started)?;
+    // The run's span: its steps' spans are its children, whatever thread they run on.
+    // DEBUG, so that log lines at INFO look exactly as before (DESIGN §6).
+    let run_span = debug_span!(
+        target: "pipeline",
+        "run",
+        pipeline = %def.name,
+        run = %name,
+        steps = graph.nodes.len(),
+        status = Empty,
+        duration_s = Empty,
+    );
+    let _in_run = run_span.enter();
     // For progress displays (`pipeline::progress`); DEBUG, so the INFO log lines of
     // DESIGN §6 stay exactly as they are.
     debug!(
@@ -149,6 +162,7 @@ pub(crate) fn execute(
     );
 
     let mut state = State::new(def, store, settings, &id, &name);
+    state.span = run_span.clone();
     let result = std::thread::scope(|scope| state.drive(scope));
     let duration = clock.elapsed();
 
@@ -164,6 +178,8 @@ pub(crate) fn execute(
         RunStatus::Failed
     };
     let finish = store.finish_run(&id, status, duration);
+    run_span.record("status", status.as_str());
+    run_span.record("duration_s", duration.as_secs_f64());
     info!(
         target: "pipeline",
         "Pipeline run `{}` has finished in {:.3}s.",
@@ -215,6 +231,8 @@ struct State<'a> {
     pending_rows: Vec<PendingRow>,
     done: usize,
     running: usize,
+    /// The run's span, parent of the steps' spans.
+    span: Span,
 }
 
 struct PendingRow {
@@ -277,6 +295,7 @@ impl<'a> State<'a> {
             pending_rows: Vec::new(),
             done: 0,
             running: 0,
+            span: Span::none(),
         }
     }
 
@@ -386,6 +405,11 @@ impl<'a> State<'a> {
     fn resolve(&mut self, id: NodeId) -> Result<()> {
         let node = self.node(id);
         if let Some(up) = self.blocked_by[id].clone() {
+            end_step_span(
+                &step_span(&self.span, node, None),
+                StepStatus::Skipped,
+                Duration::ZERO,
+            );
             self.release_inputs(id);
             let components = self.components(node);
             self.pending_rows.push(PendingRow {
@@ -430,7 +454,9 @@ impl<'a> State<'a> {
         // index page rewritten to the WAL). Only a miss takes the write lock, in `acquire`,
         // which looks again before claiming the key.
         if let Lookup::Hit { execution, outputs } = self.store.lookup(key)? {
-            info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+            let span = step_span(&self.span, node, Some(key));
+            span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
+            end_step_span(&span, StepStatus::Cached, clock.elapsed());
             self.release_inputs(id);
             let produced = reused_outputs(outputs, execution);
             self.set_produced(id, &produced);
@@ -468,7 +494,11 @@ impl<'a> State<'a> {
                 reused,
                 outputs,
             } => {
-                info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                let span = step_span(&self.span, node, Some(key));
+                span.in_scope(
+                    || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
+                );
+                end_step_span(&span, StepStatus::Cached, clock.elapsed());
                 self.release_inputs(id);
                 self.set_produced(id, &reused_outputs(outputs, reused));
                 self.complete(
@@ -535,8 +565,13 @@ impl<'a> State<'a> {
         let store = self.store;
         let run_id = self.run_id;
         let run_name = self.run_name;
+        let span = step_span(&self.span, node, Some(job.key));
         scope.spawn(move || {
-            let finished = run_step(store, run_id, run_name, job, node, inputs, input_rows);
+            let finished =
+                span.in_scope(|| run_step(store, run_id, run_name, job, node, inputs, input_rows));
+            end_step_span(&span, finished.status(), finished.duration);
+            // Closed before the coordinator hears of it, so before the run's span.
+            drop(span);
             // The coordinator only stops listening once every worker has reported.
             let _ = tx.send(finished);
         });
@@ -874,6 +909,43 @@ fn reused_outputs(outputs: Vec<(Hash128, u64)>, execution: i64) -> Vec<Produced>
         .collect()
 }
 
+/// The span of one step, a child of the run's span `run` (DEBUG, target `pipeline`, like
+/// the run's). `status` moves through `waiting` (for another process computing the same
+/// key) and `running` to the step's final status, recorded with `duration_s` when the
+/// step is done.
+fn step_span(run: &Span, node: &Node, key: Option<Hash128>) -> Span {
+    let span = debug_span!(
+        target: "pipeline",
+        parent: run,
+        "step",
+        step = %node.name,
+        status = Empty,
+        duration_s = Empty,
+        cache_key = Empty,
+    );
+    if let Some(key) = key.filter(|_| !span.is_disabled()) {
+        span.record("cache_key", display(key));
+    }
+    span
+}
+
+/// Records a step's final status and duration on its span.
+fn end_step_span(span: &Span, status: StepStatus, duration: Duration) {
+    span.record("status", status.as_str());
+    span.record("duration_s", duration.as_secs_f64());
+}
+
+impl Finished {
+    /// The status the step ends with.
+    fn status(&self) -> StepStatus {
+        match self.result {
+            Ok(Outcome::Executed { .. }) => StepStatus::Executed,
+            Ok(Outcome::Reused { .. }) => StepStatus::Cached,
+            Err(_) => StepStatus::Failed,
+        }
+    }
+}
+
 /// The row recorded when a node's key is reused from the cache.
 fn cached_row<'r>(
     run_id: &'r str,
@@ -919,6 +991,7 @@ fn wait_for_holder(
     let Some(other) = &job.wait_for else {
         return Ok(None);
     };
+    Span::current().record("status", "waiting");
     info!(
         target: "pipeline",
         "Step `{}` is waiting for {}, which is computing the same cache key.",
@@ -997,6 +1070,7 @@ fn run_step(
         }
     }
     let lease = job.cached.then_some(&holder);
+    Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
