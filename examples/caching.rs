@@ -13,7 +13,9 @@
 //! * `disable`: run 2 turns caching off on the normalizer, which re-runs; it writes the same
 //!   bytes as before, so the trainer and the evaluator stay cached (early cutoff).
 //!
-//! Set `RUST_LOG` (e.g. `RUST_LOG=pipeline=warn`) to change what is logged.
+//! Set `RUST_LOG` (e.g. `RUST_LOG=pipeline=warn`) to change what is logged. While a run
+//! works, a progress bar (`pipeline::progress`) is drawn below the log lines when standard
+//! error is a terminal; piped or redirected, there is none.
 
 #[path = "common/digits.rs"]
 mod digits;
@@ -28,6 +30,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
 use pipeline::prelude::*;
+use pipeline::progress::ProgressLayer;
+use tracing_subscriber::prelude::*;
 
 use digits_pipeline::{digits_pipeline, STEPS};
 
@@ -103,16 +107,24 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prints the DESIGN §6 lines (`Step `x` has started.`, ...) without timestamps or targets.
-/// `RUST_LOG` overrides the default `info` filter.
+/// Prints the DESIGN §6 lines (`Step `x` has started.`, ...) without timestamps or targets,
+/// and draws the progress bar below them when standard error is a terminal. `RUST_LOG`
+/// overrides the default `info` filter of the log lines (the bar has its own filter).
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .without_time()
-        .with_ansi(io::stdout().is_terminal())
+    let progress = ProgressLayer::new();
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                // Log lines go above the bar, which is drawn again below each one.
+                .with_writer(progress.writer(io::stdout))
+                .with_target(false)
+                .without_time()
+                .with_ansi(io::stdout().is_terminal())
+                .with_filter(filter),
+        )
+        .with(progress.filtered())
         .init();
 }
 

@@ -48,6 +48,7 @@ pub use pipeline_core::{
 };
 pub use pipeline_macros::{helper, pipeline, step};
 
+#[cfg(feature = "progress")]
 pub mod progress;
 
 /// Everything a pipeline file needs: `use pipeline::prelude::*;`.

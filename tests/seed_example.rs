@@ -167,6 +167,10 @@ fn second_process_executes_no_step() {
     let first = run_example(&args);
     let (stdout, stderr) = text(&first);
     assert!(first.status.success(), "{stdout}\n{stderr}");
+    // Standard error is a pipe here: no progress bar is drawn on it, and the log lines
+    // carry no span context (the spans the bar reads are DEBUG).
+    assert!(stderr.is_empty(), "drawn on a pipe: {stderr:?}");
+    assert!(!stdout.contains("run{"), "{stdout}");
     for step in STEPS {
         assert!(
             stdout.contains(&format!("Step `{step}` has started.")),

@@ -14,7 +14,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::field::{display, Empty};
+use tracing::{debug, debug_span, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
 use crate::error::{Error, Result};
@@ -23,8 +24,8 @@ use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORM
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::store::{
-    Acquire, Call, Candidates, Damage, ExecutionRow, InputRow, Lookup, OutputRow, RunStatus,
-    Sidecar, Store,
+    Acquire, Call, Candidates, Damage, ExecutionRow, Holder, InputRow, Lookup, OutputRow,
+    RunStatus, Sidecar, Store,
 };
 use crate::time;
 
@@ -64,7 +65,7 @@ struct Job {
     /// Whether the key takes part in single-flight (caching on for this step).
     cached: bool,
     /// Another run holds the key: wait for its result first.
-    wait_for: Option<String>,
+    wait_for: Option<Holder>,
 }
 
 /// What a worker reports back.
@@ -143,6 +144,18 @@ pub(crate) fn execute(
         .clone()
         .unwrap_or_else(|| format!("{}-{}", def.name, time::run_suffix(started)));
     store.begin_run(&id, &def.name, &name, started)?;
+    // The run's span: its steps' spans are its children, whatever thread they run on.
+    // DEBUG, so that log lines at INFO look exactly as before (DESIGN §6).
+    let run_span = debug_span!(
+        target: "pipeline",
+        "run",
+        pipeline = %def.name,
+        run = %name,
+        steps = graph.nodes.len(),
+        status = Empty,
+        duration_s = Empty,
+    );
+    let _in_run = run_span.enter();
     // For progress displays (`pipeline::progress`); DEBUG, so the INFO log lines of
     // DESIGN §6 stay exactly as they are.
     debug!(
@@ -154,6 +167,7 @@ pub(crate) fn execute(
     );
 
     let mut state = State::new(def, store, settings, &id, &name);
+    state.span = run_span.clone();
     let result = std::thread::scope(|scope| state.drive(scope));
     let duration = clock.elapsed();
 
@@ -169,6 +183,8 @@ pub(crate) fn execute(
         RunStatus::Failed
     };
     let finish = store.finish_run(&id, status, duration);
+    run_span.record("status", status.as_str());
+    run_span.record("duration_s", duration.as_secs_f64());
     info!(
         target: "pipeline",
         "Pipeline run `{}` has finished in {:.3}s.",
@@ -224,6 +240,8 @@ struct State<'a> {
     earlier: HashMap<&'static str, Option<Candidates>>,
     done: usize,
     running: usize,
+    /// The run's span, parent of the steps' spans.
+    span: Span,
 }
 
 struct PendingRow {
@@ -299,6 +317,7 @@ impl<'a> State<'a> {
             earlier: HashMap::new(),
             done: 0,
             running: 0,
+            span: Span::none(),
         }
     }
 
@@ -410,6 +429,11 @@ impl<'a> State<'a> {
     fn resolve(&mut self, id: NodeId) -> Result<()> {
         let node = self.node(id);
         if let Some(up) = self.blocked_by[id].clone() {
+            end_step_span(
+                &step_span(&self.span, node, None),
+                StepStatus::Skipped,
+                Duration::ZERO,
+            );
             self.release_inputs(id);
             let components = self.components(node);
             self.pending_rows.push(PendingRow {
@@ -455,7 +479,9 @@ impl<'a> State<'a> {
         // index page rewritten to the WAL). Only a miss takes the write lock, in `acquire`,
         // which looks again before claiming the key.
         if let Lookup::Hit { execution, outputs } = self.store.lookup(key)? {
-            info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+            let span = step_span(&self.span, node, Some(key));
+            span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
+            end_step_span(&span, StepStatus::Cached, clock.elapsed());
             self.release_inputs(id);
             let produced = reused_outputs(outputs, execution);
             self.set_produced(id, &produced);
@@ -486,14 +512,22 @@ impl<'a> State<'a> {
         let (reason, compared, wait_for) =
             match self
                 .store
-                .acquire(&row, &decls, &holder(self.run_name, node))?
+                .acquire(
+                    &row,
+                    &decls,
+                    &self.store.holder(self.run_id, self.run_name, &node.name),
+                )?
             {
                 Acquire::Hit {
                     execution,
                     reused,
                     outputs,
                 } => {
-                    info!(target: "pipeline", "Using cached version of `{}`.", node.name);
+                    let span = step_span(&self.span, node, Some(key));
+                    span.in_scope(
+                        || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
+                    );
+                    end_step_span(&span, StepStatus::Cached, clock.elapsed());
                     self.release_inputs(id);
                     self.set_produced(id, &reused_outputs(outputs, reused));
                     self.complete(
@@ -597,8 +631,13 @@ impl<'a> State<'a> {
         let store = self.store;
         let run_id = self.run_id;
         let run_name = self.run_name;
+        let span = step_span(&self.span, node, Some(job.key));
         scope.spawn(move || {
-            let finished = run_step(store, run_id, run_name, job, node, inputs, input_rows);
+            let finished =
+                span.in_scope(|| run_step(store, run_id, run_name, job, node, inputs, input_rows));
+            end_step_span(&span, finished.status(), finished.duration);
+            // Closed before the coordinator hears of it, so before the run's span.
+            drop(span);
             // The coordinator only stops listening once every worker has reported.
             let _ = tx.send(finished);
         });
@@ -935,13 +974,41 @@ fn reused_outputs(outputs: Vec<(Hash128, u64)>, execution: i64) -> Vec<Produced>
         .collect()
 }
 
-/// Who holds a lease: names the run and process, for the "waiting for" message.
-fn holder(run_name: &str, node: &Node) -> String {
-    format!(
-        "step `{}` of run `{run_name}` (pid {})",
-        node.name,
-        std::process::id()
-    )
+/// The span of one step, a child of the run's span `run` (DEBUG, target `pipeline`, like
+/// the run's). `status` moves through `waiting` (for another process computing the same
+/// key) and `running` to the step's final status, recorded with `duration_s` when the
+/// step is done.
+fn step_span(run: &Span, node: &Node, key: Option<Hash128>) -> Span {
+    let span = debug_span!(
+        target: "pipeline",
+        parent: run,
+        "step",
+        step = %node.name,
+        status = Empty,
+        duration_s = Empty,
+        cache_key = Empty,
+    );
+    if let Some(key) = key.filter(|_| !span.is_disabled()) {
+        span.record("cache_key", display(key));
+    }
+    span
+}
+
+/// Records a step's final status and duration on its span.
+fn end_step_span(span: &Span, status: StepStatus, duration: Duration) {
+    span.record("status", status.as_str());
+    span.record("duration_s", duration.as_secs_f64());
+}
+
+impl Finished {
+    /// The status the step ends with.
+    fn status(&self) -> StepStatus {
+        match self.result {
+            Ok(Outcome::Executed { .. }) => StepStatus::Executed,
+            Ok(Outcome::Reused { .. }) => StepStatus::Cached,
+            Err(_) => StepStatus::Failed,
+        }
+    }
 }
 
 /// The row recorded when a node's key is reused from the cache.
@@ -984,12 +1051,13 @@ fn wait_for_holder(
     run_id: &str,
     node: &Node,
     job: &Job,
-    holder_name: &str,
+    holder: &Holder,
     input_rows: &[InputRow],
 ) -> std::result::Result<Option<Outcome>, String> {
     let Some(other) = &job.wait_for else {
         return Ok(None);
     };
+    Span::current().record("status", "waiting");
     info!(
         target: "pipeline",
         "Step `{}` is waiting for {}, which is computing the same cache key.",
@@ -1008,7 +1076,7 @@ fn wait_for_holder(
             })
             .collect();
         let row = cached_row(run_id, node, job.node, job.key, &job.components, rows);
-        match store.acquire(&row, &decls, holder_name) {
+        match store.acquire(&row, &decls, holder) {
             Ok(Acquire::Hit {
                 execution,
                 reused,
@@ -1038,9 +1106,9 @@ fn run_step(
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Finished {
-    let holder_name = holder(run_name, node);
+    let holder = store.holder(run_id, run_name, &node.name);
     let clock = Instant::now();
-    match wait_for_holder(store, run_id, node, &job, &holder_name, &input_rows) {
+    match wait_for_holder(store, run_id, node, &job, &holder, &input_rows) {
         Ok(None) => {}
         Ok(Some(reused)) => {
             let execution = match &reused {
@@ -1067,7 +1135,8 @@ fn run_step(
             };
         }
     }
-    let lease = job.cached.then_some(holder_name.as_str());
+    let lease = job.cached.then_some(&holder);
+    Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();

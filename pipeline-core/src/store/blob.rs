@@ -91,15 +91,13 @@ pub(crate) struct BlobWriter {
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl BlobWriter {
-    pub(crate) fn create(artifacts: &Path, kind: ContentHash) -> io::Result<Self> {
+    /// A writer whose temporary file is named after `owner`, the writing handle's owner
+    /// token, so that the file of a process that died is recognised and removed.
+    pub(crate) fn create(artifacts: &Path, kind: ContentHash, owner: &str) -> io::Result<Self> {
         let dir = artifacts.join("tmp");
         fs::create_dir_all(&dir)?;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!(
-            "{}-{}-{n}.tmp",
-            std::process::id(),
-            crate::time::now_micros()
-        ));
+        let tmp = dir.join(format!("{owner}-{n}.tmp"));
         let file = File::create(&tmp)?;
         Ok(BlobWriter {
             out: Some(HashingWriter::with_hash(file, kind)),

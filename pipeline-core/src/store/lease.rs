@@ -3,19 +3,67 @@
 //!
 //! Reusing a completed execution and claiming a key both happen inside one write
 //! transaction, so two runs that reach the same key at once cannot both execute it: the
-//! second sees the first's lease and waits for its result. A lease carries a heartbeat; a
-//! holder that crashed stops beating and its lease expires after `lease_ttl`.
+//! second sees the first's lease and waits for its result.
+//!
+//! A lease ends in one of three ways:
+//! - its holder commits the execution (the lease is deleted in the same transaction) or
+//!   releases it after a failure;
+//! - its holder's process is proven dead by its file lock (`liveness.rs`): the lease is
+//!   taken over at once, and the holder's run is marked failed;
+//! - its heartbeat stops for `lease_ttl` (a holder whose liveness cannot be told here, e.g.
+//!   on another host, or a live process that stopped beating).
 
+use std::fmt;
 use std::fs;
-use std::path::Path;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use tracing::debug;
 
+use super::liveness::{self, Liveness, TempOwner};
 use super::{Damage, ExecutionRow, Lookup, OutputRow, Store};
 use crate::error::Result;
 use crate::key::{Hash128, OutputDecl};
 use crate::run::StepStatus;
 use crate::time;
+
+/// Who holds the claim on a cache key: one step of one run, in one store handle of one
+/// process on one host.
+#[derive(Debug, Clone)]
+pub(crate) struct Holder {
+    /// The run's id.
+    pub run_id: String,
+    /// The run's name, for messages.
+    pub run_name: String,
+    /// The step's call name within the run.
+    pub step: String,
+    /// The host the holder runs on.
+    pub host: String,
+    /// The holder's process id (for messages: liveness is told by `owner`).
+    pub pid: u32,
+    /// The owner token of the holder's store handle (`liveness.rs`).
+    pub owner: String,
+}
+
+/// Two holders are the same claimant when run, step and store handle agree (names and
+/// hosts only describe them).
+impl PartialEq for Holder {
+    fn eq(&self, other: &Self) -> bool {
+        self.run_id == other.run_id && self.step == other.step && self.owner == other.owner
+    }
+}
+
+impl Eq for Holder {}
+
+/// `step `train` of run `p-2026_11_23-12_05_54_573248` (pid 4242 on host1)`.
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "step `{}` of run `{}` (pid {} on {})",
+            self.step, self.run_name, self.pid, self.host
+        )
+    }
+}
 
 /// What `acquire` found for a cache key.
 pub(crate) enum Acquire {
@@ -29,18 +77,33 @@ pub(crate) enum Acquire {
     /// could not be reused, if there was one.
     Claimed { damaged: Option<Damage> },
     /// Another run is executing this key right now.
-    Busy { holder: String },
+    Busy { holder: Holder },
 }
 
 impl Store {
+    /// The holder that `step` of run `run_id` (named `run_name`) is in this handle.
+    pub(crate) fn holder(&self, run_id: &str, run_name: &str, step: &str) -> Holder {
+        Holder {
+            run_id: run_id.to_string(),
+            run_name: run_name.to_string(),
+            step: step.to_string(),
+            host: liveness::host_name().to_string(),
+            pid: std::process::id(),
+            owner: self.owner_token().to_string(),
+        }
+    }
+
     /// In one write transaction: reuse a completed execution with `row`'s cache key
     /// (recording `row` as a cached execution), or claim the key for `holder`, or report
     /// who holds it.
+    ///
+    /// A lease whose holder is proven dead is taken over at once, whatever its heartbeat
+    /// says, and the holder's run is marked failed.
     pub(crate) fn acquire(
         &self,
         row: &ExecutionRow<'_>,
         decls: &[OutputDecl],
-        holder: &str,
+        holder: &Holder,
     ) -> Result<Acquire> {
         self.check_writable("run a pipeline")?;
         let Some(key) = row.cache_key else {
@@ -96,22 +159,61 @@ impl Store {
         };
         let now = time::now_micros();
         let ttl = self.options().lease_ttl.as_micros() as i64;
-        let current: Option<(String, i64)> = tx
+        let current: Option<(Holder, i64)> = tx
             .query_row(
-                "SELECT holder, heartbeat_us FROM leases WHERE cache_key = ?1",
+                "SELECT l.run_id, COALESCE(r.name, l.run_id), l.step, l.host, l.pid, l.owner, \
+                 l.heartbeat_us FROM leases l LEFT JOIN runs r ON r.id = l.run_id \
+                 WHERE l.cache_key = ?1",
                 [key.to_hex()],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| {
+                    Ok((
+                        Holder {
+                            run_id: r.get(0)?,
+                            run_name: r.get(1)?,
+                            step: r.get(2)?,
+                            host: r.get(3)?,
+                            pid: r.get(4)?,
+                            owner: r.get(5)?,
+                        },
+                        r.get(6)?,
+                    ))
+                },
             )
             .optional()
             .map_err(|e| self.db_error(e))?;
         if let Some((other, beat)) = current {
-            if other != holder && now - beat < ttl {
-                return Ok(Acquire::Busy { holder: other });
+            if other != *holder && now - beat < ttl {
+                match self.liveness(&other.owner, Some(&other.host), true) {
+                    Liveness::Alive | Liveness::Unknown => {
+                        return Ok(Acquire::Busy { holder: other })
+                    }
+                    Liveness::Dead => {
+                        debug!(
+                            target: "pipeline",
+                            "The process of {other} has ended; taking over its cache key."
+                        );
+                        tx.execute(
+                            "UPDATE runs SET status = 'failed' \
+                             WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                            params![other.run_id, other.owner],
+                        )
+                        .map_err(|e| self.db_error(e))?;
+                    }
+                }
             }
         }
         tx.execute(
-            "INSERT OR REPLACE INTO leases(cache_key, holder, heartbeat_us) VALUES (?1, ?2, ?3)",
-            params![key.to_hex(), holder, now],
+            "INSERT OR REPLACE INTO leases(cache_key, run_id, step, host, pid, owner, \
+             heartbeat_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                key.to_hex(),
+                holder.run_id,
+                holder.step,
+                holder.host,
+                holder.pid,
+                holder.owner,
+                now
+            ],
         )
         .map_err(|e| self.db_error(e))?;
         tx.commit().map_err(|e| self.db_error(e))?;
@@ -119,34 +221,33 @@ impl Store {
     }
 
     /// Keeps a lease alive while its step runs.
-    pub(crate) fn heartbeat(&self, key: Hash128, holder: &str) -> Result<()> {
+    pub(crate) fn heartbeat(&self, key: Hash128, holder: &Holder) -> Result<()> {
         self.db()
             .execute(
-                "UPDATE leases SET heartbeat_us = ?3 WHERE cache_key = ?1 AND holder = ?2",
-                params![key.to_hex(), holder, time::now_micros()],
+                "UPDATE leases SET heartbeat_us = ?5 \
+                 WHERE cache_key = ?1 AND run_id = ?2 AND step = ?3 AND owner = ?4",
+                params![
+                    key.to_hex(),
+                    holder.run_id,
+                    holder.step,
+                    holder.owner,
+                    time::now_micros()
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.db_error(e))
     }
 
     /// Drops a lease whose step failed (a completed step drops it when its row commits).
-    pub(crate) fn release(&self, key: Hash128, holder: &str) -> Result<()> {
-        self.db()
-            .execute(
-                "DELETE FROM leases WHERE cache_key = ?1 AND holder = ?2",
-                params![key.to_hex(), holder],
-            )
-            .map(|_| ())
-            .map_err(|e| self.db_error(e))
+    pub(crate) fn release(&self, key: Hash128, holder: &Holder) -> Result<()> {
+        release_in(&self.db(), key, holder).map_err(|e| self.db_error(e))
     }
 
-    /// Cleans up after processes that died: their temporary blob files, and their runs
-    /// (marked failed). Runs on every writable open.
-    ///
-    /// It does not touch leases: a dead process's claim on a cache key stays until its
-    /// heartbeat is older than [`StoreOptions::lease_ttl`](super::StoreOptions::lease_ttl)
-    /// (10 s by default), so after a crash the next run that needs that key waits that long
-    /// before taking it over in [`Store::acquire`].
+    /// Cleans up after processes that have ended, as their file locks prove: their
+    /// temporary blob files and lock files, their runs (marked failed) and their leases
+    /// (deleted, so the next run claims those keys at once instead of waiting out
+    /// `lease_ttl`). What belongs to a live process, or to one whose liveness cannot be
+    /// told here (another host), is left alone. Runs on every writable open.
     pub(crate) fn recover(&self) -> Result<()> {
         for path in self.dead_temp_files() {
             let _ = fs::remove_file(path);
@@ -159,63 +260,89 @@ impl Store {
             tx.execute("UPDATE runs SET status = 'failed' WHERE id = ?1", [&id])
                 .map_err(|e| self.db_error(e))?;
         }
+        let leases: Vec<(String, String, String)> = tx
+            .prepare("SELECT cache_key, owner, host FROM leases")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        for (key, owner, host) in leases {
+            if self.liveness(&owner, Some(&host), true) == Liveness::Dead {
+                tx.execute(
+                    "DELETE FROM leases WHERE cache_key = ?1 AND owner = ?2",
+                    params![key, owner],
+                )
+                .map_err(|e| self.db_error(e))?;
+            }
+        }
         tx.commit().map_err(|e| self.db_error(e))
     }
 }
 
+/// Deletes `holder`'s lease on `key` on `conn` (inside the caller's transaction, if any).
+pub(crate) fn release_in(
+    conn: &rusqlite::Connection,
+    key: Hash128,
+    holder: &Holder,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM leases WHERE cache_key = ?1 AND run_id = ?2 AND step = ?3 AND owner = ?4",
+    )?
+    .execute(params![
+        key.to_hex(),
+        holder.run_id,
+        holder.step,
+        holder.owner
+    ])
+    .map(|_| ())
+}
+
 impl Store {
-    /// Temporary blob files whose writing process is gone.
+    /// Whether the store handle with owner token `owner` (recorded on `host`) is alive.
+    /// With `clean_up`, the lock file of a dead owner is removed.
+    pub(crate) fn liveness(&self, owner: &str, host: Option<&str>, clean_up: bool) -> Liveness {
+        let clean_up = clean_up && !self.inner.options.read_only;
+        liveness::liveness(&self.tmp_dir(), owner, host, clean_up)
+    }
+
+    /// Temporary files whose owner has ended: blobs it was writing and its lock file.
     pub(crate) fn dead_temp_files(&self) -> Vec<std::path::PathBuf> {
-        let Ok(entries) = fs::read_dir(self.inner.artifacts.join("tmp")) else {
+        let Ok(entries) = fs::read_dir(self.tmp_dir()) else {
             return Vec::new();
         };
         entries
             .flatten()
             .filter(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let pid = name.split('-').next().and_then(|p| p.parse::<u32>().ok());
-                pid.is_some_and(|p| !process_alive(p))
+                match liveness::temp_owner(&name) {
+                    TempOwner::Token(token) => self.liveness(token, None, false) == Liveness::Dead,
+                    TempOwner::Legacy => true,
+                    TempOwner::Foreign => false,
+                }
             })
             .map(|entry| entry.path())
             .collect()
     }
 
-    /// Runs marked running whose process is gone.
+    /// Runs marked running whose store handle has ended. A run recorded before owner
+    /// tokens (schema 2) counts as ended: its process could not write to this store once
+    /// it was migrated.
     pub(crate) fn dead_runs(&self, conn: &rusqlite::Connection) -> Result<Vec<String>> {
-        let running: Vec<(String, Option<i64>)> = conn
-            .prepare("SELECT id, pid FROM runs WHERE status = 'running'")
+        let running: Vec<(String, Option<String>, Option<String>)> = conn
+            .prepare("SELECT id, owner, host FROM runs WHERE status = 'running'")
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
         Ok(running
             .into_iter()
-            .filter(|(_, pid)| {
-                !pid.and_then(|p| u32::try_from(p).ok())
-                    .is_some_and(process_alive)
+            .filter(|(_, owner, host)| match owner {
+                Some(owner) => self.liveness(owner, host.as_deref(), false) == Liveness::Dead,
+                None => true,
             })
-            .map(|(id, _)| id)
+            .map(|(id, _, _)| id)
             .collect())
-    }
-}
-
-/// Whether a process with this id is alive on this machine. Where that cannot be told,
-/// assume it is (never clean up a live process's files).
-pub(crate) fn process_alive(pid: u32) -> bool {
-    if pid == std::process::id() {
-        return true;
-    }
-    if cfg!(target_os = "linux") {
-        // A zombie (killed, not yet reaped) still has a /proc entry: read its state.
-        match fs::read_to_string(Path::new("/proc").join(pid.to_string()).join("stat")) {
-            Ok(stat) => !stat
-                .rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-            Err(_) => false,
-        }
-    } else {
-        true
     }
 }

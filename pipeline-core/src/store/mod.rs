@@ -12,6 +12,7 @@ pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
 mod gc;
 mod lease;
+mod liveness;
 mod open;
 mod query;
 mod schema;
@@ -19,7 +20,7 @@ mod verify;
 
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
-pub(crate) use lease::Acquire;
+pub(crate) use lease::{Acquire, Holder};
 pub use verify::{Problem, VerifyReport};
 
 pub use query::{
@@ -56,7 +57,9 @@ pub struct StoreOptions {
     /// [`Error::StoreLocked`]. Default 30 s.
     pub busy_timeout: Duration,
     /// How long a claim on a cache key lives without a heartbeat before another process may
-    /// take it over (a crashed holder's claim expires). Default 10 s.
+    /// take it over. A holder whose process is proven dead (its file lock is free) is taken
+    /// over at once; the TTL covers holders whose liveness cannot be told (another host, a
+    /// file system without locks) and live holders that stopped beating. Default 10 s.
     pub lease_ttl: Duration,
     /// Blob naming for a new store. Default xxh3-128.
     pub content_hash: ContentHash,
@@ -101,6 +104,9 @@ struct StoreInner {
     read_only: Option<ReadOnlyCause>,
     content_hash: ContentHash,
     db: Mutex<Connection>,
+    /// The file lock that proves this handle alive to other processes (writable handles
+    /// only; see `liveness.rs`).
+    owner: Option<liveness::OwnerLock>,
     blob_reads: AtomicU64,
     bytes_read: AtomicU64,
 }
@@ -223,7 +229,7 @@ pub(crate) struct ExecutionRow<'a> {
     pub outputs: Vec<OutputRow>,
     pub inputs: Vec<InputRow>,
     /// The lease this execution held on its key, released when the row commits.
-    pub lease_holder: Option<&'a str>,
+    pub lease_holder: Option<&'a Holder>,
 }
 
 impl Store {
@@ -392,6 +398,14 @@ impl Store {
             conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
                 .map_err(db_err)?;
         }
+        // Held from before recovery, so this handle's own runs and leases, once written, are
+        // never taken for a dead process's.
+        let owner = if read_only.is_some() {
+            None
+        } else {
+            let tmp = artifacts.join("tmp");
+            Some(liveness::OwnerLock::acquire(&tmp).map_err(|e| Error::io(tmp, e))?)
+        };
         let mut store = Store {
             inner: Arc::new(StoreInner {
                 root,
@@ -400,6 +414,7 @@ impl Store {
                 options,
                 read_only,
                 db: Mutex::new(conn),
+                owner,
                 blob_reads: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
             }),
@@ -514,6 +529,16 @@ impl Store {
         &self.inner.options
     }
 
+    /// The owner token of this handle (empty on a read-only handle, which writes nothing).
+    pub(crate) fn owner_token(&self) -> &str {
+        self.inner.owner.as_ref().map_or("", |o| o.token())
+    }
+
+    /// `artifacts/tmp/`: blobs being written and the owners' lock files.
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.inner.artifacts.join("tmp")
+    }
+
     /// Fails with [`Error::ReadOnly`] on a read-only handle.
     pub(crate) fn check_writable(&self, action: &str) -> Result<()> {
         if let Some(cause) = self.inner.read_only {
@@ -543,8 +568,12 @@ impl Store {
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
         self.check_writable("write artifacts")?;
-        BlobWriter::create(&self.inner.artifacts, self.inner.content_hash)
-            .map_err(|e| Error::io(&self.inner.artifacts, e))
+        BlobWriter::create(
+            &self.inner.artifacts,
+            self.inner.content_hash,
+            self.owner_token(),
+        )
+        .map_err(|e| Error::io(&self.inner.artifacts, e))
     }
 
     /// Finishes a blob: sync, rename into place, and return (hash, size).
@@ -810,9 +839,17 @@ impl Store {
         self.check_writable("record a run")?;
         self.db()
             .execute(
-                "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid) \
-                 VALUES (?1, ?2, ?3, 'running', ?4, ?5)",
-                params![id, pipeline, name, started, std::process::id()],
+                "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid, owner, host) \
+                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7)",
+                params![
+                    id,
+                    pipeline,
+                    name,
+                    started,
+                    std::process::id(),
+                    self.owner_token(),
+                    liveness::host_name()
+                ],
             )
             .map(|_| ())
             .map_err(|e| self.db_error(e))
@@ -921,11 +958,7 @@ impl Store {
                     }
                 }
                 if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
-                    tx.execute(
-                        "DELETE FROM leases WHERE cache_key = ?1 AND holder = ?2",
-                        params![key.to_hex(), holder],
-                    )
-                    .map_err(|e| self.db_error(e))?;
+                    lease::release_in(tx, key, holder).map_err(|e| self.db_error(e))?;
                 }
                 for (pos, i) in row.inputs.iter().enumerate() {
                     input

@@ -92,6 +92,25 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE executions ADD COLUMN compared TEXT;
     "#,
+    // 3 -> 4: liveness by file locks instead of process ids. Runs and leases record the
+    // owner token of the store handle that wrote them (see `store/liveness.rs`) and its
+    // host; a lease names its holder by columns instead of a display string. Leases are
+    // transient claims: the old table is replaced, not converted (a process of an older
+    // version cannot keep writing to a store migrated past it).
+    r#"
+    ALTER TABLE runs ADD COLUMN owner TEXT;
+    ALTER TABLE runs ADD COLUMN host TEXT;
+    DROP TABLE leases;
+    CREATE TABLE leases (
+        cache_key    TEXT PRIMARY KEY,
+        run_id       TEXT NOT NULL,
+        step         TEXT NOT NULL,       -- the call's name within its run
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        owner        TEXT NOT NULL,       -- owner token of the holding store handle
+        heartbeat_us INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

@@ -507,3 +507,211 @@ fn verify_reports_each_kind_of_damage() {
         "{kinds:?}"
     );
 }
+
+/// A store whose leases live an hour without a heartbeat: a test that finishes did not
+/// wait one out.
+fn with_hour_long_leases(path: &Path) -> Store {
+    Store::open_with(
+        path,
+        StoreOptions {
+            lease_ttl: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Records run `run` and its lease on `key` as the process with owner token `owner`
+/// (pid 4242 on this host) would, with a fresh heartbeat.
+fn lease_held_by(store: &Store, owner: &str, run: &str, key: Hash128) {
+    let host = liveness::host_name();
+    let conn = store.db();
+    conn.execute(
+        "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid, owner, host) \
+         VALUES (?1, 'p', ?1, 'running', 0, 4242, ?2, ?3)",
+        params![run, owner, host],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO leases(cache_key, run_id, step, host, pid, owner, heartbeat_us) \
+         VALUES (?1, ?2, 's', ?3, 4242, ?4, ?5)",
+        params![key.to_hex(), run, host, owner, crate::time::now_micros()],
+    )
+    .unwrap();
+}
+
+fn run_status(store: &Store, run: &str) -> String {
+    store
+        .db()
+        .query_row("SELECT status FROM runs WHERE id = ?1", [run], |r| r.get(0))
+        .unwrap()
+}
+
+fn leases(store: &Store) -> i64 {
+    store
+        .db()
+        .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
+        .unwrap()
+}
+
+/// Claims `key` for step `s` of run `mine` in `store`.
+fn claim(store: &Store, key: Hash128) -> Acquire {
+    let components = KeyComponents {
+        format: 1,
+        step: "s".into(),
+        code_signature: "0".into(),
+        outputs: vec![],
+        inputs: vec![],
+    };
+    if run_exists(store, "mine") == 0 {
+        store.begin_run("mine", "p", "mine", 0).unwrap();
+    }
+    let row = ExecutionRow {
+        run_id: "mine",
+        name: "s",
+        step: "s",
+        position: 0,
+        status: StepStatus::Cached,
+        cache_key: Some(key),
+        components: &components,
+        reason: None,
+        error: None,
+        reused: None,
+        started_at_us: 0,
+        duration: Duration::ZERO,
+        outputs: vec![],
+        inputs: vec![],
+        lease_holder: None,
+        compared: None,
+    };
+    let holder = store.holder("mine", "mine", "s");
+    store.acquire(&row, &[], &holder).unwrap()
+}
+
+fn run_exists(store: &Store, run: &str) -> i64 {
+    store
+        .db()
+        .query_row("SELECT count(*) FROM runs WHERE id = ?1", [run], |r| {
+            r.get(0)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_dead_holders_lease_is_taken_over_at_once() {
+    let (_dir, path) = fresh();
+    let store = with_hour_long_leases(&path);
+    // A process that locked its file and died: the file is there, its lock is free.
+    let dead = liveness::token_of_another_process(4242);
+    drop(liveness::hold_as_another_process(&store.tmp_dir(), &dead));
+    lease_held_by(&store, &dead, "dead-run", Hash128(1));
+
+    assert!(
+        matches!(claim(&store, Hash128(1)), Acquire::Claimed { .. }),
+        "a fresh heartbeat does not keep a dead holder's lease"
+    );
+    assert_eq!(run_status(&store, "dead-run"), "failed");
+    let holder: String = store
+        .db()
+        .query_row("SELECT run_id FROM leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(holder, "mine");
+    assert!(
+        store.verify().unwrap().is_ok(),
+        "the dead lock file was taken away with the lease"
+    );
+}
+
+#[test]
+fn a_live_holders_lease_and_run_are_left_alone() {
+    let (_dir, path) = fresh();
+    let store = with_hour_long_leases(&path);
+    let live = liveness::token_of_another_process(4242);
+    let lock = liveness::hold_as_another_process(&store.tmp_dir(), &live);
+    lease_held_by(&store, &live, "live-run", Hash128(2));
+
+    match claim(&store, Hash128(2)) {
+        Acquire::Busy { holder } => {
+            assert_eq!((holder.run_id.as_str(), holder.pid), ("live-run", 4242));
+            assert_eq!(holder.owner, live);
+            assert!(holder.to_string().contains("(pid 4242 on "), "{holder}");
+        }
+        _ => panic!("a live holder's key was taken"),
+    }
+    // Neither recovery (a writable open) nor verify touches what a live process owns.
+    let other = Store::open(&path).unwrap();
+    assert_eq!(run_status(&other, "live-run"), "running");
+    assert_eq!(leases(&other), 1);
+    assert!(other.verify().unwrap().is_ok(), "a live run is no problem");
+
+    // Once that process ends, the next claim takes the key at once.
+    drop(lock);
+    assert!(matches!(claim(&store, Hash128(2)), Acquire::Claimed { .. }));
+    assert_eq!(run_status(&store, "live-run"), "failed");
+}
+
+#[test]
+fn reopening_recovers_the_leases_and_runs_of_dead_processes() {
+    let (_dir, path) = fresh();
+    let store = with_hour_long_leases(&path);
+    let dead = liveness::token_of_another_process(4242);
+    let lock = liveness::hold_as_another_process(&store.tmp_dir(), &dead);
+    lease_held_by(&store, &dead, "dead-run", Hash128(3));
+    // A blob it was writing when it died.
+    let tmp = store.tmp_dir().join(format!("{dead}-0.tmp"));
+    fs::write(&tmp, b"half").unwrap();
+    drop(lock);
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.contains(&Problem::InterruptedRun {
+            run: "dead-run".into()
+        }) && report
+            .problems
+            .contains(&Problem::LeftoverTempFile { path: tmp.clone() }),
+        "{:?}",
+        report.problems
+    );
+
+    let reopened = with_hour_long_leases(&path);
+    assert_eq!(run_status(&reopened, "dead-run"), "failed");
+    assert_eq!(leases(&reopened), 0, "the dead holder's lease is gone");
+    assert!(!tmp.exists());
+    assert!(reopened.verify().unwrap().is_ok());
+    // And its key is free at once.
+    assert!(matches!(
+        claim(&reopened, Hash128(3)),
+        Acquire::Claimed { .. }
+    ));
+}
+
+#[test]
+fn each_writable_handle_holds_a_lock_file_while_it_lives() {
+    let (_dir, path) = fresh();
+    let store = Store::open(&path).unwrap();
+    let token = store.owner_token().to_string();
+    let lock_file = store.tmp_dir().join(format!("{token}-owner.lock"));
+    assert!(lock_file.exists());
+    let read_only = Store::open_with(
+        &path,
+        StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        read_only.owner_token(),
+        "",
+        "a read-only handle writes nothing"
+    );
+    assert_eq!(
+        read_only.liveness(&token, None, false),
+        liveness::Liveness::Alive
+    );
+    drop(store);
+    assert!(!lock_file.exists(), "removed when the handle is dropped");
+    assert_eq!(
+        read_only.liveness(&token, None, false),
+        liveness::Liveness::Dead
+    );
+}
