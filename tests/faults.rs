@@ -79,9 +79,14 @@ fn cacher_panics() -> Artifact<u32> {
     panicky_output()
 }
 
+/// Temporary blob files (`artifacts/tmp/` also holds each open handle's lock file).
 fn temp_files(store: &Store) -> usize {
     fs::read_dir(store.path().join("artifacts/tmp"))
-        .map(|d| d.count())
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+                .count()
+        })
         .unwrap_or(0)
 }
 
