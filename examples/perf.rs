@@ -748,7 +748,17 @@ fn parse_args() -> AnyResult<Options> {
     Ok(options)
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> AnyResult<()> {
     let options = parse_args()?;
     let temp;
     let dir = match &options.dir {

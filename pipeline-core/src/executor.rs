@@ -220,7 +220,10 @@ fn failure_summary(
         let steps = if failed == 1 { "step" } else { "steps" };
         parts.push(format!("{failed} {steps} failed, {skipped} skipped."));
     }
-    for e in [result, finish].into_iter().filter_map(|r| r.as_ref().err()) {
+    for e in [result, finish]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+    {
         parts.push(e.to_string());
     }
     (!parts.is_empty()).then(|| parts.join(" "))
