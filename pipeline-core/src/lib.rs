@@ -48,6 +48,11 @@ pub mod __private {
         InputNotThreadSafe, Never, NoCacher, NoDeserialize, NoSerialize, NotThreadSafe, Ops,
         OutputNotDeserialize, OutputNotSerialize, OutputNotThreadSafe, Pass, Probe, Unwired,
     };
+    /// Whether a `#[step]` or `#[helper]` is a module item (see `checks.rs`).
+    pub use crate::checks::{
+        helper_at_module_level, step_at_module_level, AtModuleLevel, HelperAtModuleLevel,
+        InFunctionBody, ScopeFallback, StepAtModuleLevel,
+    };
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {
         pub use crate::checks::{ProbeL0, ProbeL1, ProbeL2, ProbeL3, ProbeL4};
