@@ -561,7 +561,7 @@ fn figure_7(table: &mut Table, dir: &Path) -> AnyResult<()> {
             root.join("Cargo.toml"),
             format!(
                 "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
-                 [dependencies]\npipeline = {{ path = {:?} }}\n\n[workspace]\n",
+                 [dependencies]\ncached-pipeline = {{ path = {:?} }}\n\n[workspace]\n",
                 workspace.display().to_string()
             ),
         )?;

@@ -1,5 +1,6 @@
-//! Runtime of the [`pipeline`](https://docs.rs/pipeline) crate: artifact handles, the step
-//! graph, cache keys, the SQLite + blob store, the parallel executor and the cachers.
+//! Runtime of the [`pipeline`](https://docs.rs/cached-pipeline) crate (package
+//! `cached-pipeline`): artifact handles, the step graph, cache keys, the SQLite + blob
+//! store, the parallel executor and the cachers.
 //!
 //! Users depend on the `pipeline` facade, which re-exports this crate and the macros; the
 //! `__private` module is the surface generated code uses and is not a stable API.
