@@ -13,7 +13,7 @@ fn square(x: u32) -> u32 {
 }
 
 #[step(outputs(low, high))]
-fn bounds(xs: &Vec<u32>) -> (u32, u32) {
+fn bounds(xs: &[u32]) -> (u32, u32) {
     (
         xs.iter().copied().min().unwrap_or(0),
         xs.iter().copied().max().unwrap_or(0),

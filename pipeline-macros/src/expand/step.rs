@@ -439,7 +439,9 @@ fn generate(
 
             #[doc(hidden)]
             pub trait __PlCall {
-                #[allow(clippy::too_many_arguments)]
+                // Plumbing: lints on the signature (clippy's `ptr_arg` on `&Vec`, ..) fire
+                // at the user's function already.
+                #[allow(clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
                 #body_sig;
             }
 
@@ -449,7 +451,7 @@ fn generate(
         }
 
         impl #name::__PlCall for #name::__PlScope {
-            #[allow(clippy::too_many_arguments)]
+            #[allow(clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
             #body_sig {
                 #impl_name(#(#arg_names),*)
             }
