@@ -24,17 +24,19 @@ as_root() {
 }
 
 APT_UPDATED=0
-# Installs Debian packages with apt-get, updating the package lists once per run.
+# Installs Debian packages with apt-get, updating the package lists once per run. Another
+# apt-get (a second checkout's tests, unattended upgrades) may hold dpkg's lock: wait for it.
 apt_install() {
     if ! command -v apt-get >/dev/null 2>&1; then
         log "cannot install $* : apt-get not found; install it by hand and rerun"
         return 1
     fi
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
     if [ "$APT_UPDATED" -eq 0 ]; then
-        as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        as_root "${apt[@]}" update
         APT_UPDATED=1
     fi
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+    as_root "${apt[@]}" install -y "$@"
 }
 
 # --- Tools the tests need -----------------------------------------------------------------
