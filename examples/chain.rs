@@ -5,6 +5,7 @@
 //! cargo run --release --example chain -- 100
 //! ```
 
+use std::process::ExitCode;
 use std::time::Instant;
 
 use pipeline::prelude::*;
@@ -23,7 +24,17 @@ fn chain(len: usize) -> Artifact<u64> {
     x
 }
 
-fn main() -> pipeline::Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> pipeline::Result<()> {
     let len: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

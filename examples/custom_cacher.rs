@@ -9,6 +9,7 @@
 //! never read with the new format.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::process::ExitCode;
 
 use pipeline::prelude::*;
 use pipeline::BoxError;
@@ -100,11 +101,25 @@ fn histogram_pipeline(n: usize, bins: usize) -> Artifact<Histogram> {
     histogram(&xs, bins)
 }
 
-fn main() -> pipeline::Result<()> {
+fn main() -> ExitCode {
+    // `RUST_LOG` (e.g. `RUST_LOG=pipeline=warn`) overrides the default `info` filter.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_target(false)
         .without_time()
         .init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> pipeline::Result<()> {
     let store_dir = std::env::temp_dir().join("pipeline-custom-cacher-example");
     let run = histogram_pipeline(10_000, 5).store_path(&store_dir).run()?;
     let hist = run.output().load()?;

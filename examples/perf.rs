@@ -561,7 +561,7 @@ fn figure_7(table: &mut Table, dir: &Path) -> AnyResult<()> {
             root.join("Cargo.toml"),
             format!(
                 "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
-                 [dependencies]\npipeline = {{ path = {:?} }}\n\n[workspace]\n",
+                 [dependencies]\ncached-pipeline = {{ path = {:?} }}\n\n[workspace]\n",
                 workspace.display().to_string()
             ),
         )?;
@@ -748,7 +748,17 @@ fn parse_args() -> AnyResult<Options> {
     Ok(options)
 }
 
-fn main() -> AnyResult<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> AnyResult<()> {
     let options = parse_args()?;
     let temp;
     let dir = match &options.dir {

@@ -26,13 +26,23 @@
 //!     mean(&data.train)
 //! }
 //!
-//! fn main() -> pipeline::Result<()> {
+//! fn run() -> pipeline::Result<()> {
 //!     let p = stats(1000).store_path("target/doc-store");
 //!     let run = p.run()?; // executes both steps
 //!     let m: f64 = run.output().load()?;
 //!     p.run()?; // both cached: no step body runs, no artifact is read
 //!     println!("mean = {m}");
 //!     Ok(())
+//! }
+//!
+//! fn main() -> std::process::ExitCode {
+//!     match run() {
+//!         Ok(()) => std::process::ExitCode::SUCCESS,
+//!         Err(e) => {
+//!             eprintln!("error: {e}"); // `Display`: what failed and what to do
+//!             std::process::ExitCode::FAILURE
+//!         }
+//!     }
 //! }
 //! ```
 //!

@@ -32,10 +32,16 @@ fn logged() -> Artifact<u32> {
     log_double(&x)
 }
 
+#[step]
+fn log_after_broken(x: &u32) -> u32 {
+    x + 1
+}
+
 #[pipeline]
 fn logged_failure() -> Artifact<u32> {
     let x = log_source();
-    log_broken(&x)
+    let broken = log_broken(&x);
+    log_after_broken(&broken)
 }
 
 fn is_secs(s: &str) -> bool {
@@ -92,7 +98,8 @@ fn log_lines_match_the_design() {
         format!("INFO Pipeline run `{}` has finished in <t>.", second.name()),
         "INFO Using cached version of `log_source`.".to_string(),
         "INFO Step `log_broken` has started.".to_string(),
-        "INFO Step `log_broken` failed after <t>: an error occurred when formatting an argument"
+        // A failure is an ERROR event, so `RUST_LOG=pipeline=warn` still shows it.
+        "ERROR Step `log_broken` failed after <t>: an error occurred when formatting an argument"
             .to_string(),
     ];
     assert_eq!(
@@ -103,9 +110,17 @@ fn log_lines_match_the_design() {
     let Error::StepFailed { run, .. } = failed else {
         panic!("{failed:?}")
     };
+    // A failed run ends with ERROR `has failed after`, counting failed and skipped steps,
+    // and never says `has finished`.
     assert_eq!(
         lines[expected.len()],
-        format!("INFO Pipeline run `{run}` has finished in <t>.")
+        format!("ERROR Pipeline run `{run}` has failed after <t>: 1 step failed, 1 skipped.")
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains(&run) && l.contains("has finished")),
+        "all lines: {lines:#?}"
     );
     // Run names: `<pipeline>-YYYY_MM_DD-HH_MM_SS_ffffff`.
     let suffix = first.name().strip_prefix("logged-").unwrap();

@@ -1,7 +1,7 @@
 //! `pipeline lineage --html` rendered in headless Chromium: every step's node is in the
 //! rendered DOM with its status, and the page's script ran.
 //!
-//! Needs Debian's `chromium` (`apt-get install -y chromium`; `.ci/run` installs it). Set
+//! Needs Debian's `chromium` (`apt-get install -y chromium`; `scripts/test.sh` installs it). Set
 //! `CHROMIUM` to use another binary. Without one the test fails and says how to install it.
 
 mod common;
@@ -29,7 +29,7 @@ fn chromium() -> PathBuf {
     panic!(
         "this test renders the lineage page in headless Chromium, but no `chromium` is on PATH. \
          Install Debian's package with `apt-get update && apt-get install -y chromium` \
-         (.ci/run does this), or set CHROMIUM to a Chromium binary."
+         (scripts/test.sh does this), or set CHROMIUM to a Chromium binary."
     );
 }
 

@@ -354,3 +354,56 @@ impl PipelineOutput for Unwired {
 pub fn unwired<T>() -> T {
     unreachable!("a `#[step]` with a compile error was called")
 }
+
+/// Where a `#[step]` or `#[helper]` was defined, as the generated code finds out (see
+/// `pipeline-macros/src/expand/scope.rs`): its generated module reaches the function
+/// through `super::`, which inside a function body names the enclosing module instead, so
+/// such items must be module items. At module level, a trait defined beside the function
+/// and glob-imported by the module answers [`AtModuleLevel`]; inside a function body that
+/// trait is out of the module's reach, and [`ScopeFallback`] answers [`InFunctionBody`].
+pub struct AtModuleLevel;
+
+/// The answer for an item defined inside a function body; it implements neither
+/// [`StepAtModuleLevel`] nor [`HelperAtModuleLevel`], whose messages then explain.
+pub struct InFunctionBody;
+
+/// The lower-priority answer (its `&self` is `&&Tag`, one autoref further than the
+/// module-level trait's): used only when the module-level trait is not in scope.
+pub trait ScopeFallback {
+    /// Says "inside a function body".
+    fn __pl_scope(&self) -> InFunctionBody {
+        InFunctionBody
+    }
+}
+
+impl<T> ScopeFallback for &T {}
+
+/// Holds for a `#[step]` defined at module level.
+#[diagnostic::on_unimplemented(
+    message = "a `#[step]` must be an item of a module, not of a function body",
+    label = "this step is defined inside a function",
+    note = "the step's generated module (`<step>::call`, `<step>::SIGNATURE`, the wiring) cannot reach items declared inside a function",
+    note = "move the step, with any types and helpers it uses, out of the function body to module level (e.g. beside `fn main`); a `#[pipeline]` may stay where it is",
+    note = "in a doctest, add `fn main() {{}}` (or `# fn main() {{}}`) so the example's items are not wrapped in a generated `main`"
+)]
+pub trait StepAtModuleLevel {}
+
+impl StepAtModuleLevel for AtModuleLevel {}
+
+/// Holds for a `#[helper]` defined at module level.
+#[diagnostic::on_unimplemented(
+    message = "a `#[helper]` must be an item of a module, not of a function body",
+    label = "this helper is defined inside a function",
+    note = "steps name helpers in `uses = [..]` from their generated modules, which cannot reach items declared inside a function",
+    note = "move the helper out of the function body to module level (e.g. beside `fn main`)",
+    note = "in a doctest, add `fn main() {{}}` (or `# fn main() {{}}`) so the example's items are not wrapped in a generated `main`"
+)]
+pub trait HelperAtModuleLevel {}
+
+impl HelperAtModuleLevel for AtModuleLevel {}
+
+/// Asserts that a `#[step]` is a module item; called with the answer of the scope probe.
+pub fn step_at_module_level<S: StepAtModuleLevel>(_: S) {}
+
+/// Asserts that a `#[helper]` is a module item; called with the answer of the scope probe.
+pub fn helper_at_module_level<S: HelperAtModuleLevel>(_: S) {}

@@ -15,7 +15,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use tracing::field::{display, Empty};
-use tracing::{debug, debug_span, info, warn, Span};
+use tracing::{debug, debug_span, error, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
 use crate::error::{Error, Result};
@@ -185,12 +185,22 @@ pub(crate) fn execute(
     let finish = store.finish_run(&id, status, duration);
     run_span.record("status", status.as_str());
     run_span.record("duration_s", duration.as_secs_f64());
-    info!(
-        target: "pipeline",
-        "Pipeline run `{}` has finished in {:.3}s.",
-        name,
-        duration.as_secs_f64()
-    );
+    // DESIGN §6: a run that failed says so at ERROR, never "has finished".
+    match failure_summary(&state.reports, &result, &finish) {
+        None => info!(
+            target: "pipeline",
+            "Pipeline run `{}` has finished in {:.3}s.",
+            name,
+            duration.as_secs_f64()
+        ),
+        Some(summary) => error!(
+            target: "pipeline",
+            "Pipeline run `{}` has failed after {:.3}s: {}",
+            name,
+            duration.as_secs_f64(),
+            summary
+        ),
+    }
     result?;
     finish?;
     let failure = failed.first().map(|first| Error::StepFailed {
@@ -209,6 +219,46 @@ pub(crate) fn execute(
         duration,
         failure,
     })
+}
+
+/// What a failed run's last log line says after "has failed after 0.417s: ", or `None` for
+/// a run that succeeded: `1 step failed, 2 skipped.`, and any error that stopped the run.
+fn failure_summary(
+    reports: &[Option<StepReport>],
+    result: &Result<()>,
+    finish: &Result<()>,
+) -> Option<String> {
+    let count = |status: StepStatus| {
+        reports
+            .iter()
+            .flatten()
+            .filter(|r| r.status == status)
+            .count()
+    };
+    let (failed, skipped) = (count(StepStatus::Failed), count(StepStatus::Skipped));
+    let mut parts = Vec::new();
+    if failed > 0 {
+        let steps = if failed == 1 { "step" } else { "steps" };
+        parts.push(format!("{failed} {steps} failed, {skipped} skipped."));
+    }
+    for e in [result, finish]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+    {
+        parts.push(e.to_string());
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+/// The ERROR event of a failed step (DESIGN §6), so `RUST_LOG=pipeline=warn` still shows it.
+fn log_step_failure(name: &str, duration: Duration, message: &str) {
+    error!(
+        target: "pipeline",
+        "Step `{}` failed after {:.3}s: {}",
+        name,
+        duration.as_secs_f64(),
+        message
+    );
 }
 
 struct State<'a> {
@@ -1125,10 +1175,12 @@ fn run_step(
             };
         }
         Err(message) => {
+            let duration = clock.elapsed();
+            log_step_failure(&node.name, duration, &message);
             return Finished {
                 node: job.node,
                 result: Err(message),
-                duration: clock.elapsed(),
+                duration,
                 execution: None,
                 key: job.key,
                 reason: job.reason,
@@ -1216,13 +1268,7 @@ fn run_step(
             Ok(Outcome::Executed { values, produced })
         }
         Some(message) => {
-            info!(
-                target: "pipeline",
-                "Step `{}` failed after {:.3}s: {}",
-                node.name,
-                duration.as_secs_f64(),
-                message
-            );
+            log_step_failure(&node.name, duration, &message);
             Err(message)
         }
     };
@@ -1233,5 +1279,56 @@ fn run_step(
         execution,
         key: job.key,
         reason: job.reason,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, status: StepStatus) -> Option<StepReport> {
+        Some(StepReport {
+            name: name.into(),
+            step: name.into(),
+            status,
+            duration: Duration::ZERO,
+            cache_key: None,
+            reason: Reason::FirstExecution,
+            error: None,
+            execution_id: None,
+        })
+    }
+
+    #[test]
+    fn a_successful_run_has_no_failure_summary() {
+        let reports = [
+            report("a", StepStatus::Executed),
+            report("b", StepStatus::Cached),
+        ];
+        assert_eq!(failure_summary(&reports, &Ok(()), &Ok(())), None);
+    }
+
+    #[test]
+    fn failure_summary_counts_failed_and_skipped_steps_and_names_a_fatal_error() {
+        let reports = [
+            report("a", StepStatus::Failed),
+            report("b", StepStatus::Failed),
+            report("c", StepStatus::Skipped),
+            report("d", StepStatus::Executed),
+            None,
+        ];
+        assert_eq!(
+            failure_summary(&reports, &Ok(()), &Ok(())).as_deref(),
+            Some("2 steps failed, 1 skipped.")
+        );
+        let fatal = Err(Error::UnknownRun("r".into()));
+        assert_eq!(
+            failure_summary(&reports[3..], &fatal, &Ok(())).as_deref(),
+            Some("no run `r` in the store; list runs with Store::runs")
+        );
+        assert_eq!(
+            failure_summary(&reports[..1], &Ok(()), &fatal).as_deref(),
+            Some("1 step failed, 0 skipped. no run `r` in the store; list runs with Store::runs")
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Runtime of the [`pipeline`](https://docs.rs/pipeline) crate: artifact handles, the step
-//! graph, cache keys, the SQLite + blob store, the parallel executor and the cachers.
+//! Runtime of the [`pipeline`](https://docs.rs/cached-pipeline) crate (package
+//! `cached-pipeline`): artifact handles, the step graph, cache keys, the SQLite + blob
+//! store, the parallel executor and the cachers.
 //!
 //! Users depend on the `pipeline` facade, which re-exports this crate and the macros; the
 //! `__private` module is the surface generated code uses and is not a stable API.
@@ -50,6 +51,11 @@ pub mod __private {
         build_pipeline, unwired, CannotStore, Checked, InputNotDeserialize, InputNotSerialize,
         InputNotThreadSafe, Never, NoCacher, NoDeserialize, NoSerialize, NotThreadSafe, Ops,
         OutputNotDeserialize, OutputNotSerialize, OutputNotThreadSafe, Pass, Probe, Unwired,
+    };
+    /// Whether a `#[step]` or `#[helper]` is a module item (see `checks.rs`).
+    pub use crate::checks::{
+        helper_at_module_level, step_at_module_level, AtModuleLevel, HelperAtModuleLevel,
+        InFunctionBody, ScopeFallback, StepAtModuleLevel,
     };
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {

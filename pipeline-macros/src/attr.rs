@@ -347,18 +347,67 @@ pub(crate) fn parse_helper(tokens: TokenStream, errors: &mut Errors) -> HelperOp
     o
 }
 
-/// The root path of the `pipeline` crate in generated code.
+/// The facade's package name on crates.io; its library is called `pipeline`.
+const PACKAGE: &str = "cached-pipeline";
+/// The facade's library name: what code imports unless the dependency is renamed.
+const LIBRARY: &str = "pipeline";
+
+/// The root path of the `pipeline` crate in generated code: the `crate = path` option, else
+/// the name the user's `Cargo.toml` gives the facade (`pl = { package = "cached-pipeline" }`
+/// makes it `::pl`), else `::pipeline`.
 pub(crate) fn root(krate: &Option<Path>) -> TokenStream {
-    match krate {
-        Some(path) => quote::quote!(#path),
-        None => quote::quote!(::pipeline),
+    if let Some(path) = krate {
+        return quote::quote!(#path);
+    }
+    let name = extern_name(proc_macro_crate::crate_name(PACKAGE).ok());
+    let ident = Ident::new(&name, Span::call_site());
+    quote::quote!(::#ident)
+}
+
+/// How code refers to the facade, given what `proc-macro-crate` found in `Cargo.toml`.
+///
+/// It reports a dependency by its key with `-` turned into `_`. The key matters only when
+/// the dependency is renamed (`package = ..`); otherwise code uses the library's own name,
+/// `pipeline`. `Itself` (the facade's own examples and doctests), a manifest without the
+/// facade (a crate that re-exports it should pass `crate = path`) or no `Cargo.toml` at
+/// all (another build system) also mean `pipeline`. The one case this cannot tell apart is
+/// a rename to `cached_pipeline` itself, which is spelled like the unrenamed key.
+fn extern_name(found: Option<proc_macro_crate::FoundCrate>) -> String {
+    match found {
+        Some(proc_macro_crate::FoundCrate::Name(name)) if name != PACKAGE.replace('-', "_") => name,
+        _ => LIBRARY.to_string(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proc_macro_crate::FoundCrate;
     use quote::quote;
+
+    #[test]
+    fn the_facade_is_found_under_its_dependency_key_or_its_library_name() {
+        // `cached-pipeline = ".."`: not renamed, so the library name.
+        assert_eq!(
+            extern_name(Some(FoundCrate::Name("cached_pipeline".into()))),
+            "pipeline"
+        );
+        // `pl = { package = "cached-pipeline", .. }` and `pipeline = { package = .. }`.
+        assert_eq!(extern_name(Some(FoundCrate::Name("pl".into()))), "pl");
+        assert_eq!(
+            extern_name(Some(FoundCrate::Name("pipeline".into()))),
+            "pipeline"
+        );
+        // The facade's own examples and doctests, or no manifest entry at all.
+        assert_eq!(extern_name(Some(FoundCrate::Itself)), "pipeline");
+        assert_eq!(extern_name(None), "pipeline");
+    }
+
+    #[test]
+    fn a_crate_path_option_wins_over_the_manifest() {
+        let path: Path = syn::parse_quote!(::my_framework::pl);
+        assert_eq!(root(&Some(path)).to_string(), ":: my_framework :: pl");
+    }
 
     fn step_errors(tokens: TokenStream) -> usize {
         let mut errors = Errors::default();

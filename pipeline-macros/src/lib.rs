@@ -35,7 +35,8 @@
 //!
 //! Define steps and helpers at module level, not inside a function body: `<step>::call`
 //! and `<step>::Outputs` live in a generated module, and a module cannot see items local
-//! to a function.
+//! to a function. One inside a function body is a compile error at its name that says
+//! so (see `expand/scope.rs`); a `#[pipeline]` may be defined anywhere.
 //!
 //! Every mistake in an attribute or a signature is a compile error at the offending token,
 //! and the function still expands (with placeholder items if needed), so one mistake gives

@@ -51,6 +51,8 @@ fn signature_module(options: &HelperOptions, item: &ItemFn, own: u64) -> TokenSt
         .uses
         .iter()
         .map(|p| quote_spanned!(p.span()=> #p::SIGNATURE));
+    let scope_outer = super::scope::outer(&root, name);
+    let scope_inner = super::scope::inner(&root, name, super::scope::Kind::Helper);
     quote! {
         #[doc = #doc]
         #[allow(dead_code, non_snake_case)]
@@ -59,6 +61,8 @@ fn signature_module(options: &HelperOptions, item: &ItemFn, own: u64) -> TokenSt
             use super::*;
             /// xxh3-64 of the helper's tokens, with the helpers it uses folded in.
             pub const SIGNATURE: u64 = #root::__private::combine_signatures(#own, &[#(#uses),*]);
+            #scope_inner
         }
+        #scope_outer
     }
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod helper;
 pub(crate) mod pipeline;
+pub(crate) mod scope;
 pub(crate) mod step;
 
 use proc_macro2::{Span, TokenStream, TokenTree};

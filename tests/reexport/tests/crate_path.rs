@@ -1,6 +1,9 @@
 //! `crate = path` on `#[step]`, `#[helper]` and `#[pipeline]`: this package depends on
-//! `pipeline` under another name, so nothing named `::pipeline` exists here and every path
-//! the macros generate must go through the given root.
+//! the library under another name (`upstream`), so nothing named `::pipeline` exists here
+//! and no generated path may hard-code it. Without the option the macros would use
+//! `::upstream`, the name in this package's `Cargo.toml` (see `renamed_dependency.rs`);
+//! that the option wins over it is checked where the root is chosen
+//! (`pipeline-macros/src/attr.rs`, `a_crate_path_option_wins_over_the_manifest`).
 
 use reexport::pl::prelude::*;
 

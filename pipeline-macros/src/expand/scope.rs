@@ -1,0 +1,74 @@
+//! "Steps and helpers must be module items", said at the item.
+//!
+//! The module generated beside a step or helper (`mod <name> { use super::*; .. }`) reaches
+//! the function through `super::`. Inside a function body, `super::` skips the body and
+//! names the enclosing module, so the generated code cannot find the function and rustc
+//! would say ``cannot find function `__pl_step_x` in module `super` ``. A proc macro
+//! cannot see where it is expanded, so the generated code asks the compiler instead, in a
+//! way that never fails to resolve:
+//!
+//! * beside the function, a private trait `__pl_module_level_<name>` with a method
+//!   `__pl_scope(&self) -> AtModuleLevel`, implemented for `<name>::__PlScope`;
+//! * inside the module, `(&__PlScope).__pl_scope()`. At module level, `use super::*`
+//!   brings that trait into scope and its method wins (no autoref needed). Inside a
+//!   function body the trait is out of the module's reach, and `__private::ScopeFallback`
+//!   (implemented for `&T`, one autoref further) answers `InFunctionBody`;
+//! * the answer goes to `__private::step_at_module_level`, whose bound carries
+//!   `#[diagnostic::on_unimplemented]`: one error, spanned at the function's name, saying
+//!   what is wrong and how to fix it.
+//!
+//! A same-named step in the enclosing module does not fool it: its trait is implemented
+//! for its own `__PlScope`, not for this one.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::Ident;
+
+/// What is checked: the message differs.
+#[derive(Clone, Copy)]
+pub(crate) enum Kind {
+    Step,
+    Helper,
+}
+
+/// Items beside the function.
+pub(crate) fn outer(root: &TokenStream, name: &Ident) -> TokenStream {
+    let probe = format_ident!("__pl_module_level_{}", name);
+    quote! {
+        #[doc(hidden)]
+        #[allow(non_camel_case_types)]
+        trait #probe {
+            fn __pl_scope(&self) -> #root::__private::AtModuleLevel {
+                #root::__private::AtModuleLevel
+            }
+        }
+        impl #probe for #name::__PlScope {}
+    }
+}
+
+/// Items inside the generated module `<name>`, which must `use super::*`.
+pub(crate) fn inner(root: &TokenStream, name: &Ident, kind: Kind) -> TokenStream {
+    let assert = match kind {
+        Kind::Step => quote!(step_at_module_level),
+        Kind::Helper => quote!(helper_at_module_level),
+    };
+    // The whole call at the name, so the error points there alone (a call spanned
+    // elsewhere would add "required by a bound introduced by this call" at the attribute).
+    let check = quote_spanned! {name.span()=>
+        __pl_assert((&__PlScope).__pl_scope())
+    };
+    quote! {
+        /// Marks this module for the module-level check (see `__pl_module_level`).
+        #[doc(hidden)]
+        pub struct __PlScope;
+
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        fn __pl_module_level() {
+            #[allow(unused_imports)]
+            use #root::__private::ScopeFallback as _;
+            use #root::__private::#assert as __pl_assert;
+            #check;
+        }
+    }
+}

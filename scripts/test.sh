@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what the tests need when it is missing,
+# then runs `cargo test --workspace`. Nothing is skipped. CI (`.ci/run`) calls this script
+# after `cargo fmt` and `cargo clippy`. Extra arguments go to `cargo test`
+# (e.g. `bash scripts/test.sh -- --nocapture`).
+#
+# Needs: a Rust toolchain (cargo) and, for what is missing, Debian's apt-get run as root
+# or through sudo.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+
+# Runs a command as root: directly when we are root, else through sudo.
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        log "need root to run: $* (run this script as root or install sudo)"
+        return 1
+    fi
+}
+
+APT_UPDATED=0
+# Installs Debian packages with apt-get, updating the package lists once per run. Another
+# apt-get (a second checkout's tests, unattended upgrades) may hold dpkg's lock: wait for it.
+apt_install() {
+    if ! command -v apt-get >/dev/null 2>&1; then
+        log "cannot install $* : apt-get not found; install it by hand and rerun"
+        return 1
+    fi
+    local apt=(env DEBIAN_FRONTEND=noninteractive apt-get -q -o DPkg::Lock::Timeout=600)
+    if [ "$APT_UPDATED" -eq 0 ]; then
+        as_root "${apt[@]}" update
+        APT_UPDATED=1
+    fi
+    as_root "${apt[@]}" install -y "$@"
+}
+
+# --- Tools the tests need -----------------------------------------------------------------
+
+# Headless Chromium renders the lineage page in pipeline-cli/tests/lineage_browser.rs;
+# `$CHROMIUM`, when set, names the binary the test uses instead.
+need_chromium() {
+    if [ -n "${CHROMIUM:-}" ]; then
+        return
+    fi
+    if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
+        return
+    fi
+    log "installing chromium (for the lineage page test)"
+    apt_install chromium
+}
+
+# --- Services the tests need --------------------------------------------------------------
+
+# PostgreSQL, the S3 server (Garage) and the one-node Slurm cluster come with the backends
+# that use them: `scripts/services.sh start` installs and starts them and prints
+# `export NAME=value` lines, which are evaluated here; the EXIT trap stops them again.
+start_services() {
+    if [ -x scripts/services.sh ]; then
+        log "starting services (scripts/services.sh start)"
+        eval "$(scripts/services.sh start)"
+        trap 'scripts/services.sh stop || true' EXIT
+    fi
+}
+
+need_chromium
+start_services
+
+log "cargo test --workspace $*"
+cargo test --workspace "$@"
