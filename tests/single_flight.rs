@@ -1,7 +1,11 @@
 //! Nothing computed twice: four processes run the same pipeline on one fresh store at
 //! once, and every step body runs exactly once in total; the others wait and reuse.
 //!
-//! The children are this test binary, started with `--exact child_pipeline`.
+//! Under load too: two processes run the same wide pipeline with one worker each and a
+//! lease TTL far shorter than the queue, and each key is still executed once.
+//!
+//! The children are this test binary, started with `--exact child_pipeline` (or
+//! `child_wide_pipeline`).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,6 +15,7 @@ use std::time::Duration;
 use pipeline::prelude::*;
 
 const CHILD: &str = "PIPELINE_SINGLE_FLIGHT_CHILD";
+const WIDE_CHILD: &str = "PIPELINE_SINGLE_FLIGHT_WIDE_CHILD";
 const LOG: &str = "PIPELINE_SINGLE_FLIGHT_LOG";
 
 /// Appends a line to the shared call log (O_APPEND writes of one line do not interleave).
@@ -138,4 +143,127 @@ fn four_processes_compute_each_step_once() {
             .count();
         assert_eq!(executed, 1, "{step}: {results:?}");
     }
+}
+
+/// Steps of the wide pipeline; each takes 100 ms, so 40 in a row take 4 s.
+const WIDE: u64 = 40;
+
+#[step]
+fn sf_slow(i: u64) -> u64 {
+    let path = std::env::var(LOG).expect("log path");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    writeln!(f, "sf_slow#{i} {}", std::process::id()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    i * 10
+}
+
+#[pipeline]
+fn single_flight_wide(n: u64) -> Vec<Artifact<u64>> {
+    (0..n).map(|i| sf_slow(i)).collect()
+}
+
+#[test]
+fn child_wide_pipeline() {
+    let Some(home) = std::env::var_os(WIDE_CHILD) else {
+        return; // only does work when started by the test below
+    };
+    // Every key this run claims waits in its queue up to 4 s, four lease TTLs.
+    let store = Store::open_with(
+        &home,
+        pipeline::StoreOptions {
+            lease_ttl: Duration::from_secs(1),
+            ..pipeline::StoreOptions::default()
+        },
+    )
+    .unwrap();
+    let run = single_flight_wide(WIDE)
+        .store(store)
+        .max_parallelism(1)
+        .run()
+        .unwrap();
+    let values: Vec<u64> = run.output().iter().map(|a| a.load().unwrap()).collect();
+    let executed = run
+        .steps()
+        .iter()
+        .filter(|s| s.status().to_string() == "executed")
+        .count();
+    let sum: u64 = values.iter().sum();
+    println!("RESULT {sum} {executed}");
+}
+
+#[test]
+fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("store");
+    let log = dir.path().join("calls.log");
+    // Created first, so the two children race on claims, not on creating the store.
+    drop(Store::open(&home).unwrap());
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "child_wide_pipeline",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
+                .env(WIDE_CHILD, &home)
+                .env(LOG, &log)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut executed_by_children = 0;
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.find("RESULT ").map(|i| l[i..].to_string()))
+            .unwrap_or_else(|| panic!("no result in {stdout}"));
+        let mut fields = line.split(' ').skip(1);
+        let sum: u64 = fields.next().unwrap().parse().unwrap();
+        assert_eq!(sum, (0..WIDE).map(|i| i * 10).sum::<u64>(), "{line}");
+        executed_by_children += fields.next().unwrap().parse::<usize>().unwrap();
+    }
+    // Each body ran once in all.
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for i in 0..WIDE {
+        let tag = format!("sf_slow#{i}");
+        let n = calls
+            .lines()
+            .filter(|l| l.split(' ').next() == Some(tag.as_str()))
+            .count();
+        assert_eq!(n, 1, "{tag} ran {n} times:\n{calls}");
+    }
+    assert_eq!(executed_by_children, WIDE as usize);
+    // And the store holds exactly one executed row per key.
+    let db = rusqlite::Connection::open(home.join("metadata.sqlite")).unwrap();
+    let per_key: Vec<(String, i64)> = db
+        .prepare(
+            "SELECT cache_key, count(*) FROM executions WHERE status = 'executed' \
+             GROUP BY cache_key",
+        )
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(per_key.len(), WIDE as usize, "{per_key:?}");
+    assert!(per_key.iter().all(|(_, n)| *n == 1), "{per_key:?}");
+    let leases: i64 = db
+        .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(leases, 0, "every claim ended with its run");
 }

@@ -5,8 +5,10 @@
 //! the cache key from the upstream content hashes and, in one write transaction, either
 //! reuses a completed execution (no bytes read), claims the key, or finds that another run
 //! is computing it. Workers run claimed bodies, store the outputs (blob renamed into place
-//! before the execution row commits) and report back; a worker for a key held elsewhere
-//! waits for that result instead of computing it again (single-flight).
+//! before the execution row commits) and report back. A key held elsewhere is not computed
+//! again (single-flight): the coordinator waits for it, off the workers, with one batched
+//! check of all such keys per poll. One heartbeat thread per run keeps every claim the run
+//! holds alive until it commits or is released, including claims still queued.
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
@@ -64,8 +66,21 @@ struct Job {
     compared: Option<String>,
     /// Whether the key takes part in single-flight (caching on for this step).
     cached: bool,
-    /// Another run holds the key: wait for its result first.
-    wait_for: Option<Holder>,
+    /// The step's span, when it was opened before the job was queued (a step that waited
+    /// for another run's claim).
+    span: Option<Span>,
+}
+
+/// A node whose key another run holds: the coordinator waits for that claim to end, with
+/// one batched check per poll for all such nodes (`State::check_waiting`), and never on a
+/// worker thread.
+struct Waiting {
+    job: Job,
+    /// Who held the key when last looked.
+    holder: Holder,
+    span: Span,
+    /// Since the step started waiting.
+    clock: Instant,
 }
 
 /// What a worker reports back.
@@ -82,12 +97,6 @@ enum Outcome {
     /// The body ran; its values stay in memory for consumers.
     Executed {
         values: Vec<Value>,
-        produced: Vec<Produced>,
-    },
-    /// Another run computed the key while this one waited.
-    Reused {
-        execution: i64,
-        reused: i64,
         produced: Vec<Produced>,
     },
 }
@@ -168,7 +177,26 @@ pub(crate) fn execute(
 
     let mut state = State::new(def, store, settings, &id, &name);
     state.span = run_span.clone();
-    let result = std::thread::scope(|scope| state.drive(scope));
+    let result = std::thread::scope(|scope| {
+        // Keeps every claim the run holds alive until it commits or is released, whether
+        // its step runs or still waits in the queue behind `max_parallelism`.
+        let (stop_beat, beat) = mpsc::channel::<()>();
+        let period = store.options().lease_ttl / 3;
+        let run_id = id.as_str();
+        scope.spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = beat.recv_timeout(period) {
+                if let Err(e) = store.heartbeat_run(run_id) {
+                    debug!(target: "pipeline", "Could not refresh the run's claims: {e}");
+                }
+            }
+        });
+        let result = state.drive(scope);
+        drop(stop_beat);
+        result
+    });
+    // Claims never executed (a run stopped by a store error) are freed for other runs now,
+    // not after `lease_ttl`.
+    let released = store.release_run(&id);
     let duration = clock.elapsed();
 
     let failed: Vec<&StepReport> = state
@@ -203,6 +231,7 @@ pub(crate) fn execute(
     }
     result?;
     finish?;
+    released?;
     let failure = failed.first().map(|first| Error::StepFailed {
         step: first.name.clone(),
         message: first.error.clone().unwrap_or_default(),
@@ -282,6 +311,8 @@ struct State<'a> {
     reports: Vec<Option<StepReport>>,
     ready: VecDeque<NodeId>,
     queued: VecDeque<Job>,
+    /// Nodes whose key another run holds.
+    waiting: Vec<Waiting>,
     /// Cached and skipped rows waiting to be committed in one transaction.
     pending_rows: Vec<PendingRow>,
     /// Per node: its position among the graph's calls of the same step.
@@ -362,6 +393,7 @@ impl<'a> State<'a> {
             reports: (0..n).map(|_| None).collect(),
             ready,
             queued: VecDeque::new(),
+            waiting: Vec::new(),
             pending_rows: Vec::new(),
             ordinals,
             earlier: HashMap::new(),
@@ -383,6 +415,7 @@ impl<'a> State<'a> {
         let total = self.def.graph.nodes.len();
         let (tx, rx) = mpsc::channel::<Finished>();
         let mut fatal: Option<Error> = None;
+        let mut poll = POLL_MIN;
         loop {
             while fatal.is_none() {
                 let Some(id) = self.ready.pop_front() else {
@@ -403,14 +436,36 @@ impl<'a> State<'a> {
                 };
                 self.spawn(scope, job, tx.clone());
             }
-            if self.done == total || self.running == 0 {
+            if self.done == total
+                || (self.running == 0 && (self.waiting.is_empty() || fatal.is_some()))
+            {
                 break;
             }
-            let Ok(finished) = rx.recv() else {
-                break;
-            };
-            self.running -= 1;
-            self.finish(finished);
+            if self.waiting.is_empty() || fatal.is_some() {
+                let Ok(finished) = rx.recv() else {
+                    break;
+                };
+                self.running -= 1;
+                self.finish(finished);
+                continue;
+            }
+            // Some keys are held by other runs: hear from workers, and look at all those
+            // keys at once every `poll`, which grows while nothing changes.
+            match rx.recv_timeout(poll) {
+                Ok(finished) => {
+                    self.running -= 1;
+                    self.finish(finished);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            match self.check_waiting() {
+                Ok(true) => poll = POLL_MIN,
+                Ok(false) => poll = (poll * 2).min(POLL_MAX),
+                Err(e) => {
+                    fatal.get_or_insert(e);
+                }
+            }
         }
         // Let running steps finish (the scope joins them) before reporting a fatal error.
         while self.running > 0 {
@@ -519,7 +574,7 @@ impl<'a> State<'a> {
                 reason: Reason::CacheDisabled,
                 compared: None,
                 cached: false,
-                wait_for: None,
+                span: None,
             });
             return Ok(());
         }
@@ -559,72 +614,75 @@ impl<'a> State<'a> {
         let input_rows = self.input_rows(id);
         let row = cached_row(self.run_id, node, id, key, &components, input_rows);
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let (reason, compared, wait_for) =
-            match self
-                .store
-                .acquire(
-                    &row,
-                    &decls,
-                    &self.store.holder(self.run_id, self.run_name, &node.name),
-                )?
-            {
-                Acquire::Hit {
-                    execution,
-                    reused,
-                    outputs,
-                } => {
-                    let span = step_span(&self.span, node, Some(key));
-                    span.in_scope(
-                        || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
-                    );
-                    end_step_span(&span, StepStatus::Cached, clock.elapsed());
-                    self.release_inputs(id);
-                    self.set_produced(id, &reused_outputs(outputs, reused));
-                    self.complete(
-                        id,
-                        StepStatus::Cached,
-                        Reason::Cached { execution: reused },
-                        Some(key),
-                        None,
-                        Some(execution),
-                        clock.elapsed(),
-                    );
-                    return Ok(());
-                }
-                Acquire::Claimed {
-                    damaged: Some(damage),
-                } => {
-                    let (output, what, reason) = match damage {
-                        Damage::Missing { output } => {
-                            (output.clone(), "missing", Reason::BlobMissing { output })
-                        }
-                        Damage::Corrupt { output } => {
-                            (output.clone(), "corrupt", Reason::BlobCorrupt { output })
-                        }
-                        Damage::Undecodable { output, type_name } => (
-                            output.clone(),
-                            "not decodable as the type the step returns",
-                            Reason::Undecodable { output, type_name },
-                        ),
-                    };
-                    warn!(
-                        target: "pipeline",
-                        "Cached output `{}` of `{}` is {}; executing the step again.",
-                        output,
-                        node.name,
-                        what
-                    );
-                    (reason, None, None)
-                }
-                Acquire::Claimed { damaged: None } => {
-                    let (reason, compared) = self.explain_miss(id, &components)?;
-                    (reason, compared, None)
-                }
-                Acquire::Busy { holder } => {
-                    let (reason, compared) = self.explain_miss(id, &components)?;
-                    (reason, compared, Some(holder))
-                }
-            };
+        let (reason, compared) = match self.store.acquire(
+            &row,
+            &decls,
+            &self.store.holder(self.run_id, self.run_name, &node.name),
+        )? {
+            Acquire::Hit {
+                execution,
+                reused,
+                outputs,
+            } => {
+                let span = step_span(&self.span, node, Some(key));
+                span.in_scope(
+                    || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
+                );
+                end_step_span(&span, StepStatus::Cached, clock.elapsed());
+                self.release_inputs(id);
+                self.set_produced(id, &reused_outputs(outputs, reused));
+                self.complete(
+                    id,
+                    StepStatus::Cached,
+                    Reason::Cached { execution: reused },
+                    Some(key),
+                    None,
+                    Some(execution),
+                    clock.elapsed(),
+                );
+                return Ok(());
+            }
+            Acquire::Claimed {
+                damaged: Some(damage),
+            } => {
+                let (output, what, reason) = match damage {
+                    Damage::Missing { output } => {
+                        (output.clone(), "missing", Reason::BlobMissing { output })
+                    }
+                    Damage::Corrupt { output } => {
+                        (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                    }
+                    Damage::Undecodable { output, type_name } => (
+                        output.clone(),
+                        "not decodable as the type the step returns",
+                        Reason::Undecodable { output, type_name },
+                    ),
+                };
+                warn!(
+                    target: "pipeline",
+                    "Cached output `{}` of `{}` is {}; executing the step again.",
+                    output,
+                    node.name,
+                    what
+                );
+                (reason, None)
+            }
+            Acquire::Claimed { damaged: None } => self.explain_miss(id, &components)?,
+            Acquire::Busy { holder } => {
+                let (reason, compared) = self.explain_miss(id, &components)?;
+                let job = Job {
+                    node: id,
+                    key,
+                    components,
+                    reason,
+                    compared,
+                    cached: true,
+                    span: None,
+                };
+                self.wait(job, holder);
+                return Ok(());
+            }
+        };
         self.queued.push_back(Job {
             node: id,
             key,
@@ -632,9 +690,134 @@ impl<'a> State<'a> {
             reason,
             compared,
             cached: true,
-            wait_for,
+            span: None,
         });
         Ok(())
+    }
+
+    /// Puts a node whose key `holder` (another run) is computing among the waiting ones.
+    fn wait(&mut self, job: Job, holder: Holder) {
+        let node = self.node(job.node);
+        let span = step_span(&self.span, node, Some(job.key));
+        span.record("status", "waiting");
+        span.in_scope(|| {
+            info!(
+                target: "pipeline",
+                "Step `{}` is waiting for {}, which is computing the same cache key.",
+                node.name,
+                holder
+            )
+        });
+        self.waiting.push(Waiting {
+            job,
+            holder,
+            span,
+            clock: Instant::now(),
+        });
+    }
+
+    /// One batched check of every waiting node's key: those whose holder committed,
+    /// released or died are decided again (reused, claimed and queued, or waited for under
+    /// their new holder). Returns whether any node stopped waiting.
+    fn check_waiting(&mut self) -> Result<bool> {
+        let held = {
+            let waits: Vec<(Hash128, &Holder)> = self
+                .waiting
+                .iter()
+                .map(|w| (w.job.key, &w.holder))
+                .collect();
+            self.store.still_held(&waits)?
+        };
+        if held.iter().all(|&h| h) {
+            return Ok(false);
+        }
+        let mut progressed = false;
+        let waiting = std::mem::take(&mut self.waiting);
+        let mut rest = waiting.into_iter().zip(held);
+        while let Some((w, still)) = rest.next() {
+            if still {
+                self.waiting.push(w);
+                continue;
+            }
+            match self.acquire_waiting(w) {
+                Ok(done) => progressed |= done,
+                Err(e) => {
+                    self.waiting.extend(rest.map(|(w, _)| w));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Decides a waiting node again, now that its holder's claim has ended. Returns whether
+    /// it stopped waiting.
+    fn acquire_waiting(&mut self, w: Waiting) -> Result<bool> {
+        let Waiting {
+            mut job,
+            holder,
+            span,
+            clock,
+        } = w;
+        let id = job.node;
+        let node = self.node(id);
+        let row = cached_row(
+            self.run_id,
+            node,
+            id,
+            job.key,
+            &job.components,
+            self.input_rows(id),
+        );
+        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
+        let ours = self.store.holder(self.run_id, self.run_name, &node.name);
+        match self.store.acquire(&row, &decls, &ours)? {
+            Acquire::Hit {
+                execution,
+                reused,
+                outputs,
+            } => {
+                span.in_scope(
+                    || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
+                );
+                end_step_span(&span, StepStatus::Cached, clock.elapsed());
+                self.release_inputs(id);
+                self.set_produced(id, &reused_outputs(outputs, reused));
+                self.complete(
+                    id,
+                    StepStatus::Cached,
+                    Reason::Cached { execution: reused },
+                    Some(job.key),
+                    None,
+                    Some(execution),
+                    clock.elapsed(),
+                );
+            }
+            Acquire::Claimed { .. } => {
+                job.span = Some(span);
+                self.queued.push_back(job);
+            }
+            Acquire::Busy { holder: other } => {
+                if other != holder {
+                    span.in_scope(|| {
+                        info!(
+                            target: "pipeline",
+                            "Step `{}` is waiting for {}, which is computing the same cache key.",
+                            node.name,
+                            other
+                        )
+                    });
+                }
+                self.waiting.push(Waiting {
+                    job,
+                    holder: other,
+                    span,
+                    clock,
+                });
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// Why node `id` missed the cache: its key components compared with those of the
@@ -669,7 +852,7 @@ impl<'a> State<'a> {
     fn spawn<'s>(
         &mut self,
         scope: &'s std::thread::Scope<'s, '_>,
-        job: Job,
+        mut job: Job,
         tx: mpsc::Sender<Finished>,
     ) where
         'a: 's,
@@ -681,7 +864,10 @@ impl<'a> State<'a> {
         let store = self.store;
         let run_id = self.run_id;
         let run_name = self.run_name;
-        let span = step_span(&self.span, node, Some(job.key));
+        let span = job
+            .span
+            .take()
+            .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
         scope.spawn(move || {
             let finished =
                 span.in_scope(|| run_step(store, run_id, run_name, job, node, inputs, input_rows));
@@ -850,22 +1036,6 @@ impl<'a> State<'a> {
                     Some(f.key),
                     None,
                     f.execution,
-                    f.duration,
-                );
-            }
-            Ok(Outcome::Reused {
-                execution,
-                reused,
-                produced,
-            }) => {
-                self.set_produced(f.node, &produced);
-                self.complete(
-                    f.node,
-                    StepStatus::Cached,
-                    Reason::Cached { execution: reused },
-                    Some(f.key),
-                    None,
-                    Some(execution),
                     f.duration,
                 );
             }
@@ -1055,7 +1225,6 @@ impl Finished {
     fn status(&self) -> StepStatus {
         match self.result {
             Ok(Outcome::Executed { .. }) => StepStatus::Executed,
-            Ok(Outcome::Reused { .. }) => StepStatus::Cached,
             Err(_) => StepStatus::Failed,
         }
     }
@@ -1090,61 +1259,11 @@ fn cached_row<'r>(
     }
 }
 
-/// How often a waiting step polls for the holder's result, and a lease's heartbeat period
-/// as a fraction of its time to live.
-const POLL: Duration = Duration::from_millis(25);
-
-/// Waits until another run finishes `job.key`: returns its reuse, or `None` when the key
-/// became ours to execute (the holder failed or died).
-fn wait_for_holder(
-    store: &Store,
-    run_id: &str,
-    node: &Node,
-    job: &Job,
-    holder: &Holder,
-    input_rows: &[InputRow],
-) -> std::result::Result<Option<Outcome>, String> {
-    let Some(other) = &job.wait_for else {
-        return Ok(None);
-    };
-    Span::current().record("status", "waiting");
-    info!(
-        target: "pipeline",
-        "Step `{}` is waiting for {}, which is computing the same cache key.",
-        node.name,
-        other
-    );
-    let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-    loop {
-        std::thread::sleep(POLL);
-        let rows = input_rows
-            .iter()
-            .map(|i| InputRow {
-                name: i.name.clone(),
-                hash: i.hash,
-                producer: i.producer,
-            })
-            .collect();
-        let row = cached_row(run_id, node, job.node, job.key, &job.components, rows);
-        match store.acquire(&row, &decls, holder) {
-            Ok(Acquire::Hit {
-                execution,
-                reused,
-                outputs,
-            }) => {
-                info!(target: "pipeline", "Using cached version of `{}`.", node.name);
-                return Ok(Some(Outcome::Reused {
-                    execution,
-                    reused,
-                    produced: reused_outputs(outputs, reused),
-                }));
-            }
-            Ok(Acquire::Claimed { .. }) => return Ok(None),
-            Ok(Acquire::Busy { .. }) => continue,
-            Err(e) => return Err(format!("could not wait for {other}: {e}")),
-        }
-    }
-}
+/// The shortest and longest pause between two checks of the keys a run waits for. The
+/// pause starts short, so a holder that commits a moment later is heard of at once, and
+/// doubles while nothing changes.
+const POLL_MIN: Duration = Duration::from_micros(500);
+const POLL_MAX: Duration = Duration::from_millis(25);
 
 /// Runs one step body on a worker thread, stores its outputs and records the execution.
 fn run_step(
@@ -1157,58 +1276,13 @@ fn run_step(
     input_rows: Vec<InputRow>,
 ) -> Finished {
     let holder = store.holder(run_id, run_name, &node.name);
-    let clock = Instant::now();
-    match wait_for_holder(store, run_id, node, &job, &holder, &input_rows) {
-        Ok(None) => {}
-        Ok(Some(reused)) => {
-            let execution = match &reused {
-                Outcome::Reused { execution, .. } => Some(*execution),
-                Outcome::Executed { .. } => None,
-            };
-            return Finished {
-                node: job.node,
-                result: Ok(reused),
-                duration: clock.elapsed(),
-                execution,
-                key: job.key,
-                reason: job.reason,
-            };
-        }
-        Err(message) => {
-            let duration = clock.elapsed();
-            log_step_failure(&node.name, duration, &message);
-            return Finished {
-                node: job.node,
-                result: Err(message),
-                duration,
-                execution: None,
-                key: job.key,
-                reason: job.reason,
-            };
-        }
-    }
     let lease = job.cached.then_some(&holder);
     Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
-    let (stop_beat, beat) = std::sync::mpsc::channel::<()>();
-    let outcome = std::thread::scope(|scope| {
-        if let Some(holder) = lease {
-            // Keep the claim alive while the body runs, so waiters do not take it over.
-            let period = store.options().lease_ttl / 3;
-            scope.spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    beat.recv_timeout(period)
-                {
-                    let _ = store.heartbeat(job.key, holder);
-                }
-            });
-        }
-        let outcome = execute_body(store, run_id, &job, node, inputs);
-        drop(stop_beat);
-        outcome
-    });
+    // The run's heartbeat (`execute`) keeps the claim alive while the body runs.
+    let outcome = execute_body(store, run_id, &job, node, inputs);
 
     let duration = clock.elapsed();
     let (status, error, produced, metadata, values) = match outcome {

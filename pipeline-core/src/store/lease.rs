@@ -12,7 +12,12 @@
 //!   taken over at once, and the holder's run is marked failed;
 //! - its heartbeat stops for `lease_ttl` (a holder whose liveness cannot be told here, e.g.
 //!   on another host, or a live process that stopped beating).
+//!
+//! A run beats all its leases at once (`heartbeat_run`), from the moment it claims a key,
+//! not only while the key's step runs: a claim waiting in the run's queue longer than
+//! `lease_ttl` must not look abandoned, or another process executes the key again.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 
@@ -220,22 +225,69 @@ impl Store {
         Ok(Acquire::Claimed { damaged })
     }
 
-    /// Keeps a lease alive while its step runs.
-    pub(crate) fn heartbeat(&self, key: Hash128, holder: &Holder) -> Result<()> {
+    /// Keeps every lease that run `run_id` holds through this handle alive, in one
+    /// statement: claims waiting in the run's queue as well as those whose step is running.
+    /// A run calls it every third of `lease_ttl` until it ends. Returns how many leases
+    /// were refreshed.
+    pub(crate) fn heartbeat_run(&self, run_id: &str) -> Result<usize> {
         self.db()
-            .execute(
-                "UPDATE leases SET heartbeat_us = ?5 \
-                 WHERE cache_key = ?1 AND run_id = ?2 AND step = ?3 AND owner = ?4",
-                params![
-                    key.to_hex(),
-                    holder.run_id,
-                    holder.step,
-                    holder.owner,
-                    time::now_micros()
-                ],
-            )
+            .prepare_cached("UPDATE leases SET heartbeat_us = ?3 WHERE run_id = ?1 AND owner = ?2")
+            .and_then(|mut s| s.execute(params![run_id, self.owner_token(), time::now_micros()]))
+            .map_err(|e| self.db_error(e))
+    }
+
+    /// Drops every lease that run `run_id` still holds through this handle: claims it made
+    /// but never executed (a run stopped by a store error). Called when the run ends.
+    pub(crate) fn release_run(&self, run_id: &str) -> Result<()> {
+        self.db()
+            .prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND owner = ?2")
+            .and_then(|mut s| s.execute(params![run_id, self.owner_token()]))
             .map(|_| ())
             .map_err(|e| self.db_error(e))
+    }
+
+    /// One batched check for a wave of keys this run waits for: per `(key, holder)`,
+    /// whether `holder` still holds a live lease on `key` (present, beaten within
+    /// `lease_ttl`, and its process not proven dead). A key that is no longer held that way
+    /// has been committed, released or abandoned, and the caller decides it again with
+    /// `acquire`. One read of the leases table (which holds only claims in flight), and one
+    /// liveness check per distinct holder process.
+    pub(crate) fn still_held(&self, waits: &[(Hash128, &Holder)]) -> Result<Vec<bool>> {
+        if waits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases: HashMap<String, (String, String, String, String, i64)> = self
+            .db()
+            .prepare_cached("SELECT cache_key, run_id, step, owner, host, heartbeat_us FROM leases")
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok((
+                        r.get(0)?,
+                        (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
+                    ))
+                })
+                .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let now = time::now_micros();
+        let ttl = self.options().lease_ttl.as_micros() as i64;
+        let mut alive: HashMap<&str, bool> = HashMap::new();
+        Ok(waits
+            .iter()
+            .map(|(key, holder)| match leases.get(&key.to_hex()) {
+                Some((run_id, step, owner, host, beat))
+                    if *run_id == holder.run_id
+                        && *step == holder.step
+                        && *owner == holder.owner
+                        && now - beat < ttl =>
+                {
+                    *alive.entry(holder.owner.as_str()).or_insert_with(|| {
+                        self.liveness(owner, Some(host), false) != Liveness::Dead
+                    })
+                }
+                _ => false,
+            })
+            .collect())
     }
 
     /// Drops a lease whose step failed (a completed step drops it when its row commits).

@@ -715,3 +715,99 @@ fn each_writable_handle_holds_a_lock_file_while_it_lives() {
         liveness::Liveness::Dead
     );
 }
+
+/// The holder `lease_held_by` records for `run`.
+fn holder_of(store: &Store, run: &str, owner: &str) -> Holder {
+    Holder {
+        owner: owner.to_string(),
+        ..store.holder(run, run, "s")
+    }
+}
+
+#[test]
+fn still_held_tells_in_one_check_which_waited_keys_their_holders_still_hold() {
+    let (_dir, path) = fresh();
+    let store = with_hour_long_leases(&path);
+    let live = liveness::token_of_another_process(4242);
+    let _lock = liveness::hold_as_another_process(&store.tmp_dir(), &live);
+    let dead = liveness::token_of_another_process(4343);
+    drop(liveness::hold_as_another_process(&store.tmp_dir(), &dead));
+    lease_held_by(&store, &live, "live-run", Hash128(10));
+    lease_held_by(&store, &dead, "dead-run", Hash128(11));
+    lease_held_by(&store, &live, "other-run", Hash128(12));
+    let live_holder = holder_of(&store, "live-run", &live);
+    let dead_holder = holder_of(&store, "dead-run", &dead);
+
+    let held = store
+        .still_held(&[
+            (Hash128(10), &live_holder),
+            (Hash128(11), &dead_holder),
+            // Committed or released: no lease any more.
+            (Hash128(13), &live_holder),
+            // Now held by someone else than the one waited for: decide again.
+            (Hash128(12), &live_holder),
+        ])
+        .unwrap();
+    assert_eq!(held, [true, false, false, false]);
+    assert!(store.still_held(&[]).unwrap().is_empty());
+
+    // A lease whose heartbeat is older than the TTL is no longer held.
+    let short = Store::open_with(
+        &path,
+        StoreOptions {
+            lease_ttl: Duration::from_millis(1),
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(
+        short.still_held(&[(Hash128(10), &live_holder)]).unwrap(),
+        [false]
+    );
+}
+
+#[test]
+fn a_run_beats_and_releases_all_its_leases_at_once_and_only_its_own() {
+    let (_dir, path) = fresh();
+    let store = with_hour_long_leases(&path);
+    for key in [20, 21, 22] {
+        assert!(matches!(
+            claim(&store, Hash128(key)),
+            Acquire::Claimed { .. }
+        ));
+    }
+    let other = liveness::token_of_another_process(4242);
+    let _lock = liveness::hold_as_another_process(&store.tmp_dir(), &other);
+    lease_held_by(&store, &other, "other-run", Hash128(23));
+    let beats = |store: &Store| -> Vec<i64> {
+        store
+            .db()
+            .prepare("SELECT heartbeat_us FROM leases ORDER BY cache_key")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    };
+    store
+        .db()
+        .execute("UPDATE leases SET heartbeat_us = 1", [])
+        .unwrap();
+
+    assert_eq!(store.heartbeat_run("mine").unwrap(), 3);
+    let after = beats(&store);
+    assert_eq!(after.iter().filter(|&&b| b > 1).count(), 3, "{after:?}");
+    assert_eq!(after.iter().filter(|&&b| b == 1).count(), 1, "{after:?}");
+
+    store.release_run("mine").unwrap();
+    let holders: Vec<String> = store
+        .db()
+        .prepare("SELECT run_id FROM leases")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(holders, ["other-run"]);
+}
