@@ -699,6 +699,109 @@ fn figure_9(table: &mut Table, dir: &Path) -> AnyResult<()> {
     Ok(())
 }
 
+/// Figure 10: `n` independent trivial steps, each with its own cache key.
+#[pipeline]
+fn wide(n: usize) -> Vec<Artifact<u64>> {
+    (0..n).map(|i| seed(i as u64)).collect()
+}
+
+/// The hidden child mode of figure 10: run `shape` (`chain` or `wide`, 1,500 trivial steps
+/// with distinct keys either way) on the store at `store`, and print the run's wall time in seconds and how
+/// many of its steps it executed itself.
+fn race_child(store: &Path, shape: &str) -> AnyResult<()> {
+    let store = Store::open(store)?;
+    let (d, executed) = match shape {
+        "chain" => {
+            let (d, run) = time(|| chain(RACE_STEPS).store(store).run());
+            (d, count_executed(run?.steps()))
+        }
+        "wide" => {
+            let (d, run) = time(|| wide(RACE_STEPS).store(store).run());
+            (d, count_executed(run?.steps()))
+        }
+        other => return Err(format!("unknown shape {other:?}; use chain or wide").into()),
+    };
+    println!("{} {executed}", d.as_secs_f64());
+    Ok(())
+}
+
+fn count_executed(steps: &[pipeline::StepReport]) -> usize {
+    steps
+        .iter()
+        .filter(|s| s.status() == StepStatus::Executed)
+        .count()
+}
+
+/// Steps of each run in figure 10.
+const RACE_STEPS: usize = 1500;
+
+/// Figure 10: two processes run the same 1,500 trivial steps on one fresh store at once; the
+/// slower of the two (the one that waits for the other's claims) against one process alone
+/// on a fresh store. Single-flight must not cost a poll interval per waited key.
+fn figure_10(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let exe = std::env::current_exe()?;
+    let mut fresh = 0;
+    // Starts `count` children on one fresh store at once; their (seconds, executed) each.
+    let mut race = |shape: &str, count: usize| -> AnyResult<Vec<(Duration, usize)>> {
+        fresh += 1;
+        let store = dir.join(format!("race-{fresh}"));
+        drop(Store::open(&store)?);
+        let children = (0..count)
+            .map(|_| {
+                Command::new(&exe)
+                    .arg("--race-child")
+                    .arg(&store)
+                    .arg(shape)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+            })
+            .collect::<io::Result<Vec<_>>>()?;
+        let mut results = Vec::new();
+        for child in children {
+            let out = child.wait_with_output()?;
+            if !out.status.success() {
+                return Err("a figure 10 child process failed".into());
+            }
+            let text = String::from_utf8_lossy(&out.stdout);
+            let mut fields = text.split_whitespace();
+            let secs: f64 = fields.next().ok_or("no time")?.parse()?;
+            let executed: usize = fields.next().ok_or("no count")?.parse()?;
+            results.push((Duration::from_secs_f64(secs), executed));
+        }
+        Ok(results)
+    };
+    for (shape, label) in [
+        ("chain", "chain of 1,500"),
+        ("wide", "1,500 independent steps"),
+    ] {
+        let (mut alone, mut waiting) = (Vec::new(), Vec::new());
+        for _ in 0..3 {
+            alone.push(race(shape, 1)?[0].0);
+            let pair = race(shape, 2)?;
+            let executed: usize = pair.iter().map(|(_, e)| e).sum();
+            if executed != RACE_STEPS {
+                return Err(format!(
+                    "two runs of {RACE_STEPS} steps executed {executed} steps between them"
+                )
+                .into());
+            }
+            waiting.push(pair.iter().map(|(d, _)| *d).max().unwrap_or_default());
+        }
+        let (waiting, alone) = (median(waiting), median(alone));
+        let ratio = waiting.as_secs_f64() / alone.as_secs_f64();
+        table.add(
+            format!("10. slower of 2 runs at once vs alone, {label}"),
+            fmt_dur(waiting),
+            format!("{} (alone)", fmt_dur(alone)),
+            fmt_ratio(ratio),
+            "<= 2x",
+            Some(ratio <= 2.0),
+        );
+    }
+    Ok(())
+}
+
 struct Options {
     dir: Option<PathBuf>,
     compile: bool,
@@ -727,6 +830,12 @@ fn parse_args() -> AnyResult<Options> {
                 std::process::exit(0);
             }
             Some("--noop-child") => std::process::exit(0),
+            Some("--race-child") => {
+                let store = args.next().ok_or("--race-child needs a store path")?;
+                let shape = args.next().ok_or("--race-child needs a shape")?;
+                race_child(Path::new(&store), &shape.to_string_lossy())?;
+                std::process::exit(0);
+            }
             Some("--dir") => options.dir = Some(args.next().ok_or("--dir needs a path")?.into()),
             Some("--no-compile") => options.compile = false,
             Some("--only") => {
@@ -814,6 +923,9 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(9) {
         figure_9(&mut table, &dir)?;
+    }
+    if options.wants(10) {
+        figure_10(&mut table, &dir)?;
     }
     println!();
     println!(
