@@ -279,7 +279,7 @@ fn millis(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }
 
-/// `before / after`, or `-` when either time is zero (a cached step records no time).
+/// `before / after`, or `-` when either time is zero.
 fn speedup(before: Duration, after: Duration) -> String {
     let (before, after) = (before.as_secs_f64(), after.as_secs_f64());
     if before <= 0.0 || after <= 0.0 {
@@ -326,8 +326,8 @@ fn print_table(one: &Outcome, two: &Outcome) {
         millis(two.wall),
         speedup(one.wall, two.wall)
     );
-    println!("(Totals: wall clock of each `run()` call. A cached step's body does not run and");
-    println!(" it records no time: its lookup counts in the total only.)");
+    println!("(Totals: wall clock of each `run()` call. A cached step's body does not run: its");
+    println!(" time is its cache-key computation and lookup.)");
     println!();
     for (i, o) in [one, two].into_iter().enumerate() {
         println!(

@@ -249,7 +249,7 @@ impl ReadOnlyCause {
 /// `0s`, `90s`, `2m`, `1.5s`: whole minutes as minutes, the rest in seconds.
 fn age(d: Duration) -> String {
     let secs = d.as_secs_f64();
-    if d.as_secs() >= 60 && d.as_secs() % 60 == 0 && d.subsec_nanos() == 0 {
+    if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) && d.subsec_nanos() == 0 {
         format!("{}m", d.as_secs() / 60)
     } else {
         format!("{secs}s")
