@@ -171,7 +171,13 @@ fn child_wide_pipeline() {
     let Some(home) = std::env::var_os(WIDE_CHILD) else {
         return; // only does work when started by the test below
     };
-    // Every key this run claims waits in its queue up to 4 s, four lease TTLs.
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::DEBUG)
+        .with_writer(std::io::stdout)
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    // Every key of the pipeline waits in a queue up to 4 s, four lease TTLs.
     let store = Store::open_with(
         &home,
         pipeline::StoreOptions {
@@ -220,9 +226,11 @@ fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
         })
         .collect();
     let mut executed_by_children = 0;
+    let mut logs = String::new();
     for child in children {
         let out = child.wait_with_output().unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        logs.push_str(&stdout);
         assert!(
             out.status.success(),
             "{stdout}\n{}",
@@ -245,9 +253,9 @@ fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
             .lines()
             .filter(|l| l.split(' ').next() == Some(tag.as_str()))
             .count();
-        assert_eq!(n, 1, "{tag} ran {n} times:\n{calls}");
+        assert_eq!(n, 1, "{tag} ran {n} times:\n{calls}\n{logs}");
     }
-    assert_eq!(executed_by_children, WIDE as usize);
+    assert_eq!(executed_by_children, WIDE as usize, "{logs}");
     // And the store holds exactly one executed row per key.
     let db = rusqlite::Connection::open(home.join("metadata.sqlite")).unwrap();
     let per_key: Vec<(String, i64)> = db

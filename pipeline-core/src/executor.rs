@@ -66,6 +66,8 @@ struct Job {
     compared: Option<String>,
     /// Whether the key takes part in single-flight (caching on for this step).
     cached: bool,
+    /// Whether this run holds the key's claim (taken just before the job runs).
+    claimed: bool,
     /// The step's span, when it was opened before the job was queued (a step that waited
     /// for another run's claim).
     span: Option<Span>,
@@ -75,11 +77,11 @@ struct Job {
 /// one batched check per poll for all such nodes (`State::check_waiting`), and never on a
 /// worker thread.
 struct Waiting {
+    /// Its `span` is open, with status `waiting`.
     job: Job,
     /// Who held the key when last looked.
     holder: Holder,
-    span: Span,
-    /// Since the step started waiting.
+    /// Since the node was decided.
     clock: Instant,
 }
 
@@ -177,26 +179,13 @@ pub(crate) fn execute(
 
     let mut state = State::new(def, store, settings, &id, &name);
     state.span = run_span.clone();
-    let result = std::thread::scope(|scope| {
-        // Keeps every claim the run holds alive until it commits or is released, whether
-        // its step runs or still waits in the queue behind `max_parallelism`.
-        let (stop_beat, beat) = mpsc::channel::<()>();
-        let period = store.options().lease_ttl / 3;
-        let run_id = id.as_str();
-        scope.spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = beat.recv_timeout(period) {
-                if let Err(e) = store.heartbeat_run(run_id) {
-                    debug!(target: "pipeline", "Could not refresh the run's claims: {e}");
-                }
-            }
-        });
-        let result = state.drive(scope);
-        drop(stop_beat);
-        result
-    });
+    let result = std::thread::scope(|scope| state.drive(scope));
     // Claims never executed (a run stopped by a store error) are freed for other runs now,
-    // not after `lease_ttl`.
-    let released = store.release_run(&id);
+    // not after `lease_ttl`. Otherwise every claim was committed or released by its step.
+    let released = match &result {
+        Err(_) => store.release_run(&id),
+        Ok(()) => Ok(()),
+    };
     let duration = clock.elapsed();
 
     let failed: Vec<&StepReport> = state
@@ -313,6 +302,8 @@ struct State<'a> {
     queued: VecDeque<Job>,
     /// Nodes whose key another run holds.
     waiting: Vec<Waiting>,
+    /// Whether the run has claimed a key, so needs its heartbeat.
+    claimed: bool,
     /// Cached and skipped rows waiting to be committed in one transaction.
     pending_rows: Vec<PendingRow>,
     /// Per node: its position among the graph's calls of the same step.
@@ -394,6 +385,7 @@ impl<'a> State<'a> {
             ready,
             queued: VecDeque::new(),
             waiting: Vec::new(),
+            claimed: false,
             pending_rows: Vec::new(),
             ordinals,
             earlier: HashMap::new(),
@@ -416,6 +408,8 @@ impl<'a> State<'a> {
         let (tx, rx) = mpsc::channel::<Finished>();
         let mut fatal: Option<Error> = None;
         let mut poll = POLL_MIN;
+        // Dropped when the run ends, which stops the heartbeat.
+        let mut stop_beat: Option<mpsc::Sender<()>> = None;
         loop {
             while fatal.is_none() {
                 let Some(id) = self.ready.pop_front() else {
@@ -434,11 +428,32 @@ impl<'a> State<'a> {
                 let Some(job) = self.queued.pop_front() else {
                     break;
                 };
+                // Claim what is about to run, and only that.
+                let job = if job.cached && !job.claimed {
+                    match self.claim(job, Instant::now(), None) {
+                        Ok(Some(job)) => job,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            fatal = Some(e);
+                            break;
+                        }
+                    }
+                } else {
+                    job
+                };
+                if self.claimed && stop_beat.is_none() {
+                    stop_beat = Some(self.start_heartbeat(scope));
+                }
                 self.spawn(scope, job, tx.clone());
             }
-            if self.done == total
-                || (self.running == 0 && (self.waiting.is_empty() || fatal.is_some()))
-            {
+            if self.done == total {
+                break;
+            }
+            if fatal.is_none() && !self.ready.is_empty() {
+                // Nodes reused by `claim` made others ready.
+                continue;
+            }
+            if self.running == 0 && (self.waiting.is_empty() || fatal.is_some()) {
                 break;
             }
             if self.waiting.is_empty() || fatal.is_some() {
@@ -475,10 +490,34 @@ impl<'a> State<'a> {
             self.running -= 1;
             self.finish(finished);
         }
+        drop(stop_beat);
         match fatal {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Starts the run's heartbeat: every third of `lease_ttl`, one statement refreshes
+    /// every claim the run holds, so a claim stays alive until it commits or is released,
+    /// whether its step runs or still waits in the queue behind `max_parallelism`. Started
+    /// at the run's first claim (a fully cached run needs none); stops when the returned
+    /// sender is dropped.
+    fn start_heartbeat<'s>(&self, scope: &'s std::thread::Scope<'s, '_>) -> mpsc::Sender<()>
+    where
+        'a: 's,
+    {
+        let (stop, beat) = mpsc::channel::<()>();
+        let store = self.store;
+        let run_id = self.run_id;
+        let period = store.options().lease_ttl / 3;
+        scope.spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = beat.recv_timeout(period) {
+                if let Err(e) = store.heartbeat_run(run_id) {
+                    debug!(target: "pipeline", "Could not refresh the run's claims: {e}");
+                }
+            }
+        });
+        stop
     }
 
     fn cache_enabled(&self, node: &Node) -> bool {
@@ -574,6 +613,7 @@ impl<'a> State<'a> {
                 reason: Reason::CacheDisabled,
                 compared: None,
                 cached: false,
+                claimed: false,
                 span: None,
             });
             return Ok(());
@@ -611,78 +651,9 @@ impl<'a> State<'a> {
             );
             return Ok(());
         }
-        let input_rows = self.input_rows(id);
-        let row = cached_row(self.run_id, node, id, key, &components, input_rows);
-        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let (reason, compared) = match self.store.acquire(
-            &row,
-            &decls,
-            &self.store.holder(self.run_id, self.run_name, &node.name),
-        )? {
-            Acquire::Hit {
-                execution,
-                reused,
-                outputs,
-            } => {
-                let span = step_span(&self.span, node, Some(key));
-                span.in_scope(
-                    || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
-                );
-                end_step_span(&span, StepStatus::Cached, clock.elapsed());
-                self.release_inputs(id);
-                self.set_produced(id, &reused_outputs(outputs, reused));
-                self.complete(
-                    id,
-                    StepStatus::Cached,
-                    Reason::Cached { execution: reused },
-                    Some(key),
-                    None,
-                    Some(execution),
-                    clock.elapsed(),
-                );
-                return Ok(());
-            }
-            Acquire::Claimed {
-                damaged: Some(damage),
-            } => {
-                let (output, what, reason) = match damage {
-                    Damage::Missing { output } => {
-                        (output.clone(), "missing", Reason::BlobMissing { output })
-                    }
-                    Damage::Corrupt { output } => {
-                        (output.clone(), "corrupt", Reason::BlobCorrupt { output })
-                    }
-                    Damage::Undecodable { output, type_name } => (
-                        output.clone(),
-                        "not decodable as the type the step returns",
-                        Reason::Undecodable { output, type_name },
-                    ),
-                };
-                warn!(
-                    target: "pipeline",
-                    "Cached output `{}` of `{}` is {}; executing the step again.",
-                    output,
-                    node.name,
-                    what
-                );
-                (reason, None)
-            }
-            Acquire::Claimed { damaged: None } => self.explain_miss(id, &components)?,
-            Acquire::Busy { holder } => {
-                let (reason, compared) = self.explain_miss(id, &components)?;
-                let job = Job {
-                    node: id,
-                    key,
-                    components,
-                    reason,
-                    compared,
-                    cached: true,
-                    span: None,
-                };
-                self.wait(job, holder);
-                return Ok(());
-            }
-        };
+        // A miss is claimed only when a worker is free to run it (`claim`), so no claim
+        // waits in the queue, and two processes running the same graph share its keys out.
+        let (reason, compared) = self.explain_miss(id, &components)?;
         self.queued.push_back(Job {
             node: id,
             key,
@@ -690,30 +661,133 @@ impl<'a> State<'a> {
             reason,
             compared,
             cached: true,
+            claimed: false,
             span: None,
         });
         Ok(())
     }
 
-    /// Puts a node whose key `holder` (another run) is computing among the waiting ones.
-    fn wait(&mut self, job: Job, holder: Holder) {
+    /// In one write transaction, claims the key of `job`, which a worker is free to run:
+    /// returns the job to run, or `None` when another run completed the key (the node is
+    /// done, cached) or holds it (the node waits).
+    ///
+    /// `clock` runs since the node was first decided; `previous` is who held the key when
+    /// the node last waited, if it did.
+    fn claim(
+        &mut self,
+        mut job: Job,
+        clock: Instant,
+        previous: Option<Holder>,
+    ) -> Result<Option<Job>> {
+        let id = job.node;
+        let node = self.node(id);
+        let row = cached_row(
+            self.run_id,
+            node,
+            id,
+            job.key,
+            &job.components,
+            self.input_rows(id),
+        );
+        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
+        let ours = self.store.holder(self.run_id, self.run_name, &node.name);
+        match self.store.acquire(&row, &decls, &ours)? {
+            Acquire::Hit {
+                execution,
+                reused,
+                outputs,
+            } => {
+                let span = job
+                    .span
+                    .take()
+                    .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
+                self.reuse(id, job.key, &span, execution, reused, outputs, clock);
+                Ok(None)
+            }
+            Acquire::Claimed { damaged } => {
+                if let Some(damage) = damaged {
+                    let (output, what, reason) = match damage {
+                        Damage::Missing { output } => {
+                            (output.clone(), "missing", Reason::BlobMissing { output })
+                        }
+                        Damage::Corrupt { output } => {
+                            (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                        }
+                        Damage::Undecodable { output, type_name } => (
+                            output.clone(),
+                            "not decodable as the type the step returns",
+                            Reason::Undecodable { output, type_name },
+                        ),
+                    };
+                    warn!(
+                        target: "pipeline",
+                        "Cached output `{}` of `{}` is {}; executing the step again.",
+                        output,
+                        node.name,
+                        what
+                    );
+                    job.reason = reason;
+                    job.compared = None;
+                }
+                job.claimed = true;
+                self.claimed = true;
+                Ok(Some(job))
+            }
+            Acquire::Busy { holder } => {
+                self.wait(job, holder, previous.as_ref(), clock);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Completes node `id` as a reuse of execution `reused`, recorded as `execution`.
+    #[allow(clippy::too_many_arguments)]
+    fn reuse(
+        &mut self,
+        id: NodeId,
+        key: Hash128,
+        span: &Span,
+        execution: i64,
+        reused: i64,
+        outputs: Vec<(Hash128, u64)>,
+        clock: Instant,
+    ) {
+        let node = self.node(id);
+        span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
+        end_step_span(span, StepStatus::Cached, clock.elapsed());
+        self.release_inputs(id);
+        self.set_produced(id, &reused_outputs(outputs, reused));
+        self.complete(
+            id,
+            StepStatus::Cached,
+            Reason::Cached { execution: reused },
+            Some(key),
+            None,
+            Some(execution),
+            clock.elapsed(),
+        );
+    }
+
+    /// Puts a node whose key `holder` (another run, or another call of this run) is
+    /// computing among the waiting ones, and says so unless it already waited for `holder`.
+    fn wait(&mut self, mut job: Job, holder: Holder, previous: Option<&Holder>, clock: Instant) {
         let node = self.node(job.node);
-        let span = step_span(&self.span, node, Some(job.key));
+        let run_span = &self.span;
+        let span = job
+            .span
+            .get_or_insert_with(|| step_span(run_span, node, Some(job.key)));
         span.record("status", "waiting");
-        span.in_scope(|| {
-            info!(
-                target: "pipeline",
-                "Step `{}` is waiting for {}, which is computing the same cache key.",
-                node.name,
-                holder
-            )
-        });
-        self.waiting.push(Waiting {
-            job,
-            holder,
-            span,
-            clock: Instant::now(),
-        });
+        if previous != Some(&holder) {
+            span.in_scope(|| {
+                info!(
+                    target: "pipeline",
+                    "Step `{}` is waiting for {}, which is computing the same cache key.",
+                    node.name,
+                    holder
+                )
+            });
+        }
+        self.waiting.push(Waiting { job, holder, clock });
     }
 
     /// One batched check of every waiting node's key: those whose holder committed,
@@ -750,74 +824,15 @@ impl<'a> State<'a> {
         Ok(progressed)
     }
 
-    /// Decides a waiting node again, now that its holder's claim has ended. Returns whether
+    /// Decides a waiting node again, now that its holder's claim has ended: reused,
+    /// claimed and queued to run first, or waited for under its new holder. Returns whether
     /// it stopped waiting.
     fn acquire_waiting(&mut self, w: Waiting) -> Result<bool> {
-        let Waiting {
-            mut job,
-            holder,
-            span,
-            clock,
-        } = w;
-        let id = job.node;
-        let node = self.node(id);
-        let row = cached_row(
-            self.run_id,
-            node,
-            id,
-            job.key,
-            &job.components,
-            self.input_rows(id),
-        );
-        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let ours = self.store.holder(self.run_id, self.run_name, &node.name);
-        match self.store.acquire(&row, &decls, &ours)? {
-            Acquire::Hit {
-                execution,
-                reused,
-                outputs,
-            } => {
-                span.in_scope(
-                    || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
-                );
-                end_step_span(&span, StepStatus::Cached, clock.elapsed());
-                self.release_inputs(id);
-                self.set_produced(id, &reused_outputs(outputs, reused));
-                self.complete(
-                    id,
-                    StepStatus::Cached,
-                    Reason::Cached { execution: reused },
-                    Some(job.key),
-                    None,
-                    Some(execution),
-                    clock.elapsed(),
-                );
-            }
-            Acquire::Claimed { .. } => {
-                job.span = Some(span);
-                self.queued.push_back(job);
-            }
-            Acquire::Busy { holder: other } => {
-                if other != holder {
-                    span.in_scope(|| {
-                        info!(
-                            target: "pipeline",
-                            "Step `{}` is waiting for {}, which is computing the same cache key.",
-                            node.name,
-                            other
-                        )
-                    });
-                }
-                self.waiting.push(Waiting {
-                    job,
-                    holder: other,
-                    span,
-                    clock,
-                });
-                return Ok(false);
-            }
+        let waiting = self.waiting.len();
+        if let Some(job) = self.claim(w.job, w.clock, Some(w.holder))? {
+            self.queued.push_front(job);
         }
-        Ok(true)
+        Ok(self.waiting.len() == waiting)
     }
 
     /// Why node `id` missed the cache: its key components compared with those of the
