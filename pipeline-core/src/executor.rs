@@ -2,13 +2,17 @@
 //! threads (at most `max_parallelism` at once), records committed as steps finish.
 //!
 //! The coordinator resolves a node as soon as all its upstream nodes are done: it computes
-//! the cache key from the upstream content hashes and, in one write transaction, either
-//! reuses a completed execution (no bytes read), claims the key, or finds that another run
-//! is computing it. Workers run claimed bodies, store the outputs (blob renamed into place
-//! before the execution row commits) and report back. A key held elsewhere is not computed
-//! again (single-flight): the coordinator waits for it, off the workers, with one batched
-//! check of all such keys per poll. One heartbeat thread per run keeps every claim the run
-//! holds alive until it commits or is released, including claims still queued.
+//! the cache key from the upstream content hashes and reuses a completed execution (no
+//! bytes read), or queues the node. When a worker is free for a queued node, the
+//! coordinator claims its key in one write transaction (claiming only what is about to
+//! run), which either reuses an execution completed meanwhile, claims the key, or finds
+//! that another run is computing it. Workers run claimed bodies, store the outputs (blob
+//! renamed into place before the execution row commits) and report back.
+//!
+//! A key held elsewhere is not computed again (single-flight): the coordinator waits for it,
+//! off the workers, with one batched check of all such keys per poll (`check_waiting`). One
+//! heartbeat thread per run keeps every claim the run holds alive until it commits or is
+//! released.
 
 use std::any::Any;
 use std::collections::{HashMap, VecDeque};
