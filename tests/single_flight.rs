@@ -163,7 +163,7 @@ fn sf_slow(i: u64) -> u64 {
 
 #[pipeline]
 fn single_flight_wide(n: u64) -> Vec<Artifact<u64>> {
-    (0..n).map(|i| sf_slow(i)).collect()
+    (0..n).map(sf_slow).collect()
 }
 
 #[test]
