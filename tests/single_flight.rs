@@ -18,15 +18,22 @@ const CHILD: &str = "PIPELINE_SINGLE_FLIGHT_CHILD";
 const WIDE_CHILD: &str = "PIPELINE_SINGLE_FLIGHT_WIDE_CHILD";
 const LOG: &str = "PIPELINE_SINGLE_FLIGHT_LOG";
 
-/// Appends a line to the shared call log (O_APPEND writes of one line do not interleave).
-fn log_call(step: &str) {
+/// Appends a line to the shared call log in one write (O_APPEND writes do not interleave;
+/// `writeln!` may split a line into several writes, which do).
+fn append_to_log(line: &str) {
     let path = std::env::var(LOG).expect("log path");
     let mut f = OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .unwrap();
-    writeln!(f, "{step} {}", std::process::id()).unwrap();
+    f.write_all(format!("{line} {}\n", std::process::id()).as_bytes())
+        .unwrap();
+}
+
+/// Logs a call of `step`, then takes long enough that the other processes arrive.
+fn log_call(step: &str) {
+    append_to_log(step);
     // Long enough that the other processes arrive while this one computes.
     std::thread::sleep(Duration::from_millis(300));
 }
@@ -150,13 +157,7 @@ const WIDE: u64 = 40;
 
 #[step]
 fn sf_slow(i: u64) -> u64 {
-    let path = std::env::var(LOG).expect("log path");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    writeln!(f, "sf_slow#{i} {}", std::process::id()).unwrap();
+    append_to_log(&format!("sf_slow#{i}"));
     std::thread::sleep(Duration::from_millis(100));
     i * 10
 }
