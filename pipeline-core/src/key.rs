@@ -11,8 +11,12 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::signature::CodePart;
+
 /// Bump when the encoding below changes: every key changes with it, which is what we want.
-pub const KEY_FORMAT_VERSION: u32 = 1;
+///
+/// 2: the module that defines the step enters the key.
+pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// A 128-bit hash (content hash or cache key).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -105,8 +109,16 @@ pub struct KeyComponents {
     pub format: u32,
     /// Step name.
     pub step: String,
-    /// Code signature (hex of the u64).
+    /// The module that defines the step (`my_crate::kelvin`): two steps of the same name in
+    /// different modules never share a key. Empty in rows written before format 2.
+    #[serde(default)]
+    pub module: String,
+    /// Code signature (hex of the u64): the complete, run-time one (`<step>::signature()`).
     pub code_signature: String,
+    /// The named parts the code signature is made of (not part of the key, which has their
+    /// combination: for explanations). Empty in rows written before format 2.
+    #[serde(default)]
+    pub code_parts: Vec<CodePart>,
     /// Output declarations in order.
     pub outputs: Vec<OutputDecl>,
     /// Inputs in declaration order.
@@ -124,6 +136,7 @@ impl KeyComponents {
         };
         field(&self.format.to_le_bytes());
         field(self.step.as_bytes());
+        field(self.module.as_bytes());
         field(self.code_signature.as_bytes());
         field(&(self.outputs.len() as u64).to_le_bytes());
         for o in &self.outputs {
@@ -172,7 +185,9 @@ mod tests {
         KeyComponents {
             format: KEY_FORMAT_VERSION,
             step: "trainer".into(),
+            module: "app::train".into(),
             code_signature: signature_hex(7),
+            code_parts: Vec::new(),
             outputs: vec![OutputDecl {
                 name: "output".into(),
                 type_name: "f64".into(),
@@ -195,7 +210,21 @@ mod tests {
         if let InputComponent::Parameter { value, .. } = &mut b.inputs[0] {
             *value = serde_json::json!("shown differently");
         }
+        b.code_parts.push(crate::signature::CodePart {
+            kind: crate::signature::CodePartKind::Body,
+            name: String::new(),
+            helper: None,
+            value: "1".into(),
+        });
         assert_eq!(a.cache_key(), b.cache_key());
+    }
+
+    #[test]
+    fn rows_written_before_format_2_still_parse() {
+        let old = r#"{"format":1,"step":"s","code_signature":"0000000000000007","outputs":[],"inputs":[]}"#;
+        let parsed: Option<KeyComponents> = serde_json::from_str(old).ok();
+        let parsed = parsed.map(|c| (c.module, c.code_parts.len()));
+        assert_eq!(parsed, Some((String::new(), 0)));
     }
 
     #[test]
@@ -215,6 +244,9 @@ mod tests {
         let mut c = components();
         c.step = "trainer2".into();
         assert_ne!(c.cache_key(), base);
+        let mut c = components();
+        c.module = "app::other".into();
+        assert_ne!(c.cache_key(), base, "same name, another module");
     }
 
     #[test]

@@ -45,7 +45,9 @@ mod ast;
 mod attr;
 mod errors;
 mod expand;
+mod manifest;
 mod signature;
+mod values;
 
 use proc_macro::TokenStream;
 
@@ -76,7 +78,9 @@ use proc_macro::TokenStream;
 /// panics and points to `<step>::call`.
 #[proc_macro_attribute]
 pub fn step(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::step::expand(attr.into(), item.into()).into()
+    // The file the step is written in, for `source_file = true` (`None` for generated code).
+    let file = proc_macro::Span::call_site().local_file();
+    expand::step::expand(attr.into(), item.into(), file.as_deref()).into()
 }
 
 /// Makes a function a pipeline constructor that wires steps together.

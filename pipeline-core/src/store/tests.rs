@@ -211,7 +211,9 @@ fn verify_reports_each_kind_of_damage() {
     let components = KeyComponents {
         format: 1,
         step: "s".into(),
+        module: String::new(),
         code_signature: "0".into(),
+        code_parts: Vec::new(),
         outputs: vec![crate::OutputDecl {
             name: "output".into(),
             type_name: "Vec<u8>".into(),
