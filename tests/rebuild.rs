@@ -321,10 +321,7 @@ impl Case {
             String::from_utf8_lossy(&out.stderr)
         );
         // Shown with the failure of any later assertion.
-        eprintln!(
-            "phase `{phase}`:\n{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        eprintln!("phase `{phase}`:\n{}", String::from_utf8_lossy(&out.stdout));
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|line| {
