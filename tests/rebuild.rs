@@ -3,7 +3,8 @@
 //! value and a reason naming the cause; nothing else does.
 //!
 //! One small crate (`rebuildcase`, written to a temp dir) has a step per dependency kind:
-//! included files (small and large), a `build.rs` output read with `include!`, `env!` and
+//! included files (small and large, and one a helper includes), a `build.rs` output read
+//! with `include!`, `env!` and
 //! `option_env!`, `cfg!` and `#[cfg]` in the body, a `#[cfg]`-switched helper, declared
 //! helpers of every kind (`macro_rules!`, `const`, `static`, an inherent `impl`, a `Display`
 //! impl called through a generic helper), a constant the body names without declaring it,
@@ -115,6 +116,12 @@ fn show<T: fmt::Display>(t: T) -> String {
     format!("[{t}]")
 }
 
+// A helper's own includes are parts of the steps that use it.
+#[helper]
+fn table() -> &'static str {
+    include_str!("../data/table.txt").trim()
+}
+
 #[step]
 fn small_file(x: u32) -> String {
     include_str!("../data/small.txt").trim().to_string() + &"".repeat(x as usize)
@@ -129,6 +136,11 @@ fn big_file(x: u32) -> String {
 fn generated(x: u32) -> String {
     let n: u32 = include!(concat!(env!("OUT_DIR"), "/gen.rs"));
     (n + x * 0).to_string()
+}
+
+#[step(uses = [table])]
+fn helper_file(x: u32) -> String {
+    format!("{}{}", table(), "".repeat(x as usize))
 }
 
 #[step]
@@ -211,6 +223,7 @@ fn all(x: u32) {
     small_file(x);
     big_file(x);
     generated(x);
+    helper_file(x);
     env_mode(x);
     env_optional(x);
     cfg_macro(x);
@@ -347,7 +360,7 @@ fn assert_executed(
     outcomes: &BTreeMap<String, Outcome>,
     expected: &[(&str, &str, &str)],
 ) {
-    assert_eq!(outcomes.len(), 19, "phase `{phase}`: {outcomes:#?}");
+    assert_eq!(outcomes.len(), 20, "phase `{phase}`: {outcomes:#?}");
     for (name, outcome) in outcomes {
         match expected.iter().find(|(n, _, _)| n == name) {
             Some((_, value, reason)) => {
@@ -393,6 +406,7 @@ fn each_kind_of_edit_re_executes_exactly_its_steps_with_the_cause_named() {
     case.write("src/main.rs", MAIN_RS);
     case.write("src/coarse.rs", COARSE_RS);
     case.write("data/small.txt", "3");
+    case.write("data/table.txt", "a,b");
     // Over 4 KiB: hashed at run time, not in the compile-time `SIGNATURE`.
     let mut big = vec![17u8; 6000];
     case.write("data/unused.txt", "no step includes this");
@@ -422,6 +436,7 @@ fn each_kind_of_edit_re_executes_exactly_its_steps_with_the_cause_named() {
     big[0] = 31;
     fs::write(case.dir.join("data/big.bin"), &big).expect("write");
     case.write("gen_input.txt", "40");
+    case.write("data/table.txt", "a,b,c");
     assert_executed(
         "included files",
         &case.run("included files"),
@@ -436,6 +451,11 @@ fn each_kind_of_edit_re_executes_exactly_its_steps_with_the_cause_named() {
                 "generated",
                 "40",
                 "included file `concat!(env!(\"OUT_DIR\"), \"/gen.rs\")` changed",
+            ),
+            (
+                "helper_file",
+                "a,b,c",
+                "included file `../data/table.txt` in helper `table` changed",
             ),
         ],
     );

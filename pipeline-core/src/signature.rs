@@ -91,8 +91,11 @@ impl CodePart {
             CodePartKind::Unknown => format!("code part `{}`", self.name),
         };
         match &self.helper {
+            Some(helper) if self.kind == CodePartKind::Value => {
+                format!("value of helper `{helper}`")
+            }
             Some(helper) if self.kind != CodePartKind::Helper => {
-                format!("{own} (in helper `{helper}`)")
+                format!("{own} in helper `{helper}`")
             }
             _ => own,
         }
@@ -619,7 +622,7 @@ mod tests {
             [
                 "step body",
                 "helper `util::scale`",
-                "env!(MODE) (in helper `util::scale`)",
+                "env!(MODE) in helper `util::scale`",
                 "helper `util::clip`",
             ]
         );
@@ -669,6 +672,109 @@ mod tests {
         v.add("B", None);
         v.add("A", Some(2));
         assert_eq!(v.entries, vec![("A", 1)]);
+    }
+
+    fn components(module: &str, parts: Vec<CodePart>) -> crate::KeyComponents {
+        let signature = xxhash_rust::xxh3::xxh3_64(format!("{parts:?}").as_bytes());
+        crate::KeyComponents {
+            format: crate::key::KEY_FORMAT_VERSION,
+            step: "convert".into(),
+            module: module.into(),
+            code_signature: hex(signature),
+            code_parts: parts,
+            outputs: Vec::new(),
+            inputs: Vec::new(),
+        }
+    }
+
+    fn part(kind: CodePartKind, name: &str, helper: Option<&str>, value: &str) -> CodePart {
+        CodePart {
+            kind,
+            name: name.into(),
+            helper: helper.map(str::to_string),
+            value: value.into(),
+        }
+    }
+
+    fn reasons(old: &crate::KeyComponents, new: &crate::KeyComponents) -> Vec<String> {
+        crate::Reason::differences(old, new)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn reasons_name_each_changed_part() {
+        use CodePartKind::*;
+        let old = components(
+            "app",
+            vec![
+                part(Body, "", None, "01"),
+                part(Version, "", None, "1"),
+                part(Include, "data.txt", None, "02"),
+                part(Env, "MODE", None, "03"),
+                part(Cfg, "feature = \"fast\"", None, "false"),
+                part(Dependency, "smartcore", None, "0.4.1"),
+                part(Profile, "", None, "release"),
+                part(Helper, "util::scale", None, "04"),
+                part(Include, "table.csv", Some("util::scale"), "05"),
+                part(Helper, "factor!", None, "06"),
+                part(Value, "OFFSET", None, "07"),
+            ],
+        );
+        let new = components(
+            "app",
+            vec![
+                part(Body, "", None, "11"),
+                part(Version, "", None, "2"),
+                part(Include, "data.txt", None, "12"),
+                part(Env, "MODE", None, "13"),
+                part(Cfg, "feature = \"fast\"", None, "true"),
+                part(Dependency, "smartcore", None, "0.4.2"),
+                part(Profile, "", None, "debug"),
+                part(Helper, "util::scale", None, "04"),
+                part(Include, "table.csv", Some("util::scale"), "15"),
+                part(Value, "OFFSET", None, "17"),
+                part(Helper, "clip", None, "18"),
+                part(SourceFile, "src/lib.rs", None, "19"),
+            ],
+        );
+        assert_eq!(
+            reasons(&old, &new),
+            [
+                "step body changed",
+                "`version` changed (1 -> 2)",
+                "included file `data.txt` changed",
+                "env!(MODE) changed",
+                "cfg(feature = \"fast\") changed (false -> true)",
+                "dependency `smartcore` 0.4.1 -> 0.4.2",
+                "build profile changed (release -> debug)",
+                "included file `table.csv` in helper `util::scale` changed",
+                "value of `OFFSET` changed",
+                "helper `clip` added",
+                "source file `src/lib.rs` added",
+                "helper `factor!` removed",
+            ]
+        );
+    }
+
+    #[test]
+    fn rows_without_parts_still_say_the_code_changed() {
+        let old = components("", Vec::new());
+        let new = components("app", vec![part(CodePartKind::Body, "", None, "1")]);
+        let said = reasons(&old, &new);
+        assert_eq!(said.len(), 1, "{said:?}");
+        assert!(said[0].starts_with("code signature changed ("), "{said:?}");
+        // Another module is named first.
+        let moved = components("app::kelvin", vec![part(CodePartKind::Body, "", None, "1")]);
+        let from = components(
+            "app::celsius",
+            vec![part(CodePartKind::Body, "", None, "1")],
+        );
+        assert_eq!(
+            reasons(&from, &moved),
+            ["a step of this name in another module ran before (`app::celsius`, now `app::kelvin`)"]
+        );
     }
 
     #[test]
