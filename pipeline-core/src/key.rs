@@ -1,10 +1,12 @@
 //! Cache keys and the components they are made of.
 //!
 //! A cache key is xxh3-128 over a canonical, length-prefixed encoding of: the key-format
-//! version, the step name, the code signature, each output's declaration (name, type, cacher
-//! id and version) and each input in declaration order (name plus the upstream artifact's
-//! content hash, or the parameter's type name and canonical bytes). The components are
-//! recorded beside the key so a miss can say exactly what changed.
+//! version, the step name, the module that defines the step, the complete code signature
+//! (`<step>::signature()`; its named parts are recorded beside it), each output's
+//! declaration (name, type, cacher id and version) and each input in declaration order
+//! (name plus the upstream artifact's content hash, or the parameter's type name and
+//! canonical bytes). The components are recorded beside the key so a miss can say exactly
+//! what changed.
 
 use std::fmt;
 
