@@ -12,7 +12,8 @@
 //! (so the compiler, not this macro, reads the file or the variable, and cargo tracks it)
 //! and folds the result into the signature.
 
-use proc_macro2::{Delimiter, Spacing, Span, TokenStream, TokenTree};
+use proc_macro2::{Delimiter, Group, Ident, Punct, Spacing, TokenStream, TokenTree};
+use quote::quote_spanned;
 
 /// Canonical text of `tokens`, doc attributes removed.
 pub(crate) fn canonical(tokens: TokenStream) -> String {
@@ -120,23 +121,40 @@ fn doc_attribute_len(trees: &[TokenTree]) -> Option<usize> {
     }
 }
 
+/// A macro call as written (`include_str!("data.txt")`).
+pub(crate) struct Call {
+    pub ident: Ident,
+    pub bang: Punct,
+    pub group: Group,
+}
+
+impl Call {
+    /// `::core::<name>!(..)` with the call's own spans: the compiler resolves a relative
+    /// path from the same file as the user's call, and a problem with it (a missing file,
+    /// an unset variable) is reported at the same place with the same words, so once.
+    pub(crate) fn reemit(&self, name: &str) -> TokenStream {
+        let span = self.ident.span();
+        let name = Ident::new(name, span);
+        let bang = &self.bang;
+        let group = &self.group;
+        quote_spanned!(span=> ::core::#name #bang #group)
+    }
+}
+
 /// A file the tokens include.
 pub(crate) struct Include {
-    /// Span of the `include_*` identifier: the emitted `include_bytes!` resolves a relative
-    /// path from the same file.
-    pub span: Span,
-    /// The macro's arguments, as written (`"data.txt"`, `concat!(env!("OUT_DIR"), "/x.rs")`).
-    pub args: TokenStream,
+    /// The `include_*` call.
+    pub call: Call,
     /// How explanations name it: the literal's value, or the arguments as written.
     pub name: String,
 }
 
 /// A build-time environment variable the tokens read.
 pub(crate) struct EnvVar {
-    pub span: Span,
+    /// The `env!` or `option_env!` call.
+    pub call: Call,
     /// `option_env!` rather than `env!`.
     pub optional: bool,
-    pub args: TokenStream,
     /// The variable's name (`MODE`).
     pub name: String,
 }
@@ -198,8 +216,11 @@ fn scan_into(tokens: &TokenStream, found: &mut Scan) {
                             };
                             if !found.includes.iter().any(|x| x.name == display) {
                                 found.includes.push(Include {
-                                    span: ident.span(),
-                                    args,
+                                    call: Call {
+                                        ident: ident.clone(),
+                                        bang: bang.clone(),
+                                        group: g.clone(),
+                                    },
                                     name: display,
                                 });
                             }
@@ -212,9 +233,12 @@ fn scan_into(tokens: &TokenStream, found: &mut Scan) {
                             let var = first_string_literal(&args).unwrap_or_else(|| pretty(&args));
                             if !found.envs.iter().any(|x| x.name == var) {
                                 found.envs.push(EnvVar {
-                                    span: ident.span(),
+                                    call: Call {
+                                        ident: ident.clone(),
+                                        bang: bang.clone(),
+                                        group: g.clone(),
+                                    },
                                     optional: name == "option_env",
-                                    args,
                                     name: var,
                                 });
                             }

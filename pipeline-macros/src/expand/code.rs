@@ -24,8 +24,7 @@ pub(crate) fn scanned_parts(root: &TokenStream, scan: &Scan) -> Vec<TokenStream>
     let mut out = Vec::new();
     for include in &scan.includes {
         let name = &include.name;
-        let args = &include.args;
-        let bytes = quote_spanned!(include.span=> ::core::include_bytes!(#args));
+        let bytes = include.call.reemit("include_bytes");
         out.push(quote! {
             #p::PartDecl {
                 kind: #p::CodePartKind::Include,
@@ -36,11 +35,11 @@ pub(crate) fn scanned_parts(root: &TokenStream, scan: &Scan) -> Vec<TokenStream>
     }
     for env in &scan.envs {
         let name = &env.name;
-        let args = &env.args;
         let value = if env.optional {
-            quote_spanned!(env.span=> ::core::option_env!(#args))
+            env.call.reemit("option_env")
         } else {
-            quote_spanned!(env.span=> ::core::option::Option::Some(::core::env!(#args)))
+            let call = env.call.reemit("env");
+            quote!(::core::option::Option::Some(#call))
         };
         out.push(quote! {
             #p::PartDecl {
