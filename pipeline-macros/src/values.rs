@@ -9,7 +9,10 @@
 //! and primitive types (they cannot change), names inside `unsafe` blocks (a `static mut`)
 //! and under `#[cfg]` attributes (may not exist in this build), and arguments of macros
 //! other than the standard formatting and assertion macros (their input may not be
-//! expressions). The generated code then refers to each name exactly as the body does.
+//! expressions). A body with a glob import in a nested block, a local `macro_rules!` or a
+//! brace-delimited statement macro (`thread_local! { .. }`), any of which may declare names
+//! unseen, names nothing. The generated code then refers to each name exactly as the body
+//! does.
 
 use std::collections::HashSet;
 
@@ -134,7 +137,34 @@ impl VisitMut for Locals {
         if let Some(ident) = ident {
             self.names.insert(ident.to_string());
         }
+        if let Item::Macro(m) = item {
+            self.macro_call(&m.mac);
+        }
         visit_mut::visit_item_mut(self, item);
+    }
+
+    fn visit_stmt_macro_mut(&mut self, m: &mut syn::StmtMacro) {
+        self.macro_call(&m.mac);
+        visit_mut::visit_stmt_macro_mut(self, m);
+    }
+}
+
+impl Locals {
+    /// A macro in statement position may declare names the body then uses
+    /// (`thread_local! { static COUNTER: .. }`, a local `macro_rules!`): a brace-delimited
+    /// one other than the known expression macros, or any `macro_rules!` definition, turns
+    /// the guess off for the whole body, as a glob import does.
+    fn macro_call(&mut self, mac: &syn::Macro) {
+        let name = mac
+            .path
+            .segments
+            .last()
+            .map(|s| s.ident.to_string())
+            .unwrap_or_default();
+        let braces = matches!(mac.delimiter, syn::MacroDelimiter::Brace(_));
+        if name == "macro_rules" || (braces && !EXPRESSION_MACROS.contains(&name.as_str())) {
+            self.names.insert("*".into());
+        }
     }
 }
 
@@ -429,6 +459,34 @@ mod tests {
             }
         });
         assert!(found.is_empty());
+    }
+
+    #[test]
+    fn a_macro_that_may_declare_names_turns_the_guess_off() {
+        let found = names(quote::quote! {
+            fn f() -> u32 {
+                thread_local! { static COUNTER: Cell<u32> = Cell::new(0); }
+                COUNTER.with(|c| c.get()) + LIMIT
+            }
+        });
+        assert!(found.is_empty(), "{found:?}");
+        let found = names(quote::quote! {
+            fn f() -> u32 {
+                macro_rules! k { () => { const K: u32 = 1; } }
+                k!();
+                K + LIMIT
+            }
+        });
+        assert!(found.is_empty(), "{found:?}");
+        // Expression macros in statement position do not.
+        let found = names(quote::quote! {
+            fn f() -> u32 {
+                println!("{}", LIMIT);
+                tracing::info!("x");
+                LIMIT
+            }
+        });
+        assert_eq!(found, ["LIMIT"]);
     }
 
     #[test]
