@@ -201,9 +201,7 @@ fn scan_into(tokens: &TokenStream, found: &mut Scan) {
         if let (TokenTree::Ident(ident), Some(TokenTree::Punct(bang)), Some(TokenTree::Group(g))) =
             (&trees[i], trees.get(i + 1), trees.get(i + 2))
         {
-            let previous_is_macro_bang_or_path =
-                i > 0 && matches!(&trees[i - 1], TokenTree::Punct(p) if p.as_char() == '$');
-            if bang.as_char() == '!' && !previous_is_macro_bang_or_path {
+            if bang.as_char() == '!' && !after_dollar(&trees, i) && !foreign_macro(&trees, i) {
                 let name = ident.to_string();
                 let args = g.stream();
                 let usable = !has_dollar(&args) && !args.is_empty();
@@ -283,6 +281,26 @@ fn scan_into(tokens: &TokenStream, found: &mut Scan) {
             scan_into(&g.stream(), found);
         }
         i += 1;
+    }
+}
+
+/// `$name!(..)`: a metavariable, not the built-in macro.
+fn after_dollar(trees: &[TokenTree], i: usize) -> bool {
+    i > 0 && matches!(&trees[i - 1], TokenTree::Punct(p) if p.as_char() == '$')
+}
+
+/// `other::env!(..)`: a macro of another crate that happens to share a built-in's name
+/// (`std::env!` and `core::env!` are the built-ins).
+fn foreign_macro(trees: &[TokenTree], i: usize) -> bool {
+    let colon =
+        |t: Option<&TokenTree>| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == ':');
+    if i < 2 || !colon(trees.get(i - 1)) || !colon(trees.get(i - 2)) {
+        return false;
+    }
+    match i.checked_sub(3).and_then(|at| trees.get(at)) {
+        Some(TokenTree::Ident(krate)) => krate != "std" && krate != "core",
+        // `::env!` (a leading `::`) names a crate called `env`.
+        _ => true,
     }
 }
 
@@ -490,6 +508,22 @@ mod tests {
         assert!(includes.is_empty());
         assert_eq!(envs, ["FIXED"]);
         assert_eq!(cfgs, ["unix"]);
+    }
+
+    #[test]
+    fn macros_of_other_crates_with_built_in_names_are_not_built_ins() {
+        let tokens = quote! {
+            fn f() {
+                std::env!("A");
+                core::include_str!("a.txt");
+                config::env!("B");
+                ::cfg!(x);
+            }
+        };
+        let found = scan(&tokens);
+        let (includes, envs, cfgs) = names(&found);
+        assert_eq!((includes, envs), (vec!["a.txt"], vec!["A"]));
+        assert!(cfgs.is_empty());
     }
 
     #[test]
