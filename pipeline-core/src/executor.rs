@@ -466,10 +466,13 @@ impl<'a> State<'a> {
                 },
             })
             .collect();
+        let code = node.code.code();
         KeyComponents {
             format: KEY_FORMAT_VERSION,
             step: node.step.to_string(),
-            code_signature: signature_hex(node.signature),
+            module: code.module.clone(),
+            code_signature: signature_hex(code.signature),
+            code_parts: code.parts.clone(),
             outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
             inputs,
         }

@@ -18,6 +18,7 @@ use crate::artifact::{Artifact, BoundArtifact};
 use crate::cacher::Cacher;
 use crate::error::{BoxError, Error, Result};
 use crate::key::{Hash128, OutputDecl};
+use crate::signature::StepDecl;
 
 /// Index of a node in its graph.
 pub type NodeId = usize;
@@ -220,8 +221,8 @@ impl OutputSpec {
 pub struct StepDef {
     /// Step name (enters the cache key).
     pub name: &'static str,
-    /// Code signature.
-    pub signature: u64,
+    /// The step's code: its module, signature and the parts it is made of.
+    pub code: &'static StepDecl,
     /// The step's own `enable_cache` option, if given.
     pub enable_cache: Option<bool>,
     /// Inputs in declaration order.
@@ -237,7 +238,7 @@ pub struct Node {
     /// Unique name within the pipeline (`name`, `name_2`, ... when a step is used twice).
     pub(crate) name: String,
     pub(crate) step: &'static str,
-    pub(crate) signature: u64,
+    pub(crate) code: &'static StepDecl,
     pub(crate) enable_cache: Option<bool>,
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
@@ -344,7 +345,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
         graph.nodes.push(Node {
             name,
             step: def.name,
-            signature: def.signature,
+            code: def.code,
             enable_cache: def.enable_cache,
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),

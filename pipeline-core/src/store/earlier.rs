@@ -382,6 +382,8 @@ mod tests {
         KeyComponents {
             format: KEY_FORMAT_VERSION,
             step: "scale".into(),
+            module: String::new(),
+            code_parts: Vec::new(),
             code_signature: signature_hex(code),
             outputs: vec![OutputDecl {
                 name: "output".into(),

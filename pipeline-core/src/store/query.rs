@@ -344,7 +344,9 @@ fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
     let components: KeyComponents = serde_json::from_str(&components).unwrap_or(KeyComponents {
         format: 0,
         step: String::new(),
+        module: String::new(),
         code_signature: String::new(),
+        code_parts: Vec::new(),
         outputs: Vec::new(),
         inputs: Vec::new(),
     });
