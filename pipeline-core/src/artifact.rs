@@ -110,14 +110,14 @@ impl<T: 'static> Artifact<T> {
                 bound.spec.load(input)
             }) {
             Ok(value) => value,
-            Err(Error::Cacher { message, .. }) => {
+            Err(Error::Cacher { source, .. }) => {
                 return Err(bound.store.undecodable(
                     bound.execution,
                     &bound.step,
                     &bound.output_name,
                     &bound.type_name,
                     bound.spec.cacher_id(),
-                    message,
+                    source,
                 ))
             }
             Err(e) => return Err(e),

@@ -40,8 +40,8 @@ pub use crate::store::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::graph::{
-        add_step, artifact, Input, InputMode, InputSpec, OutputSpec, StepContext, StepDef,
-        StepError, Value,
+        add_step, artifact, Input, InputMode, InputSpec, IntoStepErrorDisplay, IntoStepErrorSource,
+        OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,
     };
     pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
     pub use crate::{Artifact, Bincode, Json};

@@ -639,7 +639,7 @@ impl Store {
             cacher: cacher.to_string(),
             action: "load",
             what: format!("blob {hash}"),
-            message: e.to_string(),
+            source: e,
         })
     }
 
@@ -654,8 +654,9 @@ impl Store {
         output: &str,
         type_name: &str,
         cacher: &str,
-        message: String,
+        source: BoxError,
     ) -> Error {
+        let message = source.to_string();
         tracing::warn!(
             target: "pipeline",
             "Stored output `{output}` of `{step}` could not be decoded as `{type_name}` ({message}); the next run executes `{step}` again."
@@ -679,7 +680,7 @@ impl Store {
             output: output.to_string(),
             type_name: type_name.to_string(),
             cacher: cacher.to_string(),
-            message,
+            source,
         }
     }
 
@@ -1018,21 +1019,19 @@ impl Store {
                     cacher: other.to_string(),
                     action: "load",
                     what: format!("output `{output}` of step `{step}`"),
-                    message: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
+                    source: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
                         .into(),
                 })
             }
         };
         match loaded {
-            Err(Error::Cacher {
-                cacher, message, ..
-            }) => Err(self.undecodable(
+            Err(Error::Cacher { cacher, source, .. }) => Err(self.undecodable(
                 record.reused_execution.unwrap_or(record.execution_id),
                 &record.name,
                 output,
                 &artifact.type_name,
                 &cacher,
-                message,
+                source,
             )),
             other => other,
         }
@@ -1057,8 +1056,15 @@ impl Store {
     {
         let artifact = self.artifact_by_hash(hash)?;
         match artifact.cacher.as_str() {
+            "bincode" => self.load_artifact(&artifact, &Bincode),
             "json" => self.load_artifact(&artifact, &Json),
-            _ => self.load_artifact(&artifact, &Bincode),
+            other => Err(Error::Cacher {
+                cacher: other.to_string(),
+                action: "load",
+                what: format!("artifact {hash}"),
+                source: "not a built-in cacher; load it with Store::load_artifact(.., &YourCacher)"
+                    .into(),
+            }),
         }
     }
 
@@ -1091,7 +1097,7 @@ impl Store {
                 cacher: cacher.id().to_string(),
                 action: "save",
                 what: std::any::type_name::<T>().to_string(),
-                message: e.to_string(),
+                source: e,
             });
         }
         let (hash, _) = self.finish_blob(writer)?;
