@@ -307,3 +307,38 @@ fn an_artifact_of_another_pipeline_is_a_graph_error() {
     );
     assert!(!err.to_string().contains("(pipeline body)"), "{err}");
 }
+
+/// Sets a stored text by hand, as a newer version or a hand edit would.
+fn overwrite(store: &Store, sql: &str) {
+    let db = rusqlite::Connection::open(store.path().join("metadata.sqlite")).unwrap();
+    assert!(db.execute(sql, []).unwrap() > 0, "{sql} changed no row");
+}
+
+#[test]
+fn an_unknown_stored_step_status_is_an_error_not_a_default() {
+    let (_dir, store) = temp_store();
+    let run = stored_pipeline().store(store.clone()).run().unwrap();
+    overwrite(&store, "UPDATE executions SET status = 'paused'");
+    let err = store.run_steps(run.name()).unwrap_err();
+    let Error::UnknownStoredValue { what, value, .. } = &err else {
+        panic!("expected Error::UnknownStoredValue, got {err:?}")
+    };
+    assert_eq!((*what, value.as_str()), ("step status", "paused"));
+    assert!(
+        err.to_string()
+            .contains("holds unknown step status `paused`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_stored_run_status_is_an_error_not_a_default() {
+    let (_dir, store) = temp_store();
+    stored_pipeline().store(store.clone()).run().unwrap();
+    overwrite(&store, "UPDATE runs SET status = 'archived'");
+    let err = store.runs(None).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownStoredValue { what: "run status", value, .. } if value == "archived"),
+        "{err:?}"
+    );
+}

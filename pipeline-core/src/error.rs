@@ -238,6 +238,27 @@ pub enum Error {
     },
 }
 
+/// A stored text this version does not know, e.g. a step status `paused`. Row readers wrap
+/// it in a `rusqlite` conversion error; the store turns that into
+/// [`Error::UnknownStoredValue`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{value}`")]
+pub(crate) struct UnknownValue {
+    pub(crate) what: &'static str,
+    pub(crate) value: String,
+}
+
+impl UnknownValue {
+    /// The `rusqlite` error for column `column` of a row holding this value.
+    pub(crate) fn in_column(self, column: usize) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(self),
+        )
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

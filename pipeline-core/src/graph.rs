@@ -507,6 +507,11 @@ impl StepContext {
     }
 
     /// Argument `i` for a `&T` parameter: shared, from memory or loaded from the store.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the argument was already taken or has another type (a bug in
+    /// generated code); the load's error (see [`Artifact::load`]) when it is read from the store.
     pub fn shared<T: Send + Sync + 'static>(&mut self, i: usize) -> Result<Arc<T>, StepError> {
         match self.take(i)? {
             Resolved::Param(v, _) => downcast_arc(v),
@@ -517,6 +522,11 @@ impl StepContext {
 
     /// Argument `i` for a `T` parameter: moved out of memory when this step is its last
     /// consumer, otherwise a fresh copy loaded from the store.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the argument was already taken or has another type (a bug in
+    /// generated code); the load's error (see [`Artifact::load`]) when it is read from the store.
     pub fn owned<T: Send + Sync + 'static>(&mut self, i: usize) -> Result<T, StepError> {
         match self.take(i)? {
             Resolved::Param(_, Some(fresh)) => fresh
@@ -545,6 +555,11 @@ impl StepContext {
     }
 
     /// Argument `i` for an `Artifact<T>` parameter: the bound handle, not loaded.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the argument was already taken or has another type (a bug in
+    /// generated code).
     pub fn handle<T: 'static>(&mut self, i: usize) -> Result<Artifact<T>, StepError> {
         match self.take(i)? {
             Resolved::Artifact { bound, .. } => Ok(Artifact::unbound(0, 0, 0).with_binding(bound)),

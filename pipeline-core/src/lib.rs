@@ -6,6 +6,7 @@
 //! `__private` module is the surface generated code uses and is not a stable API.
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 mod artifact;
 pub mod cacher;
