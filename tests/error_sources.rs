@@ -342,3 +342,18 @@ fn an_unknown_stored_run_status_is_an_error_not_a_default() {
         "{err:?}"
     );
 }
+
+#[test]
+fn unknown_stored_key_components_are_an_error_not_an_empty_record() {
+    let (_dir, store) = temp_store();
+    let run = stored_pipeline().store(store.clone()).run().unwrap();
+    overwrite(
+        &store,
+        r#"UPDATE executions SET components = '{"format": 99, "inputs": [{"kind": "future"}]}'"#,
+    );
+    let err = store.run_steps(run.name()).unwrap_err();
+    assert!(
+        matches!(&err, Error::UnknownStoredValue { what: "key components", value, .. } if value.contains("future")),
+        "{err:?}"
+    );
+}

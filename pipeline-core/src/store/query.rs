@@ -394,13 +394,15 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
     let status: String = r.get(3)?;
     let components: String = r.get(11)?;
-    let components: KeyComponents = serde_json::from_str(&components).unwrap_or(KeyComponents {
-        format: 0,
-        step: String::new(),
-        code_signature: String::new(),
-        outputs: Vec::new(),
-        inputs: Vec::new(),
-    });
+    // Components this version cannot read (a newer key format) are an error, not an empty
+    // record that would hide the parameters and inputs.
+    let components: KeyComponents = serde_json::from_str(&components).map_err(|_| {
+        UnknownValue {
+            what: "key components",
+            value: components.clone(),
+        }
+        .in_column(11)
+    })?;
     let parameters = components
         .inputs
         .iter()
