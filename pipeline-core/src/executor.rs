@@ -597,68 +597,72 @@ impl<'a> State<'a> {
         let input_rows = self.input_rows(id);
         let row = cached_row(self.run_id, node, id, key, &components, input_rows);
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let (reason, compared, wait_for) = match self.store.acquire(
-            &row,
-            &decls,
-            &self.store.holder(self.run_id, self.run_name, &node.name),
-        )? {
-            Acquire::Hit {
-                execution,
-                reused,
-                outputs,
-            } => {
-                let span = step_span(&self.span, node, Some(key));
-                span.in_scope(
-                    || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
-                );
-                end_step_span(&span, StepStatus::Cached, clock.elapsed());
-                self.release_inputs(id);
-                self.set_produced(id, &reused_outputs(outputs, reused));
-                self.complete(
-                    id,
-                    StepStatus::Cached,
-                    Reason::Cached { execution: reused },
-                    Some(key),
-                    None,
-                    Some(execution),
-                    clock.elapsed(),
-                );
-                return Ok(());
-            }
-            Acquire::Claimed {
-                damaged: Some(damage),
-            } => {
-                let (output, what, reason) = match damage {
-                    Damage::Missing { output } => {
-                        (output.clone(), "missing", Reason::BlobMissing { output })
-                    }
-                    Damage::Corrupt { output } => {
-                        (output.clone(), "corrupt", Reason::BlobCorrupt { output })
-                    }
-                    Damage::Undecodable { output, type_name } => (
-                        output.clone(),
-                        "not decodable as the type the step returns",
-                        Reason::Undecodable { output, type_name },
-                    ),
-                };
-                warn!(
-                    target: "pipeline",
-                    "Cached output `{}` of `{}` is {}; executing the step again.",
-                    output,
-                    node.name,
-                    what
-                );
-                (reason, None, None)
-            }
-            Acquire::Claimed { damaged: None } => {
-                let (reason, compared) = self.explain_miss(id, &components)?;
-                (reason, compared, None)
-            }
-            Acquire::Busy { holder } => {
-                let (reason, compared) = self.explain_miss(id, &components)?;
-                (reason, compared, Some(holder))
-            }
-        };
+        let (reason, compared, wait_for) =
+            match self
+                .store
+                .acquire(
+                    &row,
+                    &decls,
+                    &self.store.holder(self.run_id, self.run_name, &node.name),
+                )?
+            {
+                Acquire::Hit {
+                    execution,
+                    reused,
+                    outputs,
+                } => {
+                    let span = step_span(&self.span, node, Some(key));
+                    span.in_scope(
+                        || info!(target: "pipeline", "Using cached version of `{}`.", node.name),
+                    );
+                    end_step_span(&span, StepStatus::Cached, clock.elapsed());
+                    self.release_inputs(id);
+                    self.set_produced(id, &reused_outputs(outputs, reused));
+                    self.complete(
+                        id,
+                        StepStatus::Cached,
+                        Reason::Cached { execution: reused },
+                        Some(key),
+                        None,
+                        Some(execution),
+                        clock.elapsed(),
+                    );
+                    return Ok(());
+                }
+                Acquire::Claimed {
+                    damaged: Some(damage),
+                } => {
+                    let (output, what, reason) = match damage {
+                        Damage::Missing { output } => {
+                            (output.clone(), "missing", Reason::BlobMissing { output })
+                        }
+                        Damage::Corrupt { output } => {
+                            (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                        }
+                        Damage::Undecodable { output, type_name } => (
+                            output.clone(),
+                            "not decodable as the type the step returns",
+                            Reason::Undecodable { output, type_name },
+                        ),
+                    };
+                    warn!(
+                        target: "pipeline",
+                        "Cached output `{}` of `{}` is {}; executing the step again.",
+                        output,
+                        node.name,
+                        what
+                    );
+                    (reason, None, None)
+                }
+                Acquire::Claimed { damaged: None } => {
+                    let (reason, compared) = self.explain_miss(id, &components)?;
+                    (reason, compared, None)
+                }
+                Acquire::Busy { holder } => {
+                    let (reason, compared) = self.explain_miss(id, &components)?;
+                    (reason, compared, Some(holder))
+                }
+            };
         self.queued.push_back(Job {
             node: id,
             key,
