@@ -18,7 +18,7 @@ use tracing::field::{display, Empty};
 use tracing::{debug, debug_span, error, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, Value};
 use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
 use crate::pipeline::PipelineDef;
@@ -71,11 +71,45 @@ struct Job {
 /// What a worker reports back.
 struct Finished {
     node: NodeId,
-    result: std::result::Result<Outcome, String>,
+    result: std::result::Result<Outcome, Failure>,
     duration: Duration,
     execution: Option<i64>,
     key: Hash128,
     reason: Reason,
+}
+
+/// Why a step failed: the message its report and the log show, and the error behind it
+/// (the source of [`Error::StepFailed`]; `None` for a panic).
+struct Failure {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+impl From<crate::graph::StepError> for Failure {
+    fn from(e: crate::graph::StepError) -> Self {
+        Failure {
+            message: e.message,
+            source: e.source,
+        }
+    }
 }
 
 enum Outcome {
@@ -111,11 +145,7 @@ pub(crate) fn execute(
 ) -> Result<RunOutcome> {
     let graph = &def.graph;
     if let Some(problem) = graph.errors.first() {
-        return Err(Error::Parameter {
-            step: def.name.clone(),
-            name: "(pipeline body)".into(),
-            message: problem.clone(),
-        });
+        return Err(problem.to_error(&def.name));
     }
     if let Some(unknown) = settings.step_cache.keys().find(|k| {
         !graph
@@ -203,11 +233,16 @@ pub(crate) fn execute(
     }
     result?;
     finish?;
+    let first_failed = state
+        .reports
+        .iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.status == StepStatus::Failed));
     let failure = failed.first().map(|first| Error::StepFailed {
         step: first.name.clone(),
         message: first.error.clone().unwrap_or_default(),
         run: name.clone(),
         others: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
+        source: first_failed.and_then(|node| state.causes.remove(&node)),
     });
     let reports = state.reports.into_iter().flatten().collect();
     let artifacts = state.bound;
@@ -292,6 +327,8 @@ struct State<'a> {
     running: usize,
     /// The run's span, parent of the steps' spans.
     span: Span,
+    /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
+    causes: HashMap<NodeId, BoxError>,
 }
 
 struct PendingRow {
@@ -368,6 +405,7 @@ impl<'a> State<'a> {
             done: 0,
             running: 0,
             span: Span::none(),
+            causes: HashMap::new(),
         }
     }
 
@@ -868,13 +906,16 @@ impl<'a> State<'a> {
                     f.duration,
                 );
             }
-            Err(message) => {
+            Err(failure) => {
+                if let Some(source) = failure.source {
+                    self.causes.insert(f.node, source);
+                }
                 self.complete(
                     f.node,
                     StepStatus::Failed,
                     f.reason,
                     Some(f.key),
-                    Some(message),
+                    Some(failure.message),
                     f.execution,
                     f.duration,
                 );
@@ -954,7 +995,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 type BodyResult =
-    std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), String>;
+    std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), Failure>;
 
 /// Runs a step body and stores its outputs; a panic anywhere becomes an error message.
 fn execute_body(
@@ -966,23 +1007,26 @@ fn execute_body(
 ) -> BodyResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut ctx = StepContext { inputs };
-        let values = (node.body)(&mut ctx).map_err(|e| e.message)?;
+        let values = (node.body)(&mut ctx)?;
         drop(ctx);
         let mut produced = Vec::with_capacity(values.len());
         let mut metadata = Vec::with_capacity(values.len());
         for (value, spec) in values.iter().zip(&node.outputs) {
-            let mut writer = store.blob_writer().map_err(|e| e.to_string())?;
+            let mut writer = store.blob_writer()?;
             match spec.save(value.as_ref(), &mut writer) {
                 Ok(meta) => metadata.push(meta),
                 Err(e) => {
                     writer.abandon();
-                    return Err(format!(
-                        "cacher `{}` could not save output `{}`: {e}",
-                        spec.decl.cacher, spec.decl.name
-                    ));
+                    return Err(Error::Cacher {
+                        cacher: spec.decl.cacher.clone(),
+                        action: "save",
+                        what: format!("output `{}`", spec.decl.name),
+                        source: e,
+                    }
+                    .into());
                 }
             }
-            let (hash, size) = store.finish_blob(writer).map_err(|e| e.to_string())?;
+            let (hash, size) = store.finish_blob(writer)?;
             let sidecar = Sidecar {
                 size,
                 type_name: &spec.decl.type_name,
@@ -994,9 +1038,7 @@ fn execute_body(
                 output: &spec.decl.name,
                 cache_key: Some(job.key),
             };
-            store
-                .write_sidecar(hash, &sidecar)
-                .map_err(|e| e.to_string())?;
+            store.write_sidecar(hash, &sidecar)?;
             produced.push(Produced {
                 hash,
                 size,
@@ -1007,7 +1049,7 @@ fn execute_body(
     }));
     match outcome {
         Ok(r) => r,
-        Err(payload) => Err(panic_message(payload.as_ref())),
+        Err(payload) => Err(panic_message(payload.as_ref()).into()),
     }
 }
 
@@ -1178,7 +1220,7 @@ fn run_step(
             log_step_failure(&node.name, duration, &message);
             return Finished {
                 node: job.node,
-                result: Err(message),
+                result: Err(message.into()),
                 duration,
                 execution: None,
                 key: job.key,
@@ -1214,9 +1256,9 @@ fn run_step(
         Ok((values, produced, metadata)) => {
             (StepStatus::Executed, None, produced, metadata, values)
         }
-        Err(message) => (
+        Err(failure) => (
             StepStatus::Failed,
-            Some(message),
+            Some(failure),
             Vec::new(),
             Vec::new(),
             Vec::new(),
@@ -1231,7 +1273,7 @@ fn run_step(
         cache_key: Some(job.key),
         components: &job.components,
         reason: Some(job.reason.to_string()),
-        error: error.clone(),
+        error: error.as_ref().map(|f| f.message.clone()),
         reused: None,
         compared: job.compared.clone(),
         started_at_us,
@@ -1246,7 +1288,13 @@ fn run_step(
     }
     let (execution, error) = match (recorded, error) {
         (Ok(ids), error) => (ids.first().copied(), error),
-        (Err(e), None) => (None, Some(format!("could not record the execution: {e}"))),
+        (Err(e), None) => (
+            None,
+            Some(Failure {
+                message: format!("could not record the execution: {e}"),
+                source: Some(Box::new(e)),
+            }),
+        ),
         (Err(_), Some(error)) => (None, Some(error)),
     };
     let result = match error {
@@ -1266,9 +1314,9 @@ fn run_step(
                 .collect();
             Ok(Outcome::Executed { values, produced })
         }
-        Some(message) => {
-            log_step_failure(&node.name, duration, &message);
-            Err(message)
+        Some(failure) => {
+            log_step_failure(&node.name, duration, &failure.message);
+            Err(failure)
         }
     };
     Finished {

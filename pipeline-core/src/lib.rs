@@ -6,6 +6,7 @@
 //! `__private` module is the surface generated code uses and is not a stable API.
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 mod artifact;
 pub mod cacher;
@@ -42,8 +43,8 @@ pub use crate::store::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::graph::{
-        add_step, artifact, Input, InputMode, InputSpec, OutputSpec, StepContext, StepDef,
-        StepError, Value,
+        add_step, artifact, Input, InputMode, InputSpec, IntoStepErrorDisplay, IntoStepErrorSource,
+        OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,
     };
     pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
     pub use crate::signature::{

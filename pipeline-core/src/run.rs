@@ -33,12 +33,18 @@ impl StepStatus {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> StepStatus {
+    /// Reads a stored status; a text this version does not know is an error, never a
+    /// default.
+    pub(crate) fn parse(s: &str) -> Result<StepStatus, crate::error::UnknownValue> {
         match s {
-            "executed" => StepStatus::Executed,
-            "cached" => StepStatus::Cached,
-            "failed" => StepStatus::Failed,
-            _ => StepStatus::Skipped,
+            "executed" => Ok(StepStatus::Executed),
+            "cached" => Ok(StepStatus::Cached),
+            "failed" => Ok(StepStatus::Failed),
+            "skipped" => Ok(StepStatus::Skipped),
+            other => Err(crate::error::UnknownValue {
+                what: "step status",
+                value: other.to_string(),
+            }),
         }
     }
 }

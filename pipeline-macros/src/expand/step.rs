@@ -424,9 +424,17 @@ fn generate(
         quote! {
             match #name::call(#(#call_args),*) {
                 ::core::result::Result::Ok(__pl_value) => { #wrap }
-                ::core::result::Result::Err(__pl_error) => ::core::result::Result::Err(
-                    #root::__private::StepError::from_display(&__pl_error),
-                ),
+                ::core::result::Result::Err(__pl_error) => {
+                    // Keeps the error as the run error's source when it is an error, its
+                    // text otherwise (autoref specialization, see `StepErrorValue`).
+                    #[allow(unused_imports)]
+                    use #root::__private::{
+                        IntoStepErrorDisplay as _, IntoStepErrorSource as _,
+                    };
+                    ::core::result::Result::Err(
+                        #root::__private::StepErrorValue(__pl_error).into_step_error(),
+                    )
+                }
             }
         }
     } else {
