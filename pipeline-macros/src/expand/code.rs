@@ -76,8 +76,8 @@ fn text_part(root: &TokenStream, kind: &str, name: &str, value: TokenStream) -> 
 }
 
 /// What `#[step]` adds beyond its tokens: the `version` salt, locked dependency versions,
-/// the build profile and the source file, as `PartDecl` expressions, and the items that make
-/// cargo track the files read to find them.
+/// the build profile and the source file, as `PartDecl` expressions, and the statements
+/// that make cargo track the files read to find them (`let _ = include_bytes!(..);`).
 pub(crate) struct StepExtras {
     pub parts: Vec<TokenStream>,
     pub tracking: TokenStream,
@@ -104,9 +104,7 @@ pub(crate) fn step_extras(
             Err(e) => errors.push(syn::Error::new(Span::call_site(), e)),
         }
         let path = manifest.display().to_string();
-        tracking.extend(quote!(
-            const _: &[u8] = ::core::include_bytes!(#path);
-        ));
+        tracking.extend(quote!(let _ = ::core::include_bytes!(#path);));
     }
 
     // deps = [..]: the step's own list, then the crate-wide one.
@@ -131,9 +129,7 @@ pub(crate) fn step_extras(
                     }
                 }
                 let path = lock.path.display().to_string();
-                tracking.extend(quote!(
-                    const _: &[u8] = ::core::include_bytes!(#path);
-                ));
+                tracking.extend(quote!(let _ = ::core::include_bytes!(#path);));
             }
             Err(e) => errors.push(syn::Error::new(deps[0].span(), e)),
         }
@@ -228,16 +224,36 @@ pub(crate) fn use_expr(u: &Use, dollar_crate: bool) -> TokenStream {
     }
 }
 
-/// The items shared by a step's and a helper's signature module: `__PL_PARTS`, one const
-/// per `uses` entry (so a wrong entry is one error), `__PL_USES` and `SIGNATURE`.
+/// The signature items shared by a step's and a helper's module.
+pub(crate) struct SignatureItems {
+    /// Constants the expressions below refer to: one per `uses` entry (so a wrong entry is
+    /// one error), and the lists when they are not empty.
+    pub items: TokenStream,
+    /// `&[PartDecl]`: `__PL_PARTS`, or `&[]`.
+    pub parts: TokenStream,
+    /// `&[&HelperDecl]`: `__PL_USES`, or `&[]`.
+    pub uses: TokenStream,
+    /// The value of `SIGNATURE`: a literal when there is nothing to fold at compile time,
+    /// which keeps the common step cheap to compile.
+    pub signature: TokenStream,
+}
+
 pub(crate) fn signature_items(
     root: &TokenStream,
     own: u64,
     parts: &[TokenStream],
     uses: &[Use],
-    signature_doc: &str,
-) -> TokenStream {
+) -> SignatureItems {
     let p = quote!(#root::__private);
+    if parts.is_empty() && uses.is_empty() {
+        let value = proc_macro2::Literal::u64_suffixed(bare_signature(own));
+        return SignatureItems {
+            items: TokenStream::new(),
+            parts: quote!(&[]),
+            uses: quote!(&[]),
+            signature: quote!(#value),
+        };
+    }
     let use_names: Vec<_> = (0..uses.len())
         .map(|i| format_ident!("__PL_USE{}", i))
         .collect();
@@ -245,11 +261,35 @@ pub(crate) fn signature_items(
         let expr = use_expr(u, false);
         quote!(const #name: &#p::HelperDecl = #expr;)
     });
-    quote! {
-        const __PL_PARTS: &[#p::PartDecl] = &[#(#parts),*];
-        #(#use_consts)*
-        const __PL_USES: &[&#p::HelperDecl] = &[#(#use_names),*];
-        #[doc = #signature_doc]
-        pub const SIGNATURE: u64 = #p::compile_signature(#own, __PL_PARTS, __PL_USES);
+    SignatureItems {
+        items: quote! {
+            const __PL_PARTS: &[#p::PartDecl] = &[#(#parts),*];
+            #(#use_consts)*
+            const __PL_USES: &[&#p::HelperDecl] = &[#(#use_names),*];
+        },
+        parts: quote!(__PL_PARTS),
+        uses: quote!(__PL_USES),
+        signature: quote!(#p::compile_signature(#own, __PL_PARTS, __PL_USES)),
+    }
+}
+
+/// `compile_signature(own, &[], &[])`, computed here: SplitMix64's finalizer of `own`.
+pub(crate) fn bare_signature(own: u64) -> u64 {
+    let mut z = own.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_literal_signature_is_what_the_runtime_folds() {
+        for own in [0, 1, 7, u64::MAX, 0x1234_5678_9abc_def0] {
+            assert_eq!(
+                super::bare_signature(own),
+                pipeline::__private::compile_signature(own, &[], &[])
+            );
+        }
     }
 }

@@ -195,13 +195,9 @@ fn module(
         .collect::<Vec<_>>();
     let scope_outer = super::scope::outer_with(root, name, &quote!(#(#cfgs)*));
     let scope_inner = super::scope::inner(root, name, super::scope::Kind::Helper);
-    let items = code::signature_items(
-        root,
-        own,
-        parts,
-        &options.uses,
-        "The helper's code signature: its tokens, the files, `env!` variables and `cfg`s they read, and the signatures of the helpers it uses.",
-    );
+    let sig = code::signature_items(root, own, parts, &options.uses);
+    let (items, sig_value, sig_parts, sig_uses) =
+        (&sig.items, &sig.signature, &sig.parts, &sig.uses);
     let (value, value_fn) = match value_of {
         Some(ident) => (
             quote!(::core::option::Option::Some(
@@ -225,13 +221,16 @@ fn module(
             #[allow(unused_imports)]
             use super::*;
             #items
+            /// The helper's code signature: its tokens, the files, `env!` variables and
+            /// `cfg`s they read, and the signatures of the helpers it uses.
+            pub const SIGNATURE: u64 = #sig_value;
             #[doc(hidden)]
             pub const __PIPELINE_HELPER: #p::HelperDecl = #p::HelperDecl {
                 name: ::core::module_path!(),
                 own: #own,
                 signature: SIGNATURE,
-                parts: __PL_PARTS,
-                uses: __PL_USES,
+                parts: #sig_parts,
+                uses: #sig_uses,
                 value: #value,
             };
             #value_fn

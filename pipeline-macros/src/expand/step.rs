@@ -114,22 +114,11 @@ struct StepCode {
     /// `PartDecl` expressions: version, dependencies, profile, source file, includes,
     /// `env!`, `cfg`.
     parts: Vec<TokenStream>,
-    /// Items that make cargo track the files read to find the parts.
+    /// Statements that make cargo track the files read to find the parts.
     tracking: TokenStream,
 }
 
-/// `SIGNATURE` and its parts, for the step's module.
-fn signature_items(options: &StepOptions, root: &TokenStream, code: &StepCode) -> TokenStream {
-    let items = code::signature_items(
-        root,
-        code.own,
-        &code.parts,
-        &options.uses,
-        "The step's compile-time code signature: xxh3-64 of its tokens (doc comments excluded), with its `version`, the files, `env!` variables and `cfg`s it reads, the dependencies it names and the signatures of the helpers it `uses` folded in. `signature()` adds what is hashed at run time.",
-    );
-    let tracking = &code.tracking;
-    quote!(#items #tracking)
-}
+const SIGNATURE_DOC: &str = "The step's compile-time code signature: xxh3-64 of its tokens (doc comments excluded), with its `version`, the files, `env!` variables and `cfg`s it reads, the dependencies it names and the signatures of the helpers it `uses` folded in. `signature()` adds what is hashed at run time.";
 
 /// The span of a bound check's call. rustc points a failed bound at the type argument
 /// (the user's whole type) and labels the call "required by a bound introduced by this
@@ -447,7 +436,10 @@ fn generate(
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
-    let signature_items = signature_items(options, &root, code);
+    let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
+    let (sig_items, sig_value, sig_parts, sig_uses) =
+        (&sig.items, &sig.signature, &sig.parts, &sig.uses);
+    let tracking = &code.tracking;
     let own = code.own;
     // A constant declared in `uses` is a helper part already (its tokens and its value).
     let mut value_refs = values::collect(item);
@@ -489,22 +481,29 @@ fn generate(
             #[allow(unused_imports)]
             use super::*;
 
-            #signature_items
+            #sig_items
+
+            #[doc = #SIGNATURE_DOC]
+            pub const SIGNATURE: u64 = #sig_value;
 
             #[doc(hidden)]
             pub static __PL_STEP: #root::__private::StepDecl = #root::__private::StepDecl::new(
                 ::core::module_path!(),
                 #own,
                 SIGNATURE,
-                __PL_PARTS,
-                __PL_USES,
+                #sig_parts,
+                #sig_uses,
                 #values,
             );
 
             /// The step's complete code signature, as its cache key uses it: `SIGNATURE` with
             /// what is hashed at run time folded in (included files over 4 KiB, the values
             /// of the constants and statics the body names). Computed once per process.
+            #[inline]
             pub fn signature() -> u64 {
+                // Files read by the macro itself (`Cargo.toml`, `Cargo.lock`), included so
+                // that cargo rebuilds when they change.
+                #tracking
                 __PL_STEP.signature()
             }
 
@@ -639,7 +638,9 @@ fn stub(options: &StepOptions, item: &ItemFn, code: &StepCode) -> TokenStream {
         FnArg::Typed(pt) => Some(quote_spanned!(pt.span()=> _: impl ::core::marker::Sized)),
         FnArg::Receiver(_) => None,
     });
-    let signature_items = signature_items(options, &root, code);
+    let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
+    let (sig_items, sig_value) = (&sig.items, &sig.signature);
+    let tracking = &code.tracking;
     let scope_outer = scope::outer(&root, name);
     let scope_inner = scope::inner(&root, name, scope::Kind::Step);
     quote! {
@@ -652,8 +653,10 @@ fn stub(options: &StepOptions, item: &ItemFn, code: &StepCode) -> TokenStream {
         #vis mod #name {
             #[allow(unused_imports)]
             use super::*;
-            #signature_items
+            #sig_items
+            pub const SIGNATURE: u64 = #sig_value;
             pub fn signature() -> u64 {
+                #tracking
                 SIGNATURE
             }
             pub use super::#impl_name as call;
