@@ -59,9 +59,12 @@ fn two_steps_of_the_same_name_in_two_modules_never_share_a_key() {
     assert_eq!(k.output().load().unwrap(), 293.15);
     let step = k.step("convert").unwrap();
     assert_eq!(step.status(), StepStatus::Executed);
+    // The other module's step is the nearest earlier execution: the reason names the module
+    // first, then what else differs from it (the constant's value).
     assert_eq!(
         step.reason().to_string(),
-        "a step of this name in another module ran before (`code_signature::celsius`, now `code_signature::kelvin`)"
+        "a step of this name in another module ran before (`code_signature::celsius`, now \
+         `code_signature::kelvin`); value of `OFFSET` changed"
     );
     assert_ne!(step.cache_key(), c.step("convert").unwrap().cache_key());
 

@@ -28,7 +28,7 @@ publish = false
 fast = []
 
 [dependencies]
-pipeline = { path = "@WORKSPACE@" }
+pipeline = { package = "cached-pipeline", path = "@WORKSPACE@" }
 localdep = { path = "localdep" }
 
 [workspace]
@@ -41,7 +41,7 @@ edition = "2021"
 publish = false
 
 [dependencies]
-pipeline = { path = "@WORKSPACE@" }
+pipeline = { package = "cached-pipeline", path = "@WORKSPACE@" }
 "#;
 
 const LOCALDEP_LIB: &str = r#"use pipeline::prelude::*;
@@ -485,7 +485,9 @@ fn each_kind_of_edit_re_executes_exactly_its_steps_with_the_cause_named() {
             (
                 "cfg_attr",
                 "1",
-                "cfg(feature = \"fast\") changed (false -> true)",
+                // Both predicates in the body flipped: the reason lists each.
+                "cfg(feature = \"fast\") changed (false -> true); \
+                 cfg(not(feature = \"fast\")) changed (true -> false)",
             ),
             ("cfg_helper", "6", "helper `pace` changed"),
         ],
@@ -513,8 +515,17 @@ fn each_kind_of_edit_re_executes_exactly_its_steps_with_the_cause_named() {
         &case.run("macro, const, static"),
         &[
             ("macro_step", "40", "helper `factor!` changed"),
-            ("const_step", "50", "helper `LIMIT` changed"),
-            ("static_step", "110", "helper `RATE` changed"),
+            // A declared constant's tokens and its value both changed: both are listed.
+            (
+                "const_step",
+                "50",
+                "helper `LIMIT` changed; value of helper `LIMIT` changed",
+            ),
+            (
+                "static_step",
+                "110",
+                "helper `RATE` changed; value of helper `RATE` changed",
+            ),
             ("value_step", "8", "value of `OFFSET` changed"),
         ],
     );
@@ -560,7 +571,9 @@ fn each_kind_of_edit_re_executes_exactly_its_steps_with_the_cause_named() {
         &[(
             "profiled",
             "release",
-            "build profile changed (debug -> release)",
+            // Its body reads `cfg!(debug_assertions)` too, which is listed as well.
+            "build profile changed (debug -> release); \
+             cfg(debug_assertions) changed (true -> false)",
         )],
     );
 
