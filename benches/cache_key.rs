@@ -15,7 +15,9 @@ fn components(inputs: usize) -> KeyComponents {
     KeyComponents {
         format: 1,
         step: "svc_trainer".into(),
+        module: String::new(),
         code_signature: format!("{:016x}", 0x1234_5678_9abc_def0u64),
+        code_parts: Vec::new(),
         outputs: vec![OutputDecl {
             name: "output".into(),
             type_name: "digits::Svc".into(),

@@ -48,6 +48,8 @@
 //!
 //! See `README.md` for the cache-key rules, the store layout and the log lines.
 
+#![warn(clippy::missing_errors_doc)]
+
 pub use pipeline_core::{
     cacher, canonical, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher,
     ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent,

@@ -82,6 +82,7 @@ fn failures_skip_downstream_and_a_rerun_resumes() {
         message,
         run,
         others,
+        source,
     } = &err
     else {
         panic!("expected StepFailed, got {err:?}");
@@ -91,6 +92,14 @@ fn failures_skip_downstream_and_a_rerun_resumes() {
             || (step == "explosive" && message.contains("division by zero")),
         "{err}"
     );
+    // The returned error is kept as the source; a panic has none.
+    match step.as_str() {
+        "fallible" => assert!(
+            source.as_ref().is_some_and(|s| s.is::<Flaky>()),
+            "{source:?}"
+        ),
+        _ => assert!(source.is_none(), "{source:?}"),
+    }
     assert_eq!(others.len(), 1, "the other failure is listed too: {err}");
     assert!(err.to_string().contains(step.as_str()));
 

@@ -259,20 +259,32 @@ fn looped_calls_are_compared_with_the_same_call_of_the_earlier_run() {
         .run_name("third")
         .run()
         .unwrap();
+    // (`sweep_v2` lives in another module, so its code differs by module and body.)
+    let code_only = |r: &Reason| {
+        r.changes().iter().all(|c| {
+            matches!(
+                c,
+                Reason::CodeChanged { .. }
+                    | Reason::CodePartChanged { .. }
+                    | Reason::ModuleChanged { .. }
+            )
+        })
+    };
     let (reason, earlier) = reason_of(&store, &third, "second", "shift_2");
-    assert!(matches!(reason, Reason::CodeChanged { .. }), "{reason}");
+    assert!(code_only(&reason), "{reason}");
     assert_eq!(earlier, "shift");
     let (reason, earlier) = reason_of(&store, &third, "second", "shift_3");
-    assert!(matches!(reason, Reason::CodeChanged { .. }), "{reason}");
+    assert!(code_only(&reason), "{reason}");
     assert_eq!(earlier, "shift_2");
     // The new value differs from every earlier call in code and `k`: the call at the same
     // position, with both differences listed.
     let (reason, earlier) = reason_of(&store, &third, "second", "shift");
     assert_eq!(earlier, "shift");
     let changes = reason.changes();
-    assert_eq!(changes.len(), 2, "{reason}");
-    assert!(matches!(changes[0], Reason::CodeChanged { .. }), "{reason}");
-    assert_eq!(changes[1], param("k", "1", "0"));
+    let (last, code) = changes.split_last().expect("differences");
+    assert!(!code.is_empty(), "{reason}");
+    assert!(code.iter().all(|c| code_only(c)), "{reason}");
+    assert_eq!(*last, param("k", "1", "0"), "{reason}");
 }
 
 #[test]

@@ -149,7 +149,13 @@ fn explain_names_the_changed_parameter_with_both_values() {
 #[test]
 fn explain_names_a_changed_code_signature_and_a_changed_input_with_its_producer() {
     let out = cli(history(), &["explain", "run-beta", "scale"]).ok();
-    assert!(out.contains("code signature changed ("), "{out}");
+    // The fixture's two versions of `scale` live in two modules: the explanation names
+    // both the other module and the changed part of the code.
+    assert!(out.contains("step body changed"), "{out}");
+    assert!(
+        out.contains("a step of this name in another module ran before"),
+        "{out}"
+    );
     assert!(out.contains("in run `run-alpha`"), "{out}");
     assert!(!out.contains("parameter `factor`"), "{out}");
 
@@ -206,7 +212,7 @@ fn diff_names_a_changed_code_signature() {
     assert!(source.contains("same"), "{out}");
     let scale = line(&out, "scale");
     assert!(scale.contains("different"), "{out}");
-    assert!(scale.contains("code signature changed ("), "{out}");
+    assert!(out.contains("step body changed"), "{out}");
     let total = line(&out, "total");
     assert!(total.contains("input `xs` changed"), "{out}");
     assert!(out.contains("2 of 3 steps differ."), "{out}");
@@ -225,11 +231,11 @@ fn diff_names_a_changed_code_signature() {
     let steps = json["steps"].as_array().unwrap();
     let scale = steps.iter().find(|s| s["name"] == "scale").unwrap();
     assert_eq!(scale["same_key"], false);
-    assert_eq!(scale["changes"][0]["kind"], "code_changed");
-    assert!(scale["changes"][0]["text"]
-        .as_str()
-        .unwrap()
-        .starts_with("code signature changed"));
+    let changes = scale["changes"].as_array().unwrap();
+    assert_eq!(changes[0]["kind"], "module_changed", "{changes:?}");
+    assert_eq!(changes[1]["kind"], "code_part_changed", "{changes:?}");
+    assert_eq!(changes[1]["part"], "body", "{changes:?}");
+    assert_eq!(changes[1]["text"], "step body changed", "{changes:?}");
     let source = steps.iter().find(|s| s["name"] == "source").unwrap();
     assert_eq!(source["same_key"], true);
 }

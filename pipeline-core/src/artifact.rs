@@ -62,27 +62,47 @@ impl<T> Artifact<T> {
     }
 
     /// The xxh3-128 hash of the stored bytes, as 32 hex digits.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
     pub fn content_hash(&self) -> Result<String> {
         Ok(self.bound()?.hash.to_hex())
     }
 
     /// Path of the blob holding the bytes (inside the store's `artifacts/` folder).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
     pub fn path(&self) -> Result<PathBuf> {
         let bound = self.bound()?;
         Ok(bound.store.blob_path(bound.hash))
     }
 
-    /// Size of the stored bytes.
+    /// Size of the stored bytes, in bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
     pub fn size(&self) -> Result<u64> {
         Ok(self.bound()?.size)
     }
 
     /// Name of the step that produced the artifact.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
     pub fn step(&self) -> Result<&str> {
         Ok(&self.bound()?.step)
     }
 
     /// Name of the output within its step (`output` for single-output steps).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
     pub fn output_name(&self) -> Result<&str> {
         Ok(&self.bound()?.output_name)
     }
@@ -110,14 +130,14 @@ impl<T: 'static> Artifact<T> {
                 bound.spec.load(input)
             }) {
             Ok(value) => value,
-            Err(Error::Cacher { message, .. }) => {
+            Err(Error::Cacher { source, .. }) => {
                 return Err(bound.store.undecodable(
                     bound.execution,
                     &bound.step,
                     &bound.output_name,
                     &bound.type_name,
                     bound.spec.cacher_id(),
-                    message,
+                    source,
                 ))
             }
             Err(e) => return Err(e),

@@ -14,16 +14,24 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 #[non_exhaustive]
 pub enum Error {
     /// A step returned `Err` or panicked. Completed outputs stay cached, so a rerun resumes.
+    ///
+    /// [`source`](std::error::Error::source) is the error the step body returned (downcast
+    /// it to the step's error type), or the runtime error that failed the step (an
+    /// [`Error::Cacher`] that could not save an output, a store error); `None` for a panic.
     #[error("step `{step}` failed in run `{run}`: {message}")]
     StepFailed {
         /// Name of the failed step.
         step: String,
-        /// The error or panic message.
+        /// The error or panic message, as [`StepReport::error`](crate::StepReport::error)
+        /// shows it.
         message: String,
         /// Name of the run.
         run: String,
         /// Other steps that failed in the same run, if any.
         others: Vec<String>,
+        /// The error behind `message`; `None` for a panic.
+        #[source]
+        source: Option<BoxError>,
     },
 
     /// An artifact was loaded as a type other than the one it was stored as.
@@ -160,8 +168,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// A cacher could not save or load a value.
-    #[error("cacher `{cacher}` could not {action} {what}: {message}")]
+    /// A cacher could not save or load a value, or the store names a cacher this code
+    /// does not know.
+    #[error("cacher `{cacher}` could not {action} {what}: {source}")]
     Cacher {
         /// Cacher id.
         cacher: String,
@@ -169,15 +178,16 @@ pub enum Error {
         action: &'static str,
         /// What was being saved or loaded.
         what: String,
-        /// The cause.
-        message: String,
+        /// The cacher's error (e.g. a [`std::io::Error`] or a serde error).
+        #[source]
+        source: BoxError,
     },
 
     /// Stored bytes could not be decoded as the type asked for: the type changed in a way
     /// its cache key could not see (see [`crate::shape`]), or its `Serialize` and
     /// `Deserialize` impls disagree. Recorded in the store, so the next run of the pipeline
     /// executes the producing step again instead of reusing the bytes.
-    #[error("stored output `{output}` of step `{step}` could not be decoded as `{type_name}` by cacher `{cacher}`: {message}; the next run executes `{step}` again")]
+    #[error("stored output `{output}` of step `{step}` could not be decoded as `{type_name}` by cacher `{cacher}`: {source}; the next run executes `{step}` again")]
     Undecodable {
         /// Step that produced the output.
         step: String,
@@ -188,19 +198,65 @@ pub enum Error {
         /// Cacher id.
         cacher: String,
         /// The decoder's error.
-        message: String,
+        #[source]
+        source: BoxError,
     },
 
-    /// A parameter could not be encoded for the cache key.
-    #[error("parameter `{name}` of step `{step}` cannot be encoded: {message}")]
+    /// A parameter could not be encoded for the cache key (its `Serialize` impl failed, or
+    /// it holds a value canonical encoding rejects).
+    #[error("parameter `{name}` of step `{step}` cannot be encoded: {source}")]
     Parameter {
-        /// Step name.
+        /// Step name (the step's node name in the pipeline, e.g. `train_2`).
         step: String,
         /// Parameter name.
         name: String,
-        /// The cause.
-        message: String,
+        /// The encoder's error.
+        #[source]
+        source: BoxError,
     },
+
+    /// The pipeline body wired its steps in a way that cannot run, e.g. it passed an
+    /// artifact of another pipeline to a step.
+    #[error("pipeline `{pipeline}` cannot run: {problem}")]
+    Graph {
+        /// Pipeline name.
+        pipeline: String,
+        /// What is wrong and how to fix it.
+        problem: String,
+    },
+
+    /// The store holds a value this version does not know (a status, a hash algorithm, a
+    /// key format): written by a newer version, or edited by hand. Never read as a default.
+    #[error("store at {path} holds unknown {what} `{value}`; it was written by a newer version of pipeline or edited by hand: upgrade pipeline, or run `pipeline verify` to find the damaged rows")]
+    UnknownStoredValue {
+        /// Store directory.
+        path: PathBuf,
+        /// What the value is, e.g. "step status".
+        what: &'static str,
+        /// The value found.
+        value: String,
+    },
+}
+
+/// A stored text this version does not know, e.g. a step status `paused`. Row readers wrap
+/// it in a `rusqlite` conversion error; the store turns that into
+/// [`Error::UnknownStoredValue`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{value}`")]
+pub(crate) struct UnknownValue {
+    pub(crate) what: &'static str,
+    pub(crate) value: String,
+}
+
+impl UnknownValue {
+    /// The `rusqlite` error for column `column` of a row holding this value.
+    pub(crate) fn in_column(self, column: usize) -> rusqlite::Error {
+        rusqlite::Error::FromSqlConversionFailure(
+            column,
+            rusqlite::types::Type::Text,
+            Box::new(self),
+        )
+    }
 }
 
 impl Error {

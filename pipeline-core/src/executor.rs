@@ -24,7 +24,7 @@ use tracing::field::{display, Empty};
 use tracing::{debug, debug_span, error, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
-use crate::error::{Error, Result};
+use crate::error::{BoxError, Error, Result};
 use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, Value};
 use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
 use crate::pipeline::PipelineDef;
@@ -92,11 +92,45 @@ struct Waiting {
 /// What a worker reports back.
 struct Finished {
     node: NodeId,
-    result: std::result::Result<Outcome, String>,
+    result: std::result::Result<Outcome, Failure>,
     duration: Duration,
     execution: Option<i64>,
     key: Hash128,
     reason: Reason,
+}
+
+/// Why a step failed: the message its report and the log show, and the error behind it
+/// (the source of [`Error::StepFailed`]; `None` for a panic).
+struct Failure {
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+impl From<crate::graph::StepError> for Failure {
+    fn from(e: crate::graph::StepError) -> Self {
+        Failure {
+            message: e.message,
+            source: e.source,
+        }
+    }
 }
 
 enum Outcome {
@@ -126,11 +160,7 @@ pub(crate) fn execute(
 ) -> Result<RunOutcome> {
     let graph = &def.graph;
     if let Some(problem) = graph.errors.first() {
-        return Err(Error::Parameter {
-            step: def.name.clone(),
-            name: "(pipeline body)".into(),
-            message: problem.clone(),
-        });
+        return Err(problem.to_error(&def.name));
     }
     if let Some(unknown) = settings.step_cache.keys().find(|k| {
         !graph
@@ -225,11 +255,16 @@ pub(crate) fn execute(
     result?;
     finish?;
     released?;
+    let first_failed = state
+        .reports
+        .iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.status == StepStatus::Failed));
     let failure = failed.first().map(|first| Error::StepFailed {
         step: first.name.clone(),
         message: first.error.clone().unwrap_or_default(),
         run: name.clone(),
         others: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
+        source: first_failed.and_then(|node| state.causes.remove(&node)),
     });
     let reports = state.reports.into_iter().flatten().collect();
     let artifacts = state.bound;
@@ -318,6 +353,8 @@ struct State<'a> {
     running: usize,
     /// The run's span, parent of the steps' spans.
     span: Span,
+    /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
+    causes: HashMap<NodeId, BoxError>,
 }
 
 struct PendingRow {
@@ -396,6 +433,7 @@ impl<'a> State<'a> {
             done: 0,
             running: 0,
             span: Span::none(),
+            causes: HashMap::new(),
         }
     }
 
@@ -564,10 +602,13 @@ impl<'a> State<'a> {
                 },
             })
             .collect();
+        let code = node.code.code();
         KeyComponents {
             format: KEY_FORMAT_VERSION,
             step: node.step.to_string(),
-            code_signature: signature_hex(node.signature),
+            module: code.module.clone(),
+            code_signature: signature_hex(code.signature),
+            code_parts: code.parts.clone(),
             outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
             inputs,
         }
@@ -1058,13 +1099,16 @@ impl<'a> State<'a> {
                     f.duration,
                 );
             }
-            Err(message) => {
+            Err(failure) => {
+                if let Some(source) = failure.source {
+                    self.causes.insert(f.node, source);
+                }
                 self.complete(
                     f.node,
                     StepStatus::Failed,
                     f.reason,
                     Some(f.key),
-                    Some(message),
+                    Some(failure.message),
                     f.execution,
                     f.duration,
                 );
@@ -1144,7 +1188,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 }
 
 type BodyResult =
-    std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), String>;
+    std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), Failure>;
 
 /// Runs a step body and stores its outputs; a panic anywhere becomes an error message.
 fn execute_body(
@@ -1156,23 +1200,26 @@ fn execute_body(
 ) -> BodyResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut ctx = StepContext { inputs };
-        let values = (node.body)(&mut ctx).map_err(|e| e.message)?;
+        let values = (node.body)(&mut ctx)?;
         drop(ctx);
         let mut produced = Vec::with_capacity(values.len());
         let mut metadata = Vec::with_capacity(values.len());
         for (value, spec) in values.iter().zip(&node.outputs) {
-            let mut writer = store.blob_writer().map_err(|e| e.to_string())?;
+            let mut writer = store.blob_writer()?;
             match spec.save(value.as_ref(), &mut writer) {
                 Ok(meta) => metadata.push(meta),
                 Err(e) => {
                     writer.abandon();
-                    return Err(format!(
-                        "cacher `{}` could not save output `{}`: {e}",
-                        spec.decl.cacher, spec.decl.name
-                    ));
+                    return Err(Error::Cacher {
+                        cacher: spec.decl.cacher.clone(),
+                        action: "save",
+                        what: format!("output `{}`", spec.decl.name),
+                        source: e,
+                    }
+                    .into());
                 }
             }
-            let (hash, size) = store.finish_blob(writer).map_err(|e| e.to_string())?;
+            let (hash, size) = store.finish_blob(writer)?;
             let sidecar = Sidecar {
                 size,
                 type_name: &spec.decl.type_name,
@@ -1184,9 +1231,7 @@ fn execute_body(
                 output: &spec.decl.name,
                 cache_key: Some(job.key),
             };
-            store
-                .write_sidecar(hash, &sidecar)
-                .map_err(|e| e.to_string())?;
+            store.write_sidecar(hash, &sidecar)?;
             produced.push(Produced {
                 hash,
                 size,
@@ -1197,7 +1242,7 @@ fn execute_body(
     }));
     match outcome {
         Ok(r) => r,
-        Err(payload) => Err(panic_message(payload.as_ref())),
+        Err(payload) => Err(panic_message(payload.as_ref()).into()),
     }
 }
 
@@ -1308,9 +1353,9 @@ fn run_step(
         Ok((values, produced, metadata)) => {
             (StepStatus::Executed, None, produced, metadata, values)
         }
-        Err(message) => (
+        Err(failure) => (
             StepStatus::Failed,
-            Some(message),
+            Some(failure),
             Vec::new(),
             Vec::new(),
             Vec::new(),
@@ -1325,7 +1370,7 @@ fn run_step(
         cache_key: Some(job.key),
         components: &job.components,
         reason: Some(job.reason.to_string()),
-        error: error.clone(),
+        error: error.as_ref().map(|f| f.message.clone()),
         reused: None,
         compared: job.compared.clone(),
         started_at_us,
@@ -1340,7 +1385,13 @@ fn run_step(
     }
     let (execution, error) = match (recorded, error) {
         (Ok(ids), error) => (ids.first().copied(), error),
-        (Err(e), None) => (None, Some(format!("could not record the execution: {e}"))),
+        (Err(e), None) => (
+            None,
+            Some(Failure {
+                message: format!("could not record the execution: {e}"),
+                source: Some(Box::new(e)),
+            }),
+        ),
         (Err(_), Some(error)) => (None, Some(error)),
     };
     let result = match error {
@@ -1360,9 +1411,9 @@ fn run_step(
                 .collect();
             Ok(Outcome::Executed { values, produced })
         }
-        Some(message) => {
-            log_step_failure(&node.name, duration, &message);
-            Err(message)
+        Some(failure) => {
+            log_step_failure(&node.name, duration, &failure.message);
+            Err(failure)
         }
     };
     Finished {

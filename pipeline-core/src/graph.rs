@@ -18,6 +18,7 @@ use crate::artifact::{Artifact, BoundArtifact};
 use crate::cacher::Cacher;
 use crate::error::{BoxError, Error, Result};
 use crate::key::{Hash128, OutputDecl};
+use crate::signature::StepDecl;
 
 /// Index of a node in its graph.
 pub type NodeId = usize;
@@ -80,7 +81,56 @@ pub struct InputSpec {
     pub(crate) mode: InputMode,
     pub(crate) source: InputSource,
     pub(crate) graph: Option<u64>,
-    pub(crate) error: Option<String>,
+    pub(crate) error: Option<ParamError>,
+}
+
+/// Why a parameter could not be encoded. Kept as a value (not a message) so that every run
+/// of the pipeline can hand the cause to [`Error::Parameter`] as its `source`.
+#[derive(Debug, Clone)]
+pub(crate) enum ParamError {
+    /// Canonical encoding for the cache key failed.
+    Canonical(crate::canonical::CanonicalError),
+    /// The bincode copy taken for a by-value (`x: T`) argument failed.
+    Copy(String),
+}
+
+impl ParamError {
+    pub(crate) fn to_source(&self) -> BoxError {
+        match self {
+            ParamError::Canonical(e) => Box::new(e.clone()),
+            ParamError::Copy(message) => message.clone().into(),
+        }
+    }
+}
+
+/// A problem found while a pipeline body was built; reported when the pipeline runs.
+#[derive(Debug, Clone)]
+pub(crate) enum BuildProblem {
+    /// A parameter could not be encoded ([`Error::Parameter`]).
+    Parameter {
+        step: String,
+        name: &'static str,
+        cause: ParamError,
+    },
+    /// The steps are wired wrongly ([`Error::Graph`]); the text names the fix.
+    Wiring(String),
+}
+
+impl BuildProblem {
+    /// The error a run of pipeline `pipeline` returns for this problem.
+    pub(crate) fn to_error(&self, pipeline: &str) -> Error {
+        match self {
+            BuildProblem::Parameter { step, name, cause } => Error::Parameter {
+                step: step.clone(),
+                name: (*name).to_string(),
+                source: cause.to_source(),
+            },
+            BuildProblem::Wiring(problem) => Error::Graph {
+                pipeline: pipeline.to_string(),
+                problem: problem.clone(),
+            },
+        }
+    }
 }
 
 impl InputSpec {
@@ -105,7 +155,7 @@ impl InputSpec {
                 let hash = match crate::canonical::to_canonical_bytes(&v) {
                     Ok(bytes) => Hash128::of(&bytes),
                     Err(e) => {
-                        error = Some(e.to_string());
+                        error = Some(ParamError::Canonical(e));
                         Hash128(0)
                     }
                 };
@@ -125,7 +175,7 @@ impl InputSpec {
                                 Ok(Box::new(v) as Box<dyn Any + Send>)
                             }),
                             Err(e) => {
-                                error = Some(e.to_string());
+                                error = error.or(Some(ParamError::Copy(e.to_string())));
                                 Box::new(|| Err("parameter could not be encoded".into()))
                             }
                         }
@@ -220,8 +270,8 @@ impl OutputSpec {
 pub struct StepDef {
     /// Step name (enters the cache key).
     pub name: &'static str,
-    /// Code signature.
-    pub signature: u64,
+    /// The step's code: its module, signature and the parts it is made of.
+    pub code: &'static StepDecl,
     /// The step's own `enable_cache` option, if given.
     pub enable_cache: Option<bool>,
     /// Inputs in declaration order.
@@ -237,7 +287,7 @@ pub struct Node {
     /// Unique name within the pipeline (`name`, `name_2`, ... when a step is used twice).
     pub(crate) name: String,
     pub(crate) step: &'static str,
-    pub(crate) signature: u64,
+    pub(crate) code: &'static StepDecl,
     pub(crate) enable_cache: Option<bool>,
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
@@ -249,7 +299,7 @@ pub struct Graph {
     pub(crate) id: u64,
     pub(crate) nodes: Vec<Node>,
     /// Problems found while building (bad parameter, handle from another pipeline).
-    pub(crate) errors: Vec<String>,
+    pub(crate) errors: Vec<BuildProblem>,
     /// Node names given so far, and per step name the next `_k` suffix to try, so that naming
     /// the n-th call of a step does not scan the graph (10,000-step sweeps).
     names: HashSet<String>,
@@ -287,7 +337,9 @@ pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
     let graph = graph.unwrap_or_else(|| Graph {
         id: 0,
         nodes: Vec::new(),
-        errors: vec!["internal error: pipeline graph vanished while building".into()],
+        errors: vec![BuildProblem::Wiring(
+            "internal error: pipeline graph vanished while building".into(),
+        )],
         names: HashSet::new(),
         next_suffix: HashMap::new(),
     });
@@ -314,17 +366,18 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
         let id = graph.nodes.len();
         for input in &def.inputs {
             if let Some(e) = &input.error {
-                graph.errors.push(format!(
-                    "parameter `{}` of step `{}` cannot be encoded: {e}",
-                    input.name, def.name
-                ));
+                graph.errors.push(BuildProblem::Parameter {
+                    step: def.name.to_string(),
+                    name: input.name,
+                    cause: e.clone(),
+                });
             }
             if input.graph.is_some_and(|g| g != graph.id) {
-                graph.errors.push(format!(
+                graph.errors.push(BuildProblem::Wiring(format!(
                     "input `{}` of step `{}` is an artifact of another pipeline; pass artifacts \
                      only between steps of the same pipeline body",
                     input.name, def.name
-                ));
+                )));
             }
         }
         // `name`, else the first free `name_k` for k = 2, 3, ...; names are never removed, so
@@ -344,7 +397,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
         graph.nodes.push(Node {
             name,
             step: def.name,
-            signature: def.signature,
+            code: def.code,
             enable_cache: def.enable_cache,
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
@@ -359,26 +412,71 @@ pub fn artifact<T>(at: (u64, NodeId), output: usize) -> Artifact<T> {
     Artifact::unbound(at.0, at.1, output)
 }
 
-/// Error returned by a step body: the message that `StepReport::error` and the logs show.
+/// Error returned by a step body: the message that `StepReport::error` and the logs show,
+/// and the error value itself when it is one (it becomes the `source` of
+/// [`Error::StepFailed`]).
 #[derive(Debug)]
 pub struct StepError {
     pub(crate) message: String,
+    pub(crate) source: Option<BoxError>,
 }
 
 impl StepError {
-    /// From a step's `Err` value.
+    /// From a step's `Err` value that only implements `Display`: the message, no source.
     pub fn from_display(e: &dyn std::fmt::Display) -> Self {
         StepError {
             message: e.to_string(),
+            source: None,
         }
+    }
+
+    /// From a step's `Err` value that is an error: the message, and the value kept as the
+    /// source of [`Error::StepFailed`].
+    pub fn from_error(e: impl Into<BoxError>) -> Self {
+        let source = e.into();
+        StepError {
+            message: source.to_string(),
+            source: Some(source),
+        }
+    }
+}
+
+/// Turns a step's `Err` value into a [`StepError`], keeping it as a source when it converts
+/// into a [`BoxError`] and as its message otherwise (for generated code).
+///
+/// Generated code calls `StepErrorValue(e).into_step_error()` with both
+/// [`IntoStepErrorSource`] and [`IntoStepErrorDisplay`] in scope: method lookup tries the
+/// by-value impl first, which exists only for errors, then the by-reference impl for any
+/// `Display` type (autoref specialization, resolved at compile time per step).
+pub struct StepErrorValue<E>(pub E);
+
+/// The preferred conversion: the error is kept as the source (see [`StepErrorValue`]).
+pub trait IntoStepErrorSource {
+    /// The converted error.
+    fn into_step_error(self) -> StepError;
+}
+
+impl<E: Into<BoxError>> IntoStepErrorSource for StepErrorValue<E> {
+    fn into_step_error(self) -> StepError {
+        StepError::from_error(self.0)
+    }
+}
+
+/// The fallback conversion: only the error's text is kept (see [`StepErrorValue`]).
+pub trait IntoStepErrorDisplay {
+    /// The converted error.
+    fn into_step_error(self) -> StepError;
+}
+
+impl<E: std::fmt::Display> IntoStepErrorDisplay for &StepErrorValue<E> {
+    fn into_step_error(self) -> StepError {
+        StepError::from_display(&self.0)
     }
 }
 
 impl From<Error> for StepError {
     fn from(e: Error) -> Self {
-        StepError {
-            message: e.to_string(),
-        }
+        StepError::from_error(e)
     }
 }
 
@@ -405,10 +503,16 @@ impl StepContext {
             .and_then(Option::take)
             .ok_or_else(|| StepError {
                 message: format!("internal error: input {i} resolved twice or missing"),
+                source: None,
             })
     }
 
     /// Argument `i` for a `&T` parameter: shared, from memory or loaded from the store.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the argument was already taken or has another type (a bug in
+    /// generated code); the load's error (see [`Artifact::load`]) when it is read from the store.
     pub fn shared<T: Send + Sync + 'static>(&mut self, i: usize) -> Result<Arc<T>, StepError> {
         match self.take(i)? {
             Resolved::Param(v, _) => downcast_arc(v),
@@ -419,6 +523,11 @@ impl StepContext {
 
     /// Argument `i` for a `T` parameter: moved out of memory when this step is its last
     /// consumer, otherwise a fresh copy loaded from the store.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the argument was already taken or has another type (a bug in
+    /// generated code); the load's error (see [`Artifact::load`]) when it is read from the store.
     pub fn owned<T: Send + Sync + 'static>(&mut self, i: usize) -> Result<T, StepError> {
         match self.take(i)? {
             Resolved::Param(_, Some(fresh)) => fresh
@@ -430,6 +539,7 @@ impl StepContext {
                 drop(v);
                 Err(StepError {
                     message: "internal error: parameter copy missing".into(),
+                    source: None,
                 })
             }
             Resolved::Artifact { value, bound } => {
@@ -446,12 +556,18 @@ impl StepContext {
     }
 
     /// Argument `i` for an `Artifact<T>` parameter: the bound handle, not loaded.
+    ///
+    /// # Errors
+    ///
+    /// An internal error when the argument was already taken or has another type (a bug in
+    /// generated code).
     pub fn handle<T: 'static>(&mut self, i: usize) -> Result<Artifact<T>, StepError> {
         match self.take(i)? {
             Resolved::Artifact { bound, .. } => Ok(Artifact::unbound(0, 0, 0).with_binding(bound)),
             Resolved::Param(..) => Err(StepError {
                 message: "internal error: a parameter was given for an `Artifact<T>` argument"
                     .into(),
+                source: None,
             }),
         }
     }
@@ -463,6 +579,7 @@ fn type_error<T>() -> StepError {
             "internal error: input is not a `{}`",
             std::any::type_name::<T>()
         ),
+        source: None,
     }
 }
 

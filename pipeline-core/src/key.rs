@@ -1,9 +1,11 @@
 //! Cache keys and the components they are made of.
 //!
 //! A cache key is xxh3-128 over a canonical, length-prefixed encoding of: the key-format
-//! version, the step name, the code signature, each output's declaration (name, type name,
-//! the type's serde shape, cacher id and version) and each input in declaration order (name
-//! plus the upstream artifact's content hash, or the parameter's type name, serde shape and
+//! version, the step name, the module that defines the step, the complete code signature
+//! (`<step>::signature()`; its named parts are recorded beside it), each output's
+//! declaration (name, type name, the type's serde shape, cacher id and version) and each
+//! input in declaration order (name plus the upstream artifact's content hash, or the
+//! parameter's type name, serde shape and
 //! canonical bytes). The components are recorded beside the key so a miss can say exactly
 //! what changed.
 
@@ -12,10 +14,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
+use crate::signature::CodePart;
+
 /// Bump when the encoding below changes: every key changes with it, which is what we want.
 ///
 /// 2: output declarations and parameters carry their type's serde shape; sets in
-/// parameters are encoded in canonical order.
+/// parameters are encoded in canonical order; the module that defines the step and the
+/// complete run-time code signature enter the key.
 pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// A 128-bit hash (content hash or cache key).
@@ -134,8 +139,16 @@ pub struct KeyComponents {
     pub format: u32,
     /// Step name.
     pub step: String,
-    /// Code signature (hex of the u64).
+    /// The module that defines the step (`my_crate::kelvin`): two steps of the same name in
+    /// different modules never share a key. Empty in rows written before format 2.
+    #[serde(default)]
+    pub module: String,
+    /// Code signature (hex of the u64): the complete, run-time one (`<step>::signature()`).
     pub code_signature: String,
+    /// The named parts the code signature is made of (not part of the key, which has their
+    /// combination: for explanations). Empty in rows written before format 2.
+    #[serde(default)]
+    pub code_parts: Vec<CodePart>,
     /// Output declarations in order.
     pub outputs: Vec<OutputDecl>,
     /// Inputs in declaration order.
@@ -153,6 +166,7 @@ impl KeyComponents {
         };
         field(&self.format.to_le_bytes());
         field(self.step.as_bytes());
+        field(self.module.as_bytes());
         field(self.code_signature.as_bytes());
         field(&(self.outputs.len() as u64).to_le_bytes());
         for o in &self.outputs {
@@ -204,7 +218,9 @@ mod tests {
         KeyComponents {
             format: KEY_FORMAT_VERSION,
             step: "trainer".into(),
+            module: "app::train".into(),
             code_signature: signature_hex(7),
+            code_parts: Vec::new(),
             outputs: vec![OutputDecl {
                 name: "output".into(),
                 type_name: "f64".into(),
@@ -230,7 +246,21 @@ mod tests {
         if let InputComponent::Parameter { value, .. } = &mut b.inputs[0] {
             *value = serde_json::json!("shown differently");
         }
+        b.code_parts.push(crate::signature::CodePart {
+            kind: crate::signature::CodePartKind::Body,
+            name: String::new(),
+            helper: None,
+            value: "1".into(),
+        });
         assert_eq!(a.cache_key(), b.cache_key());
+    }
+
+    #[test]
+    fn rows_written_before_format_2_still_parse() {
+        let old = r#"{"format":1,"step":"s","code_signature":"0000000000000007","outputs":[],"inputs":[]}"#;
+        let parsed: Option<KeyComponents> = serde_json::from_str(old).ok();
+        let parsed = parsed.map(|c| (c.module, c.code_parts.len()));
+        assert_eq!(parsed, Some((String::new(), 0)));
     }
 
     #[test]
@@ -250,6 +280,9 @@ mod tests {
         let mut c = components();
         c.step = "trainer2".into();
         assert_ne!(c.cache_key(), base);
+        let mut c = components();
+        c.module = "app::other".into();
+        assert_ne!(c.cache_key(), base, "same name, another module");
         let mut c = components();
         c.outputs[0].shape = "c".repeat(32);
         assert_ne!(c.cache_key(), base, "output shape");

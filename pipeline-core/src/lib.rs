@@ -6,6 +6,7 @@
 //! `__private` module is the surface generated code uses and is not a stable API.
 
 #![warn(missing_docs)]
+#![warn(clippy::missing_errors_doc)]
 
 mod artifact;
 pub mod cacher;
@@ -19,6 +20,7 @@ mod key;
 mod pipeline;
 mod run;
 pub mod shape;
+mod signature;
 pub mod store;
 mod time;
 mod value_text;
@@ -29,6 +31,7 @@ pub use crate::error::{BoxError, Error, ReadOnlyCause, Result};
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Reason, Run, StepReport, StepStatus};
+pub use crate::signature::{CodePart, CodePartKind, StepCode};
 pub use crate::store::{
     ArtifactRecord, ContentHash, EarlierCall, ExecutionRef, GcPolicy, GcReport, InputRecord,
     Lineage, Problem, RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, Store,
@@ -40,10 +43,14 @@ pub use crate::store::{
 #[doc(hidden)]
 pub mod __private {
     pub use crate::graph::{
-        add_step, artifact, Input, InputMode, InputSpec, OutputSpec, StepContext, StepDef,
-        StepError, Value,
+        add_step, artifact, Input, InputMode, InputSpec, IntoStepErrorDisplay, IntoStepErrorSource,
+        OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,
     };
     pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+    pub use crate::signature::{
+        compile_signature, value_probe, CodePartKind, HelperDecl, PartDecl, PartValue, StepDecl,
+        Values,
+    };
     pub use crate::{Artifact, Bincode, Json};
 
     /// Compile-time checks: one spanned error per missing bound (see `checks.rs`).
@@ -71,23 +78,5 @@ pub mod __private {
     pub const fn assert_step_value<
         T: serde::Serialize + serde::de::DeserializeOwned + Send + Sync + 'static,
     >() {
-    }
-
-    /// Folds the signatures of `uses = [..]` helpers into a step's own, at compile time.
-    pub const fn combine_signatures(own: u64, uses: &[u64]) -> u64 {
-        let mut h = splitmix(own);
-        let mut i = 0;
-        while i < uses.len() {
-            h = splitmix(h ^ splitmix(uses[i].wrapping_add(i as u64 + 1)));
-            i += 1;
-        }
-        h
-    }
-
-    const fn splitmix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
     }
 }

@@ -198,6 +198,12 @@ impl<O: PipelineOutput> Pipeline<O> {
     }
 
     /// The store this pipeline records into, opened on first use.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Store::open`]: the path is not a store ([`Error::NotAStore`](crate::Error::NotAStore)),
+    /// its schema is newer ([`Error::StoreTooNew`](crate::Error::StoreTooNew)), or it cannot be
+    /// created or read ([`Error::Io`](crate::Error::Io), [`Error::Database`](crate::Error::Database)).
     pub fn open_store(&self) -> Result<Store> {
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = opened.as_ref() {
@@ -215,6 +221,18 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// Runs the pipeline: each step executes unless a completed execution with the same
     /// cache key is in the store. Returns [`Error::StepFailed`](crate::Error::StepFailed)
     /// when a step fails; the other steps' outputs stay recorded, so a rerun resumes.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::StepFailed`](crate::Error::StepFailed) when a step returned `Err` or
+    ///   panicked; its `source` is the step's error.
+    /// - [`Error::Parameter`](crate::Error::Parameter) when a parameter cannot be encoded,
+    ///   [`Error::Graph`](crate::Error::Graph) when the body wired steps wrongly, and
+    ///   [`Error::UnknownStep`](crate::Error::UnknownStep) when per-step caching names no
+    ///   step of the pipeline: nothing runs.
+    /// - As for [`open_store`](Self::open_store), and [`Error::ReadOnly`](crate::Error::ReadOnly),
+    ///   [`Error::StoreLocked`](crate::Error::StoreLocked) or [`Error::Database`](crate::Error::Database)
+    ///   when the run cannot be recorded.
     pub fn run(&self) -> Result<Run<O>> {
         let store = self.open_store()?;
         let settings = RunSettings {

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::key::{InputComponent, KeyComponents};
+use crate::signature::{part_changes, CodePart, CodePartKind, PartChange};
 use crate::store::Store;
 
 /// What happened to a step in a run.
@@ -32,12 +33,18 @@ impl StepStatus {
         }
     }
 
-    pub(crate) fn parse(s: &str) -> StepStatus {
+    /// Reads a stored status; a text this version does not know is an error, never a
+    /// default.
+    pub(crate) fn parse(s: &str) -> Result<StepStatus, crate::error::UnknownValue> {
         match s {
-            "executed" => StepStatus::Executed,
-            "cached" => StepStatus::Cached,
-            "failed" => StepStatus::Failed,
-            _ => StepStatus::Skipped,
+            "executed" => Ok(StepStatus::Executed),
+            "cached" => Ok(StepStatus::Cached),
+            "failed" => Ok(StepStatus::Failed),
+            "skipped" => Ok(StepStatus::Skipped),
+            other => Err(crate::error::UnknownValue {
+                what: "step status",
+                value: other.to_string(),
+            }),
         }
     }
 }
@@ -65,6 +72,29 @@ pub enum Reason {
         /// Earlier signature (hex).
         old: String,
         /// New signature (hex).
+        new: String,
+    },
+    /// A named part of the step's code signature differs: its body, a helper, an included
+    /// file, an `env!` value, a `cfg` predicate, a dependency's version, .. One reason per
+    /// changed part; `old` is `None` for an added part, `new` for a removed one.
+    CodePartChanged {
+        /// What the part stands for.
+        part: CodePartKind,
+        /// Its name (a helper's path, a file, a variable, ..; empty for the body).
+        name: String,
+        /// The helper it belongs to, if not the step itself.
+        helper: Option<String>,
+        /// Earlier value (a hash, or a readable value for versions, `cfg` and dependencies).
+        old: Option<String>,
+        /// New value.
+        new: Option<String>,
+    },
+    /// The newest earlier execution of a step of this name was of a step defined in another
+    /// module: a different step, so its outputs are not reused.
+    ModuleChanged {
+        /// Its module (`my_crate::celsius`).
+        old: String,
+        /// This step's module (`my_crate::kelvin`).
         new: String,
     },
     /// A parameter differs.
@@ -176,6 +206,25 @@ impl fmt::Display for Reason {
             Reason::CodeChanged { old, new } => {
                 write!(f, "code signature changed ({old} -> {new})")
             }
+            Reason::CodePartChanged {
+                part,
+                name,
+                helper,
+                old,
+                new,
+            } => {
+                let part = CodePart {
+                    kind: *part,
+                    name: name.clone(),
+                    helper: helper.clone(),
+                    value: String::new(),
+                };
+                write_part_change(f, &part, old.as_deref(), new.as_deref())
+            }
+            Reason::ModuleChanged { old, new } => write!(
+                f,
+                "a step of this name in another module ran before (`{old}`, now `{new}`)"
+            ),
             Reason::ParameterChanged { name, old, new } => {
                 write!(f, "parameter `{name}` changed ({old} -> {new})")
             }
@@ -215,6 +264,30 @@ impl fmt::Display for Reason {
                 Ok(())
             }
         }
+    }
+}
+
+/// `step body changed`, `helper `scale` changed`, `dependency `smartcore` 0.4.1 -> 0.4.2`,
+/// `cfg(feature = "fast") changed (false -> true)`, `helper `clip` added`.
+fn write_part_change(
+    f: &mut fmt::Formatter<'_>,
+    part: &CodePart,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> fmt::Result {
+    let label = part.label();
+    match (old, new) {
+        (Some(old), Some(new)) if part.kind == CodePartKind::Dependency => {
+            write!(f, "{label} {old} -> {new}")
+        }
+        (Some(old), Some(new)) if part.value_is_readable() => {
+            write!(f, "{label} changed ({old} -> {new})")
+        }
+        (Some(_), Some(_)) => write!(f, "{label} changed"),
+        (None, Some(new)) if part.value_is_readable() => write!(f, "{label} added ({new})"),
+        (Some(old), None) if part.value_is_readable() => write!(f, "{label} removed (was {old})"),
+        (None, _) => write!(f, "{label} added"),
+        (Some(_), None) => write!(f, "{label} removed"),
     }
 }
 
@@ -271,16 +344,54 @@ impl Reason {
         }
     }
 
-    /// Every difference between two sets of key components: code signature, then each
-    /// changed parameter (its type's shape first) and input in declaration order, then the
-    /// shapes of output types, then declarations.
+    /// Every difference between two sets of key components: the step's module, its code
+    /// (one reason per changed part when both sides list their parts), then each changed
+    /// parameter (its type's shape first) and input in declaration order, then the shapes
+    /// of output types, then declarations.
     pub fn differences(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
         let mut out = Vec::new();
-        if old.code_signature != new.code_signature {
-            out.push(Reason::CodeChanged {
-                old: old.code_signature.clone(),
-                new: new.code_signature.clone(),
+        if !old.module.is_empty() && !new.module.is_empty() && old.module != new.module {
+            out.push(Reason::ModuleChanged {
+                old: old.module.clone(),
+                new: new.module.clone(),
             });
+        }
+        if old.code_signature != new.code_signature {
+            let changes = if old.code_parts.is_empty() || new.code_parts.is_empty() {
+                Vec::new()
+            } else {
+                part_changes(&old.code_parts, &new.code_parts)
+            };
+            if changes.is_empty() {
+                // Rows written before parts were recorded.
+                out.push(Reason::CodeChanged {
+                    old: old.code_signature.clone(),
+                    new: new.code_signature.clone(),
+                });
+            }
+            for change in changes {
+                let (part, old, new) = match change {
+                    PartChange::Added(p) => {
+                        let new = Some(p.value.clone());
+                        (p, None, new)
+                    }
+                    PartChange::Removed(p) => {
+                        let old = Some(p.value.clone());
+                        (p, old, None)
+                    }
+                    PartChange::Changed(before, p) => {
+                        let new = Some(p.value.clone());
+                        (p, Some(before.value), new)
+                    }
+                };
+                out.push(Reason::CodePartChanged {
+                    part: part.kind,
+                    name: part.name,
+                    helper: part.helper,
+                    old,
+                    new,
+                });
+            }
         }
         for input in &new.inputs {
             let before = old.inputs.iter().find(|i| i.name() == input.name());
@@ -502,6 +613,8 @@ mod tests {
         KeyComponents {
             format: crate::key::KEY_FORMAT_VERSION,
             step: "split".into(),
+            module: String::new(),
+            code_parts: Vec::new(),
             code_signature: "0000000000000001".into(),
             outputs: vec![OutputDecl {
                 name: "output".into(),

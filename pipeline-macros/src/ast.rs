@@ -109,10 +109,12 @@ pub(crate) fn check_item(item: &ItemFn, what: &str, errors: &mut Errors) -> bool
         }
     }
     if let Some(r) = receiver(item) {
-        errors.spanned(
-            r,
-            format!("`#[{what}]` goes on a free function, not a method: move it out of the `impl` block and pass the value as an argument"),
-        );
+        let message = if what == "helper" {
+            "`#[helper]` goes on a free function or on the whole `impl` block, not on a method: e.g. `#[helper(name = scaler_methods)] impl Scaler { .. }`, then `uses = [scaler_methods]`".to_string()
+        } else {
+            format!("`#[{what}]` goes on a free function, not a method: move it out of the `impl` block and pass the value as an argument")
+        };
+        errors.spanned(r, message);
     }
     errors.len() == before
 }

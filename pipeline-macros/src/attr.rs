@@ -13,16 +13,50 @@ use syn::{Expr, Ident, Lit, LitBool, LitStr, Path, Token};
 use crate::errors::Errors;
 
 pub(crate) const STEP_OPTIONS: &[&str] = &[
+    "build_profile",
     "cacher",
     "crate",
+    "deps",
     "enable_cache",
     "name",
     "outputs",
+    "source_file",
     "uses",
     "version",
 ];
 pub(crate) const PIPELINE_OPTIONS: &[&str] = &["crate", "enable_cache", "name"];
-pub(crate) const HELPER_OPTIONS: &[&str] = &["crate", "uses"];
+pub(crate) const HELPER_OPTIONS: &[&str] = &["crate", "name", "uses"];
+
+/// Step options that enter the code signature as parts of their own rather than through
+/// the hash of the step's tokens.
+pub(crate) const PART_OPTIONS: &[&str] = &["build_profile", "deps", "source_file", "version"];
+
+/// One entry of `uses = [..]`: a path to a `#[helper]`, with `!` for a `macro_rules!` one.
+#[derive(Clone)]
+pub(crate) struct Use {
+    pub path: Path,
+    /// `factor!`: a `macro_rules!` helper, asked for its signature by invoking it.
+    pub bang: Option<Token![!]>,
+}
+
+impl Parse for Use {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let path = input.call(Path::parse_mod_style)?;
+        let bang = if input.peek(Token![!]) {
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Use { path, bang })
+    }
+}
+
+impl quote::ToTokens for Use {
+    fn to_tokens(&self, tokens: &mut TokenStream) {
+        self.path.to_tokens(tokens);
+        self.bang.to_tokens(tokens);
+    }
+}
 
 /// Options of `#[step(..)]`.
 #[derive(Default)]
@@ -35,10 +69,17 @@ pub(crate) struct StepOptions {
     pub name: Option<LitStr>,
     /// `outputs(a, b, ..)`: names the elements of a tuple return type.
     pub outputs: Option<(Span, Vec<Ident>)>,
-    /// `uses = [helper, ..]`: `#[helper]` functions whose signatures fold into this one.
-    pub uses: Vec<Path>,
+    /// `uses = [helper, macro!, ..]`: `#[helper]` items whose signatures fold into this one.
+    pub uses: Vec<Use>,
     /// `version = "..."`: a salt bumped by hand to invalidate the cache.
     pub version: Option<LitStr>,
+    /// `deps = [smartcore, "tracing-subscriber"]`: crates whose locked versions (from
+    /// `Cargo.lock`) enter the signature.
+    pub deps: Vec<LitStr>,
+    /// `build_profile = bool`: whether `debug` and `release` builds get separate entries.
+    pub build_profile: Option<LitBool>,
+    /// `source_file = bool`: fold a hash of the whole source file into the signature.
+    pub source_file: Option<LitBool>,
     /// `cacher = Type` (one output) or `cacher(output = Type, ..)`: how outputs are stored.
     pub cachers: Vec<(Option<Ident>, Path)>,
     /// Parsing stopped at a syntax error, so options after it are unknown.
@@ -61,8 +102,11 @@ pub(crate) struct PipelineOptions {
 pub(crate) struct HelperOptions {
     /// `crate = path`.
     pub krate: Option<Path>,
-    /// `uses = [helper, ..]`: helpers this helper calls.
-    pub uses: Vec<Path>,
+    /// `uses = [helper, macro!, ..]`: helpers this helper calls.
+    pub uses: Vec<Use>,
+    /// `name = point_methods`: the name of the signature module of an `impl` block (a
+    /// type's name would clash with it: types and modules share a namespace).
+    pub name: Option<Ident>,
 }
 
 fn key_of(meta: &ParseNestedMeta<'_>) -> String {
@@ -173,18 +217,73 @@ fn parse_crate(meta: &ParseNestedMeta<'_>) -> syn::Result<Path> {
     }
 }
 
-/// `uses = [a, b::c]`.
-fn parse_uses(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Path>> {
+/// `uses = [a, b::c, factor!]`.
+fn parse_uses(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<Use>> {
     let input = meta.value()?;
     if !input.peek(syn::token::Bracket) {
         return Err(input.error(
-            "`uses` expects a list of `#[helper]` functions, e.g. `uses = [scale, clean]`",
+            "`uses` expects a list of `#[helper]` items, e.g. `uses = [scale, clean, factor!]`",
         ));
     }
     let content;
     syn::bracketed!(content in input);
-    let list = Punctuated::<Path, Token![,]>::parse_terminated(&content)?;
+    let list = Punctuated::<Use, Token![,]>::parse_terminated(&content)?;
     Ok(list.into_iter().collect())
+}
+
+/// `deps = [smartcore, "tracing-subscriber"]`: crate names as identifiers or strings.
+fn parse_deps(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Vec<LitStr>> {
+    let input = meta.value()?;
+    if !input.peek(syn::token::Bracket) {
+        return Err(
+            input.error("`deps` expects a list of crate names, e.g. `deps = [smartcore, ndarray]`")
+        );
+    }
+    let content;
+    syn::bracketed!(content in input);
+    enum Dep {
+        Ident(Ident),
+        Str(LitStr),
+    }
+    impl Parse for Dep {
+        fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+            if input.peek(LitStr) {
+                input.parse().map(Dep::Str)
+            } else {
+                input
+                    .call(<Ident as syn::ext::IdentExt>::parse_any)
+                    .map(Dep::Ident)
+                    .map_err(|e| {
+                        syn::Error::new(
+                            e.span(),
+                            "`deps` expects crate names, e.g. `deps = [smartcore, \"tracing-subscriber\"]`",
+                        )
+                    })
+            }
+        }
+    }
+    let list = Punctuated::<Dep, Token![,]>::parse_terminated(&content)?;
+    let mut names: Vec<LitStr> = Vec::new();
+    for dep in list {
+        let name = match dep {
+            Dep::Ident(i) => LitStr::new(&i.to_string(), i.span()),
+            Dep::Str(s) => s,
+        };
+        if name.value().is_empty() {
+            errors.spanned(&name, "`deps` names a crate, e.g. `deps = [smartcore]`");
+        } else if names.iter().any(|n| n.value() == name.value()) {
+            errors.spanned(
+                &name,
+                format!("duplicate crate `{}` in `deps`", name.value()),
+            );
+        } else {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        errors.push(meta.error("`deps = []` is empty; name the crates whose versions matter, e.g. `deps = [smartcore]`"));
+    }
+    Ok(names)
 }
 
 /// `outputs(a, b)`.
@@ -268,8 +367,14 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
                     .unwrap_or_else(Span::call_site);
                 o.outputs = Some((span, parse_outputs(&meta, errors)?));
             }
-            // uses = [helper, ..]
+            // uses = [helper, macro!, ..]
             "uses" => o.uses = parse_uses(&meta)?,
+            // deps = [smartcore, "tracing-subscriber"]
+            "deps" => o.deps = parse_deps(&meta, errors)?,
+            // build_profile = true
+            "build_profile" => o.build_profile = parse_bool(&meta, errors)?,
+            // source_file = true
+            "source_file" => o.source_file = parse_bool(&meta, errors)?,
             // cacher = Json | cacher(out = Json, ..)
             "cacher" => o.cachers = parse_cachers(&meta)?,
             // crate = ::path
@@ -332,7 +437,19 @@ pub(crate) fn parse_helper(tokens: TokenStream, errors: &mut Errors) -> HelperOp
             seen.push(key.clone());
         }
         match key.as_str() {
+            // uses = [helper, macro!, ..]
             "uses" => o.uses = parse_uses(&meta)?,
+            // name = point_methods
+            "name" => {
+                let input = meta.value()?;
+                o.name = Some(input.parse::<Ident>().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "`name` expects an identifier for the helper's signature module, e.g. `name = point_methods`",
+                    )
+                })?);
+            }
+            // crate = ::path
             "crate" => o.krate = Some(parse_crate(&meta)?),
             _ => {
                 errors.push(unknown(&meta, "helper", HELPER_OPTIONS));
@@ -426,18 +543,26 @@ mod tests {
                 enable_cache = false,
                 name = "t",
                 outputs(a, b),
-                uses = [h, m::g],
+                uses = [h, m::g, factor!],
                 version = "2",
                 cacher(a = Json),
-                crate = ::re::pipeline
+                crate = ::re::pipeline,
+                deps = [smartcore, "tracing-subscriber"],
+                build_profile = true,
+                source_file = false
             ),
             &mut errors,
         );
         assert!(errors.is_empty());
+        assert_eq!(o.uses.iter().filter(|u| u.bang.is_some()).count(), 1);
+        let deps: Vec<String> = o.deps.iter().map(LitStr::value).collect();
+        assert_eq!(deps, ["smartcore", "tracing-subscriber"]);
+        assert_eq!(o.build_profile.map(|b| b.value), Some(true));
+        assert_eq!(o.source_file.map(|b| b.value), Some(false));
         assert_eq!(o.enable_cache.map(|b| b.value), Some(false));
         assert_eq!(o.name.map(|n| n.value()).as_deref(), Some("t"));
         assert_eq!(o.outputs.map(|(_, v)| v.len()), Some(2));
-        assert_eq!(o.uses.len(), 2);
+        assert_eq!(o.uses.len(), 3);
         assert_eq!(o.cachers.len(), 1);
         assert!(o.krate.is_some());
     }
@@ -468,7 +593,10 @@ mod tests {
             message.contains("unknown `step` option `retries`"),
             "{message}"
         );
-        assert!(message.contains("enable_cache, name, outputs"), "{message}");
+        assert!(
+            message.contains("deps, enable_cache, name, outputs"),
+            "{message}"
+        );
     }
 
     /// A fixed generator of malformed option lists: each must give an error from every
@@ -483,6 +611,9 @@ mod tests {
             "version",
             "cacher",
             "crate",
+            "deps",
+            "build_profile",
+            "source_file",
             "bogus",
             "",
             "1",

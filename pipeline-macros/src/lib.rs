@@ -46,7 +46,9 @@ mod ast;
 mod attr;
 mod errors;
 mod expand;
+mod manifest;
 mod signature;
+mod values;
 
 use proc_macro::TokenStream;
 
@@ -67,17 +69,31 @@ use proc_macro::TokenStream;
 /// | `enable_cache = false` | re-execute on every run (a run-level override still wins) |
 /// | `name = "trainer"` | the step's name in logs, the store and its cache key |
 /// | `version = "2"` | a salt folded into the code signature; bump it by hand |
-/// | `uses = [clip, util::scale]` | `#[helper]` functions whose signatures fold into this one |
+/// | `uses = [clip, util::scale, factor!]` | `#[helper]` items whose signatures fold into this one |
+/// | `deps = [smartcore, "tracing-subscriber"]` | crates whose versions in `Cargo.lock` fold in |
+/// | `build_profile = true` | debug and release builds keep separate cache entries |
+/// | `source_file = true` | any edit to the step's source file re-executes it |
 /// | `cacher = Json` / `cacher(metrics = Json)` | how the output (or a named one) is stored |
 /// | `crate = ::my::pipeline` | the path of the `pipeline` crate, for re-exporting crates |
 ///
-/// Generated next to the function: `<step>::SIGNATURE` (`u64`), `<step>::call(..)` (the
-/// function itself, for unit tests), and `<step>::Outputs` for multi-output steps. The
-/// function `<step>` itself only wires a pipeline: called outside a `#[pipeline]` body it
-/// panics and points to `<step>::call`.
+/// The code signature also covers, without being asked, the files the step includes
+/// (`include_str!`, `include_bytes!`, `include!`), the build-time variables it reads
+/// (`env!`, `option_env!`), its `cfg!(..)` and `#[cfg(..)]` predicates, and the values of the
+/// constants and statics its body names (when their type is `Serialize`). The defaults for
+/// `deps`, `build_profile` and `source_file` can be set for a whole crate in its
+/// `Cargo.toml`, under `[package.metadata.pipeline]`.
+///
+/// Generated next to the function: `<step>::SIGNATURE` (`u64`, the compile-time code
+/// signature), `<step>::signature()` (the complete one the cache key uses: `SIGNATURE` with
+/// included files over 4 KiB and constant values folded in at run time, once per process),
+/// `<step>::call(..)` (the function itself, for unit tests), and `<step>::Outputs` for
+/// multi-output steps. The function `<step>` itself only wires a pipeline: called outside a
+/// `#[pipeline]` body it panics and points to `<step>::call`.
 #[proc_macro_attribute]
 pub fn step(attr: TokenStream, item: TokenStream) -> TokenStream {
-    expand::step::expand(attr.into(), item.into()).into()
+    // The file the step is written in, for `source_file = true` (`None` for generated code).
+    let file = proc_macro::Span::call_site().local_file();
+    expand::step::expand(attr.into(), item.into(), file.as_deref()).into()
 }
 
 /// Makes a function a pipeline constructor that wires steps together.
@@ -95,13 +111,21 @@ pub fn pipeline(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::pipeline::expand(attr.into(), item.into()).into()
 }
 
-/// Publishes `<helper>::SIGNATURE` so steps can name the function in `uses = [..]`.
+/// Publishes an item's code signature so steps can name it in `uses = [..]`.
 ///
-/// The function is kept as written (any free function: `const`, `async` and generic ones
-/// too). Its signature hashes its tokens, with the signatures of the helpers it names in
-/// its own `uses = [..]` folded in, so editing a helper changes the signature of every
-/// step that uses it, directly or through other helpers. Options: `uses = [..]`,
-/// `crate = path`.
+/// The item is kept as written. Its signature hashes its tokens (with the files, `env!`
+/// variables and `cfg`s they read), with the signatures of the helpers it names in its own
+/// `uses = [..]` folded in, so editing a helper changes the signature of every step that
+/// uses it, directly or through other helpers. It goes on:
+///
+/// * a free function (`const`, `async` and generic ones too): `<helper>::SIGNATURE`;
+/// * a `const` or `static`: `<NAME>::SIGNATURE`; its value is also hashed at run time when
+///   its type is `Serialize`;
+/// * a `macro_rules!` macro: named with `!` where a step can call it, `uses = [factor!]`;
+/// * an `impl` block, inherent or of a trait, named by `#[helper(name = point_methods)]`
+///   (a type's name would clash with the generated module): `point_methods::SIGNATURE`.
+///
+/// Options: `uses = [..]`, `name = ident` (`impl` blocks only), `crate = path`.
 #[proc_macro_attribute]
 pub fn helper(attr: TokenStream, item: TokenStream) -> TokenStream {
     expand::helper::expand(attr.into(), item.into()).into()

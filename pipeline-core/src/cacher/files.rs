@@ -68,11 +68,20 @@ impl FileRef {
     }
 
     /// Hashes the referenced content now: every file's relative path, size and bytes.
+    ///
+    /// # Errors
+    ///
+    /// The [`io::Error`] of the first file or directory that cannot be read (it was removed,
+    /// or this process may not read it).
     pub fn digest(&self) -> io::Result<String> {
         Ok(digest_path(&self.path)?.to_hex())
     }
 
     /// Whether the files still hash to the digest recorded with this reference.
+    ///
+    /// # Errors
+    ///
+    /// As for [`digest`](Self::digest): a file that cannot be read.
     pub fn is_unchanged(&self) -> io::Result<bool> {
         Ok(self.digest == Some(digest_path(&self.path)?))
     }

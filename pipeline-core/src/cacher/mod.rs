@@ -62,9 +62,22 @@ pub trait Cacher<T>: Send + Sync + 'static {
     }
 
     /// Writes `value` to `out`.
+    ///
+    /// # Errors
+    ///
+    /// Whatever stops the value from being written: an I/O error of `out` (e.g. a full
+    /// disk) or an encoder's error. The step then fails with [`Error::Cacher`](crate::Error::Cacher)
+    /// as the source of [`Error::StepFailed`](crate::Error::StepFailed), and the partial
+    /// bytes are discarded.
     fn save(&self, value: &T, out: &mut dyn Write) -> Result<(), BoxError>;
 
     /// Reads a value back from the bytes `save` wrote.
+    ///
+    /// # Errors
+    ///
+    /// Bytes that do not decode (written by another version or type) or an I/O error of
+    /// `input`; loads report it as [`Error::Cacher`](crate::Error::Cacher) or
+    /// [`Error::Undecodable`](crate::Error::Undecodable), keeping it as the source.
     fn load(&self, input: &mut dyn Read) -> Result<T, BoxError>;
 
     /// Extra metadata about `value` recorded beside the artifact (as JSON), e.g. a shape.

@@ -214,6 +214,10 @@ impl<W: Write> HashingWriter<W> {
     }
 
     /// Writes out what is gathered; returns the inner writer, the hash and the byte count.
+    ///
+    /// # Errors
+    ///
+    /// The inner writer's [`io::Error`] for the last bytes (e.g. a full disk).
     pub fn finish(mut self) -> io::Result<(W, Hash128, u64)> {
         self.write_chunk()?;
         self.inner.flush()?;

@@ -235,7 +235,7 @@ impl Store {
         step: &str,
         completed: bool,
     ) -> Result<Candidates> {
-        let rows: Vec<(i64, String, String, String)> = {
+        let rows: Vec<(i64, String, StepStatus, String)> = {
             let conn = self.db();
             let mut stmt = conn
                 .prepare_cached(
@@ -245,7 +245,9 @@ impl Store {
                 .map_err(|e| self.db_error(e))?;
             let rows = stmt
                 .query_map(params![run_id, step], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    let status =
+                        StepStatus::parse(&r.get::<_, String>(2)?).map_err(|e| e.in_column(2))?;
+                    Ok((r.get(0)?, r.get(1)?, status, r.get(3)?))
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())
                 .map_err(|e| self.db_error(e))?;
@@ -255,7 +257,6 @@ impl Store {
             .into_iter()
             .enumerate()
             .filter_map(|(ordinal, (execution, name, status, components))| {
-                let status = StepStatus::parse(&status);
                 if completed && !matches!(status, StepStatus::Executed | StepStatus::Cached) {
                     return None;
                 }
@@ -382,6 +383,8 @@ mod tests {
         KeyComponents {
             format: KEY_FORMAT_VERSION,
             step: "scale".into(),
+            module: String::new(),
+            code_parts: Vec::new(),
             code_signature: signature_hex(code),
             outputs: vec![OutputDecl {
                 name: "output".into(),

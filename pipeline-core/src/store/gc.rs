@@ -108,11 +108,21 @@ struct RunRow {
 
 impl Store {
     /// Pins a run (id, name or unique prefix): garbage collection always keeps it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several,
+    /// [`Error::ReadOnly`] on a read-only handle, [`Error::StoreLocked`] or
+    /// [`Error::Database`] when the change cannot be written.
     pub fn pin(&self, run: &str) -> Result<()> {
         self.set_pinned(run, true)
     }
 
     /// Unpins a run.
+    ///
+    /// # Errors
+    ///
+    /// As for [`pin`](Self::pin).
     pub fn unpin(&self, run: &str) -> Result<()> {
         self.set_pinned(run, false)
     }

@@ -45,7 +45,7 @@ pub use blob::ContentHash;
 pub use blob::HashingWriter;
 
 use crate::cacher::{Bincode, Cacher, Json};
-use crate::error::{BoxError, Error, ReadOnlyCause, Result};
+use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::StepStatus;
 
@@ -474,6 +474,10 @@ impl Store {
     }
 
     /// The schema version of this store.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read.
     pub fn schema_version(&self) -> Result<i64> {
         self.db()
             .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -639,7 +643,7 @@ impl Store {
             cacher: cacher.to_string(),
             action: "load",
             what: format!("blob {hash}"),
-            message: e.to_string(),
+            source: e,
         })
     }
 
@@ -654,8 +658,9 @@ impl Store {
         output: &str,
         type_name: &str,
         cacher: &str,
-        message: String,
+        source: BoxError,
     ) -> Error {
+        let message = source.to_string();
         tracing::warn!(
             target: "pipeline",
             "Stored output `{output}` of `{step}` could not be decoded as `{type_name}` ({message}); the next run executes `{step}` again."
@@ -679,7 +684,7 @@ impl Store {
             output: output.to_string(),
             type_name: type_name.to_string(),
             cacher: cacher.to_string(),
-            message,
+            source,
         }
     }
 
@@ -1018,27 +1023,34 @@ impl Store {
                     cacher: other.to_string(),
                     action: "load",
                     what: format!("output `{output}` of step `{step}`"),
-                    message: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
+                    source: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
                         .into(),
                 })
             }
         };
         match loaded {
-            Err(Error::Cacher {
-                cacher, message, ..
-            }) => Err(self.undecodable(
+            Err(Error::Cacher { cacher, source, .. }) => Err(self.undecodable(
                 record.reused_execution.unwrap_or(record.execution_id),
                 &record.name,
                 output,
                 &artifact.type_name,
                 &cacher,
-                message,
+                source,
             )),
             other => other,
         }
     }
 
     /// Loads an artifact by run, step and output name with an explicit cacher.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::UnknownRun`], [`Error::AmbiguousRun`] or [`Error::UnknownStep`] when
+    ///   `run`, `step` or `output` names nothing recorded;
+    /// - [`Error::TypeMismatch`] when `T` is not the type the step returned;
+    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
+    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
+    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
     pub fn load_with<T: 'static, C: Cacher<T>>(
         &self,
         run: &str,
@@ -1050,19 +1062,45 @@ impl Store {
         self.load_artifact(&artifact, cacher)
     }
 
-    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`.
+    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`, with the
+    /// built-in cacher it was stored with.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::UnknownArtifact`] when no artifact has this hash;
+    /// - [`Error::Cacher`] when it was stored by a cacher other than `bincode` or `json`
+    ///   (load it with [`load_artifact`](Self::load_artifact) and that cacher);
+    /// - [`Error::TypeMismatch`] when `T` is not the type the step returned;
+    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
+    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
+    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
     pub fn load_hash<T>(&self, hash: &str) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
         let artifact = self.artifact_by_hash(hash)?;
         match artifact.cacher.as_str() {
+            "bincode" => self.load_artifact(&artifact, &Bincode),
             "json" => self.load_artifact(&artifact, &Json),
-            _ => self.load_artifact(&artifact, &Bincode),
+            other => Err(Error::Cacher {
+                cacher: other.to_string(),
+                action: "load",
+                what: format!("artifact {hash}"),
+                source: "not a built-in cacher; load it with Store::load_artifact(.., &YourCacher)"
+                    .into(),
+            }),
         }
     }
 
     /// Loads a recorded artifact with `cacher`, checking its recorded type first.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::TypeMismatch`] when `T` is not the recorded type;
+    /// - [`Error::UnknownArtifact`] when the record's content hash is not 32 hex digits;
+    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
+    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
+    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
     pub fn load_artifact<T: 'static, C: Cacher<T>>(
         &self,
         artifact: &ArtifactRecord,
@@ -1083,6 +1121,12 @@ impl Store {
 
     /// Saves `value` with `cacher` as a blob outside any pipeline; returns its content hash.
     /// The blob is not referenced by any execution (so garbage collection may remove it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Cacher`] when `cacher` cannot save the value (its error is the source; the
+    /// partial bytes are discarded), [`Error::ReadOnly`] on a read-only handle, and
+    /// [`Error::Io`] when the blob cannot be written.
     pub fn save_blob<T, C: Cacher<T>>(&self, value: &T, cacher: &C) -> Result<String> {
         let mut writer = self.blob_writer()?;
         if let Err(e) = cacher.save(value, &mut writer) {
@@ -1091,7 +1135,7 @@ impl Store {
                 cacher: cacher.id().to_string(),
                 action: "save",
                 what: std::any::type_name::<T>().to_string(),
-                message: e.to_string(),
+                source: e,
             });
         }
         let (hash, _) = self.finish_blob(writer)?;
@@ -1099,6 +1143,13 @@ impl Store {
     }
 
     /// Reads blob `hash` (32 hex digits) with `cacher`, verifying its content hash.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownArtifact`] when `hash` is not 32 hex digits; otherwise
+    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
+    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
+    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
     pub fn load_blob<T, C: Cacher<T>>(&self, hash: &str, cacher: &C) -> Result<T> {
         let h = Hash128::from_hex(hash).ok_or_else(|| Error::UnknownArtifact(hash.to_string()))?;
         self.read_blob(h, cacher.id(), |input| cacher.load(input))
@@ -1145,6 +1196,15 @@ fn setting_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> 
 }
 
 fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
+    if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &e {
+        if let Some(unknown) = inner.downcast_ref::<UnknownValue>() {
+            return Error::UnknownStoredValue {
+                path: root.to_path_buf(),
+                what: unknown.what,
+                value: unknown.value.clone(),
+            };
+        }
+    }
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(

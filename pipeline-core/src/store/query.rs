@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::earlier::Candidate;
 use super::{Call, Candidates, Store};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, UnknownValue};
 use crate::key::{InputComponent, KeyComponents};
 use crate::run::StepStatus;
 
@@ -33,11 +33,17 @@ impl RunStatus {
         }
     }
 
-    fn parse(s: &str) -> RunStatus {
+    /// Reads a stored status; a text this version does not know is an error, never a
+    /// default.
+    fn parse(s: &str) -> Result<RunStatus, UnknownValue> {
         match s {
-            "completed" => RunStatus::Completed,
-            "failed" => RunStatus::Failed,
-            _ => RunStatus::Running,
+            "running" => Ok(RunStatus::Running),
+            "completed" => Ok(RunStatus::Completed),
+            "failed" => Ok(RunStatus::Failed),
+            other => Err(UnknownValue {
+                what: "run status",
+                value: other.to_string(),
+            }),
         }
     }
 }
@@ -134,6 +140,11 @@ pub struct StepRecord {
 
 impl Store {
     /// Runs, newest first; only those of `pipeline` when given.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
         let conn = self.db();
         let sql = "SELECT r.id, r.pipeline, r.name, r.status, r.started_at_us, r.duration_s, \
@@ -152,6 +163,10 @@ impl Store {
     }
 
     /// Names of the pipelines with at least one run, sorted.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read.
     pub fn pipelines(&self) -> Result<Vec<String>> {
         let conn = self.db();
         let mut stmt = conn
@@ -165,6 +180,12 @@ impl Store {
     }
 
     /// The run with this id or name, or the only one whose id or name starts with it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `id_or_name` names no run or several;
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn run(&self, id_or_name: &str) -> Result<RunRecord> {
         let all = self.runs(None)?;
         if let Some(r) = all
@@ -188,6 +209,11 @@ impl Store {
     }
 
     /// The run that execution `id` belongs to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] when no execution has id `id`; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn execution_run(&self, id: i64) -> Result<RunRecord> {
         let run_id: String = self
             .db()
@@ -202,6 +228,11 @@ impl Store {
     /// that ran or was reused before execution `before`, whichever call it was. Failed and
     /// skipped executions are left out. What a cache miss was compared with, the earlier
     /// execution of the same call, is [`Store::compared_execution`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
         let id: Option<i64> = self
             .db()
@@ -215,6 +246,12 @@ impl Store {
     }
 
     /// The step records of a run (by id or name), in pipeline order.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several;
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>> {
         let run = self.run(run)?;
         let ids: Vec<i64> = {
@@ -232,6 +269,11 @@ impl Store {
     }
 
     /// One execution record by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] when no execution has id `id`; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn execution(&self, id: i64) -> Result<StepRecord> {
         let conn = self.db();
         let mut record = conn
@@ -273,6 +315,12 @@ impl Store {
     }
 
     /// Output `output` of step `step` in run `run`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several;
+    /// [`Error::UnknownStep`] when the run has no such step or output; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<ArtifactRecord> {
         self.step_output(run, step, output)
             .map(|(_, artifact)| artifact)
@@ -308,6 +356,11 @@ impl Store {
     }
 
     /// The newest artifact record with this content hash.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownArtifact`] when no artifact has this hash; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn artifact_by_hash(&self, hash: &str) -> Result<ArtifactRecord> {
         let conn = self.db();
         conn.prepare_cached(
@@ -328,7 +381,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         name: r.get(2)?,
-        status: RunStatus::parse(&status),
+        status: RunStatus::parse(&status).map_err(|e| e.in_column(3))?,
         started_at_us: r.get(4)?,
         duration: duration.and_then(|d| Duration::try_from_secs_f64(d).ok()),
         executed: count(6)?,
@@ -341,13 +394,15 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
 fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
     let status: String = r.get(3)?;
     let components: String = r.get(11)?;
-    let components: KeyComponents = serde_json::from_str(&components).unwrap_or(KeyComponents {
-        format: 0,
-        step: String::new(),
-        code_signature: String::new(),
-        outputs: Vec::new(),
-        inputs: Vec::new(),
-    });
+    // Components this version cannot read (a newer key format) are an error, not an empty
+    // record that would hide the parameters and inputs.
+    let components: KeyComponents = serde_json::from_str(&components).map_err(|_| {
+        UnknownValue {
+            what: "key components",
+            value: components.clone(),
+        }
+        .in_column(11)
+    })?;
     let parameters = components
         .inputs
         .iter()
@@ -361,7 +416,7 @@ fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
         execution_id: r.get(0)?,
         name: r.get(1)?,
         step: r.get(2)?,
-        status: StepStatus::parse(&status),
+        status: StepStatus::parse(&status).map_err(|e| e.in_column(3))?,
         cache_key: r.get(4)?,
         code_signature: r.get(5)?,
         started_at_us: r.get(6)?,
@@ -457,6 +512,11 @@ impl RunComparison {
 
 impl Store {
     /// Which executions produced, reused and consumed the artifact with `content_hash`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn lineage(&self, content_hash: &str) -> Result<Lineage> {
         let conn = self.db();
         let refs = |sql: &str| -> Result<Vec<ExecutionRef>> {
@@ -469,7 +529,7 @@ impl Store {
                         run_id: r.get(1)?,
                         run_name: r.get(2)?,
                         step: r.get(3)?,
-                        status: StepStatus::parse(&status),
+                        status: StepStatus::parse(&status).map_err(|e| e.in_column(4))?,
                     })
                 })
                 .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
@@ -507,6 +567,12 @@ impl Store {
     /// (the fewest, then the nearest position), else the nearest position. So for calls
     /// in a loop the differences read as `reason()` and `pipeline explain` give them.
     /// Calls of the first run paired with none are listed after, as only in the first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `a` or `b` names no run or several;
+    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn compare_runs(&self, a: &str, b: &str) -> Result<RunComparison> {
         let run_a = self.run(a)?;
         let run_b = self.run(b)?;

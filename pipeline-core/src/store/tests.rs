@@ -375,7 +375,9 @@ fn verify_reports_each_kind_of_damage() {
     let components = KeyComponents {
         format: 1,
         step: "s".into(),
+        module: String::new(),
         code_signature: "0".into(),
+        code_parts: Vec::new(),
         outputs: vec![crate::OutputDecl {
             name: "output".into(),
             type_name: "Vec<u8>".into(),
@@ -559,6 +561,8 @@ fn claim(store: &Store, key: Hash128) -> Acquire {
     let components = KeyComponents {
         format: 1,
         step: "s".into(),
+        module: String::new(),
+        code_parts: Vec::new(),
         code_signature: "0".into(),
         outputs: vec![],
         inputs: vec![],

@@ -1,5 +1,6 @@
 //! Code generation. Reads only validated ASTs and options.
 
+pub(crate) mod code;
 pub(crate) mod helper;
 pub(crate) mod pipeline;
 pub(crate) mod scope;

@@ -33,8 +33,15 @@ pub(crate) enum Kind {
 
 /// Items beside the function.
 pub(crate) fn outer(root: &TokenStream, name: &Ident) -> TokenStream {
+    outer_with(root, name, &TokenStream::new())
+}
+
+/// [`outer`] for an item whose `#[cfg]` attributes (`cfgs`) also apply to its signature
+/// module: both generated items carry them.
+pub(crate) fn outer_with(root: &TokenStream, name: &Ident, cfgs: &TokenStream) -> TokenStream {
     let probe = format_ident!("__pl_module_level_{}", name);
     quote! {
+        #cfgs
         #[doc(hidden)]
         #[allow(non_camel_case_types)]
         trait #probe {
@@ -42,6 +49,7 @@ pub(crate) fn outer(root: &TokenStream, name: &Ident) -> TokenStream {
                 #root::__private::AtModuleLevel
             }
         }
+        #cfgs
         impl #probe for #name::__PlScope {}
     }
 }

@@ -11,18 +11,26 @@
 //!   `<step>::call`, `<step>::Outputs` and a wiring function that accepts anything), so
 //!   the pipelines that use it add no errors of their own.
 
+use std::path::Path as FilePath;
+
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, Item, ItemFn, Path, Type};
 
-use super::{doc_attrs, scope, type_string};
+use super::{code, doc_attrs, scope, type_string};
 use crate::ast::{self, Mode, StepFn};
 use crate::attr::{self, StepOptions};
 use crate::errors::Errors;
-use crate::signature;
+use crate::{signature, values};
 
-pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream {
+/// `source_file` is the file the step is written in, as the compiler names it (for
+/// `source_file = true`).
+pub(crate) fn expand(
+    attr_tokens: TokenStream,
+    item: TokenStream,
+    source_file: Option<&FilePath>,
+) -> TokenStream {
     let mut errors = Errors::default();
     let options = attr::parse_step(attr_tokens.clone(), &mut errors);
     let item_fn: ItemFn = match syn::parse2::<Item>(item.clone()) {
@@ -46,14 +54,25 @@ pub(crate) fn expand(attr_tokens: TokenStream, item: TokenStream) -> TokenStream
         let errs = errors.to_compile_errors();
         return quote!(#errs #item_fn);
     }
-    // Options and tokens both count: `version = ".."` is a salt, `outputs(..)` a declaration.
-    let own = signature::signature(quote!(step(#attr_tokens) #item));
+    // Options and tokens both count: `outputs(..)` is a declaration. `version` and the
+    // other options with parts of their own are left out, so changing one names itself.
+    let hashed_options = signature::without_options(&attr_tokens, attr::PART_OPTIONS);
+    let own = signature::signature(quote!(step(#hashed_options) #item));
+    let root = attr::root(&options.krate);
+    let extras = code::step_extras(&root, &options, source_file, &mut errors);
+    let mut parts = extras.parts;
+    parts.extend(code::scanned_parts(&root, &signature::scan(&item)));
+    let code = StepCode {
+        own,
+        parts,
+        tracking: extras.tracking,
+    };
     let generated = match ast::analyse_step(item_fn.clone(), &options, &mut errors) {
         Some(step) if !options.incomplete => {
             let cachers = resolve_cachers(&options, &step, &mut errors);
-            generate(&options, &step, &cachers, own)
+            generate(&options, &step, &cachers, &code)
         }
-        _ => stub(&options, &item_fn, own),
+        _ => stub(&options, &item_fn, &code),
     };
     let errs = errors.to_compile_errors();
     quote! {
@@ -88,14 +107,18 @@ fn resolve_cachers(options: &StepOptions, step: &StepFn, errors: &mut Errors) ->
     chosen
 }
 
-/// The `<step>::SIGNATURE` expression: own tokens with the `uses = [..]` helpers folded in.
-fn signature_expr(options: &StepOptions, root: &TokenStream, own: u64) -> TokenStream {
-    let uses = options
-        .uses
-        .iter()
-        .map(|p| quote_spanned!(p.span()=> #p::SIGNATURE));
-    quote!(#root::__private::combine_signatures(#own, &[#(#uses),*]))
+/// What a step's signature is made of, as generated code.
+struct StepCode {
+    /// Hash of the step's tokens.
+    own: u64,
+    /// `PartDecl` expressions: version, dependencies, profile, source file, includes,
+    /// `env!`, `cfg`.
+    parts: Vec<TokenStream>,
+    /// Statements that make cargo track the files read to find the parts.
+    tracking: TokenStream,
 }
+
+const SIGNATURE_DOC: &str = "The step's compile-time code signature: xxh3-64 of its tokens (doc comments excluded), with its `version`, the files, `env!` variables and `cfg`s it reads, the dependencies it names and the signatures of the helpers it `uses` folded in. `signature()` adds what is hashed at run time.";
 
 /// The span of a bound check's call. rustc points a failed bound at the type argument
 /// (the user's whole type) and labels the call "required by a bound introduced by this
@@ -119,7 +142,7 @@ fn generate(
     options: &StepOptions,
     step: &StepFn,
     cachers: &[Option<Path>],
-    own: u64,
+    code: &StepCode,
 ) -> TokenStream {
     let root = attr::root(&options.krate);
     let item = &step.item;
@@ -390,9 +413,17 @@ fn generate(
         quote! {
             match #name::call(#(#call_args),*) {
                 ::core::result::Result::Ok(__pl_value) => { #wrap }
-                ::core::result::Result::Err(__pl_error) => ::core::result::Result::Err(
-                    #root::__private::StepError::from_display(&__pl_error),
-                ),
+                ::core::result::Result::Err(__pl_error) => {
+                    // Keeps the error as the run error's source when it is an error, its
+                    // text otherwise (autoref specialization, see `StepErrorValue`).
+                    #[allow(unused_imports)]
+                    use #root::__private::{
+                        IntoStepErrorDisplay as _, IntoStepErrorSource as _,
+                    };
+                    ::core::result::Result::Err(
+                        #root::__private::StepErrorValue(__pl_error).into_step_error(),
+                    )
+                }
             }
         }
     } else {
@@ -405,7 +436,28 @@ fn generate(
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
-    let signature = signature_expr(options, &root, own);
+    let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
+    let (sig_items, sig_value, sig_parts, sig_uses) =
+        (&sig.items, &sig.signature, &sig.parts, &sig.uses);
+    let tracking = &code.tracking;
+    let own = code.own;
+    // A constant declared in `uses` is a helper part already (its tokens and its value).
+    let mut value_refs = values::collect(item);
+    let declared: Vec<String> = options
+        .uses
+        .iter()
+        .filter(|u| u.bang.is_none())
+        .map(|u| crate::signature::pretty(&quote!(#u)))
+        .collect();
+    value_refs
+        .paths
+        .retain(|(name, _)| !declared.contains(name));
+    let values_name = format_ident!("__pl_values_{}", name);
+    let values_fn = values::values_fn(&value_refs, &values_name, &root);
+    let values = match values_fn {
+        Some(_) => quote!(::core::option::Option::Some(super::#values_name)),
+        None => quote!(::core::option::Option::None),
+    };
     let module_doc = format!(
         "Generated by `#[step]` for [`{name}`](fn@{name}): its code signature, the plain function (`call`) and its output handles."
     );
@@ -421,15 +473,39 @@ fn generate(
         #[allow(clippy::too_many_arguments)]
         #impl_fn
 
+        #values_fn
+
         #[doc = #module_doc]
         #[allow(dead_code, non_snake_case, non_camel_case_types)]
         #vis mod #name {
             #[allow(unused_imports)]
             use super::*;
 
-            /// The step's code signature: xxh3-64 of its tokens (doc comments excluded), with
-            /// its `version` and the signatures of the helpers it `uses` folded in.
-            pub const SIGNATURE: u64 = #signature;
+            #sig_items
+
+            #[doc = #SIGNATURE_DOC]
+            pub const SIGNATURE: u64 = #sig_value;
+
+            #[doc(hidden)]
+            pub static __PL_STEP: #root::__private::StepDecl = #root::__private::StepDecl::new(
+                ::core::module_path!(),
+                #own,
+                SIGNATURE,
+                #sig_parts,
+                #sig_uses,
+                #values,
+            );
+
+            /// The step's complete code signature, as its cache key uses it: `SIGNATURE` with
+            /// what is hashed at run time folded in (included files over 4 KiB, the values
+            /// of the constants and statics the body names). Computed once per process.
+            #[inline]
+            pub fn signature() -> u64 {
+                // Files read by the macro itself (`Cargo.toml`, `Cargo.lock`), included so
+                // that cargo rebuilds when they change.
+                #tracking
+                __PL_STEP.signature()
+            }
 
             /// The plain function, to call outside a pipeline (e.g. in unit tests).
             #[allow(clippy::too_many_arguments)]
@@ -469,7 +545,7 @@ fn generate(
             let __pl_outputs = ::std::vec![#(#output_specs),*];
             let __pl_at = #root::__private::add_step(#root::__private::StepDef {
                 name: #step_name,
-                signature: #name::SIGNATURE,
+                code: &#name::__PL_STEP,
                 enable_cache: #enable_cache,
                 inputs: __pl_inputs,
                 outputs: __pl_outputs,
@@ -494,7 +570,7 @@ fn generate(
 /// itself (so its body is still checked) and every public name a step has, with a wiring
 /// function that accepts any arguments and returns handles that wire anywhere. Pipelines
 /// and tests that use the step then compile as if it were fine: one mistake, its errors only.
-fn stub(options: &StepOptions, item: &ItemFn, own: u64) -> TokenStream {
+fn stub(options: &StepOptions, item: &ItemFn, code: &StepCode) -> TokenStream {
     let root = attr::root(&options.krate);
     let vis = &item.vis;
     let name = &item.sig.ident;
@@ -562,7 +638,9 @@ fn stub(options: &StepOptions, item: &ItemFn, own: u64) -> TokenStream {
         FnArg::Typed(pt) => Some(quote_spanned!(pt.span()=> _: impl ::core::marker::Sized)),
         FnArg::Receiver(_) => None,
     });
-    let signature = signature_expr(options, &root, own);
+    let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
+    let (sig_items, sig_value) = (&sig.items, &sig.signature);
+    let tracking = &code.tracking;
     let scope_outer = scope::outer(&root, name);
     let scope_inner = scope::inner(&root, name, scope::Kind::Step);
     quote! {
@@ -575,7 +653,12 @@ fn stub(options: &StepOptions, item: &ItemFn, own: u64) -> TokenStream {
         #vis mod #name {
             #[allow(unused_imports)]
             use super::*;
-            pub const SIGNATURE: u64 = #signature;
+            #sig_items
+            pub const SIGNATURE: u64 = #sig_value;
+            pub fn signature() -> u64 {
+                #tracking
+                SIGNATURE
+            }
             pub use super::#impl_name as call;
             #scope_inner
             #outputs_struct

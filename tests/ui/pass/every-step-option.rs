@@ -17,6 +17,9 @@ fn clip(x: f64) -> f64 {
     outputs(train, metrics),
     cacher(metrics = Json),
     uses = [clip],
+    deps = [serde],
+    build_profile = true,
+    source_file = true,
     crate = ::pipeline
 )]
 fn load(n: usize) -> (Vec<f64>, Vec<f64>) {
@@ -37,4 +40,5 @@ fn options(n: usize) -> Artifact<f64> {
 fn main() {
     let _: Pipeline<Artifact<f64>> = options(3);
     let _: u64 = load::SIGNATURE;
+    let _: u64 = load::signature();
 }
