@@ -283,7 +283,7 @@ fn looped_calls_are_compared_with_the_same_call_of_the_earlier_run() {
     let changes = reason.changes();
     let (last, code) = changes.split_last().expect("differences");
     assert!(!code.is_empty(), "{reason}");
-    assert!(code.iter().all(|c| code_only(c)), "{reason}");
+    assert!(code.iter().all(code_only), "{reason}");
     assert_eq!(*last, param("k", "1", "0"), "{reason}");
 }
 
