@@ -286,7 +286,26 @@ impl Store {
     /// fails with [`Error::NotAStore`] instead of creating one, and a store of an older
     /// schema cannot be opened read-only ([`Error::ReadOnly`]: a writable open upgrades it).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        let root = path.as_ref().to_path_buf();
+        // Several processes creating or migrating one store at the same moment can get
+        // SQLITE_BUSY without SQLite's busy handler being consulted (a lock upgrade that
+        // could deadlock, or the switch to WAL mode). Such contention is transient, so the
+        // whole open is retried until `busy_timeout` runs out; every step of it is
+        // idempotent (directories, `IF NOT EXISTS` tables, migrations in transactions).
+        let started = std::time::Instant::now();
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match Self::open_once(path.as_ref(), options.clone()) {
+                Err(Error::StoreLocked { .. }) if started.elapsed() < options.busy_timeout => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(path: &Path, options: StoreOptions) -> Result<Store> {
+        let root = path.to_path_buf();
         let not_a_store = |reason: &str| Error::NotAStore {
             path: root.clone(),
             reason: reason.to_string(),
