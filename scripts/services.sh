@@ -248,32 +248,27 @@ env_slurm() {
 }
 
 # ---------------------------------------------------------------- main
-services() { # the services named on the command line, or all of them
-  if [ $# -eq 0 ]; then echo postgres s3 slurm; else echo "$@"; fi
+services() { # the services named on the command line (all of them by default), checked
+  [ $# -eq 0 ] && set -- postgres s3 slurm
+  for s in "$@"; do
+    case "$s" in
+      postgres | s3 | slurm) echo "$s" ;;
+      *) die "unknown service \`$s\`; expected postgres, s3 or slurm" ;;
+    esac
+  done
 }
 
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
-  start)
-    for s in $(services "$@"); do
-      case "$s" in
-        postgres | s3 | slurm) "start_$s" ;;
-        *) die "unknown service \`$s\`; expected postgres, s3 or slurm" ;;
-      esac
-    done
-    for s in $(services "$@"); do "env_$s"; done
-    ;;
-  env)
-    for s in $(services "$@"); do "env_$s"; done
-    ;;
-  stop)
-    for s in $(services "$@"); do
-      case "$s" in
-        postgres | s3 | slurm) "stop_$s" ;;
-        *) die "unknown service \`$s\`; expected postgres, s3 or slurm" ;;
-      esac
-    done
+  start | env | stop)
+    names=$(services "$@")
+    if [ "$cmd" != env ]; then
+      for s in $names; do "${cmd}_$s"; done
+    fi
+    if [ "$cmd" != stop ]; then
+      for s in $names; do "env_$s"; done
+    fi
     ;;
   *)
     sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
