@@ -107,20 +107,7 @@ fn four_processes_compute_each_step_once() {
     let mut results = Vec::new();
     let mut logs = String::new();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        logs.push_str(&stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The harness prints `test child_pipeline ... ` on the same line.
-        let line = stdout
-            .lines()
-            .find_map(|l| l.find("RESULT ").map(|i| l[i..].to_string()))
-            .unwrap_or_else(|| panic!("no result in {stdout}"));
-        results.push(line);
+        results.push(child_result(child, &mut logs));
     }
     // Waiting steps say so, and for whom.
     assert!(
@@ -229,18 +216,7 @@ fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
     let mut executed_by_children = 0;
     let mut logs = String::new();
     for child in children {
-        let out = child.wait_with_output().unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        logs.push_str(&stdout);
-        assert!(
-            out.status.success(),
-            "{stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = stdout
-            .lines()
-            .find_map(|l| l.find("RESULT ").map(|i| l[i..].to_string()))
-            .unwrap_or_else(|| panic!("no result in {stdout}"));
+        let line = child_result(child, &mut logs);
         let mut fields = line.split(' ').skip(1);
         let sum: u64 = fields.next().unwrap().parse().unwrap();
         assert_eq!(sum, (0..WIDE).map(|i| i * 10).sum::<u64>(), "{line}");
@@ -275,4 +251,22 @@ fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
         .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
         .unwrap();
     assert_eq!(leases, 0, "every claim ended with its run");
+}
+
+/// Waits for a child test process, asserts that it succeeded, appends its stdout to `logs`
+/// and returns its `RESULT ..` line (the harness prints `test child_pipeline ... ` before it
+/// on the same line).
+fn child_result(child: std::process::Child, logs: &mut String) -> String {
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    logs.push_str(&stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+        .lines()
+        .find_map(|l| l.find("RESULT ").map(|i| l[i..].to_string()))
+        .unwrap_or_else(|| panic!("no result in {stdout}"))
 }
