@@ -5,8 +5,8 @@
 //! also emits `include_bytes!` of it: the compiler then records the file as an input of the
 //! crate, and cargo rebuilds the crate (running the macro again) when the file changes.
 //!
-//! Only the small subset of TOML these files use is parsed: `[table]` headers, `key = value`
-//! lines with strings, booleans and arrays of strings (which may span lines), and comments.
+//! Both files are parsed with `toml_edit`, which `proc-macro-crate` already brings into the
+//! build.
 
 use std::path::{Path, PathBuf};
 
@@ -44,20 +44,31 @@ pub(crate) fn crate_settings(manifest: &Path) -> Result<CrateSettings, String> {
 }
 
 fn parse_crate_settings(text: &str) -> Result<CrateSettings, String> {
+    let doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("invalid TOML: {e}"))?;
     let mut settings = CrateSettings::default();
-    for (table, key, value) in entries(text)? {
-        if table != "package.metadata.pipeline" {
-            continue;
-        }
-        match key.as_str() {
+    let Some(table) = doc
+        .get("package")
+        .and_then(|p| p.get("metadata"))
+        .and_then(|m| m.get("pipeline"))
+    else {
+        return Ok(settings);
+    };
+    let table = table
+        .as_table_like()
+        .ok_or("`pipeline` must be a table of settings")?;
+    for (key, item) in table.iter() {
+        match key {
             "deps" => {
-                settings.deps = string_array(&value).ok_or_else(|| {
-                    "`deps` expects an array of crate names, e.g. `deps = [\"smartcore\"]`"
-                        .to_string()
-                })?
+                settings.deps = item
+                    .as_array()
+                    .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_string)).collect())
+                    .ok_or_else(|| {
+                        "`deps` expects an array of crate names, e.g. `deps = [\"smartcore\"]`"
+                            .to_string()
+                    })?
             }
-            "build_profile" => settings.build_profile = boolean(&value, &key)?,
-            "source_file" => settings.source_file = boolean(&value, &key)?,
+            "build_profile" => settings.build_profile = boolean(item, key)?,
+            "source_file" => settings.source_file = boolean(item, key)?,
             other => {
                 return Err(format!(
                     "unknown key `{other}`; expected one of: {}",
@@ -69,126 +80,9 @@ fn parse_crate_settings(text: &str) -> Result<CrateSettings, String> {
     Ok(settings)
 }
 
-fn boolean(value: &str, key: &str) -> Result<bool, String> {
-    match value {
-        "true" => Ok(true),
-        "false" => Ok(false),
-        _ => Err(format!("`{key}` expects `true` or `false`")),
-    }
-}
-
-/// `(table, key, raw value)` for every `key = value` of a TOML document; arrays may span
-/// lines. Array-of-tables headers (`[[package]]`) start a table named `[package]`.
-fn entries(text: &str) -> Result<Vec<(String, String, String)>, String> {
-    let mut out = Vec::new();
-    let mut table = String::new();
-    let mut pending: Option<(String, String)> = None;
-    for line in text.lines() {
-        let line = strip_comment(line).trim();
-        if let Some((key, value)) = &mut pending {
-            value.push(' ');
-            value.push_str(line);
-            if balanced(value) {
-                out.push((table.clone(), key.clone(), value.trim().to_string()));
-                pending = None;
-            }
-            continue;
-        }
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(header) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
-            table = format!("[{}]", header.trim());
-            continue;
-        }
-        if let Some(header) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            table = header
-                .split('.')
-                .map(str::trim)
-                .collect::<Vec<_>>()
-                .join(".");
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let key = key.trim().trim_matches('"').to_string();
-        let value = value.trim().to_string();
-        if balanced(&value) {
-            out.push((table.clone(), key, value));
-        } else {
-            pending = Some((key, value));
-        }
-    }
-    match pending {
-        Some((key, _)) => Err(format!("unterminated array for `{key}`")),
-        None => Ok(out),
-    }
-}
-
-/// `line` without a `#` comment (a `#` inside a string is kept).
-fn strip_comment(line: &str) -> &str {
-    let mut in_string = false;
-    let mut escaped = false;
-    for (i, c) in line.char_indices() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else if c == '"' {
-            in_string = true;
-        } else if c == '#' {
-            return &line[..i];
-        }
-    }
-    line
-}
-
-/// Whether the brackets of `value` are balanced (outside strings).
-fn balanced(value: &str) -> bool {
-    let mut depth = 0i32;
-    let mut in_string = false;
-    let mut escaped = false;
-    for c in value.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-        } else {
-            match c {
-                '"' => in_string = true,
-                '[' => depth += 1,
-                ']' => depth -= 1,
-                _ => {}
-            }
-        }
-    }
-    depth <= 0
-}
-
-/// `"text"` -> `text`.
-fn string(value: &str) -> Option<String> {
-    let inner = value.trim().strip_prefix('"')?.strip_suffix('"')?;
-    Some(inner.replace("\\\"", "\"").replace("\\\\", "\\"))
-}
-
-/// `["a", "b"]` -> `[a, b]`.
-fn string_array(value: &str) -> Option<Vec<String>> {
-    let inner = value.trim().strip_prefix('[')?.strip_suffix(']')?;
-    inner
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(string)
-        .collect()
+fn boolean(item: &toml_edit::Item, key: &str) -> Result<bool, String> {
+    item.as_bool()
+        .ok_or_else(|| format!("`{key}` expects `true` or `false`"))
 }
 
 /// One `[[package]]` of `Cargo.lock`.
@@ -232,27 +126,31 @@ pub(crate) fn find_lockfile() -> Result<Lockfile, String> {
 }
 
 fn parse_lockfile(text: &str) -> Result<Vec<Package>, String> {
-    let mut packages: Vec<Package> = Vec::new();
-    for (table, key, value) in entries(text)? {
-        if table != "[package]" {
-            continue;
-        }
-        // Cargo writes each `[[package]]` starting with its `name`.
-        if key == "name" {
-            packages.push(Package::default());
-        }
-        let Some(p) = packages.last_mut() else {
-            continue;
-        };
-        match key.as_str() {
-            "name" => p.name = string(&value).unwrap_or_default(),
-            "version" => p.version = string(&value).unwrap_or_default(),
-            "source" => p.source = string(&value),
-            "dependencies" => p.dependencies = string_array(&value).unwrap_or_default(),
-            _ => {}
-        }
-    }
-    Ok(packages)
+    let doc: toml_edit::DocumentMut = text
+        .parse()
+        .map_err(|e| format!("Cargo.lock is not valid TOML: {e}"))?;
+    let Some(packages) = doc.get("package").and_then(|p| p.as_array_of_tables()) else {
+        return Ok(Vec::new());
+    };
+    let text_of =
+        |t: &toml_edit::Table, key: &str| t.get(key).and_then(|v| v.as_str()).map(str::to_string);
+    Ok(packages
+        .iter()
+        .map(|t| Package {
+            name: text_of(t, "name").unwrap_or_default(),
+            version: text_of(t, "version").unwrap_or_default(),
+            source: text_of(t, "source"),
+            dependencies: t
+                .get("dependencies")
+                .and_then(|d| d.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect())
 }
 
 /// Crate names compare with `-` and `_` as one character: code says `serde_json`.
