@@ -26,7 +26,7 @@ use tracing::{debug, debug_span, error, info, warn, Span};
 use crate::artifact::BoundArtifact;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, StepContext, Value};
-use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORMAT_VERSION};
+use crate::key::{self, Hash128, KeyComponents};
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::store::{
@@ -576,42 +576,9 @@ impl<'a> State<'a> {
     }
 
     fn components(&self, node: &Node) -> KeyComponents {
-        let inputs = node
-            .inputs
-            .iter()
-            .map(|input| match &input.source {
-                InputSource::Artifact { node: up, output } => {
-                    let hash = self.produced[*up]
-                        .as_ref()
-                        .and_then(|p| p.get(*output))
-                        .map(|p| p.hash.to_hex())
-                        .unwrap_or_default();
-                    InputComponent::Artifact {
-                        name: input.name.to_string(),
-                        content_hash: hash,
-                        producer: self.node(*up).name.clone(),
-                    }
-                }
-                InputSource::Param(p) => InputComponent::Parameter {
-                    name: input.name.to_string(),
-                    type_name: p.type_name.to_string(),
-                    shape: p.shape.clone(),
-                    hash: p.hash.to_hex(),
-                    value: p.json.clone(),
-                    text: p.text.clone(),
-                },
-            })
-            .collect();
-        let code = node.code.code();
-        KeyComponents {
-            format: KEY_FORMAT_VERSION,
-            step: node.step.to_string(),
-            module: code.module.clone(),
-            code_signature: signature_hex(code.signature),
-            code_parts: code.parts.clone(),
-            outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
-            inputs,
-        }
+        key::components(&self.def.graph.nodes, node, |up, output| {
+            self.produced[up].as_ref()?.get(output).map(|p| p.hash)
+        })
     }
 
     /// Decides what to do with a node whose upstream nodes are all done.

@@ -16,6 +16,11 @@ use xxhash_rust::xxh3::Xxh3;
 
 use crate::signature::CodePart;
 
+mod assemble;
+mod explain;
+
+pub(crate) use assemble::components;
+
 /// Bump when the encoding below changes: every key changes with it, which is what we want.
 ///
 /// 2: output declarations and parameters carry their type's serde shape; sets in
