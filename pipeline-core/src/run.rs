@@ -441,7 +441,6 @@ impl<O> Run<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::OutputDecl;
 
     #[test]
     fn undecodable_reason_names_the_type_and_a_named_output() {
