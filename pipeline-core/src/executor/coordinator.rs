@@ -17,7 +17,7 @@ use super::{Job, Produced, RunSettings};
 use crate::artifact::BoundArtifact;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::{Graph, InputMode, InputSource, Node, NodeId, Resolved, Value};
-use crate::key::{self, Hash128, KeyComponents};
+use crate::key::{self, Hash128, KeyComponents, KeyInput};
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::time;
 
@@ -222,10 +222,29 @@ impl<'a> State<'a> {
             .unwrap_or(true)
     }
 
+    /// The key components of `node`, whose upstream nodes are done (a skipped node's
+    /// unknown upstream hashes are recorded empty).
     fn components(&self, node: &Node) -> KeyComponents {
-        key::components(&self.graph.nodes, node, |up, output| {
-            self.produced[up].as_ref()?.get(output).map(|p| p.hash)
-        })
+        let inputs = node.inputs.iter().map(|input| match &input.source {
+            InputSource::Artifact { node: up, output } => KeyInput::Artifact {
+                name: input.name,
+                content_hash: self.produced[*up]
+                    .as_ref()
+                    .and_then(|p| p.get(*output))
+                    .map(|p| p.hash),
+                producer: &self.node(*up).name,
+            },
+            InputSource::Param(p) => KeyInput::Parameter {
+                name: input.name,
+                type_name: p.type_name,
+                shape: &p.shape,
+                hash: p.hash,
+                value: &p.json,
+                text: p.text.as_deref(),
+            },
+        });
+        let outputs = node.outputs.iter().map(|o| &o.decl);
+        key::components(node.step, node.code.code(), outputs, inputs)
     }
 
     /// Decides what to do with a node whose upstream nodes are all done.

@@ -19,7 +19,7 @@ use crate::signature::CodePart;
 mod assemble;
 mod explain;
 
-pub(crate) use assemble::components;
+pub(crate) use assemble::{components, KeyInput};
 
 /// Bump when the encoding below changes: every key changes with it, which is what we want.
 ///
