@@ -8,6 +8,9 @@
 //! parameter's type name, serde shape and
 //! canonical bytes). The components are recorded beside the key so a miss can say exactly
 //! what changed.
+//!
+//! `assemble.rs` builds the components of a step call; `explain.rs` diffs two sets of them
+//! into the [`Reason`](crate::Reason)s a miss is explained by.
 
 use std::fmt;
 
