@@ -277,3 +277,248 @@ fn dot_str(s: &str) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::key::{KeyComponents, OutputDecl};
+    use crate::store::{ArtifactRecord, InputRecord, RunStatus};
+
+    fn run() -> RunRecord {
+        RunRecord {
+            id: "0123456789abcdef".into(),
+            pipeline: "p".into(),
+            name: "p-run".into(),
+            status: RunStatus::Completed,
+            started_at_us: 1_795_435_554_573_248,
+            duration: Some(Duration::from_millis(1500)),
+            executed: 0,
+            cached: 0,
+            failed: 0,
+            skipped: 0,
+        }
+    }
+
+    /// An input of a step: argument `name`, consuming `hash`, produced (the key components
+    /// say) by `producer`, by execution `execution` (the input record says).
+    struct In(&'static str, &'static str, &'static str, Option<i64>);
+
+    /// Step `name` recorded as execution `id` (reusing `reused` when cached), with one
+    /// output holding `out_hash`, and `inputs`.
+    fn step(name: &str, id: i64, reused: Option<i64>, out_hash: &str, inputs: &[In]) -> StepRecord {
+        StepRecord {
+            execution_id: id,
+            name: name.into(),
+            step: name
+                .trim_end_matches(|c: char| c == '_' || c.is_ascii_digit())
+                .into(),
+            status: if reused.is_some() {
+                StepStatus::Cached
+            } else {
+                StepStatus::Executed
+            },
+            cache_key: Some(format!("{id:032x}")),
+            code_signature: "00".into(),
+            started_at_us: 0,
+            duration: Duration::from_millis(3),
+            reason: None,
+            error: None,
+            reused_execution: reused,
+            components: KeyComponents {
+                format: 3,
+                step: name.into(),
+                module: "m".into(),
+                code_signature: "00".into(),
+                code_parts: Vec::new(),
+                outputs: vec![OutputDecl {
+                    name: "output".into(),
+                    type_name: "u32".into(),
+                    shape: String::new(),
+                    cacher: "bincode".into(),
+                    cacher_version: 1,
+                }],
+                inputs: inputs
+                    .iter()
+                    .map(|In(arg, hash, producer, _)| InputComponent::Artifact {
+                        name: (*arg).into(),
+                        content_hash: (*hash).into(),
+                        producer: (*producer).into(),
+                    })
+                    .collect(),
+            },
+            parameters: serde_json::Map::new(),
+            inputs: inputs
+                .iter()
+                .map(|In(arg, hash, _, execution)| InputRecord {
+                    name: (*arg).into(),
+                    content_hash: Some((*hash).into()),
+                    producer_execution: *execution,
+                })
+                .collect(),
+            outputs: vec![ArtifactRecord {
+                name: "output".into(),
+                content_hash: out_hash.into(),
+                size: 4,
+                type_name: "u32".into(),
+                cacher: "bincode".into(),
+                cacher_version: 1,
+                metadata: None,
+            }],
+        }
+    }
+
+    /// (producer, consumer, input) of each edge.
+    fn edge_list(g: &RunGraph) -> Vec<(String, String, String)> {
+        g.edges
+            .iter()
+            .map(|e| (e.from.clone(), e.to.clone(), e.input.clone()))
+            .collect()
+    }
+
+    fn e(from: &str, to: &str, input: &str) -> (String, String, String) {
+        (from.into(), to.into(), input.into())
+    }
+
+    #[test]
+    fn edges_follow_the_recorded_producer_execution() {
+        // `c`'s key components name `b` as the producer of `x`, but the input record says
+        // execution 1 (`a`) produced it: the recorded edge wins.
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("a", 1, None, "aa", &[]),
+                step("b", 2, None, "bb", &[]),
+                step("c", 3, None, "cc", &[In("x", "aa", "b", Some(1))]),
+            ],
+        );
+        assert_eq!(edge_list(&g), vec![e("a", "c", "x")]);
+        assert_eq!(g.edges[0].output.as_deref(), Some("output"));
+        assert_eq!(g.edges[0].size, Some(4));
+        assert_eq!(
+            g.nodes.iter().map(|n| n.layer).collect::<Vec<_>>(),
+            [0, 0, 1]
+        );
+    }
+
+    #[test]
+    fn a_cached_producer_is_found_by_the_execution_it_reused() {
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("load", 10, Some(4), "aa", &[]),
+                step("fit", 11, None, "bb", &[In("data", "aa", "load", Some(4))]),
+                step(
+                    "score",
+                    12,
+                    None,
+                    "cc",
+                    &[In("model", "bb", "fit", Some(11))],
+                ),
+            ],
+        );
+        assert_eq!(
+            edge_list(&g),
+            vec![e("load", "fit", "data"), e("fit", "score", "model")]
+        );
+        assert_eq!(
+            g.nodes.iter().map(|n| n.layer).collect::<Vec<_>>(),
+            [0, 1, 2]
+        );
+    }
+
+    #[test]
+    fn two_calls_reusing_one_execution_are_told_apart_by_the_recorded_producer() {
+        // `source` executed as 1 and `source_2` reused it: both hold execution 1.
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("source", 1, None, "aa", &[]),
+                step("source_2", 2, Some(1), "aa", &[]),
+                step("use", 3, None, "cc", &[In("xs", "aa", "source_2", Some(1))]),
+            ],
+        );
+        assert_eq!(edge_list(&g), vec![e("source_2", "use", "xs")]);
+    }
+
+    #[test]
+    fn content_hashes_never_make_an_edge() {
+        // `other` wrote the same bytes as `a`, and `b`'s recorded producer is `a`.
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("other", 1, None, "aa", &[]),
+                step("a", 2, None, "aa", &[]),
+                step("b", 3, None, "bb", &[In("x", "aa", "a", Some(2))]),
+            ],
+        );
+        assert_eq!(edge_list(&g), vec![e("a", "b", "x")]);
+        // A producer recorded outside the run and named by no step of it: no edge, though
+        // a step of the run holds the same content.
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("a", 2, None, "aa", &[]),
+                step("b", 3, None, "bb", &[In("x", "aa", "gone", Some(99))]),
+            ],
+        );
+        assert_eq!(edge_list(&g), vec![]);
+    }
+
+    #[test]
+    fn a_producer_outside_the_run_falls_back_to_the_recorded_producer_name() {
+        // As a cached consumer may report the inputs of the execution it reused.
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("a", 5, None, "aa", &[]),
+                step("b", 6, Some(3), "bb", &[In("x", "aa", "a", Some(1))]),
+            ],
+        );
+        assert_eq!(edge_list(&g), vec![e("a", "b", "x")]);
+    }
+
+    #[test]
+    fn a_cycle_in_damaged_records_ends() {
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("a", 1, None, "aa", &[In("x", "bb", "b", Some(2))]),
+                step("b", 2, None, "bb", &[In("y", "aa", "a", Some(1))]),
+            ],
+        );
+        assert_eq!(g.edges.len(), 2);
+        assert!(g.nodes.iter().all(|n| n.layer <= 2));
+    }
+
+    #[test]
+    fn json_and_dot() {
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                step("a", 1, None, "aa", &[]),
+                step("b", 2, None, "bb", &[In("x", "aa", "a", Some(1))]),
+            ],
+        );
+        let v = serde_json::to_value(&g).unwrap();
+        assert_eq!(v["run"]["started"], "2026-11-23T12:05:54Z");
+        assert_eq!(v["run"]["duration_s"], 1.5);
+        assert!(v["run"].get("duration").is_none());
+        assert_eq!(v["nodes"][1]["name"], "b");
+        assert_eq!(v["nodes"][1]["layer"], 1);
+        assert_eq!(v["nodes"][1]["duration_s"], 0.003);
+        assert!(v["nodes"][1].get("duration").is_none());
+        assert_eq!(
+            v["edges"][0],
+            serde_json::json!({
+                "from": "a", "to": "b", "output": "output", "input": "x",
+                "content_hash": "aa", "size": 4,
+            })
+        );
+        let dot = g.to_string();
+        assert!(dot.starts_with("digraph \"p-run\" {\n"), "{dot}");
+        assert!(dot.contains("  n0 -> n1 [label=\"x\\n4 B\"];\n"), "{dot}");
+        assert!(dot.ends_with("}\n"), "{dot}");
+    }
+}
