@@ -12,6 +12,7 @@
 //! | [`RunDiff`]     | `pipeline diff A B`       |
 //! | [`RunGraph`]    | `pipeline lineage RUN` (DOT text) |
 //! | [`GcSummary`]   | `pipeline gc`             |
+//! | [`PinChange`]   | `pipeline pin` / `unpin`  |
 //! | [`VerifySummary`] | `pipeline verify`       |
 //!
 //! In the JSON, a run or step record's `duration` is written as `duration_s` (seconds, a
@@ -42,7 +43,7 @@ pub use diff::{DiffStep, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
 pub use graph::{status_colors, GraphEdge, GraphNode, RunGraph};
-pub use runs::{RunDetail, RunList};
+pub use runs::{PinChange, RunDetail, RunList};
 pub use verify::VerifySummary;
 
 /// A run record as reports show it: its fields, with `duration` as `duration_s` (seconds)

@@ -199,3 +199,44 @@ fn short_id(id: &str) -> &str {
         None => id,
     }
 }
+
+/// A run pinned or unpinned (`pipeline pin` / `pipeline unpin`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PinChange {
+    /// The run.
+    pub run: RunView,
+    /// Whether it is pinned now.
+    pub pinned: bool,
+}
+
+impl PinChange {
+    /// Pins run `run` (id, name, or a unique prefix of either) when `pinned`, else unpins
+    /// it: a pinned run is always kept by garbage collection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`](crate::Error::UnknownRun) or
+    /// [`Error::AmbiguousRun`](crate::Error::AmbiguousRun) when `run` names no run or
+    /// several; otherwise what [`Store::pin`] or [`Store::unpin`] returns (a read-only
+    /// store, the metadata cannot be written).
+    pub fn apply(store: &Store, run: &str, pinned: bool) -> Result<PinChange> {
+        let record = store.run(run)?;
+        if pinned {
+            store.pin(&record.id)?;
+        } else {
+            store.unpin(&record.id)?;
+        }
+        Ok(PinChange {
+            run: RunView(record),
+            pinned,
+        })
+    }
+}
+
+/// `Pinned run `NAME`.` or `Unpinned run `NAME`.`
+impl fmt::Display for PinChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.pinned { "Pinned" } else { "Unpinned" };
+        writeln!(f, "{what} run `{}`.", self.run.0.name)
+    }
+}
