@@ -55,7 +55,8 @@ pub use pipeline_core::{
     ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent,
     InputRecord, Json, KeyComponents, Lineage, OutputDecl, Pipeline, PipelineOutput, Problem,
     ReadOnlyCause, Reason, Result, Run, RunComparison, RunRecord, RunStatus, StepComparison,
-    StepRecord, StepReport, StepStatus, Store, StoreOptions, StoreStats, VerifyReport,
+    StepRecord, StepReport, StepStatus, Store, StoreOptions, StoreStats, UnknownValue,
+    VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

@@ -457,6 +457,16 @@ impl Ctx<'_> {
                     }
                 }
             }
+            other => {
+                // `running` (another process is executing it), or a status newer than this CLI.
+                let _ = writeln!(
+                    out,
+                    "Step `{}` in run `{}` is {other} (started {} UTC); explain it once it has ended.",
+                    rec.name,
+                    run.name,
+                    timestamp(rec.started_at_us),
+                );
+            }
         }
         if self.json {
             return Ok(to_json(&json!({

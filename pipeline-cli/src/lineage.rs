@@ -577,6 +577,8 @@ fn colors(status: StepStatus) -> (&'static str, &'static str) {
         StepStatus::Cached => ("#1565c0", "#e3f2fd"),
         StepStatus::Failed => ("#c62828", "#ffebee"),
         StepStatus::Skipped => ("#757575", "#f3f3f3"),
+        // `running`, and statuses newer than this CLI.
+        _ => ("#f9a825", "#fffde7"),
     }
 }
 

@@ -47,7 +47,7 @@ pub use blob::HashingWriter;
 use crate::cacher::{Bincode, Cacher, Json};
 use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 /// Settings of a store handle. `content_hash` applies when the store is created; an
 /// existing store keeps the algorithm it was created with.

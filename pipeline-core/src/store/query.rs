@@ -10,43 +10,8 @@ use super::earlier::Candidate;
 use super::{Call, Candidates, Store};
 use crate::error::{Error, Result, UnknownValue};
 use crate::key::{InputComponent, KeyComponents};
-use crate::run::StepStatus;
-
-/// State of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Still running, or the process died during the run.
-    Running,
-    /// Every step executed or was cached.
-    Completed,
-    /// At least one step failed.
-    Failed,
-}
-
-impl RunStatus {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-        }
-    }
-
-    /// Reads a stored status; a text this version does not know is an error, never a
-    /// default.
-    fn parse(s: &str) -> Result<RunStatus, UnknownValue> {
-        match s {
-            "running" => Ok(RunStatus::Running),
-            "completed" => Ok(RunStatus::Completed),
-            "failed" => Ok(RunStatus::Failed),
-            other => Err(UnknownValue {
-                what: "run status",
-                value: other.to_string(),
-            }),
-        }
-    }
-}
+pub use crate::status::RunStatus;
+use crate::status::{Reason, StepStatus};
 
 /// A run as recorded in the store.
 #[derive(Debug, Clone, Serialize)]
@@ -381,7 +346,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         name: r.get(2)?,
-        status: RunStatus::parse(&status).map_err(|e| e.in_column(3))?,
+        status: status.parse::<RunStatus>().map_err(|e| e.in_column(3))?,
         started_at_us: r.get(4)?,
         duration: duration.and_then(|d| Duration::try_from_secs_f64(d).ok()),
         executed: count(6)?,
@@ -416,7 +381,7 @@ fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
         execution_id: r.get(0)?,
         name: r.get(1)?,
         step: r.get(2)?,
-        status: StepStatus::parse(&status).map_err(|e| e.in_column(3))?,
+        status: status.parse::<StepStatus>().map_err(|e| e.in_column(3))?,
         cache_key: r.get(4)?,
         code_signature: r.get(5)?,
         started_at_us: r.get(6)?,
@@ -489,7 +454,7 @@ pub struct StepComparison {
     /// Whether the cache keys are equal.
     pub same_key: bool,
     /// What differs, from the first run to the second (empty when the keys are equal).
-    pub changes: Vec<crate::run::Reason>,
+    pub changes: Vec<Reason>,
 }
 
 /// Per-step comparison of two runs.
@@ -529,7 +494,7 @@ impl Store {
                         run_id: r.get(1)?,
                         run_name: r.get(2)?,
                         step: r.get(3)?,
-                        status: StepStatus::parse(&status).map_err(|e| e.in_column(4))?,
+                        status: status.parse::<StepStatus>().map_err(|e| e.in_column(4))?,
                     })
                 })
                 .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
@@ -627,11 +592,9 @@ impl Store {
             let same_key =
                 sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
             let changes = match sa {
-                Some(sa) if !same_key => {
-                    crate::run::Reason::differences(&sa.components, &sb.components)
-                }
+                Some(sa) if !same_key => Reason::differences(&sa.components, &sb.components),
                 Some(_) => Vec::new(),
-                None => vec![crate::run::Reason::FirstExecution],
+                None => vec![Reason::FirstExecution],
             };
             steps.push(StepComparison {
                 name: sb.name.clone(),
