@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::graph::{NodeId, OutputSpec};
 use crate::key::Hash128;
+use crate::output::{NodeId, OutputSpec};
 use crate::store::Store;
 
 /// A step output: `Artifact<T>` in a pipeline body, and a loadable handle in a [`Run`](crate::Run).
