@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use pipeline::{Error, GcPolicy, Reason, RunRecord, StepRecord, StepStatus, Store, StoreOptions};
 use serde_json::{json, Value};
 
-use crate::fmt::{duration, short, size, table, timestamp};
+use crate::fmt::{duration, short, short_hash, size, table, timestamp};
 use crate::{lineage, Cli, Command};
 
 mod verify;
@@ -219,14 +219,14 @@ impl Ctx<'_> {
                     o.name,
                     size(o.size),
                     o.cacher,
-                    short(&o.content_hash)
+                    short_hash(o.content_hash)
                 )
             });
             rows.push(vec![
                 s.name.clone(),
                 s.status.to_string(),
                 duration(s.duration),
-                s.cache_key.as_deref().map(short).unwrap_or("-").to_string(),
+                s.cache_key.map(short_hash).unwrap_or_else(|| "-".into()),
                 outputs.next().unwrap_or_else(|| "-".into()),
             ]);
             for more in outputs {
@@ -325,7 +325,7 @@ impl Ctx<'_> {
                         o.name,
                         size(o.size),
                         o.cacher,
-                        short(&o.content_hash)
+                        short_hash(o.content_hash)
                     );
                 }
             }
@@ -413,7 +413,8 @@ impl Ctx<'_> {
                         });
                         let changes = Reason::differences(&prev.components, &rec.components);
                         if changes.is_empty() {
-                            let same = rec.cache_key.as_deref() == Some(prev_key.as_str());
+                            let same = rec.cache_key.map(|k| k.to_hex()).as_deref()
+                                == Some(prev_key.as_str());
                             let _ = writeln!(
                                 out,
                                 "  no key component changed{}; it ran because: {}.",

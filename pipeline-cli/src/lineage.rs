@@ -4,11 +4,11 @@
 
 use std::fmt::Write as _;
 
-use pipeline::{InputComponent, RunRecord, StepRecord, StepStatus};
+use pipeline::{Hash128, InputComponent, RunRecord, StepRecord, StepStatus};
 use serde_json::{json, Value};
 
 use crate::commands::{run_json, step_json};
-use crate::fmt::{duration, short, size, timestamp};
+use crate::fmt::{duration, short_hash, size, timestamp};
 
 /// Node box width and the gaps between layers and between nodes of one layer.
 const NODE_W: f64 = 230.0;
@@ -49,7 +49,7 @@ pub struct Edge {
     output: Option<usize>,
     /// Argument name at the consumer.
     input: String,
-    content_hash: Option<String>,
+    content_hash: Option<Hash128>,
 }
 
 impl Graph {
@@ -402,7 +402,7 @@ impl Graph {
                         esc(&o.name),
                         size(o.size),
                         esc(&o.cacher),
-                        esc(short(&o.content_hash))
+                        esc(&short_hash(o.content_hash))
                     )
                 })
                 .collect();
@@ -416,7 +416,7 @@ impl Graph {
                 name = esc(&s.name),
                 status = s.status,
                 dur = duration(s.duration),
-                key = esc(s.cache_key.as_deref().map(short).unwrap_or("-")),
+                key = esc(&s.cache_key.map(short_hash).unwrap_or_else(|| "-".into())),
                 outputs = outputs.join("<br>"),
                 why = esc(&why),
             );
@@ -441,8 +441,8 @@ fn edges(steps: &[StepRecord]) -> Vec<Edge> {
             };
             let record = s.inputs.iter().find(|i| &i.name == name);
             let hash = record
-                .and_then(|r| r.content_hash.clone())
-                .or_else(|| Some(content_hash.clone()).filter(|h| !h.is_empty()));
+                .and_then(|r| r.content_hash)
+                .or_else(|| content_hash.parse::<Hash128>().ok());
             let by_name = steps
                 .iter()
                 .position(|p| &p.name == producer)
@@ -454,7 +454,7 @@ fn edges(steps: &[StepRecord]) -> Vec<Edge> {
                     .position(|p| p.execution_id == id || p.reused_execution == Some(id))
             };
             let by_hash = || {
-                let h = hash.as_deref()?;
+                let h = hash?;
                 steps
                     .iter()
                     .position(|p| p.outputs.iter().any(|o| o.content_hash == h))
@@ -466,9 +466,8 @@ fn edges(steps: &[StepRecord]) -> Vec<Edge> {
             else {
                 continue;
             };
-            let output = hash
-                .as_deref()
-                .and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
+            let output =
+                hash.and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
             edges.push(Edge {
                 from,
                 to,

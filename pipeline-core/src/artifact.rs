@@ -61,13 +61,13 @@ impl<T> Artifact<T> {
             .ok_or_else(|| Error::Unbound(format!("output {} of node {}", self.output, self.node)))
     }
 
-    /// The xxh3-128 hash of the stored bytes, as 32 hex digits.
+    /// The hash of the stored bytes (`Display` writes it as 32 hex digits).
     ///
     /// # Errors
     ///
     /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
-    pub fn content_hash(&self) -> Result<String> {
-        Ok(self.bound()?.hash.to_hex())
+    pub fn content_hash(&self) -> Result<Hash128> {
+        Ok(self.bound()?.hash)
     }
 
     /// Path of the blob holding the bytes (inside the store's `artifacts/` folder).

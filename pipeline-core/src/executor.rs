@@ -1064,7 +1064,7 @@ impl<'a> State<'a> {
             step: node.step.to_string(),
             status,
             duration,
-            cache_key: key.map(Hash128::to_hex),
+            cache_key: key,
             reason,
             error,
             execution_id: execution,

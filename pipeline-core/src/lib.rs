@@ -30,7 +30,7 @@ mod value_text;
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
 pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
-pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
+pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};
@@ -38,7 +38,7 @@ pub use crate::status::{Reason, RunStatus, StepStatus};
 pub use crate::store::{
     ArtifactRecord, ContentHash, EarlierCall, ExecutionRef, GcPolicy, GcReport, InputRecord,
     Lineage, Problem, RunComparison, RunRecord, StepComparison, StepRecord, Store, StoreOptions,
-    StoreStats, VerifyReport,
+    StoreStats, StoredArtifact, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a

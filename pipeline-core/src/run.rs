@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::key::{InputComponent, KeyComponents};
+use crate::key::{Hash128, InputComponent, KeyComponents};
 use crate::signature::{part_changes, PartChange};
 pub use crate::status::{Reason, StepStatus};
 use crate::store::Store;
@@ -181,7 +181,7 @@ pub struct StepReport {
     pub(crate) step: String,
     pub(crate) status: StepStatus,
     pub(crate) duration: Duration,
-    pub(crate) cache_key: Option<String>,
+    pub(crate) cache_key: Option<Hash128>,
     pub(crate) reason: Reason,
     pub(crate) error: Option<String>,
     pub(crate) execution_id: Option<i64>,
@@ -208,9 +208,9 @@ impl StepReport {
         self.duration
     }
 
-    /// Cache key (32 hex digits); `None` when the step was skipped before its inputs existed.
-    pub fn cache_key(&self) -> Option<&str> {
-        self.cache_key.as_deref()
+    /// Cache key; `None` when the step was skipped before its inputs existed.
+    pub fn cache_key(&self) -> Option<Hash128> {
+        self.cache_key
     }
 
     /// Why the step executed, was reused, or was skipped.
