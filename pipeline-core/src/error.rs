@@ -34,6 +34,19 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The run was cancelled through its [`CancelToken`](crate::CancelToken): the steps
+    /// running then finished, the others did not start. Completed outputs stay cached, so a
+    /// rerun resumes.
+    #[error(
+        "run `{run}` was cancelled; {not_run} steps did not run; run the pipeline again to resume"
+    )]
+    Cancelled {
+        /// Name of the run.
+        run: String,
+        /// How many steps were recorded skipped because of the cancellation.
+        not_run: usize,
+    },
+
     /// An artifact was loaded as a type other than the one it was stored as.
     #[error("artifact {artifact} was stored as `{stored}` but loaded as `{requested}`; load it with the type the step returned")]
     TypeMismatch {

@@ -41,6 +41,8 @@ pub(crate) struct RunSettings {
     pub(crate) step_cache: HashMap<String, bool>,
     pub(crate) max_parallelism: usize,
     pub(crate) run_name: Option<String>,
+    /// Checked before each step starts: once cancelled, no further step starts.
+    pub(crate) cancel: Option<crate::cancel::CancelToken>,
 }
 
 pub(crate) struct RunOutcome {
@@ -216,8 +218,16 @@ pub(crate) fn execute(
     let result = std::thread::scope(|scope| state.drive(scope));
     // Claims never executed (a run stopped by a store error) are freed for other runs now,
     // not after `lease_ttl`. Otherwise every claim was committed or released by its step.
+    let not_run = state
+        .reports
+        .iter()
+        .flatten()
+        .filter(|r| r.reason == Reason::Cancelled)
+        .count();
     let released = match &result {
         Err(_) => store.release_run(&id),
+        // Claims of queued steps that were cancelled before they started.
+        Ok(()) if not_run > 0 => store.release_run(&id),
         Ok(()) => Ok(()),
     };
     let duration = clock.elapsed();
@@ -229,7 +239,11 @@ pub(crate) fn execute(
         .filter(|r| r.status == StepStatus::Failed)
         .collect();
     let status = if failed.is_empty() && result.is_ok() {
-        RunStatus::Completed
+        if not_run > 0 {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Completed
+        }
     } else {
         RunStatus::Failed
     };
@@ -238,6 +252,13 @@ pub(crate) fn execute(
     run_span.record("duration_s", duration.as_secs_f64());
     // DESIGN §6: a run that failed says so at ERROR, never "has finished".
     match failure_summary(&state.reports, &result, &finish) {
+        None if not_run > 0 => warn!(
+            target: "pipeline",
+            "Pipeline run `{}` was cancelled after {:.3}s: {} steps did not run.",
+            name,
+            duration.as_secs_f64(),
+            not_run
+        ),
         None => info!(
             target: "pipeline",
             "Pipeline run `{}` has finished in {:.3}s.",
@@ -265,6 +286,12 @@ pub(crate) fn execute(
         run: name.clone(),
         others: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
         source: first_failed.and_then(|node| state.causes.remove(&node)),
+    });
+    let failure = failure.or_else(|| {
+        (not_run > 0).then(|| Error::Cancelled {
+            run: name.clone(),
+            not_run,
+        })
     });
     let reports = state.reports.into_iter().flatten().collect();
     let artifacts = state.bound;
@@ -441,6 +468,14 @@ impl<'a> State<'a> {
         &self.def.graph.nodes[id]
     }
 
+    /// Whether the run's cancel token was cancelled: no further step starts.
+    fn cancelled(&self) -> bool {
+        self.settings
+            .cancel
+            .as_ref()
+            .is_some_and(|t| t.is_cancelled())
+    }
+
     /// The scheduling loop. Returns an error only for store failures that stop the run.
     fn drive<'s>(&mut self, scope: &'s std::thread::Scope<'s, '_>) -> Result<()>
     where
@@ -465,6 +500,16 @@ impl<'a> State<'a> {
             // then on garbage collection sees those blobs as referenced.
             if let Err(e) = self.flush_rows() {
                 fatal.get_or_insert(e);
+            }
+            if self.cancelled() && !(self.queued.is_empty() && self.waiting.is_empty()) {
+                // Nothing queued or waiting starts; those steps are skipped, their
+                // dependents follow as they become ready (`resolve`).
+                let jobs: Vec<Job> = self.queued.drain(..).collect();
+                let waits = self.waiting.drain(..).map(|w| w.job);
+                for job in jobs.into_iter().chain(waits) {
+                    self.ready.push_front(job.node);
+                }
+                continue;
             }
             while fatal.is_none() && self.running < self.settings.max_parallelism {
                 let Some(job) = self.queued.pop_front() else {
@@ -617,7 +662,14 @@ impl<'a> State<'a> {
     /// Decides what to do with a node whose upstream nodes are all done.
     fn resolve(&mut self, id: NodeId) -> Result<()> {
         let node = self.node(id);
-        if let Some(up) = self.blocked_by[id].clone() {
+        let skip = if self.cancelled() {
+            Some(Reason::Cancelled)
+        } else {
+            self.blocked_by[id]
+                .clone()
+                .map(|step| Reason::UpstreamFailed { step })
+        };
+        if let Some(reason) = skip {
             end_step_span(
                 &step_span(&self.span, node, None),
                 StepStatus::Skipped,
@@ -630,7 +682,7 @@ impl<'a> State<'a> {
                 status: StepStatus::Skipped,
                 key: None,
                 components,
-                reason: Reason::UpstreamFailed { step: up.clone() },
+                reason: reason.clone(),
                 reused: None,
                 started_at_us: time::now_micros(),
                 outputs: Vec::new(),
@@ -638,7 +690,7 @@ impl<'a> State<'a> {
             self.complete(
                 id,
                 StepStatus::Skipped,
-                Reason::UpstreamFailed { step: up },
+                reason,
                 None,
                 None,
                 None,

@@ -10,6 +10,7 @@
 
 mod artifact;
 pub mod cacher;
+mod cancel;
 pub mod canonical;
 mod canonical_order;
 mod checks;
@@ -29,6 +30,7 @@ mod value_text;
 
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
+pub use crate::cancel::CancelToken;
 pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
