@@ -398,7 +398,7 @@ impl Store {
             }
         }
         if let Some(recorded) = setting_of(&conn, "content_hash").map_err(db_err)? {
-            if ContentHash::parse(&recorded).is_none() {
+            if recorded.parse::<ContentHash>().is_err() {
                 return Err(not_a_store(&format!(
                     "it names blobs with `{recorded}`, which this version does not know"
                 )));
@@ -444,9 +444,9 @@ impl Store {
             store.migrate()?;
         }
         let recorded = store.setting("content_hash")?;
-        let kind = match recorded.as_deref().map(ContentHash::parse) {
-            Some(Some(kind)) => kind,
-            Some(None) => {
+        let kind = match recorded.as_deref().map(str::parse::<ContentHash>) {
+            Some(Ok(kind)) => kind,
+            Some(Err(_)) => {
                 return Err(Error::NotAStore {
                     path: store.inner.root.clone(),
                     reason: format!(

@@ -813,3 +813,13 @@ fn a_run_beats_and_releases_all_its_leases_at_once_and_only_its_own() {
         .unwrap();
     assert_eq!(holders, ["other-run"]);
 }
+
+#[test]
+fn hash_algorithm_names_round_trip_and_unknown_ones_are_errors() {
+    for kind in ContentHash::ALL {
+        assert_eq!(kind.to_string().parse::<ContentHash>(), Ok(kind));
+    }
+    assert_eq!(ContentHash::Blake3.to_string(), "blake3-128");
+    let err = "sha256".parse::<ContentHash>().unwrap_err();
+    assert_eq!((err.what(), err.value()), ("hash algorithm", "sha256"));
+}
