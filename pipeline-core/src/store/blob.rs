@@ -25,19 +25,39 @@ pub enum ContentHash {
 }
 
 impl ContentHash {
+    /// Every algorithm, in the order above.
+    pub const ALL: [ContentHash; 2] = [ContentHash::Xxh3, ContentHash::Blake3];
+
+    /// The stored name: the one table [`Display`](std::fmt::Display) and
+    /// [`FromStr`](std::str::FromStr) share.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ContentHash::Xxh3 => "xxh3-128",
             ContentHash::Blake3 => "blake3-128",
         }
     }
+}
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "xxh3-128" => Some(ContentHash::Xxh3),
-            "blake3-128" => Some(ContentHash::Blake3),
-            _ => None,
-        }
+/// `xxh3-128` or `blake3-128`, as the store records it.
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ContentHash {
+    type Err = crate::error::UnknownValue;
+
+    /// Reads an algorithm name as [`Display`](std::fmt::Display) writes it.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownValue`](crate::UnknownValue) for a name this version does not know.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| crate::error::UnknownValue::new("hash algorithm", s))
     }
 }
 

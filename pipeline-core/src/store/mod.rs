@@ -16,11 +16,13 @@ mod liveness;
 mod open;
 mod query;
 mod schema;
+mod stored;
 mod verify;
 
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
 pub(crate) use lease::{Acquire, Holder};
+pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
 pub use query::{
@@ -44,10 +46,10 @@ pub use blob::ContentHash;
 #[doc(hidden)]
 pub use blob::HashingWriter;
 
-use crate::cacher::{Bincode, Cacher, Json};
+use crate::cacher::Cacher;
 use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 /// Settings of a store handle. `content_hash` applies when the store is created; an
 /// existing store keeps the algorithm it was created with.
@@ -396,7 +398,7 @@ impl Store {
             }
         }
         if let Some(recorded) = setting_of(&conn, "content_hash").map_err(db_err)? {
-            if ContentHash::parse(&recorded).is_none() {
+            if recorded.parse::<ContentHash>().is_err() {
                 return Err(not_a_store(&format!(
                     "it names blobs with `{recorded}`, which this version does not know"
                 )));
@@ -442,9 +444,9 @@ impl Store {
             store.migrate()?;
         }
         let recorded = store.setting("content_hash")?;
-        let kind = match recorded.as_deref().map(ContentHash::parse) {
-            Some(Some(kind)) => kind,
-            Some(None) => {
+        let kind = match recorded.as_deref().map(str::parse::<ContentHash>) {
+            Some(Ok(kind)) => kind,
+            Some(Err(_)) => {
                 return Err(Error::NotAStore {
                     path: store.inner.root.clone(),
                     reason: format!(
@@ -1000,67 +1002,33 @@ impl Store {
         Ok(ids)
     }
 
-    /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`.
+    /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`: the
+    /// shorthand for `store.artifact(run, step, output)?.load()` (see
+    /// [`StoredArtifact::load`]).
     ///
     /// Works for outputs stored by the built-in bincode and JSON cachers; use
     /// [`Store::load_with`] for other cachers.
     ///
     /// # Errors
     ///
-    /// [`Error::TypeMismatch`] when the artifact was stored as another type, or as a type of
-    /// the same name whose serde shape differs from `T`'s (the type was edited since: the
-    /// bytes would decode into the wrong fields, or not at all). [`Error::Undecodable`] when
-    /// the bytes do not decode as `T` (recorded, so the next run executes the step again).
+    /// - [`Error::UnknownRun`], [`Error::AmbiguousRun`] or [`Error::UnknownStep`] when
+    ///   `run`, `step` or `output` names nothing recorded;
+    /// - [`Error::TypeMismatch`] when the artifact was stored as another type, or as a type
+    ///   of the same name whose serde shape differs from `T`'s (the type was edited since);
+    /// - [`Error::Undecodable`] when the bytes do not decode as `T` (recorded, so the next
+    ///   run executes the step again);
+    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
+    /// - [`Error::Cacher`] when a cacher other than bincode or JSON stored it;
+    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
     pub fn load<T>(&self, run: &str, step: &str, output: &str) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let (record, artifact) = self.step_output(run, step, output)?;
-        let decl = record.components.outputs.iter().find(|o| o.name == output);
-        if let Some(decl) = decl.filter(|d| d.type_name == std::any::type_name::<T>()) {
-            let shape = crate::shape::shape_of::<T>();
-            let known = |s: &str| !s.is_empty() && s != crate::shape::UNTRACED;
-            if known(&decl.shape) && known(shape.fingerprint()) && decl.shape != shape.fingerprint()
-            {
-                let short = |s: &str| s.get(..8).unwrap_or(s).to_string();
-                return Err(Error::TypeMismatch {
-                    artifact: format!("`{output}` of step `{step}` ({})", artifact.content_hash),
-                    stored: format!("{} (serde shape {})", decl.type_name, short(&decl.shape)),
-                    requested: format!(
-                        "{} (serde shape {}, edited since)",
-                        decl.type_name,
-                        short(shape.fingerprint())
-                    ),
-                });
-            }
-        }
-        let loaded = match artifact.cacher.as_str() {
-            "bincode" => self.load_artifact(&artifact, &Bincode),
-            "json" => self.load_artifact(&artifact, &Json),
-            other => {
-                return Err(Error::Cacher {
-                    cacher: other.to_string(),
-                    action: "load",
-                    what: format!("output `{output}` of step `{step}`"),
-                    source: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
-                        .into(),
-                })
-            }
-        };
-        match loaded {
-            Err(Error::Cacher { cacher, source, .. }) => Err(self.undecodable(
-                record.reused_execution.unwrap_or(record.execution_id),
-                &record.name,
-                output,
-                &artifact.type_name,
-                &cacher,
-                source,
-            )),
-            other => other,
-        }
+        self.artifact(run, step, output)?.load()
     }
 
-    /// Loads an artifact by run, step and output name with an explicit cacher.
+    /// Loads an artifact by run, step and output name with an explicit cacher: the
+    /// shorthand for `store.artifact(run, step, output)?.load_with(cacher)`.
     ///
     /// # Errors
     ///
@@ -1077,49 +1045,36 @@ impl Store {
         output: &str,
         cacher: &C,
     ) -> Result<T> {
-        let artifact = self.artifact(run, step, output)?;
-        self.load_artifact(&artifact, cacher)
+        self.artifact(run, step, output)?.load_with(cacher)
     }
 
-    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`, with the
-    /// built-in cacher it was stored with.
+    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`.
     ///
     /// # Errors
     ///
-    /// - [`Error::UnknownArtifact`] when no artifact has this hash;
-    /// - [`Error::Cacher`] when it was stored by a cacher other than `bincode` or `json`
-    ///   (load it with [`load_artifact`](Self::load_artifact) and that cacher);
-    /// - [`Error::TypeMismatch`] when `T` is not the type the step returned;
-    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
-    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
-    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
+    /// [`Error::UnknownArtifact`] when `hash` is not 32 hex digits or no artifact has it;
+    /// otherwise as [`StoredArtifact::load`].
+    #[deprecated(
+        note = "use `store.artifact_by_hash(hash)?.load()`, which takes a typed `Hash128`"
+    )]
     pub fn load_hash<T>(&self, hash: &str) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let artifact = self.artifact_by_hash(hash)?;
-        match artifact.cacher.as_str() {
-            "bincode" => self.load_artifact(&artifact, &Bincode),
-            "json" => self.load_artifact(&artifact, &Json),
-            other => Err(Error::Cacher {
-                cacher: other.to_string(),
-                action: "load",
-                what: format!("artifact {hash}"),
-                source: "not a built-in cacher; load it with Store::load_artifact(.., &YourCacher)"
-                    .into(),
-            }),
-        }
+        let hash = hash
+            .parse::<Hash128>()
+            .map_err(|_| Error::UnknownArtifact(hash.to_string()))?;
+        self.artifact_by_hash(hash)?.load()
     }
 
     /// Loads a recorded artifact with `cacher`, checking its recorded type first.
     ///
     /// # Errors
     ///
-    /// - [`Error::TypeMismatch`] when `T` is not the recorded type;
-    /// - [`Error::UnknownArtifact`] when the record's content hash is not 32 hex digits;
-    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
-    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
-    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
+    /// As [`StoredArtifact::load_with`].
+    #[deprecated(
+        note = "use `store.artifact(run, step, output)?.load_with(&cacher)` (or `artifact_by_hash`)"
+    )]
     pub fn load_artifact<T: 'static, C: Cacher<T>>(
         &self,
         artifact: &ArtifactRecord,
@@ -1133,9 +1088,9 @@ impl Store {
                 requested: requested.to_string(),
             });
         }
-        let hash = Hash128::from_hex(&artifact.content_hash)
-            .ok_or_else(|| Error::UnknownArtifact(artifact.content_hash.clone()))?;
-        self.read_blob(hash, cacher.id(), |input| cacher.load(input))
+        self.read_blob(artifact.content_hash, cacher.id(), |input| {
+            cacher.load(input)
+        })
     }
 
     /// Saves `value` with `cacher` as a blob outside any pipeline; returns its content hash.
@@ -1146,7 +1101,7 @@ impl Store {
     /// [`Error::Cacher`] when `cacher` cannot save the value (its error is the source; the
     /// partial bytes are discarded), [`Error::ReadOnly`] on a read-only handle, and
     /// [`Error::Io`] when the blob cannot be written.
-    pub fn save_blob<T, C: Cacher<T>>(&self, value: &T, cacher: &C) -> Result<String> {
+    pub fn save_blob<T, C: Cacher<T>>(&self, value: &T, cacher: &C) -> Result<Hash128> {
         let mut writer = self.blob_writer()?;
         if let Err(e) = cacher.save(value, &mut writer) {
             writer.abandon();
@@ -1158,20 +1113,20 @@ impl Store {
             });
         }
         let (hash, _) = self.finish_blob(writer)?;
-        Ok(hash.to_hex())
+        Ok(hash)
     }
 
-    /// Reads blob `hash` (32 hex digits) with `cacher`, verifying its content hash.
+    /// Reads blob `hash` with `cacher`, verifying its content hash: for blobs written by
+    /// [`save_blob`](Self::save_blob), which no execution records (a recorded artifact is
+    /// loaded through [`artifact_by_hash`](Self::artifact_by_hash), which checks its type).
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownArtifact`] when `hash` is not 32 hex digits; otherwise
     /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
     /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
     /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
-    pub fn load_blob<T, C: Cacher<T>>(&self, hash: &str, cacher: &C) -> Result<T> {
-        let h = Hash128::from_hex(hash).ok_or_else(|| Error::UnknownArtifact(hash.to_string()))?;
-        self.read_blob(h, cacher.id(), |input| cacher.load(input))
+    pub fn load_blob<T, C: Cacher<T>>(&self, hash: Hash128, cacher: &C) -> Result<T> {
+        self.read_blob(hash, cacher.id(), |input| cacher.load(input))
     }
 }
 
