@@ -519,7 +519,7 @@ mod tests {
             v["edges"][0],
             serde_json::json!({
                 "from": "a", "to": "b", "output": "output", "input": "x",
-                "content_hash": "aa", "size": 4,
+                "content_hash": h("aa").to_hex(), "size": 4,
             })
         );
         let dot = g.to_string();
