@@ -17,6 +17,7 @@ mod error;
 mod executor;
 mod graph;
 mod key;
+mod local_fs;
 mod pipeline;
 mod run;
 pub mod shape;
