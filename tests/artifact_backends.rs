@@ -38,7 +38,8 @@ fn sum_of_squares(n: u64) -> Artifact<u64> {
 
 /// A store in `dir/store` whose blobs go to `dir/objects` through `object_store`.
 fn object_backed(dir: &Path) -> (Store, Arc<dyn ArtifactStore>) {
-    let blobs: Arc<dyn ArtifactStore> = Arc::new(ObjectArtifacts::local(dir.join("objects")).unwrap());
+    let blobs: Arc<dyn ArtifactStore> =
+        Arc::new(ObjectArtifacts::local(dir.join("objects")).unwrap());
     let options = StoreOptions {
         artifacts: Some(Arc::clone(&blobs)),
         ..StoreOptions::default()
@@ -101,12 +102,23 @@ fn a_store_runs_on_an_object_store_backend() {
         .iter()
         .all(|(_, s)| *s == StepStatus::Cached));
     assert_eq!(SQUARES.load(SeqCst), executed, "no step body ran");
-    assert_eq!(again.stats().blob_reads, 0, "a cached run reads no artifact bytes");
+    assert_eq!(
+        again.stats().blob_reads,
+        0,
+        "a cached run reads no artifact bytes"
+    );
     assert_eq!(again.stats().bytes_read, 0);
     assert_eq!(second.output().load().unwrap(), want);
-    assert_eq!(again.stats().blob_reads, 1, "a load reads through the backend");
+    assert_eq!(
+        again.stats().blob_reads,
+        1,
+        "a load reads through the backend"
+    );
 
-    assert!(store.verify().unwrap().problems.is_empty(), "verify is clean");
+    assert!(
+        store.verify().unwrap().problems.is_empty(),
+        "verify is clean"
+    );
 
     // An object deleted behind the store's back: the next run executes its step again.
     let squares_hash = Hash128::from_hex(
@@ -117,7 +129,10 @@ fn a_store_runs_on_an_object_store_backend() {
     )
     .unwrap();
     assert!(blobs.delete(squares_hash).unwrap());
-    assert!(!store.verify().unwrap().problems.is_empty(), "verify sees the loss");
+    assert!(
+        !store.verify().unwrap().problems.is_empty(),
+        "verify sees the loss"
+    );
     let third = p.run().unwrap();
     assert_eq!(
         third.step("squares").unwrap().status(),
@@ -125,7 +140,10 @@ fn a_store_runs_on_an_object_store_backend() {
         "a missing object is a miss"
     );
     assert_eq!(SQUARES.load(SeqCst), executed + 1);
-    assert!(blobs.stat(squares_hash).unwrap().is_some(), "and is written again");
+    assert!(
+        blobs.stat(squares_hash).unwrap().is_some(),
+        "and is written again"
+    );
     assert!(store.verify().unwrap().problems.is_empty());
 }
 
@@ -147,7 +165,12 @@ fn gc_removes_unreferenced_objects_through_the_backend() {
     for blob in blobs.list().unwrap() {
         let file = fs::File::options()
             .write(true)
-            .open(blobs.location(blob.hash).to_string_lossy().trim_start_matches("file://"))
+            .open(
+                blobs
+                    .location(blob.hash)
+                    .to_string_lossy()
+                    .trim_start_matches("file://"),
+            )
             .unwrap();
         file.set_times(fs::FileTimes::new().set_modified(old).set_accessed(old))
             .unwrap();

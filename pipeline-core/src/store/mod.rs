@@ -867,7 +867,9 @@ impl Store {
             return Ok(BlobState::Ok { stale_use });
         }
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner.bytes_read.fetch_add(stat.size, Ordering::Relaxed);
+        self.inner
+            .bytes_read
+            .fetch_add(stat.size, Ordering::Relaxed);
         let hashed = artifacts::hash_blob(self.inner.blobs.as_ref(), hash, self.inner.content_hash);
         let (actual, len) = match hashed {
             Ok(Some(h)) => h,
@@ -1008,12 +1010,8 @@ impl Store {
                     if row.status == StepStatus::Executed {
                         // Remember the stat of the blob just written, for stat-only hits.
                         let stat = self.blob_stat(o.hash)?;
-                        blob.execute(params![
-                            o.hash.to_hex(),
-                            stat.size as i64,
-                            stat.modified_ns
-                        ])
-                        .map_err(|e| self.db_error(e))?;
+                        blob.execute(params![o.hash.to_hex(), stat.size as i64, stat.modified_ns])
+                            .map_err(|e| self.db_error(e))?;
                     }
                 }
                 if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {

@@ -174,7 +174,9 @@ impl Store {
                     report.bytes_checked += bytes;
                     let ok = actual == hash;
                     if ok {
-                        report.problems.extend(check_sidecar(blobs, hash, &path, &hex)?);
+                        report
+                            .problems
+                            .extend(check_sidecar(blobs, hash, &path, &hex)?);
                     } else {
                         report.problems.push(Problem::CorruptBlob {
                             hash: hex.clone(),

@@ -42,6 +42,9 @@ pub struct Backend {
     pub guard: Option<Box<dyn Any>>,
 }
 
+/// One test of the suite.
+type Test = fn(&Backend);
+
 /// Runs every test of the artifact-bytes contract, each on a backend fresh from `factory`.
 ///
 /// Tests: a put/get round trip (with both content hashes), a put of the same bytes twice,
@@ -55,7 +58,7 @@ pub struct Backend {
 /// When the backend breaks the contract or fails; the message names the test and the
 /// promise.
 pub fn artifact_store<F: Fn() -> Backend>(factory: F) {
-    let tests: &[(&str, fn(&Backend))] = &[
+    let tests: &[(&str, Test)] = &[
         ("round_trip", round_trip),
         ("round_trip_blake3", round_trip_blake3),
         ("same_bytes_twice", same_bytes_twice),
@@ -121,7 +124,11 @@ fn read(store: &dyn ArtifactStore, hash: Hash128) -> Option<Vec<u8>> {
 fn hashes(store: &dyn ArtifactStore) -> HashSet<Hash128> {
     let listed = store.list().expect("list succeeds");
     let set: HashSet<_> = listed.iter().map(|b| b.hash).collect();
-    assert_eq!(set.len(), listed.len(), "list names each blob once: {listed:?}");
+    assert_eq!(
+        set.len(),
+        listed.len(),
+        "list names each blob once: {listed:?}"
+    );
     set
 }
 
@@ -129,13 +136,25 @@ fn round_trip_with(b: &Backend, kind: ContentHash) {
     let store = b.store.as_ref();
     let bytes = bytes_of(1, 10_000);
     let (hash, size) = put(store, &bytes, kind);
-    assert_eq!(hash, expected(&bytes, kind), "commit returns the hash of the bytes");
+    assert_eq!(
+        hash,
+        expected(&bytes, kind),
+        "commit returns the hash of the bytes"
+    );
     assert_eq!(size, bytes.len() as u64, "commit returns the byte count");
-    assert_eq!(read(store, hash).as_deref(), Some(&bytes[..]), "open gives the bytes back");
+    assert_eq!(
+        read(store, hash).as_deref(),
+        Some(&bytes[..]),
+        "open gives the bytes back"
+    );
     let stat = store.stat(hash).unwrap().expect("stat finds the blob");
     assert_eq!(stat.size, bytes.len() as u64, "stat gives the size");
     let (empty, n) = put(store, b"", kind);
-    assert_eq!((empty, n), (expected(b"", kind), 0), "an empty blob is a blob");
+    assert_eq!(
+        (empty, n),
+        (expected(b"", kind), 0),
+        "an empty blob is a blob"
+    );
     assert_eq!(read(store, empty).as_deref(), Some(&[][..]));
 }
 
@@ -153,7 +172,11 @@ fn same_bytes_twice(b: &Backend) {
     let first = put(store, &bytes, ContentHash::Xxh3);
     let second = put(store, &bytes, ContentHash::Xxh3);
     assert_eq!(first, second, "the same bytes get the same name");
-    assert_eq!(hashes(store), HashSet::from([first.0]), "one blob, listed once");
+    assert_eq!(
+        hashes(store),
+        HashSet::from([first.0]),
+        "one blob, listed once"
+    );
     assert_eq!(read(store, first.0).as_deref(), Some(&bytes[..]));
 }
 
@@ -181,7 +204,11 @@ fn concurrent_puts_of_one_blob(b: &Backend) {
         assert_eq!((hash, size), (want, bytes.len() as u64));
     }
     let store = b.store.as_ref();
-    assert_eq!(hashes(store), HashSet::from([want]), "one blob after concurrent puts");
+    assert_eq!(
+        hashes(store),
+        HashSet::from([want]),
+        "one blob after concurrent puts"
+    );
     let back = read(store, want).expect("the blob is there");
     assert!(back == *bytes, "the blob holds the bytes, whole");
 }
@@ -200,8 +227,15 @@ fn abandoned_put_leaves_nothing(b: &Backend) {
     w.flush().unwrap();
     drop(w); // every byte written, but never committed
     for hash in [whole, half] {
-        assert_eq!(store.stat(hash).unwrap(), None, "an abandoned put is not visible");
-        assert!(read(store, hash).is_none(), "an abandoned put cannot be opened");
+        assert_eq!(
+            store.stat(hash).unwrap(),
+            None,
+            "an abandoned put is not visible"
+        );
+        assert!(
+            read(store, hash).is_none(),
+            "an abandoned put cannot be opened"
+        );
     }
     assert!(hashes(store).is_empty(), "an abandoned put is not listed");
     // The backend still works after aborted puts.
@@ -212,9 +246,19 @@ fn abandoned_put_leaves_nothing(b: &Backend) {
 fn missing_blob(b: &Backend) {
     let store = b.store.as_ref();
     let hash = expected(b"never stored", ContentHash::Xxh3);
-    assert_eq!(store.stat(hash).unwrap(), None, "stat of a missing blob is None");
-    assert!(read(store, hash).is_none(), "open of a missing blob is None");
-    assert!(!store.delete(hash).unwrap(), "deleting a missing blob says so");
+    assert_eq!(
+        store.stat(hash).unwrap(),
+        None,
+        "stat of a missing blob is None"
+    );
+    assert!(
+        read(store, hash).is_none(),
+        "open of a missing blob is None"
+    );
+    assert!(
+        !store.delete(hash).unwrap(),
+        "deleting a missing blob says so"
+    );
     assert_eq!(store.get_sidecar(hash).unwrap(), None);
     assert_eq!(
         hash_blob(store, hash, ContentHash::Xxh3).unwrap(),
@@ -228,11 +272,21 @@ fn delete(b: &Backend) {
     let keep = put(store, &bytes_of(5, 1000), ContentHash::Xxh3).0;
     let gone = put(store, &bytes_of(6, 1000), ContentHash::Xxh3).0;
     store.put_sidecar(gone, b"{}").unwrap();
-    assert!(store.delete(gone).unwrap(), "delete reports the blob it removed");
+    assert!(
+        store.delete(gone).unwrap(),
+        "delete reports the blob it removed"
+    );
     assert_eq!(store.stat(gone).unwrap(), None, "a deleted blob is gone");
     assert!(read(store, gone).is_none());
-    assert_eq!(store.get_sidecar(gone).unwrap(), None, "its sidecar goes with it");
-    assert!(!store.delete(gone).unwrap(), "a second delete finds nothing");
+    assert_eq!(
+        store.get_sidecar(gone).unwrap(),
+        None,
+        "its sidecar goes with it"
+    );
+    assert!(
+        !store.delete(gone).unwrap(),
+        "a second delete finds nothing"
+    );
     assert_eq!(hashes(store), HashSet::from([keep]), "other blobs stay");
     assert!(store.stat(keep).unwrap().is_some());
 }
@@ -241,17 +295,34 @@ fn list(b: &Backend) {
     let store = b.store.as_ref();
     assert!(hashes(store).is_empty(), "a fresh backend lists nothing");
     let blobs: Vec<(Hash128, u64)> = (10..15)
-        .map(|seed| put(store, &bytes_of(seed, 100 * seed as usize), ContentHash::Xxh3))
+        .map(|seed| {
+            put(
+                store,
+                &bytes_of(seed, 100 * seed as usize),
+                ContentHash::Xxh3,
+            )
+        })
         .collect();
     for (hash, _) in &blobs {
         store.put_sidecar(*hash, b"{}").unwrap();
     }
     let listed = store.list().unwrap();
-    assert_eq!(listed.len(), blobs.len(), "every blob listed, sidecars not: {listed:?}");
+    assert_eq!(
+        listed.len(),
+        blobs.len(),
+        "every blob listed, sidecars not: {listed:?}"
+    );
     for (hash, size) in blobs {
-        let entry = listed.iter().find(|l| l.hash == hash).expect("each blob listed");
+        let entry = listed
+            .iter()
+            .find(|l| l.hash == hash)
+            .expect("each blob listed");
         assert_eq!(entry.stat.size, size, "list gives sizes");
-        assert_eq!(Some(entry.stat), store.stat(hash).unwrap(), "list agrees with stat");
+        assert_eq!(
+            Some(entry.stat),
+            store.stat(hash).unwrap(),
+            "list agrees with stat"
+        );
     }
 }
 
@@ -260,8 +331,14 @@ fn stat_is_stable(b: &Backend) {
     let bytes = bytes_of(20, 4096);
     let (hash, _) = put(store, &bytes, ContentHash::Xxh3);
     let first = store.stat(hash).unwrap().unwrap();
-    assert_ne!(first.modified_ns, 0, "stat tells when the bytes were written");
-    assert!(first.last_used.is_some(), "stat tells when the blob was last used");
+    assert_ne!(
+        first.modified_ns, 0,
+        "stat tells when the bytes were written"
+    );
+    assert!(
+        first.last_used.is_some(),
+        "stat tells when the blob was last used"
+    );
     assert!(read(store, hash).is_some());
     store.touch(hash).expect("touch succeeds");
     put(store, &bytes, ContentHash::Xxh3); // an identical put (a repaired or raced write)
@@ -278,13 +355,20 @@ fn stat_is_stable(b: &Backend) {
         after_read.modified_ns, later.modified_ns,
         "reading or touching a blob leaves its modified time alone"
     );
-    assert!(after_read.last_used >= first.last_used, "last use does not go back");
+    assert!(
+        after_read.last_used >= first.last_used,
+        "last use does not go back"
+    );
 }
 
 fn sidecars(b: &Backend) {
     let store = b.store.as_ref();
     let (hash, _) = put(store, &bytes_of(30, 100), ContentHash::Xxh3);
-    assert_eq!(store.get_sidecar(hash).unwrap(), None, "no sidecar until one is put");
+    assert_eq!(
+        store.get_sidecar(hash).unwrap(),
+        None,
+        "no sidecar until one is put"
+    );
     store.put_sidecar(hash, br#"{"a":1}"#).unwrap();
     store.put_sidecar(hash, br#"{"a":2}"#).unwrap();
     assert_eq!(
@@ -314,7 +398,11 @@ fn large_value_in_pieces(b: &Backend) {
         step = (step * 7 + 13) % 1_500_000 + 1;
     }
     let (hash, size) = w.commit().unwrap();
-    assert_eq!(hash, expected(&bytes, ContentHash::Xxh3), "the hash of all the bytes");
+    assert_eq!(
+        hash,
+        expected(&bytes, ContentHash::Xxh3),
+        "the hash of all the bytes"
+    );
     assert_eq!(size, bytes.len() as u64);
     assert_eq!(
         hash_blob(store, hash, ContentHash::Xxh3).unwrap(),
@@ -340,7 +428,11 @@ fn damage_is_detected_on_read(b: &Backend) {
         .unwrap()
         .expect("a damaged blob is still there");
     assert_ne!(actual, hash, "damaged bytes do not hash to the blob's name");
-    assert_eq!(actual, expected(&damaged, ContentHash::Xxh3), "open returns what is stored");
+    assert_eq!(
+        actual,
+        expected(&damaged, ContentHash::Xxh3),
+        "open returns what is stored"
+    );
     assert_eq!(size, bytes.len() as u64);
 }
 

@@ -44,6 +44,9 @@ pub struct ObjectArtifacts {
     /// How locations are shown: `file:///dir` or `s3://bucket/prefix`, without credentials.
     url: String,
     runtime: Arc<Runtime>,
+    /// The folder behind a `LocalFileSystem` store, whose files and directories a commit
+    /// syncs (object_store 0.13 does not), so that a blob is durable before its row.
+    local_root: Option<PathBuf>,
 }
 
 impl fmt::Debug for ObjectArtifacts {
@@ -77,11 +80,14 @@ impl ObjectArtifacts {
             prefix: ObjectPath::from(prefix),
             url: url.into().trim_end_matches('/').to_string(),
             runtime: Arc::new(runtime),
+            local_root: None,
         })
     }
 
     /// Blobs in folder `dir` through `object_store`'s `LocalFileSystem` (created if
-    /// missing).
+    /// missing). A commit syncs the blob and its directory, as [`LocalArtifacts`] does.
+    ///
+    /// [`LocalArtifacts`]: super::LocalArtifacts
     ///
     /// # Errors
     ///
@@ -93,7 +99,9 @@ impl ObjectArtifacts {
             .map_err(io::Error::other)?
             .with_automatic_cleanup(true);
         let url = format!("file://{}", dir.display());
-        ObjectArtifacts::new(Arc::new(fs), "", url)
+        let mut store = ObjectArtifacts::new(Arc::new(fs), "", url)?;
+        store.local_root = Some(dir);
+        Ok(store)
     }
 
     fn blob(&self, hash: Hash128) -> ObjectPath {
@@ -103,7 +111,10 @@ impl ObjectArtifacts {
 
     fn sidecar(&self, hash: Hash128) -> ObjectPath {
         let (fanout, name) = super::blob_name(hash);
-        self.prefix.clone().join(fanout).join(format!("{name}.json"))
+        self.prefix
+            .clone()
+            .join(fanout)
+            .join(format!("{name}.json"))
     }
 
     /// Replaces blob `hash`'s bytes with `bytes` directly (tests damage blobs this way).
@@ -177,7 +188,9 @@ impl ArtifactStore for ObjectArtifacts {
         };
         Ok(Some(match got.payload {
             // `LocalFileSystem` hands over the open file: read it directly.
-            GetResultPayload::File(file, _) => Box::new(io::BufReader::with_capacity(1 << 20, file)),
+            GetResultPayload::File(file, _) => {
+                Box::new(io::BufReader::with_capacity(1 << 20, file))
+            }
             GetResultPayload::Stream(stream) => Box::new(StreamReader {
                 stream,
                 chunk: Bytes::new(),
@@ -353,6 +366,13 @@ impl BlobPut for ObjectPut {
             // Best effort: a temporary object left behind is never taken for a blob.
             let _ = b.runtime.block_on(b.store.delete(&self.tmp));
             return Err(io::Error::other(e));
+        }
+        if let Some(root) = &b.local_root {
+            // The bytes, then the rename, durable before the metadata commit refers to them.
+            let (fanout, name) = super::blob_name(hash);
+            let dir = root.join(fanout);
+            std::fs::File::open(dir.join(name))?.sync_all()?;
+            std::fs::File::open(&dir)?.sync_all()?;
         }
         Ok((hash, size))
     }
