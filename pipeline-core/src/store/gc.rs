@@ -311,6 +311,9 @@ impl Store {
             }
         }
         let blobs = self.artifact_store();
+        report.temp_files_removed += blobs
+            .remove_stale_temporaries(policy.min_blob_age, policy.dry_run)
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
         let listed = blobs
             .list()
             .map_err(|e| Error::io(self.blobs_location(), e))?;

@@ -126,6 +126,23 @@ pub trait ArtifactStore: Send + Sync + fmt::Debug {
         Ok(())
     }
 
+    /// Removes what writes that never finished left behind (a process killed between
+    /// uploading a temporary object and renaming it) when older than `older_than`, and
+    /// returns how many there were; with `dry_run`, only counts them. Garbage collection
+    /// calls it. The default does nothing: [`LocalArtifacts`]' temporary files are
+    /// removed by the store, which knows whether their writer is alive.
+    ///
+    /// # Errors
+    ///
+    /// When the leftovers cannot be listed or removed.
+    fn remove_stale_temporaries(
+        &self,
+        _older_than: std::time::Duration,
+        _dry_run: bool,
+    ) -> io::Result<usize> {
+        Ok(0)
+    }
+
     /// Stores `doc` (a JSON document describing blob `hash`: type, cacher, producer) beside
     /// the blob, replacing an earlier one, so the store can be browsed without this library.
     ///

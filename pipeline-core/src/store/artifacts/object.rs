@@ -249,6 +249,32 @@ impl ArtifactStore for ObjectArtifacts {
         Ok(out)
     }
 
+    fn remove_stale_temporaries(&self, older_than: Duration, dry_run: bool) -> io::Result<usize> {
+        // A temporary object exists only between the end of its upload and its rename, so
+        // one older than `older_than` belongs to a writer that died in between.
+        let tmp = self.prefix.clone().join("tmp");
+        let metas: Vec<object_store::Result<ObjectMeta>> = self
+            .runtime
+            .block_on(self.store.list(Some(&tmp)).collect::<Vec<_>>());
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for meta in metas {
+            let meta = meta.map_err(io::Error::other)?;
+            let old = stat_of(&meta)
+                .last_used
+                .and_then(|t| now.duration_since(t).ok())
+                .is_some_and(|age| age >= older_than);
+            if !old {
+                continue;
+            }
+            removed += 1;
+            if !dry_run {
+                found(self.runtime.block_on(self.store.delete(&meta.location)))?;
+            }
+        }
+        Ok(removed)
+    }
+
     fn put_sidecar(&self, hash: Hash128, doc: &[u8]) -> io::Result<()> {
         let payload = PutPayload::from(Bytes::copy_from_slice(doc));
         self.runtime
@@ -400,5 +426,56 @@ impl Read for StreamReader {
         buf[..n].copy_from_slice(&self.chunk[..n]);
         self.chunk = self.chunk.slice(n..);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_when_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ObjectArtifacts::local(dir.path()).unwrap();
+        // What a writer killed between its upload and its rename leaves.
+        let left = store.prefix.clone().join("tmp").join("12345-0-0");
+        let payload = PutPayload::from(Bytes::from_static(b"half a blob"));
+        store
+            .runtime
+            .block_on(store.store.put(&left, payload))
+            .unwrap();
+        let (hash, _) = {
+            let mut w = store.put(ContentHash::Xxh3).unwrap();
+            w.write_all(b"a blob").unwrap();
+            w.commit().unwrap()
+        };
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            store.remove_stale_temporaries(hour, false).unwrap(),
+            0,
+            "too young"
+        );
+        assert_eq!(
+            store
+                .remove_stale_temporaries(Duration::ZERO, true)
+                .unwrap(),
+            1
+        );
+        assert!(
+            store.head(&left).unwrap().is_some(),
+            "a dry run removes nothing"
+        );
+        assert_eq!(
+            store
+                .remove_stale_temporaries(Duration::ZERO, false)
+                .unwrap(),
+            1
+        );
+        assert!(store.head(&left).unwrap().is_none(), "the leftover is gone");
+        assert!(
+            store.stat(hash).unwrap().is_some(),
+            "blobs are not temporaries"
+        );
+        assert_eq!(store.list().unwrap().len(), 1);
     }
 }
