@@ -205,9 +205,3 @@ pub fn hash_blob(
         Err(e) => Err(e),
     }
 }
-
-/// Fan-out directory and name of a blob: `ab/ab12...`, as both built-in backends lay it out.
-pub(crate) fn blob_name(hash: Hash128) -> (String, String) {
-    let hex = hash.to_hex();
-    (hex[..2].to_string(), hex)
-}

@@ -105,12 +105,12 @@ impl ObjectArtifacts {
     }
 
     fn blob(&self, hash: Hash128) -> ObjectPath {
-        let (fanout, name) = super::blob_name(hash);
+        let (fanout, name) = blob_name(hash);
         self.prefix.clone().join(fanout).join(name)
     }
 
     fn sidecar(&self, hash: Hash128) -> ObjectPath {
-        let (fanout, name) = super::blob_name(hash);
+        let (fanout, name) = blob_name(hash);
         self.prefix
             .clone()
             .join(fanout)
@@ -134,6 +134,12 @@ impl ObjectArtifacts {
             Err(e) => Err(io::Error::other(e)),
         }
     }
+}
+
+/// Fan-out directory and name of a blob: `ab/ab12...`, as in the local folder.
+fn blob_name(hash: Hash128) -> (String, String) {
+    let hex = hash.to_hex();
+    (hex[..2].to_string(), hex)
 }
 
 fn stat_of(meta: &ObjectMeta) -> BlobStat {
@@ -238,7 +244,7 @@ impl ArtifactStore for ObjectArtifacts {
             let Some(hash) = Hash128::from_hex(name.as_ref()) else {
                 continue;
             };
-            if super::blob_name(hash).0 != fanout.as_ref() {
+            if blob_name(hash).0 != fanout.as_ref() {
                 continue;
             }
             out.push(ListedBlob {
@@ -395,7 +401,7 @@ impl BlobPut for ObjectPut {
         }
         if let Some(root) = &b.local_root {
             // The bytes, then the rename, durable before the metadata commit refers to them.
-            let (fanout, name) = super::blob_name(hash);
+            let (fanout, name) = blob_name(hash);
             let dir = root.join(fanout);
             std::fs::File::open(dir.join(name))?.sync_all()?;
             std::fs::File::open(&dir)?.sync_all()?;
