@@ -70,7 +70,9 @@ impl<T> Artifact<T> {
         Ok(self.bound()?.hash)
     }
 
-    /// Path of the blob holding the bytes (inside the store's `artifacts/` folder).
+    /// Path of the blob holding the bytes: inside the store's `artifacts/` folder, or with
+    /// another artifact backend ([`StoreOptions::artifacts`](crate::store::StoreOptions)),
+    /// its location there (a URL for remote ones).
     ///
     /// # Errors
     ///

@@ -18,6 +18,7 @@ mod error;
 mod executor;
 mod graph;
 mod key;
+mod local_fs;
 mod output;
 mod pipeline;
 pub mod report;

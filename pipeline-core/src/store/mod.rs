@@ -4,9 +4,12 @@
 //! <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
 //! <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
 //! ```
+//!
+//! The blobs go through an [`ArtifactStore`](artifacts::ArtifactStore): the folder above by
+//! default, any other backend through [`StoreOptions::artifacts`].
 
+pub mod artifacts;
 mod blob;
-pub(crate) use blob::mtime_ns;
 mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
@@ -19,6 +22,7 @@ mod schema;
 mod stored;
 mod verify;
 
+pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
 pub(crate) use lease::{Acquire, Holder};
@@ -30,8 +34,8 @@ pub use query::{
     StepComparison, StepRecord,
 };
 
-use std::fs::{self, File};
-use std::io::{BufReader, Read};
+use std::fs;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -41,7 +45,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub(crate) use blob::BlobWriter;
+use artifacts::{ArtifactStore, BlobPut, LocalArtifacts};
 pub use blob::ContentHash;
 #[doc(hidden)]
 pub use blob::HashingWriter;
@@ -69,6 +73,12 @@ pub struct StoreOptions {
     /// with [`Error::ReadOnly`]. An existing store that this process cannot write opens
     /// this way even without it; see [`Store::open_with`].
     pub read_only: bool,
+    /// Where the bytes of artifacts go. Default (`None`): the folder `artifacts/` beside
+    /// the database ([`LocalArtifacts`]). Any [`ArtifactStore`] that passes
+    /// [`artifacts::contract::artifact_store`] may stand in, e.g.
+    /// [`ObjectArtifacts`](artifacts::ObjectArtifacts); the metadata stays in the store
+    /// directory. Every handle on one store must be given the same backend.
+    pub artifacts: Option<Arc<dyn ArtifactStore>>,
 }
 
 impl Default for StoreOptions {
@@ -78,6 +88,7 @@ impl Default for StoreOptions {
             lease_ttl: Duration::from_secs(10),
             content_hash: ContentHash::Xxh3,
             read_only: false,
+            artifacts: None,
         }
     }
 }
@@ -89,9 +100,6 @@ const CACHE_SIZE_KIB: i64 = -32 * 1024;
 /// WAL pages between automatic checkpoints (SQLite's default is 1000).
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
-/// Environment variable naming the store directory.
-pub const PIPELINE_HOME: &str = "PIPELINE_HOME";
-
 /// A handle to a store directory; cheap to clone and shareable between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -100,7 +108,11 @@ pub struct Store {
 
 struct StoreInner {
     root: PathBuf,
+    /// `<root>/artifacts`: the local blob folder, and `tmp/` in it for temporary files and
+    /// the owners' lock files (whatever backend holds the blobs).
     artifacts: PathBuf,
+    /// Where the blobs are.
+    blobs: Arc<dyn ArtifactStore>,
     options: StoreOptions,
     /// Why this handle cannot write; `None` when it can.
     read_only: Option<ReadOnlyCause>,
@@ -427,10 +439,18 @@ impl Store {
             let tmp = artifacts.join("tmp");
             Some(liveness::OwnerLock::acquire(&tmp).map_err(|e| Error::io(tmp, e))?)
         };
+        let blobs = match &options.artifacts {
+            Some(blobs) => Arc::clone(blobs),
+            None => Arc::new(LocalArtifacts::new(
+                &artifacts,
+                owner.as_ref().map_or("", |o| o.token()),
+            )),
+        };
         let mut store = Store {
             inner: Arc::new(StoreInner {
                 root,
                 artifacts,
+                blobs,
                 content_hash: options.content_hash,
                 options,
                 read_only,
@@ -586,40 +606,53 @@ impl Store {
         map_db_error(&self.inner.root, e)
     }
 
-    /// Path of the blob with content hash `hash`.
+    /// Where the blob with content hash `hash` is: its path in the store's `artifacts/`
+    /// folder, or, with another [`artifacts`](StoreOptions::artifacts) backend, its
+    /// location there (a URL for remote ones).
     pub fn blob_path(&self, hash: Hash128) -> PathBuf {
-        blob::blob_path(&self.inner.artifacts, hash)
+        self.inner.blobs.location(hash)
+    }
+
+    /// The backend holding this store's blobs.
+    pub fn artifact_store(&self) -> &Arc<dyn ArtifactStore> {
+        &self.inner.blobs
+    }
+
+    /// The location of the blob backend, for I/O errors that concern no single blob.
+    pub(crate) fn blobs_location(&self) -> PathBuf {
+        self.blob_path(Hash128(0))
+            .parent()
+            .and_then(|p| p.parent())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.inner.artifacts.clone())
     }
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
         self.check_writable("write artifacts")?;
-        BlobWriter::create(
-            &self.inner.artifacts,
-            self.inner.content_hash,
-            self.owner_token(),
-        )
-        .map_err(|e| Error::io(&self.inner.artifacts, e))
+        let put = self
+            .inner
+            .blobs
+            .put(self.inner.content_hash)
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
+        Ok(BlobWriter { put })
     }
 
-    /// Finishes a blob: sync, rename into place, and return (hash, size).
+    /// Finishes a blob: in place and durable under its hash; returns (hash, size).
     pub(crate) fn finish_blob(&self, writer: BlobWriter) -> Result<(Hash128, u64)> {
         writer
-            .finish(&self.inner.artifacts)
-            .map_err(|e| Error::io(&self.inner.artifacts, e))
+            .put
+            .commit()
+            .map_err(|e| Error::io(self.blobs_location(), e))
     }
 
     /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
     pub(crate) fn write_sidecar(&self, hash: Hash128, sidecar: &Sidecar<'_>) -> Result<()> {
         let doc = sidecar.to_json(hash);
-        let path = sidecar_path(&self.blob_path(hash));
-        // Unique per writer: steps running at once may write identical outputs (same hash).
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
         let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        fs::write(&tmp, text)
-            .and_then(|_| fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(&path, e))
+        self.inner
+            .blobs
+            .put_sidecar(hash, &text)
+            .map_err(|e| Error::io(sidecar_path(&self.blob_path(hash)), e))
     }
 
     /// Reads blob `hash` through `decode`, verifying the content hash of every byte.
@@ -630,9 +663,9 @@ impl Store {
         decode: impl FnOnce(&mut dyn Read) -> Result<V, BoxError>,
     ) -> Result<V> {
         let path = self.blob_path(hash);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let input = match self.inner.blobs.open(hash) {
+            Ok(Some(input)) => input,
+            Ok(None) => {
                 return Err(Error::BlobMissing {
                     hash: hash.to_hex(),
                     path,
@@ -641,10 +674,7 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         };
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        let mut reader = blob::HashingReader::new(
-            BufReader::with_capacity(1 << 20, file),
-            self.inner.content_hash,
-        );
+        let mut reader = blob::HashingReader::new(input, self.inner.content_hash);
         let decoded = decode(&mut reader);
         let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
         self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
@@ -798,14 +828,23 @@ impl Store {
         // the moment between this lookup and the commit of the cached row that references
         // them.
         if self.inner.read_only.is_none() {
-            let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
             for hash in stale {
-                if let Ok(f) = File::options().write(true).open(self.blob_path(hash)) {
-                    let _ = f.set_times(now);
-                }
+                let _ = self.inner.blobs.touch(hash);
             }
         }
         Ok(Lookup::Hit { execution, outputs })
+    }
+
+    /// Size and times of blob `hash`, which must exist ([`Error::BlobMissing`] otherwise).
+    pub(crate) fn blob_stat(&self, hash: Hash128) -> Result<artifacts::BlobStat> {
+        match self.inner.blobs.stat(hash) {
+            Ok(Some(stat)) => Ok(stat),
+            Ok(None) => Err(Error::BlobMissing {
+                hash: hash.to_hex(),
+                path: self.blob_path(hash),
+            }),
+            Err(e) => Err(Error::io(self.blob_path(hash), e)),
+        }
     }
 
     /// Checks a blob by `stat`; re-hashes it only when its size or mtime changed.
@@ -816,29 +855,28 @@ impl Store {
         size: Option<i64>,
         mtime: Option<i64>,
     ) -> Result<BlobState> {
-        let path = self.blob_path(hash);
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
-            Err(e) => return Err(Error::io(path, e)),
+        let stat = match self.inner.blobs.stat(hash) {
+            Ok(Some(stat)) => stat,
+            Ok(None) => return Ok(BlobState::Missing),
+            Err(e) => return Err(Error::io(self.blob_path(hash), e)),
         };
-        let mtime_now = blob::mtime_ns(&meta);
-        let stale_use = meta
-            .accessed()
-            .ok()
+        let mtime_now = stat.modified_ns;
+        let stale_use = stat
+            .last_used
             .and_then(|a| std::time::SystemTime::now().duration_since(a).ok())
             .is_none_or(|age| age > USE_REFRESH);
-        if size == Some(meta.len() as i64) && mtime == Some(mtime_now) {
+        if size == Some(stat.size as i64) && mtime == Some(mtime_now) {
             return Ok(BlobState::Ok { stale_use });
         }
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
         self.inner
             .bytes_read
-            .fetch_add(meta.len(), Ordering::Relaxed);
-        let (actual, len) = match blob::hash_file(&path, self.inner.content_hash) {
-            Ok(h) => h,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
-            Err(e) => return Err(Error::io(path, e)),
+            .fetch_add(stat.size, Ordering::Relaxed);
+        let hashed = artifacts::hash_blob(self.inner.blobs.as_ref(), hash, self.inner.content_hash);
+        let (actual, len) = match hashed {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(BlobState::Missing),
+            Err(e) => return Err(Error::io(self.blob_path(hash), e)),
         };
         if actual != hash {
             return Ok(BlobState::Corrupt);
@@ -973,14 +1011,9 @@ impl Store {
                     .map_err(|e| self.db_error(e))?;
                     if row.status == StepStatus::Executed {
                         // Remember the stat of the blob just written, for stat-only hits.
-                        let path = self.blob_path(o.hash);
-                        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-                        blob.execute(params![
-                            o.hash.to_hex(),
-                            meta.len() as i64,
-                            blob::mtime_ns(&meta)
-                        ])
-                        .map_err(|e| self.db_error(e))?;
+                        let stat = self.blob_stat(o.hash)?;
+                        blob.execute(params![o.hash.to_hex(), stat.size as i64, stat.modified_ns])
+                            .map_err(|e| self.db_error(e))?;
                     }
                 }
                 if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
@@ -1130,6 +1163,35 @@ impl Store {
     }
 }
 
+/// A blob being written through the store's artifact backend: bytes go in through
+/// [`Write`], hashed on the way; [`Store::finish_blob`] puts it in place.
+pub(crate) struct BlobWriter {
+    put: Box<dyn BlobPut>,
+}
+
+impl BlobWriter {
+    /// Discards the bytes after a failed save: nothing appears under any hash.
+    pub(crate) fn abandon(self) {
+        drop(self); // the backend's put aborts on drop
+    }
+}
+
+impl Write for BlobWriter {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.put.write(buf)
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.put.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.put.flush()
+    }
+}
+
 enum BlobState {
     /// Intact; `stale_use` when its last recorded use is old enough to refresh.
     Ok {
@@ -1144,14 +1206,6 @@ enum BlobState {
 /// `min_blob_age` must stay above it: [`GcPolicy::SAFE_MIN_BLOB_AGE`] is twice as long.
 const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 const _: () = assert!(USE_REFRESH.as_secs() < GcPolicy::SAFE_MIN_BLOB_AGE.as_secs());
-
-/// `$PIPELINE_HOME` if set and non-empty, else `./.pipeline`.
-pub fn default_path() -> PathBuf {
-    match std::env::var_os(PIPELINE_HOME) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(".pipeline"),
-    }
-}
 
 /// A value from the settings table, `None` where the table does not exist yet.
 fn setting_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
