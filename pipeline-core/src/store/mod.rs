@@ -717,12 +717,15 @@ impl Store {
     /// Finds the newest completed execution with `key` whose blobs are intact, on a
     /// connection the caller holds (inside its transaction).
     pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
-        // A cached row carries the same outputs as the execution it reused, so it serves as
-        // a hit too (and keeps serving after garbage collection dropped the original).
+        // A cached row serves as a hit too: its outputs are the rows of `outputs_of` (or
+        // its own copies, from before schema 5), and it keeps serving after garbage
+        // collection dropped the run of the execution it reused.
         // One statement: the newest completed execution with this key, its outputs, and
         // their recorded blob stats. No outputs recorded (an incomplete row) is a miss.
+        // The hit reuses the execution that row reused (or the row itself), unless that one
+        // is gone: then the row holding the outputs stands for it.
         // An output that failed to decode (`undecodable`, keyed by the execution that wrote
-        // it) makes the execution unusable, like a damaged blob.
+        // it, or by the one reused) makes the execution unusable, like a damaged blob.
         type Row = (
             i64,
             String,
@@ -734,15 +737,22 @@ impl Store {
         );
         let rows: Vec<Row> = conn
             .prepare_cached(
-                "SELECT COALESCE(e.reused_execution, e.id), a.name, a.content_hash, a.size, \
-                        b.size, b.mtime_ns, u.type_name \
-                 FROM (SELECT id, reused_execution FROM executions \
-                       WHERE cache_key = ?1 AND status IN ('executed', 'cached') \
-                       ORDER BY id DESC LIMIT 1) e \
-                 JOIN artifacts a ON a.execution_id = e.id \
+                "SELECT e.reused, a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
+                        (SELECT u.type_name FROM undecodable u \
+                         WHERE u.execution_id IN (e.reused, e.pointed) AND u.output = a.name \
+                         LIMIT 1) \
+                 FROM (SELECT COALESCE(f.outputs_of, f.id) AS holder, \
+                              COALESCE(f.reused_execution, f.id) AS pointed, \
+                              CASE WHEN f.reused_execution IS NULL THEN f.id \
+                                   WHEN EXISTS (SELECT 1 FROM executions t \
+                                                WHERE t.id = f.reused_execution) \
+                                   THEN f.reused_execution \
+                                   ELSE COALESCE(f.outputs_of, f.id) END AS reused \
+                       FROM executions f \
+                       WHERE f.cache_key = ?1 AND f.status IN ('executed', 'cached') \
+                       ORDER BY f.id DESC LIMIT 1) e \
+                 JOIN artifacts a ON a.execution_id = e.holder \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
-                 LEFT JOIN undecodable u \
-                   ON u.execution_id = COALESCE(e.reused_execution, e.id) AND u.output = a.name \
                  ORDER BY a.position",
             )
             .and_then(|mut s| {
@@ -911,8 +921,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
                      code_signature, components, reason, error, reused_execution, \
-                     started_at_us, duration_s, compared) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     started_at_us, duration_s, compared, outputs_of) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(|e| self.db_error(e))?;
             let mut art = tx
@@ -937,6 +947,14 @@ impl Store {
             for row in rows {
                 let components =
                     serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+                // A cached row points at the rows of the execution it reuses instead of
+                // copying them, when that execution still holds exactly these outputs.
+                let outputs_of = match (row.status, row.reused) {
+                    (StepStatus::Cached, Some(reused)) => {
+                        self.outputs_holder(tx, reused, &row.outputs)?
+                    }
+                    _ => None,
+                };
                 exec.execute(params![
                     row.run_id,
                     row.name,
@@ -952,10 +970,17 @@ impl Store {
                     row.started_at_us,
                     row.duration.as_secs_f64(),
                     row.compared,
+                    outputs_of,
                 ])
                 .map_err(|e| self.db_error(e))?;
                 let id = tx.last_insert_rowid();
                 ids.push(id);
+                if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
+                    lease::release_in(tx, key, holder).map_err(|e| self.db_error(e))?;
+                }
+                if outputs_of.is_some() {
+                    continue;
+                }
                 for (pos, o) in row.outputs.iter().enumerate() {
                     art.execute(params![
                         id,
@@ -981,9 +1006,6 @@ impl Store {
                         .map_err(|e| self.db_error(e))?;
                     }
                 }
-                if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
-                    lease::release_in(tx, key, holder).map_err(|e| self.db_error(e))?;
-                }
                 for (pos, i) in row.inputs.iter().enumerate() {
                     input
                         .execute(params![
@@ -998,6 +1020,42 @@ impl Store {
             }
         }
         Ok(ids)
+    }
+
+    /// The execution whose artifact and input rows a cached row reusing execution
+    /// `reused` can point at (`outputs_of`), on the caller's write transaction: the one
+    /// that holds `reused`'s rows, provided it still exists and holds exactly `outputs` (the
+    /// outputs the run found and goes on with). `None` when it does not (garbage collection
+    /// removed it after the lookup, and its row id may even have been taken by another
+    /// execution since): the cached row then gets copies of its rows, as before schema 5.
+    fn outputs_holder(
+        &self,
+        tx: &Connection,
+        reused: i64,
+        outputs: &[OutputRow],
+    ) -> Result<Option<i64>> {
+        let holder: Option<i64> = tx
+            .prepare_cached("SELECT COALESCE(outputs_of, id) FROM executions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([reused], |r| r.get(0)).optional())
+            .map_err(|e| self.db_error(e))?;
+        let Some(holder) = holder else {
+            return Ok(None);
+        };
+        let held: Vec<String> = tx
+            .prepare_cached(
+                "SELECT content_hash FROM artifacts WHERE execution_id = ?1 ORDER BY position",
+            )
+            .and_then(|mut s| {
+                s.query_map([holder], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let same = held.len() == outputs.len()
+            && held
+                .iter()
+                .zip(outputs)
+                .all(|(h, o)| Hash128::from_hex(h) == Some(o.hash));
+        Ok(same.then_some(holder))
     }
 
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`.

@@ -111,6 +111,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         heartbeat_us INTEGER NOT NULL
     );
     "#,
+    // 4 -> 5: a cached execution is one row that points at the execution whose artifact
+    // and input rows stand for its own (`outputs_of`), instead of copies of those rows;
+    // every query reads a row's outputs and inputs from `COALESCE(outputs_of, id)`. Rows
+    // cached before keep their copies (`outputs_of` NULL). Garbage collection keeps an
+    // execution that a kept row points at, even when its own run is removed; the index
+    // finds those rows.
+    r#"
+    ALTER TABLE executions ADD COLUMN outputs_of INTEGER;
+    CREATE INDEX executions_by_outputs_of ON executions(outputs_of)
+        WHERE outputs_of IS NOT NULL;
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

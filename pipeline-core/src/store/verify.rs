@@ -110,8 +110,10 @@ impl Store {
             let conn = self.db();
             let executions: Vec<ExecRow> = conn
                 .prepare(
+                    // A cached row's outputs are those of the execution it points at.
                     "SELECT e.id, r.id, e.components, \
-                     (SELECT count(*) FROM artifacts a WHERE a.execution_id = e.id) \
+                     (SELECT count(*) FROM artifacts a \
+                      WHERE a.execution_id = COALESCE(e.outputs_of, e.id)) \
                      FROM executions e LEFT JOIN runs r ON r.id = e.run_id \
                      WHERE e.status IN ('executed', 'cached')",
                 )
