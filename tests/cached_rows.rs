@@ -255,7 +255,9 @@ fn a_store_of_schema_4_with_copied_rows_migrates_and_keeps_serving() {
              DELETE FROM executions WHERE run_id = '{run}';
              DELETE FROM runs WHERE id = '{run}';
              DROP INDEX executions_by_outputs_of;
+             DROP INDEX executions_by_key;
              ALTER TABLE executions DROP COLUMN outputs_of;
+             CREATE INDEX executions_by_key ON executions(cache_key, status);
              PRAGMA user_version = 4;",
             run = first.id()
         ))

@@ -717,11 +717,13 @@ impl Store {
     /// Finds the newest completed execution with `key` whose blobs are intact, on a
     /// connection the caller holds (inside its transaction).
     pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
-        // A cached row serves as a hit too: its outputs are the rows of `outputs_of` (or
-        // its own copies, from before schema 5), and it keeps serving after garbage
-        // collection dropped the run of the execution it reused.
-        // One statement: the newest completed execution with this key, its outputs, and
-        // their recorded blob stats. No outputs recorded (an incomplete row) is a miss.
+        // The newest completed execution with this key that holds its outputs' rows: an
+        // executed one, or a cached row holding copies (from before schema 5, or handed
+        // over by garbage collection). A cached row pointing at another (`outputs_of`)
+        // needs no lookup, as the one it points at has the same key; so the index on keys
+        // leaves those rows out, and a cached run dirties no page of it.
+        // One statement: that execution (one seek in that index), its outputs, and their
+        // recorded blob stats. No outputs recorded (an incomplete row) is a miss.
         // The hit reuses the execution that row reused (or the row itself), unless that one
         // is gone: then the row holding the outputs stands for it.
         // An output that failed to decode (`undecodable`, keyed by the execution that wrote
@@ -748,10 +750,10 @@ impl Store {
                                                 WHERE t.id = f.reused_execution) \
                                    THEN f.reused_execution \
                                    ELSE COALESCE(f.outputs_of, f.id) END AS reused \
-                       FROM executions f \
-                       WHERE f.cache_key = ?1 AND f.status IN ('executed', 'cached') \
-                       ORDER BY f.id DESC LIMIT 1) e \
-                 JOIN artifacts a ON a.execution_id = e.holder \
+                       FROM executions f WHERE f.id = \
+                           (SELECT max(id) FROM executions WHERE cache_key = ?1 \
+                            AND outputs_of IS NULL AND status IN ('executed', 'cached'))) e \
+                 CROSS JOIN artifacts a ON a.execution_id = e.holder \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
                  ORDER BY a.position",
             )
