@@ -89,7 +89,18 @@ fn a_cached_step_is_one_row_and_readers_follow_its_pointer() {
         "one row per cached step, no copied artifact or input rows"
     );
 
-    // Run records: the cached steps show the outputs and inputs of what they reused.
+    // Their key components are stored once, on the rows they point at.
+    let empty: i64 = db(&store)
+        .query_row(
+            "SELECT count(*) FROM executions WHERE run_id = ?1 AND components = ''",
+            [second.id()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(empty, 2);
+
+    // Run records: the cached steps show the outputs, inputs and key components of what
+    // they reused.
     let executed = store.run_steps(first.id()).unwrap();
     let cached = store.run_steps(second.id()).unwrap();
     for (e, c) in executed.iter().zip(&cached) {
@@ -110,6 +121,11 @@ fn a_cached_step_is_one_row_and_readers_follow_its_pointer() {
                 .collect::<Vec<_>>()
         };
         assert_eq!(inputs(c), inputs(e), "inputs of `{}`", c.name);
+        assert_eq!(
+            serde_json::to_string(&c.components).unwrap(),
+            serde_json::to_string(&e.components).unwrap()
+        );
+        assert_eq!(c.parameters, e.parameters);
     }
     assert_eq!(
         store
@@ -229,7 +245,9 @@ fn copy_rows_like_schema_4(conn: &Connection, run: &str) {
     )
     .unwrap();
     conn.execute(
-        "UPDATE executions SET outputs_of = NULL WHERE run_id = ?1",
+        "UPDATE executions SET outputs_of = NULL, components = \
+         (SELECT h.components FROM executions h WHERE h.id = executions.outputs_of) \
+         WHERE run_id = ?1",
         [run],
     )
     .unwrap();

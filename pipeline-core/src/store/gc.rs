@@ -271,7 +271,10 @@ impl Store {
                     for sql in [
                         "UPDATE artifacts SET execution_id = ?2 WHERE execution_id = ?1",
                         "UPDATE inputs SET execution_id = ?2 WHERE execution_id = ?1",
-                        "UPDATE executions SET outputs_of = NULL WHERE id = ?2",
+                        "UPDATE executions SET outputs_of = NULL, components = \
+                         CASE components WHEN '' THEN \
+                         (SELECT h.components FROM executions h WHERE h.id = ?1) \
+                         ELSE components END WHERE id = ?2",
                         "UPDATE executions SET outputs_of = ?2 WHERE outputs_of = ?1",
                     ] {
                         tx.prepare_cached(sql)

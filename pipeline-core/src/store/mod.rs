@@ -198,6 +198,17 @@ impl Sidecar<'_> {
     }
 }
 
+/// The SQL expression (a literal, for `concat!`) for the key components of execution `e`:
+/// a cached row pointing at another (`outputs_of`) stores them as `''` when they are the
+/// same as that one's.
+macro_rules! components_of_e {
+    () => {
+        "COALESCE(NULLIF(e.components, ''), \
+         (SELECT h.components FROM executions h WHERE h.id = e.outputs_of), '')"
+    };
+}
+pub(crate) use components_of_e;
+
 /// `<blob>.json` beside the blob at `blob`.
 pub(crate) fn sidecar_path(blob: &Path) -> PathBuf {
     blob.with_extension("json")
@@ -951,11 +962,18 @@ impl Store {
                     serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
                 // A cached row points at the rows of the execution it reuses instead of
                 // copying them, when that execution still holds exactly these outputs.
-                let outputs_of = match (row.status, row.reused) {
+                // Its key components are stored once, on the row it points at, when they
+                // are the same (they are what most of a row's bytes are).
+                let holder = match (row.status, row.reused) {
                     (StepStatus::Cached, Some(reused)) => {
                         self.outputs_holder(tx, reused, &row.outputs)?
                     }
                     _ => None,
+                };
+                let outputs_of = holder.as_ref().map(|(id, _)| *id);
+                let components = match holder {
+                    Some((_, held)) if held == components => String::new(),
+                    _ => components,
                 };
                 exec.execute(params![
                     row.run_id,
@@ -1025,39 +1043,41 @@ impl Store {
     }
 
     /// The execution whose artifact and input rows a cached row reusing execution
-    /// `reused` can point at (`outputs_of`), on the caller's write transaction: the one
-    /// that holds `reused`'s rows, provided it still exists and holds exactly `outputs` (the
-    /// outputs the run found and goes on with). `None` when it does not (garbage collection
-    /// removed it after the lookup, and its row id may even have been taken by another
-    /// execution since): the cached row then gets copies of its rows, as before schema 5.
+    /// `reused` can point at (`outputs_of`), on the caller's write transaction, and its key
+    /// components as stored: the one that holds `reused`'s rows, provided it still exists
+    /// and holds exactly `outputs` (the outputs the run found and goes on with). `None`
+    /// when it does not (garbage collection removed it after the lookup, and its row id
+    /// may even have been taken by another execution since): the cached row then gets
+    /// copies of its rows, as before schema 5.
     fn outputs_holder(
         &self,
         tx: &Connection,
         reused: i64,
         outputs: &[OutputRow],
-    ) -> Result<Option<i64>> {
-        let holder: Option<i64> = tx
-            .prepare_cached("SELECT COALESCE(outputs_of, id) FROM executions WHERE id = ?1")
-            .and_then(|mut s| s.query_row([reused], |r| r.get(0)).optional())
-            .map_err(|e| self.db_error(e))?;
-        let Some(holder) = holder else {
-            return Ok(None);
-        };
-        let held: Vec<String> = tx
+    ) -> Result<Option<(i64, String)>> {
+        let held: Vec<(i64, String, Option<String>)> = tx
             .prepare_cached(
-                "SELECT content_hash FROM artifacts WHERE execution_id = ?1 ORDER BY position",
+                "SELECT h.id, h.components, a.content_hash FROM executions e \
+                 JOIN executions h ON h.id = COALESCE(e.outputs_of, e.id) \
+                 LEFT JOIN artifacts a ON a.execution_id = h.id \
+                 WHERE e.id = ?1 ORDER BY a.position",
             )
             .and_then(|mut s| {
-                s.query_map([holder], |r| r.get(0))
+                s.query_map([reused], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let same = held.len() == outputs.len()
-            && held
+        let hashes: Vec<&str> = held.iter().filter_map(|(_, _, h)| h.as_deref()).collect();
+        let same = hashes.len() == outputs.len()
+            && hashes
                 .iter()
                 .zip(outputs)
                 .all(|(h, o)| Hash128::from_hex(h) == Some(o.hash));
-        Ok(same.then_some(holder))
+        Ok(held
+            .into_iter()
+            .next()
+            .filter(|_| same)
+            .map(|(id, components, _)| (id, components)))
     }
 
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`.

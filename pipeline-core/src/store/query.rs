@@ -277,11 +277,12 @@ impl Store {
     pub fn execution(&self, id: i64) -> Result<StepRecord> {
         let conn = self.db();
         let mut record = conn
-            .prepare_cached(
-                "SELECT id, name, step, status, cache_key, code_signature, started_at_us, \
-                 duration_s, reason, error, reused_execution, components \
-                 FROM executions WHERE id = ?1",
-            )
+            .prepare_cached(concat!(
+                "SELECT e.id, e.name, e.step, e.status, e.cache_key, e.code_signature, \
+                     e.started_at_us, e.duration_s, e.reason, e.error, e.reused_execution, ",
+                super::components_of_e!(),
+                " FROM executions e WHERE e.id = ?1"
+            ))
             .and_then(|mut s| s.query_row([id], step_from_row).optional())
             .map_err(|e| self.db_error(e))?
             .ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;

@@ -116,7 +116,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // every query reads a row's outputs and inputs from `COALESCE(outputs_of, id)`. Rows
     // cached before keep their copies (`outputs_of` NULL). Garbage collection hands the
     // rows of an execution that a kept row points at over to that row before removing
-    // it; `executions_by_outputs_of` finds the rows pointing at one. Cache lookups only
+    // it; `executions_by_outputs_of` finds the rows pointing at one. A pointing row whose
+    // key components are the same as those of the row it points at stores them as ''. Cache lookups only
     // need the executions holding rows, so the index on keys leaves pointing rows out (a
     // cached run then writes to no page of it: keys are random, each row a random page).
     r#"
