@@ -295,7 +295,7 @@ fn figure_1(table: &mut Table, dir: &Path) -> AnyResult<()> {
         let per_step = median(ours).as_secs_f64() / n as f64;
         let plain_per_step = median(plain).as_secs_f64() / n as f64;
         let (goal, met) = if n == 1000 {
-            ("<= 20 us/step", Some(per_step <= 20e-6))
+            ("<= 10 us/step", Some(per_step <= 10e-6))
         } else {
             ("", None)
         };

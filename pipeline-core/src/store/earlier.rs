@@ -238,10 +238,12 @@ impl Store {
         let rows: Vec<(i64, String, StepStatus, String)> = {
             let conn = self.db();
             let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, name, status, components FROM executions \
-                     WHERE run_id = ?1 AND step = ?2 ORDER BY position",
-                )
+                .prepare_cached(concat!(
+                    "SELECT e.id, e.name, e.status, ",
+                    super::components_of_e!(),
+                    " FROM executions e WHERE e.run_id = ?1 AND e.step = ?2 \
+                         ORDER BY e.position"
+                ))
                 .map_err(|e| self.db_error(e))?;
             let rows = stmt
                 .query_map(params![run_id, step], |r| {
@@ -330,10 +332,12 @@ impl Store {
         type Row = (String, String, Option<String>, String, String);
         let row: Option<Row> = self
             .db()
-            .prepare_cached(
-                "SELECT e.run_id, e.step, e.compared, e.components, r.pipeline \
-                 FROM executions e JOIN runs r ON r.id = e.run_id WHERE e.id = ?1",
-            )
+            .prepare_cached(concat!(
+                "SELECT e.run_id, e.step, e.compared, ",
+                super::components_of_e!(),
+                ", r.pipeline FROM executions e JOIN runs r ON r.id = e.run_id \
+                     WHERE e.id = ?1"
+            ))
             .and_then(|mut s| {
                 s.query_row([execution], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))

@@ -2,6 +2,12 @@
 //! runs, drop the rest (oldest first to fit a size budget), then remove the blobs that no
 //! remaining execution references.
 //!
+//! A cached execution is recorded as a row pointing at the execution it reused
+//! (`outputs_of`), whose artifact and input rows stand for its own. So an execution that a
+//! row of a kept run points at hands its artifact and input rows over to the oldest such
+//! row before its run is removed, and the others point at that row from then on: what a
+//! kept row reuses stays, rows and blobs.
+//!
 //! Safe beside running pipelines: rows are removed in one write transaction; runs still
 //! marked running are kept with everything they reference; and blob files written or
 //! reused within `min_blob_age` (a cache hit sets the blob's access time) are never
@@ -198,10 +204,11 @@ impl Store {
                 *n += 1;
             }
             // Blob sizes per run, to fit the budget by dropping the oldest runs first.
+            // A cached row's blobs are those of the execution it points at (`outputs_of`).
             let run_blobs: Vec<(String, String, i64)> = tx
                 .prepare(
-                    "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM artifacts a \
-                     JOIN executions e ON e.id = a.execution_id",
+                    "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM executions e \
+                     JOIN artifacts a ON a.execution_id = COALESCE(e.outputs_of, e.id)",
                 )
                 .and_then(|mut s| {
                     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -236,21 +243,57 @@ impl Store {
                 .map(|r| r.id.as_str())
                 .filter(|id| !keep.contains(id))
                 .collect();
+            // The executions of removed runs go. One that a row of a kept run points at
+            // (`outputs_of`) hands its artifact and input rows over to the oldest such row
+            // first, which the others then point at: a kept row never loses its outputs.
+            let executions: Vec<(i64, String, Option<i64>)> = tx
+                .prepare("SELECT id, run_id, outputs_of FROM executions ORDER BY id")
+                .and_then(|mut s| {
+                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        .and_then(|rows| rows.collect())
+                })
+                .map_err(|e| self.db_error(e))?;
+            let mut heirs: HashMap<i64, i64> = HashMap::new();
+            let mut doomed: HashSet<i64> = HashSet::new();
+            for (id, run, holder) in &executions {
+                if removed.contains(run.as_str()) {
+                    doomed.insert(*id);
+                } else if let Some(holder) = holder {
+                    heirs.entry(*holder).or_insert(*id);
+                }
+            }
+            heirs.retain(|holder, _| doomed.contains(holder));
             for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
                 report.runs_removed.push(r.name.clone());
-                if policy.dry_run {
-                    continue;
+            }
+            if !policy.dry_run {
+                for (holder, heir) in &heirs {
+                    for sql in [
+                        "UPDATE artifacts SET execution_id = ?2 WHERE execution_id = ?1",
+                        "UPDATE inputs SET execution_id = ?2 WHERE execution_id = ?1",
+                        "UPDATE executions SET outputs_of = NULL, components = \
+                         CASE components WHEN '' THEN \
+                         (SELECT h.components FROM executions h WHERE h.id = ?1) \
+                         ELSE components END WHERE id = ?2",
+                        "UPDATE executions SET outputs_of = ?2 WHERE outputs_of = ?1",
+                    ] {
+                        tx.prepare_cached(sql)
+                            .and_then(|mut s| s.execute(params![holder, heir]))
+                            .map_err(|e| self.db_error(e))?;
+                    }
                 }
-                for sql in [
-                    "DELETE FROM artifacts WHERE execution_id IN \
-                     (SELECT id FROM executions WHERE run_id = ?1)",
-                    "DELETE FROM inputs WHERE execution_id IN \
-                     (SELECT id FROM executions WHERE run_id = ?1)",
-                    "DELETE FROM executions WHERE run_id = ?1",
-                    "DELETE FROM runs WHERE id = ?1",
-                ] {
-                    tx.execute(sql, params![r.id])
-                        .map_err(|e| self.db_error(e))?;
+                for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
+                    for sql in [
+                        "DELETE FROM artifacts WHERE execution_id IN \
+                         (SELECT id FROM executions WHERE run_id = ?1)",
+                        "DELETE FROM inputs WHERE execution_id IN \
+                         (SELECT id FROM executions WHERE run_id = ?1)",
+                        "DELETE FROM executions WHERE run_id = ?1",
+                        "DELETE FROM runs WHERE id = ?1",
+                    ] {
+                        tx.execute(sql, params![r.id])
+                            .map_err(|e| self.db_error(e))?;
+                    }
                 }
             }
             // Undecodable marks of executions no row refers to any more (so that a reused
@@ -265,19 +308,19 @@ impl Store {
                 .map_err(|e| self.db_error(e))?;
             }
             // What the deletions leave referenced (a dry run filters instead of deleting).
-            let rows: Vec<(String, Option<String>)> = tx
-                .prepare(
-                    "SELECT DISTINCT a.content_hash, e.run_id FROM artifacts a \
-                     LEFT JOIN executions e ON e.id = a.execution_id",
-                )
+            let rows: Vec<(String, i64)> = tx
+                .prepare("SELECT DISTINCT content_hash, execution_id FROM artifacts")
                 .and_then(|mut s| {
                     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                         .and_then(|rows| rows.collect())
                 })
                 .map_err(|e| self.db_error(e))?;
+            // (On a dry run, rows handed over to an heir count as the heir's.)
             referenced = rows
                 .into_iter()
-                .filter(|(_, run)| run.as_deref().is_none_or(|r| !removed.contains(r)))
+                .filter(|(_, execution)| {
+                    !doomed.contains(execution) || heirs.contains_key(execution)
+                })
                 .map(|(hash, _)| hash)
                 .collect();
             if policy.dry_run {

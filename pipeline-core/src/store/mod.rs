@@ -212,6 +212,17 @@ impl Sidecar<'_> {
     }
 }
 
+/// The SQL expression (a literal, for `concat!`) for the key components of execution `e`:
+/// a cached row pointing at another (`outputs_of`) stores them as `''` when they are the
+/// same as that one's.
+macro_rules! components_of_e {
+    () => {
+        "COALESCE(NULLIF(e.components, ''), \
+         (SELECT h.components FROM executions h WHERE h.id = e.outputs_of), '')"
+    };
+}
+pub(crate) use components_of_e;
+
 /// `<blob>.json` beside the blob at `blob`.
 pub(crate) fn sidecar_path(blob: &Path) -> PathBuf {
     blob.with_extension("json")
@@ -749,12 +760,17 @@ impl Store {
     /// Finds the newest completed execution with `key` whose blobs are intact, on a
     /// connection the caller holds (inside its transaction).
     pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
-        // A cached row carries the same outputs as the execution it reused, so it serves as
-        // a hit too (and keeps serving after garbage collection dropped the original).
-        // One statement: the newest completed execution with this key, its outputs, and
-        // their recorded blob stats. No outputs recorded (an incomplete row) is a miss.
+        // The newest completed execution with this key that holds its outputs' rows: an
+        // executed one, or a cached row holding copies (from before schema 5, or handed
+        // over by garbage collection). A cached row pointing at another (`outputs_of`)
+        // needs no lookup, as the one it points at has the same key; so the index on keys
+        // leaves those rows out, and a cached run dirties no page of it.
+        // One statement: that execution (one seek in that index), its outputs, and their
+        // recorded blob stats. No outputs recorded (an incomplete row) is a miss.
+        // The hit reuses the execution that row reused (or the row itself), unless that one
+        // is gone: then the row holding the outputs stands for it.
         // An output that failed to decode (`undecodable`, keyed by the execution that wrote
-        // it) makes the execution unusable, like a damaged blob.
+        // it, or by the one reused) makes the execution unusable, like a damaged blob.
         type Row = (
             i64,
             String,
@@ -766,15 +782,22 @@ impl Store {
         );
         let rows: Vec<Row> = conn
             .prepare_cached(
-                "SELECT COALESCE(e.reused_execution, e.id), a.name, a.content_hash, a.size, \
-                        b.size, b.mtime_ns, u.type_name \
-                 FROM (SELECT id, reused_execution FROM executions \
-                       WHERE cache_key = ?1 AND status IN ('executed', 'cached') \
-                       ORDER BY id DESC LIMIT 1) e \
-                 JOIN artifacts a ON a.execution_id = e.id \
+                "SELECT e.reused, a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
+                        (SELECT u.type_name FROM undecodable u \
+                         WHERE u.execution_id IN (e.reused, e.pointed) AND u.output = a.name \
+                         LIMIT 1) \
+                 FROM (SELECT COALESCE(f.outputs_of, f.id) AS holder, \
+                              COALESCE(f.reused_execution, f.id) AS pointed, \
+                              CASE WHEN f.reused_execution IS NULL THEN f.id \
+                                   WHEN EXISTS (SELECT 1 FROM executions t \
+                                                WHERE t.id = f.reused_execution) \
+                                   THEN f.reused_execution \
+                                   ELSE COALESCE(f.outputs_of, f.id) END AS reused \
+                       FROM executions f WHERE f.id = \
+                           (SELECT max(id) FROM executions WHERE cache_key = ?1 \
+                            AND outputs_of IS NULL AND status IN ('executed', 'cached'))) e \
+                 CROSS JOIN artifacts a ON a.execution_id = e.holder \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
-                 LEFT JOIN undecodable u \
-                   ON u.execution_id = COALESCE(e.reused_execution, e.id) AND u.output = a.name \
                  ORDER BY a.position",
             )
             .and_then(|mut s| {
@@ -951,8 +974,8 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
                      code_signature, components, reason, error, reused_execution, \
-                     started_at_us, duration_s, compared) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                     started_at_us, duration_s, compared, outputs_of) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
                 )
                 .map_err(|e| self.db_error(e))?;
             let mut art = tx
@@ -977,6 +1000,21 @@ impl Store {
             for row in rows {
                 let components =
                     serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+                // A cached row points at the rows of the execution it reuses instead of
+                // copying them, when that execution still holds exactly these outputs.
+                // Its key components are stored once, on the row it points at, when they
+                // are the same (they are what most of a row's bytes are).
+                let holder = match (row.status, row.reused) {
+                    (StepStatus::Cached, Some(reused)) => {
+                        self.outputs_holder(tx, reused, &row.outputs)?
+                    }
+                    _ => None,
+                };
+                let outputs_of = holder.as_ref().map(|(id, _)| *id);
+                let components = match holder {
+                    Some((_, held)) if held == components => String::new(),
+                    _ => components,
+                };
                 exec.execute(params![
                     row.run_id,
                     row.name,
@@ -992,10 +1030,17 @@ impl Store {
                     row.started_at_us,
                     row.duration.as_secs_f64(),
                     row.compared,
+                    outputs_of,
                 ])
                 .map_err(|e| self.db_error(e))?;
                 let id = tx.last_insert_rowid();
                 ids.push(id);
+                if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
+                    lease::release_in(tx, key, holder).map_err(|e| self.db_error(e))?;
+                }
+                if outputs_of.is_some() {
+                    continue;
+                }
                 for (pos, o) in row.outputs.iter().enumerate() {
                     art.execute(params![
                         id,
@@ -1016,9 +1061,6 @@ impl Store {
                             .map_err(|e| self.db_error(e))?;
                     }
                 }
-                if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
-                    lease::release_in(tx, key, holder).map_err(|e| self.db_error(e))?;
-                }
                 for (pos, i) in row.inputs.iter().enumerate() {
                     input
                         .execute(params![
@@ -1033,6 +1075,44 @@ impl Store {
             }
         }
         Ok(ids)
+    }
+
+    /// The execution whose artifact and input rows a cached row reusing execution
+    /// `reused` can point at (`outputs_of`), on the caller's write transaction, and its key
+    /// components as stored: the one that holds `reused`'s rows, provided it still exists
+    /// and holds exactly `outputs` (the outputs the run found and goes on with). `None`
+    /// when it does not (garbage collection removed it after the lookup, and its row id
+    /// may even have been taken by another execution since): the cached row then gets
+    /// copies of its rows, as before schema 5.
+    fn outputs_holder(
+        &self,
+        tx: &Connection,
+        reused: i64,
+        outputs: &[OutputRow],
+    ) -> Result<Option<(i64, String)>> {
+        let held: Vec<(i64, String, Option<String>)> = tx
+            .prepare_cached(
+                "SELECT h.id, h.components, a.content_hash FROM executions e \
+                 JOIN executions h ON h.id = COALESCE(e.outputs_of, e.id) \
+                 LEFT JOIN artifacts a ON a.execution_id = h.id \
+                 WHERE e.id = ?1 ORDER BY a.position",
+            )
+            .and_then(|mut s| {
+                s.query_map([reused], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let hashes: Vec<&str> = held.iter().filter_map(|(_, _, h)| h.as_deref()).collect();
+        let same = hashes.len() == outputs.len()
+            && hashes
+                .iter()
+                .zip(outputs)
+                .all(|(h, o)| Hash128::from_hex(h) == Some(o.hash));
+        Ok(held
+            .into_iter()
+            .next()
+            .filter(|_| same)
+            .map(|(id, components, _)| (id, components)))
     }
 
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`: the

@@ -242,14 +242,21 @@ impl Store {
     pub fn execution(&self, id: i64) -> Result<StepRecord> {
         let conn = self.db();
         let mut record = conn
-            .prepare_cached(
-                "SELECT id, name, step, status, cache_key, code_signature, started_at_us, \
-                 duration_s, reason, error, reused_execution, components \
-                 FROM executions WHERE id = ?1",
-            )
+            .prepare_cached(concat!(
+                "SELECT e.id, e.name, e.step, e.status, e.cache_key, e.code_signature, \
+                     e.started_at_us, e.duration_s, e.reason, e.error, e.reused_execution, ",
+                super::components_of_e!(),
+                " FROM executions e WHERE e.id = ?1"
+            ))
             .and_then(|mut s| s.query_row([id], step_from_row).optional())
             .map_err(|e| self.db_error(e))?
             .ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;
+        // A cached row recorded since schema 5 holds no artifact and input rows of its own:
+        // they are those of the execution it points at.
+        let holder: i64 = conn
+            .prepare_cached("SELECT COALESCE(outputs_of, id) FROM executions WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)))
+            .map_err(|e| self.db_error(e))?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT name, content_hash, size, type_name, cacher, cacher_version, metadata \
@@ -257,7 +264,7 @@ impl Store {
             )
             .map_err(|e| self.db_error(e))?;
         record.outputs = stmt
-            .query_map([id], artifact_from_row)
+            .query_map([holder], artifact_from_row)
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.db_error(e))?;
         let mut stmt = conn
@@ -267,7 +274,7 @@ impl Store {
             )
             .map_err(|e| self.db_error(e))?;
         record.inputs = stmt
-            .query_map([id], |r| {
+            .query_map([holder], |r| {
                 Ok(InputRecord {
                     name: r.get(0)?,
                     content_hash: r.get(1)?,
@@ -551,16 +558,20 @@ impl Store {
                 .map_err(|e| self.db_error(e))?;
             Ok(rows)
         };
-        let outputs = "SELECT DISTINCT e.id, e.run_id, r.name, e.name, e.status FROM artifacts a \
-             JOIN executions e ON e.id = a.execution_id JOIN runs r ON r.id = e.run_id \
-             WHERE a.content_hash = ?1 AND e.status = ";
-        let producers = refs(&format!("{outputs}'executed' ORDER BY e.id"))?;
-        let reused_by = refs(&format!("{outputs}'cached' ORDER BY e.id"))?;
-        let consumers = refs(
-            "SELECT DISTINCT e.id, e.run_id, r.name, e.name, e.status FROM inputs i \
-             JOIN executions e ON e.id = i.execution_id JOIN runs r ON r.id = e.run_id \
-             WHERE i.content_hash = ?1 ORDER BY e.id",
-        )?;
+        // The executions whose outputs (inputs) hold the hash: those with rows of their own
+        // (executed rows, and cached rows from before schema 5) and cached rows pointing at
+        // one of those (`outputs_of`).
+        let holding = |table: &str, status: &str| {
+            format!(
+                "WITH h(id) AS (SELECT execution_id FROM {table} WHERE content_hash = ?1) \
+                 SELECT e.id, e.run_id, r.name, e.name, e.status FROM executions e \
+                 JOIN runs r ON r.id = e.run_id \
+                 WHERE {status} (e.id IN h OR e.outputs_of IN h) ORDER BY e.id"
+            )
+        };
+        let producers = refs(&holding("artifacts", "e.status = 'executed' AND"))?;
+        let reused_by = refs(&holding("artifacts", "e.status = 'cached' AND"))?;
+        let consumers = refs(&holding("inputs", ""))?;
         drop(conn);
         if producers.is_empty() && reused_by.is_empty() && consumers.is_empty() {
             return Err(Error::UnknownArtifact(hex));

@@ -111,6 +111,23 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         heartbeat_us INTEGER NOT NULL
     );
     "#,
+    // 4 -> 5: a cached execution is one row that points at the execution whose artifact
+    // and input rows stand for its own (`outputs_of`), instead of copies of those rows;
+    // every query reads a row's outputs and inputs from `COALESCE(outputs_of, id)`. Rows
+    // cached before keep their copies (`outputs_of` NULL). Garbage collection hands the
+    // rows of an execution that a kept row points at over to that row before removing
+    // it; `executions_by_outputs_of` finds the rows pointing at one. A pointing row whose
+    // key components are the same as those of the row it points at stores them as ''. Cache lookups only
+    // need the executions holding rows, so the index on keys leaves pointing rows out (a
+    // cached run then writes to no page of it: keys are random, each row a random page).
+    r#"
+    ALTER TABLE executions ADD COLUMN outputs_of INTEGER;
+    CREATE INDEX executions_by_outputs_of ON executions(outputs_of)
+        WHERE outputs_of IS NOT NULL;
+    DROP INDEX executions_by_key;
+    CREATE INDEX executions_by_key ON executions(cache_key)
+        WHERE outputs_of IS NULL AND status IN ('executed', 'cached');
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

@@ -110,10 +110,15 @@ impl Store {
             let conn = self.db();
             let executions: Vec<ExecRow> = conn
                 .prepare(
-                    "SELECT e.id, r.id, e.components, \
-                     (SELECT count(*) FROM artifacts a WHERE a.execution_id = e.id) \
-                     FROM executions e LEFT JOIN runs r ON r.id = e.run_id \
-                     WHERE e.status IN ('executed', 'cached')",
+                    // A cached row's outputs are those of the execution it points at.
+                    concat!(
+                        "SELECT e.id, r.id, ",
+                        super::components_of_e!(),
+                        ", (SELECT count(*) FROM artifacts a \
+                           WHERE a.execution_id = COALESCE(e.outputs_of, e.id)) \
+                         FROM executions e LEFT JOIN runs r ON r.id = e.run_id \
+                         WHERE e.status IN ('executed', 'cached')"
+                    ),
                 )
                 .and_then(|mut s| {
                     s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
