@@ -236,6 +236,16 @@ pub enum Error {
         /// The value found.
         value: String,
     },
+
+    /// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
+    /// wrong or incomplete. The message never contains a credential.
+    #[error("configuration from {origin}: {message}")]
+    Config {
+        /// Where the setting came from: `$PIPELINE_METADATA`, a key of a `pipeline.toml`..
+        origin: crate::config::Origin,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
 }
 
 /// A stored text this version does not know, e.g. a step status `paused`. Row readers wrap

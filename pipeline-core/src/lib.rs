@@ -13,6 +13,7 @@ pub mod cacher;
 pub mod canonical;
 mod canonical_order;
 mod checks;
+pub mod config;
 mod error;
 mod executor;
 mod graph;
