@@ -99,6 +99,11 @@ impl PostgresUrl {
         self.redacted.host_str().unwrap_or_default()
     }
 
+    /// The user name (empty when the URL names none).
+    pub fn user(&self) -> &str {
+        self.redacted.username()
+    }
+
     /// Whether the URL carries a password (the password itself is not shown).
     pub fn has_password(&self) -> bool {
         self.password.is_some()

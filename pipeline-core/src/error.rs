@@ -237,6 +237,19 @@ pub enum Error {
         value: String,
     },
 
+    /// A remote metadata or artifact store (PostgreSQL, S3) could not be reached, refused
+    /// the credentials, or failed a request. `location` names it without credentials.
+    #[error("{location}: {problem}")]
+    Remote {
+        /// The store's URL, with any password shown as `***`.
+        location: String,
+        /// What went wrong and what to check.
+        problem: String,
+        /// The client's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
     /// wrong or incomplete. The message never contains a credential.
     #[error("configuration from {origin}: {message}")]

@@ -14,6 +14,8 @@ mod gc;
 mod lease;
 mod liveness;
 mod open;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod query;
 mod schema;
 mod verify;
