@@ -17,9 +17,9 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
+use super::artifacts::{BlobStat, ListedBlob};
 use super::Store;
 use crate::error::{Error, Result};
-use crate::key::Hash128;
 
 /// What `Store::gc` keeps.
 #[derive(Debug, Clone)]
@@ -296,17 +296,13 @@ impl Store {
         policy: &GcPolicy,
         report: &mut GcReport,
     ) -> Result<()> {
-        let artifacts = &self.inner.artifacts;
         let now = SystemTime::now();
-        // Age since the last write or cache hit (hits set the access time).
-        let old_enough = |meta: &fs::Metadata| {
-            let last = match (meta.modified(), meta.accessed()) {
-                (Ok(m), Ok(a)) => m.max(a),
-                (Ok(m), Err(_)) => m,
-                _ => return false,
-            };
-            now.duration_since(last)
-                .is_ok_and(|age| age >= policy.min_blob_age)
+        // Age since the last write or cache hit (hits mark the blob used).
+        let old_enough = |stat: &BlobStat| {
+            stat.last_used.is_some_and(|last| {
+                now.duration_since(last)
+                    .is_ok_and(|age| age >= policy.min_blob_age)
+            })
         };
         for path in self.dead_temp_files() {
             report.temp_files_removed += 1;
@@ -314,40 +310,27 @@ impl Store {
                 let _ = fs::remove_file(path);
             }
         }
-        let entries = fs::read_dir(artifacts).map_err(|e| Error::io(artifacts, e))?;
-        for fanout in entries.flatten() {
-            let dir = fanout.path();
-            if fanout.file_name() == "tmp" {
+        let blobs = self.artifact_store();
+        report.temp_files_removed += blobs
+            .remove_stale_temporaries(policy.min_blob_age, policy.dry_run)
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
+        let listed = blobs
+            .list()
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
+        for ListedBlob { hash, stat } in listed {
+            if referenced.contains(&hash.to_hex()) || !old_enough(&stat) {
                 continue;
             }
-            if !dir.is_dir() {
-                continue;
-            }
-            for blob in fs::read_dir(&dir)
-                .map_err(|e| Error::io(&dir, e))?
-                .flatten()
-            {
-                let name = blob.file_name().to_string_lossy().into_owned();
-                let Some(hash) = Hash128::from_hex(&name) else {
-                    continue; // sidecars go with their blob
-                };
-                if referenced.contains(&name) {
-                    continue;
-                }
-                let Ok(meta) = blob.metadata() else { continue };
-                if !old_enough(&meta) {
-                    continue;
-                }
-                report.blobs_removed += 1;
-                report.bytes_freed += meta.len();
-                if !policy.dry_run {
-                    let path = blob.path();
-                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                    let _ = fs::remove_file(path.with_extension("json"));
-                    self.db()
-                        .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
-                        .map_err(|e| self.db_error(e))?;
-                }
+            report.blobs_removed += 1;
+            report.bytes_freed += stat.size;
+            if !policy.dry_run {
+                // Its sidecar goes with it.
+                blobs
+                    .delete(hash)
+                    .map_err(|e| Error::io(self.blob_path(hash), e))?;
+                self.db()
+                    .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
+                    .map_err(|e| self.db_error(e))?;
             }
         }
         Ok(())
