@@ -65,7 +65,7 @@ need_chromium() {
 # never through the PIPELINE_* settings a user's shell may hold: every ordinary test pins
 # its own store. PIPELINE_TEST_REQUIRE_SERVICES=1 makes a test whose service is missing
 # fail instead of skipping, so this script can never pass with a service down.
-SERVICES=(postgres)
+SERVICES=(postgres s3)
 start_services() {
     unset PIPELINE_METADATA PIPELINE_ARTIFACTS PIPELINE_EXECUTOR PIPELINE_HOME
     [ ${#SERVICES[@]} -gt 0 ] || return 0
