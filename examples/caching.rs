@@ -29,6 +29,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
+use pipeline::config::StoreConfig;
 use pipeline::prelude::*;
 use pipeline::progress::ProgressLayer;
 use tracing_subscriber::prelude::*;
@@ -64,7 +65,8 @@ struct Cli {
           allow_negative_numbers = true)]
     c: f64,
 
-    /// Store directory [default: $PIPELINE_HOME, else ./.pipeline].
+    /// Store directory [default: the configured store: $PIPELINE_METADATA and
+    /// $PIPELINE_ARTIFACTS, `[store]` in pipeline.toml, $PIPELINE_HOME, else ./.pipeline].
     #[arg(long, value_name = "PATH")]
     store: Option<PathBuf>,
 
@@ -140,15 +142,25 @@ struct Outcome {
 }
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let path = cli
-        .store
-        .clone()
-        .unwrap_or_else(pipeline::store::default_path);
+    // `--store` wins; else the environment and `pipeline.toml` name the store
+    // (`PIPELINE_METADATA`, `PIPELINE_ARTIFACTS`, `PIPELINE_HOME`, else ./.pipeline).
+    let config = match &cli.store {
+        Some(path) => StoreConfig::local(path),
+        None => StoreConfig::from_env()?,
+    };
     if cli.fresh {
-        clear_store(&path)?;
+        let Some(path) = config.local_dir() else {
+            return Err(format!(
+                "--fresh clears only a local store; this one is configured as {} + {}",
+                config.metadata(),
+                config.artifacts()
+            )
+            .into());
+        };
+        clear_store(path)?;
     }
     // Opened once and shared by both runs, so neither run's time includes opening it.
-    let store = Store::open(&path)?;
+    let store = Store::connect(&config)?;
 
     let gamma2 = match cli.mode {
         Mode::Invalidate => cli.gamma / 2.0,
@@ -172,7 +184,10 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
             Mode::Disable => "run 2 disables caching on the normalizer.",
         }
     );
-    println!("Store: {}", path.display());
+    match config.local_dir() {
+        Some(path) => println!("Store: {}", path.display()),
+        None => println!("Store: {} + {}", config.metadata(), config.artifacts()),
+    }
     println!();
     println!("Run 1: gamma = {}, c = {}", cli.gamma, cli.c);
     let one = execute(&first, &store)?;

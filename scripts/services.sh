@@ -61,16 +61,37 @@ start_postgres() {
   apt_install postgresql
   local bin dir=$STATE/postgres
   bin=$(pg_bin)
-  if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -n 1 "$dir/data/postmaster.pid")" 2>/dev/null; then
+  if [ -f "$dir/data/postmaster.pid" ] && kill -0 "$(head -n 1 "$dir/data/postmaster.pid")" 2>/dev/null \
+    && [ -f "$dir/password" ]; then
     log "PostgreSQL already running on 127.0.0.1:$PG_PORT"
     return 0
   fi
   mkdir -p "$dir"
   chown postgres:postgres "$dir"
-  if [ ! -f "$dir/data/PG_VERSION" ]; then
+  # Connections over TCP need a password (scram-sha-256), as on a real server, so the
+  # tests can check that a wrong one is refused and that the password never shows. The
+  # superuser `postgres` stays trusted on the Unix socket, for the setup below.
+  if [ ! -f "$dir/data/PG_VERSION" ] || [ ! -f "$dir/password" ]; then
+    if [ -f "$dir/data/postmaster.pid" ]; then
+      runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir/data" "$dir/password"
     log "initdb into $dir/data"
-    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
+    runuser -u postgres -- "$bin/initdb" -D "$dir/data" -U postgres --auth-local=trust \
+      --auth-host=scram-sha-256 -E UTF8 >"$dir/initdb.log" 2>&1 \
       || die "initdb failed; see $dir/initdb.log"
+    local password
+    password=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+    runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $dir -c fsync=off" start >&2 \
+      || die "PostgreSQL did not start; see $dir/server.log"
+    runuser -u postgres -- "$bin/psql" -h "$dir" -p "$PG_PORT" -U postgres -q -v ON_ERROR_STOP=1 \
+      -c "CREATE ROLE pipeline LOGIN CREATEDB PASSWORD '$password'" \
+      -c "CREATE DATABASE pipeline OWNER pipeline" >>"$dir/initdb.log" 2>&1 \
+      || die "creating the role and database failed; see $dir/initdb.log"
+    (umask 077; echo "$password" >"$dir/password")
+    return 0
   fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
   runuser -u postgres -- "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
@@ -89,7 +110,7 @@ stop_postgres() {
 }
 
 env_postgres() {
-  echo "export PIPELINE_METADATA=postgres://postgres@127.0.0.1:$PG_PORT/postgres"
+  echo "export PIPELINE_METADATA=postgres://pipeline:$(cat "$STATE/postgres/password")@127.0.0.1:$PG_PORT/pipeline"
 }
 
 # ---------------------------------------------------------------- Garage (S3)

@@ -58,15 +58,26 @@ need_chromium() {
 
 # PostgreSQL, the S3 server (Garage) and the one-node Slurm cluster come with the backends
 # that use them: `scripts/services.sh start NAME..` installs and starts them and prints
-# `export NAME=value` lines, which are evaluated here; the EXIT trap stops them again.
-# SERVICES lists the ones the suite needs; no test uses one yet (the PostgreSQL, S3 and
-# Slurm backends are future work), so none is started and CI does not build Garage.
-SERVICES=()
+# `export NAME=value` lines; the EXIT trap stops them again. SERVICES lists the ones the
+# suite needs.
+#
+# The tests reach a service only through test-only variables (PIPELINE_TEST_POSTGRES, ...),
+# never through the PIPELINE_* settings a user's shell may hold: every ordinary test pins
+# its own store. PIPELINE_TEST_REQUIRE_SERVICES=1 makes a test whose service is missing
+# fail instead of skipping, so this script can never pass with a service down.
+SERVICES=(postgres s3)
 start_services() {
+    unset PIPELINE_METADATA PIPELINE_ARTIFACTS PIPELINE_EXECUTOR PIPELINE_HOME
     [ ${#SERVICES[@]} -gt 0 ] || return 0
     log "starting services: ${SERVICES[*]} (scripts/services.sh start)"
     trap 'scripts/services.sh stop "${SERVICES[@]}" || true' EXIT
-    eval "$(scripts/services.sh start "${SERVICES[@]}")"
+    local exports
+    exports=$(scripts/services.sh start "${SERVICES[@]}")
+    eval "$exports"
+    export PIPELINE_TEST_POSTGRES=${PIPELINE_METADATA:-}
+    export PIPELINE_TEST_S3=${PIPELINE_ARTIFACTS:-}
+    unset PIPELINE_METADATA PIPELINE_ARTIFACTS PIPELINE_EXECUTOR
+    export PIPELINE_TEST_REQUIRE_SERVICES=1
 }
 
 need_chromium

@@ -249,6 +249,29 @@ pub enum Error {
         /// The value found.
         value: String,
     },
+
+    /// A remote metadata or artifact store (PostgreSQL, S3) could not be reached, refused
+    /// the credentials, or failed a request. `location` names it without credentials.
+    #[error("{location}: {problem}")]
+    Remote {
+        /// The store's URL, with any password shown as `***`.
+        location: String,
+        /// What went wrong and what to check.
+        problem: String,
+        /// The client's error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
+    /// wrong or incomplete. The message never contains a credential.
+    #[error("configuration from {origin}: {message}")]
+    Config {
+        /// Where the setting came from: `$PIPELINE_METADATA`, a key of a `pipeline.toml`..
+        origin: crate::config::Origin,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
 }
 
 /// A text this version does not know as a value of some kind, e.g. a step status `paused`:

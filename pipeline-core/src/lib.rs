@@ -14,6 +14,7 @@ mod cancel;
 pub mod canonical;
 mod canonical_order;
 mod checks;
+pub mod config;
 mod error;
 mod executor;
 mod graph;

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::executor::{self, RunSettings};
 use crate::graph::{self, Graph, NodeId};
 use crate::run::Run;
-use crate::store::{self, Store};
+use crate::store::Store;
 
 /// What a pipeline body may return: `()`, an `Artifact<T>`, a tuple or `Vec` of them, or a
 /// step's generated `Outputs` struct.
@@ -221,7 +221,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             return Ok(s.clone());
         }
         let store = match &self.store {
-            StoreSource::Default => Store::open(store::default_path())?,
+            StoreSource::Default => Store::from_env()?,
             StoreSource::Path(p) => Store::open(p)?,
             StoreSource::Store(s) => s.clone(),
         };

@@ -5,6 +5,7 @@
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 
+use pipeline::config::{MetadataLocation, StoreConfig};
 use pipeline::{Error, RunRecord, Store, StoreOptions};
 use serde::Serialize;
 
@@ -30,17 +31,25 @@ pub struct Printed {
 }
 
 pub fn run(cli: &Cli) -> CliResult<Printed> {
-    let path = cli
-        .store
-        .clone()
-        .unwrap_or_else(pipeline::store::default_path);
+    // `--store` wins; else the environment and `pipeline.toml` (`PIPELINE_METADATA`,
+    // `PIPELINE_ARTIFACTS`, `PIPELINE_HOME`), as a pipeline finds its store.
+    let config = match &cli.store {
+        Some(path) => StoreConfig::local(path),
+        None => StoreConfig::from_env().map_err(|e| e.to_string())?,
+    };
+    let path = match config.metadata() {
+        MetadataLocation::Sqlite { path } => {
+            path.parent().map(Path::to_path_buf).unwrap_or_default()
+        }
+        _ => PathBuf::from(config.metadata().to_string()),
+    };
     // Even a dry run of gc takes the write lock, to see a consistent store.
     let writes = match &cli.command {
         Command::Gc(_) | Command::Pin(_) | Command::Unpin(_) => true,
         Command::Verify(args) => args.repair,
         _ => false,
     };
-    let store = open_store(&path, writes)?;
+    let store = open_store(&config, &path, writes)?;
     let ctx = Ctx {
         store: &store,
         path: &path,
@@ -61,7 +70,7 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
 }
 
 /// Opens an existing store, never creating one; read-only unless the command `writes`.
-fn open_store(path: &Path, writes: bool) -> CliResult<Store> {
+fn open_store(config: &StoreConfig, path: &Path, writes: bool) -> CliResult<Store> {
     let hint = "run a pipeline first, or name a store with --store PATH or PIPELINE_HOME";
     let shown = path.display();
     match std::fs::metadata(path) {
@@ -87,13 +96,13 @@ fn open_store(path: &Path, writes: bool) -> CliResult<Store> {
             read_only: true,
             ..StoreOptions::default()
         };
-        match Store::open_with(path, read_only) {
+        match Store::connect_with(config, read_only) {
             // A store of an older schema is upgraded by a writable open.
             Err(Error::ReadOnly { .. }) => {}
             other => return other.map_err(|e| e.to_string()),
         }
     }
-    Store::open(path).map_err(|e| e.to_string())
+    Store::connect(config).map_err(|e| e.to_string())
 }
 
 /// What every command gets: the open store, its path (for messages) and `--json`.

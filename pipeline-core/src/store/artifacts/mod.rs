@@ -42,6 +42,8 @@ pub mod contract;
 mod local;
 #[cfg(feature = "object-store")]
 mod object;
+#[cfg(all(test, feature = "s3"))]
+mod s3_tests;
 
 pub use local::LocalArtifacts;
 #[cfg(feature = "object-store")]

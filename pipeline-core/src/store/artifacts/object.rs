@@ -143,7 +143,10 @@ fn blob_name(hash: Hash128) -> (String, String) {
 }
 
 fn stat_of(meta: &ObjectMeta) -> BlobStat {
-    let nanos = meta.last_modified.timestamp_nanos_opt().unwrap_or(0);
+    // Whole seconds: S3 gives an object's time in milliseconds when listing but in whole
+    // seconds on HEAD (an HTTP date), and `list` must agree with `stat` (the contract
+    // suite caught this against Garage). Objects are never rewritten, so nothing is lost.
+    let nanos = meta.last_modified.timestamp() * 1_000_000_000;
     BlobStat {
         size: meta.size,
         modified_ns: nanos,

@@ -1,0 +1,234 @@
+//! The PostgreSQL schema, versioned in the `pipeline_store` table and migrated forward
+//! under an advisory lock, so several processes opening one database at once migrate it
+//! once.
+
+use postgres::GenericClient;
+
+/// Marks a database as a store and holds its schema version.
+const MARKER: &str = "pipeline_store";
+
+/// Key of [`MARKER`]'s row naming what wrote the database.
+const APPLICATION: (&str, &str) = ("application", "cached-pipeline");
+
+/// `pg_advisory_xact_lock` key of schema migrations ("PPLN" as in SQLite's application id).
+const MIGRATION_LOCK: i64 = 0x5050_4c4e;
+
+/// Migration `i` takes the schema from version `i` to `i + 1`. Append only; never edit.
+/// The tables mirror the SQLite schema (`store/schema.rs`); times are microseconds since
+/// the Unix epoch, hashes lowercase hex.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: runs, executions, artifacts, lineage inputs, leases, settings.
+    r#"
+    CREATE TABLE runs (
+        id            TEXT PRIMARY KEY,
+        pipeline      TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        started_at_us BIGINT NOT NULL,
+        duration_s    DOUBLE PRECISION,
+        pinned        BOOLEAN NOT NULL DEFAULT FALSE,
+        owner         TEXT,
+        host          TEXT,
+        pid           BIGINT
+    );
+    CREATE INDEX runs_by_pipeline ON runs(pipeline, started_at_us);
+    CREATE INDEX runs_by_name ON runs(name);
+
+    CREATE TABLE executions (
+        id               BIGSERIAL PRIMARY KEY,
+        run_id           TEXT NOT NULL REFERENCES runs(id),
+        name             TEXT NOT NULL,
+        step             TEXT NOT NULL,
+        position         BIGINT NOT NULL,
+        status           TEXT NOT NULL,
+        cache_key        TEXT,
+        code_signature   TEXT NOT NULL,
+        components       TEXT NOT NULL,
+        reason           TEXT,
+        error            TEXT,
+        reused_execution BIGINT,
+        started_at_us    BIGINT NOT NULL,
+        duration_s       DOUBLE PRECISION NOT NULL,
+        compared         TEXT
+    );
+    CREATE INDEX executions_by_key ON executions(cache_key, status);
+    CREATE INDEX executions_by_step ON executions(step, status);
+    CREATE INDEX executions_by_run ON executions(run_id, position);
+
+    CREATE TABLE artifacts (
+        id             BIGSERIAL PRIMARY KEY,
+        execution_id   BIGINT NOT NULL REFERENCES executions(id),
+        name           TEXT NOT NULL,
+        position       BIGINT NOT NULL,
+        content_hash   TEXT NOT NULL,
+        size           BIGINT NOT NULL,
+        type_name      TEXT NOT NULL,
+        cacher         TEXT NOT NULL,
+        cacher_version BIGINT NOT NULL,
+        metadata       TEXT
+    );
+    CREATE INDEX artifacts_by_execution ON artifacts(execution_id, position);
+    CREATE INDEX artifacts_by_hash ON artifacts(content_hash);
+
+    CREATE TABLE inputs (
+        execution_id       BIGINT NOT NULL REFERENCES executions(id),
+        name               TEXT NOT NULL,
+        position           BIGINT NOT NULL,
+        content_hash       TEXT,
+        producer_execution BIGINT
+    );
+    CREATE INDEX inputs_by_execution ON inputs(execution_id, position);
+    CREATE INDEX inputs_by_hash ON inputs(content_hash);
+
+    -- Single-flight claims across hosts: a row per claimed key, kept alive by heartbeats;
+    -- an expired heartbeat frees the key (no process ids or file locks across hosts).
+    CREATE TABLE leases (
+        cache_key    TEXT PRIMARY KEY,
+        run_id       TEXT NOT NULL,
+        step         TEXT NOT NULL,
+        host         TEXT NOT NULL,
+        pid          BIGINT NOT NULL,
+        owner        TEXT NOT NULL,
+        heartbeat_us BIGINT NOT NULL
+    );
+
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
+    CREATE TABLE undecodable (
+        execution_id BIGINT NOT NULL,
+        output       TEXT NOT NULL,
+        type_name    TEXT NOT NULL,
+        message      TEXT NOT NULL,
+        at_us        BIGINT NOT NULL,
+        PRIMARY KEY (execution_id, output)
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// What a database holds, as far as the schema goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SchemaState {
+    /// At the version this build writes.
+    Current,
+}
+
+pub(crate) enum SchemaError {
+    Newer { found: i64, supported: i64 },
+    Foreign(String),
+    Db(postgres::Error),
+}
+
+impl From<postgres::Error> for SchemaError {
+    fn from(e: postgres::Error) -> Self {
+        SchemaError::Db(e)
+    }
+}
+
+/// Brings the database to [`current_version`] in one transaction per call, under an
+/// advisory lock: a second process waits, then finds the work done.
+pub(crate) fn migrate(client: &mut postgres::Client) -> Result<SchemaState, SchemaError> {
+    let mut tx = client.transaction()?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])?;
+    let found = version(&mut tx)?;
+    let supported = current_version();
+    match found {
+        Some(v) if v > supported => {
+            return Err(SchemaError::Newer {
+                found: v,
+                supported,
+            });
+        }
+        Some(v) if v == supported => return Ok(SchemaState::Current),
+        _ => {}
+    }
+    if found.is_none() {
+        // A database without our marker must not already hold tables we would create.
+        let clash: Option<String> = tx
+            .query_opt(
+                "SELECT table_name::text FROM information_schema.tables
+                 WHERE table_schema = current_schema()
+                   AND table_name IN ('runs', 'executions', 'artifacts', 'inputs', 'leases')
+                 LIMIT 1",
+                &[],
+            )?
+            .map(|r| r.get(0));
+        if let Some(table) = clash {
+            return Err(SchemaError::Foreign(format!(
+                "its schema already has a table `{table}` but no `{MARKER}` table; use another database or schema for the store"
+            )));
+        }
+        tx.batch_execute(&format!(
+            "CREATE TABLE {MARKER} (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        ))?;
+        tx.execute(
+            &format!("INSERT INTO {MARKER} (key, value) VALUES ($1, $2)"),
+            &[&APPLICATION.0, &APPLICATION.1],
+        )?;
+    }
+    let from = found.unwrap_or(0);
+    for migration in &MIGRATIONS[from as usize..] {
+        tx.batch_execute(migration)?;
+    }
+    tx.execute(
+        &format!(
+            "INSERT INTO {MARKER} (key, value) VALUES ('schema_version', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+        ),
+        &[&supported.to_string()],
+    )?;
+    tx.commit()?;
+    Ok(SchemaState::Current)
+}
+
+/// The stored schema version; `None` for a database without a store.
+fn version(client: &mut impl GenericClient) -> Result<Option<i64>, SchemaError> {
+    let has_marker: bool = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name = $1)",
+            &[&MARKER],
+        )?
+        .get(0);
+    if !has_marker {
+        return Ok(None);
+    }
+    let rows = client.query(&format!("SELECT key, value FROM {MARKER}"), &[])?;
+    let get = |key: &str| {
+        rows.iter()
+            .find(|r| r.get::<_, &str>(0) == key)
+            .map(|r| r.get::<_, String>(1))
+    };
+    if get(APPLICATION.0).as_deref() != Some(APPLICATION.1) {
+        return Err(SchemaError::Foreign(format!(
+            "its `{MARKER}` table was not written by cached-pipeline"
+        )));
+    }
+    match get("schema_version") {
+        None => Ok(Some(0)),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| SchemaError::Foreign(format!("its schema version `{v}` is not a number"))),
+    }
+}
+
+/// Sets the stored schema version (tests of a newer store).
+#[cfg(test)]
+pub(crate) fn set_version(
+    client: &mut postgres::Client,
+    version: i64,
+) -> Result<(), postgres::Error> {
+    client.execute(
+        &format!("UPDATE {MARKER} SET value = $1 WHERE key = 'schema_version'"),
+        &[&version.to_string()],
+    )?;
+    Ok(())
+}
