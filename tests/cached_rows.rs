@@ -109,7 +109,7 @@ fn a_cached_step_is_one_row_and_readers_follow_its_pointer() {
         let hashes = |r: &pipeline::store::StepRecord| {
             r.outputs
                 .iter()
-                .map(|o| (o.name.clone(), o.content_hash.clone(), o.size))
+                .map(|o| (o.name.clone(), o.content_hash, o.size))
                 .collect::<Vec<_>>()
         };
         assert_eq!(hashes(c), hashes(e), "outputs of `{}`", c.name);
@@ -117,7 +117,7 @@ fn a_cached_step_is_one_row_and_readers_follow_its_pointer() {
         let inputs = |r: &pipeline::store::StepRecord| {
             r.inputs
                 .iter()
-                .map(|i| (i.name.clone(), i.content_hash.clone()))
+                .map(|i| (i.name.clone(), i.content_hash))
                 .collect::<Vec<_>>()
         };
         assert_eq!(inputs(c), inputs(e), "inputs of `{}`", c.name);
