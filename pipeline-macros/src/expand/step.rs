@@ -6,7 +6,9 @@
 //!   `__private::Probe` (see `pipeline-core/src/checks.rs`); the rest of the code uses the
 //!   returned function pointers and repeats no bound, so a missing `Serialize` is one error;
 //! * each input has its own wiring trait with `#[diagnostic::on_unimplemented]`, so a
-//!   mis-wired argument names the step, the input and both types;
+//!   mis-wired argument names the step, the input and both types; its one impl is a
+//!   blanket impl over the runtime's `WireInput` (compile time: no impls with bodies per
+//!   step, see BENCHMARKS.md figure 7);
 //! * a function that cannot be a step still gets its public names (`<step>::SIGNATURE`,
 //!   `<step>::call`, `<step>::Outputs` and a wiring function that accepts anything), so
 //!   the pipelines that use it add no errors of their own.
@@ -364,7 +366,14 @@ fn generate(
                 Mode::Owned => quote!(owned),
                 Mode::Handle => quote!(handle),
             };
-            quote!(let #local = (#ops.#method)(__pl_ctx, #i)?;)
+            // A `match` rather than `?`: the error type is already `StepError`, and `?` would
+            // make every step type-check `Try` and `From` (compile time, figure 7).
+            quote! {
+                let #local = match (#ops.#method)(__pl_ctx, #i) {
+                    ::core::result::Result::Ok(__pl_v) => __pl_v,
+                    ::core::result::Result::Err(__pl_e) => return ::core::result::Result::Err(__pl_e),
+                };
+            }
         });
     let call_args = step.inputs.iter().enumerate().map(|(i, input)| {
         let local = format_ident!("__pl_a{}", i);
