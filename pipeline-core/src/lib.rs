@@ -59,14 +59,14 @@ pub mod __private {
         InputNotThreadSafe, Never, NoCacher, NoDeserialize, NoSerialize, NotThreadSafe, Ops,
         OutputNotDeserialize, OutputNotSerialize, OutputNotThreadSafe, Pass, Probe, Unwired,
     };
-    /// How a pipeline body's arguments become step inputs (see `checks.rs`).
-    pub use crate::checks::{
-        ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, WireInput,
-    };
     /// Whether a `#[step]` or `#[helper]` is a module item (see `checks.rs`).
     pub use crate::checks::{
         helper_at_module_level, step_at_module_level, AtModuleLevel, HelperAtModuleLevel,
         InFunctionBody, ScopeFallback, StepAtModuleLevel,
+    };
+    /// How a pipeline body's arguments become step inputs (see `checks.rs`).
+    pub use crate::checks::{
+        ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, WireInput,
     };
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {

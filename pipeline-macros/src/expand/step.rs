@@ -326,23 +326,28 @@ fn generate(
         let trait_name = format_ident!("__Input_{}", input.name);
         quote_spanned!(input.arg_ty.span()=> #n: impl #name::#trait_name<#m>)
     });
-    let input_specs = step.inputs.iter().zip(&in_ops).zip(&modes).map(|((input, ops), m)| {
-        let n = &input.name;
-        let s = n.to_string();
-        let ty = &input.value_ty;
-        let mode = match input.mode {
-            Mode::Ref => quote!(Ref),
-            Mode::Owned => quote!(Owned),
-            Mode::Handle => quote!(Handle),
-        };
-        quote! {
-            (#ops.input)(
-                #s,
-                #root::__private::InputMode::#mode,
-                <_ as #root::__private::WireInput<#ty, #m>>::into_input(#n),
-            )
-        }
-    });
+    let input_specs = step
+        .inputs
+        .iter()
+        .zip(&in_ops)
+        .zip(&modes)
+        .map(|((input, ops), m)| {
+            let n = &input.name;
+            let s = n.to_string();
+            let ty = &input.value_ty;
+            let mode = match input.mode {
+                Mode::Ref => quote!(Ref),
+                Mode::Owned => quote!(Owned),
+                Mode::Handle => quote!(Handle),
+            };
+            quote! {
+                (#ops.input)(
+                    #s,
+                    #root::__private::InputMode::#mode,
+                    <_ as #root::__private::WireInput<#ty, #m>>::into_input(#n),
+                )
+            }
+        });
     let output_specs =
         outputs
             .iter()
