@@ -330,6 +330,73 @@ impl<T, C> Checked<T, C, NoSerialize> {
     }
 }
 
+/// How one argument of a step call in a pipeline body becomes the step's input `T`, for
+/// generated code. `M` tells the impls apart (it is inferred, never written): an upstream
+/// handle ([`ByArtifact`], [`ByArtifactRef`]), a plain value ([`ByValue`]), or the output of
+/// a step that failed to compile ([`Stub`], [`StubRef`]), which wires anywhere so that one
+/// mistake adds no errors to the pipelines using it.
+///
+/// `#[step]` declares one trait per input, `<step>::__Input_<arg><M>`, carrying the message
+/// that names the step, the input and both types, with one blanket impl over this trait
+/// marked `#[diagnostic::do_not_recommend]`: a mis-wired argument is reported through the
+/// per-input trait's message, and no step emits impls or bodies of its own.
+pub trait WireInput<T, M> {
+    /// The input.
+    fn into_input(self) -> Input<T>;
+}
+
+/// An upstream step's output passed by value, `Artifact<T>`.
+pub struct ByArtifact;
+/// An upstream step's output passed by reference, `&Artifact<T>`.
+pub struct ByArtifactRef;
+/// A plain value (a parameter).
+pub struct ByValue;
+/// The output of a step that failed to compile.
+pub struct Stub;
+/// A reference to the output of a step that failed to compile.
+pub struct StubRef;
+
+/// The ways an `x: Artifact<T>` input may be given: every [`WireInput`] mode except
+/// [`ByValue`].
+pub trait HandleMode {}
+impl HandleMode for ByArtifact {}
+impl HandleMode for ByArtifactRef {}
+impl HandleMode for Stub {}
+impl HandleMode for StubRef {}
+
+impl<T> WireInput<T, ByArtifact> for Artifact<T> {
+    #[inline]
+    fn into_input(self) -> Input<T> {
+        Input::Artifact(self)
+    }
+}
+
+impl<T> WireInput<T, ByArtifactRef> for &Artifact<T> {
+    #[inline]
+    fn into_input(self) -> Input<T> {
+        Input::Artifact(self.clone())
+    }
+}
+
+impl<T> WireInput<T, ByValue> for T {
+    #[inline]
+    fn into_input(self) -> Input<T> {
+        Input::Value(self)
+    }
+}
+
+impl<T> WireInput<T, Stub> for Unwired {
+    fn into_input(self) -> Input<T> {
+        unwired()
+    }
+}
+
+impl<T> WireInput<T, StubRef> for &Unwired {
+    fn into_input(self) -> Input<T> {
+        unwired()
+    }
+}
+
 /// Builds a pipeline; the bound on `O` is checked here, at the pipeline's return type.
 pub fn build_pipeline<O: PipelineOutput>(
     name: &str,

@@ -72,6 +72,10 @@ pub mod __private {
         helper_at_module_level, step_at_module_level, AtModuleLevel, HelperAtModuleLevel,
         InFunctionBody, ScopeFallback, StepAtModuleLevel,
     };
+    /// How a pipeline body's arguments become step inputs (see `checks.rs`).
+    pub use crate::checks::{
+        ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, WireInput,
+    };
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {
         pub use crate::checks::{ProbeL0, ProbeL1, ProbeL2, ProbeL3, ProbeL4};

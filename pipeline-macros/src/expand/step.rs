@@ -6,7 +6,9 @@
 //!   `__private::Probe` (see `pipeline-core/src/checks.rs`); the rest of the code uses the
 //!   returned function pointers and repeats no bound, so a missing `Serialize` is one error;
 //! * each input has its own wiring trait with `#[diagnostic::on_unimplemented]`, so a
-//!   mis-wired argument names the step, the input and both types;
+//!   mis-wired argument names the step, the input and both types; its one impl is a
+//!   blanket impl over the runtime's `WireInput` (compile time: no impls with bodies per
+//!   step, see BENCHMARKS.md figure 7);
 //! * a function that cannot be a step still gets its public names (`<step>::SIGNATURE`,
 //!   `<step>::call`, `<step>::Outputs` and a wiring function that accepts anything), so
 //!   the pipelines that use it add no errors of their own.
@@ -177,12 +179,15 @@ fn generate(
     let arg_names: Vec<&Ident> = step.inputs.iter().map(|i| &i.name).collect();
 
     // One wiring trait per input, so a mismatch names the step, the input and both types.
+    // It has one blanket impl over the runtime's `WireInput` (no impls or bodies per step:
+    // they were most of the compile time of a step); `do_not_recommend` makes rustc report
+    // a mismatch through this trait's message rather than through `WireInput`.
     let input_traits = step.inputs.iter().map(|input| {
         let trait_name = format_ident!("__Input_{}", input.name);
         let ty = &input.value_ty;
         let t = escape_braces(&type_string(ty));
         let step_name = escape_braces(&step_name);
-        let (message, label, note, value_impl) = if input.mode == Mode::Handle {
+        let (message, label, note, mode_bound) = if input.mode == Mode::Handle {
             (
                 format!(
                     "step `{step_name}` input `{}` expects an upstream `Artifact<{t}>`, but got `{{Self}}`",
@@ -193,7 +198,7 @@ fn generate(
                     "`{0}: Artifact<{t}>` takes another step's output, not a plain value; declare `{0}: {t}` or `{0}: &{t}` to accept both",
                     input.name
                 ),
-                quote!(),
+                quote!(: #root::__private::HandleMode),
             )
         } else {
             (
@@ -205,46 +210,16 @@ fn generate(
                 format!(
                     "pass another step's output of type `{t}` (e.g. `&data.x_train`) or a plain `{t}` value; a step with several outputs returns a struct: pass one of its fields"
                 ),
-                quote! {
-                    impl #trait_name for #ty {
-                        fn __into_input(self) -> #root::__private::Input<#ty> {
-                            #root::__private::Input::Value(self)
-                        }
-                    }
-                },
+                quote!(),
             )
         };
         quote! {
             #[doc(hidden)]
             #[diagnostic::on_unimplemented(message = #message, label = #label, note = #note)]
-            pub trait #trait_name {
-                #[doc(hidden)]
-                fn __into_input(self) -> #root::__private::Input<#ty>;
-            }
-            impl #trait_name for #root::Artifact<#ty> {
-                fn __into_input(self) -> #root::__private::Input<#ty> {
-                    #root::__private::Input::Artifact(self)
-                }
-            }
-            impl #trait_name for &#root::Artifact<#ty> {
-                fn __into_input(self) -> #root::__private::Input<#ty> {
-                    #root::__private::Input::Artifact(::core::clone::Clone::clone(self))
-                }
-            }
-            #value_impl
-            // The outputs of a step that failed to compile wire anywhere (no cascade).
+            pub trait #trait_name<__PlM>: #root::__private::WireInput<#ty, __PlM> {}
             #[diagnostic::do_not_recommend]
-            impl #trait_name for #root::__private::Unwired {
-                fn __into_input(self) -> #root::__private::Input<#ty> {
-                    #root::__private::unwired()
-                }
-            }
-            #[diagnostic::do_not_recommend]
-            impl #trait_name for &#root::__private::Unwired {
-                fn __into_input(self) -> #root::__private::Input<#ty> {
-                    #root::__private::unwired()
-                }
-            }
+            impl<__PlM #mode_bound, __PlA: #root::__private::WireInput<#ty, __PlM>>
+                #trait_name<__PlM> for __PlA {}
         }
     });
 
@@ -341,28 +316,38 @@ fn generate(
             }
         });
 
-    let wiring_args = step.inputs.iter().map(|input| {
+    // The wiring function's generic parameters: how each argument is given (`WireInput`'s
+    // `M`), inferred at the call.
+    let modes: Vec<Ident> = (0..step.inputs.len())
+        .map(|i| format_ident!("__PlM{}", i))
+        .collect();
+    let wiring_args = step.inputs.iter().zip(&modes).map(|(input, m)| {
         let n = &input.name;
         let trait_name = format_ident!("__Input_{}", input.name);
-        quote_spanned!(input.arg_ty.span()=> #n: impl #name::#trait_name)
+        quote_spanned!(input.arg_ty.span()=> #n: impl #name::#trait_name<#m>)
     });
-    let input_specs = step.inputs.iter().zip(&in_ops).map(|(input, ops)| {
-        let n = &input.name;
-        let s = n.to_string();
-        let trait_name = format_ident!("__Input_{}", input.name);
-        let mode = match input.mode {
-            Mode::Ref => quote!(Ref),
-            Mode::Owned => quote!(Owned),
-            Mode::Handle => quote!(Handle),
-        };
-        quote! {
-            (#ops.input)(
-                #s,
-                #root::__private::InputMode::#mode,
-                #name::#trait_name::__into_input(#n),
-            )
-        }
-    });
+    let input_specs = step
+        .inputs
+        .iter()
+        .zip(&in_ops)
+        .zip(&modes)
+        .map(|((input, ops), m)| {
+            let n = &input.name;
+            let s = n.to_string();
+            let ty = &input.value_ty;
+            let mode = match input.mode {
+                Mode::Ref => quote!(Ref),
+                Mode::Owned => quote!(Owned),
+                Mode::Handle => quote!(Handle),
+            };
+            quote! {
+                (#ops.input)(
+                    #s,
+                    #root::__private::InputMode::#mode,
+                    <_ as #root::__private::WireInput<#ty, #m>>::into_input(#n),
+                )
+            }
+        });
     let output_specs =
         outputs
             .iter()
@@ -386,7 +371,14 @@ fn generate(
                 Mode::Owned => quote!(owned),
                 Mode::Handle => quote!(handle),
             };
-            quote!(let #local = (#ops.#method)(__pl_ctx, #i)?;)
+            // A `match` rather than `?`: the error type is already `StepError`, and `?` would
+            // make every step type-check `Try` and `From` (compile time, figure 7).
+            quote! {
+                let #local = match (#ops.#method)(__pl_ctx, #i) {
+                    ::core::result::Result::Ok(__pl_v) => __pl_v,
+                    ::core::result::Result::Err(__pl_e) => return ::core::result::Result::Err(__pl_e),
+                };
+            }
         });
     let call_args = step.inputs.iter().enumerate().map(|(i, input)| {
         let local = format_ident!("__pl_a{}", i);
@@ -536,7 +528,7 @@ fn generate(
 
         #(#docs)*
         #[allow(clippy::too_many_arguments)]
-        #vis fn #name(#(#wiring_args),*) -> #wiring_ret {
+        #vis fn #name<#(#modes),*>(#(#wiring_args),*) -> #wiring_ret {
             #[allow(unused_imports)]
             use #root::__private::probe::*;
             #(#input_checks)*
