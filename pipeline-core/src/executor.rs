@@ -30,8 +30,8 @@ use crate::key::{signature_hex, Hash128, InputComponent, KeyComponents, KEY_FORM
 use crate::pipeline::PipelineDef;
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::store::{
-    Acquire, Call, Candidates, Damage, ExecutionRow, Holder, InputRow, Lookup, OutputRow,
-    RunStatus, Sidecar, Store,
+    Begin, Call, Candidates, Completion, Damage, ExecutionRow, Holder, InputRow, LeaseGuard,
+    Lookup, OutputRow, RunStatus, Sidecar, StepOutput, Store,
 };
 use crate::time;
 
@@ -72,6 +72,8 @@ struct Job {
     cached: bool,
     /// Whether this run holds the key's claim (taken just before the job runs).
     claimed: bool,
+    /// The claim, which the worker commits with the step's result (dropped: released).
+    lease: Option<LeaseGuard>,
     /// The step's span, when it was opened before the job was queued (a step that waited
     /// for another run's claim).
     span: Option<Span>,
@@ -214,12 +216,8 @@ pub(crate) fn execute(
     let mut state = State::new(def, store, settings, &id, &name);
     state.span = run_span.clone();
     let result = std::thread::scope(|scope| state.drive(scope));
-    // Claims never executed (a run stopped by a store error) are freed for other runs now,
-    // not after `lease_ttl`. Otherwise every claim was committed or released by its step.
-    let released = match &result {
-        Err(_) => store.release_run(&id),
-        Ok(()) => Ok(()),
-    };
+    // Every claim was committed by its step, or released when its guard dropped (a run
+    // stopped by a store error drops the claims it never ran with its state).
     let duration = clock.elapsed();
 
     let failed: Vec<&StepReport> = state
@@ -254,7 +252,6 @@ pub(crate) fn execute(
     }
     result?;
     finish?;
-    released?;
     let first_failed = state
         .reports
         .iter()
@@ -341,8 +338,6 @@ struct State<'a> {
     queued: VecDeque<Job>,
     /// Nodes whose key another run holds.
     waiting: Vec<Waiting>,
-    /// Whether the run has claimed a key, so needs its heartbeat.
-    claimed: bool,
     /// Cached and skipped rows waiting to be committed in one transaction.
     pending_rows: Vec<PendingRow>,
     /// Per node: its position among the graph's calls of the same step.
@@ -426,7 +421,6 @@ impl<'a> State<'a> {
             ready,
             queued: VecDeque::new(),
             waiting: Vec::new(),
-            claimed: false,
             pending_rows: Vec::new(),
             ordinals,
             earlier: HashMap::new(),
@@ -450,8 +444,6 @@ impl<'a> State<'a> {
         let (tx, rx) = mpsc::channel::<Finished>();
         let mut fatal: Option<Error> = None;
         let mut poll = POLL_MIN;
-        // Dropped when the run ends, which stops the heartbeat.
-        let mut stop_beat: Option<mpsc::Sender<()>> = None;
         loop {
             while fatal.is_none() {
                 let Some(id) = self.ready.pop_front() else {
@@ -483,9 +475,6 @@ impl<'a> State<'a> {
                 } else {
                     job
                 };
-                if self.claimed && stop_beat.is_none() {
-                    stop_beat = Some(self.start_heartbeat(scope));
-                }
                 self.spawn(scope, job, tx.clone());
             }
             if self.done == total {
@@ -532,34 +521,10 @@ impl<'a> State<'a> {
             self.running -= 1;
             self.finish(finished);
         }
-        drop(stop_beat);
         match fatal {
             Some(e) => Err(e),
             None => Ok(()),
         }
-    }
-
-    /// Starts the run's heartbeat: every third of `lease_ttl`, one statement refreshes
-    /// every claim the run holds, so a claim stays alive until it commits or is released,
-    /// whether its step runs or still waits in the queue behind `max_parallelism`. Started
-    /// at the run's first claim (a fully cached run needs none); stops when the returned
-    /// sender is dropped.
-    fn start_heartbeat<'s>(&self, scope: &'s std::thread::Scope<'s, '_>) -> mpsc::Sender<()>
-    where
-        'a: 's,
-    {
-        let (stop, beat) = mpsc::channel::<()>();
-        let store = self.store;
-        let run_id = self.run_id;
-        let period = store.options().lease_ttl / 3;
-        scope.spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = beat.recv_timeout(period) {
-                if let Err(e) = store.heartbeat_run(run_id) {
-                    debug!(target: "pipeline", "Could not refresh the run's claims: {e}");
-                }
-            }
-        });
-        stop
     }
 
     fn cache_enabled(&self, node: &Node) -> bool {
@@ -659,6 +624,7 @@ impl<'a> State<'a> {
                 compared: None,
                 cached: false,
                 claimed: false,
+                lease: None,
                 span: None,
             });
             return Ok(());
@@ -707,6 +673,7 @@ impl<'a> State<'a> {
             compared,
             cached: true,
             claimed: false,
+            lease: None,
             span: None,
         });
         Ok(())
@@ -736,8 +703,8 @@ impl<'a> State<'a> {
         );
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
         let ours = self.store.holder(self.run_id, self.run_name, &node.name);
-        match self.store.acquire(&row, &decls, &ours)? {
-            Acquire::Hit {
+        match self.store.begin_step_row(job.key, &row, &decls, &ours)? {
+            Begin::Hit {
                 execution,
                 reused,
                 outputs,
@@ -749,7 +716,7 @@ impl<'a> State<'a> {
                 self.reuse(id, job.key, &span, execution, reused, outputs, clock);
                 Ok(None)
             }
-            Acquire::Claimed { damaged } => {
+            Begin::Claimed { lease, damaged } => {
                 if let Some(damage) = damaged {
                     let (output, what, reason) = match damage {
                         Damage::Missing { output } => {
@@ -775,10 +742,10 @@ impl<'a> State<'a> {
                     job.compared = None;
                 }
                 job.claimed = true;
-                self.claimed = true;
+                job.lease = Some(lease);
                 Ok(Some(job))
             }
-            Acquire::Busy { holder } => {
+            Begin::Busy(holder) => {
                 self.wait(job, holder, previous.as_ref(), clock);
                 Ok(None)
             }
@@ -1219,7 +1186,11 @@ fn execute_body(
                     .into());
                 }
             }
-            let (hash, size) = store.finish_blob(writer)?;
+            // A claimed step's lease holds the blob before it is in place (gc spares it).
+            let (hash, size) = match &job.lease {
+                Some(lease) => store.finish_held_blob(writer, lease)?,
+                None => store.finish_blob(writer)?,
+            };
             let sidecar = Sidecar {
                 size,
                 type_name: &spec.decl.type_name,
@@ -1334,18 +1305,17 @@ fn run_step(
     store: &Store,
     run_id: &str,
     run_name: &str,
-    job: Job,
+    mut job: Job,
     node: &Node,
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Finished {
-    let holder = store.holder(run_id, run_name, &node.name);
-    let lease = job.cached.then_some(&holder);
+    let _ = run_name;
     Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
-    // The run's heartbeat (`execute`) keeps the claim alive while the body runs.
+    // The store handle's heartbeat keeps the claim alive while the body runs.
     let outcome = execute_body(store, run_id, &job, node, inputs);
 
     let duration = clock.elapsed();
@@ -1377,12 +1347,35 @@ fn run_step(
         duration,
         outputs: output_rows(node, &produced, &metadata),
         inputs: input_rows,
-        lease_holder: lease,
+        lease_holder: None,
     };
-    let recorded = store.record(std::slice::from_ref(&row));
-    if let (Some(holder), Err(_)) = (lease, &recorded) {
-        let _ = store.release(job.key, holder);
-    }
+    // A claimed step commits its row, outputs and the end of its lease in one transaction
+    // (the guard releases the lease if that fails); an unclaimed one (caching off) records.
+    let recorded = match job.lease.take() {
+        Some(lease) => lease
+            .commit(Completion {
+                status: row.status,
+                reason: row.reason.clone(),
+                error: row.error.clone(),
+                compared: row.compared.clone(),
+                duration: row.duration,
+                outputs: row
+                    .outputs
+                    .iter()
+                    .map(|o| StepOutput {
+                        name: o.name.clone(),
+                        hash: o.hash,
+                        size: o.size,
+                        type_name: o.type_name.clone(),
+                        cacher: o.cacher.clone(),
+                        cacher_version: o.cacher_version,
+                        metadata: o.metadata.clone(),
+                    })
+                    .collect(),
+            })
+            .map(|id| vec![id]),
+        None => store.record(std::slice::from_ref(&row)),
+    };
     let (execution, error) = match (recorded, error) {
         (Ok(ids), error) => (ids.first().copied(), error),
         (Err(e), None) => (

@@ -21,6 +21,10 @@ pub enum StepStatus {
     Failed,
     /// Not run because an upstream step failed.
     Skipped,
+    /// Executing right now: its run claimed the key and recorded the row, with its start
+    /// time, so that other processes can watch it. Its commit turns it into `Executed` or
+    /// `Failed`; a row of a process that died stays `Running` until the store recovers it.
+    Running,
 }
 
 impl StepStatus {
@@ -30,6 +34,7 @@ impl StepStatus {
             StepStatus::Cached => "cached",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
+            StepStatus::Running => "running",
         }
     }
 
@@ -41,6 +46,7 @@ impl StepStatus {
             "cached" => Ok(StepStatus::Cached),
             "failed" => Ok(StepStatus::Failed),
             "skipped" => Ok(StepStatus::Skipped),
+            "running" => Ok(StepStatus::Running),
             other => Err(crate::error::UnknownValue {
                 what: "step status",
                 value: other.to_string(),

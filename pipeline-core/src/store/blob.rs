@@ -106,13 +106,26 @@ impl BlobWriter {
     }
 
     /// Syncs the bytes, renames the file to its content address and returns (hash, size).
-    pub(crate) fn finish(mut self, artifacts: &Path) -> io::Result<(Hash128, u64)> {
+    pub(crate) fn finish(self, artifacts: &Path) -> io::Result<(Hash128, u64)> {
+        self.finish_with(artifacts, |_| Ok(()))
+    }
+
+    /// As [`finish`](Self::finish), calling `before_place` with the content hash once the
+    /// bytes are synced and before the file takes its content address (a lease holds the
+    /// blob there, so that gc spares it from the moment it is in place). An error of
+    /// `before_place` leaves no file.
+    pub(crate) fn finish_with(
+        mut self,
+        artifacts: &Path,
+        before_place: impl FnOnce(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)> {
         let Some(out) = self.out.take() else {
             return Err(io::Error::other("blob writer already finished"));
         };
         let (file, hash, size) = out.finish()?;
         file.sync_all()?;
         drop(file);
+        before_place(hash)?;
         let path = blob_path(artifacts, hash);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;

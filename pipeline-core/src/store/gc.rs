@@ -2,13 +2,22 @@
 //! runs, drop the rest (oldest first to fit a size budget), then remove the blobs that no
 //! remaining execution references.
 //!
-//! Safe beside running pipelines: rows are removed in one write transaction; runs still
-//! marked running are kept with everything they reference; and blob files written or
-//! reused within `min_blob_age` (a cache hit sets the blob's access time) are never
-//! removed. That last rule covers the two moments when a running pipeline relies on a blob
-//! no committed row references yet: a step's output renamed into place just before its
-//! execution commits, and a cache hit found just before its cached row commits. Hence
-//! the policy is refused when `min_blob_age` is below [`GcPolicy::SAFE_MIN_BLOB_AGE`].
+//! Safe beside running pipelines by construction, whatever the policy: everything happens
+//! in one write transaction, and a blob file is removed inside it only after re-checking,
+//! under the store's write lock, that
+//! - no execution row references it (rows committed before gc's transaction are seen;
+//!   rows committed after it see the blob gone and never reference it: a cache hit checks
+//!   the blob is present, a fresh output puts it back);
+//! - no live lease holds it: a step's output is held by its lease before it takes its
+//!   content address, until the commit that references it (`guard.rs`);
+//! - no run that may have found it through a row is still running: the blob has been
+//!   unreferenced since `condemned.since_us` (the last gc that saw a row reference it go,
+//!   or the first that saw it unreferenced), and only a run that started before then can
+//!   hold a cache hit on it that it has not recorded yet. Such blobs stay until those runs
+//!   end.
+//!
+//! `min_blob_age` is a plain option on top (keep young blob files for a while), not what
+//! makes gc safe.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -17,9 +26,11 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
+use super::liveness::Liveness;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::key::Hash128;
+use crate::time;
 
 /// What `Store::gc` keeps.
 #[derive(Debug, Clone)]
@@ -30,41 +41,10 @@ pub struct GcPolicy {
     pub max_bytes: Option<u64>,
     /// Report what would go without removing anything.
     pub dry_run: bool,
-    /// Unreferenced blob files written or reused more recently than this stay (they may
-    /// belong to a step finishing right now, or to a cache hit whose run has not recorded
-    /// it yet). Default 10 minutes; at least [`GcPolicy::SAFE_MIN_BLOB_AGE`], or
-    /// [`Store::gc`] refuses the policy.
+    /// Unreferenced blob files written or reused more recently than this stay. Default 10
+    /// minutes; any age is safe, `Duration::ZERO` included (see the module documentation:
+    /// what running pipelines rely on is held by references and leases, not by age).
     pub min_blob_age: Duration,
-}
-
-impl GcPolicy {
-    /// The smallest [`min_blob_age`](GcPolicy::min_blob_age) that gc accepts: 2 minutes.
-    ///
-    /// A cache hit refreshes a blob's access time only when it is older than one minute
-    /// (so that runs served from the cache do not write on every hit), and a running
-    /// pipeline records its hits and fresh outputs moments after it finds or writes them.
-    /// Below one minute, gc could remove a blob that a running pipeline has just reused
-    /// and is about to record; the second minute covers the time until the record commits
-    /// (the write lock may be busy, a step may be writing several outputs). Gc stays safe
-    /// above this only as long as that time stays short: a step whose outputs take longer to
-    /// write than `min_blob_age` is not protected.
-    pub const SAFE_MIN_BLOB_AGE: Duration = Duration::from_secs(120);
-
-    /// Checks that the policy cannot remove what a running pipeline needs.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::UnsafeGcPolicy`] when `min_blob_age` is below
-    /// [`GcPolicy::SAFE_MIN_BLOB_AGE`].
-    pub fn validate(&self) -> Result<()> {
-        if self.min_blob_age < Self::SAFE_MIN_BLOB_AGE {
-            return Err(Error::UnsafeGcPolicy {
-                min_blob_age: self.min_blob_age,
-                safe_minimum: Self::SAFE_MIN_BLOB_AGE,
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Default for GcPolicy {
@@ -139,16 +119,17 @@ impl Store {
             .map_err(|e| self.db_error(e))
     }
 
-    /// Removes runs the policy does not keep and the blobs nothing references any more.
+    /// Removes runs the policy does not keep and the blobs nothing references any more,
+    /// in one write transaction; safe beside running pipelines whatever the policy (see the
+    /// module documentation). Blobs that a running run may still rely on are kept and
+    /// removed by a later gc, once those runs have ended.
     ///
     /// # Errors
     ///
-    /// [`Error::UnsafeGcPolicy`] for a `min_blob_age` below
-    /// [`GcPolicy::SAFE_MIN_BLOB_AGE`] (dry runs included, so that they report what a real
-    /// run would do); [`Error::ReadOnly`] on a read-only handle; [`Error::StoreLocked`],
-    /// [`Error::Database`] or [`Error::Io`] when the store cannot be changed.
+    /// [`Error::ReadOnly`] on a read-only handle (dry runs excepted);
+    /// [`Error::StoreLocked`], [`Error::Database`] or [`Error::Io`] when the store cannot be
+    /// changed.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
-        policy.validate()?;
         if !policy.dry_run {
             self.check_writable("collect garbage")?;
         }
@@ -156,156 +137,188 @@ impl Store {
             dry_run: policy.dry_run,
             ..GcReport::default()
         };
-        let referenced: HashSet<String>;
-        {
-            let mut conn = self.db();
-            // A dry run only reads (one consistent snapshot), so it works on read-only
-            // handles and media too.
-            let behavior = if policy.dry_run {
-                TransactionBehavior::Deferred
-            } else {
-                TransactionBehavior::Immediate
-            };
-            let tx = conn
-                .transaction_with_behavior(behavior)
-                .map_err(|e| self.db_error(e))?;
-            let runs: Vec<RunRow> = tx
-                .prepare(
-                    "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
-                     FROM runs ORDER BY started_at_us DESC, rowid DESC",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok(RunRow {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            pipeline: r.get(2)?,
-                            started: r.get(3)?,
-                            pinned: r.get(4)?,
-                            running: r.get(5)?,
-                        })
-                    })
-                    .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
-            let mut keep: HashSet<&str> = HashSet::new();
-            for r in &runs {
-                let n = per_pipeline.entry(&r.pipeline).or_default();
-                if *n < policy.keep_last || r.pinned || r.running {
-                    keep.insert(&r.id);
-                }
-                *n += 1;
-            }
-            // Blob sizes per run, to fit the budget by dropping the oldest runs first.
-            let run_blobs: Vec<(String, String, i64)> = tx
-                .prepare(
-                    "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM artifacts a \
-                     JOIN executions e ON e.id = a.execution_id",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let kept_bytes = |keep: &HashSet<&str>| -> u64 {
-                let mut seen = HashSet::new();
-                run_blobs
-                    .iter()
-                    .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
-                    .map(|(_, _, size)| *size as u64)
-                    .sum()
-            };
-            if let Some(budget) = policy.max_bytes {
-                let mut droppable: Vec<&RunRow> = runs
-                    .iter()
-                    .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
-                    .collect();
-                droppable.sort_by_key(|r| r.started);
-                for r in droppable {
-                    if kept_bytes(&keep) <= budget {
-                        break;
-                    }
-                    keep.remove(r.id.as_str());
-                }
-            }
-            report.bytes_kept = kept_bytes(&keep);
-            report.runs_kept = keep.len();
-            let removed: HashSet<&str> = runs
-                .iter()
-                .map(|r| r.id.as_str())
-                .filter(|id| !keep.contains(id))
-                .collect();
-            for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
-                report.runs_removed.push(r.name.clone());
-                if policy.dry_run {
-                    continue;
-                }
-                for sql in [
-                    "DELETE FROM artifacts WHERE execution_id IN \
-                     (SELECT id FROM executions WHERE run_id = ?1)",
-                    "DELETE FROM inputs WHERE execution_id IN \
-                     (SELECT id FROM executions WHERE run_id = ?1)",
-                    "DELETE FROM executions WHERE run_id = ?1",
-                    "DELETE FROM runs WHERE id = ?1",
-                ] {
-                    tx.execute(sql, params![r.id])
-                        .map_err(|e| self.db_error(e))?;
-                }
-            }
-            // Undecodable marks of executions no row refers to any more (so that a reused
-            // execution id never inherits one).
-            if !policy.dry_run {
+        let mut conn = self.db();
+        // A dry run only reads (one consistent snapshot), so it works on read-only handles
+        // and media too.
+        let behavior = if policy.dry_run {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
+        let tx = conn
+            .transaction_with_behavior(behavior)
+            .map_err(|e| self.db_error(e))?;
+        // Runs of processes proven dead are not running: they block nothing.
+        let dead: HashSet<String> = self.dead_runs(&tx)?.into_iter().collect();
+        if !policy.dry_run {
+            for id in &dead {
                 tx.execute(
-                    "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
-                     AND execution_id NOT IN \
-                     (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
-                    [],
+                    "UPDATE runs SET status = 'failed' WHERE id = ?1 AND status = 'running'",
+                    [id],
                 )
                 .map_err(|e| self.db_error(e))?;
-            }
-            // What the deletions leave referenced (a dry run filters instead of deleting).
-            let rows: Vec<(String, Option<String>)> = tx
-                .prepare(
-                    "SELECT DISTINCT a.content_hash, e.run_id FROM artifacts a \
-                     LEFT JOIN executions e ON e.id = a.execution_id",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            referenced = rows
-                .into_iter()
-                .filter(|(_, run)| run.as_deref().is_none_or(|r| !removed.contains(r)))
-                .map(|(hash, _)| hash)
-                .collect();
-            if policy.dry_run {
-                tx.rollback().map_err(|e| self.db_error(e))?;
-            } else {
-                tx.commit().map_err(|e| self.db_error(e))?;
             }
         }
-        self.remove_unreferenced_blobs(&referenced, policy, &mut report)?;
-        Ok(report)
-    }
-
-    fn remove_unreferenced_blobs(
-        &self,
-        referenced: &HashSet<String>,
-        policy: &GcPolicy,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        let artifacts = &self.inner.artifacts;
-        let now = SystemTime::now();
-        // Age since the last write or cache hit (hits set the access time).
+        let runs: Vec<RunRow> = tx
+            .prepare(
+                "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
+                 FROM runs ORDER BY started_at_us DESC, rowid DESC",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(RunRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        pipeline: r.get(2)?,
+                        started: r.get(3)?,
+                        pinned: r.get(4)?,
+                        running: r.get(5)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<RunRow>>>())
+            })
+            .map_err(|e| self.db_error(e))?
+            .into_iter()
+            .map(|r: RunRow| RunRow {
+                running: r.running && !dead.contains(&r.id),
+                ..r
+            })
+            .collect();
+        let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
+        let mut keep: HashSet<&str> = HashSet::new();
+        for r in &runs {
+            let n = per_pipeline.entry(&r.pipeline).or_default();
+            if *n < policy.keep_last || r.pinned || r.running {
+                keep.insert(&r.id);
+            }
+            *n += 1;
+        }
+        // Blob sizes per run, to fit the budget by dropping the oldest runs first.
+        let run_blobs: Vec<(String, String, i64)> = tx
+            .prepare(
+                "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM artifacts a \
+                 JOIN executions e ON e.id = a.execution_id",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let kept_bytes = |keep: &HashSet<&str>| -> u64 {
+            let mut seen = HashSet::new();
+            run_blobs
+                .iter()
+                .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
+                .map(|(_, _, size)| *size as u64)
+                .sum()
+        };
+        if let Some(budget) = policy.max_bytes {
+            let mut droppable: Vec<&RunRow> = runs
+                .iter()
+                .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
+                .collect();
+            droppable.sort_by_key(|r| r.started);
+            for r in droppable {
+                if kept_bytes(&keep) <= budget {
+                    break;
+                }
+                keep.remove(r.id.as_str());
+            }
+        }
+        report.bytes_kept = kept_bytes(&keep);
+        report.runs_kept = keep.len();
+        let removed: HashSet<&str> = runs
+            .iter()
+            .map(|r| r.id.as_str())
+            .filter(|id| !keep.contains(id))
+            .collect();
+        // What rows referenced before the deletions, and after them (a dry run filters
+        // instead of deleting).
+        let rows: Vec<(String, Option<String>)> = tx
+            .prepare(
+                "SELECT DISTINCT a.content_hash, e.run_id FROM artifacts a \
+                 LEFT JOIN executions e ON e.id = a.execution_id",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let referenced_before: HashSet<&str> = rows.iter().map(|(h, _)| h.as_str()).collect();
+        let referenced: HashSet<&str> = rows
+            .iter()
+            .filter(|(_, run)| run.as_deref().is_none_or(|r| !removed.contains(r)))
+            .map(|(hash, _)| hash.as_str())
+            .collect();
+        for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
+            report.runs_removed.push(r.name.clone());
+            if policy.dry_run {
+                continue;
+            }
+            for sql in [
+                "DELETE FROM artifacts WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = ?1)",
+                "DELETE FROM inputs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = ?1)",
+                "DELETE FROM executions WHERE run_id = ?1",
+                "DELETE FROM runs WHERE id = ?1",
+            ] {
+                tx.execute(sql, params![r.id])
+                    .map_err(|e| self.db_error(e))?;
+            }
+        }
+        // Undecodable marks of executions no row refers to any more (so that a reused
+        // execution id never inherits one).
+        if !policy.dry_run {
+            tx.execute(
+                "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
+                 AND execution_id NOT IN \
+                 (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
+                [],
+            )
+            .map_err(|e| self.db_error(e))?;
+        }
+        // Blobs held by live leases (holds of dead handles count for nothing).
+        let holds: Vec<(String, String)> = tx
+            .prepare("SELECT hash, owner FROM holds")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let mut owner_alive: HashMap<String, bool> = HashMap::new();
+        let mut held: HashSet<String> = HashSet::new();
+        for (hash, owner) in holds {
+            let alive = *owner_alive
+                .entry(owner.clone())
+                .or_insert_with(|| self.liveness(&owner, None, false) != Liveness::Dead);
+            if alive {
+                held.insert(hash);
+            }
+        }
+        let condemned: HashMap<String, i64> = tx
+            .prepare("SELECT hash, since_us FROM condemned")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<HashMap<_, _>>>())
+            })
+            .map_err(|e| self.db_error(e))?;
+        // The oldest run still running: a blob unreferenced since before it started may be
+        // a cache hit of it that it has not recorded yet.
+        let oldest_running = runs.iter().filter(|r| r.running).map(|r| r.started).min();
+        let now = time::now_micros();
+        let clock = SystemTime::now();
         let old_enough = |meta: &fs::Metadata| {
+            if policy.min_blob_age.is_zero() {
+                return true;
+            }
             let last = match (meta.modified(), meta.accessed()) {
                 (Ok(m), Ok(a)) => m.max(a),
                 (Ok(m), Err(_)) => m,
                 _ => return false,
             };
-            now.duration_since(last)
+            clock
+                .duration_since(last)
                 .is_ok_and(|age| age >= policy.min_blob_age)
         };
         for path in self.dead_temp_files() {
@@ -314,13 +327,25 @@ impl Store {
                 let _ = fs::remove_file(path);
             }
         }
+        let artifacts = &self.inner.artifacts;
+        let mut remove_stat = tx
+            .prepare("DELETE FROM blobs WHERE hash = ?1")
+            .map_err(|e| self.db_error(e))?;
+        let mut forget = tx
+            .prepare("DELETE FROM condemned WHERE hash = ?1")
+            .map_err(|e| self.db_error(e))?;
+        let mut condemn = tx
+            .prepare("INSERT OR REPLACE INTO condemned(hash, since_us) VALUES (?1, ?2)")
+            .map_err(|e| self.db_error(e))?;
+        for hash in condemned.keys() {
+            if referenced.contains(hash.as_str()) && !policy.dry_run {
+                forget.execute([hash]).map_err(|e| self.db_error(e))?;
+            }
+        }
         let entries = fs::read_dir(artifacts).map_err(|e| Error::io(artifacts, e))?;
         for fanout in entries.flatten() {
             let dir = fanout.path();
-            if fanout.file_name() == "tmp" {
-                continue;
-            }
-            if !dir.is_dir() {
+            if fanout.file_name() == "tmp" || !dir.is_dir() {
                 continue;
             }
             for blob in fs::read_dir(&dir)
@@ -328,11 +353,25 @@ impl Store {
                 .flatten()
             {
                 let name = blob.file_name().to_string_lossy().into_owned();
-                let Some(hash) = Hash128::from_hex(&name) else {
+                if Hash128::from_hex(&name).is_none() {
                     continue; // sidecars go with their blob
-                };
-                if referenced.contains(&name) {
+                }
+                if referenced.contains(name.as_str()) || held.contains(&name) {
                     continue;
+                }
+                let since = match condemned.get(&name) {
+                    Some(&since) if !referenced_before.contains(name.as_str()) => since,
+                    _ => {
+                        if !policy.dry_run {
+                            condemn
+                                .execute(params![name, now])
+                                .map_err(|e| self.db_error(e))?;
+                        }
+                        now
+                    }
+                };
+                if oldest_running.is_some_and(|started| started <= since) {
+                    continue; // a running run may rely on it: a later gc removes it
                 }
                 let Ok(meta) = blob.metadata() else { continue };
                 if !old_enough(&meta) {
@@ -344,12 +383,17 @@ impl Store {
                     let path = blob.path();
                     fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
                     let _ = fs::remove_file(path.with_extension("json"));
-                    self.db()
-                        .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
-                        .map_err(|e| self.db_error(e))?;
+                    remove_stat.execute([&name]).map_err(|e| self.db_error(e))?;
+                    forget.execute([&name]).map_err(|e| self.db_error(e))?;
                 }
             }
         }
-        Ok(())
+        drop((remove_stat, forget, condemn));
+        if policy.dry_run {
+            tx.rollback().map_err(|e| self.db_error(e))?;
+        } else {
+            tx.commit().map_err(|e| self.db_error(e))?;
+        }
+        Ok(report)
     }
 }

@@ -11,8 +11,10 @@ mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
 mod gc;
+mod guard;
 mod lease;
 mod liveness;
+mod metadata;
 mod open;
 mod query;
 mod schema;
@@ -20,7 +22,9 @@ mod verify;
 
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
-pub(crate) use lease::{Acquire, Holder};
+pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
+pub use lease::{Begin, Holder};
+pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
 pub use verify::{Problem, VerifyReport};
 
 pub use query::{
@@ -109,6 +113,8 @@ struct StoreInner {
     owner: Option<liveness::OwnerLock>,
     blob_reads: AtomicU64,
     bytes_read: AtomicU64,
+    /// Live lease guards of this handle and its heartbeat thread (`guard.rs`).
+    beats: guard::Beats,
 }
 
 impl std::fmt::Debug for Store {
@@ -144,13 +150,25 @@ pub(crate) enum Lookup {
 
 /// Why a completed execution's output cannot be reused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Damage {
+#[non_exhaustive]
+pub enum Damage {
     /// The blob is gone.
-    Missing { output: String },
+    Missing {
+        /// The output's name.
+        output: String,
+    },
     /// The blob's bytes do not hash to its name.
-    Corrupt { output: String },
+    Corrupt {
+        /// The output's name.
+        output: String,
+    },
     /// The bytes failed to decode as `type_name` when last loaded.
-    Undecodable { output: String, type_name: String },
+    Undecodable {
+        /// The output's name.
+        output: String,
+        /// The type they did not decode as.
+        type_name: String,
+    },
 }
 
 /// One output written by an execution.
@@ -436,6 +454,7 @@ impl Store {
                 owner,
                 blob_reads: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
+                beats: guard::Beats::default(),
             }),
         };
         if read_only.is_none() {
@@ -792,9 +811,8 @@ impl Store {
             }
         }
         // Mark the blobs as just used (access time only: mtime is what the stat check
-        // compares). Garbage collection spares blobs used within `min_blob_age`, which covers
-        // the moment between this lookup and the commit of the cached row that references
-        // them.
+        // compares), for gc's `min_blob_age`. What protects a hit until its cached row
+        // commits is gc's rule for running runs (`gc.rs`), not this.
         if self.inner.read_only.is_none() {
             let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
             for hash in stale {
@@ -1185,10 +1203,9 @@ enum BlobState {
 }
 
 /// A blob's access time is refreshed on a hit only when older than this, so a store that
-/// is run again and again is not written to on every hit. Garbage collection's
-/// `min_blob_age` must stay above it: [`GcPolicy::SAFE_MIN_BLOB_AGE`] is twice as long.
+/// is run again and again is not written to on every hit (gc's `min_blob_age` counts it as
+/// a use).
 const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
-const _: () = assert!(USE_REFRESH.as_secs() < GcPolicy::SAFE_MIN_BLOB_AGE.as_secs());
 
 /// `$PIPELINE_HOME` if set and non-empty, else `./.pipeline`.
 pub fn default_path() -> PathBuf {
@@ -1257,3 +1274,5 @@ fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;
