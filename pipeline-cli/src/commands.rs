@@ -342,6 +342,15 @@ impl Ctx<'_> {
                     }
                 );
             }
+            StepStatus::Running => {
+                let _ = writeln!(
+                    out,
+                    "Step `{}` in run `{}` is executing now (started {} UTC).",
+                    rec.name,
+                    run.name,
+                    timestamp(rec.started_at_us)
+                );
+            }
             StepStatus::Executed | StepStatus::Failed => {
                 match rec.status {
                     StepStatus::Executed => {

@@ -577,6 +577,7 @@ fn colors(status: StepStatus) -> (&'static str, &'static str) {
         StepStatus::Cached => ("#1565c0", "#e3f2fd"),
         StepStatus::Failed => ("#c62828", "#ffebee"),
         StepStatus::Skipped => ("#757575", "#f3f3f3"),
+        StepStatus::Running => ("#ef6c00", "#fff3e0"),
     }
 }
 

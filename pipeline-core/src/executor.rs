@@ -890,14 +890,12 @@ impl<'a> State<'a> {
         self.running += 1;
         let store = self.store;
         let run_id = self.run_id;
-        let run_name = self.run_name;
         let span = job
             .span
             .take()
             .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
         scope.spawn(move || {
-            let finished =
-                span.in_scope(|| run_step(store, run_id, run_name, job, node, inputs, input_rows));
+            let finished = span.in_scope(|| run_step(store, run_id, job, node, inputs, input_rows));
             end_step_span(&span, finished.status(), finished.duration);
             // Closed before the coordinator hears of it, so before the run's span.
             drop(span);
@@ -1304,13 +1302,11 @@ const POLL_MAX: Duration = Duration::from_millis(25);
 fn run_step(
     store: &Store,
     run_id: &str,
-    run_name: &str,
     mut job: Job,
     node: &Node,
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Finished {
-    let _ = run_name;
     Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();

@@ -7,6 +7,7 @@
 
 mod blob;
 pub(crate) use blob::mtime_ns;
+pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};

@@ -310,3 +310,36 @@ fn gc_at_any_age_spares_what_running_runs_rely_on_and_removes_it_after() {
     drop(lease);
     assert_eq!(store.gc(&now).unwrap().blobs_removed, 1);
 }
+
+/// A fresh SQLite store in a temporary directory, for the metadata contract.
+struct SqliteFixture {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+    blobs: Store,
+}
+
+impl contract::MetadataFixture for SqliteFixture {
+    fn open(&self) -> std::sync::Arc<dyn MetadataStore> {
+        std::sync::Arc::new(Store::open(&self.path).unwrap())
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> (Hash128, u64) {
+        use std::io::Write;
+        let mut writer = self.blobs.blob_writer().unwrap();
+        writer.write_all(bytes).unwrap();
+        self.blobs.finish_blob(writer).unwrap()
+    }
+}
+
+#[test]
+fn sqlite_passes_the_metadata_contract() {
+    contract::metadata(|| {
+        let (dir, path) = fresh();
+        let blobs = Store::open(&path).unwrap();
+        SqliteFixture {
+            _dir: dir,
+            path,
+            blobs,
+        }
+    });
+}
