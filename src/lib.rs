@@ -51,7 +51,7 @@
 #![warn(clippy::missing_errors_doc)]
 
 pub use pipeline_core::{
-    cacher, canonical, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher,
+    cacher, canonical, report, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher,
     ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent,
     InputRecord, Json, KeyComponents, Lineage, OutputDecl, Pipeline, PipelineOutput, Problem,
     ReadOnlyCause, Reason, Result, Run, RunComparison, RunRecord, RunStatus, StepComparison,

@@ -579,7 +579,7 @@ fn gc_dry_run_reports_then_gc_removes_old_runs_and_blobs() {
             .count()
     };
     let before = blobs();
-    // Blobs younger than the safe minimum stay, so make them old.
+    // Blobs younger than --min-age stay, so make them old.
     age_blobs(&store);
 
     let out = cli(&store, &["gc", "--keep-last", "1", "--dry-run"]).ok();

@@ -18,6 +18,7 @@ mod executor;
 mod graph;
 mod key;
 mod pipeline;
+pub mod report;
 mod run;
 pub mod shape;
 mod signature;

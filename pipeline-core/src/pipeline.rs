@@ -237,6 +237,7 @@ impl<O: PipelineOutput> Pipeline<O> {
         let store = self.open_store()?;
         let settings = RunSettings {
             enable_cache: self.enable_cache,
+            pipeline_cache: self.def.enable_cache,
             step_cache: self.step_cache.clone(),
             max_parallelism: self.max_parallelism.unwrap_or_else(|| {
                 std::thread::available_parallelism()
@@ -245,7 +246,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             }),
             run_name: self.run_name.clone(),
         };
-        let outcome = executor::execute(&self.def, &store, &settings)?;
+        let outcome = executor::execute(&self.def.name, &self.def.graph, &store, &settings)?;
         let binder = Binder {
             artifacts: &outcome.artifacts,
         };

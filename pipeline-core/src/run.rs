@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::key::{InputComponent, KeyComponents};
-use crate::signature::{part_changes, CodePart, CodePartKind, PartChange};
+use crate::signature::{CodePart, CodePartKind};
 use crate::store::Store;
 
 /// What happened to a step in a run.
@@ -298,21 +297,6 @@ fn write_part_change(
 }
 
 impl Reason {
-    /// Explains a cache miss by comparing the new key components with those of the earlier
-    /// execution of the same call: every one of [`Reason::differences`], as the difference
-    /// itself when there is one, as [`Reason::Changes`] when there are several.
-    pub(crate) fn explain(prev: Option<&KeyComponents>, new: &KeyComponents) -> Reason {
-        let Some(prev) = prev else {
-            return Reason::FirstExecution;
-        };
-        let mut changes = Reason::differences(prev, new);
-        match changes.len() {
-            0 => Reason::KeyChanged,
-            1 => changes.remove(0),
-            _ => Reason::Changes { changes },
-        }
-    }
-
     /// The individual reasons this one stands for: the listed differences of
     /// [`Reason::Changes`], else this reason alone. Lets callers handle every changed
     /// component alike, whether one or several changed.
@@ -349,156 +333,6 @@ impl Reason {
             other => std::slice::from_ref(other),
         }
     }
-
-    /// Every difference between two sets of key components: the step's module, its code
-    /// (one reason per changed part when both sides list their parts), then each changed
-    /// parameter (its type's shape first) and input in declaration order, then the shapes
-    /// of output types, then declarations.
-    pub fn differences(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
-        let mut out = Vec::new();
-        if !old.module.is_empty() && !new.module.is_empty() && old.module != new.module {
-            out.push(Reason::ModuleChanged {
-                old: old.module.clone(),
-                new: new.module.clone(),
-            });
-        }
-        if old.code_signature != new.code_signature {
-            let changes = if old.code_parts.is_empty() || new.code_parts.is_empty() {
-                Vec::new()
-            } else {
-                part_changes(&old.code_parts, &new.code_parts)
-            };
-            if changes.is_empty() {
-                // Rows written before parts were recorded.
-                out.push(Reason::CodeChanged {
-                    old: old.code_signature.clone(),
-                    new: new.code_signature.clone(),
-                });
-            }
-            for change in changes {
-                let (part, old, new) = match change {
-                    PartChange::Added(p) => {
-                        let new = Some(p.value.clone());
-                        (p, None, new)
-                    }
-                    PartChange::Removed(p) => {
-                        let old = Some(p.value.clone());
-                        (p, old, None)
-                    }
-                    PartChange::Changed(before, p) => {
-                        let new = Some(p.value.clone());
-                        (p, Some(before.value), new)
-                    }
-                };
-                out.push(Reason::CodePartChanged {
-                    part: part.kind,
-                    name: part.name,
-                    helper: part.helper,
-                    old,
-                    new,
-                });
-            }
-        }
-        for input in &new.inputs {
-            let before = old.inputs.iter().find(|i| i.name() == input.name());
-            match (before, input) {
-                (
-                    Some(
-                        before @ InputComponent::Parameter {
-                            hash: h0,
-                            type_name: t0,
-                            shape: s0,
-                            ..
-                        },
-                    ),
-                    InputComponent::Parameter {
-                        name,
-                        hash,
-                        type_name,
-                        shape,
-                        ..
-                    },
-                ) => {
-                    // Records from before key format 2 have no shape: no claim about it.
-                    if t0 == type_name && shape_changed(s0, shape) {
-                        out.push(Reason::ParameterShapeChanged {
-                            name: name.clone(),
-                            type_name: type_name.clone(),
-                        });
-                    }
-                    if h0 != hash || t0 != type_name {
-                        out.push(Reason::ParameterChanged {
-                            name: name.clone(),
-                            old: before.value_text().unwrap_or_default(),
-                            new: input.value_text().unwrap_or_default(),
-                        });
-                    }
-                }
-                (
-                    Some(InputComponent::Artifact {
-                        content_hash: h0, ..
-                    }),
-                    InputComponent::Artifact {
-                        name,
-                        content_hash,
-                        producer,
-                    },
-                ) if h0 != content_hash => out.push(Reason::InputChanged {
-                    name: name.clone(),
-                    producer: producer.clone(),
-                }),
-                _ => {}
-            }
-        }
-        let shape = |c: &KeyComponents| {
-            c.inputs
-                .iter()
-                .map(|i| {
-                    (
-                        i.name().to_string(),
-                        matches!(i, InputComponent::Parameter { .. }),
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        for output in &new.outputs {
-            let before = old.outputs.iter().find(|o| o.name == output.name);
-            if let Some(before) = before {
-                if before.type_name == output.type_name
-                    && shape_changed(&before.shape, &output.shape)
-                {
-                    out.push(Reason::OutputShapeChanged {
-                        output: output.name.clone(),
-                        type_name: output.type_name.clone(),
-                    });
-                }
-            }
-        }
-        // Shapes are compared above; here everything else about the outputs.
-        let outputs = |c: &KeyComponents| {
-            c.outputs
-                .iter()
-                .map(|o| {
-                    (
-                        o.name.clone(),
-                        o.type_name.clone(),
-                        o.cacher.clone(),
-                        o.cacher_version,
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        if outputs(old) != outputs(new) || shape(old) != shape(new) {
-            out.push(Reason::DeclarationChanged);
-        }
-        out
-    }
-}
-
-/// Whether two recorded shape fingerprints differ; an empty one (recorded before key format
-/// 2) is unknown, not different.
-fn shape_changed(old: &str, new: &str) -> bool {
-    !old.is_empty() && !new.is_empty() && old != new
 }
 
 /// What happened to one step in a run.
@@ -613,83 +447,6 @@ impl<O> Run<O> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::key::OutputDecl;
-
-    fn components(output_shape: &str, param_shape: &str, param_hash: &str) -> KeyComponents {
-        KeyComponents {
-            format: crate::key::KEY_FORMAT_VERSION,
-            step: "split".into(),
-            module: String::new(),
-            code_parts: Vec::new(),
-            code_signature: "0000000000000001".into(),
-            outputs: vec![OutputDecl {
-                name: "output".into(),
-                type_name: "my_crate::data::Split".into(),
-                shape: output_shape.into(),
-                cacher: "bincode".into(),
-                cacher_version: 1,
-            }],
-            inputs: vec![InputComponent::Parameter {
-                name: "mode".into(),
-                type_name: "my_crate::Mode".into(),
-                shape: param_shape.into(),
-                hash: param_hash.into(),
-                value: serde_json::json!("Fast"),
-                text: None,
-            }],
-        }
-    }
-
-    #[test]
-    fn an_output_shape_change_is_named_with_its_type() {
-        let old = components("aa", "pp", "h1");
-        let new = components("bb", "pp", "h1");
-        let diffs = Reason::differences(&old, &new);
-        assert_eq!(
-            diffs,
-            vec![Reason::OutputShapeChanged {
-                output: "output".into(),
-                type_name: "my_crate::data::Split".into(),
-            }]
-        );
-        assert_eq!(
-            Reason::explain(Some(&old), &new).to_string(),
-            "output type `Split` changed shape"
-        );
-    }
-
-    #[test]
-    fn a_parameter_shape_change_comes_before_its_value_change() {
-        let old = components("aa", "pp", "h1");
-        let same_value = components("aa", "qq", "h1");
-        assert_eq!(
-            Reason::explain(Some(&old), &same_value).to_string(),
-            "type `Mode` of parameter `mode` changed shape"
-        );
-        let both = components("aa", "qq", "h2");
-        let diffs = Reason::differences(&old, &both);
-        assert_eq!(diffs.len(), 2, "{diffs:?}");
-        assert!(matches!(diffs[0], Reason::ParameterShapeChanged { .. }));
-        assert!(matches!(diffs[1], Reason::ParameterChanged { .. }));
-    }
-
-    #[test]
-    fn records_without_shapes_claim_no_shape_change() {
-        let before_shapes = components("", "", "h1");
-        let now = components("aa", "pp", "h1");
-        assert!(Reason::differences(&before_shapes, &now).is_empty());
-    }
-
-    #[test]
-    fn a_retyped_output_is_a_declaration_change_not_a_shape_change() {
-        let old = components("aa", "pp", "h1");
-        let mut new = components("bb", "pp", "h1");
-        new.outputs[0].type_name = "my_crate::data::Other".into();
-        assert_eq!(
-            Reason::differences(&old, &new),
-            vec![Reason::DeclarationChanged]
-        );
-    }
 
     #[test]
     fn undecodable_reason_names_the_type_and_a_named_output() {

@@ -105,6 +105,32 @@ pub struct Completion {
     pub outputs: Vec<StepOutput>,
 }
 
+impl Completion {
+    /// The completion an execution row describes (its status, texts and outputs).
+    pub(crate) fn of(row: &super::ExecutionRow<'_>) -> Completion {
+        Completion {
+            status: row.status,
+            reason: row.reason.clone(),
+            error: row.error.clone(),
+            compared: row.compared.clone(),
+            duration: row.duration,
+            outputs: row
+                .outputs
+                .iter()
+                .map(|o| StepOutput {
+                    name: o.name.clone(),
+                    hash: o.hash,
+                    size: o.size,
+                    type_name: o.type_name.clone(),
+                    cacher: o.cacher.clone(),
+                    cacher_version: o.cacher_version,
+                    metadata: o.metadata.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A live claim on a cache key; see the [module documentation](self).
 pub struct LeaseGuard {
     backend: Arc<dyn MetadataStore>,

@@ -4,6 +4,29 @@
 //! <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
 //! <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
 //! ```
+//!
+//! # Invariants
+//!
+//! The store keeps these itself, whatever its callers do; [`MetadataStore`] says how each
+//! is kept per transaction (and how a PostgreSQL backend would keep it).
+//!
+//! 1. **A blob is in place before its row commits.** A step's outputs are written to
+//!    `artifacts/tmp/`, synced, held by the step's lease (`holds`), renamed to their
+//!    content address, and only then referenced by the execution's commit. A row never
+//!    names bytes that are not there (a reader may still find them damaged later: loads
+//!    verify the hash).
+//! 2. **A lease is dropped in the commit.** [`LeaseGuard::commit`] completes the step's
+//!    `running` row, records its outputs and deletes the lease and its holds in one write
+//!    transaction; a guard dropped uncommitted releases the lease (the row becomes
+//!    failed). Nobody waiting for the key sees it free without its execution.
+//! 3. **One claim per key.** [`Store::begin_step`] looks for a completed execution and
+//!    claims the key in one write transaction; a holder proven dead (its file lock is
+//!    free, `liveness.rs`) or silent for `lease_ttl` is taken over.
+//! 4. **gc spares what a running hit relies on**, and what a step is writing: gc deletes
+//!    blob files inside its own write transaction, only when no row references them, no
+//!    live lease holds them, and no run that was running when they lost their last
+//!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
+//!    top, not what makes gc safe.
 
 mod blob;
 pub(crate) use blob::mtime_ns;

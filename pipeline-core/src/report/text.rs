@@ -1,8 +1,10 @@
-//! Formatting helpers: timestamps, durations, sizes, short hashes, text tables.
+//! Formatting helpers of the reports' text: timestamps, durations, sizes, short hashes,
+//! text tables. Public so that other renderings of the reports (the CLI's HTML page) write
+//! the same texts.
 
 use std::time::Duration;
 
-pub use pipeline::store::utc_timestamp as timestamp;
+pub use crate::time::utc_timestamp as timestamp;
 
 /// `0.014s`, `12.3s`, `4m 05s`, `2h 03m`.
 pub fn duration(d: Duration) -> String {
@@ -33,9 +35,13 @@ pub fn size(bytes: u64) -> String {
     format!("{v:.1} {}", UNITS[unit])
 }
 
-/// The first 12 characters of a hash or key.
+/// The first 12 characters of a hash or key (all of it when shorter).
 pub fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
+    // By characters, so that a damaged (non-hex) value never splits a character.
+    match hash.char_indices().nth(12) {
+        Some((end, _)) => &hash[..end],
+        None => hash,
+    }
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
@@ -85,6 +91,7 @@ mod tests {
         assert_eq!(size(3 * 1024 * 1024), "3.0 MiB");
         assert_eq!(short("0123456789abcdef0123"), "0123456789ab");
         assert_eq!(short("abc"), "abc");
+        assert_eq!(short("ééééééééééééé"), "éééééééééééé");
         assert_eq!(
             table(&["A", "BB"], &[vec!["xyz".into(), "1".into()]]),
             "A    BB\nxyz  1\n"

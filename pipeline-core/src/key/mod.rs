@@ -8,6 +8,9 @@
 //! parameter's type name, serde shape and
 //! canonical bytes). The components are recorded beside the key so a miss can say exactly
 //! what changed.
+//!
+//! `assemble.rs` builds the components of a step call; `explain.rs` diffs two sets of them
+//! into the [`Reason`](crate::Reason)s a miss is explained by.
 
 use std::fmt;
 
@@ -15,6 +18,11 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::signature::CodePart;
+
+mod assemble;
+mod explain;
+
+pub(crate) use assemble::{components, KeyInput};
 
 /// Bump when the encoding below changes: every key changes with it, which is what we want.
 ///

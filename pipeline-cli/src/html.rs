@@ -1,14 +1,13 @@
-//! A run's DAG: nodes (steps) and edges (artifacts from producer to consumer), laid out in
-//! layers by topological depth, drawn as a self-contained HTML page with inline SVG, as
-//! Graphviz DOT text, or as JSON.
+//! The page of `pipeline lineage --html`: a run's DAG ([`RunGraph`], from core), laid out
+//! in layers by topological depth and drawn as a self-contained HTML page with inline SVG.
+//! A view only: what the graph holds is decided in `pipeline::report`.
 
 use std::fmt::Write as _;
 
-use pipeline::{InputComponent, RunRecord, StepRecord, StepStatus};
+use pipeline::report::text::{duration, short, size, timestamp};
+use pipeline::report::{GraphEdge, RunGraph};
+use pipeline::{RunRecord, StepRecord, StepStatus};
 use serde_json::{json, Value};
-
-use crate::commands::{run_json, step_json};
-use crate::fmt::{duration, short, size, timestamp};
 
 /// Node box width and the gaps between layers and between nodes of one layer.
 const NODE_W: f64 = 230.0;
@@ -20,12 +19,12 @@ const LINE_H: f64 = 17.0;
 /// Spacing of the lanes below the nodes that carry edges skipping a layer.
 const LANE_H: f64 = 20.0;
 
-pub struct Graph {
-    run: RunRecord,
-    steps: Vec<StepRecord>,
-    edges: Vec<Edge>,
-    /// Topological depth of each step.
-    layer: Vec<usize>,
+/// The layout of a [`RunGraph`] on the page.
+struct Layout<'g> {
+    run: &'g RunRecord,
+    steps: Vec<&'g StepRecord>,
+    edges: &'g [GraphEdge],
+    graph: &'g RunGraph,
     /// Position of each node: x, y (top left) and height.
     boxes: Vec<(f64, f64, f64)>,
     /// Drawing of each edge: SVG path and label position.
@@ -41,35 +40,18 @@ struct EdgePath {
     label_y: f64,
 }
 
-/// An artifact flowing from one step of the run into another.
-pub struct Edge {
-    from: usize,
-    to: usize,
-    /// Output name at the producer (`None` when the producer recorded no such output).
-    output: Option<usize>,
-    /// Argument name at the consumer.
-    input: String,
-    content_hash: Option<String>,
+/// The self-contained page of `graph`: header, legend, the SVG drawing, and a table of the
+/// steps.
+pub fn page(graph: &RunGraph) -> String {
+    Layout::new(graph).html()
 }
 
-impl Graph {
-    pub fn new(run: RunRecord, steps: Vec<StepRecord>) -> Graph {
-        let edges = edges(&steps);
+impl<'g> Layout<'g> {
+    fn new(graph: &'g RunGraph) -> Layout<'g> {
+        let steps: Vec<&StepRecord> = graph.nodes.iter().map(|n| &n.step.0).collect();
+        let edges = &graph.edges[..];
+        let layer: Vec<usize> = graph.nodes.iter().map(|n| n.layer).collect();
         let n = steps.len();
-        // Depth: 0 for steps with no producer in the run, else one more than the deepest.
-        let mut layer = vec![0usize; n];
-        for _ in 0..n {
-            let mut changed = false;
-            for e in &edges {
-                if layer[e.to] < layer[e.from] + 1 && layer[e.from] < n {
-                    layer[e.to] = layer[e.from] + 1;
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
         let layers = layer.iter().copied().max().map_or(0, |m| m + 1);
         // Order within a layer: by the mean row of the producers (barycenter), then position.
         let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
@@ -80,8 +62,8 @@ impl Graph {
                 .map(|i| {
                     let ups: Vec<f64> = edges
                         .iter()
-                        .filter(|e| e.to == i)
-                        .map(|e| row_of[e.from])
+                        .filter(|e| e.consumer == i)
+                        .map(|e| row_of[e.producer])
                         .collect();
                     let key = if ups.is_empty() {
                         i as f64
@@ -97,7 +79,7 @@ impl Graph {
             }
             *row = members.into_iter().map(|(_, i)| i).collect();
         }
-        let heights: Vec<f64> = steps.iter().map(node_height).collect();
+        let heights: Vec<f64> = steps.iter().map(|s| node_height(s)).collect();
         let column_h = |row: &Vec<usize>| {
             row.iter().map(|&i| heights[i]).sum::<f64>()
                 + ROW_GAP * row.len().saturating_sub(1) as f64
@@ -114,13 +96,13 @@ impl Graph {
         }
         let width =
             MARGIN * 2.0 + layers as f64 * NODE_W + layers.saturating_sub(1) as f64 * LAYER_GAP;
-        let (paths, lanes) = route(&edges, &layer, &boxes, MARGIN + tallest);
+        let (paths, lanes) = route(edges, &layer, &boxes, MARGIN + tallest);
         let height = MARGIN * 2.0 + tallest + lanes as f64 * LANE_H;
-        Graph {
-            run,
+        Layout {
+            run: &graph.run.0,
             steps,
             edges,
-            layer,
+            graph,
             boxes,
             paths,
             width: width.max(200.0),
@@ -128,96 +110,8 @@ impl Graph {
         }
     }
 
-    fn edge_label(&self, e: &Edge) -> String {
-        // A single output is simply "the output": name only the argument it feeds.
-        let outputs = &self.steps[e.from].outputs;
-        match e.output.map(|o| &outputs[o].name) {
-            Some(out) if *out != e.input && outputs.len() > 1 => {
-                format!("{out} → {}", e.input)
-            }
-            _ => e.input.clone(),
-        }
-    }
-
-    fn edge_size(&self, e: &Edge) -> Option<u64> {
-        e.output.map(|o| self.steps[e.from].outputs[o].size)
-    }
-
-    /// Graphviz DOT text.
-    pub fn dot(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "digraph {} {{", dot_str(&self.run.name));
-        let _ = writeln!(out, "  rankdir=LR;");
-        let _ = writeln!(
-            out,
-            "  label={}; labelloc=t;",
-            dot_str(&format!(
-                "run {} of pipeline {} ({})",
-                self.run.name,
-                self.run.pipeline,
-                run_status(&self.run)
-            ))
-        );
-        let _ = writeln!(
-            out,
-            "  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\", fontsize=11];"
-        );
-        let _ = writeln!(out, "  edge [fontname=\"Helvetica\", fontsize=9];");
-        for (i, s) in self.steps.iter().enumerate() {
-            let (stroke, fill) = colors(s.status);
-            let mut label = format!("{}\n{} · {}", s.name, s.status, duration(s.duration));
-            for o in &s.outputs {
-                let _ = write!(label, "\n{}: {}", o.name, size(o.size));
-            }
-            let _ = writeln!(
-                out,
-                "  n{i} [label={}, color=\"{stroke}\", fillcolor=\"{fill}\", tooltip={}];",
-                dot_str(&label),
-                dot_str(s.reason.as_deref().unwrap_or(""))
-            );
-        }
-        for e in &self.edges {
-            let mut label = self.edge_label(e);
-            if let Some(bytes) = self.edge_size(e) {
-                let _ = write!(label, "\n{}", size(bytes));
-            }
-            let _ = writeln!(
-                out,
-                "  n{} -> n{} [label={}];",
-                e.from,
-                e.to,
-                dot_str(&label)
-            );
-        }
-        out.push_str("}\n");
-        out
-    }
-
-    /// Nodes, edges and the layout, as JSON.
-    pub fn json(&self) -> Value {
-        json!({
-            "run": run_json(&self.run),
-            "nodes": self.steps.iter().enumerate().map(|(i, s)| {
-                let mut v = step_json(s);
-                if let Value::Object(m) = &mut v {
-                    m.insert("layer".into(), json!(self.layer[i]));
-                }
-                v
-            }).collect::<Vec<_>>(),
-            "edges": self.edges.iter().map(|e| json!({
-                "from": self.steps[e.from].name,
-                "to": self.steps[e.to].name,
-                "output": e.output.map(|o| self.steps[e.from].outputs[o].name.clone()),
-                "input": e.input,
-                "content_hash": e.content_hash,
-                "size": self.edge_size(e),
-            })).collect::<Vec<_>>(),
-        })
-    }
-
-    /// The self-contained page: header, legend, the SVG drawing, and a table of the steps.
-    pub fn html(&self) -> String {
-        let run = &self.run;
+    fn html(&self) -> String {
+        let run = self.run;
         let title = format!("Lineage of run {}", run.name);
         let mut out = String::new();
         let _ = write!(
@@ -314,9 +208,9 @@ impl Graph {
                 d = p.d,
                 lx = p.label_x,
                 ly = p.label_y,
-                from = esc(&self.steps[e.from].name),
-                to = esc(&self.steps[e.to].name),
-                label = esc(&self.edge_label(e)),
+                from = esc(&self.steps[e.producer].name),
+                to = esc(&self.steps[e.consumer].name),
+                label = esc(&self.graph.edge_label(e)),
             );
         }
         out.push_str("</g>\n<g class=\"nodes\">\n");
@@ -425,68 +319,12 @@ impl Graph {
     }
 }
 
-/// Edges from each input's producer in this run: by the producer's name recorded in the key
-/// components, else by the producing execution, else by content hash.
-fn edges(steps: &[StepRecord]) -> Vec<Edge> {
-    let mut edges = Vec::new();
-    for (to, s) in steps.iter().enumerate() {
-        for input in &s.components.inputs {
-            let InputComponent::Artifact {
-                name,
-                content_hash,
-                producer,
-            } = input
-            else {
-                continue;
-            };
-            let record = s.inputs.iter().find(|i| &i.name == name);
-            let hash = record
-                .and_then(|r| r.content_hash.clone())
-                .or_else(|| Some(content_hash.clone()).filter(|h| !h.is_empty()));
-            let by_name = steps
-                .iter()
-                .position(|p| &p.name == producer)
-                .filter(|&p| p != to);
-            let by_execution = || {
-                let id = record?.producer_execution?;
-                steps
-                    .iter()
-                    .position(|p| p.execution_id == id || p.reused_execution == Some(id))
-            };
-            let by_hash = || {
-                let h = hash.as_deref()?;
-                steps
-                    .iter()
-                    .position(|p| p.outputs.iter().any(|o| o.content_hash == h))
-            };
-            let Some(from) = by_name
-                .or_else(by_execution)
-                .or_else(by_hash)
-                .filter(|&f| f != to)
-            else {
-                continue;
-            };
-            let output = hash
-                .as_deref()
-                .and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
-            edges.push(Edge {
-                from,
-                to,
-                output,
-                input: name.clone(),
-                content_hash: hash,
-            });
-        }
-    }
-    edges
-}
-
 /// Draws each edge from the producer's output line to the consumer's left side. An edge
 /// between adjacent layers is one curve; an edge that skips layers drops into its own lane
 /// below the nodes, runs along it, and rises into the consumer, so that it never crosses a
 /// node. Returns the paths and the number of lanes.
 fn route(
-    edges: &[Edge],
+    edges: &[GraphEdge],
     layer: &[usize],
     boxes: &[(f64, f64, f64)],
     bottom: f64,
@@ -494,14 +332,14 @@ fn route(
     let mut lane = vec![None; edges.len()];
     let mut lanes = 0;
     for (k, e) in edges.iter().enumerate() {
-        if layer[e.to] > layer[e.from] + 1 {
+        if layer[e.consumer] > layer[e.producer] + 1 {
             lane[k] = Some(lanes);
             lanes += 1;
         }
     }
-    let start = |e: &Edge| {
-        let (fx, fy, _) = boxes[e.from];
-        let row = e.output.unwrap_or(0) as f64;
+    let start = |e: &GraphEdge| {
+        let (fx, fy, _) = boxes[e.producer];
+        let row = e.output_index.unwrap_or(0) as f64;
         (fx + NODE_W, fy + HEADER_H + LINE_H * (row + 0.5))
     };
     let lane_y = |l: usize| bottom + LANE_H * (l as f64 + 0.6);
@@ -514,12 +352,12 @@ fn route(
             let mut incoming: Vec<(usize, f64)> = edges
                 .iter()
                 .enumerate()
-                .filter(|(_, o)| o.to == e.to)
+                .filter(|(_, o)| o.consumer == e.consumer)
                 .map(|(j, o)| (j, lane[j].map_or(start(o).1, |l| 1e9 + l as f64)))
                 .collect();
             incoming.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
             let slot = incoming.iter().position(|&(j, _)| j == k).unwrap_or(0) as f64;
-            let (tx, ty, th) = boxes[e.to];
+            let (tx, ty, th) = boxes[e.consumer];
             let (x1, y1) = start(e);
             let (x2, y2) = (tx, ty + th * (slot + 1.0) / (incoming.len() as f64 + 1.0));
             match lane[k] {
@@ -570,17 +408,6 @@ fn run_status(r: &RunRecord) -> String {
         .unwrap_or_default()
 }
 
-/// Stroke and fill colors of a status.
-fn colors(status: StepStatus) -> (&'static str, &'static str) {
-    match status {
-        StepStatus::Executed => ("#2e7d32", "#e8f5e9"),
-        StepStatus::Cached => ("#1565c0", "#e3f2fd"),
-        StepStatus::Failed => ("#c62828", "#ffebee"),
-        StepStatus::Skipped => ("#757575", "#f3f3f3"),
-        StepStatus::Running => ("#ef6c00", "#fff3e0"),
-    }
-}
-
 fn ellipsis(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
@@ -604,21 +431,6 @@ fn esc(s: &str) -> String {
             c => out.push(c),
         }
     }
-    out
-}
-
-/// A quoted DOT string.
-fn dot_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 

@@ -1,0 +1,661 @@
+//! The coordinator: drives one run from its schedule. Resolves each ready node (skipped,
+//! reused from the cache, or queued to run), claims a queued node's key when a worker is
+//! free for it, waits for keys other runs hold (one batched check per poll), hands claimed
+//! nodes to workers (`step.rs`) and completes nodes as they finish. It asks the store only
+//! through the [`Ledger`], and keeps ready / waiting / blocked nodes in the [`Schedule`].
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use tracing::{info, Span};
+
+use super::ledger::{self, Claim, Holder, Ledger, PendingRow};
+use super::schedule::{Done, Schedule};
+use super::step::{end_step_span, run_step, step_span, Finished, Outcome};
+use super::{Job, Produced, RunSettings};
+use crate::artifact::BoundArtifact;
+use crate::error::{BoxError, Error, Result};
+use crate::graph::{Graph, InputMode, InputSource, Node, NodeId, Resolved, Value};
+use crate::key::{self, Hash128, KeyComponents, KeyInput};
+use crate::run::{Reason, StepReport, StepStatus};
+use crate::time;
+
+/// A node whose key another run holds: the coordinator waits for that claim to end, with
+/// one batched check per poll for all such nodes (`State::check_waiting`), and never on a
+/// worker thread.
+struct Waiting {
+    /// Its `span` is open, with status `waiting`.
+    job: Job,
+    /// Who held the key when last looked.
+    holder: Holder,
+    /// Since the node was decided.
+    clock: Instant,
+}
+
+/// One run being driven: its schedule, the outputs known so far, the nodes queued to run
+/// or waiting for another run's claim, and the reports of the nodes done.
+pub(super) struct State<'a> {
+    graph: &'a Graph,
+    settings: &'a RunSettings,
+    /// Everything asked of the store.
+    ledger: Ledger<'a>,
+    /// Ready / waiting / blocked nodes and the in-memory values kept for consumers.
+    schedule: Schedule<Value>,
+    produced: Vec<Option<Vec<Produced>>>,
+    pub(super) bound: HashMap<(NodeId, usize), Arc<BoundArtifact>>,
+    pub(super) reports: Vec<Option<StepReport>>,
+    queued: VecDeque<Job>,
+    /// Nodes whose key another run holds.
+    waiting: Vec<Waiting>,
+    /// Cached and skipped rows waiting to be committed in one transaction.
+    pending_rows: Vec<PendingRow>,
+    /// Per node: its position among the graph's calls of the same step.
+    ordinals: Vec<usize>,
+    running: usize,
+    /// The run's span, parent of the steps' spans.
+    pub(super) span: Span,
+    /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
+    pub(super) causes: HashMap<NodeId, BoxError>,
+}
+
+impl<'a> State<'a> {
+    pub(super) fn new(graph: &'a Graph, settings: &'a RunSettings, ledger: Ledger<'a>) -> Self {
+        let n = graph.nodes.len();
+        let schedule = Schedule::new(
+            graph
+                .nodes
+                .iter()
+                .map(|node| {
+                    node.inputs
+                        .iter()
+                        .filter_map(|input| match input.source {
+                            InputSource::Artifact { node: up, output } => Some((up, output)),
+                            InputSource::Param(_) => None,
+                        })
+                        .collect()
+                })
+                .collect(),
+        );
+        let mut calls_so_far: HashMap<&str, usize> = HashMap::new();
+        let ordinals = graph
+            .nodes
+            .iter()
+            .map(|node| {
+                let n = calls_so_far.entry(node.step).or_default();
+                *n += 1;
+                *n - 1
+            })
+            .collect();
+        State {
+            graph,
+            settings,
+            ledger,
+            schedule,
+            produced: vec![None; n],
+            bound: HashMap::new(),
+            reports: (0..n).map(|_| None).collect(),
+            queued: VecDeque::new(),
+            waiting: Vec::new(),
+            pending_rows: Vec::new(),
+            ordinals,
+            running: 0,
+            span: Span::none(),
+            causes: HashMap::new(),
+        }
+    }
+
+    fn node(&self, id: NodeId) -> &'a Node {
+        &self.graph.nodes[id]
+    }
+
+    /// The scheduling loop. Returns an error only for store failures that stop the run.
+    pub(super) fn drive<'s>(&mut self, scope: &'s std::thread::Scope<'s, '_>) -> Result<()>
+    where
+        'a: 's,
+    {
+        let (tx, rx) = mpsc::channel::<Finished>();
+        let mut fatal: Option<Error> = None;
+        let mut poll = POLL_MIN;
+        loop {
+            while fatal.is_none() {
+                let Some(id) = self.schedule.next_ready() else {
+                    break;
+                };
+                if let Err(e) = self.resolve(id) {
+                    fatal = Some(e);
+                }
+            }
+            // Record the cached rows before any worker may load what they reference: from
+            // then on garbage collection sees those blobs as referenced.
+            if let Err(e) = self.flush_rows() {
+                fatal.get_or_insert(e);
+            }
+            while fatal.is_none() && self.running < self.settings.max_parallelism {
+                let Some(job) = self.queued.pop_front() else {
+                    break;
+                };
+                // Claim what is about to run, and only that.
+                let job = if job.cached && !job.claimed {
+                    match self.claim(job, Instant::now(), None) {
+                        Ok(Some(job)) => job,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            fatal = Some(e);
+                            break;
+                        }
+                    }
+                } else {
+                    job
+                };
+                self.spawn(scope, job, tx.clone());
+            }
+            if self.schedule.is_finished() {
+                break;
+            }
+            if fatal.is_none() && self.schedule.has_ready() {
+                // Nodes reused by `claim` made others ready.
+                continue;
+            }
+            if self.running == 0 && (self.waiting.is_empty() || fatal.is_some()) {
+                break;
+            }
+            if self.waiting.is_empty() || fatal.is_some() {
+                let Ok(finished) = rx.recv() else {
+                    break;
+                };
+                self.running -= 1;
+                self.finish(finished);
+                continue;
+            }
+            // Some keys are held by other runs: hear from workers, and look at all those
+            // keys at once every `poll`, which grows while nothing changes.
+            match rx.recv_timeout(poll) {
+                Ok(finished) => {
+                    self.running -= 1;
+                    self.finish(finished);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            match self.check_waiting() {
+                Ok(true) => poll = POLL_MIN,
+                Ok(false) => poll = (poll * 2).min(POLL_MAX),
+                Err(e) => {
+                    fatal.get_or_insert(e);
+                }
+            }
+        }
+        // Let running steps finish (the scope joins them) before reporting a fatal error.
+        while self.running > 0 {
+            let Ok(finished) = rx.recv() else {
+                break;
+            };
+            self.running -= 1;
+            self.finish(finished);
+        }
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    fn cache_enabled(&self, node: &Node) -> bool {
+        let settings = &self.settings;
+        settings
+            .step_cache
+            .get(&node.name)
+            .or_else(|| settings.step_cache.get(node.step))
+            .copied()
+            .or(settings.enable_cache)
+            .or(node.enable_cache)
+            .or(settings.pipeline_cache)
+            .unwrap_or(true)
+    }
+
+    /// The key components of `node`, whose upstream nodes are done (a skipped node's
+    /// unknown upstream hashes are recorded empty).
+    fn components(&self, node: &Node) -> KeyComponents {
+        let inputs = node.inputs.iter().map(|input| match &input.source {
+            InputSource::Artifact { node: up, output } => KeyInput::Artifact {
+                name: input.name,
+                content_hash: self.produced[*up]
+                    .as_ref()
+                    .and_then(|p| p.get(*output))
+                    .map(|p| p.hash),
+                producer: &self.node(*up).name,
+            },
+            InputSource::Param(p) => KeyInput::Parameter {
+                name: input.name,
+                type_name: p.type_name,
+                shape: &p.shape,
+                hash: p.hash,
+                value: &p.json,
+                text: p.text.as_deref(),
+            },
+        });
+        let outputs = node.outputs.iter().map(|o| &o.decl);
+        key::components(node.step, node.code.code(), outputs, inputs)
+    }
+
+    /// Decides what to do with a node whose upstream nodes are all done.
+    fn resolve(&mut self, id: NodeId) -> Result<()> {
+        let node = self.node(id);
+        if let Some(up) = self.schedule.blocked_by(id) {
+            let up = self.node(up).name.clone();
+            end_step_span(
+                &step_span(&self.span, node, None),
+                StepStatus::Skipped,
+                Duration::ZERO,
+            );
+            self.schedule.release_inputs(id);
+            let components = self.components(node);
+            self.pending_rows.push(PendingRow {
+                node: id,
+                status: StepStatus::Skipped,
+                key: None,
+                components,
+                reason: Reason::UpstreamFailed { step: up.clone() },
+                reused: None,
+                started_at_us: time::now_micros(),
+                outputs: Vec::new(),
+            });
+            self.complete(
+                id,
+                StepStatus::Skipped,
+                Reason::UpstreamFailed { step: up },
+                None,
+                None,
+                None,
+                Duration::ZERO,
+            );
+            return Ok(());
+        }
+        // A cached step's duration is what its key computation and lookup cost.
+        let clock = Instant::now();
+        let components = self.components(node);
+        let key = components.cache_key();
+        if !self.cache_enabled(node) {
+            self.queued.push_back(Job {
+                node: id,
+                key,
+                components,
+                reason: Reason::CacheDisabled,
+                compared: None,
+                cached: false,
+                claimed: false,
+                lease: None,
+                span: None,
+            });
+            return Ok(());
+        }
+        // A hit needs no claim: the execution it reuses is complete and immutable, so it is
+        // found with a plain read and its cached row is batched with the others into one
+        // transaction (`flush_rows`). A commit per cached step cost ~100 us (every dirtied
+        // index page rewritten to the WAL). Only a miss takes the write lock, in `acquire`,
+        // which looks again before claiming the key.
+        if let Some((execution, outputs)) = self.ledger.lookup(key)? {
+            let span = step_span(&self.span, node, Some(key));
+            span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
+            end_step_span(&span, StepStatus::Cached, clock.elapsed());
+            self.schedule.release_inputs(id);
+            let produced = reused_outputs(outputs, execution);
+            self.set_produced(id, &produced);
+            self.pending_rows.push(PendingRow {
+                node: id,
+                status: StepStatus::Cached,
+                key: Some(key),
+                components,
+                reason: Reason::Cached { execution },
+                reused: Some(execution),
+                started_at_us: time::now_micros(),
+                outputs: produced,
+            });
+            self.complete(
+                id,
+                StepStatus::Cached,
+                Reason::Cached { execution },
+                Some(key),
+                None,
+                None,
+                clock.elapsed(),
+            );
+            return Ok(());
+        }
+        // A miss is claimed only when a worker is free to run it (`claim`), so no claim
+        // waits in the queue, and two processes running the same graph share its keys out.
+        let (reason, compared) =
+            self.ledger
+                .explain_miss(node.step, self.ordinals[id], &components)?;
+        self.queued.push_back(Job {
+            node: id,
+            key,
+            components,
+            reason,
+            compared,
+            cached: true,
+            claimed: false,
+            lease: None,
+            span: None,
+        });
+        Ok(())
+    }
+
+    /// In one write transaction, claims the key of `job`, which a worker is free to run:
+    /// returns the job to run, or `None` when another run completed the key (the node is
+    /// done, cached) or holds it (the node waits).
+    ///
+    /// `clock` runs since the node was first decided; `previous` is who held the key when
+    /// the node last waited, if it did.
+    fn claim(
+        &mut self,
+        mut job: Job,
+        clock: Instant,
+        previous: Option<Holder>,
+    ) -> Result<Option<Job>> {
+        let id = job.node;
+        let node = self.node(id);
+        match self
+            .ledger
+            .acquire(&self.graph.nodes, id, &job, &self.produced)?
+        {
+            Claim::Hit {
+                execution,
+                reused,
+                outputs,
+            } => {
+                let span = job
+                    .span
+                    .take()
+                    .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
+                self.reuse(id, job.key, &span, execution, reused, outputs, clock);
+                Ok(None)
+            }
+            Claim::Claimed { lease, redo } => {
+                if let Some(reason) = redo {
+                    job.reason = reason;
+                    job.compared = None;
+                }
+                job.claimed = true;
+                job.lease = Some(lease);
+                Ok(Some(job))
+            }
+            Claim::Busy { holder } => {
+                self.wait(job, holder, previous.as_ref(), clock);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Completes node `id` as a reuse of execution `reused`, recorded as `execution`.
+    #[allow(clippy::too_many_arguments)]
+    fn reuse(
+        &mut self,
+        id: NodeId,
+        key: Hash128,
+        span: &Span,
+        execution: i64,
+        reused: i64,
+        outputs: Vec<(Hash128, u64)>,
+        clock: Instant,
+    ) {
+        let node = self.node(id);
+        span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
+        end_step_span(span, StepStatus::Cached, clock.elapsed());
+        self.schedule.release_inputs(id);
+        self.set_produced(id, &reused_outputs(outputs, reused));
+        self.complete(
+            id,
+            StepStatus::Cached,
+            Reason::Cached { execution: reused },
+            Some(key),
+            None,
+            Some(execution),
+            clock.elapsed(),
+        );
+    }
+
+    /// Puts a node whose key `holder` (another run, or another call of this run) is
+    /// computing among the waiting ones, and says so unless it already waited for `holder`.
+    fn wait(&mut self, mut job: Job, holder: Holder, previous: Option<&Holder>, clock: Instant) {
+        let node = self.node(job.node);
+        let run_span = &self.span;
+        let span = job
+            .span
+            .get_or_insert_with(|| step_span(run_span, node, Some(job.key)));
+        span.record("status", "waiting");
+        if previous != Some(&holder) {
+            span.in_scope(|| {
+                info!(
+                    target: "pipeline",
+                    "Step `{}` is waiting for {}, which is computing the same cache key.",
+                    node.name,
+                    holder
+                )
+            });
+        }
+        self.waiting.push(Waiting { job, holder, clock });
+    }
+
+    /// One batched check of every waiting node's key: those whose holder committed,
+    /// released or died are decided again (reused, claimed and queued, or waited for under
+    /// their new holder). Returns whether any node stopped waiting.
+    fn check_waiting(&mut self) -> Result<bool> {
+        let held = {
+            let waits: Vec<(Hash128, &Holder)> = self
+                .waiting
+                .iter()
+                .map(|w| (w.job.key, &w.holder))
+                .collect();
+            self.ledger.still_held(&waits)?
+        };
+        if held.iter().all(|&h| h) {
+            return Ok(false);
+        }
+        let mut progressed = false;
+        let waiting = std::mem::take(&mut self.waiting);
+        let mut rest = waiting.into_iter().zip(held);
+        while let Some((w, still)) = rest.next() {
+            if still {
+                self.waiting.push(w);
+                continue;
+            }
+            match self.acquire_waiting(w) {
+                Ok(done) => progressed |= done,
+                Err(e) => {
+                    self.waiting.extend(rest.map(|(w, _)| w));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(progressed)
+    }
+
+    /// Decides a waiting node again, now that its holder's claim has ended: reused,
+    /// claimed and queued to run first, or waited for under its new holder. Returns whether
+    /// it stopped waiting.
+    fn acquire_waiting(&mut self, w: Waiting) -> Result<bool> {
+        let waiting = self.waiting.len();
+        if let Some(job) = self.claim(w.job, w.clock, Some(w.holder))? {
+            self.queued.push_front(job);
+        }
+        Ok(self.waiting.len() == waiting)
+    }
+
+    /// Hands a node to a worker thread.
+    fn spawn<'s>(
+        &mut self,
+        scope: &'s std::thread::Scope<'s, '_>,
+        mut job: Job,
+        tx: mpsc::Sender<Finished>,
+    ) where
+        'a: 's,
+    {
+        let node = self.node(job.node);
+        let inputs = self.take_inputs(job.node);
+        let input_rows = ledger::input_rows(node, &self.produced);
+        self.running += 1;
+        let runner = self.ledger.runner();
+        let span = job
+            .span
+            .take()
+            .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
+        scope.spawn(move || {
+            let finished = span.in_scope(|| run_step(runner, job, node, inputs, input_rows));
+            end_step_span(&span, finished.status(), finished.duration);
+            // Closed before the coordinator hears of it, so before the run's span.
+            drop(span);
+            // The coordinator only stops listening once every worker has reported.
+            let _ = tx.send(finished);
+        });
+    }
+
+    /// Resolved inputs for a node about to execute; releases memory no one else needs.
+    fn take_inputs(&mut self, id: NodeId) -> Vec<Option<Resolved>> {
+        let node = self.node(id);
+        node.inputs
+            .iter()
+            .map(|input| {
+                Some(match &input.source {
+                    InputSource::Param(p) => {
+                        let fresh = if input.mode == InputMode::Owned {
+                            (p.fresh)().ok()
+                        } else {
+                            None
+                        };
+                        Resolved::Param(Arc::clone(&p.value), fresh)
+                    }
+                    InputSource::Artifact { node: up, output } => {
+                        let at = (*up, *output);
+                        let value = if input.mode == InputMode::Handle {
+                            None
+                        } else {
+                            self.schedule.value(at)
+                        };
+                        self.schedule.consume(at);
+                        match self.bound.get(&at) {
+                            Some(bound) => Resolved::Artifact {
+                                value,
+                                bound: Arc::clone(bound),
+                            },
+                            // Unreachable: upstream is done, so its outputs are bound.
+                            None => return None,
+                        }
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn set_produced(&mut self, id: NodeId, produced: &[Produced]) {
+        let node = self.node(id);
+        for (i, (p, spec)) in produced.iter().zip(&node.outputs).enumerate() {
+            self.bound
+                .insert((id, i), Arc::new(self.ledger.bind(node, spec, p)));
+        }
+        self.produced[id] = Some(produced.to_vec());
+    }
+
+    /// Records a node as done and makes its dependents ready.
+    #[allow(clippy::too_many_arguments)]
+    fn complete(
+        &mut self,
+        id: NodeId,
+        status: StepStatus,
+        reason: Reason,
+        key: Option<Hash128>,
+        error: Option<String>,
+        execution: Option<i64>,
+        duration: Duration,
+    ) {
+        let node = self.node(id);
+        self.reports[id] = Some(StepReport {
+            name: node.name.clone(),
+            step: node.step.to_string(),
+            status,
+            duration,
+            cache_key: key.map(Hash128::to_hex),
+            reason,
+            error,
+            execution_id: execution,
+        });
+        self.schedule.complete(
+            id,
+            match status {
+                StepStatus::Failed => Done::Failed,
+                StepStatus::Skipped => Done::Skipped,
+                _ => Done::Succeeded,
+            },
+        );
+    }
+
+    /// Handles a worker's report.
+    fn finish(&mut self, f: Finished) {
+        match f.result {
+            Ok(Outcome::Executed { values, produced }) => {
+                self.set_produced(f.node, &produced);
+                for (i, value) in values.into_iter().enumerate() {
+                    self.schedule.keep((f.node, i), value);
+                }
+                self.complete(
+                    f.node,
+                    StepStatus::Executed,
+                    f.reason,
+                    Some(f.key),
+                    None,
+                    f.execution,
+                    f.duration,
+                );
+            }
+            Err(failure) => {
+                if let Some(source) = failure.source {
+                    self.causes.insert(f.node, source);
+                }
+                self.complete(
+                    f.node,
+                    StepStatus::Failed,
+                    f.reason,
+                    Some(f.key),
+                    Some(failure.message),
+                    f.execution,
+                    f.duration,
+                );
+            }
+        }
+    }
+
+    /// Commits cached and skipped rows in one transaction and fills in their ids.
+    fn flush_rows(&mut self) -> Result<()> {
+        if self.pending_rows.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending_rows);
+        let ids = self
+            .ledger
+            .record_pending(&self.graph.nodes, &pending, &self.produced)?;
+        for (p, id) in pending.iter().zip(ids) {
+            if let Some(Some(r)) = self.reports.get_mut(p.node) {
+                r.execution_id = Some(id);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The outputs of a reused execution, as this run knows them.
+fn reused_outputs(outputs: Vec<(Hash128, u64)>, execution: i64) -> Vec<Produced> {
+    outputs
+        .into_iter()
+        .map(|(hash, size)| Produced {
+            hash,
+            size,
+            execution,
+        })
+        .collect()
+}
+
+/// The shortest and longest pause between two checks of the keys a run waits for. The
+/// pause starts short, so a holder that commits a moment later is heard of at once, and
+/// doubles while nothing changes.
+const POLL_MIN: Duration = Duration::from_micros(500);
+const POLL_MAX: Duration = Duration::from_millis(25);

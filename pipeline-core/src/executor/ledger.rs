@@ -1,0 +1,304 @@
+//! The narrow store-facing part of a run: everything the coordinator asks of the store,
+//! in the executor's terms. Looks keys up, claims them (`acquire`), checks the keys other
+//! runs hold, finds the earlier execution a miss is explained against, records the cached
+//! and skipped rows, and binds outputs to the store (a claim is a `LeaseGuard`, which its
+//! store handle keeps alive). It decides nothing about order: that is the coordinator's and the schedule's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+
+use super::step::{output_rows, Runner};
+use super::{Job, Produced};
+use crate::artifact::BoundArtifact;
+use crate::error::Result;
+use crate::graph::{InputSource, Node, NodeId, OutputSpec};
+use crate::key::{Hash128, KeyComponents};
+use crate::run::{Reason, StepStatus};
+use crate::store::{
+    Begin, Call, Candidates, Damage, ExecutionRow, InputRow, LeaseGuard, Lookup, Store,
+};
+use crate::time;
+
+/// Who holds the claim on a key (another run, or another call of this run): the
+/// coordinator keeps it, compares it and shows it, and hands it back to
+/// [`Ledger::still_held`].
+pub(super) use crate::store::Holder;
+
+/// A cached or skipped row waiting to be committed with the others of its wave.
+pub(super) struct PendingRow {
+    pub(super) node: NodeId,
+    pub(super) status: StepStatus,
+    pub(super) key: Option<Hash128>,
+    pub(super) components: KeyComponents,
+    pub(super) reason: Reason,
+    pub(super) reused: Option<i64>,
+    pub(super) started_at_us: i64,
+    pub(super) outputs: Vec<Produced>,
+}
+
+/// A completed execution that can be reused: its id, and its outputs' content hashes and
+/// sizes in output order.
+pub(super) type Reusable = (i64, Vec<(Hash128, u64)>);
+
+/// What claiming a key found (see [`Ledger::acquire`]).
+pub(super) enum Claim {
+    /// Another run completed the key meanwhile: execution `reused` is reused, and this
+    /// run's cached row is recorded as `execution`.
+    Hit {
+        execution: i64,
+        reused: i64,
+        outputs: Vec<(Hash128, u64)>,
+    },
+    /// The key is this run's to execute under `lease`. `redo` says why a completed
+    /// execution with the key cannot be reused (a damaged output), if there was one.
+    Claimed {
+        lease: LeaseGuard,
+        redo: Option<Reason>,
+    },
+    /// `holder` is computing the key right now.
+    Busy { holder: Holder },
+}
+
+/// The store, as one run sees it.
+pub(super) struct Ledger<'a> {
+    store: &'a Store,
+    run_id: &'a str,
+    run_name: &'a str,
+    pipeline: &'a str,
+    /// Per step: its completed calls in the earlier run that misses are compared with.
+    earlier: HashMap<&'static str, Option<Candidates>>,
+}
+
+impl<'a> Ledger<'a> {
+    pub(super) fn new(
+        store: &'a Store,
+        run_id: &'a str,
+        run_name: &'a str,
+        pipeline: &'a str,
+    ) -> Self {
+        Ledger {
+            store,
+            run_id,
+            run_name,
+            pipeline,
+            earlier: HashMap::new(),
+        }
+    }
+
+    /// What a worker needs to run a step of this run.
+    pub(super) fn runner(&self) -> Runner<'a> {
+        Runner {
+            store: self.store,
+            run_id: self.run_id,
+        }
+    }
+
+    /// A completed execution with `key` whose outputs are all present: its id and its
+    /// outputs' content hashes and sizes. A plain read, no claim (see `State::resolve`).
+    pub(super) fn lookup(&self, key: Hash128) -> Result<Option<Reusable>> {
+        Ok(match self.store.lookup(key)? {
+            Lookup::Hit { execution, outputs } => Some((execution, outputs)),
+            Lookup::Miss | Lookup::Damaged(_) => None,
+        })
+    }
+
+    /// In one write transaction, claims the key of `job` for node `id`, or reuses an
+    /// execution completed meanwhile (recording the cached row), or finds its holder. A
+    /// damaged output of a completed execution is logged and becomes the job's new reason.
+    pub(super) fn acquire(
+        &self,
+        nodes: &[Node],
+        id: NodeId,
+        job: &Job,
+        produced: &[Option<Vec<Produced>>],
+    ) -> Result<Claim> {
+        let node = &nodes[id];
+        let row = cached_row(
+            self.run_id,
+            node,
+            id,
+            job.key,
+            &job.components,
+            input_rows(node, produced),
+        );
+        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
+        let ours = self.store.holder(self.run_id, self.run_name, &node.name);
+        Ok(
+            match self.store.begin_step_row(job.key, &row, &decls, &ours)? {
+                Begin::Hit {
+                    execution,
+                    reused,
+                    outputs,
+                } => Claim::Hit {
+                    execution,
+                    reused,
+                    outputs,
+                },
+                Begin::Claimed { lease, damaged } => {
+                    let redo = damaged.map(|damage| {
+                        let (output, what, reason) = match damage {
+                            Damage::Missing { output } => {
+                                (output.clone(), "missing", Reason::BlobMissing { output })
+                            }
+                            Damage::Corrupt { output } => {
+                                (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                            }
+                            Damage::Undecodable { output, type_name } => (
+                                output.clone(),
+                                "not decodable as the type the step returns",
+                                Reason::Undecodable { output, type_name },
+                            ),
+                        };
+                        warn!(
+                            target: "pipeline",
+                            "Cached output `{}` of `{}` is {}; executing the step again.",
+                            output,
+                            node.name,
+                            what
+                        );
+                        reason
+                    });
+                    Claim::Claimed { lease, redo }
+                }
+                Begin::Busy(holder) => Claim::Busy { holder },
+            },
+        )
+    }
+
+    /// Per `(key, holder)` waited for, whether `holder` still holds `key`: one read for all.
+    pub(super) fn still_held(&self, waits: &[(Hash128, &Holder)]) -> Result<Vec<bool>> {
+        self.store.still_held(waits)
+    }
+
+    /// Why a call of `step` (its `ordinal`-th call in the graph) missed the cache: its key
+    /// components compared with those of the earlier execution of the same call (see
+    /// `store::earlier` for how it is found), and that execution as JSON, to record with
+    /// the miss.
+    pub(super) fn explain_miss(
+        &mut self,
+        step: &'static str,
+        ordinal: usize,
+        components: &KeyComponents,
+    ) -> Result<(Reason, Option<String>)> {
+        if !self.earlier.contains_key(step) {
+            // Once per step and run: a 10,000-call sweep reads the earlier run's calls once.
+            let calls = self
+                .store
+                .earlier_calls(step, self.pipeline, self.run_id, None)?;
+            self.earlier.insert(step, calls);
+        }
+        let earlier = self.earlier.get(step).and_then(|calls| {
+            calls.as_ref()?.earlier_call(&Call {
+                label: None,
+                ordinal,
+                components,
+            })
+        });
+        let reason = Reason::explain(earlier.as_ref().map(|e| &e.components), components);
+        let compared = earlier.and_then(|e| serde_json::to_string(&e).ok());
+        Ok((reason, compared))
+    }
+
+    /// Commits cached and skipped rows in one transaction; returns their execution ids.
+    pub(super) fn record_pending(
+        &self,
+        nodes: &[Node],
+        pending: &[PendingRow],
+        produced: &[Option<Vec<Produced>>],
+    ) -> Result<Vec<i64>> {
+        let rows: Vec<ExecutionRow<'_>> = pending
+            .iter()
+            .map(|p| {
+                let node = &nodes[p.node];
+                ExecutionRow {
+                    run_id: self.run_id,
+                    name: &node.name,
+                    step: node.step,
+                    position: p.node,
+                    status: p.status,
+                    cache_key: p.key,
+                    components: &p.components,
+                    reason: Some(p.reason.to_string()),
+                    error: None,
+                    reused: p.reused,
+                    compared: None,
+                    started_at_us: p.started_at_us,
+                    duration: Duration::ZERO,
+                    outputs: output_rows(node, &p.outputs, &[]),
+                    inputs: input_rows(node, produced),
+                    lease_holder: None,
+                }
+            })
+            .collect();
+        self.store.record(&rows)
+    }
+
+    /// Output `spec` of `node`, stored as `p`, bound to the store for loading.
+    pub(super) fn bind(&self, node: &Node, spec: &Arc<OutputSpec>, p: &Produced) -> BoundArtifact {
+        BoundArtifact {
+            store: self.store.clone(),
+            hash: p.hash,
+            size: p.size,
+            step: node.name.clone(),
+            output_name: spec.decl.name.clone(),
+            type_name: spec.decl.type_name.clone(),
+            spec: Arc::clone(spec),
+            execution: p.execution,
+        }
+    }
+}
+
+/// The input rows of `node`: each input's content hash and producing execution, for the
+/// artifacts among them that `produced` knows.
+pub(super) fn input_rows(node: &Node, produced: &[Option<Vec<Produced>>]) -> Vec<InputRow> {
+    node.inputs
+        .iter()
+        .map(|input| match &input.source {
+            InputSource::Param(_) => InputRow {
+                name: input.name.to_string(),
+                hash: None,
+                producer: None,
+            },
+            InputSource::Artifact { node: up, output } => {
+                let p = produced[*up].as_ref().and_then(|p| p.get(*output));
+                InputRow {
+                    name: input.name.to_string(),
+                    hash: p.map(|p| p.hash),
+                    producer: p.map(|p| p.execution),
+                }
+            }
+        })
+        .collect()
+}
+
+/// The row recorded when a node's key is reused from the cache.
+fn cached_row<'r>(
+    run_id: &'r str,
+    node: &'r Node,
+    position: NodeId,
+    key: Hash128,
+    components: &'r KeyComponents,
+    inputs: Vec<InputRow>,
+) -> ExecutionRow<'r> {
+    ExecutionRow {
+        run_id,
+        name: &node.name,
+        step: node.step,
+        position,
+        status: StepStatus::Cached,
+        cache_key: Some(key),
+        components,
+        reason: None,
+        error: None,
+        reused: None,
+        compared: None,
+        started_at_us: time::now_micros(),
+        duration: Duration::ZERO,
+        outputs: Vec::new(),
+        inputs,
+        lease_holder: None,
+    }
+}

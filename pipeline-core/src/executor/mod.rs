@@ -1,0 +1,312 @@
+//! Runs a graph: cache lookups on the coordinating thread, step bodies on scoped worker
+//! threads (at most `max_parallelism` at once), records committed as steps finish.
+//!
+//! The coordinator resolves a node as soon as all its upstream nodes are done: it computes
+//! the cache key from the upstream content hashes and reuses a completed execution (no
+//! bytes read), or queues the node. When a worker is free for a queued node, the
+//! coordinator claims its key in one write transaction (claiming only what is about to
+//! run), which either reuses an execution completed meanwhile, claims the key, or finds
+//! that another run is computing it. Workers run claimed bodies, store the outputs (blob
+//! renamed into place before the execution row commits) and report back.
+//!
+//! A key held elsewhere is not computed again (single-flight): the coordinator waits for it,
+//! off the workers, with one batched check of all such keys per poll (`check_waiting`). A
+//! claim is a `LeaseGuard` (`store/guard.rs`): the store handle's heartbeat keeps it alive
+//! until its worker commits it, or it is released when dropped.
+//!
+//! The files: `schedule.rs` keeps ready / waiting / blocked nodes and the values kept for
+//! consumers, and never touches the store; `coordinator.rs` drives the run from the
+//! schedule and asks the store only through `ledger.rs`, the narrow store-facing part
+//! (lookups, claims, waits, recorded rows); `step.rs` runs one step on a
+//! worker. This file starts and ends the run.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tracing::field::Empty;
+use tracing::{debug, debug_span, error, info, Span};
+
+use crate::artifact::BoundArtifact;
+use crate::error::{Error, Result};
+use crate::graph::{Graph, NodeId};
+use crate::key::{Hash128, KeyComponents};
+use crate::run::{Reason, StepReport, StepStatus};
+use crate::store::{LeaseGuard, RunStatus, Store};
+use crate::time;
+
+mod coordinator;
+mod ledger;
+mod schedule;
+mod step;
+
+use coordinator::State;
+use ledger::Ledger;
+
+/// What a run is asked to do besides its graph: the settings of `Pipeline::run`, as a plain
+/// struct, so the executor never sees the pipeline builder.
+pub(crate) struct RunSettings {
+    /// The pipeline value's `enable_cache(..)`, the strongest setting after `step_cache`.
+    pub(crate) enable_cache: Option<bool>,
+    /// The `#[pipeline(enable_cache = ..)]` attribute, the weakest setting.
+    pub(crate) pipeline_cache: Option<bool>,
+    /// Per-step overrides for this run, by call name or step name.
+    pub(crate) step_cache: HashMap<String, bool>,
+    pub(crate) max_parallelism: usize,
+    pub(crate) run_name: Option<String>,
+}
+
+pub(crate) struct RunOutcome {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) reports: Vec<StepReport>,
+    pub(crate) artifacts: HashMap<(NodeId, usize), Arc<BoundArtifact>>,
+    pub(crate) duration: Duration,
+    pub(crate) failure: Option<Error>,
+}
+
+/// An output known to the run: its stored bytes and the execution that wrote them.
+#[derive(Clone, Copy)]
+pub(super) struct Produced {
+    pub(super) hash: Hash128,
+    pub(super) size: u64,
+    pub(super) execution: i64,
+}
+
+/// A node whose key is known and that must execute.
+pub(super) struct Job {
+    pub(super) node: NodeId,
+    pub(super) key: Hash128,
+    pub(super) components: KeyComponents,
+    pub(super) reason: Reason,
+    /// The earlier execution the miss was compared with, as JSON, for the record.
+    pub(super) compared: Option<String>,
+    /// Whether the key takes part in single-flight (caching on for this step).
+    pub(super) cached: bool,
+    /// Whether this run holds the key's claim (taken just before the job runs).
+    pub(super) claimed: bool,
+    /// The claim, which the worker commits with the step's result (dropped: released).
+    pub(super) lease: Option<LeaseGuard>,
+    /// The step's span, when it was opened before the job was queued (a step that waited
+    /// for another run's claim).
+    pub(super) span: Option<Span>,
+}
+
+fn new_run_id(started: i64) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{started}-{}-{}-{:?}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::thread::current().id()
+    );
+    format!("{:016x}", xxhash_rust::xxh3::xxh3_64(seed.as_bytes()))
+}
+
+/// Runs `graph`, the graph of pipeline `pipeline`, recording it in `store`.
+///
+/// # Errors
+///
+/// A graph problem or an unknown step named in `settings` (nothing runs), or a store error
+/// that stopped the run. A failed step is not an error here: it is `RunOutcome::failure`.
+pub(crate) fn execute(
+    pipeline: &str,
+    graph: &Graph,
+    store: &Store,
+    settings: &RunSettings,
+) -> Result<RunOutcome> {
+    if let Some(problem) = graph.errors.first() {
+        return Err(problem.to_error(pipeline));
+    }
+    if let Some(unknown) = settings.step_cache.keys().find(|k| {
+        !graph
+            .nodes
+            .iter()
+            .any(|n| &n.name == *k || n.step == k.as_str())
+    }) {
+        return Err(Error::UnknownStep {
+            run: pipeline.to_string(),
+            what: format!(
+                "step `{unknown}` to set caching for; its steps are: {}",
+                graph
+                    .nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let clock = Instant::now();
+    let started = time::now_micros();
+    let id = new_run_id(started);
+    let name = settings
+        .run_name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}", pipeline, time::run_suffix(started)));
+    store.begin_run(&id, pipeline, &name, started)?;
+    // The run's span: its steps' spans are its children, whatever thread they run on.
+    // DEBUG, so that log lines at INFO look exactly as before (DESIGN §6).
+    let run_span = debug_span!(
+        target: "pipeline",
+        "run",
+        pipeline = %pipeline,
+        run = %name,
+        steps = graph.nodes.len(),
+        status = Empty,
+        duration_s = Empty,
+    );
+    let _in_run = run_span.enter();
+    // For progress displays (`pipeline::progress`); DEBUG, so the INFO log lines of
+    // DESIGN §6 stay exactly as they are.
+    debug!(
+        target: "pipeline",
+        steps = graph.nodes.len(),
+        "Pipeline run `{}` has started with {} steps.",
+        name,
+        graph.nodes.len()
+    );
+
+    let ledger = Ledger::new(store, &id, &name, pipeline);
+    let mut state = State::new(graph, settings, ledger);
+    state.span = run_span.clone();
+    let result = std::thread::scope(|scope| state.drive(scope));
+    // Every claim was committed by its step, or released when its guard dropped (a run
+    // stopped by a store error drops the claims it never ran with its state).
+    let duration = clock.elapsed();
+
+    let failed: Vec<&StepReport> = state
+        .reports
+        .iter()
+        .flatten()
+        .filter(|r| r.status == StepStatus::Failed)
+        .collect();
+    let status = if failed.is_empty() && result.is_ok() {
+        RunStatus::Completed
+    } else {
+        RunStatus::Failed
+    };
+    let finish = store.finish_run(&id, status, duration);
+    run_span.record("status", status.as_str());
+    run_span.record("duration_s", duration.as_secs_f64());
+    // DESIGN §6: a run that failed says so at ERROR, never "has finished".
+    match failure_summary(&state.reports, &result, &finish) {
+        None => info!(
+            target: "pipeline",
+            "Pipeline run `{}` has finished in {:.3}s.",
+            name,
+            duration.as_secs_f64()
+        ),
+        Some(summary) => error!(
+            target: "pipeline",
+            "Pipeline run `{}` has failed after {:.3}s: {}",
+            name,
+            duration.as_secs_f64(),
+            summary
+        ),
+    }
+    result?;
+    finish?;
+    let first_failed = state
+        .reports
+        .iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.status == StepStatus::Failed));
+    let failure = failed.first().map(|first| Error::StepFailed {
+        step: first.name.clone(),
+        message: first.error.clone().unwrap_or_default(),
+        run: name.clone(),
+        others: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
+        source: first_failed.and_then(|node| state.causes.remove(&node)),
+    });
+    let reports = state.reports.into_iter().flatten().collect();
+    let artifacts = state.bound;
+    Ok(RunOutcome {
+        id,
+        name,
+        reports,
+        artifacts,
+        duration,
+        failure,
+    })
+}
+
+/// What a failed run's last log line says after "has failed after 0.417s: ", or `None` for
+/// a run that succeeded: `1 step failed, 2 skipped.`, and any error that stopped the run.
+fn failure_summary(
+    reports: &[Option<StepReport>],
+    result: &Result<()>,
+    finish: &Result<()>,
+) -> Option<String> {
+    let count = |status: StepStatus| {
+        reports
+            .iter()
+            .flatten()
+            .filter(|r| r.status == status)
+            .count()
+    };
+    let (failed, skipped) = (count(StepStatus::Failed), count(StepStatus::Skipped));
+    let mut parts = Vec::new();
+    if failed > 0 {
+        let steps = if failed == 1 { "step" } else { "steps" };
+        parts.push(format!("{failed} {steps} failed, {skipped} skipped."));
+    }
+    for e in [result, finish]
+        .into_iter()
+        .filter_map(|r| r.as_ref().err())
+    {
+        parts.push(e.to_string());
+    }
+    (!parts.is_empty()).then(|| parts.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(name: &str, status: StepStatus) -> Option<StepReport> {
+        Some(StepReport {
+            name: name.into(),
+            step: name.into(),
+            status,
+            duration: Duration::ZERO,
+            cache_key: None,
+            reason: Reason::FirstExecution,
+            error: None,
+            execution_id: None,
+        })
+    }
+
+    #[test]
+    fn a_successful_run_has_no_failure_summary() {
+        let reports = [
+            report("a", StepStatus::Executed),
+            report("b", StepStatus::Cached),
+        ];
+        assert_eq!(failure_summary(&reports, &Ok(()), &Ok(())), None);
+    }
+
+    #[test]
+    fn failure_summary_counts_failed_and_skipped_steps_and_names_a_fatal_error() {
+        let reports = [
+            report("a", StepStatus::Failed),
+            report("b", StepStatus::Failed),
+            report("c", StepStatus::Skipped),
+            report("d", StepStatus::Executed),
+            None,
+        ];
+        assert_eq!(
+            failure_summary(&reports, &Ok(()), &Ok(())).as_deref(),
+            Some("2 steps failed, 1 skipped.")
+        );
+        let fatal = Err(Error::UnknownRun("r".into()));
+        assert_eq!(
+            failure_summary(&reports[3..], &fatal, &Ok(())).as_deref(),
+            Some("no run `r` in the store; list runs with Store::runs")
+        );
+        assert_eq!(
+            failure_summary(&reports[..1], &Ok(()), &fatal).as_deref(),
+            Some("1 step failed, 0 skipped. no run `r` in the store; list runs with Store::runs")
+        );
+    }
+}

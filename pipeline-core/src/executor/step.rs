@@ -1,0 +1,315 @@
+//! Runs one step on a worker thread: executes its body, writes each output through its
+//! cacher into the store (blob renamed into place, then its sidecar), and records the
+//! execution row. Knows nothing of the schedule: the coordinator hands it a [`Job`] with the
+//! step's inputs resolved, and hears back a [`Finished`].
+
+use std::any::Any;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant};
+
+use tracing::field::{display, Empty};
+use tracing::{debug_span, error, info, Span};
+
+use super::{Job, Produced};
+use crate::error::{BoxError, Error};
+use crate::graph::{Node, NodeId, Resolved, StepContext, Value};
+use crate::key::Hash128;
+use crate::run::{Reason, StepStatus};
+use crate::store::{Completion, ExecutionRow, InputRow, OutputRow, Sidecar, Store};
+use crate::time;
+
+/// What one worker needs of the run: the store and the run it records into.
+#[derive(Clone, Copy)]
+pub(super) struct Runner<'a> {
+    pub(super) store: &'a Store,
+    pub(super) run_id: &'a str,
+}
+
+/// What a worker reports back.
+pub(super) struct Finished {
+    pub(super) node: NodeId,
+    pub(super) result: std::result::Result<Outcome, Failure>,
+    pub(super) duration: Duration,
+    pub(super) execution: Option<i64>,
+    pub(super) key: Hash128,
+    pub(super) reason: Reason,
+}
+
+/// Why a step failed: the message its report and the log show, and the error behind it
+/// (the source of [`Error::StepFailed`]; `None` for a panic).
+pub(super) struct Failure {
+    pub(super) message: String,
+    pub(super) source: Option<BoxError>,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure {
+            message,
+            source: None,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
+    }
+}
+
+impl From<crate::graph::StepError> for Failure {
+    fn from(e: crate::graph::StepError) -> Self {
+        Failure {
+            message: e.message,
+            source: e.source,
+        }
+    }
+}
+
+pub(super) enum Outcome {
+    /// The body ran; its values stay in memory for consumers.
+    Executed {
+        values: Vec<Value>,
+        produced: Vec<Produced>,
+    },
+}
+
+/// The ERROR event of a failed step (DESIGN §6), so `RUST_LOG=pipeline=warn` still shows it.
+pub(super) fn log_step_failure(name: &str, duration: Duration, message: &str) {
+    error!(
+        target: "pipeline",
+        "Step `{}` failed after {:.3}s: {}",
+        name,
+        duration.as_secs_f64(),
+        message
+    );
+}
+
+pub(super) fn output_rows(
+    node: &Node,
+    produced: &[Produced],
+    metadata: &[Option<serde_json::Value>],
+) -> Vec<OutputRow> {
+    produced
+        .iter()
+        .zip(&node.outputs)
+        .enumerate()
+        .map(|(i, (p, spec))| OutputRow {
+            name: spec.decl.name.clone(),
+            hash: p.hash,
+            size: p.size,
+            type_name: spec.decl.type_name.clone(),
+            cacher: spec.decl.cacher.clone(),
+            cacher_version: spec.decl.cacher_version,
+            metadata: metadata.get(i).cloned().flatten(),
+        })
+        .collect()
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        format!("panicked: {s}")
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        format!("panicked: {s}")
+    } else {
+        "panicked".to_string()
+    }
+}
+
+type BodyResult =
+    std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), Failure>;
+
+/// Runs a step body and stores its outputs; a panic anywhere becomes an error message.
+fn execute_body(
+    store: &Store,
+    run_id: &str,
+    job: &Job,
+    node: &Node,
+    inputs: Vec<Option<Resolved>>,
+) -> BodyResult {
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut ctx = StepContext { inputs };
+        let values = (node.body)(&mut ctx)?;
+        drop(ctx);
+        let mut produced = Vec::with_capacity(values.len());
+        let mut metadata = Vec::with_capacity(values.len());
+        for (value, spec) in values.iter().zip(&node.outputs) {
+            let mut writer = store.blob_writer()?;
+            match spec.save(value.as_ref(), &mut writer) {
+                Ok(meta) => metadata.push(meta),
+                Err(e) => {
+                    writer.abandon();
+                    return Err(Error::Cacher {
+                        cacher: spec.decl.cacher.clone(),
+                        action: "save",
+                        what: format!("output `{}`", spec.decl.name),
+                        source: e,
+                    }
+                    .into());
+                }
+            }
+            // A claimed step's lease holds the blob before it is in place (gc spares it).
+            let (hash, size) = match &job.lease {
+                Some(lease) => store.finish_held_blob(writer, lease)?,
+                None => store.finish_blob(writer)?,
+            };
+            let sidecar = Sidecar {
+                size,
+                type_name: &spec.decl.type_name,
+                cacher: &spec.decl.cacher,
+                cacher_version: spec.decl.cacher_version,
+                metadata: metadata.last().cloned().flatten(),
+                run_id,
+                step: &node.name,
+                output: &spec.decl.name,
+                cache_key: Some(job.key),
+            };
+            store.write_sidecar(hash, &sidecar)?;
+            produced.push(Produced {
+                hash,
+                size,
+                execution: 0,
+            });
+        }
+        Ok((values, produced, metadata))
+    }));
+    match outcome {
+        Ok(r) => r,
+        Err(payload) => Err(panic_message(payload.as_ref()).into()),
+    }
+}
+
+/// The span of one step, a child of the run's span `run` (DEBUG, target `pipeline`, like
+/// the run's). `status` moves through `waiting` (for another process computing the same
+/// key) and `running` to the step's final status, recorded with `duration_s` when the
+/// step is done.
+pub(super) fn step_span(run: &Span, node: &Node, key: Option<Hash128>) -> Span {
+    let span = debug_span!(
+        target: "pipeline",
+        parent: run,
+        "step",
+        step = %node.name,
+        status = Empty,
+        duration_s = Empty,
+        cache_key = Empty,
+    );
+    if let Some(key) = key.filter(|_| !span.is_disabled()) {
+        span.record("cache_key", display(key));
+    }
+    span
+}
+
+/// Records a step's final status and duration on its span.
+pub(super) fn end_step_span(span: &Span, status: StepStatus, duration: Duration) {
+    span.record("status", status.as_str());
+    span.record("duration_s", duration.as_secs_f64());
+}
+
+impl Finished {
+    /// The status the step ends with.
+    pub(super) fn status(&self) -> StepStatus {
+        match self.result {
+            Ok(Outcome::Executed { .. }) => StepStatus::Executed,
+            Err(_) => StepStatus::Failed,
+        }
+    }
+}
+
+/// Runs one step body on a worker thread, stores its outputs and records the execution.
+pub(super) fn run_step(
+    runner: Runner<'_>,
+    mut job: Job,
+    node: &Node,
+    inputs: Vec<Option<Resolved>>,
+    input_rows: Vec<InputRow>,
+) -> Finished {
+    let Runner { store, run_id, .. } = runner;
+    Span::current().record("status", "running");
+    info!(target: "pipeline", "Step `{}` has started.", node.name);
+    let started_at_us = time::now_micros();
+    let clock = Instant::now();
+    // The store handle's heartbeat keeps the claim alive while the body runs.
+    let outcome = execute_body(store, run_id, &job, node, inputs);
+
+    let duration = clock.elapsed();
+    let (status, error, produced, metadata, values) = match outcome {
+        Ok((values, produced, metadata)) => {
+            (StepStatus::Executed, None, produced, metadata, values)
+        }
+        Err(failure) => (
+            StepStatus::Failed,
+            Some(failure),
+            Vec::new(),
+            Vec::new(),
+            Vec::new(),
+        ),
+    };
+    let row = ExecutionRow {
+        run_id,
+        name: &node.name,
+        step: node.step,
+        position: job.node,
+        status,
+        cache_key: Some(job.key),
+        components: &job.components,
+        reason: Some(job.reason.to_string()),
+        error: error.as_ref().map(|f| f.message.clone()),
+        reused: None,
+        compared: job.compared.clone(),
+        started_at_us,
+        duration,
+        outputs: output_rows(node, &produced, &metadata),
+        inputs: input_rows,
+        lease_holder: None,
+    };
+    // A claimed step commits its row, outputs and the end of its lease in one transaction
+    // (the guard releases the lease if that fails); an unclaimed one (caching off) records.
+    let recorded = match job.lease.take() {
+        Some(lease) => lease.commit(Completion::of(&row)).map(|id| vec![id]),
+        None => store.record(std::slice::from_ref(&row)),
+    };
+    let (execution, error) = match (recorded, error) {
+        (Ok(ids), error) => (ids.first().copied(), error),
+        (Err(e), None) => (
+            None,
+            Some(Failure {
+                message: format!("could not record the execution: {e}"),
+                source: Some(Box::new(e)),
+            }),
+        ),
+        (Err(_), Some(error)) => (None, Some(error)),
+    };
+    let result = match error {
+        None => {
+            info!(
+                target: "pipeline",
+                "Step `{}` has finished in {:.3}s.",
+                node.name,
+                duration.as_secs_f64()
+            );
+            let produced = produced
+                .into_iter()
+                .map(|p| Produced {
+                    execution: execution.unwrap_or(0),
+                    ..p
+                })
+                .collect();
+            Ok(Outcome::Executed { values, produced })
+        }
+        Some(failure) => {
+            log_step_failure(&node.name, duration, &failure.message);
+            Err(failure)
+        }
+    };
+    Finished {
+        node: job.node,
+        result,
+        duration,
+        execution,
+        key: job.key,
+        reason: job.reason,
+    }
+}

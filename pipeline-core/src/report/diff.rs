@@ -1,0 +1,127 @@
+//! `pipeline diff A B`: two runs compared step by step.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::explain::Change;
+use super::text::table;
+use super::{run_header, RunView};
+use crate::error::Result;
+use crate::run::StepStatus;
+use crate::store::{RunComparison, Store};
+
+/// Two runs compared step by step (see [`Store::compare_runs`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDiff {
+    /// The first run.
+    pub run_a: RunView,
+    /// The second run.
+    pub run_b: RunView,
+    /// Every step of either run, in the second run's order, then steps only in the first.
+    pub steps: Vec<DiffStep>,
+}
+
+/// How one step compares between the two runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct DiffStep {
+    /// Step name within the second run; within the first for a step only in the first.
+    pub name: String,
+    /// Name of the call in the first run it is paired with.
+    pub name_a: Option<String>,
+    /// Status in the first run (`None` if the step is not in it).
+    pub status_a: Option<StepStatus>,
+    /// Status in the second run (`None` if the step is not in it).
+    pub status_b: Option<StepStatus>,
+    /// Whether the cache keys are equal.
+    pub same_key: bool,
+    /// What differs, from the first run to the second.
+    pub changes: Vec<Change>,
+}
+
+impl RunDiff {
+    /// Compares runs `a` and `b` (ids, names or unique prefixes).
+    ///
+    /// # Errors
+    ///
+    /// What [`Store::compare_runs`] returns.
+    pub fn new(store: &Store, a: &str, b: &str) -> Result<RunDiff> {
+        Ok(RunDiff::from(store.compare_runs(a, b)?))
+    }
+
+    /// The steps whose cache keys differ.
+    pub fn changed(&self) -> impl Iterator<Item = &DiffStep> {
+        self.steps.iter().filter(|s| !s.same_key)
+    }
+}
+
+impl From<RunComparison> for RunDiff {
+    fn from(cmp: RunComparison) -> RunDiff {
+        RunDiff {
+            run_a: RunView(cmp.run_a),
+            run_b: RunView(cmp.run_b),
+            steps: cmp
+                .steps
+                .into_iter()
+                .map(|s| DiffStep {
+                    name: s.name,
+                    name_a: s.name_a,
+                    status_a: s.status_a,
+                    status_b: s.status_b,
+                    same_key: s.same_key,
+                    changes: s.changes.into_iter().map(Change::new).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Both runs' headers, a table of the steps (status in A and B, same key or what
+/// differs), and how many steps differ.
+impl fmt::Display for RunDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "A: {}", run_header(&self.run_a.0))?;
+        writeln!(f, "B: {}", run_header(&self.run_b.0))?;
+        writeln!(f)?;
+        let status = |s: Option<StepStatus>| s.map(|s| s.to_string()).unwrap_or("-".into());
+        let rows: Vec<Vec<String>> = self
+            .steps
+            .iter()
+            .map(|s| {
+                let verdict = if s.same_key {
+                    "same".to_string()
+                } else if s.status_a.is_none() {
+                    "only in B".to_string()
+                } else if s.status_b.is_none() {
+                    "only in A".to_string()
+                } else if s.changes.is_empty() {
+                    "different".to_string()
+                } else {
+                    format!(
+                        "different: {}",
+                        s.changes
+                            .iter()
+                            .map(|c| c.text.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    )
+                };
+                // A call paired with a differently named one in A (calls in a loop).
+                let name = match &s.name_a {
+                    Some(a) if *a != s.name && s.status_b.is_some() => {
+                        format!("{} (A: {a})", s.name)
+                    }
+                    _ => s.name.clone(),
+                };
+                vec![name, status(s.status_a), status(s.status_b), verdict]
+            })
+            .collect();
+        f.write_str(&table(&["STEP", "A", "B", "CACHE KEY"], &rows))?;
+        writeln!(
+            f,
+            "\n{} of {} steps differ.",
+            self.changed().count(),
+            self.steps.len()
+        )
+    }
+}

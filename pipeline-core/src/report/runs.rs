@@ -1,0 +1,242 @@
+//! `pipeline runs` and `pipeline show`: the runs of a store, and the steps of one run.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use super::text::{duration, short, size, table, timestamp};
+use super::{run_header, run_status, RunView, StepView};
+use crate::error::Result;
+use crate::run::StepStatus;
+use crate::store::{RunRecord, Store};
+
+/// The runs of a store, newest first. Serializes as an array of runs.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct RunList {
+    /// The runs, newest first.
+    pub runs: Vec<RunView>,
+    /// The pipeline the list is limited to, if any.
+    #[serde(skip)]
+    pub pipeline: Option<String>,
+    /// When a pipeline filter matched no run: the pipelines that have runs, sorted.
+    #[serde(skip)]
+    pub known_pipelines: Vec<String>,
+}
+
+impl RunList {
+    /// The runs of `pipeline` (every run when `None`), newest first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// What [`Store::runs`] and [`Store::pipelines`] return: the metadata cannot be read, or
+    /// a row holds a value this version does not know.
+    pub fn new(store: &Store, pipeline: Option<&str>, limit: Option<usize>) -> Result<RunList> {
+        let mut runs = store.runs(pipeline)?;
+        if let Some(n) = limit {
+            runs.truncate(n);
+        }
+        let known_pipelines = if runs.is_empty() && pipeline.is_some() {
+            store.pipelines()?
+        } else {
+            Vec::new()
+        };
+        Ok(RunList {
+            runs: runs.into_iter().map(RunView).collect(),
+            pipeline: pipeline.map(str::to_string),
+            known_pipelines,
+        })
+    }
+}
+
+/// A table of the runs, or a sentence saying that there are none.
+impl fmt::Display for RunList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.runs.is_empty() {
+            return match &self.pipeline {
+                Some(p) if self.known_pipelines.is_empty() => {
+                    writeln!(f, "No runs of pipeline `{p}` (the store has no runs).")
+                }
+                Some(p) => writeln!(
+                    f,
+                    "No runs of pipeline `{p}`; the store has runs of: {}.",
+                    self.known_pipelines.join(", ")
+                ),
+                None => writeln!(f, "No runs in the store."),
+            };
+        }
+        let rows: Vec<Vec<String>> = self
+            .runs
+            .iter()
+            .map(|RunView(r)| {
+                vec![
+                    short_id(&r.id).to_string(),
+                    r.name.clone(),
+                    r.pipeline.clone(),
+                    run_status(r),
+                    timestamp(r.started_at_us),
+                    r.duration.map(duration).unwrap_or_else(|| "-".into()),
+                    r.executed.to_string(),
+                    r.cached.to_string(),
+                    r.failed.to_string(),
+                    r.skipped.to_string(),
+                ]
+            })
+            .collect();
+        f.write_str(&table(
+            &[
+                "ID",
+                "NAME",
+                "PIPELINE",
+                "STATUS",
+                "STARTED (UTC)",
+                "DURATION",
+                "EXECUTED",
+                "CACHED",
+                "FAILED",
+                "SKIPPED",
+            ],
+            &rows,
+        ))
+    }
+}
+
+/// One run and its steps, in pipeline order.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunView,
+    /// Its steps, in pipeline order.
+    pub steps: Vec<StepView>,
+}
+
+impl RunDetail {
+    /// The run `run` (id, name, or a unique prefix of either) and its steps.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`](crate::Error::UnknownRun) or
+    /// [`Error::AmbiguousRun`](crate::Error::AmbiguousRun) when `run` names no run or
+    /// several; otherwise what [`Store::run_steps`] returns.
+    pub fn new(store: &Store, run: &str) -> Result<RunDetail> {
+        let run = store.run(run)?;
+        let steps = store.run_steps(&run.id)?;
+        Ok(RunDetail::from_records(run, steps))
+    }
+
+    /// The report of records already read.
+    pub fn from_records(run: RunRecord, steps: Vec<crate::store::StepRecord>) -> RunDetail {
+        RunDetail {
+            run: RunView(run),
+            steps: steps.into_iter().map(StepView).collect(),
+        }
+    }
+}
+
+/// The run's header, a table of its steps (status, duration, cache key, outputs), then
+/// why each failed or skipped step did so.
+impl fmt::Display for RunDetail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", run_header(&self.run.0))?;
+        writeln!(f)?;
+        let mut rows = Vec::new();
+        for StepView(s) in &self.steps {
+            let mut outputs = s.outputs.iter().map(|o| {
+                format!(
+                    "{} {} {} {}",
+                    o.name,
+                    size(o.size),
+                    o.cacher,
+                    short(&o.content_hash)
+                )
+            });
+            rows.push(vec![
+                s.name.clone(),
+                s.status.to_string(),
+                duration(s.duration),
+                s.cache_key.as_deref().map(short).unwrap_or("-").to_string(),
+                outputs.next().unwrap_or_else(|| "-".into()),
+            ]);
+            for more in outputs {
+                rows.push(vec![
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    more,
+                ]);
+            }
+        }
+        f.write_str(&table(
+            &["STEP", "STATUS", "DURATION", "CACHE KEY", "OUTPUTS"],
+            &rows,
+        ))?;
+        for StepView(s) in &self.steps {
+            match s.status {
+                StepStatus::Failed => writeln!(
+                    f,
+                    "\n`{}` failed: {}",
+                    s.name,
+                    s.error.as_deref().unwrap_or("(no message recorded)")
+                )?,
+                StepStatus::Skipped => writeln!(
+                    f,
+                    "\n`{}` was skipped: {}",
+                    s.name,
+                    s.reason.as_deref().unwrap_or("an upstream step failed")
+                )?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first 8 characters of a run id.
+fn short_id(id: &str) -> &str {
+    match id.char_indices().nth(8) {
+        Some((end, _)) => &id[..end],
+        None => id,
+    }
+}
+
+/// A run pinned or unpinned (`pipeline pin` / `pipeline unpin`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PinChange {
+    /// The run.
+    pub run: RunView,
+    /// Whether it is pinned now.
+    pub pinned: bool,
+}
+
+impl PinChange {
+    /// Pins run `run` (id, name, or a unique prefix of either) when `pinned`, else unpins
+    /// it: a pinned run is always kept by garbage collection.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`](crate::Error::UnknownRun) or
+    /// [`Error::AmbiguousRun`](crate::Error::AmbiguousRun) when `run` names no run or
+    /// several; otherwise what [`Store::pin`] or [`Store::unpin`] returns (a read-only
+    /// store, the metadata cannot be written).
+    pub fn apply(store: &Store, run: &str, pinned: bool) -> Result<PinChange> {
+        let record = store.run(run)?;
+        if pinned {
+            store.pin(&record.id)?;
+        } else {
+            store.unpin(&record.id)?;
+        }
+        Ok(PinChange {
+            run: RunView(record),
+            pinned,
+        })
+    }
+}
+
+/// `Pinned run `NAME`.` or `Unpinned run `NAME`.`
+impl fmt::Display for PinChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.pinned { "Pinned" } else { "Unpinned" };
+        writeln!(f, "{what} run `{}`.", self.run.0.name)
+    }
+}
