@@ -1,21 +1,6 @@
 //! The lease guard: a claim on a cache key that keeps itself alive, commits the step's
 //! execution and its outputs together with its own release, and releases itself on drop.
 //! Modelled on salsa's `ClaimGuard` (`src/function/sync.rs`).
-//!
-//! A guard is made by [`Store::begin_step`] (or [`Store::adopt_lease`]). While it lives:
-//! - its store handle beats its lease, with every other lease the handle holds, every third
-//!   of `lease_ttl` from a thread of the handle (one statement per beat), so a claim stays
-//!   alive whether its step runs or still waits for a worker;
-//! - the step's `running` execution row, recorded with the claim, shows other processes
-//!   what is executing and since when;
-//! - a blob the step writes is *held* by the lease before it takes its content address
-//!   ([`LeaseGuard::hold_blob`]), so that gc spares it until the commit references it.
-//!
-//! It ends in exactly one of three ways: [`commit`](LeaseGuard::commit) (the execution,
-//! its outputs and the end of the lease in one transaction), `Drop` (the `running` row
-//! becomes failed, the lease and its holds go), or [`into_token`](LeaseGuard::into_token)
-//! (handed to another process, which adopts it with [`Store::adopt_lease`] and beats and
-//! commits it from then on: on a cluster, a job's worker keeps the claim its driver made).
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -131,7 +116,22 @@ impl Completion {
     }
 }
 
-/// A live claim on a cache key; see the [module documentation](self).
+/// A live claim on a cache key.
+///
+/// A guard is made by [`Store::begin_step`] (or [`Store::adopt_lease`]). While it lives:
+/// - its store handle beats its lease, with every other lease the handle holds, every third
+///   of `lease_ttl` from a thread of the handle (one statement per beat), so a claim stays
+///   alive whether its step runs or still waits for a worker;
+/// - the step's `running` execution row, recorded with the claim, shows other processes
+///   what is executing and since when;
+/// - a blob the step writes is *held* by the lease before it takes its content address
+///   ([`LeaseGuard::hold_blob`]), so that gc spares it until the commit references it.
+///
+/// It ends in exactly one of three ways: [`commit`](LeaseGuard::commit) (the execution,
+/// its outputs and the end of the lease in one transaction), `Drop` (the `running` row
+/// becomes failed, the lease and its holds go), or [`into_token`](LeaseGuard::into_token)
+/// (handed to another process, which adopts it with [`Store::adopt_lease`] and beats and
+/// commits it from then on: on a cluster, a job's worker keeps the claim its driver made).
 pub struct LeaseGuard {
     backend: Arc<dyn MetadataStore>,
     lease: Lease,
@@ -188,7 +188,7 @@ impl LeaseGuard {
     }
 
     /// Holds blob `hash` for this lease: gc spares it until the lease commits or ends. Call
-    /// it before the blob takes its content address (see [`Store::finish_held_blob`]).
+    /// it before the blob takes its content address.
     ///
     /// # Errors
     ///

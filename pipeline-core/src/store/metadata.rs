@@ -2,43 +2,6 @@
 //! so that a backend other than SQLite (PostgreSQL, issue "Beyond one machine") can carry
 //! the runtime. [`Store`] implements it by delegating to its SQLite code; every
 //! implementation must pass [`contract::metadata`](super::contract::metadata).
-//!
-//! # The invariants and how a backend keeps them
-//!
-//! Each method names the transaction it needs. The SQLite implementation takes SQLite's
-//! single write lock (`BEGIN IMMEDIATE`) for every write transaction, which serializes
-//! them; a PostgreSQL implementation keeps the same invariants with row locks:
-//!
-//! 1. **One claim per key.** [`begin_step`](MetadataStore::begin_step) looks up a
-//!    completed execution, reads the key's lease and writes the claim (lease row and
-//!    `running` execution row) in one transaction. PostgreSQL: `INSERT INTO leases ..
-//!    ON CONFLICT (cache_key) DO NOTHING RETURNING ..`; when nothing is returned,
-//!    `SELECT .. FROM leases WHERE cache_key = $1 FOR UPDATE` and decide take-over (dead or
-//!    expired holder: `UPDATE .. SET owner = ..`) or `Busy` under that row lock. The
-//!    completed-execution lookup runs in the same transaction, after the lease row is
-//!    locked, so a commit cannot slip between the two.
-//! 2. **A lease is dropped in the commit.** [`commit_lease`](MetadataStore::commit_lease)
-//!    updates the `running` row, inserts the outputs, and deletes the lease and its holds in
-//!    one transaction (PostgreSQL: one `BEGIN .. COMMIT`, the lease row deleted by
-//!    `DELETE .. WHERE cache_key = $1 AND owner = $2`). A waiter therefore never sees the
-//!    key free without its execution.
-//! 3. **A blob is in place before its row commits.** The artifact bytes are put first;
-//!    the execution that references them commits after. Before a blob takes its content
-//!    address, its lease holds it ([`hold_blob`](MetadataStore::hold_blob), its own short
-//!    transaction, committed before the put).
-//! 4. **gc spares what a running run relies on.** gc deletes blobs inside one write
-//!    transaction, after re-checking that no row references them, no live lease holds
-//!    them, and no run that may have found them before they became unreferenced is still
-//!    running (`condemned.since_us` against the oldest running run's start). PostgreSQL:
-//!    gc takes `pg_advisory_xact_lock(<store id>)` and `LOCK TABLE holds IN SHARE ROW
-//!    EXCLUSIVE MODE` for the transaction; `hold_blob` takes the table lock in `ROW
-//!    EXCLUSIVE` mode (the default for its `INSERT`), so a hold either commits before gc
-//!    looks, or waits until gc has committed its deletions and puts the blob back.
-//! 5. **Heartbeats and liveness.** [`heartbeat`](MetadataStore::heartbeat) refreshes every
-//!    lease of the handle in one `UPDATE .. WHERE owner = $1`. A lease expires by heartbeat
-//!    only across hosts; on one host a dead holder is proven by its file lock. PostgreSQL
-//!    can prove more: a holder's session-level `pg_try_advisory_lock(<owner hash>)` is
-//!    released when its connection ends.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,8 +60,46 @@ pub struct RunStart {
     pub started_at_us: i64,
 }
 
-/// What the runtime and the queries need from a metadata backend; see the [module
-/// documentation](self) for the invariants and how a backend keeps them.
+/// What the runtime and the queries need from a metadata backend: runs, executions,
+/// leases, lineage and the queries. [`Store`] implements it on SQLite; every implementation
+/// must pass [`contract::metadata`](super::contract::metadata).
+///
+/// # The invariants and how a backend keeps them
+///
+/// Each method names the transaction it needs. The SQLite implementation takes SQLite's
+/// single write lock (`BEGIN IMMEDIATE`) for every write transaction, which serializes
+/// them; a PostgreSQL implementation keeps the same invariants with row locks:
+///
+/// 1. **One claim per key.** [`begin_step`](MetadataStore::begin_step) looks up a
+///    completed execution, reads the key's lease and writes the claim (lease row and
+///    `running` execution row) in one transaction. PostgreSQL: `INSERT INTO leases ..
+///    ON CONFLICT (cache_key) DO NOTHING RETURNING ..`; when nothing is returned,
+///    `SELECT .. FROM leases WHERE cache_key = $1 FOR UPDATE` and decide take-over (dead or
+///    expired holder: `UPDATE .. SET owner = ..`) or `Busy` under that row lock. The
+///    completed-execution lookup runs in the same transaction, after the lease row is
+///    locked, so a commit cannot slip between the two.
+/// 2. **A lease is dropped in the commit.** [`commit_lease`](MetadataStore::commit_lease)
+///    updates the `running` row, inserts the outputs, and deletes the lease and its holds in
+///    one transaction (PostgreSQL: one `BEGIN .. COMMIT`, the lease row deleted by
+///    `DELETE .. WHERE cache_key = $1 AND owner = $2`). A waiter therefore never sees the
+///    key free without its execution.
+/// 3. **A blob is in place before its row commits.** The artifact bytes are put first;
+///    the execution that references them commits after. Before a blob takes its content
+///    address, its lease holds it ([`hold_blob`](MetadataStore::hold_blob), its own short
+///    transaction, committed before the put).
+/// 4. **gc spares what a running run relies on.** gc deletes blobs inside one write
+///    transaction, after re-checking that no row references them, no live lease holds
+///    them, and no run that may have found them before they became unreferenced is still
+///    running (`condemned.since_us` against the oldest running run's start). PostgreSQL:
+///    gc takes `pg_advisory_xact_lock(<store id>)` and `LOCK TABLE holds IN SHARE ROW
+///    EXCLUSIVE MODE` for the transaction; `hold_blob` takes the table lock in `ROW
+///    EXCLUSIVE` mode (the default for its `INSERT`), so a hold either commits before gc
+///    looks, or waits until gc has committed its deletions and puts the blob back.
+/// 5. **Heartbeats and liveness.** [`heartbeat`](MetadataStore::heartbeat) refreshes every
+///    lease of the handle in one `UPDATE .. WHERE owner = $1`. A lease expires by heartbeat
+///    only across hosts; on one host a dead holder is proven by its file lock. PostgreSQL
+///    can prove more: a holder's session-level `pg_try_advisory_lock(<owner hash>)` is
+///    released when its connection ends.
 pub trait MetadataStore: Send + Sync {
     /// Records a run as running, owned by this handle.
     ///
