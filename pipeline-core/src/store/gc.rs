@@ -16,6 +16,10 @@
 //!   hold a cache hit on it that it has not recorded yet. Such blobs stay until those runs
 //!   end.
 //!
+//! The last rule compares wall-clock times written by the processes sharing the store
+//! (their runs' starts, gc's own clock), which is sound where they share a clock, as the
+//! processes of one host do.
+//!
 //! `min_blob_age` is a plain option on top (keep young blob files for a while), not what
 //! makes gc safe.
 
@@ -342,6 +346,8 @@ impl Store {
                 forget.execute([hash]).map_err(|e| self.db_error(e))?;
             }
         }
+        // Condemned hashes whose file is gone (removed by hand) are forgotten below.
+        let mut gone: HashSet<&str> = condemned.keys().map(String::as_str).collect();
         let entries = fs::read_dir(artifacts).map_err(|e| Error::io(artifacts, e))?;
         for fanout in entries.flatten() {
             let dir = fanout.path();
@@ -356,6 +362,7 @@ impl Store {
                 if Hash128::from_hex(&name).is_none() {
                     continue; // sidecars go with their blob
                 }
+                gone.remove(name.as_str());
                 if referenced.contains(name.as_str()) || held.contains(&name) {
                     continue;
                 }
@@ -386,6 +393,11 @@ impl Store {
                     remove_stat.execute([&name]).map_err(|e| self.db_error(e))?;
                     forget.execute([&name]).map_err(|e| self.db_error(e))?;
                 }
+            }
+        }
+        if !policy.dry_run {
+            for hash in gone {
+                forget.execute([hash]).map_err(|e| self.db_error(e))?;
             }
         }
         drop((remove_stat, forget, condemn));

@@ -440,13 +440,23 @@ impl Store {
                 .map_err(|e| self.db_error(e))?;
             }
         }
-        for sql in [
+        // Invariant 2: the lease ends in the commit (if it is still ours: one taken over
+        // meanwhile belongs to its new holder).
+        tx.execute(
             "DELETE FROM holds WHERE cache_key = ?1 AND owner = ?2",
-            "DELETE FROM leases WHERE cache_key = ?1 AND owner = ?2",
-        ] {
-            tx.execute(sql, params![key.to_hex(), lease.holder.owner])
-                .map_err(|e| self.db_error(e))?;
-        }
+            params![key.to_hex(), lease.holder.owner],
+        )
+        .map_err(|e| self.db_error(e))?;
+        tx.execute(
+            "DELETE FROM leases WHERE cache_key = ?1 AND owner = ?2 AND run_id = ?3 AND step = ?4",
+            params![
+                key.to_hex(),
+                lease.holder.owner,
+                lease.holder.run_id,
+                lease.holder.step
+            ],
+        )
+        .map_err(|e| self.db_error(e))?;
         tx.commit().map_err(|e| self.db_error(e))?;
         Ok(lease.execution)
     }

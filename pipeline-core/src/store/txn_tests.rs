@@ -236,7 +236,7 @@ fn a_lease_token_is_adopted_by_another_handle_that_beats_and_commits_it() {
 fn the_handles_heartbeat_keeps_a_claim_alive_past_its_ttl() {
     let (_dir, path) = fresh();
     let options = StoreOptions {
-        lease_ttl: Duration::from_millis(300),
+        lease_ttl: Duration::from_millis(600),
         ..StoreOptions::default()
     };
     let a = Store::open_with(&path, options.clone()).unwrap();
@@ -244,14 +244,14 @@ fn the_handles_heartbeat_keeps_a_claim_alive_past_its_ttl() {
     begin_run(&a, "ra");
     begin_run(&b, "rb");
     let lease = claimed(a.begin_step(&step("ra", 5)).unwrap());
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(1500));
     assert!(
         matches!(b.begin_step(&step("rb", 5)).unwrap(), Begin::Busy(_)),
-        "beaten every 100 ms, the claim has not expired"
+        "beaten every 200 ms, the claim has not expired"
     );
     // A claim nobody beats any more expires.
     let token = lease.into_token();
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_millis(1500));
     let taken = claimed(b.begin_step(&step("rb", 5)).unwrap());
     assert_eq!(step_status(&a, "ra"), StepStatus::Failed, "abandoned");
     assert!(matches!(
