@@ -4,7 +4,7 @@
 //! (`sqlite_passes_the_metadata_contract`); a PostgreSQL backend calls the same function
 //! from its own tests:
 //!
-//! ```ignore
+//! ```text
 //! #[test]
 //! fn postgres_passes_the_metadata_contract() {
 //!     pipeline_core::store::contract::metadata(|| PgFixture::new(&url));
