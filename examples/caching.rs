@@ -349,7 +349,7 @@ fn print_early_cutoff(
 ) -> Result<(), Box<dyn std::error::Error>> {
     let status = |o: &Outcome, step: &str| o.run.step(step).map(|s| s.status());
     let hash = |o: &Outcome| store.artifact(o.run.id(), "normalizer", "x_train");
-    let (h1, h2) = (hash(one)?.content_hash, hash(two)?.content_hash);
+    let (h1, h2) = (hash(one)?.content_hash(), hash(two)?.content_hash());
     let downstream_cached = ["svc_trainer", "evaluator"]
         .iter()
         .all(|s| status(two, s) == Some(StepStatus::Cached));
@@ -357,13 +357,13 @@ fn print_early_cutoff(
         println!(
             "Early cutoff: `normalizer` re-ran but wrote the same bytes (x_train {}), so \
              `svc_trainer` and `evaluator` stayed cached; ZenML would re-run them.",
-            &h2[..16]
+            &h2.to_string()[..16]
         );
     } else {
         println!(
             "No early cutoff: normalizer output {} -> {}, trainer {:?}, evaluator {:?}.",
-            &h1[..16],
-            &h2[..16],
+            &h1.to_string()[..16],
+            &h2.to_string()[..16],
             status(two, "svc_trainer"),
             status(two, "evaluator")
         );

@@ -52,10 +52,11 @@
 
 pub use pipeline_core::{
     cacher, canonical, report, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError, Cacher,
-    ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent,
-    InputRecord, Json, KeyComponents, Lineage, OutputDecl, Pipeline, PipelineOutput, Problem,
-    ReadOnlyCause, Reason, Result, Run, RunComparison, RunRecord, RunStatus, StepComparison,
-    StepRecord, StepReport, StepStatus, Store, StoreOptions, StoreStats, VerifyReport,
+    CancelToken, ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport, Hash128,
+    InputComponent, InputRecord, Json, KeyComponents, Lineage, OutputDecl, ParseHashError,
+    Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run, RunComparison,
+    RunRecord, RunStatus, StepComparison, StepRecord, StepReport, StepStatus, Store, StoreOptions,
+    StoreStats, StoredArtifact, UnknownValue, VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

@@ -99,10 +99,10 @@ fn every_built_in_and_custom_cacher_round_trips() {
 fn inline_save_and_load_by_hash() {
     let (_dir, store) = temp_store();
     let hash = store.save_blob(&vec![1.5f64, -0.0], &Raw).unwrap();
-    let back: Vec<f64> = store.load_blob(&hash, &Raw).unwrap();
+    let back: Vec<f64> = store.load_blob(hash, &Raw).unwrap();
     assert_eq!(back[0], 1.5);
     assert!(back[1].is_sign_negative());
-    let wrong = store.load_blob::<Vec<f32>, _>(&hash, &Raw).unwrap_err();
+    let wrong = store.load_blob::<Vec<f32>, _>(hash, &Raw).unwrap_err();
     assert!(matches!(wrong, Error::Cacher { .. }), "{wrong:?}");
     assert!(
         wrong.to_string().contains("blob holds `f64` elements"),
@@ -111,10 +111,68 @@ fn inline_save_and_load_by_hash() {
 
     let run = every_cacher().store(store.clone()).run().unwrap();
     let model_hash = run.output().0.model.content_hash().unwrap();
-    let model: Vec<u64> = store.load_hash(&model_hash).unwrap();
+    let model: Vec<u64> = store.artifact_by_hash(model_hash).unwrap().load().unwrap();
     assert_eq!(model, vec![21, 42]);
     let report: Metrics = store.load(run.name(), "train", "report").unwrap();
     assert_eq!(report, metrics());
+}
+
+#[test]
+fn a_stored_artifact_is_found_by_run_step_output_or_hash_and_loads_typed() {
+    let (_dir, store) = temp_store();
+    let run = every_cacher().store(store.clone()).run().unwrap();
+    let (trained, embedded, hist) = run.output();
+
+    // By run, step and output: the record and where it came from.
+    let report = store.artifact(run.name(), "train", "report").unwrap();
+    assert_eq!(report.name(), "report");
+    assert_eq!(report.step(), "train");
+    assert_eq!(report.cacher(), "json");
+    assert_eq!(
+        report.content_hash(),
+        trained.report.content_hash().unwrap()
+    );
+    assert_eq!(report.path(), trained.report.path().unwrap());
+    assert_eq!(report.size(), trained.report.size().unwrap());
+    assert_eq!(report.record().type_name, report.type_name());
+    let execution = run.step("train").unwrap().execution_id().unwrap();
+    assert_eq!(report.execution_id(), execution);
+    // Built-in cachers load with `load`, any cacher with `load_with`.
+    assert_eq!(report.load::<Metrics>().unwrap(), metrics());
+    assert_eq!(report.load_with::<Metrics, _>(&Json).unwrap(), metrics());
+    assert_eq!(
+        store.load::<Metrics>(run.id(), "train", "report").unwrap(),
+        metrics()
+    );
+
+    // By content hash: the same artifact, as typed.
+    let by_hash = store.artifact_by_hash(report.content_hash()).unwrap();
+    assert_eq!(by_hash.record().content_hash, report.content_hash());
+    assert_eq!((by_hash.step(), by_hash.name()), ("train", "report"));
+    assert_eq!(by_hash.load::<Metrics>().unwrap(), metrics());
+
+    // A custom cacher is named in the error of `load`, and works through `load_with`.
+    let raw = store
+        .artifact_by_hash(embedded.content_hash().unwrap())
+        .unwrap();
+    let err = raw.load::<Vec<f32>>().unwrap_err();
+    assert!(
+        matches!(&err, Error::Cacher { cacher, .. } if cacher == "raw"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("load_with"), "{err}");
+    assert_eq!(raw.load_with::<Vec<f32>, _>(&Raw).unwrap().len(), 12);
+    let csv = store.artifact(run.id(), "histogram", "output").unwrap();
+    assert_eq!(
+        csv.load_with(&custom_cacher::CsvHistogram).unwrap(),
+        hist.load().unwrap()
+    );
+
+    // The wrong type is refused before any byte is decoded, naming both types.
+    let err = report.load::<Vec<u64>>().unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err:?}");
+    let err = report.load_with(&Bincode).map(|_: u8| ()).unwrap_err();
+    assert!(matches!(err, Error::TypeMismatch { .. }), "{err:?}");
 }
 
 #[test]
@@ -137,7 +195,7 @@ fn lookup_errors_are_distinct_variants() {
     );
     assert!(unknown_run.to_string().contains("Store::runs"));
     let unknown_hash = store
-        .load_hash::<u64>("00000000000000000000000000000000")
+        .artifact_by_hash("00000000000000000000000000000000".parse().unwrap())
         .unwrap_err();
     assert!(
         matches!(unknown_hash, Error::UnknownArtifact(_)),

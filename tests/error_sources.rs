@@ -214,7 +214,7 @@ fn a_cacher_load_error_is_the_source_of_error_cacher() {
     let run = stored_pipeline().store(store.clone()).run().unwrap();
     // The bytes were written by bincode; a cacher that fails to read them says why.
     let artifact = store.artifact(run.name(), "stored", "output").unwrap();
-    let err = store.load_artifact(&artifact, &Unwritable).unwrap_err();
+    let err = artifact.load_with(&Unwritable).unwrap_err();
     let Error::Cacher { action, source, .. } = &err else {
         panic!("expected Error::Cacher, got {err:?}")
     };

@@ -150,10 +150,8 @@ fn deleted_blob_is_a_miss_that_rewrites_it() {
     let p = blobs(100).store(store.clone());
     let first = p.run().unwrap();
     let steps = store.run_steps(first.id()).unwrap();
-    let hash = steps[0].outputs[0].content_hash.clone();
-    let path = first
-        .store()
-        .blob_path(pipeline::Hash128::from_hex(&hash).unwrap());
+    let hash = steps[0].outputs[0].content_hash;
+    let path = first.store().blob_path(hash);
     fs::remove_file(&path).unwrap();
 
     let run = p.run().unwrap();

@@ -67,10 +67,7 @@ fn queries_return_the_records_of_a_three_run_history() {
     assert_eq!(w.parameters["weight"], serde_json::json!(2.5));
     assert_eq!(src.parameters["n"], serde_json::json!(4));
     assert_eq!(w.code_signature.len(), 16);
-    assert_eq!(
-        w.cache_key.as_deref(),
-        r3.step("weighted").unwrap().cache_key()
-    );
+    assert_eq!(w.cache_key, r3.step("weighted").unwrap().cache_key());
     assert_eq!(
         w.reason.as_deref(),
         Some("parameter `weight` changed (1.0 -> 2.5)")
@@ -98,8 +95,8 @@ fn queries_return_the_records_of_a_three_run_history() {
         "a parameter, not an artifact"
     );
 
-    let xs_hash = first_source.outputs[0].content_hash.clone();
-    let lineage = store.lineage(&xs_hash).unwrap();
+    let xs_hash = first_source.outputs[0].content_hash;
+    let lineage = store.lineage(xs_hash).unwrap();
     let producer_runs: Vec<&str> = lineage
         .producers
         .iter()

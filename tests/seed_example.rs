@@ -99,7 +99,7 @@ fn disable_mode_reruns_normalizer_and_cuts_off_early() {
         run.store()
             .artifact(run.id(), "normalizer", "x_train")
             .unwrap()
-            .content_hash
+            .content_hash()
     };
     assert_eq!(hash(&one), hash(&two));
     assert_eq!(accuracy(&one), accuracy(&two));

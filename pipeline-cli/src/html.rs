@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use pipeline::report::text::{duration, short, size, timestamp};
+use pipeline::report::text::{duration, short_hash, size, timestamp};
 use pipeline::report::{GraphEdge, RunGraph};
 use pipeline::{RunRecord, StepRecord, StepStatus};
 use serde_json::{json, Value};
@@ -296,7 +296,7 @@ impl<'g> Layout<'g> {
                         esc(&o.name),
                         size(o.size),
                         esc(&o.cacher),
-                        esc(short(&o.content_hash))
+                        esc(&short_hash(o.content_hash))
                     )
                 })
                 .collect();
@@ -310,7 +310,7 @@ impl<'g> Layout<'g> {
                 name = esc(&s.name),
                 status = s.status,
                 dur = duration(s.duration),
-                key = esc(s.cache_key.as_deref().map(short).unwrap_or("-")),
+                key = esc(&s.cache_key.map(short_hash).unwrap_or_else(|| "-".into())),
                 outputs = outputs.join("<br>"),
                 why = esc(&why),
             );

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::graph::{NodeId, OutputSpec};
 use crate::key::Hash128;
+use crate::output::{NodeId, OutputSpec};
 use crate::store::Store;
 
 /// A step output: `Artifact<T>` in a pipeline body, and a loadable handle in a [`Run`](crate::Run).
@@ -61,16 +61,18 @@ impl<T> Artifact<T> {
             .ok_or_else(|| Error::Unbound(format!("output {} of node {}", self.output, self.node)))
     }
 
-    /// The xxh3-128 hash of the stored bytes, as 32 hex digits.
+    /// The hash of the stored bytes (`Display` writes it as 32 hex digits).
     ///
     /// # Errors
     ///
     /// [`Error::Unbound`] when the handle is not bound to a run yet (inside a pipeline body).
-    pub fn content_hash(&self) -> Result<String> {
-        Ok(self.bound()?.hash.to_hex())
+    pub fn content_hash(&self) -> Result<Hash128> {
+        Ok(self.bound()?.hash)
     }
 
-    /// Path of the blob holding the bytes (inside the store's `artifacts/` folder).
+    /// Path of the blob holding the bytes: inside the store's `artifacts/` folder, or with
+    /// another artifact backend ([`StoreOptions::artifacts`](crate::store::StoreOptions)),
+    /// its location there (a URL for remote ones).
     ///
     /// # Errors
     ///

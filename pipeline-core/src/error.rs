@@ -33,6 +33,19 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// The run was cancelled through its [`CancelToken`](crate::CancelToken): the steps
+    /// running then finished, the others did not start. Completed outputs stay cached, so a
+    /// rerun resumes.
+    #[error(
+        "run `{run}` was cancelled; {not_run} steps did not run; run the pipeline again to resume"
+    )]
+    Cancelled {
+        /// Name of the run.
+        run: String,
+        /// How many steps were recorded skipped because of the cancellation.
+        not_run: usize,
+    },
+
     /// An artifact was loaded as a type other than the one it was stored as.
     #[error("artifact {artifact} was stored as `{stored}` but loaded as `{requested}`; load it with the type the step returned")]
     TypeMismatch {
@@ -239,17 +252,36 @@ pub enum Error {
     },
 }
 
-/// A stored text this version does not know, e.g. a step status `paused`. Row readers wrap
+/// A text this version does not know as a value of some kind, e.g. a step status `paused`:
+/// the error of the [`FromStr`](std::str::FromStr) impls of [`StepStatus`](crate::StepStatus),
+/// [`RunStatus`](crate::RunStatus), [`ContentHash`](crate::ContentHash), ... Row readers wrap
 /// it in a `rusqlite` conversion error; the store turns that into
 /// [`Error::UnknownStoredValue`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} `{value}`")]
-pub(crate) struct UnknownValue {
+pub struct UnknownValue {
     pub(crate) what: &'static str,
     pub(crate) value: String,
 }
 
 impl UnknownValue {
+    pub(crate) fn new(what: &'static str, value: &str) -> Self {
+        UnknownValue {
+            what,
+            value: value.to_string(),
+        }
+    }
+
+    /// What kind of value was expected, e.g. `step status`.
+    pub fn what(&self) -> &'static str {
+        self.what
+    }
+
+    /// The text that was found.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
     /// The `rusqlite` error for column `column` of a row holding this value.
     pub(crate) fn in_column(self, column: usize) -> rusqlite::Error {
         rusqlite::Error::FromSqlConversionFailure(

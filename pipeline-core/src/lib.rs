@@ -10,6 +10,7 @@
 
 mod artifact;
 pub mod cacher;
+mod cancel;
 pub mod canonical;
 mod canonical_order;
 mod checks;
@@ -17,26 +18,31 @@ mod error;
 mod executor;
 mod graph;
 mod key;
+mod local_fs;
+mod output;
 mod pipeline;
 pub mod report;
 mod run;
 pub mod shape;
 mod signature;
+mod status;
 pub mod store;
 mod time;
 mod value_text;
 
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
-pub use crate::error::{BoxError, Error, ReadOnlyCause, Result};
-pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl};
+pub use crate::cancel::CancelToken;
+pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
+pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
-pub use crate::run::{Reason, Run, StepReport, StepStatus};
+pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};
+pub use crate::status::{Reason, RunStatus, StepStatus};
 pub use crate::store::{
     ArtifactRecord, ContentHash, EarlierCall, ExecutionRef, GcPolicy, GcReport, InputRecord,
-    Lineage, Problem, RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, Store,
-    StoreOptions, StoreStats, VerifyReport,
+    Lineage, Problem, RunComparison, RunRecord, StepComparison, StepRecord, Store, StoreOptions,
+    StoreStats, StoredArtifact, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::artifact::{Artifact, BoundArtifact};
+use crate::cancel::CancelToken;
 use crate::error::Result;
 use crate::executor::{self, RunSettings};
 use crate::graph::{self, Graph, NodeId};
@@ -106,6 +107,7 @@ pub struct Pipeline<O> {
     max_parallelism: Option<usize>,
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
+    cancel: Option<CancelToken>,
 }
 
 impl<O: PipelineOutput> Pipeline<O> {
@@ -125,6 +127,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             max_parallelism: None,
             run_name: None,
             step_cache: HashMap::new(),
+            cancel: None,
         }
     }
 
@@ -169,6 +172,14 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// Names the next runs `name` instead of `<pipeline>-<date>`.
     pub fn run_name(mut self, name: impl Into<String>) -> Self {
         self.run_name = Some(name.into());
+        self
+    }
+
+    /// Lets `token` cancel the next runs: each run checks it before starting a step (see
+    /// [`CancelToken`]); a cancelled run ends with
+    /// [`Error::Cancelled`](crate::Error::Cancelled).
+    pub fn cancel_token(mut self, token: CancelToken) -> Self {
+        self.cancel = Some(token);
         self
     }
 
@@ -226,6 +237,8 @@ impl<O: PipelineOutput> Pipeline<O> {
     ///
     /// - [`Error::StepFailed`](crate::Error::StepFailed) when a step returned `Err` or
     ///   panicked; its `source` is the step's error.
+    /// - [`Error::Cancelled`](crate::Error::Cancelled) when the run's
+    ///   [`CancelToken`] was cancelled before every step had started.
     /// - [`Error::Parameter`](crate::Error::Parameter) when a parameter cannot be encoded,
     ///   [`Error::Graph`](crate::Error::Graph) when the body wired steps wrongly, and
     ///   [`Error::UnknownStep`](crate::Error::UnknownStep) when per-step caching names no
@@ -245,6 +258,7 @@ impl<O: PipelineOutput> Pipeline<O> {
                     .unwrap_or(1)
             }),
             run_name: self.run_name.clone(),
+            cancel: self.cancel.clone(),
         };
         let outcome = executor::execute(&self.def.name, &self.def.graph, &store, &settings)?;
         let binder = Binder {

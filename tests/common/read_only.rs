@@ -158,17 +158,20 @@ fn run(program: &str, args: &[&str], path: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether something is mounted at `path`, as `findmnt` (util-linux, beside `mount`) tells:
+/// it reads the kernel's mount table, which this file does not parse itself.
 fn is_mount_point(path: &Path) -> bool {
-    let Ok(mounts) = fs::read_to_string("/proc/self/mounts") else {
-        return true; // let umount decide
-    };
     let Ok(path) = path.canonicalize() else {
         return false;
     };
-    mounts
-        .lines()
-        .filter_map(|l| l.split(' ').nth(1))
-        .any(|m| Path::new(m) == path)
+    match Command::new("findmnt")
+        .arg("--mountpoint")
+        .arg(&path)
+        .output()
+    {
+        Ok(out) => out.status.success(),
+        Err(_) => true, // no findmnt: let umount decide
+    }
 }
 
 /// Copies the contents of `src` into the existing directory `dst`.

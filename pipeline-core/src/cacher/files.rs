@@ -180,7 +180,7 @@ fn stat_key(path: &Path) -> io::Result<StatKey> {
     let ino = std::os::unix::fs::MetadataExt::ino(&meta);
     #[cfg(not(unix))]
     let ino = 0;
-    Ok((abs, meta.len(), crate::store::mtime_ns(&meta), ino))
+    Ok((abs, meta.len(), crate::local_fs::mtime_ns(&meta), ino))
 }
 
 struct StatCache {
@@ -192,7 +192,7 @@ fn stat_cache() -> &'static Mutex<StatCache> {
     static CACHE: OnceLock<Mutex<StatCache>> = OnceLock::new();
     CACHE.get_or_init(|| {
         // Persist only into an existing store, never create one as a side effect.
-        let store = crate::store::default_path();
+        let store = crate::local_fs::default_path();
         let file = store
             .join("metadata.sqlite")
             .exists()

@@ -109,6 +109,14 @@ impl<'a> State<'a> {
         &self.graph.nodes[id]
     }
 
+    /// Whether the run's cancel token was cancelled: no further step starts.
+    fn cancelled(&self) -> bool {
+        self.settings
+            .cancel
+            .as_ref()
+            .is_some_and(|t| t.is_cancelled())
+    }
+
     /// The scheduling loop. Returns an error only for store failures that stop the run.
     pub(super) fn drive<'s>(&mut self, scope: &'s std::thread::Scope<'s, '_>) -> Result<()>
     where
@@ -130,6 +138,16 @@ impl<'a> State<'a> {
             // then on garbage collection sees those blobs as referenced.
             if let Err(e) = self.flush_rows() {
                 fatal.get_or_insert(e);
+            }
+            if self.cancelled() && !(self.queued.is_empty() && self.waiting.is_empty()) {
+                // Nothing queued or waiting starts; those steps are skipped, their
+                // dependents follow as they become ready (`resolve`).
+                let jobs: Vec<Job> = self.queued.drain(..).collect();
+                let waits = self.waiting.drain(..).map(|w| w.job);
+                for job in jobs.into_iter().chain(waits) {
+                    self.schedule.requeue(job.node);
+                }
+                continue;
             }
             while fatal.is_none() && self.running < self.settings.max_parallelism {
                 let Some(job) = self.queued.pop_front() else {
@@ -241,8 +259,16 @@ impl<'a> State<'a> {
     /// Decides what to do with a node whose upstream nodes are all done.
     fn resolve(&mut self, id: NodeId) -> Result<()> {
         let node = self.node(id);
-        if let Some(up) = self.schedule.blocked_by(id) {
-            let up = self.node(up).name.clone();
+        let skip = if self.cancelled() {
+            Some(Reason::Cancelled)
+        } else {
+            self.schedule
+                .blocked_by(id)
+                .map(|up| Reason::UpstreamFailed {
+                    step: self.node(up).name.clone(),
+                })
+        };
+        if let Some(reason) = skip {
             end_step_span(
                 &step_span(&self.span, node, None),
                 StepStatus::Skipped,
@@ -255,7 +281,7 @@ impl<'a> State<'a> {
                 status: StepStatus::Skipped,
                 key: None,
                 components,
-                reason: Reason::UpstreamFailed { step: up.clone() },
+                reason: reason.clone(),
                 reused: None,
                 started_at_us: time::now_micros(),
                 outputs: Vec::new(),
@@ -263,7 +289,7 @@ impl<'a> State<'a> {
             self.complete(
                 id,
                 StepStatus::Skipped,
-                Reason::UpstreamFailed { step: up },
+                reason,
                 None,
                 None,
                 None,
@@ -574,7 +600,7 @@ impl<'a> State<'a> {
             step: node.step.to_string(),
             status,
             duration,
-            cache_key: key.map(Hash128::to_hex),
+            cache_key: key,
             reason,
             error,
             execution_id: execution,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
-use tracing::{debug, debug_span, error, info, Span};
+use tracing::{debug, debug_span, error, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
 use crate::error::{Error, Result};
@@ -54,6 +54,8 @@ pub(crate) struct RunSettings {
     pub(crate) step_cache: HashMap<String, bool>,
     pub(crate) max_parallelism: usize,
     pub(crate) run_name: Option<String>,
+    /// Checked before each step starts: once cancelled, no further step starts.
+    pub(crate) cancel: Option<crate::cancel::CancelToken>,
 }
 
 pub(crate) struct RunOutcome {
@@ -174,6 +176,12 @@ pub(crate) fn execute(
     let result = std::thread::scope(|scope| state.drive(scope));
     // Every claim was committed by its step, or released when its guard dropped (a run
     // stopped by a store error drops the claims it never ran with its state).
+    let not_run = state
+        .reports
+        .iter()
+        .flatten()
+        .filter(|r| r.reason == Reason::Cancelled)
+        .count();
     let duration = clock.elapsed();
 
     let failed: Vec<&StepReport> = state
@@ -183,15 +191,26 @@ pub(crate) fn execute(
         .filter(|r| r.status == StepStatus::Failed)
         .collect();
     let status = if failed.is_empty() && result.is_ok() {
-        RunStatus::Completed
+        if not_run > 0 {
+            RunStatus::Cancelled
+        } else {
+            RunStatus::Completed
+        }
     } else {
         RunStatus::Failed
     };
     let finish = store.finish_run(&id, status, duration);
-    run_span.record("status", status.as_str());
+    run_span.record("status", status.to_string());
     run_span.record("duration_s", duration.as_secs_f64());
     // DESIGN §6: a run that failed says so at ERROR, never "has finished".
     match failure_summary(&state.reports, &result, &finish) {
+        None if not_run > 0 => warn!(
+            target: "pipeline",
+            "Pipeline run `{}` was cancelled after {:.3}s: {} steps did not run.",
+            name,
+            duration.as_secs_f64(),
+            not_run
+        ),
         None => info!(
             target: "pipeline",
             "Pipeline run `{}` has finished in {:.3}s.",
@@ -218,6 +237,12 @@ pub(crate) fn execute(
         run: name.clone(),
         others: failed.iter().skip(1).map(|r| r.name.clone()).collect(),
         source: first_failed.and_then(|node| state.causes.remove(&node)),
+    });
+    let failure = failure.or_else(|| {
+        (not_run > 0).then(|| Error::Cancelled {
+            run: name.clone(),
+            not_run,
+        })
     });
     let reports = state.reports.into_iter().flatten().collect();
     let artifacts = state.bound;

@@ -97,6 +97,12 @@ impl<V: Clone> Schedule<V> {
         self.ready.pop_front()
     }
 
+    /// Puts a node that was taken from the ready queue back at its front (a cancelled run
+    /// decides it again, as skipped).
+    pub(crate) fn requeue(&mut self, id: NodeId) {
+        self.ready.push_front(id);
+    }
+
     /// Whether a node is ready.
     pub(crate) fn has_ready(&self) -> bool {
         !self.ready.is_empty()

@@ -3,8 +3,8 @@
 //! cargo's `dirty_reason.rs` sits beside its fingerprints).
 
 use crate::key::{InputComponent, KeyComponents};
-use crate::run::Reason;
 use crate::signature::{part_changes, PartChange};
+use crate::status::Reason;
 
 impl Reason {
     /// Explains a cache miss by comparing the new key components with those of the earlier

@@ -32,8 +32,54 @@ pub(crate) use assemble::{components, KeyInput};
 pub const KEY_FORMAT_VERSION: u32 = 2;
 
 /// A 128-bit hash (content hash or cache key).
+///
+/// Written everywhere people and other programs see it (records, the store, JSON, logs) as
+/// 32 lowercase hex digits: [`Display`](fmt::Display) writes them, [`FromStr`](std::str::FromStr)
+/// reads them, and serde uses the same string.
+///
+/// ```
+/// use pipeline::Hash128;
+///
+/// let h = Hash128::of(b"hello");
+/// let text = h.to_string();
+/// assert_eq!(text.len(), 32);
+/// assert_eq!(text.parse::<Hash128>().unwrap(), h);
+/// assert_eq!(serde_json::to_string(&h).unwrap(), format!("\"{text}\""));
+/// assert!("not a hash".parse::<Hash128>().is_err());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Hash128(pub u128);
+
+/// A text that is not a [`Hash128`]: not exactly 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a 128-bit hash: expected 32 hex digits")]
+pub struct ParseHashError(String);
+
+impl std::str::FromStr for Hash128 {
+    type Err = ParseHashError;
+
+    /// Reads 32 hex digits (either case), as [`Display`](fmt::Display) writes them.
+    ///
+    /// # Errors
+    ///
+    /// [`ParseHashError`] for anything else: another length, a sign, a non-hex digit.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Hash128::from_hex(s).ok_or_else(|| ParseHashError(s.to_string()))
+    }
+}
+
+impl Serialize for Hash128 {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Hash128 {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
 
 impl Hash128 {
     /// 32 lowercase hex digits.
@@ -41,9 +87,10 @@ impl Hash128 {
         format!("{:032x}", self.0)
     }
 
-    /// Parses 32 hex digits.
+    /// Parses 32 hex digits; `None` for anything else (see also [`FromStr`](std::str::FromStr)).
     pub fn from_hex(s: &str) -> Option<Self> {
-        if s.len() != 32 {
+        // `from_str_radix` also takes a leading `+`.
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         u128::from_str_radix(s, 16).ok().map(Hash128)
@@ -221,6 +268,28 @@ pub fn signature_hex(signature: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hash128_reads_only_what_display_writes() {
+        let h = Hash128(0x0123_4567_89ab_cdef_0011_2233_4455_6677);
+        assert_eq!(h.to_string(), "0123456789abcdef0011223344556677");
+        assert_eq!(h.to_string().parse::<Hash128>(), Ok(h));
+        assert_eq!("0123456789ABCDEF0011223344556677".parse::<Hash128>(), Ok(h));
+        for bad in [
+            "",
+            "0123",
+            "+123456789abcdef0011223344556677",
+            "g123456789abcdef0011223344556677",
+        ] {
+            let err = bad.parse::<Hash128>().unwrap_err();
+            assert!(err.to_string().contains("expected 32 hex digits"), "{err}");
+        }
+        let json = serde_json::to_string(&h).unwrap();
+        assert_eq!(json, "\"0123456789abcdef0011223344556677\"");
+        assert_eq!(serde_json::from_str::<Hash128>(&json).unwrap(), h);
+        assert!(serde_json::from_str::<Hash128>("\"xyz\"").is_err());
+        assert!(serde_json::from_str::<Hash128>("17").is_err());
+    }
 
     fn components() -> KeyComponents {
         KeyComponents {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::text::{duration, short, size, timestamp};
+use super::text::{duration, short, short_hash, size, timestamp};
 use super::{seconds, RunView};
 use crate::error::{Error, Result};
-use crate::key::{InputComponent, KeyComponents};
-use crate::run::{Reason, StepStatus};
+use crate::key::{Hash128, InputComponent, KeyComponents};
+use crate::status::{Reason, StepStatus};
 use crate::store::{ArtifactRecord, RunRecord, StepRecord, Store};
 
 /// Why one step of a run executed, failed, was skipped, or which execution it reused.
@@ -32,7 +32,7 @@ pub struct Explanation {
     /// The error of a failed step.
     pub error: Option<String>,
     /// Its cache key (hex); `None` for a skipped step.
-    pub cache_key: Option<String>,
+    pub cache_key: Option<Hash128>,
     /// Time it took.
     #[serde(skip)]
     pub duration: Duration,
@@ -63,8 +63,8 @@ pub struct PreviousExecution {
     pub run_name: String,
     /// Its start (microseconds since the Unix epoch); `None` once removed from the store.
     pub started_at_us: Option<i64>,
-    /// Its cache key (hex), from its recorded key components.
-    pub cache_key: String,
+    /// Its cache key, from its recorded key components.
+    pub cache_key: Hash128,
     /// Whether garbage collection removed it since; its key components were recorded with
     /// the step explained, so the comparison still holds.
     pub removed: bool,
@@ -171,7 +171,7 @@ impl Explanation {
             execution_id: step.execution_id,
             reason: step.reason.clone(),
             error: step.error.clone(),
-            cache_key: step.cache_key.clone(),
+            cache_key: step.cache_key,
             duration: step.duration,
             outputs: Vec::new(),
             previous: None,
@@ -221,7 +221,7 @@ impl Explanation {
                     run_id: prev.run_id.clone(),
                     run_name: prev.run_name.clone(),
                     started_at_us: still.as_ref().map(|(p, _)| p.started_at_us),
-                    cache_key: prev.components.cache_key().to_hex(),
+                    cache_key: prev.components.cache_key(),
                     removed: still.is_none(),
                 });
                 for reason in Reason::differences(&prev.components, &step.components) {
@@ -376,7 +376,7 @@ impl fmt::Display for Explanation {
                         o.name,
                         size(o.size),
                         o.cacher,
-                        short(&o.content_hash)
+                        short_hash(o.content_hash)
                     )?;
                 }
                 return Ok(());
@@ -390,7 +390,10 @@ impl fmt::Display for Explanation {
                 return writeln!(f, "Step `{step}` in run `{run}` was skipped: {why}.");
             }
             StepStatus::Running => {
-                return writeln!(f, "Step `{step}` in run `{run}` is executing now.");
+                return writeln!(
+                    f,
+                    "Step `{step}` in run `{run}` is running: it has not finished yet ({reason})."
+                );
             }
             StepStatus::Executed => writeln!(
                 f,
@@ -429,7 +432,7 @@ impl fmt::Display for Explanation {
             )?,
         }
         if self.changes.is_empty() {
-            let same = self.cache_key.as_deref() == Some(prev.cache_key.as_str());
+            let same = self.cache_key == Some(prev.cache_key);
             writeln!(
                 f,
                 "  no key component changed{}; it ran because: {reason}.",

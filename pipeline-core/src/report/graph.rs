@@ -7,8 +7,8 @@ use serde::Serialize;
 use super::text::{duration, size};
 use super::{run_status, RunView, StepView};
 use crate::error::Result;
-use crate::key::InputComponent;
-use crate::run::StepStatus;
+use crate::key::{Hash128, InputComponent};
+use crate::status::StepStatus;
 use crate::store::{RunRecord, StepRecord, Store};
 
 /// A run's DAG: its steps as nodes, in pipeline order, and an edge for each artifact one
@@ -57,7 +57,7 @@ pub struct GraphEdge {
     /// Argument name at the consumer.
     pub input: String,
     /// Content hash of the artifact (hex).
-    pub content_hash: Option<String>,
+    pub content_hash: Option<Hash128>,
     /// Size of the artifact in bytes, when the producer recorded it.
     pub size: Option<u64>,
     /// Index of the producer in [`RunGraph::nodes`].
@@ -159,11 +159,10 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
                 continue;
             };
             let hash = record
-                .and_then(|r| r.content_hash.clone())
-                .or_else(|| Some(content_hash.clone()).filter(|h| !h.is_empty()));
-            let output_index = hash
-                .as_deref()
-                .and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
+                .and_then(|r| r.content_hash)
+                .or_else(|| content_hash.parse::<Hash128>().ok());
+            let output_index =
+                hash.and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
             let output = output_index.map(|o| &steps[from].outputs[o]);
             edges.push(GraphEdge {
                 from: steps[from].name.clone(),
@@ -207,7 +206,8 @@ pub fn status_colors(status: StepStatus) -> (&'static str, &'static str) {
         StepStatus::Cached => ("#1565c0", "#e3f2fd"),
         StepStatus::Failed => ("#c62828", "#ffebee"),
         StepStatus::Skipped => ("#757575", "#f3f3f3"),
-        StepStatus::Running => ("#ef6c00", "#fff3e0"),
+        // `running`, and statuses newer than this version.
+        _ => ("#f9a825", "#fffde7"),
     }
 }
 
@@ -302,6 +302,11 @@ mod tests {
         }
     }
 
+    /// The hash a test names by a short label.
+    fn h(label: &str) -> Hash128 {
+        Hash128::of(label.as_bytes())
+    }
+
     /// An input of a step: argument `name`, consuming `hash`, produced (the key components
     /// say) by `producer`, by execution `execution` (the input record says).
     struct In(&'static str, &'static str, &'static str, Option<i64>);
@@ -320,7 +325,7 @@ mod tests {
             } else {
                 StepStatus::Executed
             },
-            cache_key: Some(format!("{id:032x}")),
+            cache_key: Some(Hash128::of(&id.to_le_bytes())),
             code_signature: "00".into(),
             started_at_us: 0,
             duration: Duration::from_millis(3),
@@ -344,7 +349,7 @@ mod tests {
                     .iter()
                     .map(|In(arg, hash, producer, _)| InputComponent::Artifact {
                         name: (*arg).into(),
-                        content_hash: (*hash).into(),
+                        content_hash: h(hash).to_hex(),
                         producer: (*producer).into(),
                     })
                     .collect(),
@@ -354,13 +359,13 @@ mod tests {
                 .iter()
                 .map(|In(arg, hash, _, execution)| InputRecord {
                     name: (*arg).into(),
-                    content_hash: Some((*hash).into()),
+                    content_hash: Some(h(hash)),
                     producer_execution: *execution,
                 })
                 .collect(),
             outputs: vec![ArtifactRecord {
                 name: "output".into(),
-                content_hash: out_hash.into(),
+                content_hash: h(out_hash),
                 size: 4,
                 type_name: "u32".into(),
                 cacher: "bincode".into(),
@@ -514,7 +519,7 @@ mod tests {
             v["edges"][0],
             serde_json::json!({
                 "from": "a", "to": "b", "output": "output", "input": "x",
-                "content_hash": "aa", "size": 4,
+                "content_hash": h("aa").to_hex(), "size": 4,
             })
         );
         let dot = g.to_string();

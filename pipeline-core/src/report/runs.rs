@@ -4,10 +4,10 @@ use std::fmt;
 
 use serde::Serialize;
 
-use super::text::{duration, short, size, table, timestamp};
+use super::text::{duration, short_hash, size, table, timestamp};
 use super::{run_header, run_status, RunView, StepView};
 use crate::error::Result;
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 use crate::store::{RunRecord, Store};
 
 /// The runs of a store, newest first. Serializes as an array of runs.
@@ -147,14 +147,14 @@ impl fmt::Display for RunDetail {
                     o.name,
                     size(o.size),
                     o.cacher,
-                    short(&o.content_hash)
+                    short_hash(o.content_hash)
                 )
             });
             rows.push(vec![
                 s.name.clone(),
                 s.status.to_string(),
                 duration(s.duration),
-                s.cache_key.as_deref().map(short).unwrap_or("-").to_string(),
+                s.cache_key.map(short_hash).unwrap_or_else(|| "-".into()),
                 outputs.next().unwrap_or_else(|| "-".into()),
             ]);
             for more in outputs {

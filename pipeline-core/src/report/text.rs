@@ -44,6 +44,11 @@ pub fn short(hash: &str) -> &str {
     }
 }
 
+/// The first 12 hex digits of a hash.
+pub fn short_hash(hash: crate::key::Hash128) -> String {
+    short(&hash.to_string()).to_string()
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();

@@ -1,13 +1,10 @@
-//! Content-addressed blobs: `artifacts/ab/ab12...` named by the xxh3-128 of their bytes.
-//!
-//! Bytes are hashed while they are written to a temporary file in `artifacts/tmp/`, which is
-//! synced and renamed into place; the metadata commit comes after, so a completed execution
-//! never points at a half-written blob.
+//! Content-addressed blobs: named by the hash (xxh3-128 by default) of their bytes, which
+//! is computed while they are written ([`HashingWriter`]) and checked while they are read
+//! ([`HashingReader`]). Where the bytes go is the business of an
+//! [`ArtifactStore`](super::artifacts::ArtifactStore).
 
-use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use xxhash_rust::xxh3::Xxh3;
 
@@ -25,19 +22,39 @@ pub enum ContentHash {
 }
 
 impl ContentHash {
+    /// Every algorithm, in the order above.
+    pub const ALL: [ContentHash; 2] = [ContentHash::Xxh3, ContentHash::Blake3];
+
+    /// The stored name: the one table [`Display`](std::fmt::Display) and
+    /// [`FromStr`](std::str::FromStr) share.
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             ContentHash::Xxh3 => "xxh3-128",
             ContentHash::Blake3 => "blake3-128",
         }
     }
+}
 
-    pub(crate) fn parse(s: &str) -> Option<Self> {
-        match s {
-            "xxh3-128" => Some(ContentHash::Xxh3),
-            "blake3-128" => Some(ContentHash::Blake3),
-            _ => None,
-        }
+/// `xxh3-128` or `blake3-128`, as the store records it.
+impl std::fmt::Display for ContentHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ContentHash {
+    type Err = crate::error::UnknownValue;
+
+    /// Reads an algorithm name as [`Display`](std::fmt::Display) writes it.
+    ///
+    /// # Errors
+    ///
+    /// [`UnknownValue`](crate::UnknownValue) for a name this version does not know.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| crate::error::UnknownValue::new("hash algorithm", s))
     }
 }
 
@@ -80,106 +97,6 @@ impl Hasher {
 pub(crate) fn blob_path(artifacts: &Path, hash: Hash128) -> PathBuf {
     let hex = hash.to_hex();
     artifacts.join(&hex[..2]).join(hex)
-}
-
-/// Writes a blob: hashes and counts bytes on the way to a temporary file.
-pub(crate) struct BlobWriter {
-    out: Option<HashingWriter<File>>,
-    tmp: PathBuf,
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-impl BlobWriter {
-    /// A writer whose temporary file is named after `owner`, the writing handle's owner
-    /// token, so that the file of a process that died is recognised and removed.
-    pub(crate) fn create(artifacts: &Path, kind: ContentHash, owner: &str) -> io::Result<Self> {
-        let dir = artifacts.join("tmp");
-        fs::create_dir_all(&dir)?;
-        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{owner}-{n}.tmp"));
-        let file = File::create(&tmp)?;
-        Ok(BlobWriter {
-            out: Some(HashingWriter::with_hash(file, kind)),
-            tmp,
-        })
-    }
-
-    /// Syncs the bytes, renames the file to its content address and returns (hash, size).
-    pub(crate) fn finish(self, artifacts: &Path) -> io::Result<(Hash128, u64)> {
-        self.finish_with(artifacts, |_| Ok(()))
-    }
-
-    /// As [`finish`](Self::finish), calling `before_place` with the content hash once the
-    /// bytes are synced and before the file takes its content address (a lease holds the
-    /// blob there, so that gc spares it from the moment it is in place). An error of
-    /// `before_place` leaves no file.
-    pub(crate) fn finish_with(
-        mut self,
-        artifacts: &Path,
-        before_place: impl FnOnce(Hash128) -> io::Result<()>,
-    ) -> io::Result<(Hash128, u64)> {
-        let Some(out) = self.out.take() else {
-            return Err(io::Error::other("blob writer already finished"));
-        };
-        let (file, hash, size) = out.finish()?;
-        file.sync_all()?;
-        drop(file);
-        before_place(hash)?;
-        let path = blob_path(artifacts, hash);
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        // Rename over any existing blob: same name means same bytes, unless the old file was
-        // damaged, in which case this repairs it.
-        fs::rename(&self.tmp, &path)?;
-        self.tmp = PathBuf::new(); // renamed: nothing for Drop to remove
-        if let Some(dir) = path.parent() {
-            // Make the rename durable before the metadata commit refers to it.
-            File::open(dir)?.sync_all()?;
-        }
-        Ok((hash, size))
-    }
-
-    /// Removes the temporary file after a failed save.
-    pub(crate) fn abandon(self) {
-        drop(self); // Drop removes the temporary file
-    }
-
-    fn out(&mut self) -> io::Result<&mut HashingWriter<File>> {
-        self.out
-            .as_mut()
-            .ok_or_else(|| io::Error::other("blob writer already finished"))
-    }
-}
-
-impl Drop for BlobWriter {
-    /// A writer dropped before `finish` (a failing or panicking cacher) leaves no file.
-    fn drop(&mut self) {
-        drop(self.out.take());
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-impl Write for BlobWriter {
-    #[inline]
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.out()?.write(buf)
-    }
-
-    #[inline]
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.out()?.write_all(buf)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        match self.out.as_mut() {
-            Some(out) => out.flush(),
-            None => Ok(()),
-        }
-    }
 }
 
 /// Bytes gathered before they are hashed and written: big enough to amortize the calls,
@@ -304,18 +221,4 @@ impl<R: Read> Read for HashingReader<R> {
         self.bytes += n as u64;
         Ok(n)
     }
-}
-
-/// Hashes a whole file (used to re-check a blob whose size or mtime changed).
-pub(crate) fn hash_file(path: &Path, kind: ContentHash) -> io::Result<(Hash128, u64)> {
-    HashingReader::new(File::open(path)?, kind).finish()
-}
-
-/// Modification time in nanoseconds since the epoch, 0 when unknown.
-pub(crate) fn mtime_ns(meta: &fs::Metadata) -> i64 {
-    meta.modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }

@@ -288,7 +288,7 @@ fn queries(fixture: &dyn MetadataFixture) {
         (record.name.as_str(), record.status),
         ("s", StepStatus::Executed)
     );
-    let lineage = h.lineage(&hash.to_hex()).expect("lineage");
+    let lineage = h.lineage(hash).expect("lineage");
     assert_eq!(
         lineage
             .producers

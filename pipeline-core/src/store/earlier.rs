@@ -31,7 +31,7 @@ use xxhash_rust::xxh3::Xxh3;
 use super::Store;
 use crate::error::{Error, Result};
 use crate::key::{InputComponent, KeyComponents};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 /// The earlier execution that a cache miss was compared with, as recorded with the miss.
 ///
@@ -245,8 +245,10 @@ impl Store {
                 .map_err(|e| self.db_error(e))?;
             let rows = stmt
                 .query_map(params![run_id, step], |r| {
-                    let status =
-                        StepStatus::parse(&r.get::<_, String>(2)?).map_err(|e| e.in_column(2))?;
+                    let status = r
+                        .get::<_, String>(2)?
+                        .parse::<StepStatus>()
+                        .map_err(|e| e.in_column(2))?;
                     Ok((r.get(0)?, r.get(1)?, status, r.get(3)?))
                 })
                 .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>())

@@ -30,11 +30,15 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
+use super::artifacts::{BlobStat, ListedBlob};
 use super::liveness::Liveness;
 use super::Store;
 use crate::error::{Error, Result};
-use crate::key::Hash128;
 use crate::time;
+
+/// A backend's temporary object older than this (or than `min_blob_age`, if longer) is a
+/// leftover of a writer that died between upload and rename.
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 /// What `Store::gc` keeps.
 #[derive(Debug, Clone)]
@@ -312,18 +316,14 @@ impl Store {
         let oldest_running = runs.iter().filter(|r| r.running).map(|r| r.started).min();
         let now = time::now_micros();
         let clock = SystemTime::now();
-        let old_enough = |meta: &fs::Metadata| {
-            if policy.min_blob_age.is_zero() {
-                return true;
-            }
-            let last = match (meta.modified(), meta.accessed()) {
-                (Ok(m), Ok(a)) => m.max(a),
-                (Ok(m), Err(_)) => m,
-                _ => return false,
-            };
-            clock
-                .duration_since(last)
-                .is_ok_and(|age| age >= policy.min_blob_age)
+        // Age since the last write or cache hit (hits mark the blob used).
+        let old_enough = |stat: &BlobStat| {
+            policy.min_blob_age.is_zero()
+                || stat.last_used.is_some_and(|last| {
+                    clock
+                        .duration_since(last)
+                        .is_ok_and(|age| age >= policy.min_blob_age)
+                })
         };
         for path in self.dead_temp_files() {
             report.temp_files_removed += 1;
@@ -331,7 +331,16 @@ impl Store {
                 let _ = fs::remove_file(path);
             }
         }
-        let artifacts = &self.inner.artifacts;
+        let blobs = self.artifact_store();
+        // A backend's temporary object lives from the end of its upload until its rename,
+        // with the lease's hold written in between: only one older than the floor is a
+        // dead writer's.
+        report.temp_files_removed += blobs
+            .remove_stale_temporaries(policy.min_blob_age.max(STALE_TEMPORARY), policy.dry_run)
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
+        let listed = blobs
+            .list()
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
         let mut remove_stat = tx
             .prepare("DELETE FROM blobs WHERE hash = ?1")
             .map_err(|e| self.db_error(e))?;
@@ -346,53 +355,40 @@ impl Store {
                 forget.execute([hash]).map_err(|e| self.db_error(e))?;
             }
         }
-        // Condemned hashes whose file is gone (removed by hand) are forgotten below.
+        // Condemned hashes whose blob is gone (removed by hand) are forgotten below.
         let mut gone: HashSet<&str> = condemned.keys().map(String::as_str).collect();
-        let entries = fs::read_dir(artifacts).map_err(|e| Error::io(artifacts, e))?;
-        for fanout in entries.flatten() {
-            let dir = fanout.path();
-            if fanout.file_name() == "tmp" || !dir.is_dir() {
+        for ListedBlob { hash, stat } in listed {
+            let name = hash.to_hex();
+            gone.remove(name.as_str());
+            if referenced.contains(name.as_str()) || held.contains(&name) {
                 continue;
             }
-            for blob in fs::read_dir(&dir)
-                .map_err(|e| Error::io(&dir, e))?
-                .flatten()
-            {
-                let name = blob.file_name().to_string_lossy().into_owned();
-                if Hash128::from_hex(&name).is_none() {
-                    continue; // sidecars go with their blob
-                }
-                gone.remove(name.as_str());
-                if referenced.contains(name.as_str()) || held.contains(&name) {
-                    continue;
-                }
-                let since = match condemned.get(&name) {
-                    Some(&since) if !referenced_before.contains(name.as_str()) => since,
-                    _ => {
-                        if !policy.dry_run {
-                            condemn
-                                .execute(params![name, now])
-                                .map_err(|e| self.db_error(e))?;
-                        }
-                        now
+            let since = match condemned.get(&name) {
+                Some(&since) if !referenced_before.contains(name.as_str()) => since,
+                _ => {
+                    if !policy.dry_run {
+                        condemn
+                            .execute(params![name, now])
+                            .map_err(|e| self.db_error(e))?;
                     }
-                };
-                if oldest_running.is_some_and(|started| started <= since) {
-                    continue; // a running run may rely on it: a later gc removes it
+                    now
                 }
-                let Ok(meta) = blob.metadata() else { continue };
-                if !old_enough(&meta) {
-                    continue;
-                }
-                report.blobs_removed += 1;
-                report.bytes_freed += meta.len();
-                if !policy.dry_run {
-                    let path = blob.path();
-                    fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
-                    let _ = fs::remove_file(path.with_extension("json"));
-                    remove_stat.execute([&name]).map_err(|e| self.db_error(e))?;
-                    forget.execute([&name]).map_err(|e| self.db_error(e))?;
-                }
+            };
+            if oldest_running.is_some_and(|started| started <= since) {
+                continue; // a running run may rely on it: a later gc removes it
+            }
+            if !old_enough(&stat) {
+                continue;
+            }
+            report.blobs_removed += 1;
+            report.bytes_freed += stat.size;
+            if !policy.dry_run {
+                // Its sidecar goes with it.
+                blobs
+                    .delete(hash)
+                    .map_err(|e| Error::io(self.blob_path(hash), e))?;
+                remove_stat.execute([&name]).map_err(|e| self.db_error(e))?;
+                forget.execute([&name]).map_err(|e| self.db_error(e))?;
             }
         }
         if !policy.dry_run {

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::lease::{abandon_in, Holder};
 use super::liveness;
 use super::metadata::MetadataStore;
-use super::{blob, BlobWriter, Store, StoreInner};
+use super::{BlobWriter, Store, StoreInner};
 use crate::error::{Error, Result};
 use crate::key::Hash128;
 use crate::run::StepStatus;
@@ -374,10 +374,9 @@ impl Store {
         lease: &LeaseGuard,
     ) -> Result<(Hash128, u64)> {
         writer
-            .finish_with(&self.inner.artifacts, |hash| {
-                lease.hold_blob(hash).map_err(std::io::Error::other)
-            })
-            .map_err(|e| Error::io(&self.inner.artifacts, e))
+            .put
+            .commit_with(&mut |hash| lease.hold_blob(hash).map_err(std::io::Error::other))
+            .map_err(|e| Error::io(self.blobs_location(), e))
     }
 
     /// SQLite's side of [`MetadataStore::commit_lease`].
@@ -430,14 +429,9 @@ impl Store {
                 ])
                 .map_err(|e| self.db_error(e))?;
                 // The blob is in place (invariant 1): remember its stat for stat-only hits.
-                let path = self.blob_path(o.hash);
-                let meta = std::fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-                stat.execute(params![
-                    o.hash.to_hex(),
-                    meta.len() as i64,
-                    blob::mtime_ns(&meta)
-                ])
-                .map_err(|e| self.db_error(e))?;
+                let blob = self.blob_stat(o.hash)?;
+                stat.execute(params![o.hash.to_hex(), blob.size as i64, blob.modified_ns])
+                    .map_err(|e| self.db_error(e))?;
             }
         }
         // Invariant 2: the lease ends in the commit (if it is still ours: one taken over

@@ -31,7 +31,7 @@ use super::liveness::{self, Liveness, TempOwner};
 use super::{Damage, ExecutionRow, Lookup, OutputRow, Store};
 use crate::error::Result;
 use crate::key::{Hash128, OutputDecl};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 use crate::time;
 
 /// Who holds the claim on a cache key: one step of one run, in one store handle of one

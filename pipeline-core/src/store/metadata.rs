@@ -219,7 +219,7 @@ pub trait MetadataStore: Send + Sync {
     ///
     /// [`Error::UnknownArtifact`](crate::Error::UnknownArtifact) when no artifact has this
     /// hash, or the backend's error.
-    fn lineage(&self, content_hash: &str) -> Result<Lineage>;
+    fn lineage(&self, content_hash: Hash128) -> Result<Lineage>;
 }
 
 impl Store {
@@ -324,7 +324,7 @@ impl MetadataStore for Store {
         Store::execution(self, id)
     }
 
-    fn lineage(&self, content_hash: &str) -> Result<Lineage> {
+    fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
         Store::lineage(self, content_hash)
     }
 }

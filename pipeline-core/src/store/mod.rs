@@ -27,9 +27,12 @@
 //!    live lease holds them, and no run that was running when they lost their last
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
 //!    top, not what makes gc safe.
+//!
+//! The blobs go through an [`ArtifactStore`](artifacts::ArtifactStore): the folder above by
+//! default, any other backend through [`StoreOptions::artifacts`].
 
+pub mod artifacts;
 mod blob;
-pub(crate) use blob::mtime_ns;
 pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
@@ -42,13 +45,16 @@ mod metadata;
 mod open;
 mod query;
 mod schema;
+mod stored;
 mod verify;
 
+pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use lease::{Begin, Holder};
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
+pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
 pub use query::{
@@ -56,8 +62,8 @@ pub use query::{
     StepComparison, StepRecord,
 };
 
-use std::fs::{self, File};
-use std::io::{BufReader, Read};
+use std::fs;
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -67,15 +73,15 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-pub(crate) use blob::BlobWriter;
+use artifacts::{ArtifactStore, BlobPut, LocalArtifacts};
 pub use blob::ContentHash;
 #[doc(hidden)]
 pub use blob::HashingWriter;
 
-use crate::cacher::{Bincode, Cacher, Json};
+use crate::cacher::Cacher;
 use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 /// Settings of a store handle. `content_hash` applies when the store is created; an
 /// existing store keeps the algorithm it was created with.
@@ -95,6 +101,12 @@ pub struct StoreOptions {
     /// with [`Error::ReadOnly`]. An existing store that this process cannot write opens
     /// this way even without it; see [`Store::open_with`].
     pub read_only: bool,
+    /// Where the bytes of artifacts go. Default (`None`): the folder `artifacts/` beside
+    /// the database ([`LocalArtifacts`]). Any [`ArtifactStore`] that passes
+    /// [`artifacts::contract::artifact_store`] may stand in, e.g.
+    /// [`ObjectArtifacts`](artifacts::ObjectArtifacts); the metadata stays in the store
+    /// directory. Every handle on one store must be given the same backend.
+    pub artifacts: Option<Arc<dyn ArtifactStore>>,
 }
 
 impl Default for StoreOptions {
@@ -104,6 +116,7 @@ impl Default for StoreOptions {
             lease_ttl: Duration::from_secs(10),
             content_hash: ContentHash::Xxh3,
             read_only: false,
+            artifacts: None,
         }
     }
 }
@@ -115,9 +128,6 @@ const CACHE_SIZE_KIB: i64 = -32 * 1024;
 /// WAL pages between automatic checkpoints (SQLite's default is 1000).
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
-/// Environment variable naming the store directory.
-pub const PIPELINE_HOME: &str = "PIPELINE_HOME";
-
 /// A handle to a store directory; cheap to clone and shareable between threads.
 #[derive(Clone)]
 pub struct Store {
@@ -126,7 +136,11 @@ pub struct Store {
 
 struct StoreInner {
     root: PathBuf,
+    /// `<root>/artifacts`: the local blob folder, and `tmp/` in it for temporary files and
+    /// the owners' lock files (whatever backend holds the blobs).
     artifacts: PathBuf,
+    /// Where the blobs are.
+    blobs: Arc<dyn ArtifactStore>,
     options: StoreOptions,
     /// Why this handle cannot write; `None` when it can.
     read_only: Option<ReadOnlyCause>,
@@ -438,7 +452,7 @@ impl Store {
             }
         }
         if let Some(recorded) = setting_of(&conn, "content_hash").map_err(db_err)? {
-            if ContentHash::parse(&recorded).is_none() {
+            if recorded.parse::<ContentHash>().is_err() {
                 return Err(not_a_store(&format!(
                     "it names blobs with `{recorded}`, which this version does not know"
                 )));
@@ -467,10 +481,18 @@ impl Store {
             let tmp = artifacts.join("tmp");
             Some(liveness::OwnerLock::acquire(&tmp).map_err(|e| Error::io(tmp, e))?)
         };
+        let blobs = match &options.artifacts {
+            Some(blobs) => Arc::clone(blobs),
+            None => Arc::new(LocalArtifacts::new(
+                &artifacts,
+                owner.as_ref().map_or("", |o| o.token()),
+            )),
+        };
         let mut store = Store {
             inner: Arc::new(StoreInner {
                 root,
                 artifacts,
+                blobs,
                 content_hash: options.content_hash,
                 options,
                 read_only,
@@ -485,9 +507,9 @@ impl Store {
             store.migrate()?;
         }
         let recorded = store.setting("content_hash")?;
-        let kind = match recorded.as_deref().map(ContentHash::parse) {
-            Some(Some(kind)) => kind,
-            Some(None) => {
+        let kind = match recorded.as_deref().map(str::parse::<ContentHash>) {
+            Some(Ok(kind)) => kind,
+            Some(Err(_)) => {
                 return Err(Error::NotAStore {
                     path: store.inner.root.clone(),
                     reason: format!(
@@ -627,40 +649,53 @@ impl Store {
         map_db_error(&self.inner.root, e)
     }
 
-    /// Path of the blob with content hash `hash`.
+    /// Where the blob with content hash `hash` is: its path in the store's `artifacts/`
+    /// folder, or, with another [`artifacts`](StoreOptions::artifacts) backend, its
+    /// location there (a URL for remote ones).
     pub fn blob_path(&self, hash: Hash128) -> PathBuf {
-        blob::blob_path(&self.inner.artifacts, hash)
+        self.inner.blobs.location(hash)
+    }
+
+    /// The backend holding this store's blobs.
+    pub fn artifact_store(&self) -> &Arc<dyn ArtifactStore> {
+        &self.inner.blobs
+    }
+
+    /// The location of the blob backend, for I/O errors that concern no single blob.
+    pub(crate) fn blobs_location(&self) -> PathBuf {
+        self.blob_path(Hash128(0))
+            .parent()
+            .and_then(|p| p.parent())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| self.inner.artifacts.clone())
     }
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
         self.check_writable("write artifacts")?;
-        BlobWriter::create(
-            &self.inner.artifacts,
-            self.inner.content_hash,
-            self.owner_token(),
-        )
-        .map_err(|e| Error::io(&self.inner.artifacts, e))
+        let put = self
+            .inner
+            .blobs
+            .put(self.inner.content_hash)
+            .map_err(|e| Error::io(self.blobs_location(), e))?;
+        Ok(BlobWriter { put })
     }
 
-    /// Finishes a blob: sync, rename into place, and return (hash, size).
+    /// Finishes a blob: in place and durable under its hash; returns (hash, size).
     pub(crate) fn finish_blob(&self, writer: BlobWriter) -> Result<(Hash128, u64)> {
         writer
-            .finish(&self.inner.artifacts)
-            .map_err(|e| Error::io(&self.inner.artifacts, e))
+            .put
+            .commit()
+            .map_err(|e| Error::io(self.blobs_location(), e))
     }
 
     /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
     pub(crate) fn write_sidecar(&self, hash: Hash128, sidecar: &Sidecar<'_>) -> Result<()> {
         let doc = sidecar.to_json(hash);
-        let path = sidecar_path(&self.blob_path(hash));
-        // Unique per writer: steps running at once may write identical outputs (same hash).
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
         let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        fs::write(&tmp, text)
-            .and_then(|_| fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(&path, e))
+        self.inner
+            .blobs
+            .put_sidecar(hash, &text)
+            .map_err(|e| Error::io(sidecar_path(&self.blob_path(hash)), e))
     }
 
     /// Reads blob `hash` through `decode`, verifying the content hash of every byte.
@@ -671,9 +706,9 @@ impl Store {
         decode: impl FnOnce(&mut dyn Read) -> Result<V, BoxError>,
     ) -> Result<V> {
         let path = self.blob_path(hash);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let input = match self.inner.blobs.open(hash) {
+            Ok(Some(input)) => input,
+            Ok(None) => {
                 return Err(Error::BlobMissing {
                     hash: hash.to_hex(),
                     path,
@@ -682,10 +717,7 @@ impl Store {
             Err(e) => return Err(Error::io(path, e)),
         };
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        let mut reader = blob::HashingReader::new(
-            BufReader::with_capacity(1 << 20, file),
-            self.inner.content_hash,
-        );
+        let mut reader = blob::HashingReader::new(input, self.inner.content_hash);
         let decoded = decode(&mut reader);
         let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
         self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
@@ -838,14 +870,23 @@ impl Store {
         // compares), for gc's `min_blob_age`. What protects a hit until its cached row
         // commits is gc's rule for running runs (`gc.rs`), not this.
         if self.inner.read_only.is_none() {
-            let now = std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now());
             for hash in stale {
-                if let Ok(f) = File::options().write(true).open(self.blob_path(hash)) {
-                    let _ = f.set_times(now);
-                }
+                let _ = self.inner.blobs.touch(hash);
             }
         }
         Ok(Lookup::Hit { execution, outputs })
+    }
+
+    /// Size and times of blob `hash`, which must exist ([`Error::BlobMissing`] otherwise).
+    pub(crate) fn blob_stat(&self, hash: Hash128) -> Result<artifacts::BlobStat> {
+        match self.inner.blobs.stat(hash) {
+            Ok(Some(stat)) => Ok(stat),
+            Ok(None) => Err(Error::BlobMissing {
+                hash: hash.to_hex(),
+                path: self.blob_path(hash),
+            }),
+            Err(e) => Err(Error::io(self.blob_path(hash), e)),
+        }
     }
 
     /// Checks a blob by `stat`; re-hashes it only when its size or mtime changed.
@@ -856,29 +897,28 @@ impl Store {
         size: Option<i64>,
         mtime: Option<i64>,
     ) -> Result<BlobState> {
-        let path = self.blob_path(hash);
-        let meta = match fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
-            Err(e) => return Err(Error::io(path, e)),
+        let stat = match self.inner.blobs.stat(hash) {
+            Ok(Some(stat)) => stat,
+            Ok(None) => return Ok(BlobState::Missing),
+            Err(e) => return Err(Error::io(self.blob_path(hash), e)),
         };
-        let mtime_now = blob::mtime_ns(&meta);
-        let stale_use = meta
-            .accessed()
-            .ok()
+        let mtime_now = stat.modified_ns;
+        let stale_use = stat
+            .last_used
             .and_then(|a| std::time::SystemTime::now().duration_since(a).ok())
             .is_none_or(|age| age > USE_REFRESH);
-        if size == Some(meta.len() as i64) && mtime == Some(mtime_now) {
+        if size == Some(stat.size as i64) && mtime == Some(mtime_now) {
             return Ok(BlobState::Ok { stale_use });
         }
         self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
         self.inner
             .bytes_read
-            .fetch_add(meta.len(), Ordering::Relaxed);
-        let (actual, len) = match blob::hash_file(&path, self.inner.content_hash) {
-            Ok(h) => h,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BlobState::Missing),
-            Err(e) => return Err(Error::io(path, e)),
+            .fetch_add(stat.size, Ordering::Relaxed);
+        let hashed = artifacts::hash_blob(self.inner.blobs.as_ref(), hash, self.inner.content_hash);
+        let (actual, len) = match hashed {
+            Ok(Some(h)) => h,
+            Ok(None) => return Ok(BlobState::Missing),
+            Err(e) => return Err(Error::io(self.blob_path(hash), e)),
         };
         if actual != hash {
             return Ok(BlobState::Corrupt);
@@ -1013,14 +1053,9 @@ impl Store {
                     .map_err(|e| self.db_error(e))?;
                     if row.status == StepStatus::Executed {
                         // Remember the stat of the blob just written, for stat-only hits.
-                        let path = self.blob_path(o.hash);
-                        let meta = fs::metadata(&path).map_err(|e| Error::io(&path, e))?;
-                        blob.execute(params![
-                            o.hash.to_hex(),
-                            meta.len() as i64,
-                            blob::mtime_ns(&meta)
-                        ])
-                        .map_err(|e| self.db_error(e))?;
+                        let stat = self.blob_stat(o.hash)?;
+                        blob.execute(params![o.hash.to_hex(), stat.size as i64, stat.modified_ns])
+                            .map_err(|e| self.db_error(e))?;
                     }
                 }
                 if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
@@ -1042,67 +1077,33 @@ impl Store {
         Ok(ids)
     }
 
-    /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`.
+    /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`: the
+    /// shorthand for `store.artifact(run, step, output)?.load()` (see
+    /// [`StoredArtifact::load`]).
     ///
     /// Works for outputs stored by the built-in bincode and JSON cachers; use
     /// [`Store::load_with`] for other cachers.
     ///
     /// # Errors
     ///
-    /// [`Error::TypeMismatch`] when the artifact was stored as another type, or as a type of
-    /// the same name whose serde shape differs from `T`'s (the type was edited since: the
-    /// bytes would decode into the wrong fields, or not at all). [`Error::Undecodable`] when
-    /// the bytes do not decode as `T` (recorded, so the next run executes the step again).
+    /// - [`Error::UnknownRun`], [`Error::AmbiguousRun`] or [`Error::UnknownStep`] when
+    ///   `run`, `step` or `output` names nothing recorded;
+    /// - [`Error::TypeMismatch`] when the artifact was stored as another type, or as a type
+    ///   of the same name whose serde shape differs from `T`'s (the type was edited since);
+    /// - [`Error::Undecodable`] when the bytes do not decode as `T` (recorded, so the next
+    ///   run executes the step again);
+    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
+    /// - [`Error::Cacher`] when a cacher other than bincode or JSON stored it;
+    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
     pub fn load<T>(&self, run: &str, step: &str, output: &str) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let (record, artifact) = self.step_output(run, step, output)?;
-        let decl = record.components.outputs.iter().find(|o| o.name == output);
-        if let Some(decl) = decl.filter(|d| d.type_name == std::any::type_name::<T>()) {
-            let shape = crate::shape::shape_of::<T>();
-            let known = |s: &str| !s.is_empty() && s != crate::shape::UNTRACED;
-            if known(&decl.shape) && known(shape.fingerprint()) && decl.shape != shape.fingerprint()
-            {
-                let short = |s: &str| s.get(..8).unwrap_or(s).to_string();
-                return Err(Error::TypeMismatch {
-                    artifact: format!("`{output}` of step `{step}` ({})", artifact.content_hash),
-                    stored: format!("{} (serde shape {})", decl.type_name, short(&decl.shape)),
-                    requested: format!(
-                        "{} (serde shape {}, edited since)",
-                        decl.type_name,
-                        short(shape.fingerprint())
-                    ),
-                });
-            }
-        }
-        let loaded = match artifact.cacher.as_str() {
-            "bincode" => self.load_artifact(&artifact, &Bincode),
-            "json" => self.load_artifact(&artifact, &Json),
-            other => {
-                return Err(Error::Cacher {
-                    cacher: other.to_string(),
-                    action: "load",
-                    what: format!("output `{output}` of step `{step}`"),
-                    source: "not a built-in cacher; load it with Store::load_with(.., YourCacher)"
-                        .into(),
-                })
-            }
-        };
-        match loaded {
-            Err(Error::Cacher { cacher, source, .. }) => Err(self.undecodable(
-                record.reused_execution.unwrap_or(record.execution_id),
-                &record.name,
-                output,
-                &artifact.type_name,
-                &cacher,
-                source,
-            )),
-            other => other,
-        }
+        self.artifact(run, step, output)?.load()
     }
 
-    /// Loads an artifact by run, step and output name with an explicit cacher.
+    /// Loads an artifact by run, step and output name with an explicit cacher: the
+    /// shorthand for `store.artifact(run, step, output)?.load_with(cacher)`.
     ///
     /// # Errors
     ///
@@ -1119,49 +1120,36 @@ impl Store {
         output: &str,
         cacher: &C,
     ) -> Result<T> {
-        let artifact = self.artifact(run, step, output)?;
-        self.load_artifact(&artifact, cacher)
+        self.artifact(run, step, output)?.load_with(cacher)
     }
 
-    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`, with the
-    /// built-in cacher it was stored with.
+    /// Loads the artifact with content hash `hash` (32 hex digits) as `T`.
     ///
     /// # Errors
     ///
-    /// - [`Error::UnknownArtifact`] when no artifact has this hash;
-    /// - [`Error::Cacher`] when it was stored by a cacher other than `bincode` or `json`
-    ///   (load it with [`load_artifact`](Self::load_artifact) and that cacher);
-    /// - [`Error::TypeMismatch`] when `T` is not the type the step returned;
-    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
-    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
-    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
+    /// [`Error::UnknownArtifact`] when `hash` is not 32 hex digits or no artifact has it;
+    /// otherwise as [`StoredArtifact::load`].
+    #[deprecated(
+        note = "use `store.artifact_by_hash(hash)?.load()`, which takes a typed `Hash128`"
+    )]
     pub fn load_hash<T>(&self, hash: &str) -> Result<T>
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
-        let artifact = self.artifact_by_hash(hash)?;
-        match artifact.cacher.as_str() {
-            "bincode" => self.load_artifact(&artifact, &Bincode),
-            "json" => self.load_artifact(&artifact, &Json),
-            other => Err(Error::Cacher {
-                cacher: other.to_string(),
-                action: "load",
-                what: format!("artifact {hash}"),
-                source: "not a built-in cacher; load it with Store::load_artifact(.., &YourCacher)"
-                    .into(),
-            }),
-        }
+        let hash = hash
+            .parse::<Hash128>()
+            .map_err(|_| Error::UnknownArtifact(hash.to_string()))?;
+        self.artifact_by_hash(hash)?.load()
     }
 
     /// Loads a recorded artifact with `cacher`, checking its recorded type first.
     ///
     /// # Errors
     ///
-    /// - [`Error::TypeMismatch`] when `T` is not the recorded type;
-    /// - [`Error::UnknownArtifact`] when the record's content hash is not 32 hex digits;
-    /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
-    /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
-    /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
+    /// As [`StoredArtifact::load_with`].
+    #[deprecated(
+        note = "use `store.artifact(run, step, output)?.load_with(&cacher)` (or `artifact_by_hash`)"
+    )]
     pub fn load_artifact<T: 'static, C: Cacher<T>>(
         &self,
         artifact: &ArtifactRecord,
@@ -1175,9 +1163,9 @@ impl Store {
                 requested: requested.to_string(),
             });
         }
-        let hash = Hash128::from_hex(&artifact.content_hash)
-            .ok_or_else(|| Error::UnknownArtifact(artifact.content_hash.clone()))?;
-        self.read_blob(hash, cacher.id(), |input| cacher.load(input))
+        self.read_blob(artifact.content_hash, cacher.id(), |input| {
+            cacher.load(input)
+        })
     }
 
     /// Saves `value` with `cacher` as a blob outside any pipeline; returns its content hash.
@@ -1188,7 +1176,7 @@ impl Store {
     /// [`Error::Cacher`] when `cacher` cannot save the value (its error is the source; the
     /// partial bytes are discarded), [`Error::ReadOnly`] on a read-only handle, and
     /// [`Error::Io`] when the blob cannot be written.
-    pub fn save_blob<T, C: Cacher<T>>(&self, value: &T, cacher: &C) -> Result<String> {
+    pub fn save_blob<T, C: Cacher<T>>(&self, value: &T, cacher: &C) -> Result<Hash128> {
         let mut writer = self.blob_writer()?;
         if let Err(e) = cacher.save(value, &mut writer) {
             writer.abandon();
@@ -1200,20 +1188,49 @@ impl Store {
             });
         }
         let (hash, _) = self.finish_blob(writer)?;
-        Ok(hash.to_hex())
+        Ok(hash)
     }
 
-    /// Reads blob `hash` (32 hex digits) with `cacher`, verifying its content hash.
+    /// Reads blob `hash` with `cacher`, verifying its content hash: for blobs written by
+    /// [`save_blob`](Self::save_blob), which no execution records (a recorded artifact is
+    /// loaded through [`artifact_by_hash`](Self::artifact_by_hash), which checks its type).
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownArtifact`] when `hash` is not 32 hex digits; otherwise
     /// - [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the bytes are gone or damaged;
     /// - [`Error::Cacher`] when the cacher cannot read them (its error is the source);
     /// - [`Error::Io`] or [`Error::Database`] when the store cannot be read.
-    pub fn load_blob<T, C: Cacher<T>>(&self, hash: &str, cacher: &C) -> Result<T> {
-        let h = Hash128::from_hex(hash).ok_or_else(|| Error::UnknownArtifact(hash.to_string()))?;
-        self.read_blob(h, cacher.id(), |input| cacher.load(input))
+    pub fn load_blob<T, C: Cacher<T>>(&self, hash: Hash128, cacher: &C) -> Result<T> {
+        self.read_blob(hash, cacher.id(), |input| cacher.load(input))
+    }
+}
+
+/// A blob being written through the store's artifact backend: bytes go in through
+/// [`Write`], hashed on the way; [`Store::finish_blob`] puts it in place.
+pub(crate) struct BlobWriter {
+    put: Box<dyn BlobPut>,
+}
+
+impl BlobWriter {
+    /// Discards the bytes after a failed save: nothing appears under any hash.
+    pub(crate) fn abandon(self) {
+        drop(self); // the backend's put aborts on drop
+    }
+}
+
+impl Write for BlobWriter {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.put.write(buf)
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.put.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.put.flush()
     }
 }
 
@@ -1230,14 +1247,6 @@ enum BlobState {
 /// is run again and again is not written to on every hit (gc's `min_blob_age` counts it as
 /// a use).
 const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// `$PIPELINE_HOME` if set and non-empty, else `./.pipeline`.
-pub fn default_path() -> PathBuf {
-    match std::env::var_os(PIPELINE_HOME) {
-        Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(".pipeline"),
-    }
-}
 
 /// A value from the settings table, `None` where the table does not exist yet.
 fn setting_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {

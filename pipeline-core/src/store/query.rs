@@ -7,46 +7,11 @@ use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
 use super::earlier::Candidate;
-use super::{Call, Candidates, Store};
+use super::{Call, Candidates, Store, StoredArtifact};
 use crate::error::{Error, Result, UnknownValue};
-use crate::key::{InputComponent, KeyComponents};
-use crate::run::StepStatus;
-
-/// State of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunStatus {
-    /// Still running, or the process died during the run.
-    Running,
-    /// Every step executed or was cached.
-    Completed,
-    /// At least one step failed.
-    Failed,
-}
-
-impl RunStatus {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Running => "running",
-            RunStatus::Completed => "completed",
-            RunStatus::Failed => "failed",
-        }
-    }
-
-    /// Reads a stored status; a text this version does not know is an error, never a
-    /// default.
-    fn parse(s: &str) -> Result<RunStatus, UnknownValue> {
-        match s {
-            "running" => Ok(RunStatus::Running),
-            "completed" => Ok(RunStatus::Completed),
-            "failed" => Ok(RunStatus::Failed),
-            other => Err(UnknownValue {
-                what: "run status",
-                value: other.to_string(),
-            }),
-        }
-    }
-}
+use crate::key::{Hash128, InputComponent, KeyComponents};
+pub use crate::status::RunStatus;
+use crate::status::{Reason, StepStatus};
 
 /// A run as recorded in the store.
 #[derive(Debug, Clone, Serialize)]
@@ -78,8 +43,8 @@ pub struct RunRecord {
 pub struct ArtifactRecord {
     /// Output name.
     pub name: String,
-    /// xxh3-128 of the bytes (hex).
-    pub content_hash: String,
+    /// Hash of the bytes (the store's [`ContentHash`](crate::ContentHash) algorithm).
+    pub content_hash: Hash128,
     /// Size of the bytes.
     pub size: u64,
     /// Rust type name of the value.
@@ -98,7 +63,7 @@ pub struct InputRecord {
     /// Argument name.
     pub name: String,
     /// Content hash of the consumed artifact; `None` for a parameter.
-    pub content_hash: Option<String>,
+    pub content_hash: Option<Hash128>,
     /// Execution that produced the artifact (the reused one for a cached producer).
     pub producer_execution: Option<i64>,
 }
@@ -114,8 +79,8 @@ pub struct StepRecord {
     pub step: String,
     /// Status.
     pub status: StepStatus,
-    /// Cache key (hex); `None` for skipped steps.
-    pub cache_key: Option<String>,
+    /// Cache key; `None` for skipped steps.
+    pub cache_key: Option<Hash128>,
     /// Code signature (hex).
     pub code_signature: String,
     /// Start, in microseconds since the Unix epoch.
@@ -314,16 +279,30 @@ impl Store {
         Ok(record)
     }
 
-    /// Output `output` of step `step` in run `run`.
+    /// Output `output` of step `step` in run `run` (an id or a name): its record, and
+    /// [`load`](StoredArtifact::load) / [`load_with`](StoredArtifact::load_with) to read it.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several;
     /// [`Error::UnknownStep`] when the run has no such step or output; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
-    pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<ArtifactRecord> {
-        self.step_output(run, step, output)
-            .map(|(_, artifact)| artifact)
+    pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<StoredArtifact> {
+        let (record, artifact) = self.step_output(run, step, output)?;
+        let shape = record
+            .components
+            .outputs
+            .iter()
+            .find(|o| o.name == output)
+            .map(|o| o.shape.clone())
+            .unwrap_or_default();
+        Ok(StoredArtifact {
+            store: self.clone(),
+            record: artifact,
+            execution: record.reused_execution.unwrap_or(record.execution_id),
+            step: record.name,
+            shape,
+        })
     }
 
     /// The step record and the output record of output `output` of step `step` in `run`.
@@ -355,21 +334,56 @@ impl Store {
         Ok((step_record, artifact))
     }
 
-    /// The newest artifact record with this content hash.
+    /// The newest recorded artifact with this content hash: its record, and
+    /// [`load`](StoredArtifact::load) / [`load_with`](StoredArtifact::load_with) to read it.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownArtifact`] when no artifact has this hash; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
-    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
-    pub fn artifact_by_hash(&self, hash: &str) -> Result<ArtifactRecord> {
+    /// [`Error::UnknownStoredValue`] when its execution's key components are in a format
+    /// this version does not know.
+    pub fn artifact_by_hash(&self, hash: Hash128) -> Result<StoredArtifact> {
         let conn = self.db();
-        conn.prepare_cached(
-            "SELECT name, content_hash, size, type_name, cacher, cacher_version, metadata \
-             FROM artifacts WHERE content_hash = ?1 ORDER BY id DESC LIMIT 1",
-        )
-        .and_then(|mut s| s.query_row([hash], artifact_from_row).optional())
-        .map_err(|e| self.db_error(e))?
-        .ok_or_else(|| Error::UnknownArtifact(hash.to_string()))
+        let found = conn
+            .prepare_cached(
+                "SELECT a.name, a.content_hash, a.size, a.type_name, a.cacher, a.cacher_version, \
+                 a.metadata, a.execution_id, e.name, e.components \
+                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+                 WHERE a.content_hash = ?1 ORDER BY a.id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([hash.to_hex()], |r| {
+                    let components: String = r.get(9)?;
+                    let components: KeyComponents =
+                        serde_json::from_str(&components).map_err(|_| {
+                            UnknownValue::new("key components", &components).in_column(9)
+                        })?;
+                    Ok((
+                        artifact_from_row(r)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, String>(8)?,
+                        components,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.db_error(e))?;
+        drop(conn);
+        let (record, execution, step, components) =
+            found.ok_or_else(|| Error::UnknownArtifact(hash.to_hex()))?;
+        let shape = components
+            .outputs
+            .iter()
+            .find(|o| o.name == record.name)
+            .map(|o| o.shape.clone())
+            .unwrap_or_default();
+        Ok(StoredArtifact {
+            store: self.clone(),
+            record,
+            step,
+            execution,
+            shape,
+        })
     }
 }
 
@@ -381,7 +395,7 @@ fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
         id: r.get(0)?,
         pipeline: r.get(1)?,
         name: r.get(2)?,
-        status: RunStatus::parse(&status).map_err(|e| e.in_column(3))?,
+        status: status.parse::<RunStatus>().map_err(|e| e.in_column(3))?,
         started_at_us: r.get(4)?,
         duration: duration.and_then(|d| Duration::try_from_secs_f64(d).ok()),
         executed: count(6)?,
@@ -416,7 +430,7 @@ fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
         execution_id: r.get(0)?,
         name: r.get(1)?,
         step: r.get(2)?,
-        status: StepStatus::parse(&status).map_err(|e| e.in_column(3))?,
+        status: status.parse::<StepStatus>().map_err(|e| e.in_column(3))?,
         cache_key: r.get(4)?,
         code_signature: r.get(5)?,
         started_at_us: r.get(6)?,
@@ -463,7 +477,7 @@ pub struct ExecutionRef {
 #[derive(Debug, Clone, Serialize)]
 pub struct Lineage {
     /// The artifact's content hash.
-    pub content_hash: String,
+    pub content_hash: Hash128,
     /// Executions that wrote these bytes (cached reuses are not listed here).
     pub producers: Vec<ExecutionRef>,
     /// Executions that reused these bytes from the cache.
@@ -489,7 +503,7 @@ pub struct StepComparison {
     /// Whether the cache keys are equal.
     pub same_key: bool,
     /// What differs, from the first run to the second (empty when the keys are equal).
-    pub changes: Vec<crate::run::Reason>,
+    pub changes: Vec<Reason>,
 }
 
 /// Per-step comparison of two runs.
@@ -517,19 +531,20 @@ impl Store {
     ///
     /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
-    pub fn lineage(&self, content_hash: &str) -> Result<Lineage> {
+    pub fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
+        let hex = content_hash.to_hex();
         let conn = self.db();
         let refs = |sql: &str| -> Result<Vec<ExecutionRef>> {
             let mut stmt = conn.prepare_cached(sql).map_err(|e| self.db_error(e))?;
             let rows = stmt
-                .query_map([content_hash], |r| {
+                .query_map([&hex], |r| {
                     let status: String = r.get(4)?;
                     Ok(ExecutionRef {
                         execution_id: r.get(0)?,
                         run_id: r.get(1)?,
                         run_name: r.get(2)?,
                         step: r.get(3)?,
-                        status: StepStatus::parse(&status).map_err(|e| e.in_column(4))?,
+                        status: status.parse::<StepStatus>().map_err(|e| e.in_column(4))?,
                     })
                 })
                 .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
@@ -548,10 +563,10 @@ impl Store {
         )?;
         drop(conn);
         if producers.is_empty() && reused_by.is_empty() && consumers.is_empty() {
-            return Err(Error::UnknownArtifact(content_hash.to_string()));
+            return Err(Error::UnknownArtifact(hex));
         }
         Ok(Lineage {
-            content_hash: content_hash.to_string(),
+            content_hash,
             producers,
             reused_by,
             consumers,
@@ -627,11 +642,9 @@ impl Store {
             let same_key =
                 sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
             let changes = match sa {
-                Some(sa) if !same_key => {
-                    crate::run::Reason::differences(&sa.components, &sb.components)
-                }
+                Some(sa) if !same_key => Reason::differences(&sa.components, &sb.components),
                 Some(_) => Vec::new(),
-                None => vec![crate::run::Reason::FirstExecution],
+                None => vec![Reason::FirstExecution],
             };
             steps.push(StepComparison {
                 name: sb.name.clone(),
@@ -660,5 +673,15 @@ impl Store {
             run_b,
             steps,
         })
+    }
+}
+
+/// A hash column: TEXT of 32 hex digits. Anything else in it is damage, reported as the
+/// column's conversion error, never read as some other hash.
+impl rusqlite::types::FromSql for Hash128 {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        text.parse()
+            .map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
     }
 }

@@ -294,12 +294,12 @@ fn blake3_stores_name_blobs_by_blake3_and_remember_it() {
     let mut bytes = Vec::new();
     crate::Cacher::<String>::save(&crate::Json, &"hello".to_string(), &mut bytes).unwrap();
     let expected = &blake3::hash(&bytes).to_hex()[..32];
-    assert_eq!(hash, expected);
+    assert_eq!(hash.to_string(), expected);
     drop(store);
     // Reopened with default options, the store keeps its algorithm.
     let store = Store::open(&path).unwrap();
     assert_eq!(store.content_hash_algorithm(), ContentHash::Blake3);
-    let back: String = store.load_blob(&hash, &crate::Json).unwrap();
+    let back: String = store.load_blob(hash, &crate::Json).unwrap();
     assert_eq!(back, "hello");
 }
 
@@ -307,10 +307,8 @@ fn blake3_stores_name_blobs_by_blake3_and_remember_it() {
 fn verify_reports_each_kind_of_damage() {
     let (_dir, path) = fresh();
     let store = Store::open(&path).unwrap();
-    let h1 =
-        Hash128::from_hex(&store.save_blob(&vec![1u8, 2, 3], &crate::Bincode).unwrap()).unwrap();
-    let h2 =
-        Hash128::from_hex(&store.save_blob(&vec![4u8, 5, 6], &crate::Bincode).unwrap()).unwrap();
+    let h1 = store.save_blob(&vec![1u8, 2, 3], &crate::Bincode).unwrap();
+    let h2 = store.save_blob(&vec![4u8, 5, 6], &crate::Bincode).unwrap();
     let components = KeyComponents {
         format: 1,
         step: "s".into(),
@@ -753,4 +751,14 @@ fn a_handle_beats_all_its_leases_at_once_and_its_guards_release_only_their_own()
         .collect::<rusqlite::Result<_>>()
         .unwrap();
     assert_eq!(holders, ["other-run"]);
+}
+
+#[test]
+fn hash_algorithm_names_round_trip_and_unknown_ones_are_errors() {
+    for kind in ContentHash::ALL {
+        assert_eq!(kind.to_string().parse::<ContentHash>(), Ok(kind));
+    }
+    assert_eq!(ContentHash::Blake3.to_string(), "blake3-128");
+    let err = "sha256".parse::<ContentHash>().unwrap_err();
+    assert_eq!((err.what(), err.value()), ("hash algorithm", "sha256"));
 }

@@ -1,13 +1,13 @@
 //! `Store::verify`: an integrity check that reads every referenced blob.
 
 use std::collections::HashMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
-use super::{blob, sidecar_path, Sidecar, Store};
+use super::artifacts::{self, ArtifactStore};
+use super::{sidecar_path, Sidecar, Store};
 use crate::error::{Error, Result};
 use crate::key::{Hash128, KeyComponents};
 
@@ -167,13 +167,16 @@ impl Store {
                 continue;
             };
             let path = self.blob_path(hash);
-            match blob::hash_file(&path, self.inner.content_hash) {
-                Ok((actual, bytes)) => {
+            let blobs = self.artifact_store().as_ref();
+            match artifacts::hash_blob(blobs, hash, self.inner.content_hash) {
+                Ok(Some((actual, bytes))) => {
                     report.blobs_checked += 1;
                     report.bytes_checked += bytes;
                     let ok = actual == hash;
                     if ok {
-                        report.problems.extend(check_sidecar(&path, &hex)?);
+                        report
+                            .problems
+                            .extend(check_sidecar(blobs, hash, &path, &hex)?);
                     } else {
                         report.problems.push(Problem::CorruptBlob {
                             hash: hex.clone(),
@@ -182,7 +185,7 @@ impl Store {
                     }
                     checked.insert(hex, ok);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Ok(None) => {
                     report.problems.push(Problem::MissingBlob {
                         hash: hex.clone(),
                         execution,
@@ -297,12 +300,17 @@ impl Store {
     }
 }
 
-/// The sidecar problem of intact blob `hex` at `blob`, if any.
-fn check_sidecar(blob: &Path, hex: &str) -> Result<Option<Problem>> {
+/// The sidecar problem of intact blob `hash` (`hex`) at `blob`, if any.
+fn check_sidecar(
+    blobs: &dyn ArtifactStore,
+    hash: Hash128,
+    blob: &Path,
+    hex: &str,
+) -> Result<Option<Problem>> {
     let path = sidecar_path(blob);
-    let text = match fs::read(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+    let text = match blobs.get_sidecar(hash) {
+        Ok(Some(text)) => text,
+        Ok(None) => {
             return Ok(Some(Problem::MissingSidecar {
                 hash: hex.to_string(),
                 path,

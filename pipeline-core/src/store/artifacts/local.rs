@@ -1,0 +1,258 @@
+//! The local folder: `artifacts/ab/ab12...` beside the database, with a JSON sidecar
+//! `ab12....json` beside each blob.
+//!
+//! Bytes are hashed while they are written to a temporary file in `artifacts/tmp/`, which is
+//! synced and renamed into place, and the directory is synced after the rename; the metadata
+//! commit comes after, so a completed execution never points at a half-written blob. A
+//! temporary file is named after the writing handle's owner token, so the file of a process
+//! that died is recognised and removed.
+//!
+//! Nothing is created until something is written: a store on read-only media opens and
+//! reads through this backend without writing.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use super::{ArtifactStore, BlobPut, BlobStat, ListedBlob};
+use crate::key::Hash128;
+use crate::local_fs::mtime_ns;
+use crate::store::blob::{blob_path, HashingWriter};
+use crate::store::{sidecar_path, ContentHash};
+
+/// Blobs in a folder: `<dir>/ab/ab12...`, temporary files in `<dir>/tmp/`.
+#[derive(Debug, Clone)]
+pub struct LocalArtifacts {
+    dir: PathBuf,
+    owner: String,
+}
+
+impl LocalArtifacts {
+    /// Blobs in folder `dir` (created on the first write). `owner` prefixes the names of
+    /// temporary files, so that those of a process that died can be told and removed (the
+    /// store passes its owner token; any name without `/` will do).
+    pub fn new(dir: impl Into<PathBuf>, owner: impl Into<String>) -> Self {
+        LocalArtifacts {
+            dir: dir.into(),
+            owner: owner.into(),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Size and times of a blob file.
+fn stat_of(meta: &fs::Metadata) -> BlobStat {
+    // Age since the last write or use (a use sets the access time).
+    let last_used = match (meta.modified(), meta.accessed()) {
+        (Ok(m), Ok(a)) => Some(m.max(a)),
+        (Ok(m), Err(_)) => Some(m),
+        _ => None,
+    };
+    BlobStat {
+        size: meta.len(),
+        modified_ns: mtime_ns(meta),
+        last_used,
+    }
+}
+
+/// `Ok(None)` for a missing file, the error otherwise.
+fn absent<T>(e: io::Error) -> io::Result<Option<T>> {
+    if e.kind() == io::ErrorKind::NotFound {
+        Ok(None)
+    } else {
+        Err(e)
+    }
+}
+
+impl ArtifactStore for LocalArtifacts {
+    fn put(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
+        Ok(Box::new(LocalPut::create(&self.dir, kind, &self.owner)?))
+    }
+
+    fn open(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>> {
+        match File::open(blob_path(&self.dir, hash)) {
+            Ok(f) => Ok(Some(Box::new(io::BufReader::with_capacity(1 << 20, f)))),
+            Err(e) => absent(e),
+        }
+    }
+
+    fn stat(&self, hash: Hash128) -> io::Result<Option<BlobStat>> {
+        match fs::metadata(blob_path(&self.dir, hash)) {
+            Ok(meta) => Ok(Some(stat_of(&meta))),
+            Err(e) => absent(e),
+        }
+    }
+
+    fn delete(&self, hash: Hash128) -> io::Result<bool> {
+        let path = blob_path(&self.dir, hash);
+        match fs::remove_file(&path) {
+            Ok(()) => {
+                let _ = fs::remove_file(sidecar_path(&path));
+                Ok(true)
+            }
+            Err(e) => absent(e).map(|_: Option<()>| false),
+        }
+    }
+
+    fn list(&self) -> io::Result<Vec<ListedBlob>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for fanout in entries {
+            let fanout = fanout?;
+            if fanout.file_name() == "tmp" || !fanout.file_type()?.is_dir() {
+                continue;
+            }
+            for blob in fs::read_dir(fanout.path())? {
+                let blob = blob?;
+                let name = blob.file_name().to_string_lossy().into_owned();
+                let Some(hash) = Hash128::from_hex(&name) else {
+                    continue; // sidecars and strangers
+                };
+                // Gone since the listing (another gc): not a blob any more.
+                let Ok(meta) = blob.metadata() else { continue };
+                out.push(ListedBlob {
+                    hash,
+                    stat: stat_of(&meta),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn touch(&self, hash: Hash128) -> io::Result<()> {
+        // The access time only: the modification time is what the stat check compares.
+        let now = fs::FileTimes::new().set_accessed(SystemTime::now());
+        File::options()
+            .write(true)
+            .open(blob_path(&self.dir, hash))?
+            .set_times(now)
+    }
+
+    fn put_sidecar(&self, hash: Hash128, doc: &[u8]) -> io::Result<()> {
+        let path = sidecar_path(&blob_path(&self.dir, hash));
+        // Unique per writer: steps running at once may write identical outputs (same hash).
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_extension(format!("json.{}-{n}.tmp", std::process::id()));
+        fs::write(&tmp, doc).and_then(|_| fs::rename(&tmp, &path))
+    }
+
+    fn get_sidecar(&self, hash: Hash128) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(sidecar_path(&blob_path(&self.dir, hash))) {
+            Ok(doc) => Ok(Some(doc)),
+            Err(e) => absent(e),
+        }
+    }
+
+    fn location(&self, hash: Hash128) -> PathBuf {
+        blob_path(&self.dir, hash)
+    }
+}
+
+impl BlobPut for LocalPut {
+    fn commit_with(
+        self: Box<Self>,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)> {
+        (*self).finish(before_place)
+    }
+}
+
+/// Writes a blob: hashes and counts bytes on the way to a temporary file.
+struct LocalPut {
+    out: Option<HashingWriter<File>>,
+    tmp: PathBuf,
+    artifacts: PathBuf,
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl LocalPut {
+    /// A writer whose temporary file is named after `owner`, the writing handle's owner
+    /// token, so that the file of a process that died is recognised and removed.
+    fn create(artifacts: &Path, kind: ContentHash, owner: &str) -> io::Result<Self> {
+        let dir = artifacts.join("tmp");
+        fs::create_dir_all(&dir)?;
+        let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{owner}-{n}.tmp"));
+        let file = File::create(&tmp)?;
+        Ok(LocalPut {
+            out: Some(HashingWriter::with_hash(file, kind)),
+            tmp,
+            artifacts: artifacts.to_path_buf(),
+        })
+    }
+
+    /// Syncs the bytes, calls `before_place`, renames the file to its content address and
+    /// returns (hash, size).
+    fn finish(
+        mut self,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)> {
+        let Some(out) = self.out.take() else {
+            return Err(io::Error::other("blob writer already finished"));
+        };
+        let (file, hash, size) = out.finish()?;
+        file.sync_all()?;
+        drop(file);
+        before_place(hash)?;
+        let path = blob_path(&self.artifacts, hash);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir)?;
+        }
+        // Rename over any existing blob: same name means same bytes, unless the old file was
+        // damaged, in which case this repairs it.
+        fs::rename(&self.tmp, &path)?;
+        self.tmp = PathBuf::new(); // renamed: nothing for Drop to remove
+        if let Some(dir) = path.parent() {
+            // Make the rename durable before the metadata commit refers to it.
+            File::open(dir)?.sync_all()?;
+        }
+        Ok((hash, size))
+    }
+
+    fn out(&mut self) -> io::Result<&mut HashingWriter<File>> {
+        self.out
+            .as_mut()
+            .ok_or_else(|| io::Error::other("blob writer already finished"))
+    }
+}
+
+impl Drop for LocalPut {
+    /// A writer dropped before `finish` (a failing or panicking cacher) leaves no file.
+    fn drop(&mut self) {
+        drop(self.out.take());
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl Write for LocalPut {
+    #[inline]
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out()?.write(buf)
+    }
+
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.out()?.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.out.as_mut() {
+            Some(out) => out.flush(),
+            None => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Artifact bytes: where a store keeps its blobs, behind one trait.
+//!
+//! A [`Store`](super::Store) keeps its metadata (runs, executions, lineage) in SQLite and
+//! the bytes of its artifacts in an [`ArtifactStore`]: by default the folder beside the
+//! database ([`LocalArtifacts`], `artifacts/ab/ab12...`), or any other implementation given
+//! in [`StoreOptions::artifacts`](super::StoreOptions::artifacts), such as
+//! [`ObjectArtifacts`] on the `object_store` crate.
+//!
+//! # The contract
+//!
+//! Blobs are content-addressed: a blob's name is the hash of its bytes, so a name is written
+//! once with one content and a duplicate write is harmless.
+//!
+//! * [`put`](ArtifactStore::put) streams bytes in and hashes them on the way; only
+//!   [`commit`](BlobPut::commit) makes the blob visible, complete, under its hash, and it is
+//!   durable when `commit` returns (the store commits the metadata row that refers to it
+//!   right after). A put dropped before `commit` (a failing cacher, a panic, a killed
+//!   process) leaves nothing under any hash.
+//! * [`stat`](ArtifactStore::stat) answers without reading bytes: a cache hit checks its
+//!   blobs this way, comparing size and [`modified_ns`](BlobStat::modified_ns) with what the
+//!   store recorded when the blob was written, and re-hashes only when they differ. So
+//!   `modified_ns` must not change while the bytes do not (reading or
+//!   [`touch`](ArtifactStore::touch) leaves it alone).
+//! * [`open`](ArtifactStore::open) returns the bytes as stored; the store verifies their hash
+//!   while it reads ([`hash_blob`] does the same for a whole blob).
+//! * [`delete`](ArtifactStore::delete) and [`list`](ArtifactStore::list) serve garbage
+//!   collection and `verify`.
+//!
+//! [`contract::artifact_store`] checks all of this against any implementation; both built-in
+//! ones pass it in this crate's tests.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use super::blob::HashingReader;
+use super::ContentHash;
+use crate::key::Hash128;
+
+pub mod contract;
+mod local;
+#[cfg(feature = "object-store")]
+mod object;
+
+pub use local::LocalArtifacts;
+#[cfg(feature = "object-store")]
+pub use object::ObjectArtifacts;
+
+/// What a backend knows of a stored blob without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// When the bytes were last written, in nanoseconds since the Unix epoch (0 when the
+    /// backend cannot tell). Unchanged as long as the bytes are unchanged; a store compares
+    /// it with the value it recorded to decide whether a blob must be re-hashed.
+    pub modified_ns: i64,
+    /// When the blob was last written or marked used ([`ArtifactStore::touch`]), if known.
+    /// Garbage collection spares blobs used recently.
+    pub last_used: Option<SystemTime>,
+}
+
+/// One blob found by [`ArtifactStore::list`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedBlob {
+    /// The blob's name: the hash of its bytes.
+    pub hash: Hash128,
+    /// Its size and times.
+    pub stat: BlobStat,
+}
+
+/// Where a store keeps the bytes of its artifacts: a content-addressed blob store.
+///
+/// Object safe (`Arc<dyn ArtifactStore>`), shared between threads. Errors are
+/// [`io::Error`]s; a backend keeps its own error as the source (`io::Error::other(e)`), and
+/// a missing blob is `Ok(None)` or `Ok(false)`, never an error. See the [module
+/// documentation](self) for the contract and [`contract::artifact_store`] for its tests.
+pub trait ArtifactStore: Send + Sync + fmt::Debug {
+    /// Starts writing a blob whose bytes are hashed with `kind` as they stream in.
+    ///
+    /// # Errors
+    ///
+    /// When the backend cannot start a write (no space for a temporary file, no access).
+    fn put(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>>;
+
+    /// The bytes of blob `hash` as stored (not verified: the reader hashes them), or `None`
+    /// when there is no such blob.
+    ///
+    /// # Errors
+    ///
+    /// When the blob exists but cannot be read.
+    fn open(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>>;
+
+    /// Size and times of blob `hash` without reading it, or `None` when there is no such
+    /// blob.
+    ///
+    /// # Errors
+    ///
+    /// When the backend cannot be asked (permissions, an unreachable server).
+    fn stat(&self, hash: Hash128) -> io::Result<Option<BlobStat>>;
+
+    /// Removes blob `hash` and its sidecar; `false` when there was no such blob.
+    ///
+    /// # Errors
+    ///
+    /// When the blob exists but cannot be removed.
+    fn delete(&self, hash: Hash128) -> io::Result<bool>;
+
+    /// Every blob stored, in no particular order (sidecars and unfinished writes are not
+    /// blobs).
+    ///
+    /// # Errors
+    ///
+    /// When the backend cannot be listed.
+    fn list(&self) -> io::Result<Vec<ListedBlob>>;
+
+    /// Marks blob `hash` as used now (a cache hit relies on it), without changing its
+    /// [`modified_ns`](BlobStat::modified_ns). Best effort; backends that cannot record a
+    /// use keep the default, which does nothing.
+    ///
+    /// # Errors
+    ///
+    /// When the mark cannot be written; callers may ignore it.
+    fn touch(&self, _hash: Hash128) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Removes what writes that never finished left behind (a process killed between
+    /// uploading a temporary object and renaming it) when older than `older_than`, and
+    /// returns how many there were; with `dry_run`, only counts them. Garbage collection
+    /// calls it. The default does nothing: [`LocalArtifacts`]' temporary files are
+    /// removed by the store, which knows whether their writer is alive.
+    ///
+    /// # Errors
+    ///
+    /// When the leftovers cannot be listed or removed.
+    fn remove_stale_temporaries(
+        &self,
+        _older_than: std::time::Duration,
+        _dry_run: bool,
+    ) -> io::Result<usize> {
+        Ok(0)
+    }
+
+    /// Stores `doc` (a JSON document describing blob `hash`: type, cacher, producer) beside
+    /// the blob, replacing an earlier one, so the store can be browsed without this library.
+    ///
+    /// # Errors
+    ///
+    /// When it cannot be written.
+    fn put_sidecar(&self, hash: Hash128, doc: &[u8]) -> io::Result<()>;
+
+    /// The sidecar document of blob `hash`, `None` when it has none.
+    ///
+    /// # Errors
+    ///
+    /// When it exists but cannot be read.
+    fn get_sidecar(&self, hash: Hash128) -> io::Result<Option<Vec<u8>>>;
+
+    /// Where blob `hash` is (or would be), for messages and [`Artifact::path`]: a file path
+    /// for local backends, the object's URL (e.g. `s3://bucket/prefix/ab/ab12...`) for
+    /// others. Its sidecar is the same location with the extension `.json`.
+    ///
+    /// [`Artifact::path`]: crate::Artifact::path
+    fn location(&self, hash: Hash128) -> PathBuf;
+}
+
+/// A blob being written by [`ArtifactStore::put`]: bytes go in through [`Write`] and are
+/// hashed on the way.
+///
+/// Dropping it without [`commit`](BlobPut::commit) aborts the write: nothing becomes visible
+/// under any hash, and what was written so far is removed (best effort; a process that is
+/// killed may leave a temporary file or object behind, never a blob).
+pub trait BlobPut: Write + Send {
+    /// As [`commit`](BlobPut::commit), calling `before_place` with the content hash once
+    /// every byte is written and durable under a temporary name, and before the blob
+    /// appears under its hash (or an existing blob of that hash is kept). The metadata
+    /// store holds the blob for the writing lease there, so that gc, which deletes only
+    /// unheld blobs, spares it from the moment it is visible (`store/guard.rs`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`commit`](BlobPut::commit); an error of `before_place` aborts the put
+    /// (nothing new becomes visible) and is returned.
+    fn commit_with(
+        self: Box<Self>,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)>;
+
+    /// Finishes the write: the blob appears, complete and durable, under the hash of the
+    /// bytes written, which is returned with their count. If a blob of that hash exists
+    /// already, it is kept or replaced by identical bytes.
+    ///
+    /// # Errors
+    ///
+    /// When the last bytes cannot be written or the blob cannot be put in place; nothing
+    /// is visible under the hash then, unless it was there before.
+    fn commit(self: Box<Self>) -> io::Result<(Hash128, u64)> {
+        self.commit_with(&mut |_| Ok(()))
+    }
+}
+
+/// Hashes blob `hash` of `store` with `kind`, reading all of its bytes: `(actual hash, size)`,
+/// or `None` when the blob is missing. A blob is intact when the actual hash equals `hash`.
+///
+/// # Errors
+///
+/// When the blob exists but cannot be read to the end.
+pub fn hash_blob(
+    store: &dyn ArtifactStore,
+    hash: Hash128,
+    kind: ContentHash,
+) -> io::Result<Option<(Hash128, u64)>> {
+    let Some(reader) = store.open(hash)? else {
+        return Ok(None);
+    };
+    match HashingReader::new(reader, kind).finish() {
+        Ok(h) => Ok(Some(h)),
+        // Removed between `open` and the end of the read (garbage collection).
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
