@@ -235,7 +235,7 @@ fn gc_during_a_run_loses_nothing_the_run_needs() {
     let report = store
         .gc(&GcPolicy {
             keep_last: 0,
-            min_blob_age: GcPolicy::SAFE_MIN_BLOB_AGE,
+            min_blob_age: Duration::ZERO,
             ..GcPolicy::default()
         })
         .unwrap();
@@ -268,7 +268,7 @@ fn gc_keeps_recent_and_pinned_runs_and_fits_a_budget() {
     age_all_blobs(&store);
     let policy = GcPolicy {
         keep_last: 2,
-        min_blob_age: GcPolicy::SAFE_MIN_BLOB_AGE,
+        min_blob_age: Duration::ZERO,
         ..GcPolicy::default()
     };
 

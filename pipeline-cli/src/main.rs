@@ -56,7 +56,8 @@ enum Command {
     ///
     /// Keeps the newest --keep-last runs of each pipeline, pinned runs and running runs;
     /// with --max-size, also drops the oldest unpinned runs until the blobs of the kept
-    /// runs fit. Blob files younger than --min-age stay (a running step may own them).
+    /// runs fit. Blob files younger than --min-age stay. Safe beside running pipelines at
+    /// any --min-age: what they rely on is kept until they end.
     Gc(commands::gc::Args),
     /// Pin a run: garbage collection always keeps it.
     Pin(commands::pin::Args),

@@ -1,7 +1,6 @@
 //! The one error type of the runtime.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -152,13 +151,15 @@ pub enum Error {
         cause: ReadOnlyCause,
     },
 
-    /// A garbage-collection policy that could remove blobs a running pipeline still needs.
-    #[error("gc min blob age {} is below the safe minimum of {}: a younger unreferenced blob may belong to a step or cache hit that a running pipeline has not recorded yet; use a min blob age of at least {}", age(*.min_blob_age), age(*.safe_minimum), age(*.safe_minimum))]
-    UnsafeGcPolicy {
-        /// The age that was asked for.
-        min_blob_age: Duration,
-        /// The smallest age gc accepts ([`GcPolicy::SAFE_MIN_BLOB_AGE`](crate::GcPolicy::SAFE_MIN_BLOB_AGE)).
-        safe_minimum: Duration,
+    /// A lease token names a claim the store no longer holds as the token says: it was
+    /// committed, released, adopted by another process, or taken over after its holder
+    /// stopped beating (see [`Store::adopt_lease`](crate::Store::adopt_lease)).
+    #[error("the lease on cache key {key} held by {holder} is no longer held; claim the key again with a new run")]
+    LeaseLost {
+        /// The cache key (32 hex digits).
+        key: String,
+        /// Who the token says holds it.
+        holder: String,
     },
 
     /// A SQLite error other than a lock.
@@ -354,15 +355,5 @@ impl ReadOnlyCause {
                 "make it writable, or copy the store directory to writable storage and point PIPELINE_HOME there"
             }
         }
-    }
-}
-
-/// `0s`, `90s`, `2m`, `1.5s`: whole minutes as minutes, the rest in seconds.
-fn age(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if d.as_secs() >= 60 && d.as_secs().is_multiple_of(60) && d.subsec_nanos() == 0 {
-        format!("{}m", d.as_secs() / 60)
-    } else {
-        format!("{secs}s")
     }
 }

@@ -14,9 +14,9 @@ pub struct Args {
     /// Size budget for the kept runs' blobs, e.g. `500M`, `2GiB`, `1048576`.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     max_size: Option<u64>,
-    /// Leave unreferenced blob files younger than this, e.g. `10m`, `1h`; at least `2m`,
-    /// as younger blobs may belong to a pipeline running now.
-    #[arg(long, value_name = "AGE", default_value = "10m", value_parser = parse_min_age)]
+    /// Leave unreferenced blob files younger than this, e.g. `10m`, `1h`, `0s`. Any age is
+    /// safe beside running pipelines: what they rely on is kept until they end.
+    #[arg(long, value_name = "AGE", default_value = "10m", value_parser = parse_age)]
     min_age: std::time::Duration,
     /// Print what would be removed and how many bytes it frees, and remove nothing.
     #[arg(long)]
@@ -70,19 +70,4 @@ fn parse_age(s: &str) -> Result<std::time::Duration, String> {
         other => return Err(format!("unknown age unit `{other}` (use s, m, h or d)")),
     };
     std::time::Duration::try_from_secs_f64(value * secs).map_err(|e| e.to_string())
-}
-
-/// [`parse_age`], refusing ages below the safe minimum of `gc`.
-fn parse_min_age(s: &str) -> Result<std::time::Duration, String> {
-    let age = parse_age(s)?;
-    let minimum = pipeline::GcPolicy::SAFE_MIN_BLOB_AGE;
-    if age < minimum {
-        let minutes = minimum.as_secs() / 60;
-        return Err(format!(
-            "`{s}` is below the safe minimum of {minutes}m: a younger unreferenced blob may \
-             belong to a step or cache hit that a running pipeline has not recorded yet; \
-             use --min-age {minutes}m or more"
-        ));
-    }
-    Ok(age)
 }

@@ -48,8 +48,6 @@ pub(super) struct State<'a> {
     queued: VecDeque<Job>,
     /// Nodes whose key another run holds.
     waiting: Vec<Waiting>,
-    /// Whether the run has claimed a key, so needs its heartbeat.
-    claimed: bool,
     /// Cached and skipped rows waiting to be committed in one transaction.
     pending_rows: Vec<PendingRow>,
     /// Per node: its position among the graph's calls of the same step.
@@ -99,7 +97,6 @@ impl<'a> State<'a> {
             reports: (0..n).map(|_| None).collect(),
             queued: VecDeque::new(),
             waiting: Vec::new(),
-            claimed: false,
             pending_rows: Vec::new(),
             ordinals,
             running: 0,
@@ -128,8 +125,6 @@ impl<'a> State<'a> {
         let (tx, rx) = mpsc::channel::<Finished>();
         let mut fatal: Option<Error> = None;
         let mut poll = POLL_MIN;
-        // Dropped when the run ends, which stops the heartbeat.
-        let mut stop_beat: Option<mpsc::Sender<()>> = None;
         loop {
             while fatal.is_none() {
                 let Some(id) = self.schedule.next_ready() else {
@@ -171,9 +166,6 @@ impl<'a> State<'a> {
                 } else {
                     job
                 };
-                if self.claimed && stop_beat.is_none() {
-                    stop_beat = Some(self.ledger.start_heartbeat(scope));
-                }
                 self.spawn(scope, job, tx.clone());
             }
             if self.schedule.is_finished() {
@@ -220,7 +212,6 @@ impl<'a> State<'a> {
             self.running -= 1;
             self.finish(finished);
         }
-        drop(stop_beat);
         match fatal {
             Some(e) => Err(e),
             None => Ok(()),
@@ -319,6 +310,7 @@ impl<'a> State<'a> {
                 compared: None,
                 cached: false,
                 claimed: false,
+                lease: None,
                 span: None,
             });
             return Ok(());
@@ -369,6 +361,7 @@ impl<'a> State<'a> {
             compared,
             cached: true,
             claimed: false,
+            lease: None,
             span: None,
         });
         Ok(())
@@ -404,13 +397,13 @@ impl<'a> State<'a> {
                 self.reuse(id, job.key, &span, execution, reused, outputs, clock);
                 Ok(None)
             }
-            Claim::Claimed { redo } => {
+            Claim::Claimed { lease, redo } => {
                 if let Some(reason) = redo {
                     job.reason = reason;
                     job.compared = None;
                 }
                 job.claimed = true;
-                self.claimed = true;
+                job.lease = Some(lease);
                 Ok(Some(job))
             }
             Claim::Busy { holder } => {

@@ -1,14 +1,14 @@
 //! The narrow store-facing part of a run: everything the coordinator asks of the store,
 //! in the executor's terms. Looks keys up, claims them (`acquire`), checks the keys other
 //! runs hold, finds the earlier execution a miss is explained against, records the cached
-//! and skipped rows, binds outputs to the store, and keeps the run's claims alive (the
-//! heartbeat). It decides nothing about order: that is the coordinator's and the schedule's.
+//! and skipped rows, and binds outputs to the store (a claim is a `LeaseGuard`, which its
+//! store handle keeps alive). It decides nothing about order: that is the coordinator's and the schedule's.
 
 use std::collections::HashMap;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::warn;
 
 use super::step::{output_rows, Runner};
 use super::{Job, Produced};
@@ -17,7 +17,9 @@ use crate::error::Result;
 use crate::graph::{InputSource, Node, NodeId, OutputSpec};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::{Reason, StepStatus};
-use crate::store::{Acquire, Call, Candidates, Damage, ExecutionRow, InputRow, Lookup, Store};
+use crate::store::{
+    Begin, Call, Candidates, Damage, ExecutionRow, InputRow, LeaseGuard, Lookup, Store,
+};
 use crate::time;
 
 /// Who holds the claim on a key (another run, or another call of this run): the
@@ -50,9 +52,12 @@ pub(super) enum Claim {
         reused: i64,
         outputs: Vec<(Hash128, u64)>,
     },
-    /// The key is this run's to execute. `redo` says why a completed execution with the
-    /// key cannot be reused (a damaged output), if there was one.
-    Claimed { redo: Option<Reason> },
+    /// The key is this run's to execute under `lease`. `redo` says why a completed
+    /// execution with the key cannot be reused (a damaged output), if there was one.
+    Claimed {
+        lease: LeaseGuard,
+        redo: Option<Reason>,
+    },
     /// `holder` is computing the key right now.
     Busy { holder: Holder },
 }
@@ -88,7 +93,6 @@ impl<'a> Ledger<'a> {
         Runner {
             store: self.store,
             run_id: self.run_id,
-            run_name: self.run_name,
         }
     }
 
@@ -122,44 +126,46 @@ impl<'a> Ledger<'a> {
         );
         let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
         let ours = self.store.holder(self.run_id, self.run_name, &node.name);
-        Ok(match self.store.acquire(&row, &decls, &ours)? {
-            Acquire::Hit {
-                execution,
-                reused,
-                outputs,
-            } => Claim::Hit {
-                execution,
-                reused,
-                outputs,
+        Ok(
+            match self.store.begin_step_row(job.key, &row, &decls, &ours)? {
+                Begin::Hit {
+                    execution,
+                    reused,
+                    outputs,
+                } => Claim::Hit {
+                    execution,
+                    reused,
+                    outputs,
+                },
+                Begin::Claimed { lease, damaged } => {
+                    let redo = damaged.map(|damage| {
+                        let (output, what, reason) = match damage {
+                            Damage::Missing { output } => {
+                                (output.clone(), "missing", Reason::BlobMissing { output })
+                            }
+                            Damage::Corrupt { output } => {
+                                (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                            }
+                            Damage::Undecodable { output, type_name } => (
+                                output.clone(),
+                                "not decodable as the type the step returns",
+                                Reason::Undecodable { output, type_name },
+                            ),
+                        };
+                        warn!(
+                            target: "pipeline",
+                            "Cached output `{}` of `{}` is {}; executing the step again.",
+                            output,
+                            node.name,
+                            what
+                        );
+                        reason
+                    });
+                    Claim::Claimed { lease, redo }
+                }
+                Begin::Busy(holder) => Claim::Busy { holder },
             },
-            Acquire::Claimed { damaged } => {
-                let redo = damaged.map(|damage| {
-                    let (output, what, reason) = match damage {
-                        Damage::Missing { output } => {
-                            (output.clone(), "missing", Reason::BlobMissing { output })
-                        }
-                        Damage::Corrupt { output } => {
-                            (output.clone(), "corrupt", Reason::BlobCorrupt { output })
-                        }
-                        Damage::Undecodable { output, type_name } => (
-                            output.clone(),
-                            "not decodable as the type the step returns",
-                            Reason::Undecodable { output, type_name },
-                        ),
-                    };
-                    warn!(
-                        target: "pipeline",
-                        "Cached output `{}` of `{}` is {}; executing the step again.",
-                        output,
-                        node.name,
-                        what
-                    );
-                    reason
-                });
-                Claim::Claimed { redo }
-            }
-            Acquire::Busy { holder } => Claim::Busy { holder },
-        })
+        )
     }
 
     /// Per `(key, holder)` waited for, whether `holder` still holds `key`: one read for all.
@@ -242,32 +248,6 @@ impl<'a> Ledger<'a> {
             spec: Arc::clone(spec),
             execution: p.execution,
         }
-    }
-
-    /// Starts the run's heartbeat: every third of `lease_ttl`, one statement refreshes
-    /// every claim the run holds, so a claim stays alive until it commits or is released,
-    /// whether its step runs or still waits in the queue behind `max_parallelism`. Started
-    /// at the run's first claim (a fully cached run needs none); stops when the returned
-    /// sender is dropped.
-    pub(super) fn start_heartbeat<'s>(
-        &self,
-        scope: &'s std::thread::Scope<'s, '_>,
-    ) -> mpsc::Sender<()>
-    where
-        'a: 's,
-    {
-        let (stop, beat) = mpsc::channel::<()>();
-        let store = self.store;
-        let run_id = self.run_id;
-        let period = store.options().lease_ttl / 3;
-        scope.spawn(move || {
-            while let Err(mpsc::RecvTimeoutError::Timeout) = beat.recv_timeout(period) {
-                if let Err(e) = store.heartbeat_run(run_id) {
-                    debug!(target: "pipeline", "Could not refresh the run's claims: {e}");
-                }
-            }
-        });
-        stop
     }
 }
 

@@ -10,14 +10,14 @@
 //! renamed into place before the execution row commits) and report back.
 //!
 //! A key held elsewhere is not computed again (single-flight): the coordinator waits for it,
-//! off the workers, with one batched check of all such keys per poll (`check_waiting`). One
-//! heartbeat thread per run keeps every claim the run holds alive until it commits or is
-//! released.
+//! off the workers, with one batched check of all such keys per poll (`check_waiting`). A
+//! claim is a `LeaseGuard` (`store/guard.rs`): the store handle's heartbeat keeps it alive
+//! until its worker commits it, or it is released when dropped.
 //!
 //! The files: `schedule.rs` keeps ready / waiting / blocked nodes and the values kept for
 //! consumers, and never touches the store; `coordinator.rs` drives the run from the
 //! schedule and asks the store only through `ledger.rs`, the narrow store-facing part
-//! (lookups, claims, waits, recorded rows, the heartbeat); `step.rs` runs one step on a
+//! (lookups, claims, waits, recorded rows); `step.rs` runs one step on a
 //! worker. This file starts and ends the run.
 
 use std::collections::HashMap;
@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::{Reason, StepReport, StepStatus};
-use crate::store::{RunStatus, Store};
+use crate::store::{LeaseGuard, RunStatus, Store};
 use crate::time;
 
 mod coordinator;
@@ -87,6 +87,8 @@ pub(super) struct Job {
     pub(super) cached: bool,
     /// Whether this run holds the key's claim (taken just before the job runs).
     pub(super) claimed: bool,
+    /// The claim, which the worker commits with the step's result (dropped: released).
+    pub(super) lease: Option<LeaseGuard>,
     /// The step's span, when it was opened before the job was queued (a step that waited
     /// for another run's claim).
     pub(super) span: Option<Span>,
@@ -172,20 +174,14 @@ pub(crate) fn execute(
     let mut state = State::new(graph, settings, ledger);
     state.span = run_span.clone();
     let result = std::thread::scope(|scope| state.drive(scope));
-    // Claims never executed (a run stopped by a store error) are freed for other runs now,
-    // not after `lease_ttl`. Otherwise every claim was committed or released by its step.
+    // Every claim was committed by its step, or released when its guard dropped (a run
+    // stopped by a store error drops the claims it never ran with its state).
     let not_run = state
         .reports
         .iter()
         .flatten()
         .filter(|r| r.reason == Reason::Cancelled)
         .count();
-    let released = match &result {
-        Err(_) => store.release_run(&id),
-        // Claims of queued steps that were cancelled before they started.
-        Ok(()) if not_run > 0 => store.release_run(&id),
-        Ok(()) => Ok(()),
-    };
     let duration = clock.elapsed();
 
     let failed: Vec<&StepReport> = state
@@ -231,7 +227,6 @@ pub(crate) fn execute(
     }
     result?;
     finish?;
-    released?;
     let first_failed = state
         .reports
         .iter()

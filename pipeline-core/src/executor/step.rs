@@ -15,7 +15,7 @@ use crate::error::{BoxError, Error};
 use crate::graph::{Node, NodeId, Resolved, StepContext, Value};
 use crate::key::Hash128;
 use crate::run::{Reason, StepStatus};
-use crate::store::{ExecutionRow, InputRow, OutputRow, Sidecar, Store};
+use crate::store::{Completion, ExecutionRow, InputRow, OutputRow, Sidecar, Store};
 use crate::time;
 
 /// What one worker needs of the run: the store and the run it records into.
@@ -23,7 +23,6 @@ use crate::time;
 pub(super) struct Runner<'a> {
     pub(super) store: &'a Store,
     pub(super) run_id: &'a str,
-    pub(super) run_name: &'a str,
 }
 
 /// What a worker reports back.
@@ -152,7 +151,11 @@ fn execute_body(
                     .into());
                 }
             }
-            let (hash, size) = store.finish_blob(writer)?;
+            // A claimed step's lease holds the blob before it is in place (gc spares it).
+            let (hash, size) = match &job.lease {
+                Some(lease) => store.finish_held_blob(writer, lease)?,
+                None => store.finish_blob(writer)?,
+            };
             let sidecar = Sidecar {
                 size,
                 type_name: &spec.decl.type_name,
@@ -218,23 +221,17 @@ impl Finished {
 /// Runs one step body on a worker thread, stores its outputs and records the execution.
 pub(super) fn run_step(
     runner: Runner<'_>,
-    job: Job,
+    mut job: Job,
     node: &Node,
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Finished {
-    let Runner {
-        store,
-        run_id,
-        run_name,
-    } = runner;
-    let holder = store.holder(run_id, run_name, &node.name);
-    let lease = job.cached.then_some(&holder);
+    let Runner { store, run_id, .. } = runner;
     Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
-    // The run's heartbeat (`execute`) keeps the claim alive while the body runs.
+    // The store handle's heartbeat keeps the claim alive while the body runs.
     let outcome = execute_body(store, run_id, &job, node, inputs);
 
     let duration = clock.elapsed();
@@ -266,12 +263,14 @@ pub(super) fn run_step(
         duration,
         outputs: output_rows(node, &produced, &metadata),
         inputs: input_rows,
-        lease_holder: lease,
+        lease_holder: None,
     };
-    let recorded = store.record(std::slice::from_ref(&row));
-    if let (Some(holder), Err(_)) = (lease, &recorded) {
-        let _ = store.release(job.key, holder);
-    }
+    // A claimed step commits its row, outputs and the end of its lease in one transaction
+    // (the guard releases the lease if that fails); an unclaimed one (caching off) records.
+    let recorded = match job.lease.take() {
+        Some(lease) => lease.commit(Completion::of(&row)).map(|id| vec![id]),
+        None => store.record(std::slice::from_ref(&row)),
+    };
     let (execution, error) = match (recorded, error) {
         (Ok(ids), error) => (ids.first().copied(), error),
         (Err(e), None) => (

@@ -8,13 +8,26 @@
 //! row before its run is removed, and the others point at that row from then on: what a
 //! kept row reuses stays, rows and blobs.
 //!
-//! Safe beside running pipelines: rows are removed in one write transaction; runs still
-//! marked running are kept with everything they reference; and blob files written or
-//! reused within `min_blob_age` (a cache hit sets the blob's access time) are never
-//! removed. That last rule covers the two moments when a running pipeline relies on a blob
-//! no committed row references yet: a step's output renamed into place just before its
-//! execution commits, and a cache hit found just before its cached row commits. Hence
-//! the policy is refused when `min_blob_age` is below [`GcPolicy::SAFE_MIN_BLOB_AGE`].
+//! Safe beside running pipelines by construction, whatever the policy: everything happens
+//! in one write transaction, and a blob file is removed inside it only after re-checking,
+//! under the store's write lock, that
+//! - no execution row references it (rows committed before gc's transaction are seen;
+//!   rows committed after it see the blob gone and never reference it: a cache hit checks
+//!   the blob is present, a fresh output puts it back);
+//! - no live lease holds it: a step's output is held by its lease before it takes its
+//!   content address, until the commit that references it (`guard.rs`);
+//! - no run that may have found it through a row is still running: the blob has been
+//!   unreferenced since `condemned.since_us` (the last gc that saw a row reference it go,
+//!   or the first that saw it unreferenced), and only a run that started before then can
+//!   hold a cache hit on it that it has not recorded yet. Such blobs stay until those runs
+//!   end.
+//!
+//! The last rule compares wall-clock times written by the processes sharing the store
+//! (their runs' starts, gc's own clock), which is sound where they share a clock, as the
+//! processes of one host do.
+//!
+//! `min_blob_age` is a plain option on top (keep young blob files for a while), not what
+//! makes gc safe.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -24,8 +37,14 @@ use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
 use super::artifacts::{BlobStat, ListedBlob};
+use super::liveness::Liveness;
 use super::Store;
 use crate::error::{Error, Result};
+use crate::time;
+
+/// A backend's temporary object older than this (or than `min_blob_age`, if longer) is a
+/// leftover of a writer that died between upload and rename.
+const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 /// What `Store::gc` keeps.
 #[derive(Debug, Clone)]
@@ -36,41 +55,10 @@ pub struct GcPolicy {
     pub max_bytes: Option<u64>,
     /// Report what would go without removing anything.
     pub dry_run: bool,
-    /// Unreferenced blob files written or reused more recently than this stay (they may
-    /// belong to a step finishing right now, or to a cache hit whose run has not recorded
-    /// it yet). Default 10 minutes; at least [`GcPolicy::SAFE_MIN_BLOB_AGE`], or
-    /// [`Store::gc`] refuses the policy.
+    /// Unreferenced blob files written or reused more recently than this stay. Default 10
+    /// minutes; any age is safe, `Duration::ZERO` included (see the module documentation:
+    /// what running pipelines rely on is held by references and leases, not by age).
     pub min_blob_age: Duration,
-}
-
-impl GcPolicy {
-    /// The smallest [`min_blob_age`](GcPolicy::min_blob_age) that gc accepts: 2 minutes.
-    ///
-    /// A cache hit refreshes a blob's access time only when it is older than one minute
-    /// (so that runs served from the cache do not write on every hit), and a running
-    /// pipeline records its hits and fresh outputs moments after it finds or writes them.
-    /// Below one minute, gc could remove a blob that a running pipeline has just reused
-    /// and is about to record; the second minute covers the time until the record commits
-    /// (the write lock may be busy, a step may be writing several outputs). Gc stays safe
-    /// above this only as long as that time stays short: a step whose outputs take longer to
-    /// write than `min_blob_age` is not protected.
-    pub const SAFE_MIN_BLOB_AGE: Duration = Duration::from_secs(120);
-
-    /// Checks that the policy cannot remove what a running pipeline needs.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::UnsafeGcPolicy`] when `min_blob_age` is below
-    /// [`GcPolicy::SAFE_MIN_BLOB_AGE`].
-    pub fn validate(&self) -> Result<()> {
-        if self.min_blob_age < Self::SAFE_MIN_BLOB_AGE {
-            return Err(Error::UnsafeGcPolicy {
-                min_blob_age: self.min_blob_age,
-                safe_minimum: Self::SAFE_MIN_BLOB_AGE,
-            });
-        }
-        Ok(())
-    }
 }
 
 impl Default for GcPolicy {
@@ -145,16 +133,17 @@ impl Store {
             .map_err(|e| self.db_error(e))
     }
 
-    /// Removes runs the policy does not keep and the blobs nothing references any more.
+    /// Removes runs the policy does not keep and the blobs nothing references any more,
+    /// in one write transaction; safe beside running pipelines whatever the policy (see the
+    /// module documentation). Blobs that a running run may still rely on are kept and
+    /// removed by a later gc, once those runs have ended.
     ///
     /// # Errors
     ///
-    /// [`Error::UnsafeGcPolicy`] for a `min_blob_age` below
-    /// [`GcPolicy::SAFE_MIN_BLOB_AGE`] (dry runs included, so that they report what a real
-    /// run would do); [`Error::ReadOnly`] on a read-only handle; [`Error::StoreLocked`],
-    /// [`Error::Database`] or [`Error::Io`] when the store cannot be changed.
+    /// [`Error::ReadOnly`] on a read-only handle (dry runs excepted);
+    /// [`Error::StoreLocked`], [`Error::Database`] or [`Error::Io`] when the store cannot be
+    /// changed.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
-        policy.validate()?;
         if !policy.dry_run {
             self.check_writable("collect garbage")?;
         }
@@ -162,190 +151,220 @@ impl Store {
             dry_run: policy.dry_run,
             ..GcReport::default()
         };
-        let referenced: HashSet<String>;
-        {
-            let mut conn = self.db();
-            // A dry run only reads (one consistent snapshot), so it works on read-only
-            // handles and media too.
-            let behavior = if policy.dry_run {
-                TransactionBehavior::Deferred
-            } else {
-                TransactionBehavior::Immediate
-            };
-            let tx = conn
-                .transaction_with_behavior(behavior)
-                .map_err(|e| self.db_error(e))?;
-            let runs: Vec<RunRow> = tx
-                .prepare(
-                    "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
-                     FROM runs ORDER BY started_at_us DESC, rowid DESC",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| {
-                        Ok(RunRow {
-                            id: r.get(0)?,
-                            name: r.get(1)?,
-                            pipeline: r.get(2)?,
-                            started: r.get(3)?,
-                            pinned: r.get(4)?,
-                            running: r.get(5)?,
-                        })
-                    })
-                    .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
-            let mut keep: HashSet<&str> = HashSet::new();
-            for r in &runs {
-                let n = per_pipeline.entry(&r.pipeline).or_default();
-                if *n < policy.keep_last || r.pinned || r.running {
-                    keep.insert(&r.id);
-                }
-                *n += 1;
-            }
-            // Blob sizes per run, to fit the budget by dropping the oldest runs first.
-            // A cached row's blobs are those of the execution it points at (`outputs_of`).
-            let run_blobs: Vec<(String, String, i64)> = tx
-                .prepare(
-                    "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM executions e \
-                     JOIN artifacts a ON a.execution_id = COALESCE(e.outputs_of, e.id)",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let kept_bytes = |keep: &HashSet<&str>| -> u64 {
-                let mut seen = HashSet::new();
-                run_blobs
-                    .iter()
-                    .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
-                    .map(|(_, _, size)| *size as u64)
-                    .sum()
-            };
-            if let Some(budget) = policy.max_bytes {
-                let mut droppable: Vec<&RunRow> = runs
-                    .iter()
-                    .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
-                    .collect();
-                droppable.sort_by_key(|r| r.started);
-                for r in droppable {
-                    if kept_bytes(&keep) <= budget {
-                        break;
-                    }
-                    keep.remove(r.id.as_str());
-                }
-            }
-            report.bytes_kept = kept_bytes(&keep);
-            report.runs_kept = keep.len();
-            let removed: HashSet<&str> = runs
-                .iter()
-                .map(|r| r.id.as_str())
-                .filter(|id| !keep.contains(id))
-                .collect();
-            // The executions of removed runs go. One that a row of a kept run points at
-            // (`outputs_of`) hands its artifact and input rows over to the oldest such row
-            // first, which the others then point at: a kept row never loses its outputs.
-            let executions: Vec<(i64, String, Option<i64>)> = tx
-                .prepare("SELECT id, run_id, outputs_of FROM executions ORDER BY id")
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let mut heirs: HashMap<i64, i64> = HashMap::new();
-            let mut doomed: HashSet<i64> = HashSet::new();
-            for (id, run, holder) in &executions {
-                if removed.contains(run.as_str()) {
-                    doomed.insert(*id);
-                } else if let Some(holder) = holder {
-                    heirs.entry(*holder).or_insert(*id);
-                }
-            }
-            heirs.retain(|holder, _| doomed.contains(holder));
-            for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
-                report.runs_removed.push(r.name.clone());
-            }
-            if !policy.dry_run {
-                for (holder, heir) in &heirs {
-                    for sql in [
-                        "UPDATE artifacts SET execution_id = ?2 WHERE execution_id = ?1",
-                        "UPDATE inputs SET execution_id = ?2 WHERE execution_id = ?1",
-                        "UPDATE executions SET outputs_of = NULL, components = \
-                         CASE components WHEN '' THEN \
-                         (SELECT h.components FROM executions h WHERE h.id = ?1) \
-                         ELSE components END WHERE id = ?2",
-                        "UPDATE executions SET outputs_of = ?2 WHERE outputs_of = ?1",
-                    ] {
-                        tx.prepare_cached(sql)
-                            .and_then(|mut s| s.execute(params![holder, heir]))
-                            .map_err(|e| self.db_error(e))?;
-                    }
-                }
-                for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
-                    for sql in [
-                        "DELETE FROM artifacts WHERE execution_id IN \
-                         (SELECT id FROM executions WHERE run_id = ?1)",
-                        "DELETE FROM inputs WHERE execution_id IN \
-                         (SELECT id FROM executions WHERE run_id = ?1)",
-                        "DELETE FROM executions WHERE run_id = ?1",
-                        "DELETE FROM runs WHERE id = ?1",
-                    ] {
-                        tx.execute(sql, params![r.id])
-                            .map_err(|e| self.db_error(e))?;
-                    }
-                }
-            }
-            // Undecodable marks of executions no row refers to any more (so that a reused
-            // execution id never inherits one).
-            if !policy.dry_run {
+        let mut conn = self.db();
+        // A dry run only reads (one consistent snapshot), so it works on read-only handles
+        // and media too.
+        let behavior = if policy.dry_run {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
+        let tx = conn
+            .transaction_with_behavior(behavior)
+            .map_err(|e| self.db_error(e))?;
+        // Runs of processes proven dead are not running: they block nothing.
+        let dead: HashSet<String> = self.dead_runs(&tx)?.into_iter().collect();
+        if !policy.dry_run {
+            for id in &dead {
                 tx.execute(
-                    "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
-                     AND execution_id NOT IN \
-                     (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
-                    [],
+                    "UPDATE runs SET status = 'failed' WHERE id = ?1 AND status = 'running'",
+                    [id],
                 )
                 .map_err(|e| self.db_error(e))?;
-            }
-            // What the deletions leave referenced (a dry run filters instead of deleting).
-            let rows: Vec<(String, i64)> = tx
-                .prepare("SELECT DISTINCT content_hash, execution_id FROM artifacts")
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            // (On a dry run, rows handed over to an heir count as the heir's.)
-            referenced = rows
-                .into_iter()
-                .filter(|(_, execution)| {
-                    !doomed.contains(execution) || heirs.contains_key(execution)
-                })
-                .map(|(hash, _)| hash)
-                .collect();
-            if policy.dry_run {
-                tx.rollback().map_err(|e| self.db_error(e))?;
-            } else {
-                tx.commit().map_err(|e| self.db_error(e))?;
             }
         }
-        self.remove_unreferenced_blobs(&referenced, policy, &mut report)?;
-        Ok(report)
-    }
-
-    fn remove_unreferenced_blobs(
-        &self,
-        referenced: &HashSet<String>,
-        policy: &GcPolicy,
-        report: &mut GcReport,
-    ) -> Result<()> {
-        let now = SystemTime::now();
+        let runs: Vec<RunRow> = tx
+            .prepare(
+                "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
+                 FROM runs ORDER BY started_at_us DESC, rowid DESC",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(RunRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        pipeline: r.get(2)?,
+                        started: r.get(3)?,
+                        pinned: r.get(4)?,
+                        running: r.get(5)?,
+                    })
+                })
+                .and_then(|rows| rows.collect::<rusqlite::Result<Vec<RunRow>>>())
+            })
+            .map_err(|e| self.db_error(e))?
+            .into_iter()
+            .map(|r: RunRow| RunRow {
+                running: r.running && !dead.contains(&r.id),
+                ..r
+            })
+            .collect();
+        let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
+        let mut keep: HashSet<&str> = HashSet::new();
+        for r in &runs {
+            let n = per_pipeline.entry(&r.pipeline).or_default();
+            if *n < policy.keep_last || r.pinned || r.running {
+                keep.insert(&r.id);
+            }
+            *n += 1;
+        }
+        // Blob sizes per run, to fit the budget by dropping the oldest runs first.
+        // A cached row's blobs are those of the execution it points at (`outputs_of`).
+        let run_blobs: Vec<(String, String, i64)> = tx
+            .prepare(
+                "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM executions e \
+                 JOIN artifacts a ON a.execution_id = COALESCE(e.outputs_of, e.id)",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let kept_bytes = |keep: &HashSet<&str>| -> u64 {
+            let mut seen = HashSet::new();
+            run_blobs
+                .iter()
+                .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
+                .map(|(_, _, size)| *size as u64)
+                .sum()
+        };
+        if let Some(budget) = policy.max_bytes {
+            let mut droppable: Vec<&RunRow> = runs
+                .iter()
+                .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
+                .collect();
+            droppable.sort_by_key(|r| r.started);
+            for r in droppable {
+                if kept_bytes(&keep) <= budget {
+                    break;
+                }
+                keep.remove(r.id.as_str());
+            }
+        }
+        report.bytes_kept = kept_bytes(&keep);
+        report.runs_kept = keep.len();
+        let removed: HashSet<&str> = runs
+            .iter()
+            .map(|r| r.id.as_str())
+            .filter(|id| !keep.contains(id))
+            .collect();
+        // The executions of removed runs go. One that a row of a kept run points at
+        // (`outputs_of`) hands its artifact and input rows over to the oldest such row
+        // first, which the others then point at: a kept row never loses its outputs.
+        let executions: Vec<(i64, String, Option<i64>)> = tx
+            .prepare("SELECT id, run_id, outputs_of FROM executions ORDER BY id")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let mut heirs: HashMap<i64, i64> = HashMap::new();
+        let mut doomed: HashSet<i64> = HashSet::new();
+        for (id, run, holder) in &executions {
+            if removed.contains(run.as_str()) {
+                doomed.insert(*id);
+            } else if let Some(holder) = holder {
+                heirs.entry(*holder).or_insert(*id);
+            }
+        }
+        heirs.retain(|holder, _| doomed.contains(holder));
+        // What rows referenced before the deletions, and after them (a dry run filters
+        // instead of deleting; rows handed over to an heir count as the heir's).
+        let rows: Vec<(String, i64)> = tx
+            .prepare("SELECT DISTINCT content_hash, execution_id FROM artifacts")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let referenced_before: HashSet<&str> = rows.iter().map(|(h, _)| h.as_str()).collect();
+        let referenced: HashSet<&str> = rows
+            .iter()
+            .filter(|(_, execution)| !doomed.contains(execution) || heirs.contains_key(execution))
+            .map(|(hash, _)| hash.as_str())
+            .collect();
+        if !policy.dry_run {
+            for (holder, heir) in &heirs {
+                for sql in [
+                    "UPDATE artifacts SET execution_id = ?2 WHERE execution_id = ?1",
+                    "UPDATE inputs SET execution_id = ?2 WHERE execution_id = ?1",
+                    "UPDATE executions SET outputs_of = NULL, components = \
+                     CASE components WHEN '' THEN \
+                     (SELECT h.components FROM executions h WHERE h.id = ?1) \
+                     ELSE components END WHERE id = ?2",
+                    "UPDATE executions SET outputs_of = ?2 WHERE outputs_of = ?1",
+                ] {
+                    tx.prepare_cached(sql)
+                        .and_then(|mut s| s.execute(params![holder, heir]))
+                        .map_err(|e| self.db_error(e))?;
+                }
+            }
+        }
+        for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
+            report.runs_removed.push(r.name.clone());
+            if policy.dry_run {
+                continue;
+            }
+            for sql in [
+                "DELETE FROM artifacts WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = ?1)",
+                "DELETE FROM inputs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = ?1)",
+                "DELETE FROM executions WHERE run_id = ?1",
+                "DELETE FROM runs WHERE id = ?1",
+            ] {
+                tx.execute(sql, params![r.id])
+                    .map_err(|e| self.db_error(e))?;
+            }
+        }
+        // Undecodable marks of executions no row refers to any more (so that a reused
+        // execution id never inherits one).
+        if !policy.dry_run {
+            tx.execute(
+                "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
+                 AND execution_id NOT IN \
+                 (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
+                [],
+            )
+            .map_err(|e| self.db_error(e))?;
+        }
+        // Blobs held by live leases (holds of dead handles count for nothing).
+        let holds: Vec<(String, String)> = tx
+            .prepare("SELECT hash, owner FROM holds")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let mut owner_alive: HashMap<String, bool> = HashMap::new();
+        let mut held: HashSet<String> = HashSet::new();
+        for (hash, owner) in holds {
+            let alive = *owner_alive
+                .entry(owner.clone())
+                .or_insert_with(|| self.liveness(&owner, None, false) != Liveness::Dead);
+            if alive {
+                held.insert(hash);
+            }
+        }
+        let condemned: HashMap<String, i64> = tx
+            .prepare("SELECT hash, since_us FROM condemned")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect::<rusqlite::Result<HashMap<_, _>>>())
+            })
+            .map_err(|e| self.db_error(e))?;
+        // The oldest run still running: a blob unreferenced since before it started may be
+        // a cache hit of it that it has not recorded yet.
+        let oldest_running = runs.iter().filter(|r| r.running).map(|r| r.started).min();
+        let now = time::now_micros();
+        let clock = SystemTime::now();
         // Age since the last write or cache hit (hits mark the blob used).
         let old_enough = |stat: &BlobStat| {
-            stat.last_used.is_some_and(|last| {
-                now.duration_since(last)
-                    .is_ok_and(|age| age >= policy.min_blob_age)
-            })
+            policy.min_blob_age.is_zero()
+                || stat.last_used.is_some_and(|last| {
+                    clock
+                        .duration_since(last)
+                        .is_ok_and(|age| age >= policy.min_blob_age)
+                })
         };
         for path in self.dead_temp_files() {
             report.temp_files_removed += 1;
@@ -354,14 +373,52 @@ impl Store {
             }
         }
         let blobs = self.artifact_store();
+        // A backend's temporary object lives from the end of its upload until its rename,
+        // with the lease's hold written in between: only one older than the floor is a
+        // dead writer's.
         report.temp_files_removed += blobs
-            .remove_stale_temporaries(policy.min_blob_age, policy.dry_run)
+            .remove_stale_temporaries(policy.min_blob_age.max(STALE_TEMPORARY), policy.dry_run)
             .map_err(|e| Error::io(self.blobs_location(), e))?;
         let listed = blobs
             .list()
             .map_err(|e| Error::io(self.blobs_location(), e))?;
+        let mut remove_stat = tx
+            .prepare("DELETE FROM blobs WHERE hash = ?1")
+            .map_err(|e| self.db_error(e))?;
+        let mut forget = tx
+            .prepare("DELETE FROM condemned WHERE hash = ?1")
+            .map_err(|e| self.db_error(e))?;
+        let mut condemn = tx
+            .prepare("INSERT OR REPLACE INTO condemned(hash, since_us) VALUES (?1, ?2)")
+            .map_err(|e| self.db_error(e))?;
+        for hash in condemned.keys() {
+            if referenced.contains(hash.as_str()) && !policy.dry_run {
+                forget.execute([hash]).map_err(|e| self.db_error(e))?;
+            }
+        }
+        // Condemned hashes whose blob is gone (removed by hand) are forgotten below.
+        let mut gone: HashSet<&str> = condemned.keys().map(String::as_str).collect();
         for ListedBlob { hash, stat } in listed {
-            if referenced.contains(&hash.to_hex()) || !old_enough(&stat) {
+            let name = hash.to_hex();
+            gone.remove(name.as_str());
+            if referenced.contains(name.as_str()) || held.contains(&name) {
+                continue;
+            }
+            let since = match condemned.get(&name) {
+                Some(&since) if !referenced_before.contains(name.as_str()) => since,
+                _ => {
+                    if !policy.dry_run {
+                        condemn
+                            .execute(params![name, now])
+                            .map_err(|e| self.db_error(e))?;
+                    }
+                    now
+                }
+            };
+            if oldest_running.is_some_and(|started| started <= since) {
+                continue; // a running run may rely on it: a later gc removes it
+            }
+            if !old_enough(&stat) {
                 continue;
             }
             report.blobs_removed += 1;
@@ -371,11 +428,21 @@ impl Store {
                 blobs
                     .delete(hash)
                     .map_err(|e| Error::io(self.blob_path(hash), e))?;
-                self.db()
-                    .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
-                    .map_err(|e| self.db_error(e))?;
+                remove_stat.execute([&name]).map_err(|e| self.db_error(e))?;
+                forget.execute([&name]).map_err(|e| self.db_error(e))?;
             }
         }
-        Ok(())
+        if !policy.dry_run {
+            for hash in gone {
+                forget.execute([hash]).map_err(|e| self.db_error(e))?;
+            }
+        }
+        drop((remove_stat, forget, condemn));
+        if policy.dry_run {
+            tx.rollback().map_err(|e| self.db_error(e))?;
+        } else {
+            tx.commit().map_err(|e| self.db_error(e))?;
+        }
+        Ok(report)
     }
 }

@@ -6,24 +6,27 @@
 //! second sees the first's lease and waits for its result.
 //!
 //! A lease ends in one of three ways:
-//! - its holder commits the execution (the lease is deleted in the same transaction) or
-//!   releases it after a failure;
+//! - its guard commits the execution (the lease is deleted in the same transaction) or is
+//!   dropped uncommitted (released);
 //! - its holder's process is proven dead by its file lock (`liveness.rs`): the lease is
 //!   taken over at once, and the holder's run is marked failed;
 //! - its heartbeat stops for `lease_ttl` (a holder whose liveness cannot be told here, e.g.
 //!   on another host, or a live process that stopped beating).
 //!
-//! A run beats all its leases at once (`heartbeat_run`), from the moment it claims a key,
-//! not only while the key's step runs: a claim waiting in the run's queue longer than
-//! `lease_ttl` must not look abandoned, or another process executes the key again.
+//! A store handle beats all its leases at once (`Store::heartbeat`, from a thread of the
+//! handle while it holds a [`LeaseGuard`]), from the moment a key is claimed, not only while
+//! the key's step runs: a claim waiting for a worker longer than `lease_ttl` must not look
+//! abandoned, or another process executes the key again.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 
 use rusqlite::{params, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use super::guard::LeaseGuard;
 use super::liveness::{self, Liveness, TempOwner};
 use super::{Damage, ExecutionRow, Lookup, OutputRow, Store};
 use crate::error::Result;
@@ -33,8 +36,8 @@ use crate::time;
 
 /// Who holds the claim on a cache key: one step of one run, in one store handle of one
 /// process on one host.
-#[derive(Debug, Clone)]
-pub(crate) struct Holder {
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Holder {
     /// The run's id.
     pub run_id: String,
     /// The run's name, for messages.
@@ -70,19 +73,30 @@ impl fmt::Display for Holder {
     }
 }
 
-/// What `acquire` found for a cache key.
-pub(crate) enum Acquire {
-    /// A completed execution was reused; its cached row is recorded as `execution`.
+/// What [`Store::begin_step`] decided for a cache key, in one write transaction.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Begin {
+    /// A completed execution was reused; the step's cached row is recorded as `execution`.
     Hit {
+        /// The id of the cached row recorded for this step.
         execution: i64,
+        /// The id of the execution whose outputs are reused.
         reused: i64,
+        /// The reused outputs in declaration order: content hash and size in bytes.
         outputs: Vec<(Hash128, u64)>,
     },
-    /// The key is ours to execute. `damaged` says why a completed execution with the key
-    /// could not be reused, if there was one.
-    Claimed { damaged: Option<Damage> },
-    /// Another run is executing this key right now.
-    Busy { holder: Holder },
+    /// The key is ours to execute: the guard holds the lease and the step's `running`
+    /// row. `damaged` says why a completed execution with the key could not be reused, if
+    /// there was one.
+    Claimed {
+        /// The claim; commit it with the step's result, or drop it to release the key.
+        lease: LeaseGuard,
+        /// Why an earlier execution with this key was not reused.
+        damaged: Option<Damage>,
+    },
+    /// Another step is executing this key right now.
+    Busy(Holder),
 }
 
 impl Store {
@@ -98,22 +112,29 @@ impl Store {
         }
     }
 
-    /// In one write transaction: reuse a completed execution with `row`'s cache key
-    /// (recording `row` as a cached execution), or claim the key for `holder`, or report
-    /// who holds it.
+    /// Decides a step in one write transaction: reuses a completed execution with
+    /// `row`'s cache key (recording `row` as a cached execution), or claims the key for
+    /// `holder` (recording the step as a `running` execution with its start time), or
+    /// reports who holds it.
     ///
     /// A lease whose holder is proven dead is taken over at once, whatever its heartbeat
-    /// says, and the holder's run is marked failed.
-    pub(crate) fn acquire(
+    /// says: the holder's run is marked failed, and its `running` row too. A lease whose
+    /// heartbeat stopped for `lease_ttl` is taken over the same way.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a read-only handle,
+    /// [`Error::StoreLocked`](crate::Error::StoreLocked) or
+    /// [`Error::Database`](crate::Error::Database) when the transaction fails, and
+    /// [`Error::Io`](crate::Error::Io) when a blob cannot be checked.
+    pub(crate) fn begin_step_row(
         &self,
+        key: Hash128,
         row: &ExecutionRow<'_>,
         decls: &[OutputDecl],
         holder: &Holder,
-    ) -> Result<Acquire> {
+    ) -> Result<Begin> {
         self.check_writable("run a pipeline")?;
-        let Some(key) = row.cache_key else {
-            return Ok(Acquire::Claimed { damaged: None });
-        };
         let mut conn = self.db();
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -122,6 +143,7 @@ impl Store {
             Lookup::Hit { execution, outputs } => {
                 let cached = ExecutionRow {
                     status: StepStatus::Cached,
+                    cache_key: Some(key),
                     reused: Some(execution),
                     outputs: outputs
                         .iter()
@@ -137,15 +159,7 @@ impl Store {
                         })
                         .collect(),
                     reason: Some(format!("reused execution {execution}")),
-                    inputs: row
-                        .inputs
-                        .iter()
-                        .map(|i| super::InputRow {
-                            name: i.name.clone(),
-                            hash: i.hash,
-                            producer: i.producer,
-                        })
-                        .collect(),
+                    inputs: copy_inputs(row),
                     lease_holder: None,
                     error: None,
                     compared: None,
@@ -153,7 +167,7 @@ impl Store {
                 };
                 let ids = self.record_in(&tx, std::slice::from_ref(&cached))?;
                 tx.commit().map_err(|e| self.db_error(e))?;
-                return Ok(Acquire::Hit {
+                return Ok(Begin::Hit {
                     execution: ids.first().copied().unwrap_or(execution),
                     reused: execution,
                     outputs,
@@ -164,10 +178,10 @@ impl Store {
         };
         let now = time::now_micros();
         let ttl = self.options().lease_ttl.as_micros() as i64;
-        let current: Option<(Holder, i64)> = tx
+        let current: Option<(Holder, i64, Option<i64>)> = tx
             .query_row(
                 "SELECT l.run_id, COALESCE(r.name, l.run_id), l.step, l.host, l.pid, l.owner, \
-                 l.heartbeat_us FROM leases l LEFT JOIN runs r ON r.id = l.run_id \
+                 l.heartbeat_us, l.execution_id FROM leases l LEFT JOIN runs r ON r.id = l.run_id \
                  WHERE l.cache_key = ?1",
                 [key.to_hex()],
                 |r| {
@@ -181,35 +195,60 @@ impl Store {
                             owner: r.get(5)?,
                         },
                         r.get(6)?,
+                        r.get(7)?,
                     ))
                 },
             )
             .optional()
             .map_err(|e| self.db_error(e))?;
-        if let Some((other, beat)) = current {
-            if other != *holder && now - beat < ttl {
-                match self.liveness(&other.owner, Some(&other.host), true) {
-                    Liveness::Alive | Liveness::Unknown => {
-                        return Ok(Acquire::Busy { holder: other })
-                    }
-                    Liveness::Dead => {
-                        debug!(
-                            target: "pipeline",
-                            "The process of {other} has ended; taking over its cache key."
-                        );
-                        tx.execute(
-                            "UPDATE runs SET status = 'failed' \
-                             WHERE id = ?1 AND owner = ?2 AND status = 'running'",
-                            params![other.run_id, other.owner],
-                        )
-                        .map_err(|e| self.db_error(e))?;
-                    }
+        if let Some((other, beat, execution)) = current {
+            if other != *holder {
+                let dead = now - beat >= ttl
+                    || match self.liveness(&other.owner, Some(&other.host), true) {
+                        Liveness::Alive | Liveness::Unknown => false,
+                        Liveness::Dead => true,
+                    };
+                if !dead {
+                    return Ok(Begin::Busy(other));
                 }
+                debug!(
+                    target: "pipeline",
+                    "{other} has ended or stopped beating; taking over its cache key."
+                );
+                if now - beat < ttl {
+                    // Proven dead by its file lock: its run has ended too.
+                    tx.execute(
+                        "UPDATE runs SET status = 'failed' \
+                         WHERE id = ?1 AND owner = ?2 AND status = 'running'",
+                        params![other.run_id, other.owner],
+                    )
+                    .map_err(|e| self.db_error(e))?;
+                }
+                abandon_in(&tx, key, &other.owner, execution).map_err(|e| self.db_error(e))?;
             }
         }
+        let running = ExecutionRow {
+            status: StepStatus::Running,
+            cache_key: Some(key),
+            started_at_us: now,
+            outputs: Vec::new(),
+            inputs: copy_inputs(row),
+            lease_holder: None,
+            error: None,
+            reused: None,
+            reason: row.reason.clone(),
+            compared: row.compared.clone(),
+            ..*row
+        };
+        let execution = self
+            .record_in(&tx, std::slice::from_ref(&running))?
+            .first()
+            .copied()
+            .unwrap_or_default();
         tx.execute(
             "INSERT OR REPLACE INTO leases(cache_key, run_id, step, host, pid, owner, \
-             heartbeat_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+             heartbeat_us, execution_id, claimed_at_us) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?7)",
             params![
                 key.to_hex(),
                 holder.run_id,
@@ -217,33 +256,15 @@ impl Store {
                 holder.host,
                 holder.pid,
                 holder.owner,
-                now
+                now,
+                execution
             ],
         )
         .map_err(|e| self.db_error(e))?;
         tx.commit().map_err(|e| self.db_error(e))?;
-        Ok(Acquire::Claimed { damaged })
-    }
-
-    /// Keeps every lease that run `run_id` holds through this handle alive, in one
-    /// statement: claims waiting in the run's queue as well as those whose step is running.
-    /// A run calls it every third of `lease_ttl` until it ends. Returns how many leases
-    /// were refreshed.
-    pub(crate) fn heartbeat_run(&self, run_id: &str) -> Result<usize> {
-        self.db()
-            .prepare_cached("UPDATE leases SET heartbeat_us = ?3 WHERE run_id = ?1 AND owner = ?2")
-            .and_then(|mut s| s.execute(params![run_id, self.owner_token(), time::now_micros()]))
-            .map_err(|e| self.db_error(e))
-    }
-
-    /// Drops every lease that run `run_id` still holds through this handle: claims it made
-    /// but never executed (a run stopped by a store error). Called when the run ends.
-    pub(crate) fn release_run(&self, run_id: &str) -> Result<()> {
-        self.db()
-            .prepare_cached("DELETE FROM leases WHERE run_id = ?1 AND owner = ?2")
-            .and_then(|mut s| s.execute(params![run_id, self.owner_token()]))
-            .map(|_| ())
-            .map_err(|e| self.db_error(e))
+        drop(conn);
+        let lease = LeaseGuard::new(self, key, holder.clone(), execution, now);
+        Ok(Begin::Claimed { lease, damaged })
     }
 
     /// One batched check for a wave of keys this run waits for: per `(key, holder)`,
@@ -290,11 +311,6 @@ impl Store {
             .collect())
     }
 
-    /// Drops a lease whose step failed (a completed step drops it when its row commits).
-    pub(crate) fn release(&self, key: Hash128, holder: &Holder) -> Result<()> {
-        release_in(&self.db(), key, holder).map_err(|e| self.db_error(e))
-    }
-
     /// Cleans up after processes that have ended, as their file locks prove: their
     /// temporary blob files and lock files, their runs (marked failed) and their leases
     /// (deleted, so the next run claims those keys at once instead of waiting out
@@ -309,27 +325,84 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_error(e))?;
         for id in self.dead_runs(&tx)? {
-            tx.execute("UPDATE runs SET status = 'failed' WHERE id = ?1", [&id])
-                .map_err(|e| self.db_error(e))?;
+            for sql in [
+                "UPDATE runs SET status = 'failed' WHERE id = ?1",
+                "UPDATE executions SET status = 'failed', \
+                 error = 'its process ended before the step finished' \
+                 WHERE run_id = ?1 AND status = 'running'",
+            ] {
+                tx.execute(sql, [&id]).map_err(|e| self.db_error(e))?;
+            }
         }
-        let leases: Vec<(String, String, String)> = tx
-            .prepare("SELECT cache_key, owner, host FROM leases")
+        let leases: Vec<(String, String, String, Option<i64>)> = tx
+            .prepare("SELECT cache_key, owner, host, execution_id FROM leases")
             .and_then(|mut s| {
-                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        for (key, owner, host) in leases {
+        for (key, owner, host, execution) in leases {
             if self.liveness(&owner, Some(&host), true) == Liveness::Dead {
-                tx.execute(
-                    "DELETE FROM leases WHERE cache_key = ?1 AND owner = ?2",
-                    params![key, owner],
-                )
-                .map_err(|e| self.db_error(e))?;
+                if let Some(key) = Hash128::from_hex(&key) {
+                    abandon_in(&tx, key, &owner, execution).map_err(|e| self.db_error(e))?;
+                } else {
+                    tx.execute("DELETE FROM leases WHERE cache_key = ?1", [&key])
+                        .map_err(|e| self.db_error(e))?;
+                }
+            }
+        }
+        // Holds of handles that ended without their lease row (a crash between the two).
+        let owners: Vec<String> = tx
+            .prepare("SELECT DISTINCT owner FROM holds")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        for owner in owners {
+            if self.liveness(&owner, None, false) == Liveness::Dead {
+                tx.execute("DELETE FROM holds WHERE owner = ?1", [&owner])
+                    .map_err(|e| self.db_error(e))?;
             }
         }
         tx.commit().map_err(|e| self.db_error(e))
     }
+}
+
+/// The input rows of `row`, for another row of the same step.
+fn copy_inputs(row: &ExecutionRow<'_>) -> Vec<super::InputRow> {
+    row.inputs
+        .iter()
+        .map(|i| super::InputRow {
+            name: i.name.clone(),
+            hash: i.hash,
+            producer: i.producer,
+        })
+        .collect()
+}
+
+/// Ends a lease on `key` held through handle `owner` that will never commit (its holder
+/// died, stopped beating or dropped it): its `running` row `execution` becomes failed, and
+/// its holds and the lease itself are deleted.
+pub(crate) fn abandon_in(
+    conn: &rusqlite::Connection,
+    key: Hash128,
+    owner: &str,
+    execution: Option<i64>,
+) -> rusqlite::Result<()> {
+    if let Some(id) = execution {
+        conn.prepare_cached(
+            "UPDATE executions SET status = 'failed', \
+             error = 'its holder ended or released the claim before the step finished' \
+             WHERE id = ?1 AND status = 'running'",
+        )?
+        .execute([id])?;
+    }
+    conn.prepare_cached("DELETE FROM holds WHERE cache_key = ?1 AND owner = ?2")?
+        .execute(params![key.to_hex(), owner])?;
+    conn.prepare_cached("DELETE FROM leases WHERE cache_key = ?1 AND owner = ?2")?
+        .execute(params![key.to_hex(), owner])?;
+    Ok(())
 }
 
 /// Deletes `holder`'s lease on `key` on `conn` (inside the caller's transaction, if any).

@@ -5,18 +5,44 @@
 //! <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
 //! ```
 //!
+//! # Invariants
+//!
+//! The store keeps these itself, whatever its callers do; [`MetadataStore`] says how each
+//! is kept per transaction (and how a PostgreSQL backend would keep it).
+//!
+//! 1. **A blob is in place before its row commits.** A step's outputs are written to
+//!    `artifacts/tmp/`, synced, held by the step's lease (`holds`), renamed to their
+//!    content address, and only then referenced by the execution's commit. A row never
+//!    names bytes that are not there (a reader may still find them damaged later: loads
+//!    verify the hash).
+//! 2. **A lease is dropped in the commit.** [`LeaseGuard::commit`] completes the step's
+//!    `running` row, records its outputs and deletes the lease and its holds in one write
+//!    transaction; a guard dropped uncommitted releases the lease (the row becomes
+//!    failed). Nobody waiting for the key sees it free without its execution.
+//! 3. **One claim per key.** [`Store::begin_step`] looks for a completed execution and
+//!    claims the key in one write transaction; a holder proven dead (its file lock is
+//!    free, `liveness.rs`) or silent for `lease_ttl` is taken over.
+//! 4. **gc spares what a running hit relies on**, and what a step is writing: gc deletes
+//!    blob files inside its own write transaction, only when no row references them, no
+//!    live lease holds them, and no run that was running when they lost their last
+//!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
+//!    top, not what makes gc safe.
+//!
 //! The blobs go through an [`ArtifactStore`](artifacts::ArtifactStore): the folder above by
 //! default, any other backend through [`StoreOptions::artifacts`].
 
 pub mod artifacts;
 mod blob;
+pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
 mod connect;
 mod gc;
+mod guard;
 mod lease;
 mod liveness;
+mod metadata;
 mod open;
 // The connection, schema and error layer of the PostgreSQL metadata backend, tested against
 // a real server; the `MetadataStore` implementation on it, and `Store::connect` using it,
@@ -33,7 +59,9 @@ mod verify;
 pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
-pub(crate) use lease::{Acquire, Holder};
+pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
+pub use lease::{Begin, Holder};
+pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
 pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
@@ -131,6 +159,8 @@ struct StoreInner {
     owner: Option<liveness::OwnerLock>,
     blob_reads: AtomicU64,
     bytes_read: AtomicU64,
+    /// Live lease guards of this handle and its heartbeat thread (`guard.rs`).
+    beats: guard::Beats,
 }
 
 impl std::fmt::Debug for Store {
@@ -166,13 +196,25 @@ pub(crate) enum Lookup {
 
 /// Why a completed execution's output cannot be reused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Damage {
+#[non_exhaustive]
+pub enum Damage {
     /// The blob is gone.
-    Missing { output: String },
+    Missing {
+        /// The output's name.
+        output: String,
+    },
     /// The blob's bytes do not hash to its name.
-    Corrupt { output: String },
+    Corrupt {
+        /// The output's name.
+        output: String,
+    },
     /// The bytes failed to decode as `type_name` when last loaded.
-    Undecodable { output: String, type_name: String },
+    Undecodable {
+        /// The output's name.
+        output: String,
+        /// The type they did not decode as.
+        type_name: String,
+    },
 }
 
 /// One output written by an execution.
@@ -477,6 +519,7 @@ impl Store {
                 owner,
                 blob_reads: AtomicU64::new(0),
                 bytes_read: AtomicU64::new(0),
+                beats: guard::Beats::default(),
             }),
         };
         if read_only.is_none() {
@@ -855,9 +898,8 @@ impl Store {
             }
         }
         // Mark the blobs as just used (access time only: mtime is what the stat check
-        // compares). Garbage collection spares blobs used within `min_blob_age`, which covers
-        // the moment between this lookup and the commit of the cached row that references
-        // them.
+        // compares), for gc's `min_blob_age`. What protects a hit until its cached row
+        // commits is gc's rule for running runs (`gc.rs`), not this.
         if self.inner.read_only.is_none() {
             for hash in stale {
                 let _ = self.inner.blobs.touch(hash);
@@ -1290,10 +1332,9 @@ enum BlobState {
 }
 
 /// A blob's access time is refreshed on a hit only when older than this, so a store that
-/// is run again and again is not written to on every hit. Garbage collection's
-/// `min_blob_age` must stay above it: [`GcPolicy::SAFE_MIN_BLOB_AGE`] is twice as long.
+/// is run again and again is not written to on every hit (gc's `min_blob_age` counts it as
+/// a use).
 const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
-const _: () = assert!(USE_REFRESH.as_secs() < GcPolicy::SAFE_MIN_BLOB_AGE.as_secs());
 
 /// A value from the settings table, `None` where the table does not exist yet.
 fn setting_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
@@ -1354,3 +1395,5 @@ fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod txn_tests;

@@ -128,6 +128,27 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX executions_by_key ON executions(cache_key)
         WHERE outputs_of IS NULL AND status IN ('executed', 'cached');
     "#,
+    // 5 -> 6: store transactions (`store/lease.rs`, `store/gc.rs`). A lease names the
+    // `running` execution row its holder recorded when it claimed the key, and when it was
+    // claimed. `holds` pins a blob a lease is writing from before the blob is in place
+    // until the lease commits or ends. `condemned` says since when a blob has been
+    // unreferenced, so gc removes it only once no run that may have found it is running.
+    r#"
+    ALTER TABLE leases ADD COLUMN execution_id INTEGER;
+    ALTER TABLE leases ADD COLUMN claimed_at_us INTEGER;
+    CREATE TABLE holds (
+        hash      TEXT NOT NULL,
+        cache_key TEXT NOT NULL,          -- the lease writing it
+        owner     TEXT NOT NULL,          -- owner token of the handle holding that lease
+        at_us     INTEGER NOT NULL
+    );
+    CREATE INDEX holds_by_hash ON holds(hash);
+    CREATE INDEX holds_by_lease ON holds(cache_key, owner);
+    CREATE TABLE condemned (
+        hash     TEXT PRIMARY KEY,
+        since_us INTEGER NOT NULL         -- when gc last saw a row reference it go
+    );
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

@@ -225,67 +225,6 @@ fn a_negative_user_version_still_in_the_wal_is_refused_too() {
 }
 
 #[test]
-fn gc_refuses_a_min_blob_age_below_the_safe_minimum() {
-    let (_dir, path) = fresh();
-    let store = Store::open(&path).unwrap();
-    let hash = store.save_blob(&7u32, &crate::Bincode).unwrap();
-    let blob = store.blob_path(hash);
-    let hour_ago = std::time::SystemTime::now() - Duration::from_secs(3600);
-    let age_blob = || {
-        let times = fs::FileTimes::new()
-            .set_modified(hour_ago)
-            .set_accessed(hour_ago);
-        fs::File::options()
-            .write(true)
-            .open(&blob)
-            .unwrap()
-            .set_times(times)
-            .unwrap();
-    };
-    age_blob();
-    let just_below = GcPolicy::SAFE_MIN_BLOB_AGE - Duration::from_millis(1);
-    for (age, dry_run) in [
-        (Duration::ZERO, false),
-        (Duration::ZERO, true),
-        (just_below, false),
-    ] {
-        let policy = GcPolicy {
-            min_blob_age: age,
-            dry_run,
-            ..GcPolicy::default()
-        };
-        assert!(policy.validate().is_err());
-        let err = store.gc(&policy).unwrap_err();
-        match &err {
-            Error::UnsafeGcPolicy {
-                min_blob_age,
-                safe_minimum,
-            } => assert_eq!(
-                (*min_blob_age, *safe_minimum),
-                (age, GcPolicy::SAFE_MIN_BLOB_AGE)
-            ),
-            other => panic!("{other:?}"),
-        }
-        let message = err.to_string();
-        assert!(
-            message.contains("below the safe minimum of 2m") && message.contains("at least 2m"),
-            "{message}"
-        );
-        assert!(blob.exists(), "nothing removed");
-    }
-    assert!(GcPolicy::default().validate().is_ok());
-    // At the safe minimum, the old unreferenced blob goes.
-    let report = store
-        .gc(&GcPolicy {
-            min_blob_age: GcPolicy::SAFE_MIN_BLOB_AGE,
-            ..GcPolicy::default()
-        })
-        .unwrap();
-    assert_eq!(report.blobs_removed, 1, "{report:?}");
-    assert!(!blob.exists());
-}
-
-#[test]
 fn read_only_handles_refuse_writes_and_change_nothing() {
     let (_dir, path) = fresh();
     Store::open(&path).unwrap();
@@ -555,7 +494,7 @@ fn leases(store: &Store) -> i64 {
 }
 
 /// Claims `key` for step `s` of run `mine` in `store`.
-fn claim(store: &Store, key: Hash128) -> Acquire {
+fn claim(store: &Store, key: Hash128) -> Begin {
     let components = KeyComponents {
         format: 1,
         step: "s".into(),
@@ -587,7 +526,7 @@ fn claim(store: &Store, key: Hash128) -> Acquire {
         compared: None,
     };
     let holder = store.holder("mine", "mine", "s");
-    store.acquire(&row, &[], &holder).unwrap()
+    store.begin_step_row(key, &row, &[], &holder).unwrap()
 }
 
 fn run_exists(store: &Store, run: &str) -> i64 {
@@ -608,8 +547,9 @@ fn a_dead_holders_lease_is_taken_over_at_once() {
     drop(liveness::hold_as_another_process(&store.tmp_dir(), &dead));
     lease_held_by(&store, &dead, "dead-run", Hash128(1));
 
+    let begun = claim(&store, Hash128(1));
     assert!(
-        matches!(claim(&store, Hash128(1)), Acquire::Claimed { .. }),
+        matches!(begun, Begin::Claimed { .. }),
         "a fresh heartbeat does not keep a dead holder's lease"
     );
     assert_eq!(run_status(&store, "dead-run"), "failed");
@@ -633,7 +573,7 @@ fn a_live_holders_lease_and_run_are_left_alone() {
     lease_held_by(&store, &live, "live-run", Hash128(2));
 
     match claim(&store, Hash128(2)) {
-        Acquire::Busy { holder } => {
+        Begin::Busy(holder) => {
             assert_eq!((holder.run_id.as_str(), holder.pid), ("live-run", 4242));
             assert_eq!(holder.owner, live);
             assert!(holder.to_string().contains("(pid 4242 on "), "{holder}");
@@ -648,7 +588,7 @@ fn a_live_holders_lease_and_run_are_left_alone() {
 
     // Once that process ends, the next claim takes the key at once.
     drop(lock);
-    assert!(matches!(claim(&store, Hash128(2)), Acquire::Claimed { .. }));
+    assert!(matches!(claim(&store, Hash128(2)), Begin::Claimed { .. }));
     assert_eq!(run_status(&store, "live-run"), "failed");
 }
 
@@ -682,7 +622,7 @@ fn reopening_recovers_the_leases_and_runs_of_dead_processes() {
     // And its key is free at once.
     assert!(matches!(
         claim(&reopened, Hash128(3)),
-        Acquire::Claimed { .. }
+        Begin::Claimed { .. }
     ));
 }
 
@@ -770,15 +710,14 @@ fn still_held_tells_in_one_check_which_waited_keys_their_holders_still_hold() {
 }
 
 #[test]
-fn a_run_beats_and_releases_all_its_leases_at_once_and_only_its_own() {
+fn a_handle_beats_all_its_leases_at_once_and_its_guards_release_only_their_own() {
     let (_dir, path) = fresh();
     let store = with_hour_long_leases(&path);
-    for key in [20, 21, 22] {
-        assert!(matches!(
-            claim(&store, Hash128(key)),
-            Acquire::Claimed { .. }
-        ));
-    }
+    let guards: Vec<Begin> = [20, 21, 22]
+        .into_iter()
+        .map(|key| claim(&store, Hash128(key)))
+        .collect();
+    assert!(guards.iter().all(|b| matches!(b, Begin::Claimed { .. })));
     let other = liveness::token_of_another_process(4242);
     let _lock = liveness::hold_as_another_process(&store.tmp_dir(), &other);
     lease_held_by(&store, &other, "other-run", Hash128(23));
@@ -797,12 +736,12 @@ fn a_run_beats_and_releases_all_its_leases_at_once_and_only_its_own() {
         .execute("UPDATE leases SET heartbeat_us = 1", [])
         .unwrap();
 
-    assert_eq!(store.heartbeat_run("mine").unwrap(), 3);
+    assert_eq!(store.heartbeat().unwrap(), 3);
     let after = beats(&store);
     assert_eq!(after.iter().filter(|&&b| b > 1).count(), 3, "{after:?}");
     assert_eq!(after.iter().filter(|&&b| b == 1).count(), 1, "{after:?}");
 
-    store.release_run("mine").unwrap();
+    drop(guards);
     let holders: Vec<String> = store
         .db()
         .prepare("SELECT run_id FROM leases")

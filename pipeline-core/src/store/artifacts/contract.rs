@@ -48,7 +48,8 @@ type Test = fn(&Backend);
 /// Runs every test of the artifact-bytes contract, each on a backend fresh from `factory`.
 ///
 /// Tests: a put/get round trip (with both content hashes), a put of the same bytes twice,
-/// concurrent puts of one blob, an abandoned put leaving nothing visible, a missing blob's
+/// concurrent puts of one blob, an abandoned put leaving nothing visible, the hold hook of
+/// `commit_with` (before the blob is visible; its error aborts), a missing blob's
 /// `stat`/`open`/`delete`, delete, list, a stat that does not move while the bytes do not
 /// (and a `touch` that leaves it alone), sidecars, a large value written in uneven pieces,
 /// and damage found by hashing on read (when the backend provides [`Backend::tamper`]).
@@ -64,6 +65,7 @@ pub fn artifact_store<F: Fn() -> Backend>(factory: F) {
         ("same_bytes_twice", same_bytes_twice),
         ("concurrent_puts_of_one_blob", concurrent_puts_of_one_blob),
         ("abandoned_put_leaves_nothing", abandoned_put_leaves_nothing),
+        ("hold_before_place", hold_before_place),
         ("missing_blob", missing_blob),
         ("delete", delete),
         ("list", list),
@@ -85,6 +87,39 @@ pub fn artifact_store<F: Fn() -> Backend>(factory: F) {
             panic!("artifact store contract, test `{name}`: {message}");
         }
     }
+}
+
+/// `commit_with` names the hash before the blob is visible under it, and a refusal there
+/// aborts the put: the store's leases hold a blob at that moment (`store/guard.rs`).
+fn hold_before_place(b: &Backend) {
+    let store = &*b.store;
+    let bytes = bytes_of(77, 4096);
+    let hash = expected(&bytes, ContentHash::Xxh3);
+    let mut w = store.put(ContentHash::Xxh3).expect("put starts");
+    w.write_all(&bytes).expect("bytes are written");
+    let mut seen = None;
+    let refused = w.commit_with(&mut |h| {
+        seen = Some((h, store.stat(h).expect("stat succeeds").is_some()));
+        Err(io::Error::other("refused"))
+    });
+    assert_eq!(
+        seen,
+        Some((hash, false)),
+        "called with the hash, before the blob is visible"
+    );
+    assert!(refused.is_err(), "the hook's error is returned");
+    assert!(read(store, hash).is_none(), "a refused put leaves nothing");
+    let mut w = store.put(ContentHash::Xxh3).expect("put starts");
+    w.write_all(&bytes).expect("bytes are written");
+    let mut called = false;
+    let done = w
+        .commit_with(&mut |_| {
+            called = true;
+            Ok(())
+        })
+        .expect("put commits");
+    assert!(called && done == (hash, 4096));
+    assert_eq!(read(store, hash), Some(bytes));
 }
 
 /// The hash the store must name `bytes` by.
@@ -494,8 +529,11 @@ mod tests {
             }
         }
         impl BlobPut for LeakyPut {
-            fn commit(mut self: Box<Self>) -> io::Result<(Hash128, u64)> {
-                self.0.take().unwrap().commit()
+            fn commit_with(
+                mut self: Box<Self>,
+                before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+            ) -> io::Result<(Hash128, u64)> {
+                self.0.take().unwrap().commit_with(before_place)
             }
         }
         impl Drop for LeakyPut {

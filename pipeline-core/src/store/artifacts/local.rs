@@ -160,8 +160,11 @@ impl ArtifactStore for LocalArtifacts {
 }
 
 impl BlobPut for LocalPut {
-    fn commit(self: Box<Self>) -> io::Result<(Hash128, u64)> {
-        (*self).finish()
+    fn commit_with(
+        self: Box<Self>,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)> {
+        (*self).finish(before_place)
     }
 }
 
@@ -190,14 +193,19 @@ impl LocalPut {
         })
     }
 
-    /// Syncs the bytes, renames the file to its content address and returns (hash, size).
-    fn finish(mut self) -> io::Result<(Hash128, u64)> {
+    /// Syncs the bytes, calls `before_place`, renames the file to its content address and
+    /// returns (hash, size).
+    fn finish(
+        mut self,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)> {
         let Some(out) = self.out.take() else {
             return Err(io::Error::other("blob writer already finished"));
         };
         let (file, hash, size) = out.finish()?;
         file.sync_all()?;
         drop(file);
+        before_place(hash)?;
         let path = blob_path(&self.artifacts, hash);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;

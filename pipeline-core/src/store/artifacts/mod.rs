@@ -175,6 +175,21 @@ pub trait ArtifactStore: Send + Sync + fmt::Debug {
 /// under any hash, and what was written so far is removed (best effort; a process that is
 /// killed may leave a temporary file or object behind, never a blob).
 pub trait BlobPut: Write + Send {
+    /// As [`commit`](BlobPut::commit), calling `before_place` with the content hash once
+    /// every byte is written and durable under a temporary name, and before the blob
+    /// appears under its hash (or an existing blob of that hash is kept). The metadata
+    /// store holds the blob for the writing lease there, so that gc, which deletes only
+    /// unheld blobs, spares it from the moment it is visible (`store/guard.rs`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`commit`](BlobPut::commit); an error of `before_place` aborts the put
+    /// (nothing new becomes visible) and is returned.
+    fn commit_with(
+        self: Box<Self>,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)>;
+
     /// Finishes the write: the blob appears, complete and durable, under the hash of the
     /// bytes written, which is returned with their count. If a blob of that hash exists
     /// already, it is kept or replaced by identical bytes.
@@ -183,7 +198,9 @@ pub trait BlobPut: Write + Send {
     ///
     /// When the last bytes cannot be written or the blob cannot be put in place; nothing
     /// is visible under the hash then, unless it was there before.
-    fn commit(self: Box<Self>) -> io::Result<(Hash128, u64)>;
+    fn commit(self: Box<Self>) -> io::Result<(Hash128, u64)> {
+        self.commit_with(&mut |_| Ok(()))
+    }
 }
 
 /// Hashes blob `hash` of `store` with `kind`, reading all of its bytes: `(actual hash, size)`,

@@ -384,13 +384,20 @@ impl Write for ObjectPut {
 }
 
 impl BlobPut for ObjectPut {
-    fn commit(mut self: Box<Self>) -> io::Result<(Hash128, u64)> {
+    fn commit_with(
+        mut self: Box<Self>,
+        before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
+    ) -> io::Result<(Hash128, u64)> {
         let Some(out) = self.out.take() else {
             return Err(io::Error::other("blob writer already finished"));
         };
         let (mut upload, hash, size) = out.finish()?;
         upload.finish()?;
         let b = &self.backend;
+        if let Err(e) = before_place(hash) {
+            let _ = b.runtime.block_on(b.store.delete(&self.tmp));
+            return Err(e);
+        }
         let target = b.blob(hash);
         let placed = match b.head(&target)? {
             // Same name, same bytes: keep the object that is there (never overwritten).

@@ -1,0 +1,333 @@
+//! The metadata seam: runs, executions, leases, lineage and the queries, behind one trait,
+//! so that a backend other than SQLite (PostgreSQL, issue "Beyond one machine") can carry
+//! the runtime. [`Store`] implements it by delegating to its SQLite code; every
+//! implementation must pass [`contract::metadata`](super::contract::metadata).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::guard::{Completion, Lease, LeaseGuard, LeaseToken};
+use super::lease::{Begin, Holder};
+use super::{ExecutionRow, InputRow, Lineage, RunRecord, RunStatus, StepRecord, Store};
+use crate::error::Result;
+use crate::key::{Hash128, KeyComponents, OutputDecl};
+use crate::run::StepStatus;
+
+/// One input of a step about to be decided, as its execution row records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepInput {
+    /// The parameter's name in the step's signature.
+    pub name: String,
+    /// Content hash of an artifact input; `None` for a parameter.
+    pub hash: Option<Hash128>,
+    /// The execution that produced an artifact input.
+    pub producer: Option<i64>,
+}
+
+/// A step about to be decided by [`MetadataStore::begin_step`].
+#[derive(Debug, Clone)]
+pub struct StepStart {
+    /// The run's id.
+    pub run_id: String,
+    /// The run's name (for messages).
+    pub run_name: String,
+    /// The call's name within the run.
+    pub name: String,
+    /// The step's name.
+    pub step: String,
+    /// The call's position in the run's graph.
+    pub position: usize,
+    /// The cache key.
+    pub cache_key: Hash128,
+    /// What the key was computed from.
+    pub components: KeyComponents,
+    /// The step's inputs, in signature order.
+    pub inputs: Vec<StepInput>,
+    /// The step's outputs, in declaration order.
+    pub outputs: Vec<OutputDecl>,
+}
+
+/// A run about to start, for [`MetadataStore::begin_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunStart {
+    /// A unique id.
+    pub id: String,
+    /// The pipeline's name.
+    pub pipeline: String,
+    /// The run's name.
+    pub name: String,
+    /// When it started, in microseconds since the Unix epoch.
+    pub started_at_us: i64,
+}
+
+/// What the runtime and the queries need from a metadata backend: runs, executions,
+/// leases, lineage and the queries. [`Store`] implements it on SQLite; every implementation
+/// must pass [`contract::metadata`](super::contract::metadata).
+///
+/// # The invariants and how a backend keeps them
+///
+/// Each method names the transaction it needs. The SQLite implementation takes SQLite's
+/// single write lock (`BEGIN IMMEDIATE`) for every write transaction, which serializes
+/// them; a PostgreSQL implementation keeps the same invariants with row locks:
+///
+/// 1. **One claim per key.** [`begin_step`](MetadataStore::begin_step) looks up a
+///    completed execution, reads the key's lease and writes the claim (lease row and
+///    `running` execution row) in one transaction. PostgreSQL: `INSERT INTO leases ..
+///    ON CONFLICT (cache_key) DO NOTHING RETURNING ..`; when nothing is returned,
+///    `SELECT .. FROM leases WHERE cache_key = $1 FOR UPDATE` and decide take-over (dead or
+///    expired holder: `UPDATE .. SET owner = ..`) or `Busy` under that row lock. The
+///    completed-execution lookup runs in the same transaction, after the lease row is
+///    locked, so a commit cannot slip between the two.
+/// 2. **A lease is dropped in the commit.** [`commit_lease`](MetadataStore::commit_lease)
+///    updates the `running` row, inserts the outputs, and deletes the lease and its holds in
+///    one transaction (PostgreSQL: one `BEGIN .. COMMIT`, the lease row deleted by
+///    `DELETE .. WHERE cache_key = $1 AND owner = $2`). A waiter therefore never sees the
+///    key free without its execution.
+/// 3. **A blob is in place before its row commits.** The artifact bytes are put first;
+///    the execution that references them commits after. Before a blob takes its content
+///    address, its lease holds it ([`hold_blob`](MetadataStore::hold_blob), its own short
+///    transaction, committed before the put).
+/// 4. **gc spares what a running run relies on.** gc deletes blobs inside one write
+///    transaction, after re-checking that no row references them, no live lease holds
+///    them, and no run that may have found them before they became unreferenced is still
+///    running (`condemned.since_us` against the oldest running run's start). PostgreSQL:
+///    gc takes `pg_advisory_xact_lock(<store id>)` and `LOCK TABLE holds IN SHARE ROW
+///    EXCLUSIVE MODE` for the transaction; `hold_blob` takes the table lock in `ROW
+///    EXCLUSIVE` mode (the default for its `INSERT`), so a hold either commits before gc
+///    looks, or waits until gc has committed its deletions and puts the blob back.
+/// 5. **Heartbeats and liveness.** [`heartbeat`](MetadataStore::heartbeat) refreshes every
+///    lease of the handle in one `UPDATE .. WHERE owner = $1`. A lease expires by heartbeat
+///    only across hosts; on one host a dead holder is proven by its file lock. PostgreSQL
+///    can prove more: a holder's session-level `pg_try_advisory_lock(<owner hash>)` is
+///    released when its connection ends.
+pub trait MetadataStore: Send + Sync {
+    /// Records a run as running, owned by this handle.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the row cannot be written (e.g. [`Error::ReadOnly`](crate::Error::ReadOnly)).
+    fn begin_run(&self, run: &RunStart) -> Result<()>;
+
+    /// Records how a run ended.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the row cannot be written.
+    fn finish_run(&self, id: &str, status: RunStatus, duration: Duration) -> Result<()>;
+
+    /// Decides a step in one write transaction: reuse a completed execution with its key
+    /// (recording the step as cached), claim the key (recording it `running`), or report
+    /// who holds it. A holder proven dead, or silent for `lease_ttl`, is taken over.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the transaction fails.
+    fn begin_step(&self, step: &StepStart) -> Result<Begin>;
+
+    /// Per `(key, holder)`: whether `holder` still holds a live lease on `key`, in one
+    /// read for the whole batch.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the leases cannot be read.
+    fn still_held(&self, waits: &[(Hash128, &Holder)]) -> Result<Vec<bool>>;
+
+    /// Commits a lease: completes its `running` row with `done`, records the outputs, and
+    /// deletes the lease and its holds, in one transaction. Returns the execution's id.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the transaction fails (nothing is recorded then).
+    fn commit_lease(&self, lease: &Lease, done: &Completion) -> Result<i64>;
+
+    /// Releases an uncommitted lease: its `running` row becomes failed, the lease and its
+    /// holds go.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the transaction fails.
+    fn release_lease(&self, lease: &Lease) -> Result<()>;
+
+    /// Holds blob `hash` for `lease` until the lease ends, in a transaction committed
+    /// before the blob takes its content address.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the hold cannot be written.
+    fn hold_blob(&self, lease: &Lease, hash: Hash128) -> Result<()>;
+
+    /// A guard of `lease` ended (committed, released or exported): the handle may stop
+    /// beating it. Infallible bookkeeping.
+    fn lease_closed(&self, lease: &Lease);
+
+    /// Refreshes every lease this handle holds; returns how many.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the update fails.
+    fn heartbeat(&self) -> Result<usize>;
+
+    /// Takes over a lease exported by another process ([`LeaseGuard::into_token`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LeaseLost`](crate::Error::LeaseLost) when the lease is no longer held as
+    /// the token says; the backend's error when the transaction fails.
+    fn adopt_lease(&self, token: LeaseToken) -> Result<LeaseGuard>;
+
+    /// Marks what processes proven dead left behind: their runs and `running` rows failed,
+    /// their leases and holds deleted.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the transaction fails.
+    fn recover(&self) -> Result<()>;
+
+    /// Runs, newest first, of one pipeline or all.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the rows cannot be read.
+    fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>>;
+
+    /// One run by id, name or unique id prefix.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`](crate::Error::UnknownRun) or
+    /// [`Error::AmbiguousRun`](crate::Error::AmbiguousRun), or the backend's error.
+    fn run(&self, run: &str) -> Result<RunRecord>;
+
+    /// The executions of a run, in graph order (`running` ones included).
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](MetadataStore::run).
+    fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>>;
+
+    /// One execution by id.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep) when there is none, or the
+    /// backend's error.
+    fn execution(&self, id: i64) -> Result<StepRecord>;
+
+    /// Where an artifact came from and what consumed it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownArtifact`](crate::Error::UnknownArtifact) when no artifact has this
+    /// hash, or the backend's error.
+    fn lineage(&self, content_hash: Hash128) -> Result<Lineage>;
+}
+
+impl Store {
+    /// Decides a step; see [`MetadataStore::begin_step`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a read-only handle;
+    /// [`Error::StoreLocked`](crate::Error::StoreLocked), [`Error::Database`](crate::Error::Database)
+    /// or [`Error::Io`](crate::Error::Io) when the transaction fails.
+    pub fn begin_step(&self, step: &StepStart) -> Result<Begin> {
+        let inputs: Vec<InputRow> = step
+            .inputs
+            .iter()
+            .map(|i| InputRow {
+                name: i.name.clone(),
+                hash: i.hash,
+                producer: i.producer,
+            })
+            .collect();
+        let row = ExecutionRow {
+            run_id: &step.run_id,
+            name: &step.name,
+            step: &step.step,
+            position: step.position,
+            status: StepStatus::Running,
+            cache_key: Some(step.cache_key),
+            components: &step.components,
+            reason: None,
+            error: None,
+            reused: None,
+            compared: None,
+            started_at_us: crate::time::now_micros(),
+            duration: Duration::ZERO,
+            outputs: Vec::new(),
+            inputs,
+            lease_holder: None,
+        };
+        let holder = self.holder(&step.run_id, &step.run_name, &step.name);
+        self.begin_step_row(step.cache_key, &row, &step.outputs, &holder)
+    }
+}
+
+impl MetadataStore for Store {
+    fn begin_run(&self, run: &RunStart) -> Result<()> {
+        Store::begin_run(self, &run.id, &run.pipeline, &run.name, run.started_at_us)
+    }
+
+    fn finish_run(&self, id: &str, status: RunStatus, duration: Duration) -> Result<()> {
+        Store::finish_run(self, id, status, duration)
+    }
+
+    fn begin_step(&self, step: &StepStart) -> Result<Begin> {
+        Store::begin_step(self, step)
+    }
+
+    fn still_held(&self, waits: &[(Hash128, &Holder)]) -> Result<Vec<bool>> {
+        Store::still_held(self, waits)
+    }
+
+    fn commit_lease(&self, lease: &Lease, done: &Completion) -> Result<i64> {
+        self.commit_lease_sqlite(lease, done)
+    }
+
+    fn release_lease(&self, lease: &Lease) -> Result<()> {
+        self.release_lease_sqlite(lease)
+    }
+
+    fn hold_blob(&self, lease: &Lease, hash: Hash128) -> Result<()> {
+        self.hold_blob_sqlite(lease, hash)
+    }
+
+    fn lease_closed(&self, _lease: &Lease) {
+        self.lease_closed_sqlite()
+    }
+
+    fn heartbeat(&self) -> Result<usize> {
+        Store::heartbeat(self)
+    }
+
+    fn adopt_lease(&self, token: LeaseToken) -> Result<LeaseGuard> {
+        Store::adopt_lease(self, token)
+    }
+
+    fn recover(&self) -> Result<()> {
+        Store::recover(self)
+    }
+
+    fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
+        Store::runs(self, pipeline)
+    }
+
+    fn run(&self, run: &str) -> Result<RunRecord> {
+        Store::run(self, run)
+    }
+
+    fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>> {
+        Store::run_steps(self, run)
+    }
+
+    fn execution(&self, id: i64) -> Result<StepRecord> {
+        Store::execution(self, id)
+    }
+
+    fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
+        Store::lineage(self, content_hash)
+    }
+}
+
+/// A shared handle to any metadata backend.
+pub type SharedMetadata = Arc<dyn MetadataStore>;
