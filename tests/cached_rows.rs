@@ -276,6 +276,10 @@ fn a_store_of_schema_4_with_copied_rows_migrates_and_keeps_serving() {
              DROP INDEX executions_by_key;
              ALTER TABLE executions DROP COLUMN outputs_of;
              CREATE INDEX executions_by_key ON executions(cache_key, status);
+             ALTER TABLE leases DROP COLUMN execution_id;
+             ALTER TABLE leases DROP COLUMN claimed_at_us;
+             DROP TABLE holds;
+             DROP TABLE condemned;
              PRAGMA user_version = 4;",
             run = first.id()
         ))
