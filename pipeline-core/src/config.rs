@@ -35,8 +35,22 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
-use crate::store::PIPELINE_HOME;
+use crate::local_fs::PIPELINE_HOME;
+
+/// `Result` of this module.
+pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
+/// wrong or incomplete. The message never contains a credential. Converts into
+/// [`Error::Config`](crate::Error::Config).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("configuration from {origin}: {message}")]
+pub struct ConfigError {
+    /// Where the setting came from: `$PIPELINE_METADATA`, a key of a `pipeline.toml`..
+    pub origin: Origin,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
 
 /// Environment variable naming the metadata store (`postgres://..` or `sqlite:PATH`).
 pub const PIPELINE_METADATA: &str = "PIPELINE_METADATA";
@@ -227,7 +241,7 @@ impl fmt::Display for Origin {
 ///     remote.metadata().to_string(),
 ///     "postgres://ci:***@db.example:5432/pipeline"
 /// );
-/// # Ok::<(), pipeline_core::Error>(())
+/// # Ok::<(), pipeline_core::config::ConfigError>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreConfig {
@@ -262,7 +276,7 @@ impl StoreConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when a location cannot be parsed, or when a remote location lacks
+    /// [`ConfigError`] when a location cannot be parsed, or when a remote location lacks
     /// its other half.
     pub fn new(metadata: &str, artifacts: Option<&str>) -> Result<StoreConfig> {
         resolve_parts(
@@ -277,10 +291,10 @@ impl StoreConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Config`] when `pipeline.toml` cannot be read or parsed, when a location
+    /// [`ConfigError`] when `pipeline.toml` cannot be read or parsed, when a location
     /// cannot be parsed, or when only one half of a remote store is set.
     pub fn from_env() -> Result<StoreConfig> {
-        let cwd = std::env::current_dir().map_err(|e| Error::Config {
+        let cwd = std::env::current_dir().map_err(|e| ConfigError {
             origin: Origin::Default,
             message: format!("cannot read the working directory: {e}"),
         })?;
@@ -409,9 +423,9 @@ impl Settings {
     ///
     /// # Errors
     ///
-    /// As [`StoreConfig::from_env`], and [`Error::Config`] for an unknown executor.
+    /// As [`StoreConfig::from_env`], and [`ConfigError`] for an unknown executor.
     pub fn from_env() -> Result<Settings> {
-        let cwd = std::env::current_dir().map_err(|e| Error::Config {
+        let cwd = std::env::current_dir().map_err(|e| ConfigError {
             origin: Origin::Default,
             message: format!("cannot read the working directory: {e}"),
         })?;
@@ -457,7 +471,7 @@ impl Settings {
             match var(PIPELINE_EXECUTOR).or(from_file(parsed.executor.kind, "executor.kind")) {
                 Some((text, origin)) => text
                     .parse()
-                    .map_err(|message| Error::Config { origin, message })?,
+                    .map_err(|message| ConfigError { origin, message })?,
                 None => ExecutorKind::default(),
             };
         Ok(Settings {
@@ -481,11 +495,11 @@ fn read_config_file(path: &Path) -> Result<FileSettings> {
         path: path.to_path_buf(),
         key: "(file)",
     };
-    let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         origin: origin.clone(),
         message: format!("cannot read it: {e}"),
     })?;
-    toml::from_str(&text).map_err(|e| Error::Config {
+    toml::from_str(&text).map_err(|e| ConfigError {
         origin,
         // toml's message names the line, column and key; it never quotes a value on its own
         // line only when the value is the error, so strip nothing here.
@@ -542,19 +556,19 @@ fn resolve_parts(
                 origin,
             })
         }
-        (Some((metadata @ MetadataLocation::Postgres(_), origin)), None) => Err(Error::Config {
+        (Some((metadata @ MetadataLocation::Postgres(_), origin)), None) => Err(ConfigError {
             origin,
             message: format!(
                 "metadata in PostgreSQL ({metadata}) needs a shared place for artifact bytes too: set {PIPELINE_ARTIFACTS}=s3://BUCKET/PREFIX (or `[store] artifacts` in {CONFIG_FILE})"
             ),
         }),
-        (None, Some((artifacts @ ArtifactLocation::S3 { .. }, origin))) => Err(Error::Config {
+        (None, Some((artifacts @ ArtifactLocation::S3 { .. }, origin))) => Err(ConfigError {
             origin,
             message: format!(
                 "artifacts in S3 ({artifacts}) need shared metadata too: set {PIPELINE_METADATA}=postgres://USER@HOST:PORT/DATABASE (or `[store] metadata` in {CONFIG_FILE})"
             ),
         }),
-        (None, Some((artifacts @ ArtifactLocation::Folder { .. }, origin))) => Err(Error::Config {
+        (None, Some((artifacts @ ArtifactLocation::Folder { .. }, origin))) => Err(ConfigError {
             origin,
             message: format!(
                 "artifacts in {artifacts} need a metadata store: set {PIPELINE_METADATA}=sqlite:PATH or postgres://.. too, or use {PIPELINE_HOME}=DIR for a local store in one folder"
@@ -592,7 +606,7 @@ fn parse_metadata(
     relative_to: &dyn Fn(&Origin, PathBuf) -> PathBuf,
 ) -> Result<MetadataLocation> {
     let text = text.trim();
-    let error = |message: String| Error::Config {
+    let error = |message: String| ConfigError {
         origin: origin.clone(),
         message,
     };
@@ -629,7 +643,7 @@ fn parse_artifacts(
     relative_to: &dyn Fn(&Origin, PathBuf) -> PathBuf,
 ) -> Result<ArtifactLocation> {
     let text = text.trim();
-    let error = |message: String| Error::Config {
+    let error = |message: String| ConfigError {
         origin: origin.clone(),
         message,
     };
@@ -679,7 +693,7 @@ mod tests {
         Settings::resolve(&move |name| vars.get(name).cloned(), cwd)
     }
 
-    fn message(e: Error) -> String {
+    fn message(e: ConfigError) -> String {
         e.to_string()
     }
 

@@ -266,13 +266,8 @@ pub enum Error {
 
     /// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
     /// wrong or incomplete. The message never contains a credential.
-    #[error("configuration from {origin}: {message}")]
-    Config {
-        /// Where the setting came from: `$PIPELINE_METADATA`, a key of a `pipeline.toml`..
-        origin: crate::config::Origin,
-        /// What is wrong and how to fix it.
-        message: String,
-    },
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A text this version does not know as a value of some kind, e.g. a step status `paused`:

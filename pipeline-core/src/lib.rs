@@ -12,7 +12,6 @@ mod artifact;
 pub mod cacher;
 mod cancel;
 pub mod canonical;
-mod canonical_order;
 mod checks;
 pub mod config;
 mod error;

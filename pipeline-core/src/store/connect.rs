@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::artifacts::{ArtifactStore, LocalArtifacts};
 use super::{Store, StoreOptions};
-use crate::config::{ArtifactLocation, MetadataLocation, StoreConfig};
+use crate::config::{ArtifactLocation, ConfigError, MetadataLocation, StoreConfig};
 use crate::error::{Error, Result};
 
 impl Store {
@@ -54,23 +54,23 @@ impl Store {
         let dir = match config.metadata() {
             MetadataLocation::Sqlite { path } => {
                 if path.file_name() != Some("metadata.sqlite".as_ref()) {
-                    return Err(Error::Config {
+                    return Err(Error::Config(ConfigError {
                         origin: config.origin().clone(),
                         message: format!(
                             "the SQLite metadata file must be called `metadata.sqlite` (the store is the folder holding it); got {}",
                             path.display()
                         ),
-                    });
+                    }));
                 }
                 path.parent().map(|p| p.to_path_buf()).unwrap_or_default()
             }
             MetadataLocation::Postgres(url) => {
-                return Err(Error::Config {
+                return Err(Error::Config(ConfigError {
                     origin: config.origin().clone(),
                     message: format!(
                         "metadata in PostgreSQL ({url}) is not supported by this version yet: its backend is being built; use sqlite:PATH/metadata.sqlite for now"
                     ),
-                })
+                }))
             }
         };
         if config.local_dir().is_some() || options.artifacts.is_some() {
@@ -122,11 +122,11 @@ fn s3(config: &StoreConfig, bucket: &str, prefix: &str) -> Result<Arc<dyn Artifa
 
 #[cfg(not(feature = "s3"))]
 fn s3(config: &StoreConfig, _bucket: &str, _prefix: &str) -> Result<Arc<dyn ArtifactStore>> {
-    Err(Error::Config {
+    Err(Error::Config(ConfigError {
         origin: config.origin().clone(),
         message: format!(
             "artifacts in S3 ({}) need the `s3` feature of cached-pipeline, which this build lacks; enable it in Cargo.toml",
             config.artifacts()
         ),
-    })
+    }))
 }

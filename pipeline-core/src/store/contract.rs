@@ -23,7 +23,7 @@ use super::metadata::{MetadataStore, RunStart, StepStart};
 use super::RunStatus;
 use crate::error::Error;
 use crate::key::{Hash128, KeyComponents, OutputDecl};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 /// One fresh, empty backend for one check of [`metadata`].
 pub trait MetadataFixture {

@@ -15,7 +15,7 @@ use super::metadata::MetadataStore;
 use super::{BlobWriter, Store, StoreInner};
 use crate::error::{Error, Result};
 use crate::key::Hash128;
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 use crate::time;
 
 /// A claim on one cache key, as recorded in the metadata store.

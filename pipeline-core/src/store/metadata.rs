@@ -11,7 +11,7 @@ use super::lease::{Begin, Holder};
 use super::{ExecutionRow, InputRow, Lineage, RunRecord, RunStatus, StepRecord, Store};
 use crate::error::Result;
 use crate::key::{Hash128, KeyComponents, OutputDecl};
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 /// One input of a step about to be decided, as its execution row records it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::*;
-use crate::run::StepStatus;
+use crate::status::StepStatus;
 
 fn fresh() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

@@ -19,7 +19,7 @@
 
 use serde::ser::{self, Serialize, Serializer};
 
-use crate::canonical::{to_canonical_bytes, Collection};
+use super::{to_canonical_bytes, Collection};
 
 /// Serializes the wrapped value with hash-ordered maps and sets in canonical order.
 ///

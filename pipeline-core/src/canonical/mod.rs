@@ -63,7 +63,8 @@
 use serde::ser::{self, Serialize};
 use std::fmt;
 
-pub use crate::canonical_order::{CanonicalOrder, CanonicalOrderSerializer};
+mod order;
+pub use order::{CanonicalOrder, CanonicalOrderSerializer};
 
 /// Error while encoding a value canonically (a `Serialize` impl returned an
 /// error, or a map key failed).
