@@ -13,6 +13,9 @@ use pipeline::StepStatus;
 
 static SQUARES: AtomicUsize = AtomicUsize::new(0);
 
+/// The tests count executions of `squares` in one counter, so they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[step]
 fn squares(n: u64) -> Vec<u64> {
     SQUARES.fetch_add(1, SeqCst);
@@ -36,6 +39,7 @@ fn statuses(run: &pipeline::Run<Artifact<u64>>) -> Vec<StepStatus> {
 
 /// Runs the pipeline twice on stores opened from `config` and checks what a user relies on.
 fn exercise(config: &StoreConfig, n: u64) {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let store = Store::connect(config).unwrap();
     let before = SQUARES.load(SeqCst);
     let first = sum_of_squares(n).store(store.clone()).run().unwrap();
