@@ -18,6 +18,9 @@ use pipeline::store::{GcPolicy, StoreOptions};
 
 static SQUARES: AtomicUsize = AtomicUsize::new(0);
 
+/// The tests count executions of `squares` in one counter, so they take turns.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[step]
 fn squares(n: u64) -> Vec<u64> {
     SQUARES.fetch_add(1, SeqCst);
@@ -64,6 +67,7 @@ fn files_under(dir: &Path) -> Vec<String> {
 
 #[test]
 fn a_store_runs_on_an_object_store_backend() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (store, blobs) = object_backed(dir.path());
     let p = sum_of_squares(1000).store(store.clone());
@@ -145,6 +149,7 @@ fn a_store_runs_on_an_object_store_backend() {
 
 #[test]
 fn gc_removes_unreferenced_objects_through_the_backend() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (store, blobs) = object_backed(dir.path());
     let orphan = store.save_blob(&vec![1u64, 2, 3], &Bincode).unwrap();
