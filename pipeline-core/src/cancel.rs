@@ -17,23 +17,31 @@ use std::sync::Arc;
 /// A token stays cancelled: a run given a cancelled token starts no step. Make a new token
 /// for the next run.
 ///
-/// ```no_run
-/// # fn pipeline_value() -> pipeline::Pipeline<()> { unimplemented!() }
+/// ```
+/// use pipeline::prelude::*;
 /// use pipeline::CancelToken;
 ///
-/// let token = CancelToken::new();
-/// let p = pipeline_value().cancel_token(token.clone());
-/// let watchdog = std::thread::spawn(move || {
-///     std::thread::sleep(std::time::Duration::from_secs(60));
-///     token.cancel();
-/// });
-/// match p.run() {
-///     Err(pipeline::Error::Cancelled { run, not_run }) => {
-///         eprintln!("run {run} cancelled; {not_run} steps did not run")
-///     }
-///     other => drop(other),
+/// #[step]
+/// fn answer() -> u32 {
+///     42
 /// }
-/// # drop(watchdog);
+///
+/// #[pipeline]
+/// fn quick() -> Artifact<u32> {
+///     answer()
+/// }
+///
+/// fn main() {
+///     let dir = tempfile::tempdir().unwrap();
+///     let token = CancelToken::new();
+///     let p = quick().store_path(dir.path()).cancel_token(token.clone());
+///     // Usually from another thread: a Ctrl-C handler, a watchdog.
+///     token.cancel();
+///     match p.run() {
+///         Err(pipeline::Error::Cancelled { not_run, .. }) => assert_eq!(not_run, 1),
+///         other => panic!("expected a cancelled run, got {other:?}"),
+///     }
+/// }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken {
