@@ -99,19 +99,7 @@ impl Completion {
             error: row.error.clone(),
             compared: row.compared.clone(),
             duration: row.duration,
-            outputs: row
-                .outputs
-                .iter()
-                .map(|o| StepOutput {
-                    name: o.name.clone(),
-                    hash: o.hash,
-                    size: o.size,
-                    type_name: o.type_name.clone(),
-                    cacher: o.cacher.clone(),
-                    cacher_version: o.cacher_version,
-                    metadata: o.metadata.clone(),
-                })
-                .collect(),
+            outputs: row.outputs.clone(),
         }
     }
 }

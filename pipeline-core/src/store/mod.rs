@@ -217,16 +217,8 @@ pub enum Damage {
     },
 }
 
-/// One output written by an execution.
-pub(crate) struct OutputRow {
-    pub name: String,
-    pub hash: Hash128,
-    pub size: u64,
-    pub type_name: String,
-    pub cacher: String,
-    pub cacher_version: u32,
-    pub metadata: Option<serde_json::Value>,
-}
+/// One output written by an execution: the same record a lease commit takes.
+pub(crate) use guard::StepOutput as OutputRow;
 
 /// What a blob's sidecar (`<blob>.json`) records: the blob's own facts and the execution
 /// that produced it.
