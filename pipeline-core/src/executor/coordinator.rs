@@ -126,6 +126,13 @@ impl<'a> State<'a> {
         let mut fatal: Option<Error> = None;
         let mut poll = POLL_MIN;
         loop {
+            // The steps that became ready are resolved in one pass (one transaction:
+            // `store/pass.rs`), which ends before any claim or step body.
+            if fatal.is_none() && self.schedule.has_ready() {
+                if let Err(e) = self.ledger.open_pass() {
+                    fatal = Some(e);
+                }
+            }
             while fatal.is_none() {
                 let Some(id) = self.schedule.next_ready() else {
                     break;
@@ -136,7 +143,14 @@ impl<'a> State<'a> {
             }
             // Record the cached rows before any worker may load what they reference: from
             // then on garbage collection sees those blobs as referenced.
-            if let Err(e) = self.flush_rows() {
+            let ended = match self.flush_rows() {
+                Ok(()) => self.ledger.close_pass(),
+                Err(e) => {
+                    self.ledger.abandon_pass();
+                    Err(e)
+                }
+            };
+            if let Err(e) = ended {
                 fatal.get_or_insert(e);
             }
             if self.cancelled() && !(self.queued.is_empty() && self.waiting.is_empty()) {
@@ -285,6 +299,7 @@ impl<'a> State<'a> {
                 reused: None,
                 started_at_us: time::now_micros(),
                 outputs: Vec::new(),
+                holder: None,
             });
             self.complete(
                 id,
@@ -316,16 +331,18 @@ impl<'a> State<'a> {
             return Ok(());
         }
         // A hit needs no claim: the execution it reuses is complete and immutable, so it is
-        // found with a plain read and its cached row is batched with the others into one
-        // transaction (`flush_rows`). A commit per cached step cost ~100 us (every dirtied
-        // index page rewritten to the WAL). Only a miss takes the write lock, in `acquire`,
+        // found in this pass's transaction and its cached row is recorded in the same one
+        // (`flush_rows`), pointing at what the lookup found. A commit per cached step cost
+        // ~100 us (every dirtied index page rewritten to the WAL). A miss is claimed in a
+        // transaction of its own, in `acquire`,
         // which looks again before claiming the key.
-        if let Some((execution, outputs)) = self.ledger.lookup(key)? {
+        if let Some(found) = self.ledger.lookup(key)? {
+            let execution = found.execution;
             let span = step_span(&self.span, node, Some(key));
             span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
             end_step_span(&span, StepStatus::Cached, clock.elapsed());
             self.schedule.release_inputs(id);
-            let produced = reused_outputs(outputs, execution);
+            let produced = reused_outputs(found.outputs, execution);
             self.set_produced(id, &produced);
             self.pending_rows.push(PendingRow {
                 node: id,
@@ -336,6 +353,7 @@ impl<'a> State<'a> {
                 reused: Some(execution),
                 started_at_us: time::now_micros(),
                 outputs: produced,
+                holder: Some(found.holder),
             });
             self.complete(
                 id,

@@ -4,6 +4,7 @@
 //! and skipped rows, and binds outputs to the store (a claim is a `LeaseGuard`, which its
 //! store handle keeps alive). It decides nothing about order: that is the coordinator's and the schedule's.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +19,8 @@ use crate::graph::{InputSource, Node, NodeId, OutputSpec};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::{Reason, StepStatus};
 use crate::store::{
-    Begin, Call, Candidates, Damage, ExecutionRow, InputRow, LeaseGuard, Lookup, Store,
+    Begin, Call, Candidates, Damage, ExecutionRow, InputRow, LeaseGuard, Lookup, OutputsHolder,
+    Pass, Store,
 };
 use crate::time;
 
@@ -37,11 +39,19 @@ pub(super) struct PendingRow {
     pub(super) reused: Option<i64>,
     pub(super) started_at_us: i64,
     pub(super) outputs: Vec<Produced>,
+    /// Where the reused execution's rows are, as the pass that recorded this row found it.
+    pub(super) holder: Option<OutputsHolder>,
 }
 
-/// A completed execution that can be reused: its id, and its outputs' content hashes and
-/// sizes in output order.
-pub(super) type Reusable = (i64, Vec<(Hash128, u64)>);
+/// A completed execution that can be reused.
+pub(super) struct Reusable {
+    /// Its id.
+    pub(super) execution: i64,
+    /// Its outputs' content hashes and sizes, in output order.
+    pub(super) outputs: Vec<(Hash128, u64)>,
+    /// The execution holding its output rows, which the cached row points at.
+    pub(super) holder: OutputsHolder,
+}
 
 /// What claiming a key found (see [`Ledger::acquire`]).
 pub(super) enum Claim {
@@ -70,6 +80,9 @@ pub(super) struct Ledger<'a> {
     pipeline: &'a str,
     /// Per step: its completed calls in the earlier run that misses are compared with.
     earlier: HashMap<&'static str, Option<Candidates>>,
+    /// The open pass, if any: lookups, explanations and cached rows of the steps the
+    /// coordinator resolves at once go in one transaction (`store/pass.rs`).
+    pass: RefCell<Option<Pass<'a>>>,
 }
 
 impl<'a> Ledger<'a> {
@@ -85,6 +98,29 @@ impl<'a> Ledger<'a> {
             run_name,
             pipeline,
             earlier: HashMap::new(),
+            pass: RefCell::new(None),
+        }
+    }
+
+    /// Opens a pass (see `store/pass.rs`) unless one is open.
+    pub(super) fn open_pass(&self) -> Result<()> {
+        let mut pass = self.pass.borrow_mut();
+        if pass.is_none() {
+            *pass = Some(self.store.pass()?);
+        }
+        Ok(())
+    }
+
+    /// Rolls the open pass back, if any (its rows failed to insert).
+    pub(super) fn abandon_pass(&self) {
+        self.pass.borrow_mut().take();
+    }
+
+    /// Commits the open pass, if any. Claims and commits of leases go outside passes.
+    pub(super) fn close_pass(&self) -> Result<()> {
+        match self.pass.borrow_mut().take() {
+            Some(pass) => pass.commit(),
+            None => Ok(()),
         }
     }
 
@@ -99,8 +135,20 @@ impl<'a> Ledger<'a> {
     /// A completed execution with `key` whose outputs are all present: its id and its
     /// outputs' content hashes and sizes. A plain read, no claim (see `State::resolve`).
     pub(super) fn lookup(&self, key: Hash128) -> Result<Option<Reusable>> {
-        Ok(match self.store.lookup(key)? {
-            Lookup::Hit { execution, outputs } => Some((execution, outputs)),
+        let found = match &*self.pass.borrow() {
+            Some(pass) => pass.lookup(key)?,
+            None => self.store.lookup(key)?,
+        };
+        Ok(match found {
+            Lookup::Hit {
+                execution,
+                outputs,
+                holder,
+            } => Some(Reusable {
+                execution,
+                outputs,
+                holder,
+            }),
             Lookup::Miss | Lookup::Damaged(_) => None,
         })
     }
@@ -185,9 +233,12 @@ impl<'a> Ledger<'a> {
     ) -> Result<(Reason, Option<String>)> {
         if !self.earlier.contains_key(step) {
             // Once per step and run: a 10,000-call sweep reads the earlier run's calls once.
-            let calls = self
-                .store
-                .earlier_calls(step, self.pipeline, self.run_id, None)?;
+            let calls = match &*self.pass.borrow() {
+                Some(pass) => pass.earlier_calls(step, self.pipeline, self.run_id)?,
+                None => self
+                    .store
+                    .earlier_calls(step, self.pipeline, self.run_id, None)?,
+            };
             self.earlier.insert(step, calls);
         }
         let earlier = self.earlier.get(step).and_then(|calls| {
@@ -229,11 +280,15 @@ impl<'a> Ledger<'a> {
                     duration: Duration::ZERO,
                     outputs: output_rows(node, &p.outputs, &[]),
                     inputs: input_rows(node, produced),
+                    outputs_of: p.holder.clone(),
                     lease_holder: None,
                 }
             })
             .collect();
-        self.store.record(&rows)
+        match &*self.pass.borrow() {
+            Some(pass) => pass.record(&rows),
+            None => self.store.record(&rows),
+        }
     }
 
     /// Output `spec` of `node`, stored as `p`, bound to the store for loading.
@@ -299,6 +354,7 @@ fn cached_row<'r>(
         duration: Duration::ZERO,
         outputs: Vec::new(),
         inputs,
+        outputs_of: None,
         lease_holder: None,
     }
 }

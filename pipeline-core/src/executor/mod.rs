@@ -244,8 +244,13 @@ pub(crate) fn execute(
             not_run,
         })
     });
-    let reports = state.reports.into_iter().flatten().collect();
-    let artifacts = state.bound;
+    let reports = std::mem::take(&mut state.reports)
+        .into_iter()
+        .flatten()
+        .collect();
+    let artifacts = std::mem::take(&mut state.bound);
+    // The ledger borrows the run's id and name.
+    drop(state);
     Ok(RunOutcome {
         id,
         name,

@@ -263,6 +263,7 @@ pub(super) fn run_step(
         duration,
         outputs: output_rows(node, &produced, &metadata),
         inputs: input_rows,
+        outputs_of: None,
         lease_holder: None,
     };
     // A claimed step commits its row, outputs and the end of its lease in one transaction

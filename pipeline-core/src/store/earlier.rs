@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{params, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
@@ -228,15 +228,15 @@ impl Candidates {
 impl Store {
     /// The calls of `step` in run `run_id`, in position order; only completed ones (executed
     /// or cached) when `completed`. Ordinals count every call of the step in the run.
-    pub(crate) fn step_calls(
+    pub(crate) fn step_calls_in(
         &self,
+        conn: &Connection,
         run_id: &str,
         run_name: &str,
         step: &str,
         completed: bool,
     ) -> Result<Candidates> {
         let rows: Vec<(i64, String, StepStatus, String)> = {
-            let conn = self.db();
             let mut stmt = conn
                 .prepare_cached(concat!(
                     "SELECT e.id, e.name, e.status, ",
@@ -292,9 +292,21 @@ impl Store {
         exclude_run: &str,
         before: Option<i64>,
     ) -> Result<Option<Candidates>> {
+        self.earlier_calls_in(&self.db(), step, pipeline, exclude_run, before)
+    }
+
+    /// [`earlier_calls`](Store::earlier_calls) on a connection the caller holds (inside
+    /// its transaction).
+    pub(crate) fn earlier_calls_in(
+        &self,
+        conn: &Connection,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+        before: Option<i64>,
+    ) -> Result<Option<Candidates>> {
         let before = before.unwrap_or(i64::MAX);
         let run: Option<(String, String)> = {
-            let conn = self.db();
             let select = "SELECT e.run_id, r.name FROM executions e \
                  JOIN runs r ON r.id = e.run_id \
                  WHERE e.step = ?1 AND e.status IN ('executed', 'cached') \
@@ -316,7 +328,7 @@ impl Store {
                 )?,
             }
         };
-        run.map(|(id, name)| self.step_calls(&id, &name, step, true))
+        run.map(|(id, name)| self.step_calls_in(conn, &id, &name, step, true))
             .transpose()
     }
 

@@ -140,7 +140,11 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_error(e))?;
         let damaged = match self.lookup_in(&tx, key)? {
-            Lookup::Hit { execution, outputs } => {
+            Lookup::Hit {
+                execution,
+                outputs,
+                holder,
+            } => {
                 let cached = ExecutionRow {
                     status: StepStatus::Cached,
                     cache_key: Some(key),
@@ -160,6 +164,7 @@ impl Store {
                         .collect(),
                     reason: Some(format!("reused execution {execution}")),
                     inputs: copy_inputs(row),
+                    outputs_of: Some(holder),
                     lease_holder: None,
                     error: None,
                     compared: None,
@@ -233,6 +238,7 @@ impl Store {
             started_at_us: now,
             outputs: Vec::new(),
             inputs: copy_inputs(row),
+            outputs_of: None,
             lease_holder: None,
             error: None,
             reused: None,

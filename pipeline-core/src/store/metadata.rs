@@ -256,6 +256,7 @@ impl Store {
             duration: Duration::ZERO,
             outputs: Vec::new(),
             inputs,
+            outputs_of: None,
             lease_holder: None,
         };
         let holder = self.holder(&step.run_id, &step.run_name, &step.name);

@@ -37,6 +37,8 @@ pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
+pub(crate) use pass::Pass;
+
 mod connect;
 mod gc;
 mod guard;
@@ -44,6 +46,7 @@ mod lease;
 mod liveness;
 mod metadata;
 mod open;
+mod pass;
 // The connection, schema and error layer of the PostgreSQL metadata backend, tested against
 // a real server; the `MetadataStore` implementation on it, and `Store::connect` using it,
 // are the next slice of the issue "Beyond one machine". Until then nothing outside its
@@ -187,11 +190,21 @@ pub(crate) enum Lookup {
     Hit {
         execution: i64,
         outputs: Vec<(Hash128, u64)>,
+        /// The execution holding the output rows (`execution` or the one it copied).
+        holder: OutputsHolder,
     },
     /// No completed execution with this key.
     Miss,
     /// A completed execution exists but an output cannot be reused.
     Damaged(Damage),
+}
+
+/// The execution whose artifact and input rows a cached row can point at
+/// (`outputs_of`), and its key components as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OutputsHolder {
+    pub id: i64,
+    pub components: String,
 }
 
 /// Why a completed execution's output cannot be reused.
@@ -295,6 +308,10 @@ pub(crate) struct ExecutionRow<'a> {
     pub duration: Duration,
     pub outputs: Vec<OutputRow>,
     pub inputs: Vec<InputRow>,
+    /// For a cached row: the execution holding the rows of the one it reuses, as a lookup
+    /// *in the same transaction* found it (nothing can have removed it since). `None`:
+    /// `record_in` looks it up again.
+    pub outputs_of: Option<OutputsHolder>,
     /// The lease this execution held on its key, released when the row commits.
     pub lease_holder: Option<&'a Holder>,
 }
@@ -808,14 +825,44 @@ impl Store {
         // over by garbage collection). A cached row pointing at another (`outputs_of`)
         // needs no lookup, as the one it points at has the same key; so the index on keys
         // leaves those rows out, and a cached run dirties no page of it.
-        // One statement: that execution (one seek in that index), its outputs, and their
-        // recorded blob stats. No outputs recorded (an incomplete row) is a miss.
+        // Two plain statements (each a seek or two), not one with correlated subqueries:
+        // this is the per-step cost of a cached run (perf figure 1).
+        let found: Option<(i64, Option<i64>, String)> = conn
+            .prepare_cached(
+                "SELECT id, reused_execution, components FROM executions \
+                 WHERE cache_key = ?1 AND outputs_of IS NULL \
+                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([key.to_hex()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()
+            })
+            .map_err(|e| self.db_error(e))?;
+        let Some((holder, pointed, components)) = found else {
+            return Ok(Lookup::Miss);
+        };
         // The hit reuses the execution that row reused (or the row itself), unless that one
         // is gone: then the row holding the outputs stands for it.
-        // An output that failed to decode (`undecodable`, keyed by the execution that wrote
-        // it, or by the one reused) makes the execution unusable, like a damaged blob.
+        let execution = match pointed {
+            None => holder,
+            Some(pointed) => {
+                let exists: bool = conn
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1)")
+                    .and_then(|mut s| s.query_row([pointed], |r| r.get(0)))
+                    .map_err(|e| self.db_error(e))?;
+                if exists {
+                    pointed
+                } else {
+                    holder
+                }
+            }
+        };
+        let pointed = pointed.unwrap_or(holder);
+        // Its outputs with their recorded blob stats. An output that failed to decode
+        // (`undecodable`, keyed by the execution that wrote it, or by the one reused) makes
+        // the execution unusable, like a damaged blob. No outputs recorded (an incomplete
+        // row) is a miss.
         type Row = (
-            i64,
             String,
             String,
             i64,
@@ -825,26 +872,15 @@ impl Store {
         );
         let rows: Vec<Row> = conn
             .prepare_cached(
-                "SELECT e.reused, a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
+                "SELECT a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
                         (SELECT u.type_name FROM undecodable u \
-                         WHERE u.execution_id IN (e.reused, e.pointed) AND u.output = a.name \
-                         LIMIT 1) \
-                 FROM (SELECT COALESCE(f.outputs_of, f.id) AS holder, \
-                              COALESCE(f.reused_execution, f.id) AS pointed, \
-                              CASE WHEN f.reused_execution IS NULL THEN f.id \
-                                   WHEN EXISTS (SELECT 1 FROM executions t \
-                                                WHERE t.id = f.reused_execution) \
-                                   THEN f.reused_execution \
-                                   ELSE COALESCE(f.outputs_of, f.id) END AS reused \
-                       FROM executions f WHERE f.id = \
-                           (SELECT max(id) FROM executions WHERE cache_key = ?1 \
-                            AND outputs_of IS NULL AND status IN ('executed', 'cached'))) e \
-                 CROSS JOIN artifacts a ON a.execution_id = e.holder \
+                         WHERE u.execution_id IN (?2, ?3) AND u.output = a.name LIMIT 1) \
+                 FROM artifacts a \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
-                 ORDER BY a.position",
+                 WHERE a.execution_id = ?1 ORDER BY a.position",
             )
             .and_then(|mut s| {
-                s.query_map([key.to_hex()], |r| {
+                s.query_map(params![holder, execution, pointed], |r| {
                     Ok((
                         r.get(0)?,
                         r.get(1)?,
@@ -852,20 +888,14 @@ impl Store {
                         r.get(3)?,
                         r.get(4)?,
                         r.get(5)?,
-                        r.get(6)?,
                     ))
                 })
                 .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let Some(&(execution, ..)) = rows.first() else {
+        if rows.is_empty() {
             return Ok(Lookup::Miss);
-        };
-        let rows = rows
-            .into_iter()
-            .map(|(_, name, hex, size, bs, bm, undecodable)| {
-                (name, hex, size, bs, bm, undecodable)
-            });
+        }
         let mut outputs = Vec::new();
         let mut stale = Vec::new();
         for (name, hex, size, blob_size, blob_mtime, undecodable) in rows {
@@ -897,7 +927,14 @@ impl Store {
                 let _ = self.inner.blobs.touch(hash);
             }
         }
-        Ok(Lookup::Hit { execution, outputs })
+        Ok(Lookup::Hit {
+            execution,
+            outputs,
+            holder: OutputsHolder {
+                id: holder,
+                components,
+            },
+        })
     }
 
     /// Size and times of blob `hash`, which must exist ([`Error::BlobMissing`] otherwise).
@@ -1039,6 +1076,7 @@ impl Store {
                      ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
                 )
                 .map_err(|e| self.db_error(e))?;
+            let mut held: Option<(i64, String)>;
             for row in rows {
                 let components =
                     serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
@@ -1046,15 +1084,19 @@ impl Store {
                 // copying them, when that execution still holds exactly these outputs.
                 // Its key components are stored once, on the row it points at, when they
                 // are the same (they are what most of a row's bytes are).
-                let holder = match (row.status, row.reused) {
-                    (StepStatus::Cached, Some(reused)) => {
-                        self.outputs_holder(tx, reused, &row.outputs)?
+                let holder = match (row.status, row.reused, &row.outputs_of) {
+                    (StepStatus::Cached, Some(_), Some(found)) => {
+                        Some((found.id, found.components.as_str()))
+                    }
+                    (StepStatus::Cached, Some(reused), None) => {
+                        held = self.outputs_holder(tx, reused, &row.outputs)?;
+                        held.as_ref().map(|(id, c)| (*id, c.as_str()))
                     }
                     _ => None,
                 };
-                let outputs_of = holder.as_ref().map(|(id, _)| *id);
+                let outputs_of = holder.map(|(id, _)| id);
                 let components = match holder {
-                    Some((_, held)) if held == components => String::new(),
+                    Some((_, stored)) if stored == components => String::new(),
                     _ => components,
                 };
                 exec.execute(params![

@@ -352,6 +352,7 @@ fn verify_reports_each_kind_of_damage() {
             .into_iter()
             .collect(),
         inputs: vec![],
+        outputs_of: None,
         lease_holder: None,
     };
     store
@@ -522,6 +523,7 @@ fn claim(store: &Store, key: Hash128) -> Begin {
         duration: Duration::ZERO,
         outputs: vec![],
         inputs: vec![],
+        outputs_of: None,
         lease_holder: None,
         compared: None,
     };
