@@ -28,7 +28,7 @@
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
 //!    top, not what makes gc safe.
 //!
-//! The blobs go through an [`ArtifactStore`](artifacts::ArtifactStore): the folder above by
+//! The blobs go through an [`ArtifactStore`]: the folder above by
 //! default, any other backend through [`StoreOptions::artifacts`].
 
 pub mod artifacts;
@@ -52,6 +52,7 @@ mod open;
 #[allow(dead_code)]
 mod postgres;
 mod query;
+mod rows;
 mod schema;
 mod stored;
 mod verify;
