@@ -44,12 +44,10 @@ mod lease;
 mod liveness;
 mod metadata;
 mod open;
-// The connection, schema and error layer of the PostgreSQL metadata backend, tested against
-// a real server; the `MetadataStore` implementation on it, and `Store::connect` using it,
-// are the next slice of the issue "Beyond one machine". Until then nothing outside its
-// tests calls it.
+// The PostgreSQL metadata backend: connecting, its schema, and `PostgresMetadata`, the
+// `MetadataStore` on it. `Store::connect` does not use it yet (the executor still runs on
+// the SQLite `Store`).
 #[cfg(feature = "postgres")]
-#[allow(dead_code)]
 mod postgres;
 mod query;
 mod rows;
@@ -63,6 +61,8 @@ pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use lease::{Begin, Holder};
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresMetadata;
 pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
