@@ -46,12 +46,16 @@ type Check = fn(&dyn MetadataFixture);
 ///
 /// When the backend breaks the contract, with a message naming the check.
 pub fn metadata<F: MetadataFixture>(fresh: impl Fn() -> F) {
-    let checks: [(&str, Check); 7] = [
+    let checks: [(&str, Check); 8] = [
         (
             "a claim is running until its commit",
             claim_running_commit_hit,
         ),
         ("a held key is busy for other handles", busy_until_released),
+        (
+            "handles racing for one key: exactly one claims it",
+            racing_handles_claim_once,
+        ),
         ("a dropped guard releases its key", drop_releases),
         ("still_held follows the lease", still_held_follows_the_lease),
         ("a token is adopted once", token_adoption),
@@ -72,7 +76,8 @@ pub fn metadata<F: MetadataFixture>(fresh: impl Fn() -> F) {
     }
 }
 
-fn decl() -> OutputDecl {
+/// The one output every step of the contract declares.
+pub(crate) fn decl() -> OutputDecl {
     OutputDecl {
         name: "output".into(),
         type_name: "u32".into(),
@@ -82,7 +87,8 @@ fn decl() -> OutputDecl {
     }
 }
 
-fn step(run: &str, key: u128) -> StepStart {
+/// Step `s` of run `run`, with cache key `key` and no inputs.
+pub(crate) fn step(run: &str, key: u128) -> StepStart {
     StepStart {
         run_id: run.into(),
         run_name: format!("{run}-name"),
@@ -104,7 +110,8 @@ fn step(run: &str, key: u128) -> StepStart {
     }
 }
 
-fn start(handle: &dyn MetadataStore, run: &str) {
+/// Begins run `run` (named `<run>-name`) on `handle`.
+pub(crate) fn start(handle: &dyn MetadataStore, run: &str) {
     handle
         .begin_run(&RunStart {
             id: run.into(),
@@ -115,7 +122,8 @@ fn start(handle: &dyn MetadataStore, run: &str) {
         .expect("begin_run");
 }
 
-fn claim(handle: &dyn MetadataStore, run: &str, key: u128) -> LeaseGuard {
+/// Claims `key` for run `run` on `handle`, which must find it free.
+pub(crate) fn claim(handle: &dyn MetadataStore, run: &str, key: u128) -> LeaseGuard {
     match handle.begin_step(&step(run, key)).expect("begin_step") {
         Begin::Claimed { lease, damaged } => {
             assert_eq!(damaged, None, "a fresh key has no damaged execution");
@@ -125,7 +133,8 @@ fn claim(handle: &dyn MetadataStore, run: &str, key: u128) -> LeaseGuard {
     }
 }
 
-fn executed(fixture: &dyn MetadataFixture, value: u32) -> Completion {
+/// An executed completion whose one output holds `value`, put in the fixture's blobs.
+pub(crate) fn executed(fixture: &dyn MetadataFixture, value: u32) -> Completion {
     let (hash, size) = fixture.put_blob(&value.to_le_bytes());
     Completion {
         status: StepStatus::Executed,
@@ -194,6 +203,58 @@ fn busy_until_released(fixture: &dyn MetadataFixture) {
     ));
     drop(lease);
     drop(claim(&*b, "rb", 2));
+}
+
+/// Handles in threads of their own decide one key at the same moment: one claims it, the
+/// others see it busy with that claim; after the commit every one of them reuses it.
+fn racing_handles_claim_once(fixture: &dyn MetadataFixture) {
+    const RACERS: usize = 4;
+    let handles: Vec<Arc<dyn MetadataStore>> = (0..RACERS).map(|_| fixture.open()).collect();
+    let runs: Vec<String> = (0..RACERS).map(|i| format!("race{i}")).collect();
+    for (handle, run) in handles.iter().zip(&runs) {
+        start(&**handle, run);
+    }
+    let barrier = std::sync::Barrier::new(RACERS);
+    let decided: Vec<Begin> = std::thread::scope(|s| {
+        let racers: Vec<_> = handles
+            .iter()
+            .zip(&runs)
+            .map(|(handle, run)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    handle.begin_step(&step(run, 11)).expect("begin_step")
+                })
+            })
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut claims = Vec::new();
+    let mut busy = Vec::new();
+    for begin in decided {
+        match begin {
+            Begin::Claimed { lease, .. } => claims.push(lease),
+            Begin::Busy(holder) => busy.push(holder),
+            other => panic!("expected Claimed or Busy, got {other:?}"),
+        }
+    }
+    assert_eq!(claims.len(), 1, "exactly one handle claims the key");
+    let claimant = claims.pop().unwrap();
+    assert_eq!(busy.len(), RACERS - 1);
+    for holder in &busy {
+        assert_eq!(*holder, claimant.lease().holder, "busy with the one claim");
+    }
+    let claimed_run = claimant.lease().holder.run_id.clone();
+    let id = claimant.commit(executed(fixture, 11)).expect("commit");
+    for (handle, run) in handles.iter().zip(&runs) {
+        if *run == claimed_run {
+            continue;
+        }
+        match handle.begin_step(&step(run, 11)).expect("begin_step") {
+            Begin::Hit { reused, .. } => assert_eq!(reused, id, "reuses the one execution"),
+            other => panic!("expected Hit after the commit, got {other:?}"),
+        }
+    }
 }
 
 fn drop_releases(fixture: &dyn MetadataFixture) {

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::lease::{abandon_in, Holder};
 use super::liveness;
 use super::metadata::MetadataStore;
-use super::{BlobWriter, Store, StoreInner};
+use super::{BlobWriter, Store};
 use crate::error::{Error, Result};
 use crate::key::Hash128;
 use crate::status::StepStatus;
@@ -41,7 +41,8 @@ impl Lease {
         Hash128::from_hex(&self.cache_key).ok_or_else(|| self.lost())
     }
 
-    fn lost(&self) -> Error {
+    /// The error saying this lease is no longer held as it says.
+    pub(crate) fn lost(&self) -> Error {
         Error::LeaseLost {
             key: self.cache_key.clone(),
             holder: self.holder.to_string(),
@@ -229,10 +230,62 @@ impl Drop for LeaseGuard {
     }
 }
 
-/// Per store handle: how many guards are live, and whether the heartbeat thread runs.
+/// Per metadata handle: how many guards are live, and whether the heartbeat thread runs.
+/// Every backend beats its leases this way ([`Beats::opened`], [`Beats::closed`]).
 #[derive(Debug, Default)]
 pub(crate) struct Beats {
     state: Mutex<(usize, bool)>,
+}
+
+impl Beats {
+    fn state(&self) -> std::sync::MutexGuard<'_, (usize, bool)> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new live guard of the handle whose shared state is `inner` (its beats are
+    /// `beats(inner)`), and starts the handle's heartbeat thread if it is not running. The
+    /// thread calls `beat` every `period` (a third of the lease TTL), and ends at the first
+    /// beat after the last guard ended, or with the handle (it holds `inner` weakly).
+    pub(crate) fn opened<T: Send + Sync + 'static>(
+        inner: &Arc<T>,
+        beats: fn(&T) -> &Beats,
+        period: Duration,
+        beat: fn(Arc<T>) -> Result<usize>,
+    ) {
+        let mut state = beats(inner).state();
+        state.0 += 1;
+        if state.1 {
+            return;
+        }
+        state.1 = true;
+        let weak: Weak<T> = Arc::downgrade(inner);
+        let period = period.max(Duration::from_millis(1));
+        let spawned = std::thread::Builder::new()
+            .name("pipeline-heartbeat".into())
+            .spawn(move || loop {
+                std::thread::sleep(period);
+                let Some(inner) = weak.upgrade() else { break };
+                {
+                    let mut state = beats(&inner).state();
+                    if state.0 == 0 {
+                        state.1 = false;
+                        break;
+                    }
+                }
+                if let Err(e) = beat(inner) {
+                    debug!(target: "pipeline", "Could not refresh this process's claims: {e}");
+                }
+            });
+        if spawned.is_err() {
+            state.1 = false;
+        }
+    }
+
+    /// One live guard fewer (the heartbeat thread ends at its next beat after the last).
+    pub(crate) fn closed(&self) {
+        let mut state = self.state();
+        state.0 = state.0.saturating_sub(1);
+    }
 }
 
 impl Store {
@@ -240,44 +293,12 @@ impl Store {
     /// running. The thread beats every lease of this handle every third of `lease_ttl`,
     /// and ends at the first beat after the last guard ended (or with the handle).
     pub(crate) fn lease_opened(&self) {
-        let mut state = self
-            .inner
-            .beats
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        state.0 += 1;
-        if state.1 {
-            return;
-        }
-        state.1 = true;
-        let weak: Weak<StoreInner> = Arc::downgrade(&self.inner);
-        let period = (self.options().lease_ttl / 3).max(Duration::from_millis(1));
-        let spawned = std::thread::Builder::new()
-            .name("pipeline-heartbeat".into())
-            .spawn(move || loop {
-                std::thread::sleep(period);
-                let Some(inner) = weak.upgrade() else { break };
-                let store = Store { inner };
-                {
-                    let mut state = store
-                        .inner
-                        .beats
-                        .state
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
-                    if state.0 == 0 {
-                        state.1 = false;
-                        break;
-                    }
-                }
-                if let Err(e) = store.heartbeat() {
-                    debug!(target: "pipeline", "Could not refresh this process's claims: {e}");
-                }
-            });
-        if spawned.is_err() {
-            state.1 = false;
-        }
+        Beats::opened(
+            &self.inner,
+            |inner| &inner.beats,
+            self.options().lease_ttl / 3,
+            |inner| Store { inner }.heartbeat(),
+        );
     }
 
     /// Refreshes every lease this handle holds, in one statement; returns how many.
@@ -494,12 +515,6 @@ impl Store {
 
     /// SQLite's side of [`MetadataStore::lease_closed`]: one live guard fewer.
     pub(crate) fn lease_closed_sqlite(&self) {
-        let mut state = self
-            .inner
-            .beats
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        state.0 = state.0.saturating_sub(1);
+        self.inner.beats.closed();
     }
 }

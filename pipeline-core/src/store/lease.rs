@@ -331,14 +331,14 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_error(e))?;
         for id in self.dead_runs(&tx)? {
-            for sql in [
-                "UPDATE runs SET status = 'failed' WHERE id = ?1",
-                "UPDATE executions SET status = 'failed', \
-                 error = 'its process ended before the step finished' \
+            tx.execute("UPDATE runs SET status = 'failed' WHERE id = ?1", [&id])
+                .map_err(|e| self.db_error(e))?;
+            tx.execute(
+                "UPDATE executions SET status = 'failed', error = ?2 \
                  WHERE run_id = ?1 AND status = 'running'",
-            ] {
-                tx.execute(sql, [&id]).map_err(|e| self.db_error(e))?;
-            }
+                params![id, PROCESS_ENDED],
+            )
+            .map_err(|e| self.db_error(e))?;
         }
         let leases: Vec<(String, String, String, Option<i64>)> = tx
             .prepare("SELECT cache_key, owner, host, execution_id FROM leases")
@@ -387,6 +387,14 @@ fn copy_inputs(row: &ExecutionRow<'_>) -> Vec<super::InputRow> {
         .collect()
 }
 
+/// The error of a `running` row whose claim ended without a commit (its holder died,
+/// stopped beating or dropped it), whatever the backend.
+pub(crate) const CLAIM_ENDED: &str =
+    "its holder ended or released the claim before the step finished";
+
+/// The error of a `running` row of a run whose process ended, whatever the backend.
+pub(crate) const PROCESS_ENDED: &str = "its process ended before the step finished";
+
 /// Ends a lease on `key` held through handle `owner` that will never commit (its holder
 /// died, stopped beating or dropped it): its `running` row `execution` becomes failed, and
 /// its holds and the lease itself are deleted.
@@ -398,11 +406,10 @@ pub(crate) fn abandon_in(
 ) -> rusqlite::Result<()> {
     if let Some(id) = execution {
         conn.prepare_cached(
-            "UPDATE executions SET status = 'failed', \
-             error = 'its holder ended or released the claim before the step finished' \
+            "UPDATE executions SET status = 'failed', error = ?2 \
              WHERE id = ?1 AND status = 'running'",
         )?
-        .execute([id])?;
+        .execute(params![id, CLAIM_ENDED])?;
     }
     conn.prepare_cached("DELETE FROM holds WHERE cache_key = ?1 AND owner = ?2")?
         .execute(params![key.to_hex(), owner])?;

@@ -83,12 +83,7 @@ impl OwnerLock {
     /// heartbeat only).
     pub(crate) fn acquire(tmp_dir: &Path) -> io::Result<OwnerLock> {
         fs::create_dir_all(tmp_dir)?;
-        let nonce = new_nonce();
-        let id = format!(
-            "{}.{}.{nonce:016x}",
-            host_tag(host_name()),
-            std::process::id()
-        );
+        let id = handle_id();
         let locked_token = format!("L{id}");
         let path = tmp_dir.join(format!("{locked_token}{LOCK_SUFFIX}"));
         // Locked under a name no scan looks at, then renamed into view.
@@ -136,6 +131,17 @@ impl Drop for OwnerLock {
             drop(file);
         }
     }
+}
+
+/// `<host tag>.<pid>.<nonce>`: names one store handle of this process, unlike any other
+/// handle of any process (the body of an owner token).
+pub(crate) fn handle_id() -> String {
+    format!(
+        "{}.{}.{:016x}",
+        host_tag(host_name()),
+        std::process::id(),
+        new_nonce()
+    )
 }
 
 /// A nonce that differs between handles and processes (a reused pid gets a new one).

@@ -1,7 +1,8 @@
 //! The metadata seam: runs, executions, leases, lineage and the queries, behind one trait,
 //! so that a backend other than SQLite (PostgreSQL, issue "Beyond one machine") can carry
-//! the runtime. [`Store`] implements it by delegating to its SQLite code; every
-//! implementation must pass [`contract::metadata`](super::contract::metadata).
+//! the runtime. [`Store`] implements it by delegating to its SQLite code, and
+//! `PostgresMetadata` (feature `postgres`) on PostgreSQL; every implementation must pass
+//! [`contract::metadata`](super::contract::metadata).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +69,8 @@ pub struct RunStart {
 ///
 /// Each method names the transaction it needs. The SQLite implementation takes SQLite's
 /// single write lock (`BEGIN IMMEDIATE`) for every write transaction, which serializes
-/// them; a PostgreSQL implementation keeps the same invariants with row locks:
+/// them; the PostgreSQL implementation (`store/postgres/metadata.rs`) keeps the same
+/// invariants with row locks:
 ///
 /// 1. **One claim per key.** [`begin_step`](MetadataStore::begin_step) looks up a
 ///    completed execution, reads the key's lease and writes the claim (lease row and
@@ -77,7 +79,9 @@ pub struct RunStart {
 ///    `SELECT .. FROM leases WHERE cache_key = $1 FOR UPDATE` and decide take-over (dead or
 ///    expired holder: `UPDATE .. SET owner = ..`) or `Busy` under that row lock. The
 ///    completed-execution lookup runs in the same transaction, after the lease row is
-///    locked, so a commit cannot slip between the two.
+///    locked, so a commit cannot slip between the two. (A first lookup before the claim
+///    lets a hit, the common case, record its cached row without touching the lease; a
+///    miss is only decided by the lookup under the lock.)
 /// 2. **A lease is dropped in the commit.** [`commit_lease`](MetadataStore::commit_lease)
 ///    updates the `running` row, inserts the outputs, and deletes the lease and its holds in
 ///    one transaction (PostgreSQL: one `BEGIN .. COMMIT`, the lease row deleted by
@@ -98,8 +102,9 @@ pub struct RunStart {
 /// 5. **Heartbeats and liveness.** [`heartbeat`](MetadataStore::heartbeat) refreshes every
 ///    lease of the handle in one `UPDATE .. WHERE owner = $1`. A lease expires by heartbeat
 ///    only across hosts; on one host a dead holder is proven by its file lock. PostgreSQL
-///    can prove more: a holder's session-level `pg_try_advisory_lock(<owner hash>)` is
-///    released when its connection ends.
+///    proves more: each handle holds a session-level `pg_try_advisory_lock(<owner hash>)`
+///    on a connection of its own, which the server releases when that session ends, so a
+///    holder whose lock no session holds (`pg_locks`) is dead, whatever its host.
 pub trait MetadataStore: Send + Sync {
     /// Records a run as running, owned by this handle.
     ///

@@ -28,7 +28,7 @@
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
 //!    top, not what makes gc safe.
 //!
-//! The blobs go through an [`ArtifactStore`](artifacts::ArtifactStore): the folder above by
+//! The blobs go through an [`ArtifactStore`]: the folder above by
 //! default, any other backend through [`StoreOptions::artifacts`].
 
 pub mod artifacts;
@@ -47,14 +47,13 @@ mod liveness;
 mod metadata;
 mod open;
 mod pass;
-// The connection, schema and error layer of the PostgreSQL metadata backend, tested against
-// a real server; the `MetadataStore` implementation on it, and `Store::connect` using it,
-// are the next slice of the issue "Beyond one machine". Until then nothing outside its
-// tests calls it.
+// The PostgreSQL metadata backend: connecting, its schema, and `PostgresMetadata`, the
+// `MetadataStore` on it. `Store::connect` does not use it yet (the executor still runs on
+// the SQLite `Store`).
 #[cfg(feature = "postgres")]
-#[allow(dead_code)]
 mod postgres;
 mod query;
+mod rows;
 mod schema;
 mod stored;
 mod verify;
@@ -65,6 +64,8 @@ pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use lease::{Begin, Holder};
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresMetadata;
 pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 

@@ -3,13 +3,13 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::earlier::Candidate;
-use super::{Call, Candidates, Store, StoredArtifact};
+use super::{rows, Call, Candidates, Store, StoredArtifact};
 use crate::error::{Error, Result, UnknownValue};
-use crate::key::{Hash128, InputComponent, KeyComponents};
+use crate::key::{Hash128, KeyComponents};
 pub use crate::status::RunStatus;
 use crate::status::{Reason, StepStatus};
 
@@ -112,16 +112,11 @@ impl Store {
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
         let conn = self.db();
-        let sql = "SELECT r.id, r.pipeline, r.name, r.status, r.started_at_us, r.duration_s, \
-             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'executed'), \
-             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'cached'), \
-             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'failed'), \
-             (SELECT count(*) FROM executions e WHERE e.run_id = r.id AND e.status = 'skipped') \
-             FROM runs r WHERE ?1 IS NULL OR r.pipeline = ?1 \
-             ORDER BY r.started_at_us DESC, r.rowid DESC";
-        let mut stmt = conn.prepare_cached(sql).map_err(|e| self.db_error(e))?;
+        let mut stmt = conn
+            .prepare_cached(&rows::runs_sql("r.rowid"))
+            .map_err(|e| self.db_error(e))?;
         let rows = stmt
-            .query_map(params![pipeline], run_from_row)
+            .query_map(params![pipeline], |r| rows::run_record(r))
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.db_error(e))?;
         Ok(rows)
@@ -152,25 +147,7 @@ impl Store {
     /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn run(&self, id_or_name: &str) -> Result<RunRecord> {
-        let all = self.runs(None)?;
-        if let Some(r) = all
-            .iter()
-            .find(|r| r.id == id_or_name || r.name == id_or_name)
-        {
-            return Ok(r.clone());
-        }
-        let mut matches: Vec<RunRecord> = all
-            .into_iter()
-            .filter(|r| r.id.starts_with(id_or_name) || r.name.starts_with(id_or_name))
-            .collect();
-        match matches.len() {
-            1 if !id_or_name.is_empty() => Ok(matches.remove(0)),
-            n if n > 1 && !id_or_name.is_empty() => Err(Error::AmbiguousRun {
-                prefix: id_or_name.to_string(),
-                candidates: matches.into_iter().map(|r| r.name).collect(),
-            }),
-            _ => Err(Error::UnknownRun(id_or_name.to_string())),
-        }
+        rows::pick_run(self.runs(None)?, id_or_name)
     }
 
     /// The run that execution `id` belongs to.
@@ -243,12 +220,11 @@ impl Store {
         let conn = self.db();
         let mut record = conn
             .prepare_cached(concat!(
-                "SELECT e.id, e.name, e.step, e.status, e.cache_key, e.code_signature, \
-                     e.started_at_us, e.duration_s, e.reason, e.error, e.reused_execution, ",
-                super::components_of_e!(),
+                "SELECT ",
+                rows::step_columns!(),
                 " FROM executions e WHERE e.id = ?1"
             ))
-            .and_then(|mut s| s.query_row([id], step_from_row).optional())
+            .and_then(|mut s| s.query_row([id], |r| rows::step_record(r)).optional())
             .map_err(|e| self.db_error(e))?
             .ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;
         // A cached row recorded since schema 5 holds no artifact and input rows of its own:
@@ -258,13 +234,14 @@ impl Store {
             .and_then(|mut s| s.query_row([id], |r| r.get(0)))
             .map_err(|e| self.db_error(e))?;
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT name, content_hash, size, type_name, cacher, cacher_version, metadata \
-                 FROM artifacts WHERE execution_id = ?1 ORDER BY position",
-            )
+            .prepare_cached(concat!(
+                "SELECT ",
+                rows::artifact_columns!(),
+                " FROM artifacts WHERE execution_id = ?1 ORDER BY position"
+            ))
             .map_err(|e| self.db_error(e))?;
         record.outputs = stmt
-            .query_map([holder], artifact_from_row)
+            .query_map([holder], |r| rows::artifact_record(r, 0))
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.db_error(e))?;
         let mut stmt = conn
@@ -274,13 +251,7 @@ impl Store {
             )
             .map_err(|e| self.db_error(e))?;
         record.inputs = stmt
-            .query_map([holder], |r| {
-                Ok(InputRecord {
-                    name: r.get(0)?,
-                    content_hash: r.get(1)?,
-                    producer_execution: r.get(2)?,
-                })
-            })
+            .query_map([holder], |r| rows::input_record(r, 0))
             .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
             .map_err(|e| self.db_error(e))?;
         Ok(record)
@@ -366,7 +337,7 @@ impl Store {
                             UnknownValue::new("key components", &components).in_column(9)
                         })?;
                     Ok((
-                        artifact_from_row(r)?,
+                        rows::artifact_record(r, 0)?,
                         r.get::<_, i64>(7)?,
                         r.get::<_, String>(8)?,
                         components,
@@ -392,77 +363,6 @@ impl Store {
             shape,
         })
     }
-}
-
-fn run_from_row(r: &Row<'_>) -> rusqlite::Result<RunRecord> {
-    let status: String = r.get(3)?;
-    let duration: Option<f64> = r.get(5)?;
-    let count = |i: usize| -> rusqlite::Result<usize> { Ok(r.get::<_, i64>(i)? as usize) };
-    Ok(RunRecord {
-        id: r.get(0)?,
-        pipeline: r.get(1)?,
-        name: r.get(2)?,
-        status: status.parse::<RunStatus>().map_err(|e| e.in_column(3))?,
-        started_at_us: r.get(4)?,
-        duration: duration.and_then(|d| Duration::try_from_secs_f64(d).ok()),
-        executed: count(6)?,
-        cached: count(7)?,
-        failed: count(8)?,
-        skipped: count(9)?,
-    })
-}
-
-fn step_from_row(r: &Row<'_>) -> rusqlite::Result<StepRecord> {
-    let status: String = r.get(3)?;
-    let components: String = r.get(11)?;
-    // Components this version cannot read (a newer key format) are an error, not an empty
-    // record that would hide the parameters and inputs.
-    let components: KeyComponents = serde_json::from_str(&components).map_err(|_| {
-        UnknownValue {
-            what: "key components",
-            value: components.clone(),
-        }
-        .in_column(11)
-    })?;
-    let parameters = components
-        .inputs
-        .iter()
-        .filter_map(|i| match i {
-            InputComponent::Parameter { name, value, .. } => Some((name.clone(), value.clone())),
-            InputComponent::Artifact { .. } => None,
-        })
-        .collect();
-    let duration: f64 = r.get(7)?;
-    Ok(StepRecord {
-        execution_id: r.get(0)?,
-        name: r.get(1)?,
-        step: r.get(2)?,
-        status: status.parse::<StepStatus>().map_err(|e| e.in_column(3))?,
-        cache_key: r.get(4)?,
-        code_signature: r.get(5)?,
-        started_at_us: r.get(6)?,
-        duration: Duration::try_from_secs_f64(duration).unwrap_or_default(),
-        reason: r.get(8)?,
-        error: r.get(9)?,
-        reused_execution: r.get(10)?,
-        components,
-        parameters,
-        inputs: Vec::new(),
-        outputs: Vec::new(),
-    })
-}
-
-fn artifact_from_row(r: &Row<'_>) -> rusqlite::Result<ArtifactRecord> {
-    let metadata: Option<String> = r.get(6)?;
-    Ok(ArtifactRecord {
-        name: r.get(0)?,
-        content_hash: r.get(1)?,
-        size: r.get::<_, i64>(2)? as u64,
-        type_name: r.get(3)?,
-        cacher: r.get(4)?,
-        cacher_version: r.get::<_, i64>(5)? as u32,
-        metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
-    })
 }
 
 /// An execution that produced or consumed an artifact.
@@ -541,47 +441,18 @@ impl Store {
     pub fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
         let hex = content_hash.to_hex();
         let conn = self.db();
-        let refs = |sql: &str| -> Result<Vec<ExecutionRef>> {
-            let mut stmt = conn.prepare_cached(sql).map_err(|e| self.db_error(e))?;
-            let rows = stmt
-                .query_map([&hex], |r| {
-                    let status: String = r.get(4)?;
-                    Ok(ExecutionRef {
-                        execution_id: r.get(0)?,
-                        run_id: r.get(1)?,
-                        run_name: r.get(2)?,
-                        step: r.get(3)?,
-                        status: status.parse::<StepStatus>().map_err(|e| e.in_column(4))?,
-                    })
+        let refs = |sql: String| -> Result<Vec<ExecutionRef>> {
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| {
+                    s.query_map([&hex], |r| rows::execution_ref(r))
+                        .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
                 })
-                .and_then(|r| r.collect::<rusqlite::Result<Vec<_>>>())
-                .map_err(|e| self.db_error(e))?;
-            Ok(rows)
+                .map_err(|e| self.db_error(e))
         };
-        // The executions whose outputs (inputs) hold the hash: those with rows of their own
-        // (executed rows, and cached rows from before schema 5) and cached rows pointing at
-        // one of those (`outputs_of`).
-        let holding = |table: &str, status: &str| {
-            format!(
-                "WITH h(id) AS (SELECT execution_id FROM {table} WHERE content_hash = ?1) \
-                 SELECT e.id, e.run_id, r.name, e.name, e.status FROM executions e \
-                 JOIN runs r ON r.id = e.run_id \
-                 WHERE {status} (e.id IN h OR e.outputs_of IN h) ORDER BY e.id"
-            )
-        };
-        let producers = refs(&holding("artifacts", "e.status = 'executed' AND"))?;
-        let reused_by = refs(&holding("artifacts", "e.status = 'cached' AND"))?;
-        let consumers = refs(&holding("inputs", ""))?;
+        let found = rows::lineage_sql().map(refs);
         drop(conn);
-        if producers.is_empty() && reused_by.is_empty() && consumers.is_empty() {
-            return Err(Error::UnknownArtifact(hex));
-        }
-        Ok(Lineage {
-            content_hash,
-            producers,
-            reused_by,
-            consumers,
-        })
+        let [producers, reused_by, consumers] = found;
+        rows::lineage(content_hash, [producers?, reused_by?, consumers?])
     }
 
     /// Compares two runs (ids, names or unique prefixes) step by step: which steps differ

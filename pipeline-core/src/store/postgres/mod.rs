@@ -1,5 +1,6 @@
 //! Metadata in PostgreSQL (feature `postgres`): connecting, the schema and its migrations,
-//! and turning the server's errors into [`Error`]s that say what to fix.
+//! turning the server's errors into [`Error`]s that say what to fix, and
+//! [`PostgresMetadata`], the [`MetadataStore`](super::MetadataStore) on it.
 //!
 //! The client is the sync `postgres` crate with an `r2d2` pool: the runtime is sync, and a
 //! pool of blocking connections is what each of its worker threads needs.
@@ -7,7 +8,10 @@
 //! Credentials: the URL's password reaches only `postgres::Config`; every error and log line
 //! names the store by [`PostgresUrl`]'s `Display`, which shows `***` in its place.
 
+mod metadata;
 mod schema;
+
+pub use metadata::PostgresMetadata;
 
 use std::sync::mpsc;
 use std::time::Duration;
@@ -33,6 +37,8 @@ pub(crate) type Connection = r2d2::PooledConnection<PostgresConnectionManager<No
 pub(crate) struct Postgres {
     pool: Pool,
     url: PostgresUrl,
+    /// What the pool connects with, for connections of their own ([`Postgres::dedicated`]).
+    config: postgres::Config,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -50,7 +56,21 @@ impl Postgres {
     /// [`Error::Remote`] when the server cannot be reached within `timeout`, refuses the
     /// credentials, or has no such database; [`Error::StoreTooNew`] / [`Error::NotAStore`]
     /// from the schema check.
+    #[cfg(test)]
     pub(crate) fn connect(url: &PostgresUrl, timeout: Duration) -> Result<Postgres> {
+        Postgres::open(url, timeout).map(|(db, _)| db)
+    }
+
+    /// As [`connect`](Postgres::connect), also returning the first connection (outside the
+    /// pool), which answered the checks and ran the migrations.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Postgres::connect).
+    pub(crate) fn open(
+        url: &PostgresUrl,
+        timeout: Duration,
+    ) -> Result<(Postgres, postgres::Client)> {
         let mut config: postgres::Config = url
             .expose()
             .parse()
@@ -65,7 +85,7 @@ impl Postgres {
         // The first connection answers whether the server is there and the credentials
         // hold, with the server's own error code; the pool then connects lazily.
         let first = connect_within(&config, timeout).map_err(|e| classify(url, e, timeout))?;
-        let manager = PostgresConnectionManager::new(config, NoTls);
+        let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
             .min_idle(Some(0))
@@ -74,10 +94,23 @@ impl Postgres {
         let db = Postgres {
             pool,
             url: url.clone(),
+            config,
         };
         let mut first = first;
         schema::migrate(&mut first).map_err(|e| db.schema_error(e))?;
-        Ok(db)
+        Ok((db, first))
+    }
+
+    /// A new connection of its own, outside the pool (one that holds a session-level lock
+    /// must not be handed to other users of the pool).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the server cannot be reached within the connect timeout or
+    /// refuses the credentials.
+    pub(crate) fn dedicated(&self) -> Result<postgres::Client> {
+        let timeout = self.pool.connection_timeout();
+        connect_within(&self.config, timeout).map_err(|e| classify(&self.url, e, timeout))
     }
 
     /// A pooled connection.
@@ -193,7 +226,10 @@ fn classify(url: &PostgresUrl, e: impl Into<Attempt>, timeout: Duration) -> Erro
         }
         Some(_) => "the metadata database refused a request".into(),
         None if e.is_closed() => "the connection to the metadata database was closed".into(),
-        None => "cannot reach the metadata database; check the host and port, and that the server is running".into(),
+        None if std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) => {
+            "cannot reach the metadata database; check the host and port, and that the server is running".into()
+        }
+        None => "a request to the metadata database failed".into(),
     };
     Error::Remote {
         location,

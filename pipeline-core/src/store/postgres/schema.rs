@@ -106,6 +106,72 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (execution_id, output)
     );
     "#,
+    // 1 -> 2: what SQLite's schemas 5 and 6 added (store transactions, `store/lease.rs`,
+    // `store/gc.rs`), and the liveness of handles by advisory locks.
+    //
+    // - A cached execution is one row pointing at the execution whose artifact and input
+    //   rows stand for its own (`outputs_of`); cache lookups only need the rows holding
+    //   outputs, so the index on keys leaves pointing rows out and ends with `id` (the
+    //   newest one is its last entry for the key).
+    // - A lease names the `running` execution row its holder recorded with the claim, and
+    //   when it was claimed. Heartbeats and claims are written in the server's clock, so
+    //   hosts with skewed clocks agree on when a lease expires.
+    // - `holds` pins a blob a lease is writing from before the blob is in place until the
+    //   lease commits or ends; `condemned` says since when a blob has been unreferenced.
+    // - `damaged_blobs`: blobs found missing or corrupt on load. A cache hit trusts the rows
+    //   and makes no request to the artifact store, so a load that finds the bytes gone says
+    //   so here, and the next lookup of a key whose output it is executes the step again.
+    //   A commit that writes the blob again takes it off the list.
+    // - `seq` orders runs that started in the same microsecond as they were recorded (what
+    //   SQLite's rowid does).
+    // - Liveness: each handle holds a session-level advisory lock keyed by
+    //   `pipeline_owner_key(<its owner token>)` on a connection of its own, which the server
+    //   releases when that session ends, however its process ended. `pipeline_live_owners`
+    //   lists the keys held in this database: an owner whose key is not there is dead.
+    r#"
+    ALTER TABLE runs ADD COLUMN seq BIGSERIAL;
+
+    ALTER TABLE executions ADD COLUMN outputs_of BIGINT;
+    CREATE INDEX executions_by_outputs_of ON executions(outputs_of)
+        WHERE outputs_of IS NOT NULL;
+    DROP INDEX executions_by_key;
+    CREATE INDEX executions_by_key ON executions(cache_key, id)
+        WHERE outputs_of IS NULL AND status IN ('executed', 'cached');
+
+    ALTER TABLE leases ADD COLUMN execution_id BIGINT;
+    ALTER TABLE leases ADD COLUMN claimed_at_us BIGINT;
+    CREATE INDEX leases_by_owner ON leases(owner);
+
+    CREATE TABLE holds (
+        hash      TEXT NOT NULL,
+        cache_key TEXT NOT NULL,
+        owner     TEXT NOT NULL,
+        at_us     BIGINT NOT NULL
+    );
+    CREATE INDEX holds_by_hash ON holds(hash);
+    CREATE INDEX holds_by_lease ON holds(cache_key, owner);
+
+    CREATE TABLE condemned (
+        hash     TEXT PRIMARY KEY,
+        since_us BIGINT NOT NULL
+    );
+
+    CREATE TABLE damaged_blobs (
+        hash   TEXT PRIMARY KEY,
+        damage TEXT NOT NULL,               -- missing | corrupt
+        at_us  BIGINT NOT NULL
+    );
+
+    CREATE FUNCTION pipeline_owner_key(owner TEXT) RETURNS BIGINT
+        LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+        AS $$ SELECT ('x' || substr(md5(owner), 1, 16))::bit(64)::bigint $$;
+
+    CREATE VIEW pipeline_live_owners AS
+        SELECT (l.classid::bigint << 32) | l.objid::bigint AS owner_key
+        FROM pg_locks l
+        WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
+          AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -3,15 +3,50 @@
 //! own. Without the variable these tests say so and pass, unless
 //! `PIPELINE_TEST_REQUIRE_SERVICES=1`, which makes a missing server a failure.
 
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
 use crate::config::{MetadataLocation, StoreConfig};
+use crate::key::Hash128;
+use crate::store::artifacts::{ArtifactStore, LocalArtifacts};
+use crate::store::contract::{self, claim, executed, start, step, MetadataFixture};
+use crate::store::{Begin, ContentHash, Damage, MetadataStore, RunStatus};
+use crate::StepStatus;
 
-/// A fresh, empty database on the test server, as a URL with the server's credentials.
-fn fresh_database(test: &str) -> Option<PostgresUrl> {
+/// A database of the test server that one test works in, dropped when the test ends.
+/// Derefs to its URL (with the server's credentials).
+struct TestDatabase {
+    url: PostgresUrl,
+    name: String,
+    server: String,
+}
+
+impl std::ops::Deref for TestDatabase {
+    type Target = PostgresUrl;
+
+    fn deref(&self) -> &PostgresUrl {
+        &self.url
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.server, NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+/// A fresh, empty database on the test server.
+fn fresh_database(test: &str) -> Option<TestDatabase> {
     let Some(server) = std::env::var("PIPELINE_TEST_POSTGRES")
         .ok()
         .filter(|v| !v.is_empty())
@@ -43,7 +78,11 @@ fn fresh_database(test: &str) -> Option<PostgresUrl> {
     url.set_path(&name);
     let config = StoreConfig::new(url.as_str(), Some("s3://unused-bucket")).unwrap();
     match config.metadata() {
-        MetadataLocation::Postgres(url) => Some(url.clone()),
+        MetadataLocation::Postgres(url) => Some(TestDatabase {
+            url: url.clone(),
+            name,
+            server,
+        }),
         other => panic!("not a postgres URL: {other}"),
     }
 }
@@ -82,14 +121,34 @@ fn a_fresh_database_is_migrated_once_even_by_concurrent_openers() {
         .unwrap()
         .get(0);
     assert_eq!(version, schema::current_version().to_string());
-    let tables: i64 = conn
-        .query_one(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+    let tables: Vec<String> = conn
+        .query(
+            "SELECT table_name::text FROM information_schema.tables \
+             WHERE table_schema = current_schema() ORDER BY table_name",
             &[],
         )
         .unwrap()
-        .get(0);
-    assert_eq!(tables, 8, "marker + 7 tables");
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        tables,
+        [
+            "artifacts",
+            "condemned",
+            "damaged_blobs",
+            "executions",
+            "holds",
+            "inputs",
+            "leases",
+            "pipeline_live_owners",
+            "pipeline_store",
+            "runs",
+            "settings",
+            "undecodable"
+        ],
+        "the marker, the tables and the view of live owners, each once"
+    );
 }
 
 #[test]
@@ -214,4 +273,426 @@ fn a_foreign_database_is_not_taken_over() {
         .unwrap()
         .get(0);
     assert_eq!(n, 1, "their table is untouched");
+}
+
+// --- PostgresMetadata -----------------------------------------------------------------------
+
+/// A lease TTL no test outlives: a takeover under it proves a holder dead, not expired.
+const LONG_TTL: Duration = Duration::from_secs(3600);
+
+/// A fresh database holding a store, with blobs in a temporary folder.
+struct PgFixture {
+    db: TestDatabase,
+    ttl: Duration,
+    blobs: LocalArtifacts,
+    _dir: tempfile::TempDir,
+}
+
+impl PgFixture {
+    /// A fixture on a fresh database for `test`; `None` when the tests have no server.
+    fn fresh(test: &str, ttl: Duration) -> Option<PgFixture> {
+        fresh_database(test).map(|db| PgFixture::new(db, ttl))
+    }
+
+    fn new(db: TestDatabase, ttl: Duration) -> PgFixture {
+        let dir = tempfile::tempdir().unwrap();
+        PgFixture {
+            db,
+            ttl,
+            blobs: LocalArtifacts::new(dir.path(), ""),
+            _dir: dir,
+        }
+    }
+
+    fn connect(&self) -> PostgresMetadata {
+        PostgresMetadata::connect(&self.db, self.ttl).expect("connect")
+    }
+}
+
+impl MetadataFixture for PgFixture {
+    fn open(&self) -> Arc<dyn MetadataStore> {
+        Arc::new(self.connect())
+    }
+
+    fn put_blob(&self, bytes: &[u8]) -> (Hash128, u64) {
+        let mut put = self.blobs.put(ContentHash::Xxh3).unwrap();
+        put.write_all(bytes).unwrap();
+        put.commit().unwrap()
+    }
+}
+
+#[test]
+fn postgres_passes_the_metadata_contract() {
+    if fresh_database("contract").is_none() {
+        return;
+    }
+    contract::metadata(|| PgFixture::new(fresh_database("contract").unwrap(), LONG_TTL));
+}
+
+/// Environment of [`holder_process`]: the database URL, the cache key and the run id.
+const HOLDER_ENV: [&str; 3] = [
+    "PIPELINE_TEST_PG_HOLDER_URL",
+    "PIPELINE_TEST_PG_HOLDER_KEY",
+    "PIPELINE_TEST_PG_HOLDER_RUN",
+];
+
+/// Not a check of its own: the holder process of
+/// `a_killed_holder_is_taken_over_at_once_and_a_live_one_stays_busy`, which runs this test
+/// binary filtered to this function with [`HOLDER_ENV`] set. It claims the key, prints
+/// `holder claimed <owner token>` and sleeps until it is killed. Without those variables (every
+/// ordinary test run) it returns at once.
+#[test]
+fn holder_process() {
+    let [Ok(url), Ok(key), Ok(run)] = HOLDER_ENV.map(std::env::var) else {
+        return;
+    };
+    let config = StoreConfig::new(&url, Some("s3://unused-bucket")).unwrap();
+    let MetadataLocation::Postgres(url) = config.metadata() else {
+        unreachable!()
+    };
+    let handle = Arc::new(PostgresMetadata::connect(url, LONG_TTL).unwrap());
+    start(&*handle, &run);
+    let lease = claim(&*handle, &run, key.parse().unwrap());
+    println!("holder claimed {}", handle.owner());
+    std::io::stdout().flush().unwrap();
+    std::thread::sleep(Duration::from_secs(600));
+    drop(lease);
+}
+
+/// A child process holding a claim; killed (`SIGKILL`) on drop at the latest.
+struct HolderProcess {
+    child: Child,
+    run: String,
+    owner: String,
+}
+
+impl HolderProcess {
+    fn spawn(db: &TestDatabase, key: u128) -> HolderProcess {
+        let run = format!("holder{key}");
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "store::postgres::tests::holder_process",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(HOLDER_ENV[0], db.expose())
+            .env(HOLDER_ENV[1], key.to_string())
+            .env(HOLDER_ENV[2], &run)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run the holder process");
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let owner = stdout
+            .lines()
+            .map_while(std::result::Result::ok)
+            // After libtest's `test .. ... ` on the same line.
+            .find_map(|line| {
+                line.split_once("holder claimed ")
+                    .map(|(_, o)| o.to_owned())
+            })
+            .expect("the holder process ended before it claimed its key");
+        HolderProcess { child, run, owner }
+    }
+
+    /// `kill -9`, then waits until the server has ended its session (and so released its
+    /// liveness lock), as it does when the socket closes.
+    fn kill(&mut self, admin: &mut postgres::Client) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let started = Instant::now();
+        while admin
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM pipeline_live_owners \
+                 WHERE owner_key = pipeline_owner_key($1))",
+                &[&self.owner],
+            )
+            .unwrap()
+            .get::<_, bool>(0)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the server kept the session of a killed process"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for HolderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn busy_with(handle: &dyn MetadataStore, run: &str, key: u128) -> crate::store::Holder {
+    match handle.begin_step(&step(run, key)).expect("begin_step") {
+        Begin::Busy(holder) => holder,
+        other => panic!("expected Busy, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_killed_holder_is_taken_over_at_once_and_a_live_one_stays_busy() {
+    let Some(fixture) = PgFixture::fresh("killed", LONG_TTL) else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&fixture.db.expose(), NoTls).unwrap();
+    let mut taken = HolderProcess::spawn(&fixture.db, 21);
+    let live = HolderProcess::spawn(&fixture.db, 22);
+    let mut recovered = HolderProcess::spawn(&fixture.db, 23);
+    let handle = fixture.connect();
+    start(&handle, "parent");
+    let holder = busy_with(&handle, "parent", 21);
+    assert_eq!(
+        (holder.run_id.as_str(), holder.pid),
+        (taken.run.as_str(), taken.child.id())
+    );
+    assert_eq!(holder.owner, taken.owner);
+    let live_holder = busy_with(&handle, "parent", 22);
+    assert_eq!(
+        handle.still_held(&[(Hash128(21), &holder)]).unwrap(),
+        [true]
+    );
+
+    taken.kill(&mut admin);
+    assert_eq!(
+        handle
+            .still_held(&[(Hash128(21), &holder), (Hash128(22), &live_holder)])
+            .unwrap(),
+        [false, true],
+        "a dead holder no longer holds its key; a live one does"
+    );
+    // At once: the lease's heartbeat is fresh and its TTL an hour.
+    let lease = match handle.begin_step(&step("parent", 21)).expect("begin_step") {
+        Begin::Claimed { lease, .. } => lease,
+        other => panic!("a dead holder's key must be taken over at once, got {other:?}"),
+    };
+    assert_eq!(handle.run(&taken.run).unwrap().status, RunStatus::Failed);
+    assert_eq!(
+        handle.run_steps(&taken.run).unwrap()[0].status,
+        StepStatus::Failed,
+        "the dead holder's running row fails"
+    );
+    assert_eq!(
+        busy_with(&handle, "parent", 22).owner,
+        live.owner,
+        "a live holder keeps its key"
+    );
+    lease.commit(executed(&fixture, 21)).expect("commit");
+
+    // A handle opening the store cleans up after a holder that died meanwhile.
+    recovered.kill(&mut admin);
+    let opened = fixture.connect();
+    assert_eq!(
+        opened.run(&recovered.run).unwrap().status,
+        RunStatus::Failed
+    );
+    assert_eq!(opened.run(&live.run).unwrap().status, RunStatus::Running);
+    let leases: Vec<String> = admin
+        .query("SELECT run_id FROM leases ORDER BY run_id", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        leases,
+        std::slice::from_ref(&live.run),
+        "only the live holder's lease is left"
+    );
+    drop(live);
+}
+
+#[test]
+fn a_lease_expires_by_heartbeat_while_a_beating_one_stays_busy() {
+    let ttl = Duration::from_secs(3);
+    let Some(fixture) = PgFixture::fresh("expiry", ttl) else {
+        return;
+    };
+    let (beating, silent, other) = (fixture.open(), fixture.open(), fixture.open());
+    start(&*beating, "beating");
+    start(&*silent, "silent");
+    start(&*other, "other");
+    let kept = claim(&*beating, "beating", 31);
+    // A token stops its guard beating; the lease stays, and its handle stays alive.
+    let token = claim(&*silent, "silent", 32).into_token();
+    busy_with(&*other, "other", 32);
+    std::thread::sleep(ttl * 2 + ttl / 3);
+    assert_eq!(busy_with(&*other, "other", 31).run_id, "beating");
+    match other.begin_step(&step("other", 32)).expect("begin_step") {
+        Begin::Claimed { lease, .. } => drop(lease),
+        other => panic!("a lease silent for its TTL must be taken over, got {other:?}"),
+    }
+    assert!(matches!(
+        silent.adopt_lease(token),
+        Err(Error::LeaseLost { .. })
+    ));
+    assert_eq!(
+        other.run("silent").unwrap().status,
+        RunStatus::Running,
+        "its handle lives"
+    );
+    drop(kept);
+}
+
+#[test]
+fn a_damaged_or_undecodable_output_is_executed_again() {
+    let Some(fixture) = PgFixture::fresh("damaged", LONG_TTL) else {
+        return;
+    };
+    let handle = fixture.connect();
+    let decide = |run: &str| {
+        start(&handle, run);
+        handle.begin_step(&step(run, 41)).expect("begin_step")
+    };
+    let done = executed(&fixture, 41);
+    let hash = done.outputs[0].hash;
+    let Begin::Claimed { lease, .. } = decide("r1") else {
+        panic!("a fresh key is claimed")
+    };
+    let first = lease.commit(done.clone()).unwrap();
+    assert!(matches!(decide("r2"), Begin::Hit { reused, .. } if reused == first));
+
+    handle.blob_damaged(hash, false).unwrap();
+    let Begin::Claimed { lease, damaged } = decide("r3") else {
+        panic!("a missing output is executed again")
+    };
+    assert_eq!(
+        damaged,
+        Some(Damage::Missing {
+            output: "output".into()
+        })
+    );
+    let second = lease.commit(done).unwrap();
+    assert!(
+        matches!(decide("r4"), Begin::Hit { reused, .. } if reused == second),
+        "the commit that wrote the blob again clears the mark"
+    );
+
+    handle
+        .undecodable(second, "output", "u32", "bad bytes")
+        .unwrap();
+    let Begin::Claimed { damaged, .. } = decide("r5") else {
+        panic!("an undecodable output is executed again")
+    };
+    assert_eq!(
+        damaged,
+        Some(Damage::Undecodable {
+            output: "output".into(),
+            type_name: "u32".into()
+        })
+    );
+}
+
+/// Everything an error shows: its text, its debug form, and those of its sources.
+fn shown(e: &Error) -> String {
+    let mut text = format!("{e} / {e:?}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(" / {s} / {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+#[test]
+fn no_credential_appears_in_errors_of_the_metadata_backend() {
+    let Some(db) = fresh_database("credential") else {
+        return;
+    };
+    let exposed = url::Url::parse(&db.expose()).unwrap();
+    let Some(password) = exposed.password().map(str::to_owned) else {
+        eprintln!("no_credential_appears_in_errors_of_the_metadata_backend: skipped, the test server's URL has no password");
+        return;
+    };
+    let fixture = PgFixture::new(db, LONG_TTL);
+    let mut admin = postgres::Client::connect(&fixture.db.expose(), NoTls).unwrap();
+    let handle = fixture.connect();
+    let mut errors: Vec<Error> = Vec::new();
+    let debug = format!("{handle:?}");
+    assert!(
+        debug.contains("***") && !debug.contains(&password),
+        "{debug}"
+    );
+
+    // A value this version does not know.
+    admin
+        .execute(
+            "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
+             VALUES ('odd', 'p', 'odd', 'paused', 0)",
+            &[],
+        )
+        .unwrap();
+    let e = handle.runs(None).unwrap_err();
+    assert!(matches!(e, Error::UnknownStoredValue { .. }), "{e}");
+    errors.push(e);
+    admin
+        .execute("DELETE FROM runs WHERE id = 'odd'", &[])
+        .unwrap();
+
+    // A token no longer held.
+    start(&handle, "r");
+    let token = claim(&handle, "r", 51).into_token();
+    handle.release_lease(&token).unwrap();
+    errors.push(handle.adopt_lease(token).unwrap_err());
+
+    // Requests the server refuses: the tables they need are gone.
+    let lease = claim(&handle, "r", 52);
+    admin.batch_execute("DROP TABLE leases, holds").unwrap();
+    errors.extend(handle.begin_step(&step("r", 53)).err());
+    errors.extend(handle.heartbeat().err());
+    errors.extend(
+        handle
+            .still_held(&[(Hash128(52), &lease.lease().holder)])
+            .err(),
+    );
+    errors.extend(handle.hold_blob(lease.lease(), Hash128(1)).err());
+    errors.extend(handle.recover().err());
+    errors.extend(
+        handle
+            .commit_lease(lease.lease(), &executed(&fixture, 52))
+            .err(),
+    );
+    drop(lease);
+    admin
+        .batch_execute("DROP TABLE runs, artifacts, damaged_blobs CASCADE")
+        .unwrap();
+    errors.extend(handle.runs(None).err());
+    errors.extend(
+        handle
+            .finish_run("r", RunStatus::Completed, Duration::ZERO)
+            .err(),
+    );
+    errors.extend(handle.lineage(Hash128(1)).err());
+    errors.extend(handle.execution(1).err());
+    errors.extend(handle.blob_damaged(Hash128(1), true).err());
+    assert_eq!(errors.len(), 13, "every call failed: {errors:?}");
+
+    // A server that refuses new sessions of this database.
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {} CONNECTION LIMIT 0",
+            fixture.db.name
+        ))
+        .unwrap();
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .unwrap();
+    errors.extend(handle.heartbeat().err());
+    assert_eq!(errors.len(), 14, "the last call failed too");
+    for e in &errors {
+        let text = shown(e);
+        assert!(!text.contains(&password), "the password leaked: {text}");
+    }
+    for e in errors.iter().filter(|e| matches!(e, Error::Remote { .. })) {
+        assert!(
+            shown(e).contains(":***@"),
+            "names the store without its password: {e}"
+        );
+    }
 }

@@ -1,0 +1,1131 @@
+//! [`PostgresMetadata`]: runs, executions, leases and lineage in PostgreSQL, behind the
+//! [`MetadataStore`] seam, keeping each invariant of its documentation with PostgreSQL's
+//! transactions and row locks instead of SQLite's single write lock.
+//!
+//! # Locks
+//!
+//! Every transaction that touches a cache key's rows locks its `leases` row first (an
+//! `INSERT .. ON CONFLICT DO NOTHING` that inserts it, a `SELECT .. FOR UPDATE`, or the
+//! `DELETE` of a commit), then the runs, executions and holds it changes. One order for all,
+//! so two of them wait for each other instead of deadlocking; a deadlock or serialization
+//! failure the server reports all the same is retried a few times. (A cache hit touches no
+//! lease: it only keeps the execution it reuses from being deleted, `FOR KEY SHARE`, until
+//! its cached row commits.)
+//!
+//! # Liveness
+//!
+//! Hosts share no file locks, so a lease expires by heartbeat (`lease_ttl`, measured in the
+//! server's clock). A holder can be proven dead sooner: each handle holds a session-level
+//! advisory lock keyed by its owner token on a connection of its own, which the server
+//! releases when that session ends, however its process ended (`kill -9` included). A
+//! holder whose key no session holds (`pipeline_live_owners`, a view of `pg_locks`) is
+//! dead, and its claims are taken over at once. A host that vanishes without closing its
+//! sockets (a power cut) keeps its session until the server's TCP keepalive gives up on it;
+//! its leases expire by heartbeat meanwhile. This needs a direct session to the server: a
+//! pooler in transaction mode (PgBouncer's) would hand the lock's session to others.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row, Transaction};
+use tracing::debug;
+
+use super::{Postgres, CONNECT_TIMEOUT};
+use crate::config::PostgresUrl;
+use crate::error::{Error, Result, UnknownValue};
+use crate::key::Hash128;
+use crate::status::StepStatus;
+use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
+use crate::store::lease::{Begin, Holder, CLAIM_ENDED, PROCESS_ENDED};
+use crate::store::liveness;
+use crate::store::metadata::{MetadataStore, RunStart, StepStart};
+use crate::store::rows::{self, Cell, Columns};
+use crate::store::{Damage, ExecutionRef, Lineage, RunRecord, RunStatus, StepRecord};
+
+/// The server's clock in microseconds since the Unix epoch, as a literal for `concat!`:
+/// heartbeats are written and compared in one clock, whatever the hosts' clocks say.
+macro_rules! now_us {
+    () => {
+        "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+    };
+}
+
+/// Whether the handle with owner token `$owner` (an SQL expression) holds its advisory
+/// lock, as a literal for `concat!`.
+macro_rules! owner_alive {
+    ($owner:literal) => {
+        concat!(
+            "(pipeline_owner_key(",
+            $owner,
+            ") IN (SELECT owner_key FROM pipeline_live_owners))"
+        )
+    };
+}
+
+/// How often one `begin_step` tries to claim a key that others keep claiming and
+/// releasing under it before it gives up.
+const CLAIM_ATTEMPTS: usize = 100;
+
+/// How often a transaction is run again after the server aborted it to break a deadlock
+/// or a serialization conflict.
+const RETRIES: usize = 5;
+
+/// How long the heartbeat waits for the lock's session to answer before reconnecting it.
+const LIFE_CHECK: Duration = Duration::from_secs(5);
+
+/// The metadata of a store in a PostgreSQL database: a [`MetadataStore`] that passes
+/// [`contract::metadata`](crate::store::contract::metadata), for stores shared by hosts
+/// (runs on several machines, a cluster).
+///
+/// Each handle is one participant with an owner token of its own: its runs and leases carry
+/// the token, and a thread of the handle beats its leases every third of `lease_ttl` while
+/// it holds any. A lease expires after `lease_ttl` without a beat, measured in the server's
+/// clock. Besides, the handle holds a session-level advisory lock keyed by its token on a
+/// connection of its own, which the server releases when that session ends, however its
+/// process ended: a holder whose lock no session holds (`pg_locks`) is dead, and the other
+/// handles take over its claims at once. (That needs a direct session to the server, not a
+/// pooler in transaction mode.) Cheap to clone; clones share the handle.
+///
+/// A cache hit trusts the committed rows and asks the artifact store nothing; a load that
+/// then finds an output's bytes missing or damaged reports it with
+/// [`blob_damaged`](PostgresMetadata::blob_damaged) (or an undecodable value with
+/// [`undecodable`](PostgresMetadata::undecodable)), and the next lookup of that key
+/// executes the step again.
+#[derive(Clone)]
+pub struct PostgresMetadata {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Postgres,
+    /// This handle's owner token (`P<host tag>.<pid>.<nonce>`).
+    owner: String,
+    lease_ttl: Duration,
+    /// The session holding this handle's advisory lock; replaced by the heartbeat if it
+    /// is lost.
+    life: Mutex<Client>,
+    /// Live lease guards of this handle and its heartbeat thread.
+    beats: Beats,
+}
+
+impl std::fmt::Debug for PostgresMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresMetadata")
+            .field("url", self.inner.db.url())
+            .field("owner", &self.inner.owner)
+            .finish()
+    }
+}
+
+/// Why a transaction body stopped: a database error (retried when the server asks for it),
+/// a stored value this version does not know, or an error of ours.
+enum Fail {
+    Db(postgres::Error),
+    Unknown(UnknownValue),
+    Other(Error),
+}
+
+impl From<postgres::Error> for Fail {
+    fn from(e: postgres::Error) -> Self {
+        Fail::Db(e)
+    }
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        Fail::Other(e)
+    }
+}
+
+impl From<RowError> for Fail {
+    fn from(e: RowError) -> Self {
+        match e {
+            RowError::Db(e) => Fail::Db(e),
+            RowError::Unknown(v) => Fail::Unknown(v),
+        }
+    }
+}
+
+/// A column that could not be read.
+pub(crate) enum RowError {
+    Db(postgres::Error),
+    Unknown(UnknownValue),
+}
+
+impl Columns for Row {
+    type Error = RowError;
+
+    fn get<T: Cell>(&self, column: usize) -> Result<T, RowError> {
+        self.try_get(column).map_err(RowError::Db)
+    }
+
+    fn unknown(&self, _column: usize, value: UnknownValue) -> RowError {
+        RowError::Unknown(value)
+    }
+}
+
+/// Shared SQL is written with SQLite's `?1`; PostgreSQL numbers its parameters `$1`.
+fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '?' && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What a cache lookup found for a key, on the transaction deciding it.
+enum Lookup {
+    Hit(Hit),
+    Miss,
+    Damaged(Damage),
+}
+
+/// A completed execution whose outputs a step can reuse.
+struct Hit {
+    /// The execution whose outputs are reused (the one it reused in turn, if still there).
+    reused: i64,
+    /// The execution holding the artifact and input rows, which a cached row points at.
+    holder: i64,
+    /// The holder's key components, as stored.
+    components: String,
+    outputs: Vec<(Hash128, u64)>,
+}
+
+/// What `begin_step`'s transaction decided.
+enum Decided {
+    Hit {
+        execution: i64,
+        hit: Hit,
+    },
+    Busy(Holder),
+    Claimed {
+        execution: i64,
+        claimed_at_us: i64,
+        damaged: Option<Damage>,
+    },
+}
+
+impl PostgresMetadata {
+    /// Connects to the store in the database `url` names, migrating its schema forward
+    /// (or creating it), takes this handle's advisory lock on a session of its own, and
+    /// cleans up after handles proven dead since (their runs and `running` rows failed,
+    /// their leases and holds deleted). A claim of this handle lives `lease_ttl` without a
+    /// heartbeat.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the server cannot be reached within 10 s, refuses the
+    /// credentials or a request, or has no such database; [`Error::StoreTooNew`] for a
+    /// database written by a newer version; [`Error::NotAStore`] for a database holding
+    /// other tables of those names.
+    pub fn connect(url: &PostgresUrl, lease_ttl: Duration) -> Result<PostgresMetadata> {
+        let (db, mut life) = Postgres::open(url, CONNECT_TIMEOUT)?;
+        let owner = format!("P{}", liveness::handle_id());
+        if !take_owner_lock(&mut life, &owner).map_err(|e| db.error(e))? {
+            return Err(lock_taken(&db));
+        }
+        let handle = PostgresMetadata {
+            inner: Arc::new(Inner {
+                db,
+                owner,
+                lease_ttl,
+                life: Mutex::new(life),
+                beats: Beats::default(),
+            }),
+        };
+        handle.recover()?;
+        Ok(handle)
+    }
+
+    /// The owner token this handle's runs and leases carry.
+    pub fn owner(&self) -> &str {
+        &self.inner.owner
+    }
+
+    /// Records that blob `hash` was found missing (or, with `corrupt`, damaged) when
+    /// loaded: the next lookup of a key one of whose outputs it is executes the step again
+    /// (a [`Damage`] says why), and the commit that writes it again clears the mark.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the mark cannot be written.
+    pub fn blob_damaged(&self, hash: Hash128, corrupt: bool) -> Result<()> {
+        let damage = if corrupt { "corrupt" } else { "missing" };
+        self.read(|c| {
+            c.execute(
+                concat!(
+                    "INSERT INTO damaged_blobs(hash, damage, at_us) VALUES ($1, $2, ",
+                    now_us!(),
+                    ") ON CONFLICT (hash) DO UPDATE SET damage = EXCLUDED.damage, at_us = EXCLUDED.at_us"
+                ),
+                &[&hash.to_hex(), &damage],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records that output `output` written by execution `execution` does not decode as
+    /// `type_name` (`message` says why), so cache lookups stop reusing it: the next run
+    /// executes the step again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the record cannot be written.
+    pub fn undecodable(
+        &self,
+        execution: i64,
+        output: &str,
+        type_name: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                concat!(
+                    "INSERT INTO undecodable(execution_id, output, type_name, message, at_us) \
+                     VALUES ($1, $2, $3, $4, ",
+                    now_us!(),
+                    ") ON CONFLICT (execution_id, output) DO UPDATE SET \
+                     type_name = EXCLUDED.type_name, message = EXCLUDED.message, at_us = EXCLUDED.at_us"
+                ),
+                &[&execution, &output, &type_name, &message],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn url(&self) -> &PostgresUrl {
+        self.inner.db.url()
+    }
+
+    fn ttl_us(&self) -> i64 {
+        i64::try_from(self.inner.lease_ttl.as_micros()).unwrap_or(i64::MAX)
+    }
+
+    fn error(&self, fail: Fail) -> Error {
+        let unknown = |v: UnknownValue| Error::UnknownStoredValue {
+            path: self.url().to_string().into(),
+            what: v.what,
+            value: v.value,
+        };
+        match fail {
+            Fail::Db(e) => {
+                match std::error::Error::source(&e).and_then(|s| s.downcast_ref::<UnknownValue>()) {
+                    Some(v) => unknown(v.clone()),
+                    None => self.inner.db.error(e),
+                }
+            }
+            Fail::Unknown(v) => unknown(v),
+            Fail::Other(e) => e,
+        }
+    }
+
+    /// Runs `body` on a pooled connection, outside any transaction (one statement, or
+    /// reads that need no common snapshot).
+    fn read<T>(&self, body: impl FnOnce(&mut Client) -> Result<T, Fail>) -> Result<T> {
+        let mut conn = self.inner.db.conn()?;
+        body(&mut conn).map_err(|f| self.error(f))
+    }
+
+    /// Runs `body` in a transaction and commits it; runs it again (up to [`RETRIES`]
+    /// times) when the server aborted it to break a deadlock or a serialization conflict.
+    /// An error of `body` rolls the transaction back.
+    fn transact<T>(
+        &self,
+        mut body: impl FnMut(&mut Transaction<'_>) -> Result<T, Fail>,
+    ) -> Result<T> {
+        let mut conn = self.inner.db.conn()?;
+        let mut attempt = 0;
+        loop {
+            let outcome = conn.transaction().map_err(Fail::Db).and_then(|mut tx| {
+                let value = body(&mut tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
+            match outcome {
+                Err(Fail::Db(e)) if attempt < RETRIES && retryable(&e) => attempt += 1,
+                other => return other.map_err(|f| self.error(f)),
+            }
+        }
+    }
+
+    /// The holder that `step` is in this handle.
+    fn holder(&self, step: &StepStart) -> Holder {
+        Holder {
+            run_id: step.run_id.clone(),
+            run_name: step.run_name.clone(),
+            step: step.name.clone(),
+            host: liveness::host_name().to_string(),
+            pid: std::process::id(),
+            owner: self.inner.owner.clone(),
+        }
+    }
+
+    /// A guard of `lease`, which this handle beats from now on.
+    fn guard(&self, lease: Lease) -> LeaseGuard {
+        Beats::opened(
+            &self.inner,
+            |inner| &inner.beats,
+            self.inner.lease_ttl / 3,
+            |inner| PostgresMetadata { inner }.beat(),
+        );
+        LeaseGuard::from_parts(Arc::new(self.clone()), lease)
+    }
+
+    /// One beat of the heartbeat thread: the lock's session is checked (and replaced if it
+    /// was lost, so that other handles do not take this one for dead), then every lease of
+    /// the handle is refreshed.
+    fn beat(&self) -> Result<usize> {
+        self.keep_alive();
+        self.heartbeat()
+    }
+
+    fn keep_alive(&self) {
+        let mut life = self.inner.life.lock().unwrap_or_else(|p| p.into_inner());
+        if life.is_valid(LIFE_CHECK).is_ok() {
+            return;
+        }
+        let relocked = self.inner.db.dedicated().and_then(|mut client| {
+            match take_owner_lock(&mut client, &self.inner.owner) {
+                Ok(true) => Ok(client),
+                Ok(false) => Err(lock_taken(&self.inner.db)),
+                Err(e) => Err(self.inner.db.error(e)),
+            }
+        });
+        match relocked {
+            Ok(client) => *life = client,
+            // The old session may still hold the lock on the server; tried again next beat.
+            Err(e) => {
+                debug!(target: "pipeline", "Could not renew this handle's liveness lock: {e}")
+            }
+        }
+    }
+
+    /// Claims `key` for `holder` on `tx`: its lease row is ours and locked when this returns
+    /// `None`; `Some` is the live holder that has it. A holder proven dead (its lock is free)
+    /// or silent for `lease_ttl` is taken over: its claim ends as [`abandon`] ends it, and a
+    /// holder proven dead has its run failed too.
+    fn claim(
+        &self,
+        tx: &mut Transaction<'_>,
+        key: &str,
+        holder: &Holder,
+    ) -> Result<Option<Holder>, Fail> {
+        let pid = i64::from(holder.pid);
+        for _ in 0..CLAIM_ATTEMPTS {
+            let inserted = tx.query_opt(
+                concat!(
+                    "INSERT INTO leases(cache_key, run_id, step, host, pid, owner, heartbeat_us, \
+                     claimed_at_us) VALUES ($1, $2, $3, $4, $5, $6, ",
+                    now_us!(),
+                    ", ",
+                    now_us!(),
+                    ") ON CONFLICT (cache_key) DO NOTHING RETURNING 1"
+                ),
+                &[
+                    &key,
+                    &holder.run_id,
+                    &holder.step,
+                    &holder.host,
+                    &pid,
+                    &holder.owner,
+                ],
+            )?;
+            if inserted.is_some() {
+                return Ok(None);
+            }
+            let current = tx.query_opt(
+                concat!(
+                    "SELECT l.run_id, COALESCE(r.name, l.run_id), l.step, l.host, l.pid, l.owner, \
+                     l.execution_id, (",
+                    now_us!(),
+                    " - l.heartbeat_us) >= $2, ",
+                    owner_alive!("l.owner"),
+                    " FROM leases l LEFT JOIN runs r ON r.id = l.run_id \
+                     WHERE l.cache_key = $1 FOR UPDATE OF l"
+                ),
+                &[&key, &self.ttl_us()],
+            )?;
+            // Committed or released since the insert found it: try again.
+            let Some(row) = current else { continue };
+            let other = Holder {
+                run_id: row.try_get(0)?,
+                run_name: row.try_get(1)?,
+                step: row.try_get(2)?,
+                host: row.try_get(3)?,
+                pid: u32::try_from(row.try_get::<_, i64>(4)?).unwrap_or(0),
+                owner: row.try_get(5)?,
+            };
+            let execution: Option<i64> = row.try_get(6)?;
+            let (expired, alive): (bool, bool) = (row.try_get(7)?, row.try_get(8)?);
+            if other != *holder {
+                if alive && !expired {
+                    return Ok(Some(other));
+                }
+                debug!(
+                    target: "pipeline",
+                    "{other} has ended or stopped beating; taking over its cache key."
+                );
+                if !alive {
+                    // Proven dead by its lock: its run has ended too.
+                    tx.execute(
+                        "UPDATE runs SET status = 'failed' \
+                         WHERE id = $1 AND owner = $2 AND status = 'running'",
+                        &[&other.run_id, &other.owner],
+                    )?;
+                }
+            }
+            abandon(tx, key, &other.owner, execution)?;
+        }
+        Err(Fail::Other(Error::Remote {
+            location: self.url().to_string(),
+            problem: format!(
+                "the claim on cache key {key} changed hands {CLAIM_ATTEMPTS} times while this run tried to take it; run the pipeline again"
+            ),
+            source: None,
+        }))
+    }
+
+    /// Records `step` as an execution and returns its id: a cached one reusing `hit`,
+    /// pointing at the rows of the execution holding its outputs, or without a hit a
+    /// `running` one with its inputs.
+    fn record_step(
+        tx: &mut Transaction<'_>,
+        step: &StepStart,
+        components: &str,
+        hit: Option<&Hit>,
+    ) -> Result<i64, Fail> {
+        let (status, components, reason) = match hit {
+            // The key components are stored once, on the row pointed at, when they are
+            // the same.
+            Some(hit) => (
+                "cached",
+                if hit.components == components {
+                    ""
+                } else {
+                    components
+                },
+                Some(format!("reused execution {}", hit.reused)),
+            ),
+            None => ("running", components, None),
+        };
+        // Typed, as the lookup: one round trip.
+        let row = tx.query_typed_one(
+            "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
+             code_signature, components, reason, reused_execution, outputs_of, started_at_us, \
+             duration_s) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 0) \
+             RETURNING id",
+            &[
+                (&step.run_id, Type::TEXT),
+                (&step.name, Type::TEXT),
+                (&step.step, Type::TEXT),
+                (&(step.position as i64), Type::INT8),
+                (&status, Type::TEXT),
+                (&step.cache_key.to_hex(), Type::TEXT),
+                (&step.components.code_signature, Type::TEXT),
+                (&components, Type::TEXT),
+                (&reason, Type::TEXT),
+                (&hit.map(|h| h.reused), Type::INT8),
+                (&hit.map(|h| h.holder), Type::INT8),
+                (&crate::time::now_micros(), Type::INT8),
+            ],
+        )?;
+        let id: i64 = row.try_get(0)?;
+        if hit.is_none() && !step.inputs.is_empty() {
+            let names: Vec<&str> = step.inputs.iter().map(|i| i.name.as_str()).collect();
+            let positions: Vec<i64> = (0..step.inputs.len() as i64).collect();
+            let hashes: Vec<Option<String>> = step
+                .inputs
+                .iter()
+                .map(|i| i.hash.map(Hash128::to_hex))
+                .collect();
+            let producers: Vec<Option<i64>> = step.inputs.iter().map(|i| i.producer).collect();
+            tx.execute(
+                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
+                 SELECT $1, i.name, i.position, i.hash, i.producer \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
+                      AS i(name, position, hash, producer)",
+                &[&id, &names, &positions, &hashes, &producers],
+            )?;
+        }
+        Ok(id)
+    }
+
+    /// Step records (with inputs and outputs) of the executions `filter` selects (an SQL
+    /// condition on `e` with one parameter, `$1`), in graph order.
+    fn steps(&self, filter: &str, param: &(dyn ToSql + Sync)) -> Result<Vec<StepRecord>> {
+        self.read(|c| {
+            let rows = c.query(
+                &format!(
+                    concat!(
+                        "SELECT ",
+                        rows::step_columns!(),
+                        ", COALESCE(e.outputs_of, e.id) FROM executions e WHERE {} \
+                         ORDER BY e.position, e.id"
+                    ),
+                    filter
+                ),
+                &[param],
+            )?;
+            // A cached row holds no artifact and input rows of its own: they are those of
+            // the execution it points at.
+            let holders =
+                format!("SELECT COALESCE(e.outputs_of, e.id) FROM executions e WHERE {filter}");
+            let outputs = by_execution(
+                c,
+                &format!(
+                    concat!(
+                        "SELECT execution_id, ",
+                        rows::artifact_columns!(),
+                        " FROM artifacts WHERE execution_id IN ({}) ORDER BY execution_id, position"
+                    ),
+                    holders
+                ),
+                param,
+                rows::artifact_record::<Row>,
+            )?;
+            let inputs = by_execution(
+                c,
+                &format!(
+                    "SELECT execution_id, name, content_hash, producer_execution FROM inputs \
+                     WHERE execution_id IN ({holders}) ORDER BY execution_id, position"
+                ),
+                param,
+                rows::input_record::<Row>,
+            )?;
+            rows.iter()
+                .map(|row| {
+                    let mut record = rows::step_record(row)?;
+                    let holder: i64 = row.try_get(12)?;
+                    record.outputs = outputs.get(&holder).cloned().unwrap_or_default();
+                    record.inputs = inputs.get(&holder).cloned().unwrap_or_default();
+                    Ok(record)
+                })
+                .collect()
+        })
+    }
+}
+
+impl MetadataStore for PostgresMetadata {
+    fn begin_run(&self, run: &RunStart) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid, owner, host) \
+                 VALUES ($1, $2, $3, 'running', $4, $5, $6, $7)",
+                &[
+                    &run.id,
+                    &run.pipeline,
+                    &run.name,
+                    &run.started_at_us,
+                    &i64::from(std::process::id()),
+                    &self.inner.owner,
+                    &liveness::host_name(),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn finish_run(&self, id: &str, status: RunStatus, duration: Duration) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                "UPDATE runs SET status = $2, duration_s = $3 WHERE id = $1",
+                &[&id, &status.as_str(), &duration.as_secs_f64()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Decides a step in one transaction. A completed execution with the key is reused
+    /// without touching the key's lease. Otherwise the lease row is claimed or locked
+    /// (invariant 1), and the lookup runs again under that lock, so that a commit that
+    /// slipped in after the first lookup is reused instead of executed again.
+    fn begin_step(&self, step: &StepStart) -> Result<Begin> {
+        let key = step.cache_key.to_hex();
+        let holder = self.holder(step);
+        let components = serde_json::to_string(&step.components).unwrap_or_else(|_| "{}".into());
+        let decided = self.transact(|tx| {
+            if let Lookup::Hit(hit) = lookup(tx, &key)? {
+                let execution = Self::record_step(tx, step, &components, Some(&hit))?;
+                return Ok(Decided::Hit { execution, hit });
+            }
+            if let Some(other) = self.claim(tx, &key, &holder)? {
+                return Ok(Decided::Busy(other));
+            }
+            let damaged = match lookup(tx, &key)? {
+                Lookup::Hit(hit) => {
+                    tx.execute("DELETE FROM leases WHERE cache_key = $1", &[&key])?;
+                    let execution = Self::record_step(tx, step, &components, Some(&hit))?;
+                    return Ok(Decided::Hit { execution, hit });
+                }
+                Lookup::Miss => None,
+                Lookup::Damaged(damage) => Some(damage),
+            };
+            let execution = Self::record_step(tx, step, &components, None)?;
+            let claimed = tx.query_one(
+                "UPDATE leases SET execution_id = $2 WHERE cache_key = $1 RETURNING claimed_at_us",
+                &[&key, &execution],
+            )?;
+            Ok(Decided::Claimed {
+                execution,
+                claimed_at_us: claimed.try_get(0)?,
+                damaged,
+            })
+        })?;
+        Ok(match decided {
+            Decided::Hit { execution, hit } => Begin::Hit {
+                execution,
+                reused: hit.reused,
+                outputs: hit.outputs,
+            },
+            Decided::Busy(other) => Begin::Busy(other),
+            Decided::Claimed {
+                execution,
+                claimed_at_us,
+                damaged,
+            } => Begin::Claimed {
+                lease: self.guard(Lease {
+                    cache_key: key,
+                    holder,
+                    execution,
+                    claimed_at_us,
+                }),
+                damaged,
+            },
+        })
+    }
+
+    fn still_held(&self, waits: &[(Hash128, &Holder)]) -> Result<Vec<bool>> {
+        if waits.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = waits.iter().map(|(key, _)| key.to_hex()).collect();
+        let live: HashMap<String, (String, String, String, bool)> = self.read(|c| {
+            c.query(
+                concat!(
+                    "SELECT cache_key, run_id, step, owner, (",
+                    now_us!(),
+                    " - heartbeat_us) < $2 AND ",
+                    owner_alive!("owner"),
+                    " FROM leases WHERE cache_key = ANY($1)"
+                ),
+                &[&keys, &self.ttl_us()],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    (r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?),
+                ))
+            })
+            .collect::<Result<_, Fail>>()
+        })?;
+        Ok(waits
+            .iter()
+            .zip(&keys)
+            .map(|((_, holder), key)| {
+                live.get(key).is_some_and(|(run_id, step, owner, live)| {
+                    *live
+                        && *run_id == holder.run_id
+                        && *step == holder.step
+                        && *owner == holder.owner
+                })
+            })
+            .collect())
+    }
+
+    /// Invariant 2: the lease row goes first (it is what every transaction on the key locks
+    /// first), then its holds, then the `running` row is completed and the outputs recorded,
+    /// all in one transaction.
+    fn commit_lease(&self, lease: &Lease, done: &Completion) -> Result<i64> {
+        lease.key()?;
+        let outputs = &done.outputs;
+        let names: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+        let positions: Vec<i64> = (0..outputs.len() as i64).collect();
+        let hashes: Vec<String> = outputs.iter().map(|o| o.hash.to_hex()).collect();
+        let sizes: Vec<i64> = outputs.iter().map(|o| o.size as i64).collect();
+        let types: Vec<&str> = outputs.iter().map(|o| o.type_name.as_str()).collect();
+        let cachers: Vec<&str> = outputs.iter().map(|o| o.cacher.as_str()).collect();
+        let versions: Vec<i64> = outputs
+            .iter()
+            .map(|o| i64::from(o.cacher_version))
+            .collect();
+        let metadata: Vec<Option<String>> = outputs
+            .iter()
+            .map(|o| o.metadata.as_ref().map(|m| m.to_string()))
+            .collect();
+        self.transact(|tx| {
+            // If it is still ours: one taken over meanwhile belongs to its new holder.
+            tx.execute(
+                "DELETE FROM leases WHERE cache_key = $1 AND owner = $2 AND run_id = $3 AND step = $4",
+                &[&lease.cache_key, &lease.holder.owner, &lease.holder.run_id, &lease.holder.step],
+            )?;
+            tx.execute(
+                "DELETE FROM holds WHERE cache_key = $1 AND owner = $2",
+                &[&lease.cache_key, &lease.holder.owner],
+            )?;
+            tx.execute(
+                "UPDATE executions SET status = $2, reason = $3, error = $4, compared = $5, \
+                 duration_s = $6 WHERE id = $1",
+                &[
+                    &lease.execution,
+                    &done.status.as_str(),
+                    &done.reason,
+                    &done.error,
+                    &done.compared,
+                    &done.duration.as_secs_f64(),
+                ],
+            )?;
+            if !outputs.is_empty() {
+                tx.execute(
+                    "INSERT INTO artifacts(execution_id, name, position, content_hash, size, \
+                     type_name, cacher, cacher_version, metadata) \
+                     SELECT $1, o.name, o.position, o.hash, o.size, o.type_name, o.cacher, \
+                            o.version, o.metadata \
+                     FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
+                                 $7::text[], $8::bigint[], $9::text[]) \
+                          AS o(name, position, hash, size, type_name, cacher, version, metadata)",
+                    &[
+                        &lease.execution,
+                        &names,
+                        &positions,
+                        &hashes,
+                        &sizes,
+                        &types,
+                        &cachers,
+                        &versions,
+                        &metadata,
+                    ],
+                )?;
+                // The blobs are in place (invariant 3): whatever a load found before is
+                // no longer so.
+                if done.status == StepStatus::Executed {
+                    tx.execute("DELETE FROM damaged_blobs WHERE hash = ANY($1)", &[&hashes])?;
+                }
+            }
+            Ok(lease.execution)
+        })
+    }
+
+    fn release_lease(&self, lease: &Lease) -> Result<()> {
+        lease.key()?;
+        self.transact(|tx| {
+            let ours = tx
+                .query_opt(
+                    "SELECT 1 FROM leases WHERE cache_key = $1 AND owner = $2 AND run_id = $3 \
+                     AND step = $4 FOR UPDATE",
+                    &[
+                        &lease.cache_key,
+                        &lease.holder.owner,
+                        &lease.holder.run_id,
+                        &lease.holder.step,
+                    ],
+                )?
+                .is_some();
+            // A lease taken over by another holder is not ours to delete; our row still fails.
+            let owner = if ours {
+                lease.holder.owner.as_str()
+            } else {
+                ""
+            };
+            abandon(tx, &lease.cache_key, owner, Some(lease.execution))
+        })
+    }
+
+    /// Invariant 4's side of a hold: its `INSERT` takes `holds` in `ROW EXCLUSIVE` mode,
+    /// which a gc holding the table in `SHARE ROW EXCLUSIVE` mode waits for (and the other
+    /// way round), committed before the blob takes its content address.
+    fn hold_blob(&self, lease: &Lease, hash: Hash128) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                concat!(
+                    "INSERT INTO holds(hash, cache_key, owner, at_us) VALUES ($1, $2, $3, ",
+                    now_us!(),
+                    ")"
+                ),
+                &[&hash.to_hex(), &lease.cache_key, &lease.holder.owner],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn lease_closed(&self, _lease: &Lease) {
+        self.inner.beats.closed();
+    }
+
+    fn heartbeat(&self) -> Result<usize> {
+        self.read(|c| {
+            let n = c.execute(
+                concat!(
+                    "UPDATE leases SET heartbeat_us = ",
+                    now_us!(),
+                    " WHERE owner = $1"
+                ),
+                &[&self.inner.owner],
+            )?;
+            Ok(usize::try_from(n).unwrap_or(usize::MAX))
+        })
+    }
+
+    fn adopt_lease(&self, token: LeaseToken) -> Result<LeaseGuard> {
+        token.key()?;
+        let mut holder = token.holder.clone();
+        holder.owner = self.inner.owner.clone();
+        holder.host = liveness::host_name().to_string();
+        holder.pid = std::process::id();
+        self.transact(|tx| {
+            let found = tx.query_opt(
+                "SELECT run_id, step, owner, execution_id FROM leases WHERE cache_key = $1 FOR UPDATE",
+                &[&token.cache_key],
+            )?;
+            let held = match found {
+                Some(row) => {
+                    let (run, step, owner, execution): (String, String, String, Option<i64>) =
+                        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+                    run == token.holder.run_id
+                        && step == token.holder.step
+                        && (owner == token.holder.owner || owner == holder.owner)
+                        && execution == Some(token.execution)
+                }
+                None => false,
+            };
+            if !held {
+                return Err(Fail::Other(token.lost()));
+            }
+            tx.execute(
+                concat!(
+                    "UPDATE leases SET owner = $2, host = $3, pid = $4, heartbeat_us = ",
+                    now_us!(),
+                    " WHERE cache_key = $1"
+                ),
+                &[&token.cache_key, &holder.owner, &holder.host, &i64::from(holder.pid)],
+            )?;
+            tx.execute(
+                "UPDATE holds SET owner = $3 WHERE cache_key = $1 AND owner = $2",
+                &[&token.cache_key, &token.holder.owner, &holder.owner],
+            )?;
+            Ok(())
+        })?;
+        Ok(self.guard(Lease {
+            cache_key: token.cache_key,
+            holder,
+            execution: token.execution,
+            claimed_at_us: token.claimed_at_us,
+        }))
+    }
+
+    /// Leases first (locked in key order, as every transaction on a key locks its lease
+    /// first), then runs and their `running` rows, then holds of handles that died without
+    /// their lease rows.
+    fn recover(&self) -> Result<()> {
+        self.transact(|tx| {
+            let dead = tx.query(
+                concat!(
+                    "SELECT cache_key, owner, execution_id FROM leases WHERE NOT ",
+                    owner_alive!("owner"),
+                    " ORDER BY cache_key FOR UPDATE"
+                ),
+                &[],
+            )?;
+            let runs: Vec<String> = tx
+                .query(
+                    concat!(
+                        "UPDATE runs SET status = 'failed' WHERE status = 'running' \
+                         AND (owner IS NULL OR NOT ",
+                        owner_alive!("owner"),
+                        ") RETURNING id"
+                    ),
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.try_get(0))
+                .collect::<Result<_, _>>()?;
+            if !runs.is_empty() {
+                tx.execute(
+                    "UPDATE executions SET status = 'failed', error = $2 \
+                     WHERE run_id = ANY($1) AND status = 'running'",
+                    &[&runs, &PROCESS_ENDED],
+                )?;
+            }
+            for row in &dead {
+                let (key, owner): (String, String) = (row.try_get(0)?, row.try_get(1)?);
+                abandon(tx, &key, &owner, row.try_get(2)?)?;
+            }
+            tx.execute(
+                concat!("DELETE FROM holds WHERE NOT ", owner_alive!("owner")),
+                &[],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
+        self.read(|c| {
+            c.query(&numbered(&rows::runs_sql("r.seq")), &[&pipeline])?
+                .iter()
+                .map(|r| rows::run_record(r).map_err(Fail::from))
+                .collect()
+        })
+    }
+
+    fn run(&self, run: &str) -> Result<RunRecord> {
+        rows::pick_run(self.runs(None)?, run)
+    }
+
+    fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>> {
+        let run = self.run(run)?;
+        self.steps("e.run_id = $1", &run.id)
+    }
+
+    fn execution(&self, id: i64) -> Result<StepRecord> {
+        self.steps("e.id = $1", &id)?
+            .pop()
+            .ok_or_else(|| Error::UnknownRun(format!("execution {id}")))
+    }
+
+    fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
+        let hex = content_hash.to_hex();
+        let found = self.read(|c| {
+            let mut found: [Vec<ExecutionRef>; 3] = Default::default();
+            for (sql, refs) in rows::lineage_sql().iter().zip(&mut found) {
+                for row in c.query(&numbered(sql), &[&hex])? {
+                    refs.push(rows::execution_ref(&row)?);
+                }
+            }
+            Ok(found)
+        })?;
+        rows::lineage(content_hash, found)
+    }
+}
+
+/// The rows `sql` selects with `param`, grouped by their first column (an execution id),
+/// each shaped by `shape` from its second column on, in the order selected.
+fn by_execution<T>(
+    c: &mut Client,
+    sql: &str,
+    param: &(dyn ToSql + Sync),
+    shape: fn(&Row, usize) -> Result<T, RowError>,
+) -> Result<HashMap<i64, Vec<T>>, Fail> {
+    let mut grouped: HashMap<i64, Vec<T>> = HashMap::new();
+    for row in c.query(sql, &[param])? {
+        grouped
+            .entry(row.try_get(0)?)
+            .or_default()
+            .push(shape(&row, 1)?);
+    }
+    Ok(grouped)
+}
+
+/// Takes `owner`'s advisory lock on `client`'s session; `false` when another session
+/// holds it.
+fn take_owner_lock(client: &mut Client, owner: &str) -> Result<bool, postgres::Error> {
+    client
+        .query_one(
+            "SELECT pg_try_advisory_lock(pipeline_owner_key($1))",
+            &[&owner],
+        )?
+        .try_get(0)
+}
+
+fn lock_taken(db: &Postgres) -> Error {
+    Error::Remote {
+        location: db.url().to_string(),
+        problem: "another session holds the liveness lock of this handle's new owner token; connect again".into(),
+        source: None,
+    }
+}
+
+/// Whether the server aborted a transaction that may succeed when run again.
+fn retryable(e: &postgres::Error) -> bool {
+    use postgres::error::SqlState;
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
+}
+
+/// The newest completed execution with `key` that holds its outputs' rows, on the
+/// transaction deciding the key. The execution holding the rows is locked against deletion
+/// (`FOR KEY SHARE`) until the transaction ends, so the cached row about to point at it
+/// never points at nothing. A hit trusts the rows: it asks the artifact store nothing, and
+/// is damaged only by what loads reported (`damaged_blobs`, `undecodable`).
+///
+/// Typed (`query_typed`): one round trip, where a plain query prepares first, on the path of
+/// every cache hit.
+fn lookup(tx: &mut Transaction<'_>, key: &str) -> Result<Lookup, Fail> {
+    let rows = tx.query_typed(
+        "WITH f AS (SELECT id, reused_execution, components FROM executions \
+                    WHERE cache_key = $1 AND outputs_of IS NULL \
+                      AND status IN ('executed', 'cached') \
+                    ORDER BY id DESC LIMIT 1 FOR KEY SHARE), \
+              g AS (SELECT f.id AS holder, f.components, \
+                           COALESCE(f.reused_execution, f.id) AS pointed, \
+                           CASE WHEN f.reused_execution IS NULL THEN f.id \
+                                WHEN EXISTS (SELECT 1 FROM executions t \
+                                             WHERE t.id = f.reused_execution) \
+                                THEN f.reused_execution \
+                                ELSE f.id END AS reused \
+                    FROM f) \
+         SELECT g.reused, g.holder, g.components, a.name, a.content_hash, a.size, \
+                (SELECT u.type_name FROM undecodable u \
+                 WHERE u.execution_id IN (g.reused, g.pointed) AND u.output = a.name LIMIT 1), \
+                (SELECT d.damage FROM damaged_blobs d WHERE d.hash = a.content_hash) \
+         FROM g JOIN artifacts a ON a.execution_id = g.holder ORDER BY a.position",
+        &[(&key, Type::TEXT)],
+    )?;
+    let Some(first) = rows.first() else {
+        return Ok(Lookup::Miss);
+    };
+    let mut hit = Hit {
+        reused: first.try_get(0)?,
+        holder: first.try_get(1)?,
+        components: first.try_get(2)?,
+        outputs: Vec::with_capacity(rows.len()),
+    };
+    for row in &rows {
+        let output: String = row.try_get(3)?;
+        let hash: String = row.try_get(4)?;
+        let size: i64 = row.try_get(5)?;
+        if let Some(type_name) = row.try_get::<_, Option<String>>(6)? {
+            return Ok(Lookup::Damaged(Damage::Undecodable { output, type_name }));
+        }
+        let damage: Option<String> = row.try_get(7)?;
+        match (Hash128::from_hex(&hash), damage.as_deref()) {
+            (Some(hash), None) => hit.outputs.push((hash, size as u64)),
+            (_, Some("missing")) => return Ok(Lookup::Damaged(Damage::Missing { output })),
+            _ => return Ok(Lookup::Damaged(Damage::Corrupt { output })),
+        }
+    }
+    Ok(Lookup::Hit(hit))
+}
+
+/// Ends a lease on `key` held through handle `owner` that will never commit (its holder
+/// died, stopped beating or dropped it): its `running` row `execution` becomes failed, and
+/// its holds and the lease itself are deleted.
+fn abandon(
+    tx: &mut Transaction<'_>,
+    key: &str,
+    owner: &str,
+    execution: Option<i64>,
+) -> Result<(), Fail> {
+    if let Some(id) = execution {
+        tx.execute(
+            "UPDATE executions SET status = 'failed', error = $2 WHERE id = $1 AND status = 'running'",
+            &[&id, &CLAIM_ENDED],
+        )?;
+    }
+    tx.execute(
+        "DELETE FROM holds WHERE cache_key = $1 AND owner = $2",
+        &[&key, &owner],
+    )?;
+    tx.execute(
+        "DELETE FROM leases WHERE cache_key = $1 AND owner = $2",
+        &[&key, &owner],
+    )?;
+    Ok(())
+}
