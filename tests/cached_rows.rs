@@ -272,6 +272,9 @@ fn a_store_of_schema_4_with_copied_rows_migrates_and_keeps_serving() {
                  (SELECT id FROM executions WHERE run_id = '{run}');
              DELETE FROM executions WHERE run_id = '{run}';
              DELETE FROM runs WHERE id = '{run}';
+             DROP INDEX executions_by_step;
+             CREATE INDEX executions_by_step ON executions(step, status);
+             ALTER TABLE executions DROP COLUMN fingerprint;
              DROP INDEX executions_by_outputs_of;
              DROP INDEX executions_by_key;
              ALTER TABLE executions DROP COLUMN outputs_of;
@@ -286,7 +289,7 @@ fn a_store_of_schema_4_with_copied_rows_migrates_and_keeps_serving() {
         .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 6);
+    assert_eq!(store.schema_version().unwrap(), 7);
     assert_eq!(
         store
             .load::<u64>(second.name(), "rows_sum", "output")

@@ -15,7 +15,6 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use crate::signature::CodePart;
 
@@ -214,10 +213,13 @@ impl KeyComponents {
     /// The cache key: xxh3-128 over a length-prefixed encoding of the components
     /// (display-only fields such as parameter JSON and producer names are left out).
     pub fn cache_key(&self) -> Hash128 {
-        let mut h = Xxh3::new();
+        // The encoding is gathered first and hashed in one call (xxh3's one-shot and
+        // streaming digests of the same bytes are equal), as many small streaming
+        // updates cost more than the hashing itself.
+        let mut encoded = Vec::with_capacity(512);
         let mut field = |bytes: &[u8]| {
-            h.update(&(bytes.len() as u64).to_le_bytes());
-            h.update(bytes);
+            encoded.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            encoded.extend_from_slice(bytes);
         };
         field(&self.format.to_le_bytes());
         field(self.step.as_bytes());
@@ -256,7 +258,87 @@ impl KeyComponents {
                 }
             }
         }
-        Hash128(h.digest128())
+        Hash128(xxhash_rust::xxh3::xxh3_128(&encoded))
+    }
+
+    /// A 64-bit fingerprint of every field, display-only ones included: components with
+    /// equal fingerprints are equal, but for a 64-bit collision (whose only effect is that
+    /// a cached row shows the display-only fields of the row it reuses, such as a
+    /// producer's call name). The store records it beside the components, so that a cached
+    /// row can tell that its components are those of the row it points at without
+    /// writing them out as JSON (perf figure 1). Not part of the key.
+    pub(crate) fn fingerprint(&self) -> i64 {
+        // Every field, each length-prefixed, gathered and hashed at once as in
+        // `cache_key`.
+        struct Fields(Vec<u8>);
+        impl Fields {
+            fn put(&mut self, bytes: &[u8]) {
+                self.0
+                    .extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+                self.0.extend_from_slice(bytes);
+            }
+        }
+        let mut h = Fields(Vec::with_capacity(768));
+        h.put(&self.format.to_le_bytes());
+        h.put(self.step.as_bytes());
+        h.put(self.module.as_bytes());
+        h.put(self.code_signature.as_bytes());
+        h.put(&(self.code_parts.len() as u64).to_le_bytes());
+        for part in &self.code_parts {
+            h.put(&[part.kind as u8]);
+            h.put(part.name.as_bytes());
+            match &part.helper {
+                Some(helper) => h.put(helper.as_bytes()),
+                None => h.put(b"\xff"),
+            }
+            h.put(part.value.as_bytes());
+        }
+        h.put(&(self.outputs.len() as u64).to_le_bytes());
+        for o in &self.outputs {
+            h.put(o.name.as_bytes());
+            h.put(o.type_name.as_bytes());
+            h.put(o.shape.as_bytes());
+            h.put(o.cacher.as_bytes());
+            h.put(&o.cacher_version.to_le_bytes());
+        }
+        h.put(&(self.inputs.len() as u64).to_le_bytes());
+        for i in &self.inputs {
+            match i {
+                InputComponent::Artifact {
+                    name,
+                    content_hash,
+                    producer,
+                } => {
+                    h.put(b"a");
+                    h.put(name.as_bytes());
+                    h.put(content_hash.as_bytes());
+                    h.put(producer.as_bytes());
+                }
+                InputComponent::Parameter {
+                    name,
+                    type_name,
+                    shape,
+                    hash,
+                    value,
+                    text,
+                } => {
+                    h.put(b"p");
+                    h.put(name.as_bytes());
+                    h.put(type_name.as_bytes());
+                    h.put(shape.as_bytes());
+                    h.put(hash.as_bytes());
+                    // The value's JSON text, streamed into the hash; then a separator no
+                    // JSON text holds.
+                    let _ = serde_json::to_writer(&mut h.0, value);
+                    h.put(b"\xff");
+                    match text {
+                        Some(text) => h.put(text.as_bytes()),
+                        None => h.put(b"\xff"),
+                    }
+                }
+            }
+        }
+        xxhash_rust::xxh3::xxh3_64(&h.0) as i64
     }
 }
 
@@ -330,6 +412,83 @@ mod tests {
             value: "1".into(),
         });
         assert_eq!(a.cache_key(), b.cache_key());
+    }
+
+    #[test]
+    fn key_format_is_pinned() {
+        // Keys are stored: a change here makes every stored execution a miss, so it must
+        // come with a new KEY_FORMAT_VERSION. Computed by the streaming hasher the key used
+        // before it gathered its encoding for one-shot hashing (the same digest).
+        let mut streamed = xxhash_rust::xxh3::Xxh3::new();
+        let c = components();
+        let mut field = |bytes: &[u8]| {
+            streamed.update(&(bytes.len() as u64).to_le_bytes());
+            streamed.update(bytes);
+        };
+        field(&c.format.to_le_bytes());
+        field(c.step.as_bytes());
+        field(c.module.as_bytes());
+        field(c.code_signature.as_bytes());
+        field(&1u64.to_le_bytes());
+        let o = &c.outputs[0];
+        for f in [&o.name, &o.type_name, &o.shape, &o.cacher] {
+            field(f.as_bytes());
+        }
+        field(&o.cacher_version.to_le_bytes());
+        field(&1u64.to_le_bytes());
+        field(b"p");
+        field(b"gamma");
+        field(b"f64");
+        field("b".repeat(32).as_bytes());
+        field(Hash128(1).to_hex().as_bytes());
+        assert_eq!(c.cache_key(), Hash128(streamed.digest128()));
+        assert_eq!(
+            c.cache_key().to_hex(),
+            "1cc5f9b241a43e99db73d7f711b6e4c8",
+            "the key of the test components"
+        );
+    }
+
+    #[test]
+    fn fingerprint_sees_every_field_the_key_ignores() {
+        let base = components();
+        assert_eq!(base.fingerprint(), components().fingerprint());
+        let mut c = components();
+        if let InputComponent::Parameter { value, .. } = &mut c.inputs[0] {
+            *value = serde_json::json!(0.2);
+        }
+        assert_eq!(c.cache_key(), base.cache_key());
+        assert_ne!(c.fingerprint(), base.fingerprint(), "parameter JSON");
+        let mut c = components();
+        if let InputComponent::Parameter { text, .. } = &mut c.inputs[0] {
+            *text = Some("NaN".into());
+        }
+        assert_ne!(c.fingerprint(), base.fingerprint(), "parameter text");
+        let mut c = components();
+        c.code_parts.push(crate::signature::CodePart {
+            kind: crate::signature::CodePartKind::Helper,
+            name: "scale".into(),
+            helper: None,
+            value: "1".into(),
+        });
+        let one_part = c.fingerprint();
+        assert_ne!(one_part, base.fingerprint(), "code parts");
+        c.code_parts[0].kind = crate::signature::CodePartKind::Include;
+        assert_ne!(c.fingerprint(), one_part, "a code part's kind");
+        let mut c = components();
+        c.inputs.push(InputComponent::Artifact {
+            name: "data".into(),
+            content_hash: Hash128(5).to_hex(),
+            producer: "load".into(),
+        });
+        let with_producer = c.fingerprint();
+        if let InputComponent::Artifact { producer, .. } = &mut c.inputs[1] {
+            *producer = "load_2".into();
+        }
+        assert_ne!(c.fingerprint(), with_producer, "producer names");
+        let mut c = components();
+        c.code_signature = signature_hex(8);
+        assert_ne!(c.fingerprint(), base.fingerprint(), "key fields too");
     }
 
     #[test]

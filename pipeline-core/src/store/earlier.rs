@@ -307,25 +307,29 @@ impl Store {
     ) -> Result<Option<Candidates>> {
         let before = before.unwrap_or(i64::MAX);
         let run: Option<(String, String)> = {
-            let select = "SELECT e.run_id, r.name FROM executions e \
-                 JOIN runs r ON r.id = e.run_id \
-                 WHERE e.step = ?1 AND e.status IN ('executed', 'cached') \
-                 AND e.run_id <> ?2 AND e.id < ?3";
-            let newest = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
-                conn.prepare_cached(sql)
+            let newest = |pipeline: Option<&str>| {
+                let sql = format!(
+                    "SELECT e.run_id, r.name FROM executions e JOIN runs r ON r.id = e.run_id \
+                     WHERE e.id = ({})",
+                    newest_call_sql(pipeline.is_some())
+                );
+                conn.prepare_cached(&sql)
                     .and_then(|mut s| {
-                        s.query_row(params, |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
+                        let found = match pipeline {
+                            Some(p) => s.query_row(params![step, exclude_run, before, p], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            }),
+                            None => s.query_row(params![step, exclude_run, before], |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            }),
+                        };
+                        found.optional()
                     })
                     .map_err(|e| self.db_error(e))
             };
-            let same_pipeline = format!("{select} AND r.pipeline = ?4 ORDER BY e.id DESC LIMIT 1");
-            match newest(&same_pipeline, params![step, exclude_run, before, pipeline])? {
+            match newest(Some(pipeline))? {
                 Some(run) => Some(run),
-                None => newest(
-                    &format!("{select} ORDER BY e.id DESC LIMIT 1"),
-                    params![step, exclude_run, before],
-                )?,
+                None => newest(None)?,
             }
         };
         run.map(|(id, name)| self.step_calls_in(conn, &id, &name, step, true))
@@ -389,6 +393,38 @@ impl Store {
             .map_err(|e| self.db_error(e))?;
         Ok(n as usize)
     }
+}
+
+/// A query for the id of the newest completed execution of step `?1` outside run `?2`
+/// with an id below `?3` (of a run of pipeline `?4` when `in_pipeline`); `NULL` when there
+/// is none.
+///
+/// Cached rows that point at the execution holding their outputs (`outputs_of`) are not in
+/// the index on steps (a cached run would otherwise pay for an entry in the middle of it
+/// per step; schema 7). They have the key, and so the step, of the row they point at, so
+/// they are reached through it: the newest of the step's holding rows and, for each of
+/// them, the newest row pointing at it.
+pub(crate) fn newest_call_sql(in_pipeline: bool) -> String {
+    let (join, pipeline) = if in_pipeline {
+        ("JOIN runs r ON r.id = x.run_id", "AND r.pipeline = ?4")
+    } else {
+        ("", "")
+    };
+    format!(
+        "SELECT max(id) FROM ( \
+           SELECT (SELECT x.id FROM executions x {join} \
+                   WHERE x.step = ?1 AND x.outputs_of IS NULL \
+                   AND x.status IN ('executed', 'cached') \
+                   AND x.run_id <> ?2 AND x.id < ?3 {pipeline} \
+                   ORDER BY x.id DESC LIMIT 1) AS id \
+           UNION ALL \
+           SELECT (SELECT x.id FROM executions x {join} \
+                   WHERE x.outputs_of = h.id AND x.status = 'cached' \
+                   AND x.run_id <> ?2 AND x.id < ?3 {pipeline} \
+                   ORDER BY x.id DESC LIMIT 1) \
+           FROM executions h \
+           WHERE h.step = ?1 AND h.outputs_of IS NULL AND h.status IN ('executed', 'cached'))"
+    )
 }
 
 #[cfg(test)]

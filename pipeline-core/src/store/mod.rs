@@ -201,11 +201,12 @@ pub(crate) enum Lookup {
 }
 
 /// The execution whose artifact and input rows a cached row can point at
-/// (`outputs_of`), and its key components as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// (`outputs_of`), and the fingerprint of its key components (`None` for rows written
+/// before schema 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct OutputsHolder {
     pub id: i64,
-    pub components: String,
+    pub fingerprint: Option<i64>,
 }
 
 /// Why a completed execution's output cannot be reused.
@@ -821,25 +822,63 @@ impl Store {
     /// Finds the newest completed execution with `key` whose blobs are intact, on a
     /// connection the caller holds (inside its transaction).
     pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
-        // The newest completed execution with this key that holds its outputs' rows: an
-        // executed one, or a cached row holding copies (from before schema 5, or handed
-        // over by garbage collection). A cached row pointing at another (`outputs_of`)
-        // needs no lookup, as the one it points at has the same key; so the index on keys
-        // leaves those rows out, and a cached run dirties no page of it.
-        // Two plain statements (each a seek or two), not one with correlated subqueries:
-        // this is the per-step cost of a cached run (perf figure 1).
-        let found: Option<(i64, Option<i64>, String)> = conn
+        // The newest completed execution with this key that holds its outputs' rows (an
+        // executed one, or a cached row holding copies: from before schema 5, or handed
+        // over by garbage collection), joined to those rows and their recorded blob stats,
+        // in one statement: this is the per-step cost of a cached run (perf figure 1), and
+        // each statement costs its cursors' set-up whatever it reads. A cached row pointing
+        // at another (`outputs_of`) needs no lookup, as the one it points at has the same
+        // key; so the index on keys leaves those rows out, and a cached run dirties no page
+        // of it. An output that failed to decode (`undecodable`, keyed by the execution
+        // that wrote it, or by the one it reused) makes the execution unusable, like a
+        // damaged blob; two equality probes, as an `IN` list builds a temporary table per
+        // row. No outputs recorded (an incomplete row) is a miss.
+        type Row = (
+            i64,
+            Option<i64>,
+            Option<i64>,
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = conn
             .prepare_cached(
-                "SELECT id, reused_execution, components FROM executions \
-                 WHERE cache_key = ?1 AND outputs_of IS NULL \
-                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
+                "SELECT e.id, e.reused_execution, e.fingerprint, \
+                        a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
+                        COALESCE((SELECT u.type_name FROM undecodable u \
+                                  WHERE u.execution_id = e.id AND u.output = a.name), \
+                                 (SELECT u.type_name FROM undecodable u \
+                                  WHERE u.execution_id = e.reused_execution \
+                                  AND u.output = a.name)) \
+                 FROM executions e \
+                 JOIN artifacts a ON a.execution_id = e.id \
+                 LEFT JOIN blobs b ON b.hash = a.content_hash \
+                 WHERE e.id = (SELECT id FROM executions WHERE cache_key = ?1 \
+                               AND outputs_of IS NULL AND status IN ('executed', 'cached') \
+                               ORDER BY id DESC LIMIT 1) \
+                 ORDER BY a.position",
             )
             .and_then(|mut s| {
-                s.query_row([key.to_hex()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()
+                s.query_map([key.to_hex()], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                        r.get(8)?,
+                    ))
+                })
+                .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let Some((holder, pointed, components)) = found else {
+        let Some(&(holder, pointed, fingerprint, ..)) = rows.first() else {
             return Ok(Lookup::Miss);
         };
         // The hit reuses the execution that row reused (or the row itself), unless that one
@@ -858,48 +897,9 @@ impl Store {
                 }
             }
         };
-        let pointed = pointed.unwrap_or(holder);
-        // Its outputs with their recorded blob stats. An output that failed to decode
-        // (`undecodable`, keyed by the execution that wrote it, or by the one reused) makes
-        // the execution unusable, like a damaged blob. No outputs recorded (an incomplete
-        // row) is a miss.
-        type Row = (
-            String,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = conn
-            .prepare_cached(
-                "SELECT a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
-                        (SELECT u.type_name FROM undecodable u \
-                         WHERE u.execution_id IN (?2, ?3) AND u.output = a.name LIMIT 1) \
-                 FROM artifacts a \
-                 LEFT JOIN blobs b ON b.hash = a.content_hash \
-                 WHERE a.execution_id = ?1 ORDER BY a.position",
-            )
-            .and_then(|mut s| {
-                s.query_map(params![holder, execution, pointed], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                })
-                .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.db_error(e))?;
-        if rows.is_empty() {
-            return Ok(Lookup::Miss);
-        }
         let mut outputs = Vec::new();
         let mut stale = Vec::new();
-        for (name, hex, size, blob_size, blob_mtime, undecodable) in rows {
+        for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable) in rows {
             if let Some(type_name) = undecodable {
                 return Ok(Lookup::Damaged(Damage::Undecodable {
                     output: name,
@@ -933,7 +933,7 @@ impl Store {
             outputs,
             holder: OutputsHolder {
                 id: holder,
-                components,
+                fingerprint,
             },
         })
     }
@@ -1054,8 +1054,9 @@ impl Store {
                 .prepare_cached(
                     "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
                      code_signature, components, reason, error, reused_execution, \
-                     started_at_us, duration_s, compared, outputs_of) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     started_at_us, duration_s, compared, outputs_of, fingerprint) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16)",
                 )
                 .map_err(|e| self.db_error(e))?;
             let mut art = tx
@@ -1077,28 +1078,41 @@ impl Store {
                      ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
                 )
                 .map_err(|e| self.db_error(e))?;
-            let mut held: Option<(i64, String)>;
             for row in rows {
-                let components =
-                    serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+                let fingerprint = row.components.fingerprint();
                 // A cached row points at the rows of the execution it reuses instead of
                 // copying them, when that execution still holds exactly these outputs.
                 // Its key components are stored once, on the row it points at, when they
                 // are the same (they are what most of a row's bytes are).
                 let holder = match (row.status, row.reused, &row.outputs_of) {
-                    (StepStatus::Cached, Some(_), Some(found)) => {
-                        Some((found.id, found.components.as_str()))
-                    }
+                    (StepStatus::Cached, Some(_), Some(found)) => Some(*found),
                     (StepStatus::Cached, Some(reused), None) => {
-                        held = self.outputs_holder(tx, reused, &row.outputs)?;
-                        held.as_ref().map(|(id, c)| (*id, c.as_str()))
+                        self.outputs_holder(tx, reused, &row.outputs)?
                     }
                     _ => None,
                 };
-                let outputs_of = holder.map(|(id, _)| id);
+                let outputs_of = holder.map(|h| h.id);
                 let components = match holder {
-                    Some((_, stored)) if stored == components => String::new(),
-                    _ => components,
+                    Some(h) if h.fingerprint == Some(fingerprint) => String::new(),
+                    // Different fingerprints: different components.
+                    Some(OutputsHolder {
+                        fingerprint: Some(_),
+                        ..
+                    })
+                    | None => self.components_json(row.components),
+                    // A row from before fingerprints: compare the text.
+                    Some(h) => {
+                        let ours = self.components_json(row.components);
+                        let stored: Option<String> = tx
+                            .prepare_cached("SELECT components FROM executions WHERE id = ?1")
+                            .and_then(|mut s| s.query_row([h.id], |r| r.get(0)).optional())
+                            .map_err(|e| self.db_error(e))?;
+                        if stored.as_deref() == Some(ours.as_str()) {
+                            String::new()
+                        } else {
+                            ours
+                        }
+                    }
                 };
                 exec.execute(params![
                     row.run_id,
@@ -1116,6 +1130,7 @@ impl Store {
                     row.duration.as_secs_f64(),
                     row.compared,
                     outputs_of,
+                    fingerprint,
                 ])
                 .map_err(|e| self.db_error(e))?;
                 let id = tx.last_insert_rowid();
@@ -1162,6 +1177,11 @@ impl Store {
         Ok(ids)
     }
 
+    /// Key components as the `components` column stores them.
+    fn components_json(&self, components: &KeyComponents) -> String {
+        serde_json::to_string(components).unwrap_or_else(|_| "{}".into())
+    }
+
     /// The execution whose artifact and input rows a cached row reusing execution
     /// `reused` can point at (`outputs_of`), on the caller's write transaction, and its key
     /// components as stored: the one that holds `reused`'s rows, provided it still exists
@@ -1174,10 +1194,10 @@ impl Store {
         tx: &Connection,
         reused: i64,
         outputs: &[OutputRow],
-    ) -> Result<Option<(i64, String)>> {
-        let held: Vec<(i64, String, Option<String>)> = tx
+    ) -> Result<Option<OutputsHolder>> {
+        let held: Vec<(i64, Option<i64>, Option<String>)> = tx
             .prepare_cached(
-                "SELECT h.id, h.components, a.content_hash FROM executions e \
+                "SELECT h.id, h.fingerprint, a.content_hash FROM executions e \
                  JOIN executions h ON h.id = COALESCE(e.outputs_of, e.id) \
                  LEFT JOIN artifacts a ON a.execution_id = h.id \
                  WHERE e.id = ?1 ORDER BY a.position",
@@ -1197,7 +1217,7 @@ impl Store {
             .into_iter()
             .next()
             .filter(|_| same)
-            .map(|(id, components, _)| (id, components)))
+            .map(|(id, fingerprint, _)| OutputsHolder { id, fingerprint }))
     }
 
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`: the

@@ -176,13 +176,11 @@ impl Store {
     /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
+        // No run id is empty, so `''` excludes none.
         let id: Option<i64> = self
             .db()
-            .prepare_cached(
-                "SELECT id FROM executions WHERE step = ?1 AND id < ?2 \
-                 AND status IN ('executed', 'cached') ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| s.query_row(params![step, before], |r| r.get(0)).optional())
+            .prepare_cached(&super::earlier::newest_call_sql(false))
+            .and_then(|mut s| s.query_row(params![step, "", before], |r| r.get(0)))
             .map_err(|e| self.db_error(e))?;
         id.map(|id| self.execution(id)).transpose()
     }
