@@ -280,7 +280,7 @@ impl<'a> Ledger<'a> {
                     duration: Duration::ZERO,
                     outputs: output_rows(node, &p.outputs, &[]),
                     inputs: input_rows(node, produced),
-                    outputs_of: p.holder.clone(),
+                    outputs_of: p.holder,
                     lease_holder: None,
                 }
             })
