@@ -33,4 +33,7 @@
 mod resources;
 pub mod slurm;
 
+#[cfg(test)]
+mod slurm_tests;
+
 pub use resources::{Memory, ParseResourceError, Resources, TimeLimit};
