@@ -61,11 +61,11 @@ need_chromium() {
 # `export NAME=value` lines; the EXIT trap stops them again. SERVICES lists the ones the
 # suite needs.
 #
-# The tests reach a service only through test-only variables (PIPELINE_TEST_POSTGRES, ...),
-# never through the PIPELINE_* settings a user's shell may hold: every ordinary test pins
-# its own store. PIPELINE_TEST_REQUIRE_SERVICES=1 makes a test whose service is missing
+# The tests reach a service only through test-only variables (PIPELINE_TEST_POSTGRES,
+# PIPELINE_TEST_S3, PIPELINE_TEST_SLURM), never through the PIPELINE_* settings or the
+# SLURM_CONF a user's shell may hold: every ordinary test pins its own store. PIPELINE_TEST_REQUIRE_SERVICES=1 makes a test whose service is missing
 # fail instead of skipping, so this script can never pass with a service down.
-SERVICES=(postgres s3)
+SERVICES=(postgres s3 slurm)
 start_services() {
     unset PIPELINE_METADATA PIPELINE_ARTIFACTS PIPELINE_EXECUTOR PIPELINE_HOME
     [ ${#SERVICES[@]} -gt 0 ] || return 0
@@ -76,7 +76,10 @@ start_services() {
     eval "$exports"
     export PIPELINE_TEST_POSTGRES=${PIPELINE_METADATA:-}
     export PIPELINE_TEST_S3=${PIPELINE_ARTIFACTS:-}
-    unset PIPELINE_METADATA PIPELINE_ARTIFACTS PIPELINE_EXECUTOR
+    # The Slurm tests (pipeline-core's cluster::slurm_tests) name the cluster's slurm.conf
+    # themselves, so a user's own SLURM_CONF cannot send test jobs to a real cluster.
+    export PIPELINE_TEST_SLURM=${SLURM_CONF:-}
+    unset PIPELINE_METADATA PIPELINE_ARTIFACTS PIPELINE_EXECUTOR SLURM_CONF
     export PIPELINE_TEST_REQUIRE_SERVICES=1
 }
 

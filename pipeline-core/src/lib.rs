@@ -13,6 +13,7 @@ pub mod cacher;
 mod cancel;
 pub mod canonical;
 mod checks;
+pub mod cluster;
 pub mod config;
 mod error;
 mod executor;
