@@ -213,7 +213,8 @@ impl<'g> Layout<'g> {
             r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>
 "##,
         );
-        // Edges first, so nodes paint over their ends.
+        // Fan-out frames behind everything, then edges, so nodes paint over their ends.
+        self.fanout_groups(out);
         out.push_str("<g class=\"edges\">\n");
         for (k, e) in self.edges.iter().enumerate() {
             let p = &self.paths[k];
@@ -228,9 +229,7 @@ impl<'g> Layout<'g> {
                 label = esc(&self.graph.edge_label(e)),
             );
         }
-        out.push_str("</g>\n");
-        self.fanout_groups(out);
-        out.push_str("<g class=\"nodes\">\n");
+        out.push_str("</g>\n<g class=\"nodes\">\n");
         for (i, s) in self.steps.iter().enumerate() {
             let (x, y, h) = self.boxes[i];
             let status = s.status.to_string();

@@ -63,14 +63,20 @@ fn main() {
             .expect("the live pipeline runs");
         return;
     }
-    // `cargo test -- --list` and filters: this file holds one test.
-    let args: Vec<String> = std::env::args().collect();
+    // What the libtest harness would do with `--list` and a name filter, for one test.
+    const NAME: &str = "run_page_follows_a_running_step_to_done";
+    let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--list") {
-        println!("run_page_follows_a_running_step_to_done: test");
+        println!("{NAME}: test");
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    if !filters.is_empty() && !filters.iter().any(|f| NAME.contains(f.as_str())) {
+        println!("\ntest result: ok. 0 passed; 0 failed; 0 ignored; 0 measured; 1 filtered out");
         return;
     }
     run_page_follows_a_running_step_to_done();
-    println!("test run_page_follows_a_running_step_to_done ... ok");
+    println!("test {NAME} ... ok\n\ntest result: ok. 1 passed; 0 failed");
 }
 
 fn step_status(state: &Value, step: &str) -> Option<String> {

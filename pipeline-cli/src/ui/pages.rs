@@ -274,7 +274,13 @@ pub fn runs(store: &Store, filter: &RunsFilter) -> PageResult {
     }
     if all.len() >= 2 {
         body.push_str("<h2>Compare two runs</h2>\n<form class=\"compare\" method=\"get\" action=\"/compare\">\n");
-        for (field, label, default) in [("a", "A", 1), ("b", "B", 0)] {
+        // B: the newest run; A: the run of its pipeline before it, else the next newest.
+        let before = all
+            .iter()
+            .skip(1)
+            .position(|r| r.pipeline == all[0].pipeline)
+            .map_or(1, |i| i + 1);
+        for (field, label, default) in [("a", "A", before), ("b", "B", 0)] {
             let _ = write!(body, r#"<label>{label} <select name="{field}">"#);
             for (i, r) in all.iter().take(MAX_RUNS).enumerate() {
                 let selected = if i == default { " selected" } else { "" };
