@@ -75,15 +75,33 @@ fn off_loopback_every_request_needs_the_token() {
 
 #[test]
 fn a_given_token_is_required_too() {
-    let server = Server::start(store(), &["--token", "s3cret-token"]);
-    assert_eq!(server.token.as_deref(), Some("s3cret-token"));
+    let server = Server::start(store(), &["--token", "s3cret/token+x"]);
+    // Printed percent-encoded, as the query string needs it.
+    assert_eq!(server.token.as_deref(), Some("s3cret%2Ftoken%2Bx"));
     assert_eq!(server.get("/", &[]).status, 401);
     assert_eq!(
         server
-            .get("/", &["Authorization: Bearer s3cret-token"])
+            .get("/", &["Authorization: Bearer s3cret/token+x"])
             .status,
         200
     );
+    assert_eq!(
+        server
+            .get("/", &["authorization: bearer s3cret/token+x"])
+            .status,
+        200
+    );
+    assert_eq!(server.get("/?token=s3cret%2Ftoken%2Bx", &[]).status, 303);
+    assert_eq!(server.get("/?token=s3cret/token", &[]).status, 401);
+    // A token that cannot travel in a cookie is refused at start.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("--store")
+        .arg(store())
+        .args(["ui", "--port", "0", "--token", "two words"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token takes printable ASCII"));
 }
 
 #[test]

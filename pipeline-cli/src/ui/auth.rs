@@ -8,9 +8,10 @@
 //!   `Authorization: Bearer TOKEN`, or as `?token=TOKEN` once, which answers with a
 //!   redirect to the same page without it and an HttpOnly cookie holding the token.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, HOST, LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -38,6 +39,17 @@ impl Access {
     /// When the operating system's random source fails.
     pub fn new(host: IpAddr, token: Option<String>) -> Result<Access, String> {
         let token = match token {
+            // It travels in a header, a query string and a cookie: no spaces or separators.
+            Some(t)
+                if t.is_empty()
+                    || !t
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)) =>
+            {
+                return Err(
+                    "--token takes printable ASCII without spaces, `;`, `,`, `\"` or `\\`".into(),
+                )
+            }
             Some(t) => Some(t),
             None if host.is_loopback() => None,
             None => Some(random_token()?),
@@ -75,9 +87,11 @@ pub async fn check(State(access): State<Access>, req: Request, next: Next) -> Re
         }
         return next.run(req).await;
     };
+    // The scheme is case-insensitive (RFC 9110).
     let bearer = header(&req, AUTHORIZATION.as_str())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
     let cookie = header(&req, COOKIE.as_str()).and_then(|c| {
         c.split(';')
             .filter_map(|kv| kv.trim().split_once('='))
@@ -88,12 +102,10 @@ pub async fn check(State(access): State<Access>, req: Request, next: Next) -> Re
         return next.run(req).await;
     }
     let query = req.uri().query().unwrap_or("");
-    let given = query
-        .split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .find(|(k, _)| *k == "token")
-        .map(|(_, v)| v);
-    if given.is_some_and(|g| same(g, token)) {
+    let given = Query::<HashMap<String, String>>::try_from_uri(req.uri())
+        .ok()
+        .and_then(|Query(q)| q.get("token").cloned());
+    if given.is_some_and(|g| same(&g, token)) {
         // The token leaves the address (history, logs, referrers) and stays in a cookie.
         let rest: Vec<&str> = query
             .split('&')
@@ -175,6 +187,9 @@ mod tests {
                 .as_deref(),
             Some("s")
         );
+        assert!(Access::new(host, Some("a b".into())).is_err());
+        assert!(Access::new(host, Some("a;b".into())).is_err());
+        assert!(Access::new(host, Some(String::new())).is_err());
         assert!(same("abc", "abc"));
         assert!(!same("abc", "abd"));
         assert!(!same("abc", "abcd"));

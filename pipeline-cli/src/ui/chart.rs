@@ -26,8 +26,11 @@ const MAX_LINE_POINTS: usize = 2000;
 /// The texts around a chart: its title and the titles of its axes (name and unit, e.g.
 /// `accuracy (fraction)`).
 pub struct Labels<'a> {
+    /// Above the chart.
     pub title: &'a str,
+    /// Below the x axis.
     pub x: &'a str,
+    /// Beside the y axis.
     pub y: &'a str,
 }
 

@@ -80,6 +80,11 @@ struct App {
 }
 
 /// Serves the dashboard of `store` until Ctrl-C; prints its address first.
+///
+/// # Errors
+///
+/// The address cannot be listened on (in use, not this machine's), the random token or
+/// the runtime cannot be made, or the server stops on an I/O error.
 pub fn serve(store: Store, path: &Path, args: &Args) -> CliResult<String> {
     let access = auth::Access::new(args.host, args.token.clone())?;
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -101,7 +106,7 @@ pub fn serve(store: Store, path: &Path, args: &Args) -> CliResult<String> {
                 host.to_string()
             };
             match &access.token {
-                Some(t) => format!("http://{host}:{}/?token={t}", bound.port()),
+                Some(t) => format!("http://{host}:{}/?token={}", bound.port(), pages::enc(t)),
                 None => format!("http://{host}:{}/", bound.port()),
             }
         };

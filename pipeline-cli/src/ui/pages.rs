@@ -25,12 +25,16 @@ use crate::html;
 /// A page that could not be made: its HTTP status, title and message.
 #[derive(Debug, Clone)]
 pub struct PageError {
+    /// HTTP status: 404 for what the store does not hold, 500 when it cannot be read.
     pub status: u16,
+    /// The page's heading.
     pub title: String,
+    /// What went wrong, in words (the store's error text).
     pub message: String,
 }
 
 impl PageError {
+    /// A 404 saying `message`.
     pub fn not_found(message: impl Into<String>) -> PageError {
         PageError {
             status: 404,
@@ -62,6 +66,7 @@ impl From<Error> for PageError {
     }
 }
 
+/// A page's HTML, or why it could not be made.
 pub type PageResult = Result<String, PageError>;
 
 /// Escapes text for HTML and SVG content and attribute values.
@@ -94,14 +99,17 @@ pub fn enc(s: &str) -> String {
     out
 }
 
+/// The address of a run's page.
 pub fn run_href(run_id: &str) -> String {
     format!("/runs/{}", enc(run_id))
 }
 
+/// The address of a step's page.
 pub fn step_href(run_id: &str, step: &str) -> String {
     format!("/runs/{}/steps/{}", enc(run_id), enc(step))
 }
 
+/// The address of an artifact's page.
 pub fn artifact_href(hash: Hash128) -> String {
     format!("/artifacts/{}", hash.to_hex())
 }
@@ -196,7 +204,9 @@ pub fn error_page(e: &PageError) -> String {
 /// The runs page's filters (`?pipeline=..&status=..`).
 #[derive(Debug, Default, Clone, serde::Deserialize)]
 pub struct RunsFilter {
+    /// Only the runs of this pipeline (empty: all).
     pub pipeline: Option<String>,
+    /// Only the runs with this status (empty: any).
     pub status: Option<String>,
 }
 
@@ -205,6 +215,10 @@ const MAX_RUNS: usize = 500;
 
 /// Every run, newest first, filtered by pipeline and status, with step counts by status
 /// and a form to compare two runs.
+///
+/// # Errors
+///
+/// the store cannot be read (500).
 pub fn runs(store: &Store, filter: &RunsFilter) -> PageResult {
     let pipeline = filter.pipeline.as_deref().filter(|p| !p.is_empty());
     let status = filter.status.as_deref().filter(|s| !s.is_empty());
@@ -317,29 +331,47 @@ pub fn runs(store: &Store, filter: &RunsFilter) -> PageResult {
 /// reason, with a version that changes whenever any of it does.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LiveState {
+    /// Changes whenever anything below changes (running steps' growing durations aside).
     pub version: String,
+    /// The run.
     pub run: LiveRun,
+    /// Its steps so far, in pipeline order.
     pub steps: Vec<LiveStep>,
 }
 
+/// The run in a [`LiveState`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LiveRun {
+    /// Run id.
     pub id: String,
+    /// Run name.
     pub name: String,
+    /// `running`, `completed`, `failed`, `cancelled`.
     pub status: String,
+    /// Steps that executed.
     pub executed: usize,
+    /// Steps reused from the cache.
     pub cached: usize,
+    /// Steps that failed.
     pub failed: usize,
+    /// Steps skipped.
     pub skipped: usize,
+    /// Steps running now.
     pub running: usize,
+    /// How long it took (`-` while it runs).
     pub duration: String,
 }
 
+/// A step in a [`LiveState`].
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct LiveStep {
+    /// Name within the run.
     pub name: String,
+    /// Its status.
     pub status: String,
+    /// How long it took, or has been running.
     pub duration: String,
+    /// Its reason, or for a failed step its error.
     pub why: String,
 }
 
@@ -389,22 +421,22 @@ fn state_of(run: &RunRecord, steps: &[StepRecord]) -> LiveState {
         }
     }
     LiveState {
-        version: format!("{:016x}", fnv1a(fingerprint.as_bytes())),
+        // xxh3: the same tag across server restarts (std's hasher is seeded per process).
+        version: format!(
+            "{:016x}",
+            xxhash_rust::xxh3::xxh3_64(fingerprint.as_bytes())
+        ),
         run: run_view,
         steps: live_steps,
     }
 }
 
-/// FNV-1a, 64 bits: a version tag that stays the same across server restarts (std's
-/// hasher is seeded per process); collisions only cost one missed poll.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 /// The run page: header, the DAG and the step table; while the run is running, the page's
 /// script keeps both current.
+///
+/// # Errors
+///
+/// `run` names no run or several (404); the store cannot be read (500).
 pub fn run(store: &Store, run: &str) -> PageResult {
     let graph = RunGraph::new(store, run)?;
     let record = graph.run.0.clone();
@@ -483,6 +515,10 @@ fn counts_text(r: &LiveRun) -> String {
 }
 
 /// The part of the run page that changes while it runs: the DAG and the step table.
+///
+/// # Errors
+///
+/// `run` names no run or several (404); the store cannot be read (500).
 pub fn run_live_fragment(store: &Store, run: &str) -> PageResult {
     let graph = RunGraph::new(store, run)?;
     let record = graph.run.0.clone();
@@ -538,6 +574,10 @@ fn run_live(graph: &RunGraph, record: &RunRecord) -> String {
 /// A step of a run: why it ran (against the previous execution of the same call) or what
 /// it reused, its error, key components, parameters, and its inputs and outputs with
 /// their producers and consumers.
+///
+/// # Errors
+///
+/// `run` names no run, or it has no step `step` (404); the store cannot be read (500).
 pub fn step(store: &Store, run: &str, step: &str) -> PageResult {
     let record = store.run(run)?;
     let steps = store.run_steps(&record.id)?;
@@ -922,6 +962,10 @@ fn components_section(out: &mut String, s: &StepRecord) {
 
 /// An artifact by content hash: its facts, sidecar and metadata, where it came from and
 /// went, and a preview of its value.
+///
+/// # Errors
+///
+/// `hash` is not a content hash or names no artifact (404); the store cannot be read (500). Bytes that cannot be read are shown as such, not an error.
 pub fn artifact(store: &Store, hash: &str) -> PageResult {
     let hash: Hash128 = hash
         .parse()
@@ -1202,6 +1246,10 @@ fn numbers_html(out: &mut String, record: &ArtifactRecord, values: &[f64], eleme
 
 /// Two runs side by side: their headers, each step's status in both and what differs,
 /// and their scalar outputs.
+///
+/// # Errors
+///
+/// `a` or `b` names no run or several (404); the store cannot be read (500).
 pub fn compare(store: &Store, a: &str, b: &str) -> PageResult {
     let diff = RunDiff::new(store, a, b)?;
     let (ra, rb) = (&diff.run_a.0, &diff.run_b.0);
@@ -1351,6 +1399,10 @@ struct RunValues {
 /// The metrics of a pipeline: a placeholder until `log_metric` (issue 17) records them,
 /// and meanwhile a chart of each scalar step output across the pipeline's runs, against
 /// the one numeric parameter that varied between them when there is one (a sweep).
+///
+/// # Errors
+///
+/// the pipeline has no runs (404); the store cannot be read (500).
 pub fn metrics(store: &Store, pipeline: &str) -> PageResult {
     let mut runs = store.runs(Some(pipeline))?;
     if runs.is_empty() {

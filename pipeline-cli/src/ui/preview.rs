@@ -35,21 +35,49 @@ pub enum Preview {
     /// One value, as text (`0.9523`, `true`, `"label"`).
     Value(String),
     /// A JSON document, pretty-printed; `cut` when longer than shown.
-    Json { text: String, cut: bool },
+    Json {
+        /// The document.
+        text: String,
+        /// Whether it was cut.
+        cut: bool,
+    },
     /// Text; `cut` when longer than shown.
-    Text { text: String, cut: bool },
+    Text {
+        /// The text.
+        text: String,
+        /// Whether it was cut.
+        cut: bool,
+    },
     /// Numbers in order, and their element type (`f64`, `number`).
-    Numbers { values: Vec<f64>, element: String },
+    Numbers {
+        /// The values, as `f64`.
+        values: Vec<f64>,
+        /// What they were stored as.
+        element: String,
+    },
     /// Rows of a table: the first [`TABLE_ROWS`] rows of `total`.
     Table {
+        /// Column names.
         columns: Vec<String>,
+        /// The rows shown, one cell per column.
         rows: Vec<Vec<String>>,
+        /// Rows in all.
         total: usize,
     },
     /// An image and its media type.
-    Image { mime: &'static str, bytes: Vec<u8> },
+    Image {
+        /// `image/png`, `image/svg+xml`, ...
+        mime: &'static str,
+        /// The image file.
+        bytes: Vec<u8>,
+    },
     /// Nothing can be decoded: why, and the first bytes when they were read.
-    Opaque { why: String, head: Vec<u8> },
+    Opaque {
+        /// Why.
+        why: String,
+        /// The first bytes, when read.
+        head: Vec<u8>,
+    },
 }
 
 /// The preview of `record`, read from `store`.

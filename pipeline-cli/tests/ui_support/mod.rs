@@ -441,6 +441,8 @@ pub fn render(url: &str, virtual_ms: u32, extra: &[String]) -> Rendered {
         "chromium failed on {url} ({status}):\n{stderr}\n{dom}"
     );
     let log = std::fs::read_to_string(&netlog).unwrap_or_default();
+    // A Chromium profile takes megabytes; nothing in it is needed after the render.
+    let _ = std::fs::remove_dir_all(&dir);
     Rendered {
         dom,
         requested: urls_in_netlog(&log),
