@@ -41,7 +41,8 @@ apt_install() {
 
 # --- Tools the tests need -----------------------------------------------------------------
 
-# Headless Chromium renders the lineage page in pipeline-cli/tests/lineage_browser.rs;
+# Headless Chromium renders the lineage page in pipeline-cli/tests/lineage_browser.rs and
+# the `pipeline ui` pages in pipeline-cli/tests/ui_*.rs;
 # `$CHROMIUM`, when set, names the binary the test uses instead.
 need_chromium() {
     if [ -n "${CHROMIUM:-}" ]; then

@@ -46,6 +46,15 @@ pub fn page(graph: &RunGraph) -> String {
     Layout::new(graph).html()
 }
 
+/// The SVG drawing of `graph` alone, for `pipeline ui`: the same layout as the lineage
+/// page, with each node a link to `step_href(step)`, and sized by `width`/`height`
+/// attributes instead of an inline style (the UI's pages allow no inline styles).
+pub fn dag_svg(graph: &RunGraph, step_href: &dyn Fn(&StepRecord) -> String) -> String {
+    let mut out = String::new();
+    Layout::new(graph).svg(&mut out, Some(step_href));
+    out
+}
+
 impl<'g> Layout<'g> {
     fn new(graph: &'g RunGraph) -> Layout<'g> {
         let steps: Vec<&StepRecord> = graph.nodes.iter().map(|n| &n.step.0).collect();
@@ -145,7 +154,7 @@ impl<'g> Layout<'g> {
             id = esc(&run.id),
         );
         out.push_str("<main>\n<div class=\"canvas\">\n");
-        self.svg(&mut out);
+        self.svg(&mut out, None);
         out.push_str("</div>\n<section id=\"details\" class=\"details\" hidden></section>\n");
         self.table(&mut out);
         out.push_str("</main>\n");
@@ -186,10 +195,16 @@ impl<'g> Layout<'g> {
         out
     }
 
-    fn svg(&self, out: &mut String) {
+    /// The SVG drawing; with `step_href`, each node is a link to its step's page.
+    fn svg(&self, out: &mut String, step_href: Option<&dyn Fn(&StepRecord) -> String>) {
+        let dimensions = if step_href.is_some() {
+            format!(r#"width="{}" height="{}""#, self.width, self.height)
+        } else {
+            format!(r#"style="max-width: {}px""#, self.width)
+        };
         let _ = writeln!(
             out,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" id="dag" viewBox="0 0 {w} {h}" style="max-width: {w}px" role="img" aria-label="{label}">"#,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" id="dag" viewBox="0 0 {w} {h}" {dimensions} role="img" aria-label="{label}">"#,
             w = self.width,
             h = self.height,
             label = esc(&format!("DAG of run {}", self.run.name)),
@@ -198,7 +213,8 @@ impl<'g> Layout<'g> {
             r##"<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8a94a6"/></marker></defs>
 "##,
         );
-        // Edges first, so nodes paint over their ends.
+        // Fan-out frames behind everything, then edges, so nodes paint over their ends.
+        self.fanout_groups(out);
         out.push_str("<g class=\"edges\">\n");
         for (k, e) in self.edges.iter().enumerate() {
             let p = &self.paths[k];
@@ -217,6 +233,9 @@ impl<'g> Layout<'g> {
         for (i, s) in self.steps.iter().enumerate() {
             let (x, y, h) = self.boxes[i];
             let status = s.status.to_string();
+            if let Some(href) = step_href {
+                let _ = writeln!(out, r#"<a href="{}">"#, esc(&href(s)));
+            }
             let _ = writeln!(
                 out,
                 r#"<g class="node {status}" id="node-{i}" data-index="{i}" data-step="{name}" data-status="{status}" tabindex="0">"#,
@@ -278,8 +297,65 @@ impl<'g> Layout<'g> {
                 );
             }
             out.push_str("</g>\n");
+            if step_href.is_some() {
+                out.push_str("</a>\n");
+            }
         }
         out.push_str("</g>\n</svg>\n");
+    }
+
+    /// A frame behind each fan-out group: two or more calls of one step side by side in
+    /// a layer (`shift`, `shift_2`, .. called in a loop), labelled `shift ×3`.
+    fn fanout_groups(&self, out: &mut String) {
+        let mut drawn: Vec<(usize, &str)> = Vec::new();
+        out.push_str("<g class=\"fanouts\">\n");
+        for (i, s) in self.steps.iter().enumerate() {
+            let layer = self.graph.nodes[i].layer;
+            if drawn.contains(&(layer, s.step.as_str())) {
+                continue;
+            }
+            let members: Vec<usize> = (0..self.steps.len())
+                .filter(|&j| self.graph.nodes[j].layer == layer && self.steps[j].step == s.step)
+                .collect();
+            if members.len() < 2 {
+                continue;
+            }
+            drawn.push((layer, s.step.as_str()));
+            let (x, _, _) = self.boxes[i];
+            let top = members
+                .iter()
+                .map(|&j| self.boxes[j].1)
+                .fold(f64::MAX, f64::min);
+            let bottom = members
+                .iter()
+                .map(|&j| self.boxes[j].1 + self.boxes[j].2)
+                .fold(f64::MIN, f64::max);
+            // Only a contiguous group gets a frame: one that would enclose another step's
+            // node would say that node is a call too.
+            let encloses_other = (0..self.steps.len()).any(|j| {
+                !members.contains(&j)
+                    && self.graph.nodes[j].layer == layer
+                    && self.boxes[j].1 > top
+                    && self.boxes[j].1 < bottom
+            });
+            if encloses_other {
+                continue;
+            }
+            let pad = 8.0;
+            let _ = writeln!(
+                out,
+                r#"<g class="fanout" data-step="{name}" data-calls="{n}"><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="12"/><text x="{:.1}" y="{:.1}">{name} ×{n}</text></g>"#,
+                x - pad,
+                top - pad - 14.0,
+                NODE_W + 2.0 * pad,
+                bottom - top + 2.0 * pad + 14.0,
+                x,
+                top - pad - 3.0,
+                name = esc(&s.step),
+                n = members.len(),
+            );
+        }
+        out.push_str("</g>\n");
     }
 
     fn table(&self, out: &mut String) {
@@ -435,7 +511,7 @@ fn esc(s: &str) -> String {
 }
 
 const CSS: &str = r#"
-:root { --executed: #2e7d32; --cached: #1565c0; --failed: #c62828; --skipped: #757575; }
+:root { --executed: #2e7d32; --cached: #1565c0; --failed: #c62828; --skipped: #757575; --running: #f9a825; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2430; background: #fafbfc; }
 header { padding: 14px 24px 6px; border-bottom: 1px solid #e3e6eb; background: #fff; }
@@ -463,6 +539,11 @@ svg text.size, svg text.status .duration { fill: #5b6375; }
 .node.cached rect { fill: #e3f2fd; stroke: var(--cached); }
 .node.failed rect { fill: #ffebee; stroke: var(--failed); }
 .node.skipped rect { fill: #f3f3f3; stroke: var(--skipped); stroke-dasharray: 5 3; }
+.node.running rect { fill: #fffde7; stroke: var(--running); }
+.node.running .badge { fill: #b26a00; font-weight: 600; }
+.key.running { background: var(--running); color: #1f2430; }
+.fanout rect { fill: #f5f7fa; stroke: #b8c0cc; stroke-dasharray: 4 3; }
+.fanout text { font-size: 11px; fill: #5b6375; }
 .node.executed .badge { fill: var(--executed); font-weight: 600; }
 .node.cached .badge { fill: var(--cached); font-weight: 600; }
 .node.failed .badge { fill: var(--failed); font-weight: 600; }

@@ -9,15 +9,18 @@
 //! pipeline lineage RUN --html FILE    a self-contained page drawing the run's DAG
 //! pipeline gc [--dry-run]             remove old runs and unreferenced blobs
 //! pipeline verify [--repair]          check every blob and sidecar; restore sidecars
+//! pipeline ui [--host ADDR] [--port 8765] [--token TOKEN] [--open]
+//!                                     a local dashboard: runs, DAGs, steps, artifacts
 //! ```
 //!
 //! The store is `--store PATH`, else `$PIPELINE_HOME`, else `./.pipeline`. Runs are named by
 //! id, name, or a unique prefix of either. Errors exit with code 2; `verify` exits with 1
 //! when it leaves problems. The viewing commands (`runs`, `show`, `explain`, `diff`,
-//! `lineage`, `verify`) open the store read-only, so they work on read-only media too.
+//! `lineage`, `verify`, `ui`) open the store read-only, so they work on read-only media too.
 
 mod commands;
 mod html;
+mod ui;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -75,6 +78,14 @@ enum Command {
     ///
     /// Without --html or --dot, prints the DOT text (or the graph as JSON with --json).
     Lineage(commands::lineage::Args),
+    /// Serve a read-only dashboard of the store in the browser: runs, each run's DAG and
+    /// steps (live while it runs), why a step ran, artifacts with previews, run
+    /// comparisons.
+    ///
+    /// Listens on 127.0.0.1:8765 by default. With --host set to any but a loopback
+    /// address, every request needs the token (printed with the address when not given
+    /// by --token). Every asset is in the binary: no page loads anything from elsewhere.
+    Ui(ui::Args),
 }
 
 fn main() -> ExitCode {

@@ -65,6 +65,7 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
         Command::Pin(args) => pin::exec(&ctx, args, true),
         Command::Unpin(args) => pin::exec(&ctx, args, false),
         Command::Verify(args) => return verify::exec(&ctx, args),
+        Command::Ui(args) => crate::ui::serve(store.clone(), &path, args),
     }?;
     Ok(Printed { text, code: 0 })
 }
