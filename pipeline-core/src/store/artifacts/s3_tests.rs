@@ -334,6 +334,15 @@ fn a_second_load_comes_from_the_read_cache_without_a_request() {
     );
     let copy = cache.join(&hash.to_hex()[..2]).join(hash.to_hex());
     assert!(!copy.exists(), "a put does not fill the cache");
+    let placed = store.stat(hash).unwrap().unwrap();
+    requests.reset();
+    assert_eq!(put(store, &bytes), hash);
+    assert_eq!(
+        requests.copy.load(Ordering::SeqCst),
+        0,
+        "an existing blob is not written over: {requests:?}"
+    );
+    assert_eq!(store.stat(hash).unwrap(), Some(placed));
 
     requests.reset();
     assert_eq!(read(store, hash).unwrap(), bytes);
