@@ -802,6 +802,102 @@ fn figure_10(table: &mut Table, dir: &Path) -> AnyResult<()> {
     Ok(())
 }
 
+/// Figure 11: executing a step with a 256 MB `Vec<f32>` output on a store whose artifacts are
+/// in S3 (SQLite metadata here, bytes in the bucket `PIPELINE_ARTIFACTS` names, client from
+/// the `AWS_*` variables) vs a plain `object_store` put of the same bytes to that bucket.
+/// Each miss is a real one: the blob is deleted before it runs again.
+fn figure_11(table: &mut Table, dir: &Path, big_floats: usize) -> AnyResult<()> {
+    use object_store::{aws::AmazonS3Builder, path::Path as Key, ObjectStore, ObjectStoreExt};
+    use pipeline::config::{ArtifactLocation, StoreConfig};
+    use std::sync::Arc;
+
+    let label = format!("11. cache miss to S3, {} MB Vec<f32>", big_floats * 4 / MB);
+    let url = std::env::var("PIPELINE_ARTIFACTS").unwrap_or_default();
+    if !url.starts_with("s3://") {
+        let why =
+            "skipped: PIPELINE_ARTIFACTS is not s3://.. (eval \"$(scripts/services.sh start s3)\")";
+        table.add(label, why, "", "", "<= 1.2x", None);
+        return Ok(());
+    }
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let prefix = format!(
+        "{}/perf-{}-{}",
+        url.trim_end_matches('/'),
+        std::process::id(),
+        stamp.as_nanos()
+    );
+    let db = dir.join("s3-miss").join("metadata.sqlite");
+    let config = StoreConfig::new(&format!("sqlite:{}", db.display()), Some(&prefix))?;
+    let ArtifactLocation::S3 { bucket, prefix } = config.artifacts().clone() else {
+        return Err("PIPELINE_ARTIFACTS is not an s3:// URL".into());
+    };
+    let store = Store::connect(&config)?;
+    let p = one_output(big_floats)
+        .store(store.clone())
+        .enable_cache(false);
+    let runtime = tokio::runtime::Runtime::new()?;
+    let s3: Arc<dyn ObjectStore> = Arc::new(
+        AmazonS3Builder::from_env()
+            .with_bucket_name(&bucket)
+            .build()?,
+    );
+    let key = Key::from(format!("{prefix}/plain-put"));
+    let encoded = || -> AnyResult<Vec<u8>> {
+        let value = make_floats(black_box(big_floats));
+        Ok(bincode::serde::encode_to_vec(
+            &value,
+            bincode::config::standard(),
+        )?)
+    };
+    // One PUT of the whole value; and object_store's multipart writer with the parts and
+    // concurrency the store uses (8 MB, 4 at once), the fastest plain upload.
+    let plain_put = || -> AnyResult<()> {
+        runtime.block_on(s3.put(&key, encoded()?.into()))?;
+        Ok(())
+    };
+    let multipart = || -> AnyResult<()> {
+        let bytes = bytes::Bytes::from(encoded()?);
+        runtime.block_on(async {
+            let mut w =
+                object_store::buffered::BufWriter::with_capacity(s3.clone(), key.clone(), 8 * MB)
+                    .with_max_concurrency(4);
+            for chunk in bytes.chunks(MB) {
+                w.put(bytes.slice_ref(chunk)).await?;
+            }
+            tokio::io::AsyncWriteExt::shutdown(&mut w).await
+        })?;
+        Ok(())
+    };
+    let (mut ours, mut plain, mut parts) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        plain.push(time(plain_put).0);
+        parts.push(time(multipart).0);
+        let (d, run) = time(|| p.run());
+        ours.push(d);
+        // Gone before the next run, which then uploads and places it again.
+        let hash = run?.output().content_hash()?;
+        store.artifact_store().delete(hash)?;
+    }
+    runtime.block_on(s3.delete(&key))?;
+    let ours = min(&ours);
+    for (baseline, what, goal) in [
+        (min(&plain), "put", "<= 1.2x"),
+        (min(&parts), "multipart", ""),
+    ] {
+        let ratio = ours.as_secs_f64() / baseline.as_secs_f64();
+        let met = (!goal.is_empty()).then_some(ratio <= 1.2);
+        table.add(
+            &label,
+            fmt_dur(ours),
+            format!("{} ({what})", fmt_dur(baseline)),
+            fmt_ratio(ratio),
+            goal,
+            met,
+        );
+    }
+    Ok(())
+}
+
 struct Options {
     dir: Option<PathBuf>,
     compile: bool,
@@ -926,6 +1022,9 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(10) {
         figure_10(&mut table, &dir)?;
+    }
+    if options.wants(11) {
+        figure_11(&mut table, &dir, big_floats)?;
     }
     println!();
     println!(

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::artifacts::{ArtifactStore, LocalArtifacts};
+use super::artifacts::LocalArtifacts;
 use super::{Store, StoreOptions};
 use crate::config::{ArtifactLocation, ConfigError, MetadataLocation, StoreConfig};
 use crate::error::{Error, Result};
@@ -76,52 +76,52 @@ impl Store {
         if config.local_dir().is_some() || options.artifacts.is_some() {
             return Store::open_with(dir, options);
         }
-        options.artifacts = Some(artifact_store(config)?);
-        Store::open_with(dir, options)
-    }
-}
-
-/// The artifact-bytes backend of a configuration whose blobs are not in `artifacts/`
-/// beside the database.
-fn artifact_store(config: &StoreConfig) -> Result<Arc<dyn ArtifactStore>> {
-    match config.artifacts() {
-        ArtifactLocation::Folder { path } => {
-            // Temporary files are named after the process, so concurrent writers never
-            // share one.
-            let owner = format!("p{}", std::process::id());
-            Ok(Arc::new(LocalArtifacts::new(path.clone(), owner)))
+        match config.artifacts() {
+            ArtifactLocation::Folder { path } => {
+                // Temporary files are named after the process, so concurrent writers never
+                // share one.
+                let owner = format!("p{}", std::process::id());
+                options.artifacts = Some(Arc::new(LocalArtifacts::new(path.clone(), owner)));
+                Store::open_with(dir, options)
+            }
+            ArtifactLocation::S3 { bucket, prefix } => s3(config, bucket, prefix, dir, options),
         }
-        ArtifactLocation::S3 { bucket, prefix } => s3(config, bucket, prefix),
     }
 }
 
+/// Opens the store in `dir` with its artifact bytes in S3 bucket `bucket` under `prefix`,
+/// and downloaded blobs kept in `dir/artifacts/cache/` (the read-through cache, see
+/// [`ObjectArtifacts::with_read_cache`](super::artifacts::ObjectArtifacts::with_read_cache)).
 #[cfg(feature = "s3")]
-fn s3(config: &StoreConfig, bucket: &str, prefix: &str) -> Result<Arc<dyn ArtifactStore>> {
-    use object_store::aws::AmazonS3Builder;
-
-    let location = config.artifacts().to_string();
-    // Endpoint, region, keys and `AWS_ALLOW_HTTP` come from the standard `AWS_*`
-    // variables, read by object_store itself. Path-style requests (object_store's
-    // default) suit S3-compatible servers such as Garage and MinIO.
-    let s3 = AmazonS3Builder::from_env()
-        .with_bucket_name(bucket)
-        .build()
+fn s3(
+    config: &StoreConfig,
+    bucket: &str,
+    prefix: &str,
+    dir: std::path::PathBuf,
+    mut options: StoreOptions,
+) -> Result<Store> {
+    let blobs = super::artifacts::ObjectArtifacts::s3(bucket, prefix)
         .map_err(|e| Error::Remote {
-            location: location.clone(),
+            location: config.artifacts().to_string(),
             problem: "cannot set up the S3 client; check AWS_ENDPOINT, AWS_REGION, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
             source: Some(Box::new(e)),
-        })?;
-    let blobs = super::artifacts::ObjectArtifacts::new(Arc::new(s3), prefix, location.clone())
-        .map_err(|e| Error::Remote {
-            location,
-            problem: "cannot start the S3 client's runtime".into(),
-            source: Some(Box::new(e)),
-        })?;
-    Ok(Arc::new(blobs))
+        })?
+        .with_read_cache(dir.join("artifacts").join("cache"));
+    options.artifacts = Some(Arc::new(blobs.clone()));
+    let store = Store::open_with(dir, options)?;
+    // The cache verifies downloads with the store's hash from the first one on.
+    blobs.learn_content_hash(store.content_hash_algorithm());
+    Ok(store)
 }
 
 #[cfg(not(feature = "s3"))]
-fn s3(config: &StoreConfig, _bucket: &str, _prefix: &str) -> Result<Arc<dyn ArtifactStore>> {
+fn s3(
+    config: &StoreConfig,
+    _bucket: &str,
+    _prefix: &str,
+    _dir: std::path::PathBuf,
+    _options: StoreOptions,
+) -> Result<Store> {
     Err(Error::Config(ConfigError {
         origin: config.origin().clone(),
         message: format!(

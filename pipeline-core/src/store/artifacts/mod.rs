@@ -21,8 +21,10 @@
 //!   store recorded when the blob was written, and re-hashes only when they differ. So
 //!   `modified_ns` must not change while the bytes do not (reading or
 //!   [`touch`](ArtifactStore::touch) leaves it alone).
-//! * [`open`](ArtifactStore::open) returns the bytes as stored; the store verifies their hash
-//!   while it reads ([`hash_blob`] does the same for a whole blob).
+//! * [`open`](ArtifactStore::open) returns the bytes as stored, or a local copy of them
+//!   verified when it was made (a read-through cache); the store verifies their hash while
+//!   it reads. [`open_uncached`](ArtifactStore::open_uncached) always reads the stored
+//!   bytes themselves: [`hash_blob`] (verify, re-hashing) checks them with it.
 //! * [`delete`](ArtifactStore::delete) and [`list`](ArtifactStore::list) serve garbage
 //!   collection and `verify`.
 //!
@@ -38,6 +40,8 @@ use super::blob::HashingReader;
 use super::ContentHash;
 use crate::key::Hash128;
 
+#[cfg(feature = "object-store")]
+mod cache;
 pub mod contract;
 mod local;
 #[cfg(feature = "object-store")]
@@ -93,6 +97,17 @@ pub trait ArtifactStore: Send + Sync + fmt::Debug {
     ///
     /// When the blob exists but cannot be read.
     fn open(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>>;
+
+    /// As [`open`](ArtifactStore::open), but always the stored bytes themselves, never a
+    /// local copy: checks of the store (`verify`, [`hash_blob`]) read through it. The
+    /// default is `open`, for backends without a cache.
+    ///
+    /// # Errors
+    ///
+    /// When the blob exists but cannot be read.
+    fn open_uncached(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>> {
+        self.open(hash)
+    }
 
     /// Size and times of blob `hash` without reading it, or `None` when there is no such
     /// blob.
@@ -203,8 +218,9 @@ pub trait BlobPut: Write + Send {
     }
 }
 
-/// Hashes blob `hash` of `store` with `kind`, reading all of its bytes: `(actual hash, size)`,
-/// or `None` when the blob is missing. A blob is intact when the actual hash equals `hash`.
+/// Hashes blob `hash` of `store` with `kind`, reading all of its stored bytes
+/// ([`ArtifactStore::open_uncached`]): `(actual hash, size)`, or `None` when the blob is
+/// missing. A blob is intact when the actual hash equals `hash`.
 ///
 /// # Errors
 ///
@@ -214,7 +230,7 @@ pub fn hash_blob(
     hash: Hash128,
     kind: ContentHash,
 ) -> io::Result<Option<(Hash128, u64)>> {
-    let Some(reader) = store.open(hash)? else {
+    let Some(reader) = store.open_uncached(hash)? else {
         return Ok(None);
     };
     match HashingReader::new(reader, kind).finish() {

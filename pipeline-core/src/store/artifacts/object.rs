@@ -1,19 +1,33 @@
-//! Artifact bytes in any [`object_store`] backend: its `LocalFileSystem` now, S3-compatible
-//! servers next (the issue "Beyond one machine"), on a small Tokio runtime of its own, so
-//! callers see no async.
+//! Artifact bytes in any [`object_store`] backend: S3-compatible servers
+//! ([`ObjectArtifacts::s3`]) or its `LocalFileSystem`, on a small Tokio runtime of its own,
+//! so callers see no async.
 //!
 //! Layout under the prefix: `ab/ab12...` (blobs), `ab/ab12....json` (sidecars) and
-//! `tmp/...` (writes in progress). A put streams through [`BufWriter`]: one `PUT` for a blob
-//! smaller than a part, a multipart upload (parts of [`PART_SIZE`], up to
-//! [`UPLOAD_CONCURRENCY`] at once) for larger ones. Since the hash is known only at the end,
-//! the bytes go to a temporary object first, which is then renamed (copied and deleted on
-//! S3) to the blob's name, unless a blob of that name exists already: content addressing
-//! makes the existing one identical, so it is not overwritten.
+//! `tmp/...` (writes in progress). A put streams through [`BufWriter`], hashed on the
+//! caller's thread while the runtime uploads: one `PUT` for a blob smaller than a part, a
+//! multipart upload (parts of [`PART_SIZE`], up to [`UPLOAD_CONCURRENCY`] at once) for
+//! larger ones. Since the hash is known only at the end, the bytes go to a temporary object
+//! first, which is then renamed (copied and deleted on S3) to the blob's name, unless a blob
+//! of that name exists already: content addressing makes the existing one identical, so it
+//! is not overwritten. (Two writers of the same bytes may both find the name free and both
+//! copy: the second copy writes identical bytes. S3 servers such as Garage ignore
+//! conditional writes, so nothing stricter is possible, and nothing stricter is needed.)
+//!
+//! Loads can go through a local read-through cache ([`ObjectArtifacts::with_read_cache`],
+//! `cache.rs`): a blob downloaded once is read from a verified local copy afterwards,
+//! without a request. [`ArtifactStore::open_uncached`] (verify, re-hashing) always asks the
+//! server.
+//!
+//! Errors say what went wrong in the user's terms: a bucket that does not exist (a missing
+//! object is reported as missing only once the bucket has been seen to exist), a server
+//! that cannot be reached (the S3 client gives up after [`CONNECT_TIMEOUT`](ObjectArtifacts::CONNECT_TIMEOUT) per attempt and
+//! [`RETRY_TIMEOUT`](ObjectArtifacts::RETRY_TIMEOUT) in all). They never hold a credential: S3 requests carry their
+//! signature in headers, which no error shows, and endpoints are shown without user info.
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -25,6 +39,7 @@ use object_store::{GetResultPayload, ObjectMeta, ObjectStore, ObjectStoreExt, Pu
 use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 
+use super::cache::{Fill, ReadCache};
 use super::{ArtifactStore, BlobPut, BlobStat, ListedBlob};
 use crate::key::Hash128;
 use crate::store::blob::HashingWriter;
@@ -47,17 +62,74 @@ pub struct ObjectArtifacts {
     /// The folder behind a `LocalFileSystem` store, whose files and directories a commit
     /// syncs (object_store 0.13 does not), so that a blob is durable before its row.
     local_root: Option<PathBuf>,
+    /// Local copies of downloaded blobs, if enabled.
+    cache: Option<Arc<ReadCache>>,
+    /// The bucket, for a backend on one: lets a missing bucket be told from a missing
+    /// object.
+    bucket: Option<Arc<Bucket>>,
+}
+
+/// The bucket an S3 backend writes to.
+#[derive(Debug)]
+struct Bucket {
+    name: String,
+    /// The server, as messages show it (without user info).
+    endpoint: Option<String>,
+    /// The bucket answered a request: it exists.
+    seen: AtomicBool,
+}
+
+impl Bucket {
+    fn server(&self) -> String {
+        match &self.endpoint {
+            Some(e) => format!("the S3 server at {e}"),
+            None => "the S3 server".to_string(),
+        }
+    }
+}
+
+/// An object store error with what it means for the user first (the error stays the
+/// source).
+#[derive(Debug)]
+struct RemoteError {
+    message: String,
+    source: object_store::Error,
+}
+
+impl fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 impl fmt::Debug for ObjectArtifacts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ObjectArtifacts")
             .field("url", &self.url)
+            .field("cache", &self.cache.as_ref().map(|c| c.dir()))
             .finish()
     }
 }
 
 impl ObjectArtifacts {
+    /// How long the S3 client of [`ObjectArtifacts::s3`] waits for a connection, per
+    /// attempt (`AWS_CONNECT_TIMEOUT` overrides it; object_store's default is 5 s).
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+    /// After how long since its first attempt the S3 client of [`ObjectArtifacts::s3`]
+    /// stops retrying a request (object_store's default, 3 minutes, looks like a hang).
+    pub const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// Retries of one request by the S3 client of [`ObjectArtifacts::s3`], within
+    /// [`RETRY_TIMEOUT`](Self::RETRY_TIMEOUT).
+    pub const MAX_RETRIES: usize = 5;
+
     /// Blobs in `store` under `prefix` (`""` for the root). `url` names the place in
     /// messages and [`ArtifactStore::location`] (e.g. `s3://bucket/prefix`); it must hold
     /// no credentials.
@@ -81,7 +153,40 @@ impl ObjectArtifacts {
             url: url.into().trim_end_matches('/').to_string(),
             runtime: Arc::new(runtime),
             local_root: None,
+            cache: None,
+            bucket: None,
         })
+    }
+
+    /// Keeps a verified copy of every blob downloaded in folder `dir` (created when first
+    /// needed), and loads a blob from its copy without a request. [`Store::connect`] uses
+    /// `artifacts/cache/` in the store's directory for S3 artifacts.
+    ///
+    /// A copy is written to a temporary file while the blob streams to its reader and put
+    /// in place only when its size and hash are the blob's; a copy whose size is wrong is
+    /// never used, one whose bytes changed fails its read and is removed. The folder is not
+    /// bounded: a blob's copy goes when the blob is deleted (garbage collection), and the
+    /// folder may be emptied at any time.
+    ///
+    /// [`Store::connect`]: crate::Store::connect
+    pub fn with_read_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache = Some(Arc::new(ReadCache::new(dir.into())));
+        self
+    }
+
+    /// The read cache's folder, if there is one.
+    pub fn read_cache(&self) -> Option<&Path> {
+        self.cache.as_deref().map(ReadCache::dir)
+    }
+
+    /// Tells the read cache how the store names blobs, so that it can verify downloads
+    /// before the first put (until then it learns it from the first download that hashes
+    /// to its name).
+    #[cfg(feature = "s3")]
+    pub(crate) fn learn_content_hash(&self, kind: ContentHash) {
+        if let Some(cache) = &self.cache {
+            cache.learn(kind);
+        }
     }
 
     /// Blobs in folder `dir` through `object_store`'s `LocalFileSystem` (created if
@@ -102,6 +207,83 @@ impl ObjectArtifacts {
         let mut store = ObjectArtifacts::new(Arc::new(fs), "", url)?;
         store.local_root = Some(dir);
         Ok(store)
+    }
+
+    /// `Ok(None)` for a missing object (once the bucket is known to exist), the error
+    /// otherwise.
+    fn found<T>(&self, r: object_store::Result<T>) -> io::Result<Option<T>> {
+        match r {
+            Ok(v) => {
+                if let Some(b) = &self.bucket {
+                    b.seen.store(true, Ordering::Relaxed);
+                }
+                Ok(Some(v))
+            }
+            Err(object_store::Error::NotFound { .. }) => self.check_bucket().map(|()| None),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
+    /// `e` as an [`io::Error`] that says what it means: a missing bucket, a server that
+    /// cannot be reached, or the client's error as it is.
+    fn error(&self, e: object_store::Error) -> io::Error {
+        if matches!(e, object_store::Error::NotFound { .. }) {
+            if let Err(missing) = self.check_bucket() {
+                return missing;
+            }
+            return io::Error::new(io::ErrorKind::NotFound, e);
+        }
+        self.plain_error(e)
+    }
+
+    /// As [`error`](Self::error), without asking whether the bucket exists.
+    fn plain_error(&self, e: object_store::Error) -> io::Error {
+        #[cfg(feature = "s3")]
+        if let (Some(bucket), Some(kind)) = (&self.bucket, unreachable(&e)) {
+            let message = format!(
+                "cannot reach {} for {} ({e}); check AWS_ENDPOINT and that the server is up",
+                bucket.server(),
+                self.url
+            );
+            return io::Error::new(kind, RemoteError { message, source: e });
+        }
+        io::Error::other(e)
+    }
+
+    /// Fails when the backend's bucket does not exist. Asked once, at the first "not
+    /// found": S3 answers a request about an object of a missing bucket with "not found"
+    /// too (HEAD has no body to tell the two apart), and a missing bucket must not pass
+    /// for missing blobs, which the store would record as damage.
+    fn check_bucket(&self) -> io::Result<()> {
+        let Some(bucket) = &self.bucket else {
+            return Ok(());
+        };
+        if bucket.seen.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let prefix = (!self.prefix.as_ref().is_empty()).then_some(&self.prefix);
+        match self
+            .runtime
+            .block_on(self.store.list_with_delimiter(prefix))
+        {
+            Ok(_) => {
+                bucket.seen.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if no_such_bucket(&e) => {
+                let message = format!(
+                    "the bucket `{}` does not exist on {} (artifacts at {}); create it, or correct PIPELINE_ARTIFACTS",
+                    bucket.name,
+                    bucket.server(),
+                    self.url
+                );
+                Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    RemoteError { message, source: e },
+                ))
+            }
+            Err(e) => Err(self.plain_error(e)),
+        }
     }
 
     fn blob(&self, hash: Hash128) -> ObjectPath {
@@ -128,11 +310,156 @@ impl ObjectArtifacts {
     }
 
     fn head(&self, path: &ObjectPath) -> io::Result<Option<ObjectMeta>> {
-        match self.runtime.block_on(self.store.head(path)) {
-            Ok(meta) => Ok(Some(meta)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(io::Error::other(e)),
+        self.found(self.runtime.block_on(self.store.head(path)))
+    }
+
+    /// Opens blob `hash` on the server; a download for the read cache fills a copy on the
+    /// way when `fill` is set.
+    fn get(&self, hash: Hash128, fill: bool) -> io::Result<Option<Box<dyn Read + Send>>> {
+        let path = self.blob(hash);
+        let Some(got) = self.found(self.runtime.block_on(self.store.get(&path)))? else {
+            return Ok(None);
+        };
+        let size = got.meta.size;
+        Ok(Some(match got.payload {
+            // `LocalFileSystem` hands over the open file: read it directly.
+            GetResultPayload::File(file, _) => {
+                Box::new(io::BufReader::with_capacity(1 << 20, file))
+            }
+            GetResultPayload::Stream(stream) => Box::new(StreamReader {
+                stream,
+                chunk: Bytes::new(),
+                runtime: Arc::clone(&self.runtime),
+                fill: match &self.cache {
+                    Some(cache) if fill => cache.fill(hash, size).map(|f| (f, Arc::clone(cache))),
+                    _ => None,
+                },
+            }),
+        }))
+    }
+}
+
+/// The S3 client [`ObjectArtifacts::s3`] uses for `bucket`, configured from the `AWS_*`
+/// variables (see [`s3_client_from`]).
+#[cfg(feature = "s3")]
+pub(crate) fn s3_client(
+    bucket: &str,
+) -> object_store::Result<(object_store::aws::AmazonS3, Option<String>)> {
+    // Endpoint, region, keys and `AWS_ALLOW_HTTP` come from the standard `AWS_*`
+    // variables, read by object_store itself. Path-style requests (object_store's default)
+    // suit S3-compatible servers such as Garage and MinIO.
+    s3_client_from(object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket))
+}
+
+/// The client `builder` configures, with bounded waits
+/// ([`CONNECT_TIMEOUT`](ObjectArtifacts::CONNECT_TIMEOUT) unless `AWS_CONNECT_TIMEOUT` is
+/// set, [`RETRY_TIMEOUT`](ObjectArtifacts::RETRY_TIMEOUT),
+/// [`MAX_RETRIES`](ObjectArtifacts::MAX_RETRIES)), and its endpoint without user info, for
+/// messages.
+#[cfg(feature = "s3")]
+pub(crate) fn s3_client_from(
+    builder: object_store::aws::AmazonS3Builder,
+) -> object_store::Result<(object_store::aws::AmazonS3, Option<String>)> {
+    use object_store::aws::AmazonS3ConfigKey;
+    use object_store::{ClientConfigKey, RetryConfig};
+
+    let mut builder = builder.with_retry(RetryConfig {
+        max_retries: ObjectArtifacts::MAX_RETRIES,
+        retry_timeout: ObjectArtifacts::RETRY_TIMEOUT,
+        ..RetryConfig::default()
+    });
+    if std::env::var_os("AWS_CONNECT_TIMEOUT").is_none() {
+        builder = builder.with_config(
+            AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+            format!("{}ms", ObjectArtifacts::CONNECT_TIMEOUT.as_millis()),
+        );
+    }
+    let endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .map(|e| match url::Url::parse(&e) {
+            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Ok(_) => e,
+            Err(_) => "(an endpoint that is not a URL)".to_string(),
+        });
+    Ok((builder.build()?, endpoint))
+}
+
+/// Whether `e`, the answer to a request on a bucket, says that the bucket does not exist.
+/// object_store keeps the HTTP status of such an error private (its listing errors are
+/// "generic"), so its text is what tells: S3's error code `NoSuchBucket`, or a plain
+/// `404` (servers that send no body).
+fn no_such_bucket(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    matches!(e, object_store::Error::NotFound { .. })
+        || text.contains("NoSuchBucket")
+        || text.contains("404 Not Found")
+}
+
+/// The I/O error kind for a request that never reached the server, if `e` is one.
+#[cfg(feature = "s3")]
+fn unreachable(e: &object_store::Error) -> Option<io::ErrorKind> {
+    use object_store::client::{HttpError, HttpErrorKind};
+
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if let Some(http) = err.downcast_ref::<HttpError>() {
+            return match http.kind() {
+                HttpErrorKind::Timeout => Some(io::ErrorKind::TimedOut),
+                HttpErrorKind::Connect | HttpErrorKind::Request | HttpErrorKind::Interrupted => {
+                    Some(io::ErrorKind::ConnectionRefused)
+                }
+                _ => None,
+            };
         }
+        next = err.source();
+    }
+    None
+}
+
+#[cfg(feature = "s3")]
+impl ObjectArtifacts {
+    /// Blobs in S3 bucket `bucket` under `prefix` (`""` for the whole bucket), through an
+    /// S3 client configured by the standard `AWS_*` variables (`AWS_ENDPOINT`,
+    /// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_ALLOW_HTTP`, and
+    /// object_store's others such as `AWS_TIMEOUT`). Waits are bounded: a connection
+    /// attempt gives up after [`CONNECT_TIMEOUT`](ObjectArtifacts::CONNECT_TIMEOUT) and a request stops retrying after
+    /// [`RETRY_TIMEOUT`](ObjectArtifacts::RETRY_TIMEOUT). No request is made until the first use; a missing bucket is then
+    /// an error that names it.
+    ///
+    /// # Errors
+    ///
+    /// When the client cannot be configured from the variables (a malformed value), or its
+    /// runtime cannot start.
+    pub fn s3(bucket: &str, prefix: &str) -> io::Result<Self> {
+        let (client, endpoint) = s3_client(bucket).map_err(io::Error::other)?;
+        Self::s3_over(Arc::new(client), bucket, prefix, endpoint)
+    }
+
+    /// Blobs under `prefix` through `store`, a client of S3 bucket `bucket` (tests wrap the
+    /// client to count its requests).
+    pub(crate) fn s3_over(
+        store: Arc<dyn ObjectStore>,
+        bucket: &str,
+        prefix: &str,
+        endpoint: Option<String>,
+    ) -> io::Result<Self> {
+        let prefix = prefix.trim_matches('/');
+        let url = if prefix.is_empty() {
+            format!("s3://{bucket}")
+        } else {
+            format!("s3://{bucket}/{prefix}")
+        };
+        let mut me = ObjectArtifacts::new(store, prefix, url)?;
+        me.bucket = Some(Arc::new(Bucket {
+            name: bucket.to_string(),
+            endpoint,
+            seen: AtomicBool::new(false),
+        }));
+        Ok(me)
     }
 }
 
@@ -156,15 +483,6 @@ fn stat_of(meta: &ObjectMeta) -> BlobStat {
     }
 }
 
-/// A missing object as `Ok(None)`, any other error as an `io::Error` with it as source.
-fn found<T>(r: object_store::Result<T>) -> io::Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(e) => Err(io::Error::other(e)),
-    }
-}
-
 impl ArtifactStore for ObjectArtifacts {
     fn put(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -179,9 +497,12 @@ impl ArtifactStore for ObjectArtifacts {
             .join(format!("{}-{nanos}-{n}", std::process::id()));
         let writer = BufWriter::with_capacity(Arc::clone(&self.store), tmp.clone(), PART_SIZE)
             .with_max_concurrency(UPLOAD_CONCURRENCY);
+        if let Some(cache) = &self.cache {
+            cache.learn(kind);
+        }
         let sink = Upload {
             writer: Some(writer),
-            runtime: Arc::clone(&self.runtime),
+            backend: self.clone(),
         };
         Ok(Box::new(ObjectPut {
             out: Some(HashingWriter::with_hash(sink, kind)),
@@ -191,21 +512,14 @@ impl ArtifactStore for ObjectArtifacts {
     }
 
     fn open(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>> {
-        let path = self.blob(hash);
-        let Some(got) = found(self.runtime.block_on(self.store.get(&path)))? else {
-            return Ok(None);
-        };
-        Ok(Some(match got.payload {
-            // `LocalFileSystem` hands over the open file: read it directly.
-            GetResultPayload::File(file, _) => {
-                Box::new(io::BufReader::with_capacity(1 << 20, file))
-            }
-            GetResultPayload::Stream(stream) => Box::new(StreamReader {
-                stream,
-                chunk: Bytes::new(),
-                runtime: Arc::clone(&self.runtime),
-            }),
-        }))
+        if let Some(copy) = self.cache.as_ref().and_then(|c| c.open(hash)) {
+            return Ok(Some(copy));
+        }
+        self.get(hash, true)
+    }
+
+    fn open_uncached(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>> {
+        self.get(hash, false)
     }
 
     fn stat(&self, hash: Hash128) -> io::Result<Option<BlobStat>> {
@@ -218,10 +532,13 @@ impl ArtifactStore for ObjectArtifacts {
         if self.head(&path)?.is_none() {
             return Ok(false);
         }
-        found(self.runtime.block_on(self.store.delete(&path)))?;
+        self.found(self.runtime.block_on(self.store.delete(&path)))?;
         let _ = self
             .runtime
             .block_on(self.store.delete(&self.sidecar(hash)));
+        if let Some(cache) = &self.cache {
+            cache.remove(hash);
+        }
         Ok(true)
     }
 
@@ -232,7 +549,7 @@ impl ArtifactStore for ObjectArtifacts {
             .block_on(self.store.list(prefix).collect::<Vec<_>>());
         let mut out = Vec::new();
         for meta in metas {
-            let meta = meta.map_err(io::Error::other)?;
+            let meta = meta.map_err(|e| self.error(e))?;
             let parts: Vec<_> = match prefix {
                 Some(p) => match meta.location.prefix_match(p) {
                     Some(parts) => parts.collect(),
@@ -266,9 +583,13 @@ impl ArtifactStore for ObjectArtifacts {
             .runtime
             .block_on(self.store.list(Some(&tmp)).collect::<Vec<_>>());
         let now = SystemTime::now();
-        let mut removed = 0;
+        // And copies the read cache was filling when their reader was killed.
+        let mut removed = self
+            .cache
+            .as_ref()
+            .map_or(0, |c| c.remove_stale_fills(older_than, dry_run));
         for meta in metas {
-            let meta = meta.map_err(io::Error::other)?;
+            let meta = meta.map_err(|e| self.error(e))?;
             let old = stat_of(&meta)
                 .last_used
                 .and_then(|t| now.duration_since(t).ok())
@@ -278,7 +599,7 @@ impl ArtifactStore for ObjectArtifacts {
             }
             removed += 1;
             if !dry_run {
-                found(self.runtime.block_on(self.store.delete(&meta.location)))?;
+                self.found(self.runtime.block_on(self.store.delete(&meta.location)))?;
             }
         }
         Ok(removed)
@@ -289,19 +610,22 @@ impl ArtifactStore for ObjectArtifacts {
         self.runtime
             .block_on(self.store.put(&self.sidecar(hash), payload))
             .map(|_| ())
-            .map_err(io::Error::other)
+            .map_err(|e| self.error(e))
     }
 
     fn get_sidecar(&self, hash: Hash128) -> io::Result<Option<Vec<u8>>> {
         let path = self.sidecar(hash);
-        let Some(got) = found(self.runtime.block_on(self.store.get(&path)))? else {
+        let Some(got) = self.found(self.runtime.block_on(self.store.get(&path)))? else {
             return Ok(None);
         };
-        found(self.runtime.block_on(got.bytes())).map(|b| b.map(|b| b.to_vec()))
+        self.found(self.runtime.block_on(got.bytes()))
+            .map(|b| b.map(|b| b.to_vec()))
     }
 
     fn location(&self, hash: Hash128) -> PathBuf {
-        PathBuf::from(format!("{}/{}", self.url, self.blob(hash)))
+        // `url` names the prefix already.
+        let (fanout, name) = blob_name(hash);
+        PathBuf::from(format!("{}/{fanout}/{name}", self.url))
     }
 }
 
@@ -310,7 +634,7 @@ impl ArtifactStore for ObjectArtifacts {
 struct Upload {
     /// `None` once shut down or aborted.
     writer: Option<BufWriter>,
-    runtime: Arc<Runtime>,
+    backend: ObjectArtifacts,
 }
 
 impl Upload {
@@ -318,7 +642,21 @@ impl Upload {
         let Some(mut writer) = self.writer.take() else {
             return Err(io::Error::other("upload already finished"));
         };
-        self.runtime.block_on(writer.shutdown())
+        let b = &self.backend;
+        b.runtime.block_on(writer.shutdown()).map_err(|e| {
+            // `shutdown` wraps the store's error in an `io::Error`: unwrap it to say what
+            // it means.
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<object_store::Error>())
+            {
+                if let Some(Ok(inner)) = e.into_inner().map(|i| i.downcast::<object_store::Error>())
+                {
+                    return b.error(*inner);
+                }
+                return io::Error::other("upload failed");
+            }
+            e
+        })
     }
 }
 
@@ -332,9 +670,10 @@ impl Write for Upload {
         let Some(writer) = self.writer.as_mut() else {
             return Err(io::Error::other("upload already finished"));
         };
-        self.runtime
+        let b = &self.backend;
+        b.runtime
             .block_on(writer.put(Bytes::copy_from_slice(buf)))
-            .map_err(io::Error::other)
+            .map_err(|e| b.error(e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -346,7 +685,7 @@ impl Drop for Upload {
     /// An upload dropped before it finished is aborted: its parts are removed.
     fn drop(&mut self) {
         if let Some(mut writer) = self.writer.take() {
-            let _ = self.runtime.block_on(writer.abort());
+            let _ = self.backend.runtime.block_on(writer.abort());
         }
     }
 }
@@ -407,7 +746,7 @@ impl BlobPut for ObjectPut {
         if let Err(e) = placed {
             // Best effort: a temporary object left behind is never taken for a blob.
             let _ = b.runtime.block_on(b.store.delete(&self.tmp));
-            return Err(io::Error::other(e));
+            return Err(b.error(e));
         }
         if let Some(root) = &b.local_root {
             // The bytes, then the rename, durable before the metadata commit refers to them.
@@ -422,20 +761,37 @@ impl BlobPut for ObjectPut {
 
 // A put dropped before `commit` aborts its upload through `Upload`'s `Drop`.
 
-/// Reads an object's byte stream on the backend's runtime.
+/// Reads an object's byte stream on the backend's runtime, filling a copy for the read
+/// cache on the way if asked to.
 struct StreamReader {
     stream: BoxStream<'static, object_store::Result<Bytes>>,
     chunk: Bytes,
     runtime: Arc<Runtime>,
+    fill: Option<(Fill, Arc<ReadCache>)>,
 }
 
 impl Read for StreamReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.chunk.is_empty() {
             match self.runtime.block_on(self.stream.next()) {
-                Some(Ok(chunk)) => self.chunk = chunk,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Ok(0),
+                Some(Ok(chunk)) => {
+                    if let Some((fill, _)) = &mut self.fill {
+                        fill.add(&chunk);
+                    }
+                    self.chunk = chunk;
+                }
+                Some(Err(e)) => {
+                    self.fill = None; // no copy of a download that failed
+                    return Err(e.into());
+                }
+                None => {
+                    if let Some((fill, cache)) = self.fill.take() {
+                        if let Some(kind) = fill.finish() {
+                            cache.learn(kind);
+                        }
+                    }
+                    return Ok(0);
+                }
             }
         }
         let n = buf.len().min(self.chunk.len());
