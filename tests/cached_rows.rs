@@ -4,10 +4,7 @@
 
 mod common;
 
-use std::fs;
-use std::time::{Duration, SystemTime};
-
-use common::{status_of, temp_store};
+use common::{age_all_blobs, status_of, temp_store};
 use pipeline::prelude::*;
 use pipeline::GcPolicy;
 use rusqlite::Connection;
@@ -49,27 +46,6 @@ fn row_counts(store: &Store, run: &str) -> (i64, i64, i64, i64) {
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .unwrap()
-}
-
-fn age_all_blobs(store: &Store) {
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    for fanout in fs::read_dir(store.path().join("artifacts"))
-        .unwrap()
-        .flatten()
-    {
-        if fanout.file_name() == "tmp" {
-            continue;
-        }
-        for blob in fs::read_dir(fanout.path()).unwrap().flatten() {
-            let times = fs::FileTimes::new().set_modified(old).set_accessed(old);
-            fs::File::options()
-                .write(true)
-                .open(blob.path())
-                .unwrap()
-                .set_times(times)
-                .unwrap();
-        }
-    }
 }
 
 fn all_cached<O>(run: &Run<O>) -> bool {

@@ -8,9 +8,9 @@ use std::fs;
 use std::io::{Read, Write};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use common::{status_of, temp_store};
+use common::{age_all_blobs, status_of, temp_store};
 use pipeline::prelude::*;
 use pipeline::{BoxError, GcPolicy, StoreOptions};
 
@@ -193,27 +193,6 @@ fn gc_slow_sum(xs: Artifact<Vec<u32>>, tag: u32) -> u64 {
 fn gc_pipeline(tag: u32) -> Artifact<u64> {
     let xs = gc_source(1000);
     gc_slow_sum(&xs, tag)
-}
-
-fn age_all_blobs(store: &Store) {
-    let old = SystemTime::now() - Duration::from_secs(3600);
-    for fanout in fs::read_dir(store.path().join("artifacts"))
-        .unwrap()
-        .flatten()
-    {
-        if fanout.file_name() == "tmp" {
-            continue;
-        }
-        for blob in fs::read_dir(fanout.path()).unwrap().flatten() {
-            let times = fs::FileTimes::new().set_modified(old).set_accessed(old);
-            fs::File::options()
-                .write(true)
-                .open(blob.path())
-                .unwrap()
-                .set_times(times)
-                .unwrap();
-        }
-    }
 }
 
 #[test]

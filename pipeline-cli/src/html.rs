@@ -495,7 +495,7 @@ fn ellipsis(s: &str, max: usize) -> String {
 }
 
 /// Escapes text for HTML and SVG content and attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

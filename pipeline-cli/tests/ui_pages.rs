@@ -65,23 +65,6 @@ fn row<'d>(dom: &'d str, name: &str) -> &'d str {
     element(dom, &marker, "</tr>")
 }
 
-/// The SVG node of step `name`.
-fn node<'d>(dom: &'d str, name: &str) -> &'d str {
-    let marker = format!("data-step=\"{name}\" data-status=");
-    let at = dom
-        .match_indices(&marker)
-        .map(|(i, _)| i)
-        .find(|&i| {
-            dom[..i]
-                .rfind('<')
-                .is_some_and(|s| dom[s..].starts_with("<g "))
-        })
-        .unwrap_or_else(|| panic!("no node for `{name}`:\n{dom}"));
-    let start = dom[..at].rfind('<').unwrap();
-    let end = dom[start..].find("</g>").map(|e| start + e).unwrap();
-    &dom[start..end]
-}
-
 fn attr<'d>(markup: &'d str, name: &str) -> &'d str {
     let key = format!("{name}=\"");
     let at = markup
@@ -164,9 +147,9 @@ fn run_pages_draw_the_dag_coloured_by_status_with_reasons() {
     let first = visit(&server, &format!("/runs/{SEED_FIRST}"));
     for s in steps {
         assert!(
-            node(&first, s).contains("class=\"node executed\""),
+            svg_node(&first, s).contains("class=\"node executed\""),
             "{}",
-            node(&first, s)
+            svg_node(&first, s)
         );
         assert!(row(&first, s).contains("data-status=\"executed\""));
     }
@@ -183,7 +166,7 @@ fn run_pages_draw_the_dag_coloured_by_status_with_reasons() {
 
     let cached = visit(&server, &format!("/runs/{SEED_CACHED}"));
     for s in steps {
-        let n = node(&cached, s);
+        let n = svg_node(&cached, s);
         assert!(n.contains("class=\"node cached\""), "{n}");
         assert!(n.contains("<tspan class=\"badge\">cached</tspan>"), "{n}");
         assert!(
@@ -194,13 +177,13 @@ fn run_pages_draw_the_dag_coloured_by_status_with_reasons() {
     }
 
     let failed = visit(&server, &format!("/runs/{SEED_FAILED}"));
-    assert!(node(&failed, "svc_trainer").contains("class=\"node failed\""));
+    assert!(svg_node(&failed, "svc_trainer").contains("class=\"node failed\""));
     assert!(
         row(&failed, "svc_trainer").contains("gamma must be finite and &gt; 0, got -1"),
         "{}",
         row(&failed, "svc_trainer")
     );
-    assert!(node(&failed, "evaluator").contains("class=\"node skipped\""));
+    assert!(svg_node(&failed, "evaluator").contains("class=\"node skipped\""));
     assert!(
         row(&failed, "evaluator").contains("upstream step `svc_trainer` failed"),
         "{}",
@@ -210,7 +193,7 @@ fn run_pages_draw_the_dag_coloured_by_status_with_reasons() {
     assert!(!failed.contains("data-live-state"), "{failed}");
 
     let sweep = visit(&server, &format!("/runs/{}", sweep_run(0.032)));
-    assert!(node(&sweep, "normalizer").contains("class=\"node cached\""));
+    assert!(svg_node(&sweep, "normalizer").contains("class=\"node cached\""));
     assert!(
         row(&sweep, "svc_trainer").contains("parameter `gamma` changed"),
         "{}",

@@ -69,3 +69,28 @@ pub fn capture_logs() -> Captured {
         })
         .clone()
 }
+
+/// Makes every blob of `store` an hour old, so gc with the default minimum age may take
+/// it.
+pub fn age_all_blobs(store: &Store) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    for fanout in std::fs::read_dir(store.path().join("artifacts"))
+        .unwrap()
+        .flatten()
+    {
+        if fanout.file_name() == "tmp" {
+            continue;
+        }
+        for blob in std::fs::read_dir(fanout.path()).unwrap().flatten() {
+            let times = std::fs::FileTimes::new()
+                .set_modified(old)
+                .set_accessed(old);
+            std::fs::File::options()
+                .write(true)
+                .open(blob.path())
+                .unwrap()
+                .set_times(times)
+                .unwrap();
+        }
+    }
+}

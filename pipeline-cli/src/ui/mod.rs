@@ -29,8 +29,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::extract::{FromRequestParts, Path as UrlPath, Query, Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -228,28 +229,31 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A path parameter, or the 404 page when it cannot be decoded.
-fn param<T>(p: Result<UrlPath<T>, PathRejection>) -> Result<T, PageError> {
-    p.map(|UrlPath(v)| v)
-        .map_err(|e| PageError::not_found(format!("no such page: {e}")))
+/// A path parameter whose rejection is our "no such page" error page, not axum's text.
+struct Param<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for Param<T> {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match UrlPath::<T>::from_request_parts(parts, state).await {
+            Ok(UrlPath(v)) => Ok(Param(v)),
+            Err(e) => Err(error_response(&PageError::not_found(format!(
+                "no such page: {e}"
+            )))),
+        }
+    }
 }
 
 async fn runs_page(State(app): State<App>, Query(filter): Query<RunsFilter>) -> Response {
     page(blocking(&app, move |s| pages::runs(s, &filter)).await)
 }
 
-async fn run_page(State(app): State<App>, run: Result<UrlPath<String>, PathRejection>) -> Response {
-    let run = match param(run) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
-    };
+async fn run_page(State(app): State<App>, Param(run): Param<String>) -> Response {
     page(blocking(&app, move |s| pages::run(s, &run)).await)
 }
 
-async fn run_live(State(app): State<App>, run: Result<UrlPath<String>, PathRejection>) -> Response {
-    let run = match param(run) {
-        Ok(r) => r,
-        Err(e) => return error_response(&e),
-    };
+async fn run_live(State(app): State<App>, Param(run): Param<String>) -> Response {
     page(blocking(&app, move |s| pages::run_live_fragment(s, &run)).await)
 }
 
@@ -271,9 +275,9 @@ async fn run_state(
     run: Result<UrlPath<String>, PathRejection>,
     Query(since): Query<Since>,
 ) -> Response {
-    let run = match param(run) {
-        Ok(r) => r,
-        Err(e) => return json_error(&e),
+    let run = match run {
+        Ok(UrlPath(run)) => run,
+        Err(e) => return json_error(&PageError::not_found(format!("no such page: {e}"))),
     };
     let deadline = Instant::now() + LONG_POLL;
     loop {
@@ -299,34 +303,16 @@ fn json_error(e: &PageError) -> Response {
 
 async fn step_page(
     State(app): State<App>,
-    p: Result<UrlPath<(String, String)>, PathRejection>,
+    Param((run, step)): Param<(String, String)>,
 ) -> Response {
-    let (run, step) = match param(p) {
-        Ok(v) => v,
-        Err(e) => return error_response(&e),
-    };
     page(blocking(&app, move |s| pages::step(s, &run, &step)).await)
 }
 
-async fn artifact_page(
-    State(app): State<App>,
-    hash: Result<UrlPath<String>, PathRejection>,
-) -> Response {
-    let hash = match param(hash) {
-        Ok(h) => h,
-        Err(e) => return error_response(&e),
-    };
+async fn artifact_page(State(app): State<App>, Param(hash): Param<String>) -> Response {
     page(blocking(&app, move |s| pages::artifact(s, &hash)).await)
 }
 
-async fn artifact_image(
-    State(app): State<App>,
-    hash: Result<UrlPath<String>, PathRejection>,
-) -> Response {
-    let hash = match param(hash) {
-        Ok(h) => h,
-        Err(e) => return error_response(&e),
-    };
+async fn artifact_image(State(app): State<App>, Param(hash): Param<String>) -> Response {
     match blocking(&app, move |s| pages::artifact_image(s, &hash)).await {
         Ok((mime, bytes)) => (
             StatusCode::OK,
@@ -364,14 +350,7 @@ async fn compare_page(State(app): State<App>, Query(q): Query<CompareQuery>) -> 
     page(blocking(&app, move |s| pages::compare(s, &a, &b)).await)
 }
 
-async fn metrics_page(
-    State(app): State<App>,
-    p: Result<UrlPath<String>, PathRejection>,
-) -> Response {
-    let pipeline = match param(p) {
-        Ok(v) => v,
-        Err(e) => return error_response(&e),
-    };
+async fn metrics_page(State(app): State<App>, Param(pipeline): Param<String>) -> Response {
     page(blocking(&app, move |s| pages::metrics(s, &pipeline)).await)
 }
 

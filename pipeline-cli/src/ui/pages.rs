@@ -69,21 +69,8 @@ impl From<Error> for PageError {
 /// A page's HTML, or why it could not be made.
 pub type PageResult = Result<String, PageError>;
 
-/// Escapes text for HTML and SVG content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Escapes text for HTML and SVG content (shared with `pipeline lineage --html`).
+pub(crate) use crate::html::esc;
 
 /// Percent-encodes a URL path segment or query value: everything but RFC 3986's
 /// unreserved characters.
@@ -1282,30 +1269,22 @@ pub fn compare(store: &Store, a: &str, b: &str) -> PageResult {
             .unwrap_or_else(|| "-".into())
     };
     for s in &diff.steps {
-        let verdict = if s.same_key {
-            "same".to_string()
-        } else if s.status_a.is_none() {
-            "only in B".to_string()
-        } else if s.status_b.is_none() {
-            "only in A".to_string()
-        } else if s.changes.is_empty() {
-            "different".to_string()
-        } else {
-            s.changes
+        let verdict = match s.verdict() {
+            "different" if !s.changes.is_empty() => s
+                .changes
                 .iter()
                 .map(|c| esc(&c.text))
                 .collect::<Vec<_>>()
-                .join("<br>")
+                .join("<br>"),
+            v => v.to_string(),
         };
-        let name = match &s.name_a {
-            Some(a) if *a != s.name && s.status_b.is_some() => {
-                format!(
-                    "{} <span class=\"dim\">(A: {})</span>",
-                    esc(&s.name),
-                    esc(a)
-                )
-            }
-            _ => esc(&s.name),
+        let name = match s.renamed_from() {
+            Some(a) => format!(
+                "{} <span class=\"dim\">(A: {})</span>",
+                esc(&s.name),
+                esc(a)
+            ),
+            None => esc(&s.name),
         };
         let _ = writeln!(
             body,

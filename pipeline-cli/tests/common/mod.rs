@@ -6,6 +6,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
+#[path = "../support/mod.rs"]
+mod support;
+pub use support::*;
+
 use pipeline::prelude::*;
 
 #[step]
@@ -121,20 +125,6 @@ pub fn run_numbers(path: &Path, factor: f64, name: &str) {
         .run_name(name)
         .run()
         .expect("numbers run");
-}
-
-/// An empty directory under the target directory, named after this test binary and
-/// `what`, so that test binaries running at the same time do not share it.
-pub fn fresh_dir(what: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let binary = exe
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{binary}-{what}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("create test directory");
-    dir
 }
 
 /// Run names of the history, oldest first.

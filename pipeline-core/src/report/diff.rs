@@ -39,6 +39,30 @@ pub struct DiffStep {
     pub changes: Vec<Change>,
 }
 
+impl DiffStep {
+    /// How the two calls compare, in words: `same` (equal keys), `only in A`, `only in B`,
+    /// or `different` (what differs is in [`changes`](Self::changes)).
+    pub fn verdict(&self) -> &'static str {
+        if self.same_key {
+            "same"
+        } else if self.status_a.is_none() {
+            "only in B"
+        } else if self.status_b.is_none() {
+            "only in A"
+        } else {
+            "different"
+        }
+    }
+
+    /// The name of the call in the first run, when it is paired with a differently named
+    /// one in the second (calls in a loop: `scale_2` paired with `scale`).
+    pub fn renamed_from(&self) -> Option<&str> {
+        self.name_a
+            .as_deref()
+            .filter(|a| *a != self.name && self.status_b.is_some())
+    }
+}
+
 impl RunDiff {
     /// Compares runs `a` and `b` (ids, names or unique prefixes).
     ///
@@ -88,30 +112,20 @@ impl fmt::Display for RunDiff {
             .steps
             .iter()
             .map(|s| {
-                let verdict = if s.same_key {
-                    "same".to_string()
-                } else if s.status_a.is_none() {
-                    "only in B".to_string()
-                } else if s.status_b.is_none() {
-                    "only in A".to_string()
-                } else if s.changes.is_empty() {
-                    "different".to_string()
-                } else {
-                    format!(
+                let verdict = match s.verdict() {
+                    "different" if !s.changes.is_empty() => format!(
                         "different: {}",
                         s.changes
                             .iter()
                             .map(|c| c.text.as_str())
                             .collect::<Vec<_>>()
                             .join("; ")
-                    )
+                    ),
+                    v => v.to_string(),
                 };
-                // A call paired with a differently named one in A (calls in a loop).
-                let name = match &s.name_a {
-                    Some(a) if *a != s.name && s.status_b.is_some() => {
-                        format!("{} (A: {a})", s.name)
-                    }
-                    _ => s.name.clone(),
+                let name = match s.renamed_from() {
+                    Some(a) => format!("{} (A: {a})", s.name),
+                    None => s.name.clone(),
                 };
                 vec![name, status(s.status_a), status(s.status_b), verdict]
             })
