@@ -68,7 +68,7 @@ pub(crate) fn inner(root: &TokenStream, name: &Ident, kind: Kind) -> TokenStream
     quote! {
         /// Marks this module for the module-level check (see `__pl_module_level`).
         #[doc(hidden)]
-        pub struct __PlScope;
+        pub(super) struct __PlScope;
 
         #[doc(hidden)]
         #[allow(dead_code)]
