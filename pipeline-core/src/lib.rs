@@ -80,7 +80,7 @@ pub mod __private {
     /// The generic half of a step's wiring (see `wire.rs`).
     pub use crate::wire::{
         wire, Cachers, Fetched, Given, Handle, InOps, InputList, Out, OutOps, OutValues,
-        OutputList, Owned, Ref, Slot, StepFn,
+        OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
     };
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {

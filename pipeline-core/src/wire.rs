@@ -24,8 +24,8 @@ use crate::artifact::Artifact;
 use crate::cacher::Bincode;
 use crate::checks::Ops;
 use crate::graph::{
-    add_step, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef, StepError,
-    Value,
+    add_step, artifact, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef,
+    StepError, Value,
 };
 use crate::signature::StepDecl;
 
@@ -36,15 +36,7 @@ pub trait StepFn: 'static {
     /// The outputs in order: `(Out<A, Bincode>, ())`.
     type Outputs: OutputList;
     /// What the wiring function returns: `Artifact<T>` or `<step>::Outputs`.
-    type Handles;
-    /// The step's name.
-    const NAME: &'static str;
-    /// The inputs' names, in declaration order.
-    const INPUT_NAMES: &'static [&'static str];
-    /// The outputs' names, in order.
-    const OUTPUT_NAMES: &'static [&'static str];
-    /// The step's own `enable_cache` option, if given.
-    const ENABLE_CACHE: Option<bool>;
+    type Handles: StepHandles;
     /// The bound checks of every input and output type; yields their operations.
     fn ops<G: ?Sized>() -> (InOps<Self>, OutOps<Self>);
     /// The outputs' cachers.
@@ -55,8 +47,20 @@ pub trait StepFn: 'static {
     ///
     /// The step's own error, for a step that returns `Result`.
     fn invoke<G: ?Sized>(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
+}
+
+/// What a wiring function returns: the handles to the outputs of a node.
+pub trait StepHandles {
     /// The handles to the outputs of the node at `at`.
-    fn handles<G: ?Sized>(at: (u64, NodeId)) -> Self::Handles;
+    fn at(at: (u64, NodeId)) -> Self;
+}
+
+/// The one output of a step without `outputs(..)`.
+impl<T> StepHandles for Artifact<T> {
+    #[inline]
+    fn at(at: (u64, NodeId)) -> Self {
+        artifact(at, 0)
+    }
 }
 
 /// The input operations of step `S`.
@@ -71,6 +75,22 @@ pub type Fetched<S> = <<S as StepFn>::Inputs as InputList>::Fetched;
 pub type Given<S> = <<S as StepFn>::Inputs as InputList>::Given;
 /// The output values of step `S`.
 pub type OutValues<S> = <<S as StepFn>::Outputs as OutputList>::Values;
+
+/// What the wiring function passes to [`wire`] besides the inputs: constants, given by
+/// value rather than as associated constants so that they add no bodies of their own to
+/// the step's crate.
+pub struct StepInfo {
+    /// The step's code: its module, signature and the parts it is made of.
+    pub code: &'static StepDecl,
+    /// The step's name.
+    pub name: &'static str,
+    /// The inputs' names, in declaration order.
+    pub inputs: &'static [&'static str],
+    /// The outputs' names, in order.
+    pub outputs: &'static [&'static str],
+    /// The step's own `enable_cache` option, if given.
+    pub enable_cache: Option<bool>,
+}
 
 /// `x: &T`: the body gets a shared `Arc<T>`.
 pub struct Ref<T>(PhantomData<fn() -> T>);
@@ -192,6 +212,8 @@ pub struct Out<T, C>(PhantomData<fn() -> (T, C)>);
 
 /// A list of outputs: `()` or `(Out<T, C>, OutputList)`.
 pub trait OutputList {
+    /// How many outputs.
+    const LEN: usize;
     /// The operations on each value type.
     type Ops;
     /// The cachers.
@@ -210,6 +232,7 @@ pub trait OutputList {
 }
 
 impl OutputList for () {
+    const LEN: usize = 0;
     type Ops = ();
     type Cachers = ();
     type Values = ();
@@ -220,6 +243,7 @@ impl OutputList for () {
 }
 
 impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
+    const LEN: usize = 1 + R::LEN;
     type Ops = (Ops<T, C>, R::Ops);
     type Cachers = (C, R::Cachers);
     type Values = (T, R::Values);
@@ -244,22 +268,22 @@ impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
 /// # Panics
 ///
 /// When no pipeline is being built (see [`add_step`]).
-pub fn wire<S: StepFn>(code: &'static StepDecl, given: Given<S>) -> S::Handles {
+pub fn wire<S: StepFn>(info: StepInfo, given: Given<S>) -> S::Handles {
     let (in_ops, out_ops) = S::ops::<()>();
     let cachers = S::cachers::<()>();
-    let mut inputs = Vec::with_capacity(S::INPUT_NAMES.len());
-    S::Inputs::specs(&in_ops, given, S::INPUT_NAMES, &mut inputs);
-    let mut outputs = Vec::with_capacity(S::OUTPUT_NAMES.len());
-    S::Outputs::specs(&out_ops, cachers, S::OUTPUT_NAMES, &mut outputs);
+    let mut inputs = Vec::with_capacity(info.inputs.len());
+    S::Inputs::specs(&in_ops, given, info.inputs, &mut inputs);
+    let mut outputs = Vec::with_capacity(info.outputs.len());
+    S::Outputs::specs(&out_ops, cachers, info.outputs, &mut outputs);
     let at = add_step(StepDef {
-        name: S::NAME,
-        code,
-        enable_cache: S::ENABLE_CACHE,
+        name: info.name,
+        code: info.code,
+        enable_cache: info.enable_cache,
         inputs,
         outputs,
         body: Box::new(run::<S>),
     });
-    S::handles::<()>(at)
+    S::Handles::at(at)
 }
 
 /// The body of a call of step `S`: fetch the arguments, call, wrap the outputs.
@@ -267,7 +291,7 @@ fn run<S: StepFn>(ctx: &mut StepContext) -> Result<Vec<Value>, StepError> {
     let (in_ops, out_ops) = S::ops::<()>();
     let args = S::Inputs::fetch(&in_ops, ctx, 0)?;
     let values = S::invoke::<()>(args)?;
-    let mut out = Vec::with_capacity(S::OUTPUT_NAMES.len());
+    let mut out = Vec::with_capacity(S::Outputs::LEN);
     S::Outputs::values(&out_ops, values, &mut out);
     Ok(out)
 }
