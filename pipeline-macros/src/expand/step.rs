@@ -1,10 +1,19 @@
 //! `#[step]`: the wiring function, the `<step>` module (`SIGNATURE`, `call`, `Outputs`,
-//! per-input wiring traits) and the type-erased body the executor calls.
+//! per-input wiring traits) and an impl of `__private::StepFn` that describes the step to
+//! the runtime.
+//!
+//! Compile time (BENCHMARKS.md figure 7) shapes it: the wiring function is one call to the
+//! generic `__private::wire` (`pipeline-core/src/wire.rs`), which builds the specs and the
+//! type-erased body once for every step; per step there are only the `StepFn` impl (the
+//! input and output types as lists, the bound checks, the call) and a few small items.
+//! Everything per step that runs code is generic or `#[inline]`, so it is compiled in the
+//! crate that builds a pipeline, not in the crate that defines the steps.
 //!
 //! Diagnostics shape the generated code:
 //! * each input and output type is checked once, at its own span, through
-//!   `__private::Probe` (see `pipeline-core/src/checks.rs`); the rest of the code uses the
-//!   returned function pointers and repeats no bound, so a missing `Serialize` is one error;
+//!   `__private::Probe` (see `pipeline-core/src/checks.rs`), in `StepFn::ops`; the runtime
+//!   uses the returned function pointers and repeats no bound, so a missing `Serialize` is
+//!   one error;
 //! * each input has its own wiring trait with `#[diagnostic::on_unimplemented]`, so a
 //!   mis-wired argument names the step, the input and both types; its one impl is a
 //!   blanket impl over the runtime's `WireInput` (compile time: no impls with bodies per
