@@ -30,6 +30,7 @@ mod status;
 pub mod store;
 mod time;
 mod value_text;
+mod wire;
 
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
@@ -75,6 +76,11 @@ pub mod __private {
     /// How a pipeline body's arguments become step inputs (see `checks.rs`).
     pub use crate::checks::{
         ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, WireInput,
+    };
+    /// The generic half of a step's wiring (see `wire.rs`).
+    pub use crate::wire::{
+        wire, Cachers, Fetched, Given, Handle, InOps, InputList, Out, OutOps, OutValues,
+        OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
     };
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {

@@ -8,13 +8,16 @@
 //! Both files are parsed with `toml_edit`, which `proc-macro-crate` already brings into the
 //! build.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 
 /// Keys of `[package.metadata.pipeline]`.
 pub(crate) const CRATE_SETTINGS: &[&str] = &["build_profile", "deps", "source_file"];
 
 /// `[package.metadata.pipeline]` of the crate being compiled: defaults for every step.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Debug, Default, PartialEq, Clone)]
 pub(crate) struct CrateSettings {
     /// `deps = ["smartcore", ..]`.
     pub deps: Vec<String>,
@@ -31,8 +34,40 @@ pub(crate) fn manifest_path() -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-/// Reads the crate-wide settings from `manifest`.
+/// What identifies a version of a file: its size and modification time.
+type Stamp = (u64, Option<SystemTime>);
+
+/// Per path, the stamp of the file when it was read and what was made of it.
+type Cache<T> = OnceLock<Mutex<HashMap<PathBuf, (Stamp, T)>>>;
+
+/// `read()` of the file at `path`, computed once per macro process while the file keeps its
+/// size and modification time: every `#[step]` of a crate reads the same `Cargo.toml` (and
+/// `Cargo.lock` for `deps`), and rust-analyzer keeps one macro process across edits.
+fn cached<T: Clone>(cache: &'static Cache<T>, path: &Path, read: impl FnOnce() -> T) -> T {
+    let Ok(meta) = std::fs::metadata(path) else {
+        return read();
+    };
+    let stamp = (meta.len(), meta.modified().ok());
+    let map = cache.get_or_init(Default::default);
+    if let Some((s, value)) = map.lock().ok().and_then(|m| m.get(path).cloned()) {
+        if s == stamp {
+            return value;
+        }
+    }
+    let value = read();
+    if let Ok(mut m) = map.lock() {
+        m.insert(path.to_path_buf(), (stamp, value.clone()));
+    }
+    value
+}
+
+/// Reads the crate-wide settings from `manifest` (once per macro process, see [`cached`]).
 pub(crate) fn crate_settings(manifest: &Path) -> Result<CrateSettings, String> {
+    static CACHE: Cache<Result<CrateSettings, String>> = OnceLock::new();
+    cached(&CACHE, manifest, || read_crate_settings(manifest))
+}
+
+fn read_crate_settings(manifest: &Path) -> Result<CrateSettings, String> {
     let text = std::fs::read_to_string(manifest)
         .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
     parse_crate_settings(&text).map_err(|e| {
@@ -99,7 +134,7 @@ struct Package {
 pub(crate) struct Lockfile {
     /// Where it was found.
     pub path: PathBuf,
-    packages: Vec<Package>,
+    packages: Arc<Vec<Package>>,
 }
 
 /// Finds `Cargo.lock` from the crate's directory upward (a workspace keeps it at its root).
@@ -111,12 +146,13 @@ pub(crate) fn find_lockfile() -> Result<Lockfile, String> {
     for dir in start.ancestors() {
         let path = dir.join("Cargo.lock");
         if path.is_file() {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            return Ok(Lockfile {
-                packages: parse_lockfile(&text)?,
-                path,
-            });
+            static CACHE: Cache<Result<Arc<Vec<Package>>, String>> = OnceLock::new();
+            let packages = cached(&CACHE, &path, || {
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                parse_lockfile(&text).map(Arc::new)
+            })?;
+            return Ok(Lockfile { packages, path });
         }
     }
     Err(format!(
@@ -225,6 +261,36 @@ impl Lockfile {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_file_is_read_once_until_it_changes() {
+        static CACHE: Cache<String> = OnceLock::new();
+        let dir =
+            std::env::temp_dir().join(format!("pipeline-macros-cache-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("Cargo.toml");
+        std::fs::write(&path, "a = 1").unwrap();
+        let reads = std::cell::Cell::new(0);
+        let read = || {
+            reads.set(reads.get() + 1);
+            std::fs::read_to_string(&path).unwrap()
+        };
+        assert_eq!(cached(&CACHE, &path, read), "a = 1");
+        assert_eq!(cached(&CACHE, &path, read), "a = 1");
+        assert_eq!(
+            reads.get(),
+            1,
+            "the second expansion must reuse the first read"
+        );
+        // Another size: read again.
+        std::fs::write(&path, "a = 22").unwrap();
+        assert_eq!(cached(&CACHE, &path, read), "a = 22");
+        assert_eq!(reads.get(), 2);
+        // A missing file is not cached (the reader reports it each time).
+        std::fs::remove_dir_all(&dir).unwrap();
+        let _ = cached(&CACHE, &path, || "gone".to_string());
+        assert_eq!(cached(&CACHE, &path, || "gone".to_string()), "gone");
+    }
+
     const LOCK: &str = r#"
 # This file is automatically @generated by Cargo.
 version = 4
@@ -263,7 +329,7 @@ source = "git+https://github.com/smartcorelib/smartcore?branch=dev#0123456789abc
     fn lock() -> Lockfile {
         Lockfile {
             path: PathBuf::from("Cargo.lock"),
-            packages: parse_lockfile(LOCK).unwrap_or_default(),
+            packages: Arc::new(parse_lockfile(LOCK).unwrap_or_default()),
         }
     }
 

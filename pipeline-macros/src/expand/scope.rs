@@ -56,27 +56,45 @@ pub(crate) fn outer_with(root: &TokenStream, name: &Ident, cfgs: &TokenStream) -
 
 /// Items inside the generated module `<name>`, which must `use super::*`.
 pub(crate) fn inner(root: &TokenStream, name: &Ident, kind: Kind) -> TokenStream {
+    let marker = marker();
+    let check = check(root, name, kind);
+    quote! {
+        #marker
+
+        #[doc(hidden)]
+        #[allow(dead_code)]
+        fn __pl_module_level() {
+            #check
+        }
+    }
+}
+
+/// The marker type alone, for a module that makes the [`check`] in a body of its own.
+pub(crate) fn marker() -> TokenStream {
+    quote! {
+        /// Marks this module for the module-level check (see `__pl_module_level`).
+        #[doc(hidden)]
+        pub(super) struct __PlScope;
+    }
+}
+
+/// The check, as statements for a body inside the generated module: it does nothing at run
+/// time. `#[step]` puts it in `signature()` rather than in a function of its own (one body
+/// fewer per step to compile, see BENCHMARKS.md figure 7).
+pub(crate) fn check(root: &TokenStream, name: &Ident, kind: Kind) -> TokenStream {
     let assert = match kind {
         Kind::Step => quote!(step_at_module_level),
         Kind::Helper => quote!(helper_at_module_level),
     };
     // The whole call at the name, so the error points there alone (a call spanned
     // elsewhere would add "required by a bound introduced by this call" at the attribute).
-    let check = quote_spanned! {name.span()=>
+    let call = quote_spanned! {name.span()=>
         __pl_assert((&__PlScope).__pl_scope())
     };
     quote! {
-        /// Marks this module for the module-level check (see `__pl_module_level`).
-        #[doc(hidden)]
-        pub struct __PlScope;
-
-        #[doc(hidden)]
-        #[allow(dead_code)]
-        fn __pl_module_level() {
-            #[allow(unused_imports)]
-            use #root::__private::ScopeFallback as _;
-            use #root::__private::#assert as __pl_assert;
-            #check;
-        }
+        #[allow(unused_imports)]
+        use #root::__private::ScopeFallback as _;
+        use #root::__private::#assert as __pl_assert;
+        #call;
     }
 }

@@ -1,10 +1,19 @@
 //! `#[step]`: the wiring function, the `<step>` module (`SIGNATURE`, `call`, `Outputs`,
-//! per-input wiring traits) and the type-erased body the executor calls.
+//! per-input wiring traits) and an impl of `__private::StepFn` that describes the step to
+//! the runtime.
+//!
+//! Compile time (BENCHMARKS.md figure 7) shapes it: the wiring function is one call to the
+//! generic `__private::wire` (`pipeline-core/src/wire.rs`), which builds the specs and the
+//! type-erased body once for every step; per step there are only the `StepFn` impl (the
+//! input and output types as lists, the bound checks, the call) and a few small items.
+//! Everything per step that runs code is generic or `#[inline]`, so it is compiled in the
+//! crate that builds a pipeline, not in the crate that defines the steps.
 //!
 //! Diagnostics shape the generated code:
 //! * each input and output type is checked once, at its own span, through
-//!   `__private::Probe` (see `pipeline-core/src/checks.rs`); the rest of the code uses the
-//!   returned function pointers and repeats no bound, so a missing `Serialize` is one error;
+//!   `__private::Probe` (see `pipeline-core/src/checks.rs`), in `StepFn::ops`; the runtime
+//!   uses the returned function pointers and repeats no bound, so a missing `Serialize` is
+//!   one error;
 //! * each input has its own wiring trait with `#[diagnostic::on_unimplemented]`, so a
 //!   mis-wired argument names the step, the input and both types; its one impl is a
 //!   blanket impl over the runtime's `WireInput` (compile time: no impls with bodies per
@@ -225,7 +234,7 @@ fn generate(
 
     // Outputs: a single artifact, or a struct of named artifacts.
     let outputs = &step.outputs.outputs;
-    let (wiring_ret, make_handles, outputs_struct) = if step.outputs.named {
+    let (wiring_ret, outputs_struct) = if step.outputs.named {
         let fields = outputs.iter().map(|(n, t)| {
             let doc = format!("Output `{n}` of step `{step_name}`.");
             quote!(#[doc = #doc] pub #n: #root::Artifact<#t>,)
@@ -242,7 +251,6 @@ fn generate(
         );
         (
             quote!(#name::Outputs),
-            quote!(#name::Outputs { #(#handles)* }),
             quote! {
                 #[doc = #doc]
                 #[derive(Clone, Debug)]
@@ -252,69 +260,73 @@ fn generate(
                         Outputs { #(#binds)* }
                     }
                 }
+                impl #root::__private::StepHandles for Outputs {
+                    #[inline]
+                    fn at(__pl_at: (u64, usize)) -> Self {
+                        Outputs { #(#handles)* }
+                    }
+                }
             },
         )
     } else {
+        // `Artifact<T>` is built by the runtime (`StepHandles`).
         let t = &outputs[0].1;
-        (
-            quote!(#root::Artifact<#t>),
-            quote!(#root::__private::artifact::<#t>(__pl_at, 0)),
-            quote!(),
-        )
+        (quote!(#root::Artifact<#t>), quote!())
     };
 
     // One bound check per type, spanned at the type: the only place a missing bound is
-    // reported. Each yields the function pointers the rest of the body uses.
-    let in_ops: Vec<Ident> = (0..step.inputs.len())
-        .map(|i| format_ident!("__pl_in{}", i))
-        .collect();
-    let out_ops: Vec<Ident> = (0..outputs.len())
-        .map(|i| format_ident!("__pl_out{}", i))
-        .collect();
-    let input_checks = step.inputs.iter().zip(&in_ops).map(|(input, ops)| {
+    // reported. Each yields the function pointers the runtime's `wire` uses. The checks
+    // live in `StepFn::ops`, whose environment has no bounds: the trait solver's answers
+    // for a type are then shared by every step of the crate (a wiring function's own
+    // bounds made them per step).
+    let input_checks = step.inputs.iter().map(|input| {
         let ty = &input.value_ty;
-        let probe = quote_spanned! {check_span(ty)=>
+        quote_spanned! {check_span(ty)=>
             (&&&&&#root::__private::Probe::<#ty, #root::Bincode>::NEW)
                 .__pl_probe()
                 .verify_input::<#ty, #root::Bincode>()
-        };
-        quote!(let #ops = #probe;)
+        }
     });
-    // Each output's cacher path is written once, in a local type alias, so an unknown
-    // cacher is one error; the alias is then used at the cacher's location, so a cacher
-    // that cannot store the type (or is not `Default`) is reported at its path.
-    let cacher_values: Vec<Ident> = (0..outputs.len())
-        .map(|i| format_ident!("__pl_cacher{}", i))
-        .collect();
-    let output_checks = outputs
-        .iter()
-        .zip(cachers)
-        .zip(&cacher_values)
-        .zip(&out_ops)
-        .enumerate()
-        .map(|(i, ((((n, ty), chosen), value), ops))| {
-            let (cacher, span) = match chosen {
-                Some(p) => (quote!(#p), p.span()),
-                None => (quote!(#root::Bincode), n.span()),
-            };
-            let alias = format_ident!("__PlCacher{}", i);
-            let alias_at_cacher =
-                Ident::new(&alias.to_string(), Span::call_site().located_at(span));
-            let default = quote_spanned!(span=>
-                <#alias_at_cacher as ::core::default::Default>::default()
-            );
-            let probe = quote_spanned! {check_span(ty)=>
-                (&&&&&#root::__private::Probe::<#ty, #alias>::NEW)
-                    .__pl_probe()
-                    .verify_output::<#ty, #alias_at_cacher>()
-            };
-            quote! {
-                #[allow(non_camel_case_types)]
-                type #alias = #cacher;
-                let #value: #alias = #default;
-                let #ops = #probe;
+    // An output's cacher path is written once, in a type alias beside the function, so an
+    // unknown cacher is one error; the alias is then used at the cacher's location, so a
+    // cacher that cannot store the type (or is not `Default`) is reported at its path. The
+    // default `Bincode` stores every serde type and needs no alias.
+    let mut cacher_aliases = Vec::new();
+    let mut output_types = Vec::new();
+    let mut output_checks = Vec::new();
+    let mut cacher_values = Vec::new();
+    for (i, ((n, ty), chosen)) in outputs.iter().zip(cachers).enumerate() {
+        let (cacher, cacher_at) = match chosen {
+            Some(p) => {
+                let alias = format_ident!("__pl_cacher_{}_{}", name, i);
+                let alias_at_cacher =
+                    Ident::new(&alias.to_string(), Span::call_site().located_at(p.span()));
+                cacher_aliases.push(quote! {
+                    #[doc(hidden)]
+                    #[allow(non_camel_case_types)]
+                    type #alias = #p;
+                });
+                (quote!(#alias), quote!(#alias_at_cacher))
             }
+            None => (
+                quote!(#root::Bincode),
+                quote_spanned!(n.span()=> #root::Bincode),
+            ),
+        };
+        let span = match chosen {
+            Some(p) => p.span(),
+            None => n.span(),
+        };
+        cacher_values.push(quote_spanned!(span=>
+            <#cacher_at as ::core::default::Default>::default()
+        ));
+        output_checks.push(quote_spanned! {check_span(ty)=>
+            (&&&&&#root::__private::Probe::<#ty, #cacher>::NEW)
+                .__pl_probe()
+                .verify_output::<#ty, #cacher_at>()
         });
+        output_types.push(quote!(#root::__private::Out<#ty, #cacher>));
+    }
 
     // The wiring function's generic parameters: how each argument is given (`WireInput`'s
     // `M`), inferred at the call.
@@ -326,84 +338,49 @@ fn generate(
         let trait_name = format_ident!("__Input_{}", input.name);
         quote_spanned!(input.arg_ty.span()=> #n: impl #name::#trait_name<#m>)
     });
-    let input_specs = step
-        .inputs
-        .iter()
-        .zip(&in_ops)
-        .zip(&modes)
-        .map(|((input, ops), m)| {
-            let n = &input.name;
-            let s = n.to_string();
-            let ty = &input.value_ty;
-            let mode = match input.mode {
-                Mode::Ref => quote!(Ref),
-                Mode::Owned => quote!(Owned),
-                Mode::Handle => quote!(Handle),
-            };
-            quote! {
-                (#ops.input)(
-                    #s,
-                    #root::__private::InputMode::#mode,
-                    <_ as #root::__private::WireInput<#ty, #m>>::into_input(#n),
-                )
-            }
-        });
-    let output_specs =
-        outputs
-            .iter()
-            .zip(&cacher_values)
-            .zip(&out_ops)
-            .map(|(((n, _), value), ops)| {
-                let s = n.to_string();
-                quote!((#ops.output)(#s, #value))
-            });
-
-    // The type-erased body: fetch arguments, call, wrap outputs.
-    let fetch = step
-        .inputs
-        .iter()
-        .zip(&in_ops)
-        .enumerate()
-        .map(|(i, (input, ops))| {
-            let local = format_ident!("__pl_a{}", i);
-            let method = match input.mode {
-                Mode::Ref => quote!(shared),
-                Mode::Owned => quote!(owned),
-                Mode::Handle => quote!(handle),
-            };
-            // A `match` rather than `?`: the error type is already `StepError`, and `?` would
-            // make every step type-check `Try` and `From` (compile time, figure 7).
-            quote! {
-                let #local = match (#ops.#method)(__pl_ctx, #i) {
-                    ::core::result::Result::Ok(__pl_v) => __pl_v,
-                    ::core::result::Result::Err(__pl_e) => return ::core::result::Result::Err(__pl_e),
-                };
-            }
-        });
-    let call_args = step.inputs.iter().enumerate().map(|(i, input)| {
-        let local = format_ident!("__pl_a{}", i);
+    let given = step.inputs.iter().zip(&modes).map(|(input, m)| {
+        let n = &input.name;
+        let ty = &input.value_ty;
+        quote!(<_ as #root::__private::WireInput<#ty, #m>>::into_input(#n))
+    });
+    let input_types = step.inputs.iter().map(|input| {
+        let ty = &input.value_ty;
         match input.mode {
-            Mode::Ref => quote!(&*#local),
-            _ => quote!(#local),
+            Mode::Ref => quote!(#root::__private::Ref<#ty>),
+            Mode::Owned => quote!(#root::__private::Owned<#ty>),
+            Mode::Handle => quote!(#root::__private::Handle<#ty>),
         }
     });
+    let input_names = step.inputs.iter().map(|i| i.name.to_string());
+    let output_names = outputs.iter().map(|(n, _)| n.to_string());
+
+    // The call, from the fetched arguments to the output values.
+    let locals: Vec<Ident> = (0..step.inputs.len())
+        .map(|i| format_ident!("__pl_a{}", i))
+        .collect();
+    let call_args = step
+        .inputs
+        .iter()
+        .zip(&locals)
+        .map(|(input, local)| match input.mode {
+            Mode::Ref => quote!(&*#local),
+            _ => quote!(#local),
+        });
     let wrap = if step.outputs.named {
         let parts: Vec<Ident> = (0..outputs.len())
             .map(|i| format_ident!("__pl_o{}", i))
             .collect();
+        let list = cons(parts.iter().map(|p| quote!(#p)));
         quote! {
             let (#(#parts,)*) = __pl_value;
-            ::core::result::Result::Ok(::std::vec![#((#out_ops.value)(#parts)),*])
+            ::core::result::Result::Ok(#list)
         }
     } else {
-        let ops = &out_ops[0];
-        quote!(::core::result::Result::Ok(
-            ::std::vec![(#ops.value)(__pl_value)]
-        ))
+        quote!(::core::result::Result::Ok((__pl_value, ())))
     };
     let body = if step.outputs.fallible {
         quote! {
-            match #name::call(#(#call_args),*) {
+            match #impl_name(#(#call_args),*) {
                 ::core::result::Result::Ok(__pl_value) => { #wrap }
                 ::core::result::Result::Err(__pl_error) => {
                     // Keeps the error as the run error's source when it is an error, its
@@ -420,10 +397,17 @@ fn generate(
         }
     } else {
         quote! {
-            let __pl_value = #name::call(#(#call_args),*);
+            let __pl_value = #impl_name(#(#call_args),*);
             #wrap
         }
     };
+    let input_list = cons(input_types);
+    let output_list = cons(output_types.into_iter());
+    let in_ops = cons(input_checks);
+    let out_ops = cons(output_checks.into_iter());
+    let cacher_list = cons(cacher_values.into_iter());
+    let given_list = cons(given);
+    let locals_pattern = cons(locals.iter().map(|l| quote!(#l)));
     let enable_cache = match &options.enable_cache {
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
@@ -454,8 +438,9 @@ fn generate(
         "Generated by `#[step]` for [`{name}`](fn@{name}): its code signature, the plain function (`call`) and its output handles."
     );
     let scope_outer = scope::outer(&root, name);
-    let scope_inner = scope::inner(&root, name, scope::Kind::Step);
-    // `call` reaches the function through an impl written beside it, not through
+    let scope_marker = scope::marker();
+    let scope_check = scope::check(&root, name, scope::Kind::Step);
+    // `call` reaches the function through an inherent impl written beside it, not through
     // `super::`, so a step inside a function body gets the module-level error only.
     let mut body_sig = call_sig.clone();
     body_sig.ident = Ident::new("__pl_call", Span::mixed_site());
@@ -496,66 +481,87 @@ fn generate(
                 // Files read by the macro itself (`Cargo.toml`, `Cargo.lock`), included so
                 // that cargo rebuilds when they change.
                 #tracking
+                // That the step is a module item (see `scope.rs`); does nothing at run time.
+                {
+                    #scope_check
+                }
                 __PL_STEP.signature()
             }
 
             /// The plain function, to call outside a pipeline (e.g. in unit tests).
             #[allow(clippy::too_many_arguments)]
+            #[inline]
             pub #call_sig {
-                <__PlScope as __PlCall>::__pl_call(#(#arg_names),*)
+                __PlScope::__pl_call(#(#arg_names),*)
             }
 
-            #[doc(hidden)]
-            pub trait __PlCall {
-                // Plumbing: lints on the signature (clippy's `ptr_arg` on `&Vec`, ..) fire
-                // at the user's function already.
-                #[allow(clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
-                #body_sig;
-            }
-
-            #scope_inner
+            #scope_marker
             #outputs_struct
             #(#input_traits)*
         }
 
-        impl #name::__PlCall for #name::__PlScope {
+        // Private, so visible here and in the module only.
+        impl #name::__PlScope {
+            // Plumbing: lints on the signature (clippy's `ptr_arg` on `&Vec`, ..) fire at
+            // the user's function already.
             #[allow(clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
+            #[inline]
             #body_sig {
                 #impl_name(#(#arg_names),*)
             }
         }
         #scope_outer
 
+        #(#cacher_aliases)*
+
+        #[allow(clippy::type_complexity)]
+        impl #root::__private::StepFn for #name::__PlScope {
+            type Inputs = #input_list;
+            type Outputs = #output_list;
+            type Handles = #wiring_ret;
+            fn ops<__PlG: ?::core::marker::Sized>() -> (
+                #root::__private::InOps<Self>,
+                #root::__private::OutOps<Self>,
+            ) {
+                #[allow(unused_imports)]
+                use #root::__private::probe::*;
+                (#in_ops, #out_ops)
+            }
+            fn cachers<__PlG: ?::core::marker::Sized>() -> #root::__private::Cachers<Self> {
+                #cacher_list
+            }
+            fn invoke<__PlG: ?::core::marker::Sized>(
+                #locals_pattern: #root::__private::Fetched<Self>,
+            ) -> ::core::result::Result<
+                #root::__private::OutValues<Self>,
+                #root::__private::StepError,
+            > {
+                #body
+            }
+        }
+
         #(#docs)*
         #[allow(clippy::too_many_arguments)]
         #vis fn #name<#(#modes),*>(#(#wiring_args),*) -> #wiring_ret {
-            #[allow(unused_imports)]
-            use #root::__private::probe::*;
-            #(#input_checks)*
-            #(#output_checks)*
-            let __pl_inputs = ::std::vec![#(#input_specs),*];
-            let __pl_outputs = ::std::vec![#(#output_specs),*];
-            let __pl_at = #root::__private::add_step(#root::__private::StepDef {
-                name: #step_name,
-                code: &#name::__PL_STEP,
-                enable_cache: #enable_cache,
-                inputs: __pl_inputs,
-                outputs: __pl_outputs,
-                body: ::std::boxed::Box::new(
-                    move |__pl_ctx: &mut #root::__private::StepContext|
-                        -> ::core::result::Result<
-                            ::std::vec::Vec<#root::__private::Value>,
-                            #root::__private::StepError,
-                        >
-                    {
-                        #(#fetch)*
-                        #body
-                    },
-                ),
-            });
-            #make_handles
+            #root::__private::wire::<#name::__PlScope>(
+                #root::__private::StepInfo {
+                    code: &#name::__PL_STEP,
+                    name: #step_name,
+                    inputs: &[#(#input_names),*],
+                    outputs: &[#(#output_names),*],
+                    enable_cache: #enable_cache,
+                },
+                #given_list,
+            )
         }
     }
+}
+
+/// `(a, (b, ()))`: a list as the runtime's `InputList` and `OutputList` take it.
+fn cons(items: impl DoubleEndedIterator<Item = TokenStream>) -> TokenStream {
+    items
+        .rev()
+        .fold(quote!(()), |rest, item| quote!((#item, #rest)))
 }
 
 /// What a function that cannot be a step expands to, beside its errors: the function

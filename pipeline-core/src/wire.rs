@@ -1,0 +1,297 @@
+//! The generic half of a `#[step]`'s wiring function, for generated code.
+//!
+//! `#[step]` used to emit, per step, a wiring function that built the input and output
+//! specs, a `StepDef` and a boxed closure (fetch the arguments, call, wrap the outputs).
+//! Type checking, borrow checking and encoding all that per step was most of the compile
+//! time of a crate of steps (BENCHMARKS.md, figure 7). Now a step describes itself once, as
+//! an impl of [`StepFn`] (its input modes and value types as a list of [`Ref`], [`Owned`]
+//! and [`Handle`], its outputs as a list of [`Out`], the bound checks and the call), and
+//! its wiring function is one call to [`wire`], which does the rest once for every step.
+//!
+//! The lists are nested pairs ending in `()`, `(Ref<A>, (Owned<B>, ()))`, so every arity
+//! is one impl. Nothing here repeats a bound on the value types: the step's own checks
+//! (the `Probe`s in [`StepFn::ops`], see `checks.rs`) report a missing bound once, at the
+//! user's type, and hand over the [`Ops`] tables this code uses.
+//!
+//! The step's methods are generic (`G`, never used, instantiated as `()`): a generic
+//! function is compiled only where it is used, in the crate that builds a pipeline, not in
+//! the crate that defines a hundred steps.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use crate::artifact::Artifact;
+use crate::cacher::Bincode;
+use crate::checks::Ops;
+use crate::graph::{
+    add_step, artifact, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef,
+    StepError, Value,
+};
+use crate::signature::StepDecl;
+
+/// A step as `#[step]` describes it (implemented for `<step>::__PlScope`).
+pub trait StepFn: 'static {
+    /// The inputs in declaration order: `(Ref<A>, (Owned<B>, ()))`.
+    type Inputs: InputList;
+    /// The outputs in order: `(Out<A, Bincode>, ())`.
+    type Outputs: OutputList;
+    /// What the wiring function returns: `Artifact<T>` or `<step>::Outputs`.
+    type Handles: StepHandles;
+    /// The bound checks of every input and output type; yields their operations.
+    fn ops<G: ?Sized>() -> (InOps<Self>, OutOps<Self>);
+    /// The outputs' cachers.
+    fn cachers<G: ?Sized>() -> Cachers<Self>;
+    /// Calls the step with its fetched arguments.
+    ///
+    /// # Errors
+    ///
+    /// The step's own error, for a step that returns `Result`.
+    fn invoke<G: ?Sized>(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
+}
+
+/// What a wiring function returns: the handles to the outputs of a node.
+pub trait StepHandles {
+    /// The handles to the outputs of the node at `at`.
+    fn at(at: (u64, NodeId)) -> Self;
+}
+
+/// The one output of a step without `outputs(..)`.
+impl<T> StepHandles for Artifact<T> {
+    #[inline]
+    fn at(at: (u64, NodeId)) -> Self {
+        artifact(at, 0)
+    }
+}
+
+/// The input operations of step `S`.
+pub type InOps<S> = <<S as StepFn>::Inputs as InputList>::Ops;
+/// The output operations of step `S`.
+pub type OutOps<S> = <<S as StepFn>::Outputs as OutputList>::Ops;
+/// The output cachers of step `S`.
+pub type Cachers<S> = <<S as StepFn>::Outputs as OutputList>::Cachers;
+/// The arguments of step `S` as its body fetches them.
+pub type Fetched<S> = <<S as StepFn>::Inputs as InputList>::Fetched;
+/// What the wiring function of step `S` was given, one [`Input`] per argument.
+pub type Given<S> = <<S as StepFn>::Inputs as InputList>::Given;
+/// The output values of step `S`.
+pub type OutValues<S> = <<S as StepFn>::Outputs as OutputList>::Values;
+
+/// What the wiring function passes to [`wire`] besides the inputs: constants, given by
+/// value rather than as associated constants so that they add no bodies of their own to
+/// the step's crate.
+pub struct StepInfo {
+    /// The step's code: its module, signature and the parts it is made of.
+    pub code: &'static StepDecl,
+    /// The step's name.
+    pub name: &'static str,
+    /// The inputs' names, in declaration order.
+    pub inputs: &'static [&'static str],
+    /// The outputs' names, in order.
+    pub outputs: &'static [&'static str],
+    /// The step's own `enable_cache` option, if given.
+    pub enable_cache: Option<bool>,
+}
+
+/// `x: &T`: the body gets a shared `Arc<T>`.
+pub struct Ref<T>(PhantomData<fn() -> T>);
+/// `x: T`: the body gets its own copy.
+pub struct Owned<T>(PhantomData<fn() -> T>);
+/// `x: Artifact<T>`: the body gets the handle.
+pub struct Handle<T>(PhantomData<fn() -> T>);
+
+/// One input: how the body fetches it.
+pub trait Slot {
+    /// The value type.
+    type Value;
+    /// What the body gets.
+    type Fetched;
+    /// How the argument is declared.
+    const MODE: InputMode;
+    /// Fetches input `i`.
+    ///
+    /// # Errors
+    ///
+    /// What the step context returns when the value cannot be had.
+    fn fetch(
+        ops: &Ops<Self::Value, Bincode>,
+        ctx: &mut StepContext,
+        i: usize,
+    ) -> Result<Self::Fetched, StepError>;
+}
+
+impl<T> Slot for Ref<T> {
+    type Value = T;
+    type Fetched = Arc<T>;
+    const MODE: InputMode = InputMode::Ref;
+    #[inline]
+    fn fetch(ops: &Ops<T, Bincode>, ctx: &mut StepContext, i: usize) -> Result<Arc<T>, StepError> {
+        (ops.shared)(ctx, i)
+    }
+}
+
+impl<T> Slot for Owned<T> {
+    type Value = T;
+    type Fetched = T;
+    const MODE: InputMode = InputMode::Owned;
+    #[inline]
+    fn fetch(ops: &Ops<T, Bincode>, ctx: &mut StepContext, i: usize) -> Result<T, StepError> {
+        (ops.owned)(ctx, i)
+    }
+}
+
+impl<T> Slot for Handle<T> {
+    type Value = T;
+    type Fetched = Artifact<T>;
+    const MODE: InputMode = InputMode::Handle;
+    #[inline]
+    fn fetch(
+        ops: &Ops<T, Bincode>,
+        ctx: &mut StepContext,
+        i: usize,
+    ) -> Result<Artifact<T>, StepError> {
+        (ops.handle)(ctx, i)
+    }
+}
+
+/// A list of inputs: `()` or `(Slot, InputList)`.
+pub trait InputList {
+    /// The operations on each value type.
+    type Ops;
+    /// What the pipeline body passed.
+    type Given;
+    /// What the body gets.
+    type Fetched;
+    /// Appends the inputs' specs to `specs`, named from `names` by position.
+    fn specs(
+        ops: &Self::Ops,
+        given: Self::Given,
+        names: &[&'static str],
+        specs: &mut Vec<InputSpec>,
+    );
+    /// Fetches the inputs from number `i` on.
+    ///
+    /// # Errors
+    ///
+    /// The first input that cannot be had.
+    fn fetch(ops: &Self::Ops, ctx: &mut StepContext, i: usize) -> Result<Self::Fetched, StepError>;
+}
+
+impl InputList for () {
+    type Ops = ();
+    type Given = ();
+    type Fetched = ();
+    #[inline]
+    fn specs(_: &(), _: (), _: &[&'static str], _: &mut Vec<InputSpec>) {}
+    #[inline]
+    fn fetch(_: &(), _: &mut StepContext, _: usize) -> Result<(), StepError> {
+        Ok(())
+    }
+}
+
+impl<H: Slot, R: InputList> InputList for (H, R) {
+    type Ops = (Ops<H::Value, Bincode>, R::Ops);
+    type Given = (Input<H::Value>, R::Given);
+    type Fetched = (H::Fetched, R::Fetched);
+    fn specs(
+        ops: &Self::Ops,
+        given: Self::Given,
+        names: &[&'static str],
+        specs: &mut Vec<InputSpec>,
+    ) {
+        specs.push((ops.0.input)(names[specs.len()], H::MODE, given.0));
+        R::specs(&ops.1, given.1, names, specs);
+    }
+    fn fetch(ops: &Self::Ops, ctx: &mut StepContext, i: usize) -> Result<Self::Fetched, StepError> {
+        let head = H::fetch(&ops.0, ctx, i)?;
+        Ok((head, R::fetch(&ops.1, ctx, i + 1)?))
+    }
+}
+
+/// An output of value type `T` stored by cacher `C`.
+pub struct Out<T, C>(PhantomData<fn() -> (T, C)>);
+
+/// A list of outputs: `()` or `(Out<T, C>, OutputList)`.
+pub trait OutputList {
+    /// How many outputs.
+    const LEN: usize;
+    /// The operations on each value type.
+    type Ops;
+    /// The cachers.
+    type Cachers;
+    /// The values the step returned.
+    type Values;
+    /// Appends the outputs' specs to `specs`, named from `names` by position.
+    fn specs(
+        ops: &Self::Ops,
+        cachers: Self::Cachers,
+        names: &[&'static str],
+        specs: &mut Vec<OutputSpec>,
+    );
+    /// Appends the values, type-erased, to `out`.
+    fn values(ops: &Self::Ops, values: Self::Values, out: &mut Vec<Value>);
+}
+
+impl OutputList for () {
+    const LEN: usize = 0;
+    type Ops = ();
+    type Cachers = ();
+    type Values = ();
+    #[inline]
+    fn specs(_: &(), _: (), _: &[&'static str], _: &mut Vec<OutputSpec>) {}
+    #[inline]
+    fn values(_: &(), _: (), _: &mut Vec<Value>) {}
+}
+
+impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
+    const LEN: usize = 1 + R::LEN;
+    type Ops = (Ops<T, C>, R::Ops);
+    type Cachers = (C, R::Cachers);
+    type Values = (T, R::Values);
+    fn specs(
+        ops: &Self::Ops,
+        cachers: Self::Cachers,
+        names: &[&'static str],
+        specs: &mut Vec<OutputSpec>,
+    ) {
+        specs.push((ops.0.output)(names[specs.len()], cachers.0));
+        R::specs(&ops.1, cachers.1, names, specs);
+    }
+    fn values(ops: &Self::Ops, values: Self::Values, out: &mut Vec<Value>) {
+        out.push((ops.0.value)(values.0));
+        R::values(&ops.1, values.1, out);
+    }
+}
+
+/// Adds a call of step `S` to the pipeline being built, with the inputs `given` (what the
+/// wiring function `<step>(..)` does).
+///
+/// # Panics
+///
+/// When no pipeline is being built (see [`add_step`]).
+pub fn wire<S: StepFn>(info: StepInfo, given: Given<S>) -> S::Handles {
+    let (in_ops, out_ops) = S::ops::<()>();
+    let cachers = S::cachers::<()>();
+    let mut inputs = Vec::with_capacity(info.inputs.len());
+    S::Inputs::specs(&in_ops, given, info.inputs, &mut inputs);
+    let mut outputs = Vec::with_capacity(info.outputs.len());
+    S::Outputs::specs(&out_ops, cachers, info.outputs, &mut outputs);
+    let at = add_step(StepDef {
+        name: info.name,
+        code: info.code,
+        enable_cache: info.enable_cache,
+        inputs,
+        outputs,
+        body: Box::new(run::<S>),
+    });
+    S::Handles::at(at)
+}
+
+/// The body of a call of step `S`: fetch the arguments, call, wrap the outputs.
+fn run<S: StepFn>(ctx: &mut StepContext) -> Result<Vec<Value>, StepError> {
+    let (in_ops, out_ops) = S::ops::<()>();
+    let args = S::Inputs::fetch(&in_ops, ctx, 0)?;
+    let values = S::invoke::<()>(args)?;
+    let mut out = Vec::with_capacity(S::Outputs::LEN);
+    S::Outputs::values(&out_ops, values, &mut out);
+    Ok(out)
+}
