@@ -38,7 +38,7 @@ use serde::Serialize;
 
 use super::artifacts::{BlobStat, ListedBlob};
 use super::liveness::Liveness;
-use super::Store;
+use super::SqliteMetadata;
 use crate::error::{Error, Result};
 use crate::time;
 
@@ -100,28 +100,9 @@ struct RunRow {
     running: bool,
 }
 
-impl Store {
-    /// Pins a run (id, name or unique prefix): garbage collection always keeps it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several,
-    /// [`Error::ReadOnly`] on a read-only handle, [`Error::StoreLocked`] or
-    /// [`Error::Database`] when the change cannot be written.
-    pub fn pin(&self, run: &str) -> Result<()> {
-        self.set_pinned(run, true)
-    }
-
-    /// Unpins a run.
-    ///
-    /// # Errors
-    ///
-    /// As for [`pin`](Self::pin).
-    pub fn unpin(&self, run: &str) -> Result<()> {
-        self.set_pinned(run, false)
-    }
-
-    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
+impl SqliteMetadata {
+    /// Pins or unpins a run; see [`Store::pin`](crate::Store::pin).
+    pub(crate) fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
         self.check_writable("pin runs")?;
         let id = self.run(run)?.id;
         self.db()

@@ -37,11 +37,11 @@ pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
-pub(crate) use pass::Pass;
 
 mod connect;
 mod gc;
 mod guard;
+mod handle;
 mod lease;
 mod liveness;
 mod metadata;
@@ -62,7 +62,9 @@ pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
+pub use handle::Store;
 pub use lease::{Begin, Holder};
+pub(crate) use metadata::MetadataPass;
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMetadata;
@@ -75,7 +77,7 @@ pub use query::{
 };
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -91,7 +93,7 @@ pub use blob::ContentHash;
 pub use blob::HashingWriter;
 
 use crate::cacher::Cacher;
-use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
+use crate::error::{Error, ReadOnlyCause, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
 
@@ -140,18 +142,20 @@ const CACHE_SIZE_KIB: i64 = -32 * 1024;
 /// WAL pages between automatic checkpoints (SQLite's default is 1000).
 const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
 
-/// A handle to a store directory; cheap to clone and shareable between threads.
+/// The SQLite metadata of a store directory (`metadata.sqlite`), the [`MetadataStore`] of
+/// local stores; cheap to clone and shareable between threads. [`Store`] holds it behind the
+/// seam, with the store's [`ArtifactStore`].
 #[derive(Clone)]
-pub struct Store {
-    inner: Arc<StoreInner>,
+pub(crate) struct SqliteMetadata {
+    inner: Arc<SqliteInner>,
 }
 
-struct StoreInner {
+struct SqliteInner {
     root: PathBuf,
     /// `<root>/artifacts`: the local blob folder, and `tmp/` in it for temporary files and
     /// the owners' lock files (whatever backend holds the blobs).
     artifacts: PathBuf,
-    /// Where the blobs are.
+    /// Where the blobs are (lookups check their stat, gc and verify walk them).
     blobs: Arc<dyn ArtifactStore>,
     options: StoreOptions,
     /// Why this handle cannot write; `None` when it can.
@@ -161,18 +165,26 @@ struct StoreInner {
     /// The file lock that proves this handle alive to other processes (writable handles
     /// only; see `liveness.rs`).
     owner: Option<liveness::OwnerLock>,
-    blob_reads: AtomicU64,
-    bytes_read: AtomicU64,
+    /// Blob reads, shared with the [`Store`] holding this handle (lookups re-hash blobs
+    /// whose stat changed).
+    counters: Arc<BlobCounters>,
     /// Live lease guards of this handle and its heartbeat thread (`guard.rs`).
     beats: guard::Beats,
 }
 
-impl std::fmt::Debug for Store {
+impl std::fmt::Debug for SqliteMetadata {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
+        f.debug_struct("SqliteMetadata")
             .field("root", &self.inner.root)
             .finish()
     }
+}
+
+/// Blob reads since a store handle was opened.
+#[derive(Debug, Default)]
+pub(crate) struct BlobCounters {
+    pub(crate) blob_reads: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
 }
 
 /// Counters of blob reads since the store handle was opened (tests use them to show that
@@ -318,60 +330,13 @@ pub(crate) struct ExecutionRow<'a> {
     pub lease_holder: Option<&'a Holder>,
 }
 
-impl Store {
-    /// Opens the store in directory `path`, creating it if it does not exist.
-    ///
-    /// Refuses a path that is a file, a non-empty directory that is not a store, a SQLite
-    /// database of another application or with a schema version this library never writes
-    /// (a negative one, say), and a store written by a newer version. A refused path is left
-    /// as it was: nothing is created or changed before every check has passed.
-    ///
-    /// An existing store that this process cannot write (read-only media) opens for
-    /// reading only; see [`Store::open_with`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotAStore`] and [`Error::StoreTooNew`] for what it refuses;
-    /// [`Error::ReadOnly`] when a store must be created or its schema upgraded where nothing
-    /// can be written; [`Error::Database`] or [`Error::Io`] when SQLite or the file system
-    /// fails.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(path, StoreOptions::default())
-    }
-
-    /// Opens (or creates) the store in `path` with `options`.
-    ///
-    /// # Read-only handles and read-only media
-    ///
-    /// With `options.read_only`, nothing is created or changed and every write fails with
-    /// [`Error::ReadOnly`]. An existing store that this process cannot write (the kernel's
-    /// `access(2)` says so for a read-only mount, an immutable file, or missing write
-    /// permission) opens the same way even without `read_only`, with
-    /// [`ReadOnlyCause::Media`]: queries and loads work,
-    /// and a run fails with an error that names the path and the fix.
-    ///
-    /// SQLite reads a database in WAL mode through an index file beside it,
-    /// `metadata.sqlite-shm`, which it creates when missing:
-    ///
-    /// * Where that file exists or can be created, the database is opened plainly
-    ///   read-only. That sees every committed transaction, including those of a writer in
-    ///   another process. (In a writable directory this leaves the `-shm` and `-wal` files
-    ///   behind; the next writer removes them.)
-    /// * On read-only media without it (the usual state: the last writer removed it when it
-    ///   closed), the database is opened with SQLite's `immutable=1`, which reads the main
-    ///   file without locks or index. That is exact while nobody writes the store, which
-    ///   read-only media guarantee. Where another user may still write it (a store you only
-    ///   lack permission on), a handle opened this way does not see later runs, and may
-    ///   fail on a page being rewritten at that moment: reopen it. A leftover
-    ///   `metadata.sqlite-wal` with changes not yet merged cannot be read this way; that is
-    ///   refused with [`Error::ReadOnly`] rather than shown as an older state.
-    ///
-    /// # Errors
-    ///
-    /// As for [`Store::open`]; besides, a read-only open of a path that holds no store
-    /// fails with [`Error::NotAStore`] instead of creating one, and a store of an older
-    /// schema cannot be opened read-only ([`Error::ReadOnly`]: a writable open upgrades it).
-    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+impl SqliteMetadata {
+    /// Opens (or creates) the SQLite metadata in directory `path`; see [`Store::open_with`].
+    pub(crate) fn open_with(
+        path: impl AsRef<Path>,
+        options: StoreOptions,
+        counters: Arc<BlobCounters>,
+    ) -> Result<SqliteMetadata> {
         // Several processes creating or migrating one store at the same moment can get
         // SQLITE_BUSY without SQLite's busy handler being consulted (a lock upgrade that
         // could deadlock, or the switch to WAL mode). Such contention is transient, so the
@@ -380,7 +345,7 @@ impl Store {
         let started = std::time::Instant::now();
         let mut pause = Duration::from_millis(5);
         loop {
-            match Self::open_once(path.as_ref(), options.clone()) {
+            match Self::open_once(path.as_ref(), options.clone(), &counters) {
                 Err(Error::StoreLocked { .. }) if started.elapsed() < options.busy_timeout => {
                     std::thread::sleep(pause);
                     pause = (pause * 2).min(Duration::from_millis(100));
@@ -390,7 +355,11 @@ impl Store {
         }
     }
 
-    fn open_once(path: &Path, options: StoreOptions) -> Result<Store> {
+    fn open_once(
+        path: &Path,
+        options: StoreOptions,
+        counters: &Arc<BlobCounters>,
+    ) -> Result<SqliteMetadata> {
         let root = path.to_path_buf();
         let not_a_store = |reason: &str| Error::NotAStore {
             path: root.clone(),
@@ -518,8 +487,8 @@ impl Store {
                 owner.as_ref().map_or("", |o| o.token()),
             )),
         };
-        let mut store = Store {
-            inner: Arc::new(StoreInner {
+        let mut store = SqliteMetadata {
+            inner: Arc::new(SqliteInner {
                 root,
                 artifacts,
                 blobs,
@@ -528,8 +497,7 @@ impl Store {
                 read_only,
                 db: Mutex::new(conn),
                 owner,
-                blob_reads: AtomicU64::new(0),
-                bytes_read: AtomicU64::new(0),
+                counters: Arc::clone(counters),
                 beats: guard::Beats::default(),
             }),
         };
@@ -559,16 +527,6 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens `$PIPELINE_HOME` if set, else `./.pipeline`, as [`Store::open`] does: creates
-    /// the store if needed, and opens an existing store on read-only media for reading only.
-    ///
-    /// # Errors
-    ///
-    /// As for [`Store::open`].
-    pub fn open_default() -> Result<Store> {
-        Store::open(default_path())
-    }
-
     /// Why this handle cannot write, or `None` when it can.
     pub fn read_only(&self) -> Option<ReadOnlyCause> {
         self.inner.read_only
@@ -577,14 +535,6 @@ impl Store {
     /// The store directory.
     pub fn path(&self) -> &Path {
         &self.inner.root
-    }
-
-    /// Blob reads since this handle was opened.
-    pub fn stats(&self) -> StoreStats {
-        StoreStats {
-            blob_reads: self.inner.blob_reads.load(Ordering::Relaxed),
-            bytes_read: self.inner.bytes_read.load(Ordering::Relaxed),
-        }
     }
 
     /// The schema version of this store.
@@ -700,24 +650,6 @@ impl Store {
             .unwrap_or_else(|| self.inner.artifacts.clone())
     }
 
-    pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
-        self.check_writable("write artifacts")?;
-        let put = self
-            .inner
-            .blobs
-            .put(self.inner.content_hash)
-            .map_err(|e| Error::io(self.blobs_location(), e))?;
-        Ok(BlobWriter { put })
-    }
-
-    /// Finishes a blob: in place and durable under its hash; returns (hash, size).
-    pub(crate) fn finish_blob(&self, writer: BlobWriter) -> Result<(Hash128, u64)> {
-        writer
-            .put
-            .commit()
-            .map_err(|e| Error::io(self.blobs_location(), e))
-    }
-
     /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
     pub(crate) fn write_sidecar(&self, hash: Hash128, sidecar: &Sidecar<'_>) -> Result<()> {
         let doc = sidecar.to_json(hash);
@@ -728,88 +660,32 @@ impl Store {
             .map_err(|e| Error::io(sidecar_path(&self.blob_path(hash)), e))
     }
 
-    /// Reads blob `hash` through `decode`, verifying the content hash of every byte.
-    pub(crate) fn read_blob<V>(
-        &self,
-        hash: Hash128,
-        cacher: &str,
-        decode: impl FnOnce(&mut dyn Read) -> Result<V, BoxError>,
-    ) -> Result<V> {
-        let path = self.blob_path(hash);
-        let input = match self.inner.blobs.open(hash) {
-            Ok(Some(input)) => input,
-            Ok(None) => {
-                return Err(Error::BlobMissing {
-                    hash: hash.to_hex(),
-                    path,
-                })
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        let mut reader = blob::HashingReader::new(input, self.inner.content_hash);
-        let decoded = decode(&mut reader);
-        let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
-        self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-        if actual != hash {
-            // Forget the blob's recorded stat so the next cache lookup re-hashes it, finds
-            // it damaged and re-executes the producing step.
-            let _ = self
-                .db()
-                .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()]);
-            return Err(Error::BlobCorrupt {
-                hash: hash.to_hex(),
-                path,
-                actual: actual.to_hex(),
-            });
-        }
-        decoded.map_err(|e| Error::Cacher {
-            cacher: cacher.to_string(),
-            action: "load",
-            what: format!("blob {hash}"),
-            source: e,
-        })
+    /// SQLite's side of [`MetadataStore::blob_damaged`]: forgets the blob's recorded
+    /// stat, so the next lookup re-hashes it (a missing blob is found missing by its stat).
+    pub(crate) fn forget_blob_stat(&self, hash: Hash128) -> Result<()> {
+        self.db()
+            .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
     }
 
-    /// Records that output `output` written by `execution` does not decode as `type_name`,
-    /// so cache lookups stop reusing it (the next run executes the step again), and returns
-    /// the error to report. Recording is best effort: a read-only store, an unknown
-    /// execution (0) or a failed write only cost one more failed load later.
-    pub(crate) fn undecodable(
+    /// SQLite's side of [`MetadataStore::undecodable`].
+    pub(crate) fn record_undecodable(
         &self,
         execution: i64,
-        step: &str,
         output: &str,
         type_name: &str,
-        cacher: &str,
-        source: BoxError,
-    ) -> Error {
-        let message = source.to_string();
-        tracing::warn!(
-            target: "pipeline",
-            "Stored output `{output}` of `{step}` could not be decoded as `{type_name}` ({message}); the next run executes `{step}` again."
-        );
-        if execution > 0 && !self.inner.options.read_only {
-            let recorded = self.db().execute(
+        message: &str,
+    ) -> Result<()> {
+        self.check_writable("record an undecodable output")?;
+        self.db()
+            .execute(
                 "INSERT OR REPLACE INTO undecodable(execution_id, output, type_name, message, at_us) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![execution, output, type_name, message, crate::time::now_micros()],
-            );
-            if let Err(e) = recorded {
-                tracing::warn!(
-                    target: "pipeline",
-                    "Could not record that output `{output}` of `{step}` is undecodable: {}",
-                    self.db_error(e)
-                );
-            }
-        }
-        Error::Undecodable {
-            step: step.to_string(),
-            output: output.to_string(),
-            type_name: type_name.to_string(),
-            cacher: cacher.to_string(),
-            source,
-        }
+            )
+            .map(|_| ())
+            .map_err(|e| self.db_error(e))
     }
 
     /// Finds the newest completed execution with `key` whose blobs are intact, in a read
@@ -971,8 +847,12 @@ impl Store {
         if size == Some(stat.size as i64) && mtime == Some(mtime_now) {
             return Ok(BlobState::Ok { stale_use });
         }
-        self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
         self.inner
+            .counters
+            .blob_reads
+            .fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .counters
             .bytes_read
             .fetch_add(stat.size, Ordering::Relaxed);
         let hashed = artifacts::hash_blob(self.inner.blobs.as_ref(), hash, self.inner.content_hash);
@@ -1219,7 +1099,9 @@ impl Store {
             .filter(|_| same)
             .map(|(id, fingerprint, _)| OutputsHolder { id, fingerprint }))
     }
+}
 
+impl Store {
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`: the
     /// shorthand for `store.artifact(run, step, output)?.load()` (see
     /// [`StoredArtifact::load`]).

@@ -7,7 +7,7 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::artifacts::{self, ArtifactStore};
-use super::{sidecar_path, Sidecar, Store};
+use super::{sidecar_path, Sidecar, SqliteMetadata};
 use crate::error::{Error, Result};
 use crate::key::{Hash128, KeyComponents};
 
@@ -92,7 +92,7 @@ impl VerifyReport {
     }
 }
 
-impl Store {
+impl SqliteMetadata {
     /// Checks the store: every completed execution's blobs exist and hash to their names
     /// and have their sidecars, executions record all their outputs and belong to a run,
     /// no run is left running by a dead process, and no temporary file is left by one.

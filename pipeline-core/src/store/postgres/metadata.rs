@@ -24,24 +24,31 @@
 //! its leases expire by heartbeat meanwhile. This needs a direct session to the server: a
 //! pooler in transaction mode (PgBouncer's) would hand the lock's session to others.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Row, Transaction};
+use postgres::{Client, GenericClient, Row, Transaction};
 use tracing::debug;
 
 use super::{Postgres, CONNECT_TIMEOUT};
 use crate::config::PostgresUrl;
 use crate::error::{Error, Result, UnknownValue};
-use crate::key::Hash128;
+use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
+use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
+use crate::store::gc::{GcPolicy, GcReport};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
 use crate::store::lease::{Begin, Holder, CLAIM_ENDED, PROCESS_ENDED};
 use crate::store::liveness;
-use crate::store::metadata::{MetadataStore, RunStart, StepStart};
+use crate::store::metadata::{
+    Backend, FoundArtifact, MetadataPass, MetadataStore, RunStart, StepStart,
+};
 use crate::store::rows::{self, Cell, Columns};
+use crate::store::verify::VerifyReport;
+use crate::store::{ContentHash, ExecutionRow, Lookup as Lookup_, OutputsHolder};
 use crate::store::{Damage, ExecutionRef, Lineage, RunRecord, RunStatus, StepRecord};
 
 /// The server's clock in microseconds since the Unix epoch, as a literal for `concat!`:
@@ -1002,6 +1009,120 @@ impl MetadataStore for PostgresMetadata {
         })?;
         rows::lineage(content_hash, found)
     }
+
+    fn pipelines(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            c.query("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline", &[])?
+                .iter()
+                .map(|r| r.try_get(0).map_err(Fail::Db))
+                .collect()
+        })
+    }
+
+    fn execution_run(&self, id: i64) -> Result<RunRecord> {
+        let run_id: Option<String> = self.read(|c| {
+            Ok(
+                c.query_opt("SELECT run_id FROM executions WHERE id = $1", &[&id])?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
+            )
+        })?;
+        let run_id = run_id.ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;
+        self.run(&run_id)
+    }
+
+    fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
+        // No run id is empty, so `''` excludes none.
+        let id: Option<i64> = self.read(|c| {
+            Ok(
+                c.query_one(&numbered(&newest_call_sql(false)), &[&step, &"", &before])?
+                    .try_get(0)?,
+            )
+        })?;
+        id.map(|id| self.execution(id)).transpose()
+    }
+
+    fn compared_execution(&self, execution: i64) -> Result<Option<EarlierCall>> {
+        type Found = (String, String, Option<String>, String, String, i64);
+        let row: Option<Found> = self.read(|c| {
+            let row = c.query_opt(
+                concat!(
+                    "SELECT e.run_id, e.step, e.compared, ",
+                    crate::store::components_of_e!(),
+                    ", r.pipeline, (SELECT count(*) FROM executions o WHERE o.run_id = e.run_id \
+                     AND o.step = e.step AND o.position < e.position) \
+                     FROM executions e JOIN runs r ON r.id = e.run_id WHERE e.id = $1"
+                ),
+                &[&execution],
+            )?;
+            Ok(match row {
+                Some(r) => Some((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                )),
+                None => None,
+            })
+        })?;
+        let Some((run_id, step, compared, components, pipeline, ordinal)) = row else {
+            return Err(Error::UnknownRun(format!("execution {execution}")));
+        };
+        if let Some(recorded) = compared.and_then(|c| serde_json::from_str(&c).ok()) {
+            return Ok(Some(recorded));
+        }
+        let Ok(components) = serde_json::from_str::<KeyComponents>(&components) else {
+            return Ok(None);
+        };
+        let earlier =
+            self.read(|c| earlier_calls(c, &step, &pipeline, &run_id, Some(execution)))?;
+        Ok(earlier.and_then(|calls| {
+            calls.earlier_call(&Call {
+                label: None,
+                ordinal: usize::try_from(ordinal).unwrap_or(0),
+                components: &components,
+            })
+        }))
+    }
+
+    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
+        let id = self.run(run)?.id;
+        self.read(|c| {
+            c.execute("UPDATE runs SET pinned = $2 WHERE id = $1", &[&id, &pinned])?;
+            Ok(())
+        })
+    }
+
+    fn gc(&self, _policy: &GcPolicy) -> Result<GcReport> {
+        Err(self.unsupported("garbage collection (`pipeline gc`)"))
+    }
+
+    fn verify(&self, _repair: bool) -> Result<VerifyReport> {
+        Err(self.unsupported("verifying the store (`pipeline verify`)"))
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let mut conn = self.inner.db.conn()?;
+        super::schema::version(&mut *conn)
+            .map_err(|e| self.inner.db.schema_error(e))
+            .map(|v| v.unwrap_or(0))
+    }
+
+    fn blob_damaged(&self, hash: Hash128, corrupt: bool) -> Result<()> {
+        PostgresMetadata::blob_damaged(self, hash, corrupt)
+    }
+
+    fn undecodable(
+        &self,
+        execution: i64,
+        output: &str,
+        type_name: &str,
+        message: &str,
+    ) -> Result<()> {
+        PostgresMetadata::undecodable(self, execution, output, type_name, message)
+    }
 }
 
 /// The rows `sql` selects with `param`, grouped by their first column (an execution id),
@@ -1057,7 +1178,7 @@ fn retryable(e: &postgres::Error) -> bool {
 ///
 /// Typed (`query_typed`): one round trip, where a plain query prepares first, on the path of
 /// every cache hit.
-fn lookup(tx: &mut Transaction<'_>, key: &str) -> Result<Lookup, Fail> {
+fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
     let rows = tx.query_typed(
         "WITH f AS (SELECT id, reused_execution, components FROM executions \
                     WHERE cache_key = $1 AND outputs_of IS NULL \
@@ -1128,4 +1249,326 @@ fn abandon(
         &[&key, &owner],
     )?;
     Ok(())
+}
+
+impl Backend for PostgresMetadata {
+    fn pass(&self) -> Result<Box<dyn MetadataPass + '_>> {
+        let mut conn = self.inner.db.conn()?;
+        conn.batch_execute("BEGIN")
+            .map_err(|e| self.error(Fail::Db(e)))?;
+        Ok(Box::new(Pass {
+            meta: self,
+            conn: RefCell::new(conn),
+            open: true,
+        }))
+    }
+
+    fn lookup(&self, key: Hash128) -> Result<Lookup_> {
+        self.read(|c| Ok(lookup(c, &key.to_hex())?.into()))
+    }
+
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        self.transact(|tx| record(tx, rows))
+    }
+
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+        before: Option<i64>,
+    ) -> Result<Option<Candidates>> {
+        self.read(|c| earlier_calls(c, step, pipeline, exclude_run, before))
+    }
+
+    fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
+        self.read(|c| {
+            let Some(r) = c.query_opt(
+                "SELECT a.name, a.content_hash, a.size, a.type_name, a.cacher, a.cacher_version, \
+                 a.metadata, a.execution_id, e.name, e.components \
+                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+                 WHERE a.content_hash = $1 ORDER BY a.id DESC LIMIT 1",
+                &[&hash.to_hex()],
+            )?
+            else {
+                return Ok(None);
+            };
+            let components: String = r.try_get(9)?;
+            let components: KeyComponents = serde_json::from_str(&components)
+                .map_err(|_| Fail::Unknown(UnknownValue::new("key components", &components)))?;
+            Ok(Some((
+                rows::artifact_record(&r, 0)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+                components,
+            )))
+        })
+    }
+}
+
+impl PostgresMetadata {
+    /// The algorithm naming this store's blobs: the one recorded in the database, or
+    /// `new`, recorded now, for a store without one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the setting cannot be read or written;
+    /// [`Error::NotAStore`] when it names an algorithm this version does not know.
+    pub fn content_hash(&self, new: ContentHash) -> Result<ContentHash> {
+        let recorded: String = self.read(|c| {
+            c.execute(
+                "INSERT INTO settings(key, value) VALUES ('content_hash', $1) \
+                 ON CONFLICT (key) DO NOTHING",
+                &[&new.as_str()],
+            )?;
+            Ok(
+                c.query_one("SELECT value FROM settings WHERE key = 'content_hash'", &[])?
+                    .try_get(0)?,
+            )
+        })?;
+        recorded.parse().map_err(|_| Error::NotAStore {
+            path: self.url().to_string().into(),
+            reason: format!("it names blobs with `{recorded}`, which this version does not know"),
+        })
+    }
+
+    fn unsupported(&self, what: &str) -> Error {
+        Error::Remote {
+            location: self.url().to_string(),
+            problem: format!(
+                "{what} is not supported yet for a store whose metadata is in PostgreSQL"
+            ),
+            source: None,
+        }
+    }
+}
+
+/// A pass on PostgreSQL: one transaction (`BEGIN` .. `COMMIT`) on a pooled connection.
+/// The executions its lookups found are locked `FOR KEY SHARE` until it ends, so the cached
+/// rows it records point at rows that still exist.
+struct Pass<'a> {
+    meta: &'a PostgresMetadata,
+    conn: RefCell<super::Connection>,
+    open: bool,
+}
+
+impl MetadataPass for Pass<'_> {
+    fn lookup(&self, key: Hash128) -> Result<Lookup_> {
+        let mut conn = self.conn.borrow_mut();
+        lookup(&mut **conn, &key.to_hex())
+            .map(Lookup_::from)
+            .map_err(|f| self.meta.error(f))
+    }
+
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+    ) -> Result<Option<Candidates>> {
+        let mut conn = self.conn.borrow_mut();
+        earlier_calls(&mut **conn, step, pipeline, exclude_run, None)
+            .map_err(|f| self.meta.error(f))
+    }
+
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        let mut conn = self.conn.borrow_mut();
+        record(&mut **conn, rows).map_err(|f| self.meta.error(f))
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.open = false;
+        let mut conn = self.conn.borrow_mut();
+        if let Err(e) = conn.batch_execute("COMMIT") {
+            let _ = conn.batch_execute("ROLLBACK");
+            return Err(self.meta.error(Fail::Db(e)));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // A connection whose rollback failed is broken; the pool drops it.
+            let _ = self.conn.get_mut().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl From<Lookup> for Lookup_ {
+    fn from(found: Lookup) -> Lookup_ {
+        match found {
+            Lookup::Hit(hit) => Lookup_::Hit {
+                execution: hit.reused,
+                outputs: hit.outputs,
+                holder: OutputsHolder {
+                    id: hit.holder,
+                    fingerprint: None,
+                },
+            },
+            Lookup::Miss => Lookup_::Miss,
+            Lookup::Damaged(d) => Lookup_::Damaged(d),
+        }
+    }
+}
+
+/// Inserts execution rows with their artifacts and inputs on `c` (inside the caller's
+/// transaction), and ends the leases they held; returns their ids. A cached row that points
+/// at the execution holding its outputs (`outputs_of`) gets no artifact and input rows of
+/// its own, and stores its key components as `''` when they are that execution's.
+fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>, Fail> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let components = serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+        let outputs_of = match row.status {
+            StepStatus::Cached => row.outputs_of.map(|h| h.id),
+            _ => None,
+        };
+        let inserted = c.query_typed_one(
+            "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
+             code_signature, components, reason, error, reused_execution, outputs_of, \
+             started_at_us, duration_s, compared) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                     CASE WHEN $12::bigint IS NOT NULL AND $8 = \
+                          (SELECT h.components FROM executions h WHERE h.id = $12::bigint) \
+                          THEN '' ELSE $8 END, \
+                     $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+            &[
+                (&row.run_id, Type::TEXT),
+                (&row.name, Type::TEXT),
+                (&row.step, Type::TEXT),
+                (&(row.position as i64), Type::INT8),
+                (&row.status.as_str(), Type::TEXT),
+                (&row.cache_key.map(Hash128::to_hex), Type::TEXT),
+                (&row.components.code_signature, Type::TEXT),
+                (&components, Type::TEXT),
+                (&row.reason, Type::TEXT),
+                (&row.error, Type::TEXT),
+                (&row.reused, Type::INT8),
+                (&outputs_of, Type::INT8),
+                (&row.started_at_us, Type::INT8),
+                (&row.duration.as_secs_f64(), Type::FLOAT8),
+                (&row.compared, Type::TEXT),
+            ],
+        )?;
+        let id: i64 = inserted.try_get(0)?;
+        ids.push(id);
+        if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
+            let key = key.to_hex();
+            c.execute(
+                "DELETE FROM holds WHERE cache_key = $1 AND owner = $2",
+                &[&key, &holder.owner],
+            )?;
+            c.execute(
+                "DELETE FROM leases WHERE cache_key = $1 AND owner = $2",
+                &[&key, &holder.owner],
+            )?;
+        }
+        if outputs_of.is_some() {
+            continue;
+        }
+        if !row.outputs.is_empty() {
+            let names: Vec<&str> = row.outputs.iter().map(|o| o.name.as_str()).collect();
+            let positions: Vec<i64> = (0..row.outputs.len() as i64).collect();
+            let hashes: Vec<String> = row.outputs.iter().map(|o| o.hash.to_hex()).collect();
+            let sizes: Vec<i64> = row.outputs.iter().map(|o| o.size as i64).collect();
+            let types: Vec<&str> = row.outputs.iter().map(|o| o.type_name.as_str()).collect();
+            let cachers: Vec<&str> = row.outputs.iter().map(|o| o.cacher.as_str()).collect();
+            let versions: Vec<i64> = row
+                .outputs
+                .iter()
+                .map(|o| i64::from(o.cacher_version))
+                .collect();
+            let metadata: Vec<Option<String>> = row
+                .outputs
+                .iter()
+                .map(|o| o.metadata.as_ref().map(|m| m.to_string()))
+                .collect();
+            c.execute(
+                "INSERT INTO artifacts(execution_id, name, position, content_hash, size, \
+                 type_name, cacher, cacher_version, metadata) \
+                 SELECT $1, o.name, o.position, o.hash, o.size, o.type_name, o.cacher, \
+                        o.version, o.metadata \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
+                             $7::text[], $8::bigint[], $9::text[]) \
+                      AS o(name, position, hash, size, type_name, cacher, version, metadata)",
+                &[
+                    &id, &names, &positions, &hashes, &sizes, &types, &cachers, &versions,
+                    &metadata,
+                ],
+            )?;
+            if row.status == StepStatus::Executed {
+                c.execute("DELETE FROM damaged_blobs WHERE hash = ANY($1)", &[&hashes])?;
+            }
+        }
+        if !row.inputs.is_empty() {
+            let names: Vec<&str> = row.inputs.iter().map(|i| i.name.as_str()).collect();
+            let positions: Vec<i64> = (0..row.inputs.len() as i64).collect();
+            let hashes: Vec<Option<String>> = row
+                .inputs
+                .iter()
+                .map(|i| i.hash.map(Hash128::to_hex))
+                .collect();
+            let producers: Vec<Option<i64>> = row.inputs.iter().map(|i| i.producer).collect();
+            c.execute(
+                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
+                 SELECT $1, i.name, i.position, i.hash, i.producer \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
+                      AS i(name, position, hash, producer)",
+                &[&id, &names, &positions, &hashes, &producers],
+            )?;
+        }
+    }
+    Ok(ids)
+}
+
+/// The completed calls of `step` in the run a miss is compared with: the newest run other
+/// than `exclude_run` with a completed call of the step before execution `before`,
+/// preferring runs of `pipeline` (the rule of `store/earlier.rs`, in the same SQL).
+fn earlier_calls(
+    c: &mut impl GenericClient,
+    step: &str,
+    pipeline: &str,
+    exclude_run: &str,
+    before: Option<i64>,
+) -> Result<Option<Candidates>, Fail> {
+    let before = before.unwrap_or(i64::MAX);
+    let mut run: Option<(String, String)> = None;
+    for in_pipeline in [true, false] {
+        let sql = numbered(&format!(
+            "SELECT e.run_id, r.name FROM executions e JOIN runs r ON r.id = e.run_id \
+             WHERE e.id = ({})",
+            newest_call_sql(in_pipeline)
+        ));
+        let found = if in_pipeline {
+            c.query_opt(&sql, &[&step, &exclude_run, &before, &pipeline])?
+        } else {
+            c.query_opt(&sql, &[&step, &exclude_run, &before])?
+        };
+        if let Some(r) = found {
+            run = Some((r.try_get(0)?, r.try_get(1)?));
+            break;
+        }
+    }
+    let Some((run_id, run_name)) = run else {
+        return Ok(None);
+    };
+    let rows = c.query(
+        concat!(
+            "SELECT e.id, e.name, e.status, ",
+            crate::store::components_of_e!(),
+            " FROM executions e WHERE e.run_id = $1 AND e.step = $2 ORDER BY e.position"
+        ),
+        &[&run_id, &step],
+    )?;
+    let mut calls = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let status: String = r.try_get(2)?;
+        let status = status
+            .parse::<StepStatus>()
+            .map_err(|_| Fail::Unknown(UnknownValue::new("step status", &status)))?;
+        calls.push((r.try_get(0)?, r.try_get(1)?, status, r.try_get(3)?));
+    }
+    Ok(Some(calls_of(&run_id, &run_name, calls, true)))
 }
