@@ -5,8 +5,8 @@
 //! A store whose metadata is in PostgreSQL still needs a local folder: the read-through
 //! cache of S3 downloads (`<local>/artifacts/cache/`) and nothing else of the store (blobs
 //! being written go straight to their backend's own temporary names). That folder is
-//! `$PIPELINE_HOME`, else `./.pipeline` ([`default_path`](super::default_path)), and
-//! [`Store::path`] returns it.
+//! [`StoreOptions::local_dir`], by default `$PIPELINE_HOME`, else `./.pipeline`
+//! ([`default_path`](super::default_path)), and [`Store::path`] returns it.
 
 use std::sync::Arc;
 
@@ -109,7 +109,10 @@ fn postgres(
 ) -> Result<Store> {
     use super::PostgresMetadata;
 
-    let local = super::default_path();
+    let local = options
+        .local_dir
+        .clone()
+        .unwrap_or_else(super::default_path);
     let meta = PostgresMetadata::connect(url, options.lease_ttl)?;
     let content_hash = meta.content_hash(options.content_hash)?;
     let blobs: Arc<dyn super::artifacts::ArtifactStore> =

@@ -121,6 +121,11 @@ pub struct StoreOptions {
     /// [`ObjectArtifacts`](artifacts::ObjectArtifacts); the metadata stays in the store
     /// directory. Every handle on one store must be given the same backend.
     pub artifacts: Option<Arc<dyn ArtifactStore>>,
+    /// For a store whose metadata is in PostgreSQL ([`Store::connect`]): the local folder
+    /// that keeps the read-through cache of S3 downloads (`<dir>/artifacts/cache/`) and
+    /// that [`Store::path`] returns. Default (`None`): `$PIPELINE_HOME`, else `./.pipeline`.
+    /// A local store ignores it (its folder is the store).
+    pub local_dir: Option<PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -131,6 +136,7 @@ impl Default for StoreOptions {
             content_hash: ContentHash::Xxh3,
             read_only: false,
             artifacts: None,
+            local_dir: None,
         }
     }
 }

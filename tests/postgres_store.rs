@@ -1,0 +1,342 @@
+//! A store whose metadata is in PostgreSQL (`PIPELINE_METADATA=postgres://..`) and whose
+//! artifact bytes are in S3 (Garage), opened by `Store::connect`: the seed example's
+//! pipeline runs on it, a second run on a new handle caches every step and reads no artifact
+//! bytes, misses are explained, and the queries see what SQLite's would. Connection errors
+//! (wrong password, unreachable or silent server, newer schema) are clear and never show a
+//! credential.
+//!
+//! `PIPELINE_TEST_POSTGRES` names a server whose user may create databases (each test works
+//! in a database of its own), `PIPELINE_TEST_S3` a bucket and prefix (with the standard
+//! `AWS_*` variables); `scripts/services.sh` starts both. Without them the tests say so and
+//! pass, unless `PIPELINE_TEST_REQUIRE_SERVICES=1`, which makes a missing service a failure.
+
+#[path = "../examples/common/digits.rs"]
+mod digits;
+#[path = "../examples/common/digits_pipeline.rs"]
+mod digits_pipeline;
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use pipeline::config::StoreConfig;
+use pipeline::prelude::*;
+use pipeline::{Error, StepStatus, StoreOptions};
+
+use digits::{DEFAULT_C, DEFAULT_GAMMA};
+use digits_pipeline::{digits_pipeline, STEPS};
+
+/// Training rows used (of 1437): enough for an accuracy above 0.9, fast in debug builds.
+const TRAIN_LIMIT: usize = 300;
+
+/// The value of a service variable, or `None` (after saying so) when it is unset and
+/// services are not required.
+fn service(var: &str, test: &str) -> Option<String> {
+    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        Some(v) => Some(v),
+        None if std::env::var("PIPELINE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("{test}: {var} is not set but PIPELINE_TEST_REQUIRE_SERVICES=1; start the services with scripts/services.sh")
+        }
+        None => {
+            eprintln!("{test}: skipped, {var} is not set (scripts/test.sh starts the services and sets it)");
+            None
+        }
+    }
+}
+
+/// A database of the test server that one test works in, dropped when the test ends.
+struct TestDatabase {
+    /// Its URL, with the server's credentials.
+    url: String,
+    name: String,
+    server: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = postgres::Client::connect(&self.server, postgres::NoTls) {
+            let _ = admin.batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ));
+        }
+    }
+}
+
+fn fresh_database(test: &str) -> Option<TestDatabase> {
+    let server = service("PIPELINE_TEST_POSTGRES", test)?;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "pipeline_store_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        test.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(20)
+            .collect::<String>()
+    );
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("test server");
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .expect("create test database");
+    let mut url = url::Url::parse(&server).unwrap();
+    url.set_path(&name);
+    Some(TestDatabase {
+        url: url.into(),
+        name,
+        server,
+    })
+}
+
+/// A prefix of the test bucket no other test or run uses.
+fn fresh_prefix(test: &str) -> Option<String> {
+    let bucket = service("PIPELINE_TEST_S3", test)?;
+    Some(format!(
+        "{}/{test}-{}-{}",
+        bucket.trim_end_matches('/'),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ))
+}
+
+/// Options with the local folder (the S3 read cache) in `dir`.
+fn options(dir: &std::path::Path) -> StoreOptions {
+    StoreOptions {
+        local_dir: Some(dir.to_path_buf()),
+        ..StoreOptions::default()
+    }
+}
+
+fn statuses(run: &Run<Artifact<f64>>) -> Vec<StepStatus> {
+    run.steps().iter().map(|s| s.status()).collect()
+}
+
+#[test]
+fn the_seed_pipeline_runs_on_postgres_and_s3_and_caches_across_handles() {
+    let (Some(db), Some(prefix)) = (
+        fresh_database("seed_pipeline"),
+        fresh_prefix("seed_pipeline"),
+    ) else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(&db.url, Some(&prefix)).unwrap();
+    let open = || Store::connect_with(&config, options(local.path())).unwrap();
+    let pipeline = |gamma: f64, cache_normalizer: bool| {
+        digits_pipeline(gamma, DEFAULT_C, Some(TRAIN_LIMIT), cache_normalizer)
+    };
+
+    let store = open();
+    assert_eq!(store.path(), local.path());
+    let first = pipeline(DEFAULT_GAMMA, true)
+        .store(store.clone())
+        .run_name("first")
+        .run()
+        .unwrap();
+    assert_eq!(statuses(&first), [StepStatus::Executed; 4]);
+    let accuracy = first.output().load().unwrap();
+    assert!(accuracy > 0.9, "accuracy {accuracy}");
+
+    // A new handle, as another process (or host) opens it: every step cached, and not one
+    // artifact byte read, locally or from the bucket.
+    let again = open();
+    let second = pipeline(DEFAULT_GAMMA, true)
+        .store(again.clone())
+        .run_name("second")
+        .run()
+        .unwrap();
+    assert_eq!(statuses(&second), [StepStatus::Cached; 4]);
+    assert_eq!(again.stats().blob_reads, 0, "a cached run reads no blobs");
+    assert_eq!(again.stats().bytes_read, 0);
+    // Loading reads through the backend and verifies the bytes.
+    assert_eq!(second.output().load().unwrap(), accuracy);
+    assert!(again.stats().blob_reads > 0);
+
+    // A changed parameter: the trainer and evaluator miss, and the miss says why.
+    let third = pipeline(DEFAULT_GAMMA * 2.0, true)
+        .store(again.clone())
+        .run_name("third")
+        .run()
+        .unwrap();
+    assert_eq!(
+        statuses(&third),
+        [
+            StepStatus::Cached,
+            StepStatus::Cached,
+            StepStatus::Executed,
+            StepStatus::Executed
+        ]
+    );
+    let reason = third.step("svc_trainer").unwrap().reason().to_string();
+    assert!(reason.contains("gamma"), "{reason}");
+
+    // Caching off for the normalizer: it runs (a row recorded outside any lease) and writes
+    // the same bytes, so the trainer after it is cached again.
+    let fourth = pipeline(DEFAULT_GAMMA, false)
+        .store(open())
+        .run_name("fourth")
+        .run()
+        .unwrap();
+    assert_eq!(
+        statuses(&fourth),
+        [
+            StepStatus::Cached,
+            StepStatus::Executed,
+            StepStatus::Cached,
+            StepStatus::Cached
+        ]
+    );
+
+    // The queries, on a third handle.
+    let reader = open();
+    let names: Vec<String> = reader
+        .runs(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["fourth", "third", "second", "first"]);
+    assert_eq!(reader.pipelines().unwrap(), ["digits_pipeline"]);
+    let steps = reader.run_steps("second").unwrap();
+    let step_names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(step_names, STEPS);
+    assert!(steps
+        .iter()
+        .all(|s| s.outputs.len() == s.components.outputs.len()));
+    let trainer = reader.run_steps("third").unwrap()[2].clone();
+    let compared = reader
+        .compared_execution(trainer.execution_id)
+        .unwrap()
+        .expect("the miss was compared with the first run's trainer");
+    assert_eq!(compared.run_name, "second");
+    let diff = reader.compare_runs("second", "third").unwrap();
+    let changed: Vec<&str> = diff.changed().map(|s| s.name.as_str()).collect();
+    assert_eq!(changed, ["svc_trainer", "evaluator"]);
+    let model = reader.artifact("first", "svc_trainer", "output").unwrap();
+    let lineage = reader.lineage(model.content_hash()).unwrap();
+    assert_eq!(lineage.producers.len(), 1);
+    assert_eq!(lineage.producers[0].run_name, "first");
+    assert_eq!(lineage.reused_by.len(), 2, "{lineage:?}");
+    assert_eq!(
+        reader.execution_run(model.execution_id()).unwrap().name,
+        "first"
+    );
+    reader.pin("first").unwrap();
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let pinned: Vec<String> = client
+        .query("SELECT name FROM runs WHERE pinned", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(pinned, ["first"]);
+    assert!(
+        reader.schema_version().unwrap() >= 1,
+        "the PostgreSQL schema's version"
+    );
+    // What this backend does not do yet says so.
+    let e = reader.gc(&pipeline::GcPolicy::default()).unwrap_err();
+    assert!(e.to_string().contains("not supported yet"), "{e}");
+}
+
+/// Every way an error can show: `Display`, `Debug` and each source's.
+fn everything_shown(e: &Error) -> String {
+    let mut text = format!("{e}\n{e:?}");
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!("\n{s}\n{s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+fn with_password(url: &str, password: &str) -> String {
+    let mut url = url::Url::parse(url).unwrap();
+    url.set_password(Some(password)).unwrap();
+    url.into()
+}
+
+/// The error of `Store::connect` for metadata at `url`; the artifacts half is never reached.
+fn connect_error(url: &str) -> Error {
+    let local = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(url, Some("s3://unused-bucket/x")).unwrap();
+    Store::connect_with(&config, options(local.path())).unwrap_err()
+}
+
+#[test]
+fn a_wrong_password_is_refused_clearly_and_never_shown() {
+    let Some(db) = fresh_database("wrong_password") else {
+        return;
+    };
+    let e = connect_error(&with_password(&db.url, "not-the-password-5678"));
+    let shown = everything_shown(&e);
+    assert!(
+        shown.contains("refused the user name or password"),
+        "{shown}"
+    );
+    assert!(!shown.contains("not-the-password-5678"), "{shown}");
+    if let Some(real) = url::Url::parse(&db.url).unwrap().password() {
+        assert!(!shown.contains(real), "the real password leaked: {shown}");
+    }
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error_without_the_password() {
+    // Nothing listens on port 1.
+    let e = connect_error("postgres://ci:hunter2@127.0.0.1:1/p");
+    let shown = everything_shown(&e);
+    assert!(
+        shown.contains("cannot reach the metadata database"),
+        "{shown}"
+    );
+    assert!(shown.contains("postgres://ci:***@127.0.0.1:1/p"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_timeout_not_a_hang() {
+    // Accepts connections and says nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started = Instant::now();
+    let e = connect_error(&format!("postgres://ci:hunter2@127.0.0.1:{port}/p"));
+    let waited = started.elapsed();
+    let shown = everything_shown(&e);
+    assert!(shown.contains("did not answer within"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(waited < Duration::from_secs(30), "waited {waited:?}");
+    drop(listener);
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused_and_named_without_its_password() {
+    let Some(db) = fresh_database("newer_schema") else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(&db.url, Some("s3://unused-bucket/x")).unwrap();
+    let store = Store::connect_with(&config, options(local.path())).unwrap();
+    let current = store.schema_version().unwrap();
+    drop(store);
+    let mut client = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    client
+        .execute(
+            "UPDATE pipeline_store SET value = $1 WHERE key = 'schema_version'",
+            &[&(current + 1).to_string()],
+        )
+        .unwrap();
+    let e = connect_error(&db.url);
+    match &e {
+        Error::StoreTooNew {
+            found, supported, ..
+        } => assert_eq!((*found, *supported), (current + 1, current)),
+        other => panic!("expected StoreTooNew, got {other}"),
+    }
+    let shown = everything_shown(&e);
+    if let Some(real) = url::Url::parse(&db.url).unwrap().password() {
+        assert!(!shown.contains(real), "the password leaked: {shown}");
+    }
+}
