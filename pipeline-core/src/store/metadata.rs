@@ -1,7 +1,10 @@
 //! The metadata seam: runs, executions, leases, lineage and the queries, behind one trait,
-//! so that a backend other than SQLite (PostgreSQL, issue "Beyond one machine") can carry
-//! the runtime. [`Store`] implements it by delegating to its SQLite code, and
-//! `PostgresMetadata` (feature `postgres`) on PostgreSQL; every implementation must pass
+//! so that more than one backend carries the runtime: SQLite (`SqliteMetadata`, the local
+//! store) and PostgreSQL (`PostgresMetadata`, feature `postgres`). [`Store`](super::Store)
+//! holds one as an `Arc<dyn Backend>`: [`MetadataStore`] (public: runs, leases, the
+//! queries, pins, gc, verify, damage marks) and [`Backend`] on top (crate-internal, as its
+//! rows are the executor's types: the per-wave pass, rows recorded outside a pass, miss
+//! explanations). Every implementation must pass
 //! [`contract::metadata`](super::contract::metadata).
 
 use std::sync::Arc;
@@ -68,8 +71,10 @@ pub struct RunStart {
 }
 
 /// What the runtime and the queries need from a metadata backend: runs, executions,
-/// leases, lineage and the queries. [`Store`] implements it on SQLite; every implementation
-/// must pass [`contract::metadata`](super::contract::metadata).
+/// leases, lineage and the queries. `SqliteMetadata` implements it on SQLite and
+/// `PostgresMetadata` on PostgreSQL; [`Store::metadata_store`](super::Store::metadata_store)
+/// hands out a store's. Every implementation must pass
+/// [`contract::metadata`](super::contract::metadata).
 ///
 /// # The invariants and how a backend keeps them
 ///
@@ -111,6 +116,11 @@ pub struct RunStart {
 ///    proves more: each handle holds a session-level `pg_try_advisory_lock(<owner hash>)`
 ///    on a connection of its own, which the server releases when that session ends, so a
 ///    holder whose lock no session holds (`pg_locks`) is dead, whatever its host.
+/// 6. **A wave is one transaction.** `Backend::pass` (crate-internal) opens one transaction for the
+///    lookups, miss explanations and cached rows of the steps the coordinator resolves at
+///    once (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `BEGIN`, each hit's execution locked
+///    `FOR KEY SHARE` by its lookup), so a cached row points at what its lookup found and
+///    nothing can delete it in between. No step body runs while a pass is open.
 pub trait MetadataStore: Send + Sync {
     /// Records a run as running, owned by this handle.
     ///

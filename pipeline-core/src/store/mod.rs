@@ -1,35 +1,52 @@
-//! The metadata store (SQLite) and the blob folder beside it.
+//! A store: its metadata (runs, executions, leases, lineage) behind the [`MetadataStore`]
+//! seam, and its artifact bytes in an [`ArtifactStore`]. [`Store`] (`handle.rs`) holds one
+//! of each; everything that needs both (writing a blob, then recording it; a load that finds
+//! damage and says so) is there, everything else is one call of the metadata backend.
 //!
-//! ```text
-//! <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
-//! <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
-//! ```
+//! Two metadata backends:
+//!
+//! * SQLite (`SqliteMetadata`, this module and `gc.rs`, `verify.rs`, `query.rs`,
+//!   `lease.rs`, `guard.rs`, `pass.rs`, `earlier.rs`), the local store:
+//!
+//!   ```text
+//!   <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
+//!   <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
+//!   ```
+//!
+//! * PostgreSQL (`PostgresMetadata`, `postgres/`, feature `postgres`), for stores shared
+//!   by processes on several hosts, opened by [`Store::connect`] for a `postgres://` URL.
 //!
 //! # Invariants
 //!
-//! The store keeps these itself, whatever its callers do; [`MetadataStore`] says how each
-//! is kept per transaction (and how a PostgreSQL backend would keep it).
+//! The store keeps these itself, whatever its callers do, on either backend;
+//! [`MetadataStore`] says how each backend keeps each one per transaction (SQLite with its
+//! single write lock, PostgreSQL with row locks and advisory locks).
 //!
-//! 1. **A blob is in place before its row commits.** A step's outputs are written to
-//!    `artifacts/tmp/`, synced, held by the step's lease (`holds`), renamed to their
-//!    content address, and only then referenced by the execution's commit. A row never
-//!    names bytes that are not there (a reader may still find them damaged later: loads
-//!    verify the hash).
+//! 1. **A blob is in place before its row commits.** A step's outputs are written through
+//!    the [`ArtifactStore`] (locally: to `artifacts/tmp/`, synced), held by the step's
+//!    lease (`holds`), put at their content address, and only then referenced by the
+//!    execution's commit. A row never names bytes that are not there (a reader may still
+//!    find them damaged later: loads verify the hash, and tell the backend).
 //! 2. **A lease is dropped in the commit.** [`LeaseGuard::commit`] completes the step's
 //!    `running` row, records its outputs and deletes the lease and its holds in one write
 //!    transaction; a guard dropped uncommitted releases the lease (the row becomes
 //!    failed). Nobody waiting for the key sees it free without its execution.
 //! 3. **One claim per key.** [`Store::begin_step`] looks for a completed execution and
-//!    claims the key in one write transaction; a holder proven dead (its file lock is
-//!    free, `liveness.rs`) or silent for `lease_ttl` is taken over.
+//!    claims the key in one write transaction; a holder proven dead (SQLite: its file lock
+//!    is free, `liveness.rs`; PostgreSQL: its session's advisory lock is gone) or silent
+//!    for `lease_ttl` is taken over.
 //! 4. **gc spares what a running hit relies on**, and what a step is writing: gc deletes
 //!    blob files inside its own write transaction, only when no row references them, no
 //!    live lease holds them, and no run that was running when they lost their last
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
-//!    top, not what makes gc safe.
+//!    top, not what makes gc safe. (PostgreSQL stores have no gc yet: it returns an error.)
+//! 5. **A wave is one transaction.** The coordinator's lookups, miss explanations and
+//!    cached rows for the steps that became ready at once go in one pass (`pass.rs`; on
+//!    PostgreSQL one `BEGIN .. COMMIT`, the executions its hits reuse locked against
+//!    deletion until it commits), so a cached row points at exactly what its lookup found.
 //!
-//! The blobs go through an [`ArtifactStore`]: the folder above by
-//! default, any other backend through [`StoreOptions::artifacts`].
+//! The blobs go through an [`ArtifactStore`]: the folder above by default, any other
+//! backend through [`StoreOptions::artifacts`] or the configuration ([`Store::connect`]).
 
 pub mod artifacts;
 mod blob;
@@ -48,8 +65,7 @@ mod metadata;
 mod open;
 mod pass;
 // The PostgreSQL metadata backend: connecting, its schema, and `PostgresMetadata`, the
-// `MetadataStore` on it. `Store::connect` does not use it yet (the executor still runs on
-// the SQLite `Store`).
+// `MetadataStore` on it, which `Store::connect` opens for a `postgres://` URL.
 #[cfg(feature = "postgres")]
 mod postgres;
 mod query;
