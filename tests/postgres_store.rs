@@ -340,3 +340,145 @@ fn a_database_of_a_newer_schema_is_refused_and_named_without_its_password() {
         assert!(!shown.contains(real), "the password leaked: {shown}");
     }
 }
+
+/// What the processes of the concurrency test share: the database, the bucket prefix, and
+/// a folder where each step body appends a line each time it runs (in any process).
+const SHARED: &str = "PIPELINE_TEST_SHARED_STORE";
+
+/// Appends a line to `<shared folder>/<step>`: one per execution of the body, whichever
+/// process ran it.
+fn count_execution(step: &str) {
+    use std::io::Write;
+    let Ok(shared) = std::env::var(SHARED) else {
+        return;
+    };
+    let dir = shared.split('|').nth(2).unwrap().to_string();
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(std::path::Path::new(&dir).join(step))
+        .unwrap();
+    writeln!(file, "{}", std::process::id()).unwrap();
+}
+
+#[step]
+fn numbers(n: u64) -> Vec<u64> {
+    count_execution("numbers");
+    (1..=n).collect()
+}
+
+#[step]
+fn slow_squares(xs: &[u64]) -> Vec<u64> {
+    count_execution("slow_squares");
+    // Long enough that the other processes find the key claimed and wait for it.
+    std::thread::sleep(Duration::from_millis(1500));
+    xs.iter().map(|x| x * x).collect()
+}
+
+#[step]
+fn sum(xs: &[u64]) -> u64 {
+    count_execution("sum");
+    xs.iter().sum()
+}
+
+#[pipeline]
+fn shared_squares(n: u64) -> Artifact<u64> {
+    let xs = numbers(n);
+    let squares = slow_squares(&xs);
+    sum(&squares)
+}
+
+/// One of the processes of the test below (run by it through this test binary); does
+/// nothing when run on its own.
+#[test]
+fn shared_store_process() {
+    let Ok(shared) = std::env::var(SHARED) else {
+        return;
+    };
+    let mut parts = shared.split('|');
+    let (url, prefix, dir) = (
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+        parts.next().unwrap(),
+    );
+    let config = StoreConfig::new(url, Some(prefix)).unwrap();
+    let store = Store::connect_with(&config, options(std::path::Path::new(dir))).unwrap();
+    let run = shared_squares(1000).store(store).run().unwrap();
+    let statuses: Vec<String> = run
+        .steps()
+        .iter()
+        .map(|s| format!("{:?}", s.status()))
+        .collect();
+    println!(
+        "RESULT {} {}",
+        run.output().load().unwrap(),
+        statuses.join(",")
+    );
+}
+
+#[test]
+fn four_processes_on_one_store_run_each_step_once_and_agree() {
+    let (Some(db), Some(prefix)) = (
+        fresh_database("four_processes"),
+        fresh_prefix("four_processes"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shared = format!("{}|{prefix}|{}", db.url, dir.path().display());
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "shared_store_process", "--nocapture"])
+                .env(SHARED, &shared)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut results = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "a process failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("RESULT "))
+            .unwrap_or_else(|| panic!("no result in:\n{stdout}"))
+            .to_string();
+        results.push(line);
+    }
+    let expected: u64 = (1..=1000u64).map(|x| x * x).sum();
+    let mut executed = [0usize; 3];
+    for line in &results {
+        let (value, statuses) = line.split_once(' ').unwrap();
+        assert_eq!(value, expected.to_string(), "{results:?}");
+        for (i, status) in statuses.split(',').enumerate() {
+            assert!(matches!(status, "Executed" | "Cached"), "{results:?}");
+            executed[i] += usize::from(status == "Executed");
+        }
+    }
+    // Each step body ran exactly once, in whichever process claimed it; the others reused it.
+    assert_eq!(executed, [1, 1, 1], "{results:?}");
+    for step in ["numbers", "slow_squares", "sum"] {
+        let lines = std::fs::read_to_string(dir.path().join(step)).unwrap();
+        assert_eq!(lines.lines().count(), 1, "`{step}` ran in: {lines}");
+    }
+    // One run per process, all completed.
+    let store = Store::connect_with(
+        &StoreConfig::new(&db.url, Some(&prefix)).unwrap(),
+        options(dir.path()),
+    )
+    .unwrap();
+    let runs = store.runs(None).unwrap();
+    assert_eq!(runs.len(), 4);
+    assert!(runs
+        .iter()
+        .all(|r| r.status == pipeline::RunStatus::Completed));
+}

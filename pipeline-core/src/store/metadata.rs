@@ -116,11 +116,12 @@ pub struct RunStart {
 ///    proves more: each handle holds a session-level `pg_try_advisory_lock(<owner hash>)`
 ///    on a connection of its own, which the server releases when that session ends, so a
 ///    holder whose lock no session holds (`pg_locks`) is dead, whatever its host.
-/// 6. **A wave is one transaction.** `Backend::pass` (crate-internal) opens one transaction for the
-///    lookups, miss explanations and cached rows of the steps the coordinator resolves at
-///    once (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `BEGIN`, each hit's execution locked
-///    `FOR KEY SHARE` by its lookup), so a cached row points at what its lookup found and
-///    nothing can delete it in between. No step body runs while a pass is open.
+/// 6. **A wave is one transaction.** `Backend::pass` (crate-internal) opens one
+///    transaction for the lookups, miss explanations and cached rows of the steps the
+///    coordinator resolves at once (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `BEGIN`, each
+///    hit's execution locked `FOR KEY SHARE` by its lookup), so a cached row points at what
+///    its lookup found and nothing can delete it in between. No step body runs while a
+///    pass is open.
 pub trait MetadataStore: Send + Sync {
     /// Records a run as running, owned by this handle.
     ///
@@ -289,8 +290,9 @@ pub trait MetadataStore: Send + Sync {
     /// The backend's error, or one saying the backend does not collect garbage.
     fn gc(&self, policy: &GcPolicy) -> Result<GcReport>;
 
-    /// Checks the store's metadata against its blobs ([`Store::verify`](crate::Store::verify)); with `repair`,
-    /// also fixes what can be fixed ([`Store::repair`](crate::Store::repair)).
+    /// Checks the store's metadata against its blobs
+    /// ([`Store::verify`](crate::Store::verify)); with `repair`, also fixes what can be
+    /// fixed ([`Store::repair`](crate::Store::repair)).
     ///
     /// # Errors
     ///
@@ -330,7 +332,8 @@ pub trait MetadataStore: Send + Sync {
 /// The part of the seam the executor drives, whose rows are crate-internal types: the
 /// per-wave pass (lookups, miss explanations and cached rows in one transaction), rows
 /// recorded outside a pass (skipped steps, runs with caching off), and the artifact rows
-/// behind [`Store::artifact_by_hash`](crate::Store::artifact_by_hash). [`Store`](crate::Store) holds an `Arc<dyn Backend>`.
+/// behind [`Store::artifact_by_hash`](crate::Store::artifact_by_hash).
+/// [`Store`](crate::Store) holds an `Arc<dyn Backend>`.
 pub(crate) trait Backend: MetadataStore {
     /// Opens a pass: one transaction that the coordinator's lookups, explanations and
     /// cached rows for the steps that became ready at once go in (SQLite: `BEGIN
