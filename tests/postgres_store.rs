@@ -240,6 +240,41 @@ fn the_seed_pipeline_runs_on_postgres_and_s3_and_caches_across_handles() {
     // What this backend does not do yet says so.
     let e = reader.gc(&pipeline::GcPolicy::default()).unwrap_err();
     assert!(e.to_string().contains("not supported yet"), "{e}");
+
+    // verify reads every referenced object back; an object deleted behind the store's back
+    // is reported, and a load that finds it gone makes the next run execute its step again
+    // (a hit trusts the rows and asks the bucket nothing).
+    let report = reader.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    assert!(report.blobs_checked >= 5, "{report:?}");
+    assert!(reader
+        .artifact_store()
+        .delete(model.content_hash())
+        .unwrap());
+    let report = reader.verify().unwrap();
+    assert!(
+        matches!(
+            report.problems.as_slice(),
+            [pipeline::Problem::MissingBlob { hash, .. }] if *hash == model.content_hash().to_hex()
+        ),
+        "{:?}",
+        report.problems
+    );
+    let e = model.load::<digits::Svc>().unwrap_err();
+    assert!(matches!(e, Error::BlobMissing { .. }), "{e}");
+    let fifth = pipeline(DEFAULT_GAMMA, true)
+        .store(open())
+        .run_name("fifth")
+        .run()
+        .unwrap();
+    assert_eq!(
+        statuses(&fifth)[..3],
+        [StepStatus::Cached, StepStatus::Cached, StepStatus::Executed]
+    );
+    let reason = fifth.step("svc_trainer").unwrap().reason().to_string();
+    assert!(reason.contains("missing"), "{reason}");
+    assert_eq!(fifth.output().load().unwrap(), accuracy);
+    assert!(reader.verify().unwrap().is_ok());
 }
 
 /// Every way an error can show: `Display`, `Debug` and each source's.

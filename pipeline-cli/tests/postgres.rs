@@ -186,6 +186,10 @@ fn runs_explain_diff_and_lineage_work_on_postgres_metadata() {
     assert!(dot.contains("label=\"source\\ncached"), "{dot}");
     assert!(dot.contains("label=\"scale\\nexecuted"), "{dot}");
 
+    // `verify` reads every object back through the bucket.
+    let verified = pg(&["verify"]).ok();
+    assert!(verified.contains(": no problems."), "{verified}");
+
     // Errors name the store without its password.
     let wrong: Ran = pg(&["explain", "run-delta", "scale"]);
     let err = wrong.fails();

@@ -14,7 +14,6 @@ use super::gc::{GcPolicy, GcReport};
 use super::guard::{LeaseGuard, LeaseToken};
 use super::lease::{Begin, Holder};
 use super::metadata::{Backend, MetadataPass, MetadataStore, RunStart, StepStart};
-use super::verify::VerifyReport;
 use super::{
     blob, default_path, sidecar_path, BlobCounters, BlobWriter, ContentHash, ExecutionRow, Lineage,
     Lookup, RunRecord, RunStatus, Sidecar, SqliteMetadata, StepRecord, StoreOptions, StoreStats,
@@ -209,8 +208,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] (or [`Error::StoreLocked`]), or [`Error::Remote`] for
-    /// PostgreSQL, when the metadata cannot be read.
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read.
     pub fn schema_version(&self) -> Result<i64> {
         self.inner.meta.schema_version()
     }
@@ -494,7 +493,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
         self.inner.meta.runs(pipeline)
@@ -504,7 +504,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read.
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read.
     pub fn pipelines(&self) -> Result<Vec<String>> {
         self.inner.meta.pipelines()
     }
@@ -514,7 +515,8 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `id_or_name` names no run or several;
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn run(&self, id_or_name: &str) -> Result<RunRecord> {
         self.inner.meta.run(id_or_name)
@@ -524,7 +526,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownRun`] when no execution has id `id`; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownRun`] when no execution has id `id`; [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn execution_run(&self, id: i64) -> Result<RunRecord> {
         self.inner.meta.execution_run(id)
@@ -537,7 +540,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
         self.inner.meta.previous_execution(step, before)
@@ -548,7 +552,8 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several;
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>> {
         self.inner.meta.run_steps(run)
@@ -558,7 +563,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownRun`] when no execution has id `id`; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownRun`] when no execution has id `id`; [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn execution(&self, id: i64) -> Result<StepRecord> {
         self.inner.meta.execution(id)
@@ -568,7 +574,8 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
         self.inner.meta.lineage(content_hash)
@@ -598,37 +605,6 @@ impl Store {
     /// changed.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
         self.inner.meta.gc(policy)
-    }
-
-    /// Checks the store: every completed execution's blobs exist and hash to their names
-    /// and have their sidecars, executions record all their outputs and belong to a run,
-    /// no run is left running by a dead process, and no temporary file is left by one.
-    ///
-    /// Reads every referenced blob; changes nothing, so it works on a read-only handle.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Database`] or [`Error::Io`] when the store cannot be read (a damaged blob
-    /// is a [`Problem`], not an error).
-    pub fn verify(&self) -> Result<VerifyReport> {
-        self.inner.meta.verify(false)
-    }
-
-    /// Verifies the store, then repairs what its metadata alone can repair: a missing or
-    /// damaged sidecar (`<blob>.json`) is rewritten from the recorded artifact and the
-    /// newest execution that produced it. Returns the report with the fixed problems moved
-    /// to [`VerifyReport::repaired`]; what remains in `problems` needs a rerun of the
-    /// pipeline (a missing or corrupt blob is recreated by the next run that needs it).
-    ///
-    /// A run that executes a step again also rewrites its outputs' sidecars; a cache hit
-    /// does not look at them, so that it stays a `stat` of the blob alone.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ReadOnly`] on a read-only handle; as for [`Store::verify`] otherwise, and
-    /// [`Error::Io`] when a sidecar cannot be written.
-    pub fn repair(&self) -> Result<VerifyReport> {
-        self.inner.meta.verify(true)
     }
 
     /// Pins a run (id, name or unique prefix): garbage collection always keeps it.

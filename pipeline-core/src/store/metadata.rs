@@ -2,7 +2,7 @@
 //! so that more than one backend carries the runtime: SQLite (`SqliteMetadata`, the local
 //! store) and PostgreSQL (`PostgresMetadata`, feature `postgres`). [`Store`](super::Store)
 //! holds one as an `Arc<dyn Backend>`: [`MetadataStore`] (public: runs, leases, the
-//! queries, pins, gc, verify, damage marks) and [`Backend`] on top (crate-internal, as its
+//! queries, pins, gc, damage marks) and [`Backend`] on top (crate-internal, as its
 //! rows are the executor's types: the per-wave pass, rows recorded outside a pass, miss
 //! explanations). Every implementation must pass
 //! [`contract::metadata`](super::contract::metadata).
@@ -14,7 +14,7 @@ use super::earlier::{Candidates, EarlierCall};
 use super::gc::{GcPolicy, GcReport};
 use super::guard::{Completion, Lease, LeaseGuard, LeaseToken};
 use super::lease::{Begin, Holder};
-use super::verify::VerifyReport;
+use super::verify::{SidecarRow, VerifyRows};
 use super::{
     ArtifactRecord, ExecutionRow, InputRow, Lineage, Lookup, RunRecord, RunStatus, SqliteMetadata,
     StepRecord,
@@ -290,15 +290,6 @@ pub trait MetadataStore: Send + Sync {
     /// The backend's error, or one saying the backend does not collect garbage.
     fn gc(&self, policy: &GcPolicy) -> Result<GcReport>;
 
-    /// Checks the store's metadata against its blobs
-    /// ([`Store::verify`](crate::Store::verify)); with `repair`, also fixes what can be
-    /// fixed ([`Store::repair`](crate::Store::repair)).
-    ///
-    /// # Errors
-    ///
-    /// The backend's error, or one saying the backend cannot verify.
-    fn verify(&self, repair: bool) -> Result<VerifyReport>;
-
     /// The schema version of the metadata.
     ///
     /// # Errors
@@ -360,6 +351,13 @@ pub(crate) trait Backend: MetadataStore {
     /// The newest artifact row with `hash`: its record, execution id, the execution's name
     /// and key components.
     fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>>;
+
+    /// What [`Store::verify`](crate::Store::verify) checks, read in one snapshot.
+    fn verify_rows(&self) -> Result<VerifyRows>;
+
+    /// What the sidecar of blob `hex` is rewritten from
+    /// ([`Store::repair`](crate::Store::repair)), if a completed execution references it.
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>>;
 }
 
 /// An artifact row found by hash: the record, its execution's id, name and key components.
@@ -510,14 +508,6 @@ impl MetadataStore for SqliteMetadata {
         SqliteMetadata::gc(self, policy)
     }
 
-    fn verify(&self, repair: bool) -> Result<VerifyReport> {
-        if repair {
-            SqliteMetadata::repair(self)
-        } else {
-            SqliteMetadata::verify(self)
-        }
-    }
-
     fn schema_version(&self) -> Result<i64> {
         SqliteMetadata::schema_version(self)
     }
@@ -566,6 +556,14 @@ impl Backend for SqliteMetadata {
 
     fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
         SqliteMetadata::artifact_found(self, hash)
+    }
+
+    fn verify_rows(&self) -> Result<VerifyRows> {
+        SqliteMetadata::verify_rows(self)
+    }
+
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        SqliteMetadata::sidecar_row(self, hex)
     }
 }
 

@@ -672,16 +672,6 @@ impl SqliteMetadata {
             .unwrap_or_else(|| self.inner.artifacts.clone())
     }
 
-    /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
-    pub(crate) fn write_sidecar(&self, hash: Hash128, sidecar: &Sidecar<'_>) -> Result<()> {
-        let doc = sidecar.to_json(hash);
-        let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        self.inner
-            .blobs
-            .put_sidecar(hash, &text)
-            .map_err(|e| Error::io(sidecar_path(&self.blob_path(hash)), e))
-    }
-
     /// SQLite's side of [`MetadataStore::blob_damaged`]: forgets the blob's recorded
     /// stat, so the next lookup re-hashes it (a missing blob is found missing by its stat).
     pub(crate) fn forget_blob_stat(&self, hash: Hash128) -> Result<()> {

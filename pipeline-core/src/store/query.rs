@@ -294,7 +294,8 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several;
-    /// [`Error::UnknownStep`] when the run has no such step or output; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStep`] when the run has no such step or output; [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<StoredArtifact> {
         let (record, artifact) = self.step_output(run, step, output)?;
@@ -478,7 +479,8 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `a` or `b` names no run or several;
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn compare_runs(&self, a: &str, b: &str) -> Result<RunComparison> {
         let run_a = self.run(a)?;

@@ -47,7 +47,9 @@ use crate::store::metadata::{
     Backend, FoundArtifact, MetadataPass, MetadataStore, RunStart, StepStart,
 };
 use crate::store::rows::{self, Cell, Columns};
-use crate::store::verify::VerifyReport;
+use crate::store::verify::{
+    SidecarRow, VerifyRows, SIDECAR_ROW_SQL, VERIFY_ARTIFACTS_SQL, VERIFY_EXECUTIONS_SQL,
+};
 use crate::store::{ContentHash, ExecutionRow, Lookup as Lookup_, OutputsHolder};
 use crate::store::{Damage, ExecutionRef, Lineage, RunRecord, RunStatus, StepRecord};
 
@@ -1099,10 +1101,6 @@ impl MetadataStore for PostgresMetadata {
         Err(self.unsupported("garbage collection (`pipeline gc`)"))
     }
 
-    fn verify(&self, _repair: bool) -> Result<VerifyReport> {
-        Err(self.unsupported("verifying the store (`pipeline verify`)"))
-    }
-
     fn schema_version(&self) -> Result<i64> {
         let mut conn = self.inner.db.conn()?;
         super::schema::version(&mut *conn)
@@ -1281,6 +1279,14 @@ impl Backend for PostgresMetadata {
         self.read(|c| earlier_calls(c, step, pipeline, exclude_run, before))
     }
 
+    fn verify_rows(&self) -> Result<VerifyRows> {
+        PostgresMetadata::verify_rows(self)
+    }
+
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        PostgresMetadata::sidecar_row(self, hex)
+    }
+
     fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
         self.read(|c| {
             let Some(r) = c.query_opt(
@@ -1307,6 +1313,66 @@ impl Backend for PostgresMetadata {
 }
 
 impl PostgresMetadata {
+    /// What `Store::verify` checks, in one snapshot (`REPEATABLE READ`): runs marked
+    /// running whose handle is gone are interrupted (temporary objects are the artifact
+    /// backend's own).
+    fn verify_rows(&self) -> Result<VerifyRows> {
+        let mut conn = self.inner.db.conn()?;
+        let run = |c: &mut Client| -> Result<VerifyRows, Fail> {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut executions = Vec::new();
+            for r in tx.query(&numbered(VERIFY_EXECUTIONS_SQL), &[])? {
+                executions.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+            }
+            let mut artifacts = Vec::new();
+            for r in tx.query(VERIFY_ARTIFACTS_SQL, &[])? {
+                artifacts.push((r.try_get(0)?, r.try_get(1)?));
+            }
+            let mut interrupted = Vec::new();
+            for r in tx.query(
+                concat!(
+                    "SELECT id FROM runs WHERE status = 'running' AND (owner IS NULL OR NOT ",
+                    owner_alive!("owner"),
+                    ") ORDER BY seq"
+                ),
+                &[],
+            )? {
+                interrupted.push(r.try_get(0)?);
+            }
+            tx.commit()?;
+            Ok(VerifyRows {
+                executions,
+                artifacts,
+                interrupted,
+                temp_files: Vec::new(),
+            })
+        };
+        run(&mut conn).map_err(|f| self.error(f))
+    }
+
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        self.read(|c| {
+            let Some(r) = c.query_opt(&numbered(SIDECAR_ROW_SQL), &[&hex])? else {
+                return Ok(None);
+            };
+            Ok(Some(SidecarRow {
+                output: r.try_get(0)?,
+                size: r.try_get(1)?,
+                type_name: r.try_get(2)?,
+                cacher: r.try_get(3)?,
+                cacher_version: u32::try_from(r.try_get::<_, i64>(4)?).unwrap_or(0),
+                metadata: r.try_get(5)?,
+                run_id: r.try_get(6)?,
+                step: r.try_get(7)?,
+                cache_key: r.try_get(8)?,
+            }))
+        })
+    }
+
     /// The algorithm naming this store's blobs: the one recorded in the database, or
     /// `new`, recorded now, for a store without one.
     ///
