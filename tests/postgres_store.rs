@@ -237,10 +237,6 @@ fn the_seed_pipeline_runs_on_postgres_and_s3_and_caches_across_handles() {
         reader.schema_version().unwrap() >= 1,
         "the PostgreSQL schema's version"
     );
-    // What this backend does not do yet says so.
-    let e = reader.gc(&pipeline::GcPolicy::default()).unwrap_err();
-    assert!(e.to_string().contains("not supported yet"), "{e}");
-
     // verify reads every referenced object back; an object deleted behind the store's back
     // is reported, and a load that finds it gone makes the next run execute its step again
     // (a hit trusts the rows and asks the bucket nothing).
@@ -516,4 +512,107 @@ fn four_processes_on_one_store_run_each_step_once_and_agree() {
     assert!(runs
         .iter()
         .all(|r| r.status == pipeline::RunStatus::Completed));
+}
+
+#[test]
+fn gc_on_postgres_keeps_what_kept_runs_reuse_and_removes_the_rest() {
+    let (Some(db), Some(prefix)) = (fresh_database("gc"), fresh_prefix("gc")) else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(&db.url, Some(&prefix)).unwrap();
+    let store = Store::connect_with(&config, options(local.path())).unwrap();
+    let run = |gamma: f64, name: &str| {
+        digits_pipeline(gamma, DEFAULT_C, Some(TRAIN_LIMIT), true)
+            .store(store.clone())
+            .run_name(name)
+            .run()
+            .unwrap()
+    };
+    run(DEFAULT_GAMMA, "g1");
+    run(DEFAULT_GAMMA * 2.0, "g2");
+    let third = run(DEFAULT_GAMMA * 3.0, "g3");
+    assert_eq!(
+        statuses(&third),
+        [
+            StepStatus::Cached,
+            StepStatus::Cached,
+            StepStatus::Executed,
+            StepStatus::Executed
+        ]
+    );
+    let objects = |store: &Store| store.artifact_store().list().unwrap().len();
+    let before = objects(&store);
+    let outputs = |run: &str| -> std::collections::HashSet<pipeline::Hash128> {
+        store
+            .run_steps(run)
+            .unwrap()
+            .iter()
+            .flat_map(|s| s.outputs.iter().map(|o| o.content_hash))
+            .collect()
+    };
+    // What only the runs gc drops reference (equal accuracies share one object).
+    let kept = outputs("g3");
+    let only_dropped: std::collections::HashSet<_> = outputs("g1")
+        .union(&outputs("g2"))
+        .filter(|h| !kept.contains(h))
+        .copied()
+        .collect();
+    assert!(only_dropped.len() >= 3, "{only_dropped:?}");
+    let policy = pipeline::GcPolicy {
+        keep_last: 1,
+        min_blob_age: Duration::ZERO,
+        ..pipeline::GcPolicy::default()
+    };
+
+    // A dry run says what would go and removes nothing.
+    let dry = store
+        .gc(&pipeline::GcPolicy {
+            dry_run: true,
+            ..policy.clone()
+        })
+        .unwrap();
+    assert_eq!(dry.runs_removed, ["g2", "g1"]);
+    assert_eq!(objects(&store), before);
+    assert_eq!(store.runs(None).unwrap().len(), 3);
+
+    let report = store.gc(&policy).unwrap();
+    assert_eq!(report.runs_removed, ["g2", "g1"]);
+    assert_eq!(report.runs_kept, 1);
+    // The trainers' and evaluators' outputs of g1 and g2 go; the loader's and the
+    // normalizer's, which g3 reused from g1, stay with their rows handed over to g3's.
+    assert_eq!(report.blobs_removed, only_dropped.len(), "{report:?}");
+    assert_eq!(objects(&store), before - only_dropped.len());
+    for hash in &only_dropped {
+        assert!(store.artifact_store().stat(*hash).unwrap().is_none());
+    }
+    let names: Vec<String> = store
+        .runs(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["g3"]);
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{:?}", report.problems);
+    let steps = store.run_steps("g3").unwrap();
+    assert!(steps
+        .iter()
+        .all(|s| s.outputs.len() == s.components.outputs.len()));
+
+    // g3 again: every step cached. g1 again: its trainer and evaluator run again.
+    assert_eq!(
+        statuses(&run(DEFAULT_GAMMA * 3.0, "g3-again")),
+        [StepStatus::Cached; 4]
+    );
+    let again = run(DEFAULT_GAMMA, "g1-again");
+    assert_eq!(
+        statuses(&again)[..3],
+        [StepStatus::Cached, StepStatus::Cached, StepStatus::Executed]
+    );
+    assert!(again.output().load().unwrap() > 0.9);
+    // Nothing left to collect beyond what the policy drops.
+    let report = store.gc(&policy).unwrap();
+    assert_eq!(report.runs_removed, ["g3-again", "g3"]);
+    assert!(store.verify().unwrap().is_ok());
 }

@@ -604,7 +604,10 @@ impl Store {
     /// [`Error::StoreLocked`], [`Error::Database`] or [`Error::Io`] when the store cannot be
     /// changed.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
-        self.inner.meta.gc(policy)
+        if !policy.dry_run {
+            self.check_writable("collect garbage")?;
+        }
+        self.inner.meta.gc(policy, self.inner.blobs.as_ref())
     }
 
     /// Pins a run (id, name or unique prefix): garbage collection always keeps it.

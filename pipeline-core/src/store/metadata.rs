@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::artifacts::ArtifactStore;
 use super::earlier::{Candidates, EarlierCall};
 use super::gc::{GcPolicy, GcReport};
 use super::guard::{Completion, Lease, LeaseGuard, LeaseToken};
@@ -283,12 +284,13 @@ pub trait MetadataStore: Send + Sync {
     /// written.
     fn set_pinned(&self, run: &str, pinned: bool) -> Result<()>;
 
-    /// Garbage collection ([`Store::gc`](crate::Store::gc)).
+    /// Garbage collection ([`Store::gc`](crate::Store::gc)) of the runs this backend
+    /// records and of `blobs`, the store's artifact bytes.
     ///
     /// # Errors
     ///
-    /// The backend's error, or one saying the backend does not collect garbage.
-    fn gc(&self, policy: &GcPolicy) -> Result<GcReport>;
+    /// The backend's error, or the artifact store's ([`Error::Io`](crate::Error::Io)).
+    fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport>;
 
     /// The schema version of the metadata.
     ///
@@ -504,7 +506,8 @@ impl MetadataStore for SqliteMetadata {
         SqliteMetadata::set_pinned(self, run, pinned)
     }
 
-    fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
+    /// A SQLite store's handle holds its artifact store (the same `blobs`).
+    fn gc(&self, policy: &GcPolicy, _blobs: &dyn ArtifactStore) -> Result<GcReport> {
         SqliteMetadata::gc(self, policy)
     }
 

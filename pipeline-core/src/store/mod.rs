@@ -39,7 +39,8 @@
 //!    blob files inside its own write transaction, only when no row references them, no
 //!    live lease holds them, and no run that was running when they lost their last
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
-//!    top, not what makes gc safe. (PostgreSQL stores have no gc yet: it returns an error.)
+//!    top, not what makes gc safe. PostgreSQL: the same rules in one transaction
+//!    (`postgres/metadata.rs`, `gc`).
 //! 5. **A wave is one transaction.** The coordinator's lookups, miss explanations and
 //!    cached rows for the steps that became ready at once go in one pass (`pass.rs`; on
 //!    PostgreSQL one `BEGIN .. COMMIT`, the executions its hits reuse locked against

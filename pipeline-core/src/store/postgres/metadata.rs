@@ -25,7 +25,7 @@
 //! pooler in transaction mode (PgBouncer's) would hand the lock's session to others.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,8 +38,9 @@ use crate::config::PostgresUrl;
 use crate::error::{Error, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
+use crate::store::artifacts::{ArtifactStore, BlobStat, ListedBlob};
 use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
-use crate::store::gc::{GcPolicy, GcReport};
+use crate::store::gc::{self, GcPolicy, GcReport, RunRow, STALE_TEMPORARY};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
 use crate::store::lease::{Begin, Holder, CLAIM_ENDED, PROCESS_ENDED};
 use crate::store::liveness;
@@ -1097,8 +1098,9 @@ impl MetadataStore for PostgresMetadata {
         })
     }
 
-    fn gc(&self, _policy: &GcPolicy) -> Result<GcReport> {
-        Err(self.unsupported("garbage collection (`pipeline gc`)"))
+    fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport> {
+        let mut conn = self.inner.db.conn()?;
+        gc(&mut conn, policy, blobs).map_err(|f| self.error(f))
     }
 
     fn schema_version(&self) -> Result<i64> {
@@ -1397,16 +1399,6 @@ impl PostgresMetadata {
             reason: format!("it names blobs with `{recorded}`, which this version does not know"),
         })
     }
-
-    fn unsupported(&self, what: &str) -> Error {
-        Error::Remote {
-            location: self.url().to_string(),
-            problem: format!(
-                "{what} is not supported yet for a store whose metadata is in PostgreSQL"
-            ),
-            source: None,
-        }
-    }
 }
 
 /// A pass on PostgreSQL: one transaction (`BEGIN` .. `COMMIT`) on a pooled connection.
@@ -1637,4 +1629,232 @@ fn earlier_calls(
         calls.push((r.try_get(0)?, r.try_get(1)?, status, r.try_get(3)?));
     }
     Ok(Some(calls_of(&run_id, &run_name, calls, true)))
+}
+
+/// Garbage collection on PostgreSQL: the rules of `store/gc.rs` ([`gc::plan`]), in one
+/// transaction that holds `pg_advisory_xact_lock` (one gc at a time) and, unless a dry run,
+/// `holds` in `SHARE ROW EXCLUSIVE` mode, so a lease's hold either committed before gc
+/// looked or waits until gc has committed (invariant 4). The executions of the runs it
+/// removes are locked `FOR UPDATE` before their rows are handed over and deleted: a pass
+/// whose hit reuses one of them (it holds it `FOR KEY SHARE`) commits its cached row first,
+/// and gc plans again with that row as a kept one; a pass that comes later waits for gc and
+/// finds the key's newest execution again.
+fn gc(c: &mut Client, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport, Fail> {
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(pipeline_owner_key('gc'))",
+        &[],
+    )?;
+    if !policy.dry_run {
+        tx.batch_execute("LOCK TABLE holds IN SHARE ROW EXCLUSIVE MODE")?;
+        // Runs of handles proven dead are not running: they block nothing.
+        tx.execute(
+            concat!(
+                "UPDATE runs SET status = 'failed' WHERE status = 'running' \
+                 AND (owner IS NULL OR NOT ",
+                owner_alive!("owner"),
+                ")"
+            ),
+            &[],
+        )?;
+    }
+    let mut plan = gc_plan(&mut tx, policy)?;
+    if !policy.dry_run && !plan.1.removed_ids.is_empty() {
+        let removed: Vec<&str> = plan.1.removed_ids.iter().map(String::as_str).collect();
+        tx.query(
+            "SELECT id FROM executions WHERE run_id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&removed],
+        )?;
+        plan = gc_plan(&mut tx, policy)?;
+    }
+    let (runs, plan) = plan;
+    let mut report = GcReport {
+        dry_run: policy.dry_run,
+        runs_removed: plan.removed.clone(),
+        runs_kept: plan.runs_kept,
+        bytes_kept: plan.bytes_kept,
+        ..GcReport::default()
+    };
+    if !policy.dry_run {
+        for (holder, heir) in &plan.heirs {
+            for sql in [
+                "UPDATE artifacts SET execution_id = $2 WHERE execution_id = $1",
+                "UPDATE inputs SET execution_id = $2 WHERE execution_id = $1",
+                "UPDATE executions SET outputs_of = NULL, components = \
+                 CASE components WHEN '' THEN \
+                 (SELECT h.components FROM executions h WHERE h.id = $1) \
+                 ELSE components END WHERE id = $2",
+                "UPDATE executions SET outputs_of = $2 WHERE outputs_of = $1",
+            ] {
+                tx.execute(sql, &[holder, heir])?;
+            }
+        }
+        for r in runs.iter().filter(|r| plan.removed_ids.contains(&r.id)) {
+            for sql in [
+                "DELETE FROM artifacts WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = $1)",
+                "DELETE FROM inputs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = $1)",
+                "DELETE FROM executions WHERE run_id = $1",
+                "DELETE FROM runs WHERE id = $1",
+            ] {
+                tx.execute(sql, &[&r.id])?;
+            }
+        }
+        // Undecodable marks of executions no row refers to any more.
+        tx.execute(
+            "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
+             AND execution_id NOT IN \
+             (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
+            &[],
+        )?;
+    }
+    // Blobs held by live leases (holds of dead handles count for nothing).
+    let held: HashSet<String> = tx
+        .query(
+            concat!("SELECT hash FROM holds WHERE ", owner_alive!("owner")),
+            &[],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let condemned: HashMap<String, i64> = tx
+        .query("SELECT hash, since_us FROM condemned", &[])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let now: i64 = tx
+        .query_one(concat!("SELECT ", now_us!()), &[])?
+        .try_get(0)?;
+    let clock = std::time::SystemTime::now();
+    let old_enough = |stat: &BlobStat| {
+        policy.min_blob_age.is_zero()
+            || stat.last_used.is_some_and(|last| {
+                clock
+                    .duration_since(last)
+                    .is_ok_and(|age| age >= policy.min_blob_age)
+            })
+    };
+    let location = |e: std::io::Error| {
+        Fail::Other(Error::io(
+            blobs
+                .location(Hash128(0))
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+            e,
+        ))
+    };
+    report.temp_files_removed += blobs
+        .remove_stale_temporaries(policy.min_blob_age.max(STALE_TEMPORARY), policy.dry_run)
+        .map_err(location)?;
+    let listed = blobs.list().map_err(location)?;
+    if !policy.dry_run {
+        let back: Vec<&str> = condemned
+            .keys()
+            .filter(|h| plan.referenced.contains(*h))
+            .map(String::as_str)
+            .collect();
+        tx.execute("DELETE FROM condemned WHERE hash = ANY($1)", &[&back])?;
+    }
+    // Condemned hashes whose blob is gone (removed by hand) are forgotten below.
+    let mut gone: HashSet<&str> = condemned.keys().map(String::as_str).collect();
+    for ListedBlob { hash, stat } in listed {
+        let name = hash.to_hex();
+        gone.remove(name.as_str());
+        if plan.referenced.contains(&name) || held.contains(&name) {
+            continue;
+        }
+        let since = match condemned.get(&name) {
+            Some(&since) if !plan.referenced_before.contains(&name) => since,
+            _ => {
+                if !policy.dry_run {
+                    tx.execute(
+                        "INSERT INTO condemned(hash, since_us) VALUES ($1, $2) \
+                         ON CONFLICT (hash) DO UPDATE SET since_us = EXCLUDED.since_us",
+                        &[&name, &now],
+                    )?;
+                }
+                now
+            }
+        };
+        if plan.oldest_running.is_some_and(|started| started <= since) {
+            continue; // a running run may rely on it: a later gc removes it
+        }
+        if !old_enough(&stat) {
+            continue;
+        }
+        report.blobs_removed += 1;
+        report.bytes_freed += stat.size;
+        if !policy.dry_run {
+            // Its sidecar goes with it.
+            blobs
+                .delete(hash)
+                .map_err(|e| Fail::Other(Error::io(blobs.location(hash), e)))?;
+            tx.execute("DELETE FROM condemned WHERE hash = $1", &[&name])?;
+            tx.execute("DELETE FROM damaged_blobs WHERE hash = $1", &[&name])?;
+        }
+    }
+    if !policy.dry_run {
+        let gone: Vec<&str> = gone.into_iter().collect();
+        tx.execute("DELETE FROM condemned WHERE hash = ANY($1)", &[&gone])?;
+        tx.commit()?;
+    } else {
+        tx.rollback()?;
+    }
+    Ok(report)
+}
+
+/// Reads what gc decides from and plans it ([`gc::plan`]).
+fn gc_plan(tx: &mut Transaction<'_>, policy: &GcPolicy) -> Result<(Vec<RunRow>, gc::Plan), Fail> {
+    let runs: Vec<RunRow> = tx
+        .query(
+            concat!(
+                "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
+                 AND owner IS NOT NULL AND ",
+                owner_alive!("owner"),
+                " FROM runs ORDER BY started_at_us DESC, seq DESC"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(RunRow {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                pipeline: r.try_get(2)?,
+                started: r.try_get(3)?,
+                pinned: r.try_get(4)?,
+                running: r.try_get(5)?,
+            })
+        })
+        .collect::<Result<_, postgres::Error>>()?;
+    // A cached row's blobs are those of the execution it points at (`outputs_of`).
+    let run_blobs: Vec<(String, String, i64)> = tx
+        .query(
+            "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM executions e \
+             JOIN artifacts a ON a.execution_id = COALESCE(e.outputs_of, e.id)",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let executions: Vec<(i64, String, Option<i64>)> = tx
+        .query(
+            "SELECT id, run_id, outputs_of FROM executions ORDER BY id",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let rows: Vec<(String, i64)> = tx
+        .query(
+            "SELECT DISTINCT content_hash, execution_id FROM artifacts",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows);
+    Ok((runs, plan))
 }
