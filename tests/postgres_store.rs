@@ -131,6 +131,12 @@ fn the_seed_pipeline_runs_on_postgres_and_s3_and_caches_across_handles() {
 
     let store = open();
     assert_eq!(store.path(), local.path());
+    // The handle names its metadata without the password.
+    let shown = format!("{store:?}");
+    assert!(shown.contains(":***@"), "{shown}");
+    if let Some(password) = url::Url::parse(&db.url).unwrap().password() {
+        assert!(!shown.contains(password), "{shown}");
+    }
     let first = pipeline(DEFAULT_GAMMA, true)
         .store(store.clone())
         .run_name("first")
