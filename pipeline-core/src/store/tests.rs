@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection};
 
 use super::*;
 
