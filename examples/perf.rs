@@ -6,6 +6,8 @@
 //! cargo run --release --example perf -- --no-compile # skip figure 7 (compile time)
 //! cargo run --release --example perf -- --dir PATH   # keep the stores in PATH (default: a temp dir)
 //! cargo run --release --example perf -- --only 1,5   # only figures 1 and 5
+//! eval "$(scripts/services.sh start)"; cargo run --release --example perf -- --only 11,12
+//!                                                    # S3 and PostgreSQL figures
 //! ```
 //!
 //! Every figure is measured against its own baseline in the same run, repeated, and reported
@@ -953,6 +955,82 @@ fn parse_args() -> AnyResult<Options> {
     Ok(options)
 }
 
+/// Figure 12: a cached step with the metadata in PostgreSQL (the server
+/// `PIPELINE_METADATA=postgres://..` names, in a database of its own created and dropped
+/// here; blobs in a local folder) vs the same pipeline on SQLite, side by side: a chain of
+/// 100 trivial steps (a wave of one step each: one transaction per step) and a fan of 100
+/// independent steps (one wave: one transaction for all). A PostgreSQL wave costs `BEGIN`,
+/// one lookup and one row per cached step, and `COMMIT`, each a round trip to the server.
+fn figure_12(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    use pipeline::config::StoreConfig;
+
+    let label = |shape: &str| format!("12. cached step on PostgreSQL, {shape} of 100");
+    let server = std::env::var("PIPELINE_METADATA").unwrap_or_default();
+    if !server.starts_with("postgres://") && !server.starts_with("postgresql://") {
+        let why = "skipped: PIPELINE_METADATA is not postgres://.. (eval \"$(scripts/services.sh start postgres)\")";
+        table.add(label("chain"), why, "", "", "", None);
+        return Ok(());
+    }
+    let name = format!("pipeline_perf_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls)?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let n = 100;
+    let measured = (|| -> AnyResult<Vec<(String, Duration, Duration)>> {
+        let mut url = url::Url::parse(&server)?;
+        url.set_path(&name);
+        let blobs = dir.join("pg-blobs");
+        let config = StoreConfig::new(url.as_str(), Some(blobs.to_str().ok_or("path")?))?;
+        let pg = Store::connect_with(
+            &config,
+            pipeline::StoreOptions {
+                local_dir: Some(dir.join("pg-local")),
+                ..Default::default()
+            },
+        )?;
+        let sqlite = Store::open(dir.join("pg-sqlite"))?;
+        let chains = side_by_side(chain(n).store(pg.clone()), chain(n).store(sqlite.clone()))?;
+        let fans = side_by_side(
+            fan(n, 1).store(pg.clone()).max_parallelism(8),
+            fan(n, 1).store(sqlite.clone()).max_parallelism(8),
+        )?;
+        let rows = [("chain", chains), ("fan", fans)]
+            .into_iter()
+            .map(|(shape, (a, b))| (label(shape), a / n as u32, b / n as u32))
+            .collect();
+        Ok(rows)
+    })();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    for (label, pg, sqlite) in measured? {
+        table.add(
+            label,
+            format!("{:.2} us/step", pg.as_secs_f64() * 1e6),
+            format!("SQLite {:.2} us/step", sqlite.as_secs_f64() * 1e6),
+            fmt_ratio(pg.as_secs_f64() / sqlite.as_secs_f64().max(1e-12)),
+            "",
+            None,
+        );
+    }
+    Ok(())
+}
+
+/// Median times of fully cached runs of `a` and `b`, alternated (after one executed run
+/// and one warm-up cached run each).
+fn side_by_side<O: pipeline::PipelineOutput>(
+    a: Pipeline<O>,
+    b: Pipeline<O>,
+) -> AnyResult<(Duration, Duration)> {
+    a.run()?;
+    b.run()?;
+    cached_run(&a)?;
+    cached_run(&b)?;
+    let (mut ta, mut tb) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        ta.push(cached_run(&a)?);
+        tb.push(cached_run(&b)?);
+    }
+    Ok((median(ta), median(tb)))
+}
+
 fn main() -> std::process::ExitCode {
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -1025,6 +1103,9 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(11) {
         figure_11(&mut table, &dir, big_floats)?;
+    }
+    if options.wants(12) {
+        figure_12(&mut table, &dir)?;
     }
     println!();
     println!(

@@ -123,15 +123,3 @@ fn blobs_in_s3() {
         "no blob went to the local folder"
     );
 }
-
-#[test]
-fn a_postgres_url_is_refused_clearly_for_now() {
-    let config = StoreConfig::new(
-        "postgres://ci:hunter2@127.0.0.1:1/p",
-        Some("s3://some-bucket/x"),
-    )
-    .unwrap();
-    let e = Store::connect(&config).unwrap_err().to_string();
-    assert!(e.contains("not supported by this version yet"), "{e}");
-    assert!(!e.contains("hunter2"), "{e}");
-}

@@ -70,8 +70,29 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
     Ok(Printed { text, code: 0 })
 }
 
-/// Opens an existing store, never creating one; read-only unless the command `writes`.
+/// Opens an existing store, never creating a local one; read-only unless the command
+/// `writes`. A store whose metadata is in PostgreSQL is opened as configured (connecting
+/// migrates an empty database's schema, which holds no runs then).
 fn open_store(config: &StoreConfig, path: &Path, writes: bool) -> CliResult<Store> {
+    if matches!(config.metadata(), MetadataLocation::Sqlite { .. }) {
+        check_local_store(path)?;
+    }
+    if !writes {
+        let read_only = StoreOptions {
+            read_only: true,
+            ..StoreOptions::default()
+        };
+        match Store::connect_with(config, read_only) {
+            // A store of an older schema is upgraded by a writable open.
+            Err(Error::ReadOnly { .. }) => {}
+            other => return other.map_err(|e| e.to_string()),
+        }
+    }
+    Store::connect(config).map_err(|e| e.to_string())
+}
+
+/// Fails unless `path` is a folder holding `metadata.sqlite`.
+fn check_local_store(path: &Path) -> CliResult<()> {
     let hint = "run a pipeline first, or name a store with --store PATH or PIPELINE_HOME";
     let shown = path.display();
     match std::fs::metadata(path) {
@@ -92,18 +113,7 @@ fn open_store(config: &StoreConfig, path: &Path, writes: bool) -> CliResult<Stor
             "no pipeline store at {shown}: the directory has no metadata.sqlite; {hint}"
         ));
     }
-    if !writes {
-        let read_only = StoreOptions {
-            read_only: true,
-            ..StoreOptions::default()
-        };
-        match Store::connect_with(config, read_only) {
-            // A store of an older schema is upgraded by a writable open.
-            Err(Error::ReadOnly { .. }) => {}
-            other => return other.map_err(|e| e.to_string()),
-        }
-    }
-    Store::connect(config).map_err(|e| e.to_string())
+    Ok(())
 }
 
 /// What every command gets: the open store, its path (for messages) and `--json`.

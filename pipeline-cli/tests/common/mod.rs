@@ -147,7 +147,11 @@ pub fn history() -> &'static Path {
 
 /// Makes the three runs of [`history`] in a new store at `path`.
 pub fn build_history(path: &Path) {
-    let store = Store::open(path).expect("open store");
+    build_history_in(Store::open(path).expect("open store"));
+}
+
+/// Makes the three runs of [`history`] in `store`.
+pub fn build_history_in(store: Store) {
     numbers_v1(2.0)
         .store(store.clone())
         .run_name(RUNS[0])
@@ -239,6 +243,22 @@ pub fn run_raw(args: &[&std::ffi::OsStr], cwd: Option<&Path>, home: Option<&Path
     if let Some(home) = home {
         cmd.env("PIPELINE_HOME", home);
     }
+    output(cmd)
+}
+
+/// Runs the binary with these arguments and environment variables set (the store's
+/// variables unset unless given).
+pub fn run_with_env(args: &[&str], env: &[(&str, &OsStr)]) -> Ran {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipeline"));
+    cmd.args(args);
+    for var in ["PIPELINE_HOME", "PIPELINE_METADATA", "PIPELINE_ARTIFACTS"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
+    output(cmd)
+}
+
+fn output(mut cmd: Command) -> Ran {
     let Output {
         status,
         stdout,

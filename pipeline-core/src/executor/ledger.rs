@@ -19,10 +19,9 @@ use crate::graph::{InputSource, Node, NodeId, OutputSpec};
 use crate::key::{Hash128, KeyComponents};
 use crate::run::{Reason, StepStatus};
 use crate::store::{
-    Begin, Call, Candidates, Damage, ExecutionRow, InputRow, LeaseGuard, Lookup, OutputsHolder,
-    Pass, Store,
+    Begin, Call, Candidates, Damage, ExecutionRow, InputRow, LeaseGuard, Lookup, MetadataPass,
+    OutputsHolder, StepInput, StepStart, Store,
 };
-use crate::time;
 
 /// Who holds the claim on a key (another run, or another call of this run): the
 /// coordinator keeps it, compares it and shows it, and hands it back to
@@ -82,7 +81,7 @@ pub(super) struct Ledger<'a> {
     earlier: HashMap<&'static str, Option<Candidates>>,
     /// The open pass, if any: lookups, explanations and cached rows of the steps the
     /// coordinator resolves at once go in one transaction (`store/pass.rs`).
-    pass: RefCell<Option<Pass<'a>>>,
+    pass: RefCell<Option<Box<dyn MetadataPass + 'a>>>,
 }
 
 impl<'a> Ledger<'a> {
@@ -164,56 +163,62 @@ impl<'a> Ledger<'a> {
         produced: &[Option<Vec<Produced>>],
     ) -> Result<Claim> {
         let node = &nodes[id];
-        let row = cached_row(
-            self.run_id,
-            node,
-            id,
-            job.key,
-            &job.components,
-            input_rows(node, produced),
-        );
-        let decls: Vec<_> = node.outputs.iter().map(|o| o.decl.clone()).collect();
-        let ours = self.store.holder(self.run_id, self.run_name, &node.name);
-        Ok(
-            match self.store.begin_step_row(job.key, &row, &decls, &ours)? {
-                Begin::Hit {
-                    execution,
-                    reused,
-                    outputs,
-                } => Claim::Hit {
-                    execution,
-                    reused,
-                    outputs,
-                },
-                Begin::Claimed { lease, damaged } => {
-                    let redo = damaged.map(|damage| {
-                        let (output, what, reason) = match damage {
-                            Damage::Missing { output } => {
-                                (output.clone(), "missing", Reason::BlobMissing { output })
-                            }
-                            Damage::Corrupt { output } => {
-                                (output.clone(), "corrupt", Reason::BlobCorrupt { output })
-                            }
-                            Damage::Undecodable { output, type_name } => (
-                                output.clone(),
-                                "not decodable as the type the step returns",
-                                Reason::Undecodable { output, type_name },
-                            ),
-                        };
-                        warn!(
-                            target: "pipeline",
-                            "Cached output `{}` of `{}` is {}; executing the step again.",
-                            output,
-                            node.name,
-                            what
-                        );
-                        reason
-                    });
-                    Claim::Claimed { lease, redo }
-                }
-                Begin::Busy(holder) => Claim::Busy { holder },
+        let step = StepStart {
+            run_id: self.run_id.to_string(),
+            run_name: self.run_name.to_string(),
+            name: node.name.clone(),
+            step: node.step.to_string(),
+            position: id,
+            cache_key: job.key,
+            components: job.components.clone(),
+            inputs: input_rows(node, produced)
+                .into_iter()
+                .map(|i| StepInput {
+                    name: i.name,
+                    hash: i.hash,
+                    producer: i.producer,
+                })
+                .collect(),
+            outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
+        };
+        Ok(match self.store.begin_step(&step)? {
+            Begin::Hit {
+                execution,
+                reused,
+                outputs,
+            } => Claim::Hit {
+                execution,
+                reused,
+                outputs,
             },
-        )
+            Begin::Claimed { lease, damaged } => {
+                let redo = damaged.map(|damage| {
+                    let (output, what, reason) = match damage {
+                        Damage::Missing { output } => {
+                            (output.clone(), "missing", Reason::BlobMissing { output })
+                        }
+                        Damage::Corrupt { output } => {
+                            (output.clone(), "corrupt", Reason::BlobCorrupt { output })
+                        }
+                        Damage::Undecodable { output, type_name } => (
+                            output.clone(),
+                            "not decodable as the type the step returns",
+                            Reason::Undecodable { output, type_name },
+                        ),
+                    };
+                    warn!(
+                        target: "pipeline",
+                        "Cached output `{}` of `{}` is {}; executing the step again.",
+                        output,
+                        node.name,
+                        what
+                    );
+                    reason
+                });
+                Claim::Claimed { lease, redo }
+            }
+            Begin::Busy(holder) => Claim::Busy { holder },
+        })
     }
 
     /// Per `(key, holder)` waited for, whether `holder` still holds `key`: one read for all.
@@ -327,34 +332,4 @@ pub(super) fn input_rows(node: &Node, produced: &[Option<Vec<Produced>>]) -> Vec
             }
         })
         .collect()
-}
-
-/// The row recorded when a node's key is reused from the cache.
-fn cached_row<'r>(
-    run_id: &'r str,
-    node: &'r Node,
-    position: NodeId,
-    key: Hash128,
-    components: &'r KeyComponents,
-    inputs: Vec<InputRow>,
-) -> ExecutionRow<'r> {
-    ExecutionRow {
-        run_id,
-        name: &node.name,
-        step: node.step,
-        position,
-        status: StepStatus::Cached,
-        cache_key: Some(key),
-        components,
-        reason: None,
-        error: None,
-        reused: None,
-        compared: None,
-        started_at_us: time::now_micros(),
-        duration: Duration::ZERO,
-        outputs: Vec::new(),
-        inputs,
-        outputs_of: None,
-        lease_holder: None,
-    }
 }

@@ -28,7 +28,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::Store;
+use super::SqliteMetadata;
 use crate::error::{Error, Result};
 use crate::key::{InputComponent, KeyComponents};
 use crate::status::StepStatus;
@@ -225,7 +225,7 @@ impl Candidates {
     }
 }
 
-impl Store {
+impl SqliteMetadata {
     /// The calls of `step` in run `run_id`, in position order; only completed ones (executed
     /// or cached) when `completed`. Ordinals count every call of the step in the run.
     pub(crate) fn step_calls_in(
@@ -257,29 +257,7 @@ impl Store {
                 .map_err(|e| self.db_error(e))?;
             rows
         };
-        let calls = rows
-            .into_iter()
-            .enumerate()
-            .filter_map(|(ordinal, (execution, name, status, components))| {
-                if completed && !matches!(status, StepStatus::Executed | StepStatus::Cached) {
-                    return None;
-                }
-                // A row whose components do not parse cannot be compared with.
-                let components = serde_json::from_str(&components).ok()?;
-                Some(Candidate {
-                    execution,
-                    name,
-                    ordinal,
-                    label: None,
-                    components,
-                })
-            })
-            .collect();
-        Ok(Candidates::new(
-            run_id.to_string(),
-            run_name.to_string(),
-            calls,
-        ))
+        Ok(calls_of(run_id, run_name, rows, completed))
     }
 
     /// The completed calls of `step` in the run a miss is compared with (rule 1 of the
@@ -395,6 +373,35 @@ impl Store {
     }
 }
 
+/// The calls of a step in run `run_id` from its rows `(id, name, status, components)` in
+/// position order; only completed ones when `completed`. Ordinals count every row.
+pub(crate) fn calls_of(
+    run_id: &str,
+    run_name: &str,
+    rows: Vec<(i64, String, StepStatus, String)>,
+    completed: bool,
+) -> Candidates {
+    let calls = rows
+        .into_iter()
+        .enumerate()
+        .filter_map(|(ordinal, (execution, name, status, components))| {
+            if completed && !matches!(status, StepStatus::Executed | StepStatus::Cached) {
+                return None;
+            }
+            // A row whose components do not parse cannot be compared with.
+            let components = serde_json::from_str(&components).ok()?;
+            Some(Candidate {
+                execution,
+                name,
+                ordinal,
+                label: None,
+                components,
+            })
+        })
+        .collect();
+    Candidates::new(run_id.to_string(), run_name.to_string(), calls)
+}
+
 /// A query for the id of the newest completed execution of step `?1` outside run `?2`
 /// with an id below `?3` (of a run of pipeline `?4` when `in_pipeline`); `NULL` when there
 /// is none.
@@ -423,7 +430,8 @@ pub(crate) fn newest_call_sql(in_pipeline: bool) -> String {
                    AND x.run_id <> ?2 AND x.id < ?3 {pipeline} \
                    ORDER BY x.id DESC LIMIT 1) \
            FROM executions h \
-           WHERE h.step = ?1 AND h.outputs_of IS NULL AND h.status IN ('executed', 'cached'))"
+           WHERE h.step = ?1 AND h.outputs_of IS NULL AND h.status IN ('executed', 'cached')) \
+         AS newest"
     )
 }
 

@@ -38,13 +38,13 @@ use serde::Serialize;
 
 use super::artifacts::{BlobStat, ListedBlob};
 use super::liveness::Liveness;
-use super::Store;
+use super::SqliteMetadata;
 use crate::error::{Error, Result};
 use crate::time;
 
 /// A backend's temporary object older than this (or than `min_blob_age`, if longer) is a
 /// leftover of a writer that died between upload and rename.
-const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
+pub(crate) const STALE_TEMPORARY: Duration = Duration::from_secs(3600);
 
 /// What `Store::gc` keeps.
 #[derive(Debug, Clone)]
@@ -91,37 +91,122 @@ pub struct GcReport {
     pub temp_files_removed: usize,
 }
 
-struct RunRow {
-    id: String,
-    name: String,
-    pipeline: String,
-    started: i64,
-    pinned: bool,
-    running: bool,
+/// A run as gc sees it.
+pub(crate) struct RunRow {
+    pub id: String,
+    pub name: String,
+    pub pipeline: String,
+    pub started: i64,
+    pub pinned: bool,
+    /// Running, by a process not proven dead.
+    pub running: bool,
 }
 
-impl Store {
-    /// Pins a run (id, name or unique prefix): garbage collection always keeps it.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several,
-    /// [`Error::ReadOnly`] on a read-only handle, [`Error::StoreLocked`] or
-    /// [`Error::Database`] when the change cannot be written.
-    pub fn pin(&self, run: &str) -> Result<()> {
-        self.set_pinned(run, true)
-    }
+/// What gc decides from the metadata rows, the same on every backend.
+pub(crate) struct Plan {
+    /// Runs to remove, newest first.
+    pub removed: Vec<String>,
+    /// Ids of the runs to remove.
+    pub removed_ids: HashSet<String>,
+    pub runs_kept: usize,
+    pub bytes_kept: u64,
+    /// Execution of a removed run -> the oldest kept row pointing at it, which takes over
+    /// its artifact and input rows.
+    pub heirs: HashMap<i64, i64>,
+    /// Blobs some row referenced before gc.
+    pub referenced_before: HashSet<String>,
+    /// Blobs some row still references after gc.
+    pub referenced: HashSet<String>,
+    /// Start of the oldest run still running.
+    pub oldest_running: Option<i64>,
+}
 
-    /// Unpins a run.
-    ///
-    /// # Errors
-    ///
-    /// As for [`pin`](Self::pin).
-    pub fn unpin(&self, run: &str) -> Result<()> {
-        self.set_pinned(run, false)
+/// Plans a gc: `runs` newest first, `run_blobs` the `(run, hash, size)` each run
+/// references, `executions` every `(id, run, outputs_of)` by id, `artifact_rows` every
+/// `(hash, execution)` of the artifacts table.
+pub(crate) fn plan(
+    policy: &GcPolicy,
+    runs: &[RunRow],
+    run_blobs: &[(String, String, i64)],
+    executions: &[(i64, String, Option<i64>)],
+    artifact_rows: &[(String, i64)],
+) -> Plan {
+    let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
+    let mut keep: HashSet<&str> = HashSet::new();
+    for r in runs {
+        let n = per_pipeline.entry(&r.pipeline).or_default();
+        if *n < policy.keep_last || r.pinned || r.running {
+            keep.insert(&r.id);
+        }
+        *n += 1;
     }
+    // Blob sizes per run, to fit the budget by dropping the oldest runs first.
+    let kept_bytes = |keep: &HashSet<&str>| -> u64 {
+        let mut seen = HashSet::new();
+        run_blobs
+            .iter()
+            .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
+            .map(|(_, _, size)| *size as u64)
+            .sum()
+    };
+    if let Some(budget) = policy.max_bytes {
+        let mut droppable: Vec<&RunRow> = runs
+            .iter()
+            .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
+            .collect();
+        droppable.sort_by_key(|r| r.started);
+        for r in droppable {
+            if kept_bytes(&keep) <= budget {
+                break;
+            }
+            keep.remove(r.id.as_str());
+        }
+    }
+    let removed_ids: HashSet<String> = runs
+        .iter()
+        .filter(|r| !keep.contains(r.id.as_str()))
+        .map(|r| r.id.clone())
+        .collect();
+    // The executions of removed runs go. One that a row of a kept run points at
+    // (`outputs_of`) hands its artifact and input rows over to the oldest such row
+    // first, which the others then point at: a kept row never loses its outputs.
+    let mut heirs: HashMap<i64, i64> = HashMap::new();
+    let mut doomed: HashSet<i64> = HashSet::new();
+    for (id, run, holder) in executions {
+        if removed_ids.contains(run.as_str()) {
+            doomed.insert(*id);
+        } else if let Some(holder) = holder {
+            heirs.entry(*holder).or_insert(*id);
+        }
+    }
+    heirs.retain(|holder, _| doomed.contains(holder));
+    // What rows referenced before the deletions, and after them (rows handed over to an
+    // heir count as the heir's).
+    let referenced_before = artifact_rows.iter().map(|(h, _)| h.clone()).collect();
+    let referenced = artifact_rows
+        .iter()
+        .filter(|(_, execution)| !doomed.contains(execution) || heirs.contains_key(execution))
+        .map(|(hash, _)| hash.clone())
+        .collect();
+    Plan {
+        removed: runs
+            .iter()
+            .filter(|r| removed_ids.contains(&r.id))
+            .map(|r| r.name.clone())
+            .collect(),
+        runs_kept: keep.len(),
+        bytes_kept: kept_bytes(&keep),
+        removed_ids,
+        heirs,
+        referenced_before,
+        referenced,
+        oldest_running: runs.iter().filter(|r| r.running).map(|r| r.started).min(),
+    }
+}
 
-    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
+impl SqliteMetadata {
+    /// Pins or unpins a run; see [`Store::pin`](crate::Store::pin).
+    pub(crate) fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
         self.check_writable("pin runs")?;
         let id = self.run(run)?.id;
         self.db()
@@ -198,15 +283,6 @@ impl Store {
                 ..r
             })
             .collect();
-        let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
-        let mut keep: HashSet<&str> = HashSet::new();
-        for r in &runs {
-            let n = per_pipeline.entry(&r.pipeline).or_default();
-            if *n < policy.keep_last || r.pinned || r.running {
-                keep.insert(&r.id);
-            }
-            *n += 1;
-        }
         // Blob sizes per run, to fit the budget by dropping the oldest runs first.
         // A cached row's blobs are those of the execution it points at (`outputs_of`).
         let run_blobs: Vec<(String, String, i64)> = tx
@@ -219,37 +295,6 @@ impl Store {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let kept_bytes = |keep: &HashSet<&str>| -> u64 {
-            let mut seen = HashSet::new();
-            run_blobs
-                .iter()
-                .filter(|(run, hash, _)| keep.contains(run.as_str()) && seen.insert(hash))
-                .map(|(_, _, size)| *size as u64)
-                .sum()
-        };
-        if let Some(budget) = policy.max_bytes {
-            let mut droppable: Vec<&RunRow> = runs
-                .iter()
-                .filter(|r| keep.contains(r.id.as_str()) && !r.pinned && !r.running)
-                .collect();
-            droppable.sort_by_key(|r| r.started);
-            for r in droppable {
-                if kept_bytes(&keep) <= budget {
-                    break;
-                }
-                keep.remove(r.id.as_str());
-            }
-        }
-        report.bytes_kept = kept_bytes(&keep);
-        report.runs_kept = keep.len();
-        let removed: HashSet<&str> = runs
-            .iter()
-            .map(|r| r.id.as_str())
-            .filter(|id| !keep.contains(id))
-            .collect();
-        // The executions of removed runs go. One that a row of a kept run points at
-        // (`outputs_of`) hands its artifact and input rows over to the oldest such row
-        // first, which the others then point at: a kept row never loses its outputs.
         let executions: Vec<(i64, String, Option<i64>)> = tx
             .prepare("SELECT id, run_id, outputs_of FROM executions ORDER BY id")
             .and_then(|mut s| {
@@ -257,18 +302,6 @@ impl Store {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let mut heirs: HashMap<i64, i64> = HashMap::new();
-        let mut doomed: HashSet<i64> = HashSet::new();
-        for (id, run, holder) in &executions {
-            if removed.contains(run.as_str()) {
-                doomed.insert(*id);
-            } else if let Some(holder) = holder {
-                heirs.entry(*holder).or_insert(*id);
-            }
-        }
-        heirs.retain(|holder, _| doomed.contains(holder));
-        // What rows referenced before the deletions, and after them (a dry run filters
-        // instead of deleting; rows handed over to an heir count as the heir's).
         let rows: Vec<(String, i64)> = tx
             .prepare("SELECT DISTINCT content_hash, execution_id FROM artifacts")
             .and_then(|mut s| {
@@ -276,12 +309,18 @@ impl Store {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let referenced_before: HashSet<&str> = rows.iter().map(|(h, _)| h.as_str()).collect();
-        let referenced: HashSet<&str> = rows
-            .iter()
-            .filter(|(_, execution)| !doomed.contains(execution) || heirs.contains_key(execution))
-            .map(|(hash, _)| hash.as_str())
-            .collect();
+        let Plan {
+            removed: removed_names,
+            removed_ids: removed,
+            runs_kept,
+            bytes_kept,
+            heirs,
+            referenced_before,
+            referenced,
+            oldest_running,
+        } = plan(policy, &runs, &run_blobs, &executions, &rows);
+        report.bytes_kept = bytes_kept;
+        report.runs_kept = runs_kept;
         if !policy.dry_run {
             for (holder, heir) in &heirs {
                 for sql in [
@@ -299,8 +338,8 @@ impl Store {
                 }
             }
         }
-        for r in runs.iter().filter(|r| removed.contains(r.id.as_str())) {
-            report.runs_removed.push(r.name.clone());
+        report.runs_removed = removed_names;
+        for r in runs.iter().filter(|r| removed.contains(&r.id)) {
             if policy.dry_run {
                 continue;
             }
@@ -352,9 +391,8 @@ impl Store {
                     .and_then(|rows| rows.collect::<rusqlite::Result<HashMap<_, _>>>())
             })
             .map_err(|e| self.db_error(e))?;
-        // The oldest run still running: a blob unreferenced since before it started may be
-        // a cache hit of it that it has not recorded yet.
-        let oldest_running = runs.iter().filter(|r| r.running).map(|r| r.started).min();
+        // The oldest run still running (`oldest_running`): a blob unreferenced since before
+        // it started may be a cache hit of it that it has not recorded yet.
         let now = time::now_micros();
         let clock = SystemTime::now();
         // Age since the last write or cache hit (hits mark the blob used).
@@ -392,7 +430,7 @@ impl Store {
             .prepare("INSERT OR REPLACE INTO condemned(hash, since_us) VALUES (?1, ?2)")
             .map_err(|e| self.db_error(e))?;
         for hash in condemned.keys() {
-            if referenced.contains(hash.as_str()) && !policy.dry_run {
+            if referenced.contains(hash) && !policy.dry_run {
                 forget.execute([hash]).map_err(|e| self.db_error(e))?;
             }
         }
@@ -401,11 +439,11 @@ impl Store {
         for ListedBlob { hash, stat } in listed {
             let name = hash.to_hex();
             gone.remove(name.as_str());
-            if referenced.contains(name.as_str()) || held.contains(&name) {
+            if referenced.contains(&name) || held.contains(&name) {
                 continue;
             }
             let since = match condemned.get(&name) {
-                Some(&since) if !referenced_before.contains(name.as_str()) => since,
+                Some(&since) if !referenced_before.contains(&name) => since,
                 _ => {
                     if !policy.dry_run {
                         condemn

@@ -12,7 +12,7 @@ use tracing::debug;
 use super::lease::{abandon_in, Holder};
 use super::liveness;
 use super::metadata::MetadataStore;
-use super::{BlobWriter, Store};
+use super::SqliteMetadata;
 use crate::error::{Error, Result};
 use crate::key::Hash128;
 use crate::status::StepStatus;
@@ -148,7 +148,7 @@ impl LeaseGuard {
     }
 
     pub(crate) fn new(
-        store: &Store,
+        store: &SqliteMetadata,
         key: Hash128,
         holder: Holder,
         execution: i64,
@@ -288,7 +288,7 @@ impl Beats {
     }
 }
 
-impl Store {
+impl SqliteMetadata {
     /// Counts a new live guard, and starts the handle's heartbeat thread if it is not
     /// running. The thread beats every lease of this handle every third of `lease_ttl`,
     /// and ends at the first beat after the last guard ended (or with the handle).
@@ -297,7 +297,7 @@ impl Store {
             &self.inner,
             |inner| &inner.beats,
             self.options().lease_ttl / 3,
-            |inner| Store { inner }.heartbeat(),
+            |inner| SqliteMetadata { inner }.heartbeat(),
         );
     }
 
@@ -373,19 +373,6 @@ impl Store {
             token.execution,
             token.claimed_at_us,
         ))
-    }
-
-    /// Finishes a blob written for `lease`'s step: the lease holds it before it takes its
-    /// content address, so gc cannot remove it before the commit references it.
-    pub(crate) fn finish_held_blob(
-        &self,
-        writer: BlobWriter,
-        lease: &LeaseGuard,
-    ) -> Result<(Hash128, u64)> {
-        writer
-            .put
-            .commit_with(&mut |hash| lease.hold_blob(hash).map_err(std::io::Error::other))
-            .map_err(|e| Error::io(self.blobs_location(), e))
     }
 
     /// SQLite's side of [`MetadataStore::commit_lease`].

@@ -28,7 +28,7 @@ use tracing::debug;
 
 use super::guard::LeaseGuard;
 use super::liveness::{self, Liveness, TempOwner};
-use super::{Damage, ExecutionRow, Lookup, OutputRow, Store};
+use super::{Damage, ExecutionRow, Lookup, OutputRow, SqliteMetadata};
 use crate::error::Result;
 use crate::key::{Hash128, OutputDecl};
 use crate::status::StepStatus;
@@ -99,7 +99,7 @@ pub enum Begin {
     Busy(Holder),
 }
 
-impl Store {
+impl SqliteMetadata {
     /// The holder that `step` of run `run_id` (named `run_name`) is in this handle.
     pub(crate) fn holder(&self, run_id: &str, run_name: &str, step: &str) -> Holder {
         Holder {
@@ -436,7 +436,7 @@ pub(crate) fn release_in(
     .map(|_| ())
 }
 
-impl Store {
+impl SqliteMetadata {
     /// Whether the store handle with owner token `owner` (recorded on `host`) is alive.
     /// With `clean_up`, the lock file of a dead owner is removed.
     pub(crate) fn liveness(&self, owner: &str, host: Option<&str>, clean_up: bool) -> Liveness {

@@ -1,15 +1,25 @@
 //! The metadata seam: runs, executions, leases, lineage and the queries, behind one trait,
-//! so that a backend other than SQLite (PostgreSQL, issue "Beyond one machine") can carry
-//! the runtime. [`Store`] implements it by delegating to its SQLite code, and
-//! `PostgresMetadata` (feature `postgres`) on PostgreSQL; every implementation must pass
+//! so that more than one backend carries the runtime: SQLite (`SqliteMetadata`, the local
+//! store) and PostgreSQL (`PostgresMetadata`, feature `postgres`). [`Store`](super::Store)
+//! holds one as an `Arc<dyn Backend>`: [`MetadataStore`] (public: runs, leases, the
+//! queries, pins, gc, damage marks) and [`Backend`] on top (crate-internal, as its
+//! rows are the executor's types: the per-wave pass, rows recorded outside a pass, miss
+//! explanations). Every implementation must pass
 //! [`contract::metadata`](super::contract::metadata).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::artifacts::ArtifactStore;
+use super::earlier::{Candidates, EarlierCall};
+use super::gc::{GcPolicy, GcReport};
 use super::guard::{Completion, Lease, LeaseGuard, LeaseToken};
 use super::lease::{Begin, Holder};
-use super::{ExecutionRow, InputRow, Lineage, RunRecord, RunStatus, StepRecord, Store};
+use super::verify::{SidecarRow, VerifyRows};
+use super::{
+    ArtifactRecord, ExecutionRow, InputRow, Lineage, Lookup, RunRecord, RunStatus, SqliteMetadata,
+    StepRecord,
+};
 use crate::error::Result;
 use crate::key::{Hash128, KeyComponents, OutputDecl};
 use crate::status::StepStatus;
@@ -62,8 +72,10 @@ pub struct RunStart {
 }
 
 /// What the runtime and the queries need from a metadata backend: runs, executions,
-/// leases, lineage and the queries. [`Store`] implements it on SQLite; every implementation
-/// must pass [`contract::metadata`](super::contract::metadata).
+/// leases, lineage and the queries. `SqliteMetadata` implements it on SQLite and
+/// `PostgresMetadata` on PostgreSQL; [`Store::metadata_store`](super::Store::metadata_store)
+/// hands out a store's. Every implementation must pass
+/// [`contract::metadata`](super::contract::metadata).
 ///
 /// # The invariants and how a backend keeps them
 ///
@@ -105,6 +117,12 @@ pub struct RunStart {
 ///    proves more: each handle holds a session-level `pg_try_advisory_lock(<owner hash>)`
 ///    on a connection of its own, which the server releases when that session ends, so a
 ///    holder whose lock no session holds (`pg_locks`) is dead, whatever its host.
+/// 6. **A wave is one transaction.** `Backend::pass` (crate-internal) opens one
+///    transaction for the lookups, miss explanations and cached rows of the steps the
+///    coordinator resolves at once (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `BEGIN`, each
+///    hit's execution locked `FOR KEY SHARE` by its lookup), so a cached row points at what
+///    its lookup found and nothing can delete it in between. No step body runs while a
+///    pass is open.
 pub trait MetadataStore: Send + Sync {
     /// Records a run as running, owned by this handle.
     ///
@@ -225,17 +243,151 @@ pub trait MetadataStore: Send + Sync {
     /// [`Error::UnknownArtifact`](crate::Error::UnknownArtifact) when no artifact has this
     /// hash, or the backend's error.
     fn lineage(&self, content_hash: Hash128) -> Result<Lineage>;
-}
 
-impl Store {
-    /// Decides a step; see [`MetadataStore::begin_step`].
+    /// Names of the pipelines with at least one run, sorted.
     ///
     /// # Errors
     ///
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a read-only handle;
-    /// [`Error::StoreLocked`](crate::Error::StoreLocked), [`Error::Database`](crate::Error::Database)
-    /// or [`Error::Io`](crate::Error::Io) when the transaction fails.
-    pub fn begin_step(&self, step: &StepStart) -> Result<Begin> {
+    /// The backend's error when the rows cannot be read.
+    fn pipelines(&self) -> Result<Vec<String>>;
+
+    /// The run that execution `id` belongs to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`](crate::Error::UnknownRun) when no execution has id `id`, or
+    /// the backend's error.
+    fn execution_run(&self, id: i64) -> Result<RunRecord>;
+
+    /// The newest completed execution of step `step` before execution `before`, whichever
+    /// call and run it was.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the rows cannot be read.
+    fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>>;
+
+    /// The earlier execution a cache miss of `execution` was compared with
+    /// ([`Store::compared_execution`](crate::Store::compared_execution)).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`](crate::Error::UnknownRun) when there is no such execution, or
+    /// the backend's error.
+    fn compared_execution(&self, execution: i64) -> Result<Option<EarlierCall>>;
+
+    /// Pins (or unpins) a run against garbage collection.
+    ///
+    /// # Errors
+    ///
+    /// As for [`run`](MetadataStore::run); the backend's error when the row cannot be
+    /// written.
+    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()>;
+
+    /// Garbage collection ([`Store::gc`](crate::Store::gc)) of the runs this backend
+    /// records and of `blobs`, the store's artifact bytes.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error, or the artifact store's ([`Error::Io`](crate::Error::Io)).
+    fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport>;
+
+    /// The schema version of the metadata.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when it cannot be read.
+    fn schema_version(&self) -> Result<i64>;
+
+    /// A load found blob `hash` missing (or, with `corrupt`, damaged): the next lookup of
+    /// a key with it among its outputs must not reuse it.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the mark cannot be written.
+    fn blob_damaged(&self, hash: Hash128, corrupt: bool) -> Result<()>;
+
+    /// Output `output` of execution `execution` does not decode as `type_name`
+    /// (`message` says why): lookups stop reusing it.
+    ///
+    /// # Errors
+    ///
+    /// The backend's error when the record cannot be written.
+    fn undecodable(
+        &self,
+        execution: i64,
+        output: &str,
+        type_name: &str,
+        message: &str,
+    ) -> Result<()>;
+}
+
+/// The part of the seam the executor drives, whose rows are crate-internal types: the
+/// per-wave pass (lookups, miss explanations and cached rows in one transaction), rows
+/// recorded outside a pass (skipped steps, runs with caching off), and the artifact rows
+/// behind [`Store::artifact_by_hash`](crate::Store::artifact_by_hash).
+/// [`Store`](crate::Store) holds an `Arc<dyn Backend>`.
+pub(crate) trait Backend: MetadataStore {
+    /// Opens a pass: one transaction that the coordinator's lookups, explanations and
+    /// cached rows for the steps that became ready at once go in (SQLite: `BEGIN
+    /// IMMEDIATE`; PostgreSQL: `BEGIN`, with the executions a lookup found locked `FOR KEY
+    /// SHARE` until the commit). No step body runs while a pass is open.
+    fn pass(&self) -> Result<Box<dyn MetadataPass + '_>>;
+
+    /// A lookup in a transaction of its own.
+    fn lookup(&self, key: Hash128) -> Result<Lookup>;
+
+    /// Records rows in one transaction; returns their ids. Blobs must be in place.
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>>;
+
+    /// The completed calls of `step` in the run a miss is compared with (see
+    /// `store/earlier.rs`), among executions before `before`.
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+        before: Option<i64>,
+    ) -> Result<Option<Candidates>>;
+
+    /// The newest artifact row with `hash`: its record, execution id, the execution's name
+    /// and key components.
+    fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>>;
+
+    /// What [`Store::verify`](crate::Store::verify) checks, read in one snapshot.
+    fn verify_rows(&self) -> Result<VerifyRows>;
+
+    /// What the sidecar of blob `hex` is rewritten from
+    /// ([`Store::repair`](crate::Store::repair)), if a completed execution references it.
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>>;
+}
+
+/// An artifact row found by hash: the record, its execution's id, name and key components.
+pub(crate) type FoundArtifact = (ArtifactRecord, i64, String, KeyComponents);
+
+/// An open pass ([`Backend::pass`]); rolls back on drop unless committed.
+pub(crate) trait MetadataPass {
+    /// A lookup inside the pass's transaction.
+    fn lookup(&self, key: Hash128) -> Result<Lookup>;
+
+    /// [`Backend::earlier_calls`] inside the pass's transaction.
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+    ) -> Result<Option<Candidates>>;
+
+    /// Inserts rows; they commit with the pass.
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>>;
+
+    /// Commits what the pass recorded.
+    fn commit(self: Box<Self>) -> Result<()>;
+}
+
+impl SqliteMetadata {
+    /// Decides a step; see [`MetadataStore::begin_step`].
+    fn begin_step_start(&self, step: &StepStart) -> Result<Begin> {
         let inputs: Vec<InputRow> = step
             .inputs
             .iter()
@@ -269,21 +421,21 @@ impl Store {
     }
 }
 
-impl MetadataStore for Store {
+impl MetadataStore for SqliteMetadata {
     fn begin_run(&self, run: &RunStart) -> Result<()> {
-        Store::begin_run(self, &run.id, &run.pipeline, &run.name, run.started_at_us)
+        SqliteMetadata::begin_run(self, &run.id, &run.pipeline, &run.name, run.started_at_us)
     }
 
     fn finish_run(&self, id: &str, status: RunStatus, duration: Duration) -> Result<()> {
-        Store::finish_run(self, id, status, duration)
+        SqliteMetadata::finish_run(self, id, status, duration)
     }
 
     fn begin_step(&self, step: &StepStart) -> Result<Begin> {
-        Store::begin_step(self, step)
+        self.begin_step_start(step)
     }
 
     fn still_held(&self, waits: &[(Hash128, &Holder)]) -> Result<Vec<bool>> {
-        Store::still_held(self, waits)
+        SqliteMetadata::still_held(self, waits)
     }
 
     fn commit_lease(&self, lease: &Lease, done: &Completion) -> Result<i64> {
@@ -303,35 +455,118 @@ impl MetadataStore for Store {
     }
 
     fn heartbeat(&self) -> Result<usize> {
-        Store::heartbeat(self)
+        SqliteMetadata::heartbeat(self)
     }
 
     fn adopt_lease(&self, token: LeaseToken) -> Result<LeaseGuard> {
-        Store::adopt_lease(self, token)
+        SqliteMetadata::adopt_lease(self, token)
     }
 
     fn recover(&self) -> Result<()> {
-        Store::recover(self)
+        SqliteMetadata::recover(self)
     }
 
     fn runs(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>> {
-        Store::runs(self, pipeline)
+        SqliteMetadata::runs(self, pipeline)
     }
 
     fn run(&self, run: &str) -> Result<RunRecord> {
-        Store::run(self, run)
+        SqliteMetadata::run(self, run)
     }
 
     fn run_steps(&self, run: &str) -> Result<Vec<StepRecord>> {
-        Store::run_steps(self, run)
+        SqliteMetadata::run_steps(self, run)
     }
 
     fn execution(&self, id: i64) -> Result<StepRecord> {
-        Store::execution(self, id)
+        SqliteMetadata::execution(self, id)
     }
 
     fn lineage(&self, content_hash: Hash128) -> Result<Lineage> {
-        Store::lineage(self, content_hash)
+        SqliteMetadata::lineage(self, content_hash)
+    }
+
+    fn pipelines(&self) -> Result<Vec<String>> {
+        SqliteMetadata::pipelines(self)
+    }
+
+    fn execution_run(&self, id: i64) -> Result<RunRecord> {
+        SqliteMetadata::execution_run(self, id)
+    }
+
+    fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
+        SqliteMetadata::previous_execution(self, step, before)
+    }
+
+    fn compared_execution(&self, execution: i64) -> Result<Option<EarlierCall>> {
+        SqliteMetadata::compared_execution(self, execution)
+    }
+
+    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
+        SqliteMetadata::set_pinned(self, run, pinned)
+    }
+
+    /// A SQLite store's handle holds its artifact store (the same `blobs`).
+    fn gc(&self, policy: &GcPolicy, _blobs: &dyn ArtifactStore) -> Result<GcReport> {
+        SqliteMetadata::gc(self, policy)
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        SqliteMetadata::schema_version(self)
+    }
+
+    fn blob_damaged(&self, hash: Hash128, corrupt: bool) -> Result<()> {
+        // A missing blob is found missing by the next lookup's stat.
+        if corrupt {
+            self.forget_blob_stat(hash)?;
+        }
+        Ok(())
+    }
+
+    fn undecodable(
+        &self,
+        execution: i64,
+        output: &str,
+        type_name: &str,
+        message: &str,
+    ) -> Result<()> {
+        self.record_undecodable(execution, output, type_name, message)
+    }
+}
+
+impl Backend for SqliteMetadata {
+    fn pass(&self) -> Result<Box<dyn MetadataPass + '_>> {
+        Ok(Box::new(SqliteMetadata::pass(self)?))
+    }
+
+    fn lookup(&self, key: Hash128) -> Result<Lookup> {
+        SqliteMetadata::lookup(self, key)
+    }
+
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        SqliteMetadata::record(self, rows)
+    }
+
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+        before: Option<i64>,
+    ) -> Result<Option<Candidates>> {
+        SqliteMetadata::earlier_calls(self, step, pipeline, exclude_run, before)
+    }
+
+    fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
+        SqliteMetadata::artifact_found(self, hash)
+    }
+
+    fn verify_rows(&self) -> Result<VerifyRows> {
+        SqliteMetadata::verify_rows(self)
+    }
+
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        SqliteMetadata::sidecar_row(self, hex)
     }
 }
 

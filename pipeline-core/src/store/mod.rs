@@ -1,35 +1,53 @@
-//! The metadata store (SQLite) and the blob folder beside it.
+//! A store: its metadata (runs, executions, leases, lineage) behind the [`MetadataStore`]
+//! seam, and its artifact bytes in an [`ArtifactStore`]. [`Store`] (`handle.rs`) holds one
+//! of each; everything that needs both (writing a blob, then recording it; a load that finds
+//! damage and says so) is there, everything else is one call of the metadata backend.
 //!
-//! ```text
-//! <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
-//! <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
-//! ```
+//! Two metadata backends:
+//!
+//! * SQLite (`SqliteMetadata`, `sqlite.rs`, and `gc.rs`, `verify.rs`, `query.rs`,
+//!   `lease.rs`, `guard.rs`, `pass.rs`, `earlier.rs`), the local store:
+//!
+//!   ```text
+//!   <store>/metadata.sqlite          runs, executions, artifacts, lineage inputs, blob stats
+//!   <store>/artifacts/ab/ab12...     content-addressed blobs (xxh3-128 hex)
+//!   ```
+//!
+//! * PostgreSQL (`PostgresMetadata`, `postgres/`, feature `postgres`), for stores shared
+//!   by processes on several hosts, opened by [`Store::connect`] for a `postgres://` URL.
 //!
 //! # Invariants
 //!
-//! The store keeps these itself, whatever its callers do; [`MetadataStore`] says how each
-//! is kept per transaction (and how a PostgreSQL backend would keep it).
+//! The store keeps these itself, whatever its callers do, on either backend;
+//! [`MetadataStore`] says how each backend keeps each one per transaction (SQLite with its
+//! single write lock, PostgreSQL with row locks and advisory locks).
 //!
-//! 1. **A blob is in place before its row commits.** A step's outputs are written to
-//!    `artifacts/tmp/`, synced, held by the step's lease (`holds`), renamed to their
-//!    content address, and only then referenced by the execution's commit. A row never
-//!    names bytes that are not there (a reader may still find them damaged later: loads
-//!    verify the hash).
+//! 1. **A blob is in place before its row commits.** A step's outputs are written through
+//!    the [`ArtifactStore`] (locally: to `artifacts/tmp/`, synced), held by the step's
+//!    lease (`holds`), put at their content address, and only then referenced by the
+//!    execution's commit. A row never names bytes that are not there (a reader may still
+//!    find them damaged later: loads verify the hash, and tell the backend).
 //! 2. **A lease is dropped in the commit.** [`LeaseGuard::commit`] completes the step's
 //!    `running` row, records its outputs and deletes the lease and its holds in one write
 //!    transaction; a guard dropped uncommitted releases the lease (the row becomes
 //!    failed). Nobody waiting for the key sees it free without its execution.
 //! 3. **One claim per key.** [`Store::begin_step`] looks for a completed execution and
-//!    claims the key in one write transaction; a holder proven dead (its file lock is
-//!    free, `liveness.rs`) or silent for `lease_ttl` is taken over.
+//!    claims the key in one write transaction; a holder proven dead (SQLite: its file lock
+//!    is free, `liveness.rs`; PostgreSQL: its session's advisory lock is gone) or silent
+//!    for `lease_ttl` is taken over.
 //! 4. **gc spares what a running hit relies on**, and what a step is writing: gc deletes
 //!    blob files inside its own write transaction, only when no row references them, no
 //!    live lease holds them, and no run that was running when they lost their last
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
-//!    top, not what makes gc safe.
+//!    top, not what makes gc safe. PostgreSQL: the same rules in one transaction
+//!    (`postgres/metadata.rs`, `gc`).
+//! 5. **A wave is one transaction.** The coordinator's lookups, miss explanations and
+//!    cached rows for the steps that became ready at once go in one pass (`pass.rs`; on
+//!    PostgreSQL one `BEGIN .. COMMIT`, the executions its hits reuse locked against
+//!    deletion until it commits), so a cached row points at exactly what its lookup found.
 //!
-//! The blobs go through an [`ArtifactStore`]: the folder above by
-//! default, any other backend through [`StoreOptions::artifacts`].
+//! The blobs go through an [`ArtifactStore`]: the folder above by default, any other
+//! backend through [`StoreOptions::artifacts`] or the configuration ([`Store::connect`]).
 
 pub mod artifacts;
 mod blob;
@@ -37,24 +55,24 @@ pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
-pub(crate) use pass::Pass;
 
 mod connect;
 mod gc;
 mod guard;
+mod handle;
 mod lease;
 mod liveness;
 mod metadata;
 mod open;
 mod pass;
 // The PostgreSQL metadata backend: connecting, its schema, and `PostgresMetadata`, the
-// `MetadataStore` on it. `Store::connect` does not use it yet (the executor still runs on
-// the SQLite `Store`).
+// `MetadataStore` on it, which `Store::connect` opens for a `postgres://` URL.
 #[cfg(feature = "postgres")]
 mod postgres;
 mod query;
 mod rows;
 mod schema;
+mod sqlite;
 mod stored;
 mod verify;
 
@@ -62,10 +80,13 @@ pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
 pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
+pub use handle::Store;
 pub use lease::{Begin, Holder};
+pub(crate) use metadata::MetadataPass;
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresMetadata;
+pub(crate) use sqlite::SqliteMetadata;
 pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
@@ -74,24 +95,22 @@ pub use query::{
     StepComparison, StepRecord,
 };
 
-use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use artifacts::{ArtifactStore, BlobPut, LocalArtifacts};
+use artifacts::{ArtifactStore, BlobPut};
 pub use blob::ContentHash;
 #[doc(hidden)]
 pub use blob::HashingWriter;
 
 use crate::cacher::Cacher;
-use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
+use crate::error::{Error, Result};
 use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
 
@@ -119,6 +138,11 @@ pub struct StoreOptions {
     /// [`ObjectArtifacts`](artifacts::ObjectArtifacts); the metadata stays in the store
     /// directory. Every handle on one store must be given the same backend.
     pub artifacts: Option<Arc<dyn ArtifactStore>>,
+    /// For a store whose metadata is in PostgreSQL ([`Store::connect`]): the local folder
+    /// that keeps the read-through cache of S3 downloads (`<dir>/artifacts/cache/`) and
+    /// that [`Store::path`] returns. Default (`None`): `$PIPELINE_HOME`, else `./.pipeline`.
+    /// A local store ignores it (its folder is the store).
+    pub local_dir: Option<PathBuf>,
 }
 
 impl Default for StoreOptions {
@@ -129,50 +153,16 @@ impl Default for StoreOptions {
             content_hash: ContentHash::Xxh3,
             read_only: false,
             artifacts: None,
+            local_dir: None,
         }
     }
 }
 
-/// SQLite page cache per connection in KiB (a negative `cache_size`): an upper bound, only
-/// reached as the database grows.
-const CACHE_SIZE_KIB: i64 = -32 * 1024;
-
-/// WAL pages between automatic checkpoints (SQLite's default is 1000).
-const WAL_AUTOCHECKPOINT_PAGES: i64 = 10_000;
-
-/// A handle to a store directory; cheap to clone and shareable between threads.
-#[derive(Clone)]
-pub struct Store {
-    inner: Arc<StoreInner>,
-}
-
-struct StoreInner {
-    root: PathBuf,
-    /// `<root>/artifacts`: the local blob folder, and `tmp/` in it for temporary files and
-    /// the owners' lock files (whatever backend holds the blobs).
-    artifacts: PathBuf,
-    /// Where the blobs are.
-    blobs: Arc<dyn ArtifactStore>,
-    options: StoreOptions,
-    /// Why this handle cannot write; `None` when it can.
-    read_only: Option<ReadOnlyCause>,
-    content_hash: ContentHash,
-    db: Mutex<Connection>,
-    /// The file lock that proves this handle alive to other processes (writable handles
-    /// only; see `liveness.rs`).
-    owner: Option<liveness::OwnerLock>,
-    blob_reads: AtomicU64,
-    bytes_read: AtomicU64,
-    /// Live lease guards of this handle and its heartbeat thread (`guard.rs`).
-    beats: guard::Beats,
-}
-
-impl std::fmt::Debug for Store {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("root", &self.inner.root)
-            .finish()
-    }
+/// Blob reads since a store handle was opened.
+#[derive(Debug, Default)]
+pub(crate) struct BlobCounters {
+    pub(crate) blob_reads: AtomicU64,
+    pub(crate) bytes_read: AtomicU64,
 }
 
 /// Counters of blob reads since the store handle was opened (tests use them to show that
@@ -319,907 +309,6 @@ pub(crate) struct ExecutionRow<'a> {
 }
 
 impl Store {
-    /// Opens the store in directory `path`, creating it if it does not exist.
-    ///
-    /// Refuses a path that is a file, a non-empty directory that is not a store, a SQLite
-    /// database of another application or with a schema version this library never writes
-    /// (a negative one, say), and a store written by a newer version. A refused path is left
-    /// as it was: nothing is created or changed before every check has passed.
-    ///
-    /// An existing store that this process cannot write (read-only media) opens for
-    /// reading only; see [`Store::open_with`].
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotAStore`] and [`Error::StoreTooNew`] for what it refuses;
-    /// [`Error::ReadOnly`] when a store must be created or its schema upgraded where nothing
-    /// can be written; [`Error::Database`] or [`Error::Io`] when SQLite or the file system
-    /// fails.
-    pub fn open(path: impl AsRef<Path>) -> Result<Store> {
-        Store::open_with(path, StoreOptions::default())
-    }
-
-    /// Opens (or creates) the store in `path` with `options`.
-    ///
-    /// # Read-only handles and read-only media
-    ///
-    /// With `options.read_only`, nothing is created or changed and every write fails with
-    /// [`Error::ReadOnly`]. An existing store that this process cannot write (the kernel's
-    /// `access(2)` says so for a read-only mount, an immutable file, or missing write
-    /// permission) opens the same way even without `read_only`, with
-    /// [`ReadOnlyCause::Media`]: queries and loads work,
-    /// and a run fails with an error that names the path and the fix.
-    ///
-    /// SQLite reads a database in WAL mode through an index file beside it,
-    /// `metadata.sqlite-shm`, which it creates when missing:
-    ///
-    /// * Where that file exists or can be created, the database is opened plainly
-    ///   read-only. That sees every committed transaction, including those of a writer in
-    ///   another process. (In a writable directory this leaves the `-shm` and `-wal` files
-    ///   behind; the next writer removes them.)
-    /// * On read-only media without it (the usual state: the last writer removed it when it
-    ///   closed), the database is opened with SQLite's `immutable=1`, which reads the main
-    ///   file without locks or index. That is exact while nobody writes the store, which
-    ///   read-only media guarantee. Where another user may still write it (a store you only
-    ///   lack permission on), a handle opened this way does not see later runs, and may
-    ///   fail on a page being rewritten at that moment: reopen it. A leftover
-    ///   `metadata.sqlite-wal` with changes not yet merged cannot be read this way; that is
-    ///   refused with [`Error::ReadOnly`] rather than shown as an older state.
-    ///
-    /// # Errors
-    ///
-    /// As for [`Store::open`]; besides, a read-only open of a path that holds no store
-    /// fails with [`Error::NotAStore`] instead of creating one, and a store of an older
-    /// schema cannot be opened read-only ([`Error::ReadOnly`]: a writable open upgrades it).
-    pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
-        // Several processes creating or migrating one store at the same moment can get
-        // SQLITE_BUSY without SQLite's busy handler being consulted (a lock upgrade that
-        // could deadlock, or the switch to WAL mode). Such contention is transient, so the
-        // whole open is retried until `busy_timeout` runs out; every step of it is
-        // idempotent (directories, `IF NOT EXISTS` tables, migrations in transactions).
-        let started = std::time::Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            match Self::open_once(path.as_ref(), options.clone()) {
-                Err(Error::StoreLocked { .. }) if started.elapsed() < options.busy_timeout => {
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_millis(100));
-                }
-                other => return other,
-            }
-        }
-    }
-
-    fn open_once(path: &Path, options: StoreOptions) -> Result<Store> {
-        let root = path.to_path_buf();
-        let not_a_store = |reason: &str| Error::NotAStore {
-            path: root.clone(),
-            reason: reason.to_string(),
-        };
-        let db_path = root.join("metadata.sqlite");
-        let artifacts = root.join("artifacts");
-        // Checks first, changes after: a refused path must stay exactly as it was.
-        let exists = match fs::metadata(&root) {
-            Ok(m) if !m.is_dir() => return Err(not_a_store("it is a file, not a directory")),
-            Ok(_) => {
-                if !db_path.exists() {
-                    if options.read_only {
-                        return Err(not_a_store("no metadata.sqlite in it"));
-                    }
-                    let foreign = fs::read_dir(&root)
-                        .map_err(|e| Error::io(&root, e))?
-                        .filter_map(|e| e.ok())
-                        // Our own names count as ours: another process may be creating
-                        // this store right now.
-                        .any(|e| {
-                            let name = e.file_name().to_string_lossy().into_owned();
-                            name != "artifacts" && !name.starts_with("metadata.sqlite")
-                        });
-                    if foreign {
-                        return Err(not_a_store("a non-empty directory without metadata.sqlite"));
-                    }
-                } else if db_path.is_dir() {
-                    return Err(not_a_store("metadata.sqlite is a directory"));
-                } else {
-                    open::check_file_header(&root, &db_path)?;
-                }
-                true
-            }
-            Err(_) if options.read_only => return Err(not_a_store("it does not exist")),
-            Err(_) => false,
-        };
-        let read_only = if exists && !open::writable_store(&root, &db_path, &artifacts) {
-            Some(ReadOnlyCause::Media)
-        } else if options.read_only {
-            Some(ReadOnlyCause::Requested)
-        } else {
-            None
-        };
-        let read_only_error = |action: &str| Error::ReadOnly {
-            path: root.clone(),
-            action: action.to_string(),
-            cause: ReadOnlyCause::Media,
-        };
-        if !exists {
-            fs::create_dir_all(&root).map_err(|e| match e.kind() {
-                std::io::ErrorKind::ReadOnlyFilesystem | std::io::ErrorKind::PermissionDenied => {
-                    read_only_error("create a store")
-                }
-                _ => Error::io(&root, e),
-            })?;
-        } else if read_only.is_some() && !db_path.exists() {
-            return Err(read_only_error("create a store in it"));
-        }
-
-        let db_err = |e: rusqlite::Error| map_db_error(&root, e);
-        let (conn, (version, app_id, tables)) = match read_only {
-            Some(cause) => open::read_only(&root, &db_path, &options, cause)?,
-            None => {
-                let conn = Connection::open(&db_path).map_err(db_err)?;
-                conn.busy_timeout(options.busy_timeout).map_err(db_err)?;
-                let header = open::read_header(&root, &conn)?;
-                (conn, header)
-            }
-        };
-        open::check_header(&root, version, app_id, tables)?;
-        if let Some(cause) = read_only {
-            if version < schema::current_version() {
-                return Err(Error::ReadOnly {
-                    path: root,
-                    action: format!(
-                        "upgrade its schema from version {version} to {}",
-                        schema::current_version()
-                    ),
-                    cause,
-                });
-            }
-            if cause == ReadOnlyCause::Media && !options.read_only {
-                tracing::debug!(
-                    target: "pipeline",
-                    "Store at {} is not writable here; opened it for reading only.",
-                    root.display()
-                );
-            }
-        }
-        if let Some(recorded) = setting_of(&conn, "content_hash").map_err(db_err)? {
-            if recorded.parse::<ContentHash>().is_err() {
-                return Err(not_a_store(&format!(
-                    "it names blobs with `{recorded}`, which this version does not know"
-                )));
-            }
-        }
-        if read_only.is_none() {
-            fs::create_dir_all(&artifacts).map_err(|e| Error::io(&artifacts, e))?;
-            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-                .map_err(db_err)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(db_err)?;
-            // A cached run records one row per step, and each row lands on a random page of
-            // the indexes keyed by hashes (cache key, content hash): with SQLite's defaults
-            // (2 MB page cache, checkpoint every 1000 WAL pages) a 1000-step run spills and
-            // re-reads those pages, then writes them back and fsyncs once per run.
-            conn.pragma_update(None, "cache_size", CACHE_SIZE_KIB)
-                .map_err(db_err)?;
-            conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
-                .map_err(db_err)?;
-        }
-        // Held from before recovery, so this handle's own runs and leases, once written, are
-        // never taken for a dead process's.
-        let owner = if read_only.is_some() {
-            None
-        } else {
-            let tmp = artifacts.join("tmp");
-            Some(liveness::OwnerLock::acquire(&tmp).map_err(|e| Error::io(tmp, e))?)
-        };
-        let blobs = match &options.artifacts {
-            Some(blobs) => Arc::clone(blobs),
-            None => Arc::new(LocalArtifacts::new(
-                &artifacts,
-                owner.as_ref().map_or("", |o| o.token()),
-            )),
-        };
-        let mut store = Store {
-            inner: Arc::new(StoreInner {
-                root,
-                artifacts,
-                blobs,
-                content_hash: options.content_hash,
-                options,
-                read_only,
-                db: Mutex::new(conn),
-                owner,
-                blob_reads: AtomicU64::new(0),
-                bytes_read: AtomicU64::new(0),
-                beats: guard::Beats::default(),
-            }),
-        };
-        if read_only.is_none() {
-            store.migrate()?;
-        }
-        let recorded = store.setting("content_hash")?;
-        let kind = match recorded.as_deref().map(str::parse::<ContentHash>) {
-            Some(Ok(kind)) => kind,
-            Some(Err(_)) => {
-                return Err(Error::NotAStore {
-                    path: store.inner.root.clone(),
-                    reason: format!(
-                        "it names blobs with `{}`, which this version does not know",
-                        recorded.unwrap_or_default()
-                    ),
-                })
-            }
-            None => ContentHash::Xxh3,
-        };
-        if let Some(inner) = Arc::get_mut(&mut store.inner) {
-            inner.content_hash = kind;
-        }
-        if read_only.is_none() {
-            store.recover()?;
-        }
-        Ok(store)
-    }
-
-    /// Opens `$PIPELINE_HOME` if set, else `./.pipeline`, as [`Store::open`] does: creates
-    /// the store if needed, and opens an existing store on read-only media for reading only.
-    ///
-    /// # Errors
-    ///
-    /// As for [`Store::open`].
-    pub fn open_default() -> Result<Store> {
-        Store::open(default_path())
-    }
-
-    /// Why this handle cannot write, or `None` when it can.
-    pub fn read_only(&self) -> Option<ReadOnlyCause> {
-        self.inner.read_only
-    }
-
-    /// The store directory.
-    pub fn path(&self) -> &Path {
-        &self.inner.root
-    }
-
-    /// Blob reads since this handle was opened.
-    pub fn stats(&self) -> StoreStats {
-        StoreStats {
-            blob_reads: self.inner.blob_reads.load(Ordering::Relaxed),
-            bytes_read: self.inner.bytes_read.load(Ordering::Relaxed),
-        }
-    }
-
-    /// The schema version of this store.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read.
-    pub fn schema_version(&self) -> Result<i64> {
-        self.db()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.db_error(e))
-    }
-
-    fn migrate(&self) -> Result<()> {
-        let mut conn = self.db();
-        // IMMEDIATE takes the write lock first, so two processes never migrate at once.
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.db_error(e))?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| self.db_error(e))?;
-        // Checked when opening; checked again inside the write lock, where it counts.
-        open::check_header(&self.inner.root, version, schema::APPLICATION_ID, 0)?;
-        let done = usize::try_from(version).unwrap_or(usize::MAX);
-        for (v, sql) in schema::MIGRATIONS.iter().enumerate().skip(done) {
-            tx.execute_batch(sql).map_err(|e| self.db_error(e))?;
-            tx.pragma_update(None, "user_version", v as i64 + 1)
-                .map_err(|e| self.db_error(e))?;
-        }
-        tx.execute_batch(schema::AUXILIARY)
-            .map_err(|e| self.db_error(e))?;
-        // A new store records its blob naming; stores from version 1 used xxh3.
-        let algorithm = if version == 0 {
-            self.inner.options.content_hash
-        } else {
-            ContentHash::Xxh3
-        };
-        tx.execute(
-            "INSERT OR IGNORE INTO settings(key, value) VALUES ('content_hash', ?1)",
-            [algorithm.as_str()],
-        )
-        .map_err(|e| self.db_error(e))?;
-        tx.pragma_update(None, "application_id", schema::APPLICATION_ID)
-            .map_err(|e| self.db_error(e))?;
-        tx.commit().map_err(|e| self.db_error(e))
-    }
-
-    /// A value from the settings table.
-    fn setting(&self, key: &str) -> Result<Option<String>> {
-        setting_of(&self.db(), key).map_err(|e| self.db_error(e))
-    }
-
-    /// The algorithm that names this store's blobs.
-    pub fn content_hash_algorithm(&self) -> ContentHash {
-        self.inner.content_hash
-    }
-
-    pub(crate) fn options(&self) -> &StoreOptions {
-        &self.inner.options
-    }
-
-    /// The owner token of this handle (empty on a read-only handle, which writes nothing).
-    pub(crate) fn owner_token(&self) -> &str {
-        self.inner.owner.as_ref().map_or("", |o| o.token())
-    }
-
-    /// `artifacts/tmp/`: blobs being written and the owners' lock files.
-    pub(crate) fn tmp_dir(&self) -> PathBuf {
-        self.inner.artifacts.join("tmp")
-    }
-
-    /// Fails with [`Error::ReadOnly`] on a read-only handle.
-    pub(crate) fn check_writable(&self, action: &str) -> Result<()> {
-        if let Some(cause) = self.inner.read_only {
-            return Err(Error::ReadOnly {
-                path: self.inner.root.clone(),
-                action: action.to_string(),
-                cause,
-            });
-        }
-        Ok(())
-    }
-
-    pub(crate) fn db(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave SQLite inconsistent (transactions
-        // roll back on drop), so a poisoned lock is safe to reuse.
-        self.inner.db.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub(crate) fn db_error(&self, e: rusqlite::Error) -> Error {
-        map_db_error(&self.inner.root, e)
-    }
-
-    /// Where the blob with content hash `hash` is: its path in the store's `artifacts/`
-    /// folder, or, with another [`artifacts`](StoreOptions::artifacts) backend, its
-    /// location there (a URL for remote ones).
-    pub fn blob_path(&self, hash: Hash128) -> PathBuf {
-        self.inner.blobs.location(hash)
-    }
-
-    /// The backend holding this store's blobs.
-    pub fn artifact_store(&self) -> &Arc<dyn ArtifactStore> {
-        &self.inner.blobs
-    }
-
-    /// The location of the blob backend, for I/O errors that concern no single blob.
-    pub(crate) fn blobs_location(&self) -> PathBuf {
-        self.blob_path(Hash128(0))
-            .parent()
-            .and_then(|p| p.parent())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.inner.artifacts.clone())
-    }
-
-    pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
-        self.check_writable("write artifacts")?;
-        let put = self
-            .inner
-            .blobs
-            .put(self.inner.content_hash)
-            .map_err(|e| Error::io(self.blobs_location(), e))?;
-        Ok(BlobWriter { put })
-    }
-
-    /// Finishes a blob: in place and durable under its hash; returns (hash, size).
-    pub(crate) fn finish_blob(&self, writer: BlobWriter) -> Result<(Hash128, u64)> {
-        writer
-            .put
-            .commit()
-            .map_err(|e| Error::io(self.blobs_location(), e))
-    }
-
-    /// Writes `<blob>.json` beside a blob: what it holds, readable without this library.
-    pub(crate) fn write_sidecar(&self, hash: Hash128, sidecar: &Sidecar<'_>) -> Result<()> {
-        let doc = sidecar.to_json(hash);
-        let text = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-        self.inner
-            .blobs
-            .put_sidecar(hash, &text)
-            .map_err(|e| Error::io(sidecar_path(&self.blob_path(hash)), e))
-    }
-
-    /// Reads blob `hash` through `decode`, verifying the content hash of every byte.
-    pub(crate) fn read_blob<V>(
-        &self,
-        hash: Hash128,
-        cacher: &str,
-        decode: impl FnOnce(&mut dyn Read) -> Result<V, BoxError>,
-    ) -> Result<V> {
-        let path = self.blob_path(hash);
-        let input = match self.inner.blobs.open(hash) {
-            Ok(Some(input)) => input,
-            Ok(None) => {
-                return Err(Error::BlobMissing {
-                    hash: hash.to_hex(),
-                    path,
-                })
-            }
-            Err(e) => return Err(Error::io(path, e)),
-        };
-        self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        let mut reader = blob::HashingReader::new(input, self.inner.content_hash);
-        let decoded = decode(&mut reader);
-        let (actual, bytes) = reader.finish().map_err(|e| Error::io(&path, e))?;
-        self.inner.bytes_read.fetch_add(bytes, Ordering::Relaxed);
-        if actual != hash {
-            // Forget the blob's recorded stat so the next cache lookup re-hashes it, finds
-            // it damaged and re-executes the producing step.
-            let _ = self
-                .db()
-                .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()]);
-            return Err(Error::BlobCorrupt {
-                hash: hash.to_hex(),
-                path,
-                actual: actual.to_hex(),
-            });
-        }
-        decoded.map_err(|e| Error::Cacher {
-            cacher: cacher.to_string(),
-            action: "load",
-            what: format!("blob {hash}"),
-            source: e,
-        })
-    }
-
-    /// Records that output `output` written by `execution` does not decode as `type_name`,
-    /// so cache lookups stop reusing it (the next run executes the step again), and returns
-    /// the error to report. Recording is best effort: a read-only store, an unknown
-    /// execution (0) or a failed write only cost one more failed load later.
-    pub(crate) fn undecodable(
-        &self,
-        execution: i64,
-        step: &str,
-        output: &str,
-        type_name: &str,
-        cacher: &str,
-        source: BoxError,
-    ) -> Error {
-        let message = source.to_string();
-        tracing::warn!(
-            target: "pipeline",
-            "Stored output `{output}` of `{step}` could not be decoded as `{type_name}` ({message}); the next run executes `{step}` again."
-        );
-        if execution > 0 && !self.inner.options.read_only {
-            let recorded = self.db().execute(
-                "INSERT OR REPLACE INTO undecodable(execution_id, output, type_name, message, at_us) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![execution, output, type_name, message, crate::time::now_micros()],
-            );
-            if let Err(e) = recorded {
-                tracing::warn!(
-                    target: "pipeline",
-                    "Could not record that output `{output}` of `{step}` is undecodable: {}",
-                    self.db_error(e)
-                );
-            }
-        }
-        Error::Undecodable {
-            step: step.to_string(),
-            output: output.to_string(),
-            type_name: type_name.to_string(),
-            cacher: cacher.to_string(),
-            source,
-        }
-    }
-
-    /// Finds the newest completed execution with `key` whose blobs are intact, in a read
-    /// transaction of its own (takes no write lock).
-    pub(crate) fn lookup(&self, key: Hash128) -> Result<Lookup> {
-        let conn = self.db();
-        self.lookup_in(&conn, key)
-    }
-
-    /// Finds the newest completed execution with `key` whose blobs are intact, on a
-    /// connection the caller holds (inside its transaction).
-    pub(crate) fn lookup_in(&self, conn: &Connection, key: Hash128) -> Result<Lookup> {
-        // The newest completed execution with this key that holds its outputs' rows (an
-        // executed one, or a cached row holding copies: from before schema 5, or handed
-        // over by garbage collection), joined to those rows and their recorded blob stats,
-        // in one statement: this is the per-step cost of a cached run (perf figure 1), and
-        // each statement costs its cursors' set-up whatever it reads. A cached row pointing
-        // at another (`outputs_of`) needs no lookup, as the one it points at has the same
-        // key; so the index on keys leaves those rows out, and a cached run dirties no page
-        // of it. An output that failed to decode (`undecodable`, keyed by the execution
-        // that wrote it, or by the one it reused) makes the execution unusable, like a
-        // damaged blob; two equality probes, as an `IN` list builds a temporary table per
-        // row. No outputs recorded (an incomplete row) is a miss.
-        type Row = (
-            i64,
-            Option<i64>,
-            Option<i64>,
-            String,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = conn
-            .prepare_cached(
-                "SELECT e.id, e.reused_execution, e.fingerprint, \
-                        a.name, a.content_hash, a.size, b.size, b.mtime_ns, \
-                        COALESCE((SELECT u.type_name FROM undecodable u \
-                                  WHERE u.execution_id = e.id AND u.output = a.name), \
-                                 (SELECT u.type_name FROM undecodable u \
-                                  WHERE u.execution_id = e.reused_execution \
-                                  AND u.output = a.name)) \
-                 FROM executions e \
-                 JOIN artifacts a ON a.execution_id = e.id \
-                 LEFT JOIN blobs b ON b.hash = a.content_hash \
-                 WHERE e.id = (SELECT id FROM executions WHERE cache_key = ?1 \
-                               AND outputs_of IS NULL AND status IN ('executed', 'cached') \
-                               ORDER BY id DESC LIMIT 1) \
-                 ORDER BY a.position",
-            )
-            .and_then(|mut s| {
-                s.query_map([key.to_hex()], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                })
-                .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.db_error(e))?;
-        let Some(&(holder, pointed, fingerprint, ..)) = rows.first() else {
-            return Ok(Lookup::Miss);
-        };
-        // The hit reuses the execution that row reused (or the row itself), unless that one
-        // is gone: then the row holding the outputs stands for it.
-        let execution = match pointed {
-            None => holder,
-            Some(pointed) => {
-                let exists: bool = conn
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM executions WHERE id = ?1)")
-                    .and_then(|mut s| s.query_row([pointed], |r| r.get(0)))
-                    .map_err(|e| self.db_error(e))?;
-                if exists {
-                    pointed
-                } else {
-                    holder
-                }
-            }
-        };
-        let mut outputs = Vec::new();
-        let mut stale = Vec::new();
-        for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable) in rows {
-            if let Some(type_name) = undecodable {
-                return Ok(Lookup::Damaged(Damage::Undecodable {
-                    output: name,
-                    type_name,
-                }));
-            }
-            let Some(hash) = Hash128::from_hex(&hex) else {
-                return Ok(Lookup::Damaged(Damage::Corrupt { output: name }));
-            };
-            match self.check_blob(conn, hash, blob_size, blob_mtime)? {
-                BlobState::Ok { stale_use } => {
-                    outputs.push((hash, size as u64));
-                    if stale_use {
-                        stale.push(hash);
-                    }
-                }
-                BlobState::Missing => return Ok(Lookup::Damaged(Damage::Missing { output: name })),
-                BlobState::Corrupt => return Ok(Lookup::Damaged(Damage::Corrupt { output: name })),
-            }
-        }
-        // Mark the blobs as just used (access time only: mtime is what the stat check
-        // compares), for gc's `min_blob_age`. What protects a hit until its cached row
-        // commits is gc's rule for running runs (`gc.rs`), not this.
-        if self.inner.read_only.is_none() {
-            for hash in stale {
-                let _ = self.inner.blobs.touch(hash);
-            }
-        }
-        Ok(Lookup::Hit {
-            execution,
-            outputs,
-            holder: OutputsHolder {
-                id: holder,
-                fingerprint,
-            },
-        })
-    }
-
-    /// Size and times of blob `hash`, which must exist ([`Error::BlobMissing`] otherwise).
-    pub(crate) fn blob_stat(&self, hash: Hash128) -> Result<artifacts::BlobStat> {
-        match self.inner.blobs.stat(hash) {
-            Ok(Some(stat)) => Ok(stat),
-            Ok(None) => Err(Error::BlobMissing {
-                hash: hash.to_hex(),
-                path: self.blob_path(hash),
-            }),
-            Err(e) => Err(Error::io(self.blob_path(hash), e)),
-        }
-    }
-
-    /// Checks a blob by `stat`; re-hashes it only when its size or mtime changed.
-    fn check_blob(
-        &self,
-        conn: &Connection,
-        hash: Hash128,
-        size: Option<i64>,
-        mtime: Option<i64>,
-    ) -> Result<BlobState> {
-        let stat = match self.inner.blobs.stat(hash) {
-            Ok(Some(stat)) => stat,
-            Ok(None) => return Ok(BlobState::Missing),
-            Err(e) => return Err(Error::io(self.blob_path(hash), e)),
-        };
-        let mtime_now = stat.modified_ns;
-        let stale_use = stat
-            .last_used
-            .and_then(|a| std::time::SystemTime::now().duration_since(a).ok())
-            .is_none_or(|age| age > USE_REFRESH);
-        if size == Some(stat.size as i64) && mtime == Some(mtime_now) {
-            return Ok(BlobState::Ok { stale_use });
-        }
-        self.inner.blob_reads.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .bytes_read
-            .fetch_add(stat.size, Ordering::Relaxed);
-        let hashed = artifacts::hash_blob(self.inner.blobs.as_ref(), hash, self.inner.content_hash);
-        let (actual, len) = match hashed {
-            Ok(Some(h)) => h,
-            Ok(None) => return Ok(BlobState::Missing),
-            Err(e) => return Err(Error::io(self.blob_path(hash), e)),
-        };
-        if actual != hash {
-            return Ok(BlobState::Corrupt);
-        }
-        // Intact but touched (copied store, restored backup): remember the new stat.
-        if self.inner.read_only.is_none() {
-            conn.prepare_cached(
-                "INSERT INTO blobs(hash, size, mtime_ns) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
-            )
-            .and_then(|mut s| s.execute(params![hash.to_hex(), len as i64, mtime_now]))
-            .map_err(|e| self.db_error(e))?;
-        }
-        Ok(BlobState::Ok { stale_use: true })
-    }
-
-    pub(crate) fn begin_run(
-        &self,
-        id: &str,
-        pipeline: &str,
-        name: &str,
-        started: i64,
-    ) -> Result<()> {
-        self.check_writable("record a run")?;
-        self.db()
-            .execute(
-                "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid, owner, host) \
-                 VALUES (?1, ?2, ?3, 'running', ?4, ?5, ?6, ?7)",
-                params![
-                    id,
-                    pipeline,
-                    name,
-                    started,
-                    std::process::id(),
-                    self.owner_token(),
-                    liveness::host_name()
-                ],
-            )
-            .map(|_| ())
-            .map_err(|e| self.db_error(e))
-    }
-
-    pub(crate) fn finish_run(&self, id: &str, status: RunStatus, duration: Duration) -> Result<()> {
-        self.db()
-            .execute(
-                "UPDATE runs SET status = ?2, duration_s = ?3 WHERE id = ?1",
-                params![id, status.as_str(), duration.as_secs_f64()],
-            )
-            .map(|_| ())
-            .map_err(|e| self.db_error(e))
-    }
-
-    /// Commits execution rows with their artifacts and inputs in one transaction; returns
-    /// their ids. Blobs must already be in place.
-    pub(crate) fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
-        self.check_writable("record executions")?;
-        let mut conn = self.db();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(|e| self.db_error(e))?;
-        let ids = self.record_in(&tx, rows)?;
-        tx.commit().map_err(|e| self.db_error(e))?;
-        Ok(ids)
-    }
-
-    /// Inserts execution rows on a connection inside the caller's transaction, and drops
-    /// the leases the rows' executions held.
-    pub(crate) fn record_in(&self, tx: &Connection, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
-        let mut ids = Vec::with_capacity(rows.len());
-        {
-            let mut exec = tx
-                .prepare_cached(
-                    "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
-                     code_signature, components, reason, error, reused_execution, \
-                     started_at_us, duration_s, compared, outputs_of, fingerprint) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16)",
-                )
-                .map_err(|e| self.db_error(e))?;
-            let mut art = tx
-                .prepare_cached(
-                    "INSERT INTO artifacts(execution_id, name, position, content_hash, size, \
-                     type_name, cacher, cacher_version, metadata) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                )
-                .map_err(|e| self.db_error(e))?;
-            let mut input = tx
-                .prepare_cached(
-                    "INSERT INTO inputs(execution_id, name, position, content_hash, \
-                     producer_execution) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .map_err(|e| self.db_error(e))?;
-            let mut blob = tx
-                .prepare_cached(
-                    "INSERT INTO blobs(hash, size, mtime_ns) VALUES (?1, ?2, ?3) \
-                     ON CONFLICT(hash) DO UPDATE SET size = ?2, mtime_ns = ?3",
-                )
-                .map_err(|e| self.db_error(e))?;
-            for row in rows {
-                let fingerprint = row.components.fingerprint();
-                // A cached row points at the rows of the execution it reuses instead of
-                // copying them, when that execution still holds exactly these outputs.
-                // Its key components are stored once, on the row it points at, when they
-                // are the same (they are what most of a row's bytes are).
-                let holder = match (row.status, row.reused, &row.outputs_of) {
-                    (StepStatus::Cached, Some(_), Some(found)) => Some(*found),
-                    (StepStatus::Cached, Some(reused), None) => {
-                        self.outputs_holder(tx, reused, &row.outputs)?
-                    }
-                    _ => None,
-                };
-                let outputs_of = holder.map(|h| h.id);
-                let components = match holder {
-                    Some(h) if h.fingerprint == Some(fingerprint) => String::new(),
-                    // Different fingerprints: different components.
-                    Some(OutputsHolder {
-                        fingerprint: Some(_),
-                        ..
-                    })
-                    | None => self.components_json(row.components),
-                    // A row from before fingerprints: compare the text.
-                    Some(h) => {
-                        let ours = self.components_json(row.components);
-                        let stored: Option<String> = tx
-                            .prepare_cached("SELECT components FROM executions WHERE id = ?1")
-                            .and_then(|mut s| s.query_row([h.id], |r| r.get(0)).optional())
-                            .map_err(|e| self.db_error(e))?;
-                        if stored.as_deref() == Some(ours.as_str()) {
-                            String::new()
-                        } else {
-                            ours
-                        }
-                    }
-                };
-                exec.execute(params![
-                    row.run_id,
-                    row.name,
-                    row.step,
-                    row.position as i64,
-                    row.status.as_str(),
-                    row.cache_key.map(Hash128::to_hex),
-                    row.components.code_signature,
-                    components,
-                    row.reason,
-                    row.error,
-                    row.reused,
-                    row.started_at_us,
-                    row.duration.as_secs_f64(),
-                    row.compared,
-                    outputs_of,
-                    fingerprint,
-                ])
-                .map_err(|e| self.db_error(e))?;
-                let id = tx.last_insert_rowid();
-                ids.push(id);
-                if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
-                    lease::release_in(tx, key, holder).map_err(|e| self.db_error(e))?;
-                }
-                if outputs_of.is_some() {
-                    continue;
-                }
-                for (pos, o) in row.outputs.iter().enumerate() {
-                    art.execute(params![
-                        id,
-                        o.name,
-                        pos as i64,
-                        o.hash.to_hex(),
-                        o.size as i64,
-                        o.type_name,
-                        o.cacher,
-                        o.cacher_version,
-                        o.metadata.as_ref().map(|m| m.to_string()),
-                    ])
-                    .map_err(|e| self.db_error(e))?;
-                    if row.status == StepStatus::Executed {
-                        // Remember the stat of the blob just written, for stat-only hits.
-                        let stat = self.blob_stat(o.hash)?;
-                        blob.execute(params![o.hash.to_hex(), stat.size as i64, stat.modified_ns])
-                            .map_err(|e| self.db_error(e))?;
-                    }
-                }
-                for (pos, i) in row.inputs.iter().enumerate() {
-                    input
-                        .execute(params![
-                            id,
-                            i.name,
-                            pos as i64,
-                            i.hash.map(Hash128::to_hex),
-                            i.producer
-                        ])
-                        .map_err(|e| self.db_error(e))?;
-                }
-            }
-        }
-        Ok(ids)
-    }
-
-    /// Key components as the `components` column stores them.
-    fn components_json(&self, components: &KeyComponents) -> String {
-        serde_json::to_string(components).unwrap_or_else(|_| "{}".into())
-    }
-
-    /// The execution whose artifact and input rows a cached row reusing execution
-    /// `reused` can point at (`outputs_of`), on the caller's write transaction, and its key
-    /// components as stored: the one that holds `reused`'s rows, provided it still exists
-    /// and holds exactly `outputs` (the outputs the run found and goes on with). `None`
-    /// when it does not (garbage collection removed it after the lookup, and its row id
-    /// may even have been taken by another execution since): the cached row then gets
-    /// copies of its rows, as before schema 5.
-    fn outputs_holder(
-        &self,
-        tx: &Connection,
-        reused: i64,
-        outputs: &[OutputRow],
-    ) -> Result<Option<OutputsHolder>> {
-        let held: Vec<(i64, Option<i64>, Option<String>)> = tx
-            .prepare_cached(
-                "SELECT h.id, h.fingerprint, a.content_hash FROM executions e \
-                 JOIN executions h ON h.id = COALESCE(e.outputs_of, e.id) \
-                 LEFT JOIN artifacts a ON a.execution_id = h.id \
-                 WHERE e.id = ?1 ORDER BY a.position",
-            )
-            .and_then(|mut s| {
-                s.query_map([reused], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .and_then(|rows| rows.collect())
-            })
-            .map_err(|e| self.db_error(e))?;
-        let hashes: Vec<&str> = held.iter().filter_map(|(_, _, h)| h.as_deref()).collect();
-        let same = hashes.len() == outputs.len()
-            && hashes
-                .iter()
-                .zip(outputs)
-                .all(|(h, o)| Hash128::from_hex(h) == Some(o.hash));
-        Ok(held
-            .into_iter()
-            .next()
-            .filter(|_| same)
-            .map(|(id, fingerprint, _)| OutputsHolder { id, fingerprint }))
-    }
-
     /// Loads output `output` of step `step` in run `run` (an id or a name) as `T`: the
     /// shorthand for `store.artifact(run, step, output)?.load()` (see
     /// [`StoredArtifact::load`]).
@@ -1374,77 +463,6 @@ impl Write for BlobWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.put.flush()
-    }
-}
-
-enum BlobState {
-    /// Intact; `stale_use` when its last recorded use is old enough to refresh.
-    Ok {
-        stale_use: bool,
-    },
-    Missing,
-    Corrupt,
-}
-
-/// A blob's access time is refreshed on a hit only when older than this, so a store that
-/// is run again and again is not written to on every hit (gc's `min_blob_age` counts it as
-/// a use).
-const USE_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// A value from the settings table, `None` where the table does not exist yet.
-fn setting_of(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
-    let has_table: i64 = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'settings'",
-        [],
-        |r| r.get(0),
-    )?;
-    if has_table == 0 {
-        return Ok(None);
-    }
-    conn.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-        r.get(0)
-    })
-    .optional()
-}
-
-fn map_db_error(root: &Path, e: rusqlite::Error) -> Error {
-    if let rusqlite::Error::FromSqlConversionFailure(_, _, inner) = &e {
-        if let Some(unknown) = inner.downcast_ref::<UnknownValue>() {
-            return Error::UnknownStoredValue {
-                path: root.to_path_buf(),
-                what: unknown.what,
-                value: unknown.value.clone(),
-            };
-        }
-    }
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
-        {
-            Error::StoreLocked {
-                path: root.to_path_buf(),
-            }
-        }
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ReadOnly => {
-            Error::ReadOnly {
-                path: root.to_path_buf(),
-                action: "write to it".into(),
-                cause: ReadOnlyCause::Media,
-            }
-        }
-        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
-            Error::NotAStore {
-                path: root.to_path_buf(),
-                reason: "metadata.sqlite is not a SQLite database".into(),
-            }
-        }
-        _ => Error::Database {
-            path: root.to_path_buf(),
-            source: e,
-        },
     }
 }
 

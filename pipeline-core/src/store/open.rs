@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::{map_db_error, schema, StoreOptions};
+use super::sqlite::map_db_error;
+use super::{schema, StoreOptions};
 use crate::error::{Error, ReadOnlyCause, Result};
 
 /// `(user_version, application_id, number of tables)` of a database.

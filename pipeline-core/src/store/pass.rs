@@ -17,18 +17,19 @@ use std::sync::MutexGuard;
 use rusqlite::Connection;
 
 use super::earlier::Candidates;
-use super::{ExecutionRow, Lookup, Store};
+use super::metadata::MetadataPass;
+use super::{ExecutionRow, Lookup, SqliteMetadata};
 use crate::error::Result;
 use crate::key::Hash128;
 
 /// An open pass; see the module docs. Rolls back on drop unless committed.
 pub(crate) struct Pass<'s> {
-    store: &'s Store,
+    store: &'s SqliteMetadata,
     conn: MutexGuard<'s, Connection>,
     open: bool,
 }
 
-impl Store {
+impl SqliteMetadata {
     /// Opens a pass: `BEGIN IMMEDIATE` on a writable handle (waiting for other writers
     /// as long as the busy timeout allows), a read transaction on a read-only one.
     ///
@@ -52,14 +53,12 @@ impl Store {
     }
 }
 
-impl Pass<'_> {
-    /// See [`Store::lookup`].
-    pub(crate) fn lookup(&self, key: Hash128) -> Result<Lookup> {
+impl MetadataPass for Pass<'_> {
+    fn lookup(&self, key: Hash128) -> Result<Lookup> {
         self.store.lookup_in(&self.conn, key)
     }
 
-    /// See [`Store::earlier_calls`].
-    pub(crate) fn earlier_calls(
+    fn earlier_calls(
         &self,
         step: &str,
         pipeline: &str,
@@ -69,23 +68,12 @@ impl Pass<'_> {
             .earlier_calls_in(&self.conn, step, pipeline, exclude_run, None)
     }
 
-    /// Inserts rows (see [`Store::record`]); they commit with the pass.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) on a read-only handle; database errors.
-    pub(crate) fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
         self.store.check_writable("record executions")?;
         self.store.record_in(&self.conn, rows)
     }
 
-    /// Commits what the pass recorded.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Database`](crate::Error::Database) or
-    /// [`Error::Io`](crate::Error::Io) when the commit fails (nothing is recorded then).
-    pub(crate) fn commit(mut self) -> Result<()> {
+    fn commit(mut self: Box<Self>) -> Result<()> {
         self.open = false;
         if let Err(e) = self.conn.execute_batch("COMMIT") {
             let _ = self.conn.execute_batch("ROLLBACK");

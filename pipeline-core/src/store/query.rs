@@ -7,7 +7,8 @@ use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
 use super::earlier::Candidate;
-use super::{rows, Call, Candidates, Store, StoredArtifact};
+use super::metadata::FoundArtifact;
+use super::{rows, Call, Candidates, SqliteMetadata, Store, StoredArtifact};
 use crate::error::{Error, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
 pub use crate::status::RunStatus;
@@ -103,7 +104,7 @@ pub struct StepRecord {
     pub outputs: Vec<ArtifactRecord>,
 }
 
-impl Store {
+impl SqliteMetadata {
     /// Runs, newest first; only those of `pipeline` when given.
     ///
     /// # Errors
@@ -255,13 +256,46 @@ impl Store {
         Ok(record)
     }
 
+    /// [`Backend::artifact_found`](super::metadata::Backend::artifact_found) on SQLite.
+    pub(crate) fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
+        let conn = self.db();
+        let found = conn
+            .prepare_cached(
+                "SELECT a.name, a.content_hash, a.size, a.type_name, a.cacher, a.cacher_version, \
+                 a.metadata, a.execution_id, e.name, e.components \
+                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+                 WHERE a.content_hash = ?1 ORDER BY a.id DESC LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row([hash.to_hex()], |r| {
+                    let components: String = r.get(9)?;
+                    let components: KeyComponents =
+                        serde_json::from_str(&components).map_err(|_| {
+                            UnknownValue::new("key components", &components).in_column(9)
+                        })?;
+                    Ok((
+                        rows::artifact_record(r, 0)?,
+                        r.get::<_, i64>(7)?,
+                        r.get::<_, String>(8)?,
+                        components,
+                    ))
+                })
+                .optional()
+            })
+            .map_err(|e| self.db_error(e))?;
+        Ok(found)
+    }
+}
+
+impl Store {
     /// Output `output` of step `step` in run `run` (an id or a name): its record, and
     /// [`load`](StoredArtifact::load) / [`load_with`](StoredArtifact::load_with) to read it.
     ///
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `run` names no run or several;
-    /// [`Error::UnknownStep`] when the run has no such step or output; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::UnknownStep`] when the run has no such step or output; [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn artifact(&self, run: &str, step: &str, output: &str) -> Result<StoredArtifact> {
         let (record, artifact) = self.step_output(run, step, output)?;
@@ -315,38 +349,15 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::UnknownArtifact`] when no artifact has this hash; [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
-    /// [`Error::UnknownStoredValue`] when its execution's key components are in a format
-    /// this version does not know.
+    /// [`Error::UnknownArtifact`] when no artifact has this hash; [`Error::Database`] (or
+    /// [`Error::StoreLocked`], [`Error::Remote`] for PostgreSQL) when the metadata cannot be
+    /// read, and [`Error::UnknownStoredValue`] when its execution's key components are in a
+    /// format this version does not know.
     pub fn artifact_by_hash(&self, hash: Hash128) -> Result<StoredArtifact> {
-        let conn = self.db();
-        let found = conn
-            .prepare_cached(
-                "SELECT a.name, a.content_hash, a.size, a.type_name, a.cacher, a.cacher_version, \
-                 a.metadata, a.execution_id, e.name, e.components \
-                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
-                 WHERE a.content_hash = ?1 ORDER BY a.id DESC LIMIT 1",
-            )
-            .and_then(|mut s| {
-                s.query_row([hash.to_hex()], |r| {
-                    let components: String = r.get(9)?;
-                    let components: KeyComponents =
-                        serde_json::from_str(&components).map_err(|_| {
-                            UnknownValue::new("key components", &components).in_column(9)
-                        })?;
-                    Ok((
-                        rows::artifact_record(r, 0)?,
-                        r.get::<_, i64>(7)?,
-                        r.get::<_, String>(8)?,
-                        components,
-                    ))
-                })
-                .optional()
-            })
-            .map_err(|e| self.db_error(e))?;
-        drop(conn);
-        let (record, execution, step, components) =
-            found.ok_or_else(|| Error::UnknownArtifact(hash.to_hex()))?;
+        let (record, execution, step, components) = self
+            .metadata()
+            .artifact_found(hash)?
+            .ok_or_else(|| Error::UnknownArtifact(hash.to_hex()))?;
         let shape = components
             .outputs
             .iter()
@@ -429,7 +440,7 @@ impl RunComparison {
     }
 }
 
-impl Store {
+impl SqliteMetadata {
     /// Which executions produced, reused and consumed the artifact with `content_hash`.
     ///
     /// # Errors
@@ -452,7 +463,9 @@ impl Store {
         let [producers, reused_by, consumers] = found;
         rows::lineage(content_hash, [producers?, reused_by?, consumers?])
     }
+}
 
+impl Store {
     /// Compares two runs (ids, names or unique prefixes) step by step: which steps differ
     /// and why (code, parameter with both values, input, declarations).
     ///
@@ -466,7 +479,8 @@ impl Store {
     /// # Errors
     ///
     /// [`Error::UnknownRun`] or [`Error::AmbiguousRun`] when `a` or `b` names no run or several;
-    /// [`Error::Database`] (or [`Error::StoreLocked`]) when the metadata cannot be read, and
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
     /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
     pub fn compare_runs(&self, a: &str, b: &str) -> Result<RunComparison> {
         let run_a = self.run(a)?;

@@ -4,7 +4,7 @@
 use std::fs;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{params, Connection};
 
 use super::*;
 
@@ -46,7 +46,11 @@ fn migrates_from_every_earlier_version() {
         assert_eq!(runs[0].name, "old-run");
         assert_eq!(store.content_hash_algorithm(), ContentHash::Xxh3);
         // And it is usable: the new tables exist.
-        store.db().execute("SELECT count(*) FROM leases", []).ok();
+        store
+            .lite()
+            .db()
+            .execute("SELECT count(*) FROM leases", [])
+            .ok();
         assert!(store.verify().unwrap().is_ok());
     }
 }
@@ -360,11 +364,13 @@ fn verify_reports_each_kind_of_damage() {
         .unwrap();
     // Foreign keys keep orphans out of a healthy store; make one by hand.
     store
+        .lite()
         .db()
         .execute_batch("PRAGMA foreign_keys = OFF")
         .unwrap();
     store.record(&[row(Some(h1), "gone")]).unwrap();
     store
+        .lite()
         .db()
         .execute_batch("PRAGMA foreign_keys = ON")
         .unwrap();
@@ -398,6 +404,7 @@ fn verify_reports_each_kind_of_damage() {
     fs::write(&p1, bytes).unwrap();
     fs::write(path.join("artifacts/tmp/999999999-1-0.tmp"), b"half").unwrap();
     store
+        .lite()
         .db()
         .execute(
             "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid) \
@@ -465,7 +472,7 @@ fn with_hour_long_leases(path: &Path) -> Store {
 /// (pid 4242 on this host) would, with a fresh heartbeat.
 fn lease_held_by(store: &Store, owner: &str, run: &str, key: Hash128) {
     let host = liveness::host_name();
-    let conn = store.db();
+    let conn = store.lite().db();
     conn.execute(
         "INSERT INTO runs(id, pipeline, name, status, started_at_us, pid, owner, host) \
          VALUES (?1, 'p', ?1, 'running', 0, 4242, ?2, ?3)",
@@ -482,6 +489,7 @@ fn lease_held_by(store: &Store, owner: &str, run: &str, key: Hash128) {
 
 fn run_status(store: &Store, run: &str) -> String {
     store
+        .lite()
         .db()
         .query_row("SELECT status FROM runs WHERE id = ?1", [run], |r| r.get(0))
         .unwrap()
@@ -489,6 +497,7 @@ fn run_status(store: &Store, run: &str) -> String {
 
 fn leases(store: &Store) -> i64 {
     store
+        .lite()
         .db()
         .query_row("SELECT count(*) FROM leases", [], |r| r.get(0))
         .unwrap()
@@ -527,12 +536,16 @@ fn claim(store: &Store, key: Hash128) -> Begin {
         lease_holder: None,
         compared: None,
     };
-    let holder = store.holder("mine", "mine", "s");
-    store.begin_step_row(key, &row, &[], &holder).unwrap()
+    let holder = store.lite().holder("mine", "mine", "s");
+    store
+        .lite()
+        .begin_step_row(key, &row, &[], &holder)
+        .unwrap()
 }
 
 fn run_exists(store: &Store, run: &str) -> i64 {
     store
+        .lite()
         .db()
         .query_row("SELECT count(*) FROM runs WHERE id = ?1", [run], |r| {
             r.get(0)
@@ -546,7 +559,10 @@ fn a_dead_holders_lease_is_taken_over_at_once() {
     let store = with_hour_long_leases(&path);
     // A process that locked its file and died: the file is there, its lock is free.
     let dead = liveness::token_of_another_process(4242);
-    drop(liveness::hold_as_another_process(&store.tmp_dir(), &dead));
+    drop(liveness::hold_as_another_process(
+        &store.lite().tmp_dir(),
+        &dead,
+    ));
     lease_held_by(&store, &dead, "dead-run", Hash128(1));
 
     let begun = claim(&store, Hash128(1));
@@ -556,6 +572,7 @@ fn a_dead_holders_lease_is_taken_over_at_once() {
     );
     assert_eq!(run_status(&store, "dead-run"), "failed");
     let holder: String = store
+        .lite()
         .db()
         .query_row("SELECT run_id FROM leases", [], |r| r.get(0))
         .unwrap();
@@ -571,7 +588,7 @@ fn a_live_holders_lease_and_run_are_left_alone() {
     let (_dir, path) = fresh();
     let store = with_hour_long_leases(&path);
     let live = liveness::token_of_another_process(4242);
-    let lock = liveness::hold_as_another_process(&store.tmp_dir(), &live);
+    let lock = liveness::hold_as_another_process(&store.lite().tmp_dir(), &live);
     lease_held_by(&store, &live, "live-run", Hash128(2));
 
     match claim(&store, Hash128(2)) {
@@ -599,10 +616,10 @@ fn reopening_recovers_the_leases_and_runs_of_dead_processes() {
     let (_dir, path) = fresh();
     let store = with_hour_long_leases(&path);
     let dead = liveness::token_of_another_process(4242);
-    let lock = liveness::hold_as_another_process(&store.tmp_dir(), &dead);
+    let lock = liveness::hold_as_another_process(&store.lite().tmp_dir(), &dead);
     lease_held_by(&store, &dead, "dead-run", Hash128(3));
     // A blob it was writing when it died.
-    let tmp = store.tmp_dir().join(format!("{dead}-0.tmp"));
+    let tmp = store.lite().tmp_dir().join(format!("{dead}-0.tmp"));
     fs::write(&tmp, b"half").unwrap();
     drop(lock);
     let report = store.verify().unwrap();
@@ -632,8 +649,8 @@ fn reopening_recovers_the_leases_and_runs_of_dead_processes() {
 fn each_writable_handle_holds_a_lock_file_while_it_lives() {
     let (_dir, path) = fresh();
     let store = Store::open(&path).unwrap();
-    let token = store.owner_token().to_string();
-    let lock_file = store.tmp_dir().join(format!("{token}-owner.lock"));
+    let token = store.lite().owner_token().to_string();
+    let lock_file = store.lite().tmp_dir().join(format!("{token}-owner.lock"));
     assert!(lock_file.exists());
     let read_only = Store::open_with(
         &path,
@@ -644,18 +661,18 @@ fn each_writable_handle_holds_a_lock_file_while_it_lives() {
     )
     .unwrap();
     assert_eq!(
-        read_only.owner_token(),
+        read_only.lite().owner_token(),
         "",
         "a read-only handle writes nothing"
     );
     assert_eq!(
-        read_only.liveness(&token, None, false),
+        read_only.lite().liveness(&token, None, false),
         liveness::Liveness::Alive
     );
     drop(store);
     assert!(!lock_file.exists(), "removed when the handle is dropped");
     assert_eq!(
-        read_only.liveness(&token, None, false),
+        read_only.lite().liveness(&token, None, false),
         liveness::Liveness::Dead
     );
 }
@@ -664,7 +681,7 @@ fn each_writable_handle_holds_a_lock_file_while_it_lives() {
 fn holder_of(store: &Store, run: &str, owner: &str) -> Holder {
     Holder {
         owner: owner.to_string(),
-        ..store.holder(run, run, "s")
+        ..store.lite().holder(run, run, "s")
     }
 }
 
@@ -673,9 +690,12 @@ fn still_held_tells_in_one_check_which_waited_keys_their_holders_still_hold() {
     let (_dir, path) = fresh();
     let store = with_hour_long_leases(&path);
     let live = liveness::token_of_another_process(4242);
-    let _lock = liveness::hold_as_another_process(&store.tmp_dir(), &live);
+    let _lock = liveness::hold_as_another_process(&store.lite().tmp_dir(), &live);
     let dead = liveness::token_of_another_process(4343);
-    drop(liveness::hold_as_another_process(&store.tmp_dir(), &dead));
+    drop(liveness::hold_as_another_process(
+        &store.lite().tmp_dir(),
+        &dead,
+    ));
     lease_held_by(&store, &live, "live-run", Hash128(10));
     lease_held_by(&store, &dead, "dead-run", Hash128(11));
     lease_held_by(&store, &live, "other-run", Hash128(12));
@@ -721,10 +741,11 @@ fn a_handle_beats_all_its_leases_at_once_and_its_guards_release_only_their_own()
         .collect();
     assert!(guards.iter().all(|b| matches!(b, Begin::Claimed { .. })));
     let other = liveness::token_of_another_process(4242);
-    let _lock = liveness::hold_as_another_process(&store.tmp_dir(), &other);
+    let _lock = liveness::hold_as_another_process(&store.lite().tmp_dir(), &other);
     lease_held_by(&store, &other, "other-run", Hash128(23));
     let beats = |store: &Store| -> Vec<i64> {
         store
+            .lite()
             .db()
             .prepare("SELECT heartbeat_us FROM leases ORDER BY cache_key")
             .unwrap()
@@ -734,6 +755,7 @@ fn a_handle_beats_all_its_leases_at_once_and_its_guards_release_only_their_own()
             .unwrap()
     };
     store
+        .lite()
         .db()
         .execute("UPDATE leases SET heartbeat_us = 1", [])
         .unwrap();
@@ -745,6 +767,7 @@ fn a_handle_beats_all_its_leases_at_once_and_its_guards_release_only_their_own()
 
     drop(guards);
     let holders: Vec<String> = store
+        .lite()
         .db()
         .prepare("SELECT run_id FROM leases")
         .unwrap()

@@ -86,6 +86,7 @@ fn executed(outputs: Vec<StepOutput>) -> Completion {
 
 fn count(store: &Store, table: &str) -> i64 {
     store
+        .lite()
         .db()
         .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))
         .unwrap()
@@ -184,7 +185,7 @@ fn another_handle_is_busy_until_the_holder_commits_then_hits() {
     match b.begin_step(&step("rb", 3)).unwrap() {
         Begin::Busy(holder) => {
             assert_eq!((holder.run_id.as_str(), holder.step.as_str()), ("ra", "s"));
-            assert_eq!(holder.owner, a.owner_token());
+            assert_eq!(holder.owner, a.lite().owner_token());
         }
         other => panic!("{other:?}"),
     }
@@ -207,14 +208,14 @@ fn a_lease_token_is_adopted_by_another_handle_that_beats_and_commits_it() {
         serde_json::from_str(&serde_json::to_string(&lease.into_token()).unwrap()).unwrap();
     assert_eq!(count(&driver, "leases"), 1, "exporting keeps the claim");
     let adopted = worker.adopt_lease(token.clone()).unwrap();
-    assert_eq!(adopted.lease().holder.owner, worker.owner_token());
+    assert_eq!(adopted.lease().holder.owner, worker.lite().owner_token());
     // The driver's handle goes away (its lock is released): the key stays held, by the
     // worker, which is alive.
     drop(driver);
     let other = Store::open(&path).unwrap();
     begin_run(&other, "other");
     match other.begin_step(&step("other", 4)).unwrap() {
-        Begin::Busy(holder) => assert_eq!(holder.owner, worker.owner_token()),
+        Begin::Busy(holder) => assert_eq!(holder.owner, worker.lite().owner_token()),
         b => panic!("{b:?}"),
     }
     assert_eq!(worker.heartbeat().unwrap(), 1, "the worker beats it");
@@ -318,7 +319,7 @@ struct SqliteFixture {
 
 impl contract::MetadataFixture for SqliteFixture {
     fn open(&self) -> std::sync::Arc<dyn MetadataStore> {
-        std::sync::Arc::new(Store::open(&self.path).unwrap())
+        Store::open(&self.path).unwrap().metadata_store()
     }
 
     fn put_blob(&self, bytes: &[u8]) -> (Hash128, u64) {

@@ -1,13 +1,13 @@
 //! `Store::verify`: an integrity check that reads every referenced blob.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::artifacts::{self, ArtifactStore};
-use super::{sidecar_path, Sidecar, Store};
+use super::{sidecar_path, Sidecar, SqliteMetadata, Store};
 use crate::error::{Error, Result};
 use crate::key::{Hash128, KeyComponents};
 
@@ -92,6 +92,107 @@ impl VerifyReport {
     }
 }
 
+/// What [`Store::verify`] reads from the metadata, in one go.
+pub(crate) struct VerifyRows {
+    /// Completed executions: id, the run's id if the run is recorded, key components (as
+    /// JSON), outputs recorded (a cached row's are those of the execution it points at).
+    pub executions: Vec<(i64, Option<String>, String, i64)>,
+    /// `(execution, content hash)` of the outputs of completed executions.
+    pub artifacts: Vec<(i64, String)>,
+    /// Runs marked running whose process is gone.
+    pub interrupted: Vec<String>,
+    /// Temporary files left by processes that are gone (local stores).
+    pub temp_files: Vec<PathBuf>,
+}
+
+/// What a blob's sidecar is rewritten from: its artifact row and the newest completed
+/// execution that wrote it (or, when gc removed that one, that reused it).
+pub(crate) struct SidecarRow {
+    pub output: String,
+    pub size: i64,
+    pub type_name: String,
+    pub cacher: String,
+    pub cacher_version: u32,
+    pub metadata: Option<String>,
+    pub run_id: String,
+    pub step: String,
+    pub cache_key: Option<String>,
+}
+
+/// The query behind [`SidecarRow`], for `?1` the blob's hash (SQLite and PostgreSQL).
+pub(crate) const SIDECAR_ROW_SQL: &str = "SELECT a.name, a.size, a.type_name, a.cacher, \
+     a.cacher_version, a.metadata, e.run_id, e.name, e.cache_key \
+     FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+     WHERE a.content_hash = ?1 AND e.status IN ('executed', 'cached') \
+     ORDER BY (e.status = 'executed') DESC, e.id DESC LIMIT 1";
+
+/// The query for [`VerifyRows::executions`] (SQLite and PostgreSQL).
+pub(crate) const VERIFY_EXECUTIONS_SQL: &str = concat!(
+    "SELECT e.id, r.id, ",
+    super::components_of_e!(),
+    ", (SELECT count(*) FROM artifacts a \
+       WHERE a.execution_id = COALESCE(e.outputs_of, e.id)) \
+     FROM executions e LEFT JOIN runs r ON r.id = e.run_id \
+     WHERE e.status IN ('executed', 'cached')"
+);
+
+/// The query for [`VerifyRows::artifacts`] (SQLite and PostgreSQL).
+pub(crate) const VERIFY_ARTIFACTS_SQL: &str =
+    "SELECT a.execution_id, a.content_hash FROM artifacts a \
+     JOIN executions e ON e.id = a.execution_id \
+     WHERE e.status IN ('executed', 'cached')";
+
+impl SqliteMetadata {
+    /// SQLite's side of `Backend::verify_rows`: one read transaction.
+    pub(crate) fn verify_rows(&self) -> Result<VerifyRows> {
+        let mut conn = self.db();
+        let tx = conn.transaction().map_err(|e| self.db_error(e))?;
+        let executions = tx
+            .prepare(VERIFY_EXECUTIONS_SQL)
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let artifacts = tx
+            .prepare(VERIFY_ARTIFACTS_SQL)
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
+        let interrupted = self.dead_runs(&tx)?;
+        drop(tx);
+        drop(conn);
+        Ok(VerifyRows {
+            executions,
+            artifacts,
+            interrupted,
+            temp_files: self.dead_temp_files(),
+        })
+    }
+
+    /// SQLite's side of `Backend::sidecar_row`.
+    pub(crate) fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        self.db()
+            .query_row(SIDECAR_ROW_SQL, [hex], |r| {
+                Ok(SidecarRow {
+                    output: r.get(0)?,
+                    size: r.get(1)?,
+                    type_name: r.get(2)?,
+                    cacher: r.get(3)?,
+                    cacher_version: r.get(4)?,
+                    metadata: r.get(5)?,
+                    run_id: r.get(6)?,
+                    step: r.get(7)?,
+                    cache_key: r.get(8)?,
+                })
+            })
+            .optional()
+            .map_err(|e| self.db_error(e))
+    }
+}
+
 impl Store {
     /// Checks the store: every completed execution's blobs exist and hash to their names
     /// and have their sidecars, executions record all their outputs and belong to a run,
@@ -101,45 +202,12 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`Error::Database`] or [`Error::Io`] when the store cannot be read (a damaged blob
-    /// is a [`Problem`], not an error).
+    /// [`Error::Database`] (or [`Error::Remote`] on PostgreSQL) or [`Error::Io`] when the
+    /// store cannot be read (a damaged blob is a [`Problem`], not an error).
     pub fn verify(&self) -> Result<VerifyReport> {
         let mut report = VerifyReport::default();
-        type ExecRow = (i64, Option<String>, String, i64);
-        let (executions, artifacts, runs) = {
-            let conn = self.db();
-            let executions: Vec<ExecRow> = conn
-                .prepare(
-                    // A cached row's outputs are those of the execution it points at.
-                    concat!(
-                        "SELECT e.id, r.id, ",
-                        super::components_of_e!(),
-                        ", (SELECT count(*) FROM artifacts a \
-                           WHERE a.execution_id = COALESCE(e.outputs_of, e.id)) \
-                         FROM executions e LEFT JOIN runs r ON r.id = e.run_id \
-                         WHERE e.status IN ('executed', 'cached')"
-                    ),
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let artifacts: Vec<(i64, String)> = conn
-                .prepare(
-                    "SELECT a.execution_id, a.content_hash FROM artifacts a \
-                     JOIN executions e ON e.id = a.execution_id \
-                     WHERE e.status IN ('executed', 'cached')",
-                )
-                .and_then(|mut s| {
-                    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .and_then(|rows| rows.collect())
-                })
-                .map_err(|e| self.db_error(e))?;
-            let runs = self.dead_runs(&conn)?;
-            (executions, artifacts, runs)
-        };
-        for (id, run, components, recorded) in executions {
+        let rows = self.metadata().verify_rows()?;
+        for (id, run, components, recorded) in rows.executions {
             if run.is_none() {
                 report
                     .problems
@@ -155,16 +223,13 @@ impl Store {
                 }
             }
         }
-        let mut checked: HashMap<String, bool> = HashMap::new();
-        for (execution, hex) in artifacts {
-            if let Some(&ok) = checked.get(&hex) {
-                if !ok {
-                    // Reported once per blob below; a missing blob is reported per hash.
-                }
+        // Each blob is read once, and a missing one reported once.
+        let mut checked: HashSet<String> = HashSet::new();
+        for (execution, hex) in rows.artifacts {
+            if !checked.insert(hex.clone()) {
                 continue;
             }
             let Some(hash) = Hash128::from_hex(&hex) else {
-                checked.insert(hex.clone(), false);
                 report.problems.push(Problem::CorruptBlob {
                     hash: hex,
                     actual: "not a hash".into(),
@@ -173,37 +238,34 @@ impl Store {
             };
             let path = self.blob_path(hash);
             let blobs = self.artifact_store().as_ref();
-            match artifacts::hash_blob(blobs, hash, self.inner.content_hash) {
+            match artifacts::hash_blob(blobs, hash, self.content_hash_algorithm()) {
                 Ok(Some((actual, bytes))) => {
                     report.blobs_checked += 1;
                     report.bytes_checked += bytes;
-                    let ok = actual == hash;
-                    if ok {
+                    if actual == hash {
                         report
                             .problems
                             .extend(check_sidecar(blobs, hash, &path, &hex)?);
                     } else {
                         report.problems.push(Problem::CorruptBlob {
-                            hash: hex.clone(),
+                            hash: hex,
                             actual: actual.to_hex(),
                         });
                     }
-                    checked.insert(hex, ok);
                 }
                 Ok(None) => {
                     report.problems.push(Problem::MissingBlob {
-                        hash: hex.clone(),
+                        hash: hex,
                         execution,
                     });
-                    checked.insert(hex, false);
                 }
                 Err(e) => return Err(Error::io(path, e)),
             }
         }
-        for run in runs {
+        for run in rows.interrupted {
             report.problems.push(Problem::InterruptedRun { run });
         }
-        for path in self.dead_temp_files() {
+        for path in rows.temp_files {
             report.problems.push(Problem::LeftoverTempFile { path });
         }
         Ok(report)
@@ -245,60 +307,22 @@ impl Store {
     /// (or, when garbage collection removed that one, that reused it). False when no
     /// completed execution references the blob.
     fn restore_sidecar(&self, hex: &str) -> Result<bool> {
-        type Row = (
-            String,
-            i64,
-            String,
-            String,
-            u32,
-            Option<String>,
-            String,
-            String,
-            Option<String>,
-        );
-        let row: Option<Row> = self
-            .db()
-            .query_row(
-                "SELECT a.name, a.size, a.type_name, a.cacher, a.cacher_version, \
-                        a.metadata, e.run_id, e.name, e.cache_key \
-                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
-                 WHERE a.content_hash = ?1 AND e.status IN ('executed', 'cached') \
-                 ORDER BY e.status = 'executed' DESC, e.id DESC LIMIT 1",
-                [hex],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                        r.get(6)?,
-                        r.get(7)?,
-                        r.get(8)?,
-                    ))
-                },
-            )
-            .optional()
-            .map_err(|e| self.db_error(e))?;
-        let Some((output, size, type_name, cacher, cacher_version, metadata, run_id, step, key)) =
-            row
-        else {
+        let Some(row) = self.metadata().sidecar_row(hex)? else {
             return Ok(false);
         };
         let Some(hash) = Hash128::from_hex(hex) else {
             return Ok(false);
         };
         let sidecar = Sidecar {
-            size: size as u64,
-            type_name: &type_name,
-            cacher: &cacher,
-            cacher_version,
-            metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()),
-            run_id: &run_id,
-            step: &step,
-            output: &output,
-            cache_key: key.as_deref().and_then(Hash128::from_hex),
+            size: row.size as u64,
+            type_name: &row.type_name,
+            cacher: &row.cacher,
+            cacher_version: row.cacher_version,
+            metadata: row.metadata.and_then(|m| serde_json::from_str(&m).ok()),
+            run_id: &row.run_id,
+            step: &row.step,
+            output: &row.output,
+            cache_key: row.cache_key.as_deref().and_then(Hash128::from_hex),
         };
         self.write_sidecar(hash, &sidecar)?;
         Ok(true)

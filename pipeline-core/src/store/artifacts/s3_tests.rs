@@ -452,7 +452,8 @@ fn a_hit_reads_nothing_and_an_object_missing_on_load_makes_the_next_lookup_miss(
         },
     )
     .unwrap();
-    let h: &dyn MetadataStore = &store;
+    let meta = store.metadata_store();
+    let h: &dyn MetadataStore = meta.as_ref();
 
     start(h, "r1");
     let done = executed(&store, 7);

@@ -24,24 +24,34 @@
 //! its leases expire by heartbeat meanwhile. This needs a direct session to the server: a
 //! pooler in transaction mode (PgBouncer's) would hand the lock's session to others.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Row, Transaction};
+use postgres::{Client, GenericClient, Row, Transaction};
 use tracing::debug;
 
 use super::{Postgres, CONNECT_TIMEOUT};
 use crate::config::PostgresUrl;
 use crate::error::{Error, Result, UnknownValue};
-use crate::key::Hash128;
+use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
+use crate::store::artifacts::{ArtifactStore, BlobStat, ListedBlob};
+use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
+use crate::store::gc::{self, GcPolicy, GcReport, RunRow, STALE_TEMPORARY};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
 use crate::store::lease::{Begin, Holder, CLAIM_ENDED, PROCESS_ENDED};
 use crate::store::liveness;
-use crate::store::metadata::{MetadataStore, RunStart, StepStart};
+use crate::store::metadata::{
+    Backend, FoundArtifact, MetadataPass, MetadataStore, RunStart, StepStart,
+};
 use crate::store::rows::{self, Cell, Columns};
+use crate::store::verify::{
+    SidecarRow, VerifyRows, SIDECAR_ROW_SQL, VERIFY_ARTIFACTS_SQL, VERIFY_EXECUTIONS_SQL,
+};
+use crate::store::{ContentHash, ExecutionRow, Lookup as Lookup_, OutputsHolder};
 use crate::store::{Damage, ExecutionRef, Lineage, RunRecord, RunStatus, StepRecord};
 
 /// The server's clock in microseconds since the Unix epoch, as a literal for `concat!`:
@@ -1002,6 +1012,117 @@ impl MetadataStore for PostgresMetadata {
         })?;
         rows::lineage(content_hash, found)
     }
+
+    fn pipelines(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            c.query("SELECT DISTINCT pipeline FROM runs ORDER BY pipeline", &[])?
+                .iter()
+                .map(|r| r.try_get(0).map_err(Fail::Db))
+                .collect()
+        })
+    }
+
+    fn execution_run(&self, id: i64) -> Result<RunRecord> {
+        let run_id: Option<String> = self.read(|c| {
+            Ok(
+                c.query_opt("SELECT run_id FROM executions WHERE id = $1", &[&id])?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
+            )
+        })?;
+        let run_id = run_id.ok_or_else(|| Error::UnknownRun(format!("execution {id}")))?;
+        self.run(&run_id)
+    }
+
+    fn previous_execution(&self, step: &str, before: i64) -> Result<Option<StepRecord>> {
+        // No run id is empty, so `''` excludes none.
+        let id: Option<i64> = self.read(|c| {
+            Ok(
+                c.query_one(&numbered(&newest_call_sql(false)), &[&step, &"", &before])?
+                    .try_get(0)?,
+            )
+        })?;
+        id.map(|id| self.execution(id)).transpose()
+    }
+
+    fn compared_execution(&self, execution: i64) -> Result<Option<EarlierCall>> {
+        type Found = (String, String, Option<String>, String, String, i64);
+        let row: Option<Found> = self.read(|c| {
+            let row = c.query_opt(
+                concat!(
+                    "SELECT e.run_id, e.step, e.compared, ",
+                    crate::store::components_of_e!(),
+                    ", r.pipeline, (SELECT count(*) FROM executions o WHERE o.run_id = e.run_id \
+                     AND o.step = e.step AND o.position < e.position) \
+                     FROM executions e JOIN runs r ON r.id = e.run_id WHERE e.id = $1"
+                ),
+                &[&execution],
+            )?;
+            Ok(match row {
+                Some(r) => Some((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                )),
+                None => None,
+            })
+        })?;
+        let Some((run_id, step, compared, components, pipeline, ordinal)) = row else {
+            return Err(Error::UnknownRun(format!("execution {execution}")));
+        };
+        if let Some(recorded) = compared.and_then(|c| serde_json::from_str(&c).ok()) {
+            return Ok(Some(recorded));
+        }
+        let Ok(components) = serde_json::from_str::<KeyComponents>(&components) else {
+            return Ok(None);
+        };
+        let earlier =
+            self.read(|c| earlier_calls(c, &step, &pipeline, &run_id, Some(execution)))?;
+        Ok(earlier.and_then(|calls| {
+            calls.earlier_call(&Call {
+                label: None,
+                ordinal: usize::try_from(ordinal).unwrap_or(0),
+                components: &components,
+            })
+        }))
+    }
+
+    fn set_pinned(&self, run: &str, pinned: bool) -> Result<()> {
+        let id = self.run(run)?.id;
+        self.read(|c| {
+            c.execute("UPDATE runs SET pinned = $2 WHERE id = $1", &[&id, &pinned])?;
+            Ok(())
+        })
+    }
+
+    fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport> {
+        let mut conn = self.inner.db.conn()?;
+        gc(&mut conn, policy, blobs).map_err(|f| self.error(f))
+    }
+
+    fn schema_version(&self) -> Result<i64> {
+        let mut conn = self.inner.db.conn()?;
+        super::schema::version(&mut *conn)
+            .map_err(|e| self.inner.db.schema_error(e))
+            .map(|v| v.unwrap_or(0))
+    }
+
+    fn blob_damaged(&self, hash: Hash128, corrupt: bool) -> Result<()> {
+        PostgresMetadata::blob_damaged(self, hash, corrupt)
+    }
+
+    fn undecodable(
+        &self,
+        execution: i64,
+        output: &str,
+        type_name: &str,
+        message: &str,
+    ) -> Result<()> {
+        PostgresMetadata::undecodable(self, execution, output, type_name, message)
+    }
 }
 
 /// The rows `sql` selects with `param`, grouped by their first column (an execution id),
@@ -1057,7 +1178,7 @@ fn retryable(e: &postgres::Error) -> bool {
 ///
 /// Typed (`query_typed`): one round trip, where a plain query prepares first, on the path of
 /// every cache hit.
-fn lookup(tx: &mut Transaction<'_>, key: &str) -> Result<Lookup, Fail> {
+fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
     let rows = tx.query_typed(
         "WITH f AS (SELECT id, reused_execution, components FROM executions \
                     WHERE cache_key = $1 AND outputs_of IS NULL \
@@ -1128,4 +1249,612 @@ fn abandon(
         &[&key, &owner],
     )?;
     Ok(())
+}
+
+impl Backend for PostgresMetadata {
+    fn pass(&self) -> Result<Box<dyn MetadataPass + '_>> {
+        let mut conn = self.inner.db.conn()?;
+        conn.batch_execute("BEGIN")
+            .map_err(|e| self.error(Fail::Db(e)))?;
+        Ok(Box::new(Pass {
+            meta: self,
+            conn: RefCell::new(conn),
+            open: true,
+        }))
+    }
+
+    fn lookup(&self, key: Hash128) -> Result<Lookup_> {
+        self.read(|c| Ok(lookup(c, &key.to_hex())?.into()))
+    }
+
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        self.transact(|tx| record(tx, rows))
+    }
+
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+        before: Option<i64>,
+    ) -> Result<Option<Candidates>> {
+        self.read(|c| earlier_calls(c, step, pipeline, exclude_run, before))
+    }
+
+    fn verify_rows(&self) -> Result<VerifyRows> {
+        PostgresMetadata::verify_rows(self)
+    }
+
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        PostgresMetadata::sidecar_row(self, hex)
+    }
+
+    fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
+        self.read(|c| {
+            let Some(r) = c.query_opt(
+                "SELECT a.name, a.content_hash, a.size, a.type_name, a.cacher, a.cacher_version, \
+                 a.metadata, a.execution_id, e.name, e.components \
+                 FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+                 WHERE a.content_hash = $1 ORDER BY a.id DESC LIMIT 1",
+                &[&hash.to_hex()],
+            )?
+            else {
+                return Ok(None);
+            };
+            let components: String = r.try_get(9)?;
+            let components: KeyComponents = serde_json::from_str(&components)
+                .map_err(|_| Fail::Unknown(UnknownValue::new("key components", &components)))?;
+            Ok(Some((
+                rows::artifact_record(&r, 0)?,
+                r.try_get(7)?,
+                r.try_get(8)?,
+                components,
+            )))
+        })
+    }
+}
+
+impl PostgresMetadata {
+    /// What `Store::verify` checks, in one snapshot (`REPEATABLE READ`): runs marked
+    /// running whose handle is gone are interrupted (temporary objects are the artifact
+    /// backend's own).
+    fn verify_rows(&self) -> Result<VerifyRows> {
+        let mut conn = self.inner.db.conn()?;
+        let run = |c: &mut Client| -> Result<VerifyRows, Fail> {
+            let mut tx = c
+                .build_transaction()
+                .isolation_level(postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()?;
+            let mut executions = Vec::new();
+            for r in tx.query(&numbered(VERIFY_EXECUTIONS_SQL), &[])? {
+                executions.push((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?));
+            }
+            let mut artifacts = Vec::new();
+            for r in tx.query(VERIFY_ARTIFACTS_SQL, &[])? {
+                artifacts.push((r.try_get(0)?, r.try_get(1)?));
+            }
+            let mut interrupted = Vec::new();
+            for r in tx.query(
+                concat!(
+                    "SELECT id FROM runs WHERE status = 'running' AND (owner IS NULL OR NOT ",
+                    owner_alive!("owner"),
+                    ") ORDER BY seq"
+                ),
+                &[],
+            )? {
+                interrupted.push(r.try_get(0)?);
+            }
+            tx.commit()?;
+            Ok(VerifyRows {
+                executions,
+                artifacts,
+                interrupted,
+                temp_files: Vec::new(),
+            })
+        };
+        run(&mut conn).map_err(|f| self.error(f))
+    }
+
+    fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
+        self.read(|c| {
+            let Some(r) = c.query_opt(&numbered(SIDECAR_ROW_SQL), &[&hex])? else {
+                return Ok(None);
+            };
+            Ok(Some(SidecarRow {
+                output: r.try_get(0)?,
+                size: r.try_get(1)?,
+                type_name: r.try_get(2)?,
+                cacher: r.try_get(3)?,
+                cacher_version: u32::try_from(r.try_get::<_, i64>(4)?).unwrap_or(0),
+                metadata: r.try_get(5)?,
+                run_id: r.try_get(6)?,
+                step: r.try_get(7)?,
+                cache_key: r.try_get(8)?,
+            }))
+        })
+    }
+
+    /// The algorithm naming this store's blobs: the one recorded in the database, or
+    /// `new`, recorded now, for a store without one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the setting cannot be read or written;
+    /// [`Error::NotAStore`] when it names an algorithm this version does not know.
+    pub fn content_hash(&self, new: ContentHash) -> Result<ContentHash> {
+        let recorded: String = self.read(|c| {
+            c.execute(
+                "INSERT INTO settings(key, value) VALUES ('content_hash', $1) \
+                 ON CONFLICT (key) DO NOTHING",
+                &[&new.as_str()],
+            )?;
+            Ok(
+                c.query_one("SELECT value FROM settings WHERE key = 'content_hash'", &[])?
+                    .try_get(0)?,
+            )
+        })?;
+        recorded.parse().map_err(|_| Error::NotAStore {
+            path: self.url().to_string().into(),
+            reason: format!("it names blobs with `{recorded}`, which this version does not know"),
+        })
+    }
+}
+
+/// A pass on PostgreSQL: one transaction (`BEGIN` .. `COMMIT`) on a pooled connection.
+/// The executions its lookups found are locked `FOR KEY SHARE` until it ends, so the cached
+/// rows it records point at rows that still exist.
+struct Pass<'a> {
+    meta: &'a PostgresMetadata,
+    conn: RefCell<super::Connection>,
+    open: bool,
+}
+
+impl MetadataPass for Pass<'_> {
+    fn lookup(&self, key: Hash128) -> Result<Lookup_> {
+        let mut conn = self.conn.borrow_mut();
+        lookup(&mut **conn, &key.to_hex())
+            .map(Lookup_::from)
+            .map_err(|f| self.meta.error(f))
+    }
+
+    fn earlier_calls(
+        &self,
+        step: &str,
+        pipeline: &str,
+        exclude_run: &str,
+    ) -> Result<Option<Candidates>> {
+        let mut conn = self.conn.borrow_mut();
+        earlier_calls(&mut **conn, step, pipeline, exclude_run, None)
+            .map_err(|f| self.meta.error(f))
+    }
+
+    fn record(&self, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>> {
+        let mut conn = self.conn.borrow_mut();
+        record(&mut **conn, rows).map_err(|f| self.meta.error(f))
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.open = false;
+        let mut conn = self.conn.borrow_mut();
+        if let Err(e) = conn.batch_execute("COMMIT") {
+            let _ = conn.batch_execute("ROLLBACK");
+            return Err(self.meta.error(Fail::Db(e)));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pass<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            // A connection whose rollback failed is broken; the pool drops it.
+            let _ = self.conn.get_mut().batch_execute("ROLLBACK");
+        }
+    }
+}
+
+impl From<Lookup> for Lookup_ {
+    fn from(found: Lookup) -> Lookup_ {
+        match found {
+            Lookup::Hit(hit) => Lookup_::Hit {
+                execution: hit.reused,
+                outputs: hit.outputs,
+                holder: OutputsHolder {
+                    id: hit.holder,
+                    fingerprint: None,
+                },
+            },
+            Lookup::Miss => Lookup_::Miss,
+            Lookup::Damaged(d) => Lookup_::Damaged(d),
+        }
+    }
+}
+
+/// Inserts execution rows with their artifacts and inputs on `c` (inside the caller's
+/// transaction), and ends the leases they held; returns their ids. A cached row that points
+/// at the execution holding its outputs (`outputs_of`) gets no artifact and input rows of
+/// its own, and stores its key components as `''` when they are that execution's.
+fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>, Fail> {
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let components = serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+        let outputs_of = match row.status {
+            StepStatus::Cached => row.outputs_of.map(|h| h.id),
+            _ => None,
+        };
+        let inserted = c.query_typed_one(
+            "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
+             code_signature, components, reason, error, reused_execution, outputs_of, \
+             started_at_us, duration_s, compared) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, \
+                     CASE WHEN $12::bigint IS NOT NULL AND $8 = \
+                          (SELECT h.components FROM executions h WHERE h.id = $12::bigint) \
+                          THEN '' ELSE $8 END, \
+                     $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+            &[
+                (&row.run_id, Type::TEXT),
+                (&row.name, Type::TEXT),
+                (&row.step, Type::TEXT),
+                (&(row.position as i64), Type::INT8),
+                (&row.status.as_str(), Type::TEXT),
+                (&row.cache_key.map(Hash128::to_hex), Type::TEXT),
+                (&row.components.code_signature, Type::TEXT),
+                (&components, Type::TEXT),
+                (&row.reason, Type::TEXT),
+                (&row.error, Type::TEXT),
+                (&row.reused, Type::INT8),
+                (&outputs_of, Type::INT8),
+                (&row.started_at_us, Type::INT8),
+                (&row.duration.as_secs_f64(), Type::FLOAT8),
+                (&row.compared, Type::TEXT),
+            ],
+        )?;
+        let id: i64 = inserted.try_get(0)?;
+        ids.push(id);
+        if let (Some(holder), Some(key)) = (row.lease_holder, row.cache_key) {
+            let key = key.to_hex();
+            c.execute(
+                "DELETE FROM holds WHERE cache_key = $1 AND owner = $2",
+                &[&key, &holder.owner],
+            )?;
+            c.execute(
+                "DELETE FROM leases WHERE cache_key = $1 AND owner = $2",
+                &[&key, &holder.owner],
+            )?;
+        }
+        if outputs_of.is_some() {
+            continue;
+        }
+        if !row.outputs.is_empty() {
+            let names: Vec<&str> = row.outputs.iter().map(|o| o.name.as_str()).collect();
+            let positions: Vec<i64> = (0..row.outputs.len() as i64).collect();
+            let hashes: Vec<String> = row.outputs.iter().map(|o| o.hash.to_hex()).collect();
+            let sizes: Vec<i64> = row.outputs.iter().map(|o| o.size as i64).collect();
+            let types: Vec<&str> = row.outputs.iter().map(|o| o.type_name.as_str()).collect();
+            let cachers: Vec<&str> = row.outputs.iter().map(|o| o.cacher.as_str()).collect();
+            let versions: Vec<i64> = row
+                .outputs
+                .iter()
+                .map(|o| i64::from(o.cacher_version))
+                .collect();
+            let metadata: Vec<Option<String>> = row
+                .outputs
+                .iter()
+                .map(|o| o.metadata.as_ref().map(|m| m.to_string()))
+                .collect();
+            c.execute(
+                "INSERT INTO artifacts(execution_id, name, position, content_hash, size, \
+                 type_name, cacher, cacher_version, metadata) \
+                 SELECT $1, o.name, o.position, o.hash, o.size, o.type_name, o.cacher, \
+                        o.version, o.metadata \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], \
+                             $7::text[], $8::bigint[], $9::text[]) \
+                      AS o(name, position, hash, size, type_name, cacher, version, metadata)",
+                &[
+                    &id, &names, &positions, &hashes, &sizes, &types, &cachers, &versions,
+                    &metadata,
+                ],
+            )?;
+            if row.status == StepStatus::Executed {
+                c.execute("DELETE FROM damaged_blobs WHERE hash = ANY($1)", &[&hashes])?;
+            }
+        }
+        if !row.inputs.is_empty() {
+            let names: Vec<&str> = row.inputs.iter().map(|i| i.name.as_str()).collect();
+            let positions: Vec<i64> = (0..row.inputs.len() as i64).collect();
+            let hashes: Vec<Option<String>> = row
+                .inputs
+                .iter()
+                .map(|i| i.hash.map(Hash128::to_hex))
+                .collect();
+            let producers: Vec<Option<i64>> = row.inputs.iter().map(|i| i.producer).collect();
+            c.execute(
+                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
+                 SELECT $1, i.name, i.position, i.hash, i.producer \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
+                      AS i(name, position, hash, producer)",
+                &[&id, &names, &positions, &hashes, &producers],
+            )?;
+        }
+    }
+    Ok(ids)
+}
+
+/// The completed calls of `step` in the run a miss is compared with: the newest run other
+/// than `exclude_run` with a completed call of the step before execution `before`,
+/// preferring runs of `pipeline` (the rule of `store/earlier.rs`, in the same SQL).
+fn earlier_calls(
+    c: &mut impl GenericClient,
+    step: &str,
+    pipeline: &str,
+    exclude_run: &str,
+    before: Option<i64>,
+) -> Result<Option<Candidates>, Fail> {
+    let before = before.unwrap_or(i64::MAX);
+    let mut run: Option<(String, String)> = None;
+    for in_pipeline in [true, false] {
+        let sql = numbered(&format!(
+            "SELECT e.run_id, r.name FROM executions e JOIN runs r ON r.id = e.run_id \
+             WHERE e.id = ({})",
+            newest_call_sql(in_pipeline)
+        ));
+        let found = if in_pipeline {
+            c.query_opt(&sql, &[&step, &exclude_run, &before, &pipeline])?
+        } else {
+            c.query_opt(&sql, &[&step, &exclude_run, &before])?
+        };
+        if let Some(r) = found {
+            run = Some((r.try_get(0)?, r.try_get(1)?));
+            break;
+        }
+    }
+    let Some((run_id, run_name)) = run else {
+        return Ok(None);
+    };
+    let rows = c.query(
+        concat!(
+            "SELECT e.id, e.name, e.status, ",
+            crate::store::components_of_e!(),
+            " FROM executions e WHERE e.run_id = $1 AND e.step = $2 ORDER BY e.position"
+        ),
+        &[&run_id, &step],
+    )?;
+    let mut calls = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let status: String = r.try_get(2)?;
+        let status = status
+            .parse::<StepStatus>()
+            .map_err(|_| Fail::Unknown(UnknownValue::new("step status", &status)))?;
+        calls.push((r.try_get(0)?, r.try_get(1)?, status, r.try_get(3)?));
+    }
+    Ok(Some(calls_of(&run_id, &run_name, calls, true)))
+}
+
+/// Garbage collection on PostgreSQL: the rules of `store/gc.rs` ([`gc::plan`]), in one
+/// transaction that holds `pg_advisory_xact_lock` (one gc at a time) and, unless a dry run,
+/// `holds` in `SHARE ROW EXCLUSIVE` mode, so a lease's hold either committed before gc
+/// looked or waits until gc has committed (invariant 4). The executions of the runs it
+/// removes are locked `FOR UPDATE` before their rows are handed over and deleted: a pass
+/// whose hit reuses one of them (it holds it `FOR KEY SHARE`) commits its cached row first,
+/// and gc plans again with that row as a kept one; a pass that comes later waits for gc and
+/// finds the key's newest execution again.
+fn gc(c: &mut Client, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport, Fail> {
+    let mut tx = c.transaction()?;
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(pipeline_owner_key('gc'))",
+        &[],
+    )?;
+    if !policy.dry_run {
+        tx.batch_execute("LOCK TABLE holds IN SHARE ROW EXCLUSIVE MODE")?;
+        // Runs of handles proven dead are not running: they block nothing.
+        tx.execute(
+            concat!(
+                "UPDATE runs SET status = 'failed' WHERE status = 'running' \
+                 AND (owner IS NULL OR NOT ",
+                owner_alive!("owner"),
+                ")"
+            ),
+            &[],
+        )?;
+    }
+    let mut plan = gc_plan(&mut tx, policy)?;
+    if !policy.dry_run && !plan.1.removed_ids.is_empty() {
+        let removed: Vec<&str> = plan.1.removed_ids.iter().map(String::as_str).collect();
+        tx.query(
+            "SELECT id FROM executions WHERE run_id = ANY($1) ORDER BY id FOR UPDATE",
+            &[&removed],
+        )?;
+        plan = gc_plan(&mut tx, policy)?;
+    }
+    let (runs, plan) = plan;
+    let mut report = GcReport {
+        dry_run: policy.dry_run,
+        runs_removed: plan.removed.clone(),
+        runs_kept: plan.runs_kept,
+        bytes_kept: plan.bytes_kept,
+        ..GcReport::default()
+    };
+    if !policy.dry_run {
+        for (holder, heir) in &plan.heirs {
+            for sql in [
+                "UPDATE artifacts SET execution_id = $2 WHERE execution_id = $1",
+                "UPDATE inputs SET execution_id = $2 WHERE execution_id = $1",
+                "UPDATE executions SET outputs_of = NULL, components = \
+                 CASE components WHEN '' THEN \
+                 (SELECT h.components FROM executions h WHERE h.id = $1) \
+                 ELSE components END WHERE id = $2",
+                "UPDATE executions SET outputs_of = $2 WHERE outputs_of = $1",
+            ] {
+                tx.execute(sql, &[holder, heir])?;
+            }
+        }
+        for r in runs.iter().filter(|r| plan.removed_ids.contains(&r.id)) {
+            for sql in [
+                "DELETE FROM artifacts WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = $1)",
+                "DELETE FROM inputs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = $1)",
+                "DELETE FROM executions WHERE run_id = $1",
+                "DELETE FROM runs WHERE id = $1",
+            ] {
+                tx.execute(sql, &[&r.id])?;
+            }
+        }
+        // Undecodable marks of executions no row refers to any more.
+        tx.execute(
+            "DELETE FROM undecodable WHERE execution_id NOT IN (SELECT id FROM executions) \
+             AND execution_id NOT IN \
+             (SELECT reused_execution FROM executions WHERE reused_execution IS NOT NULL)",
+            &[],
+        )?;
+    }
+    // Blobs held by live leases (holds of dead handles count for nothing).
+    let held: HashSet<String> = tx
+        .query(
+            concat!("SELECT hash FROM holds WHERE ", owner_alive!("owner")),
+            &[],
+        )?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let condemned: HashMap<String, i64> = tx
+        .query("SELECT hash, since_us FROM condemned", &[])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let now: i64 = tx
+        .query_one(concat!("SELECT ", now_us!()), &[])?
+        .try_get(0)?;
+    let clock = std::time::SystemTime::now();
+    let old_enough = |stat: &BlobStat| {
+        policy.min_blob_age.is_zero()
+            || stat.last_used.is_some_and(|last| {
+                clock
+                    .duration_since(last)
+                    .is_ok_and(|age| age >= policy.min_blob_age)
+            })
+    };
+    let location = |e: std::io::Error| {
+        Fail::Other(Error::io(
+            blobs
+                .location(Hash128(0))
+                .parent()
+                .map(std::path::Path::to_path_buf)
+                .unwrap_or_default(),
+            e,
+        ))
+    };
+    report.temp_files_removed += blobs
+        .remove_stale_temporaries(policy.min_blob_age.max(STALE_TEMPORARY), policy.dry_run)
+        .map_err(location)?;
+    let listed = blobs.list().map_err(location)?;
+    if !policy.dry_run {
+        let back: Vec<&str> = condemned
+            .keys()
+            .filter(|h| plan.referenced.contains(*h))
+            .map(String::as_str)
+            .collect();
+        tx.execute("DELETE FROM condemned WHERE hash = ANY($1)", &[&back])?;
+    }
+    // Condemned hashes whose blob is gone (removed by hand) are forgotten below.
+    let mut gone: HashSet<&str> = condemned.keys().map(String::as_str).collect();
+    for ListedBlob { hash, stat } in listed {
+        let name = hash.to_hex();
+        gone.remove(name.as_str());
+        if plan.referenced.contains(&name) || held.contains(&name) {
+            continue;
+        }
+        let since = match condemned.get(&name) {
+            Some(&since) if !plan.referenced_before.contains(&name) => since,
+            _ => {
+                if !policy.dry_run {
+                    tx.execute(
+                        "INSERT INTO condemned(hash, since_us) VALUES ($1, $2) \
+                         ON CONFLICT (hash) DO UPDATE SET since_us = EXCLUDED.since_us",
+                        &[&name, &now],
+                    )?;
+                }
+                now
+            }
+        };
+        if plan.oldest_running.is_some_and(|started| started <= since) {
+            continue; // a running run may rely on it: a later gc removes it
+        }
+        if !old_enough(&stat) {
+            continue;
+        }
+        report.blobs_removed += 1;
+        report.bytes_freed += stat.size;
+        if !policy.dry_run {
+            // Its sidecar goes with it.
+            blobs
+                .delete(hash)
+                .map_err(|e| Fail::Other(Error::io(blobs.location(hash), e)))?;
+            tx.execute("DELETE FROM condemned WHERE hash = $1", &[&name])?;
+            tx.execute("DELETE FROM damaged_blobs WHERE hash = $1", &[&name])?;
+        }
+    }
+    if !policy.dry_run {
+        let gone: Vec<&str> = gone.into_iter().collect();
+        tx.execute("DELETE FROM condemned WHERE hash = ANY($1)", &[&gone])?;
+        tx.commit()?;
+    } else {
+        tx.rollback()?;
+    }
+    Ok(report)
+}
+
+/// Reads what gc decides from and plans it ([`gc::plan`]).
+fn gc_plan(tx: &mut Transaction<'_>, policy: &GcPolicy) -> Result<(Vec<RunRow>, gc::Plan), Fail> {
+    let runs: Vec<RunRow> = tx
+        .query(
+            concat!(
+                "SELECT id, name, pipeline, started_at_us, pinned, status = 'running' \
+                 AND owner IS NOT NULL AND ",
+                owner_alive!("owner"),
+                " FROM runs ORDER BY started_at_us DESC, seq DESC"
+            ),
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            Ok(RunRow {
+                id: r.try_get(0)?,
+                name: r.try_get(1)?,
+                pipeline: r.try_get(2)?,
+                started: r.try_get(3)?,
+                pinned: r.try_get(4)?,
+                running: r.try_get(5)?,
+            })
+        })
+        .collect::<Result<_, postgres::Error>>()?;
+    // A cached row's blobs are those of the execution it points at (`outputs_of`).
+    let run_blobs: Vec<(String, String, i64)> = tx
+        .query(
+            "SELECT DISTINCT e.run_id, a.content_hash, a.size FROM executions e \
+             JOIN artifacts a ON a.execution_id = COALESCE(e.outputs_of, e.id)",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let executions: Vec<(i64, String, Option<i64>)> = tx
+        .query(
+            "SELECT id, run_id, outputs_of FROM executions ORDER BY id",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let rows: Vec<(String, i64)> = tx
+        .query(
+            "SELECT DISTINCT content_hash, execution_id FROM artifacts",
+            &[],
+        )?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows);
+    Ok((runs, plan))
 }

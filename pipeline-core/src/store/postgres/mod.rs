@@ -139,7 +139,7 @@ impl Postgres {
         classify(&self.url, e, self.pool.connection_timeout())
     }
 
-    fn schema_error(&self, e: schema::SchemaError) -> Error {
+    pub(crate) fn schema_error(&self, e: schema::SchemaError) -> Error {
         match e {
             schema::SchemaError::Newer { found, supported } => Error::StoreTooNew {
                 path: self.url.to_string().into(),

@@ -255,7 +255,7 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<SchemaState, Sche
 }
 
 /// The stored schema version; `None` for a database without a store.
-fn version(client: &mut impl GenericClient) -> Result<Option<i64>, SchemaError> {
+pub(crate) fn version(client: &mut impl GenericClient) -> Result<Option<i64>, SchemaError> {
     let has_marker: bool = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM information_schema.tables
