@@ -216,6 +216,7 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// its schema is newer ([`Error::StoreTooNew`](crate::Error::StoreTooNew)), or it cannot be
     /// created or read ([`Error::Io`](crate::Error::Io), [`Error::Database`](crate::Error::Database)).
     pub fn open_store(&self) -> Result<Store> {
+        warn_unsupported_executor();
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = opened.as_ref() {
             return Ok(s.clone());
@@ -287,4 +288,20 @@ impl<O> std::fmt::Debug for Pipeline<O> {
             .field("steps", &self.def.graph.nodes.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Steps run on this process's threads whatever `PIPELINE_EXECUTOR` says: the worker
+/// protocol behind `processes` and `slurm` is not built yet. Says so once per process
+/// (at WARN) rather than running locally in silence.
+fn warn_unsupported_executor() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let kind = std::env::var(crate::config::PIPELINE_EXECUTOR).unwrap_or_default();
+        if !kind.is_empty() && kind != "threads" {
+            tracing::warn!(
+                "{}={kind} is not supported by this version yet: steps run on threads in this process",
+                crate::config::PIPELINE_EXECUTOR
+            );
+        }
+    });
 }
