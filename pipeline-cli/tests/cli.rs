@@ -460,6 +460,21 @@ fn a_missing_store_is_an_error_and_is_not_created() {
     assert!(err.contains("nowhere"), "{err}");
     assert!(!missing.exists());
 
+    // A URL given as the store folder: refused, its password never shown, no folder made.
+    let url = "postgres://ci:hunter2secret@127.0.0.1:1/pipeline";
+    let err = run_raw(
+        &[OsStr::new("--store"), OsStr::new(url), OsStr::new("runs")],
+        Some(&dir),
+        None,
+    )
+    .fails();
+    assert!(err.contains("PIPELINE_METADATA"), "{err}");
+    assert!(!err.contains("hunter2secret"), "{err}");
+    let err = run_raw(&[OsStr::new("runs")], Some(&dir), Some(Path::new(url))).fails();
+    assert!(err.contains("is a URL"), "{err}");
+    assert!(!err.contains("hunter2secret"), "{err}");
+    assert!(!dir.join("postgres:").exists());
+
     // An existing directory that is not a store.
     std::fs::create_dir_all(dir.join("empty")).unwrap();
     let err = cli(&dir.join("empty"), &["runs"]).fails();

@@ -56,6 +56,35 @@ pub struct ConfigError {
 pub const PIPELINE_METADATA: &str = "PIPELINE_METADATA";
 /// Environment variable naming where artifact bytes go (`s3://bucket/prefix` or a folder).
 pub const PIPELINE_ARTIFACTS: &str = "PIPELINE_ARTIFACTS";
+/// Refuses a store folder given as a URL (`--store postgres://..`, `PIPELINE_HOME=s3://..`):
+/// a folder of that name would be created, with any password in the URL in its path.
+/// The error shows the URL with its user information replaced by `***`.
+///
+/// # Errors
+///
+/// [`ConfigError`] when `path` reads as a URL.
+pub fn refuse_url_as_folder(path: &Path, origin: Origin) -> std::result::Result<(), ConfigError> {
+    let text = path.to_string_lossy();
+    let Some(at) = text.find("://") else {
+        return Ok(());
+    };
+    let scheme = &text[..at];
+    let rest = &text[at + 3..];
+    let rest = match rest.split('/').next().and_then(|host| host.rfind('@')) {
+        Some(end) => format!("***{}", &rest[end..]),
+        None => rest.to_string(),
+    };
+    let hint = match scheme {
+        "postgres" | "postgresql" => "PostgreSQL metadata is named by PIPELINE_METADATA (or `[store] metadata` in pipeline.toml, or StoreConfig and Store::connect in code), with PIPELINE_ARTIFACTS for the artifact bytes",
+        "s3" => "artifact bytes in a bucket are named by PIPELINE_ARTIFACTS (or `[store] artifacts` in pipeline.toml), beside PIPELINE_METADATA",
+        _ => "a store folder is a local path",
+    };
+    Err(ConfigError {
+        origin,
+        message: format!("`{scheme}://{rest}` is a URL, not a store folder; {hint}"),
+    })
+}
+
 /// Environment variable choosing the executor (`threads`, `processes` or `slurm`).
 pub const PIPELINE_EXECUTOR: &str = "PIPELINE_EXECUTOR";
 /// The configuration file's name, searched from the working directory upward.
@@ -649,6 +678,12 @@ fn parse_artifacts(
     };
     if let Some(rest) = text.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        // Keys in the URL (`s3://KEY:SECRET@bucket`) are not read from it, and never echoed.
+        if bucket.contains('@') {
+            return Err(error(
+                "an s3:// URL names no credentials (`s3://KEY:SECRET@..` was given; it is not shown here): give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and the bucket as s3://BUCKET/PREFIX".into(),
+            ));
+        }
         // S3 bucket names: 3-63 characters of lowercase letters, digits, `.` and `-`.
         let valid = (3..=63).contains(&bucket.len())
             && bucket
@@ -774,6 +809,43 @@ mod tests {
         let e =
             message(resolve(&[("PIPELINE_ARTIFACTS", "s3://bucket/x")], dir.path()).unwrap_err());
         assert!(e.contains("PIPELINE_METADATA"), "{e}");
+    }
+
+    #[test]
+    fn a_url_given_as_a_store_folder_is_refused_without_its_password() {
+        let err = refuse_url_as_folder(
+            Path::new("postgres://ci:hunter2secret@db.example:5432/pipeline"),
+            Origin::Code,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("PIPELINE_METADATA"), "{err}");
+        assert!(
+            err.contains("postgres://***@db.example:5432/pipeline"),
+            "{err}"
+        );
+        assert!(!err.contains("hunter2secret"), "{err}");
+        assert!(refuse_url_as_folder(Path::new("/data/store"), Origin::Code).is_ok());
+        // Store::open refuses it too, and creates nothing.
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("s3://key:topsecret@bucket/prefix");
+        let err = crate::Store::open(&url).unwrap_err();
+        assert!(matches!(err, crate::Error::Config(_)), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("topsecret"), "{err}");
+        assert!(!dir.path().join("s3:").exists());
+    }
+
+    #[test]
+    fn credentials_in_an_s3_url_are_refused_and_never_shown() {
+        let err = StoreConfig::new(
+            "sqlite:/m/metadata.sqlite",
+            Some("s3://AKIDEXAMPLE:wJalrXUtnFEMIsecret@bucket-name/prefix"),
+        )
+        .unwrap_err();
+        let text = format!("{err} {err:?}");
+        assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+        assert!(!text.contains("wJalrXUtnFEMIsecret"), "{text}");
+        assert!(!text.contains("AKIDEXAMPLE"), "{text}");
     }
 
     #[test]

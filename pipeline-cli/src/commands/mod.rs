@@ -93,6 +93,8 @@ fn open_store(config: &StoreConfig, path: &Path, writes: bool) -> CliResult<Stor
 
 /// Fails unless `path` is a folder holding `metadata.sqlite`.
 fn check_local_store(path: &Path) -> CliResult<()> {
+    pipeline::config::refuse_url_as_folder(path, pipeline::config::Origin::Code)
+        .map_err(|e| e.to_string())?;
     let hint = "run a pipeline first, or name a store with --store PATH or PIPELINE_HOME";
     let shown = path.display();
     match std::fs::metadata(path) {

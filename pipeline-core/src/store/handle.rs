@@ -111,10 +111,12 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// As for [`Store::open`]; besides, a read-only open of a path that holds no store
+    /// As for [`Store::open`]; besides, [`Error::Config`] for a path that reads as a URL
+    /// (`postgres://..`: use [`Store::connect`]), and a read-only open of a path that holds no store
     /// fails with [`Error::NotAStore`] instead of creating one, and a store of an older
     /// schema cannot be opened read-only ([`Error::ReadOnly`]: a writable open upgrades it).
     pub fn open_with(path: impl AsRef<Path>, options: StoreOptions) -> Result<Store> {
+        crate::config::refuse_url_as_folder(path.as_ref(), crate::config::Origin::Code)?;
         let counters = Arc::new(BlobCounters::default());
         let sqlite = SqliteMetadata::open_with(path, options, Arc::clone(&counters))?;
         Ok(Store::from_sqlite(sqlite, counters))
