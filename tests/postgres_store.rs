@@ -14,9 +14,10 @@
 mod digits;
 #[path = "../examples/common/digits_pipeline.rs"]
 mod digits_pipeline;
+#[path = "common/services.rs"]
+mod services;
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use pipeline::config::StoreConfig;
@@ -25,82 +26,10 @@ use pipeline::{Error, StepStatus, StoreOptions};
 
 use digits::{DEFAULT_C, DEFAULT_GAMMA};
 use digits_pipeline::{digits_pipeline, STEPS};
+use services::{fresh_database, fresh_prefix};
 
 /// Training rows used (of 1437): enough for an accuracy above 0.9, fast in debug builds.
 const TRAIN_LIMIT: usize = 300;
-
-/// The value of a service variable, or `None` (after saying so) when it is unset and
-/// services are not required.
-fn service(var: &str, test: &str) -> Option<String> {
-    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
-        Some(v) => Some(v),
-        None if std::env::var("PIPELINE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{test}: {var} is not set but PIPELINE_TEST_REQUIRE_SERVICES=1; start the services with scripts/services.sh")
-        }
-        None => {
-            eprintln!("{test}: skipped, {var} is not set (scripts/test.sh starts the services and sets it)");
-            None
-        }
-    }
-}
-
-/// A database of the test server that one test works in, dropped when the test ends.
-struct TestDatabase {
-    /// Its URL, with the server's credentials.
-    url: String,
-    name: String,
-    server: String,
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&self.server, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn fresh_database(test: &str) -> Option<TestDatabase> {
-    let server = service("PIPELINE_TEST_POSTGRES", test)?;
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let name = format!(
-        "pipeline_store_{}_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed),
-        test.chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(20)
-            .collect::<String>()
-    );
-    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("test server");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create test database");
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&name);
-    Some(TestDatabase {
-        url: url.into(),
-        name,
-        server,
-    })
-}
-
-/// A prefix of the test bucket no other test or run uses.
-fn fresh_prefix(test: &str) -> Option<String> {
-    let bucket = service("PIPELINE_TEST_S3", test)?;
-    Some(format!(
-        "{}/{test}-{}-{}",
-        bucket.trim_end_matches('/'),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ))
-}
 
 /// Options with the local folder (the S3 read cache) in `dir`.
 fn options(dir: &std::path::Path) -> StoreOptions {

@@ -10,64 +10,15 @@
 //! failure.
 
 mod common;
+#[path = "../../tests/common/services.rs"]
+mod services;
 
 use std::ffi::OsStr;
 
 use common::{build_history_in, history, run_with_env, Ran, RUNS};
 use pipeline::config::StoreConfig;
 use pipeline::{Store, StoreOptions};
-
-fn service(var: &str) -> Option<String> {
-    match std::env::var(var).ok().filter(|v| !v.is_empty()) {
-        Some(v) => Some(v),
-        None if std::env::var("PIPELINE_TEST_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("{var} is not set but PIPELINE_TEST_REQUIRE_SERVICES=1; start the services with scripts/services.sh")
-        }
-        None => {
-            eprintln!(
-                "skipped: {var} is not set (scripts/test.sh starts the services and sets it)"
-            );
-            None
-        }
-    }
-}
-
-/// A database of the test server for this test, dropped when it ends.
-struct TestDatabase {
-    url: String,
-    name: String,
-    server: String,
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let Ok(mut admin) = postgres::Client::connect(&self.server, postgres::NoTls) {
-            let _ = admin.batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ));
-        }
-    }
-}
-
-fn fresh_database() -> Option<TestDatabase> {
-    let server = service("PIPELINE_TEST_POSTGRES")?;
-    let name = format!("pipeline_cli_{}", std::process::id());
-    let mut admin = postgres::Client::connect(&server, postgres::NoTls).expect("test server");
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name}"))
-        .expect("drop an old test database");
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .expect("create the test database");
-    let mut url = url::Url::parse(&server).unwrap();
-    url.set_path(&name);
-    Some(TestDatabase {
-        url: url.into(),
-        name,
-        server,
-    })
-}
+use services::{fresh_database, fresh_prefix};
 
 /// Run ids and dates differ between stores; the rest of the output must not.
 fn without_ids(text: &str, ids: &[String]) -> String {
@@ -77,21 +28,12 @@ fn without_ids(text: &str, ids: &[String]) -> String {
 
 #[test]
 fn runs_explain_diff_and_lineage_work_on_postgres_metadata() {
-    let Some(db) = fresh_database() else {
+    let Some(db) = fresh_database("cli_postgres") else {
         return;
     };
-    let Some(bucket) = service("PIPELINE_TEST_S3") else {
+    let Some(prefix) = fresh_prefix("cli") else {
         return;
     };
-    let prefix = format!(
-        "{}/cli-{}-{}",
-        bucket.trim_end_matches('/'),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
     let home = tempfile::tempdir().unwrap();
     let config = StoreConfig::new(&db.url, Some(&prefix)).unwrap();
     let store = Store::connect_with(
