@@ -113,7 +113,7 @@ pub enum Error {
     Unbound(String),
 
     /// The store was written by a newer version of this library.
-    #[error("store at {path} has schema {found}, newer than {supported} (the newest this version knows); upgrade pipeline or set PIPELINE_HOME to another store")]
+    #[error("store at {path} has schema {found}, newer than {supported} (the newest this version knows); upgrade pipeline, or point PIPELINE_METADATA, PIPELINE_HOME or `store_path` at another store")]
     StoreTooNew {
         /// Store directory.
         path: PathBuf,

@@ -58,7 +58,11 @@ impl fmt::Display for GcSummary {
             size(report.bytes_freed),
             report.bytes_freed
         )?;
-        if report.blobs_removed == 0 && !report.runs_removed.is_empty() {
+        // The hint only helps when an age kept blobs back.
+        if report.blobs_removed == 0
+            && !report.runs_removed.is_empty()
+            && !self.min_blob_age.is_zero()
+        {
             writeln!(
                 f,
                 "(Blob files younger than {} are kept; lower --min-age to include them.)",
