@@ -247,11 +247,7 @@ impl Store {
 
     /// The location of the blob backend, for I/O errors that concern no single blob.
     pub(crate) fn blobs_location(&self) -> PathBuf {
-        self.blob_path(Hash128(0))
-            .parent()
-            .and_then(|p| p.parent())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.inner.root.clone())
+        super::artifacts::backend_location(self.inner.blobs.as_ref(), &self.inner.root)
     }
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {

@@ -379,11 +379,7 @@ impl SqliteMetadata {
 
     /// The location of the blob backend, for I/O errors that concern no single blob.
     pub(crate) fn blobs_location(&self) -> PathBuf {
-        self.blob_path(Hash128(0))
-            .parent()
-            .and_then(|p| p.parent())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| self.inner.artifacts.clone())
+        super::artifacts::backend_location(self.inner.blobs.as_ref(), &self.inner.artifacts)
     }
 
     /// SQLite's side of [`MetadataStore::blob_damaged`]: forgets the blob's recorded

@@ -33,7 +33,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::blob::HashingReader;
@@ -216,6 +216,17 @@ pub trait BlobPut: Write + Send {
     fn commit(self: Box<Self>) -> io::Result<(Hash128, u64)> {
         self.commit_with(&mut |_| Ok(()))
     }
+}
+
+/// The location of a blob backend as a whole (the folder or prefix above its fan-out
+/// folders), for I/O errors that concern no single blob; `fallback` when it has none.
+pub(crate) fn backend_location(store: &dyn ArtifactStore, fallback: &Path) -> PathBuf {
+    store
+        .location(Hash128(0))
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| fallback.to_path_buf())
 }
 
 /// Hashes blob `hash` of `store` with `kind`, reading all of its stored bytes
