@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::artifact::{Artifact, BoundArtifact};
 use crate::cancel::CancelToken;
+use crate::cluster::Resources;
 use crate::error::Result;
 use crate::executor::{self, RunSettings};
 use crate::graph::{self, Graph, NodeId};
@@ -107,6 +108,7 @@ pub struct Pipeline<O> {
     max_parallelism: Option<usize>,
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
+    step_resources: HashMap<String, Resources>,
     cancel: Option<CancelToken>,
 }
 
@@ -127,6 +129,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             max_parallelism: None,
             run_name: None,
             step_cache: HashMap::new(),
+            step_resources: HashMap::new(),
             cancel: None,
         }
     }
@@ -146,6 +149,44 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// [`Error::UnknownStep`](crate::Error::UnknownStep).
     pub fn step_enable_cache(mut self, step: impl Into<String>, enabled: bool) -> Self {
         self.step_cache.insert(step.into(), enabled);
+        self
+    }
+
+    /// Sets what one step asks of the machine that runs it, by call name or step name,
+    /// for the runs of this pipeline value: it replaces the step's own
+    /// `#[step(resources(..))]`. Resources never enter a cache key.
+    ///
+    /// On the thread executor a step's `cpus` count against
+    /// [`max_parallelism`](Self::max_parallelism) (a step asking for more than it runs
+    /// alone); the other fields matter to the cluster backends, which pass them to the
+    /// scheduler. A name the pipeline does not have makes `run()` fail with
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep).
+    ///
+    /// ```
+    /// use pipeline::cluster::{Resources, TimeLimit};
+    /// use pipeline::prelude::*;
+    ///
+    /// #[step(resources(cpus = 2))]
+    /// fn train(n: u64) -> u64 {
+    ///     n * 2
+    /// }
+    ///
+    /// #[pipeline]
+    /// fn fit(n: u64) -> Artifact<u64> {
+    ///     train(n)
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let ten_minutes = TimeLimit::from_seconds(600);
+    ///     let p = fit(3).step_resources("train", Resources::new().cpus(4).time(ten_minutes));
+    ///     # let dir = tempfile::tempdir()?;
+    ///     # let p = p.store_path(dir.path());
+    ///     assert_eq!(p.run()?.output().load()?, 6);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn step_resources(mut self, step: impl Into<String>, resources: Resources) -> Self {
+        self.step_resources.insert(step.into(), resources);
         self
     }
 
@@ -253,6 +294,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             enable_cache: self.enable_cache,
             pipeline_cache: self.def.enable_cache,
             step_cache: self.step_cache.clone(),
+            step_resources: self.step_resources.clone(),
             max_parallelism: self.max_parallelism.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map(|n| n.get())

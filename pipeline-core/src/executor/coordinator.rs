@@ -52,7 +52,12 @@ pub(super) struct State<'a> {
     pending_rows: Vec<PendingRow>,
     /// Per node: its position among the graph's calls of the same step.
     ordinals: Vec<usize>,
+    /// Steps running now, and the CPUs they asked for (`cpus` counts against
+    /// `max_parallelism`: see [`State::cpus`]).
     running: usize,
+    busy_cpus: usize,
+    /// Per node: the CPUs it takes of `max_parallelism`.
+    cpus: Vec<usize>,
     /// The run's span, parent of the steps' spans.
     pub(super) span: Span,
     /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
@@ -87,6 +92,11 @@ impl<'a> State<'a> {
                 *n - 1
             })
             .collect();
+        let cpus = graph
+            .nodes
+            .iter()
+            .map(|node| Self::cpus(settings, node))
+            .collect();
         State {
             graph,
             settings,
@@ -100,9 +110,42 @@ impl<'a> State<'a> {
             pending_rows: Vec::new(),
             ordinals,
             running: 0,
+            busy_cpus: 0,
+            cpus,
             span: Span::none(),
             causes: HashMap::new(),
         }
+    }
+
+    /// The CPUs `node` takes of `max_parallelism` on this machine: its `resources(cpus =
+    /// ..)` (the run's override first), at least 1, at most `max_parallelism`, so a step
+    /// asking for more than there is runs alone rather than never.
+    fn cpus(settings: &RunSettings, node: &Node) -> usize {
+        let asked = settings
+            .step_resources
+            .get(&node.name)
+            .or_else(|| settings.step_resources.get(node.step))
+            .or(node.resources)
+            .and_then(|r| r.get_cpus())
+            .unwrap_or(1) as usize;
+        asked.clamp(1, settings.max_parallelism.max(1))
+    }
+
+    /// Whether the next queued step fits beside the running ones.
+    fn next_fits(&self) -> bool {
+        match self.queued.front() {
+            Some(job) => {
+                self.running == 0
+                    || self.busy_cpus + self.cpus[job.node] <= self.settings.max_parallelism
+            }
+            None => false,
+        }
+    }
+
+    /// Books the end of a running step.
+    fn stopped(&mut self, node: NodeId) {
+        self.running -= 1;
+        self.busy_cpus -= self.cpus[node];
     }
 
     fn node(&self, id: NodeId) -> &'a Node {
@@ -163,7 +206,7 @@ impl<'a> State<'a> {
                 }
                 continue;
             }
-            while fatal.is_none() && self.running < self.settings.max_parallelism {
+            while fatal.is_none() && self.next_fits() {
                 let Some(job) = self.queued.pop_front() else {
                     break;
                 };
@@ -196,7 +239,7 @@ impl<'a> State<'a> {
                 let Ok(finished) = rx.recv() else {
                     break;
                 };
-                self.running -= 1;
+                self.stopped(finished.node);
                 self.finish(finished);
                 continue;
             }
@@ -204,7 +247,7 @@ impl<'a> State<'a> {
             // keys at once every `poll`, which grows while nothing changes.
             match rx.recv_timeout(poll) {
                 Ok(finished) => {
-                    self.running -= 1;
+                    self.stopped(finished.node);
                     self.finish(finished);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -223,7 +266,7 @@ impl<'a> State<'a> {
             let Ok(finished) = rx.recv() else {
                 break;
             };
-            self.running -= 1;
+            self.stopped(finished.node);
             self.finish(finished);
         }
         match fatal {
@@ -539,6 +582,7 @@ impl<'a> State<'a> {
         let inputs = self.take_inputs(job.node);
         let input_rows = ledger::input_rows(node, &self.produced);
         self.running += 1;
+        self.busy_cpus += self.cpus[job.node];
         let runner = self.ledger.runner();
         let span = job
             .span
