@@ -56,6 +56,7 @@ mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
 
+mod claim;
 mod connect;
 mod gc;
 mod guard;
