@@ -213,7 +213,10 @@ impl ArtifactStore for LocalArtifacts {
         let dir = self.dir.join(CLAIMS_DIR);
         fs::create_dir_all(&dir)?;
         let path = dir.join(format!("{store_id}.json"));
-        let tmp = dir.join(format!("{store_id}.json.{}.tmp", std::process::id()));
+        // Unique per writer: the handles of one store (one id) may claim at once.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{store_id}.json.{}-{n}.tmp", std::process::id()));
         fs::write(&tmp, doc)?;
         File::open(&tmp)?.sync_all()?;
         fs::rename(&tmp, &path)?;
