@@ -292,3 +292,66 @@ fn gc_of_a_store_sharing_its_prefix_deletes_nothing() {
     assert_eq!(from_b.output().load().unwrap(), 285);
     assert!(b.verify().unwrap().is_ok());
 }
+
+/// Files named `name` under `dir`, recursively.
+fn find_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(find_files(&path, name));
+        } else if entry.file_name() == name {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// A local read-cache copy whose bytes changed on disk is not the blob: the load drops it
+/// and downloads the object again, and nothing is marked damaged (the next run is cached).
+#[test]
+fn a_tampered_read_cache_copy_is_downloaded_again_not_damage() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let Some(locations) = metadata_locations(dir.path(), "tampered_copy") else {
+        return;
+    };
+    for (metadata, _db) in locations {
+        let prefix = fresh_prefix("tampered_copy").unwrap();
+        let config = StoreConfig::new(&metadata, Some(&prefix)).unwrap();
+        let local = tempfile::tempdir_in(dir.path()).unwrap();
+        let options = StoreOptions {
+            local_dir: Some(local.path().to_path_buf()),
+            ..StoreOptions::default()
+        };
+        let store = Store::connect_with(&config, options).unwrap();
+        let first = sum_of_squares(30).store(store.clone()).run().unwrap();
+        assert_eq!(first.output().load().unwrap(), 8555, "{metadata}");
+        let hash = first.output().content_hash().unwrap();
+        let copies = find_files(dir.path(), &hash.to_hex());
+        assert_eq!(copies.len(), 1, "{metadata}: one cached copy: {copies:?}");
+        let mut bytes = std::fs::read(&copies[0]).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&copies[0], &bytes).unwrap();
+
+        assert_eq!(
+            first.output().load().unwrap(),
+            8555,
+            "{metadata}: the load downloads the blob again"
+        );
+        assert_ne!(
+            std::fs::read(&copies[0]).unwrap(),
+            bytes,
+            "the copy is good again"
+        );
+        SUMS.store(0, SeqCst);
+        let again = sum_of_squares(30).store(store.clone()).run().unwrap();
+        assert_eq!(
+            statuses(&again),
+            [StepStatus::Cached; 2],
+            "{metadata}: a bad local copy is no damage of the stored object"
+        );
+        assert_eq!(SUMS.load(SeqCst), 0);
+    }
+}
