@@ -268,7 +268,7 @@ pub enum Error {
     /// artifact location too (their claims are in `claims`), and their references are out
     /// of this store's sight, so any blob it found unreferenced may be theirs.
     #[error(
-        "gc deleted nothing: the artifacts at {location} are used by other stores too ({}), and this store ({this}) cannot see which blobs they reference; give each store an artifact location of its own (another S3 prefix or folder), or, if a store named here no longer exists, delete its claim (<id>.json) in {claims} and run gc again",
+        "gc deleted nothing: the artifacts at {location} are shared with {}, and this store ({this}) cannot see which blobs they reference; give each store an artifact location of its own (another S3 prefix or folder), or, if a store named here no longer exists, delete its claim <id>.json in {claims} and run gc again",
         .others.join(", ")
     )]
     SharedArtifacts {
@@ -276,9 +276,9 @@ pub enum Error {
         location: PathBuf,
         /// Where the claims are (`<location>/.pipeline-stores`).
         claims: PathBuf,
-        /// This store's id and metadata.
+        /// This store: `store <id> at <metadata>`.
         this: String,
-        /// The other stores' ids and metadata, as their claims name them.
+        /// The other stores, as their claims name them: `store <id> at <metadata>`.
         others: Vec<String>,
     },
 

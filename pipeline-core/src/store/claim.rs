@@ -81,8 +81,8 @@ pub(crate) fn check_sole_user(
                 .ok()
                 .and_then(|d| d["metadata"].as_str().map(str::to_string));
             match metadata {
-                Some(m) => format!("{id} ({m})"),
-                None => id,
+                Some(m) => format!("store {id} at {m}"),
+                None => format!("store {id}"),
             }
         })
         .collect();
@@ -94,8 +94,8 @@ pub(crate) fn check_sole_user(
         claims: location.join(CLAIMS_DIR),
         location,
         this: match own {
-            Some(id) => format!("{id} ({describe})"),
-            None => format!("{describe}, which has written no claim"),
+            Some(id) => format!("store {id} at {describe}"),
+            None => format!("the store at {describe}, which has no id yet"),
         },
         others,
     })

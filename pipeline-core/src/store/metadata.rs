@@ -285,11 +285,16 @@ pub trait MetadataStore: Send + Sync {
     fn set_pinned(&self, run: &str, pinned: bool) -> Result<()>;
 
     /// Garbage collection ([`Store::gc`](crate::Store::gc)) of the runs this backend
-    /// records and of `blobs`, the store's artifact bytes.
+    /// records and of `blobs`, the store's artifact bytes. It writes this store's claim on
+    /// `blobs` ([`ArtifactStore::put_claim`]) and deletes nothing where another store has
+    /// claimed them, checked before anything changes and again after listing the blobs
+    /// (`store/claim.rs`).
     ///
     /// # Errors
     ///
-    /// The backend's error, or the artifact store's ([`Error::Io`](crate::Error::Io)).
+    /// [`Error::SharedArtifacts`](crate::Error::SharedArtifacts) where another store has
+    /// claimed `blobs`; the backend's error, or the artifact store's
+    /// ([`Error::Io`](crate::Error::Io)).
     fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport>;
 
     /// The schema version of the metadata.
