@@ -137,7 +137,15 @@ fn execute_body(
         let mut produced = Vec::with_capacity(values.len());
         let mut metadata = Vec::with_capacity(values.len());
         for (value, spec) in values.iter().zip(&node.outputs) {
-            let mut writer = store.blob_writer()?;
+            // A step executed again because its stored output was found damaged: its
+            // output replaces the stored bytes (which may be the same name, corrupt).
+            let replace = matches!(
+                job.reason,
+                Reason::BlobCorrupt { .. }
+                    | Reason::BlobMissing { .. }
+                    | Reason::Undecodable { .. }
+            );
+            let mut writer = store.blob_writer_for(replace)?;
             match spec.save(value.as_ref(), &mut writer) {
                 Ok(meta) => metadata.push(meta),
                 Err(e) => {
