@@ -33,7 +33,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, Row, Transaction};
 use tracing::debug;
 
-use super::{Postgres, CONNECT_TIMEOUT};
+use super::{Access, Postgres, CONNECT_TIMEOUT};
 use crate::config::PostgresUrl;
 use crate::error::{Error, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
@@ -236,7 +236,28 @@ impl PostgresMetadata {
     /// database written by a newer version; [`Error::NotAStore`] for a database holding
     /// other tables of those names.
     pub fn connect(url: &PostgresUrl, lease_ttl: Duration) -> Result<PostgresMetadata> {
-        let (db, mut life) = Postgres::open(url, CONNECT_TIMEOUT)?;
+        PostgresMetadata::open(url, lease_ttl, Access::Write)
+    }
+
+    /// Connects to the store in the database `url` names for reading only: nothing is
+    /// created or changed (the server refuses every write of the handle's sessions), so a
+    /// database without a store stays empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PostgresMetadata::connect), and [`Error::NotAStore`] for a database
+    /// that holds no store; [`Error::ReadOnly`] for a store whose schema is older than
+    /// this version's (a writable [`connect`](PostgresMetadata::connect) upgrades it).
+    pub fn connect_read_only(url: &PostgresUrl) -> Result<PostgresMetadata> {
+        PostgresMetadata::open(
+            url,
+            crate::store::StoreOptions::default().lease_ttl,
+            Access::Read,
+        )
+    }
+
+    fn open(url: &PostgresUrl, lease_ttl: Duration, access: Access) -> Result<PostgresMetadata> {
+        let (db, mut life) = Postgres::open(url, CONNECT_TIMEOUT, access)?;
         let owner = format!("P{}", liveness::handle_id());
         if !take_owner_lock(&mut life, &owner).map_err(|e| db.error(e))? {
             return Err(lock_taken(&db));
@@ -250,7 +271,9 @@ impl PostgresMetadata {
                 beats: Beats::default(),
             }),
         };
-        handle.recover()?;
+        if access == Access::Write {
+            handle.recover()?;
+        }
         Ok(handle)
     }
 
@@ -1383,17 +1406,38 @@ impl PostgresMetadata {
     /// [`Error::Remote`] when the setting cannot be read or written;
     /// [`Error::NotAStore`] when it names an algorithm this version does not know.
     pub fn content_hash(&self, new: ContentHash) -> Result<ContentHash> {
-        let recorded: String = self.read(|c| {
-            c.execute(
-                "INSERT INTO settings(key, value) VALUES ('content_hash', $1) \
-                 ON CONFLICT (key) DO NOTHING",
-                &[&new.as_str()],
-            )?;
+        self.content_hash_of(Some(new))
+    }
+
+    /// The algorithm recorded for the store's blobs, [`ContentHash::Xxh3`] when none is
+    /// recorded yet; reads only (for read-only handles).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the setting cannot be read; [`Error::NotAStore`] for an
+    /// algorithm this version does not know.
+    pub fn recorded_content_hash(&self) -> Result<ContentHash> {
+        self.content_hash_of(None)
+    }
+
+    fn content_hash_of(&self, new: Option<ContentHash>) -> Result<ContentHash> {
+        let recorded: Option<String> = self.read(|c| {
+            if let Some(new) = new {
+                c.execute(
+                    "INSERT INTO settings(key, value) VALUES ('content_hash', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&new.as_str()],
+                )?;
+            }
             Ok(
-                c.query_one("SELECT value FROM settings WHERE key = 'content_hash'", &[])?
-                    .try_get(0)?,
+                c.query_opt("SELECT value FROM settings WHERE key = 'content_hash'", &[])?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
             )
         })?;
+        let Some(recorded) = recorded else {
+            return Ok(ContentHash::Xxh3);
+        };
         recorded.parse().map_err(|_| Error::NotAStore {
             path: self.url().to_string().into(),
             reason: format!("it names blobs with `{recorded}`, which this version does not know"),
