@@ -902,3 +902,98 @@ fn a_read_only_open_creates_nothing_and_writes_nothing() {
         "{e}"
     );
 }
+
+#[test]
+fn cached_rows_of_a_wave_go_in_one_statement_with_their_ids_in_order() {
+    use crate::key::KeyComponents;
+    use crate::store::metadata::Backend;
+    use crate::store::{ExecutionRow, OutputsHolder};
+
+    let Some(fixture) = PgFixture::fresh("batched", LONG_TTL) else {
+        return;
+    };
+    let handle = fixture.connect();
+    start(&handle, "r1");
+    claim(&handle, "r1", 71)
+        .commit(executed(&fixture, 71))
+        .unwrap();
+    let mut admin = postgres::Client::connect(&fixture.db.expose(), NoTls).unwrap();
+    let holder = admin
+        .query_one(
+            "SELECT id, components FROM executions WHERE run_id = 'r1'",
+            &[],
+        )
+        .unwrap();
+    let (holder_id, stored): (i64, String) = (holder.get(0), holder.get(1));
+    let same: KeyComponents = serde_json::from_str(&stored).unwrap();
+    let other = KeyComponents {
+        code_signature: "another signature".into(),
+        ..same.clone()
+    };
+    start(&handle, "r2");
+    let row = |name: &'static str, position: usize, components, status, outputs_of| ExecutionRow {
+        run_id: "r2",
+        name,
+        step: "s",
+        position,
+        status,
+        cache_key: Some(Hash128(71)),
+        components,
+        reason: Some("cached".into()),
+        error: None,
+        reused: Some(holder_id),
+        compared: None,
+        started_at_us: 1,
+        duration: Duration::ZERO,
+        outputs: vec![],
+        inputs: vec![],
+        outputs_of,
+        lease_holder: None,
+    };
+    let points = Some(OutputsHolder {
+        id: holder_id,
+        fingerprint: None,
+    });
+    let rows = [
+        row("a", 0, &same, StepStatus::Cached, points),
+        row("b", 1, &other, StepStatus::Skipped, None),
+        row("c", 2, &other, StepStatus::Cached, points),
+        row("d", 3, &same, StepStatus::Cached, points),
+    ];
+    let ids = Backend::record(&handle, &rows).unwrap();
+    assert_eq!(ids.len(), 4);
+    for (id, row) in ids.iter().zip(&rows) {
+        let got = admin
+            .query_one(
+                "SELECT name, position, status, outputs_of, components, reused_execution \
+                 FROM executions WHERE id = $1",
+                &[id],
+            )
+            .unwrap();
+        assert_eq!(
+            got.get::<_, &str>(0),
+            row.name,
+            "ids come back in the rows' order"
+        );
+        assert_eq!(got.get::<_, i64>(1), row.position as i64);
+        assert_eq!(got.get::<_, &str>(2), row.status.as_str());
+        assert_eq!(got.get::<_, Option<i64>>(3), row.outputs_of.map(|h| h.id));
+        assert_eq!(got.get::<_, Option<i64>>(5), Some(holder_id));
+        let components: &str = got.get(4);
+        if row.outputs_of.is_some() && std::ptr::eq(row.components, &same) {
+            assert_eq!(
+                components, "",
+                "the holder's components are not stored twice"
+            );
+        } else {
+            assert_eq!(
+                serde_json::from_str::<KeyComponents>(components).unwrap(),
+                *row.components
+            );
+        }
+    }
+    assert!(ids[0] < ids[2] && ids[2] < ids[3], "{ids:?}");
+    // What was recorded reads back as the run's steps.
+    let steps = handle.run_steps("r2").unwrap();
+    assert_eq!(steps.len(), 4);
+}
