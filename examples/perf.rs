@@ -959,8 +959,10 @@ fn parse_args() -> AnyResult<Options> {
 /// `PIPELINE_METADATA=postgres://..` names, in a database of its own created and dropped
 /// here; blobs in a local folder) vs the same pipeline on SQLite, side by side: a chain of
 /// 1000 trivial steps (a wave of one step each: one transaction per step) and a fan of 1000
-/// independent steps (one wave: one transaction for all). A PostgreSQL wave costs `BEGIN`,
-/// one lookup and one row per cached step, and `COMMIT`, each a round trip to the server.
+/// independent steps (one wave: one transaction for all). A PostgreSQL pass costs `BEGIN`,
+/// one lookup per cached step (prepared once per pass from its second lookup on, so the
+/// server plans it once), one statement for all its cached rows, and `COMMIT`, each a round
+/// trip to the server.
 fn figure_12(table: &mut Table, dir: &Path) -> AnyResult<()> {
     use pipeline::config::StoreConfig;
 

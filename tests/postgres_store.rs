@@ -240,7 +240,8 @@ fn a_wrong_password_is_refused_clearly_and_never_shown() {
     let e = connect_error(&with_password(&db.url, "not-the-password-5678"));
     let shown = everything_shown(&e);
     assert!(
-        shown.contains("refused the user name or password"),
+        shown.contains("password authentication failed for user")
+            && shown.contains("set the password in the URL, PGPASSWORD or ~/.pgpass"),
         "{shown}"
     );
     assert!(!shown.contains("not-the-password-5678"), "{shown}");

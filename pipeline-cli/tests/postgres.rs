@@ -146,3 +146,48 @@ fn runs_explain_diff_and_lineage_work_on_postgres_metadata() {
 fn strip_numbers(text: &str) -> String {
     text.chars().filter(|c| !c.is_ascii_digit()).collect()
 }
+
+#[test]
+fn viewing_commands_create_nothing_in_an_empty_database() {
+    let Some(db) = fresh_database("cli_empty") else {
+        return;
+    };
+    let Some(prefix) = fresh_prefix("cli-empty") else {
+        return;
+    };
+    let home = tempfile::tempdir().unwrap();
+    let env = [
+        ("PIPELINE_METADATA", OsStr::new(&db.url)),
+        ("PIPELINE_ARTIFACTS", OsStr::new(&prefix)),
+        ("PIPELINE_HOME", home.path().as_os_str()),
+    ];
+    let mut admin = postgres::Client::connect(&db.url, postgres::NoTls).unwrap();
+    let tables = |admin: &mut postgres::Client| -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    for args in [
+        &["runs"][..],
+        &["show", "run-alpha"],
+        &["explain", "run-alpha", "scale"],
+        &["diff", "run-alpha", "run-beta"],
+        &["lineage", "run-alpha"],
+        &["verify"],
+    ] {
+        let err = run_with_env(args, &env).fails();
+        assert!(
+            err.contains("holds no pipeline store") && err.contains("PIPELINE_METADATA"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("PIPELINE_HOME"), "{args:?}: {err}");
+        if let Some(password) = url::Url::parse(&db.url).unwrap().password() {
+            assert!(!err.contains(password), "the password leaked: {err}");
+        }
+        assert_eq!(tables(&mut admin), 0, "{args:?} created tables");
+    }
+}

@@ -1,6 +1,6 @@
 //! The one error type of the runtime.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// `Result` with [`Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -124,9 +124,10 @@ pub enum Error {
     },
 
     /// The path does not hold a pipeline store.
-    #[error("{path} is not a pipeline store ({reason}); point PIPELINE_HOME or `store_path` at a store directory or an empty one")]
+    #[error("{path} is not a pipeline store ({reason}); {}", not_a_store_fix(.path))]
     NotAStore {
-        /// Path that was opened.
+        /// Path that was opened (for a store whose metadata is in PostgreSQL, its URL
+        /// with the password shown as `***`).
         path: PathBuf,
         /// What was found instead.
         reason: String,
@@ -141,9 +142,10 @@ pub enum Error {
 
     /// The store was opened read-only, or lives where this process cannot write (a
     /// read-only file system, or no write permission).
-    #[error("store at {path} is read-only ({}), so it cannot {action}; {}", .cause.describe(), .cause.fix())]
+    #[error("store at {path} is read-only ({}), so it cannot {action}; {}", .cause.describe(), .cause.fix(.path))]
     ReadOnly {
-        /// Store directory.
+        /// Store directory (for a store whose metadata is in PostgreSQL, its URL with the
+        /// password shown as `***`).
         path: PathBuf,
         /// What was attempted.
         action: String,
@@ -328,6 +330,21 @@ impl UnknownValue {
     }
 }
 
+/// Whether `path` names a store by URL (metadata in PostgreSQL) rather than a folder.
+fn is_url(path: &Path) -> bool {
+    path.to_str().is_some_and(|p| p.contains("://"))
+}
+
+/// What to do about a path that is not a store: a store by URL is chosen with
+/// `PIPELINE_METADATA`, which wins over `PIPELINE_HOME`.
+fn not_a_store_fix(path: &Path) -> &'static str {
+    if is_url(path) {
+        "point PIPELINE_METADATA at a database holding a store, or at an empty one and run a pipeline to create the store there"
+    } else {
+        "point PIPELINE_HOME or `store_path` at a store directory or an empty one"
+    }
+}
+
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
@@ -359,8 +376,11 @@ impl ReadOnlyCause {
         }
     }
 
-    fn fix(self) -> &'static str {
+    fn fix(self, path: &Path) -> &'static str {
         match self {
+            ReadOnlyCause::Requested if is_url(path) => {
+                "open it without `read_only`, or point PIPELINE_METADATA at a writable store"
+            }
             ReadOnlyCause::Requested => {
                 "open it without `read_only`, or point PIPELINE_HOME at a writable store"
             }

@@ -70,9 +70,9 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
     Ok(Printed { text, code: 0 })
 }
 
-/// Opens an existing store, never creating a local one; read-only unless the command
-/// `writes`. A store whose metadata is in PostgreSQL is opened as configured (connecting
-/// migrates an empty database's schema, which holds no runs then).
+/// Opens an existing store, never creating one; read-only unless the command `writes`.
+/// A read-only open of a PostgreSQL database creates nothing either: an empty database is
+/// an error that names `PIPELINE_METADATA`.
 fn open_store(config: &StoreConfig, path: &Path, writes: bool) -> CliResult<Store> {
     if matches!(config.metadata(), MetadataLocation::Sqlite { .. }) {
         check_local_store(path)?;

@@ -48,7 +48,9 @@ impl Store {
     /// client cannot be set up, or when PostgreSQL cannot be reached within 10 s, refuses
     /// the credentials (the error names the user, never the password) or has no such
     /// database; [`Error::StoreTooNew`] for a PostgreSQL database written by a newer
-    /// version; otherwise as [`Store::open_with`].
+    /// version; with [`StoreOptions::read_only`], [`Error::NotAStore`] for a PostgreSQL
+    /// database holding no store (nothing is created in it) and [`Error::ReadOnly`] for
+    /// one whose schema needs an upgrade; otherwise as [`Store::open_with`].
     pub fn connect(config: &StoreConfig) -> Result<Store> {
         Store::connect_with(config, StoreOptions::default())
     }
@@ -113,8 +115,17 @@ fn postgres(
         .local_dir
         .clone()
         .unwrap_or_else(super::default_path);
-    let meta = PostgresMetadata::connect(url, options.lease_ttl)?;
-    let content_hash = meta.content_hash(options.content_hash)?;
+    // A read-only handle creates nothing: not the schema of an empty database, not the
+    // setting naming the blobs' hash.
+    let (meta, content_hash) = if options.read_only {
+        let meta = PostgresMetadata::connect_read_only(url)?;
+        let content_hash = meta.recorded_content_hash()?;
+        (meta, content_hash)
+    } else {
+        let meta = PostgresMetadata::connect(url, options.lease_ttl)?;
+        let content_hash = meta.content_hash(options.content_hash)?;
+        (meta, content_hash)
+    };
     let blobs: Arc<dyn super::artifacts::ArtifactStore> =
         match (&options.artifacts, config.artifacts()) {
             (Some(blobs), _) => Arc::clone(blobs),

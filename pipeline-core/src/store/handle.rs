@@ -228,8 +228,13 @@ impl Store {
     /// Fails with [`Error::ReadOnly`] on a read-only handle.
     pub(crate) fn check_writable(&self, action: &str) -> Result<()> {
         if let Some(cause) = self.inner.read_only {
+            // A remote store is named by its URL (password hidden), not its local folder.
+            let path = match &self.inner.sqlite {
+                Some(_) => self.inner.root.clone(),
+                None => PathBuf::from(&self.inner.describe),
+            };
             return Err(Error::ReadOnly {
-                path: self.inner.root.clone(),
+                path,
                 action: action.to_string(),
                 cause,
             });

@@ -75,27 +75,152 @@ pub struct ObjectArtifacts {
 #[derive(Debug)]
 struct Bucket {
     name: String,
-    /// The server, as messages show it (without user info).
-    endpoint: Option<String>,
+    /// The server, as messages show it (without user info), and what its errors hide.
+    endpoint: Endpoint,
     /// The bucket answered a request: it exists.
     seen: AtomicBool,
 }
 
 impl Bucket {
     fn server(&self) -> String {
-        match &self.endpoint {
+        match &self.endpoint.shown {
             Some(e) => format!("the S3 server at {e}"),
             None => "the S3 server".to_string(),
         }
     }
 }
 
-/// An object store error with what it means for the user first (the error stays the
-/// source).
+/// What the S3 client of a backend was configured with, as far as its errors go: the
+/// endpoint without user info (for messages), the password of any user info (hidden from
+/// every error text), and the settings that explain its failures.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Endpoint {
+    /// `AWS_ENDPOINT` without user info; `None` for AWS itself.
+    shown: Option<String>,
+    /// The user info's password, as given and percent-decoded (never shown; `Debug` of
+    /// [`Hidden`] prints `***`).
+    hidden: Hidden,
+    /// The endpoint is plain `http://` but `AWS_ALLOW_HTTP` does not allow it: every
+    /// request fails before it leaves.
+    http_refused: bool,
+    /// Neither `AWS_ACCESS_KEY_ID` nor `AWS_SECRET_ACCESS_KEY` is set, so the client asks
+    /// the cloud's instance metadata service for credentials.
+    no_keys: bool,
+}
+
+/// Texts to hide from error messages.
+#[derive(Clone, Default)]
+struct Hidden(Vec<String>);
+
+impl fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() { "[]" } else { "[***]" })
+    }
+}
+
+/// `text` with the user info of every URL in it shown as `***` (`http://u:p@host` becomes
+/// `http://***@host`) and every text of `hidden` replaced by `***`.
+fn redact(text: &str, hidden: &Hidden) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        // The authority ends where the path, query or fragment starts, or the URL ends.
+        let end = tail
+            .find(|c: char| {
+                matches!(
+                    c,
+                    '/' | '?' | '#' | '"' | '\'' | '(' | ')' | '<' | '>' | ',' | ';'
+                ) || c.is_whitespace()
+            })
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(userinfo) => {
+                out.push_str("***");
+                out.push_str(&authority[userinfo..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    for secret in &hidden.0 {
+        if !secret.is_empty() {
+            out = out.replace(secret.as_str(), "***");
+        }
+    }
+    out
+}
+
+/// An error of the S3 client, with credentials hidden (see [`redact`]) from its text, its
+/// debug form and those of its sources, which it keeps as text.
+struct Redacted {
+    display: String,
+    debug: String,
+    source: Option<Box<Redacted>>,
+}
+
+impl Redacted {
+    fn of(e: &(dyn std::error::Error + 'static), hidden: &Hidden) -> Redacted {
+        let mut chain = Vec::new();
+        let mut next = Some(e);
+        while let Some(err) = next {
+            chain.push((
+                redact(&err.to_string(), hidden),
+                redact(&format!("{err:?}"), hidden),
+            ));
+            next = err.source();
+        }
+        let mut source = None;
+        while let Some((display, debug)) = chain.pop() {
+            source = Some(Box::new(Redacted {
+                display,
+                debug,
+                source,
+            }));
+        }
+        *source.expect("an error is at least itself")
+    }
+}
+
+impl fmt::Display for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.display)
+    }
+}
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.debug)
+    }
+}
+
+impl std::error::Error for Redacted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// The I/O error kind of an object store error.
+fn kind_of(e: &object_store::Error) -> io::ErrorKind {
+    match e {
+        object_store::Error::NotFound { .. } => io::ErrorKind::NotFound,
+        object_store::Error::PermissionDenied { .. }
+        | object_store::Error::Unauthenticated { .. } => io::ErrorKind::PermissionDenied,
+        _ => io::ErrorKind::Other,
+    }
+}
+
+/// An object store error with what it means for the user first (the error, credentials
+/// hidden, stays the source).
 #[derive(Debug)]
 struct RemoteError {
     message: String,
-    source: object_store::Error,
+    source: Redacted,
 }
 
 impl fmt::Display for RemoteError {
@@ -233,23 +358,68 @@ impl ObjectArtifacts {
             if let Err(missing) = self.check_bucket() {
                 return missing;
             }
-            return io::Error::new(io::ErrorKind::NotFound, e);
+            return io::Error::new(io::ErrorKind::NotFound, self.redacted(&e));
         }
         self.plain_error(e)
     }
 
+    /// `e` with credentials hidden from all its texts.
+    fn redacted(&self, e: &object_store::Error) -> Redacted {
+        Redacted::of(e, self.hidden())
+    }
+
+    fn hidden(&self) -> &Hidden {
+        static NONE: Hidden = Hidden(Vec::new());
+        self.bucket.as_ref().map_or(&NONE, |b| &b.endpoint.hidden)
+    }
+
     /// As [`error`](Self::error), without asking whether the bucket exists.
     fn plain_error(&self, e: object_store::Error) -> io::Error {
-        #[cfg(feature = "s3")]
-        if let (Some(bucket), Some(kind)) = (&self.bucket, unreachable(&e)) {
-            let message = format!(
-                "cannot reach {} for {} ({e}); check AWS_ENDPOINT and that the server is up",
-                bucket.server(),
-                self.url
-            );
-            return io::Error::new(kind, RemoteError { message, source: e });
-        }
-        io::Error::other(e)
+        let source = self.redacted(&e);
+        let Some(bucket) = &self.bucket else {
+            return io::Error::new(kind_of(&e), source);
+        };
+        let endpoint = &bucket.endpoint;
+        let (kind, message) = if endpoint.http_refused {
+            (
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "the S3 endpoint {} is plain http://, which the S3 client refuses unless told otherwise (artifacts at {}); set AWS_ALLOW_HTTP=true, or use an https:// endpoint",
+                    endpoint.shown.as_deref().unwrap_or("AWS_ENDPOINT"),
+                    self.url
+                ),
+            )
+        } else if endpoint.no_keys {
+            (
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "no S3 credentials for {}: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set, and the client found none elsewhere (it asks the cloud's instance metadata service then); set both variables",
+                    self.url,
+                ),
+            )
+        } else if let Some(refusal) = refused_credentials(&e) {
+            (
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "{} refused the credentials for {} ({refusal}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that this key may use the bucket `{}`",
+                    bucket.server(),
+                    self.url,
+                    bucket.name,
+                ),
+            )
+        } else if let Some(kind) = unreachable(&e) {
+            (
+                kind,
+                format!(
+                    "cannot reach {} for {} ({source}); check AWS_ENDPOINT and that the server is up",
+                    bucket.server(),
+                    self.url
+                ),
+            )
+        } else {
+            return io::Error::new(kind_of(&e), source);
+        };
+        io::Error::new(kind, RemoteError { message, source })
     }
 
     /// Fails when the backend's bucket does not exist. Asked once, at the first "not
@@ -279,9 +449,10 @@ impl ObjectArtifacts {
                     bucket.server(),
                     self.url
                 );
+                let source = self.redacted(&e);
                 Err(io::Error::new(
                     io::ErrorKind::NotFound,
-                    RemoteError { message, source: e },
+                    RemoteError { message, source },
                 ))
             }
             Err(e) => Err(self.plain_error(e)),
@@ -308,7 +479,7 @@ impl ObjectArtifacts {
         self.runtime
             .block_on(self.store.put(&self.blob(hash), payload))
             .map(|_| ())
-            .map_err(io::Error::other)
+            .map_err(|e| self.error(e))
     }
 
     fn head(&self, path: &ObjectPath) -> io::Result<Option<ObjectMeta>> {
@@ -332,6 +503,7 @@ impl ObjectArtifacts {
                 stream,
                 chunk: Bytes::new(),
                 runtime: Arc::clone(&self.runtime),
+                bucket: self.bucket.clone(),
                 fill: match &self.cache {
                     Some(cache) if fill => cache.fill(hash, size).map(|f| (f, Arc::clone(cache))),
                     _ => None,
@@ -346,7 +518,7 @@ impl ObjectArtifacts {
 #[cfg(feature = "s3")]
 pub(crate) fn s3_client(
     bucket: &str,
-) -> object_store::Result<(object_store::aws::AmazonS3, Option<String>)> {
+) -> object_store::Result<(object_store::aws::AmazonS3, Endpoint)> {
     // Endpoint, region, keys and `AWS_ALLOW_HTTP` come from the standard `AWS_*`
     // variables, read by object_store itself. Path-style requests (object_store's default)
     // suit S3-compatible servers such as Garage and MinIO.
@@ -356,12 +528,12 @@ pub(crate) fn s3_client(
 /// The client `builder` configures, with bounded waits
 /// ([`CONNECT_TIMEOUT`](ObjectArtifacts::CONNECT_TIMEOUT) unless `AWS_CONNECT_TIMEOUT` is
 /// set, [`RETRY_TIMEOUT`](ObjectArtifacts::RETRY_TIMEOUT),
-/// [`MAX_RETRIES`](ObjectArtifacts::MAX_RETRIES)), and its endpoint without user info, for
-/// messages.
+/// [`MAX_RETRIES`](ObjectArtifacts::MAX_RETRIES)), and what its errors must hide and can
+/// explain ([`Endpoint`]). A configuration error has its credentials hidden too.
 #[cfg(feature = "s3")]
 pub(crate) fn s3_client_from(
     builder: object_store::aws::AmazonS3Builder,
-) -> object_store::Result<(object_store::aws::AmazonS3, Option<String>)> {
+) -> object_store::Result<(object_store::aws::AmazonS3, Endpoint)> {
     use object_store::aws::AmazonS3ConfigKey;
     use object_store::{ClientConfigKey, RetryConfig};
 
@@ -376,18 +548,131 @@ pub(crate) fn s3_client_from(
             format!("{}ms", ObjectArtifacts::CONNECT_TIMEOUT.as_millis()),
         );
     }
-    let endpoint = builder
-        .get_config_value(&AmazonS3ConfigKey::Endpoint)
-        .map(|e| match url::Url::parse(&e) {
-            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-                let _ = u.set_username("");
-                let _ = u.set_password(None);
-                u.to_string()
+    let mut endpoint = Endpoint::default();
+    let configured = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+    if let Some(e) = &configured {
+        endpoint.shown = Some(match url::Url::parse(e) {
+            Ok(mut u) => {
+                if let Some(password) = u.password().filter(|p| !p.is_empty()) {
+                    let decoded = percent_decode(password);
+                    endpoint.hidden.0.push(password.to_string());
+                    if decoded != password {
+                        endpoint.hidden.0.push(decoded);
+                    }
+                }
+                if !u.username().is_empty() || u.password().is_some() {
+                    let _ = u.set_username("");
+                    let _ = u.set_password(None);
+                    u.to_string().trim_end_matches('/').to_string()
+                } else {
+                    e.clone()
+                }
             }
-            Ok(_) => e,
             Err(_) => "(an endpoint that is not a URL)".to_string(),
         });
-    Ok((builder.build()?, endpoint))
+        let allow_http = builder
+            .get_config_value(&AmazonS3ConfigKey::Client(ClientConfigKey::AllowHttp))
+            .is_some_and(|v| {
+                matches!(
+                    v.to_ascii_lowercase().as_str(),
+                    "1" | "true" | "on" | "yes" | "y"
+                )
+            });
+        endpoint.http_refused = e.to_ascii_lowercase().starts_with("http://") && !allow_http;
+    }
+    let set = |key: AmazonS3ConfigKey| {
+        builder
+            .get_config_value(&key)
+            .is_some_and(|v| !v.is_empty())
+    };
+    endpoint.no_keys = !set(AmazonS3ConfigKey::AccessKeyId)
+        && !set(AmazonS3ConfigKey::SecretAccessKey)
+        // Other sources of credentials the client knows, set on purpose.
+        && std::env::var_os("AWS_WEB_IDENTITY_TOKEN_FILE").is_none()
+        && std::env::var_os("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").is_none()
+        && std::env::var_os("AWS_CONTAINER_CREDENTIALS_FULL_URI").is_none();
+    match builder.build() {
+        Ok(client) => Ok((client, endpoint)),
+        Err(e) => Err(object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(Redacted::of(&e, &endpoint.hidden)),
+        }),
+    }
+}
+
+/// `text` with its `%XX` escapes decoded (bytes that are not UTF-8 are replaced).
+#[cfg(feature = "s3")]
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// If `e` says that the server refused the request's credentials (HTTP 401 or 403, or S3's
+/// codes `InvalidAccessKeyId`, `SignatureDoesNotMatch`, `AccessDenied`), what it said, as a
+/// sentence: never the raw XML of the answer.
+fn refused_credentials(e: &object_store::Error) -> Option<String> {
+    let mut text = String::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        text.push_str(&err.to_string());
+        text.push('\n');
+        next = err.source();
+    }
+    let code = xml_element(&text, "Code");
+    let said = |code: &str| match code {
+        "InvalidAccessKeyId" => {
+            "it does not know the access key id (InvalidAccessKeyId)".to_string()
+        }
+        "SignatureDoesNotMatch" => {
+            "the secret access key does not match the access key id (SignatureDoesNotMatch)"
+                .to_string()
+        }
+        "AccessDenied" => {
+            "access denied: the key may not make this request (AccessDenied)".to_string()
+        }
+        other => format!("error code {other}"),
+    };
+    let denied = matches!(
+        e,
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. }
+    ) || text.contains("403 Forbidden")
+        || text.contains("401 Unauthorized");
+    match code.as_deref() {
+        Some(c @ ("InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied")) => {
+            Some(said(c))
+        }
+        Some(c) if denied => Some(said(c)),
+        _ if denied => Some(if text.contains("401 Unauthorized") {
+            "HTTP 401 Unauthorized".to_string()
+        } else {
+            "HTTP 403 Forbidden".to_string()
+        }),
+        _ => None,
+    }
+}
+
+/// The text of the first `<name>..</name>` element in `text`, if any.
+fn xml_element(text: &str, name: &str) -> Option<String> {
+    let open = format!("<{name}>");
+    let start = text.find(&open)? + open.len();
+    let len = text[start..].find(&format!("</{name}>"))?;
+    let value = text[start..start + len].trim();
+    (!value.is_empty() && value.len() <= 64 && !value.contains('<')).then(|| value.to_string())
 }
 
 /// Whether `e`, the answer to a request on a bucket, says that the bucket does not exist.
@@ -399,6 +684,12 @@ fn no_such_bucket(e: &object_store::Error) -> bool {
     matches!(e, object_store::Error::NotFound { .. })
         || text.contains("NoSuchBucket")
         || text.contains("404 Not Found")
+}
+
+/// Without the `s3` feature no request goes over the network.
+#[cfg(not(feature = "s3"))]
+fn unreachable(_e: &object_store::Error) -> Option<io::ErrorKind> {
+    None
 }
 
 /// The I/O error kind for a request that never reached the server, if `e` is one.
@@ -447,7 +738,7 @@ impl ObjectArtifacts {
         store: Arc<dyn ObjectStore>,
         bucket: &str,
         prefix: &str,
-        endpoint: Option<String>,
+        endpoint: Endpoint,
     ) -> io::Result<Self> {
         let prefix = prefix.trim_matches('/');
         let url = if prefix.is_empty() {
@@ -844,6 +1135,8 @@ struct StreamReader {
     stream: BoxStream<'static, object_store::Result<Bytes>>,
     chunk: Bytes,
     runtime: Arc<Runtime>,
+    /// What the stream's errors hide.
+    bucket: Option<Arc<Bucket>>,
     fill: Option<(Fill, Arc<ReadCache>)>,
 }
 
@@ -859,7 +1152,9 @@ impl Read for StreamReader {
                 }
                 Some(Err(e)) => {
                     self.fill = None; // no copy of a download that failed
-                    return Err(e.into());
+                    let hidden = self.bucket.as_ref().map(|b| &b.endpoint.hidden);
+                    let source = Redacted::of(&e, hidden.unwrap_or(&Hidden::default()));
+                    return Err(io::Error::new(kind_of(&e), source));
                 }
                 None => {
                     if let Some((fill, cache)) = self.fill.take() {

@@ -614,3 +614,166 @@ fn an_unreachable_server_is_an_error_not_a_hang() {
     assert!(err.to_string().contains("cannot reach"), "{err}");
     eprintln!("an unreachable server was reported after {took:?}: {message}");
 }
+
+/// Everything an error shows: its text, its debug form, and those of its sources.
+fn shown(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("{e} / {e:?}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(&format!(" / {s} / {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// A backend of `bucket` under a prefix of its own, through the client `builder`
+/// configures (from the `AWS_*` variables, then changed).
+fn backend_of(builder: AmazonS3Builder, bucket: &str, prefix: &str) -> ObjectArtifacts {
+    let (client, endpoint) = s3_client_from(builder.with_bucket_name(bucket)).unwrap();
+    ObjectArtifacts::s3_over(
+        Arc::new(client),
+        bucket,
+        &own_prefix(prefix, "errors"),
+        endpoint,
+    )
+    .unwrap()
+}
+
+/// The errors of a stat, a list and a put.
+fn failures(backend: &ObjectArtifacts) -> Vec<io::Error> {
+    let mut w = backend.put(ContentHash::Xxh3).unwrap();
+    w.write_all(b"bytes").unwrap();
+    vec![
+        backend.stat(Hash128(1)).map(|_| ()).unwrap_err(),
+        backend.list().map(|_| ()).unwrap_err(),
+        w.commit().map(|_| ()).unwrap_err(),
+    ]
+}
+
+#[test]
+fn a_password_in_the_endpoint_shows_in_no_error() {
+    let Some((bucket, prefix)) = test_bucket("a_password_in_the_endpoint_shows_in_no_error") else {
+        return;
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT names the test server");
+    // A password with characters a URL escapes, shown in neither form.
+    let (user, password, escaped) = (
+        "endpoint-user",
+        "pw@in:end/point-0123",
+        "pw%40in%3Aend%2Fpoint-0123",
+    );
+    let with_user = |endpoint: &str| endpoint.replacen("://", &format!("://{user}:{escaped}@"), 1);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut errors = Vec::new();
+    // The server is not there.
+    let gone = backend_of(
+        AmazonS3Builder::from_env().with_endpoint(with_user(&format!("http://127.0.0.1:{closed}"))),
+        &bucket,
+        &prefix,
+    );
+    for e in failures(&gone) {
+        assert!(e.to_string().contains("cannot reach"), "{e}");
+        errors.push(e);
+    }
+    let debug = format!("{gone:?}");
+    // The server refuses the keys.
+    let refused = backend_of(
+        AmazonS3Builder::from_env()
+            .with_endpoint(with_user(&endpoint))
+            .with_secret_access_key("not-the-secret-0123456789"),
+        &bucket,
+        &prefix,
+    );
+    for e in failures(&refused) {
+        assert!(e.to_string().contains("refused the credentials"), "{e}");
+        errors.push(e);
+    }
+    // The bucket does not exist.
+    let missing = format!("no-such-bucket-{}", std::process::id());
+    let nowhere = backend_of(
+        AmazonS3Builder::from_env().with_endpoint(with_user(&endpoint)),
+        &missing,
+        "x",
+    );
+    let e = nowhere.stat(Hash128(1)).unwrap_err();
+    assert!(e.to_string().contains("does not exist"), "{e}");
+    errors.push(e);
+    for e in &errors {
+        let text = format!("{} {debug}", shown(e));
+        for hidden in [password, escaped, user] {
+            assert!(!text.contains(hidden), "`{hidden}` shows in: {text}");
+        }
+        assert_no_credentials(&text);
+    }
+    assert!(
+        errors[0]
+            .to_string()
+            .contains(&format!("the S3 server at http://127.0.0.1:{closed} ")),
+        "the endpoint is named without its user info: {}",
+        errors[0]
+    );
+}
+
+#[test]
+fn refused_keys_plain_http_and_missing_keys_are_named_with_their_fix() {
+    let Some((bucket, prefix)) =
+        test_bucket("refused_keys_plain_http_and_missing_keys_are_named_with_their_fix")
+    else {
+        return;
+    };
+    let endpoint = std::env::var("AWS_ENDPOINT").expect("AWS_ENDPOINT names the test server");
+    for builder in [
+        AmazonS3Builder::from_env().with_secret_access_key("not-the-secret-0123456789"),
+        AmazonS3Builder::from_env().with_access_key_id("GK000000000000000000000000"),
+    ] {
+        for e in failures(&backend_of(builder, &bucket, &prefix)) {
+            let text = e.to_string();
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{text}");
+            assert!(
+                text.contains("refused the credentials")
+                    && text.contains("check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+                    && !text.contains("cannot reach"),
+                "{text}"
+            );
+            // S3's XML answer is a sentence, not markup.
+            assert!(!text.contains('<') && !text.contains("non-2xx"), "{text}");
+            assert_no_credentials(&shown(&e));
+        }
+    }
+    // An `http://` endpoint the client was not allowed to use.
+    if endpoint.starts_with("http://") {
+        let plain = backend_of(
+            AmazonS3Builder::from_env().with_allow_http(false),
+            &bucket,
+            &prefix,
+        );
+        for e in failures(&plain) {
+            let text = e.to_string();
+            assert!(
+                text.contains("set AWS_ALLOW_HTTP=true") && !text.contains("cannot reach"),
+                "{text}"
+            );
+        }
+    }
+    // No keys at all: the client asks an instance metadata service, which has none here.
+    let keyless = backend_of(
+        AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_region("garage"),
+        &bucket,
+        &prefix,
+    );
+    for e in failures(&keyless) {
+        let text = e.to_string();
+        assert!(
+            text.contains("no S3 credentials")
+                && text.contains("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are not set"),
+            "{text}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ use postgres::types::{ToSql, Type};
 use postgres::{Client, GenericClient, Row, Transaction};
 use tracing::debug;
 
-use super::{Postgres, CONNECT_TIMEOUT};
+use super::{Access, Postgres, CONNECT_TIMEOUT};
 use crate::config::PostgresUrl;
 use crate::error::{Error, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
@@ -237,7 +237,28 @@ impl PostgresMetadata {
     /// database written by a newer version; [`Error::NotAStore`] for a database holding
     /// other tables of those names.
     pub fn connect(url: &PostgresUrl, lease_ttl: Duration) -> Result<PostgresMetadata> {
-        let (db, mut life) = Postgres::open(url, CONNECT_TIMEOUT)?;
+        PostgresMetadata::open(url, lease_ttl, Access::Write)
+    }
+
+    /// Connects to the store in the database `url` names for reading only: nothing is
+    /// created or changed (the server refuses every write of the handle's sessions), so a
+    /// database without a store stays empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PostgresMetadata::connect), and [`Error::NotAStore`] for a database
+    /// that holds no store; [`Error::ReadOnly`] for a store whose schema is older than
+    /// this version's (a writable [`connect`](PostgresMetadata::connect) upgrades it).
+    pub fn connect_read_only(url: &PostgresUrl) -> Result<PostgresMetadata> {
+        PostgresMetadata::open(
+            url,
+            crate::store::StoreOptions::default().lease_ttl,
+            Access::Read,
+        )
+    }
+
+    fn open(url: &PostgresUrl, lease_ttl: Duration, access: Access) -> Result<PostgresMetadata> {
+        let (db, mut life) = Postgres::open(url, CONNECT_TIMEOUT, access)?;
         let owner = format!("P{}", liveness::handle_id());
         if !take_owner_lock(&mut life, &owner).map_err(|e| db.error(e))? {
             return Err(lock_taken(&db));
@@ -251,7 +272,9 @@ impl PostgresMetadata {
                 beats: Beats::default(),
             }),
         };
-        handle.recover()?;
+        if access == Access::Write {
+            handle.recover()?;
+        }
         Ok(handle)
     }
 
@@ -1190,8 +1213,13 @@ fn retryable(e: &postgres::Error) -> bool {
 /// Typed (`query_typed`): one round trip, where a plain query prepares first, on the path of
 /// every cache hit.
 fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
-    let rows = tx.query_typed(
-        "WITH f AS (SELECT id, reused_execution, components FROM executions \
+    let rows = tx.query_typed(LOOKUP_SQL, &[(&key, Type::TEXT)])?;
+    found(&rows)
+}
+
+/// The newest completed execution of cache key `$1` whose outputs a step can reuse, with
+/// its outputs (one row each) and their damage marks; see [`lookup`].
+const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components FROM executions \
                     WHERE cache_key = $1 AND outputs_of IS NULL \
                       AND status IN ('executed', 'cached') \
                     ORDER BY id DESC LIMIT 1 FOR KEY SHARE), \
@@ -1207,9 +1235,10 @@ fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
                 (SELECT u.type_name FROM undecodable u \
                  WHERE u.execution_id IN (g.reused, g.pointed) AND u.output = a.name LIMIT 1), \
                 (SELECT d.damage FROM damaged_blobs d WHERE d.hash = a.content_hash) \
-         FROM g JOIN artifacts a ON a.execution_id = g.holder ORDER BY a.position",
-        &[(&key, Type::TEXT)],
-    )?;
+         FROM g JOIN artifacts a ON a.execution_id = g.holder ORDER BY a.position";
+
+/// What the rows of [`LOOKUP_SQL`] say.
+fn found(rows: &[Row]) -> Result<Lookup, Fail> {
     let Some(first) = rows.first() else {
         return Ok(Lookup::Miss);
     };
@@ -1219,7 +1248,7 @@ fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
         components: first.try_get(2)?,
         outputs: Vec::with_capacity(rows.len()),
     };
-    for row in &rows {
+    for row in rows {
         let output: String = row.try_get(3)?;
         let hash: String = row.try_get(4)?;
         let size: i64 = row.try_get(5)?;
@@ -1234,6 +1263,95 @@ fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
         }
     }
     Ok(Lookup::Hit(hit))
+}
+
+/// Inserts cached rows that point at the execution holding their outputs (no artifact,
+/// input or lease rows of their own) in one statement; returns their ids in the order of
+/// `rows`. A row's key components are stored as `''` when they are its holder's, as
+/// [`record`] does row by row.
+fn insert_pointing_rows(
+    c: &mut impl GenericClient,
+    rows: &[&ExecutionRow<'_>],
+) -> Result<Vec<i64>, Fail> {
+    let mut run_ids = Vec::with_capacity(rows.len());
+    let mut names = Vec::with_capacity(rows.len());
+    let mut steps = Vec::with_capacity(rows.len());
+    let mut positions = Vec::with_capacity(rows.len());
+    let mut statuses = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut signatures = Vec::with_capacity(rows.len());
+    let mut components = Vec::with_capacity(rows.len());
+    let mut reasons = Vec::with_capacity(rows.len());
+    let mut errors = Vec::with_capacity(rows.len());
+    let mut reused = Vec::with_capacity(rows.len());
+    let mut outputs_of = Vec::with_capacity(rows.len());
+    let mut started = Vec::with_capacity(rows.len());
+    let mut durations = Vec::with_capacity(rows.len());
+    let mut compared = Vec::with_capacity(rows.len());
+    for row in rows {
+        run_ids.push(row.run_id);
+        names.push(row.name);
+        steps.push(row.step);
+        positions.push(row.position as i64);
+        statuses.push(row.status.as_str());
+        keys.push(row.cache_key.map(Hash128::to_hex));
+        signatures.push(row.components.code_signature.as_str());
+        components.push(serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into()));
+        reasons.push(row.reason.as_deref());
+        errors.push(row.error.as_deref());
+        reused.push(row.reused);
+        outputs_of.push(row.outputs_of.map(|h| h.id));
+        started.push(row.started_at_us);
+        durations.push(row.duration.as_secs_f64());
+        compared.push(row.compared.as_deref());
+    }
+    // `r` is materialized (it calls `nextval`), so the ids inserted are the ids returned,
+    // in the rows' order.
+    let inserted = c.query_typed(
+        "WITH r AS MATERIALIZED ( \
+             SELECT nextval(pg_get_serial_sequence('executions', 'id')) AS id, u.* \
+             FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], \
+                                        $5::text[], $6::text[], $7::text[], $8::text[], \
+                                        $9::text[], $10::text[], $11::bigint[], $12::bigint[], \
+                                        $13::bigint[], $14::float8[], $15::text[]) \
+                       WITH ORDINALITY AS u(run_id, name, step, position, status, cache_key, \
+                                            code_signature, components, reason, error, \
+                                            reused, outputs_of, started_at_us, duration_s, \
+                                            compared, ord) \
+                   ORDER BY ord) u), \
+         ins AS ( \
+             INSERT INTO executions(id, run_id, name, step, position, status, cache_key, \
+                                    code_signature, components, reason, error, \
+                                    reused_execution, outputs_of, started_at_us, duration_s, \
+                                    compared) \
+             SELECT r.id, r.run_id, r.name, r.step, r.position, r.status, r.cache_key, \
+                    r.code_signature, \
+                    CASE WHEN r.components = (SELECT h.components FROM executions h \
+                                              WHERE h.id = r.outputs_of) \
+                         THEN '' ELSE r.components END, \
+                    r.reason, r.error, r.reused, r.outputs_of, r.started_at_us, \
+                    r.duration_s, r.compared \
+             FROM r) \
+         SELECT id FROM r ORDER BY ord",
+        &[
+            (&run_ids, Type::TEXT_ARRAY),
+            (&names, Type::TEXT_ARRAY),
+            (&steps, Type::TEXT_ARRAY),
+            (&positions, Type::INT8_ARRAY),
+            (&statuses, Type::TEXT_ARRAY),
+            (&keys, Type::TEXT_ARRAY),
+            (&signatures, Type::TEXT_ARRAY),
+            (&components, Type::TEXT_ARRAY),
+            (&reasons, Type::TEXT_ARRAY),
+            (&errors, Type::TEXT_ARRAY),
+            (&reused, Type::INT8_ARRAY),
+            (&outputs_of, Type::INT8_ARRAY),
+            (&started, Type::INT8_ARRAY),
+            (&durations, Type::FLOAT8_ARRAY),
+            (&compared, Type::TEXT_ARRAY),
+        ],
+    )?;
+    inserted.iter().map(|r| Ok(r.try_get(0)?)).collect()
 }
 
 /// Ends a lease on `key` held through handle `owner` that will never commit (its holder
@@ -1271,6 +1389,8 @@ impl Backend for PostgresMetadata {
             meta: self,
             conn: RefCell::new(conn),
             open: true,
+            lookups: std::cell::Cell::new(0),
+            prepared: RefCell::new(None),
         }))
     }
 
@@ -1411,17 +1531,38 @@ impl PostgresMetadata {
     /// [`Error::Remote`] when the setting cannot be read or written;
     /// [`Error::NotAStore`] when it names an algorithm this version does not know.
     pub fn content_hash(&self, new: ContentHash) -> Result<ContentHash> {
-        let recorded: String = self.read(|c| {
-            c.execute(
-                "INSERT INTO settings(key, value) VALUES ('content_hash', $1) \
-                 ON CONFLICT (key) DO NOTHING",
-                &[&new.as_str()],
-            )?;
+        self.content_hash_of(Some(new))
+    }
+
+    /// The algorithm recorded for the store's blobs, [`ContentHash::Xxh3`] when none is
+    /// recorded yet; reads only (for read-only handles).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Remote`] when the setting cannot be read; [`Error::NotAStore`] for an
+    /// algorithm this version does not know.
+    pub fn recorded_content_hash(&self) -> Result<ContentHash> {
+        self.content_hash_of(None)
+    }
+
+    fn content_hash_of(&self, new: Option<ContentHash>) -> Result<ContentHash> {
+        let recorded: Option<String> = self.read(|c| {
+            if let Some(new) = new {
+                c.execute(
+                    "INSERT INTO settings(key, value) VALUES ('content_hash', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&new.as_str()],
+                )?;
+            }
             Ok(
-                c.query_one("SELECT value FROM settings WHERE key = 'content_hash'", &[])?
-                    .try_get(0)?,
+                c.query_opt("SELECT value FROM settings WHERE key = 'content_hash'", &[])?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
             )
         })?;
+        let Some(recorded) = recorded else {
+            return Ok(ContentHash::Xxh3);
+        };
         recorded.parse().map_err(|_| Error::NotAStore {
             path: self.url().to_string().into(),
             reason: format!("it names blobs with `{recorded}`, which this version does not know"),
@@ -1436,14 +1577,36 @@ struct Pass<'a> {
     meta: &'a PostgresMetadata,
     conn: RefCell<super::Connection>,
     open: bool,
+    /// Lookups made so far, and [`LOOKUP_SQL`] prepared on this pass's connection from
+    /// the second one on: a wave of many steps has the server plan it once, a wave of one
+    /// step pays no extra round trip to prepare it.
+    lookups: std::cell::Cell<usize>,
+    prepared: RefCell<Option<postgres::Statement>>,
 }
 
 impl MetadataPass for Pass<'_> {
     fn lookup(&self, key: Hash128) -> Result<Lookup_> {
         let mut conn = self.conn.borrow_mut();
-        lookup(&mut **conn, &key.to_hex())
-            .map(Lookup_::from)
-            .map_err(|f| self.meta.error(f))
+        let n = self.lookups.get() + 1;
+        self.lookups.set(n);
+        let key = key.to_hex();
+        let found_ = if n == 1 {
+            lookup(&mut **conn, &key)
+        } else {
+            (|| {
+                let mut prepared = self.prepared.borrow_mut();
+                let statement = match &*prepared {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = conn.prepare_typed(LOOKUP_SQL, &[Type::TEXT])?;
+                        *prepared = Some(s.clone());
+                        s
+                    }
+                };
+                found(&conn.query(&statement, &[&key])?)
+            })()
+        };
+        found_.map(Lookup_::from).map_err(|f| self.meta.error(f))
     }
 
     fn earlier_calls(
@@ -1504,8 +1667,30 @@ impl From<Lookup> for Lookup_ {
 /// at the execution holding its outputs (`outputs_of`) gets no artifact and input rows of
 /// its own, and stores its key components as `''` when they are that execution's.
 fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i64>, Fail> {
+    // Cached rows that point at their outputs' execution and end no lease are only an
+    // `executions` row each: those of a wave go in one statement (one round trip).
+    let pointing = |row: &ExecutionRow<'_>| {
+        row.status == StepStatus::Cached && row.outputs_of.is_some() && row.lease_holder.is_none()
+    };
+    let batched: Vec<&ExecutionRow<'_>> = rows.iter().filter(|r| pointing(r)).collect();
+    let mut batch_ids = if batched.len() > 1 {
+        insert_pointing_rows(c, &batched)?.into_iter()
+    } else {
+        Vec::new().into_iter()
+    };
     let mut ids = Vec::with_capacity(rows.len());
     for row in rows {
+        if batched.len() > 1 && pointing(row) {
+            let id = batch_ids.next().ok_or_else(|| {
+                Fail::Other(Error::Remote {
+                    location: "the metadata database".into(),
+                    problem: "the server returned fewer ids than cached rows inserted".into(),
+                    source: None,
+                })
+            })?;
+            ids.push(id);
+            continue;
+        }
         let components = serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
         let outputs_of = match row.status {
             StepStatus::Cached => row.outputs_of.map(|h| h.id),

@@ -6,9 +6,12 @@
 //! pool of blocking connections is what each of its worker threads needs.
 //!
 //! Credentials: the URL's password reaches only `postgres::Config`; every error and log line
-//! names the store by [`PostgresUrl`]'s `Display`, which shows `***` in its place.
+//! names the store by [`PostgresUrl`]'s `Display`, which shows `***` in its place. A URL
+//! without a password takes one from `PGPASSWORD` or the password file, as libpq does
+//! (`password.rs`).
 
 mod metadata;
+mod password;
 mod schema;
 
 pub use metadata::PostgresMetadata;
@@ -39,6 +42,8 @@ pub(crate) struct Postgres {
     url: PostgresUrl,
     /// What the pool connects with, for connections of their own ([`Postgres::dedicated`]).
     config: postgres::Config,
+    /// Where the password came from, for messages.
+    password: password::Origin,
 }
 
 impl std::fmt::Debug for Postgres {
@@ -58,18 +63,38 @@ impl Postgres {
     /// from the schema check.
     #[cfg(test)]
     pub(crate) fn connect(url: &PostgresUrl, timeout: Duration) -> Result<Postgres> {
-        Postgres::open(url, timeout).map(|(db, _)| db)
+        Postgres::open(url, timeout, Access::Write).map(|(db, _)| db)
     }
 
     /// As [`connect`](Postgres::connect), also returning the first connection (outside the
-    /// pool), which answered the checks and ran the migrations.
+    /// pool), which answered the checks and ran the migrations. With [`Access::Read`] it
+    /// creates and changes nothing: every session is read-only, and a database without a
+    /// store, or with an older schema, is an error.
     ///
     /// # Errors
     ///
-    /// As [`connect`](Postgres::connect).
+    /// As [`connect`](Postgres::connect); with [`Access::Read`], [`Error::NotAStore`] for a
+    /// database without a store and [`Error::ReadOnly`] for one whose schema needs an
+    /// upgrade.
     pub(crate) fn open(
         url: &PostgresUrl,
         timeout: Duration,
+        access: Access,
+    ) -> Result<(Postgres, postgres::Client)> {
+        Postgres::open_with_env(url, timeout, access, &|name| std::env::var(name).ok())
+    }
+
+    /// As [`open`](Postgres::open), reading `PGPASSWORD`, `PGPASSFILE` and `HOME` through
+    /// `var`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Postgres::open).
+    pub(crate) fn open_with_env(
+        url: &PostgresUrl,
+        timeout: Duration,
+        access: Access,
+        var: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Postgres, postgres::Client)> {
         let mut config: postgres::Config = url
             .expose()
@@ -82,9 +107,19 @@ impl Postgres {
             .tcp_user_timeout(timeout * 3)
             .keepalives(true)
             .application_name("pipeline");
+        if access == Access::Read {
+            // The server itself refuses every write of this handle's sessions.
+            let options = match config.get_options() {
+                Some(o) if !o.is_empty() => format!("{o} -c default_transaction_read_only=on"),
+                _ => "-c default_transaction_read_only=on".to_string(),
+            };
+            config.options(&options);
+        }
+        let password = supply_password(&mut config, var);
         // The first connection answers whether the server is there and the credentials
         // hold, with the server's own error code; the pool then connects lazily.
-        let first = connect_within(&config, timeout).map_err(|e| classify(url, e, timeout))?;
+        let first =
+            connect_within(&config, timeout).map_err(|e| classify(url, &password, e, timeout))?;
         let manager = PostgresConnectionManager::new(config.clone(), NoTls);
         let pool = r2d2::Pool::builder()
             .max_size(POOL_SIZE)
@@ -95,9 +130,13 @@ impl Postgres {
             pool,
             url: url.clone(),
             config,
+            password,
         };
         let mut first = first;
-        schema::migrate(&mut first).map_err(|e| db.schema_error(e))?;
+        match access {
+            Access::Write => schema::migrate(&mut first).map_err(|e| db.schema_error(e))?,
+            Access::Read => schema::check(&mut first).map_err(|e| db.schema_error(e))?,
+        };
         Ok((db, first))
     }
 
@@ -110,7 +149,8 @@ impl Postgres {
     /// refuses the credentials.
     pub(crate) fn dedicated(&self) -> Result<postgres::Client> {
         let timeout = self.pool.connection_timeout();
-        connect_within(&self.config, timeout).map_err(|e| classify(&self.url, e, timeout))
+        connect_within(&self.config, timeout)
+            .map_err(|e| classify(&self.url, &self.password, e, timeout))
     }
 
     /// A pooled connection.
@@ -136,7 +176,7 @@ impl Postgres {
 
     /// Maps an error of a query on this database.
     pub(crate) fn error(&self, e: postgres::Error) -> Error {
-        classify(&self.url, e, self.pool.connection_timeout())
+        classify(&self.url, &self.password, e, self.pool.connection_timeout())
     }
 
     pub(crate) fn schema_error(&self, e: schema::SchemaError) -> Error {
@@ -150,9 +190,63 @@ impl Postgres {
                 path: self.url.to_string().into(),
                 reason,
             },
+            schema::SchemaError::Empty => Error::NotAStore {
+                path: self.url.to_string().into(),
+                reason:
+                    "the database holds no pipeline store yet, and a read-only open creates none"
+                        .into(),
+            },
+            schema::SchemaError::Older { found, supported } => Error::ReadOnly {
+                path: self.url.to_string().into(),
+                action: format!("upgrade its schema from version {found} to {supported}"),
+                cause: crate::error::ReadOnlyCause::Requested,
+            },
             schema::SchemaError::Db(e) => self.error(e),
         }
     }
+}
+
+/// Whether a handle may write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Creates the schema if needed, and writes.
+    Write,
+    /// Reads only: creates nothing, and the server refuses writes.
+    Read,
+}
+
+/// Gives `config` the password of `PGPASSWORD` or the password file when the URL has none
+/// (libpq's rules, see `password.rs`), and says where the password came from.
+fn supply_password(
+    config: &mut postgres::Config,
+    var: &dyn Fn(&str) -> Option<String>,
+) -> password::Origin {
+    if config.get_password().is_some() {
+        return password::Origin::Url;
+    }
+    let host = match config.get_hosts().first() {
+        Some(postgres::config::Host::Tcp(h)) => h.clone(),
+        // libpq matches a Unix socket as `localhost`.
+        _ => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config
+        .get_user()
+        .map(str::to_owned)
+        .or_else(|| var("USER"))
+        .unwrap_or_default();
+    let database = config.get_dbname().unwrap_or(&user).to_owned();
+    let target = password::Target {
+        host: &host,
+        port,
+        database: &database,
+        user: &user,
+    };
+    let (found, origin) = password::find(&target, var);
+    if let Some(p) = found {
+        config.password(p);
+    }
+    origin
 }
 
 /// `config.connect` on a thread, given up after `timeout` (plus a second for the startup
@@ -189,7 +283,12 @@ impl From<postgres::Error> for Attempt {
     }
 }
 
-fn classify(url: &PostgresUrl, e: impl Into<Attempt>, timeout: Duration) -> Error {
+fn classify(
+    url: &PostgresUrl,
+    password: &password::Origin,
+    e: impl Into<Attempt>,
+    timeout: Duration,
+) -> Error {
     let location = url.to_string();
     let e = match e.into() {
         Attempt::TimedOut => {
@@ -211,20 +310,38 @@ fn classify(url: &PostgresUrl, e: impl Into<Attempt>, timeout: Duration) -> Erro
         }
         Attempt::Db(e) => e,
     };
+    let where_to = "set the password in the URL, PGPASSWORD or ~/.pgpass";
     let problem = match e.code() {
-        Some(c) if *c == SqlState::INVALID_PASSWORD
-            || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
-        {
-            format!(
-                "the server refused the user name or password; check the credentials in the metadata URL (user `{}`)",
-                url_user(url)
-            )
-        }
+        Some(c) if *c == SqlState::INVALID_PASSWORD => format!(
+            "password authentication failed for user `{}` (the password {}); {where_to}",
+            url_user(url),
+            password.describe()
+        ),
+        Some(c) if *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => format!(
+            "the server refused user `{}`: {}; check the user name in the metadata URL, and that the server lets it in from here",
+            url_user(url),
+            e.as_db_error().map_or("", |d| d.message())
+        ),
         Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
             "the database does not exist; create it (`createdb`) or fix the URL's database name"
                 .into()
         }
+        Some(c) if *c == SqlState::READ_ONLY_SQL_TRANSACTION => {
+            "the store was opened read-only, so it cannot be written; open it without `read_only`"
+                .into()
+        }
         Some(_) => "the metadata database refused a request".into(),
+        // The server asked for a password and the client had none to send.
+        None if password_missing(&e) => {
+            let ignored = match password {
+                password::Origin::Missing { ignored: Some(why) } => format!("; {why}"),
+                _ => String::new(),
+            };
+            format!(
+                "password authentication failed for user `{}`: the server asks for a password and none was given{ignored}; {where_to}",
+                url_user(url),
+            )
+        }
         None if e.is_closed() => "the connection to the metadata database was closed".into(),
         None if std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) => {
             "cannot reach the metadata database; check the host and port, and that the server is running".into()
@@ -236,6 +353,19 @@ fn classify(url: &PostgresUrl, e: impl Into<Attempt>, timeout: Duration) -> Erro
         problem,
         source: Some(Box::new(e)),
     }
+}
+
+/// Whether `e` is the client's "password missing": the server asked for one and the
+/// configuration has none. (The client's error kinds are private; its text is stable.)
+fn password_missing(e: &postgres::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = next {
+        if err.to_string().contains("password missing") {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 fn url_user(url: &PostgresUrl) -> String {

@@ -187,8 +187,18 @@ pub(crate) enum SchemaState {
 }
 
 pub(crate) enum SchemaError {
-    Newer { found: i64, supported: i64 },
+    Newer {
+        found: i64,
+        supported: i64,
+    },
     Foreign(String),
+    /// A read-only open found no store (nothing was created).
+    Empty,
+    /// A read-only open found an older schema, which it may not upgrade.
+    Older {
+        found: i64,
+        supported: i64,
+    },
     Db(postgres::Error),
 }
 
@@ -252,6 +262,18 @@ pub(crate) fn migrate(client: &mut postgres::Client) -> Result<SchemaState, Sche
     )?;
     tx.commit()?;
     Ok(SchemaState::Current)
+}
+
+/// Checks, for a read-only open, that the database holds a store at [`current_version`],
+/// changing nothing: no store, an older or a newer schema are errors.
+pub(crate) fn check(client: &mut postgres::Client) -> Result<SchemaState, SchemaError> {
+    let supported = current_version();
+    match version(client)? {
+        None => Err(SchemaError::Empty),
+        Some(found) if found > supported => Err(SchemaError::Newer { found, supported }),
+        Some(found) if found < supported => Err(SchemaError::Older { found, supported }),
+        Some(_) => Ok(SchemaState::Current),
+    }
 }
 
 /// The stored schema version; `None` for a database without a store.

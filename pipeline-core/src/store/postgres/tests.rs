@@ -164,7 +164,9 @@ fn a_wrong_password_is_refused_clearly_and_never_shown() {
     );
     assert!(matches!(e, Error::Remote { .. }), "{shown}");
     assert!(
-        shown.contains("refused the user name or password"),
+        shown.contains("password authentication failed for user")
+            && shown.contains("the password given in the metadata URL")
+            && shown.contains("set the password in the URL, PGPASSWORD or ~/.pgpass"),
         "{shown}"
     );
     assert!(!shown.contains("not-the-password-1234"), "{shown}");
@@ -695,4 +697,303 @@ fn no_credential_appears_in_errors_of_the_metadata_backend() {
             "names the store without its password: {e}"
         );
     }
+}
+
+/// `url` without its password.
+fn without_password(url: &PostgresUrl) -> PostgresUrl {
+    let mut raw = url::Url::parse(&url.expose()).unwrap();
+    raw.set_password(None).unwrap();
+    let config = StoreConfig::new(raw.as_str(), Some("s3://unused-bucket")).unwrap();
+    match config.metadata() {
+        MetadataLocation::Postgres(url) => url.clone(),
+        other => panic!("not a postgres URL: {other}"),
+    }
+}
+
+/// Opens `url` reading the variables `vars` give (and no others).
+fn open_with(url: &PostgresUrl, vars: &[(&str, String)]) -> Result<Postgres> {
+    let var = |name: &str| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    Postgres::open_with_env(url, CONNECT_TIMEOUT, Access::Write, &var).map(|(db, _)| db)
+}
+
+#[test]
+fn a_url_without_a_password_takes_it_from_pgpassword_or_the_password_file() {
+    let Some(db) = fresh_database("pgpass") else {
+        return;
+    };
+    let exposed = url::Url::parse(&db.expose()).unwrap();
+    let Some(password) = exposed.password().map(str::to_owned) else {
+        eprintln!("a_url_without_a_password_takes_it_from_pgpassword_or_the_password_file: skipped, the test server's URL has no password");
+        return;
+    };
+    let (user, port) = (
+        exposed.username().to_string(),
+        exposed.port().unwrap_or(5432),
+    );
+    let bare = without_password(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().display().to_string();
+
+    // None anywhere: the server's demand is named, with where a password goes.
+    let e = open_with(&bare, &[("HOME", home.clone())]).unwrap_err();
+    let text = shown(&e);
+    assert!(
+        text.contains(&format!("password authentication failed for user `{user}`"))
+            && text.contains("none was given")
+            && text.contains("set the password in the URL, PGPASSWORD or ~/.pgpass"),
+        "{text}"
+    );
+
+    // PGPASSWORD, right and wrong.
+    open_with(&bare, &[("PGPASSWORD", password.clone())]).expect("PGPASSWORD is used");
+    let e = open_with(&bare, &[("PGPASSWORD", "not-the-password-5678".into())]).unwrap_err();
+    let text = shown(&e);
+    assert!(
+        text.contains("password authentication failed") && text.contains("from PGPASSWORD"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("not-the-password-5678") && !text.contains(&password),
+        "{text}"
+    );
+
+    // A password file: the first matching line, `*` matching anything.
+    let escaped = password.replace('\\', "\\\\").replace(':', "\\:");
+    let lines = format!(
+        "# host:port:database:user:password\n\
+         127.0.0.1:{port}:*:someone-else:not-this-one\n\
+         *:{port}:*:{user}:{escaped}\n"
+    );
+    let file = dir.path().join("pgpass");
+    std::fs::write(&file, &lines).unwrap();
+    let set_mode = |path: &std::path::Path, mode: u32| {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = (path, mode);
+    };
+    set_mode(&file, 0o600);
+    let pgpassfile = [("PGPASSFILE", file.display().to_string())];
+    open_with(&bare, &pgpassfile).expect("the password file named by PGPASSFILE is used");
+    // ~/.pgpass when PGPASSFILE is not set.
+    let dotfile = dir.path().join(".pgpass");
+    std::fs::write(&dotfile, &lines).unwrap();
+    set_mode(&dotfile, 0o600);
+    open_with(&bare, &[("HOME", home.clone())]).expect("~/.pgpass is used");
+    // A line that matches with a wrong password is named by its place.
+    std::fs::write(&file, format!("*:*:*:{user}:not-the-password-5678\n")).unwrap();
+    let e = open_with(&bare, &pgpassfile).unwrap_err();
+    let text = shown(&e);
+    assert!(
+        text.contains(&format!("from {} line 1", file.display())),
+        "{text}"
+    );
+    assert!(!text.contains("not-the-password-5678"), "{text}");
+    // A file others may read is ignored, as libpq does, and the error says so.
+    #[cfg(unix)]
+    {
+        std::fs::write(&file, &lines).unwrap();
+        set_mode(&file, 0o644);
+        let e = open_with(&bare, &pgpassfile).unwrap_err();
+        let text = shown(&e);
+        assert!(
+            text.contains("was ignored") && text.contains("chmod 600"),
+            "{text}"
+        );
+    }
+    // The URL's password wins over both.
+    let e = open_with(
+        &with_password(&db, "not-the-password-5678"),
+        &[("PGPASSWORD", password.clone())],
+    )
+    .unwrap_err();
+    assert!(
+        shown(&e).contains("the password given in the metadata URL"),
+        "{e}"
+    );
+}
+
+/// The tables and views of the database's current schema.
+fn relations(client: &mut postgres::Client) -> i64 {
+    client
+        .query_one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+}
+
+#[test]
+fn a_read_only_open_creates_nothing_and_writes_nothing() {
+    let Some(db) = fresh_database("readonly") else {
+        return;
+    };
+    let mut admin = postgres::Client::connect(&db.expose(), NoTls).unwrap();
+
+    // An empty database: no store, and none is made.
+    let e = PostgresMetadata::connect_read_only(&db).unwrap_err();
+    assert!(matches!(e, Error::NotAStore { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("holds no pipeline store") && text.contains("PIPELINE_METADATA"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("PIPELINE_HOME"),
+        "PIPELINE_METADATA wins over it: {text}"
+    );
+    let config = StoreConfig::new(&db.expose(), Some("s3://unused-bucket")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let options = crate::StoreOptions {
+        read_only: true,
+        local_dir: Some(home.path().to_path_buf()),
+        ..crate::StoreOptions::default()
+    };
+    let e = crate::Store::connect_with(&config, options.clone()).unwrap_err();
+    assert!(matches!(e, Error::NotAStore { .. }), "{e}");
+    assert_eq!(relations(&mut admin), 0, "nothing was created");
+
+    // A store: read, never written.
+    let writer = PostgresMetadata::connect(&db, LONG_TTL).unwrap();
+    start(&writer, "r1");
+    let before = relations(&mut admin);
+    let reader = PostgresMetadata::connect_read_only(&db).unwrap();
+    assert_eq!(
+        reader.runs(None).unwrap().len(),
+        1,
+        "a read-only handle reads the store"
+    );
+    let e = reader
+        .begin_run(&crate::store::RunStart {
+            id: "r2".into(),
+            pipeline: "contract".into(),
+            name: "r2-name".into(),
+            started_at_us: crate::time::now_micros(),
+        })
+        .map(|_| ())
+        .unwrap_err();
+    assert!(e.to_string().contains("opened read-only"), "{e}");
+    assert_eq!(writer.runs(None).unwrap().len(), 1, "nothing was written");
+    assert_eq!(relations(&mut admin), before);
+    let store = crate::Store::connect_with(&config, options).unwrap();
+    assert_eq!(store.runs(None).unwrap().len(), 1);
+    let e = store.pin("r1").unwrap_err();
+    assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("postgres://") && text.contains("PIPELINE_METADATA"),
+        "a remote store is named by its URL, and chosen by PIPELINE_METADATA: {text}"
+    );
+
+    // An older schema is not upgraded by a read-only open.
+    schema::set_version(&mut admin, 1).unwrap();
+    let e = PostgresMetadata::connect_read_only(&db).unwrap_err();
+    assert!(matches!(e, Error::ReadOnly { .. }), "{e}");
+    assert!(
+        e.to_string().contains("upgrade its schema from version 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn cached_rows_of_a_wave_go_in_one_statement_with_their_ids_in_order() {
+    use crate::key::KeyComponents;
+    use crate::store::metadata::Backend;
+    use crate::store::{ExecutionRow, OutputsHolder};
+
+    let Some(fixture) = PgFixture::fresh("batched", LONG_TTL) else {
+        return;
+    };
+    let handle = fixture.connect();
+    start(&handle, "r1");
+    claim(&handle, "r1", 71)
+        .commit(executed(&fixture, 71))
+        .unwrap();
+    let mut admin = postgres::Client::connect(&fixture.db.expose(), NoTls).unwrap();
+    let holder = admin
+        .query_one(
+            "SELECT id, components FROM executions WHERE run_id = 'r1'",
+            &[],
+        )
+        .unwrap();
+    let (holder_id, stored): (i64, String) = (holder.get(0), holder.get(1));
+    let same: KeyComponents = serde_json::from_str(&stored).unwrap();
+    let other = KeyComponents {
+        code_signature: "another signature".into(),
+        ..same.clone()
+    };
+    start(&handle, "r2");
+    let row = |name: &'static str, position: usize, components, status, outputs_of| ExecutionRow {
+        run_id: "r2",
+        name,
+        step: "s",
+        position,
+        status,
+        cache_key: Some(Hash128(71)),
+        components,
+        reason: Some("cached".into()),
+        error: None,
+        reused: Some(holder_id),
+        compared: None,
+        started_at_us: 1,
+        duration: Duration::ZERO,
+        outputs: vec![],
+        inputs: vec![],
+        outputs_of,
+        lease_holder: None,
+    };
+    let points = Some(OutputsHolder {
+        id: holder_id,
+        fingerprint: None,
+    });
+    let rows = [
+        row("a", 0, &same, StepStatus::Cached, points),
+        row("b", 1, &other, StepStatus::Skipped, None),
+        row("c", 2, &other, StepStatus::Cached, points),
+        row("d", 3, &same, StepStatus::Cached, points),
+    ];
+    let ids = Backend::record(&handle, &rows).unwrap();
+    assert_eq!(ids.len(), 4);
+    for (id, row) in ids.iter().zip(&rows) {
+        let got = admin
+            .query_one(
+                "SELECT name, position, status, outputs_of, components, reused_execution \
+                 FROM executions WHERE id = $1",
+                &[id],
+            )
+            .unwrap();
+        assert_eq!(
+            got.get::<_, &str>(0),
+            row.name,
+            "ids come back in the rows' order"
+        );
+        assert_eq!(got.get::<_, i64>(1), row.position as i64);
+        assert_eq!(got.get::<_, &str>(2), row.status.as_str());
+        assert_eq!(got.get::<_, Option<i64>>(3), row.outputs_of.map(|h| h.id));
+        assert_eq!(got.get::<_, Option<i64>>(5), Some(holder_id));
+        let components: &str = got.get(4);
+        if row.outputs_of.is_some() && std::ptr::eq(row.components, &same) {
+            assert_eq!(
+                components, "",
+                "the holder's components are not stored twice"
+            );
+        } else {
+            assert_eq!(
+                serde_json::from_str::<KeyComponents>(components).unwrap(),
+                *row.components
+            );
+        }
+    }
+    assert!(ids[0] < ids[2] && ids[2] < ids[3], "{ids:?}");
+    // What was recorded reads back as the run's steps.
+    let steps = handle.run_steps("r2").unwrap();
+    assert_eq!(steps.len(), 4);
 }
