@@ -52,11 +52,11 @@
 
 pub use pipeline_core::{
     cacher, canonical, config, report, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError,
-    Cacher, CancelToken, ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport,
-    Hash128, InputComponent, InputRecord, Json, KeyComponents, Lineage, OutputDecl, ParseHashError,
-    Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run, RunComparison,
-    RunRecord, RunStatus, StepComparison, StepRecord, StepReport, StepStatus, Store, StoreOptions,
-    StoreStats, StoredArtifact, UnknownValue, VerifyReport,
+    Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall, Error,
+    ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent, InputRecord, Json, KeyComponents,
+    Lineage, OutputDecl, ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason,
+    Result, Run, RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, StepReport,
+    StepStatus, Store, StoreOptions, StoreStats, StoredArtifact, UnknownValue, VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

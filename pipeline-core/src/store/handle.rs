@@ -187,6 +187,16 @@ impl Store {
         self.inner.sqlite.as_ref()
     }
 
+    /// What names the metadata in messages (a path, or a URL without its password).
+    pub(crate) fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    /// Whether `other` is a clone of this handle.
+    pub(crate) fn same_handle(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Why this handle cannot write, or `None` when it can.
     pub fn read_only(&self) -> Option<ReadOnlyCause> {
         self.inner.read_only
