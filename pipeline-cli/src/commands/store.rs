@@ -75,13 +75,14 @@ fn exec_copy(ctx: &Ctx<'_>, args: &CopyArgs) -> CliResult<Printed> {
     };
     let target = Store::connect_with(&config, options).map_err(|e| e.to_string())?;
     let mut err = std::io::stderr().lock();
-    let _ = writeln!(
-        err,
-        "copying {} into {}",
-        ctx.path.display(),
-        describe(&config)
-    );
+    let header = format!("copying {} into {}", ctx.path.display(), describe(&config));
+    let mut started = false;
     let mut progress = |event: &CopyEvent<'_>| {
+        if !started {
+            // Once the copy has begun (a refusal is the only thing printed otherwise).
+            let _ = writeln!(err, "{header}");
+            started = true;
+        }
         let line = match event {
             CopyEvent::RunStarted { run, index, total } => {
                 format!("[{index}/{total}] run `{}` ({})", run.name, run.id)

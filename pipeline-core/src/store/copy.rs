@@ -476,10 +476,20 @@ impl Copier<'_, '_> {
         let record = self.runs[i].clone();
         let source = self.source.metadata();
         let target = self.target.metadata();
-        let Some(run) = source.export_run(&record.id)? else {
+        let Some(mut run) = source.export_run(&record.id)? else {
             // Removed from the source (gc) since it was listed.
             return Ok(());
         };
+        // An execution recorded without the one it was compared with is compared, when
+        // explained, with the newest earlier call by id: in a target with runs of its own
+        // that could be another. What the source finds is written down instead.
+        for e in &mut run.executions {
+            if e.compared.is_none() && e.status != "cached" && e.status != "skipped" {
+                if let Some(earlier) = source.compared_execution(e.id)? {
+                    e.compared = serde_json::to_string(&earlier).ok();
+                }
+            }
+        }
         // Runs whose executions this one points at go first.
         let mut refs: Vec<(i64, bool)> = Vec::new();
         let own: HashSet<i64> = run.executions.iter().map(|e| e.id).collect();
@@ -593,13 +603,15 @@ impl Copier<'_, '_> {
                 .map_err(|err| Error::io(to.location(hash), err))?
             {
                 Some((actual, _)) if actual == hash => false,
-                Some((actual, _)) => return Err(Error::Copy {
-                    problem: format!(
+                Some((actual, _)) => {
+                    return Err(Error::Copy {
+                        problem: format!(
                         "the target's blob {hash} at {} is corrupt (its bytes hash to {actual}); \
                              delete it there and run the copy again",
                         to.location(hash).display()
                     ),
-                }),
+                    })
+                }
                 None => put_blob(from.as_ref(), to.as_ref(), hash, kind)?,
             },
             None => put_blob(from.as_ref(), to.as_ref(), hash, kind)?,
