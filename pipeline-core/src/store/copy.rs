@@ -237,13 +237,16 @@ fn remap_compared(
     Ok(value.to_string())
 }
 
+/// The progress callback of a copy ([`CopyOptions::progress`]).
+pub type CopyProgress<'a> = &'a mut dyn FnMut(&CopyEvent<'_>) -> ControlFlow<()>;
+
 /// Settings of [`Store::copy_to`].
 #[derive(Default)]
 pub struct CopyOptions<'a> {
     /// Called at every step of the copy (a run begins, a blob is copied or found, a run
     /// ends); returning [`ControlFlow::Break`] stops the copy there (what is committed
     /// stays, and a later copy finishes the job), with [`CopyReport::interrupted`] set.
-    pub progress: Option<&'a mut dyn FnMut(&CopyEvent<'_>) -> ControlFlow<()>>,
+    pub progress: Option<CopyProgress<'a>>,
 }
 
 impl fmt::Debug for CopyOptions<'_> {
@@ -393,7 +396,7 @@ enum State {
 struct Copier<'s, 'o> {
     source: &'s Store,
     target: &'s Store,
-    progress: Option<&'o mut dyn FnMut(&CopyEvent<'_>) -> ControlFlow<()>>,
+    progress: Option<CopyProgress<'o>>,
     runs: Vec<RunRecord>,
     index_of: HashMap<String, usize>,
     state: HashMap<String, State>,

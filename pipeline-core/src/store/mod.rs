@@ -79,7 +79,7 @@ mod verify;
 
 pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
-pub use copy::{CopyEvent, CopyOptions, CopyReport};
+pub use copy::{CopyEvent, CopyOptions, CopyProgress, CopyReport};
 pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use handle::Store;

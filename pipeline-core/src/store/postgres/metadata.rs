@@ -1309,6 +1309,7 @@ impl Backend for PostgresMetadata {
             // One copy at a time: ids inserted as they were must not race another copy.
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COPY_LOCK])?;
             let mut import = PostgresImport {
+                meta: self,
                 tx,
                 run_id: &run.id,
                 explicit: false,
@@ -1999,6 +2000,7 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
 
 /// [`ImportTx`] on a PostgreSQL transaction.
 struct PostgresImport<'t, 'c> {
+    meta: &'t PostgresMetadata,
     tx: &'t mut Transaction<'c>,
     run_id: &'t str,
     /// Whether an execution was inserted with its id as it was (the id sequence must move
@@ -2007,12 +2009,10 @@ struct PostgresImport<'t, 'c> {
 }
 
 impl PostgresImport<'_, '_> {
-    fn err(e: postgres::Error) -> Error {
-        // Turned into the store's error by `transact` (through `Fail::Other`, it keeps
-        // the server's message; no credential is in it).
-        Error::Copy {
-            problem: format!("the target database refused a row: {e}"),
-        }
+    /// The store's error for a failed statement (it names the database without its
+    /// password).
+    fn err(&self, e: postgres::Error) -> Error {
+        self.meta.error(Fail::Db(e))
     }
 }
 
@@ -2021,7 +2021,7 @@ impl ImportTx for PostgresImport<'_, '_> {
         self.tx
             .query_one("SELECT EXISTS(SELECT 1 FROM runs WHERE id = $1)", &[&id])
             .and_then(|r| r.try_get(0))
-            .map_err(Self::err)
+            .map_err(|e| self.err(e))
     }
 
     fn execution_exists(&mut self, id: i64) -> Result<bool> {
@@ -2031,7 +2031,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                 &[&id],
             )
             .and_then(|r| r.try_get(0))
-            .map_err(Self::err)
+            .map_err(|e| self.err(e))
     }
 
     fn insert_run(&mut self, run: &ExportedRun) -> Result<()> {
@@ -2050,7 +2050,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                     &run.host,
                 ],
             )
-            .map_err(Self::err)?;
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -2083,8 +2083,8 @@ impl ImportTx for PostgresImport<'_, '_> {
                     &row.compared,
                 ],
             )
-            .map_err(Self::err)?;
-        let new: i64 = inserted.try_get(0).map_err(Self::err)?;
+            .map_err(|e| self.err(e))?;
+        let new: i64 = inserted.try_get(0).map_err(|e| self.err(e))?;
         self.explicit |= id.is_some();
         for a in &row.artifacts {
             self.tx
@@ -2104,7 +2104,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                         &a.metadata,
                     ],
                 )
-                .map_err(Self::err)?;
+                .map_err(|e| self.err(e))?;
         }
         if !row.artifacts.is_empty() {
             // The bytes were just verified: a damage mark from before is out of date.
@@ -2115,7 +2115,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                 .collect();
             self.tx
                 .execute("DELETE FROM damaged_blobs WHERE hash = ANY($1)", &[&hashes])
-                .map_err(Self::err)?;
+                .map_err(|e| self.err(e))?;
         }
         for i in &row.inputs {
             self.tx
@@ -2124,7 +2124,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                      VALUES ($1, $2, $3, $4, $5)",
                     &[&new, &i.name, &i.position, &i.content_hash, &i.producer],
                 )
-                .map_err(Self::err)?;
+                .map_err(|e| self.err(e))?;
         }
         Ok(new)
     }
@@ -2144,7 +2144,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                     &row.at_us,
                 ],
             )
-            .map_err(Self::err)?;
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -2157,7 +2157,7 @@ impl ImportTx for PostgresImport<'_, '_> {
                               (SELECT last_value FROM executions_id_seq)))",
                     &[],
                 )
-                .map_err(Self::err)?;
+                .map_err(|e| self.err(e))?;
         }
         Ok(())
     }
