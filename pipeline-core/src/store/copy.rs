@@ -129,9 +129,10 @@ pub(crate) trait ImportTx {
     fn insert_execution(&mut self, row: &ExportedExecution, id: Option<i64>) -> Result<i64>;
     /// Inserts an undecodable mark.
     fn insert_undecodable(&mut self, row: &ExportedUndecodable) -> Result<()>;
-    /// After the last insert, before the commit (PostgreSQL moves its id sequence past
-    /// the ids inserted as they were).
-    fn finish(&mut self) -> Result<()>;
+    /// Before executions are inserted with their ids as they were, up to `max_id`: the
+    /// target's own numbering must not hand these out (PostgreSQL moves its id sequence
+    /// past them at once, so a pipeline running on the target meanwhile is not given one).
+    fn reserve_ids(&mut self, max_id: i64) -> Result<()>;
 }
 
 /// Imports `run` through `tx`: keeps its execution ids when the target has none of them,
@@ -159,6 +160,11 @@ pub(crate) fn import_run(
         if tx.execution_exists(e.id)? {
             keep = false;
             break;
+        }
+    }
+    if keep {
+        if let Some(max) = run.executions.iter().map(|e| e.id).max() {
+            tx.reserve_ids(max)?;
         }
     }
     let mut own: HashMap<i64, i64> = HashMap::with_capacity(run.executions.len());
@@ -210,7 +216,6 @@ pub(crate) fn import_run(
             tx.insert_undecodable(&u)?;
         }
     }
-    tx.finish()?;
     Ok(own)
 }
 
@@ -1174,7 +1179,8 @@ impl ImportTx for SqliteImport<'_> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<()> {
+    fn reserve_ids(&mut self, _max_id: i64) -> Result<()> {
+        // A new rowid is one past the largest: nothing to do.
         Ok(())
     }
 }

@@ -1312,7 +1312,6 @@ impl Backend for PostgresMetadata {
                 meta: self,
                 tx,
                 run_id: &run.id,
-                explicit: false,
             };
             copy::import_run(&mut import, run, mapped).map_err(Fail::Other)
         })
@@ -2003,9 +2002,6 @@ struct PostgresImport<'t, 'c> {
     meta: &'t PostgresMetadata,
     tx: &'t mut Transaction<'c>,
     run_id: &'t str,
-    /// Whether an execution was inserted with its id as it was (the id sequence must move
-    /// past it).
-    explicit: bool,
 }
 
 impl PostgresImport<'_, '_> {
@@ -2085,7 +2081,6 @@ impl ImportTx for PostgresImport<'_, '_> {
             )
             .map_err(|e| self.err(e))?;
         let new: i64 = inserted.try_get(0).map_err(|e| self.err(e))?;
-        self.explicit |= id.is_some();
         for a in &row.artifacts {
             self.tx
                 .execute(
@@ -2148,17 +2143,16 @@ impl ImportTx for PostgresImport<'_, '_> {
         Ok(())
     }
 
-    fn finish(&mut self) -> Result<()> {
-        if self.explicit {
-            self.tx
-                .execute(
-                    "SELECT setval(pg_get_serial_sequence('executions', 'id'), \
-                     GREATEST((SELECT max(id) FROM executions), \
-                              (SELECT last_value FROM executions_id_seq)))",
-                    &[],
-                )
-                .map_err(|e| self.err(e))?;
-        }
+    fn reserve_ids(&mut self, max_id: i64) -> Result<()> {
+        // Sequences are not transactional: the move holds even if this run rolls back,
+        // which only leaves a gap.
+        self.tx
+            .execute(
+                "SELECT setval(pg_get_serial_sequence('executions', 'id'), \
+                 GREATEST($1::bigint, (SELECT last_value FROM executions_id_seq)))",
+                &[&max_id],
+            )
+            .map_err(|e| self.err(e))?;
         Ok(())
     }
 }
