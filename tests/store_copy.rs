@@ -233,6 +233,19 @@ fn an_interrupted_copy_is_finished_by_the_next_without_duplicates() {
         assert_eq!((none.runs_present, none.runs_copied), (4, 0), "{none}");
         assert_eq!(none.blobs_copied, 0);
         assert_eq!(view(&target, "h"), want);
+
+        // The copied executions kept their ids; new ones on the target take others.
+        let next = three_steps(30, 3.0)
+            .store(target.clone())
+            .run_name("next")
+            .run()
+            .unwrap();
+        assert!(next
+            .steps()
+            .iter()
+            .all(|s| s.status() == StepStatus::Executed));
+        assert_eq!(view(&target, "h"), want);
+        assert_verified(&target);
     }
 }
 
