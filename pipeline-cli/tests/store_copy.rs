@@ -190,7 +190,7 @@ fn seed_store_goes_to_postgres_and_s3_and_back() {
 }
 
 #[test]
-fn copy_refuses_the_source_itself_and_a_missing_target() {
+fn copy_refuses_the_source_itself_and_a_missing_target_and_names_a_corrupt_blob() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
     digits_pipeline(0.256, DEFAULT_C, Some(100), true)
@@ -217,4 +217,40 @@ fn copy_refuses_the_source_itself_and_a_missing_target() {
     );
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     assert!(ran.stderr.contains("--to-artifacts"), "{}", ran.stderr);
+
+    // A corrupt blob: its run is named and not copied, the command exits with 1.
+    let source = Store::open(&original).unwrap();
+    let steps = source.run_steps("only").unwrap();
+    let evaluator = steps.iter().find(|s| s.name == "evaluator").unwrap();
+    let blob = source.blob_path(evaluator.outputs[0].content_hash);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let target = dir.path().join("target");
+    let ran = run_with_env(
+        &[
+            "--store",
+            store,
+            "store",
+            "copy",
+            "--to",
+            target.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(ran.code, Some(1), "{}", ran.stderr);
+    assert!(
+        ran.stdout.starts_with("copied 0 runs, ") && ran.stdout.contains("; 1 run failed"),
+        "{}",
+        ran.stdout
+    );
+    assert!(
+        ran.stderr.contains("run `only`")
+            && ran.stderr.contains("not copied: blob ")
+            && ran.stderr.contains("is corrupt"),
+        "{}",
+        ran.stderr
+    );
+    let listed = run_with_env(&["--store", target.to_str().unwrap(), "runs"], &[]).ok();
+    assert!(!listed.contains("only"), "{listed}");
 }
