@@ -152,6 +152,19 @@ fn seed_store_goes_to_postgres_and_s3_and_back() {
         again.starts_with("copied 0 runs, 0 artifacts (0.0 MB); 4 runs, "),
         "{again}"
     );
+    let json = local(&original)(&[
+        "store",
+        "copy",
+        "--to-metadata",
+        &db.url,
+        "--to-artifacts",
+        &prefix,
+        "--json",
+    ])
+    .json();
+    assert_eq!(json["runs_copied"], 0, "{json}");
+    assert_eq!(json["runs_present"], 4, "{json}");
+    assert_eq!(json["failed"], serde_json::json!([]), "{json}");
     assert_same("PostgreSQL + S3, copied twice", &views(&remote), &before);
 
     // PostgreSQL + S3 -> a new local folder.

@@ -111,8 +111,26 @@ fn exec_copy(ctx: &Ctx<'_>, args: &CopyArgs) -> CliResult<Printed> {
         let _ = std::fs::remove_dir_all(dir);
     }
     let report = outcome.map_err(|e| ctx.error(e))?;
+    let text = if ctx.json {
+        super::to_json(&serde_json::json!({
+            "runs_copied": report.runs_copied,
+            "runs_present": report.runs_present,
+            "runs_running": report.runs_running,
+            "blobs_copied": report.blobs_copied,
+            "bytes_copied": report.bytes_copied,
+            "blobs_present": report.blobs_present,
+            "failed": report
+                .failed
+                .iter()
+                .map(|(run, error)| serde_json::json!({"run": run, "error": error.to_string()}))
+                .collect::<Vec<_>>(),
+            "interrupted": report.interrupted,
+        }))
+    } else {
+        format!("{report}\n")
+    };
     Ok(Printed {
-        text: format!("{report}\n"),
+        text,
         code: u8::from(!report.is_complete()),
     })
 }
