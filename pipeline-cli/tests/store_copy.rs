@@ -1,6 +1,6 @@
 //! `pipeline store copy`: the seed example's store goes from a local folder into
 //! PostgreSQL + S3 and back into a new local folder. `verify` is clean on each side, and
-//! every copy explains, diffs and lists the runs word for word as the original does
+//! every copy explains, diffs, draws and lists the runs word for word as the original does
 //! (a copy into a new store keeps the execution ids). A second copy finds everything
 //! there and copies nothing.
 //!
@@ -47,7 +47,7 @@ fn seed_store(path: &Path) {
 }
 
 /// What the viewing commands print about the runs: `runs`, `explain` of every step of
-/// every run, `diff` of the first run with each other.
+/// every run, `lineage` of every run, `diff` of the first run with each other.
 fn views(cli: &dyn Fn(&[&str]) -> Ran) -> Vec<(String, Option<i32>, String)> {
     let mut out = Vec::new();
     let mut view = |args: &[&str]| {
@@ -61,6 +61,9 @@ fn views(cli: &dyn Fn(&[&str]) -> Ran) -> Vec<(String, Option<i32>, String)> {
             view(&["explain", run, step]);
             view(&["explain", run, step, "--json"]);
         }
+    }
+    for run in RUNS {
+        view(&["lineage", run, "--json"]);
     }
     for other in &RUNS[1..] {
         view(&["diff", RUNS[0], other]);
