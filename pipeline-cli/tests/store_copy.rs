@@ -206,7 +206,7 @@ fn seed_store_goes_to_postgres_and_s3_and_back() {
 }
 
 #[test]
-fn copy_refuses_the_source_itself_and_a_missing_target_and_names_a_corrupt_blob() {
+fn copy_refuses_the_source_itself_a_missing_or_newer_target_and_names_a_corrupt_blob() {
     let dir = tempfile::tempdir().unwrap();
     let original = dir.path().join("original");
     digits_pipeline(0.256, DEFAULT_C, Some(100), true)
@@ -233,6 +233,27 @@ fn copy_refuses_the_source_itself_and_a_missing_target_and_names_a_corrupt_blob(
     );
     assert_eq!(ran.code, Some(2), "{}", ran.stderr);
     assert!(ran.stderr.contains("--to-artifacts"), "{}", ran.stderr);
+
+    // A target written by a newer version.
+    let newer = dir.path().join("newer");
+    drop(Store::open(&newer).unwrap());
+    rusqlite::Connection::open(newer.join("metadata.sqlite"))
+        .unwrap()
+        .pragma_update(None, "user_version", 999)
+        .unwrap();
+    let err = run_with_env(
+        &[
+            "--store",
+            store,
+            "store",
+            "copy",
+            "--to",
+            newer.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .fails();
+    assert!(err.contains("newer than"), "{err}");
 
     // A corrupt blob: its run is named and not copied, the command exits with 1.
     let source = Store::open(&original).unwrap();

@@ -13,7 +13,10 @@
 //! where the target has none of a run's ids taken (a copy into a new store keeps every id,
 //! so `explain` reads the same), and are renumbered otherwise, every reference to them
 //! (`outputs_of`, the reused execution, an input's producer, the compared execution of a
-//! miss) rewritten to match.
+//! miss) rewritten to match. An execution recorded without the one it was compared with
+//! gets the one the source finds written down, so a target with runs of its own explains
+//! it the same; one the source compares with none may be compared with a run of the
+//! target's own (the newest earlier call by id).
 //!
 //! # Bytes first, verified
 //!
