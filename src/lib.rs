@@ -52,11 +52,12 @@
 
 pub use pipeline_core::{
     cacher, canonical, cluster, config, report, store, Artifact, ArtifactRecord, Bincode, Binder,
-    BoxError, Cacher, CancelToken, ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy,
-    GcReport, Hash128, InputComponent, InputRecord, Json, KeyComponents, Lineage, OutputDecl,
-    ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run,
-    RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, StepReport, StepStatus, Store,
-    StoreOptions, StoreStats, StoredArtifact, UnknownValue, VerifyReport,
+    BoxError, Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall,
+    Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent, InputRecord, Json,
+    KeyComponents, Lineage, OutputDecl, ParseHashError, Pipeline, PipelineOutput, Problem,
+    ReadOnlyCause, Reason, Result, Run, RunComparison, RunRecord, RunStatus, StepComparison,
+    StepRecord, StepReport, StepStatus, Store, StoreOptions, StoreStats, StoredArtifact,
+    UnknownValue, VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

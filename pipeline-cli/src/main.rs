@@ -9,6 +9,8 @@
 //! pipeline lineage RUN --html FILE    a self-contained page drawing the run's DAG
 //! pipeline gc [--dry-run]             remove old runs and unreferenced blobs
 //! pipeline verify [--repair]          check every blob and sidecar; restore sidecars
+//! pipeline store copy --to PATH       copy the store into another (or --to-metadata URL
+//!                                     --to-artifacts URL), verified and resumable
 //! pipeline ui [--host ADDR] [--port 8765] [--token TOKEN] [--open]
 //!                                     a local dashboard: runs, DAGs, steps, artifacts
 //! ```
@@ -74,6 +76,9 @@ enum Command {
     /// or damaged sidecars from the metadata; a missing or corrupt blob needs a rerun of the
     /// pipeline that made it.
     Verify(commands::verify::Args),
+    /// Manage the store as a whole: `pipeline store copy` copies it into another store
+    /// (local, or PostgreSQL + S3) or back, keeping run history and lineage.
+    Store(commands::store::Args),
     /// Draw a run's DAG: a self-contained HTML page and/or Graphviz DOT text.
     ///
     /// Without --html or --dot, prints the DOT text (or the graph as JSON with --json).

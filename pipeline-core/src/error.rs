@@ -284,6 +284,15 @@ pub enum Error {
         others: Vec<String>,
     },
 
+    /// [`Store::copy_to`](crate::Store::copy_to) refused a copy, or a run of it: the
+    /// target is the source, holds a different run under the same id, names its blobs
+    /// with another algorithm, or a run reuses outputs of a run that cannot be copied.
+    #[error("cannot copy the store: {problem}")]
+    Copy {
+        /// What is wrong and what to do.
+        problem: String,
+    },
+
     /// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
     /// wrong or incomplete. The message never contains a credential.
     #[error(transparent)]

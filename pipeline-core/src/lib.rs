@@ -42,9 +42,9 @@ pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};
 pub use crate::status::{Reason, RunStatus, StepStatus};
 pub use crate::store::{
-    ArtifactRecord, ContentHash, EarlierCall, ExecutionRef, GcPolicy, GcReport, InputRecord,
-    Lineage, Problem, RunComparison, RunRecord, StepComparison, StepRecord, Store, StoreOptions,
-    StoreStats, StoredArtifact, VerifyReport,
+    ArtifactRecord, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall, ExecutionRef,
+    GcPolicy, GcReport, InputRecord, Lineage, Problem, RunComparison, RunRecord, StepComparison,
+    StepRecord, Store, StoreOptions, StoreStats, StoredArtifact, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a

@@ -18,6 +18,7 @@ pub mod lineage;
 pub mod pin;
 pub mod runs;
 pub mod show;
+pub mod store;
 pub mod verify;
 
 /// An error message for standard error.
@@ -65,6 +66,7 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
         Command::Pin(args) => pin::exec(&ctx, args, true),
         Command::Unpin(args) => pin::exec(&ctx, args, false),
         Command::Verify(args) => return verify::exec(&ctx, args),
+        Command::Store(args) => return store::exec(&ctx, args),
         Command::Ui(args) => crate::ui::serve(store.clone(), &path, args),
     }?;
     Ok(Printed { text, code: 0 })

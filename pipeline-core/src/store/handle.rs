@@ -191,6 +191,16 @@ impl Store {
         self.inner.sqlite.as_ref()
     }
 
+    /// What names the metadata in messages (a path, or a URL without its password).
+    pub(crate) fn describe(&self) -> &str {
+        &self.inner.describe
+    }
+
+    /// Whether `other` is a clone of this handle.
+    pub(crate) fn same_handle(&self, other: &Store) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Why this handle cannot write, or `None` when it can.
     pub fn read_only(&self) -> Option<ReadOnlyCause> {
         self.inner.read_only
@@ -282,7 +292,7 @@ impl Store {
     /// Writes this store's claim on its artifact location before its first blob there
     /// (once per handle), so that the gc of another store sharing the location knows it is
     /// not alone (`store/claim.rs`).
-    fn claim_artifacts(&self) -> Result<()> {
+    pub(crate) fn claim_artifacts(&self) -> Result<()> {
         if self.inner.claimed.get().is_some() {
             return Ok(());
         }

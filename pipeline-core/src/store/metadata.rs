@@ -7,10 +7,12 @@
 //! explanations). Every implementation must pass
 //! [`contract::metadata`](super::contract::metadata).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::artifacts::ArtifactStore;
+use super::copy::ExportedRun;
 use super::earlier::{Candidates, EarlierCall};
 use super::gc::{GcPolicy, GcReport};
 use super::guard::{Completion, Lease, LeaseGuard, LeaseToken};
@@ -370,6 +372,20 @@ pub(crate) trait Backend: MetadataStore {
     /// What the sidecar of blob `hex` is rewritten from
     /// ([`Store::repair`](crate::Store::repair)), if a completed execution references it.
     fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>>;
+
+    /// A run's rows for [`Store::copy_to`](crate::Store::copy_to), read in one snapshot;
+    /// `None` when there is no such run.
+    fn export_run(&self, run_id: &str) -> Result<Option<ExportedRun>>;
+
+    /// Imports a run exported by another store in one write transaction
+    /// ([`copy::import_run`](super::copy::import_run) says how ids are kept or remapped;
+    /// `mapped` maps the source's execution ids of runs copied before). Returns the
+    /// mapping of the run's own executions. Its blobs must be in place.
+    fn import_run(
+        &self,
+        run: &ExportedRun,
+        mapped: &HashMap<i64, i64>,
+    ) -> Result<HashMap<i64, i64>>;
 }
 
 /// An artifact row found by hash: the record, its execution's id, name and key components.
@@ -578,6 +594,18 @@ impl Backend for SqliteMetadata {
 
     fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {
         SqliteMetadata::sidecar_row(self, hex)
+    }
+
+    fn export_run(&self, run_id: &str) -> Result<Option<ExportedRun>> {
+        SqliteMetadata::export_run(self, run_id)
+    }
+
+    fn import_run(
+        &self,
+        run: &ExportedRun,
+        mapped: &HashMap<i64, i64>,
+    ) -> Result<HashMap<i64, i64>> {
+        SqliteMetadata::import_run(self, run, mapped)
     }
 }
 

@@ -59,6 +59,7 @@ pub(crate) use earlier::{Call, Candidates};
 
 mod claim;
 mod connect;
+mod copy;
 mod gc;
 mod guard;
 mod handle;
@@ -80,6 +81,7 @@ mod verify;
 
 pub use crate::local_fs::{default_path, PIPELINE_HOME};
 pub use crate::time::utc_timestamp;
+pub use copy::{CopyEvent, CopyOptions, CopyProgress, CopyReport};
 pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use handle::Store;

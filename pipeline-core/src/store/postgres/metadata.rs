@@ -40,6 +40,10 @@ use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
 use crate::store::artifacts::{self, ArtifactStore, BlobStat, ListedBlob};
 use crate::store::claim;
+use crate::store::copy::{
+    self, ExportedArtifact, ExportedExecution, ExportedInput, ExportedRun, ExportedUndecodable,
+    ImportTx,
+};
 use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
 use crate::store::gc::{self, GcPolicy, GcReport, RunRow, STALE_TEMPORARY};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
@@ -1437,6 +1441,30 @@ impl Backend for PostgresMetadata {
         PostgresMetadata::sidecar_row(self, hex)
     }
 
+    fn export_run(&self, run_id: &str) -> Result<Option<ExportedRun>> {
+        self.transact(|tx| {
+            tx.batch_execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            export_run(tx, run_id)
+        })
+    }
+
+    fn import_run(
+        &self,
+        run: &ExportedRun,
+        mapped: &HashMap<i64, i64>,
+    ) -> Result<HashMap<i64, i64>> {
+        self.transact(|tx| {
+            // One copy at a time: ids inserted as they were must not race another copy.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&COPY_LOCK])?;
+            let mut import = PostgresImport {
+                meta: self,
+                tx,
+                run_id: &run.id,
+            };
+            copy::import_run(&mut import, run, mapped).map_err(Fail::Other)
+        })
+    }
+
     fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
         self.read(|c| {
             let Some(r) = c.query_opt(
@@ -2081,4 +2109,274 @@ fn gc_plan(tx: &mut Transaction<'_>, policy: &GcPolicy) -> Result<(Vec<RunRow>, 
         .collect::<Result<_, postgres::Error>>()?;
     let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows);
     Ok((runs, plan))
+}
+
+/// `pg_advisory_xact_lock` key of a run's import by a copy ("COPY").
+const COPY_LOCK: i64 = 0x434f_5059;
+
+/// A run's rows for a copy, on the caller's (snapshot) transaction.
+fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedRun>, Fail> {
+    let Some(r) = tx.query_opt(
+        "SELECT id, pipeline, name, status, started_at_us, duration_s, pinned, host \
+         FROM runs WHERE id = $1",
+        &[&run_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let mut run = ExportedRun {
+        id: r.try_get(0)?,
+        pipeline: r.try_get(1)?,
+        name: r.try_get(2)?,
+        status: r.try_get(3)?,
+        started_at_us: r.try_get(4)?,
+        duration_s: r.try_get(5)?,
+        pinned: r.try_get(6)?,
+        host: r.try_get(7)?,
+        executions: Vec::new(),
+        undecodable: Vec::new(),
+    };
+    for r in tx.query(
+        "SELECT id, name, step, position, status, cache_key, code_signature, components, \
+         reason, error, reused_execution, outputs_of, started_at_us, duration_s, compared \
+         FROM executions WHERE run_id = $1 ORDER BY id",
+        &[&run_id],
+    )? {
+        run.executions.push(ExportedExecution {
+            id: r.try_get(0)?,
+            name: r.try_get(1)?,
+            step: r.try_get(2)?,
+            position: r.try_get(3)?,
+            status: r.try_get(4)?,
+            cache_key: r.try_get(5)?,
+            code_signature: r.try_get(6)?,
+            components: r.try_get(7)?,
+            reason: r.try_get(8)?,
+            error: r.try_get(9)?,
+            reused: r.try_get(10)?,
+            outputs_of: r.try_get(11)?,
+            fingerprint: None,
+            started_at_us: r.try_get(12)?,
+            duration_s: r.try_get(13)?,
+            compared: r.try_get(14)?,
+            artifacts: Vec::new(),
+            inputs: Vec::new(),
+        });
+    }
+    let at: HashMap<i64, usize> = run
+        .executions
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.id, i))
+        .collect();
+    for r in tx.query(
+        "SELECT a.execution_id, a.name, a.position, a.content_hash, a.size, a.type_name, \
+         a.cacher, a.cacher_version, a.metadata \
+         FROM artifacts a JOIN executions e ON e.id = a.execution_id \
+         WHERE e.run_id = $1 ORDER BY a.execution_id, a.position",
+        &[&run_id],
+    )? {
+        if let Some(&i) = at.get(&r.try_get::<_, i64>(0)?) {
+            run.executions[i].artifacts.push(ExportedArtifact {
+                name: r.try_get(1)?,
+                position: r.try_get(2)?,
+                content_hash: r.try_get(3)?,
+                size: r.try_get(4)?,
+                type_name: r.try_get(5)?,
+                cacher: r.try_get(6)?,
+                cacher_version: r.try_get(7)?,
+                metadata: r.try_get(8)?,
+            });
+        }
+    }
+    for r in tx.query(
+        "SELECT i.execution_id, i.name, i.position, i.content_hash, i.producer_execution \
+         FROM inputs i JOIN executions e ON e.id = i.execution_id \
+         WHERE e.run_id = $1 ORDER BY i.execution_id, i.position",
+        &[&run_id],
+    )? {
+        if let Some(&i) = at.get(&r.try_get::<_, i64>(0)?) {
+            run.executions[i].inputs.push(ExportedInput {
+                name: r.try_get(1)?,
+                position: r.try_get(2)?,
+                content_hash: r.try_get(3)?,
+                producer: r.try_get(4)?,
+            });
+        }
+    }
+    for r in tx.query(
+        "SELECT u.execution_id, u.output, u.type_name, u.message, u.at_us \
+         FROM undecodable u JOIN executions e ON e.id = u.execution_id \
+         WHERE e.run_id = $1 ORDER BY u.execution_id, u.output",
+        &[&run_id],
+    )? {
+        run.undecodable.push(ExportedUndecodable {
+            execution_id: r.try_get(0)?,
+            output: r.try_get(1)?,
+            type_name: r.try_get(2)?,
+            message: r.try_get(3)?,
+            at_us: r.try_get(4)?,
+        });
+    }
+    Ok(Some(run))
+}
+
+/// [`ImportTx`] on a PostgreSQL transaction.
+struct PostgresImport<'t, 'c> {
+    meta: &'t PostgresMetadata,
+    tx: &'t mut Transaction<'c>,
+    run_id: &'t str,
+}
+
+impl PostgresImport<'_, '_> {
+    /// The store's error for a failed statement (it names the database without its
+    /// password).
+    fn err(&self, e: postgres::Error) -> Error {
+        self.meta.error(Fail::Db(e))
+    }
+}
+
+impl ImportTx for PostgresImport<'_, '_> {
+    fn run_exists(&mut self, id: &str) -> Result<bool> {
+        self.tx
+            .query_one("SELECT EXISTS(SELECT 1 FROM runs WHERE id = $1)", &[&id])
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn execution_exists(&mut self, id: i64) -> Result<bool> {
+        self.tx
+            .query_one(
+                "SELECT EXISTS(SELECT 1 FROM executions WHERE id = $1)",
+                &[&id],
+            )
+            .and_then(|r| r.try_get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn insert_run(&mut self, run: &ExportedRun) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO runs(id, pipeline, name, status, started_at_us, duration_s, pinned, host) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                &[
+                    &run.id,
+                    &run.pipeline,
+                    &run.name,
+                    &run.status,
+                    &run.started_at_us,
+                    &run.duration_s,
+                    &run.pinned,
+                    &run.host,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn insert_execution(&mut self, row: &ExportedExecution, id: Option<i64>) -> Result<i64> {
+        let inserted = self
+            .tx
+            .query_one(
+                "INSERT INTO executions(id, run_id, name, step, position, status, cache_key, \
+                 code_signature, components, reason, error, reused_execution, outputs_of, \
+                 started_at_us, duration_s, compared) \
+                 VALUES (COALESCE($1, nextval(pg_get_serial_sequence('executions', 'id'))), \
+                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 RETURNING id",
+                &[
+                    &id,
+                    &self.run_id,
+                    &row.name,
+                    &row.step,
+                    &row.position,
+                    &row.status,
+                    &row.cache_key,
+                    &row.code_signature,
+                    &row.components,
+                    &row.reason,
+                    &row.error,
+                    &row.reused,
+                    &row.outputs_of,
+                    &row.started_at_us,
+                    &row.duration_s,
+                    &row.compared,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        let new: i64 = inserted.try_get(0).map_err(|e| self.err(e))?;
+        for a in &row.artifacts {
+            self.tx
+                .execute(
+                    "INSERT INTO artifacts(execution_id, name, position, content_hash, size, \
+                     type_name, cacher, cacher_version, metadata) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                    &[
+                        &new,
+                        &a.name,
+                        &a.position,
+                        &a.content_hash,
+                        &a.size,
+                        &a.type_name,
+                        &a.cacher,
+                        &a.cacher_version,
+                        &a.metadata,
+                    ],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        if !row.artifacts.is_empty() {
+            // The bytes were just verified: a damage mark from before is out of date.
+            let hashes: Vec<&str> = row
+                .artifacts
+                .iter()
+                .map(|a| a.content_hash.as_str())
+                .collect();
+            self.tx
+                .execute("DELETE FROM damaged_blobs WHERE hash = ANY($1)", &[&hashes])
+                .map_err(|e| self.err(e))?;
+        }
+        for i in &row.inputs {
+            self.tx
+                .execute(
+                    "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
+                     VALUES ($1, $2, $3, $4, $5)",
+                    &[&new, &i.name, &i.position, &i.content_hash, &i.producer],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        Ok(new)
+    }
+
+    fn insert_undecodable(&mut self, row: &ExportedUndecodable) -> Result<()> {
+        self.tx
+            .execute(
+                "INSERT INTO undecodable(execution_id, output, type_name, message, at_us) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (execution_id, output) DO UPDATE SET type_name = EXCLUDED.type_name, \
+                 message = EXCLUDED.message, at_us = EXCLUDED.at_us",
+                &[
+                    &row.execution_id,
+                    &row.output,
+                    &row.type_name,
+                    &row.message,
+                    &row.at_us,
+                ],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn reserve_ids(&mut self, max_id: i64) -> Result<()> {
+        // Sequences are not transactional: the move holds even if this run rolls back,
+        // which only leaves a gap.
+        self.tx
+            .execute(
+                "SELECT setval(pg_get_serial_sequence('executions', 'id'), \
+                 GREATEST($1::bigint, (SELECT last_value FROM executions_id_seq)))",
+                &[&max_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
 }
