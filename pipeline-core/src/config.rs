@@ -151,6 +151,25 @@ impl PostgresUrl {
     pub fn has_password(&self) -> bool {
         self.password.is_some()
     }
+
+    /// The URL without its password (to hand to another process, whose environment
+    /// gives the password).
+    pub(crate) fn without_password(&self) -> String {
+        self.redacted.to_string()
+    }
+
+    /// The password, percent-encoded as the URL held it. Never log it.
+    pub(crate) fn password(&self) -> Option<String> {
+        self.password.clone()
+    }
+
+    /// This URL with `password` (percent-encoded) when it has none of its own.
+    pub(crate) fn with_password(mut self, password: &str) -> PostgresUrl {
+        if self.password.is_none() {
+            self.password = Some(password.to_string());
+        }
+        self
+    }
 }
 
 impl fmt::Display for PostgresUrl {
@@ -338,6 +357,14 @@ impl StoreConfig {
     /// Where artifact bytes are kept.
     pub fn artifacts(&self) -> &ArtifactLocation {
         &self.artifacts
+    }
+
+    /// This configuration with `password` for a PostgreSQL URL that has none.
+    pub(crate) fn with_password(mut self, password: &str) -> StoreConfig {
+        if let MetadataLocation::Postgres(url) = self.metadata {
+            self.metadata = MetadataLocation::Postgres(url.with_password(password));
+        }
+        self
     }
 
     /// The folder holding both halves, for a local store.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::artifact::{Artifact, BoundArtifact};
 use crate::cancel::CancelToken;
+use crate::config::ExecutorKind;
 use crate::error::Result;
 use crate::executor::{self, RunSettings};
 use crate::graph::{self, Graph, NodeId};
@@ -105,6 +106,8 @@ pub struct Pipeline<O> {
     store: StoreSource,
     opened: Arc<Mutex<Option<Store>>>,
     max_parallelism: Option<usize>,
+    executor: Option<ExecutorKind>,
+    worker_args: Vec<String>,
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
     cancel: Option<CancelToken>,
@@ -125,6 +128,8 @@ impl<O: PipelineOutput> Pipeline<O> {
             store: StoreSource::Default,
             opened: Arc::new(Mutex::new(None)),
             max_parallelism: None,
+            executor: None,
+            worker_args: Vec::new(),
             run_name: None,
             step_cache: HashMap::new(),
             cancel: None,
@@ -166,6 +171,28 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// Runs at most `n` steps at the same time (default: the number of cores).
     pub fn max_parallelism(mut self, n: usize) -> Self {
         self.max_parallelism = Some(n.max(1));
+        self
+    }
+
+    /// Where steps that miss the cache run, instead of `PIPELINE_EXECUTOR` or
+    /// `[executor] kind` of `pipeline.toml`: [`ExecutorKind::Threads`] (the default),
+    /// or [`ExecutorKind::Processes`], a child process of this binary per step, whose
+    /// `main` must call `pipeline::worker::enter()` first.
+    pub fn executor(mut self, kind: ExecutorKind) -> Self {
+        self.executor = Some(kind);
+        self
+    }
+
+    /// Arguments each worker process of [`ExecutorKind::Processes`] is started with
+    /// (none by default: `pipeline::worker::enter()` finds its job in the environment).
+    /// For binaries whose `main` is not yours, e.g. a test harness, where
+    /// `["--exact", "worker_entry"]` selects a test that calls `enter()`.
+    pub fn worker_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.worker_args = args.into_iter().map(Into::into).collect();
         self
     }
 
@@ -248,7 +275,19 @@ impl<O: PipelineOutput> Pipeline<O> {
     ///   [`Error::StoreLocked`](crate::Error::StoreLocked) or [`Error::Database`](crate::Error::Database)
     ///   when the run cannot be recorded.
     pub fn run(&self) -> Result<Run<O>> {
+        if std::env::var_os(crate::worker::PIPELINE_WORKER_JOB).is_some() {
+            return Err(crate::Error::NotAWorkerMain {
+                pipeline: self.def.name.clone(),
+            });
+        }
         let store = self.open_store()?;
+        let backend: Option<Arc<dyn crate::executor::backend::Backend>> =
+            match self.executor.unwrap_or_else(configured_executor) {
+                ExecutorKind::Processes => Some(Arc::new(
+                    crate::executor::backend::Processes::new(self.worker_args.clone())?,
+                )),
+                ExecutorKind::Threads | ExecutorKind::Slurm => None,
+            };
         let settings = RunSettings {
             enable_cache: self.enable_cache,
             pipeline_cache: self.def.enable_cache,
@@ -260,6 +299,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             }),
             run_name: self.run_name.clone(),
             cancel: self.cancel.clone(),
+            backend,
         };
         let outcome = executor::execute(&self.def.name, &self.def.graph, &store, &settings)?;
         let binder = Binder {
@@ -290,14 +330,24 @@ impl<O> std::fmt::Debug for Pipeline<O> {
     }
 }
 
-/// Steps run on this process's threads whatever `PIPELINE_EXECUTOR` says: the worker
-/// protocol behind `processes` and `slurm` is not built yet. Says so once per process
-/// (at WARN) rather than running locally in silence.
+/// The executor `PIPELINE_EXECUTOR` or `pipeline.toml` names, read once per process.
+fn configured_executor() -> ExecutorKind {
+    static KIND: std::sync::OnceLock<ExecutorKind> = std::sync::OnceLock::new();
+    *KIND.get_or_init(|| {
+        crate::config::Settings::from_env()
+            .map(|s| s.executor)
+            .unwrap_or_default()
+    })
+}
+
+/// Steps run on this process's threads when `PIPELINE_EXECUTOR` says `slurm`: that
+/// backend is not built yet. Says so once per process (at WARN) rather than running
+/// locally in silence.
 fn warn_unsupported_executor() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let kind = std::env::var(crate::config::PIPELINE_EXECUTOR).unwrap_or_default();
-        if !kind.is_empty() && kind != "threads" {
+        if !kind.is_empty() && kind != "threads" && kind != "processes" {
             tracing::warn!(
                 "{}={kind} is not supported by this version yet: steps run on threads in this process",
                 crate::config::PIPELINE_EXECUTOR
