@@ -55,12 +55,12 @@
 /// (`--pipeline-replay RUN STEP`).
 pub use pipeline_core::worker;
 pub use pipeline_core::{
-    cacher, canonical, config, report, store, Artifact, ArtifactRecord, Bincode, Binder, BoxError,
-    Cacher, CancelToken, ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy, GcReport,
-    Hash128, InputComponent, InputRecord, Json, KeyComponents, Lineage, OutputDecl, ParseHashError,
-    Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run, RunComparison,
-    RunRecord, RunStatus, StepComparison, StepRecord, StepReport, StepStatus, Store, StoreOptions,
-    StoreStats, StoredArtifact, UnknownValue, VerifyReport,
+    cacher, canonical, cluster, config, report, store, Artifact, ArtifactRecord, Bincode, Binder,
+    BoxError, Cacher, CancelToken, ContentHash, EarlierCall, Error, ExecutionRef, GcPolicy,
+    GcReport, Hash128, InputComponent, InputRecord, Json, KeyComponents, Lineage, OutputDecl,
+    ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run,
+    RunComparison, RunRecord, RunStatus, StepComparison, StepRecord, StepReport, StepStatus, Store,
+    StoreOptions, StoreStats, StoredArtifact, UnknownValue, VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

@@ -181,3 +181,87 @@ fn gc_removes_unreferenced_objects_through_the_backend() {
     assert_eq!(blobs.list().unwrap().len(), 2, "the run's outputs stay");
     assert!(store.verify().unwrap().problems.is_empty());
 }
+
+/// Two stores (two metadata databases) whose blobs go to one folder: both run and share
+/// bytes, but neither's gc deletes anything there, since each sees only its own
+/// references; the error names both stores and the way out. Once a store is gone and its
+/// claim removed, gc works again.
+#[test]
+fn gc_deletes_nothing_where_another_store_keeps_blobs() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let shared = dir.path().join("shared");
+    for object_store in [false, true] {
+        let shared = shared.join(if object_store { "objects" } else { "folder" });
+        let blobs: Arc<dyn ArtifactStore> = if object_store {
+            Arc::new(ObjectArtifacts::local(&shared).unwrap())
+        } else {
+            Arc::new(pipeline::store::artifacts::LocalArtifacts::new(
+                &shared, "shared",
+            ))
+        };
+        let open = |name: &str| {
+            let options = StoreOptions {
+                artifacts: Some(Arc::clone(&blobs)),
+                ..StoreOptions::default()
+            };
+            Store::open_with(dir.path().join(format!("{name}-{object_store}")), options).unwrap()
+        };
+        let (a, b) = (open("a"), open("b"));
+        let first = sum_of_squares(10).store(b.clone()).run().unwrap();
+        sum_of_squares(20).store(a.clone()).run().unwrap();
+        let everything = blobs.list().unwrap().len();
+        assert_eq!(everything, 4, "both stores' outputs are in the folder");
+
+        let now = GcPolicy {
+            keep_last: 0,
+            min_blob_age: Duration::ZERO,
+            ..GcPolicy::default()
+        };
+        let claims = blobs.claims().unwrap();
+        assert_eq!(claims.len(), 2, "each store claimed the folder: {claims:?}");
+        for (store, dry_run) in [(&a, false), (&b, false), (&a, true)] {
+            let err = store
+                .gc(&GcPolicy {
+                    dry_run,
+                    ..now.clone()
+                })
+                .unwrap_err();
+            assert!(
+                matches!(err, pipeline::Error::SharedArtifacts { .. }),
+                "{err:?}"
+            );
+            let message = err.to_string();
+            for (id, _) in &claims {
+                assert!(message.contains(id), "both stores named: {message}");
+            }
+            assert!(
+                message.contains(&shared.display().to_string())
+                    && message.contains("an artifact location of its own")
+                    && message.contains(".pipeline-stores"),
+                "where and what to do: {message}"
+            );
+        }
+        assert_eq!(blobs.list().unwrap().len(), everything, "nothing deleted");
+        assert_eq!(a.runs(None).unwrap().len(), 1, "no run removed either");
+        assert!(b.verify().unwrap().is_ok());
+        assert_eq!(first.output().load().unwrap(), 285);
+
+        // Store b is gone: its claim is removed as the error says, and a's gc works.
+        let b_claim = claims
+            .iter()
+            .find(|(_, doc)| String::from_utf8_lossy(doc).contains("b-"))
+            .map(|(id, _)| id.clone())
+            .unwrap();
+        fs::remove_file(
+            shared
+                .join(".pipeline-stores")
+                .join(format!("{b_claim}.json")),
+        )
+        .unwrap();
+        drop(b);
+        let report = a.gc(&now).unwrap();
+        assert_eq!(report.runs_removed.len(), 1);
+        assert_eq!(report.blobs_removed, everything, "b's blobs and a's");
+    }
+}

@@ -94,7 +94,8 @@ fn blob_count(store: &Store) -> usize {
     fs::read_dir(store.path().join("artifacts"))
         .unwrap()
         .flatten()
-        .filter(|e| e.file_name() != "tmp")
+        // Not temporary files, nor the store's claim on its folder.
+        .filter(|e| e.file_name() != "tmp" && e.file_name() != ".pipeline-stores")
         .map(|e| fs::read_dir(e.path()).map(|d| d.count()).unwrap_or(0))
         .sum()
 }

@@ -130,6 +130,8 @@ fn gc_at_every_setting_beside_200_concurrent_runs_fails_none_of_them() {
     let left: Vec<_> = walk(&path.join("artifacts"))
         .into_iter()
         .filter(|p| !p.starts_with(path.join("artifacts").join("tmp")))
+        // The store's claim on its folder is not a blob.
+        .filter(|p| !p.starts_with(path.join("artifacts").join(".pipeline-stores")))
         .collect();
     assert!(left.is_empty(), "{left:?}");
     assert!(store.verify().unwrap().is_ok());

@@ -286,6 +286,7 @@ fn a_stale_worker_refuses_and_records_nothing_as_done() {
         cache_key: key,
         components: recorded.components.clone(),
         reason: "first_execution".into(),
+        replace_outputs: false,
         compared: None,
         lease: lease.into_token(),
         inputs: Vec::new(),

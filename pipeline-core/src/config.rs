@@ -433,6 +433,14 @@ pub struct SlurmConfig {
     /// More `sbatch` arguments, passed as given.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Where jobs write their stdout and stderr (`<job id>.out` and `.err`); it must be a
+    /// folder the compute nodes and the driver both see. Default: `slurm-logs/` in the
+    /// store's local folder (`$PIPELINE_HOME`, else `./.pipeline`).
+    pub log_dir: Option<PathBuf>,
+    /// Declares the store's local files (a SQLite database, a blob folder) visible from
+    /// every compute node, e.g. on NFS. Without it, a local store is refused with Slurm.
+    #[serde(default)]
+    pub shared_store: bool,
 }
 
 /// All settings: the store, the executor and its options.

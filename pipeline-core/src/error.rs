@@ -264,6 +264,24 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// Garbage collection deleted nothing: other metadata stores keep blobs in this store's
+    /// artifact location too (their claims are in `claims`), and their references are out
+    /// of this store's sight, so any blob it found unreferenced may be theirs.
+    #[error(
+        "gc deleted nothing: the artifacts at {location} are shared with {}, and this store ({this}) cannot see which blobs they reference; give each store an artifact location of its own (another S3 prefix or folder), or, if a store named here no longer exists, delete its claim <id>.json in {claims} and run gc again",
+        .others.join(", ")
+    )]
+    SharedArtifacts {
+        /// The artifact location (a folder or `s3://bucket/prefix`).
+        location: PathBuf,
+        /// Where the claims are (`<location>/.pipeline-stores`).
+        claims: PathBuf,
+        /// This store: `store <id> at <metadata>`.
+        this: String,
+        /// The other stores, as their claims name them: `store <id> at <metadata>`.
+        others: Vec<String>,
+    },
+
     /// A setting of the store or executor (environment variable, `pipeline.toml`, code) is
     /// wrong or incomplete. The message never contains a credential.
     #[error(transparent)]
@@ -276,6 +294,17 @@ pub enum Error {
     NotAWorkerMain {
         /// The pipeline it tried to run.
         pipeline: String,
+    },
+
+    /// The executor backend cannot run this pipeline's steps: the cluster refused or
+    /// cannot be reached, or the store is one its nodes cannot see. Nothing was submitted
+    /// that is left running.
+    #[error("the {backend} executor: {message}")]
+    Executor {
+        /// `processes` or `slurm`.
+        backend: &'static str,
+        /// What went wrong and what to do.
+        message: String,
     },
 }
 

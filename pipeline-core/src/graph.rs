@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::artifact::{Artifact, BoundArtifact};
+use crate::cluster::Resources;
 use crate::error::{BoxError, Error, Result};
 use crate::key::Hash128;
 use crate::signature::StepDecl;
@@ -246,6 +247,9 @@ pub struct StepDef {
     pub code: &'static StepDecl,
     /// The step's own `enable_cache` option, if given.
     pub enable_cache: Option<bool>,
+    /// The step's own `resources(..)` option, if given: what it asks of the machine that
+    /// runs it (never part of its cache key).
+    pub resources: Option<&'static Resources>,
     /// Inputs in declaration order.
     pub inputs: Vec<InputSpec>,
     /// Outputs in order.
@@ -264,6 +268,7 @@ pub struct Node {
     pub(crate) step: &'static str,
     pub(crate) code: &'static StepDecl,
     pub(crate) enable_cache: Option<bool>,
+    pub(crate) resources: Option<&'static Resources>,
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
     pub(crate) body: StepBody,
@@ -376,6 +381,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
             step: def.name,
             code: def.code,
             enable_cache: def.enable_cache,
+            resources: def.resources,
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
             body: def.body,

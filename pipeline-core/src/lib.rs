@@ -52,6 +52,8 @@ pub use crate::store::{
 /// stable API: names here change without notice.
 #[doc(hidden)]
 pub mod __private {
+    /// `#[step(resources(..))]` builds its constant with these.
+    pub use crate::cluster::{Memory, Resources, TimeLimit};
     pub use crate::graph::{
         add_step, artifact, Input, InputMode, InputSpec, IntoStepErrorDisplay, IntoStepErrorSource,
         OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,

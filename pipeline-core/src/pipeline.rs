@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::artifact::{Artifact, BoundArtifact};
 use crate::cancel::CancelToken;
+use crate::cluster::Executor;
+use crate::cluster::Resources;
 use crate::config::ExecutorKind;
 use crate::error::Result;
 use crate::executor::{self, RunSettings};
@@ -106,10 +108,11 @@ pub struct Pipeline<O> {
     store: StoreSource,
     opened: Arc<Mutex<Option<Store>>>,
     max_parallelism: Option<usize>,
-    executor: Option<ExecutorKind>,
+    executor: Option<Executor>,
     worker_args: Vec<String>,
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
+    step_resources: HashMap<String, Resources>,
     cancel: Option<CancelToken>,
 }
 
@@ -132,6 +135,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             worker_args: Vec::new(),
             run_name: None,
             step_cache: HashMap::new(),
+            step_resources: HashMap::new(),
             cancel: None,
         }
     }
@@ -151,6 +155,44 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// [`Error::UnknownStep`](crate::Error::UnknownStep).
     pub fn step_enable_cache(mut self, step: impl Into<String>, enabled: bool) -> Self {
         self.step_cache.insert(step.into(), enabled);
+        self
+    }
+
+    /// Sets what one step asks of the machine that runs it, by call name or step name,
+    /// for the runs of this pipeline value: it replaces the step's own
+    /// `#[step(resources(..))]`. Resources never enter a cache key.
+    ///
+    /// On the thread executor a step's `cpus` count against
+    /// [`max_parallelism`](Self::max_parallelism) (a step asking for more than it runs
+    /// alone); the other fields matter to the cluster backends, which pass them to the
+    /// scheduler. A name the pipeline does not have makes `run()` fail with
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep).
+    ///
+    /// ```
+    /// use pipeline::cluster::{Resources, TimeLimit};
+    /// use pipeline::prelude::*;
+    ///
+    /// #[step(resources(cpus = 2))]
+    /// fn train(n: u64) -> u64 {
+    ///     n * 2
+    /// }
+    ///
+    /// #[pipeline]
+    /// fn fit(n: u64) -> Artifact<u64> {
+    ///     train(n)
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     let ten_minutes = TimeLimit::from_seconds(600);
+    ///     let p = fit(3).step_resources("train", Resources::new().cpus(4).time(ten_minutes));
+    ///     # let dir = tempfile::tempdir()?;
+    ///     # let p = p.store_path(dir.path());
+    ///     assert_eq!(p.run()?.output().load()?, 6);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn step_resources(mut self, step: impl Into<String>, resources: Resources) -> Self {
+        self.step_resources.insert(step.into(), resources);
         self
     }
 
@@ -176,10 +218,13 @@ impl<O: PipelineOutput> Pipeline<O> {
 
     /// Where steps that miss the cache run, instead of `PIPELINE_EXECUTOR` or
     /// `[executor] kind` of `pipeline.toml`: [`ExecutorKind::Threads`] (the default),
-    /// or [`ExecutorKind::Processes`], a child process of this binary per step, whose
-    /// `main` must call `pipeline::worker::enter()` first.
-    pub fn executor(mut self, kind: ExecutorKind) -> Self {
-        self.executor = Some(kind);
+    /// [`ExecutorKind::Processes`], a child process of this binary per step, or Slurm
+    /// ([`ExecutorKind::Slurm`] with `pipeline.toml`'s `[slurm]` options, or
+    /// [`Slurm`](crate::cluster::Slurm)`::new().partition("gpu")`), a Slurm job per step.
+    /// With processes or Slurm, `main` must call `pipeline::worker::enter()` first.
+    /// Cached steps are decided here and never submitted.
+    pub fn executor(mut self, executor: impl Into<Executor>) -> Self {
+        self.executor = Some(executor.into());
         self
     }
 
@@ -243,7 +288,6 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// its schema is newer ([`Error::StoreTooNew`](crate::Error::StoreTooNew)), or it cannot be
     /// created or read ([`Error::Io`](crate::Error::Io), [`Error::Database`](crate::Error::Database)).
     pub fn open_store(&self) -> Result<Store> {
-        warn_unsupported_executor();
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = opened.as_ref() {
             return Ok(s.clone());
@@ -281,22 +325,35 @@ impl<O: PipelineOutput> Pipeline<O> {
             });
         }
         let store = self.open_store()?;
-        let backend: Option<Arc<dyn crate::executor::backend::Backend>> =
-            match self.executor.unwrap_or_else(configured_executor) {
-                ExecutorKind::Processes => Some(Arc::new(
-                    crate::executor::backend::Processes::new(self.worker_args.clone())?,
-                )),
-                ExecutorKind::Threads | ExecutorKind::Slurm => None,
-            };
+        let backend: Option<Arc<dyn crate::executor::backend::Backend>> = match self
+            .executor
+            .clone()
+            .unwrap_or_else(|| configured_executor().into())
+        {
+            Executor::Processes => Some(Arc::new(crate::executor::backend::Processes::new(
+                self.worker_args.clone(),
+            )?)),
+            Executor::Slurm(slurm) => {
+                Some(Arc::new(crate::executor::slurm::SlurmBackend::for_store(
+                    &slurm,
+                    &store,
+                    self.worker_args.clone(),
+                )?))
+            }
+            Executor::Threads => None,
+        };
+        let in_flight = match &backend {
+            Some(b) if b.name() == "slurm" => crate::executor::slurm::DEFAULT_IN_FLIGHT,
+            _ => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
         let settings = RunSettings {
             enable_cache: self.enable_cache,
             pipeline_cache: self.def.enable_cache,
             step_cache: self.step_cache.clone(),
-            max_parallelism: self.max_parallelism.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            }),
+            step_resources: self.step_resources.clone(),
+            max_parallelism: self.max_parallelism.unwrap_or(in_flight),
             run_name: self.run_name.clone(),
             cancel: self.cancel.clone(),
             backend,
@@ -338,20 +395,4 @@ fn configured_executor() -> ExecutorKind {
             .map(|s| s.executor)
             .unwrap_or_default()
     })
-}
-
-/// Steps run on this process's threads when `PIPELINE_EXECUTOR` says `slurm`: that
-/// backend is not built yet. Says so once per process (at WARN) rather than running
-/// locally in silence.
-fn warn_unsupported_executor() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let kind = std::env::var(crate::config::PIPELINE_EXECUTOR).unwrap_or_default();
-        if !kind.is_empty() && kind != "threads" && kind != "processes" {
-            tracing::warn!(
-                "{}={kind} is not supported by this version yet: steps run on threads in this process",
-                crate::config::PIPELINE_EXECUTOR
-            );
-        }
-    });
 }

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::artifact::Artifact;
 use crate::cacher::Bincode;
 use crate::checks::Ops;
+use crate::cluster::Resources;
 use crate::error::BoxError;
 use crate::graph::{
     add_step, artifact, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef,
@@ -93,6 +94,8 @@ pub struct StepInfo {
     pub outputs: &'static [&'static str],
     /// The step's own `enable_cache` option, if given.
     pub enable_cache: Option<bool>,
+    /// The step's own `resources(..)` option, if given.
+    pub resources: Option<&'static Resources>,
 }
 
 /// `x: &T`: the body gets a shared `Arc<T>`.
@@ -330,6 +333,7 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
         name: info.name,
         code: info.code,
         enable_cache: info.enable_cache,
+        resources: info.resources,
         inputs,
         outputs,
         body: Box::new(run::<S>),

@@ -169,6 +169,10 @@ pub struct Job {
     pub components: KeyComponents,
     /// Why the step executes, as recorded.
     pub reason: String,
+    /// Whether the step runs again over damaged stored outputs, which its outputs then
+    /// replace.
+    #[serde(default)]
+    pub replace_outputs: bool,
     /// The earlier execution the miss was compared with (JSON), as recorded.
     pub compared: Option<String>,
     /// The claim, which the worker adopts, beats and commits.
@@ -345,6 +349,7 @@ fn work(store: &Store, job: &Job) -> Result<i32, BoxError> {
             key: job.cache_key,
             components: &job.components,
             reason: job.reason.clone(),
+            replace_outputs: job.replace_outputs,
             compared: job.compared.clone(),
             lease: Some(lease),
         },
@@ -396,6 +401,7 @@ fn node_of(
         step: def.name,
         code: def.code,
         enable_cache: def.enable_cache,
+        resources: def.resources,
         inputs: def.inputs,
         outputs: def.outputs.into_iter().map(Arc::new).collect(),
         body: def.body,

@@ -20,6 +20,7 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "enable_cache",
     "name",
     "outputs",
+    "resources",
     "source_file",
     "uses",
     "version",
@@ -30,6 +31,24 @@ pub(crate) const HELPER_OPTIONS: &[&str] = &["crate", "name", "uses"];
 /// Step options that enter the code signature as parts of their own rather than through
 /// the hash of the step's tokens.
 pub(crate) const PART_OPTIONS: &[&str] = &["build_profile", "deps", "source_file", "version"];
+
+/// Step options left out of the code signature: they say where and how a step runs, not
+/// what it computes, so changing one keeps the cache.
+pub(crate) const RUNTIME_OPTIONS: &[&str] = &["resources"];
+
+/// The keys of `resources(..)`, as `sbatch` options: `--cpus-per-task`, `--mem`,
+/// `--gres=gpu:N`, `--time`.
+pub(crate) const RESOURCE_KEYS: &[&str] = &["cpus", "mem", "gpus", "time"];
+
+/// `resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")`. The texts are read by the
+/// runtime's own parsers in a constant, so the compiler checks them (see `expand/step.rs`).
+#[derive(Default)]
+pub(crate) struct ResourceOptions {
+    pub cpus: Option<syn::LitInt>,
+    pub mem: Option<LitStr>,
+    pub gpus: Option<syn::LitInt>,
+    pub time: Option<LitStr>,
+}
 
 /// One entry of `uses = [..]`: a path to a `#[helper]`, with `!` for a `macro_rules!` one.
 #[derive(Clone)]
@@ -82,6 +101,9 @@ pub(crate) struct StepOptions {
     pub source_file: Option<LitBool>,
     /// `cacher = Type` (one output) or `cacher(output = Type, ..)`: how outputs are stored.
     pub cachers: Vec<(Option<Ident>, Path)>,
+    /// `resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")`: what the step asks of the
+    /// machine that runs it.
+    pub resources: Option<ResourceOptions>,
     /// Parsing stopped at a syntax error, so options after it are unknown.
     pub incomplete: bool,
 }
@@ -311,6 +333,111 @@ fn parse_outputs(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result
     Ok(names)
 }
 
+/// `resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")`.
+fn parse_resources(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<ResourceOptions> {
+    const EXAMPLE: &str = "e.g. `resources(cpus = 4, mem = \"8G\", gpus = 1, time = \"2h\")`";
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!("`resources` expects a list, {EXAMPLE}")));
+    }
+    let mut r = ResourceOptions::default();
+    let mut seen: Vec<String> = Vec::new();
+    let empty = std::cell::Cell::new(true);
+    meta.parse_nested_meta(|inner| {
+        empty.set(false);
+        let key = key_of(&inner);
+        if RESOURCE_KEYS.contains(&key.as_str()) {
+            if seen.contains(&key) {
+                errors.push(inner.error(format!(
+                    "duplicate `resources` key `{key}`; give each key once"
+                )));
+                return skip_value(&inner);
+            }
+            seen.push(key.clone());
+        }
+        match key.as_str() {
+            "cpus" => r.cpus = parse_count(&inner, errors, "cpus = 4", 1)?,
+            "gpus" => r.gpus = parse_count(&inner, errors, "gpus = 1", 0)?,
+            "mem" => r.mem = parse_text(&inner, errors, "mem = \"8G\"")?,
+            "time" => r.time = parse_text(&inner, errors, "time = \"2h\"")?,
+            _ => {
+                let hint = match key.as_str() {
+                    "cpu" | "cores" | "threads" | "cpus_per_task" => "; did you mean `cpus`?",
+                    "gpu" | "gres" => "; did you mean `gpus`?",
+                    "memory" | "ram" => "; did you mean `mem`?",
+                    "time_limit" | "timeout" | "walltime" | "wall_time" => "; did you mean `time`?",
+                    _ => "",
+                };
+                errors.push(inner.error(format!(
+                    "unknown `resources` key `{key}`; expected one of: {}{hint}",
+                    RESOURCE_KEYS.join(", ")
+                )));
+                return skip_value(&inner);
+            }
+        }
+        Ok(())
+    })?;
+    if empty.get() {
+        errors.push(meta.error(format!("`resources()` is empty; {EXAMPLE}")));
+    }
+    Ok(r)
+}
+
+/// `cpus = 4`: a whole number of at least `min` that fits in a `u32`.
+fn parse_count(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+    example: &str,
+    min: u32,
+) -> syn::Result<Option<syn::LitInt>> {
+    let expr: Expr = meta.value()?.parse()?;
+    let key = key_of(meta);
+    if let Expr::Lit(syn::ExprLit {
+        lit: Lit::Int(n), ..
+    }) = &expr
+    {
+        match n.base10_parse::<u32>() {
+            Ok(v) if v >= min => return Ok(Some(n.clone())),
+            Ok(_) => {
+                errors.spanned(
+                    &expr,
+                    format!("`{key}` must be at least {min}, e.g. `{example}`"),
+                );
+                return Ok(None);
+            }
+            Err(_) => {}
+        }
+    }
+    errors.spanned(
+        &expr,
+        format!("`{key}` expects a whole number, e.g. `{example}`"),
+    );
+    Ok(None)
+}
+
+/// `mem = "8G"`: a string literal, read by the runtime's parser in a constant.
+fn parse_text(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+    example: &str,
+) -> syn::Result<Option<LitStr>> {
+    let expr: Expr = meta.value()?.parse()?;
+    match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(s), ..
+        }) => Ok(Some(s.clone())),
+        _ => {
+            errors.spanned(
+                &expr,
+                format!("`{}` expects a string, e.g. `{example}`", key_of(meta)),
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// `cacher = Json` or `cacher(metrics = Json, model = Bincode)`.
 fn parse_cachers(meta: &ParseNestedMeta<'_>) -> syn::Result<Vec<(Option<Ident>, Path)>> {
     if meta.input.peek(Token![=]) {
@@ -377,6 +504,8 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
             "source_file" => o.source_file = parse_bool(&meta, errors)?,
             // cacher = Json | cacher(out = Json, ..)
             "cacher" => o.cachers = parse_cachers(&meta)?,
+            // resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")
+            "resources" => o.resources = Some(parse_resources(&meta, errors)?),
             // crate = ::path
             "crate" => o.krate = Some(parse_crate(&meta)?),
             _ => {

@@ -34,34 +34,39 @@ pub struct Resources {
 
 impl Resources {
     /// No request: the cluster's defaults.
-    pub fn new() -> Self {
-        Resources::default()
+    pub const fn new() -> Self {
+        Resources {
+            cpus: None,
+            mem: None,
+            gpus: None,
+            time: None,
+        }
     }
 
     /// CPUs for the step's one task (`sbatch --cpus-per-task`).
     #[must_use]
-    pub fn cpus(mut self, cpus: u32) -> Self {
+    pub const fn cpus(mut self, cpus: u32) -> Self {
         self.cpus = Some(cpus);
         self
     }
 
     /// Memory of the whole job (`sbatch --mem`).
     #[must_use]
-    pub fn mem(mut self, mem: Memory) -> Self {
+    pub const fn mem(mut self, mem: Memory) -> Self {
         self.mem = Some(mem);
         self
     }
 
     /// GPUs (`sbatch --gres=gpu:N`).
     #[must_use]
-    pub fn gpus(mut self, gpus: u32) -> Self {
+    pub const fn gpus(mut self, gpus: u32) -> Self {
         self.gpus = Some(gpus);
         self
     }
 
     /// Wall-clock limit (`sbatch --time`); the job is killed when it runs longer.
     #[must_use]
-    pub fn time(mut self, time: TimeLimit) -> Self {
+    pub const fn time(mut self, time: TimeLimit) -> Self {
         self.time = Some(time);
         self
     }
@@ -132,33 +137,67 @@ impl FromStr for Memory {
     type Err = ParseResourceError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |problem: &str| ParseResourceError::new("memory", text, problem);
-        let t = text.trim();
-        let digits = t.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(err("it must start with a whole number, e.g. 8G or 512M"));
-        }
-        let number: u64 = t[..digits]
-            .parse()
-            .map_err(|_| err("the number is too large"))?;
-        let unit = t[digits..].trim().to_ascii_lowercase();
-        let unit = unit
-            .strip_suffix("ib")
-            .or_else(|| unit.strip_suffix('b'))
-            .unwrap_or(&unit);
-        // KiB rounds up: a job never gets less than it asked for.
-        let mib = match unit {
-            "" | "m" => Some(number),
-            "k" => Some(number.div_ceil(1024)),
-            "g" => number.checked_mul(1024),
-            "t" => number.checked_mul(1024 * 1024),
-            _ => return Err(err("unknown unit; use K, M, G or T (a bare number is MiB)")),
+        Memory::parse(text).map_err(|problem| ParseResourceError::new("memory", text, problem))
+    }
+}
+
+impl Memory {
+    /// Parses `text` as [`FromStr`] does, in a `const` context: `#[step(resources(mem =
+    /// ".."))]` is checked when the step compiles (see [`Memory::parse_or_panic`]).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the text, as a sentence.
+    pub const fn parse(text: &str) -> Result<Memory, &'static str> {
+        let t = trim(text.as_bytes());
+        let (number, unit) = leading_number(t);
+        let Some(number) = number else {
+            return Err(if unit.len() == t.len() {
+                "it must start with a whole number, e.g. 8G or 512M"
+            } else {
+                "the number is too large"
+            });
         };
-        let mib = mib.ok_or_else(|| err("the amount is too large"))?;
-        if mib == 0 {
-            return Err(err("it must be more than 0"));
+        let unit = trim(unit);
+        let unit = match strip_suffix(unit, b"ib") {
+            Some(u) => u,
+            None => match strip_suffix(unit, b"b") {
+                Some(u) => u,
+                None => unit,
+            },
+        };
+        // KiB rounds up: a job never gets less than it asked for.
+        let mib = if unit.is_empty() || eq_ignore_case(unit, b"m") {
+            Some(number)
+        } else if eq_ignore_case(unit, b"k") {
+            Some(number.div_ceil(1024))
+        } else if eq_ignore_case(unit, b"g") {
+            number.checked_mul(1024)
+        } else if eq_ignore_case(unit, b"t") {
+            number.checked_mul(1024 * 1024)
+        } else {
+            return Err("unknown unit; use K, M, G or T (a bare number is MiB)");
+        };
+        match mib {
+            None => Err("the amount is too large"),
+            Some(0) => Err("it must be more than 0"),
+            Some(mib) => Ok(Memory { mib }),
         }
-        Ok(Memory { mib })
+    }
+
+    /// [`Memory::parse`] for a constant: a text that cannot be read stops the build, with
+    /// the problem as the message, at the caller's span (what `#[step(resources(..))]`
+    /// expands to).
+    ///
+    /// # Panics
+    ///
+    /// When `text` cannot be read; in a `const` item, that is a compile error.
+    #[track_caller]
+    pub const fn parse_or_panic(text: &str) -> Memory {
+        match Memory::parse(text) {
+            Ok(m) => m,
+            Err(problem) => panic!("{}", problem),
+        }
     }
 }
 
@@ -187,6 +226,53 @@ impl TimeLimit {
     pub fn duration(self) -> Duration {
         Duration::from_secs(self.seconds)
     }
+
+    /// Parses `text` as [`FromStr`] does, in a `const` context (see [`Memory::parse`]).
+    ///
+    /// # Errors
+    ///
+    /// What is wrong with the text, as a sentence.
+    pub const fn parse(text: &str) -> Result<TimeLimit, &'static str> {
+        let t = trim(text.as_bytes());
+        if t.is_empty() {
+            return Err("it is empty; write e.g. 2h, 30m or 1-00:00:00");
+        }
+        let seconds =
+            if any_alphabetic(t) {
+                match parse_units(t) {
+                    Some(s) => s,
+                    None => {
+                        return Err(
+                            "write a number and a unit (s, m, h, d), e.g. 90s, 45m, 2h or 1h30m",
+                        )
+                    }
+                }
+            } else {
+                match parse_slurm_time(t) {
+                    Some(s) => s,
+                    None => return Err(
+                        "write MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, or units like 2h",
+                    ),
+                }
+            };
+        if seconds == 0 {
+            return Err("it must be more than 0");
+        }
+        Ok(TimeLimit { seconds })
+    }
+
+    /// [`TimeLimit::parse`] for a constant (see [`Memory::parse_or_panic`]).
+    ///
+    /// # Panics
+    ///
+    /// When `text` cannot be read; in a `const` item, that is a compile error.
+    #[track_caller]
+    pub const fn parse_or_panic(text: &str) -> TimeLimit {
+        match TimeLimit::parse(text) {
+            Ok(t) => t,
+            Err(problem) => panic!("{}", problem),
+        }
+    }
 }
 
 impl fmt::Display for TimeLimit {
@@ -208,81 +294,237 @@ impl FromStr for TimeLimit {
     type Err = ParseResourceError;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let err = |problem: &str| ParseResourceError::new("time limit", text, problem);
-        let t = text.trim();
-        if t.is_empty() {
-            return Err(err("it is empty; write e.g. 2h, 30m or 1-00:00:00"));
-        }
-        let seconds = if t.bytes().any(|b| b.is_ascii_alphabetic()) {
-            parse_units(t).ok_or_else(|| {
-                err("write a number and a unit (s, m, h, d), e.g. 90s, 45m, 2h or 1h30m")
-            })?
-        } else {
-            parse_slurm_time(t).ok_or_else(|| {
-                err("write MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, or units like 2h")
-            })?
-        };
-        if seconds == 0 {
-            return Err(err("it must be more than 0"));
-        }
-        Ok(TimeLimit { seconds })
+        TimeLimit::parse(text)
+            .map_err(|problem| ParseResourceError::new("time limit", text, problem))
     }
 }
 
+// The parsers are `const fn`s so that the macro's constants are checked by the compiler
+// with the very code that reads run-time settings; hence byte loops instead of `str`
+// methods, which are not `const`.
+
+/// `text` without leading and trailing ASCII whitespace.
+const fn trim(mut t: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = t {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        t = rest;
+    }
+    while let [rest @ .., last] = t {
+        if !last.is_ascii_whitespace() {
+            break;
+        }
+        t = rest;
+    }
+    t
+}
+
+/// The whole number at the start of `t` (`None` when there is none or it overflows) and
+/// the rest after its digits.
+const fn leading_number(t: &[u8]) -> (Option<u64>, &[u8]) {
+    let mut n: u64 = 0;
+    let mut rest = t;
+    let mut digits = 0;
+    let mut overflow = false;
+    while let [d @ b'0'..=b'9', tail @ ..] = rest {
+        match n.checked_mul(10) {
+            Some(m) => match m.checked_add((*d - b'0') as u64) {
+                Some(m) => n = m,
+                None => overflow = true,
+            },
+            None => overflow = true,
+        }
+        digits += 1;
+        rest = tail;
+    }
+    if digits == 0 || overflow {
+        (None, rest)
+    } else {
+        (Some(n), rest)
+    }
+}
+
+const fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if !a[i].eq_ignore_ascii_case(&b[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// `t` without `suffix` (any case) at its end.
+const fn strip_suffix<'a>(t: &'a [u8], suffix: &[u8]) -> Option<&'a [u8]> {
+    if t.len() < suffix.len() {
+        return None;
+    }
+    let (head, tail) = t.split_at(t.len() - suffix.len());
+    if eq_ignore_case(tail, suffix) {
+        Some(head)
+    } else {
+        None
+    }
+}
+
+const fn any_alphabetic(t: &[u8]) -> bool {
+    let mut i = 0;
+    while i < t.len() {
+        if t[i].is_ascii_alphabetic() {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// `t` without leading ASCII whitespace.
+const fn trim_start(mut t: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = t {
+        if !first.is_ascii_whitespace() {
+            break;
+        }
+        t = rest;
+    }
+    t
+}
+
 /// `1d12h`, `1h 30m`, `90s`: numbers each followed by a unit.
-fn parse_units(t: &str) -> Option<u64> {
+const fn parse_units(t: &[u8]) -> Option<u64> {
     let mut total: u64 = 0;
-    let mut rest = t.trim();
+    let mut rest = trim(t);
     if rest.is_empty() {
         return None;
     }
     while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
+        let (n, after) = leading_number(rest);
+        let Some(n) = n else { return None };
+        let after = trim_start(after);
+        let mut letters = 0;
+        while letters < after.len() && after[letters].is_ascii_alphabetic() {
+            letters += 1;
         }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = rest[digits..].trim_start();
-        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let scale = match rest[..letters].to_ascii_lowercase().as_str() {
-            "s" | "sec" | "secs" => 1,
-            "m" | "min" | "mins" => 60,
-            "h" | "hr" | "hrs" => 3600,
-            "d" | "day" | "days" => 86_400,
-            _ => return None,
+        let (unit, tail) = after.split_at(letters);
+        let scale = if eq_any(unit, &[b"s", b"sec", b"secs"]) {
+            1
+        } else if eq_any(unit, &[b"m", b"min", b"mins"]) {
+            60
+        } else if eq_any(unit, &[b"h", b"hr", b"hrs"]) {
+            3600
+        } else if eq_any(unit, &[b"d", b"day", b"days"]) {
+            86_400
+        } else {
+            return None;
         };
-        total = total.checked_add(n.checked_mul(scale)?)?;
-        rest = rest[letters..].trim_start();
+        let Some(add) = n.checked_mul(scale) else {
+            return None;
+        };
+        let Some(sum) = total.checked_add(add) else {
+            return None;
+        };
+        total = sum;
+        rest = trim_start(tail);
     }
     Some(total)
 }
 
-/// Slurm's `--time` forms.
-fn parse_slurm_time(t: &str) -> Option<u64> {
-    fn num(s: &str) -> Option<u64> {
-        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
+const fn eq_any(unit: &[u8], names: &[&[u8]]) -> bool {
+    let mut i = 0;
+    while i < names.len() {
+        if eq_ignore_case(unit, names[i]) {
+            return true;
         }
-        s.parse().ok()
+        i += 1;
     }
-    let (days, clock) = match t.split_once('-') {
-        Some((d, c)) => (Some(num(d)?), c),
+    false
+}
+
+/// A field of Slurm's `--time`: digits only, not empty.
+const fn field(s: &[u8]) -> Option<u64> {
+    match leading_number(s) {
+        (Some(n), []) => Some(n),
+        _ => None,
+    }
+}
+
+/// `s` split at the first `sep`, if there is one.
+const fn split_once(s: &[u8], sep: u8) -> Option<(&[u8], &[u8])> {
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == sep {
+            let (head, tail) = s.split_at(i);
+            let (_, tail) = tail.split_at(1);
+            return Some((head, tail));
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Slurm's `--time` forms.
+const fn parse_slurm_time(t: &[u8]) -> Option<u64> {
+    let (days, clock) = match split_once(t, b'-') {
+        Some((d, c)) => match field(d) {
+            Some(d) => (Some(d), c),
+            None => return None,
+        },
         None => (None, t),
     };
-    let parts: Vec<u64> = clock.split(':').map(num).collect::<Option<_>>()?;
-    let (h, m, s) = match (days.is_some(), parts.as_slice()) {
-        (false, [m]) => (0, *m, 0),
-        (false, [m, s]) => (0, *m, *s),
-        (false, [h, m, s]) | (true, [h, m, s]) => (*h, *m, *s),
-        (true, [h]) => (*h, 0, 0),
-        (true, [h, m]) => (*h, *m, 0),
+    // Up to three `:`-separated fields.
+    let mut parts = [0u64; 3];
+    let mut count = 0;
+    let mut rest = clock;
+    loop {
+        if count == 3 {
+            return None;
+        }
+        let (part, next) = match split_once(rest, b':') {
+            Some((p, n)) => (p, Some(n)),
+            None => (rest, None),
+        };
+        match field(part) {
+            Some(v) => parts[count] = v,
+            None => return None,
+        }
+        count += 1;
+        match next {
+            Some(n) => rest = n,
+            None => break,
+        }
+    }
+    let (h, m, s) = match (days.is_some(), count) {
+        (false, 1) => (0, parts[0], 0),
+        (false, 2) => (0, parts[0], parts[1]),
+        (_, 3) => (parts[0], parts[1], parts[2]),
+        (true, 1) => (parts[0], 0, 0),
+        (true, 2) => (parts[0], parts[1], 0),
         _ => return None,
     };
-    days.unwrap_or(0)
-        .checked_mul(86_400)?
-        .checked_add(h.checked_mul(3600)?)?
-        .checked_add(m.checked_mul(60)?)?
-        .checked_add(s)
+    let d = match days {
+        Some(d) => d,
+        None => 0,
+    };
+    let Some(d) = d.checked_mul(86_400) else {
+        return None;
+    };
+    let Some(h) = h.checked_mul(3600) else {
+        return None;
+    };
+    let Some(m) = m.checked_mul(60) else {
+        return None;
+    };
+    let Some(total) = d.checked_add(h) else {
+        return None;
+    };
+    let Some(total) = total.checked_add(m) else {
+        return None;
+    };
+    total.checked_add(s)
 }
 
 /// A memory amount or time limit that cannot be read.

@@ -29,6 +29,8 @@ pub(crate) struct Submission {
     /// Variables to set in the worker's environment besides the job (a password the
     /// driver was given in code, which the job leaves out).
     pub(crate) env: Vec<(String, String)>,
+    /// What the step asks of the machine that runs it (a cluster's job options).
+    pub(crate) resources: crate::cluster::Resources,
 }
 
 /// A job's identity within its backend.

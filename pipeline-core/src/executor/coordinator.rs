@@ -15,6 +15,7 @@ use super::schedule::{Done, Schedule};
 use super::step::{end_step_span, run_step, step_span, Finished, Outcome};
 use super::{remote, Job, Produced, RunSettings};
 use crate::artifact::BoundArtifact;
+use crate::cluster::Resources;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::{Graph, InputMode, InputSource, Node, NodeId, Resolved, Value};
 use crate::key::{self, Hash128, KeyComponents, KeyInput};
@@ -52,7 +53,12 @@ pub(super) struct State<'a> {
     pending_rows: Vec<PendingRow>,
     /// Per node: its position among the graph's calls of the same step.
     ordinals: Vec<usize>,
+    /// Steps running now, and the CPUs they asked for (`cpus` counts against
+    /// `max_parallelism`: see [`State::cpus`]).
     running: usize,
+    busy_cpus: usize,
+    /// Per node: the CPUs it takes of `max_parallelism`.
+    cpus: Vec<usize>,
     /// The run's span, parent of the steps' spans.
     pub(super) span: Span,
     /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
@@ -87,6 +93,11 @@ impl<'a> State<'a> {
                 *n - 1
             })
             .collect();
+        let cpus = graph
+            .nodes
+            .iter()
+            .map(|node| Self::cpus(settings, node))
+            .collect();
         State {
             graph,
             settings,
@@ -100,9 +111,54 @@ impl<'a> State<'a> {
             pending_rows: Vec::new(),
             ordinals,
             running: 0,
+            busy_cpus: 0,
+            cpus,
             span: Span::none(),
             causes: HashMap::new(),
         }
+    }
+
+    /// The CPUs `node` takes of `max_parallelism` on this machine: its `resources(cpus =
+    /// ..)` (the run's override first), at least 1, at most `max_parallelism`, so a step
+    /// asking for more than there is runs alone rather than never.
+    ///
+    /// On another backend (processes, Slurm) every step counts as one: its CPUs are the
+    /// cluster's to find, and `max_parallelism` bounds the jobs in flight.
+    fn cpus(settings: &RunSettings, node: &Node) -> usize {
+        if settings.backend.is_some() {
+            return 1;
+        }
+        let asked = Self::resources(settings, node)
+            .and_then(|r| r.get_cpus())
+            .unwrap_or(1) as usize;
+        asked.clamp(1, settings.max_parallelism.max(1))
+    }
+
+    /// What `node` asks of the machine that runs it: the run's override (by call name,
+    /// then step name), else the step's own `resources(..)`.
+    fn resources<'n>(settings: &'n RunSettings, node: &'n Node) -> Option<&'n Resources> {
+        settings
+            .step_resources
+            .get(&node.name)
+            .or_else(|| settings.step_resources.get(node.step))
+            .or(node.resources)
+    }
+
+    /// Whether the next queued step fits beside the running ones.
+    fn next_fits(&self) -> bool {
+        match self.queued.front() {
+            Some(job) => {
+                self.running == 0
+                    || self.busy_cpus + self.cpus[job.node] <= self.settings.max_parallelism
+            }
+            None => false,
+        }
+    }
+
+    /// Books the end of a running step.
+    fn stopped(&mut self, node: NodeId) {
+        self.running -= 1;
+        self.busy_cpus -= self.cpus[node];
     }
 
     fn node(&self, id: NodeId) -> &'a Node {
@@ -163,7 +219,7 @@ impl<'a> State<'a> {
                 }
                 continue;
             }
-            while fatal.is_none() && self.running < self.settings.max_parallelism {
+            while fatal.is_none() && self.next_fits() {
                 let Some(job) = self.queued.pop_front() else {
                     break;
                 };
@@ -196,7 +252,7 @@ impl<'a> State<'a> {
                 let Ok(finished) = rx.recv() else {
                     break;
                 };
-                self.running -= 1;
+                self.stopped(finished.node);
                 self.finish(finished);
                 continue;
             }
@@ -204,7 +260,7 @@ impl<'a> State<'a> {
             // keys at once every `poll`, which grows while nothing changes.
             match rx.recv_timeout(poll) {
                 Ok(finished) => {
-                    self.running -= 1;
+                    self.stopped(finished.node);
                     self.finish(finished);
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
@@ -223,7 +279,7 @@ impl<'a> State<'a> {
             let Ok(finished) = rx.recv() else {
                 break;
             };
-            self.running -= 1;
+            self.stopped(finished.node);
             self.finish(finished);
         }
         match fatal {
@@ -552,6 +608,7 @@ impl<'a> State<'a> {
                 // The worker loads its inputs from the store: nothing is kept in memory.
                 drop(self.take_inputs(job.node));
                 self.running += 1;
+                self.busy_cpus += self.cpus[job.node];
                 let runner = self.ledger.runner();
                 let backend = Arc::clone(backend);
                 scope.spawn(move || {
@@ -568,6 +625,7 @@ impl<'a> State<'a> {
         let inputs = self.take_inputs(job.node);
         let input_rows = ledger::input_rows(node, &self.produced);
         self.running += 1;
+        self.busy_cpus += self.cpus[job.node];
         let runner = self.ledger.runner();
         scope.spawn(move || {
             let finished = span.in_scope(|| run_step(runner, job, node, inputs, input_rows));
@@ -630,6 +688,9 @@ impl<'a> State<'a> {
         Some(remote::Pending {
             label: node.name.clone(),
             inputs,
+            resources: Self::resources(self.settings, node)
+                .cloned()
+                .unwrap_or_default(),
         })
     }
 

@@ -28,6 +28,7 @@ use tracing::field::Empty;
 use tracing::{debug, debug_span, error, info, warn, Span};
 
 use crate::artifact::BoundArtifact;
+use crate::cluster::Resources;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
 use crate::key::{Hash128, KeyComponents};
@@ -40,6 +41,7 @@ mod coordinator;
 mod ledger;
 mod remote;
 mod schedule;
+pub(crate) mod slurm;
 pub(crate) mod step;
 
 use coordinator::State;
@@ -54,6 +56,9 @@ pub(crate) struct RunSettings {
     pub(crate) pipeline_cache: Option<bool>,
     /// Per-step overrides for this run, by call name or step name.
     pub(crate) step_cache: HashMap<String, bool>,
+    /// Per-step resources for this run, by call name or step name; they replace the
+    /// step's own `resources(..)`.
+    pub(crate) step_resources: HashMap<String, Resources>,
     pub(crate) max_parallelism: usize,
     pub(crate) run_name: Option<String>,
     /// Checked before each step starts: once cancelled, no further step starts.
@@ -128,16 +133,20 @@ pub(crate) fn execute(
     if let Some(problem) = graph.errors.first() {
         return Err(problem.to_error(pipeline));
     }
-    if let Some(unknown) = settings.step_cache.keys().find(|k| {
-        !graph
-            .nodes
-            .iter()
-            .any(|n| &n.name == *k || n.step == k.as_str())
-    }) {
+    let known = |k: &str| graph.nodes.iter().any(|n| n.name == k || n.step == k);
+    let unknown = (settings.step_cache.keys())
+        .find(|k| !known(k))
+        .map(|k| (k, "set caching for"))
+        .or_else(|| {
+            (settings.step_resources.keys())
+                .find(|k| !known(k))
+                .map(|k| (k, "set resources for"))
+        });
+    if let Some((unknown, purpose)) = unknown {
         return Err(Error::UnknownStep {
             run: pipeline.to_string(),
             what: format!(
-                "step `{unknown}` to set caching for; its steps are: {}",
+                "step `{unknown}` to {purpose}; its steps are: {}",
                 graph
                     .nodes
                     .iter()

@@ -19,6 +19,8 @@ pub(super) struct Pending {
     pub(super) label: String,
     /// Its inputs as the worker finds them in the store.
     pub(super) inputs: Vec<JobInput>,
+    /// What it asks of the machine that runs it (`resources(..)`, the run's override first).
+    pub(super) resources: crate::cluster::Resources,
 }
 
 /// Runs `job` (claimed) on `backend` and reports it as a worker thread would.
@@ -88,6 +90,7 @@ fn dispatch(
         cache_key: job.key,
         components: job.components.clone(),
         reason: job.reason.to_string(),
+        replace_outputs: super::step::replaces_outputs(&job.reason),
         compared: job.compared.clone(),
         lease: lease.into_token(),
         inputs: pending.inputs,
@@ -106,6 +109,7 @@ fn dispatch(
         label: pending.label,
         job: text,
         env,
+        resources: pending.resources,
     }]);
     let id = match submitted {
         Ok(ids) if ids.len() == 1 => ids[0],

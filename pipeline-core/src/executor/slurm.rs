@@ -13,7 +13,7 @@
 //!   still active, at most once per [`POLL`], shared by all waiting threads.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -81,9 +81,54 @@ impl SlurmBackend {
         })
     }
 
-    /// The binary the jobs run (it must be at this path on the compute nodes).
-    pub(crate) fn exe(&self) -> &Path {
-        &self.exe
+    /// The backend for a run on `store`, after checking that the compute nodes can
+    /// reach the store: a SQLite file or a blob folder is refused unless declared shared.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Executor`] for a store the nodes cannot see; the running binary's path
+    /// cannot be found.
+    pub(crate) fn for_store(
+        slurm: &crate::cluster::Slurm,
+        store: &crate::store::Store,
+        args: Vec<String>,
+    ) -> Result<Self> {
+        let (metadata, artifacts, _password) = store.location();
+        if !slurm.shared_store {
+            let local = if let Some(path) = metadata.strip_prefix("sqlite:") {
+                Some(format!("its metadata is the SQLite file {path}"))
+            } else {
+                artifacts
+                    .filter(|a| !a.starts_with("s3://"))
+                    .map(|a| format!("its artifacts are in the local folder {a}"))
+            };
+            if let Some(local) = local {
+                return Err(Error::Executor {
+                    backend: "slurm",
+                    message: format!(
+                        "the store is not one the compute nodes can reach: {local}. \
+                         Use a shared store (PIPELINE_METADATA=postgres://.. and \
+                         PIPELINE_ARTIFACTS=s3://..), or, if these paths are on a file \
+                         system every node mounts at the same place (e.g. NFS), declare it \
+                         with `shared_store = true` under [slurm] in pipeline.toml \
+                         (`Slurm::shared_store(true)` in code). Nothing was submitted."
+                    ),
+                });
+            }
+        }
+        let log_dir = slurm
+            .log_dir
+            .clone()
+            .unwrap_or_else(|| store.path().join("slurm-logs"));
+        let backend = SlurmBackend::new(slurm.client(), args, log_dir)?;
+        tracing::info!(
+            target: "pipeline",
+            "Steps that miss the cache run as Slurm jobs of {}, which must be at this path on \
+             the compute nodes; job logs go to {}.",
+            backend.exe.display(),
+            backend.log_dir.display()
+        );
+        Ok(backend)
     }
 
     fn spec(&self, job: &Submission) -> JobSpec {
@@ -188,6 +233,7 @@ fn job_key(id: slurm::JobId) -> JobId {
 fn state_of(id: slurm::JobId, state: &slurm::JobState) -> JobState {
     use slurm::JobState as S;
     match state {
+        // Queued, started, or a state this version does not know: not over.
         S::Pending { .. } | S::Running | S::Unrecognized(_) => JobState::Active,
         S::Completed => JobState::Ended {
             success: true,
@@ -206,6 +252,8 @@ fn state_of(id: slurm::JobId, state: &slurm::JobState) -> JobState {
             success: false,
             detail: format!("(Slurm job {id}) ended, its end state unknown to Slurm,"),
         },
+        // `JobState` is non-exhaustive: a variant added later is not over either.
+        #[allow(unreachable_patterns)]
         _ => JobState::Active,
     }
 }
@@ -266,10 +314,12 @@ impl Backend for SlurmBackend {
         Ok(ids
             .iter()
             .map(|id| {
-                jobs.get(id).map(|t| t.state.clone()).unwrap_or(JobState::Ended {
-                    success: false,
-                    detail: "is unknown to this run".into(),
-                })
+                jobs.get(id)
+                    .map(|t| t.state.clone())
+                    .unwrap_or(JobState::Ended {
+                        success: false,
+                        detail: "is unknown to this run".into(),
+                    })
             })
             .collect())
     }

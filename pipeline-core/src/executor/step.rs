@@ -130,6 +130,7 @@ fn execute_body(
     lease: Option<&LeaseGuard>,
     node: &Node,
     inputs: Vec<Option<Resolved>>,
+    replace: bool,
 ) -> BodyResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut ctx = StepContext { inputs };
@@ -138,7 +139,9 @@ fn execute_body(
         let mut produced = Vec::with_capacity(values.len());
         let mut metadata = Vec::with_capacity(values.len());
         for (value, spec) in values.iter().zip(&node.outputs) {
-            let mut writer = store.blob_writer()?;
+            // A step executed again because its stored output was found damaged: its
+            // output replaces the stored bytes (which may be the same name, corrupt).
+            let mut writer = store.blob_writer_for(replace)?;
             match spec.save(value.as_ref(), &mut writer) {
                 Ok(meta) => metadata.push(meta),
                 Err(e) => {
@@ -234,6 +237,7 @@ pub(super) fn run_step(
         key: job.key,
         components: &job.components,
         reason: job.reason.to_string(),
+        replace_outputs: replaces_outputs(&job.reason),
         compared: job.compared.clone(),
         lease: job.lease.take(),
     };
@@ -257,8 +261,21 @@ pub(crate) struct Commit<'a> {
     pub(crate) key: Hash128,
     pub(crate) components: &'a KeyComponents,
     pub(crate) reason: String,
+    /// The step runs again because its stored output was found damaged: its outputs
+    /// replace the stored bytes (which may have the same name, corrupt).
+    pub(crate) replace_outputs: bool,
     pub(crate) compared: Option<String>,
     pub(crate) lease: Option<LeaseGuard>,
+}
+
+/// Whether a step executed for `reason` must replace its stored outputs rather than keep
+/// bytes already stored under their names: they were found missing, corrupt or
+/// undecodable.
+pub(crate) fn replaces_outputs(reason: &Reason) -> bool {
+    matches!(
+        reason,
+        Reason::BlobCorrupt { .. } | Reason::BlobMissing { .. } | Reason::Undecodable { .. }
+    )
 }
 
 /// What [`execute_and_commit`] did.
@@ -283,6 +300,7 @@ pub(crate) fn execute_and_commit(
         key,
         components,
         reason,
+        replace_outputs,
         compared,
         mut lease,
     } = commit;
@@ -291,7 +309,15 @@ pub(crate) fn execute_and_commit(
     let started_at_us = time::now_micros();
     let clock = Instant::now();
     // The store handle's heartbeat keeps the claim alive while the body runs.
-    let outcome = execute_body(store, run_id, key, lease.as_ref(), node, inputs);
+    let outcome = execute_body(
+        store,
+        run_id,
+        key,
+        lease.as_ref(),
+        node,
+        inputs,
+        replace_outputs,
+    );
 
     let duration = clock.elapsed();
     let (status, error, produced, metadata, values) = match outcome {

@@ -36,7 +36,8 @@ use std::time::{Duration, SystemTime};
 use rusqlite::{params, TransactionBehavior};
 use serde::Serialize;
 
-use super::artifacts::{BlobStat, ListedBlob};
+use super::artifacts::{ArtifactStore, BlobStat, ListedBlob};
+use super::claim;
 use super::liveness::Liveness;
 use super::SqliteMetadata;
 use crate::error::{Error, Result};
@@ -221,17 +222,30 @@ impl SqliteMetadata {
     /// Removes runs the policy does not keep and the blobs nothing references any more,
     /// in one write transaction; safe beside running pipelines whatever the policy (see the
     /// module documentation). Blobs that a running run may still rely on are kept and
-    /// removed by a later gc, once those runs have ended.
+    /// removed by a later gc, once those runs have ended. `blobs` is the store's artifact
+    /// store; nothing is deleted where another store has claimed its location
+    /// (`store/claim.rs`).
     ///
     /// # Errors
     ///
+    /// [`Error::SharedArtifacts`] when another store has claimed the artifact location;
     /// [`Error::ReadOnly`] on a read-only handle (dry runs excepted);
     /// [`Error::StoreLocked`], [`Error::Database`] or [`Error::Io`] when the store cannot be
     /// changed.
-    pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {
+    pub(crate) fn gc_of(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport> {
         if !policy.dry_run {
             self.check_writable("collect garbage")?;
         }
+        // This store's claim on the location (a store of an earlier version writes it
+        // now), then nobody else's: checked before anything changes, and again below,
+        // after the listing.
+        let own = self.store_id(!policy.dry_run)?;
+        let describe = self.path().display().to_string();
+        if let (Some(id), false) = (&own, policy.dry_run) {
+            claim::write_claim(blobs, id, &describe)
+                .map_err(|e| Error::io(self.blobs_location(), e))?;
+        }
+        claim::check_sole_user(blobs, own.as_deref(), &describe, self.blobs_location())?;
         let mut report = GcReport {
             dry_run: policy.dry_run,
             ..GcReport::default()
@@ -414,7 +428,6 @@ impl SqliteMetadata {
                 let _ = fs::remove_file(path);
             }
         }
-        let blobs = self.artifact_store();
         // A backend's temporary object lives from the end of its upload until its rename,
         // with the lease's hold written in between: only one older than the floor is a
         // dead writer's.
@@ -424,6 +437,9 @@ impl SqliteMetadata {
         let listed = blobs
             .list()
             .map_err(|e| Error::io(self.blobs_location(), e))?;
+        // A store that claimed the location since the first check writes its blobs after
+        // its claim, so after this listing: none of them is in it.
+        claim::check_sole_user(blobs, own.as_deref(), &describe, self.blobs_location())?;
         let mut remove_stat = tx
             .prepare("DELETE FROM blobs WHERE hash = ?1")
             .map_err(|e| self.db_error(e))?;

@@ -56,6 +56,8 @@ struct Handle {
     /// How long its claims live without a heartbeat (`StoreOptions::lease_ttl`), which a
     /// worker process that adopts one must beat within.
     lease_ttl: Duration,
+    /// Set once this store's claim on the artifact location is written (`claim.rs`).
+    claimed: std::sync::OnceLock<()>,
 }
 
 impl std::fmt::Debug for Store {
@@ -151,6 +153,7 @@ impl Store {
                 lease_ttl: sqlite.options().lease_ttl,
                 sqlite: Some(sqlite),
                 config: None,
+                claimed: Default::default(),
             }),
         }
     }
@@ -179,6 +182,7 @@ impl Store {
                 counters: Arc::new(BlobCounters::default()),
                 config: None,
                 lease_ttl,
+                claimed: Default::default(),
             }),
         }
     }
@@ -298,13 +302,38 @@ impl Store {
     }
 
     pub(crate) fn blob_writer(&self) -> Result<BlobWriter> {
+        self.blob_writer_for(false)
+    }
+
+    /// A writer of a blob; with `replace`, its commit replaces a stored blob of the same
+    /// name ([`ArtifactStore::put_replacing`]: the step executes again because its stored
+    /// output was found damaged).
+    pub(crate) fn blob_writer_for(&self, replace: bool) -> Result<BlobWriter> {
         self.check_writable("write artifacts")?;
-        let put = self
-            .inner
-            .blobs
-            .put(self.inner.content_hash)
-            .map_err(|e| Error::io(self.blobs_location(), e))?;
+        self.claim_artifacts()?;
+        let blobs = &self.inner.blobs;
+        let put = if replace {
+            blobs.put_replacing(self.inner.content_hash)
+        } else {
+            blobs.put(self.inner.content_hash)
+        }
+        .map_err(|e| Error::io(self.blobs_location(), e))?;
         Ok(BlobWriter { put })
+    }
+
+    /// Writes this store's claim on its artifact location before its first blob there
+    /// (once per handle), so that the gc of another store sharing the location knows it is
+    /// not alone (`store/claim.rs`).
+    fn claim_artifacts(&self) -> Result<()> {
+        if self.inner.claimed.get().is_some() {
+            return Ok(());
+        }
+        if let Some(id) = self.inner.meta.store_id(true)? {
+            super::claim::write_claim(self.inner.blobs.as_ref(), &id, &self.inner.describe)
+                .map_err(|e| Error::io(self.blobs_location(), e))?;
+        }
+        let _ = self.inner.claimed.set(());
+        Ok(())
     }
 
     /// Finishes a blob: in place and durable under its hash; returns (hash, size).
@@ -402,8 +431,9 @@ impl Store {
         }
     }
 
-    /// Tells the metadata that a load found blob `hash` missing or corrupt; best effort.
-    fn blob_damaged(&self, hash: Hash128, corrupt: bool) {
+    /// Tells the metadata that a load (or `verify`) found blob `hash` missing or corrupt;
+    /// best effort, and nothing on a read-only handle.
+    pub(crate) fn blob_damaged(&self, hash: Hash128, corrupt: bool) {
         if self.inner.read_only.is_some() {
             return;
         }
@@ -643,9 +673,15 @@ impl Store {
     /// module documentation). Blobs that a running run may still rely on are kept and
     /// removed by a later gc, once those runs have ended.
     ///
+    /// Deletes nothing when other stores (another SQLite folder, another PostgreSQL
+    /// database) keep blobs in the same artifact location: each store claims the location
+    /// before its first blob there, and gc, which sees only this store's references,
+    /// refuses where it finds another store's claim.
+    ///
     /// # Errors
     ///
-    /// [`Error::ReadOnly`] on a read-only handle (dry runs excepted);
+    /// [`Error::SharedArtifacts`] when another store has claimed the artifact location
+    /// (nothing is changed); [`Error::ReadOnly`] on a read-only handle (dry runs excepted);
     /// [`Error::StoreLocked`], [`Error::Database`] or [`Error::Io`] when the store cannot be
     /// changed.
     pub fn gc(&self, policy: &GcPolicy) -> Result<GcReport> {

@@ -287,11 +287,16 @@ pub trait MetadataStore: Send + Sync {
     fn set_pinned(&self, run: &str, pinned: bool) -> Result<()>;
 
     /// Garbage collection ([`Store::gc`](crate::Store::gc)) of the runs this backend
-    /// records and of `blobs`, the store's artifact bytes.
+    /// records and of `blobs`, the store's artifact bytes. It writes this store's claim on
+    /// `blobs` ([`ArtifactStore::put_claim`]) and deletes nothing where another store has
+    /// claimed them, checked before anything changes and again after listing the blobs
+    /// (`store/claim.rs`).
     ///
     /// # Errors
     ///
-    /// The backend's error, or the artifact store's ([`Error::Io`](crate::Error::Io)).
+    /// [`Error::SharedArtifacts`](crate::Error::SharedArtifacts) where another store has
+    /// claimed `blobs`; the backend's error, or the artifact store's
+    /// ([`Error::Io`](crate::Error::Io)).
     fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport>;
 
     /// The schema version of the metadata.
@@ -358,6 +363,11 @@ pub(crate) trait Backend: MetadataStore {
 
     /// What [`Store::verify`](crate::Store::verify) checks, read in one snapshot.
     fn verify_rows(&self) -> Result<VerifyRows>;
+
+    /// This metadata store's id, the name of its claim on its artifact location
+    /// (`store/claim.rs`); with `create`, one is made and recorded when there is none
+    /// (unless the handle is read-only).
+    fn store_id(&self, create: bool) -> Result<Option<String>>;
 
     /// What the sidecar of blob `hex` is rewritten from
     /// ([`Store::repair`](crate::Store::repair)), if a completed execution references it.
@@ -509,21 +519,18 @@ impl MetadataStore for SqliteMetadata {
         SqliteMetadata::set_pinned(self, run, pinned)
     }
 
-    /// A SQLite store's handle holds its artifact store (the same `blobs`).
-    fn gc(&self, policy: &GcPolicy, _blobs: &dyn ArtifactStore) -> Result<GcReport> {
-        SqliteMetadata::gc(self, policy)
+    fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport> {
+        self.gc_of(policy, blobs)
     }
 
     fn schema_version(&self) -> Result<i64> {
         SqliteMetadata::schema_version(self)
     }
 
-    fn blob_damaged(&self, hash: Hash128, corrupt: bool) -> Result<()> {
-        // A missing blob is found missing by the next lookup's stat.
-        if corrupt {
-            self.forget_blob_stat(hash)?;
-        }
-        Ok(())
+    fn blob_damaged(&self, hash: Hash128, _corrupt: bool) -> Result<()> {
+        // Without its recorded stat, the next lookup stats the blob (finding it missing)
+        // and re-hashes it (finding it corrupt).
+        self.forget_blob_stat(hash)
     }
 
     fn undecodable(
@@ -566,6 +573,10 @@ impl Backend for SqliteMetadata {
 
     fn verify_rows(&self) -> Result<VerifyRows> {
         SqliteMetadata::verify_rows(self)
+    }
+
+    fn store_id(&self, create: bool) -> Result<Option<String>> {
+        SqliteMetadata::store_id(self, create)
     }
 
     fn sidecar_row(&self, hex: &str) -> Result<Option<SidecarRow>> {

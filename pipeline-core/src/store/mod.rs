@@ -40,7 +40,8 @@
 //!    live lease holds them, and no run that was running when they lost their last
 //!    reference is still running (`gc.rs`). Ages (`min_blob_age`) are a plain option on
 //!    top, not what makes gc safe. PostgreSQL: the same rules in one transaction
-//!    (`postgres/metadata.rs`, `gc`).
+//!    (`postgres/metadata.rs`, `gc`). Where another store keeps blobs in the same
+//!    artifact location (its claim is there, `claim.rs`), gc deletes none.
 //! 5. **A wave is one transaction.** The coordinator's lookups, miss explanations and
 //!    cached rows for the steps that became ready at once go in one pass (`pass.rs`; on
 //!    PostgreSQL one `BEGIN .. COMMIT`, the executions its hits reuse locked against
@@ -56,6 +57,7 @@ mod earlier;
 pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
 
+mod claim;
 mod connect;
 mod gc;
 mod guard;

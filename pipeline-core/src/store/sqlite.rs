@@ -329,6 +329,24 @@ impl SqliteMetadata {
         setting_of(&self.db(), key).map_err(|e| self.db_error(e))
     }
 
+    /// This store's id (`settings.store_id`), created now with `create` when it has none
+    /// and the handle can write; see `store/claim.rs`.
+    pub(crate) fn store_id(&self, create: bool) -> Result<Option<String>> {
+        if let Some(id) = self.setting("store_id")? {
+            return Ok(Some(id));
+        }
+        if !create || self.inner.read_only.is_some() {
+            return Ok(None);
+        }
+        self.db()
+            .execute(
+                "INSERT OR IGNORE INTO settings(key, value) VALUES ('store_id', ?1)",
+                [super::claim::new_store_id()],
+            )
+            .map_err(|e| self.db_error(e))?;
+        self.setting("store_id")
+    }
+
     /// The algorithm that names this store's blobs.
     pub fn content_hash_algorithm(&self) -> ContentHash {
         self.inner.content_hash
@@ -388,7 +406,8 @@ impl SqliteMetadata {
     }
 
     /// SQLite's side of [`MetadataStore::blob_damaged`]: forgets the blob's recorded
-    /// stat, so the next lookup re-hashes it (a missing blob is found missing by its stat).
+    /// stat, so the next lookup stats and re-hashes it, whatever the backend (a missing
+    /// blob is found missing by its stat).
     pub(crate) fn forget_blob_stat(&self, hash: Hash128) -> Result<()> {
         self.db()
             .execute("DELETE FROM blobs WHERE hash = ?1", [hash.to_hex()])
@@ -502,6 +521,10 @@ impl SqliteMetadata {
         };
         let mut outputs = Vec::new();
         let mut stale = Vec::new();
+        // On a remote backend a blob with a recorded stat is trusted (a stat would be a
+        // request per output); the load verifies it, and forgets the stat when it finds it
+        // damaged (`blob_damaged`), so the next lookup asks the backend.
+        let trust_recorded = !self.inner.blobs.stat_on_hit();
         for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable) in rows {
             if let Some(type_name) = undecodable {
                 return Ok(Lookup::Damaged(Damage::Undecodable {
@@ -512,6 +535,10 @@ impl SqliteMetadata {
             let Some(hash) = Hash128::from_hex(&hex) else {
                 return Ok(Lookup::Damaged(Damage::Corrupt { output: name }));
             };
+            if trust_recorded && blob_size.is_some() {
+                outputs.push((hash, size as u64));
+                continue;
+            }
             match self.check_blob(conn, hash, blob_size, blob_mtime)? {
                 BlobState::Ok { stale_use } => {
                     outputs.push((hash, size as u64));

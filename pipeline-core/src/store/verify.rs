@@ -198,7 +198,10 @@ impl Store {
     /// and have their sidecars, executions record all their outputs and belong to a run,
     /// no run is left running by a dead process, and no temporary file is left by one.
     ///
-    /// Reads every referenced blob; changes nothing, so it works on a read-only handle.
+    /// Reads every referenced blob. Every missing or corrupt one is told to the metadata,
+    /// as a load that finds it does, so the next run executes again all the steps whose
+    /// outputs are damaged (one run heals them all). Nothing else changes; on a read-only
+    /// handle nothing at all.
     ///
     /// # Errors
     ///
@@ -247,6 +250,7 @@ impl Store {
                             .problems
                             .extend(check_sidecar(blobs, hash, &path, &hex)?);
                     } else {
+                        self.blob_damaged(hash, true);
                         report.problems.push(Problem::CorruptBlob {
                             hash: hex,
                             actual: actual.to_hex(),
@@ -254,6 +258,7 @@ impl Store {
                     }
                 }
                 Ok(None) => {
+                    self.blob_damaged(hash, false);
                     report.problems.push(Problem::MissingBlob {
                         hash: hex,
                         execution,

@@ -67,7 +67,13 @@ pub(crate) fn expand(
     }
     // Options and tokens both count: `outputs(..)` is a declaration. `version` and the
     // other options with parts of their own are left out, so changing one names itself.
-    let hashed_options = signature::without_options(&attr_tokens, attr::PART_OPTIONS);
+    // `resources(..)` says where the step runs, not what it computes: left out too.
+    let unhashed: Vec<&str> = attr::PART_OPTIONS
+        .iter()
+        .chain(attr::RUNTIME_OPTIONS)
+        .copied()
+        .collect();
+    let hashed_options = signature::without_options(&attr_tokens, &unhashed);
     let own = signature::signature(quote!(step(#hashed_options) #item));
     let root = attr::root(&options.krate);
     let extras = code::step_extras(&root, &options, source_file, &mut errors);
@@ -412,6 +418,7 @@ fn generate(
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
+    let (resources_item, resources) = resources(&root, options.resources.as_ref());
     let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
     let (sig_items, sig_value, sig_parts, sig_uses) =
         (&sig.items, &sig.signature, &sig.parts, &sig.uses);
@@ -463,6 +470,8 @@ fn generate(
             #[doc = #SIGNATURE_DOC]
             pub const SIGNATURE: u64 = #sig_value;
 
+            #resources_item
+
             #[doc(hidden)]
             pub static __PL_STEP: #root::__private::StepDecl = #root::__private::StepDecl::new(
                 ::core::module_path!(),
@@ -485,6 +494,7 @@ fn generate(
                     inputs: &[#(#input_names),*],
                     outputs: &[#(#output_names),*],
                     enable_cache: #enable_cache,
+                    resources: #resources,
                 },
                 rebuild: #root::__private::rebuild::<__PlScope>,
             };
@@ -562,6 +572,39 @@ fn generate(
             #root::__private::wire::<#name::__PlScope>(&#name::__PL_ENTRY, #given_list)
         }
     }
+}
+
+/// `resources(..)` as a constant in the step's module, and the `StepInfo` field naming it.
+/// The memory and time texts are read by the runtime's own `const` parsers, so a text they
+/// refuse stops the build with their message ("evaluation panicked: unknown unit; use K,
+/// M, G or T"), under the attribute: rustc points at the constant, which is the macro's.
+fn resources(
+    root: &TokenStream,
+    options: Option<&attr::ResourceOptions>,
+) -> (TokenStream, TokenStream) {
+    let Some(r) = options else {
+        return (quote!(), quote!(::core::option::Option::None));
+    };
+    let mut value = quote!(#root::__private::Resources::new());
+    if let Some(cpus) = &r.cpus {
+        value = quote!(#value.cpus(#cpus));
+    }
+    if let Some(mem) = &r.mem {
+        value = quote!(#value.mem(#root::__private::Memory::parse_or_panic(#mem)));
+    }
+    if let Some(gpus) = &r.gpus {
+        value = quote!(#value.gpus(#gpus));
+    }
+    if let Some(time) = &r.time {
+        value = quote!(#value.time(#root::__private::TimeLimit::parse_or_panic(#time)));
+    }
+    (
+        quote! {
+            #[doc(hidden)]
+            pub const __PL_RESOURCES: #root::__private::Resources = #value;
+        },
+        quote!(::core::option::Option::Some(&__PL_RESOURCES)),
+    )
 }
 
 /// `(a, (b, ()))`: a list as the runtime's `InputList` and `OutputList` take it.

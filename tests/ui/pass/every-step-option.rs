@@ -20,6 +20,7 @@ fn clip(x: f64) -> f64 {
     deps = [serde],
     build_profile = true,
     source_file = true,
+    resources(cpus = 4, mem = "8G", gpus = 1, time = "2h"),
     crate = ::pipeline
 )]
 fn load(n: usize) -> (Vec<f64>, Vec<f64>) {

@@ -7,9 +7,11 @@
 //! and whose hash is the blob's name is renamed into place. A copy starts with a header
 //! ([`HEADER`] bytes: a magic, the hash kind, the size and the hash), so one whose length
 //! is wrong (a truncated file, another file put there) is never used and is removed on
-//! sight; a copy is hashed again while it is read, and one whose bytes changed since it
-//! was filled fails its read with an error and is removed, so the next load fetches the
-//! blob again. Nothing in the folder is needed: delete it, or any file in it, at any time.
+//! sight; a copy is hashed when it is opened, and one whose bytes changed since it was
+//! filled is removed and not used: the load downloads the blob again (and verifies it), so
+//! a damaged local copy never fails a load nor passes for damage of the stored object. (It
+//! is hashed once more while it is read: bytes changed in between fail that read.) Nothing
+//! in the folder is needed: delete it, or any file in it, at any time.
 //!
 //! The cache is not bounded: a blob leaves it when it is deleted from the store
 //! ([`ArtifactStore::delete`], which garbage collection calls) or when the folder is
@@ -111,6 +113,18 @@ impl ReadCache {
             let _ = fs::remove_file(&path);
             return None;
         };
+        // Hashed before it is handed out: a copy whose bytes changed on the local disk
+        // since it was filled is not the blob (the stored object may well be intact), so it
+        // is dropped and the caller downloads the blob again, rather than failing a load
+        // whose reader has already consumed the bytes.
+        let mut hasher = Hasher::new(kind);
+        let mut reader = io::BufReader::with_capacity(1 << 20, &mut file);
+        let hashed = io::copy(&mut reader, &mut HashSink(&mut hasher));
+        drop(reader);
+        if !matches!(hashed, Ok(n) if n == size) || hasher.finish() != hash {
+            let _ = fs::remove_file(&path);
+            return None;
+        }
         if file.seek(SeekFrom::Start(HEADER as u64)).is_err() {
             return None;
         }
@@ -264,9 +278,24 @@ impl Drop for Fill {
     }
 }
 
-/// A cached copy being read: hashed again on the way, so bytes changed on the local disk
-/// since the copy was filled end the read with an error instead of reaching the caller as
-/// the blob (the copy is removed; the next load downloads the blob again).
+/// Feeds what is written to a [`Hasher`].
+struct HashSink<'a>(&'a mut Hasher);
+
+impl Write for HashSink<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A cached copy being read, checked when it was opened ([`ReadCache::open`]) and hashed
+/// again on the way, so bytes changed on the local disk between the two end the read with
+/// an error instead of reaching the caller as the blob (the copy is removed; the next load
+/// downloads the blob again).
 struct CachedCopy {
     file: io::BufReader<File>,
     hasher: Hasher,

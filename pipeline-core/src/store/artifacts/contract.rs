@@ -52,7 +52,8 @@ type Test = fn(&Backend);
 /// `commit_with` (before the blob is visible; its error aborts), a missing blob's
 /// `stat`/`open`/`delete`, delete, list, a stat that does not move while the bytes do not
 /// (and a `touch` that leaves it alone), sidecars, a large value written in uneven pieces,
-/// and damage found by hashing on read (when the backend provides [`Backend::tamper`]).
+/// damage found by hashing on read and healed by [`ArtifactStore::put_replacing`] (when
+/// the backend provides [`Backend::tamper`]), and the claims of stores on the location.
 ///
 /// # Panics
 ///
@@ -73,6 +74,8 @@ pub fn artifact_store<F: Fn() -> Backend>(factory: F) {
         ("sidecars", sidecars),
         ("large_value_in_pieces", large_value_in_pieces),
         ("damage_is_detected_on_read", damage_is_detected_on_read),
+        ("a_replacing_put_heals_damage", a_replacing_put_heals_damage),
+        ("claims", claims),
     ];
     for (name, test) in tests {
         let backend = factory();
@@ -469,6 +472,67 @@ fn damage_is_detected_on_read(b: &Backend) {
         "open returns what is stored"
     );
     assert_eq!(size, bytes.len() as u64);
+}
+
+/// [`ArtifactStore::put_replacing`] puts the correct bytes in place of damaged ones of the
+/// same name (a plain put may keep what is there).
+fn a_replacing_put_heals_damage(b: &Backend) {
+    let Some(tamper) = &b.tamper else {
+        eprintln!("artifact store contract: no `tamper` given, healing test not run");
+        return;
+    };
+    let store = b.store.as_ref();
+    let bytes = bytes_of(51, 30_000);
+    let (hash, _) = put(store, &bytes, ContentHash::Xxh3);
+    let mut damaged = bytes.clone();
+    damaged[77] ^= 0xff;
+    tamper(hash, &damaged).expect("the test can damage a blob");
+    assert_eq!(
+        read(store, hash),
+        Some(damaged),
+        "the damage is what is stored"
+    );
+    let mut w = store.put_replacing(ContentHash::Xxh3).unwrap();
+    w.write_all(&bytes).unwrap();
+    assert_eq!(w.commit().unwrap(), (hash, bytes.len() as u64));
+    assert_eq!(
+        hash_blob(store, hash, ContentHash::Xxh3).unwrap(),
+        Some((hash, bytes.len() as u64)),
+        "the replacing put healed the stored bytes"
+    );
+    assert!(read(store, hash) == Some(bytes), "and loads read them");
+}
+
+/// Claims of stores on the location: one per id, replaced by the same id, not blobs. A
+/// backend that keeps the defaults (no claims) passes, saying so.
+fn claims(b: &Backend) {
+    let store = b.store.as_ref();
+    match store.claims() {
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+            eprintln!("artifact store contract: the backend records no claims (gc cannot tell whether stores share it)");
+            return;
+        }
+        other => assert!(other.unwrap().is_empty(), "a fresh backend has no claims"),
+    }
+    let (hash, _) = put(store, &bytes_of(52, 100), ContentHash::Xxh3);
+    store.put_claim("store-a", b"{\"a\":1}").unwrap();
+    store.put_claim("store_b", b"{}").unwrap();
+    store.put_claim("store-a", b"{\"a\":2}").unwrap();
+    let mut found = store.claims().unwrap();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("store-a".to_string(), b"{\"a\":2}".to_vec()),
+            ("store_b".to_string(), b"{}".to_vec())
+        ],
+        "one claim per store, the latest"
+    );
+    assert_eq!(hashes(store), HashSet::from([hash]), "claims are not blobs");
+    assert!(
+        store.put_claim("../x", b"{}").is_err(),
+        "a claim id is one plain name"
+    );
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::{ArtifactStore, BlobPut, BlobStat, ListedBlob};
+use super::{
+    invalid_claim_id, valid_claim_id, ArtifactStore, BlobPut, BlobStat, ListedBlob, CLAIMS_DIR,
+};
 use crate::key::Hash128;
 use crate::local_fs::mtime_ns;
 use crate::store::blob::{blob_path, HashingWriter};
@@ -172,7 +174,10 @@ impl ArtifactStore for LocalArtifacts {
         };
         for fanout in entries {
             let fanout = fanout?;
-            if fanout.file_name() == "tmp" || !fanout.file_type()?.is_dir() {
+            if fanout.file_name() == "tmp"
+                || fanout.file_name() == CLAIMS_DIR
+                || !fanout.file_type()?.is_dir()
+            {
                 continue;
             }
             for blob in fs::read_dir(fanout.path())? {
@@ -199,6 +204,46 @@ impl ArtifactStore for LocalArtifacts {
             .write(true)
             .open(blob_path(&self.dir, hash))?
             .set_times(now)
+    }
+
+    fn put_claim(&self, store_id: &str, doc: &[u8]) -> io::Result<()> {
+        if !valid_claim_id(store_id) {
+            return Err(invalid_claim_id(store_id));
+        }
+        let dir = self.dir.join(CLAIMS_DIR);
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{store_id}.json"));
+        // Unique per writer: the handles of one store (one id) may claim at once.
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!("{store_id}.json.{}-{n}.tmp", std::process::id()));
+        fs::write(&tmp, doc)?;
+        File::open(&tmp)?.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        // Durable before the first blob this store writes here.
+        File::open(&dir)?.sync_all()
+    }
+
+    fn claims(&self) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let entries = match fs::read_dir(self.dir.join(CLAIMS_DIR)) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(id) = name.strip_suffix(".json").filter(|id| valid_claim_id(id)) else {
+                continue; // a claim being written, or a stranger
+            };
+            match fs::read(entry.path()) {
+                Ok(doc) => out.push((id.to_string(), doc)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
     }
 
     fn put_sidecar(&self, hash: Hash128, doc: &[u8]) -> io::Result<()> {

@@ -117,6 +117,17 @@ pub trait ArtifactStore: Send + Sync + fmt::Debug {
     /// When the backend cannot be asked (permissions, an unreachable server).
     fn stat(&self, hash: Hash128) -> io::Result<Option<BlobStat>>;
 
+    /// Whether a cache hit confirms each output with [`stat`](ArtifactStore::stat) before
+    /// reusing it: `true` (the default) where a stat is cheap, as in a local folder; `false`
+    /// where it is a request to a server (S3), and then a hit of SQLite metadata trusts
+    /// what the store recorded when the blob was written, as one of PostgreSQL metadata
+    /// always does: a blob deleted or damaged behind the store's back is found by the load,
+    /// which verifies the hash and tells the metadata, so the next run executes its step
+    /// again.
+    fn stat_on_hit(&self) -> bool {
+        true
+    }
+
     /// Removes blob `hash` and its sidecar; `false` when there was no such blob.
     ///
     /// # Errors
@@ -158,6 +169,53 @@ pub trait ArtifactStore: Send + Sync + fmt::Debug {
         _dry_run: bool,
     ) -> io::Result<usize> {
         Ok(0)
+    }
+
+    /// As [`put`](ArtifactStore::put), but [`commit`](BlobPut::commit) replaces a blob of
+    /// the same name that is already there instead of keeping it: the store writes this
+    /// way when a step executes again because its stored output was found damaged, so that
+    /// the correct bytes take the place of the corrupt ones. The default is `put`, right
+    /// for backends whose commit always replaces (such as [`LocalArtifacts`]); a backend
+    /// that keeps existing blobs must override it, or a corrupt blob never heals.
+    ///
+    /// # Errors
+    ///
+    /// As for [`put`](ArtifactStore::put).
+    fn put_replacing(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
+        self.put(kind)
+    }
+
+    /// Records that the metadata store `store_id` keeps blobs here (`doc`: a small JSON
+    /// document naming it), replacing an earlier claim of the same id. Each store writes
+    /// its own claim before its first blob, so that garbage collection of any store sharing
+    /// the location can tell it is not alone (and then deletes nothing: the other store's
+    /// rows are out of its sight). The built-in backends keep claims in
+    /// `<location>/.pipeline-stores/<id>.json`. The default fails with
+    /// [`io::ErrorKind::Unsupported`]: the store then cannot tell whether another one
+    /// shares the location, and gc assumes it does not.
+    ///
+    /// # Errors
+    ///
+    /// When the claim cannot be written; [`io::ErrorKind::Unsupported`] by default.
+    fn put_claim(&self, store_id: &str, doc: &[u8]) -> io::Result<()> {
+        let _ = (store_id, doc);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this artifact backend does not record which stores use it",
+        ))
+    }
+
+    /// The claims written by [`put_claim`](ArtifactStore::put_claim): `(store id,
+    /// document)` of every metadata store that keeps blobs here, in no particular order.
+    ///
+    /// # Errors
+    ///
+    /// When they cannot be listed or read; [`io::ErrorKind::Unsupported`] by default.
+    fn claims(&self) -> io::Result<Vec<(String, Vec<u8>)>> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this artifact backend does not record which stores use it",
+        ))
     }
 
     /// Stores `doc` (a JSON document describing blob `hash`: type, cacher, producer) beside
@@ -216,6 +274,28 @@ pub trait BlobPut: Write + Send {
     fn commit(self: Box<Self>) -> io::Result<(Hash128, u64)> {
         self.commit_with(&mut |_| Ok(()))
     }
+}
+
+/// The folder (or object prefix) under a backend's location that holds the claims of the
+/// stores using it ([`ArtifactStore::put_claim`]).
+pub const CLAIMS_DIR: &str = ".pipeline-stores";
+
+/// Whether `id` may name a claim: what [`ArtifactStore::put_claim`] accepts (letters,
+/// digits, `-` and `_`, at most 64), so that it is one safe file or object name.
+pub(crate) fn valid_claim_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The error for a claim id that [`valid_claim_id`] refuses.
+pub(crate) fn invalid_claim_id(id: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("`{id}` is not a store id (letters, digits, `-` and `_`, at most 64)"),
+    )
 }
 
 /// The location of a blob backend as a whole (the folder or prefix above its fan-out

@@ -40,7 +40,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::runtime::Runtime;
 
 use super::cache::{Fill, ReadCache};
-use super::{ArtifactStore, BlobPut, BlobStat, ListedBlob};
+use super::{
+    invalid_claim_id, valid_claim_id, ArtifactStore, BlobPut, BlobStat, ListedBlob, CLAIMS_DIR,
+};
 use crate::key::Hash128;
 use crate::store::blob::HashingWriter;
 use crate::store::ContentHash;
@@ -163,8 +165,8 @@ impl ObjectArtifacts {
     /// `artifacts/cache/` in the store's directory for S3 artifacts.
     ///
     /// A copy is written to a temporary file while the blob streams to its reader and put
-    /// in place only when its size and hash are the blob's; a copy whose size is wrong is
-    /// never used, one whose bytes changed fails its read and is removed. The folder is not
+    /// in place only when its size and hash are the blob's; a copy whose size is wrong or
+    /// whose bytes changed is removed and not used (the blob is downloaded again). The folder is not
     /// bounded: a blob's copy goes when the blob is deleted (garbage collection), and the
     /// folder may be emptied at any time.
     ///
@@ -483,8 +485,9 @@ fn stat_of(meta: &ObjectMeta) -> BlobStat {
     }
 }
 
-impl ArtifactStore for ObjectArtifacts {
-    fn put(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
+impl ObjectArtifacts {
+    /// Starts a put; with `replace`, its commit replaces a blob of the same name.
+    fn start_put(&self, kind: ContentHash, replace: bool) -> io::Result<Box<dyn BlobPut>> {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let nanos = SystemTime::now()
@@ -508,7 +511,18 @@ impl ArtifactStore for ObjectArtifacts {
             out: Some(HashingWriter::with_hash(sink, kind)),
             tmp,
             backend: self.clone(),
+            replace,
         }))
+    }
+}
+
+impl ArtifactStore for ObjectArtifacts {
+    fn put(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
+        self.start_put(kind, false)
+    }
+
+    fn put_replacing(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
+        self.start_put(kind, true)
     }
 
     fn open(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>> {
@@ -524,6 +538,11 @@ impl ArtifactStore for ObjectArtifacts {
 
     fn stat(&self, hash: Hash128) -> io::Result<Option<BlobStat>> {
         Ok(self.head(&self.blob(hash))?.as_ref().map(stat_of))
+    }
+
+    /// Only in a local folder: elsewhere a stat is a request per output.
+    fn stat_on_hit(&self) -> bool {
+        self.local_root.is_some()
     }
 
     fn delete(&self, hash: Hash128) -> io::Result<bool> {
@@ -603,6 +622,54 @@ impl ArtifactStore for ObjectArtifacts {
             }
         }
         Ok(removed)
+    }
+
+    fn put_claim(&self, store_id: &str, doc: &[u8]) -> io::Result<()> {
+        if !valid_claim_id(store_id) {
+            return Err(invalid_claim_id(store_id));
+        }
+        let path = self
+            .prefix
+            .clone()
+            .join(CLAIMS_DIR)
+            .join(format!("{store_id}.json"));
+        let payload = PutPayload::from(Bytes::copy_from_slice(doc));
+        self.runtime
+            .block_on(self.store.put(&path, payload))
+            .map(|_| ())
+            .map_err(|e| self.error(e))?;
+        if let Some(root) = &self.local_root {
+            let dir = root.join(CLAIMS_DIR);
+            std::fs::File::open(dir.join(format!("{store_id}.json")))?.sync_all()?;
+            std::fs::File::open(&dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn claims(&self) -> io::Result<Vec<(String, Vec<u8>)>> {
+        let dir = self.prefix.clone().join(CLAIMS_DIR);
+        let metas: Vec<object_store::Result<ObjectMeta>> = self
+            .runtime
+            .block_on(self.store.list(Some(&dir)).collect::<Vec<_>>());
+        let mut out = Vec::new();
+        for meta in metas {
+            let meta = meta.map_err(|e| self.error(e))?;
+            let Some(name) = meta.location.filename() else {
+                continue;
+            };
+            let Some(id) = name.strip_suffix(".json").filter(|id| valid_claim_id(id)) else {
+                continue;
+            };
+            let id = id.to_string();
+            let Some(got) = self.found(self.runtime.block_on(self.store.get(&meta.location)))?
+            else {
+                continue; // removed since the listing
+            };
+            if let Some(doc) = self.found(self.runtime.block_on(got.bytes()))? {
+                out.push((id, doc.to_vec()));
+            }
+        }
+        Ok(out)
     }
 
     fn put_sidecar(&self, hash: Hash128, doc: &[u8]) -> io::Result<()> {
@@ -695,6 +762,8 @@ struct ObjectPut {
     out: Option<HashingWriter<Upload>>,
     tmp: ObjectPath,
     backend: ObjectArtifacts,
+    /// Replace a blob of the same name ([`ArtifactStore::put_replacing`]).
+    replace: bool,
 }
 
 impl ObjectPut {
@@ -738,11 +807,19 @@ impl BlobPut for ObjectPut {
             return Err(e);
         }
         let target = b.blob(hash);
-        let placed = match b.head(&target)? {
-            // Same name, same bytes: keep the object that is there (never overwritten).
-            Some(_) => b.runtime.block_on(b.store.delete(&self.tmp)),
-            None => b.runtime.block_on(b.store.rename(&self.tmp, &target)),
+        let keep = !self.replace && b.head(&target)?.is_some();
+        let placed = if keep {
+            // Same name, same bytes: keep the object that is there.
+            b.runtime.block_on(b.store.delete(&self.tmp))
+        } else {
+            // A new blob, or one whose stored bytes were found damaged: these replace them.
+            b.runtime.block_on(b.store.rename(&self.tmp, &target))
         };
+        if self.replace {
+            if let Some(cache) = &b.cache {
+                cache.remove(hash); // a local copy of the damaged bytes, if any
+            }
+        }
         if let Err(e) = placed {
             // Best effort: a temporary object left behind is never taken for a blob.
             let _ = b.runtime.block_on(b.store.delete(&self.tmp));

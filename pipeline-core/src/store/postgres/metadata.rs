@@ -38,7 +38,8 @@ use crate::config::PostgresUrl;
 use crate::error::{Error, Result, UnknownValue};
 use crate::key::{Hash128, KeyComponents};
 use crate::status::StepStatus;
-use crate::store::artifacts::{ArtifactStore, BlobStat, ListedBlob};
+use crate::store::artifacts::{self, ArtifactStore, BlobStat, ListedBlob};
+use crate::store::claim;
 use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
 use crate::store::gc::{self, GcPolicy, GcReport, RunRow, STALE_TEMPORARY};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
@@ -1105,8 +1106,18 @@ impl MetadataStore for PostgresMetadata {
     }
 
     fn gc(&self, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport> {
+        // This store's claim on the location, then nobody else's (`store/claim.rs`):
+        // checked before anything changes, and again after the listing.
+        let own = self.store_id(!policy.dry_run)?;
+        let describe = self.url().to_string();
+        let location = artifacts::backend_location(blobs, std::path::Path::new(""));
+        if let (Some(id), false) = (&own, policy.dry_run) {
+            claim::write_claim(blobs, id, &describe).map_err(|e| Error::io(&location, e))?;
+        }
+        let sole = || claim::check_sole_user(blobs, own.as_deref(), &describe, location.clone());
+        sole()?;
         let mut conn = self.inner.db.conn()?;
-        gc(&mut conn, policy, blobs).map_err(|f| self.error(f))
+        gc(&mut conn, policy, blobs, &|| sole().map_err(Fail::Other)).map_err(|f| self.error(f))
     }
 
     fn schema_version(&self) -> Result<i64> {
@@ -1285,6 +1296,23 @@ impl Backend for PostgresMetadata {
         before: Option<i64>,
     ) -> Result<Option<Candidates>> {
         self.read(|c| earlier_calls(c, step, pipeline, exclude_run, before))
+    }
+
+    fn store_id(&self, create: bool) -> Result<Option<String>> {
+        self.read(|c| {
+            if create {
+                c.execute(
+                    "INSERT INTO settings(key, value) VALUES ('store_id', $1) \
+                     ON CONFLICT (key) DO NOTHING",
+                    &[&claim::new_store_id()],
+                )?;
+            }
+            Ok(
+                c.query_opt("SELECT value FROM settings WHERE key = 'store_id'", &[])?
+                    .map(|r| r.try_get(0))
+                    .transpose()?,
+            )
+        })
     }
 
     fn verify_rows(&self) -> Result<VerifyRows> {
@@ -1651,7 +1679,15 @@ fn earlier_calls(
 /// whose hit reuses one of them (it holds it `FOR KEY SHARE`) commits its cached row first,
 /// and gc plans again with that row as a kept one; a pass that comes later waits for gc and
 /// finds the key's newest execution again.
-fn gc(c: &mut Client, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<GcReport, Fail> {
+///
+/// `sole` fails when another store has claimed the artifact location: it is asked again
+/// after the blobs are listed, before any is deleted.
+fn gc(
+    c: &mut Client,
+    policy: &GcPolicy,
+    blobs: &dyn ArtifactStore,
+    sole: &dyn Fn() -> Result<(), Fail>,
+) -> Result<GcReport, Fail> {
     let mut tx = c.transaction()?;
     tx.execute(
         "SELECT pg_advisory_xact_lock(pipeline_owner_key('gc'))",
@@ -1761,6 +1797,9 @@ fn gc(c: &mut Client, policy: &GcPolicy, blobs: &dyn ArtifactStore) -> Result<Gc
         .remove_stale_temporaries(policy.min_blob_age.max(STALE_TEMPORARY), policy.dry_run)
         .map_err(location)?;
     let listed = blobs.list().map_err(location)?;
+    // A store that claimed the location since the first check writes its blobs after its
+    // claim, so after this listing: none of them is in it.
+    sole()?;
     if !policy.dry_run {
         let back: Vec<&str> = condemned
             .keys()

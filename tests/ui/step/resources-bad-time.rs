@@ -1,0 +1,8 @@
+use pipeline::prelude::*;
+
+#[step(resources(time = "2 hours and a bit"))]
+fn train(n: u64) -> u64 {
+    n
+}
+
+fn main() {}
