@@ -1031,7 +1031,42 @@ fn side_by_side<O: pipeline::PipelineOutput>(
     Ok((median(ta), median(tb)))
 }
 
+/// Figure 13: the per-step cost of the process backend (a worker process of this binary
+/// per step: start, open the store, adopt the lease, load the input, commit) against the
+/// thread backend: a chain of `n` trivial steps, executed in a fresh store each time, on
+/// `ExecutorKind::Processes` and on threads, alternated; medians over 5 runs.
+fn figure_13(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    use pipeline::config::ExecutorKind;
+
+    let n = 20;
+    let (mut processes, mut threads) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        for (kind, times) in [
+            (ExecutorKind::Processes, &mut processes),
+            (ExecutorKind::Threads, &mut threads),
+        ] {
+            let store = Store::open(dir.join(format!("backend-{kind}-{i}")))?;
+            let p = chain(n).store(store).executor(kind);
+            let (d, run) = time(|| p.run());
+            run?;
+            times.push(d / n as u32);
+        }
+    }
+    let (processes, threads) = (median(processes), median(threads));
+    table.add(
+        "13. executed trivial step: process backend vs threads",
+        format!("{}/step", fmt_dur(processes)),
+        format!("{}/step", fmt_dur(threads)),
+        fmt_ratio(processes.as_secs_f64() / threads.as_secs_f64().max(1e-12)),
+        "(figure only; issue 16)",
+        None,
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
+    // Figure 13 runs steps in worker processes of this binary.
+    pipeline::worker::enter();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -1106,6 +1141,9 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(12) {
         figure_12(&mut table, &dir)?;
+    }
+    if options.wants(13) {
+        figure_13(&mut table, &dir)?;
     }
     println!();
     println!(
