@@ -70,6 +70,20 @@ impl StepEntry {
 #[linkme::distributed_slice]
 pub static STEPS: [StepEntry];
 
+/// Registers a step's entry in [`STEPS`] (for generated code). Through this macro rather
+/// than `linkme`'s attributes in the step's expansion: a wrong `#[step(crate = ..)]` path
+/// is then one error, not also an unknown `#[linkme]` attribute.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pl_register_step {
+    ($(#[$meta:meta])* $vis:vis static $name:ident : $ty:ty = $init:expr ;) => {
+        $(#[$meta])*
+        #[$crate::__private::linkme::distributed_slice($crate::__private::STEPS)]
+        #[linkme(crate = $crate::__private::linkme)]
+        $vis static $name: $ty = $init;
+    };
+}
+
 /// The step whose full path is `path`.
 pub fn entry(path: &str) -> Option<&'static StepEntry> {
     STEPS.iter().find(|e| e.path() == path)
