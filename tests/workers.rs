@@ -23,8 +23,11 @@ struct Settings {
     label: String,
 }
 
+/// One `(x, y)` point.
+type Point = (f64, f64);
+
 #[step]
-fn make_data(settings: &Settings) -> Vec<(f64, f64)> {
+fn make_data(settings: &Settings) -> Vec<Point> {
     (0..settings.n)
         .map(|i| {
             let x = i as f64;
@@ -34,7 +37,7 @@ fn make_data(settings: &Settings) -> Vec<(f64, f64)> {
 }
 
 #[step(outputs(train, test))]
-fn split(rows: &[(f64, f64)], test_every: usize) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn split(rows: &[Point], test_every: usize) -> (Vec<Point>, Vec<Point>) {
     let (test, train): (Vec<_>, Vec<_>) = rows
         .iter()
         .enumerate()

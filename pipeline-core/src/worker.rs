@@ -3,9 +3,9 @@
 //!
 //! Put [`enter`] first in `main`:
 //!
-//! ```no_run
+//! ```text
 //! fn main() {
-//!     pipeline_core::worker::enter();
+//!     pipeline::worker::enter();
 //!     // .. build and run pipelines as usual
 //! }
 //! ```
@@ -56,8 +56,11 @@ pub struct StepEntry {
     pub info: StepInfo,
     /// Rebuilds a call of the step: parameter `i` decoded from `params[i]`, artifact inputs
     /// (`None`) left for the worker to bind (`wire::rebuild::<S>`).
-    pub rebuild: fn(&'static StepEntry, &[Option<Vec<u8>>]) -> Result<StepDef, BoxError>,
+    pub rebuild: Rebuild,
 }
+
+/// How a [`StepEntry`] rebuilds a call of its step from stored inputs.
+pub type Rebuild = fn(&'static StepEntry, &[Option<Vec<u8>>]) -> Result<StepDef, BoxError>;
 
 impl StepEntry {
     /// The step's full path: its module path and name (`my_crate::train::fit`).
