@@ -87,6 +87,17 @@ macro_rules! __pl_register_step {
     };
 }
 
+/// `&<step>::__PL_ENTRY`, the entry [`__pl_register_step`] declared in a step's module
+/// (for generated code): through a macro, so that a wrong crate path leaves it unexpanded
+/// instead of adding an error about the missing entry.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pl_step_entry {
+    ($step:ident) => {
+        &$step::__PL_ENTRY
+    };
+}
+
 /// The step whose full path is `path`.
 pub fn entry(path: &str) -> Option<&'static StepEntry> {
     STEPS.iter().find(|e| e.path() == path)

@@ -559,7 +559,10 @@ fn generate(
         #(#docs)*
         #[allow(clippy::too_many_arguments)]
         #vis fn #name<#(#modes),*>(#(#wiring_args),*) -> #wiring_ret {
-            #root::__private::wire::<#name::__PlScope>(&#name::__PL_ENTRY, #given_list)
+            #root::__private::wire::<#name::__PlScope>(
+                #root::__private::step_entry!(#name),
+                #given_list,
+            )
         }
     }
 }
