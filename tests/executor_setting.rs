@@ -1,5 +1,6 @@
-//! `PIPELINE_EXECUTOR=processes | slurm` is not built yet: a run says so once, at WARN, and
-//! runs its steps on threads, instead of ignoring the setting in silence. One test in its
+//! `PIPELINE_EXECUTOR=slurm` is not built yet: a run says so once, at WARN, and runs its
+//! steps on threads, instead of ignoring the setting in silence (`processes` is built; see
+//! tests/workers.rs). One test in its
 //! own binary, because it sets a process-wide variable.
 
 mod common;
