@@ -357,6 +357,10 @@ fn replay(store: &Path, run: &str, step: &str) -> (Option<i32>, String) {
     )
 }
 
+/// Also a regression test: the threads run's store handle stays open while the processes
+/// run opens a second one on the same SQLite file; opening it used to drop the first one's
+/// POSIX locks, so a worker closing its connection removed the WAL under the driver, and
+/// the next worker did not see its claim.
 fn replay_reports_equal_and_different_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let path = store_dir(&dir, "s");
