@@ -23,8 +23,11 @@ struct Settings {
     label: String,
 }
 
+/// One `(x, y)` point.
+type Point = (f64, f64);
+
 #[step]
-fn make_data(settings: &Settings) -> Vec<(f64, f64)> {
+fn make_data(settings: &Settings) -> Vec<Point> {
     (0..settings.n)
         .map(|i| {
             let x = i as f64;
@@ -34,7 +37,7 @@ fn make_data(settings: &Settings) -> Vec<(f64, f64)> {
 }
 
 #[step(outputs(train, test))]
-fn split(rows: &[(f64, f64)], test_every: usize) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn split(rows: &[Point], test_every: usize) -> (Vec<Point>, Vec<Point>) {
     let (test, train): (Vec<_>, Vec<_>) = rows
         .iter()
         .enumerate()
@@ -355,6 +358,10 @@ fn replay(store: &Path, run: &str, step: &str) -> (Option<i32>, String) {
     )
 }
 
+/// Also a regression test: the threads run's store handle stays open while the processes
+/// run opens a second one on the same SQLite file; opening it used to drop the first one's
+/// POSIX locks, so a worker closing its connection removed the WAL under the driver, and
+/// the next worker did not see its claim.
 fn replay_reports_equal_and_different_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let path = store_dir(&dir, "s");

@@ -65,6 +65,8 @@ pub mod __private {
     };
     pub use crate::{Artifact, Bincode, Json};
 
+    pub use crate::__pl_register_step as register_step;
+    pub use crate::__pl_step_entry as step_entry;
     /// Compile-time checks: one spanned error per missing bound (see `checks.rs`).
     pub use crate::checks::{
         build_pipeline, unwired, CannotStore, Checked, InputNotDeserialize, InputNotSerialize,

@@ -3,9 +3,9 @@
 //!
 //! Put [`enter`] first in `main`:
 //!
-//! ```no_run
+//! ```text
 //! fn main() {
-//!     pipeline_core::worker::enter();
+//!     pipeline::worker::enter();
 //!     // .. build and run pipelines as usual
 //! }
 //! ```
@@ -56,8 +56,11 @@ pub struct StepEntry {
     pub info: StepInfo,
     /// Rebuilds a call of the step: parameter `i` decoded from `params[i]`, artifact inputs
     /// (`None`) left for the worker to bind (`wire::rebuild::<S>`).
-    pub rebuild: fn(&'static StepEntry, &[Option<Vec<u8>>]) -> Result<StepDef, BoxError>,
+    pub rebuild: Rebuild,
 }
+
+/// How a [`StepEntry`] rebuilds a call of its step from stored inputs.
+pub type Rebuild = fn(&'static StepEntry, &[Option<Vec<u8>>]) -> Result<StepDef, BoxError>;
 
 impl StepEntry {
     /// The step's full path: its module path and name (`my_crate::train::fit`).
@@ -69,6 +72,31 @@ impl StepEntry {
 /// Every `#[step]` linked into this binary.
 #[linkme::distributed_slice]
 pub static STEPS: [StepEntry];
+
+/// Registers a step's entry in [`STEPS`] (for generated code). Through this macro rather
+/// than `linkme`'s attributes in the step's expansion: a wrong `#[step(crate = ..)]` path
+/// is then one error, not also an unknown `#[linkme]` attribute.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pl_register_step {
+    ($(#[$meta:meta])* $vis:vis static $name:ident : $ty:ty = $init:expr ;) => {
+        $(#[$meta])*
+        #[$crate::__private::linkme::distributed_slice($crate::__private::STEPS)]
+        #[linkme(crate = $crate::__private::linkme)]
+        $vis static $name: $ty = $init;
+    };
+}
+
+/// `&<step>::__PL_ENTRY`, the entry [`__pl_register_step`] declared in a step's module
+/// (for generated code): through a macro, so that a wrong crate path leaves it unexpanded
+/// instead of adding an error about the missing entry.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __pl_step_entry {
+    ($step:ident) => {
+        &$step::__PL_ENTRY
+    };
+}
 
 /// The step whose full path is `path`.
 pub fn entry(path: &str) -> Option<&'static StepEntry> {

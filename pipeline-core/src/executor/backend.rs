@@ -95,6 +95,9 @@ pub(crate) trait Backend: Send + Sync {
 
     /// The last lines of job `id`'s stderr (at most `max` bytes), once it has ended.
     fn stderr_tail(&self, id: JobId, max: usize) -> String;
+
+    /// Forgets job `id`, which has ended and been reported (its log tail included).
+    fn forget(&self, id: JobId);
 }
 
 /// How much of a failed worker's stderr its step's error shows.
@@ -299,6 +302,13 @@ impl Backend for Processes {
         };
         let all = w.stderr.lock().unwrap_or_else(|p| p.into_inner());
         tail(&String::from_utf8_lossy(&all), max)
+    }
+
+    fn forget(&self, id: JobId) {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
     }
 }
 

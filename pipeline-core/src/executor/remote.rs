@@ -139,8 +139,9 @@ fn dispatch(
         JobState::Ended { detail, .. } => detail.clone(),
         JobState::Active => "is still running".to_string(),
     };
-    let record = store.execution(execution).map_err(Failure::from)?;
     let stderr = backend.stderr_tail(id, STDERR_TAIL);
+    backend.forget(id);
+    let record = store.execution(execution).map_err(Failure::from)?;
     let with_stderr = |message: String| {
         if stderr.is_empty() {
             message

@@ -368,6 +368,11 @@ impl Backend for SlurmBackend {
         let _ = file.read_to_end(&mut bytes);
         tail(&String::from_utf8_lossy(&bytes), max)
     }
+
+    fn forget(&self, id: JobId) {
+        // Its log files stay in the log folder (the run's record of what the job printed).
+        self.lock_jobs().remove(&id);
+    }
 }
 
 impl SlurmBackend {

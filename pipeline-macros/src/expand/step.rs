@@ -484,20 +484,20 @@ fn generate(
 
             // The step's registry entry, for worker processes and replays
             // (`pipeline::worker`); the wiring function passes it on to each call.
-            #[doc(hidden)]
-            #[#root::__private::linkme::distributed_slice(#root::__private::STEPS)]
-            #[linkme(crate = #root::__private::linkme)]
-            pub static __PL_ENTRY: #root::__private::StepEntry = #root::__private::StepEntry {
-                info: #root::__private::StepInfo {
-                    code: &__PL_STEP,
-                    name: #step_name,
-                    inputs: &[#(#input_names),*],
-                    outputs: &[#(#output_names),*],
-                    enable_cache: #enable_cache,
-                    resources: #resources,
-                },
-                rebuild: #root::__private::rebuild::<__PlScope>,
-            };
+            #root::__private::register_step! {
+                #[doc(hidden)]
+                pub static __PL_ENTRY: #root::__private::StepEntry = #root::__private::StepEntry {
+                    info: #root::__private::StepInfo {
+                        code: &__PL_STEP,
+                        name: #step_name,
+                        inputs: &[#(#input_names),*],
+                        outputs: &[#(#output_names),*],
+                        enable_cache: #enable_cache,
+                        resources: #resources,
+                    },
+                    rebuild: #root::__private::rebuild::<__PlScope>,
+                };
+            }
 
             /// The step's complete code signature, as its cache key uses it: `SIGNATURE` with
             /// what is hashed at run time folded in (included files over 4 KiB, the values
@@ -569,7 +569,10 @@ fn generate(
         #(#docs)*
         #[allow(clippy::too_many_arguments)]
         #vis fn #name<#(#modes),*>(#(#wiring_args),*) -> #wiring_ret {
-            #root::__private::wire::<#name::__PlScope>(&#name::__PL_ENTRY, #given_list)
+            #root::__private::wire::<#name::__PlScope>(
+                #root::__private::step_entry!(#name),
+                #given_list,
+            )
         }
     }
 }
