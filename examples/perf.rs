@@ -6,8 +6,8 @@
 //! cargo run --release --example perf -- --no-compile # skip figure 7 (compile time)
 //! cargo run --release --example perf -- --dir PATH   # keep the stores in PATH (default: a temp dir)
 //! cargo run --release --example perf -- --only 1,5   # only figures 1 and 5
-//! eval "$(scripts/services.sh start)"; cargo run --release --example perf -- --only 11,12
-//!                                                    # S3 and PostgreSQL figures
+//! eval "$(scripts/services.sh start)"; cargo run --release --example perf -- --only 11,12,14
+//!                                                    # S3, PostgreSQL and Slurm figures
 //! ```
 //!
 //! Every figure is measured against its own baseline in the same run, repeated, and reported
@@ -1033,7 +1033,116 @@ fn side_by_side<O: pipeline::PipelineOutput>(
     Ok((median(ta), median(tb)))
 }
 
+/// Figure 13: the per-step cost of the process backend (a worker process of this binary
+/// per step: start, open the store, adopt the lease, load the input, commit) against the
+/// thread backend: a chain of `n` trivial steps, executed in a fresh store each time, on
+/// `ExecutorKind::Processes` and on threads, alternated; medians over 5 runs.
+fn figure_13(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    use pipeline::config::ExecutorKind;
+
+    let n = 20;
+    let (mut processes, mut threads) = (Vec::new(), Vec::new());
+    for i in 0..5 {
+        for (kind, times) in [
+            (ExecutorKind::Processes, &mut processes),
+            (ExecutorKind::Threads, &mut threads),
+        ] {
+            let store = Store::open(dir.join(format!("backend-{kind}-{i}")))?;
+            let p = chain(n).store(store).executor(kind);
+            let (d, run) = time(|| p.run());
+            run?;
+            times.push(d / n as u32);
+        }
+    }
+    let (processes, threads) = (median(processes), median(threads));
+    table.add(
+        "13. executed trivial step: process backend vs threads",
+        format!("{}/step", fmt_dur(processes)),
+        format!("{}/step", fmt_dur(threads)),
+        fmt_ratio(processes.as_secs_f64() / threads.as_secs_f64().max(1e-12)),
+        "(figure only; issue 16)",
+        None,
+    );
+    Ok(())
+}
+
+/// Figure 14: 1,000 trivial independent steps, each a Slurm job on the cluster `SLURM_CONF`
+/// names (this binary as its worker), on a store with metadata in a fresh database of the
+/// `PIPELINE_METADATA=postgres://..` server and artifacts under a fresh prefix of
+/// `PIPELINE_ARTIFACTS=s3://..`: wall time from the first submission to the last commit
+/// (goal <= 3 min, issue 16), and the fully cached second run, which submits nothing.
+fn figure_14(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    use pipeline::cluster::Slurm;
+    use pipeline::config::StoreConfig;
+
+    let label = "14. 1,000 trivial steps as Slurm jobs (PostgreSQL + S3)";
+    let server = std::env::var("PIPELINE_METADATA").unwrap_or_default();
+    let bucket = std::env::var("PIPELINE_ARTIFACTS").unwrap_or_default();
+    let conf = std::env::var("SLURM_CONF").unwrap_or_default();
+    if !server.starts_with("postgres") || !bucket.starts_with("s3://") || conf.is_empty() {
+        let why = "skipped: needs PIPELINE_METADATA=postgres://.., PIPELINE_ARTIFACTS=s3://.. and SLURM_CONF (eval \"$(scripts/services.sh start)\")";
+        table.add(label, why, "", "", "<= 3 min", None);
+        return Ok(());
+    }
+    let name = format!("pipeline_perf_slurm_{}", std::process::id());
+    let mut admin = postgres::Client::connect(&server, postgres::NoTls)?;
+    admin.batch_execute(&format!("CREATE DATABASE {name}"))?;
+    let n = 1000;
+    let measured = (|| -> AnyResult<(Duration, Duration)> {
+        let mut url = url::Url::parse(&server)?;
+        url.set_path(&name);
+        let prefix = format!(
+            "{}/perf-slurm-{}",
+            bucket.trim_end_matches('/'),
+            std::process::id()
+        );
+        let config = StoreConfig::new(url.as_str(), Some(&prefix))?;
+        let store = Store::connect_with(
+            &config,
+            pipeline::StoreOptions {
+                local_dir: Some(dir.join("slurm-local")),
+                ..Default::default()
+            },
+        )?;
+        let slurm = Slurm::new().conf(&conf).log_dir(dir.join("slurm-logs"));
+        let p = wide(n).store(store).executor(slurm);
+        let (executed, run) = time(|| p.run());
+        let run = run?;
+        let ran = run
+            .steps()
+            .iter()
+            .filter(|s| s.status() == StepStatus::Executed)
+            .count();
+        if ran != n {
+            return Err(format!("{ran} of {n} steps executed").into());
+        }
+        let cached = cached_run(&p)?;
+        Ok((executed, cached))
+    })();
+    let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+    let (executed, cached) = measured?;
+    table.add(
+        label,
+        fmt_dur(executed),
+        format!("{:.1} steps/s", n as f64 / executed.as_secs_f64()),
+        "",
+        "<= 3 min",
+        Some(executed <= Duration::from_secs(180)),
+    );
+    table.add(
+        "14. the same, fully cached (no job submitted)",
+        fmt_dur(cached),
+        "",
+        "",
+        "",
+        None,
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
+    // Figure 13 runs steps in worker processes of this binary.
+    pipeline::worker::enter();
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -1108,6 +1217,12 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(12) {
         figure_12(&mut table, &dir)?;
+    }
+    if options.wants(13) {
+        figure_13(&mut table, &dir)?;
+    }
+    if options.wants(14) {
+        figure_14(&mut table, &dir)?;
     }
     println!();
     println!(

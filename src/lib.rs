@@ -50,6 +50,10 @@
 
 #![warn(clippy::missing_errors_doc)]
 
+/// The worker protocol: `pipeline::worker::enter();` first in `main` lets this binary run
+/// steps in worker processes (`PIPELINE_EXECUTOR=processes`) and replay them
+/// (`--pipeline-replay RUN STEP`).
+pub use pipeline_core::worker;
 pub use pipeline_core::{
     cacher, canonical, cluster, config, report, store, Artifact, ArtifactRecord, Bincode, Binder,
     BoxError, Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall,

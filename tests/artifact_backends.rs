@@ -79,7 +79,12 @@ fn a_store_runs_on_an_object_store_backend() {
     let want: u64 = (0..1000u64).map(|i| i * i).sum();
     assert_eq!(first.output().load().unwrap(), want);
     let listed = blobs.list().unwrap();
-    assert_eq!(listed.len(), 2, "both outputs are objects: {listed:?}");
+    // Both outputs, and the parameter's stored form (`n`, for workers and replays).
+    assert_eq!(
+        listed.len(),
+        3,
+        "both outputs and the parameter are objects: {listed:?}"
+    );
     let path = first.output().path().unwrap();
     assert!(
         path.to_string_lossy().starts_with("file://"),
@@ -154,7 +159,8 @@ fn gc_removes_unreferenced_objects_through_the_backend() {
     let (store, blobs) = object_backed(dir.path());
     let orphan = store.save_blob(&vec![1u64, 2, 3], &Bincode).unwrap();
     sum_of_squares(10).store(store.clone()).run().unwrap();
-    assert_eq!(blobs.list().unwrap().len(), 3);
+    // The orphan, two outputs and the parameter's stored form.
+    assert_eq!(blobs.list().unwrap().len(), 4);
 
     let policy = GcPolicy::default();
     let fresh = store.gc(&policy).unwrap();
@@ -178,7 +184,11 @@ fn gc_removes_unreferenced_objects_through_the_backend() {
     let report = store.gc(&policy).unwrap();
     assert_eq!(report.blobs_removed, 1, "only the unreferenced object goes");
     assert_eq!(blobs.stat(orphan).unwrap(), None);
-    assert_eq!(blobs.list().unwrap().len(), 2, "the run's outputs stay");
+    assert_eq!(
+        blobs.list().unwrap().len(),
+        3,
+        "the run's outputs and its parameter's stored form stay"
+    );
     assert!(store.verify().unwrap().problems.is_empty());
 }
 

@@ -1,11 +1,9 @@
-//! `PIPELINE_EXECUTOR=processes | slurm` is not built yet: a run says so once, at WARN, and
-//! runs its steps on threads, instead of ignoring the setting in silence. One test in its
-//! own binary, because it sets a process-wide variable.
+//! `PIPELINE_EXECUTOR` chooses the executor by configuration alone: `slurm` with a local
+//! store is refused before anything is submitted or recorded, naming the setting that would
+//! make it work. One test in its own binary, because it sets a process-wide variable.
 
-mod common;
-
-use common::{capture_logs, statuses};
 use pipeline::prelude::*;
+use pipeline::Error;
 
 #[step]
 fn double(x: u64) -> u64 {
@@ -18,32 +16,32 @@ fn doubled(x: u64) -> Artifact<u64> {
 }
 
 #[test]
-fn an_executor_this_version_lacks_is_named_in_a_warning_and_steps_run_on_threads() {
-    let logs = capture_logs();
+fn pipeline_executor_slurm_with_a_local_store_is_refused_before_anything_runs() {
     // Only this test runs in this binary, so no other thread reads the environment.
     std::env::set_var("PIPELINE_EXECUTOR", "slurm");
     let dir = tempfile::tempdir().unwrap();
-    let first = doubled(21)
-        .store_path(dir.path().join("store"))
+    let store = Store::open(dir.path().join("store")).unwrap();
+    let err = doubled(21).store(store.clone()).run().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Executor {
+                backend: "slurm",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("SQLite file"), "{text}");
+    assert!(text.contains("PIPELINE_METADATA=postgres://"), "{text}");
+    assert!(text.contains("Nothing was submitted"), "{text}");
+    assert!(store.runs(None).unwrap().is_empty(), "a run was recorded");
+    // Threads, chosen in code, win over the variable.
+    let run = doubled(21)
+        .store(store)
+        .executor(pipeline::config::ExecutorKind::Threads)
         .run()
         .unwrap();
-    let second = doubled(21)
-        .store_path(dir.path().join("store"))
-        .run()
-        .unwrap();
-    assert_eq!(first.output().load().unwrap(), 42);
-    assert_eq!(
-        statuses(&second),
-        [("double".to_string(), StepStatus::Cached)]
-    );
-    let warnings: Vec<String> = logs
-        .lines()
-        .into_iter()
-        .filter(|l| l.starts_with("WARN"))
-        .collect();
-    assert_eq!(
-        warnings,
-        ["WARN PIPELINE_EXECUTOR=slurm is not supported by this version yet: steps run on threads in this process"],
-        "one warning per process"
-    );
+    assert_eq!(run.output().load().unwrap(), 42);
 }

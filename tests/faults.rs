@@ -121,7 +121,8 @@ fn a_full_disk_fails_the_step_and_leaves_nothing_partial() {
         0,
         "the partial temporary file is removed"
     );
-    assert_eq!(blob_count(&store), 0, "no blob becomes visible");
+    // Only the parameter's stored form, written when the step claimed its key.
+    assert_eq!(blob_count(&store), 1, "no output blob becomes visible");
     let steps = store.run_steps(run).unwrap();
     assert_eq!(steps[0].status, StepStatus::Failed);
     assert!(steps[0].outputs.is_empty());
@@ -264,7 +265,10 @@ fn gc_keeps_recent_and_pinned_runs_and_fits_a_budget() {
         4,
         "a dry run removes nothing"
     );
-    assert_eq!(dry.blobs_removed, 1, "the second run's own sum: {dry:?}");
+    assert_eq!(
+        dry.blobs_removed, 2,
+        "the second run's own sum and its own `tag`'s stored form: {dry:?}"
+    );
 
     let report = store.gc(&policy).unwrap();
     assert_eq!(report.runs_removed, [names[1].clone()]);
@@ -319,7 +323,9 @@ fn gc_spares_blobs_a_cache_hit_just_used() {
     };
     let report = store.gc(&policy).unwrap();
     assert_eq!(report.runs_removed.len(), 2);
-    assert_eq!(report.blobs_removed, 0, "just reused: {report:?}");
+    // The outputs were just reused; the parameters' stored forms were not (a cache hit
+    // does not read them), and their executions are gone.
+    assert_eq!(report.blobs_removed, 2, "only the parameters: {report:?}");
     // Once they are old, nothing references them and they go.
     age_all_blobs(&store);
     let report = store.gc(&policy).unwrap();

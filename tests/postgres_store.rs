@@ -484,7 +484,11 @@ fn gc_on_postgres_keeps_what_kept_runs_reuse_and_removes_the_rest() {
             .run_steps(run)
             .unwrap()
             .iter()
-            .flat_map(|s| s.outputs.iter().map(|o| o.content_hash))
+            .flat_map(|s| {
+                let outputs = s.outputs.iter().map(|o| o.content_hash);
+                // The parameters' stored forms are blobs of the execution too.
+                outputs.chain(s.inputs.iter().filter_map(|i| i.value_blob))
+            })
             .collect()
     };
     // What only the runs gc drops reference (equal accuracies share one object).

@@ -5,16 +5,34 @@
 //! lease TTL far shorter than the queue, and each key is still executed once.
 //!
 //! The children are this test binary, started with `--exact child_pipeline` (or
-//! `child_wide_pipeline`).
+//! `child_wide_pipeline`). Each scenario runs twice: the children run their steps on
+//! threads, then in worker processes (`ExecutorKind::Processes`, acceptance 7 of issue
+//! 16), which are this test binary again, started with `--exact worker_entry`.
+
+mod common;
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
+use common::on_backend;
+use pipeline::config::ExecutorKind;
 use pipeline::prelude::*;
 
 const CHILD: &str = "PIPELINE_SINGLE_FLIGHT_CHILD";
+/// The backend a child runs its steps on (`threads` or `processes`).
+const BACKEND: &str = "PIPELINE_SINGLE_FLIGHT_BACKEND";
+
+fn child_backend() -> ExecutorKind {
+    std::env::var(BACKEND).unwrap().parse().unwrap()
+}
+
+/// What a worker process runs (`--exact worker_entry`): its job, then it exits.
+#[test]
+fn worker_entry() {
+    pipeline::worker::enter();
+}
 const WIDE_CHILD: &str = "PIPELINE_SINGLE_FLIGHT_WIDE_CHILD";
 const LOG: &str = "PIPELINE_SINGLE_FLIGHT_LOG";
 
@@ -75,14 +93,25 @@ fn child_pipeline() {
         .with_writer(std::io::stdout)
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
-    let run = single_flight(100).run().unwrap();
+    let run = on_backend(single_flight(100), child_backend())
+        .run()
+        .unwrap();
     let total: u64 = run.output().load().unwrap();
     let statuses: Vec<String> = run.steps().iter().map(|s| s.status().to_string()).collect();
     println!("RESULT {total} {}", statuses.join(","));
 }
 
 #[test]
-fn four_processes_compute_each_step_once() {
+fn four_processes_compute_each_step_once_on_threads() {
+    four_processes_compute_each_step_once(ExecutorKind::Threads);
+}
+
+#[test]
+fn four_processes_compute_each_step_once_in_worker_processes() {
+    four_processes_compute_each_step_once(ExecutorKind::Processes);
+}
+
+fn four_processes_compute_each_step_once(backend: ExecutorKind) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
     let log = dir.path().join("calls.log");
@@ -96,6 +125,7 @@ fn four_processes_compute_each_step_once() {
                     "--test-threads=1",
                 ])
                 .env(CHILD, "1")
+                .env(BACKEND, backend.to_string())
                 .env(LOG, &log)
                 .env("PIPELINE_HOME", &home)
                 .stdout(std::process::Stdio::piped())
@@ -174,11 +204,12 @@ fn child_wide_pipeline() {
         },
     )
     .unwrap();
-    let run = single_flight_wide(WIDE)
-        .store(store)
-        .max_parallelism(1)
-        .run()
-        .unwrap();
+    let run = on_backend(
+        single_flight_wide(WIDE).store(store).max_parallelism(1),
+        child_backend(),
+    )
+    .run()
+    .unwrap();
     let values: Vec<u64> = run.output().iter().map(|a| a.load().unwrap()).collect();
     let executed = run
         .steps()
@@ -190,7 +221,16 @@ fn child_wide_pipeline() {
 }
 
 #[test]
-fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
+fn two_processes_with_short_leases_and_one_worker_execute_each_key_once_on_threads() {
+    two_processes_with_short_leases_and_one_worker_execute_each_key_once(ExecutorKind::Threads);
+}
+
+#[test]
+fn two_processes_with_short_leases_and_one_worker_execute_each_key_once_in_worker_processes() {
+    two_processes_with_short_leases_and_one_worker_execute_each_key_once(ExecutorKind::Processes);
+}
+
+fn two_processes_with_short_leases_and_one_worker_execute_each_key_once(backend: ExecutorKind) {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("store");
     let log = dir.path().join("calls.log");
@@ -206,6 +246,7 @@ fn two_processes_with_short_leases_and_one_worker_execute_each_key_once() {
                     "--test-threads=1",
                 ])
                 .env(WIDE_CHILD, &home)
+                .env(BACKEND, backend.to_string())
                 .env(LOG, &log)
                 .stdout(std::process::Stdio::piped())
                 .stderr(std::process::Stdio::piped())

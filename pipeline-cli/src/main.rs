@@ -91,6 +91,12 @@ enum Command {
     /// address, every request needs the token (printed with the address when not given
     /// by --token). Every asset is in the binary: no page loads anything from elsewhere.
     Ui(ui::Args),
+    /// Print the command that runs one step of a run again on its recorded inputs.
+    ///
+    /// This command has none of your steps; your own binary replays them when its `main`
+    /// calls `pipeline::worker::enter()` first: `<your-binary> --pipeline-replay RUN STEP`
+    /// says whether the step's outputs equal the recorded ones.
+    Replay(commands::replay::Args),
 }
 
 fn main() -> ExitCode {

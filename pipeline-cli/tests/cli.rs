@@ -423,6 +423,28 @@ fn runs_are_named_by_unique_prefixes_of_names_and_ids() {
 }
 
 #[test]
+fn replay_prints_the_command_that_replays_a_step_with_the_users_binary() {
+    let out = cli(history(), &["replay", "run-gamma", "scale"]).ok();
+    assert!(out.contains("has none of your steps"), "{out}");
+    assert!(out.contains("pipeline::worker::enter()"), "{out}");
+    let json = cli(history(), &["replay", "run-gamma", "scale", "--json"]).json();
+    let id = json["run"].as_str().unwrap();
+    let command = json["command"].as_str().unwrap();
+    assert!(
+        command.starts_with(&format!("<your-binary> --pipeline-replay {id} scale")),
+        "{command}"
+    );
+    assert!(
+        out.contains(command),
+        "the text shows the same command: {out}"
+    );
+
+    let err = cli(history(), &["replay", "run-gamma", "nosuch"]).fails();
+    assert!(err.contains("has no step call `nosuch`"), "{err}");
+    assert!(err.contains("source, scale, total"), "{err}");
+}
+
+#[test]
 fn unknown_run_ambiguous_prefix_and_unknown_step_exit_2() {
     let err = cli(history(), &["show", "nope"]).fails();
     assert!(err.contains("no run `nope`"), "{err}");

@@ -70,6 +70,8 @@ pub struct Ops<T, C> {
     pub owned: fn(&mut StepContext, usize) -> Result<T, StepError>,
     /// `StepContext::handle::<T>`.
     pub handle: fn(&mut StepContext, usize) -> Result<Artifact<T>, StepError>,
+    /// Decodes a parameter's stored form (`graph::decode_param::<T>`), for workers and replay.
+    pub decode: fn(&[u8]) -> Result<T, crate::error::BoxError>,
 }
 
 impl<T, C> Clone for Ops<T, C> {
@@ -93,6 +95,7 @@ where
             shared: StepContext::shared::<T>,
             owned: StepContext::owned::<T>,
             handle: StepContext::handle::<T>,
+            decode: crate::graph::decode_param::<T>,
         }
     }
 }
@@ -107,6 +110,7 @@ impl<T, C> Ops<T, C> {
             shared: |_, _| unreachable!("a step value type failed its compile-time check"),
             owned: |_, _| unreachable!("a step value type failed its compile-time check"),
             handle: |_, _| unreachable!("a step value type failed its compile-time check"),
+            decode: |_| unreachable!("a step value type failed its compile-time check"),
         }
     }
 }

@@ -151,6 +151,25 @@ impl PostgresUrl {
     pub fn has_password(&self) -> bool {
         self.password.is_some()
     }
+
+    /// The URL without its password (to hand to another process, whose environment
+    /// gives the password).
+    pub(crate) fn without_password(&self) -> String {
+        self.redacted.to_string()
+    }
+
+    /// The password, percent-encoded as the URL held it. Never log it.
+    pub(crate) fn password(&self) -> Option<String> {
+        self.password.clone()
+    }
+
+    /// This URL with `password` (percent-encoded) when it has none of its own.
+    pub(crate) fn with_password(mut self, password: &str) -> PostgresUrl {
+        if self.password.is_none() {
+            self.password = Some(password.to_string());
+        }
+        self
+    }
 }
 
 impl fmt::Display for PostgresUrl {
@@ -340,6 +359,14 @@ impl StoreConfig {
         &self.artifacts
     }
 
+    /// This configuration with `password` for a PostgreSQL URL that has none.
+    pub(crate) fn with_password(mut self, password: &str) -> StoreConfig {
+        if let MetadataLocation::Postgres(url) = self.metadata {
+            self.metadata = MetadataLocation::Postgres(url.with_password(password));
+        }
+        self
+    }
+
     /// The folder holding both halves, for a local store.
     pub fn local_dir(&self) -> Option<&Path> {
         self.local_dir.as_deref()
@@ -406,6 +433,14 @@ pub struct SlurmConfig {
     /// More `sbatch` arguments, passed as given.
     #[serde(default)]
     pub extra_args: Vec<String>,
+    /// Where jobs write their stdout and stderr (`<job id>.out` and `.err`); it must be a
+    /// folder the compute nodes and the driver both see. Default: `slurm-logs/` in the
+    /// store's local folder (`$PIPELINE_HOME`, else `./.pipeline`).
+    pub log_dir: Option<PathBuf>,
+    /// Declares the store's local files (a SQLite database, a blob folder) visible from
+    /// every compute node, e.g. on NFS. Without it, a local store is refused with Slurm.
+    #[serde(default)]
+    pub shared_store: bool,
 }
 
 /// All settings: the store, the executor and its options.

@@ -297,6 +297,26 @@ pub enum Error {
     /// wrong or incomplete. The message never contains a credential.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+
+    /// This process was started as a pipeline worker (`PIPELINE_WORKER_JOB` is set) but
+    /// ran a pipeline instead of its job: `main` does not call `pipeline::worker::enter()`
+    /// first. Refused, so that workers never start workers of their own.
+    #[error("this process was started as a pipeline worker but ran pipeline `{pipeline}` instead of its job: call `pipeline::worker::enter();` first in `main`")]
+    NotAWorkerMain {
+        /// The pipeline it tried to run.
+        pipeline: String,
+    },
+
+    /// The executor backend cannot run this pipeline's steps: the cluster refused or
+    /// cannot be reached, or the store is one its nodes cannot see. Nothing was submitted
+    /// that is left running.
+    #[error("the {backend} executor: {message}")]
+    Executor {
+        /// `processes` or `slurm`.
+        backend: &'static str,
+        /// What went wrong and what to do.
+        message: String,
+    },
 }
 
 /// A text this version does not know as a value of some kind, e.g. a step status `paused`:

@@ -58,6 +58,44 @@ pub struct Param {
     pub(crate) value: Value,
     /// A fresh owned copy for `x: T` arguments (decoded from bincode bytes taken at build time).
     pub(crate) fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync>,
+    /// The parameter's stored form (bincode, standard config), written as a blob when its
+    /// step executes under a claim, so a worker or a replay can decode it.
+    pub(crate) encode: fn(&Value) -> Result<Vec<u8>, BoxError>,
+}
+
+/// A parameter's stored form: bincode with the standard config.
+pub(crate) fn encode_param<T: Serialize + Send + Sync + 'static>(
+    v: &Value,
+) -> Result<Vec<u8>, BoxError> {
+    let v = v.downcast_ref::<T>().ok_or_else(|| {
+        format!(
+            "internal error: parameter is not a `{}`",
+            std::any::type_name::<T>()
+        )
+    })?;
+    Ok(bincode::serde::encode_to_vec(
+        v,
+        bincode::config::standard(),
+    )?)
+}
+
+/// Decodes a parameter's stored form (see [`encode_param`]).
+///
+/// # Errors
+///
+/// The bytes are not a bincode encoding of a `T` (or have bytes left over).
+pub fn decode_param<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
+    let (v, read): (T, usize) =
+        bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    if read != bytes.len() {
+        return Err(format!(
+            "{} bytes left over after decoding a `{}`",
+            bytes.len() - read,
+            std::any::type_name::<T>()
+        )
+        .into());
+    }
+    Ok(v)
 }
 
 /// Where an input comes from.
@@ -191,6 +229,7 @@ impl InputSpec {
                         text,
                         value: Arc::new(v),
                         fresh,
+                        encode: encode_param::<T>,
                     }),
                     graph: None,
                     error,
@@ -217,6 +256,9 @@ pub struct StepDef {
     pub outputs: Vec<OutputSpec>,
     /// The body.
     pub body: StepBody,
+    /// The step's registry entry (`worker.rs`). Held by every call of the step, which
+    /// also keeps the entry in the binary: a linker drops an entry nothing refers to.
+    pub entry: Option<&'static crate::worker::StepEntry>,
 }
 
 /// A step invocation in a graph.
@@ -230,6 +272,8 @@ pub struct Node {
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
     pub(crate) body: StepBody,
+    /// The step's registry entry: what a worker process runs.
+    pub(crate) entry: Option<&'static crate::worker::StepEntry>,
 }
 
 /// A built pipeline graph.
@@ -341,6 +385,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
             body: def.body,
+            entry: def.entry,
         });
         (graph.id, id)
     })

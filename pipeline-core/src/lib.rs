@@ -31,6 +31,7 @@ pub mod store;
 mod time;
 mod value_text;
 mod wire;
+pub mod worker;
 
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
@@ -64,6 +65,8 @@ pub mod __private {
     };
     pub use crate::{Artifact, Bincode, Json};
 
+    pub use crate::__pl_register_step as register_step;
+    pub use crate::__pl_step_entry as step_entry;
     /// Compile-time checks: one spanned error per missing bound (see `checks.rs`).
     pub use crate::checks::{
         build_pipeline, unwired, CannotStore, Checked, InputNotDeserialize, InputNotSerialize,
@@ -79,11 +82,15 @@ pub mod __private {
     pub use crate::checks::{
         ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, WireInput,
     };
+    /// The step registry (see `worker.rs`): one entry per `#[step]`.
+    pub use crate::wire::rebuild;
     /// The generic half of a step's wiring (see `wire.rs`).
     pub use crate::wire::{
         wire, Cachers, Fetched, Given, Handle, InOps, InputList, Out, OutOps, OutValues,
         OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
     };
+    pub use crate::worker::{StepEntry, STEPS};
+    pub use linkme;
     /// The probe traits, imported by generated code as `use ..::probe::*`.
     pub mod probe {
         pub use crate::checks::{ProbeL0, ProbeL1, ProbeL2, ProbeL3, ProbeL4};

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::artifact::{Artifact, BoundArtifact};
 use crate::cancel::CancelToken;
+use crate::cluster::Executor;
 use crate::cluster::Resources;
+use crate::config::ExecutorKind;
 use crate::error::Result;
 use crate::executor::{self, RunSettings};
 use crate::graph::{self, Graph, NodeId};
@@ -106,6 +108,8 @@ pub struct Pipeline<O> {
     store: StoreSource,
     opened: Arc<Mutex<Option<Store>>>,
     max_parallelism: Option<usize>,
+    executor: Option<Executor>,
+    worker_args: Vec<String>,
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
     step_resources: HashMap<String, Resources>,
@@ -127,6 +131,8 @@ impl<O: PipelineOutput> Pipeline<O> {
             store: StoreSource::Default,
             opened: Arc::new(Mutex::new(None)),
             max_parallelism: None,
+            executor: None,
+            worker_args: Vec::new(),
             run_name: None,
             step_cache: HashMap::new(),
             step_resources: HashMap::new(),
@@ -210,6 +216,31 @@ impl<O: PipelineOutput> Pipeline<O> {
         self
     }
 
+    /// Where steps that miss the cache run, instead of `PIPELINE_EXECUTOR` or
+    /// `[executor] kind` of `pipeline.toml`: [`ExecutorKind::Threads`] (the default),
+    /// [`ExecutorKind::Processes`], a child process of this binary per step, or Slurm
+    /// ([`ExecutorKind::Slurm`] with `pipeline.toml`'s `[slurm]` options, or
+    /// [`Slurm`](crate::cluster::Slurm)`::new().partition("gpu")`), a Slurm job per step.
+    /// With processes or Slurm, `main` must call `pipeline::worker::enter()` first.
+    /// Cached steps are decided here and never submitted.
+    pub fn executor(mut self, executor: impl Into<Executor>) -> Self {
+        self.executor = Some(executor.into());
+        self
+    }
+
+    /// Arguments each worker process of [`ExecutorKind::Processes`] is started with
+    /// (none by default: `pipeline::worker::enter()` finds its job in the environment).
+    /// For binaries whose `main` is not yours, e.g. a test harness, where
+    /// `["--exact", "worker_entry"]` selects a test that calls `enter()`.
+    pub fn worker_args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.worker_args = args.into_iter().map(Into::into).collect();
+        self
+    }
+
     /// Names the next runs `name` instead of `<pipeline>-<date>`.
     pub fn run_name(mut self, name: impl Into<String>) -> Self {
         self.run_name = Some(name.into());
@@ -257,7 +288,6 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// its schema is newer ([`Error::StoreTooNew`](crate::Error::StoreTooNew)), or it cannot be
     /// created or read ([`Error::Io`](crate::Error::Io), [`Error::Database`](crate::Error::Database)).
     pub fn open_store(&self) -> Result<Store> {
-        warn_unsupported_executor();
         let mut opened = self.opened.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(s) = opened.as_ref() {
             return Ok(s.clone());
@@ -289,19 +319,44 @@ impl<O: PipelineOutput> Pipeline<O> {
     ///   [`Error::StoreLocked`](crate::Error::StoreLocked) or [`Error::Database`](crate::Error::Database)
     ///   when the run cannot be recorded.
     pub fn run(&self) -> Result<Run<O>> {
+        if std::env::var_os(crate::worker::PIPELINE_WORKER_JOB).is_some() {
+            return Err(crate::Error::NotAWorkerMain {
+                pipeline: self.def.name.clone(),
+            });
+        }
         let store = self.open_store()?;
+        let backend: Option<Arc<dyn crate::executor::backend::Backend>> = match self
+            .executor
+            .clone()
+            .unwrap_or_else(|| configured_executor().into())
+        {
+            Executor::Processes => Some(Arc::new(crate::executor::backend::Processes::new(
+                self.worker_args.clone(),
+            )?)),
+            Executor::Slurm(slurm) => {
+                Some(Arc::new(crate::executor::slurm::SlurmBackend::for_store(
+                    &slurm,
+                    &store,
+                    self.worker_args.clone(),
+                )?))
+            }
+            Executor::Threads => None,
+        };
+        let in_flight = match &backend {
+            Some(b) if b.name() == "slurm" => crate::executor::slurm::DEFAULT_IN_FLIGHT,
+            _ => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+        };
         let settings = RunSettings {
             enable_cache: self.enable_cache,
             pipeline_cache: self.def.enable_cache,
             step_cache: self.step_cache.clone(),
             step_resources: self.step_resources.clone(),
-            max_parallelism: self.max_parallelism.unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(1)
-            }),
+            max_parallelism: self.max_parallelism.unwrap_or(in_flight),
             run_name: self.run_name.clone(),
             cancel: self.cancel.clone(),
+            backend,
         };
         let outcome = executor::execute(&self.def.name, &self.def.graph, &store, &settings)?;
         let binder = Binder {
@@ -332,18 +387,12 @@ impl<O> std::fmt::Debug for Pipeline<O> {
     }
 }
 
-/// Steps run on this process's threads whatever `PIPELINE_EXECUTOR` says: the worker
-/// protocol behind `processes` and `slurm` is not built yet. Says so once per process
-/// (at WARN) rather than running locally in silence.
-fn warn_unsupported_executor() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let kind = std::env::var(crate::config::PIPELINE_EXECUTOR).unwrap_or_default();
-        if !kind.is_empty() && kind != "threads" {
-            tracing::warn!(
-                "{}={kind} is not supported by this version yet: steps run on threads in this process",
-                crate::config::PIPELINE_EXECUTOR
-            );
-        }
-    });
+/// The executor `PIPELINE_EXECUTOR` or `pipeline.toml` names, read once per process.
+fn configured_executor() -> ExecutorKind {
+    static KIND: std::sync::OnceLock<ExecutorKind> = std::sync::OnceLock::new();
+    *KIND.get_or_init(|| {
+        crate::config::Settings::from_env()
+            .map(|s| s.executor)
+            .unwrap_or_default()
+    })
 }

@@ -24,11 +24,13 @@ use crate::artifact::Artifact;
 use crate::cacher::Bincode;
 use crate::checks::Ops;
 use crate::cluster::Resources;
+use crate::error::BoxError;
 use crate::graph::{
     add_step, artifact, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef,
     StepError, Value,
 };
 use crate::signature::StepDecl;
+use crate::worker::StepEntry;
 
 /// A step as `#[step]` describes it (implemented for `<step>::__PlScope`).
 pub trait StepFn: 'static {
@@ -79,7 +81,8 @@ pub type OutValues<S> = <<S as StepFn>::Outputs as OutputList>::Values;
 
 /// What the wiring function passes to [`wire`] besides the inputs: constants, given by
 /// value rather than as associated constants so that they add no bodies of their own to
-/// the step's crate.
+/// the step's crate. The step's registry entry (`worker.rs`) holds the same value.
+#[derive(Clone, Copy)]
 pub struct StepInfo {
     /// The step's code: its module, signature and the parts it is made of.
     pub code: &'static StepDecl,
@@ -177,6 +180,17 @@ pub trait InputList {
     ///
     /// The first input that cannot be had.
     fn fetch(ops: &Self::Ops, ctx: &mut StepContext, i: usize) -> Result<Self::Fetched, StepError>;
+    /// The inputs from number `i` on as a worker has them: parameter `j` decoded from
+    /// `params[j]`, artifacts (`None`) as placeholder handles that the worker binds.
+    ///
+    /// # Errors
+    ///
+    /// A parameter's bytes do not decode as its type.
+    fn stored(
+        ops: &Self::Ops,
+        params: &[Option<Vec<u8>>],
+        i: usize,
+    ) -> Result<Self::Given, BoxError>;
 }
 
 impl InputList for () {
@@ -187,6 +201,10 @@ impl InputList for () {
     fn specs(_: &(), _: (), _: &[&'static str], _: &mut Vec<InputSpec>) {}
     #[inline]
     fn fetch(_: &(), _: &mut StepContext, _: usize) -> Result<(), StepError> {
+        Ok(())
+    }
+    #[inline]
+    fn stored(_: &(), _: &[Option<Vec<u8>>], _: usize) -> Result<(), BoxError> {
         Ok(())
     }
 }
@@ -207,6 +225,17 @@ impl<H: Slot, R: InputList> InputList for (H, R) {
     fn fetch(ops: &Self::Ops, ctx: &mut StepContext, i: usize) -> Result<Self::Fetched, StepError> {
         let head = H::fetch(&ops.0, ctx, i)?;
         Ok((head, R::fetch(&ops.1, ctx, i + 1)?))
+    }
+    fn stored(
+        ops: &Self::Ops,
+        params: &[Option<Vec<u8>>],
+        i: usize,
+    ) -> Result<Self::Given, BoxError> {
+        let head = match params.get(i).and_then(Option::as_ref) {
+            Some(bytes) => Input::Value((ops.0.decode)(bytes)?),
+            None => Input::Artifact(Artifact::unbound(0, 0, 0)),
+        };
+        Ok((head, R::stored(&ops.1, params, i + 1)?))
     }
 }
 
@@ -271,14 +300,36 @@ impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
 /// # Panics
 ///
 /// When no pipeline is being built (see [`add_step`]).
-pub fn wire<S: StepFn>(info: StepInfo, given: Given<S>) -> S::Handles {
+pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles {
+    S::Handles::at(add_step(def::<S>(entry, given)))
+}
+
+/// A call of step `S` as a worker or a replay runs it (the registry entry's `rebuild`,
+/// see `worker.rs`): parameter `i` decoded from `params[i]`, each artifact input (`None`)
+/// a placeholder the worker binds to its stored bytes.
+///
+/// # Errors
+///
+/// A parameter's stored bytes do not decode as its type.
+pub fn rebuild<S: StepFn>(
+    entry: &'static StepEntry,
+    params: &[Option<Vec<u8>>],
+) -> Result<StepDef, BoxError> {
+    let (in_ops, _) = S::ops::<()>();
+    let given = S::Inputs::stored(&in_ops, params, 0)?;
+    Ok(def::<S>(entry, given))
+}
+
+#[inline]
+fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
+    let info = &entry.info;
     let (in_ops, out_ops) = S::ops::<()>();
     let cachers = S::cachers::<()>();
     let mut inputs = Vec::with_capacity(info.inputs.len());
     S::Inputs::specs(&in_ops, given, info.inputs, &mut inputs);
     let mut outputs = Vec::with_capacity(info.outputs.len());
     S::Outputs::specs(&out_ops, cachers, info.outputs, &mut outputs);
-    let at = add_step(StepDef {
+    StepDef {
         name: info.name,
         code: info.code,
         enable_cache: info.enable_cache,
@@ -286,8 +337,8 @@ pub fn wire<S: StepFn>(info: StepInfo, given: Given<S>) -> S::Handles {
         inputs,
         outputs,
         body: Box::new(run::<S>),
-    });
-    S::Handles::at(at)
+        entry: Some(entry),
+    }
 }
 
 /// The body of a call of step `S`: fetch the arguments, call, wrap the outputs.

@@ -13,6 +13,20 @@ pub fn temp_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
+/// The arguments a worker process of a test binary is started with: they select the
+/// binary's `worker_entry` test, which calls `pipeline::worker::enter()` (the harness's
+/// `main` is not ours).
+pub const WORKER_ENTRY: [&str; 4] = ["--exact", "worker_entry", "--nocapture", "--test-threads=1"];
+
+/// `p` with its steps run on `backend`; a test binary that uses
+/// [`ExecutorKind::Processes`](pipeline::config::ExecutorKind) has a `worker_entry` test.
+pub fn on_backend<O: pipeline::PipelineOutput>(
+    p: pipeline::Pipeline<O>,
+    backend: pipeline::config::ExecutorKind,
+) -> pipeline::Pipeline<O> {
+    p.executor(backend).worker_args(WORKER_ENTRY)
+}
+
 /// Statuses of a run's steps by name, in pipeline order.
 pub fn statuses<O>(run: &Run<O>) -> Vec<(String, StepStatus)> {
     run.steps()

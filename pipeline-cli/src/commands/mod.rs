@@ -16,6 +16,7 @@ pub mod explain;
 pub mod gc;
 pub mod lineage;
 pub mod pin;
+pub mod replay;
 pub mod runs;
 pub mod show;
 pub mod store;
@@ -65,6 +66,7 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
         Command::Gc(args) => gc::exec(&ctx, args),
         Command::Pin(args) => pin::exec(&ctx, args, true),
         Command::Unpin(args) => pin::exec(&ctx, args, false),
+        Command::Replay(args) => replay::exec(&ctx, args, cli.store.is_some()),
         Command::Verify(args) => return verify::exec(&ctx, args),
         Command::Store(args) => return store::exec(&ctx, args),
         Command::Ui(args) => crate::ui::serve(store.clone(), &path, args),

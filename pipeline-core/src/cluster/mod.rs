@@ -30,10 +30,12 @@
 //! # Ok::<(), pipeline_core::cluster::slurm::SlurmError>(())
 //! ```
 
+mod executor;
 mod resources;
 pub mod slurm;
 
 #[cfg(test)]
 mod slurm_tests;
 
+pub use executor::{Executor, Slurm};
 pub use resources::{Memory, ParseResourceError, Resources, TimeLimit};

@@ -1578,6 +1578,7 @@ JobId=9 ArrayJobId=9 ArrayTaskId=4-9%2 JobName=wrap UserId=root(0) JobState=PEND
             partition: Some("debug".into()),
             account: None,
             extra_args: vec!["--qos=x".into()],
+            ..SlurmConfig::default()
         });
         assert_eq!(from_config.get_partition(), Some("debug"));
         assert_eq!(from_config.get_extra_args(), ["--qos=x"]);

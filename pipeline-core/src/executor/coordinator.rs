@@ -13,8 +13,9 @@ use tracing::{info, Span};
 use super::ledger::{self, Claim, Holder, Ledger, PendingRow};
 use super::schedule::{Done, Schedule};
 use super::step::{end_step_span, run_step, step_span, Finished, Outcome};
-use super::{Job, Produced, RunSettings};
+use super::{remote, Job, Produced, RunSettings};
 use crate::artifact::BoundArtifact;
+use crate::cluster::Resources;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::{Graph, InputMode, InputSource, Node, NodeId, Resolved, Value};
 use crate::key::{self, Hash128, KeyComponents, KeyInput};
@@ -120,15 +121,27 @@ impl<'a> State<'a> {
     /// The CPUs `node` takes of `max_parallelism` on this machine: its `resources(cpus =
     /// ..)` (the run's override first), at least 1, at most `max_parallelism`, so a step
     /// asking for more than there is runs alone rather than never.
+    ///
+    /// On another backend (processes, Slurm) every step counts as one: its CPUs are the
+    /// cluster's to find, and `max_parallelism` bounds the jobs in flight.
     fn cpus(settings: &RunSettings, node: &Node) -> usize {
-        let asked = settings
+        if settings.backend.is_some() {
+            return 1;
+        }
+        let asked = Self::resources(settings, node)
+            .and_then(|r| r.get_cpus())
+            .unwrap_or(1) as usize;
+        asked.clamp(1, settings.max_parallelism.max(1))
+    }
+
+    /// What `node` asks of the machine that runs it: the run's override (by call name,
+    /// then step name), else the step's own `resources(..)`.
+    fn resources<'n>(settings: &'n RunSettings, node: &'n Node) -> Option<&'n Resources> {
+        settings
             .step_resources
             .get(&node.name)
             .or_else(|| settings.step_resources.get(node.step))
             .or(node.resources)
-            .and_then(|r| r.get_cpus())
-            .unwrap_or(1) as usize;
-        asked.clamp(1, settings.max_parallelism.max(1))
     }
 
     /// Whether the next queued step fits beside the running ones.
@@ -369,6 +382,7 @@ impl<'a> State<'a> {
                 cached: false,
                 claimed: false,
                 lease: None,
+                params: Vec::new(),
                 span: None,
             });
             return Ok(());
@@ -423,6 +437,7 @@ impl<'a> State<'a> {
             cached: true,
             claimed: false,
             lease: None,
+            params: Vec::new(),
             span: None,
         });
         Ok(())
@@ -458,13 +473,18 @@ impl<'a> State<'a> {
                 self.reuse(id, job.key, &span, execution, reused, outputs, clock);
                 Ok(None)
             }
-            Claim::Claimed { lease, redo } => {
+            Claim::Claimed {
+                lease,
+                redo,
+                params,
+            } => {
                 if let Some(reason) = redo {
                     job.reason = reason;
                     job.compared = None;
                 }
                 job.claimed = true;
                 job.lease = Some(lease);
+                job.params = params;
                 Ok(Some(job))
             }
             Claim::Busy { holder } => {
@@ -579,15 +599,34 @@ impl<'a> State<'a> {
         'a: 's,
     {
         let node = self.node(job.node);
+        let span = job
+            .span
+            .take()
+            .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
+        if let Some(backend) = &self.settings.backend {
+            if let Some(submission) = self.submission(&job, backend.name()) {
+                // The worker loads its inputs from the store: nothing is kept in memory.
+                drop(self.take_inputs(job.node));
+                self.running += 1;
+                self.busy_cpus += self.cpus[job.node];
+                let runner = self.ledger.runner();
+                let backend = Arc::clone(backend);
+                scope.spawn(move || {
+                    let finished = span.in_scope(|| {
+                        remote::run_remote(runner, backend.as_ref(), job, node, submission)
+                    });
+                    end_step_span(&span, finished.status(), finished.duration);
+                    drop(span);
+                    let _ = tx.send(finished);
+                });
+                return;
+            }
+        }
         let inputs = self.take_inputs(job.node);
         let input_rows = ledger::input_rows(node, &self.produced);
         self.running += 1;
         self.busy_cpus += self.cpus[job.node];
         let runner = self.ledger.runner();
-        let span = job
-            .span
-            .take()
-            .unwrap_or_else(|| step_span(&self.span, node, Some(job.key)));
         scope.spawn(move || {
             let finished = span.in_scope(|| run_step(runner, job, node, inputs, input_rows));
             end_step_span(&span, finished.status(), finished.duration);
@@ -596,6 +635,63 @@ impl<'a> State<'a> {
             // The coordinator only stops listening once every worker has reported.
             let _ = tx.send(finished);
         });
+    }
+
+    /// The worker job for `job` (claimed), or `None` when it runs on a thread of this run:
+    /// caching is off for it (no claim to hand over), or a parameter has no stored form.
+    fn submission(&self, job: &Job, backend: &str) -> Option<remote::Pending> {
+        let node = self.node(job.node);
+        let why_not = if node.entry.is_none() {
+            Some("it has no registry entry")
+        } else if job.lease.is_none() {
+            Some("caching is off for it, so there is no claim to hand to a worker")
+        } else if node.inputs.iter().enumerate().any(|(i, input)| {
+            matches!(input.source, InputSource::Param(_))
+                && job.params.get(i).copied().flatten().is_none()
+        }) {
+            Some("a parameter has no stored form")
+        } else {
+            None
+        };
+        if let Some(why) = why_not {
+            tracing::debug!(
+                target: "pipeline",
+                "Step `{}` runs on a thread of this process, not on the {backend} backend: {why}.",
+                node.name
+            );
+            return None;
+        }
+        let inputs = node
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, input)| match &input.source {
+                InputSource::Param(_) => Some(crate::worker::JobInput::Parameter {
+                    name: input.name.to_string(),
+                    blob: job.params[i]?,
+                }),
+                InputSource::Artifact { node: up, output } => {
+                    let p = self.produced[*up].as_ref()?.get(*output)?;
+                    let producer = self.node(*up);
+                    Some(crate::worker::JobInput::Artifact {
+                        name: input.name.to_string(),
+                        hash: p.hash,
+                        size: p.size,
+                        producer: p.execution,
+                        producer_step: producer.code.path.to_string(),
+                        producer_name: producer.name.clone(),
+                        output: *output,
+                    })
+                }
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(remote::Pending {
+            label: node.name.clone(),
+            inputs,
+            resources: Self::resources(self.settings, node)
+                .cloned()
+                .unwrap_or_default(),
+        })
     }
 
     /// Resolved inputs for a node about to execute; releases memory no one else needs.

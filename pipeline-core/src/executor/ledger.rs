@@ -66,6 +66,8 @@ pub(super) enum Claim {
     Claimed {
         lease: LeaseGuard,
         redo: Option<Reason>,
+        /// Per input: the blob of a parameter's stored form (see [`Ledger::write_params`]).
+        params: Vec<Option<Hash128>>,
     },
     /// `holder` is computing the key right now.
     Busy { holder: Holder },
@@ -163,6 +165,7 @@ impl<'a> Ledger<'a> {
         produced: &[Option<Vec<Produced>>],
     ) -> Result<Claim> {
         let node = &nodes[id];
+        let params = self.write_params(node)?;
         let step = StepStart {
             run_id: self.run_id.to_string(),
             run_name: self.run_name.to_string(),
@@ -173,10 +176,12 @@ impl<'a> Ledger<'a> {
             components: job.components.clone(),
             inputs: input_rows(node, produced)
                 .into_iter()
-                .map(|i| StepInput {
+                .zip(&params)
+                .map(|(i, value)| StepInput {
                     name: i.name,
                     hash: i.hash,
                     producer: i.producer,
+                    value: *value,
                 })
                 .collect(),
             outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
@@ -215,10 +220,47 @@ impl<'a> Ledger<'a> {
                     );
                     reason
                 });
-                Claim::Claimed { lease, redo }
+                Claim::Claimed {
+                    lease,
+                    redo,
+                    params,
+                }
             }
             Begin::Busy(holder) => Claim::Busy { holder },
         })
+    }
+
+    /// Writes the stored form of each parameter of `node` (bincode) as a content-addressed
+    /// blob, for a worker process or a later replay to decode; returns the blobs' hashes,
+    /// `None` for artifacts. Only for a step about to be claimed: cached steps write nothing.
+    /// A parameter that cannot be encoded gets no blob (its step can then only run on
+    /// threads, and cannot be replayed).
+    pub(super) fn write_params(&self, node: &Node) -> Result<Vec<Option<Hash128>>> {
+        node.inputs
+            .iter()
+            .map(|input| match &input.source {
+                InputSource::Param(p) => match (p.encode)(&p.value) {
+                    Ok(bytes) => {
+                        let mut writer = self.store.blob_writer()?;
+                        if let Err(e) = std::io::Write::write_all(&mut writer, &bytes) {
+                            writer.abandon();
+                            return Err(crate::error::Error::io(self.store.blobs_location(), e));
+                        }
+                        Ok(Some(self.store.finish_blob(writer)?.0))
+                    }
+                    Err(e) => {
+                        tracing::debug!(
+                            target: "pipeline",
+                            "Parameter `{}` of `{}` has no stored form: {e}",
+                            input.name,
+                            node.name
+                        );
+                        Ok(None)
+                    }
+                },
+                InputSource::Artifact { .. } => Ok(None),
+            })
+            .collect()
     }
 
     /// Per `(key, holder)` waited for, whether `holder` still holds `key`: one read for all.
@@ -321,6 +363,7 @@ pub(super) fn input_rows(node: &Node, produced: &[Option<Vec<Produced>>]) -> Vec
                 name: input.name.to_string(),
                 hash: None,
                 producer: None,
+                value: None,
             },
             InputSource::Artifact { node: up, output } => {
                 let p = produced[*up].as_ref().and_then(|p| p.get(*output));
@@ -328,6 +371,7 @@ pub(super) fn input_rows(node: &Node, produced: &[Option<Vec<Produced>>]) -> Vec
                     name: input.name.to_string(),
                     hash: p.map(|p| p.hash),
                     producer: p.map(|p| p.execution),
+                    value: None,
                 }
             }
         })

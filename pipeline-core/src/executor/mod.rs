@@ -36,10 +36,13 @@ use crate::run::{Reason, StepReport, StepStatus};
 use crate::store::{LeaseGuard, RunStatus, Store};
 use crate::time;
 
+pub(crate) mod backend;
 mod coordinator;
 mod ledger;
+mod remote;
 mod schedule;
-mod step;
+pub(crate) mod slurm;
+pub(crate) mod step;
 
 use coordinator::State;
 use ledger::Ledger;
@@ -60,6 +63,9 @@ pub(crate) struct RunSettings {
     pub(crate) run_name: Option<String>,
     /// Checked before each step starts: once cancelled, no further step starts.
     pub(crate) cancel: Option<crate::cancel::CancelToken>,
+    /// Where claimed steps run: `None` on the run's threads, else a worker per step
+    /// (`PIPELINE_EXECUTOR=processes`).
+    pub(crate) backend: Option<Arc<dyn backend::Backend>>,
 }
 
 pub(crate) struct RunOutcome {
@@ -73,10 +79,10 @@ pub(crate) struct RunOutcome {
 
 /// An output known to the run: its stored bytes and the execution that wrote them.
 #[derive(Clone, Copy)]
-pub(super) struct Produced {
-    pub(super) hash: Hash128,
-    pub(super) size: u64,
-    pub(super) execution: i64,
+pub(crate) struct Produced {
+    pub(crate) hash: Hash128,
+    pub(crate) size: u64,
+    pub(crate) execution: i64,
 }
 
 /// A node whose key is known and that must execute.
@@ -93,6 +99,8 @@ pub(super) struct Job {
     pub(super) claimed: bool,
     /// The claim, which the worker commits with the step's result (dropped: released).
     pub(super) lease: Option<LeaseGuard>,
+    /// Per input: the blob of a parameter's stored form, written when the key was claimed.
+    pub(super) params: Vec<Option<Hash128>>,
     /// The step's span, when it was opened before the job was queued (a step that waited
     /// for another run's claim).
     pub(super) span: Option<Span>,

@@ -13,9 +13,9 @@ use tracing::{debug_span, error, info, Span};
 use super::{Job, Produced};
 use crate::error::{BoxError, Error};
 use crate::graph::{Node, NodeId, Resolved, StepContext, Value};
-use crate::key::Hash128;
+use crate::key::{Hash128, KeyComponents};
 use crate::run::{Reason, StepStatus};
-use crate::store::{Completion, ExecutionRow, InputRow, OutputRow, Sidecar, Store};
+use crate::store::{Completion, ExecutionRow, InputRow, LeaseGuard, OutputRow, Sidecar, Store};
 use crate::time;
 
 /// What one worker needs of the run: the store and the run it records into.
@@ -37,9 +37,9 @@ pub(super) struct Finished {
 
 /// Why a step failed: the message its report and the log show, and the error behind it
 /// (the source of [`Error::StepFailed`]; `None` for a panic).
-pub(super) struct Failure {
-    pub(super) message: String,
-    pub(super) source: Option<BoxError>,
+pub(crate) struct Failure {
+    pub(crate) message: String,
+    pub(crate) source: Option<BoxError>,
 }
 
 impl From<String> for Failure {
@@ -69,7 +69,7 @@ impl From<crate::graph::StepError> for Failure {
     }
 }
 
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     /// The body ran; its values stay in memory for consumers.
     Executed {
         values: Vec<Value>,
@@ -126,9 +126,11 @@ type BodyResult =
 fn execute_body(
     store: &Store,
     run_id: &str,
-    job: &Job,
+    key: Hash128,
+    lease: Option<&LeaseGuard>,
     node: &Node,
     inputs: Vec<Option<Resolved>>,
+    replace: bool,
 ) -> BodyResult {
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut ctx = StepContext { inputs };
@@ -139,12 +141,6 @@ fn execute_body(
         for (value, spec) in values.iter().zip(&node.outputs) {
             // A step executed again because its stored output was found damaged: its
             // output replaces the stored bytes (which may be the same name, corrupt).
-            let replace = matches!(
-                job.reason,
-                Reason::BlobCorrupt { .. }
-                    | Reason::BlobMissing { .. }
-                    | Reason::Undecodable { .. }
-            );
             let mut writer = store.blob_writer_for(replace)?;
             match spec.save(value.as_ref(), &mut writer) {
                 Ok(meta) => metadata.push(meta),
@@ -160,7 +156,7 @@ fn execute_body(
                 }
             }
             // A claimed step's lease holds the blob before it is in place (gc spares it).
-            let (hash, size) = match &job.lease {
+            let (hash, size) = match lease {
                 Some(lease) => store.finish_held_blob(writer, lease)?,
                 None => store.finish_blob(writer)?,
             };
@@ -173,7 +169,7 @@ fn execute_body(
                 run_id,
                 step: &node.name,
                 output: &spec.decl.name,
-                cache_key: Some(job.key),
+                cache_key: Some(key),
             };
             store.write_sidecar(hash, &sidecar)?;
             produced.push(Produced {
@@ -234,13 +230,94 @@ pub(super) fn run_step(
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Finished {
-    let Runner { store, run_id, .. } = runner;
+    let commit = Commit {
+        store: runner.store,
+        run_id: runner.run_id,
+        position: job.node,
+        key: job.key,
+        components: &job.components,
+        reason: job.reason.to_string(),
+        replace_outputs: replaces_outputs(&job.reason),
+        compared: job.compared.clone(),
+        lease: job.lease.take(),
+    };
+    let done = execute_and_commit(commit, node, inputs, input_rows);
+    Finished {
+        node: job.node,
+        result: done.result,
+        duration: done.duration,
+        execution: done.execution,
+        key: job.key,
+        reason: job.reason,
+    }
+}
+
+/// What recording one execution needs besides the node: the run, the call's position and
+/// key, why it executes, and its claim (`None` when caching is off for it).
+pub(crate) struct Commit<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) run_id: &'a str,
+    pub(crate) position: usize,
+    pub(crate) key: Hash128,
+    pub(crate) components: &'a KeyComponents,
+    pub(crate) reason: String,
+    /// The step runs again because its stored output was found damaged: its outputs
+    /// replace the stored bytes (which may have the same name, corrupt).
+    pub(crate) replace_outputs: bool,
+    pub(crate) compared: Option<String>,
+    pub(crate) lease: Option<LeaseGuard>,
+}
+
+/// Whether a step executed for `reason` must replace its stored outputs rather than keep
+/// bytes already stored under their names: they were found missing, corrupt or
+/// undecodable.
+pub(crate) fn replaces_outputs(reason: &Reason) -> bool {
+    matches!(
+        reason,
+        Reason::BlobCorrupt { .. } | Reason::BlobMissing { .. } | Reason::Undecodable { .. }
+    )
+}
+
+/// What [`execute_and_commit`] did.
+pub(crate) struct Committed {
+    pub(crate) result: std::result::Result<Outcome, Failure>,
+    pub(crate) duration: Duration,
+    pub(crate) execution: Option<i64>,
+}
+
+/// Runs a step body, stores its outputs and records the execution: under its lease when
+/// claimed (a thread of the run, or a worker process that adopted the lease).
+pub(crate) fn execute_and_commit(
+    commit: Commit<'_>,
+    node: &Node,
+    inputs: Vec<Option<Resolved>>,
+    input_rows: Vec<InputRow>,
+) -> Committed {
+    let Commit {
+        store,
+        run_id,
+        position,
+        key,
+        components,
+        reason,
+        replace_outputs,
+        compared,
+        mut lease,
+    } = commit;
     Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
     // The store handle's heartbeat keeps the claim alive while the body runs.
-    let outcome = execute_body(store, run_id, &job, node, inputs);
+    let outcome = execute_body(
+        store,
+        run_id,
+        key,
+        lease.as_ref(),
+        node,
+        inputs,
+        replace_outputs,
+    );
 
     let duration = clock.elapsed();
     let (status, error, produced, metadata, values) = match outcome {
@@ -259,14 +336,14 @@ pub(super) fn run_step(
         run_id,
         name: &node.name,
         step: node.step,
-        position: job.node,
+        position,
         status,
-        cache_key: Some(job.key),
-        components: &job.components,
-        reason: Some(job.reason.to_string()),
+        cache_key: Some(key),
+        components,
+        reason: Some(reason),
         error: error.as_ref().map(|f| f.message.clone()),
         reused: None,
-        compared: job.compared.clone(),
+        compared,
         started_at_us,
         duration,
         outputs: output_rows(node, &produced, &metadata),
@@ -276,7 +353,7 @@ pub(super) fn run_step(
     };
     // A claimed step commits its row, outputs and the end of its lease in one transaction
     // (the guard releases the lease if that fails); an unclaimed one (caching off) records.
-    let recorded = match job.lease.take() {
+    let recorded = match lease.take() {
         Some(lease) => lease.commit(Completion::of(&row)).map(|id| vec![id]),
         None => store.record(std::slice::from_ref(&row)),
     };
@@ -313,12 +390,9 @@ pub(super) fn run_step(
             Err(failure)
         }
     };
-    Finished {
-        node: job.node,
+    Committed {
         result,
         duration,
         execution,
-        key: job.key,
-        reason: job.reason,
     }
 }

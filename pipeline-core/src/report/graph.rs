@@ -361,6 +361,7 @@ mod tests {
                     name: (*arg).into(),
                     content_hash: Some(h(hash)),
                     producer_execution: *execution,
+                    value_blob: None,
                 })
                 .collect(),
             outputs: vec![ArtifactRecord {

@@ -61,7 +61,19 @@ impl Store {
     /// # Errors
     ///
     /// As [`Store::connect`].
-    pub fn connect_with(config: &StoreConfig, mut options: StoreOptions) -> Result<Store> {
+    pub fn connect_with(config: &StoreConfig, options: StoreOptions) -> Result<Store> {
+        // Artifacts given in code are not where the configuration says: a worker process
+        // could not find them again.
+        let described = options.artifacts.is_none();
+        let store = Store::connect_configured(config, options)?;
+        Ok(if described {
+            store.opened_from(config)
+        } else {
+            store
+        })
+    }
+
+    fn connect_configured(config: &StoreConfig, mut options: StoreOptions) -> Result<Store> {
         let dir = match config.metadata() {
             MetadataLocation::Sqlite { path } => {
                 if path.file_name() != Some("metadata.sqlite".as_ref()) {
@@ -149,6 +161,7 @@ fn postgres(
         local,
         url.to_string(),
         read_only,
+        options.lease_ttl,
     ))
 }
 

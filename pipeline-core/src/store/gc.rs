@@ -317,7 +317,11 @@ impl SqliteMetadata {
             })
             .map_err(|e| self.db_error(e))?;
         let rows: Vec<(String, i64)> = tx
-            .prepare("SELECT DISTINCT content_hash, execution_id FROM artifacts")
+            .prepare(
+                "SELECT DISTINCT content_hash, execution_id FROM artifacts \
+                 UNION SELECT DISTINCT value_blob, execution_id FROM inputs \
+                 WHERE value_blob IS NOT NULL",
+            )
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
                     .and_then(|rows| rows.collect())

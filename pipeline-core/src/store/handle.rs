@@ -50,6 +50,12 @@ struct Handle {
     /// Why this handle cannot write; `None` when it can.
     read_only: Option<ReadOnlyCause>,
     counters: Arc<BlobCounters>,
+    /// The configuration it was opened from ([`Store::connect`]), so that a worker
+    /// process can open the same store; `None` for [`Store::open`] (a local folder).
+    config: Option<crate::config::StoreConfig>,
+    /// How long its claims live without a heartbeat (`StoreOptions::lease_ttl`), which a
+    /// worker process that adopts one must beat within.
+    lease_ttl: Duration,
     /// Set once this store's claim on the artifact location is written (`claim.rs`).
     claimed: std::sync::OnceLock<()>,
 }
@@ -144,7 +150,9 @@ impl Store {
                 content_hash: sqlite.content_hash_algorithm(),
                 read_only: sqlite.read_only(),
                 counters,
+                lease_ttl: sqlite.options().lease_ttl,
                 sqlite: Some(sqlite),
+                config: None,
                 claimed: Default::default(),
             }),
         }
@@ -160,6 +168,7 @@ impl Store {
         root: PathBuf,
         describe: String,
         read_only: Option<ReadOnlyCause>,
+        lease_ttl: Duration,
     ) -> Store {
         Store {
             inner: Arc::new(Handle {
@@ -171,9 +180,47 @@ impl Store {
                 content_hash,
                 read_only,
                 counters: Arc::new(BlobCounters::default()),
+                config: None,
+                lease_ttl,
                 claimed: Default::default(),
             }),
         }
+    }
+
+    /// Remembers the configuration this store was opened from (see [`Store::location`]).
+    pub(crate) fn opened_from(mut self, config: &crate::config::StoreConfig) -> Store {
+        if let Some(handle) = Arc::get_mut(&mut self.inner) {
+            handle.config = Some(config.clone());
+        }
+        self
+    }
+
+    /// How long its claims live without a heartbeat.
+    pub(crate) fn lease_ttl(&self) -> Duration {
+        self.inner.lease_ttl
+    }
+
+    /// Where another process finds this store: the metadata and artifact locations as
+    /// [`StoreConfig::new`](crate::config::StoreConfig::new) reads them, with no password,
+    /// and the PostgreSQL password apart (to hand over through the environment).
+    pub(crate) fn location(&self) -> (String, Option<String>, Option<String>) {
+        use crate::config::{ArtifactLocation, MetadataLocation};
+        let Some(config) = &self.inner.config else {
+            let db = self.inner.root.join("metadata.sqlite");
+            return (format!("sqlite:{}", db.display()), None, None);
+        };
+        let (metadata, password) = match config.metadata() {
+            MetadataLocation::Sqlite { path } => (format!("sqlite:{}", path.display()), None),
+            MetadataLocation::Postgres(url) => (url.without_password(), url.password()),
+        };
+        let artifacts = match config.artifacts() {
+            ArtifactLocation::Folder { path } => path.display().to_string(),
+            ArtifactLocation::S3 { bucket, prefix } if prefix.is_empty() => {
+                format!("s3://{bucket}")
+            }
+            ArtifactLocation::S3 { bucket, prefix } => format!("s3://{bucket}/{prefix}"),
+        };
+        (metadata, Some(artifacts), password)
     }
 
     /// The metadata backend, as the public seam ([`MetadataStore`]).

@@ -383,6 +383,7 @@ fn copy_inputs(row: &ExecutionRow<'_>) -> Vec<super::InputRow> {
             name: i.name.clone(),
             hash: i.hash,
             producer: i.producer,
+            value: i.value,
         })
         .collect()
 }

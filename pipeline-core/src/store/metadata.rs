@@ -35,6 +35,8 @@ pub struct StepInput {
     pub hash: Option<Hash128>,
     /// The execution that produced an artifact input.
     pub producer: Option<i64>,
+    /// The blob holding a parameter's stored form (bincode), when it was written.
+    pub value: Option<Hash128>,
 }
 
 /// A step about to be decided by [`MetadataStore::begin_step`].
@@ -421,6 +423,7 @@ impl SqliteMetadata {
                 name: i.name.clone(),
                 hash: i.hash,
                 producer: i.producer,
+                value: i.value,
             })
             .collect();
         let row = ExecutionRow {

@@ -85,6 +85,7 @@ pub use copy::{CopyEvent, CopyOptions, CopyProgress, CopyReport};
 pub use gc::{GcPolicy, GcReport};
 pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use handle::Store;
+pub(crate) use lease::CLAIM_ENDED;
 pub use lease::{Begin, Holder};
 pub(crate) use metadata::MetadataPass;
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
@@ -284,6 +285,8 @@ pub(crate) struct InputRow {
     pub name: String,
     pub hash: Option<Hash128>,
     pub producer: Option<i64>,
+    /// A parameter's stored form, as a blob (see `worker.rs`).
+    pub value: Option<Hash128>,
 }
 
 /// An execution row and its artifacts and inputs, committed together.

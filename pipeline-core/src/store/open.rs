@@ -26,6 +26,11 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 /// but never shows a value that we did not write, so refusing on it is safe; whatever
 /// passes is checked again through SQLite by [`check_header`].
 pub(super) fn check_file_header(root: &Path, db_path: &Path) -> Result<()> {
+    if OpenDb::is_open(db_path) {
+        // A store this process has open passed this check, and SQLite holds POSIX locks
+        // on the file: closing a descriptor of it here would drop them all (see `OpenDb`).
+        return Ok(());
+    }
     let mut header = [0u8; 100];
     let mut read = 0;
     let Ok(mut file) = File::open(db_path) else {
@@ -60,6 +65,69 @@ pub(super) fn check_file_header(root: &Path, db_path: &Path) -> Result<()> {
         return Err(foreign(root));
     }
     Ok(())
+}
+
+/// A database file this process has SQLite connections to, counted while a handle lives.
+///
+/// POSIX record locks belong to the process, and closing *any* descriptor of a file drops
+/// all of them. SQLite guards its own descriptors against that, but a plain `File::open`
+/// and close of `metadata.sqlite` (the header check above) while another handle of this
+/// process has it open dropped that handle's locks: another process closing its own
+/// connection then believed itself the last one, checkpointed and removed the WAL under
+/// the live handle, whose later commits other processes never saw (worker processes
+/// lost their claims). So the raw check is skipped for a file open here.
+pub(super) struct OpenDb(Option<(u64, u64)>);
+
+fn open_dbs() -> std::sync::MutexGuard<'static, std::collections::HashMap<(u64, u64), usize>> {
+    static OPEN: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<(u64, u64), usize>>,
+    > = std::sync::OnceLock::new();
+    OPEN.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+}
+
+/// The file's device and inode.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+impl OpenDb {
+    /// Counts `db_path` as open in this process until the returned value is dropped.
+    pub(super) fn register(db_path: &Path) -> OpenDb {
+        let id = file_id(db_path);
+        if let Some(id) = id {
+            *open_dbs().entry(id).or_default() += 1;
+        }
+        OpenDb(id)
+    }
+
+    fn is_open(db_path: &Path) -> bool {
+        file_id(db_path).is_some_and(|id| open_dbs().get(&id).is_some_and(|n| *n > 0))
+    }
+}
+
+impl Drop for OpenDb {
+    fn drop(&mut self) {
+        if let Some(id) = self.0 {
+            let mut open = open_dbs();
+            if let Some(n) = open.get_mut(&id) {
+                *n -= 1;
+                if *n == 0 {
+                    open.remove(&id);
+                }
+            }
+        }
+    }
 }
 
 /// Refuses a header (read through SQLite, so it includes the WAL) that this library did not

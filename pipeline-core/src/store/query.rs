@@ -67,6 +67,11 @@ pub struct InputRecord {
     pub content_hash: Option<Hash128>,
     /// Execution that produced the artifact (the reused one for a cached producer).
     pub producer_execution: Option<i64>,
+    /// For a parameter of an executed step: the blob holding its stored form (bincode),
+    /// which workers and replays decode. `None` for artifacts, and for parameters of
+    /// cached, skipped or uncached rows and of rows written before schema 8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_blob: Option<Hash128>,
 }
 
 /// One step of a run as recorded in the store.
@@ -245,7 +250,7 @@ impl SqliteMetadata {
             .map_err(|e| self.db_error(e))?;
         let mut stmt = conn
             .prepare_cached(
-                "SELECT name, content_hash, producer_execution FROM inputs \
+                "SELECT name, content_hash, producer_execution, value_blob FROM inputs \
                  WHERE execution_id = ?1 ORDER BY position",
             )
             .map_err(|e| self.db_error(e))?;

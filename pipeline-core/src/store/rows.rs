@@ -177,13 +177,14 @@ pub(crate) fn artifact_record<R: Columns>(r: &R, first: usize) -> Result<Artifac
     })
 }
 
-/// An [`InputRecord`] from the columns `name, content_hash, producer_execution`, starting
-/// at `first`.
+/// An [`InputRecord`] from the columns `name, content_hash, producer_execution,
+/// value_blob`, starting at `first`.
 pub(crate) fn input_record<R: Columns>(r: &R, first: usize) -> Result<InputRecord, R::Error> {
     Ok(InputRecord {
         name: r.get(first)?,
         content_hash: r.get(first + 1)?,
         producer_execution: r.get(first + 2)?,
+        value_blob: r.get(first + 3)?,
     })
 }
 

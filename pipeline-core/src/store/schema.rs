@@ -173,6 +173,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE blobs;
     ALTER TABLE blobs_v7 RENAME TO blobs;
     "#,
+    // 7 -> 8: a parameter's stored form (bincode), a blob named by its content hash on the
+    // input row, so a worker process or a replay can decode it (`pipeline::worker`).
+    // Referenced like an output: gc keeps it while the execution is kept.
+    r#"
+    ALTER TABLE inputs ADD COLUMN value_blob TEXT;
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

@@ -56,6 +56,9 @@ pub(super) struct SqliteInner {
     pub(super) counters: Arc<BlobCounters>,
     /// Live lease guards of this handle and its heartbeat thread (`guard.rs`).
     pub(super) beats: guard::Beats,
+    /// Marks the database file as open in this process while the handle lives (see
+    /// [`open::OpenDb`]). Dropped after `db`, so after the connection closes.
+    pub(super) _open_db: open::OpenDb,
 }
 
 impl std::fmt::Debug for SqliteMetadata {
@@ -166,6 +169,7 @@ impl SqliteMetadata {
                 (conn, header)
             }
         };
+        let open_db = open::OpenDb::register(&db_path);
         open::check_header(&root, version, app_id, tables)?;
         if let Some(cause) = read_only {
             if version < schema::current_version() {
@@ -235,6 +239,7 @@ impl SqliteMetadata {
                 owner,
                 counters: Arc::clone(counters),
                 beats: guard::Beats::default(),
+                _open_db: open_db,
             }),
         };
         if read_only.is_none() {
@@ -698,7 +703,7 @@ impl SqliteMetadata {
             let mut input = tx
                 .prepare_cached(
                     "INSERT INTO inputs(execution_id, name, position, content_hash, \
-                     producer_execution) VALUES (?1, ?2, ?3, ?4, ?5)",
+                     producer_execution, value_blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .map_err(|e| self.db_error(e))?;
             let mut blob = tx
@@ -797,7 +802,8 @@ impl SqliteMetadata {
                             i.name,
                             pos as i64,
                             i.hash.map(Hash128::to_hex),
-                            i.producer
+                            i.producer,
+                            i.value.map(Hash128::to_hex)
                         ])
                         .map_err(|e| self.db_error(e))?;
                 }

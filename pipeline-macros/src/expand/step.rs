@@ -418,7 +418,7 @@ fn generate(
         Some(b) => quote!(::core::option::Option::Some(#b)),
         None => quote!(::core::option::Option::None),
     };
-    let (resources_item, resources) = resources(&root, name, options.resources.as_ref());
+    let (resources_item, resources) = resources(&root, options.resources.as_ref());
     let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
     let (sig_items, sig_value, sig_parts, sig_uses) =
         (&sig.items, &sig.signature, &sig.parts, &sig.uses);
@@ -481,6 +481,23 @@ fn generate(
                 #sig_uses,
                 #values,
             );
+
+            // The step's registry entry, for worker processes and replays
+            // (`pipeline::worker`); the wiring function passes it on to each call.
+            #root::__private::register_step! {
+                #[doc(hidden)]
+                pub static __PL_ENTRY: #root::__private::StepEntry = #root::__private::StepEntry {
+                    info: #root::__private::StepInfo {
+                        code: &__PL_STEP,
+                        name: #step_name,
+                        inputs: &[#(#input_names),*],
+                        outputs: &[#(#output_names),*],
+                        enable_cache: #enable_cache,
+                        resources: #resources,
+                    },
+                    rebuild: #root::__private::rebuild::<__PlScope>,
+                };
+            }
 
             /// The step's complete code signature, as its cache key uses it: `SIGNATURE` with
             /// what is hashed at run time folded in (included files over 4 KiB, the values
@@ -553,14 +570,7 @@ fn generate(
         #[allow(clippy::too_many_arguments)]
         #vis fn #name<#(#modes),*>(#(#wiring_args),*) -> #wiring_ret {
             #root::__private::wire::<#name::__PlScope>(
-                #root::__private::StepInfo {
-                    code: &#name::__PL_STEP,
-                    name: #step_name,
-                    inputs: &[#(#input_names),*],
-                    outputs: &[#(#output_names),*],
-                    enable_cache: #enable_cache,
-                    resources: #resources,
-                },
+                #root::__private::step_entry!(#name),
                 #given_list,
             )
         }
@@ -573,7 +583,6 @@ fn generate(
 /// M, G or T"), under the attribute: rustc points at the constant, which is the macro's.
 fn resources(
     root: &TokenStream,
-    name: &Ident,
     options: Option<&attr::ResourceOptions>,
 ) -> (TokenStream, TokenStream) {
     let Some(r) = options else {
@@ -597,7 +606,7 @@ fn resources(
             #[doc(hidden)]
             pub const __PL_RESOURCES: #root::__private::Resources = #value;
         },
-        quote!(::core::option::Option::Some(&#name::__PL_RESOURCES)),
+        quote!(::core::option::Option::Some(&__PL_RESOURCES)),
     )
 }
 

@@ -584,12 +584,18 @@ impl PostgresMetadata {
                 .map(|i| i.hash.map(Hash128::to_hex))
                 .collect();
             let producers: Vec<Option<i64>> = step.inputs.iter().map(|i| i.producer).collect();
+            let values: Vec<Option<String>> = step
+                .inputs
+                .iter()
+                .map(|i| i.value.map(Hash128::to_hex))
+                .collect();
             tx.execute(
-                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
-                 SELECT $1, i.name, i.position, i.hash, i.producer \
-                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
-                      AS i(name, position, hash, producer)",
-                &[&id, &names, &positions, &hashes, &producers],
+                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution, \
+                 value_blob) \
+                 SELECT $1, i.name, i.position, i.hash, i.producer, i.value \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) \
+                      AS i(name, position, hash, producer, value)",
+                &[&id, &names, &positions, &hashes, &producers, &values],
             )?;
         }
         Ok(id)
@@ -631,8 +637,8 @@ impl PostgresMetadata {
             let inputs = by_execution(
                 c,
                 &format!(
-                    "SELECT execution_id, name, content_hash, producer_execution FROM inputs \
-                     WHERE execution_id IN ({holders}) ORDER BY execution_id, position"
+                    "SELECT execution_id, name, content_hash, producer_execution, value_blob \
+                     FROM inputs WHERE execution_id IN ({holders}) ORDER BY execution_id, position"
                 ),
                 param,
                 rows::input_record::<Row>,
@@ -1810,12 +1816,18 @@ fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i
                 .map(|i| i.hash.map(Hash128::to_hex))
                 .collect();
             let producers: Vec<Option<i64>> = row.inputs.iter().map(|i| i.producer).collect();
+            let values: Vec<Option<String>> = row
+                .inputs
+                .iter()
+                .map(|i| i.value.map(Hash128::to_hex))
+                .collect();
             c.execute(
-                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
-                 SELECT $1, i.name, i.position, i.hash, i.producer \
-                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[]) \
-                      AS i(name, position, hash, producer)",
-                &[&id, &names, &positions, &hashes, &producers],
+                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution, \
+                 value_blob) \
+                 SELECT $1, i.name, i.position, i.hash, i.producer, i.value \
+                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) \
+                      AS i(name, position, hash, producer, value)",
+                &[&id, &names, &positions, &hashes, &producers, &values],
             )?;
         }
     }
@@ -2101,7 +2113,9 @@ fn gc_plan(tx: &mut Transaction<'_>, policy: &GcPolicy) -> Result<(Vec<RunRow>, 
         .collect::<Result<_, postgres::Error>>()?;
     let rows: Vec<(String, i64)> = tx
         .query(
-            "SELECT DISTINCT content_hash, execution_id FROM artifacts",
+            "SELECT DISTINCT content_hash, execution_id FROM artifacts \
+             UNION SELECT DISTINCT value_blob, execution_id FROM inputs \
+             WHERE value_blob IS NOT NULL",
             &[],
         )?
         .iter()

@@ -172,6 +172,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         WHERE l.locktype = 'advisory' AND l.objsubid = 1 AND l.granted
           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database());
     "#,
+    // 2 -> 3: a parameter's stored form (bincode), a blob named by its content hash on the
+    // input row (SQLite's 7 -> 8).
+    r#"
+    ALTER TABLE inputs ADD COLUMN value_blob TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

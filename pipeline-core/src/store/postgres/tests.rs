@@ -98,6 +98,51 @@ fn with_password(url: &PostgresUrl, password: &str) -> PostgresUrl {
 }
 
 #[test]
+fn a_database_of_schema_2_migrates_to_3_and_keeps_its_rows() {
+    let Some(url) = fresh_database("schema2") else {
+        return;
+    };
+    {
+        let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
+        let mut conn = db.conn().unwrap();
+        // Schema 2 is schema 3 without `inputs.value_blob`.
+        conn.batch_execute(
+            "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
+                 VALUES ('r', 'p', 'r', 'completed', 1);
+             ALTER TABLE inputs DROP COLUMN value_blob;
+             UPDATE pipeline_store SET value = '2' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
+    let mut conn = db.conn().unwrap();
+    let version: String = conn
+        .query_one(
+            "SELECT value FROM pipeline_store WHERE key = 'schema_version'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(version, "3");
+    assert_eq!(schema::current_version(), 3);
+    let columns: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'inputs' \
+               AND column_name = 'value_blob'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(columns, 1);
+    let runs: i64 = conn
+        .query_one("SELECT count(*) FROM runs WHERE id = 'r'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "the rows of schema 2 are kept");
+}
+
+#[test]
 fn a_fresh_database_is_migrated_once_even_by_concurrent_openers() {
     let Some(url) = fresh_database("fresh") else {
         return;

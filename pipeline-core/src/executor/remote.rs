@@ -1,0 +1,191 @@
+//! Runs one claimed step on a [`Backend`]: hands its lease to a worker as a token, waits
+//! for the worker to end, and reads the row it committed. A worker that ended without
+//! committing one is a failed step whose error carries the end of its stderr.
+
+use std::time::Instant;
+
+use tracing::info;
+
+use super::backend::{Backend, JobState, Submission, STDERR_TAIL};
+use super::step::{log_step_failure, Failure, Finished, Outcome, Runner};
+use super::{Job, Produced};
+use crate::graph::Node;
+use crate::run::StepStatus;
+use crate::worker::{self, JobInput, JobStore};
+
+/// What the coordinator knows of a job before it is handed to a backend.
+pub(super) struct Pending {
+    /// The call's name, for messages.
+    pub(super) label: String,
+    /// Its inputs as the worker finds them in the store.
+    pub(super) inputs: Vec<JobInput>,
+    /// What it asks of the machine that runs it (`resources(..)`, the run's override first).
+    pub(super) resources: crate::cluster::Resources,
+}
+
+/// Runs `job` (claimed) on `backend` and reports it as a worker thread would.
+pub(super) fn run_remote(
+    runner: Runner<'_>,
+    backend: &dyn Backend,
+    mut job: Job,
+    node: &Node,
+    pending: Pending,
+) -> Finished {
+    let clock = Instant::now();
+    let claimed_row = job.lease.as_ref().map(|l| l.execution());
+    let result = match job.lease.take() {
+        Some(lease) => dispatch(runner, backend, &job, node, pending, lease),
+        None => Err(Failure::from(
+            "internal error: a step without a claim was handed to a worker".to_string(),
+        )),
+    };
+    let duration = clock.elapsed();
+    let (result, execution) = match result {
+        Ok((outcome, execution)) => {
+            info!(
+                target: "pipeline",
+                "Step `{}` has finished in {:.3}s.",
+                node.name,
+                duration.as_secs_f64()
+            );
+            (Ok(outcome), Some(execution))
+        }
+        Err(failure) => {
+            log_step_failure(&node.name, duration, &failure.message);
+            (Err(failure), claimed_row)
+        }
+    };
+    Finished {
+        node: job.node,
+        result,
+        duration,
+        execution,
+        key: job.key,
+        reason: job.reason,
+    }
+}
+
+fn dispatch(
+    runner: Runner<'_>,
+    backend: &dyn Backend,
+    job: &Job,
+    node: &Node,
+    pending: Pending,
+    lease: crate::store::LeaseGuard,
+) -> Result<(Outcome, i64), Failure> {
+    let store = runner.store;
+    let execution = lease.execution();
+    let (metadata, artifacts, password) = store.location();
+    let work = worker::Job {
+        store: JobStore {
+            metadata,
+            artifacts,
+            lease_ttl_ms: Some(store.lease_ttl().as_millis().try_into().unwrap_or(u64::MAX)),
+        },
+        run_id: runner.run_id.to_string(),
+        node: node.name.clone(),
+        position: job.node,
+        step: node.code.path.to_string(),
+        signature: format!("{:016x}", node.code.signature()),
+        cache_key: job.key,
+        components: job.components.clone(),
+        reason: job.reason.to_string(),
+        replace_outputs: super::step::replaces_outputs(&job.reason),
+        compared: job.compared.clone(),
+        lease: lease.into_token(),
+        inputs: pending.inputs,
+        outputs: node.outputs.iter().map(|o| o.decl.name.clone()).collect(),
+    };
+    let text = serde_json::to_string(&work).map_err(|e| {
+        Failure::from(format!(
+            "internal error: the worker job cannot be written: {e}"
+        ))
+    })?;
+    let env = password
+        .map(|p| vec![(worker::PIPELINE_WORKER_PASSWORD.to_string(), p)])
+        .unwrap_or_default();
+    info!(target: "pipeline", "Step `{}` has started.", node.name);
+    let submitted = backend.submit(vec![Submission {
+        label: pending.label,
+        job: text,
+        env,
+        resources: pending.resources,
+    }]);
+    let id = match submitted {
+        Ok(ids) if ids.len() == 1 => ids[0],
+        Ok(_) => {
+            return Err(Failure::from(
+                "internal error: the backend started no worker".to_string(),
+            ))
+        }
+        Err(e) => {
+            // The token was never adopted: free the key for others.
+            recover(store);
+            return Err(Failure {
+                message: format!("could not start a worker ({}): {e}", backend.name()),
+                source: Some(Box::new(e)),
+            });
+        }
+    };
+    let state = match backend.wait(id) {
+        Ok(state) => state,
+        Err(e) => {
+            // Lost track of it: stop it rather than leave it running unwatched.
+            let _ = backend.cancel(&[id]);
+            return Err(Failure::from(e));
+        }
+    };
+    let detail = match &state {
+        JobState::Ended { detail, .. } => detail.clone(),
+        JobState::Active => "is still running".to_string(),
+    };
+    let stderr = backend.stderr_tail(id, STDERR_TAIL);
+    backend.forget(id);
+    let record = store.execution(execution).map_err(Failure::from)?;
+    let with_stderr = |message: String| {
+        if stderr.is_empty() {
+            message
+        } else {
+            format!("{message}\nthe worker's stderr ends with:\n{stderr}")
+        }
+    };
+    match record.status {
+        StepStatus::Executed => {
+            let produced = record
+                .outputs
+                .iter()
+                .map(|o| Produced {
+                    hash: o.content_hash,
+                    size: o.size,
+                    execution,
+                })
+                .collect();
+            Ok((
+                Outcome::Executed {
+                    values: Vec::new(),
+                    produced,
+                },
+                execution,
+            ))
+        }
+        StepStatus::Failed if record.error.as_deref() != Some(crate::store::CLAIM_ENDED) => {
+            let error = record.error.unwrap_or_default();
+            Err(Failure::from(with_stderr(error)))
+        }
+        _ => {
+            // The worker died holding the claim: what it left is marked failed, the key
+            // is free again.
+            recover(store);
+            Err(Failure::from(with_stderr(format!(
+                "the worker process {detail} before it recorded the step"
+            ))))
+        }
+    }
+}
+
+/// Marks what dead processes left behind (a worker's claim) failed and free.
+fn recover(store: &crate::store::Store) {
+    if let Err(e) = store.metadata_store().recover() {
+        tracing::debug!(target: "pipeline", "Could not clean up after a worker: {e}");
+    }
+}

@@ -1,0 +1,446 @@
+//! The worker protocol and the process backend (`PIPELINE_EXECUTOR=processes`).
+//!
+//! This test binary has a `main` of its own (`harness = false`), whose first line is
+//! `pipeline::worker::enter();`, as a user's binary has: the process backend starts this
+//! very binary as each step's worker, and a replay runs it with `--pipeline-replay`.
+
+use std::path::Path;
+use std::process::Command;
+
+use pipeline::config::ExecutorKind;
+use pipeline::prelude::*;
+use pipeline::store::{Begin, RunStart, StepStart};
+use pipeline::worker::{Job, JobStore, EXIT_STALE, PIPELINE_WORKER_JOB};
+use pipeline::Hash128;
+use serde::{Deserialize, Serialize};
+
+// A seed-like pipeline: data, a split, a fitted model and its score.
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    n: usize,
+    slope: f64,
+    label: String,
+}
+
+/// One `(x, y)` point.
+type Point = (f64, f64);
+
+#[step]
+fn make_data(settings: &Settings) -> Vec<Point> {
+    (0..settings.n)
+        .map(|i| {
+            let x = i as f64;
+            (x, settings.slope * x + ((i * 7919) % 13) as f64 / 13.0)
+        })
+        .collect()
+}
+
+#[step(outputs(train, test))]
+fn split(rows: &[Point], test_every: usize) -> (Vec<Point>, Vec<Point>) {
+    let (test, train): (Vec<_>, Vec<_>) = rows
+        .iter()
+        .enumerate()
+        .partition(|(i, _)| i % test_every == 0);
+    (
+        train.into_iter().map(|(_, r)| *r).collect(),
+        test.into_iter().map(|(_, r)| *r).collect(),
+    )
+}
+
+#[step(cacher = Json)]
+fn fit(train: &[(f64, f64)]) -> (f64, f64) {
+    let n = train.len() as f64;
+    let (sx, sy) = train
+        .iter()
+        .fold((0.0, 0.0), |(a, b), (x, y)| (a + x, b + y));
+    let (mx, my) = (sx / n, sy / n);
+    let (num, den) = train.iter().fold((0.0, 0.0), |(num, den), (x, y)| {
+        (num + (x - mx) * (y - my), den + (x - mx) * (x - mx))
+    });
+    let slope = num / den;
+    (slope, my - slope * mx)
+}
+
+#[step]
+fn score(model: (f64, f64), test: Vec<(f64, f64)>) -> f64 {
+    let (a, b) = model;
+    test.iter()
+        .map(|(x, y)| (a * x + b - y).powi(2))
+        .sum::<f64>()
+        / test.len() as f64
+}
+
+/// The process that ran the step: another one under the process backend.
+#[step]
+fn which_process(seen: &f64) -> u32 {
+    let _ = seen;
+    std::process::id()
+}
+
+#[pipeline]
+fn seed_like(settings: Settings) -> (Artifact<(f64, f64)>, Artifact<f64>, Artifact<u32>) {
+    let rows = make_data(settings);
+    let parts = split(&rows, 5);
+    let model = fit(&parts.train);
+    let mse = score(&model, &parts.test);
+    let pid = which_process(&mse);
+    (model, mse, pid)
+}
+
+// A step that fails in one of several ways, and one downstream of it.
+
+#[step]
+fn flaky(mode: u8) -> Result<u64, String> {
+    match mode {
+        0 => Ok(7),
+        1 => {
+            eprintln!("flaky: the input file is missing (diagnostic from the step)");
+            Err("no input".to_string())
+        }
+        2 => panic!("flaky panicked on purpose"),
+        _ => {
+            eprintln!("flaky: about to abort");
+            std::process::abort()
+        }
+    }
+}
+
+#[step]
+fn after(x: &u64) -> u64 {
+    x + 1
+}
+
+#[pipeline]
+fn fragile(mode: u8) -> Artifact<u64> {
+    let x = flaky(mode);
+    after(&x)
+}
+
+fn settings() -> Settings {
+    Settings {
+        n: 200,
+        slope: 1.5,
+        label: "seed".into(),
+    }
+}
+
+fn store_dir(dir: &tempfile::TempDir, name: &str) -> std::path::PathBuf {
+    dir.path().join(name)
+}
+
+fn statuses<O>(run: &Run<O>) -> Vec<(String, StepStatus)> {
+    run.steps()
+        .iter()
+        .map(|s| (s.name().to_string(), s.status()))
+        .collect()
+}
+
+fn processes_equal_threads_and_a_second_run_starts_no_worker() {
+    let dir = tempfile::tempdir().unwrap();
+    let threads = seed_like(settings())
+        .store_path(store_dir(&dir, "threads"))
+        .run()
+        .unwrap();
+    let p = seed_like(settings())
+        .store_path(store_dir(&dir, "processes"))
+        .executor(ExecutorKind::Processes);
+    let first = p.run().unwrap();
+    let (t_model, t_mse, t_pid) = threads.output();
+    let (p_model, p_mse, p_pid) = first.output();
+    assert_eq!(t_model.load().unwrap(), p_model.load().unwrap());
+    assert_eq!(t_mse.load().unwrap(), p_mse.load().unwrap());
+    assert_eq!(t_pid.load().unwrap(), std::process::id());
+    let worker_pid = p_pid.load().unwrap();
+    assert_ne!(
+        worker_pid,
+        std::process::id(),
+        "the step ran in a worker process"
+    );
+    assert!(statuses(&first)
+        .iter()
+        .all(|(_, s)| *s == StepStatus::Executed));
+    // The same content hashes in both stores, output by output.
+    let hashes = |run: &Run<_>| -> Vec<Option<Hash128>> {
+        let store = run.store();
+        run.steps()
+            .iter()
+            .filter(|s| s.name() != "which_process")
+            .flat_map(|s| {
+                store
+                    .execution(s.execution_id().unwrap())
+                    .unwrap()
+                    .outputs
+                    .into_iter()
+                    .map(|o| Some(o.content_hash))
+            })
+            .collect()
+    };
+    assert_eq!(hashes(&threads), hashes(&first));
+
+    let second = p.run().unwrap();
+    assert!(
+        statuses(&second)
+            .iter()
+            .all(|(_, s)| *s == StepStatus::Cached),
+        "{:?}",
+        statuses(&second)
+    );
+    // Nothing was executed, so no worker could have run: the recorded pid is the first one's.
+    assert_eq!(second.output().2.load().unwrap(), worker_pid);
+}
+
+fn a_failing_step_carries_its_stderr_and_downstream_is_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = fragile(1)
+        .store_path(store_dir(&dir, "s"))
+        .executor(ExecutorKind::Processes);
+    let err = p.run().unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("no input"), "{text}");
+    assert!(
+        text.contains("the input file is missing (diagnostic from the step)"),
+        "the worker's stderr is in the error: {text}"
+    );
+    let store = Store::open(store_dir(&dir, "s")).unwrap();
+    let run = &store.runs(None).unwrap()[0];
+    let steps = store.run_steps(&run.id).unwrap();
+    let status = |name: &str| steps.iter().find(|s| s.name == name).unwrap().status;
+    assert_eq!(status("flaky"), StepStatus::Failed);
+    assert_eq!(status("after"), StepStatus::Skipped);
+}
+
+fn panicking_and_aborting_workers_are_failed_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let panicked = fragile(2)
+        .store_path(store_dir(&dir, "s"))
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap_err()
+        .to_string();
+    assert!(panicked.contains("flaky panicked on purpose"), "{panicked}");
+
+    let aborting = fragile(3)
+        .store_path(store_dir(&dir, "s"))
+        .executor(ExecutorKind::Processes);
+    let aborted = aborting.run().unwrap_err().to_string();
+    assert!(
+        aborted.contains("the worker process was killed by signal 6 before it recorded the step"),
+        "{aborted}"
+    );
+    assert!(aborted.contains("flaky: about to abort"), "{aborted}");
+    // The dead worker's claim was freed: a second run executes the step again at once
+    // (it does not wait for a holder) and fails the same way.
+    let again = aborting.run().unwrap_err().to_string();
+    assert!(again.contains("killed by signal 6"), "{again}");
+    let store = Store::open(store_dir(&dir, "s")).unwrap();
+    for run in store.runs(None).unwrap() {
+        for step in store.run_steps(&run.id).unwrap() {
+            assert_ne!(step.status, StepStatus::Running, "{}: {:?}", run.name, step);
+        }
+    }
+}
+
+fn a_stale_worker_refuses_and_records_nothing_as_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "s");
+    // A real run gives real key components to claim a key with.
+    let run = fragile(0).store_path(&path).run().unwrap();
+    let store = Store::open(&path).unwrap();
+    let recorded = store
+        .execution(run.step("flaky").unwrap().execution_id().unwrap())
+        .unwrap();
+    let meta = store.metadata_store();
+    meta.begin_run(&RunStart {
+        id: "stale-run".into(),
+        pipeline: "fragile".into(),
+        name: "stale".into(),
+        started_at_us: 1,
+    })
+    .unwrap();
+    let key = Hash128(0x5eed);
+    let start = StepStart {
+        run_id: "stale-run".into(),
+        run_name: "stale".into(),
+        name: "flaky".into(),
+        step: "flaky".into(),
+        position: 0,
+        cache_key: key,
+        components: recorded.components.clone(),
+        inputs: Vec::new(),
+        outputs: recorded.components.outputs.clone(),
+    };
+    let Begin::Claimed { lease, .. } = store.begin_step(&start).unwrap() else {
+        panic!("a fresh key is claimed");
+    };
+    let execution = lease.execution();
+    let mine = recorded.code_signature.clone();
+    let job = Job {
+        store: JobStore {
+            metadata: format!("sqlite:{}", path.join("metadata.sqlite").display()),
+            artifacts: None,
+            lease_ttl_ms: None,
+        },
+        run_id: "stale-run".into(),
+        node: "flaky".into(),
+        position: 0,
+        step: "workers::flaky".into(),
+        signature: "00000000000000ff".into(),
+        cache_key: key,
+        components: recorded.components.clone(),
+        reason: "first_execution".into(),
+        replace_outputs: false,
+        compared: None,
+        lease: lease.into_token(),
+        inputs: Vec::new(),
+        outputs: vec!["output".into()],
+    };
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(PIPELINE_WORKER_JOB, serde_json::to_string(&job).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(EXIT_STALE), "{stderr}");
+    assert!(stderr.contains("stale worker"), "{stderr}");
+    assert!(
+        stderr.contains(&mine),
+        "names this binary's signature: {stderr}"
+    );
+    assert!(
+        stderr.contains("00000000000000ff"),
+        "names the expected signature: {stderr}"
+    );
+    let row = store.execution(execution).unwrap();
+    assert_eq!(row.status, StepStatus::Failed);
+    assert!(row.error.unwrap().contains("stale worker"));
+    assert!(row.outputs.is_empty());
+    // Nothing done: the key is free, and claimed again rather than reused.
+    let start = StepStart {
+        run_id: "stale-run".into(),
+        ..start
+    };
+    assert!(matches!(
+        store.begin_step(&start).unwrap(),
+        Begin::Claimed { .. }
+    ));
+}
+
+/// A step whose output differs on every execution.
+#[step]
+fn stamp(seed: u64) -> u128 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    now ^ u128::from(seed)
+}
+
+#[pipeline]
+fn stamped(seed: u64) -> (Artifact<u128>, Artifact<u64>) {
+    let s = stamp(seed);
+    let x = flaky(0);
+    (s, after(&x))
+}
+
+fn replay(store: &Path, run: &str, step: &str) -> (Option<i32>, String) {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--pipeline-replay", run, step, "--store"])
+        .arg(store)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Also a regression test: the threads run's store handle stays open while the processes
+/// run opens a second one on the same SQLite file; opening it used to drop the first one's
+/// POSIX locks, so a worker closing its connection removed the WAL under the driver, and
+/// the next worker did not see its claim.
+fn replay_reports_equal_and_different_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "s");
+    let threads = seed_like(settings()).store_path(&path).run().unwrap();
+    let (code, out) = replay(&path, threads.name(), "score");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Output `output`: equal"), "{out}");
+    assert!(out.contains("Outputs equal the recorded ones."), "{out}");
+    // Multiple outputs, and an input that is a parameter struct.
+    let (code, out) = replay(&path, threads.name(), "split");
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("Output `train`: equal"), "{out}");
+    assert!(out.contains("Output `test`: equal"), "{out}");
+
+    // A run under processes replays as well; a step that differs each time says so.
+    let run = stamped(3)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    let (code, out) = replay(&path, run.name(), "after");
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out) = replay(&path, run.name(), "stamp");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("Output `output`: differs (recorded"), "{out}");
+    assert!(
+        out.contains("Outputs differ from the recorded ones."),
+        "{out}"
+    );
+
+    let (code, out) = replay(&path, run.name(), "nope");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("the run has no step call `nope`"), "{out}");
+}
+
+fn main() {
+    pipeline::worker::enter();
+    let tests: [(&str, fn()); 5] = [
+        (
+            "processes_equal_threads_and_a_second_run_starts_no_worker",
+            processes_equal_threads_and_a_second_run_starts_no_worker,
+        ),
+        (
+            "a_failing_step_carries_its_stderr_and_downstream_is_skipped",
+            a_failing_step_carries_its_stderr_and_downstream_is_skipped,
+        ),
+        (
+            "panicking_and_aborting_workers_are_failed_steps",
+            panicking_and_aborting_workers_are_failed_steps,
+        ),
+        (
+            "a_stale_worker_refuses_and_records_nothing_as_done",
+            a_stale_worker_refuses_and_records_nothing_as_done,
+        ),
+        (
+            "replay_reports_equal_and_different_outputs",
+            replay_reports_equal_and_different_outputs,
+        ),
+    ];
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let mut failed = Vec::new();
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        print!("test {name} ... ");
+        match std::panic::catch_unwind(test) {
+            Ok(()) => println!("ok"),
+            Err(_) => {
+                println!("FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        eprintln!("failed: {}", failed.join(", "));
+        std::process::exit(101);
+    }
+}
