@@ -242,9 +242,152 @@ fn a_local_store_is_refused_before_anything_is_submitted() {
     assert!(!logs.exists(), "a job was submitted");
 }
 
+// Ctrl-C on the driver: a child process of this binary drives a run whose step sleeps
+// for minutes as a Slurm job; the test interrupts it once the job has started.
+
+#[step]
+fn sleepy(secs: u64) -> u64 {
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    secs
+}
+
+#[pipeline]
+fn slow(secs: u64) -> Artifact<String> {
+    let a = sleepy(secs);
+    report_secs(&a)
+}
+
+#[step]
+fn report_secs(secs: &u64) -> String {
+    format!("slept {secs} s")
+}
+
+/// The driver's side: runs `slow` on the store and cluster its environment names, and
+/// exits 0 when the run was cancelled (anything else: 1).
+fn drive_slow_run() -> ! {
+    let var = |name: &str| std::env::var(name).expect(name);
+    let config = StoreConfig::new(&var("SLURM_TEST_DB"), Some(&var("SLURM_TEST_PREFIX"))).unwrap();
+    let options = StoreOptions {
+        local_dir: Some(PathBuf::from(var("SLURM_TEST_LOCAL"))),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(&config, options).unwrap();
+    let slurm = Slurm::new()
+        .conf(var("SLURM_TEST_CONF"))
+        .log_dir(var("SLURM_TEST_LOGS"));
+    let result = slow(300).store(store).executor(slurm).run();
+    eprintln!("driver: {result:?}");
+    std::process::exit(match result {
+        Err(Error::Cancelled { .. }) => 0,
+        _ => 1,
+    })
+}
+
+/// The Slurm jobs whose logs are in `logs` (`<id>.out`, `<id>.err`).
+fn jobs_logged_in(logs: &Path) -> Vec<String> {
+    let mut ids: Vec<String> = std::fs::read_dir(logs)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    e.path()
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Which of `ids` Slurm still lists as queued or running.
+fn still_queued(conf: &str, ids: &[String]) -> Vec<String> {
+    let out = std::process::Command::new("squeue")
+        .env("SLURM_CONF", conf)
+        .args(["-h", "-o", "%i %T", "-j", &ids.join(",")])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn sigint_cancels_the_runs_jobs_and_records_the_run_cancelled() {
+    let Some(cluster) = Cluster::new("sigint_on_slurm") else {
+        return;
+    };
+    let logs = cluster.local.path().join("logs");
+    let mut driver = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("SLURM_TEST_DRIVER", "1")
+        .env("SLURM_TEST_DB", cluster._db.url.clone())
+        .env("SLURM_TEST_PREFIX", cluster.config.artifacts().to_string())
+        .env("SLURM_TEST_LOCAL", cluster.local.path().join("driver"))
+        .env("SLURM_TEST_CONF", &cluster.conf)
+        .env("SLURM_TEST_LOGS", &logs)
+        .spawn()
+        .unwrap();
+    // Wait for the step's job to start (Slurm opens its log files then).
+    let started = std::time::Instant::now();
+    let ids = loop {
+        let ids = jobs_logged_in(&logs);
+        if !ids.is_empty() {
+            break ids;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the job did not start within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &driver.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = driver.wait().unwrap();
+    // Whatever happened, leave no job behind.
+    let left = still_queued(&cluster.conf, &ids);
+    if !left.is_empty() {
+        let _ = std::process::Command::new("scancel")
+            .env("SLURM_CONF", &cluster.conf)
+            .args(&ids)
+            .status();
+    }
+    assert!(
+        exit.success(),
+        "the driver did not end with a cancelled run: {exit:?}"
+    );
+    assert!(
+        left.is_empty()
+            || left
+                .iter()
+                .all(|l| l.ends_with("COMPLETING") || l.ends_with("CANCELLED")),
+        "jobs left in squeue: {left:?}"
+    );
+    let store = cluster.store();
+    let runs = store.runs(Some("slow")).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, pipeline::RunStatus::Cancelled);
+    let steps = store.run_steps(&runs[0].id).unwrap();
+    assert!(
+        steps.iter().all(|s| s.status != StepStatus::Executed),
+        "{steps:?}"
+    );
+}
+
 fn main() {
     pipeline::worker::enter();
-    let tests: [(&str, fn()); 3] = [
+    if std::env::var_os("SLURM_TEST_DRIVER").is_some() {
+        drive_slow_run();
+    }
+    let tests: [(&str, fn()); 4] = [
+        (
+            "sigint_cancels_the_runs_jobs_and_records_the_run_cancelled",
+            sigint_cancels_the_runs_jobs_and_records_the_run_cancelled,
+        ),
         (
             "seed_on_slurm_equals_threads_and_a_second_run_submits_nothing",
             seed_on_slurm_equals_threads_and_a_second_run_submits_nothing,

@@ -342,6 +342,19 @@ impl<O: PipelineOutput> Pipeline<O> {
             }
             Executor::Threads => None,
         };
+        // Steps that run elsewhere are cancelled on Ctrl-C (`executor/interrupt.rs`), which
+        // needs a token for the run even when none was given.
+        let cancel = match (&backend, &self.cancel) {
+            (Some(_), None) => Some(CancelToken::new()),
+            _ => self.cancel.clone(),
+        };
+        let _watch = match (&backend, &cancel) {
+            (Some(backend), Some(token)) => Some(crate::executor::interrupt::watch(
+                token.clone(),
+                Arc::clone(backend),
+            )),
+            _ => None,
+        };
         let in_flight = match &backend {
             Some(b) if b.name() == "slurm" => crate::executor::slurm::DEFAULT_IN_FLIGHT,
             _ => std::thread::available_parallelism()
@@ -355,7 +368,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             step_resources: self.step_resources.clone(),
             max_parallelism: self.max_parallelism.unwrap_or(in_flight),
             run_name: self.run_name.clone(),
-            cancel: self.cancel.clone(),
+            cancel,
             backend,
         };
         let outcome = executor::execute(&self.def.name, &self.def.graph, &store, &settings)?;

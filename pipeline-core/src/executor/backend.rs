@@ -98,6 +98,10 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Forgets job `id`, which has ended and been reported (its log tail included).
     fn forget(&self, id: JobId);
+
+    /// Cancels every job still active: the run was interrupted (Ctrl-C). The default does
+    /// nothing: worker processes of a terminal's driver got the same Ctrl-C.
+    fn cancel_all(&self) {}
 }
 
 /// How much of a failed worker's stderr its step's error shows.

@@ -691,6 +691,7 @@ impl<'a> State<'a> {
             resources: Self::resources(self.settings, node)
                 .cloned()
                 .unwrap_or_default(),
+            cancel: self.settings.cancel.clone(),
         })
     }
 
@@ -775,6 +776,19 @@ impl<'a> State<'a> {
 
     /// Handles a worker's report.
     fn finish(&mut self, f: Finished) {
+        if f.cancelled {
+            // Its job was stopped with the run: not run, like the steps that never started.
+            self.complete(
+                f.node,
+                StepStatus::Skipped,
+                Reason::Cancelled,
+                Some(f.key),
+                None,
+                f.execution,
+                f.duration,
+            );
+            return;
+        }
         match f.result {
             Ok(Outcome::Executed { values, produced }) => {
                 self.set_produced(f.node, &produced);

@@ -38,6 +38,7 @@ use crate::time;
 
 pub(crate) mod backend;
 mod coordinator;
+pub(crate) mod interrupt;
 mod ledger;
 mod remote;
 mod schedule;

@@ -21,7 +21,15 @@ pub(super) struct Pending {
     pub(super) inputs: Vec<JobInput>,
     /// What it asks of the machine that runs it (`resources(..)`, the run's override first).
     pub(super) resources: crate::cluster::Resources,
+    /// The run's cancel token: a job that ends unrecorded after it was cancelled was
+    /// stopped by the run (Ctrl-C), not by a fault of its own.
+    pub(super) cancel: Option<crate::cancel::CancelToken>,
 }
+
+/// The source of the failure of a worker that ended without recording its step.
+#[derive(Debug, thiserror::Error)]
+#[error("the worker ended without recording its step")]
+struct Unrecorded;
 
 /// Runs `job` (claimed) on `backend` and reports it as a worker thread would.
 pub(super) fn run_remote(
@@ -33,6 +41,7 @@ pub(super) fn run_remote(
 ) -> Finished {
     let clock = Instant::now();
     let claimed_row = job.lease.as_ref().map(|l| l.execution());
+    let cancel = pending.cancel.clone();
     let result = match job.lease.take() {
         Some(lease) => dispatch(runner, backend, &job, node, pending, lease),
         None => Err(Failure::from(
@@ -40,7 +49,17 @@ pub(super) fn run_remote(
         )),
     };
     let duration = clock.elapsed();
+    let cancelled = cancel.is_some_and(|t| t.is_cancelled())
+        && matches!(&result, Err(f) if f.source.as_ref().is_some_and(|s| s.is::<Unrecorded>()));
+    if cancelled {
+        info!(
+            target: "pipeline",
+            "Step `{}` was cancelled with the run.",
+            node.name
+        );
+    }
     let (result, execution) = match result {
+        Err(failure) if cancelled => (Err(failure), claimed_row),
         Ok((outcome, execution)) => {
             info!(
                 target: "pipeline",
@@ -57,6 +76,7 @@ pub(super) fn run_remote(
     };
     Finished {
         node: job.node,
+        cancelled,
         result,
         duration,
         execution,
@@ -176,9 +196,12 @@ fn dispatch(
             // The worker died holding the claim: what it left is marked failed, the key
             // is free again.
             recover(store);
-            Err(Failure::from(with_stderr(format!(
-                "the worker process {detail} before it recorded the step"
-            ))))
+            Err(Failure {
+                message: with_stderr(format!(
+                    "the worker process {detail} before it recorded the step"
+                )),
+                source: Some(Box::new(Unrecorded)),
+            })
         }
     }
 }

@@ -369,6 +369,13 @@ impl Backend for SlurmBackend {
         tail(&String::from_utf8_lossy(&bytes), max)
     }
 
+    fn cancel_all(&self) {
+        let active = self.active();
+        if let Err(e) = self.cancel(&active) {
+            tracing::warn!(target: "pipeline", "Could not cancel the run's Slurm jobs: {e}");
+        }
+    }
+
     fn forget(&self, id: JobId) {
         // Its log files stay in the log folder (the run's record of what the job printed).
         self.lock_jobs().remove(&id);

@@ -28,6 +28,9 @@ pub(super) struct Runner<'a> {
 /// What a worker reports back.
 pub(super) struct Finished {
     pub(super) node: NodeId,
+    /// The run was interrupted and the step's job cancelled before it recorded anything:
+    /// the step counts as not run (skipped, cancelled), not as failed.
+    pub(super) cancelled: bool,
     pub(super) result: std::result::Result<Outcome, Failure>,
     pub(super) duration: Duration,
     pub(super) execution: Option<i64>,
@@ -217,6 +220,7 @@ impl Finished {
     pub(super) fn status(&self) -> StepStatus {
         match self.result {
             Ok(Outcome::Executed { .. }) => StepStatus::Executed,
+            Err(_) if self.cancelled => StepStatus::Skipped,
             Err(_) => StepStatus::Failed,
         }
     }
@@ -244,6 +248,7 @@ pub(super) fn run_step(
     let done = execute_and_commit(commit, node, inputs, input_rows);
     Finished {
         node: job.node,
+        cancelled: false,
         result: done.result,
         duration: done.duration,
         execution: done.execution,
