@@ -355,3 +355,98 @@ fn a_tampered_read_cache_copy_is_downloaded_again_not_damage() {
         assert_eq!(SUMS.load(SeqCst), 0);
     }
 }
+
+// `FileRef` and the `Files` cacher on S3: the files travel inside the blob, so another
+// host (here: a handle with another local folder, the original files deleted) gets them.
+
+#[step(cacher = pipeline::cacher::Files)]
+fn export_model(dir: std::path::PathBuf) -> pipeline::cacher::FileRef {
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("weights.bin"), [1u8, 2, 3]).unwrap();
+    std::fs::write(dir.join("config.json"), "{\"layers\": 2}").unwrap();
+    pipeline::cacher::FileRef::new(dir)
+}
+
+#[step]
+fn bytes_in(model: &pipeline::cacher::FileRef) -> u64 {
+    std::fs::read_dir(model.path())
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+#[pipeline]
+fn exported_model(dir: std::path::PathBuf) -> Artifact<u64> {
+    let model = export_model(dir);
+    bytes_in(&model)
+}
+
+#[test]
+fn files_travel_inside_their_blob_to_another_host() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let Some(locations) = metadata_locations(dir.path(), "files_on_s3") else {
+        return;
+    };
+    let Some(prefix) = fresh_prefix("files_on_s3") else {
+        return;
+    };
+    for (i, (metadata, _db)) in locations.into_iter().enumerate() {
+        let prefix = format!("{prefix}/{i}");
+        let config = StoreConfig::new(&metadata, Some(&prefix)).unwrap();
+        let handle = |local: &str| {
+            let options = StoreOptions {
+                local_dir: Some(dir.path().join(format!("{local}-{i}"))),
+                ..StoreOptions::default()
+            };
+            Store::connect_with(&config, options).unwrap()
+        };
+        let out = dir.path().join(format!("model-{i}"));
+        let first = exported_model(out.clone())
+            .store(handle("host-a"))
+            .run()
+            .unwrap();
+        assert_eq!(first.output().load().unwrap(), 16);
+        std::fs::remove_dir_all(&out).unwrap();
+
+        // Another host: a new local folder; the files come from the bucket.
+        let other = handle("host-b");
+        let second = exported_model(out.clone())
+            .store(other.clone())
+            .run()
+            .unwrap();
+        assert_eq!(
+            second
+                .steps()
+                .iter()
+                .map(|s| s.status())
+                .collect::<Vec<_>>(),
+            [StepStatus::Cached, StepStatus::Cached]
+        );
+        let run_id = second.id().to_string();
+        let model = other
+            .artifact(&run_id, "export_model", "output")
+            .unwrap()
+            .load_with(&pipeline::cacher::Files)
+            .unwrap();
+        assert!(
+            !model.path().starts_with(&out),
+            "{}",
+            model.path().display()
+        );
+        assert!(
+            model
+                .path()
+                .starts_with(dir.path().join(format!("host-b-{i}")))
+                || model.path().exists()
+        );
+        assert_eq!(
+            std::fs::read(model.path().join("weights.bin")).unwrap(),
+            [1, 2, 3]
+        );
+        assert_eq!(
+            std::fs::read_to_string(model.path().join("config.json")).unwrap(),
+            "{\"layers\": 2}"
+        );
+    }
+}
