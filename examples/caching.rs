@@ -98,6 +98,9 @@ fn positive_usize(s: &str) -> Result<usize, String> {
 }
 
 fn main() -> ExitCode {
+    // A step run elsewhere (PIPELINE_EXECUTOR=processes or slurm) runs this binary as its
+    // worker: this line runs that one step and exits; otherwise it returns at once.
+    pipeline::worker::enter();
     let cli = Cli::parse();
     init_logging();
     match run(&cli) {

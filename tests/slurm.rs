@@ -16,6 +16,8 @@
 mod digits;
 #[path = "../examples/common/digits_pipeline.rs"]
 mod digits_pipeline;
+#[path = "common/harness.rs"]
+mod harness;
 #[path = "common/services.rs"]
 mod services;
 
@@ -401,26 +403,5 @@ fn main() {
             a_local_store_is_refused_before_anything_is_submitted,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = Vec::new();
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        println!("test {name} ...");
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    if !failed.is_empty() {
-        eprintln!("failed: {}", failed.join(", "));
-        std::process::exit(101);
-    }
+    harness::run(&tests)
 }

@@ -4,6 +4,9 @@
 //! `pipeline::worker::enter();`, as a user's binary has: the process backend starts this
 //! very binary as each step's worker, and a replay runs it with `--pipeline-replay`.
 
+#[path = "common/harness.rs"]
+mod harness;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -421,26 +424,5 @@ fn main() {
             replay_reports_equal_and_different_outputs,
         ),
     ];
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let mut failed = Vec::new();
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        print!("test {name} ... ");
-        match std::panic::catch_unwind(test) {
-            Ok(()) => println!("ok"),
-            Err(_) => {
-                println!("FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    if !failed.is_empty() {
-        eprintln!("failed: {}", failed.join(", "));
-        std::process::exit(101);
-    }
+    harness::run(&tests)
 }

@@ -276,6 +276,23 @@ pub struct Node {
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
 }
 
+impl Node {
+    /// The call `name` of the step `def` describes (in a graph, or alone in a worker).
+    pub(crate) fn new(name: String, def: StepDef) -> Node {
+        Node {
+            name,
+            step: def.name,
+            code: def.code,
+            enable_cache: def.enable_cache,
+            resources: def.resources,
+            inputs: def.inputs,
+            outputs: def.outputs.into_iter().map(Arc::new).collect(),
+            body: def.body,
+            entry: def.entry,
+        }
+    }
+}
+
 /// A built pipeline graph.
 pub struct Graph {
     pub(crate) id: u64,
@@ -376,17 +393,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
             }
         }
         graph.names.insert(name.clone());
-        graph.nodes.push(Node {
-            name,
-            step: def.name,
-            code: def.code,
-            enable_cache: def.enable_cache,
-            resources: def.resources,
-            inputs: def.inputs,
-            outputs: def.outputs.into_iter().map(Arc::new).collect(),
-            body: def.body,
-            entry: def.entry,
-        });
+        graph.nodes.push(Node::new(name, def));
         (graph.id, id)
     })
 }

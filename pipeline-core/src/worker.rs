@@ -424,17 +424,7 @@ fn node_of(
             entry.path()
         )
     })?;
-    Ok(Node {
-        name,
-        step: def.name,
-        code: def.code,
-        enable_cache: def.enable_cache,
-        resources: def.resources,
-        inputs: def.inputs,
-        outputs: def.outputs.into_iter().map(Arc::new).collect(),
-        body: def.body,
-        entry: def.entry,
-    })
+    Ok(Node::new(name, def))
 }
 
 /// A parameter input as a step body takes it (as `take_inputs` does on a thread).
