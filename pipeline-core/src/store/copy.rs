@@ -106,6 +106,8 @@ pub(crate) struct ExportedInput {
     pub position: i64,
     pub content_hash: Option<String>,
     pub producer: Option<i64>,
+    /// A parameter's stored form (a blob), for workers and replays.
+    pub value_blob: Option<String>,
 }
 
 /// An output found undecodable.
@@ -588,6 +590,29 @@ impl Copier<'_, '_> {
                 }
             }
         }
+        // Parameters' stored forms (blobs without sidecars), for workers and replays.
+        for e in &run.executions {
+            for i in &e.inputs {
+                let Some(text) = &i.value_blob else { continue };
+                let hash: Hash128 = text.parse().map_err(|_| Error::Copy {
+                    problem: format!(
+                        "run `{}` records a parameter blob `{text}`, which is not a hash",
+                        record.name
+                    ),
+                })?;
+                if !self.blobs_done.insert(hash) {
+                    continue;
+                }
+                match self.copy_bytes(hash) {
+                    Ok(true) => self.report.blobs_copied += 1,
+                    Ok(false) => self.report.blobs_present += 1,
+                    Err(err) => {
+                        self.blobs_done.remove(&hash);
+                        return Err(err.into());
+                    }
+                }
+            }
+        }
         let own = target.import_run(&run, &self.mapped)?;
         self.mapped.extend(own);
         self.report.runs_copied += 1;
@@ -603,6 +628,24 @@ impl Copier<'_, '_> {
         e: &ExportedExecution,
         a: &ExportedArtifact,
     ) -> Result<bool> {
+        let copied = self.copy_bytes(hash)?;
+        let from = self.source.artifact_store();
+        let to = self.target.artifact_store();
+        let sidecar = match from.get_sidecar(hash) {
+            Ok(Some(doc)) if sidecar_names(&doc, hash) => doc,
+            _ => sidecar_from_rows(hash, run, e, a),
+        };
+        let present = to.get_sidecar(hash).ok().flatten();
+        if present.as_deref() != Some(sidecar.as_slice()) {
+            to.put_sidecar(hash, &sidecar)
+                .map_err(|err| Error::io(to.location(hash).with_extension("json"), err))?;
+        }
+        Ok(copied)
+    }
+
+    /// Puts the bytes of blob `hash` in the target, verified; `false` when they were there
+    /// already, intact.
+    fn copy_bytes(&self, hash: Hash128) -> Result<bool> {
         let kind = self.source.content_hash_algorithm();
         let from = self.source.artifact_store();
         let to = self.target.artifact_store();
@@ -627,15 +670,6 @@ impl Copier<'_, '_> {
             },
             None => put_blob(from.as_ref(), to.as_ref(), hash, kind)?,
         };
-        let sidecar = match from.get_sidecar(hash) {
-            Ok(Some(doc)) if sidecar_names(&doc, hash) => doc,
-            _ => sidecar_from_rows(hash, run, e, a),
-        };
-        let present = to.get_sidecar(hash).ok().flatten();
-        if present.as_deref() != Some(sidecar.as_slice()) {
-            to.put_sidecar(hash, &sidecar)
-                .map_err(|err| Error::io(to.location(hash).with_extension("json"), err))?;
-        }
         Ok(copied)
     }
 }
@@ -972,8 +1006,8 @@ fn export_sqlite(c: &Connection, run_id: &str) -> rusqlite::Result<Option<Export
         }
     }
     let mut stmt = c.prepare(
-        "SELECT i.execution_id, i.name, i.position, i.content_hash, i.producer_execution \
-         FROM inputs i JOIN executions e ON e.id = i.execution_id \
+        "SELECT i.execution_id, i.name, i.position, i.content_hash, i.producer_execution, \
+         i.value_blob FROM inputs i JOIN executions e ON e.id = i.execution_id \
          WHERE e.run_id = ?1 ORDER BY i.execution_id, i.position",
     )?;
     let mut rows = stmt.query([run_id])?;
@@ -985,6 +1019,7 @@ fn export_sqlite(c: &Connection, run_id: &str) -> rusqlite::Result<Option<Export
                 position: r.get(2)?,
                 content_hash: r.get(3)?,
                 producer: r.get(4)?,
+                value_blob: r.get(5)?,
             });
         }
     }
@@ -1159,10 +1194,17 @@ impl ImportTx for SqliteImport<'_> {
             self.tx
                 .prepare_cached(
                     "INSERT INTO inputs(execution_id, name, position, content_hash, \
-                     producer_execution) VALUES (?1, ?2, ?3, ?4, ?5)",
+                     producer_execution, value_blob) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![id, i.name, i.position, i.content_hash, i.producer])
+                    s.execute(params![
+                        id,
+                        i.name,
+                        i.position,
+                        i.content_hash,
+                        i.producer,
+                        i.value_blob
+                    ])
                 })
                 .map_err(|e| self.err(e))?;
         }

@@ -2204,8 +2204,8 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
         }
     }
     for r in tx.query(
-        "SELECT i.execution_id, i.name, i.position, i.content_hash, i.producer_execution \
-         FROM inputs i JOIN executions e ON e.id = i.execution_id \
+        "SELECT i.execution_id, i.name, i.position, i.content_hash, i.producer_execution, \
+         i.value_blob FROM inputs i JOIN executions e ON e.id = i.execution_id \
          WHERE e.run_id = $1 ORDER BY i.execution_id, i.position",
         &[&run_id],
     )? {
@@ -2215,6 +2215,7 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
                 position: r.try_get(2)?,
                 content_hash: r.try_get(3)?,
                 producer: r.try_get(4)?,
+                value_blob: r.try_get(5)?,
             });
         }
     }
@@ -2353,9 +2354,16 @@ impl ImportTx for PostgresImport<'_, '_> {
         for i in &row.inputs {
             self.tx
                 .execute(
-                    "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution) \
-                     VALUES ($1, $2, $3, $4, $5)",
-                    &[&new, &i.name, &i.position, &i.content_hash, &i.producer],
+                    "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution, \
+                     value_blob) VALUES ($1, $2, $3, $4, $5, $6)",
+                    &[
+                        &new,
+                        &i.name,
+                        &i.position,
+                        &i.content_hash,
+                        &i.producer,
+                        &i.value_blob,
+                    ],
                 )
                 .map_err(|e| self.err(e))?;
         }
