@@ -575,27 +575,13 @@ impl PostgresMetadata {
             ],
         )?;
         let id: i64 = row.try_get(0)?;
-        if hit.is_none() && !step.inputs.is_empty() {
-            let names: Vec<&str> = step.inputs.iter().map(|i| i.name.as_str()).collect();
-            let positions: Vec<i64> = (0..step.inputs.len() as i64).collect();
-            let hashes: Vec<Option<String>> = step
-                .inputs
-                .iter()
-                .map(|i| i.hash.map(Hash128::to_hex))
-                .collect();
-            let producers: Vec<Option<i64>> = step.inputs.iter().map(|i| i.producer).collect();
-            let values: Vec<Option<String>> = step
-                .inputs
-                .iter()
-                .map(|i| i.value.map(Hash128::to_hex))
-                .collect();
-            tx.execute(
-                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution, \
-                 value_blob) \
-                 SELECT $1, i.name, i.position, i.hash, i.producer, i.value \
-                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) \
-                      AS i(name, position, hash, producer, value)",
-                &[&id, &names, &positions, &hashes, &producers, &values],
+        if hit.is_none() {
+            insert_inputs(
+                tx,
+                id,
+                step.inputs
+                    .iter()
+                    .map(|i| (i.name.as_str(), i.hash, i.producer, i.value)),
             )?;
         }
         Ok(id)
@@ -1807,31 +1793,44 @@ fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i
                 c.execute("DELETE FROM damaged_blobs WHERE hash = ANY($1)", &[&hashes])?;
             }
         }
-        if !row.inputs.is_empty() {
-            let names: Vec<&str> = row.inputs.iter().map(|i| i.name.as_str()).collect();
-            let positions: Vec<i64> = (0..row.inputs.len() as i64).collect();
-            let hashes: Vec<Option<String>> = row
-                .inputs
+        insert_inputs(
+            c,
+            id,
+            row.inputs
                 .iter()
-                .map(|i| i.hash.map(Hash128::to_hex))
-                .collect();
-            let producers: Vec<Option<i64>> = row.inputs.iter().map(|i| i.producer).collect();
-            let values: Vec<Option<String>> = row
-                .inputs
-                .iter()
-                .map(|i| i.value.map(Hash128::to_hex))
-                .collect();
-            c.execute(
-                "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution, \
-                 value_blob) \
-                 SELECT $1, i.name, i.position, i.hash, i.producer, i.value \
-                 FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) \
-                      AS i(name, position, hash, producer, value)",
-                &[&id, &names, &positions, &hashes, &producers, &values],
-            )?;
-        }
+                .map(|i| (i.name.as_str(), i.hash, i.producer, i.value)),
+        )?;
     }
     Ok(ids)
+}
+
+/// Inserts the input rows (name, content hash, producer, parameter blob) of execution `id`,
+/// in declaration order, with one statement; nothing for none.
+fn insert_inputs<'i>(
+    c: &mut impl GenericClient,
+    id: i64,
+    inputs: impl Iterator<Item = (&'i str, Option<Hash128>, Option<i64>, Option<Hash128>)>,
+) -> Result<(), postgres::Error> {
+    let (mut names, mut hashes, mut producers, mut values) = (vec![], vec![], vec![], vec![]);
+    for (name, hash, producer, value) in inputs {
+        names.push(name);
+        hashes.push(hash.map(Hash128::to_hex));
+        producers.push(producer);
+        values.push(value.map(Hash128::to_hex));
+    }
+    if names.is_empty() {
+        return Ok(());
+    }
+    let positions: Vec<i64> = (0..names.len() as i64).collect();
+    c.execute(
+        "INSERT INTO inputs(execution_id, name, position, content_hash, producer_execution, \
+         value_blob) \
+         SELECT $1, i.name, i.position, i.hash, i.producer, i.value \
+         FROM unnest($2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) \
+              AS i(name, position, hash, producer, value)",
+        &[&id, &names, &positions, &hashes, &producers, &values],
+    )?;
+    Ok(())
 }
 
 /// The completed calls of `step` in the run a miss is compared with: the newest run other
