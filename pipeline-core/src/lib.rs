@@ -22,6 +22,7 @@ mod key;
 mod local_fs;
 mod output;
 mod pipeline;
+pub mod policy;
 pub mod report;
 mod run;
 pub mod shape;
@@ -59,6 +60,8 @@ pub mod __private {
         OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,
     };
     pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+    /// `#[step(retries, retry_delay, backoff, timeout)]` builds its constant with these.
+    pub use crate::policy::{parse_duration_or_panic, StepPolicy};
     pub use crate::signature::{
         compile_signature, value_probe, CodePartKind, HelperDecl, PartDecl, PartValue, StepDecl,
         Values,

@@ -31,7 +31,7 @@
 //! ```
 
 mod executor;
-mod resources;
+pub(crate) mod resources;
 pub mod slurm;
 
 #[cfg(test)]
