@@ -15,6 +15,7 @@ pub mod canonical;
 mod checks;
 pub mod cluster;
 pub mod config;
+mod context;
 mod error;
 mod executor;
 mod graph;
@@ -37,6 +38,7 @@ pub mod worker;
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
 pub use crate::cancel::CancelToken;
+pub use crate::context::{context, StepContext};
 pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
@@ -44,9 +46,10 @@ pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};
 pub use crate::status::{Reason, RunStatus, StepStatus};
 pub use crate::store::{
-    ArtifactRecord, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall, ExecutionRef,
-    GcPolicy, GcReport, InputRecord, Lineage, Problem, RunComparison, RunRecord, StepComparison,
-    StepRecord, Store, StoreOptions, StoreStats, StoredArtifact, VerifyReport,
+    ArtifactRecord, Attempt, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall,
+    ExecutionDetails, ExecutionRef, GcPolicy, GcReport, InputRecord, Lineage, MetricValue, Problem,
+    RunComparison, RunRecord, StepComparison, StepRecord, Store, StoreOptions, StoreStats,
+    StoredArtifact, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a

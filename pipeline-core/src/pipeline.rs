@@ -10,7 +10,7 @@ use crate::cluster::Executor;
 use crate::cluster::Resources;
 use crate::config::ExecutorKind;
 use crate::error::Result;
-use crate::executor::{self, RunSettings};
+use crate::executor::{self, PolicyOverride, RunSettings};
 use crate::graph::{self, Graph, NodeId};
 use crate::run::Run;
 use crate::store::Store;
@@ -113,6 +113,7 @@ pub struct Pipeline<O> {
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
     step_resources: HashMap<String, Resources>,
+    step_policy: HashMap<String, PolicyOverride>,
     cancel: Option<CancelToken>,
 }
 
@@ -136,6 +137,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             run_name: None,
             step_cache: HashMap::new(),
             step_resources: HashMap::new(),
+            step_policy: HashMap::new(),
             cancel: None,
         }
     }
@@ -193,6 +195,39 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// ```
     pub fn step_resources(mut self, step: impl Into<String>, resources: Resources) -> Self {
         self.step_resources.insert(step.into(), resources);
+        self
+    }
+
+    /// Sets how often one step is retried in the runs of this pipeline value, by its call
+    /// name (`train`, `train_2`) or its step name (every call of it), replacing its
+    /// `#[step(retries = N)]`; its `retry_delay` and `backoff` stay. `retries` attempts
+    /// follow a first one that fails (with an `Err` or a panic); only the last one decides
+    /// the step's status, and every attempt is recorded (see [`StepRecord::attempts`]).
+    /// Retries never enter the cache key. A name the pipeline does not have makes `run()`
+    /// fail with [`Error::UnknownStep`](crate::Error::UnknownStep).
+    ///
+    /// [`StepRecord::attempts`]: crate::StepRecord::attempts
+    pub fn step_retries(mut self, step: impl Into<String>, retries: u32) -> Self {
+        self.step_policy.entry(step.into()).or_default().retries = Some(retries);
+        self
+    }
+
+    /// Sets the longest one attempt of a step may run, by call name or step name,
+    /// replacing its `#[step(timeout = "..")]`. A step that runs longer fails with
+    /// `timed out after <limit>` (and is retried if it has retries). On the process and
+    /// Slurm backends its process is ended; on the thread backend a thread cannot be
+    /// stopped safely, so the step is given up (its output is never used) and its thread
+    /// runs on until it returns or the program ends: use the process backend
+    /// (`PIPELINE_EXECUTOR=processes`) for a hard limit. Timeouts never enter the cache
+    /// key. A name the pipeline does not have makes `run()` fail with
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep).
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is zero.
+    pub fn step_timeout(mut self, step: impl Into<String>, timeout: std::time::Duration) -> Self {
+        assert!(!timeout.is_zero(), "a step timeout must be more than 0");
+        self.step_policy.entry(step.into()).or_default().timeout = Some(timeout);
         self
     }
 
@@ -366,6 +401,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             pipeline_cache: self.def.enable_cache,
             step_cache: self.step_cache.clone(),
             step_resources: self.step_resources.clone(),
+            step_policy: self.step_policy.clone(),
             max_parallelism: self.max_parallelism.unwrap_or(in_flight),
             run_name: self.run_name.clone(),
             cancel,

@@ -23,7 +23,7 @@ pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 const JITTER: f64 = 0.1;
 
 /// A step's retries and timeout (see the [module docs](self)).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepPolicy {
     retries: u32,
     retry_delay: Duration,

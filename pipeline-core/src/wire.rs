@@ -96,6 +96,8 @@ pub struct StepInfo {
     pub enable_cache: Option<bool>,
     /// The step's own `resources(..)` option, if given.
     pub resources: Option<&'static Resources>,
+    /// The step's own retries and timeout (`retries = 3`, `timeout = "10m"`), if given.
+    pub policy: Option<&'static crate::policy::StepPolicy>,
 }
 
 /// `x: &T`: the body gets a shared `Arc<T>`.
@@ -334,6 +336,7 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
         code: info.code,
         enable_cache: info.enable_cache,
         resources: info.resources,
+        policy: info.policy,
         inputs,
         outputs,
         body: Box::new(run::<S>),

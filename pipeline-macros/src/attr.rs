@@ -13,6 +13,7 @@ use syn::{Expr, Ident, Lit, LitBool, LitStr, Path, Token};
 use crate::errors::Errors;
 
 pub(crate) const STEP_OPTIONS: &[&str] = &[
+    "backoff",
     "build_profile",
     "cacher",
     "crate",
@@ -21,7 +22,10 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "name",
     "outputs",
     "resources",
+    "retries",
+    "retry_delay",
     "source_file",
+    "timeout",
     "uses",
     "version",
 ];
@@ -34,7 +38,8 @@ pub(crate) const PART_OPTIONS: &[&str] = &["build_profile", "deps", "source_file
 
 /// Step options left out of the code signature: they say where and how a step runs, not
 /// what it computes, so changing one keeps the cache.
-pub(crate) const RUNTIME_OPTIONS: &[&str] = &["resources"];
+pub(crate) const RUNTIME_OPTIONS: &[&str] =
+    &["backoff", "resources", "retries", "retry_delay", "timeout"];
 
 /// The keys of `resources(..)`, as `sbatch` options: `--cpus-per-task`, `--mem`,
 /// `--gres=gpu:N`, `--time`.
@@ -48,6 +53,26 @@ pub(crate) struct ResourceOptions {
     pub mem: Option<LitStr>,
     pub gpus: Option<syn::LitInt>,
     pub time: Option<LitStr>,
+}
+
+/// `retries = 3, retry_delay = "2s", backoff = 2.0, timeout = "10m"`: how the step is run
+/// (see the runtime's `policy` module). The texts are read by the runtime's own parser in a
+/// constant, so the compiler checks them.
+#[derive(Default)]
+pub(crate) struct PolicyOptions {
+    pub retries: Option<syn::LitInt>,
+    pub retry_delay: Option<LitStr>,
+    pub backoff: Option<syn::LitFloat>,
+    pub timeout: Option<LitStr>,
+}
+
+impl PolicyOptions {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.retries.is_none()
+            && self.retry_delay.is_none()
+            && self.backoff.is_none()
+            && self.timeout.is_none()
+    }
 }
 
 /// One entry of `uses = [..]`: a path to a `#[helper]`, with `!` for a `macro_rules!` one.
@@ -104,6 +129,8 @@ pub(crate) struct StepOptions {
     /// `resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")`: what the step asks of the
     /// machine that runs it.
     pub resources: Option<ResourceOptions>,
+    /// `retries`, `retry_delay`, `backoff` and `timeout`.
+    pub policy: PolicyOptions,
     /// Parsing stopped at a syntax error, so options after it are unknown.
     pub incomplete: bool,
 }
@@ -147,6 +174,9 @@ fn unknown(meta: &ParseNestedMeta<'_>, attribute: &str, valid: &[&str]) -> syn::
         "output" => "; did you mean `outputs`?",
         "use" | "helpers" => "; did you mean `uses`?",
         "cachers" | "format" => "; did you mean `cacher`?",
+        "retry" | "max_retries" | "attempts" => "; did you mean `retries`?",
+        "time_limit" | "max_duration" => "; did you mean `timeout`?",
+        "delay" | "retry_delay_seconds" => "; did you mean `retry_delay`?",
         _ => "",
     };
     meta.error(format!(
@@ -417,6 +447,44 @@ fn parse_count(
     Ok(None)
 }
 
+/// `backoff = 2.0` (or `2`): the factor each retry delay grows by, at least 1. Read as a
+/// float literal so the constant can hold it; checked again by the runtime's `const fn`.
+fn parse_backoff(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<Option<syn::LitFloat>> {
+    let expr: Expr = meta.value()?.parse()?;
+    let value = match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(n), ..
+        }) => n.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    };
+    match value {
+        Some(v) if (1.0..=1e6).contains(&v) => Ok(Some(syn::LitFloat::new(
+            &format!("{v:?}f64"),
+            syn::spanned::Spanned::span(&expr),
+        ))),
+        Some(_) => {
+            errors.spanned(
+                &expr,
+                "`backoff` must be at least 1 (1 keeps the delay constant), e.g. `backoff = 2.0`",
+            );
+            Ok(None)
+        }
+        None => {
+            errors.spanned(
+                &expr,
+                "`backoff` expects a number, e.g. `backoff = 2.0` (each retry waits twice as long)",
+            );
+            Ok(None)
+        }
+    }
+}
+
 /// `mem = "8G"`: a string literal, read by the runtime's parser in a constant.
 fn parse_text(
     meta: &ParseNestedMeta<'_>,
@@ -506,6 +574,16 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
             "cacher" => o.cachers = parse_cachers(&meta)?,
             // resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")
             "resources" => o.resources = Some(parse_resources(&meta, errors)?),
+            // retries = 3
+            "retries" => o.policy.retries = parse_count(&meta, errors, "retries = 3", 0)?,
+            // retry_delay = "2s"
+            "retry_delay" => {
+                o.policy.retry_delay = parse_text(&meta, errors, "retry_delay = \"2s\"")?
+            }
+            // backoff = 2.0
+            "backoff" => o.policy.backoff = parse_backoff(&meta, errors)?,
+            // timeout = "10m"
+            "timeout" => o.policy.timeout = parse_text(&meta, errors, "timeout = \"10m\"")?,
             // crate = ::path
             "crate" => o.krate = Some(parse_crate(&meta)?),
             _ => {

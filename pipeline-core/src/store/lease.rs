@@ -146,6 +146,7 @@ impl SqliteMetadata {
                 holder,
             } => {
                 let cached = ExecutionRow {
+                    details: Default::default(),
                     status: StepStatus::Cached,
                     cache_key: Some(key),
                     reused: Some(execution),
@@ -233,6 +234,7 @@ impl SqliteMetadata {
             }
         }
         let running = ExecutionRow {
+            details: Default::default(),
             status: StepStatus::Running,
             cache_key: Some(key),
             started_at_us: now,

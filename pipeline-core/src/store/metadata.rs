@@ -427,6 +427,7 @@ impl SqliteMetadata {
             })
             .collect();
         let row = ExecutionRow {
+            details: Default::default(),
             run_id: &step.run_id,
             name: &step.name,
             step: &step.step,
