@@ -25,7 +25,10 @@ pub use crate::output::{NodeId, OutputSpec};
 pub type Value = Arc<dyn Any + Send + Sync>;
 
 /// The type-erased body of a step.
-pub type StepBody = Box<dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync>;
+pub type StepBody = Box<BodyFn>;
+
+/// The type-erased body's function type.
+pub type BodyFn = dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync;
 
 /// How a step argument is declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,7 +278,7 @@ pub struct Node {
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
     /// Shared, so a step with a timeout can run its body on a thread of its own.
-    pub(crate) body: Arc<dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync>,
+    pub(crate) body: Arc<BodyFn>,
     /// The step's registry entry: what a worker process runs.
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
 }

@@ -440,6 +440,26 @@ fn parse_count(
             Err(_) => {}
         }
     }
+    if let Expr::Unary(syn::ExprUnary {
+        op: syn::UnOp::Neg(_),
+        expr: inner,
+        ..
+    }) = &expr
+    {
+        if matches!(
+            &**inner,
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Int(_),
+                ..
+            })
+        ) {
+            errors.spanned(
+                &expr,
+                format!("`{key}` cannot be negative; it must be at least {min}, e.g. `{example}`"),
+            );
+            return Ok(None);
+        }
+    }
     errors.spanned(
         &expr,
         format!("`{key}` expects a whole number, e.g. `{example}`"),
