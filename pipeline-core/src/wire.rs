@@ -160,9 +160,9 @@ impl<T> Slot for Handle<T> {
 }
 
 /// A list of inputs: `()` or `(Slot, InputList)`.
-pub trait InputList {
-    /// The operations on each value type.
-    type Ops;
+pub trait InputList: 'static {
+    /// The operations on each value type (function pointers: the step's body keeps them).
+    type Ops: Send + Sync;
     /// What the pipeline body passed.
     type Given;
     /// What the body gets.
@@ -209,7 +209,7 @@ impl InputList for () {
     }
 }
 
-impl<H: Slot, R: InputList> InputList for (H, R) {
+impl<H: Slot + 'static, R: InputList> InputList for (H, R) {
     type Ops = (Ops<H::Value, Bincode>, R::Ops);
     type Given = (Input<H::Value>, R::Given);
     type Fetched = (H::Fetched, R::Fetched);
@@ -243,11 +243,11 @@ impl<H: Slot, R: InputList> InputList for (H, R) {
 pub struct Out<T, C>(PhantomData<fn() -> (T, C)>);
 
 /// A list of outputs: `()` or `(Out<T, C>, OutputList)`.
-pub trait OutputList {
+pub trait OutputList: 'static {
     /// How many outputs.
     const LEN: usize;
-    /// The operations on each value type.
-    type Ops;
+    /// The operations on each value type (function pointers: the step's body keeps them).
+    type Ops: Send + Sync;
     /// The cachers.
     type Cachers;
     /// The values the step returned.
@@ -274,7 +274,7 @@ impl OutputList for () {
     fn values(_: &(), _: (), _: &mut Vec<Value>) {}
 }
 
-impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
+impl<T: 'static, C: 'static, R: OutputList> OutputList for (Out<T, C>, R) {
     const LEN: usize = 1 + R::LEN;
     type Ops = (Ops<T, C>, R::Ops);
     type Cachers = (C, R::Cachers);
@@ -301,12 +301,27 @@ impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
 ///
 /// When no pipeline is being built (see [`add_step`]).
 pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles {
-    S::Handles::at(add_step(def::<S>(entry, given)))
+    let (in_ops, out_ops) = S::ops::<()>();
+    let def = def::<S::Inputs, S::Outputs>(
+        entry,
+        given,
+        in_ops,
+        out_ops,
+        S::cachers::<()>(),
+        S::invoke::<()>,
+    );
+    S::Handles::at(add_step(def))
 }
 
 /// A call of step `S` as a worker or a replay runs it (the registry entry's `rebuild`,
 /// see `worker.rs`): parameter `i` decoded from `params[i]`, each artifact input (`None`)
 /// a placeholder the worker binds to its stored bytes.
+///
+/// Every `#[step]` names this function in its registry entry, so it is compiled in the
+/// crate that defines the steps (BENCHMARKS.md, figure 7): it only gathers the step's own
+/// parts (its operations, cachers and call) and hands them to [`def`], which is generic
+/// over the step's input and output lists only and so compiled once for every step of
+/// the same shape, not once per step.
 ///
 /// # Errors
 ///
@@ -315,20 +330,36 @@ pub fn rebuild<S: StepFn>(
     entry: &'static StepEntry,
     params: &[Option<Vec<u8>>],
 ) -> Result<StepDef, BoxError> {
-    let (in_ops, _) = S::ops::<()>();
+    let (in_ops, out_ops) = S::ops::<()>();
     let given = S::Inputs::stored(&in_ops, params, 0)?;
-    Ok(def::<S>(entry, given))
+    Ok(def::<S::Inputs, S::Outputs>(
+        entry,
+        given,
+        in_ops,
+        out_ops,
+        S::cachers::<()>(),
+        S::invoke::<()>,
+    ))
 }
 
-#[inline]
-fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
+/// How a step is called with its fetched arguments (`StepFn::invoke`).
+type Invoke<I, O> = fn(<I as InputList>::Fetched) -> Result<<O as OutputList>::Values, StepError>;
+
+/// The call of a step with inputs `I` and outputs `O`: its specs and its type-erased body
+/// (fetch the arguments, `invoke`, wrap the outputs). Generic over the lists only.
+fn def<I: InputList, O: OutputList>(
+    entry: &'static StepEntry,
+    given: I::Given,
+    in_ops: I::Ops,
+    out_ops: O::Ops,
+    cachers: O::Cachers,
+    invoke: Invoke<I, O>,
+) -> StepDef {
     let info = &entry.info;
-    let (in_ops, out_ops) = S::ops::<()>();
-    let cachers = S::cachers::<()>();
     let mut inputs = Vec::with_capacity(info.inputs.len());
-    S::Inputs::specs(&in_ops, given, info.inputs, &mut inputs);
+    I::specs(&in_ops, given, info.inputs, &mut inputs);
     let mut outputs = Vec::with_capacity(info.outputs.len());
-    S::Outputs::specs(&out_ops, cachers, info.outputs, &mut outputs);
+    O::specs(&out_ops, cachers, info.outputs, &mut outputs);
     StepDef {
         name: info.name,
         code: info.code,
@@ -336,17 +367,13 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
         resources: info.resources,
         inputs,
         outputs,
-        body: Box::new(run::<S>),
+        body: Box::new(move |ctx: &mut StepContext| {
+            let args = I::fetch(&in_ops, ctx, 0)?;
+            let values = invoke(args)?;
+            let mut out = Vec::with_capacity(O::LEN);
+            O::values(&out_ops, values, &mut out);
+            Ok(out)
+        }),
         entry: Some(entry),
     }
-}
-
-/// The body of a call of step `S`: fetch the arguments, call, wrap the outputs.
-fn run<S: StepFn>(ctx: &mut StepContext) -> Result<Vec<Value>, StepError> {
-    let (in_ops, out_ops) = S::ops::<()>();
-    let args = S::Inputs::fetch(&in_ops, ctx, 0)?;
-    let values = S::invoke::<()>(args)?;
-    let mut out = Vec::with_capacity(S::Outputs::LEN);
-    S::Outputs::values(&out_ops, values, &mut out);
-    Ok(out)
 }
