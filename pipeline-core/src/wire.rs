@@ -10,12 +10,17 @@
 //!
 //! The lists are nested pairs ending in `()`, `(Ref<A>, (Owned<B>, ()))`, so every arity
 //! is one impl. Nothing here repeats a bound on the value types: the step's own checks
-//! (the `Probe`s in [`StepFn::ops`], see `checks.rs`) report a missing bound once, at the
+//! (the `Probe`s in [`StepFn::parts`], see `checks.rs`) report a missing bound once, at the
 //! user's type, and hand over the [`Ops`] tables this code uses.
 //!
-//! The step's methods are generic (`G`, never used, instantiated as `()`): a generic
-//! function is compiled only where it is used, in the crate that builds a pipeline, not in
-//! the crate that defines a hundred steps.
+//! Each step's registry entry (`worker.rs`) points at [`rebuild`]`::<S>`, so the step's
+//! methods and the runtime code they reach are compiled in the crate that defines the steps
+//! (BENCHMARKS.md, figure 7). To keep that small, what is compiled per step is only
+//! `rebuild::<S>` and the step's `parts` and `invoke`; the rest (`def`, the step's body)
+//! is generic over the input and output lists alone, so it is compiled once for all the
+//! steps of one shape, and the per-type code behind the [`Ops`] tables keeps to what needs
+//! the type. In a debug build the crate that wires a pipeline reuses these instantiations
+//! (rustc shares generic code with downstream crates there).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -40,16 +45,15 @@ pub trait StepFn: 'static {
     type Outputs: OutputList;
     /// What the wiring function returns: `Artifact<T>` or `<step>::Outputs`.
     type Handles: StepHandles;
-    /// The bound checks of every input and output type; yields their operations.
-    fn ops<G: ?Sized>() -> (InOps<Self>, OutOps<Self>);
-    /// The outputs' cachers.
-    fn cachers<G: ?Sized>() -> Cachers<Self>;
+    /// The bound checks of every input and output type; yields their operations, and the
+    /// outputs' cachers.
+    fn parts() -> (InOps<Self>, OutOps<Self>, Cachers<Self>);
     /// Calls the step with its fetched arguments.
     ///
     /// # Errors
     ///
     /// The step's own error, for a step that returns `Result`.
-    fn invoke<G: ?Sized>(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
+    fn invoke(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
 }
 
 /// What a wiring function returns: the handles to the outputs of a node.
@@ -301,15 +305,8 @@ impl<T: 'static, C: 'static, R: OutputList> OutputList for (Out<T, C>, R) {
 ///
 /// When no pipeline is being built (see [`add_step`]).
 pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles {
-    let (in_ops, out_ops) = S::ops::<()>();
-    let def = def::<S::Inputs, S::Outputs>(
-        entry,
-        given,
-        in_ops,
-        out_ops,
-        S::cachers::<()>(),
-        S::invoke::<()>,
-    );
+    let (in_ops, out_ops, cachers) = S::parts();
+    let def = def::<S::Inputs, S::Outputs>(entry, given, in_ops, out_ops, cachers, S::invoke);
     S::Handles::at(add_step(def))
 }
 
@@ -330,15 +327,15 @@ pub fn rebuild<S: StepFn>(
     entry: &'static StepEntry,
     params: &[Option<Vec<u8>>],
 ) -> Result<StepDef, BoxError> {
-    let (in_ops, out_ops) = S::ops::<()>();
+    let (in_ops, out_ops, cachers) = S::parts();
     let given = S::Inputs::stored(&in_ops, params, 0)?;
     Ok(def::<S::Inputs, S::Outputs>(
         entry,
         given,
         in_ops,
         out_ops,
-        S::cachers::<()>(),
-        S::invoke::<()>,
+        cachers,
+        S::invoke,
     ))
 }
 
