@@ -269,9 +269,12 @@ struct ParamParts {
     shape: String,
     value: Value,
     /// Decodes `copy` as a fresh value.
-    decode: fn(&[u8]) -> std::result::Result<Box<dyn Any + Send>, BoxError>,
+    decode: DecodeCopy,
     encode: fn(&Value) -> std::result::Result<Vec<u8>, BoxError>,
 }
+
+/// Decodes a by-value parameter's bincode copy (`decode_copy::<T>`).
+type DecodeCopy = fn(&[u8]) -> std::result::Result<Box<dyn Any + Send>, BoxError>;
 
 /// A fresh `T` from the bincode copy of a by-value parameter.
 fn decode_copy<T: DeserializeOwned + Send + 'static>(
