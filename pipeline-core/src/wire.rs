@@ -316,7 +316,7 @@ pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles
 ///
 /// Every `#[step]` names this function in its registry entry, so it is compiled in the
 /// crate that defines the steps (BENCHMARKS.md, figure 7): it only gathers the step's own
-/// parts (its operations, cachers and call) and hands them to [`def`], which is generic
+/// parts (its operations, cachers and call) and hands them to `def`, which is generic
 /// over the step's input and output lists only and so compiled once for every step of
 /// the same shape, not once per step.
 ///
