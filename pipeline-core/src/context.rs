@@ -1,27 +1,5 @@
-//! The step context: what a running step can ask of the run and tell it.
-//!
-//! Inside a `#[step]` body, [`context()`] returns a [`StepContext`]: the step's name, the
-//! run's id, the attempt, a scratch directory removed after the attempt, and a place to log
-//! metadata and metrics that are recorded with the execution (as ZenML's `log_metadata` and
-//! Curifactory's `extra_metadata`) and shown by `pipeline show`, `pipeline diff` and the
-//! lineage page. Nothing logged here enters a cache key; a cached step shows what the
-//! execution it reused logged.
-//!
-//! ```
-//! use pipeline::prelude::*;
-//!
-//! #[step]
-//! fn evaluate(predictions: &[u8], labels: &[u8]) -> f64 {
-//!     let hits = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
-//!     let accuracy = hits as f64 / labels.len().max(1) as f64;
-//!     if let Ok(ctx) = pipeline::context() {
-//!         ctx.log_metric("accuracy", accuracy).ok();
-//!         ctx.log_metadata("rows", labels.len());
-//!     }
-//!     accuracy
-//! }
-//! # fn main() {}
-//! ```
+//! The step context (`pipeline::context()`): what a running step can ask of the run and
+//! tell it. See [`context()`] for the whole story and an example.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -35,7 +13,30 @@ thread_local! {
     static CURRENT: RefCell<Option<StepContext>> = const { RefCell::new(None) };
 }
 
-/// The context of the running step (see the [module docs](self)).
+/// The context of the running step.
+///
+/// Inside a `#[step]` body, [`context()`] returns a [`StepContext`]: the step's name, the
+/// run's id, the attempt, a scratch directory removed after the attempt, and a place to log
+/// metadata and metrics that are recorded with the execution (as ZenML's `log_metadata` and
+/// Curifactory's `extra_metadata`) and shown by `pipeline show`, `pipeline diff` and the
+/// lineage page. Nothing logged here enters a cache key; a cached step shows what the
+/// execution it reused logged.
+///
+/// ```
+/// use pipeline::prelude::*;
+///
+/// #[step]
+/// fn evaluate(predictions: &[u8], labels: &[u8]) -> f64 {
+///     let hits = predictions.iter().zip(labels).filter(|(p, l)| p == l).count();
+///     let accuracy = hits as f64 / labels.len().max(1) as f64;
+///     if let Ok(ctx) = pipeline::context() {
+///         ctx.log_metric("accuracy", accuracy).ok();
+///         ctx.log_metadata("rows", labels.len());
+///     }
+///     accuracy
+/// }
+/// # fn main() {}
+/// ```
 ///
 /// # Errors
 ///

@@ -52,7 +52,7 @@ impl Lease {
 
 /// A lease handed from one process to another as data (JSON through serde): the driver of
 /// a cluster job exports the claim it made, the job's worker adopts it with
-/// [`Store::adopt_lease`].
+/// [`Store::adopt_lease`](crate::Store::adopt_lease).
 pub type LeaseToken = Lease;
 
 /// One output of a step, as its commit records it.
@@ -110,7 +110,7 @@ impl Completion {
 
 /// A live claim on a cache key.
 ///
-/// A guard is made by [`Store::begin_step`] (or [`Store::adopt_lease`]). While it lives:
+/// A guard is made by [`Store::begin_step`](crate::Store::begin_step) (or [`Store::adopt_lease`](crate::Store::adopt_lease)). While it lives:
 /// - its store handle beats its lease, with every other lease the handle holds, every third
 ///   of `lease_ttl` from a thread of the handle (one statement per beat), so a claim stays
 ///   alive whether its step runs or still waits for a worker;
@@ -122,7 +122,7 @@ impl Completion {
 /// It ends in exactly one of three ways: [`commit`](LeaseGuard::commit) (the execution,
 /// its outputs and the end of the lease in one transaction), `Drop` (the `running` row
 /// becomes failed, the lease and its holds go), or [`into_token`](LeaseGuard::into_token)
-/// (handed to another process, which adopts it with [`Store::adopt_lease`] and beats and
+/// (handed to another process, which adopts it with [`Store::adopt_lease`](crate::Store::adopt_lease) and beats and
 /// commits it from then on: on a cluster, a job's worker keeps the claim its driver made).
 pub struct LeaseGuard {
     backend: Arc<dyn MetadataStore>,
@@ -210,7 +210,7 @@ impl LeaseGuard {
 
     /// Hands the lease to another process: the guard stops beating it and will neither
     /// commit nor release it. The other process adopts the token with
-    /// [`Store::adopt_lease`] before `lease_ttl` runs out, and beats and commits it.
+    /// [`Store::adopt_lease`](crate::Store::adopt_lease) before `lease_ttl` runs out, and beats and commits it.
     pub fn into_token(mut self) -> LeaseToken {
         self.armed = false;
         self.backend.lease_closed(&self.lease);

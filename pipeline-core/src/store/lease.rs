@@ -73,7 +73,7 @@ impl fmt::Display for Holder {
     }
 }
 
-/// What [`Store::begin_step`] decided for a cache key, in one write transaction.
+/// What [`Store::begin_step`](crate::Store::begin_step) decided for a cache key, in one write transaction.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Begin {

@@ -141,7 +141,7 @@ pub struct StoreOptions {
     /// this way even without it; see [`Store::open_with`].
     pub read_only: bool,
     /// Where the bytes of artifacts go. Default (`None`): the folder `artifacts/` beside
-    /// the database ([`LocalArtifacts`]). Any [`ArtifactStore`] that passes
+    /// the database ([`LocalArtifacts`](artifacts::LocalArtifacts)). Any [`ArtifactStore`] that passes
     /// [`artifacts::contract::artifact_store`] may stand in, e.g.
     /// [`ObjectArtifacts`](artifacts::ObjectArtifacts); the metadata stays in the store
     /// directory. Every handle on one store must be given the same backend.

@@ -1,5 +1,5 @@
 //! Artifact bytes in any [`object_store`] backend: S3-compatible servers
-//! ([`ObjectArtifacts::s3`]) or its `LocalFileSystem`, on a small Tokio runtime of its own,
+//! (`ObjectArtifacts::s3` (feature `s3`)) or its `LocalFileSystem`, on a small Tokio runtime of its own,
 //! so callers see no async.
 //!
 //! Layout under the prefix: `ab/ab12...` (blobs), `ab/ab12....json` (sidecars) and
@@ -245,15 +245,15 @@ impl fmt::Debug for ObjectArtifacts {
 }
 
 impl ObjectArtifacts {
-    /// How long the S3 client of [`ObjectArtifacts::s3`] waits for a connection, per
+    /// How long the S3 client of `ObjectArtifacts::s3` (feature `s3`) waits for a connection, per
     /// attempt (`AWS_CONNECT_TIMEOUT` overrides it; object_store's default is 5 s).
     pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-    /// After how long since its first attempt the S3 client of [`ObjectArtifacts::s3`]
+    /// After how long since its first attempt the S3 client of `ObjectArtifacts::s3` (feature `s3`)
     /// stops retrying a request (object_store's default, 3 minutes, looks like a hang).
     pub const RETRY_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// Retries of one request by the S3 client of [`ObjectArtifacts::s3`], within
+    /// Retries of one request by the S3 client of `ObjectArtifacts::s3` (feature `s3`), within
     /// [`RETRY_TIMEOUT`](Self::RETRY_TIMEOUT).
     pub const MAX_RETRIES: usize = 5;
 
@@ -513,7 +513,7 @@ impl ObjectArtifacts {
     }
 }
 
-/// The S3 client [`ObjectArtifacts::s3`] uses for `bucket`, configured from the `AWS_*`
+/// The S3 client `ObjectArtifacts::s3` (feature `s3`) uses for `bucket`, configured from the `AWS_*`
 /// variables (see [`s3_client_from`]).
 #[cfg(feature = "s3")]
 pub(crate) fn s3_client(
