@@ -982,4 +982,12 @@ fn show_and_diff_print_attempts_metrics_and_metadata() {
     let json = cli(&store, &["diff", "score-1", "score-3", "--json"]).json();
     assert_eq!(json["steps"][0]["metrics"][0]["a"], 0.5);
     assert_eq!(json["steps"][0]["metrics"][0]["b"], 0.25);
+
+    // The lineage page's step panel gets them too.
+    let page = store.with_file_name("score-1.html");
+    cli(&store, &["lineage", "score-1", "--html", page.to_str().unwrap()]).ok();
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(r#""metrics":{"score":0.5}"#), "{html}");
+    assert!(html.contains(r#""metadata":{"k":1}"#), "{html}");
+    assert!(html.contains("'metric ' + k"), "the panel lists them");
 }
