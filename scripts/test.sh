@@ -89,3 +89,7 @@ start_services
 
 log "cargo test --workspace $*"
 cargo test --workspace "$@"
+# `async fn` steps need the `tokio` feature; the default build pins the error that names it
+# (tests/ui/step/async-fn.rs), so they are tested in a build of their own.
+log "cargo test --features tokio --test async_steps"
+cargo test --features tokio --test async_steps

@@ -985,7 +985,11 @@ fn show_and_diff_print_attempts_metrics_and_metadata() {
 
     // The lineage page's step panel gets them too.
     let page = store.with_file_name("score-1.html");
-    cli(&store, &["lineage", "score-1", "--html", page.to_str().unwrap()]).ok();
+    cli(
+        &store,
+        &["lineage", "score-1", "--html", page.to_str().unwrap()],
+    )
+    .ok();
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.contains(r#""metrics":{"score":0.5}"#), "{html}");
     assert!(html.contains(r#""metadata":{"k":1}"#), "{html}");

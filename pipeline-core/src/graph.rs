@@ -300,6 +300,8 @@ pub struct StepDef {
     pub resources: Option<&'static Resources>,
     /// Retries and timeout from `#[step(retries, timeout, ..)]`.
     pub policy: Option<&'static crate::policy::StepPolicy>,
+    /// An `async fn` step (see `async_step.rs`).
+    pub is_async: bool,
     /// Inputs in declaration order.
     pub inputs: Vec<InputSpec>,
     /// Outputs in order.
@@ -320,6 +322,7 @@ pub struct Node {
     pub(crate) enable_cache: Option<bool>,
     pub(crate) resources: Option<&'static Resources>,
     pub(crate) policy: Option<&'static crate::policy::StepPolicy>,
+    pub(crate) is_async: bool,
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
     /// Shared, so a step with a timeout can run its body on a thread of its own.
@@ -338,6 +341,7 @@ impl Node {
             enable_cache: def.enable_cache,
             resources: def.resources,
             policy: def.policy,
+            is_async: def.is_async,
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
             body: Arc::from(def.body),

@@ -9,6 +9,7 @@
 #![warn(clippy::missing_errors_doc)]
 
 mod artifact;
+mod async_step;
 pub mod cacher;
 mod cancel;
 pub mod canonical;
@@ -56,6 +57,8 @@ pub use crate::store::{
 /// stable API: names here change without notice.
 #[doc(hidden)]
 pub mod __private {
+    /// `async fn` steps run through this (feature `tokio`; without it, a compile error).
+    pub use crate::async_step::run_async;
     /// `#[step(resources(..))]` builds its constant with these.
     pub use crate::cluster::{Memory, Resources, TimeLimit};
     pub use crate::graph::{

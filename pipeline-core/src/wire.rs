@@ -102,6 +102,8 @@ pub struct StepInfo {
     pub resources: Option<&'static Resources>,
     /// The step's own retries and timeout (`retries = 3`, `timeout = "10m"`), if given.
     pub policy: Option<&'static crate::policy::StepPolicy>,
+    /// An `async fn` step: it waits without taking a `max_parallelism` slot.
+    pub is_async: bool,
 }
 
 /// `x: &T`: the body gets a shared `Arc<T>`.
@@ -365,6 +367,7 @@ fn def<I: InputList, O: OutputList>(
         enable_cache: info.enable_cache,
         resources: info.resources,
         policy: info.policy,
+        is_async: info.is_async,
         inputs,
         outputs,
         body: Box::new(move |ctx: &mut StepContext| {

@@ -78,13 +78,17 @@ fn generic_args<'a>(ty: &'a Type, name: &str) -> Option<Vec<&'a Type>> {
 pub(crate) fn check_item(item: &ItemFn, what: &str, errors: &mut Errors) -> bool {
     let before = errors.len();
     let sig = &item.sig;
-    if what != "helper" {
+    // An `async fn` step is run on the executor's Tokio runtime (feature `tokio`; without
+    // it, the generated call says so). A pipeline builds a graph: it cannot be async.
+    if what != "helper" && what != "step" {
         if let Some(a) = &sig.asyncness {
             errors.spanned(
                 a,
                 format!("`#[{what}]` does not support `async fn`; make it a plain `fn` and block on async work inside it"),
             );
         }
+    }
+    if what != "helper" {
         if let Some(c) = &sig.constness {
             errors.spanned(
                 c,

@@ -129,6 +129,11 @@ impl<'a> State<'a> {
         if settings.backend.is_some() {
             return 1;
         }
+        // An async step waits without a slot: its polls run on the runtime's workers
+        // (`async_step.rs`), not on the thread that waits for it.
+        if node.is_async {
+            return 0;
+        }
         let asked = Self::resources(settings, node)
             .and_then(|r| r.get_cpus())
             .unwrap_or(1) as usize;

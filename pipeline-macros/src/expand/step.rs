@@ -386,9 +386,19 @@ fn generate(
     } else {
         quote!(::core::result::Result::Ok((__pl_value, ())))
     };
+    // An `async fn` step: its future (owning the fetched arguments, so it is `'static`)
+    // is driven by the runtime's `run_async`, which names the `tokio` feature when it is off.
+    let the_call = match &item.sig.asyncness {
+        // Spanned at `async`, where the error without the feature points.
+        Some(a) => quote_spanned! {a.span()=>
+            #root::__private::run_async(async move { #impl_name(#(#call_args),*).await })
+        },
+        None => quote!(#impl_name(#(#call_args),*)),
+    };
+    let is_async = item.sig.asyncness.is_some();
     let body = if step.outputs.fallible {
         quote! {
-            match #impl_name(#(#call_args),*) {
+            match #the_call {
                 ::core::result::Result::Ok(__pl_value) => { #wrap }
                 ::core::result::Result::Err(__pl_error) => {
                     // Keeps the error as the run error's source when it is an error, its
@@ -405,7 +415,7 @@ fn generate(
         }
     } else {
         quote! {
-            let __pl_value = #impl_name(#(#call_args),*);
+            let __pl_value = #the_call;
             #wrap
         }
     };
@@ -452,6 +462,7 @@ fn generate(
     let scope_check = scope::check(&root, name, scope::Kind::Step);
     // `call` reaches the function through an inherent impl written beside it, not through
     // `super::`, so a step inside a function body gets the module-level error only.
+    let call_await = if is_async { quote!(.await) } else { quote!() };
     let mut body_sig = call_sig.clone();
     body_sig.ident = Ident::new("__pl_call", Span::mixed_site());
 
@@ -500,6 +511,7 @@ fn generate(
                         enable_cache: #enable_cache,
                         resources: #resources,
                         policy: #policy,
+                        is_async: #is_async,
                     },
                     rebuild: #root::__private::rebuild::<__PlScope>,
                 };
@@ -524,7 +536,7 @@ fn generate(
             #[allow(clippy::too_many_arguments)]
             #[inline]
             pub #call_sig {
-                __PlScope::__pl_call(#(#arg_names),*)
+                __PlScope::__pl_call(#(#arg_names),*)#call_await
             }
 
             #scope_marker
@@ -539,7 +551,7 @@ fn generate(
             #[allow(clippy::all, clippy::pedantic, clippy::nursery, clippy::restriction)]
             #[inline]
             #body_sig {
-                #impl_name(#(#arg_names),*)
+                #impl_name(#(#arg_names),*)#call_await
             }
         }
         #scope_outer
