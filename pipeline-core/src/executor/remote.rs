@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::backend::{Backend, JobState, Submission, STDERR_TAIL};
+use super::backend::{Backend, JobOutput, JobState, Submission, STDERR_TAIL};
 use super::step::{log_step_failure, Failure, Finished, Outcome, Runner};
 use super::{Job, Produced};
 use crate::graph::Node;
@@ -159,8 +159,15 @@ fn dispatch(
         JobState::Ended { detail, .. } => detail.clone(),
         JobState::Active => "is still running".to_string(),
     };
-    let stderr = backend.stderr_tail(id, STDERR_TAIL);
+    let output = backend.output(id);
     backend.forget(id);
+    let stderr = output
+        .as_ref()
+        .map(|o| o.stderr_tail(STDERR_TAIL))
+        .unwrap_or_default();
+    if let Some(output) = &output {
+        keep_logs(store, execution, &node.name, output);
+    }
     let record = store.execution(execution).map_err(Failure::from)?;
     let with_stderr = |message: String| {
         if stderr.is_empty() {
@@ -203,6 +210,31 @@ fn dispatch(
                 source: Some(Box::new(Unrecorded)),
             })
         }
+    }
+}
+
+/// Keeps what the job of `execution` wrote to stdout and stderr in the store
+/// (`store/logs.rs`). Best effort: a step's result does not depend on its logs, so a
+/// failure to keep them is a warning.
+fn keep_logs(store: &crate::store::Store, execution: i64, step: &str, output: &JobOutput) {
+    use crate::store::LogStream;
+    let streams = [
+        (
+            LogStream::Stdout,
+            output.stdout.kept.as_slice(),
+            output.stdout.total,
+        ),
+        (
+            LogStream::Stderr,
+            output.stderr.kept.as_slice(),
+            output.stderr.total,
+        ),
+    ];
+    if let Err(e) = store.keep_logs(execution, &streams) {
+        tracing::warn!(
+            target: "pipeline",
+            "Could not keep the stdout and stderr of step `{step}` in the store: {e}"
+        );
     }
 }
 

@@ -320,7 +320,8 @@ impl SqliteMetadata {
             .prepare(
                 "SELECT DISTINCT content_hash, execution_id FROM artifacts \
                  UNION SELECT DISTINCT value_blob, execution_id FROM inputs \
-                 WHERE value_blob IS NOT NULL",
+                 WHERE value_blob IS NOT NULL \
+                 UNION SELECT DISTINCT content_hash, execution_id FROM execution_logs",
             )
             .and_then(|mut s| {
                 s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -362,6 +363,8 @@ impl SqliteMetadata {
                 continue;
             }
             for sql in [
+                "DELETE FROM execution_logs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = ?1)",
                 "DELETE FROM artifacts WHERE execution_id IN \
                  (SELECT id FROM executions WHERE run_id = ?1)",
                 "DELETE FROM inputs WHERE execution_id IN \
