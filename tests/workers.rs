@@ -12,7 +12,8 @@ use std::process::Command;
 
 use pipeline::config::ExecutorKind;
 use pipeline::prelude::*;
-use pipeline::store::{Begin, RunStart, StepStart};
+use pipeline::store::{Begin, ExecutionLog, LogStream, RunStart, StepStart};
+use pipeline::{Error, GcPolicy};
 use pipeline::worker::{Job, JobStore, EXIT_STALE, PIPELINE_WORKER_JOB};
 use pipeline::Hash128;
 use serde::{Deserialize, Serialize};
@@ -400,9 +401,127 @@ fn replay_reports_equal_and_different_outputs() {
     assert!(out.contains("the run has no step call `nope`"), "{out}");
 }
 
+// A step that prints to both streams.
+
+#[step]
+fn chatty(n: u32) -> u32 {
+    println!("chatty says {n} on stdout");
+    eprintln!("chatty warns {n} on stderr");
+    n * 2
+}
+
+#[pipeline]
+fn talk(n: u32) -> Artifact<u32> {
+    chatty(n)
+}
+
+/// The kept streams of step `step` of the newest run of `pipeline`, read back as text.
+fn kept_logs(store: &Store, pipeline: &str, step: &str) -> Vec<(LogStream, String, ExecutionLog)> {
+    let run = &store.runs(Some(pipeline)).unwrap()[0];
+    let steps = store.run_steps(&run.id).unwrap();
+    let record = steps.iter().find(|s| s.name == step).unwrap();
+    store
+        .execution_logs(record.execution_id)
+        .unwrap()
+        .into_iter()
+        .map(|log| {
+            let text = String::from_utf8(store.read_log(&log).unwrap()).unwrap();
+            (log.stream, text, log)
+        })
+        .collect()
+}
+
+fn a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "s");
+    let on_processes = |n: u32| talk(n).store_path(&path).executor(ExecutorKind::Processes);
+    let first = on_processes(3).run().unwrap();
+    assert_eq!(first.output().load().unwrap(), 6);
+    let store = Store::open(&path).unwrap();
+    let logs = kept_logs(&store, "talk", "chatty");
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs[0].0, LogStream::Stdout);
+    assert!(logs[0].1.contains("chatty says 3 on stdout"), "{logs:?}");
+    assert!(!logs[0].1.contains("chatty warns"), "{logs:?}");
+    assert_eq!(logs[1].0, LogStream::Stderr);
+    assert!(logs[1].1.contains("chatty warns 3 on stderr"), "{logs:?}");
+    for (_, text, log) in &logs {
+        assert_eq!(log.size, text.len() as u64);
+        assert_eq!(log.total_size, log.size);
+        assert!(!log.truncated());
+    }
+
+    // A failed step keeps its streams too; a skipped one has none.
+    fragile(1)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap_err();
+    let failed = kept_logs(&store, "fragile", "flaky");
+    assert!(
+        failed[1]
+            .1
+            .contains("the input file is missing (diagnostic from the step)"),
+        "{failed:?}"
+    );
+    assert!(kept_logs(&store, "fragile", "after").is_empty());
+    // Steps on threads print to the driver's own streams: nothing is kept.
+    talk(5).store_path(&path).run().unwrap();
+    assert!(kept_logs(&store, "talk", "chatty").is_empty());
+
+    // `verify` reads them, `copy_to` copies them.
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let copy = Store::open(store_dir(&dir, "copy")).unwrap();
+    store
+        .copy_to(&copy, pipeline::CopyOptions::default())
+        .unwrap();
+    let copied = kept_logs(&copy, "fragile", "flaky");
+    assert_eq!(
+        copied.iter().map(|l| &l.1).collect::<Vec<_>>(),
+        failed.iter().map(|l| &l.1).collect::<Vec<_>>()
+    );
+
+    // gc keeps them while their execution row exists, and removes them with it.
+    on_processes(4).run().unwrap();
+    let kept = kept_logs(&store, "talk", "chatty");
+    assert!(kept[0].1.contains("chatty says 4"), "{kept:?}");
+    let gone = &logs[0].2;
+    let report = store
+        .gc(&GcPolicy {
+            keep_last: 1,
+            min_blob_age: std::time::Duration::ZERO,
+            ..GcPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(report.runs_removed.len(), 2, "{report:?}");
+    assert!(
+        matches!(store.read_log(gone), Err(Error::BlobMissing { .. })),
+        "the log of a removed execution is gone"
+    );
+    for (_, text, log) in &kept {
+        assert_eq!(&String::from_utf8(store.read_log(log).unwrap()).unwrap(), text);
+    }
+    // A kept log whose blob is lost is a problem `verify` names.
+    let lost = &kept[1].2;
+    store.artifact_store().delete(lost.content_hash).unwrap();
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            pipeline::Problem::MissingBlob { hash, .. } if *hash == lost.content_hash.to_hex()
+        )),
+        "{report:?}"
+    );
+}
+
 fn main() {
     pipeline::worker::enter();
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
+        (
+            "a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution",
+            a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution,
+        ),
         (
             "processes_equal_threads_and_a_second_run_starts_no_worker",
             processes_equal_threads_and_a_second_run_starts_no_worker,

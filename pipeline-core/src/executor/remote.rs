@@ -26,6 +26,10 @@ pub(super) struct Pending {
     pub(super) cancel: Option<crate::cancel::CancelToken>,
 }
 
+/// The reason recorded for a step whose worker process or Slurm job the run's cancel
+/// stopped before it recorded anything (the row is skipped, as the run's report has it).
+pub(crate) const JOB_CANCELLED: &str = "run cancelled while the step ran; its job was stopped";
+
 /// The source of the failure of a worker that ended without recording its step.
 #[derive(Debug, thiserror::Error)]
 #[error("the worker ended without recording its step")]
@@ -57,6 +61,20 @@ pub(super) fn run_remote(
             "Step `{}` was cancelled with the run.",
             node.name
         );
+    }
+    if let (true, Some(row)) = (cancelled, claimed_row) {
+        // Recorded as the run's report has it: skipped (cancelled), not failed.
+        if let Err(e) = runner
+            .store
+            .metadata()
+            .mark_cancelled(row, JOB_CANCELLED)
+        {
+            tracing::warn!(
+                target: "pipeline",
+                "Could not record step `{}` as cancelled: {e}",
+                node.name
+            );
+        }
     }
     let (result, execution) = match result {
         Err(failure) if cancelled => (Err(failure), claimed_row),

@@ -393,6 +393,24 @@ fn copy_inputs(row: &ExecutionRow<'_>) -> Vec<super::InputRow> {
 pub(crate) const CLAIM_ENDED: &str =
     "its holder ended or released the claim before the step finished";
 
+/// Turns the claimed row `?1` of a step whose job the run's cancel stopped (it ended
+/// unrecorded: still `running`, or failed with [`CLAIM_ENDED`], `?3`) into a skipped row
+/// with reason `?2`, as the run's report has it (SQLite and PostgreSQL).
+pub(crate) const MARK_CANCELLED_SQL: &str =
+    "UPDATE executions SET status = 'skipped', error = NULL, reason = ?2 \
+     WHERE id = ?1 AND (status = 'running' OR (status = 'failed' AND error = ?3))";
+
+impl SqliteMetadata {
+    /// SQLite's side of `Backend::mark_cancelled`.
+    pub(crate) fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool> {
+        self.check_writable("record a cancelled step")?;
+        self.db()
+            .execute(MARK_CANCELLED_SQL, params![execution, reason, CLAIM_ENDED])
+            .map(|n| n > 0)
+            .map_err(|e| self.db_error(e))
+    }
+}
+
 /// The error of a `running` row of a run whose process ended, whatever the backend.
 pub(crate) const PROCESS_ENDED: &str = "its process ended before the step finished";
 

@@ -396,6 +396,11 @@ pub(crate) trait Backend: MetadataStore {
 
     /// The streams kept of execution `execution`, stdout first.
     fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>>;
+
+    /// Records the claimed row of a step whose worker the run's cancel stopped before it
+    /// recorded anything as skipped with `reason` (`store/lease.rs`,
+    /// `MARK_CANCELLED_SQL`); false when the row holds anything else.
+    fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool>;
 }
 
 /// An artifact row found by hash: the record, its execution's id, name and key components.
@@ -625,6 +630,10 @@ impl Backend for SqliteMetadata {
 
     fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>> {
         SqliteMetadata::execution_logs(self, execution)
+    }
+
+    fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool> {
+        SqliteMetadata::mark_cancelled(self, execution, reason)
     }
 }
 
