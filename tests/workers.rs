@@ -13,9 +13,9 @@ use std::process::Command;
 use pipeline::config::ExecutorKind;
 use pipeline::prelude::*;
 use pipeline::store::{Begin, ExecutionLog, LogStream, RunStart, StepStart};
-use pipeline::{Error, GcPolicy};
 use pipeline::worker::{Job, JobStore, EXIT_STALE, PIPELINE_WORKER_JOB};
 use pipeline::Hash128;
+use pipeline::{Error, GcPolicy};
 use serde::{Deserialize, Serialize};
 
 // A seed-like pipeline: data, a split, a fitted model and its score.
@@ -500,7 +500,10 @@ fn a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution() {
         "the log of a removed execution is gone"
     );
     for (_, text, log) in &kept {
-        assert_eq!(&String::from_utf8(store.read_log(log).unwrap()).unwrap(), text);
+        assert_eq!(
+            &String::from_utf8(store.read_log(log).unwrap()).unwrap(),
+            text
+        );
     }
     // A kept log whose blob is lost is a problem `verify` names.
     let lost = &kept[1].2;

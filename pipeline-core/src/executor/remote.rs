@@ -64,11 +64,7 @@ pub(super) fn run_remote(
     }
     if let (true, Some(row)) = (cancelled, claimed_row) {
         // Recorded as the run's report has it: skipped (cancelled), not failed.
-        if let Err(e) = runner
-            .store
-            .metadata()
-            .mark_cancelled(row, JOB_CANCELLED)
-        {
+        if let Err(e) = runner.store.metadata().mark_cancelled(row, JOB_CANCELLED) {
             tracing::warn!(
                 target: "pipeline",
                 "Could not record step `{}` as cancelled: {e}",

@@ -15,6 +15,8 @@ use crate::config::{MetadataLocation, StoreConfig};
 use crate::key::Hash128;
 use crate::store::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::store::contract::{self, claim, executed, start, step, MetadataFixture};
+use crate::store::logs::{ExecutionLog, LogStream};
+use crate::store::metadata::Backend;
 use crate::store::{Begin, ContentHash, Damage, MetadataStore, RunStatus};
 use crate::StepStatus;
 
@@ -98,18 +100,19 @@ fn with_password(url: &PostgresUrl, password: &str) -> PostgresUrl {
 }
 
 #[test]
-fn a_database_of_schema_2_migrates_to_3_and_keeps_its_rows() {
+fn a_database_of_schema_2_migrates_to_4_and_keeps_its_rows() {
     let Some(url) = fresh_database("schema2") else {
         return;
     };
     {
         let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
         let mut conn = db.conn().unwrap();
-        // Schema 2 is schema 3 without `inputs.value_blob`.
+        // Schema 2 is schema 4 without `inputs.value_blob` (3) and `execution_logs` (4).
         conn.batch_execute(
             "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
                  VALUES ('r', 'p', 'r', 'completed', 1);
              ALTER TABLE inputs DROP COLUMN value_blob;
+             DROP TABLE execution_logs;
              UPDATE pipeline_store SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -123,8 +126,8 @@ fn a_database_of_schema_2_migrates_to_3_and_keeps_its_rows() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, "3");
-    assert_eq!(schema::current_version(), 3);
+    assert_eq!(version, "4");
+    assert_eq!(schema::current_version(), 4);
     let columns: i64 = conn
         .query_one(
             "SELECT count(*) FROM information_schema.columns \
@@ -135,11 +138,61 @@ fn a_database_of_schema_2_migrates_to_3_and_keeps_its_rows() {
         .unwrap()
         .get(0);
     assert_eq!(columns, 1);
+    let logs: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'execution_logs'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(logs, 5, "execution_logs has its five columns");
     let runs: i64 = conn
         .query_one("SELECT count(*) FROM runs WHERE id = 'r'", &[])
         .unwrap()
         .get(0);
     assert_eq!(runs, 1, "the rows of schema 2 are kept");
+}
+
+#[test]
+fn a_database_of_schema_3_migrates_to_4_and_keeps_logs_with_their_execution() {
+    let Some(url) = fresh_database("schema3") else {
+        return;
+    };
+    {
+        let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
+        let mut conn = db.conn().unwrap();
+        conn.batch_execute(
+            "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
+                 VALUES ('r', 'p', 'r', 'completed', 1);
+             INSERT INTO executions(id, run_id, name, step, position, status, code_signature, \
+                 components, started_at_us, duration_s) \
+                 VALUES (7, 'r', 'talk', 'talk', 0, 'failed', '00', '{}', 1, 0.1);
+             DROP TABLE execution_logs;
+             UPDATE pipeline_store SET value = '3' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let meta = PostgresMetadata::connect(&url, CONNECT_TIMEOUT).unwrap();
+    assert_eq!(MetadataStore::schema_version(&meta).unwrap(), 4);
+    assert!(meta.execution_logs(7).unwrap().is_empty());
+    let log = |stream, hash: u128, size| ExecutionLog {
+        execution_id: 7,
+        stream,
+        content_hash: Hash128(hash),
+        size,
+        total_size: 100,
+    };
+    let logs = [
+        log(LogStream::Stdout, 1, 10),
+        log(LogStream::Stderr, 2, 100),
+    ];
+    meta.record_logs(&logs).unwrap();
+    assert_eq!(meta.execution_logs(7).unwrap(), logs);
+    // Recorded again: replaced, not doubled.
+    let again = log(LogStream::Stdout, 3, 20);
+    meta.record_logs(std::slice::from_ref(&again)).unwrap();
+    assert_eq!(meta.execution_logs(7).unwrap(), [again, logs[1].clone()]);
 }
 
 #[test]
