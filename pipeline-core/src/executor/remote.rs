@@ -62,12 +62,34 @@ pub(super) fn run_remote(
             node.name
         );
     }
-    if let (true, Some(row)) = (cancelled, claimed_row) {
-        // Recorded as the run's report has it: skipped (cancelled), not failed.
-        if let Err(e) = runner.store.metadata().mark_cancelled(row, JOB_CANCELLED) {
+    // A job that ended without recording its step left its claimed row failed with a
+    // generic error (or still running): it is recorded as the run's report has it, with
+    // what is known of the job's end (Slurm's reason, its stderr's tail), or skipped
+    // when the run's cancel stopped it.
+    let unrecorded = match &result {
+        Err(f) if f.source.as_ref().is_some_and(|s| s.is::<Unrecorded>()) => Some(f),
+        _ => None,
+    };
+    if let (Some(failure), Some(row)) = (unrecorded, claimed_row) {
+        let ended = if cancelled {
+            runner.store.metadata().end_unrecorded(
+                row,
+                StepStatus::Skipped,
+                Some(JOB_CANCELLED),
+                None,
+            )
+        } else {
+            runner.store.metadata().end_unrecorded(
+                row,
+                StepStatus::Failed,
+                None,
+                Some(&failure.message),
+            )
+        };
+        if let Err(e) = ended {
             tracing::warn!(
                 target: "pipeline",
-                "Could not record step `{}` as cancelled: {e}",
+                "Could not record how step `{}` ended: {e}",
                 node.name
             );
         }

@@ -393,19 +393,28 @@ fn copy_inputs(row: &ExecutionRow<'_>) -> Vec<super::InputRow> {
 pub(crate) const CLAIM_ENDED: &str =
     "its holder ended or released the claim before the step finished";
 
-/// Turns the claimed row `?1` of a step whose job the run's cancel stopped (it ended
-/// unrecorded: still `running`, or failed with [`CLAIM_ENDED`], `?3`) into a skipped row
-/// with reason `?2`, as the run's report has it (SQLite and PostgreSQL).
-pub(crate) const MARK_CANCELLED_SQL: &str =
-    "UPDATE executions SET status = 'skipped', error = NULL, reason = ?2 \
-     WHERE id = ?1 AND (status = 'running' OR (status = 'failed' AND error = ?3))";
+/// Ends the claimed row `?1` of a step whose worker ended without recording it (the row
+/// is still `running`, or failed with [`CLAIM_ENDED`], `?5`): status `?2`, reason `?3`
+/// when given, error `?4` (SQLite and PostgreSQL).
+pub(crate) const END_UNRECORDED_SQL: &str =
+    "UPDATE executions SET status = ?2, reason = COALESCE(?3, reason), error = ?4 \
+     WHERE id = ?1 AND (status = 'running' OR (status = 'failed' AND error = ?5))";
 
 impl SqliteMetadata {
-    /// SQLite's side of `Backend::mark_cancelled`.
-    pub(crate) fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool> {
-        self.check_writable("record a cancelled step")?;
+    /// SQLite's side of `Backend::end_unrecorded`.
+    pub(crate) fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        self.check_writable("record how a step ended")?;
         self.db()
-            .execute(MARK_CANCELLED_SQL, params![execution, reason, CLAIM_ENDED])
+            .execute(
+                END_UNRECORDED_SQL,
+                params![execution, status.as_str(), reason, error, CLAIM_ENDED],
+            )
             .map(|n| n > 0)
             .map_err(|e| self.db_error(e))
     }

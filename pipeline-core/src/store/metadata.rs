@@ -397,10 +397,17 @@ pub(crate) trait Backend: MetadataStore {
     /// The streams kept of execution `execution`, stdout first.
     fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>>;
 
-    /// Records the claimed row of a step whose worker the run's cancel stopped before it
-    /// recorded anything as skipped with `reason` (`store/lease.rs`,
-    /// `MARK_CANCELLED_SQL`); false when the row holds anything else.
-    fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool>;
+    /// Ends the claimed row of a step whose worker ended without recording it, as the
+    /// run's report has it: failed with `error` (the job's end, its stderr's tail), or
+    /// skipped with `reason` when the run's cancel stopped it (`store/lease.rs`,
+    /// `END_UNRECORDED_SQL`); false when the row holds anything else.
+    fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool>;
 }
 
 /// An artifact row found by hash: the record, its execution's id, name and key components.
@@ -632,8 +639,14 @@ impl Backend for SqliteMetadata {
         SqliteMetadata::execution_logs(self, execution)
     }
 
-    fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool> {
-        SqliteMetadata::mark_cancelled(self, execution, reason)
+    fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        SqliteMetadata::end_unrecorded(self, execution, status, reason, error)
     }
 }
 

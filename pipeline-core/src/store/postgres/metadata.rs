@@ -47,7 +47,7 @@ use crate::store::copy::{
 use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
 use crate::store::gc::{self, GcPolicy, GcReport, RunRow, STALE_TEMPORARY};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
-use crate::store::lease::{Begin, Holder, CLAIM_ENDED, MARK_CANCELLED_SQL, PROCESS_ENDED};
+use crate::store::lease::{Begin, Holder, CLAIM_ENDED, END_UNRECORDED_SQL, PROCESS_ENDED};
 use crate::store::liveness;
 use crate::store::logs::{self, ExecutionLog, EXECUTION_LOGS_SQL, RECORD_LOG_SQL};
 use crate::store::metadata::{
@@ -1478,9 +1478,20 @@ impl Backend for PostgresMetadata {
         })
     }
 
-    fn mark_cancelled(&self, execution: i64, reason: &str) -> Result<bool> {
-        let sql = numbered(MARK_CANCELLED_SQL);
-        self.read(|c| Ok(c.execute(&sql, &[&execution, &reason, &CLAIM_ENDED])? > 0))
+    fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let sql = numbered(END_UNRECORDED_SQL);
+        self.read(|c| {
+            Ok(c.execute(
+                &sql,
+                &[&execution, &status.as_str(), &reason, &error, &CLAIM_ENDED],
+            )? > 0)
+        })
     }
 
     fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>> {
