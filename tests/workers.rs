@@ -518,9 +518,133 @@ fn a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution() {
     );
 }
 
+// SIGINT on the driver alone (`kill -INT`, not a terminal's Ctrl-C to the whole process
+// group): the driver kills its worker processes and records the run cancelled.
+
+#[step]
+fn napping(marker: String) -> u64 {
+    std::fs::write(&marker, std::process::id().to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(300));
+    1
+}
+
+#[step]
+fn woken(x: &u64) -> u64 {
+    x + 1
+}
+
+#[pipeline]
+fn napper(marker: String) -> Artifact<u64> {
+    let x = napping(marker);
+    woken(&x)
+}
+
+/// The driver's side: runs `napper` on the processes backend and exits 0 when the run was
+/// cancelled (anything else: 1).
+fn drive_napper(store: &str) -> ! {
+    let marker = std::env::var("WORKERS_TEST_MARKER").unwrap();
+    let result = napper(marker)
+        .store_path(store)
+        .executor(ExecutorKind::Processes)
+        .run();
+    eprintln!("driver: {result:?}");
+    std::process::exit(match result {
+        Err(Error::Cancelled { .. }) => 0,
+        _ => 1,
+    })
+}
+
+/// Whether process `pid` is still running (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+fn sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "s");
+    let marker = dir.path().join("worker.pid");
+    let mut driver = Command::new(std::env::current_exe().unwrap())
+        .env("WORKERS_TEST_DRIVER", &path)
+        .env("WORKERS_TEST_MARKER", &marker)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let worker: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the worker did not start within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(running(worker));
+    let status = Command::new("kill")
+        .args(["-INT", &driver.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let waited = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = driver.try_wait().unwrap() {
+            break Some(exit);
+        }
+        if waited.elapsed() > std::time::Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Whatever happened, leave no process behind.
+    if running(worker) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &worker.to_string()])
+            .status();
+    }
+    assert!(!running(worker), "the worker process outlived the run");
+    let exit = exit.unwrap_or_else(|| {
+        let _ = driver.kill();
+        panic!("the driver did not end within 60 s of SIGINT")
+    });
+    assert!(
+        exit.success(),
+        "the driver did not end with a cancelled run: {exit:?}"
+    );
+    let store = Store::open(&path).unwrap();
+    let runs = store.runs(Some("napper")).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, pipeline::RunStatus::Cancelled);
+    let steps = store.run_steps(&runs[0].id).unwrap();
+    let napping = steps.iter().find(|s| s.name == "napping").unwrap();
+    assert_eq!(napping.status, StepStatus::Skipped, "{napping:?}");
+    assert_eq!(
+        napping.reason.as_deref(),
+        Some("run cancelled while the step ran; its job was stopped")
+    );
+    assert!(napping.error.is_none(), "{napping:?}");
+    let woken = steps.iter().find(|s| s.name == "woken").unwrap();
+    assert_eq!(woken.status, StepStatus::Skipped);
+}
+
 fn main() {
     pipeline::worker::enter();
-    let tests: [(&str, fn()); 6] = [
+    if let Ok(store) = std::env::var("WORKERS_TEST_DRIVER") {
+        drive_napper(&store);
+    }
+    let tests: [(&str, fn()); 7] = [
+        (
+            "sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled",
+            sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled,
+        ),
         (
             "a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution",
             a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution,

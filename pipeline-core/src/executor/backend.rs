@@ -101,9 +101,8 @@ pub(crate) trait Backend: Send + Sync {
     /// Forgets job `id`, which has ended and been reported (its log tail included).
     fn forget(&self, id: JobId);
 
-    /// Cancels every job still active: the run was interrupted (Ctrl-C). The default does
-    /// nothing: worker processes of a terminal's driver got the same Ctrl-C.
-    fn cancel_all(&self) {}
+    /// Cancels every job still active: the run was interrupted (Ctrl-C, SIGTERM).
+    fn cancel_all(&self);
 }
 
 /// How much of a failed worker's stderr its step's error shows.
@@ -165,6 +164,8 @@ pub(crate) struct Processes {
 }
 
 struct Worker {
+    /// Its process id, to stop it while a thread waits on `child` (taken out then).
+    pid: u32,
     child: Option<Child>,
     ended: Option<ExitStatus>,
     /// What the worker wrote to stdout and stderr (each read on a thread of its own).
@@ -247,6 +248,7 @@ impl Processes {
             readers.push(capture(pipe, Arc::clone(&stderr), false));
         }
         Ok(Worker {
+            pid: child.id(),
             child: Some(child),
             ended: None,
             stdout,
@@ -254,6 +256,19 @@ impl Processes {
             readers,
         })
     }
+}
+
+/// Sends SIGKILL to process `pid` (nothing when it is gone already).
+fn kill(pid: u32) {
+    #[cfg(unix)]
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -359,11 +374,35 @@ impl Backend for Processes {
     fn cancel(&self, ids: &[JobId]) -> Result<()> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         for id in ids {
-            if let Some(child) = jobs.get_mut(id).and_then(|w| w.child.as_mut()) {
-                let _ = child.kill();
+            let Some(w) = jobs.get_mut(id) else { continue };
+            if w.ended.is_some() {
+                continue;
+            }
+            match w.child.as_mut() {
+                Some(child) => {
+                    let _ = child.kill();
+                }
+                // A thread is waiting on it: it is not reaped before that wait returns,
+                // so its pid is still its own.
+                None => kill(w.pid),
             }
         }
         Ok(())
+    }
+
+    /// The run was interrupted (SIGINT or SIGTERM on the driver): every worker still
+    /// running is killed, whether or not it got the signal too (a terminal's Ctrl-C
+    /// reaches the whole process group; `kill -INT <driver>` or a scheduler's SIGTERM
+    /// reaches the driver alone).
+    fn cancel_all(&self) {
+        let ids: Vec<JobId> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let _ = self.cancel(&ids);
     }
 
     fn output(&self, id: JobId) -> Option<JobOutput> {
