@@ -235,6 +235,7 @@ fn a_fresh_database_is_migrated_once_even_by_concurrent_openers() {
             "artifacts",
             "condemned",
             "damaged_blobs",
+            "execution_logs",
             "executions",
             "holds",
             "inputs",
