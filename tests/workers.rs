@@ -516,6 +516,45 @@ fn a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution() {
         )),
         "{report:?}"
     );
+
+    // A kept cached row takes over the outputs of the execution it reused when gc removes
+    // that execution's run, but not its logs: they go with their execution.
+    let path = store_dir(&dir, "heir");
+    let executed = talk(7)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    let cached = talk(7)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    assert_eq!(
+        statuses(&cached),
+        [("chatty".to_string(), StepStatus::Cached)]
+    );
+    let store = Store::open(&path).unwrap();
+    let id = |run: &Run<Artifact<u32>>| run.steps()[0].execution_id().unwrap();
+    let logs = store.execution_logs(id(&executed)).unwrap();
+    assert_eq!(logs.len(), 2);
+    assert!(store.execution_logs(id(&cached)).unwrap().is_empty());
+    let report = store
+        .gc(&GcPolicy {
+            keep_last: 1,
+            min_blob_age: std::time::Duration::ZERO,
+            ..GcPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(report.runs_removed, [executed.name().to_string()]);
+    assert_eq!(cached.output().load().unwrap(), 14);
+    for log in &logs {
+        assert!(
+            matches!(store.read_log(log), Err(Error::BlobMissing { .. })),
+            "{log:?}"
+        );
+    }
+    assert!(store.verify().unwrap().is_ok());
 }
 
 // SIGINT on the driver alone (`kill -INT`, not a terminal's Ctrl-C to the whole process

@@ -2169,14 +2169,18 @@ fn gc_plan(tx: &mut Transaction<'_>, policy: &GcPolicy) -> Result<(Vec<RunRow>, 
         .query(
             "SELECT DISTINCT content_hash, execution_id FROM artifacts \
              UNION SELECT DISTINCT value_blob, execution_id FROM inputs \
-             WHERE value_blob IS NOT NULL \
-             UNION SELECT DISTINCT content_hash, execution_id FROM execution_logs",
+             WHERE value_blob IS NOT NULL",
             &[],
         )?
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_, postgres::Error>>()?;
-    let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows);
+    let log_rows: Vec<(String, i64)> = tx
+        .query(gc::LOG_ROWS_SQL, &[])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows, &log_rows);
     Ok((runs, plan))
 }
 
