@@ -91,6 +91,14 @@ fn logs_print_each_stream_or_both_and_show_lists_them() {
          talkative: a warning about 3\n"
     );
 
+    // A step that printed nothing: both streams kept, empty (no blob is written for them).
+    let quiet = cli(&store, &["logs", "chat", "doubled"]);
+    assert_eq!(quiet.code, Some(0), "{}", quiet.stderr);
+    assert_eq!(
+        quiet.stdout,
+        "==> stdout of `doubled` (0 bytes) <==\n==> stderr of `doubled` (0 bytes) <==\n"
+    );
+
     let json = cli(&store, &["--json", "logs", "chat", "talkative", "--stderr"]);
     let doc: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(doc["step"], "talkative");

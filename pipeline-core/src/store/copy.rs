@@ -637,7 +637,8 @@ impl Copier<'_, '_> {
         }
         // Logs of the steps' jobs (blobs without sidecars).
         for e in &run.executions {
-            for l in &e.logs {
+            // An empty stream has no blob (`store/logs.rs`).
+            for l in e.logs.iter().filter(|l| l.size > 0) {
                 let hash: Hash128 = l.content_hash.parse().map_err(|_| Error::Copy {
                     problem: format!(
                         "run `{}` records a log blob `{}`, which is not a hash",

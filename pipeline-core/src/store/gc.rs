@@ -125,7 +125,7 @@ pub(crate) struct Plan {
 /// The `(hash, execution)` of every log kept (`execution_logs`), for [`plan`] (SQLite and
 /// PostgreSQL).
 pub(crate) const LOG_ROWS_SQL: &str =
-    "SELECT DISTINCT content_hash, execution_id FROM execution_logs";
+    "SELECT DISTINCT content_hash, execution_id FROM execution_logs WHERE size > 0";
 
 /// Plans a gc: `runs` newest first, `run_blobs` the `(run, hash, size)` each run
 /// references, `executions` every `(id, run, outputs_of)` by id, `artifact_rows` every

@@ -10,7 +10,10 @@
 //! nothing is kept for them.
 //!
 //! Log blobs are artifacts like outputs: gc keeps them while their execution row exists,
-//! `verify` reads them, `copy_to` copies them. They have no sidecar (`<blob>.json`).
+//! `verify` reads them, `copy_to` copies them. They have no sidecar (`<blob>.json`). An
+//! empty stream (most steps print nothing to one of them) is a row of size 0 whose blob is
+//! never written: its row names the hash of no bytes, and reading it reads nothing.
+//! Writing it would cost a durable blob write per job for no information.
 
 use std::fmt;
 use std::str::FromStr;
@@ -159,13 +162,17 @@ impl Store {
         self.metadata().execution_logs(execution)
     }
 
-    /// The bytes kept of `log`, their content hash verified.
+    /// The bytes kept of `log`, their content hash verified (none for an empty stream,
+    /// whose blob is not written).
     ///
     /// # Errors
     ///
     /// [`Error::BlobMissing`] or [`Error::BlobCorrupt`] when the blob is gone or damaged;
     /// [`Error::Io`] when it cannot be read.
     pub fn read_log(&self, log: &ExecutionLog) -> Result<Vec<u8>> {
+        if log.size == 0 {
+            return Ok(Vec::new());
+        }
         self.read_blob(log.content_hash, "log", |input| {
             let mut bytes = Vec::with_capacity(log.size as usize);
             input.read_to_end(&mut bytes)?;
@@ -187,6 +194,16 @@ impl Store {
     ) -> Result<Vec<ExecutionLog>> {
         let mut logs = Vec::with_capacity(streams.len());
         for &(stream, bytes, total) in streams {
+            if bytes.is_empty() {
+                logs.push(ExecutionLog {
+                    execution_id: execution,
+                    stream,
+                    content_hash: super::blob::Hasher::new(self.content_hash_algorithm()).finish(),
+                    size: 0,
+                    total_size: total,
+                });
+                continue;
+            }
             let mut writer = self.blob_writer()?;
             std::io::Write::write_all(&mut writer, bytes)
                 .map_err(|e| Error::io(self.blobs_location(), e))?;

@@ -139,7 +139,9 @@ pub(crate) const VERIFY_EXECUTIONS_SQL: &str = concat!(
 );
 
 /// The query for [`VerifyRows::logs`] (SQLite and PostgreSQL).
-pub(crate) const VERIFY_LOGS_SQL: &str = "SELECT execution_id, content_hash FROM execution_logs";
+/// Empty streams have no blob (`store/logs.rs`).
+pub(crate) const VERIFY_LOGS_SQL: &str =
+    "SELECT execution_id, content_hash FROM execution_logs WHERE size > 0";
 
 /// The query for [`VerifyRows::artifacts`] (SQLite and PostgreSQL).
 pub(crate) const VERIFY_ARTIFACTS_SQL: &str =
