@@ -23,9 +23,10 @@ mod services;
 
 use std::path::{Path, PathBuf};
 
-use pipeline::cluster::Slurm;
+use pipeline::cluster::{Resources, Slurm, TimeLimit};
 use pipeline::config::StoreConfig;
 use pipeline::prelude::*;
+use pipeline::store::LogStream;
 use pipeline::{Error, StoreOptions};
 
 use digits::{DEFAULT_C, DEFAULT_GAMMA};
@@ -203,6 +204,20 @@ fn a_failing_step_carries_its_stderr_and_a_rerun_executes_only_what_failed() {
     let checked = failed.iter().find(|s| s.name == "checked").unwrap();
     let error = checked.error.clone().unwrap_or_default();
     assert!(error.contains("the flag file"), "{error}");
+    // Its job's stdout and stderr are kept in the store (PostgreSQL rows, S3 blobs), as
+    // are those of the jobs that succeeded; the skipped step ran no job.
+    let logs = store.execution_logs(checked.execution_id).unwrap();
+    let streams: Vec<LogStream> = logs.iter().map(|l| l.stream).collect();
+    assert_eq!(streams, [LogStream::Stdout, LogStream::Stderr]);
+    let stderr = String::from_utf8(store.read_log(&logs[1]).unwrap()).unwrap();
+    assert!(stderr.contains("checked: refusing"), "{stderr}");
+    let numbers = failed.iter().find(|s| s.name == "numbers").unwrap();
+    assert_eq!(store.execution_logs(numbers.execution_id).unwrap().len(), 2);
+    let report = failed.iter().find(|s| s.name == "report").unwrap();
+    assert!(store
+        .execution_logs(report.execution_id)
+        .unwrap()
+        .is_empty());
 
     // The fix: the flag goes. Only the failed and the skipped step run again.
     std::fs::remove_file(&flag).unwrap();
@@ -374,10 +389,66 @@ fn sigint_cancels_the_runs_jobs_and_records_the_run_cancelled() {
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, pipeline::RunStatus::Cancelled);
     let steps = store.run_steps(&runs[0].id).unwrap();
-    assert!(
-        steps.iter().all(|s| s.status != StepStatus::Executed),
-        "{steps:?}"
+    // The step whose job was cancelled reads as the run's report has it: skipped because
+    // the run was cancelled, not failed.
+    for s in &steps {
+        assert_eq!(s.status, StepStatus::Skipped, "{s:?}");
+        assert!(s.error.is_none(), "{s:?}");
+    }
+    let sleepy = steps.iter().find(|s| s.name == "sleepy").unwrap();
+    assert_eq!(
+        sleepy.reason.as_deref(),
+        Some("run cancelled while the step ran; its job was stopped")
     );
+    let after = steps.iter().find(|s| s.name == "report_secs").unwrap();
+    assert_eq!(
+        after.reason.as_deref(),
+        Some("run cancelled before the step started")
+    );
+}
+
+fn a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason() {
+    let Some(cluster) = Cluster::new("time_limit_on_slurm") else {
+        return;
+    };
+    // Slurm's shortest limit is a minute; the step would sleep for five.
+    let minute = Resources::new().time(TimeLimit::from_seconds(60));
+    let started = std::time::Instant::now();
+    let err = slow(300)
+        .step_resources("sleepy", minute)
+        .store(cluster.store())
+        .executor(cluster.slurm())
+        .run()
+        .unwrap_err();
+    eprintln!(
+        "time limit: the step failed after {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    let Error::StepFailed { step, .. } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(step, "sleepy");
+    let text = err.to_string();
+    assert!(text.contains("TIMEOUT"), "{text}");
+    assert!(text.contains("killed by Slurm at its time limit"), "{text}");
+    assert!(text.contains("reason TimeLimit"), "{text}");
+    let store = cluster.store();
+    let run = &store.runs(Some("slow")).unwrap()[0];
+    let steps = store.run_steps(&run.id).unwrap();
+    let sleepy = steps.iter().find(|s| s.name == "sleepy").unwrap();
+    assert_eq!(sleepy.status, StepStatus::Failed);
+    let error = sleepy.error.clone().unwrap_or_default();
+    assert!(
+        error.contains("killed by Slurm at its time limit"),
+        "{error}"
+    );
+    let after = steps.iter().find(|s| s.name == "report_secs").unwrap();
+    assert_eq!(after.status, StepStatus::Skipped);
+    // What Slurm itself wrote to the job's stderr is kept with it.
+    let logs = store.execution_logs(sleepy.execution_id).unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    let stderr = String::from_utf8(store.read_log(&logs[1]).unwrap()).unwrap();
+    assert!(stderr.contains("DUE TO TIME LIMIT"), "{stderr}");
 }
 
 fn main() {
@@ -385,7 +456,11 @@ fn main() {
     if std::env::var_os("SLURM_TEST_DRIVER").is_some() {
         drive_slow_run();
     }
-    let tests: [(&str, fn()); 4] = [
+    let tests: [(&str, fn()); 5] = [
+        (
+            "a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason",
+            a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason,
+        ),
         (
             "sigint_cancels_the_runs_jobs_and_records_the_run_cancelled",
             sigint_cancels_the_runs_jobs_and_records_the_run_cancelled,

@@ -12,9 +12,10 @@ use std::process::Command;
 
 use pipeline::config::ExecutorKind;
 use pipeline::prelude::*;
-use pipeline::store::{Begin, RunStart, StepStart};
+use pipeline::store::{Begin, ExecutionLog, LogStream, RunStart, StepStart};
 use pipeline::worker::{Job, JobStore, EXIT_STALE, PIPELINE_WORKER_JOB};
 use pipeline::Hash128;
+use pipeline::{Error, GcPolicy};
 use serde::{Deserialize, Serialize};
 
 // A seed-like pipeline: data, a split, a fitted model and its score.
@@ -401,9 +402,295 @@ fn replay_reports_equal_and_different_outputs() {
     assert!(out.contains("the run has no step call `nope`"), "{out}");
 }
 
+// A step that prints to both streams.
+
+#[step]
+fn chatty(n: u32) -> u32 {
+    println!("chatty says {n} on stdout");
+    eprintln!("chatty warns {n} on stderr");
+    n * 2
+}
+
+#[pipeline]
+fn talk(n: u32) -> Artifact<u32> {
+    chatty(n)
+}
+
+/// The kept streams of step `step` of the newest run of `pipeline`, read back as text.
+fn kept_logs(store: &Store, pipeline: &str, step: &str) -> Vec<(LogStream, String, ExecutionLog)> {
+    let run = &store.runs(Some(pipeline)).unwrap()[0];
+    let steps = store.run_steps(&run.id).unwrap();
+    let record = steps.iter().find(|s| s.name == step).unwrap();
+    store
+        .execution_logs(record.execution_id)
+        .unwrap()
+        .into_iter()
+        .map(|log| {
+            let text = String::from_utf8(store.read_log(&log).unwrap()).unwrap();
+            (log.stream, text, log)
+        })
+        .collect()
+}
+
+fn a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "s");
+    let on_processes = |n: u32| talk(n).store_path(&path).executor(ExecutorKind::Processes);
+    let first = on_processes(3).run().unwrap();
+    assert_eq!(first.output().load().unwrap(), 6);
+    let store = Store::open(&path).unwrap();
+    let logs = kept_logs(&store, "talk", "chatty");
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    assert_eq!(logs[0].0, LogStream::Stdout);
+    assert!(logs[0].1.contains("chatty says 3 on stdout"), "{logs:?}");
+    assert!(!logs[0].1.contains("chatty warns"), "{logs:?}");
+    assert_eq!(logs[1].0, LogStream::Stderr);
+    assert!(logs[1].1.contains("chatty warns 3 on stderr"), "{logs:?}");
+    for (_, text, log) in &logs {
+        assert_eq!(log.size, text.len() as u64);
+        assert_eq!(log.total_size, log.size);
+        assert!(!log.truncated());
+    }
+
+    // A failed step keeps its streams too; a skipped one has none.
+    fragile(1)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap_err();
+    let failed = kept_logs(&store, "fragile", "flaky");
+    assert!(
+        failed[1]
+            .1
+            .contains("the input file is missing (diagnostic from the step)"),
+        "{failed:?}"
+    );
+    assert!(kept_logs(&store, "fragile", "after").is_empty());
+    // Steps on threads print to the driver's own streams: nothing is kept.
+    talk(5).store_path(&path).run().unwrap();
+    assert!(kept_logs(&store, "talk", "chatty").is_empty());
+
+    // `verify` reads them, `copy_to` copies them.
+    let report = store.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    let copy = Store::open(store_dir(&dir, "copy")).unwrap();
+    store
+        .copy_to(&copy, pipeline::CopyOptions::default())
+        .unwrap();
+    let copied = kept_logs(&copy, "fragile", "flaky");
+    assert_eq!(
+        copied.iter().map(|l| &l.1).collect::<Vec<_>>(),
+        failed.iter().map(|l| &l.1).collect::<Vec<_>>()
+    );
+
+    // gc keeps them while their execution row exists, and removes them with it.
+    on_processes(4).run().unwrap();
+    let kept = kept_logs(&store, "talk", "chatty");
+    assert!(kept[0].1.contains("chatty says 4"), "{kept:?}");
+    let gone = &logs[0].2;
+    let report = store
+        .gc(&GcPolicy {
+            keep_last: 1,
+            min_blob_age: std::time::Duration::ZERO,
+            ..GcPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(report.runs_removed.len(), 2, "{report:?}");
+    assert!(
+        matches!(store.read_log(gone), Err(Error::BlobMissing { .. })),
+        "the log of a removed execution is gone"
+    );
+    for (_, text, log) in &kept {
+        assert_eq!(
+            &String::from_utf8(store.read_log(log).unwrap()).unwrap(),
+            text
+        );
+    }
+    // A kept log whose blob is lost is a problem `verify` names.
+    let lost = &kept[1].2;
+    store.artifact_store().delete(lost.content_hash).unwrap();
+    let report = store.verify().unwrap();
+    assert!(
+        report.problems.iter().any(|p| matches!(
+            p,
+            pipeline::Problem::MissingBlob { hash, .. } if *hash == lost.content_hash.to_hex()
+        )),
+        "{report:?}"
+    );
+
+    // A kept cached row takes over the outputs of the execution it reused when gc removes
+    // that execution's run, but not its logs: they go with their execution.
+    let path = store_dir(&dir, "heir");
+    let executed = talk(7)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    let cached = talk(7)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    assert_eq!(
+        statuses(&cached),
+        [("chatty".to_string(), StepStatus::Cached)]
+    );
+    let store = Store::open(&path).unwrap();
+    let id = |run: &Run<Artifact<u32>>| run.steps()[0].execution_id().unwrap();
+    let logs = store.execution_logs(id(&executed)).unwrap();
+    assert_eq!(logs.len(), 2);
+    assert!(store.execution_logs(id(&cached)).unwrap().is_empty());
+    let report = store
+        .gc(&GcPolicy {
+            keep_last: 1,
+            min_blob_age: std::time::Duration::ZERO,
+            ..GcPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(report.runs_removed, [executed.name().to_string()]);
+    assert_eq!(cached.output().load().unwrap(), 14);
+    for log in &logs {
+        assert!(
+            matches!(store.read_log(log), Err(Error::BlobMissing { .. })),
+            "{log:?}"
+        );
+    }
+    assert!(store.verify().unwrap().is_ok());
+}
+
+// SIGINT on the driver alone (`kill -INT`, not a terminal's Ctrl-C to the whole process
+// group): the driver kills its worker processes and records the run cancelled.
+
+#[step]
+fn napping(marker: String) -> u64 {
+    std::fs::write(&marker, std::process::id().to_string()).unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(300));
+    1
+}
+
+#[step]
+fn woken(x: &u64) -> u64 {
+    x + 1
+}
+
+#[pipeline]
+fn napper(marker: String) -> Artifact<u64> {
+    let x = napping(marker);
+    woken(&x)
+}
+
+/// The driver's side: runs `napper` on the processes backend and exits 0 when the run was
+/// cancelled (anything else: 1).
+fn drive_napper(store: &str) -> ! {
+    let marker = std::env::var("WORKERS_TEST_MARKER").unwrap();
+    let result = napper(marker)
+        .store_path(store)
+        .executor(ExecutorKind::Processes)
+        .run();
+    eprintln!("driver: {result:?}");
+    std::process::exit(match result {
+        Err(Error::Cancelled { .. }) => 0,
+        _ => 1,
+    })
+}
+
+/// Whether process `pid` is still running (not gone, not a zombie).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            // The state follows the command name in parentheses.
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+fn sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "s");
+    let marker = dir.path().join("worker.pid");
+    let mut driver = Command::new(std::env::current_exe().unwrap())
+        .env("WORKERS_TEST_DRIVER", &path)
+        .env("WORKERS_TEST_MARKER", &marker)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let worker: u32 = loop {
+        if let Some(pid) = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+        {
+            break pid;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the worker did not start within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(running(worker));
+    let status = Command::new("kill")
+        .args(["-INT", &driver.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let waited = std::time::Instant::now();
+    let exit = loop {
+        if let Some(exit) = driver.try_wait().unwrap() {
+            break Some(exit);
+        }
+        if waited.elapsed() > std::time::Duration::from_secs(60) {
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    // Whatever happened, leave no process behind.
+    let outlived = running(worker);
+    if outlived {
+        let _ = Command::new("kill")
+            .args(["-KILL", &worker.to_string()])
+            .status();
+    }
+    if exit.is_none() {
+        let _ = driver.kill();
+        let _ = driver.wait();
+    }
+    let exit = exit.expect("the driver did not end within 60 s of SIGINT");
+    assert!(!outlived, "the worker process outlived the run");
+    assert!(
+        exit.success(),
+        "the driver did not end with a cancelled run: {exit:?}"
+    );
+    let store = Store::open(&path).unwrap();
+    let runs = store.runs(Some("napper")).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, pipeline::RunStatus::Cancelled);
+    let steps = store.run_steps(&runs[0].id).unwrap();
+    let napping = steps.iter().find(|s| s.name == "napping").unwrap();
+    assert_eq!(napping.status, StepStatus::Skipped, "{napping:?}");
+    assert_eq!(
+        napping.reason.as_deref(),
+        Some("run cancelled while the step ran; its job was stopped")
+    );
+    assert!(napping.error.is_none(), "{napping:?}");
+    let woken = steps.iter().find(|s| s.name == "woken").unwrap();
+    assert_eq!(woken.status, StepStatus::Skipped);
+}
+
 fn main() {
     pipeline::worker::enter();
-    let tests: [(&str, fn()); 5] = [
+    if let Ok(store) = std::env::var("WORKERS_TEST_DRIVER") {
+        drive_napper(&store);
+    }
+    let tests: [(&str, fn()); 7] = [
+        (
+            "sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled",
+            sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled,
+        ),
+        (
+            "a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution",
+            a_workers_stdout_and_stderr_are_kept_as_artifacts_of_its_execution,
+        ),
         (
             "processes_equal_threads_and_a_second_run_starts_no_worker",
             processes_equal_threads_and_a_second_run_starts_no_worker,

@@ -4,6 +4,7 @@
 //! ```text
 //! pipeline runs [PIPELINE]            newest first
 //! pipeline show RUN                   the steps of a run
+//! pipeline logs RUN STEP [--stderr]   what a step's worker or Slurm job printed
 //! pipeline explain RUN STEP           why a step executed, or which execution it reused
 //! pipeline diff RUN_A RUN_B           per step: same or different, and why
 //! pipeline lineage RUN --html FILE    a self-contained page drawing the run's DAG
@@ -17,8 +18,9 @@
 //!
 //! The store is `--store PATH`, else `$PIPELINE_HOME`, else `./.pipeline`. Runs are named by
 //! id, name, or a unique prefix of either. Errors exit with code 2; `verify` exits with 1
-//! when it leaves problems. The viewing commands (`runs`, `show`, `explain`, `diff`,
-//! `lineage`, `verify`, `ui`) open the store read-only, so they work on read-only media too.
+//! when it leaves problems. The viewing commands (`runs`, `show`, `logs`, `explain`,
+//! `diff`, `lineage`, `verify`, `ui`) open the store read-only, so they work on read-only
+//! media too.
 
 mod commands;
 mod html;
@@ -52,6 +54,11 @@ enum Command {
     Runs(commands::runs::Args),
     /// Show a run's steps: status, duration, cache key and output artifacts.
     Show(commands::show::Args),
+    /// Print what a step wrote to stdout and stderr, as the store keeps it.
+    ///
+    /// Kept for steps that ran in a worker process or a Slurm job (the last 16 MiB of each
+    /// stream). With --stdout or --stderr, prints that stream alone, as written.
+    Logs(commands::logs::Args),
     /// Explain why a step executed (what changed since the earlier execution of the same
     /// call), or which execution a cached step reused.
     Explain(commands::explain::Args),

@@ -15,6 +15,7 @@ pub mod diff;
 pub mod explain;
 pub mod gc;
 pub mod lineage;
+pub mod logs;
 pub mod pin;
 pub mod replay;
 pub mod runs;
@@ -63,6 +64,7 @@ pub fn run(cli: &Cli) -> CliResult<Printed> {
         Command::Explain(args) => explain::exec(&ctx, args),
         Command::Diff(args) => diff::exec(&ctx, args),
         Command::Lineage(args) => lineage::exec(&ctx, args),
+        Command::Logs(args) => logs::exec(&ctx, args),
         Command::Gc(args) => gc::exec(&ctx, args),
         Command::Pin(args) => pin::exec(&ctx, args, true),
         Command::Unpin(args) => pin::exec(&ctx, args, false),

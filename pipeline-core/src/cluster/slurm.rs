@@ -376,8 +376,12 @@ impl FailCause {
     fn describe(self) -> &'static str {
         match self {
             FailCause::Exit => "the program failed",
-            FailCause::TimeLimit => "killed at its time limit; ask for more time",
-            FailCause::OutOfMemory => "killed past its memory limit; ask for more memory",
+            FailCause::TimeLimit => {
+                "killed by Slurm at its time limit; ask for more with `resources(time = ..)`"
+            }
+            FailCause::OutOfMemory => {
+                "killed by Slurm past its memory limit; ask for more with `resources(mem = ..)`"
+            }
             FailCause::NodeFail => "its node failed",
             FailCause::BootFail => "its node did not boot",
             FailCause::Deadline => "it could not finish before its deadline",

@@ -10,13 +10,14 @@
 //! the tail of the job's stderr.
 
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::store::LOG_KEPT;
 
 /// One job handed to a backend: the worker protocol's job as JSON, and what the backend
 /// names it by in messages.
@@ -93,19 +94,66 @@ pub(crate) trait Backend: Send + Sync {
     /// The scheduler refused.
     fn cancel(&self, ids: &[JobId]) -> Result<()>;
 
-    /// The last lines of job `id`'s stderr (at most `max` bytes), once it has ended.
-    fn stderr_tail(&self, id: JobId, max: usize) -> String;
+    /// What job `id` wrote to stdout and stderr (the end of each, at most
+    /// [`LOG_KEPT`] bytes), once it has ended; `None` for a job it does not know.
+    fn output(&self, id: JobId) -> Option<JobOutput>;
 
     /// Forgets job `id`, which has ended and been reported (its log tail included).
     fn forget(&self, id: JobId);
 
-    /// Cancels every job still active: the run was interrupted (Ctrl-C). The default does
-    /// nothing: worker processes of a terminal's driver got the same Ctrl-C.
-    fn cancel_all(&self) {}
+    /// Cancels every job still active: the run was interrupted (Ctrl-C, SIGTERM).
+    fn cancel_all(&self);
 }
 
 /// How much of a failed worker's stderr its step's error shows.
 pub(crate) const STDERR_TAIL: usize = 4000;
+
+/// The end of one stream of a job, and how long the stream was.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Captured {
+    /// Its last bytes, at most [`LOG_KEPT`].
+    pub(crate) kept: Vec<u8>,
+    /// Bytes written to it in all.
+    pub(crate) total: u64,
+}
+
+impl Captured {
+    /// Adds `bytes` at the end, dropping the start beyond [`LOG_KEPT`] (in batches, so
+    /// that a chatty worker costs no quadratic copying).
+    fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        self.kept.extend_from_slice(bytes);
+        let cap = LOG_KEPT as usize;
+        if self.kept.len() > 2 * cap {
+            let cut = self.kept.len() - cap;
+            self.kept.drain(..cut);
+        }
+    }
+
+    /// The same, its kept bytes cut to the last [`LOG_KEPT`].
+    fn finished(&self) -> Captured {
+        let cap = LOG_KEPT as usize;
+        let start = self.kept.len().saturating_sub(cap);
+        Captured {
+            kept: self.kept[start..].to_vec(),
+            total: self.total,
+        }
+    }
+}
+
+/// What a job wrote to its two streams.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct JobOutput {
+    pub(crate) stdout: Captured,
+    pub(crate) stderr: Captured,
+}
+
+impl JobOutput {
+    /// The last lines of its stderr, at most `max` bytes.
+    pub(crate) fn stderr_tail(&self, max: usize) -> String {
+        tail(&String::from_utf8_lossy(&self.stderr.kept), max)
+    }
+}
 
 /// One child process of the same binary per step.
 pub(crate) struct Processes {
@@ -116,11 +164,41 @@ pub(crate) struct Processes {
 }
 
 struct Worker {
+    /// Its process id, to stop it while a thread waits on `child` (taken out then).
+    pid: u32,
     child: Option<Child>,
     ended: Option<ExitStatus>,
-    /// Everything the worker wrote to stderr (read on a thread of its own).
-    stderr: Arc<Mutex<Vec<u8>>>,
-    reader: Option<std::thread::JoinHandle<()>>,
+    /// What the worker wrote to stdout and stderr (each read on a thread of its own).
+    stdout: Arc<Mutex<Captured>>,
+    stderr: Arc<Mutex<Captured>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Reads `pipe` to its end into `sink` on a thread of its own; with `echo`, passes what it
+/// reads on to this process's stdout too (a step's prints show as on the thread backend).
+fn capture(
+    mut pipe: impl Read + Send + 'static,
+    sink: Arc<Mutex<Captured>>,
+    echo: bool,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        loop {
+            match pipe.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if echo {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&buf[..n]);
+                        let _ = out.flush();
+                    }
+                    sink.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(&buf[..n]);
+                }
+            }
+        }
+    })
 }
 
 impl Processes {
@@ -146,7 +224,7 @@ impl Processes {
             .args(&self.args)
             .env(crate::worker::PIPELINE_WORKER_JOB, &job.job)
             .stdin(Stdio::null())
-            .stdout(Stdio::inherit())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &job.env {
             command.env(k, v);
@@ -160,34 +238,37 @@ impl Processes {
             job.label,
             child.id()
         );
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let reader = child.stderr.take().map(|mut pipe| {
-            let sink = Arc::clone(&stderr);
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                loop {
-                    match pipe.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            let mut all = sink.lock().unwrap_or_else(|p| p.into_inner());
-                            all.extend_from_slice(&buf[..n]);
-                            // Keep the end only: a chatty worker must not fill memory.
-                            if all.len() > 4 * STDERR_TAIL {
-                                let cut = all.len() - 2 * STDERR_TAIL;
-                                all.drain(..cut);
-                            }
-                        }
-                    }
-                }
-            })
-        });
+        let stdout = Arc::new(Mutex::new(Captured::default()));
+        let stderr = Arc::new(Mutex::new(Captured::default()));
+        let mut readers = Vec::new();
+        if let Some(pipe) = child.stdout.take() {
+            readers.push(capture(pipe, Arc::clone(&stdout), true));
+        }
+        if let Some(pipe) = child.stderr.take() {
+            readers.push(capture(pipe, Arc::clone(&stderr), false));
+        }
         Ok(Worker {
+            pid: child.id(),
             child: Some(child),
             ended: None,
+            stdout,
             stderr,
-            reader,
+            readers,
         })
     }
+}
+
+/// Sends SIGKILL to process `pid` (nothing when it is gone already).
+fn kill(pid: u32) {
+    #[cfg(unix)]
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    #[cfg(not(unix))]
+    let _ = pid;
 }
 
 fn describe(status: ExitStatus) -> String {
@@ -280,9 +361,10 @@ impl Backend for Processes {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(w) = jobs.get_mut(&id) {
             w.ended = Some(status);
-            if let Some(reader) = w.reader.take() {
-                drop(jobs);
-                // The pipe closes when the child ends (unless it left children behind).
+            let readers = std::mem::take(&mut w.readers);
+            drop(jobs);
+            // The pipes close when the child ends (unless it left children behind).
+            for reader in readers {
                 let _ = reader.join();
             }
         }
@@ -292,20 +374,46 @@ impl Backend for Processes {
     fn cancel(&self, ids: &[JobId]) -> Result<()> {
         let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         for id in ids {
-            if let Some(child) = jobs.get_mut(id).and_then(|w| w.child.as_mut()) {
-                let _ = child.kill();
+            let Some(w) = jobs.get_mut(id) else { continue };
+            if w.ended.is_some() {
+                continue;
+            }
+            match w.child.as_mut() {
+                Some(child) => {
+                    let _ = child.kill();
+                }
+                // A thread is waiting on it: it is not reaped before that wait returns,
+                // so its pid is still its own.
+                None => kill(w.pid),
             }
         }
         Ok(())
     }
 
-    fn stderr_tail(&self, id: JobId, max: usize) -> String {
+    /// The run was interrupted (SIGINT or SIGTERM on the driver): every worker still
+    /// running is killed, whether or not it got the signal too (a terminal's Ctrl-C
+    /// reaches the whole process group; `kill -INT <driver>` or a scheduler's SIGTERM
+    /// reaches the driver alone).
+    fn cancel_all(&self) {
+        let ids: Vec<JobId> = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .copied()
+            .collect();
+        let _ = self.cancel(&ids);
+    }
+
+    fn output(&self, id: JobId) -> Option<JobOutput> {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(w) = jobs.get(&id) else {
-            return String::new();
-        };
-        let all = w.stderr.lock().unwrap_or_else(|p| p.into_inner());
-        tail(&String::from_utf8_lossy(&all), max)
+        let w = jobs.get(&id)?;
+        let read =
+            |c: &Arc<Mutex<Captured>>| c.lock().unwrap_or_else(|p| p.into_inner()).finished();
+        Some(JobOutput {
+            stdout: read(&w.stdout),
+            stderr: read(&w.stderr),
+        })
     }
 
     fn forget(&self, id: JobId) {

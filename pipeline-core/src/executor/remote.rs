@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tracing::info;
 
-use super::backend::{Backend, JobState, Submission, STDERR_TAIL};
+use super::backend::{Backend, JobOutput, JobState, Submission, STDERR_TAIL};
 use super::step::{log_step_failure, Failure, Finished, Outcome, Runner};
 use super::{Job, Produced};
 use crate::graph::Node;
@@ -27,6 +27,10 @@ pub(super) struct Pending {
     /// Retries and timeout, which the worker applies.
     pub(super) policy: crate::policy::StepPolicy,
 }
+
+/// The reason recorded for a step whose worker process or Slurm job the run's cancel
+/// stopped before it recorded anything (the row is skipped, as the run's report has it).
+pub(crate) const JOB_CANCELLED: &str = "run cancelled while the step ran; its job was stopped";
 
 /// The source of the failure of a worker that ended without recording its step.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +63,38 @@ pub(super) fn run_remote(
             "Step `{}` was cancelled with the run.",
             node.name
         );
+    }
+    // A job that ended without recording its step left its claimed row failed with a
+    // generic error (or still running): it is recorded as the run's report has it, with
+    // what is known of the job's end (Slurm's reason, its stderr's tail), or skipped
+    // when the run's cancel stopped it.
+    let unrecorded = match &result {
+        Err(f) if f.source.as_ref().is_some_and(|s| s.is::<Unrecorded>()) => Some(f),
+        _ => None,
+    };
+    if let (Some(failure), Some(row)) = (unrecorded, claimed_row) {
+        let ended = if cancelled {
+            runner.store.metadata().end_unrecorded(
+                row,
+                StepStatus::Skipped,
+                Some(JOB_CANCELLED),
+                None,
+            )
+        } else {
+            runner.store.metadata().end_unrecorded(
+                row,
+                StepStatus::Failed,
+                None,
+                Some(&failure.message),
+            )
+        };
+        if let Err(e) = ended {
+            tracing::warn!(
+                target: "pipeline",
+                "Could not record how step `{}` ended: {e}",
+                node.name
+            );
+        }
     }
     let (result, execution) = match result {
         Err(failure) if cancelled => (Err(failure), claimed_row),
@@ -162,8 +198,15 @@ fn dispatch(
         JobState::Ended { detail, .. } => detail.clone(),
         JobState::Active => "is still running".to_string(),
     };
-    let stderr = backend.stderr_tail(id, STDERR_TAIL);
+    let output = backend.output(id);
     backend.forget(id);
+    let stderr = output
+        .as_ref()
+        .map(|o| o.stderr_tail(STDERR_TAIL))
+        .unwrap_or_default();
+    if let Some(output) = &output {
+        keep_logs(store, execution, &node.name, output);
+    }
     let record = store.execution(execution).map_err(Failure::from)?;
     let with_stderr = |message: String| {
         if stderr.is_empty() {
@@ -206,6 +249,31 @@ fn dispatch(
                 source: Some(Box::new(Unrecorded)),
             })
         }
+    }
+}
+
+/// Keeps what the job of `execution` wrote to stdout and stderr in the store
+/// (`store/logs.rs`). Best effort: a step's result does not depend on its logs, so a
+/// failure to keep them is a warning.
+fn keep_logs(store: &crate::store::Store, execution: i64, step: &str, output: &JobOutput) {
+    use crate::store::LogStream;
+    let streams = [
+        (
+            LogStream::Stdout,
+            output.stdout.kept.as_slice(),
+            output.stdout.total,
+        ),
+        (
+            LogStream::Stderr,
+            output.stderr.kept.as_slice(),
+            output.stderr.total,
+        ),
+    ];
+    if let Err(e) = store.keep_logs(execution, &streams) {
+        tracing::warn!(
+            target: "pipeline",
+            "Could not keep the stdout and stderr of step `{step}` in the store: {e}"
+        );
     }
 }
 

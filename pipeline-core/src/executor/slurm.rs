@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::backend::{tail, Backend, JobId, JobState, Submission};
+use super::backend::{Backend, Captured, JobId, JobOutput, JobState, Submission};
 use crate::cluster::slurm::{self, JobSpec, SlurmClient, SubmittedJob};
 use crate::error::{Error, Result};
 
@@ -221,6 +221,25 @@ impl SlurmBackend {
     }
 }
 
+/// The end of a job's log file (at most [`LOG_KEPT`](crate::store::LOG_KEPT) bytes) and
+/// its length; empty when the file is missing (the job never started, or wrote nothing).
+fn read_end(path: &std::path::Path) -> Captured {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Captured::default();
+    };
+    let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = total.saturating_sub(crate::store::LOG_KEPT);
+    let mut kept = Vec::new();
+    if file.seek(SeekFrom::Start(start)).is_ok() {
+        let _ = file.read_to_end(&mut kept);
+    }
+    Captured {
+        total: total.max(kept.len() as u64),
+        kept,
+    }
+}
+
 /// Our id for a Slurm job: its job id, with an array task's number in the low bits.
 fn job_key(id: slurm::JobId) -> JobId {
     match id.task() {
@@ -349,24 +368,16 @@ impl Backend for SlurmBackend {
         self.client.cancel(&slurm_ids).map_err(slurm_error)
     }
 
-    fn stderr_tail(&self, id: JobId, max: usize) -> String {
-        let path = match self.lock_jobs().get(&id) {
-            Some(t) => t.submitted.stderr.clone(),
-            None => return String::new(),
+    fn output(&self, id: JobId) -> Option<JobOutput> {
+        let (stdout, stderr) = {
+            let jobs = self.lock_jobs();
+            let t = jobs.get(&id)?;
+            (t.submitted.stdout.clone(), t.submitted.stderr.clone())
         };
-        // Read the end only: a chatty job's log can be large.
-        let Ok(mut file) = std::fs::File::open(&path) else {
-            return String::new();
-        };
-        use std::io::{Read, Seek, SeekFrom};
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let start = len.saturating_sub(2 * max as u64);
-        if file.seek(SeekFrom::Start(start)).is_err() {
-            return String::new();
-        }
-        let mut bytes = Vec::new();
-        let _ = file.read_to_end(&mut bytes);
-        tail(&String::from_utf8_lossy(&bytes), max)
+        Some(JobOutput {
+            stdout: read_end(&stdout),
+            stderr: read_end(&stderr),
+        })
     }
 
     fn cancel_all(&self) {

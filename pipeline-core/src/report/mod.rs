@@ -43,7 +43,7 @@ pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
 pub use graph::{status_colors, GraphEdge, GraphNode, RunGraph};
-pub use runs::{PinChange, RunDetail, RunList};
+pub use runs::{PinChange, RunDetail, RunList, StepLogs};
 pub use verify::VerifySummary;
 
 /// A run record as reports show it: its fields, with `duration` as `duration_s` (seconds)

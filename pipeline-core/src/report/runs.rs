@@ -8,7 +8,7 @@ use super::text::{duration, short_hash, size, table, timestamp};
 use super::{run_header, run_status, RunView, StepView};
 use crate::error::Result;
 use crate::status::StepStatus;
-use crate::store::{RunRecord, Store};
+use crate::store::{ExecutionLog, RunRecord, Store};
 
 /// The runs of a store, newest first. Serializes as an array of runs.
 #[derive(Debug, Clone, Serialize)]
@@ -108,6 +108,19 @@ pub struct RunDetail {
     pub run: RunView,
     /// Its steps, in pipeline order.
     pub steps: Vec<StepView>,
+    /// The streams kept of the steps that ran in a worker process or a Slurm job
+    /// (`pipeline logs RUN STEP` prints them), in pipeline order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub logs: Vec<StepLogs>,
+}
+
+/// The streams kept of one step's job ([`Store::execution_logs`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepLogs {
+    /// The step call's name in the run.
+    pub step: String,
+    /// Its stdout and stderr, as kept.
+    pub streams: Vec<ExecutionLog>,
 }
 
 impl RunDetail {
@@ -121,7 +134,20 @@ impl RunDetail {
     pub fn new(store: &Store, run: &str) -> Result<RunDetail> {
         let run = store.run(run)?;
         let steps = store.run_steps(&run.id)?;
-        Ok(RunDetail::from_records(run, steps))
+        let mut logs = Vec::new();
+        for s in &steps {
+            let streams = store.execution_logs(s.execution_id)?;
+            if !streams.is_empty() {
+                logs.push(StepLogs {
+                    step: s.name.clone(),
+                    streams,
+                });
+            }
+        }
+        Ok(RunDetail {
+            logs,
+            ..RunDetail::from_records(run, steps)
+        })
     }
 
     /// The report of records already read.
@@ -129,6 +155,7 @@ impl RunDetail {
         RunDetail {
             run: RunView(run),
             steps: steps.into_iter().map(StepView).collect(),
+            logs: Vec::new(),
         }
     }
 }
@@ -190,6 +217,26 @@ impl fmt::Display for RunDetail {
         }
         for StepView(s) in &self.steps {
             write_details(f, s)?;
+        }
+        if !self.logs.is_empty() {
+            let kept: Vec<String> = self
+                .logs
+                .iter()
+                .map(|l| {
+                    let streams: Vec<String> = l
+                        .streams
+                        .iter()
+                        .map(|s| format!("{} {}", s.stream, size(s.total_size)))
+                        .collect();
+                    format!("`{}` ({})", l.step, streams.join(", "))
+                })
+                .collect();
+            writeln!(
+                f,
+                "\nLogs kept: {}.\nPrint one with `pipeline logs {} STEP [--stdout|--stderr]`.",
+                kept.join(", "),
+                short_id(&self.run.0.id)
+            )?;
         }
         Ok(())
     }

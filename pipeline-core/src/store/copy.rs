@@ -86,7 +86,29 @@ pub(crate) struct ExportedExecution {
     pub details: [Option<String>; 3],
     pub artifacts: Vec<ExportedArtifact>,
     pub inputs: Vec<ExportedInput>,
+    /// The streams kept of its job (`store/logs.rs`).
+    pub logs: Vec<ExportedLog>,
 }
+
+/// A row of `execution_logs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ExportedLog {
+    pub stream: String,
+    pub content_hash: String,
+    pub size: i64,
+    pub total_size: i64,
+}
+
+/// The query for [`ExportedExecution::logs`] of run `?1` (SQLite and PostgreSQL).
+pub(crate) const EXPORT_LOGS_SQL: &str =
+    "SELECT l.execution_id, l.stream, l.content_hash, l.size, l.total_size \
+     FROM execution_logs l JOIN executions e ON e.id = l.execution_id \
+     WHERE e.run_id = ?1 ORDER BY l.execution_id, l.stream";
+
+/// The `INSERT` of an [`ExportedLog`] of execution `?1` (SQLite and PostgreSQL).
+pub(crate) const IMPORT_LOG_SQL: &str =
+    "INSERT INTO execution_logs(execution_id, stream, content_hash, size, total_size) \
+     VALUES (?1, ?2, ?3, ?4, ?5)";
 
 /// An artifact row.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,6 +637,32 @@ impl Copier<'_, '_> {
                 }
             }
         }
+        // Logs of the steps' jobs (blobs without sidecars).
+        for e in &run.executions {
+            // An empty stream has no blob (`store/logs.rs`).
+            for l in e.logs.iter().filter(|l| l.size > 0) {
+                let hash: Hash128 = l.content_hash.parse().map_err(|_| Error::Copy {
+                    problem: format!(
+                        "run `{}` records a log blob `{}`, which is not a hash",
+                        record.name, l.content_hash
+                    ),
+                })?;
+                if !self.blobs_done.insert(hash) {
+                    continue;
+                }
+                match self.copy_bytes(hash) {
+                    Ok(true) => {
+                        self.report.blobs_copied += 1;
+                        self.report.bytes_copied += l.size as u64;
+                    }
+                    Ok(false) => self.report.blobs_present += 1,
+                    Err(err) => {
+                        self.blobs_done.remove(&hash);
+                        return Err(err.into());
+                    }
+                }
+            }
+        }
         let own = target.import_run(&run, &self.mapped)?;
         self.mapped.extend(own);
         self.report.runs_copied += 1;
@@ -977,6 +1025,7 @@ fn export_sqlite(c: &Connection, run_id: &str) -> rusqlite::Result<Option<Export
                 details: [r.get(16)?, r.get(17)?, r.get(18)?],
                 artifacts: Vec::new(),
                 inputs: Vec::new(),
+                logs: Vec::new(),
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -1023,6 +1072,19 @@ fn export_sqlite(c: &Connection, run_id: &str) -> rusqlite::Result<Option<Export
                 content_hash: r.get(3)?,
                 producer: r.get(4)?,
                 value_blob: r.get(5)?,
+            });
+        }
+    }
+    let mut stmt = c.prepare(EXPORT_LOGS_SQL)?;
+    let mut rows = stmt.query([run_id])?;
+    while let Some(r) = rows.next()? {
+        let execution: i64 = r.get(0)?;
+        if let Some(&i) = at.get(&execution) {
+            run.executions[i].logs.push(ExportedLog {
+                stream: r.get(1)?,
+                content_hash: r.get(2)?,
+                size: r.get(3)?,
+                total_size: r.get(4)?,
             });
         }
     }
@@ -1211,6 +1273,14 @@ impl ImportTx for SqliteImport<'_> {
                         i.producer,
                         i.value_blob
                     ])
+                })
+                .map_err(|e| self.err(e))?;
+        }
+        for l in &row.logs {
+            self.tx
+                .prepare_cached(IMPORT_LOG_SQL)
+                .and_then(|mut s| {
+                    s.execute(params![id, l.stream, l.content_hash, l.size, l.total_size])
                 })
                 .map_err(|e| self.err(e))?;
         }

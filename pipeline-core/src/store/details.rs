@@ -1,7 +1,7 @@
 //! What an execution records besides its outputs: its attempts when it was retried, and the
 //! metadata and metrics its step logged through [`pipeline::context()`](crate::context()).
 //!
-//! Three JSON columns of `executions` (SQLite schema 9, PostgreSQL schema 4): `attempts`
+//! Three JSON columns of `executions` (SQLite schema 10, PostgreSQL schema 5): `attempts`
 //! (an array, only when there was more than one), `metadata` (an object) and `metrics` (an
 //! object of numbers). A cached row has none of its own: reads take the metadata and
 //! metrics of the execution it reused ([`details_of_e`]), as ZenML shows a cached step's

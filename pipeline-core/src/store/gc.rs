@@ -122,15 +122,22 @@ pub(crate) struct Plan {
     pub oldest_running: Option<i64>,
 }
 
+/// The `(hash, execution)` of every log kept (`execution_logs`), for [`plan`] (SQLite and
+/// PostgreSQL).
+pub(crate) const LOG_ROWS_SQL: &str =
+    "SELECT DISTINCT content_hash, execution_id FROM execution_logs WHERE size > 0";
+
 /// Plans a gc: `runs` newest first, `run_blobs` the `(run, hash, size)` each run
 /// references, `executions` every `(id, run, outputs_of)` by id, `artifact_rows` every
-/// `(hash, execution)` of the artifacts table.
+/// `(hash, execution)` of the artifacts table (and parameters' stored forms), `log_rows`
+/// those of the logs kept, which stay with their own execution (never handed over).
 pub(crate) fn plan(
     policy: &GcPolicy,
     runs: &[RunRow],
     run_blobs: &[(String, String, i64)],
     executions: &[(i64, String, Option<i64>)],
     artifact_rows: &[(String, i64)],
+    log_rows: &[(String, i64)],
 ) -> Plan {
     let mut per_pipeline: HashMap<&str, usize> = HashMap::new();
     let mut keep: HashSet<&str> = HashSet::new();
@@ -183,10 +190,19 @@ pub(crate) fn plan(
     heirs.retain(|holder, _| doomed.contains(holder));
     // What rows referenced before the deletions, and after them (rows handed over to an
     // heir count as the heir's).
-    let referenced_before = artifact_rows.iter().map(|(h, _)| h.clone()).collect();
+    let referenced_before = artifact_rows
+        .iter()
+        .chain(log_rows)
+        .map(|(h, _)| h.clone())
+        .collect();
     let referenced = artifact_rows
         .iter()
         .filter(|(_, execution)| !doomed.contains(execution) || heirs.contains_key(execution))
+        .chain(
+            log_rows
+                .iter()
+                .filter(|(_, execution)| !doomed.contains(execution)),
+        )
         .map(|(hash, _)| hash.clone())
         .collect();
     Plan {
@@ -327,6 +343,13 @@ impl SqliteMetadata {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
+        let log_rows: Vec<(String, i64)> = tx
+            .prepare(LOG_ROWS_SQL)
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
         let Plan {
             removed: removed_names,
             removed_ids: removed,
@@ -336,7 +359,7 @@ impl SqliteMetadata {
             referenced_before,
             referenced,
             oldest_running,
-        } = plan(policy, &runs, &run_blobs, &executions, &rows);
+        } = plan(policy, &runs, &run_blobs, &executions, &rows, &log_rows);
         report.bytes_kept = bytes_kept;
         report.runs_kept = runs_kept;
         if !policy.dry_run {
@@ -367,6 +390,8 @@ impl SqliteMetadata {
                 continue;
             }
             for sql in [
+                "DELETE FROM execution_logs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = ?1)",
                 "DELETE FROM artifacts WHERE execution_id IN \
                  (SELECT id FROM executions WHERE run_id = ?1)",
                 "DELETE FROM inputs WHERE execution_id IN \

@@ -395,6 +395,33 @@ fn copy_inputs(row: &ExecutionRow<'_>) -> Vec<super::InputRow> {
 pub(crate) const CLAIM_ENDED: &str =
     "its holder ended or released the claim before the step finished";
 
+/// Ends the claimed row `?1` of a step whose worker ended without recording it (the row
+/// is still `running`, or failed with [`CLAIM_ENDED`], `?5`): status `?2`, reason `?3`
+/// when given, error `?4` (SQLite and PostgreSQL).
+pub(crate) const END_UNRECORDED_SQL: &str =
+    "UPDATE executions SET status = ?2, reason = COALESCE(?3, reason), error = ?4 \
+     WHERE id = ?1 AND (status = 'running' OR (status = 'failed' AND error = ?5))";
+
+impl SqliteMetadata {
+    /// SQLite's side of `Backend::end_unrecorded`.
+    pub(crate) fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        self.check_writable("record how a step ended")?;
+        self.db()
+            .execute(
+                END_UNRECORDED_SQL,
+                params![execution, status.as_str(), reason, error, CLAIM_ENDED],
+            )
+            .map(|n| n > 0)
+            .map_err(|e| self.db_error(e))
+    }
+}
+
 /// The error of a `running` row of a run whose process ended, whatever the backend.
 pub(crate) const PROCESS_ENDED: &str = "its process ended before the step finished";
 

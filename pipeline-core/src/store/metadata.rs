@@ -17,6 +17,7 @@ use super::earlier::{Candidates, EarlierCall};
 use super::gc::{GcPolicy, GcReport};
 use super::guard::{Completion, Lease, LeaseGuard, LeaseToken};
 use super::lease::{Begin, Holder};
+use super::logs::ExecutionLog;
 use super::verify::{SidecarRow, VerifyRows};
 use super::{
     ArtifactRecord, ExecutionRow, InputRow, Lineage, Lookup, RunRecord, RunStatus, SqliteMetadata,
@@ -388,6 +389,25 @@ pub(crate) trait Backend: MetadataStore {
         run: &ExportedRun,
         mapped: &HashMap<i64, i64>,
     ) -> Result<HashMap<i64, i64>>;
+
+    /// Records the streams kept of a job (`store/logs.rs`) in one transaction, replacing
+    /// rows of the same execution and stream. Their blobs must be in place.
+    fn record_logs(&self, logs: &[ExecutionLog]) -> Result<()>;
+
+    /// The streams kept of execution `execution`, stdout first.
+    fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>>;
+
+    /// Ends the claimed row of a step whose worker ended without recording it, as the
+    /// run's report has it: failed with `error` (the job's end, its stderr's tail), or
+    /// skipped with `reason` when the run's cancel stopped it (`store/lease.rs`,
+    /// `END_UNRECORDED_SQL`); false when the row holds anything else.
+    fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool>;
 }
 
 /// An artifact row found by hash: the record, its execution's id, name and key components.
@@ -610,6 +630,24 @@ impl Backend for SqliteMetadata {
         mapped: &HashMap<i64, i64>,
     ) -> Result<HashMap<i64, i64>> {
         SqliteMetadata::import_run(self, run, mapped)
+    }
+
+    fn record_logs(&self, logs: &[ExecutionLog]) -> Result<()> {
+        SqliteMetadata::record_logs(self, logs)
+    }
+
+    fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>> {
+        SqliteMetadata::execution_logs(self, execution)
+    }
+
+    fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        SqliteMetadata::end_unrecorded(self, execution, status, reason, error)
     }
 }
 

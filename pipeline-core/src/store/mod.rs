@@ -68,6 +68,7 @@ mod guard;
 mod handle;
 mod lease;
 mod liveness;
+mod logs;
 mod metadata;
 mod open;
 mod pass;
@@ -90,6 +91,7 @@ pub use guard::{Completion, Lease, LeaseGuard, LeaseToken, StepOutput};
 pub use handle::Store;
 pub(crate) use lease::CLAIM_ENDED;
 pub use lease::{Begin, Holder};
+pub use logs::{ExecutionLog, LogStream, LOG_KEPT};
 pub(crate) use metadata::MetadataPass;
 pub use metadata::{MetadataStore, RunStart, SharedMetadata, StepInput, StepStart};
 #[cfg(feature = "postgres")]

@@ -179,7 +179,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE inputs ADD COLUMN value_blob TEXT;
     "#,
-    // 8 -> 9: an execution's attempts (when retried) and the metadata and metrics its step
+    // 8 -> 9: the stdout and stderr of steps that ran in a worker process or a Slurm job,
+    // kept as blobs (their last `LOG_KEPT` bytes, `store/logs.rs`). Referenced like an
+    // output: gc keeps a log blob while its execution row exists.
+    r#"
+    CREATE TABLE execution_logs (
+        execution_id INTEGER NOT NULL REFERENCES executions(id),
+        stream       TEXT NOT NULL,       -- stdout | stderr
+        content_hash TEXT NOT NULL,
+        size         INTEGER NOT NULL,    -- bytes kept (the end of the stream)
+        total_size   INTEGER NOT NULL,    -- bytes the job wrote
+        PRIMARY KEY (execution_id, stream)
+    );
+    CREATE INDEX execution_logs_by_hash ON execution_logs(content_hash);
+    "#,
+    // 9 -> 10: an execution's attempts (when retried) and the metadata and metrics its step
     // logged, as JSON (`details.rs`).
     r#"
     ALTER TABLE executions ADD COLUMN attempts TEXT;

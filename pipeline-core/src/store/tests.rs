@@ -789,3 +789,62 @@ fn hash_algorithm_names_round_trip_and_unknown_ones_are_errors() {
     let err = "sha256".parse::<ContentHash>().unwrap_err();
     assert_eq!((err.what(), err.value()), ("hash algorithm", "sha256"));
 }
+
+#[test]
+fn a_store_of_schema_8_migrates_to_the_current_schema_and_keeps_logs_with_their_execution() {
+    let (_dir, path) = fresh();
+    store_at_version(&path, 8);
+    {
+        let conn = Connection::open(path.join("metadata.sqlite")).unwrap();
+        conn.execute(
+            "INSERT INTO executions(id, run_id, name, step, position, status, code_signature, \
+             components, started_at_us, duration_s) \
+             VALUES (1, 'r1', 'talk', 'talk', 0, 'failed', '00', '{}', 1, 0.1)",
+            [],
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), schema::current_version());
+    assert!(store.execution_logs(1).unwrap().is_empty());
+    let kept = store
+        .keep_logs(
+            1,
+            &[
+                (LogStream::Stdout, b"said\n".as_slice(), 5),
+                (LogStream::Stderr, b"the end".as_slice(), 100),
+            ],
+        )
+        .unwrap();
+    let logs = store.execution_logs(1).unwrap();
+    assert_eq!(logs, kept);
+    assert_eq!(
+        logs.iter().map(|l| l.stream).collect::<Vec<_>>(),
+        [LogStream::Stdout, LogStream::Stderr]
+    );
+    assert!(!logs[0].truncated());
+    assert!(logs[1].truncated(), "100 bytes written, 7 kept");
+    assert_eq!(store.read_log(&logs[1]).unwrap(), b"the end");
+    assert!(store.verify().unwrap().is_ok());
+    // Kept again (a retried job): replaced, not doubled.
+    store
+        .keep_logs(1, &[(LogStream::Stdout, b"again\n".as_slice(), 6)])
+        .unwrap();
+    let again = store.execution_logs(1).unwrap();
+    assert_eq!(again.len(), 2);
+    assert_eq!(store.read_log(&again[0]).unwrap(), b"again\n");
+    // gc removes them with their execution's run.
+    let report = store
+        .gc(&GcPolicy {
+            keep_last: 0,
+            min_blob_age: Duration::ZERO,
+            ..GcPolicy::default()
+        })
+        .unwrap();
+    assert_eq!(report.runs_removed, ["old-run"]);
+    assert!(store.execution_logs(1).unwrap().is_empty());
+    assert!(matches!(
+        store.read_log(&logs[1]),
+        Err(Error::BlobMissing { .. })
+    ));
+}

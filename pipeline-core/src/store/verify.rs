@@ -99,6 +99,8 @@ pub(crate) struct VerifyRows {
     pub executions: Vec<(i64, Option<String>, String, i64)>,
     /// `(execution, content hash)` of the outputs of completed executions.
     pub artifacts: Vec<(i64, String)>,
+    /// `(execution, content hash)` of the logs kept of executions' jobs (no sidecars).
+    pub logs: Vec<(i64, String)>,
     /// Runs marked running whose process is gone.
     pub interrupted: Vec<String>,
     /// Temporary files left by processes that are gone (local stores).
@@ -136,6 +138,11 @@ pub(crate) const VERIFY_EXECUTIONS_SQL: &str = concat!(
      WHERE e.status IN ('executed', 'cached')"
 );
 
+/// The query for [`VerifyRows::logs`] (SQLite and PostgreSQL).
+/// Empty streams have no blob (`store/logs.rs`).
+pub(crate) const VERIFY_LOGS_SQL: &str =
+    "SELECT execution_id, content_hash FROM execution_logs WHERE size > 0";
+
 /// The query for [`VerifyRows::artifacts`] (SQLite and PostgreSQL).
 pub(crate) const VERIFY_ARTIFACTS_SQL: &str =
     "SELECT a.execution_id, a.content_hash FROM artifacts a \
@@ -161,12 +168,20 @@ impl SqliteMetadata {
                     .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
+        let logs = tx
+            .prepare(VERIFY_LOGS_SQL)
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(|e| self.db_error(e))?;
         let interrupted = self.dead_runs(&tx)?;
         drop(tx);
         drop(conn);
         Ok(VerifyRows {
             executions,
             artifacts,
+            logs,
             interrupted,
             temp_files: self.dead_temp_files(),
         })
@@ -195,7 +210,7 @@ impl SqliteMetadata {
 
 impl Store {
     /// Checks the store: every completed execution's blobs exist and hash to their names
-    /// and have their sidecars, executions record all their outputs and belong to a run,
+    /// and have their sidecars, the logs kept of steps' jobs exist and hash to their names, executions record all their outputs and belong to a run,
     /// no run is left running by a dead process, and no temporary file is left by one.
     ///
     /// Reads every referenced blob. Every missing or corrupt one is told to the metadata,
@@ -228,7 +243,13 @@ impl Store {
         }
         // Each blob is read once, and a missing one reported once.
         let mut checked: HashSet<String> = HashSet::new();
-        for (execution, hex) in rows.artifacts {
+        // Outputs have sidecars; the logs of jobs do not.
+        let blobs = rows
+            .artifacts
+            .into_iter()
+            .map(|(e, h)| (e, h, true))
+            .chain(rows.logs.into_iter().map(|(e, h)| (e, h, false)));
+        for (execution, hex, sidecar) in blobs {
             if !checked.insert(hex.clone()) {
                 continue;
             }
@@ -245,7 +266,9 @@ impl Store {
                 Ok(Some((actual, bytes))) => {
                     report.blobs_checked += 1;
                     report.bytes_checked += bytes;
-                    if actual == hash {
+                    if actual == hash && !sidecar {
+                        // Intact; nothing more to check.
+                    } else if actual == hash {
                         report
                             .problems
                             .extend(check_sidecar(blobs, hash, &path, &hex)?);

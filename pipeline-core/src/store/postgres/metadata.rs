@@ -41,20 +41,22 @@ use crate::status::StepStatus;
 use crate::store::artifacts::{self, ArtifactStore, BlobStat, ListedBlob};
 use crate::store::claim;
 use crate::store::copy::{
-    self, ExportedArtifact, ExportedExecution, ExportedInput, ExportedRun, ExportedUndecodable,
-    ImportTx,
+    self, ExportedArtifact, ExportedExecution, ExportedInput, ExportedLog, ExportedRun,
+    ExportedUndecodable, ImportTx,
 };
 use crate::store::earlier::{calls_of, newest_call_sql, Call, Candidates, EarlierCall};
 use crate::store::gc::{self, GcPolicy, GcReport, RunRow, STALE_TEMPORARY};
 use crate::store::guard::{Beats, Completion, Lease, LeaseGuard, LeaseToken};
-use crate::store::lease::{Begin, Holder, CLAIM_ENDED, PROCESS_ENDED};
+use crate::store::lease::{Begin, Holder, CLAIM_ENDED, END_UNRECORDED_SQL, PROCESS_ENDED};
 use crate::store::liveness;
+use crate::store::logs::{self, ExecutionLog, EXECUTION_LOGS_SQL, RECORD_LOG_SQL};
 use crate::store::metadata::{
     Backend, FoundArtifact, MetadataPass, MetadataStore, RunStart, StepStart,
 };
 use crate::store::rows::{self, Cell, Columns};
 use crate::store::verify::{
     SidecarRow, VerifyRows, SIDECAR_ROW_SQL, VERIFY_ARTIFACTS_SQL, VERIFY_EXECUTIONS_SQL,
+    VERIFY_LOGS_SQL,
 };
 use crate::store::{ContentHash, ExecutionRow, Lookup as Lookup_, OutputsHolder};
 use crate::store::{Damage, ExecutionRef, Lineage, RunRecord, RunStatus, StepRecord};
@@ -1461,6 +1463,52 @@ impl Backend for PostgresMetadata {
         })
     }
 
+    fn record_logs(&self, logs: &[ExecutionLog]) -> Result<()> {
+        let sql = numbered(RECORD_LOG_SQL);
+        self.transact(|tx| {
+            for log in logs {
+                tx.execute(
+                    &sql,
+                    &[
+                        &log.execution_id,
+                        &log.stream.as_str(),
+                        &log.content_hash.to_hex(),
+                        &(log.size as i64),
+                        &(log.total_size as i64),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    fn end_unrecorded(
+        &self,
+        execution: i64,
+        status: StepStatus,
+        reason: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let sql = numbered(END_UNRECORDED_SQL);
+        self.read(|c| {
+            Ok(c.execute(
+                &sql,
+                &[&execution, &status.as_str(), &reason, &error, &CLAIM_ENDED],
+            )? > 0)
+        })
+    }
+
+    fn execution_logs(&self, execution: i64) -> Result<Vec<ExecutionLog>> {
+        let sql = numbered(EXECUTION_LOGS_SQL);
+        self.read(|c| {
+            let mut found = Vec::new();
+            for r in c.query(&sql, &[&execution])? {
+                found.push(logs::log_record(&r)?);
+            }
+            Ok(found)
+        })
+    }
+
     fn artifact_found(&self, hash: Hash128) -> Result<Option<FoundArtifact>> {
         self.read(|c| {
             let Some(r) = c.query_opt(
@@ -1506,6 +1554,10 @@ impl PostgresMetadata {
             for r in tx.query(VERIFY_ARTIFACTS_SQL, &[])? {
                 artifacts.push((r.try_get(0)?, r.try_get(1)?));
             }
+            let mut logs = Vec::new();
+            for r in tx.query(VERIFY_LOGS_SQL, &[])? {
+                logs.push((r.try_get(0)?, r.try_get(1)?));
+            }
             let mut interrupted = Vec::new();
             for r in tx.query(
                 concat!(
@@ -1521,6 +1573,7 @@ impl PostgresMetadata {
             Ok(VerifyRows {
                 executions,
                 artifacts,
+                logs,
                 interrupted,
                 temp_files: Vec::new(),
             })
@@ -1964,6 +2017,8 @@ fn gc(
         }
         for r in runs.iter().filter(|r| plan.removed_ids.contains(&r.id)) {
             for sql in [
+                "DELETE FROM execution_logs WHERE execution_id IN \
+                 (SELECT id FROM executions WHERE run_id = $1)",
                 "DELETE FROM artifacts WHERE execution_id IN \
                  (SELECT id FROM executions WHERE run_id = $1)",
                 "DELETE FROM inputs WHERE execution_id IN \
@@ -2133,7 +2188,12 @@ fn gc_plan(tx: &mut Transaction<'_>, policy: &GcPolicy) -> Result<(Vec<RunRow>, 
         .iter()
         .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
         .collect::<Result<_, postgres::Error>>()?;
-    let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows);
+    let log_rows: Vec<(String, i64)> = tx
+        .query(gc::LOG_ROWS_SQL, &[])?
+        .iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect::<Result<_, postgres::Error>>()?;
+    let plan = gc::plan(policy, &runs, &run_blobs, &executions, &rows, &log_rows);
     Ok((runs, plan))
 }
 
@@ -2188,6 +2248,7 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
             details: [r.try_get(15)?, r.try_get(16)?, r.try_get(17)?],
             artifacts: Vec::new(),
             inputs: Vec::new(),
+            logs: Vec::new(),
         });
     }
     let at: HashMap<i64, usize> = run
@@ -2229,6 +2290,16 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
                 content_hash: r.try_get(3)?,
                 producer: r.try_get(4)?,
                 value_blob: r.try_get(5)?,
+            });
+        }
+    }
+    for r in tx.query(&numbered(copy::EXPORT_LOGS_SQL), &[&run_id])? {
+        if let Some(&i) = at.get(&r.try_get::<_, i64>(0)?) {
+            run.executions[i].logs.push(ExportedLog {
+                stream: r.try_get(1)?,
+                content_hash: r.try_get(2)?,
+                size: r.try_get(3)?,
+                total_size: r.try_get(4)?,
             });
         }
     }
@@ -2381,6 +2452,14 @@ impl ImportTx for PostgresImport<'_, '_> {
                         &i.producer,
                         &i.value_blob,
                     ],
+                )
+                .map_err(|e| self.err(e))?;
+        }
+        for l in &row.logs {
+            self.tx
+                .execute(
+                    &numbered(copy::IMPORT_LOG_SQL),
+                    &[&new, &l.stream, &l.content_hash, &l.size, &l.total_size],
                 )
                 .map_err(|e| self.err(e))?;
         }

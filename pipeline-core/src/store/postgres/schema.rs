@@ -177,7 +177,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE inputs ADD COLUMN value_blob TEXT;
     "#,
-    // 3 -> 4: an execution's attempts, metadata and metrics, as JSON (SQLite's 8 -> 9).
+    // 3 -> 4: the stdout and stderr kept of steps that ran in a worker process or a Slurm
+    // job (SQLite's 8 -> 9).
+    r#"
+    CREATE TABLE execution_logs (
+        execution_id BIGINT NOT NULL REFERENCES executions(id),
+        stream       TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        size         BIGINT NOT NULL,
+        total_size   BIGINT NOT NULL,
+        PRIMARY KEY (execution_id, stream)
+    );
+    CREATE INDEX execution_logs_by_hash ON execution_logs(content_hash);
+    "#,
+    // 4 -> 5: an execution's attempts, metadata and metrics, as JSON (SQLite's 9 -> 10).
     r#"
     ALTER TABLE executions ADD COLUMN attempts TEXT;
     ALTER TABLE executions ADD COLUMN metadata TEXT;

@@ -15,6 +15,8 @@ use crate::config::{MetadataLocation, StoreConfig};
 use crate::key::Hash128;
 use crate::store::artifacts::{ArtifactStore, LocalArtifacts};
 use crate::store::contract::{self, claim, executed, start, step, MetadataFixture};
+use crate::store::logs::{ExecutionLog, LogStream};
+use crate::store::metadata::Backend;
 use crate::store::{Begin, ContentHash, Damage, MetadataStore, RunStatus};
 use crate::StepStatus;
 
@@ -105,8 +107,8 @@ fn a_database_of_schema_2_migrates_to_the_current_schema_and_keeps_its_rows() {
     {
         let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
         let mut conn = db.conn().unwrap();
-        // Schema 2 is schema 3 without `inputs.value_blob`; schema 4 added the executions'
-        // `attempts`, `metadata` and `metrics`.
+        // Schema 2 is the current schema without `inputs.value_blob` (3), `execution_logs`
+        // (4) and the executions' `attempts`, `metadata` and `metrics` (5).
         conn.batch_execute(
             "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
                  VALUES ('r', 'p', 'r', 'completed', 1);
@@ -114,6 +116,7 @@ fn a_database_of_schema_2_migrates_to_the_current_schema_and_keeps_its_rows() {
              ALTER TABLE executions DROP COLUMN attempts;
              ALTER TABLE executions DROP COLUMN metadata;
              ALTER TABLE executions DROP COLUMN metrics;
+             DROP TABLE execution_logs;
              UPDATE pipeline_store SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -127,8 +130,8 @@ fn a_database_of_schema_2_migrates_to_the_current_schema_and_keeps_its_rows() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, "4");
-    assert_eq!(schema::current_version(), 4);
+    assert_eq!(version, "5");
+    assert_eq!(schema::current_version(), 5);
     let columns: i64 = conn
         .query_one(
             "SELECT count(*) FROM information_schema.columns \
@@ -141,11 +144,64 @@ fn a_database_of_schema_2_migrates_to_the_current_schema_and_keeps_its_rows() {
         .unwrap()
         .get(0);
     assert_eq!(columns, 4);
+    let logs: i64 = conn
+        .query_one(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = 'execution_logs'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(logs, 5, "execution_logs has its five columns");
     let runs: i64 = conn
         .query_one("SELECT count(*) FROM runs WHERE id = 'r'", &[])
         .unwrap()
         .get(0);
     assert_eq!(runs, 1, "the rows of schema 2 are kept");
+}
+
+#[test]
+fn a_database_of_schema_3_migrates_to_the_current_schema_and_keeps_logs_with_their_execution() {
+    let Some(url) = fresh_database("schema3") else {
+        return;
+    };
+    {
+        let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
+        let mut conn = db.conn().unwrap();
+        conn.batch_execute(
+            "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
+                 VALUES ('r', 'p', 'r', 'completed', 1);
+             INSERT INTO executions(id, run_id, name, step, position, status, code_signature, \
+                 components, started_at_us, duration_s) \
+                 VALUES (7, 'r', 'talk', 'talk', 0, 'failed', '00', '{}', 1, 0.1);
+             DROP TABLE execution_logs;
+             ALTER TABLE executions DROP COLUMN attempts;
+             ALTER TABLE executions DROP COLUMN metadata;
+             ALTER TABLE executions DROP COLUMN metrics;
+             UPDATE pipeline_store SET value = '3' WHERE key = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let meta = PostgresMetadata::connect(&url, CONNECT_TIMEOUT).unwrap();
+    assert_eq!(MetadataStore::schema_version(&meta).unwrap(), 5);
+    assert!(meta.execution_logs(7).unwrap().is_empty());
+    let log = |stream, hash: u128, size| ExecutionLog {
+        execution_id: 7,
+        stream,
+        content_hash: Hash128(hash),
+        size,
+        total_size: 100,
+    };
+    let logs = [
+        log(LogStream::Stdout, 1, 10),
+        log(LogStream::Stderr, 2, 100),
+    ];
+    meta.record_logs(&logs).unwrap();
+    assert_eq!(meta.execution_logs(7).unwrap(), logs);
+    // Recorded again: replaced, not doubled.
+    let again = log(LogStream::Stdout, 3, 20);
+    meta.record_logs(std::slice::from_ref(&again)).unwrap();
+    assert_eq!(meta.execution_logs(7).unwrap(), [again, logs[1].clone()]);
 }
 
 #[test]
@@ -188,6 +244,7 @@ fn a_fresh_database_is_migrated_once_even_by_concurrent_openers() {
             "artifacts",
             "condemned",
             "damaged_blobs",
+            "execution_logs",
             "executions",
             "holds",
             "inputs",
