@@ -272,6 +272,7 @@ fn a_stale_worker_refuses_and_records_nothing_as_done() {
         components: recorded.components.clone(),
         inputs: Vec::new(),
         outputs: recorded.components.outputs.clone(),
+        not_before_us: None,
     };
     let Begin::Claimed { lease, .. } = store.begin_step(&start).unwrap() else {
         panic!("a fresh key is claimed");

@@ -118,6 +118,10 @@ pub struct InputSpec {
     pub(crate) source: InputSource,
     pub(crate) graph: Option<u64>,
     pub(crate) error: Option<ParamError>,
+    /// Named in the step's `cache_ignore`: a parameter left out of the cache key.
+    pub(crate) ignored: bool,
+    /// Named in the step's `secret`: a parameter whose value is never stored or shown.
+    pub(crate) secret: bool,
 }
 
 /// Why a parameter could not be encoded. Kept as a value (not a message) so that every run
@@ -185,6 +189,8 @@ impl InputSpec {
                 },
                 graph: Some(a.graph),
                 error: None,
+                ignored: false,
+                secret: false,
             },
             Input::Value(v) => {
                 let mut error = None;
@@ -233,8 +239,24 @@ impl InputSpec {
                     }),
                     graph: None,
                     error,
+                    ignored: false,
+                    secret: false,
                 }
             }
+        }
+    }
+}
+
+impl InputSpec {
+    /// Applies the step's `cache_ignore` and `secret` lists to this input. A secret
+    /// parameter's JSON and text are replaced by `<secret>` here, when the graph is built,
+    /// so nothing later (key components, records, reports) can show its value.
+    pub(crate) fn mark(&mut self, ignored: bool, secret: bool) {
+        self.ignored = ignored;
+        self.secret = secret;
+        if let (true, InputSource::Param(p)) = (secret, &mut self.source) {
+            p.json = serde_json::Value::String(crate::key::SECRET.to_string());
+            p.text = Some(crate::key::SECRET.to_string());
         }
     }
 }

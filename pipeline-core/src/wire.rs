@@ -96,6 +96,12 @@ pub struct StepInfo {
     pub enable_cache: Option<bool>,
     /// The step's own `resources(..)` option, if given.
     pub resources: Option<&'static Resources>,
+    /// The step's `cache_ignore = [..]`: parameters left out of its cache key.
+    pub cache_ignore: &'static [&'static str],
+    /// The step's `secret = [..]`: parameters stored and shown only as a hash.
+    pub secret: &'static [&'static str],
+    /// The step's own `cache_expires = ".."`, if given.
+    pub cache_expires: Option<std::time::Duration>,
 }
 
 /// `x: &T`: the body gets a shared `Arc<T>`.
@@ -327,6 +333,14 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
     let cachers = S::cachers::<()>();
     let mut inputs = Vec::with_capacity(info.inputs.len());
     S::Inputs::specs(&in_ops, given, info.inputs, &mut inputs);
+    if !info.cache_ignore.is_empty() || !info.secret.is_empty() {
+        for input in &mut inputs {
+            input.mark(
+                info.cache_ignore.contains(&input.name),
+                info.secret.contains(&input.name),
+            );
+        }
+    }
     let mut outputs = Vec::with_capacity(info.outputs.len());
     S::Outputs::specs(&out_ops, cachers, info.outputs, &mut outputs);
     StepDef {

@@ -14,6 +14,8 @@ use crate::errors::Errors;
 
 pub(crate) const STEP_OPTIONS: &[&str] = &[
     "build_profile",
+    "cache_expires",
+    "cache_ignore",
     "cacher",
     "crate",
     "deps",
@@ -21,6 +23,7 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "name",
     "outputs",
     "resources",
+    "secret",
     "source_file",
     "uses",
     "version",
@@ -35,6 +38,12 @@ pub(crate) const PART_OPTIONS: &[&str] = &["build_profile", "deps", "source_file
 /// Step options left out of the code signature: they say where and how a step runs, not
 /// what it computes, so changing one keeps the cache.
 pub(crate) const RUNTIME_OPTIONS: &[&str] = &["resources"];
+
+/// Step options left out of the code signature because the cache key sees their effect
+/// directly (`cache_ignore` takes parameters out of it, `secret` keeps them in but hides
+/// their values), or must not see it at all (`cache_expires`: an expired entry executes
+/// again under the same key).
+pub(crate) const KEY_OPTIONS: &[&str] = &["cache_expires", "cache_ignore", "secret"];
 
 /// The keys of `resources(..)`, as `sbatch` options: `--cpus-per-task`, `--mem`,
 /// `--gres=gpu:N`, `--time`.
@@ -104,6 +113,14 @@ pub(crate) struct StepOptions {
     /// `resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")`: what the step asks of the
     /// machine that runs it.
     pub resources: Option<ResourceOptions>,
+    /// `cache_ignore = [threads, verbose]`: parameters left out of the cache key.
+    pub cache_ignore: Vec<Ident>,
+    /// `secret = [token]`: parameters whose values enter the key but are stored only as a
+    /// hash, and shown as `<secret>`.
+    pub secret: Vec<Ident>,
+    /// `cache_expires = "7d"`: how long a completed execution may be reused; read by the
+    /// runtime's own `const` parser (see `expand/step.rs`).
+    pub cache_expires: Option<LitStr>,
     /// Parsing stopped at a syntax error, so options after it are unknown.
     pub incomplete: bool,
 }
@@ -308,6 +325,45 @@ fn parse_deps(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Ve
     Ok(names)
 }
 
+/// `cache_ignore = [threads, verbose]` or `secret = [token]`: argument names, each once.
+/// Whether each names an argument is checked against the function (`ast.rs`).
+fn parse_names(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Vec<Ident>> {
+    let key = key_of(meta);
+    let example = if key == "secret" {
+        "secret = [token]"
+    } else {
+        "cache_ignore = [threads, verbose]"
+    };
+    let input = meta.value()?;
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error(format!(
+            "`{key}` expects a list of the step's argument names, e.g. `{example}`"
+        )));
+    }
+    let content;
+    syn::bracketed!(content in input);
+    let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{key}` expects argument names, e.g. `{example}`"),
+        )
+    })?;
+    let mut names: Vec<Ident> = Vec::new();
+    for name in list {
+        if names.contains(&name) {
+            errors.spanned(&name, format!("duplicate name `{name}` in `{key}`"));
+        } else {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        errors.push(meta.error(format!(
+            "`{key} = []` is empty; name the step's arguments, e.g. `{example}`"
+        )));
+    }
+    Ok(names)
+}
+
 /// `outputs(a, b)`.
 fn parse_outputs(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Vec<Ident>> {
     if !meta.input.peek(syn::token::Paren) {
@@ -506,6 +562,14 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
             "cacher" => o.cachers = parse_cachers(&meta)?,
             // resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")
             "resources" => o.resources = Some(parse_resources(&meta, errors)?),
+            // cache_ignore = [threads, verbose]
+            "cache_ignore" => o.cache_ignore = parse_names(&meta, errors)?,
+            // secret = [token]
+            "secret" => o.secret = parse_names(&meta, errors)?,
+            // cache_expires = "7d"
+            "cache_expires" => {
+                o.cache_expires = parse_text(&meta, errors, "cache_expires = \"7d\"")?
+            }
             // crate = ::path
             "crate" => o.krate = Some(parse_crate(&meta)?),
             _ => {

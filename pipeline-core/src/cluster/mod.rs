@@ -38,4 +38,5 @@ pub mod slurm;
 mod slurm_tests;
 
 pub use executor::{Executor, Slurm};
+pub(crate) use resources::parse_units;
 pub use resources::{Memory, ParseResourceError, Resources, TimeLimit};

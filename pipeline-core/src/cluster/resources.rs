@@ -395,7 +395,7 @@ const fn trim_start(mut t: &[u8]) -> &[u8] {
 }
 
 /// `1d12h`, `1h 30m`, `90s`: numbers each followed by a unit.
-const fn parse_units(t: &[u8]) -> Option<u64> {
+pub(crate) const fn parse_units(t: &[u8]) -> Option<u64> {
     let mut total: u64 = 0;
     let mut rest = trim(t);
     if rest.is_empty() {

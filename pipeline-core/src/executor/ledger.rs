@@ -50,6 +50,8 @@ pub(super) struct Reusable {
     pub(super) outputs: Vec<(Hash128, u64)>,
     /// The execution holding its output rows, which the cached row points at.
     pub(super) holder: OutputsHolder,
+    /// When that execution finished (microseconds since the Unix epoch).
+    pub(super) produced_at_us: i64,
 }
 
 /// What claiming a key found (see [`Ledger::acquire`]).
@@ -145,8 +147,10 @@ impl<'a> Ledger<'a> {
                 execution,
                 outputs,
                 holder,
+                produced_at_us,
             } => Some(Reusable {
                 execution,
+                produced_at_us,
                 outputs,
                 holder,
             }),
@@ -185,6 +189,7 @@ impl<'a> Ledger<'a> {
                 })
                 .collect(),
             outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
+            not_before_us: job.not_before_us,
         };
         Ok(match self.store.begin_step(&step)? {
             Begin::Hit {
