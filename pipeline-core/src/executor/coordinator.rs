@@ -685,6 +685,8 @@ impl<'a> State<'a> {
             Some("it has no registry entry")
         } else if job.lease.is_none() {
             Some("caching is off for it, so there is no claim to hand to a worker")
+        } else if node.inputs.iter().any(|input| input.secret) {
+            Some("a secret parameter is never stored, so no worker could read it")
         } else if node.inputs.iter().enumerate().any(|(i, input)| {
             matches!(input.source, InputSource::Param(_))
                 && job.params.get(i).copied().flatten().is_none()

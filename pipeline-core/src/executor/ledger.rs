@@ -239,11 +239,13 @@ impl<'a> Ledger<'a> {
     /// blob, for a worker process or a later replay to decode; returns the blobs' hashes,
     /// `None` for artifacts. Only for a step about to be claimed: cached steps write nothing.
     /// A parameter that cannot be encoded gets no blob (its step can then only run on
-    /// threads, and cannot be replayed).
+    /// threads, and cannot be replayed); neither does a `secret` one, whose value is never
+    /// written anywhere.
     pub(super) fn write_params(&self, node: &Node) -> Result<Vec<Option<Hash128>>> {
         node.inputs
             .iter()
             .map(|input| match &input.source {
+                InputSource::Param(_) if input.secret => Ok(None),
                 InputSource::Param(p) => match (p.encode)(&p.value) {
                     Ok(bytes) => {
                         let mut writer = self.store.blob_writer()?;
