@@ -659,14 +659,34 @@ fn cache_expires(root: &TokenStream, text: Option<&syn::LitStr>) -> (TokenStream
     let Some(text) = text else {
         return (quote!(), quote!(::core::option::Option::None));
     };
+    // Every token of the call at the literal (the root path too), so rustc reports a
+    // refused text under the literal rather than under the whole attribute.
+    let root = respan(root.clone(), text.span());
     let value = quote_spanned!(text.span()=> #root::__private::expiry_or_panic(#text));
     (
         quote! {
             #[doc(hidden)]
             pub const __PL_CACHE_EXPIRES: ::core::time::Duration = #value;
         },
-        quote!(::core::option::Option::Some(__PL_CACHE_EXPIRES)),
+        quote_spanned!(text.span()=> ::core::option::Option::Some(__PL_CACHE_EXPIRES)),
     )
+}
+
+/// `tokens` with every token (inside groups too) at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tree = proc_macro2::TokenTree::Group(group);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// `(a, (b, ()))`: a list as the runtime's `InputList` and `OutputList` take it.
