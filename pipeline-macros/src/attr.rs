@@ -567,9 +567,7 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
             // secret = [token]
             "secret" => o.secret = parse_names(&meta, errors)?,
             // cache_expires = "7d"
-            "cache_expires" => {
-                o.cache_expires = parse_text(&meta, errors, "cache_expires = \"7d\"")?
-            }
+            "cache_expires" => o.cache_expires = parse_str(&meta, errors, "7d")?,
             // crate = ::path
             "crate" => o.krate = Some(parse_crate(&meta)?),
             _ => {
@@ -742,11 +740,21 @@ mod tests {
                 crate = ::re::pipeline,
                 deps = [smartcore, "tracing-subscriber"],
                 build_profile = true,
-                source_file = false
+                source_file = false,
+                cache_ignore = [threads, verbose],
+                secret = [token],
+                cache_expires = "7d"
             ),
             &mut errors,
         );
         assert!(errors.is_empty());
+        let names = |v: &[Ident]| v.iter().map(Ident::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&o.cache_ignore), ["threads", "verbose"]);
+        assert_eq!(names(&o.secret), ["token"]);
+        assert_eq!(
+            o.cache_expires.as_ref().map(LitStr::value).as_deref(),
+            Some("7d")
+        );
         assert_eq!(o.uses.iter().filter(|u| u.bang.is_some()).count(), 1);
         let deps: Vec<String> = o.deps.iter().map(LitStr::value).collect();
         assert_eq!(deps, ["smartcore", "tracing-subscriber"]);
@@ -766,6 +774,16 @@ mod tests {
             step_errors(quote!(cache = true, enable_cache = "yes", name = 3)),
             3
         );
+    }
+
+    #[test]
+    fn parameter_lists_refuse_duplicates_empty_lists_and_non_names() {
+        assert_eq!(step_errors(quote!(cache_ignore = [a, a])), 1);
+        assert_eq!(step_errors(quote!(secret = [])), 1);
+        assert_eq!(step_errors(quote!(cache_ignore = ["a"])), 1);
+        assert_eq!(step_errors(quote!(secret = token)), 1);
+        assert_eq!(step_errors(quote!(cache_expires = 7)), 1);
+        assert_eq!(step_errors(quote!(cache_ignore = [a], secret = [a])), 0);
     }
 
     #[test]
@@ -807,6 +825,9 @@ mod tests {
             "deps",
             "build_profile",
             "source_file",
+            "cache_ignore",
+            "secret",
+            "cache_expires",
             "bogus",
             "",
             "1",
