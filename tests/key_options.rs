@@ -23,7 +23,7 @@ fn numbers(n: u32) -> Vec<u32> {
 }
 
 #[step(cache_ignore = [threads, verbose])]
-fn weigh(xs: &Vec<u32>, rate: f64, threads: u32, verbose: bool) -> f64 {
+fn weigh(xs: &[u32], rate: f64, threads: u32, verbose: bool) -> f64 {
     if verbose {
         eprintln!("weighing on {threads} threads");
     }

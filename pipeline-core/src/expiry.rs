@@ -59,7 +59,7 @@ pub(crate) fn setting_text(d: Duration) -> String {
     }
     let secs = d.as_secs();
     for (size, unit) in UNITS {
-        if secs % size == 0 {
+        if secs.is_multiple_of(size) {
             return format!("{}{unit}", secs / size);
         }
     }
