@@ -401,9 +401,40 @@ fn replay_reports_equal_and_different_outputs() {
     assert!(out.contains("the run has no step call `nope`"), "{out}");
 }
 
+#[step(secret = [token])]
+fn authorised(token: String, n: u64) -> u64 {
+    token.len() as u64 + n
+}
+
+#[pipeline]
+fn with_secret(token: &str) -> Artifact<u64> {
+    authorised(token.to_string(), 2)
+}
+
+/// A secret parameter has no stored form: under processes its step runs on the driver,
+/// and a replay refuses it, saying why, without the value.
+fn a_secret_step_runs_on_the_driver_and_is_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "secret");
+    let token = "tok-3e1f-not-in-any-blob";
+    let run = with_secret(token)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    assert_eq!(run.output().load().unwrap(), token.len() as u64 + 2);
+    let (code, out) = replay(&path, run.name(), "authorised");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("parameter `token` is secret: its value is never stored, so the step cannot be replayed"),
+        "{out}"
+    );
+    assert!(!out.contains(token), "{out}");
+}
+
 fn main() {
     pipeline::worker::enter();
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
         (
             "processes_equal_threads_and_a_second_run_starts_no_worker",
             processes_equal_threads_and_a_second_run_starts_no_worker,
@@ -423,6 +454,10 @@ fn main() {
         (
             "replay_reports_equal_and_different_outputs",
             replay_reports_equal_and_different_outputs,
+        ),
+        (
+            "a_secret_step_runs_on_the_driver_and_is_not_replayed",
+            a_secret_step_runs_on_the_driver_and_is_not_replayed,
         ),
     ];
     harness::run(&tests)
