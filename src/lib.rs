@@ -56,13 +56,13 @@ pub use pipeline_core::parse_expiry;
 /// (`--pipeline-replay RUN STEP`).
 pub use pipeline_core::worker;
 pub use pipeline_core::{
-    cacher, canonical, cluster, config, report, store, Artifact, ArtifactRecord, Bincode, Binder,
-    BoxError, Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall,
-    Error, ExecutionRef, GcPolicy, GcReport, Hash128, InputComponent, InputRecord, Json,
-    KeyComponents, Lineage, OutputDecl, ParseHashError, Pipeline, PipelineOutput, Problem,
-    ReadOnlyCause, Reason, Result, Run, RunComparison, RunRecord, RunStatus, StepComparison,
-    StepRecord, StepReport, StepStatus, Store, StoreOptions, StoreStats, StoredArtifact,
-    UnknownValue, VerifyReport,
+    cacher, canonical, cluster, config, context, policy, report, store, Artifact, ArtifactRecord,
+    Attempt, Bincode, Binder, BoxError, Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions,
+    CopyReport, EarlierCall, Error, ExecutionDetails, ExecutionRef, GcPolicy, GcReport, Hash128,
+    InputComponent, InputRecord, Json, KeyComponents, Lineage, MetricValue, OutputDecl,
+    ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run,
+    RunComparison, RunRecord, RunStatus, StepComparison, StepContext, StepRecord, StepReport,
+    StepStatus, Store, StoreOptions, StoreStats, StoredArtifact, UnknownValue, VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

@@ -261,13 +261,16 @@ fn a_store_of_schema_4_with_copied_rows_migrates_and_keeps_serving() {
              DROP TABLE holds;
              DROP TABLE condemned;
              ALTER TABLE inputs DROP COLUMN value_blob;
+             ALTER TABLE executions DROP COLUMN attempts;
+             ALTER TABLE executions DROP COLUMN metadata;
+             ALTER TABLE executions DROP COLUMN metrics;
              PRAGMA user_version = 4;",
             run = first.id()
         ))
         .unwrap();
     }
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 8);
+    assert_eq!(store.schema_version().unwrap(), 9);
     assert_eq!(
         store
             .load::<u64>(second.name(), "rows_sum", "output")

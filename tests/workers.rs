@@ -298,6 +298,7 @@ fn a_stale_worker_refuses_and_records_nothing_as_done() {
         lease: lease.into_token(),
         inputs: Vec::new(),
         outputs: vec!["output".into()],
+        policy: Default::default(),
     };
     let out = Command::new(std::env::current_exe().unwrap())
         .env(PIPELINE_WORKER_JOB, serde_json::to_string(&job).unwrap())

@@ -65,10 +65,17 @@ pub fn svc_trainer(
     digits::train_svc(x_train, y_train, gamma, c)
 }
 
-/// Test-set accuracy, stored as JSON so it can be read without this library.
+/// Test-set accuracy, stored as JSON so it can be read without this library, and
+/// logged as the metric `accuracy` (shown by `pipeline show` and `pipeline diff`, read
+/// back for a sweep with `Store::metric`).
 #[step(cacher = Json)]
 pub fn evaluator(model: &Svc, x_test: &Matrix, y_test: &[u32]) -> f64 {
-    digits::accuracy(model, x_test, y_test)
+    let accuracy = digits::accuracy(model, x_test, y_test);
+    if let Ok(ctx) = pipeline::context() {
+        // Always finite (a fraction of the test rows): the result can be ignored.
+        let _ = ctx.log_metric("accuracy", accuracy);
+    }
+    accuracy
 }
 
 /// Step names in pipeline order, as they appear in logs and run reports.

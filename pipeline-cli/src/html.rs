@@ -174,6 +174,9 @@ impl<'g> Layout<'g> {
                     "execution_id": s.execution_id,
                     "reused_execution": s.reused_execution,
                     "parameters": s.parameters,
+                    "metrics": s.metrics,
+                    "metadata": s.metadata,
+                    "attempts": s.attempts,
                     "outputs": s.outputs.iter().map(|o| json!({
                         "name": o.name,
                         "size": size(o.size),
@@ -587,6 +590,11 @@ const SCRIPT: &str = r#"
     add(dl, 'cache key', s.cache_key);
     add(dl, 'code signature', s.code_signature);
     Object.keys(s.parameters).forEach(function (k) { add(dl, 'parameter ' + k, JSON.stringify(s.parameters[k])); });
+    Object.keys(s.metrics).forEach(function (k) { add(dl, 'metric ' + k, String(s.metrics[k])); });
+    Object.keys(s.metadata).forEach(function (k) { add(dl, 'metadata ' + k, JSON.stringify(s.metadata[k])); });
+    s.attempts.forEach(function (a) {
+      add(dl, 'attempt ' + a.attempt, (a.error ? 'failed after ' : 'succeeded in ') + a.duration_s.toFixed(3) + 's' + (a.error ? ': ' + a.error : ''));
+    });
     s.outputs.forEach(function (o) {
       add(dl, 'output ' + o.name, o.size + ', ' + o.type + ', ' + o.cacher + ', ' + o.content_hash);
     });

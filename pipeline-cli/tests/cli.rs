@@ -929,3 +929,57 @@ fn verify_reports_deleted_and_damaged_sidecars_and_repair_restores_them() {
     let out = cli(&store, &["verify"]).ok();
     assert!(out.contains("no problems"), "{out}");
 }
+
+/// Fails on its first attempt, then logs a metric and metadata that depend on `k`.
+#[pipeline::step(retries = 1)]
+fn scored(k: u32) -> f64 {
+    let ctx = pipeline::context().expect("inside a step");
+    if ctx.attempt() == 1 {
+        panic!("warming up");
+    }
+    let score = 1.0 / f64::from(k + 1);
+    ctx.log_metric("score", score).unwrap();
+    ctx.log_metadata("k", k);
+    score
+}
+
+#[pipeline::pipeline(name = "scores")]
+fn scores(k: u32) -> pipeline::Artifact<f64> {
+    scored(k)
+}
+
+#[test]
+fn show_and_diff_print_attempts_metrics_and_metadata() {
+    let store = fresh_dir("scores").join("store");
+    for (k, name) in [(1, "score-1"), (3, "score-3")] {
+        scores(k)
+            .store_path(&store)
+            .run_name(name)
+            .run()
+            .expect("the retry succeeds");
+    }
+    let out = cli(&store, &["show", "score-1"]).ok();
+    assert!(out.contains("`scored` ran 2 attempts:"), "{out}");
+    assert!(out.contains("1. failed after"), "{out}");
+    assert!(out.contains("panicked: warming up"), "{out}");
+    assert!(out.contains("2. succeeded in"), "{out}");
+    assert!(out.contains("`scored` metrics:\n  score = 0.5"), "{out}");
+    assert!(out.contains("`scored` metadata:\n  k = 1"), "{out}");
+    let json = cli(&store, &["show", "score-1", "--json"]).json();
+    let step = &json["steps"][0];
+    assert_eq!(step["metrics"]["score"], 0.5);
+    assert_eq!(step["metadata"]["k"], 1);
+    assert_eq!(step["attempts"].as_array().unwrap().len(), 2);
+
+    let diff = cli(&store, &["diff", "score-1", "score-3"]).ok();
+    assert!(diff.contains("score 0.5 -> 0.25"), "{diff}");
+    let row = diff
+        .lines()
+        .find(|l| l.contains("score 0.5 -> 0.25"))
+        .unwrap();
+    assert_eq!(columns(row).first(), Some(&"scored"), "{diff}");
+    assert_eq!(columns(row).last(), Some(&"-0.25"), "{diff}");
+    let json = cli(&store, &["diff", "score-1", "score-3", "--json"]).json();
+    assert_eq!(json["steps"][0]["metrics"][0]["a"], 0.5);
+    assert_eq!(json["steps"][0]["metrics"][0]["b"], 0.25);
+}

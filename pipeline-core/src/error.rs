@@ -307,6 +307,11 @@ pub enum Error {
         pipeline: String,
     },
 
+    /// `pipeline::context()` outside a running step, or a step context used wrongly (an
+    /// unknown output, a metric that is not a finite number).
+    #[error("{0}")]
+    Context(String),
+
     /// The executor backend cannot run this pipeline's steps: the cluster refused or
     /// cannot be reached, or the store is one its nodes cannot see. Nothing was submitted
     /// that is left running.

@@ -10,9 +10,10 @@
 
 use std::time::Duration;
 
-/// Reads an expiry as `#[step(cache_expires = "..")]` writes it: numbers each followed by
-/// a unit (`s`, `m`, `h`, `d`), e.g. `90s`, `12h`, `7d` or `1d12h`. A `const fn`, so the
-/// attribute's text is checked when the step compiles.
+/// Reads an expiry as `#[step(cache_expires = "..")]` writes it, with the parser retries
+/// and timeouts use ([`parse_duration`](crate::policy::parse_duration)): numbers each
+/// followed by a unit (`ms`, `s`, `m`, `h`, `d`), e.g. `90s`, `12h`, `7d` or `1d12h`. A
+/// `const fn`, so the attribute's text is checked when the step compiles.
 ///
 /// ```
 /// use std::time::Duration;
@@ -27,10 +28,10 @@ use std::time::Duration;
 ///
 /// What is wrong with the text, as a sentence: no unit, an unknown unit, or zero.
 pub const fn parse_expiry(text: &str) -> Result<Duration, &'static str> {
-    match crate::cluster::parse_units(text.as_bytes()) {
-        None => Err("a cache expiry is a number and a unit (s, m, h, d), e.g. 7d, 12h or 1d12h"),
-        Some(0) => Err("a cache expiry must be more than 0, e.g. 7d"),
-        Some(seconds) => Ok(Duration::from_secs(seconds)),
+    match crate::policy::parse_duration(text) {
+        Err(_) => Err("a cache expiry is a number and a unit (s, m, h, d), e.g. 7d, 12h or 1d12h"),
+        Ok(d) if d.is_zero() => Err("a cache expiry must be more than 0, e.g. 7d"),
+        Ok(d) => Ok(d),
     }
 }
 
@@ -47,35 +48,6 @@ pub const fn expiry_or_panic(text: &str) -> Duration {
         Ok(d) => d,
         Err(problem) => panic!("{}", problem),
     }
-}
-
-const UNITS: [(u64, &str); 4] = [(86_400, "d"), (3_600, "h"), (60, "m"), (1, "s")];
-
-/// An expiry setting as people read it: in the largest unit that holds it exactly
-/// (`7d`, `36h`, `90m`, `45s`; `500ms` below a second).
-pub(crate) fn setting_text(d: Duration) -> String {
-    if d.subsec_nanos() != 0 || d.as_secs() == 0 {
-        return format!("{}ms", d.as_millis());
-    }
-    let secs = d.as_secs();
-    for (size, unit) in UNITS {
-        if secs.is_multiple_of(size) {
-            return format!("{}{unit}", secs / size);
-        }
-    }
-    format!("{secs}s")
-}
-
-/// An age as people read it: whole units of the largest unit it reaches (`8d` for eight
-/// and a half days, `3h`, `0s`).
-pub(crate) fn age_text(d: Duration) -> String {
-    let secs = d.as_secs();
-    for (size, unit) in UNITS {
-        if secs >= size {
-            return format!("{}{unit}", secs / size);
-        }
-    }
-    format!("{secs}s")
 }
 
 /// Whether an execution that finished at `produced_at_us` has expired at `now_us` under
@@ -98,6 +70,7 @@ mod tests {
         assert_eq!(parse_expiry("7d"), Ok(Duration::from_secs(604_800)));
         assert_eq!(parse_expiry(" 1d 12h "), Ok(Duration::from_secs(129_600)));
         assert_eq!(parse_expiry("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_expiry("250ms"), Ok(Duration::from_millis(250)));
         for bad in ["soon", "", "7", "0d", "7 weeks", "-1d"] {
             assert!(parse_expiry(bad).is_err(), "{bad:?} was accepted");
         }
@@ -105,14 +78,15 @@ mod tests {
     }
 
     #[test]
-    fn texts_use_the_largest_unit() {
-        assert_eq!(setting_text(Duration::from_secs(7 * 86_400)), "7d");
-        assert_eq!(setting_text(Duration::from_secs(36 * 3_600)), "36h");
-        assert_eq!(setting_text(Duration::from_secs(90)), "90s");
-        assert_eq!(setting_text(Duration::from_millis(1500)), "1500ms");
-        assert_eq!(age_text(Duration::from_secs(8 * 86_400 + 40_000)), "8d");
-        assert_eq!(age_text(Duration::from_secs(3 * 3_600 + 59)), "3h");
-        assert_eq!(age_text(Duration::from_millis(400)), "0s");
+    fn reasons_write_durations_as_people_do() {
+        let reason = crate::Reason::CacheExpired {
+            age: Duration::from_secs(8 * 86_400 + 7),
+            expires_after: Duration::from_secs(7 * 86_400),
+        };
+        assert_eq!(
+            reason.to_string(),
+            "cached execution expired (produced 8d ago, expires after 7d)"
+        );
     }
 
     #[test]

@@ -25,7 +25,10 @@ pub use crate::output::{NodeId, OutputSpec};
 pub type Value = Arc<dyn Any + Send + Sync>;
 
 /// The type-erased body of a step.
-pub type StepBody = Box<dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync>;
+pub type StepBody = Box<BodyFn>;
+
+/// The type-erased body's function type.
+pub type BodyFn = dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync;
 
 /// How a step argument is declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,6 +275,8 @@ pub struct StepDef {
     /// The step's own `resources(..)` option, if given: what it asks of the machine that
     /// runs it (never part of its cache key).
     pub resources: Option<&'static Resources>,
+    /// Retries and timeout from `#[step(retries, timeout, ..)]`.
+    pub policy: Option<&'static crate::policy::StepPolicy>,
     /// Inputs in declaration order.
     pub inputs: Vec<InputSpec>,
     /// Outputs in order.
@@ -291,9 +296,11 @@ pub struct Node {
     pub(crate) code: &'static StepDecl,
     pub(crate) enable_cache: Option<bool>,
     pub(crate) resources: Option<&'static Resources>,
+    pub(crate) policy: Option<&'static crate::policy::StepPolicy>,
     pub(crate) inputs: Vec<InputSpec>,
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
-    pub(crate) body: StepBody,
+    /// Shared, so a step with a timeout can run its body on a thread of its own.
+    pub(crate) body: Arc<BodyFn>,
     /// The step's registry entry: what a worker process runs.
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
 }
@@ -307,9 +314,10 @@ impl Node {
             code: def.code,
             enable_cache: def.enable_cache,
             resources: def.resources,
+            policy: def.policy,
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
-            body: def.body,
+            body: Arc::from(def.body),
             entry: def.entry,
         }
     }
@@ -502,6 +510,27 @@ pub(crate) enum Resolved {
         value: Option<Value>,
         bound: Arc<BoundArtifact>,
     },
+}
+
+impl Resolved {
+    /// The same input for another attempt of the step (a retry): a parameter as a fresh
+    /// copy, an artifact loaded again from the store (the first attempt may have moved
+    /// its in-memory value into the body).
+    pub(crate) fn again(&self, spec: &InputSpec) -> Resolved {
+        match self {
+            Resolved::Param(value, _) => {
+                let fresh = match (&spec.source, spec.mode) {
+                    (InputSource::Param(p), InputMode::Owned) => (p.fresh)().ok(),
+                    _ => None,
+                };
+                Resolved::Param(Arc::clone(value), fresh)
+            }
+            Resolved::Artifact { bound, .. } => Resolved::Artifact {
+                value: None,
+                bound: Arc::clone(bound),
+            },
+        }
+    }
 }
 
 /// Gives a step body its arguments (for generated code).

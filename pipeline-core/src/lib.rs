@@ -15,6 +15,7 @@ pub mod canonical;
 mod checks;
 pub mod cluster;
 pub mod config;
+mod context;
 mod error;
 mod executor;
 mod expiry;
@@ -23,6 +24,7 @@ mod key;
 mod local_fs;
 mod output;
 mod pipeline;
+pub mod policy;
 pub mod report;
 mod run;
 pub mod shape;
@@ -37,6 +39,7 @@ pub mod worker;
 pub use crate::artifact::Artifact;
 pub use crate::cacher::{Bincode, Cacher, Json};
 pub use crate::cancel::CancelToken;
+pub use crate::context::{context, StepContext};
 pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 pub use crate::expiry::parse_expiry;
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
@@ -45,9 +48,10 @@ pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};
 pub use crate::status::{Reason, RunStatus, StepStatus};
 pub use crate::store::{
-    ArtifactRecord, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall, ExecutionRef,
-    GcPolicy, GcReport, InputRecord, Lineage, Problem, RunComparison, RunRecord, StepComparison,
-    StepRecord, Store, StoreOptions, StoreStats, StoredArtifact, VerifyReport,
+    ArtifactRecord, Attempt, ContentHash, CopyEvent, CopyOptions, CopyReport, EarlierCall,
+    ExecutionDetails, ExecutionRef, GcPolicy, GcReport, InputRecord, Lineage, MetricValue, Problem,
+    RunComparison, RunRecord, StepComparison, StepRecord, Store, StoreOptions, StoreStats,
+    StoredArtifact, VerifyReport,
 };
 
 /// Items used by code that `#[step]`, `#[pipeline]` and `#[helper]` generate. Not a
@@ -61,6 +65,8 @@ pub mod __private {
         OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,
     };
     pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+    /// `#[step(retries, retry_delay, backoff, timeout)]` builds its constant with these.
+    pub use crate::policy::{parse_duration_or_panic, StepPolicy};
     pub use crate::signature::{
         compile_signature, value_probe, CodePartKind, HelperDecl, PartDecl, PartValue, StepDecl,
         Values,

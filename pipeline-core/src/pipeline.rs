@@ -11,7 +11,7 @@ use crate::cluster::Executor;
 use crate::cluster::Resources;
 use crate::config::ExecutorKind;
 use crate::error::Result;
-use crate::executor::{self, RunSettings};
+use crate::executor::{self, PolicyOverride, RunSettings};
 use crate::graph::{self, Graph, NodeId};
 use crate::run::Run;
 use crate::store::Store;
@@ -114,6 +114,7 @@ pub struct Pipeline<O> {
     run_name: Option<String>,
     step_cache: HashMap<String, bool>,
     step_resources: HashMap<String, Resources>,
+    step_policy: HashMap<String, PolicyOverride>,
     cancel: Option<CancelToken>,
     cache_expires: Option<Duration>,
     step_cache_expires: HashMap<String, Duration>,
@@ -139,6 +140,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             run_name: None,
             step_cache: HashMap::new(),
             step_resources: HashMap::new(),
+            step_policy: HashMap::new(),
             cancel: None,
             cache_expires: None,
             step_cache_expires: HashMap::new(),
@@ -244,6 +246,39 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// [`Error::UnknownStep`](crate::Error::UnknownStep).
     pub fn step_cache_expires(mut self, step: impl Into<String>, expires_after: Duration) -> Self {
         self.step_cache_expires.insert(step.into(), expires_after);
+        self
+    }
+
+    /// Sets how often one step is retried in the runs of this pipeline value, by its call
+    /// name (`train`, `train_2`) or its step name (every call of it), replacing its
+    /// `#[step(retries = N)]`; its `retry_delay` and `backoff` stay. `retries` attempts
+    /// follow a first one that fails (with an `Err` or a panic); only the last one decides
+    /// the step's status, and every attempt is recorded (see [`StepRecord::attempts`]).
+    /// Retries never enter the cache key. A name the pipeline does not have makes `run()`
+    /// fail with [`Error::UnknownStep`](crate::Error::UnknownStep).
+    ///
+    /// [`StepRecord::attempts`]: crate::StepRecord::attempts
+    pub fn step_retries(mut self, step: impl Into<String>, retries: u32) -> Self {
+        self.step_policy.entry(step.into()).or_default().retries = Some(retries);
+        self
+    }
+
+    /// Sets the longest one attempt of a step may run, by call name or step name,
+    /// replacing its `#[step(timeout = "..")]`. A step that runs longer fails with
+    /// `timed out after <limit>` (and is retried if it has retries). On the process and
+    /// Slurm backends its process is ended; on the thread backend a thread cannot be
+    /// stopped safely, so the step is given up (its output is never used) and its thread
+    /// runs on until it returns or the program ends: use the process backend
+    /// (`PIPELINE_EXECUTOR=processes`) for a hard limit. Timeouts never enter the cache
+    /// key. A name the pipeline does not have makes `run()` fail with
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep).
+    ///
+    /// # Panics
+    ///
+    /// When `timeout` is zero.
+    pub fn step_timeout(mut self, step: impl Into<String>, timeout: std::time::Duration) -> Self {
+        assert!(!timeout.is_zero(), "a step timeout must be more than 0");
+        self.step_policy.entry(step.into()).or_default().timeout = Some(timeout);
         self
     }
 
@@ -419,6 +454,7 @@ impl<O: PipelineOutput> Pipeline<O> {
             step_resources: self.step_resources.clone(),
             cache_expires: self.cache_expires,
             step_cache_expires: self.step_cache_expires.clone(),
+            step_policy: self.step_policy.clone(),
             max_parallelism: self.max_parallelism.unwrap_or(in_flight),
             run_name: self.run_name.clone(),
             cancel,

@@ -352,8 +352,8 @@ impl fmt::Display for Reason {
             Reason::CacheExpired { age, expires_after } => write!(
                 f,
                 "cached execution expired (produced {} ago, expires after {})",
-                crate::expiry::age_text(*age),
-                crate::expiry::setting_text(*expires_after)
+                crate::policy::human_duration(*age),
+                crate::policy::human_duration(*expires_after)
             ),
             Reason::InputChanged { name, producer } => {
                 write!(f, "input `{name}` changed (produced by `{producer}`)")

@@ -102,6 +102,8 @@ pub struct StepInfo {
     pub secret: &'static [&'static str],
     /// The step's own `cache_expires = ".."`, if given.
     pub cache_expires: Option<std::time::Duration>,
+    /// The step's own retries and timeout (`retries = 3`, `timeout = "10m"`), if given.
+    pub policy: Option<&'static crate::policy::StepPolicy>,
 }
 
 /// `x: &T`: the body gets a shared `Arc<T>`.
@@ -348,6 +350,7 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
         code: info.code,
         enable_cache: info.enable_cache,
         resources: info.resources,
+        policy: info.policy,
         inputs,
         outputs,
         body: Box::new(run::<S>),

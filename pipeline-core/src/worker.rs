@@ -34,6 +34,7 @@ use crate::error::BoxError;
 use crate::executor::step::{execute_and_commit, Commit, Outcome};
 use crate::graph::{InputMode, InputSource, Node, Resolved, StepContext, StepDef};
 use crate::key::{Hash128, KeyComponents};
+use crate::policy::StepPolicy;
 use crate::run::StepStatus;
 use crate::store::{Completion, InputRow, LeaseToken, StepRecord, Store};
 use crate::wire::StepInfo;
@@ -209,6 +210,11 @@ pub struct Job {
     pub inputs: Vec<JobInput>,
     /// The outputs' names.
     pub outputs: Vec<String>,
+    /// Retries and timeout as the driver resolved them (the step's own, or the run's
+    /// override); the worker retries and times out the body itself, so a timed-out step's
+    /// process ends with it.
+    #[serde(default)]
+    pub policy: StepPolicy,
 }
 
 /// Runs the worker's job or a replay when this process was started for one, and exits;
@@ -288,6 +294,7 @@ fn work(store: &Store, job: &Job) -> Result<i32, BoxError> {
         // Release the claim as failed with that message: nothing is recorded as done.
         let lease = store.adopt_lease(job.lease.clone())?;
         lease.commit(Completion {
+            details: Default::default(),
             status: StepStatus::Failed,
             reason: Some(job.reason.clone()),
             error: Some(message),
@@ -380,6 +387,8 @@ fn work(store: &Store, job: &Job) -> Result<i32, BoxError> {
             replace_outputs: job.replace_outputs,
             compared: job.compared.clone(),
             lease: Some(lease),
+            policy: job.policy,
+            cancel: None,
         },
         &node,
         inputs,

@@ -13,6 +13,7 @@ use syn::{Expr, Ident, Lit, LitBool, LitStr, Path, Token};
 use crate::errors::Errors;
 
 pub(crate) const STEP_OPTIONS: &[&str] = &[
+    "backoff",
     "build_profile",
     "cache_expires",
     "cache_ignore",
@@ -23,8 +24,11 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "name",
     "outputs",
     "resources",
+    "retries",
+    "retry_delay",
     "secret",
     "source_file",
+    "timeout",
     "uses",
     "version",
 ];
@@ -37,7 +41,8 @@ pub(crate) const PART_OPTIONS: &[&str] = &["build_profile", "deps", "source_file
 
 /// Step options left out of the code signature: they say where and how a step runs, not
 /// what it computes, so changing one keeps the cache.
-pub(crate) const RUNTIME_OPTIONS: &[&str] = &["resources"];
+pub(crate) const RUNTIME_OPTIONS: &[&str] =
+    &["backoff", "resources", "retries", "retry_delay", "timeout"];
 
 /// Step options left out of the code signature because the cache key sees their effect
 /// directly (`cache_ignore` takes parameters out of it, `secret` keeps them in but hides
@@ -57,6 +62,26 @@ pub(crate) struct ResourceOptions {
     pub mem: Option<LitStr>,
     pub gpus: Option<syn::LitInt>,
     pub time: Option<LitStr>,
+}
+
+/// `retries = 3, retry_delay = "2s", backoff = 2.0, timeout = "10m"`: how the step is run
+/// (see the runtime's `policy` module). The texts are read by the runtime's own parser in a
+/// constant, so the compiler checks them.
+#[derive(Default)]
+pub(crate) struct PolicyOptions {
+    pub retries: Option<syn::LitInt>,
+    pub retry_delay: Option<LitStr>,
+    pub backoff: Option<syn::LitFloat>,
+    pub timeout: Option<LitStr>,
+}
+
+impl PolicyOptions {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.retries.is_none()
+            && self.retry_delay.is_none()
+            && self.backoff.is_none()
+            && self.timeout.is_none()
+    }
 }
 
 /// One entry of `uses = [..]`: a path to a `#[helper]`, with `!` for a `macro_rules!` one.
@@ -121,6 +146,8 @@ pub(crate) struct StepOptions {
     /// `cache_expires = "7d"`: how long a completed execution may be reused; read by the
     /// runtime's own `const` parser (see `expand/step.rs`).
     pub cache_expires: Option<LitStr>,
+    /// `retries`, `retry_delay`, `backoff` and `timeout`.
+    pub policy: PolicyOptions,
     /// Parsing stopped at a syntax error, so options after it are unknown.
     pub incomplete: bool,
 }
@@ -164,6 +191,9 @@ fn unknown(meta: &ParseNestedMeta<'_>, attribute: &str, valid: &[&str]) -> syn::
         "output" => "; did you mean `outputs`?",
         "use" | "helpers" => "; did you mean `uses`?",
         "cachers" | "format" => "; did you mean `cacher`?",
+        "retry" | "max_retries" | "attempts" => "; did you mean `retries`?",
+        "time_limit" | "max_duration" => "; did you mean `timeout`?",
+        "delay" | "retry_delay_seconds" => "; did you mean `retry_delay`?",
         _ => "",
     };
     meta.error(format!(
@@ -466,11 +496,69 @@ fn parse_count(
             Err(_) => {}
         }
     }
+    if let Expr::Unary(syn::ExprUnary {
+        op: syn::UnOp::Neg(_),
+        expr: inner,
+        ..
+    }) = &expr
+    {
+        if matches!(
+            &**inner,
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Int(_),
+                ..
+            })
+        ) {
+            errors.spanned(
+                &expr,
+                format!("`{key}` cannot be negative; it must be at least {min}, e.g. `{example}`"),
+            );
+            return Ok(None);
+        }
+    }
     errors.spanned(
         &expr,
         format!("`{key}` expects a whole number, e.g. `{example}`"),
     );
     Ok(None)
+}
+
+/// `backoff = 2.0` (or `2`): the factor each retry delay grows by, at least 1. Read as a
+/// float literal so the constant can hold it; checked again by the runtime's `const fn`.
+fn parse_backoff(
+    meta: &ParseNestedMeta<'_>,
+    errors: &mut Errors,
+) -> syn::Result<Option<syn::LitFloat>> {
+    let expr: Expr = meta.value()?.parse()?;
+    let value = match &expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Int(n), ..
+        }) => n.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    };
+    match value {
+        Some(v) if (1.0..=1e6).contains(&v) => Ok(Some(syn::LitFloat::new(
+            &format!("{v:?}f64"),
+            syn::spanned::Spanned::span(&expr),
+        ))),
+        Some(_) => {
+            errors.spanned(
+                &expr,
+                "`backoff` must be at least 1 (1 keeps the delay constant), e.g. `backoff = 2.0`",
+            );
+            Ok(None)
+        }
+        None => {
+            errors.spanned(
+                &expr,
+                "`backoff` expects a number, e.g. `backoff = 2.0` (each retry waits twice as long)",
+            );
+            Ok(None)
+        }
+    }
 }
 
 /// `mem = "8G"`: a string literal, read by the runtime's parser in a constant.
@@ -568,6 +656,16 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
             "secret" => o.secret = parse_names(&meta, errors)?,
             // cache_expires = "7d"
             "cache_expires" => o.cache_expires = parse_str(&meta, errors, "7d")?,
+            // retries = 3
+            "retries" => o.policy.retries = parse_count(&meta, errors, "retries = 3", 0)?,
+            // retry_delay = "2s"
+            "retry_delay" => {
+                o.policy.retry_delay = parse_text(&meta, errors, "retry_delay = \"2s\"")?
+            }
+            // backoff = 2.0
+            "backoff" => o.policy.backoff = parse_backoff(&meta, errors)?,
+            // timeout = "10m"
+            "timeout" => o.policy.timeout = parse_text(&meta, errors, "timeout = \"10m\"")?,
             // crate = ::path
             "crate" => o.krate = Some(parse_crate(&meta)?),
             _ => {

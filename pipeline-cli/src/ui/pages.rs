@@ -606,7 +606,7 @@ pub fn step(store: &Store, run: &str, step: &str) -> PageResult {
     inputs_section(store, &mut body, &s, &steps, &record)?;
     outputs_section(store, &mut body, &s)?;
     components_section(&mut body, &s);
-    body.push_str("<section id=\"more\">\n<h2>Metrics, attempts and logs</h2>\n<p class=\"note\">Steps record no metrics yet: <code>log_metric</code> is issue 17. The store keeps one execution per step call (no separate attempts) and no step logs; a failed call's error is above.</p>\n</section>\n");
+    details_section(&mut body, &s);
     Ok(layout(
         &format!("Step {} of {}", s.name, record.name),
         &[
@@ -903,6 +903,62 @@ fn execution_links(refs: &[ExecutionRef]) -> String {
 }
 
 /// The cache key and what it was computed from.
+/// What the step logged through its context (metrics, metadata; a cached step's are those
+/// of the execution it reused) and its attempts when it was retried.
+fn details_section(out: &mut String, s: &StepRecord) {
+    out.push_str("<section id=\"more\">\n<h2>Metrics, metadata and attempts</h2>\n");
+    if s.metrics.is_empty() && s.metadata.is_empty() && s.attempts.is_empty() {
+        out.push_str("<p class=\"empty\">The step logged no metrics or metadata (<code>pipeline::context()</code>), and ran once.</p>\n</section>\n");
+        return;
+    }
+    if s.status == StepStatus::Cached && !(s.metrics.is_empty() && s.metadata.is_empty()) {
+        out.push_str("<p class=\"note\">Logged by the execution this step reused.</p>\n");
+    }
+    if !s.metrics.is_empty() {
+        out.push_str("<table id=\"metrics\">\n<thead><tr><th>Metric</th><th>Value</th></tr></thead>\n<tbody>\n");
+        for (name, value) in &s.metrics {
+            let _ = writeln!(
+                out,
+                r#"<tr data-metric="{n}"><td>{n}</td><td>{}</td></tr>"#,
+                esc(&pipeline::report::metric_text(*value)),
+                n = esc(name)
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+    if !s.metadata.is_empty() {
+        out.push_str("<table id=\"metadata\">\n<thead><tr><th>Metadata</th><th>Value</th></tr></thead>\n<tbody>\n");
+        for (key, value) in &s.metadata {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td><code>{}</code></td></tr>",
+                esc(key),
+                esc(&value.to_string())
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+    if !s.attempts.is_empty() {
+        out.push_str("<table id=\"attempts\">\n<thead><tr><th>Attempt</th><th>Started (UTC)</th><th>Duration</th><th>Outcome</th></tr></thead>\n<tbody>\n");
+        for a in &s.attempts {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                a.attempt,
+                timestamp(a.started_at_us),
+                esc(&pipeline::report::text::duration(a.duration)),
+                esc(a
+                    .error
+                    .as_deref()
+                    .map_or("succeeded".to_string(), |e| format!("failed: {e}"))
+                    .as_str())
+            );
+        }
+        out.push_str("</tbody>\n</table>\n");
+    }
+    out.push_str("</section>\n");
+}
+
 fn components_section(out: &mut String, s: &StepRecord) {
     let c = &s.components;
     out.push_str("<section id=\"components\">\n<h2>Key components</h2>\n<dl class=\"facts\">\n");

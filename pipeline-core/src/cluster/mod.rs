@@ -31,12 +31,11 @@
 //! ```
 
 mod executor;
-mod resources;
+pub(crate) mod resources;
 pub mod slurm;
 
 #[cfg(test)]
 mod slurm_tests;
 
 pub use executor::{Executor, Slurm};
-pub(crate) use resources::parse_units;
 pub use resources::{Memory, ParseResourceError, Resources, TimeLimit};

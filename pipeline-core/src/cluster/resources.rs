@@ -239,8 +239,9 @@ impl TimeLimit {
         }
         let seconds =
             if any_alphabetic(t) {
-                match parse_units(t) {
-                    Some(s) => s,
+                match parse_units_ms(t) {
+                    // Slurm counts whole minutes anyway; a part of a second rounds up.
+                    Some(ms) => ms.div_ceil(1000),
                     None => {
                         return Err(
                             "write a number and a unit (s, m, h, d), e.g. 90s, 45m, 2h or 1h30m",
@@ -304,7 +305,7 @@ impl FromStr for TimeLimit {
 // methods, which are not `const`.
 
 /// `text` without leading and trailing ASCII whitespace.
-const fn trim(mut t: &[u8]) -> &[u8] {
+pub(crate) const fn trim(mut t: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = t {
         if !first.is_ascii_whitespace() {
             break;
@@ -394,8 +395,8 @@ const fn trim_start(mut t: &[u8]) -> &[u8] {
     t
 }
 
-/// `1d12h`, `1h 30m`, `90s`: numbers each followed by a unit.
-pub(crate) const fn parse_units(t: &[u8]) -> Option<u64> {
+/// `1d12h`, `1h 30m`, `90s`, `250ms`: numbers each followed by a unit, in milliseconds.
+pub(crate) const fn parse_units_ms(t: &[u8]) -> Option<u64> {
     let mut total: u64 = 0;
     let mut rest = trim(t);
     if rest.is_empty() {
@@ -410,14 +411,16 @@ pub(crate) const fn parse_units(t: &[u8]) -> Option<u64> {
             letters += 1;
         }
         let (unit, tail) = after.split_at(letters);
-        let scale = if eq_any(unit, &[b"s", b"sec", b"secs"]) {
+        let scale = if eq_any(unit, &[b"ms", b"msec", b"msecs"]) {
             1
+        } else if eq_any(unit, &[b"s", b"sec", b"secs"]) {
+            1000
         } else if eq_any(unit, &[b"m", b"min", b"mins"]) {
-            60
+            60_000
         } else if eq_any(unit, &[b"h", b"hr", b"hrs"]) {
-            3600
+            3_600_000
         } else if eq_any(unit, &[b"d", b"day", b"days"]) {
-            86_400
+            86_400_000
         } else {
             return None;
         };
@@ -431,6 +434,11 @@ pub(crate) const fn parse_units(t: &[u8]) -> Option<u64> {
         rest = trim_start(tail);
     }
     Some(total)
+}
+
+/// Whether `t` has an ASCII letter (a unit), for callers outside this module.
+pub(crate) const fn has_unit(t: &[u8]) -> bool {
+    any_alphabetic(t)
 }
 
 const fn eq_any(unit: &[u8], names: &[&[u8]]) -> bool {

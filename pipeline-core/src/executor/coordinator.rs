@@ -19,6 +19,7 @@ use crate::cluster::Resources;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::{Graph, InputMode, InputSource, Node, NodeId, Resolved, Value};
 use crate::key::{self, Hash128, KeyComponents, KeyInput};
+use crate::policy::StepPolicy;
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::time;
 
@@ -142,6 +143,23 @@ impl<'a> State<'a> {
             .get(&node.name)
             .or_else(|| settings.step_resources.get(node.step))
             .or(node.resources)
+    }
+
+    /// How `node` is retried and timed out: its own `#[step(..)]` options, with the run's
+    /// overrides (by call name, then step name) on top.
+    fn policy(settings: &RunSettings, node: &Node) -> StepPolicy {
+        let mut policy = node.policy.copied().unwrap_or_default();
+        for name in [node.step, node.name.as_str()] {
+            if let Some(o) = settings.step_policy.get(name) {
+                if let Some(retries) = o.retries {
+                    policy = policy.retries(retries);
+                }
+                if let Some(timeout) = o.timeout {
+                    policy = policy.timeout(timeout);
+                }
+            }
+        }
+        policy
     }
 
     /// Whether the next queued step fits beside the running ones.
@@ -667,8 +685,11 @@ impl<'a> State<'a> {
         self.running += 1;
         self.busy_cpus += self.cpus[job.node];
         let runner = self.ledger.runner();
+        let policy = Self::policy(self.settings, node);
+        let cancel = self.settings.cancel.as_ref();
         scope.spawn(move || {
-            let finished = span.in_scope(|| run_step(runner, job, node, inputs, input_rows));
+            let finished =
+                span.in_scope(|| run_step(runner, job, node, inputs, input_rows, policy, cancel));
             end_step_span(&span, finished.status(), finished.duration);
             // Closed before the coordinator hears of it, so before the run's span.
             drop(span);
@@ -734,6 +755,7 @@ impl<'a> State<'a> {
                 .cloned()
                 .unwrap_or_default(),
             cancel: self.settings.cancel.clone(),
+            policy: Self::policy(self.settings, node),
         })
     }
 

@@ -319,6 +319,7 @@ impl<'a> Ledger<'a> {
             .map(|p| {
                 let node = &nodes[p.node];
                 ExecutionRow {
+                    details: Default::default(),
                     run_id: self.run_id,
                     name: &node.name,
                     step: node.step,

@@ -48,6 +48,14 @@ pub(crate) mod step;
 use coordinator::State;
 use ledger::Ledger;
 
+/// A run's override of a step's retries or timeout (`Pipeline::step_retries`,
+/// `Pipeline::step_timeout`).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PolicyOverride {
+    pub(crate) retries: Option<u32>,
+    pub(crate) timeout: Option<std::time::Duration>,
+}
+
 /// What a run is asked to do besides its graph: the settings of `Pipeline::run`, as a plain
 /// struct, so the executor never sees the pipeline builder.
 pub(crate) struct RunSettings {
@@ -64,6 +72,9 @@ pub(crate) struct RunSettings {
     pub(crate) cache_expires: Option<Duration>,
     /// Per-step expiries for this run, by call name or step name: the strongest setting.
     pub(crate) step_cache_expires: HashMap<String, Duration>,
+    /// Per-step retries and timeouts for this run, by call name or step name; they replace
+    /// the step's own options.
+    pub(crate) step_policy: HashMap<String, PolicyOverride>,
     pub(crate) max_parallelism: usize,
     pub(crate) run_name: Option<String>,
     /// Checked before each step starts: once cancelled, no further step starts.
@@ -154,6 +165,11 @@ pub(crate) fn execute(
             (settings.step_cache_expires.keys())
                 .find(|k| !known(k))
                 .map(|k| (k, "set a cache expiry for"))
+        })
+        .or_else(|| {
+            (settings.step_policy.keys())
+                .find(|k| !known(k))
+                .map(|k| (k, "set retries or a timeout for"))
         });
     if let Some((unknown, purpose)) = unknown {
         return Err(Error::UnknownStep {

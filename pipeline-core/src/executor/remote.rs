@@ -24,6 +24,8 @@ pub(super) struct Pending {
     /// The run's cancel token: a job that ends unrecorded after it was cancelled was
     /// stopped by the run (Ctrl-C), not by a fault of its own.
     pub(super) cancel: Option<crate::cancel::CancelToken>,
+    /// Retries and timeout, which the worker applies.
+    pub(super) policy: crate::policy::StepPolicy,
 }
 
 /// The source of the failure of a worker that ended without recording its step.
@@ -115,6 +117,7 @@ fn dispatch(
         lease: lease.into_token(),
         inputs: pending.inputs,
         outputs: node.outputs.iter().map(|o| o.decl.name.clone()).collect(),
+        policy: pending.policy,
     };
     let text = serde_json::to_string(&work).map_err(|e| {
         Failure::from(format!(

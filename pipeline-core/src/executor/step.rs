@@ -8,14 +8,20 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use tracing::field::{display, Empty};
-use tracing::{debug_span, error, info, Span};
+use tracing::{debug_span, error, info, warn, Span};
 
 use super::{Job, Produced};
+use crate::cancel::CancelToken;
+use crate::context::{self, StepContext as UserContext};
 use crate::error::{BoxError, Error};
 use crate::graph::{Node, NodeId, Resolved, StepContext, Value};
 use crate::key::{Hash128, KeyComponents};
+use crate::policy::{human_duration, StepPolicy};
 use crate::run::{Reason, StepStatus};
-use crate::store::{Completion, ExecutionRow, InputRow, LeaseGuard, OutputRow, Sidecar, Store};
+use crate::store::{
+    Attempt, Completion, ExecutionDetails, ExecutionRow, InputRow, LeaseGuard, OutputRow, Sidecar,
+    Store,
+};
 use crate::time;
 
 /// What one worker needs of the run: the store and the run it records into.
@@ -125,7 +131,61 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
 type BodyResult =
     std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), Failure>;
 
+/// Calls a step body with its step context current, on this thread, or on a thread of its
+/// own when the step has a timeout: a thread cannot be stopped safely, so on timeout the
+/// step is given up (recorded failed, its output never used) and the thread is left to
+/// end on its own. A worker process exits after it, which ends the thread for real.
+fn call_body(
+    node: &Node,
+    inputs: Vec<Option<Resolved>>,
+    ctx: &UserContext,
+    timeout: Option<Duration>,
+) -> std::result::Result<Vec<Value>, Failure> {
+    let Some(limit) = timeout else {
+        let _current = context::enter(ctx.clone());
+        return match catch_unwind(AssertUnwindSafe(|| {
+            (node.body)(&mut StepContext { inputs })
+        })) {
+            Ok(r) => r.map_err(Failure::from),
+            Err(payload) => Err(panic_message(payload.as_ref()).into()),
+        };
+    };
+    let body = std::sync::Arc::clone(&node.body);
+    let ctx = ctx.clone();
+    let span = Span::current();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name(format!("step {}", node.name))
+        .spawn(move || {
+            let _current = context::enter(ctx);
+            let result = span.in_scope(|| {
+                match catch_unwind(AssertUnwindSafe(|| body(&mut StepContext { inputs }))) {
+                    Ok(r) => r.map_err(Failure::from),
+                    Err(payload) => Err(panic_message(payload.as_ref()).into()),
+                }
+            });
+            // The receiver is gone when the step timed out: the result is dropped.
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        return Err(format!("could not start a thread for the step: {e}").into());
+    }
+    match rx.recv_timeout(limit) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(Failure {
+            message: format!("timed out after {}", human_duration(limit)),
+            source: None,
+        }),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err("the step's thread ended without a result"
+                .to_string()
+                .into())
+        }
+    }
+}
+
 /// Runs a step body and stores its outputs; a panic anywhere becomes an error message.
+#[allow(clippy::too_many_arguments)]
 fn execute_body(
     store: &Store,
     run_id: &str,
@@ -134,11 +194,12 @@ fn execute_body(
     node: &Node,
     inputs: Vec<Option<Resolved>>,
     replace: bool,
+    ctx: &UserContext,
+    timeout: Option<Duration>,
 ) -> BodyResult {
+    let values = call_body(node, inputs, ctx, timeout)?;
+    let mut logged_outputs = ctx.take_output_metadata();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let mut ctx = StepContext { inputs };
-        let values = (node.body)(&mut ctx)?;
-        drop(ctx);
         let mut produced = Vec::with_capacity(values.len());
         let mut metadata = Vec::with_capacity(values.len());
         for (value, spec) in values.iter().zip(&node.outputs) {
@@ -146,7 +207,10 @@ fn execute_body(
             // output replaces the stored bytes (which may be the same name, corrupt).
             let mut writer = store.blob_writer_for(replace)?;
             match spec.save(value.as_ref(), &mut writer) {
-                Ok(meta) => metadata.push(meta),
+                Ok(meta) => metadata.push(context::merge_output_metadata(
+                    meta,
+                    logged_outputs.remove(spec.decl.name.as_str()),
+                )),
                 Err(e) => {
                     writer.abandon();
                     return Err(Error::Cacher {
@@ -181,11 +245,28 @@ fn execute_body(
                 execution: 0,
             });
         }
-        Ok((values, produced, metadata))
+        Ok((produced, metadata))
     }));
     match outcome {
-        Ok(r) => r,
+        Ok(Ok((produced, metadata))) => Ok((values, produced, metadata)),
+        Ok(Err(failure)) => Err(failure),
         Err(payload) => Err(panic_message(payload.as_ref()).into()),
+    }
+}
+
+/// Waits `delay` before a retry; `true` when the run was cancelled meanwhile (Ctrl-C), so
+/// the retry is given up.
+fn wait_for_retry(delay: Duration, cancel: Option<&CancelToken>) -> bool {
+    let until = Instant::now() + delay;
+    loop {
+        if cancel.is_some_and(CancelToken::is_cancelled) {
+            return true;
+        }
+        let now = Instant::now();
+        if now >= until {
+            return false;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
     }
 }
 
@@ -233,6 +314,8 @@ pub(super) fn run_step(
     node: &Node,
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
+    policy: StepPolicy,
+    cancel: Option<&CancelToken>,
 ) -> Finished {
     let commit = Commit {
         store: runner.store,
@@ -244,6 +327,8 @@ pub(super) fn run_step(
         replace_outputs: replaces_outputs(&job.reason),
         compared: job.compared.clone(),
         lease: job.lease.take(),
+        policy,
+        cancel,
     };
     let done = execute_and_commit(commit, node, inputs, input_rows);
     Finished {
@@ -271,6 +356,10 @@ pub(crate) struct Commit<'a> {
     pub(crate) replace_outputs: bool,
     pub(crate) compared: Option<String>,
     pub(crate) lease: Option<LeaseGuard>,
+    /// Retries and timeout, as the run resolved them.
+    pub(crate) policy: StepPolicy,
+    /// The run's cancellation: a retry is not started once it is cancelled.
+    pub(crate) cancel: Option<&'a CancelToken>,
 }
 
 /// Whether a step executed for `reason` must replace its stored outputs rather than keep
@@ -308,21 +397,83 @@ pub(crate) fn execute_and_commit(
         replace_outputs,
         compared,
         mut lease,
+        policy,
+        cancel,
     } = commit;
     Span::current().record("status", "running");
     info!(target: "pipeline", "Step `{}` has started.", node.name);
     let started_at_us = time::now_micros();
     let clock = Instant::now();
-    // The store handle's heartbeat keeps the claim alive while the body runs.
-    let outcome = execute_body(
-        store,
-        run_id,
-        key,
-        lease.as_ref(),
-        node,
-        inputs,
-        replace_outputs,
-    );
+    let attempts_allowed = policy.get_retries().saturating_add(1);
+    let output_names: Vec<String> = node.outputs.iter().map(|o| o.decl.name.clone()).collect();
+    let mut attempts: Vec<Attempt> = Vec::new();
+    let mut attempt = 1;
+    let mut inputs = inputs;
+    // The store handle's heartbeat keeps the claim alive while the body runs, retries and
+    // their delays included.
+    let (outcome, logged) = loop {
+        // Inputs for a retry are prepared before the body may consume them.
+        let again: Option<Vec<Option<Resolved>>> = (attempt < attempts_allowed).then(|| {
+            inputs
+                .iter()
+                .zip(&node.inputs)
+                .map(|(r, spec)| r.as_ref().map(|r| r.again(spec)))
+                .collect()
+        });
+        let ctx = UserContext::new(&node.name, run_id, attempt, output_names.clone());
+        let attempt_started = time::now_micros();
+        let attempt_clock = Instant::now();
+        let outcome = execute_body(
+            store,
+            run_id,
+            key,
+            lease.as_ref(),
+            node,
+            std::mem::take(&mut inputs),
+            replace_outputs,
+            &ctx,
+            policy.get_timeout(),
+        );
+        context::remove_scratch(&ctx);
+        let logged = ctx.take_logged();
+        let record = |error: Option<&Failure>| Attempt {
+            attempt,
+            started_at_us: attempt_started,
+            duration: attempt_clock.elapsed(),
+            error: error.map(|f| f.message.clone()),
+        };
+        match (outcome, again) {
+            (Err(failure), Some(next)) => {
+                attempts.push(record(Some(&failure)));
+                let delay = policy.delay(attempt);
+                warn!(
+                    target: "pipeline",
+                    "Step `{}` failed (attempt {} of {}), retrying in {}: {}",
+                    node.name,
+                    attempt,
+                    attempts_allowed,
+                    human_duration(delay),
+                    failure.message
+                );
+                if wait_for_retry(delay, cancel) {
+                    break (Err(failure), logged);
+                }
+                inputs = next;
+                attempt += 1;
+            }
+            (outcome, _) => {
+                if attempt > 1 {
+                    attempts.push(record(outcome.as_ref().err()));
+                }
+                break (outcome, logged);
+            }
+        }
+    };
+    let details = ExecutionDetails {
+        attempts,
+        metadata: logged.metadata,
+        metrics: logged.metrics,
+    };
 
     let duration = clock.elapsed();
     let (status, error, produced, metadata, values) = match outcome {
@@ -338,6 +489,7 @@ pub(crate) fn execute_and_commit(
         ),
     };
     let row = ExecutionRow {
+        details,
         run_id,
         name: &node.name,
         step: node.step,

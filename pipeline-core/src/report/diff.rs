@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::explain::Change;
 use super::text::table;
-use super::{run_header, RunView};
+use super::{metric_text, run_header, RunView};
 use crate::error::Result;
 use crate::run::StepStatus;
 use crate::store::{RunComparison, Store};
@@ -37,6 +37,28 @@ pub struct DiffStep {
     pub same_key: bool,
     /// What differs, from the first run to the second.
     pub changes: Vec<Change>,
+    /// The metrics either call logged (`StepContext::log_metric`; a cached call's are those
+    /// of the execution it reused), by name.
+    pub metrics: Vec<MetricChange>,
+}
+
+/// One metric of a step in the two runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricChange {
+    /// The metric's name.
+    pub name: String,
+    /// Its value in the first run, if logged there.
+    pub a: Option<f64>,
+    /// Its value in the second run, if logged there.
+    pub b: Option<f64>,
+}
+
+impl MetricChange {
+    /// `b - a`, when both runs have the metric.
+    pub fn change(&self) -> Option<f64> {
+        // Rounded at 1e-9 so that 0.9889 - 0.9917 reads -0.0028, not -0.0028000000000000247.
+        Some(((self.b? - self.a?) * 1e9).round() / 1e9)
+    }
 }
 
 impl DiffStep {
@@ -70,7 +92,37 @@ impl RunDiff {
     ///
     /// What [`Store::compare_runs`] returns.
     pub fn new(store: &Store, a: &str, b: &str) -> Result<RunDiff> {
-        Ok(RunDiff::from(store.compare_runs(a, b)?))
+        let mut diff = RunDiff::from(store.compare_runs(a, b)?);
+        let steps_a = store.run_steps(&diff.run_a.0.id)?;
+        let steps_b = store.run_steps(&diff.run_b.0.id)?;
+        let metrics_of = |steps: &[crate::store::StepRecord], name: Option<&str>| {
+            name.and_then(|n| steps.iter().find(|s| s.name == n))
+                .map(|s| s.metrics.clone())
+                .unwrap_or_default()
+        };
+        for step in &mut diff.steps {
+            let a = metrics_of(
+                &steps_a,
+                step.name_a
+                    .as_deref()
+                    .or(Some(step.name.as_str()))
+                    .filter(|_| step.status_a.is_some()),
+            );
+            let b = metrics_of(
+                &steps_b,
+                Some(step.name.as_str()).filter(|_| step.status_b.is_some()),
+            );
+            let names: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            step.metrics = names
+                .into_iter()
+                .map(|n| MetricChange {
+                    name: n.clone(),
+                    a: a.get(n).copied(),
+                    b: b.get(n).copied(),
+                })
+                .collect();
+        }
+        Ok(diff)
     }
 
     /// The steps whose cache keys differ.
@@ -94,6 +146,7 @@ impl From<RunComparison> for RunDiff {
                     status_b: s.status_b,
                     same_key: s.same_key,
                     changes: s.changes.into_iter().map(Change::new).collect(),
+                    metrics: Vec::new(),
                 })
                 .collect(),
         }
@@ -136,6 +189,31 @@ impl fmt::Display for RunDiff {
             "\n{} of {} steps differ.",
             self.changed().count(),
             self.steps.len()
-        )
+        )?;
+        let metrics: Vec<Vec<String>> = self
+            .steps
+            .iter()
+            .flat_map(|s| s.metrics.iter().map(move |m| (s, m)))
+            .map(|(s, m)| {
+                let value = |v: Option<f64>| v.map(metric_text).unwrap_or_else(|| "-".into());
+                let change = match m.change() {
+                    Some(0.0) => "same".to_string(),
+                    Some(c) if c > 0.0 => format!("+{}", metric_text(c)),
+                    Some(c) => metric_text(c),
+                    None if m.a.is_none() => "new in B".to_string(),
+                    None => "only in A".to_string(),
+                };
+                vec![
+                    s.name.clone(),
+                    format!("{} {} -> {}", m.name, value(m.a), value(m.b)),
+                    change,
+                ]
+            })
+            .collect();
+        if !metrics.is_empty() {
+            writeln!(f)?;
+            f.write_str(&table(&["STEP", "METRIC A -> B", "CHANGE"], &metrics))?;
+        }
+        Ok(())
     }
 }

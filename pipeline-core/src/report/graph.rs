@@ -332,6 +332,9 @@ mod tests {
             reason: None,
             error: None,
             reused_execution: reused,
+            attempts: Vec::new(),
+            metadata: Default::default(),
+            metrics: Default::default(),
             components: KeyComponents {
                 format: 3,
                 step: name.into(),

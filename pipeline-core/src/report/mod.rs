@@ -39,7 +39,7 @@ use serde::{Serialize, Serializer};
 
 use crate::store::{RunRecord, StepRecord};
 
-pub use diff::{DiffStep, RunDiff};
+pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
 pub use graph::{status_colors, GraphEdge, GraphNode, RunGraph};
@@ -92,6 +92,26 @@ fn with_seconds(mut v: serde_json::Value, d: Option<Duration>) -> serde_json::Va
     v
 }
 
+/// A metric as reports print it: a whole number as it is (`12`), others with 4 decimals
+/// (`0.9917`, trailing zeros dropped: `0.5`), very small or large ones in scientific
+/// notation (`1.2346e-5`). `--json` output keeps every digit.
+pub fn metric_text(value: f64) -> String {
+    let magnitude = value.abs();
+    if value.fract() == 0.0 && magnitude < 1e15 {
+        format!("{value:.0}")
+    } else if magnitude != 0.0 && !(1e-3..1e9).contains(&magnitude) {
+        format!("{value:.4e}")
+    } else {
+        let text = format!("{value:.4}");
+        let text = text.trim_end_matches('0').trim_end_matches('.');
+        if text == "-0" {
+            "0".to_string()
+        } else {
+            text.to_string()
+        }
+    }
+}
+
 /// Serializes a duration as seconds (a float).
 fn seconds<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_f64(d.as_secs_f64())
@@ -120,4 +140,18 @@ fn run_header(r: &RunRecord) -> String {
         r.failed,
         r.skipped
     )
+}
+
+#[cfg(test)]
+mod metric_tests {
+    #[test]
+    fn metrics_read_as_people_write_them() {
+        let t = super::metric_text;
+        assert_eq!(t(0.9916666666666668), "0.9917");
+        assert_eq!(t(0.9888888888888888), "0.9889");
+        assert_eq!(t(-0.002777778), "-0.0028");
+        assert_eq!(t(12.0), "12");
+        assert_eq!(t(0.5), "0.5");
+        assert_eq!(t(0.000012345), "1.2345e-5");
+    }
 }

@@ -188,8 +188,64 @@ impl fmt::Display for RunDetail {
                 _ => {}
             }
         }
+        for StepView(s) in &self.steps {
+            write_details(f, s)?;
+        }
         Ok(())
     }
+}
+
+/// A step's attempts (when it was retried), metrics and metadata, each under its name.
+fn write_details(f: &mut fmt::Formatter<'_>, s: &crate::store::StepRecord) -> fmt::Result {
+    if !s.attempts.is_empty() {
+        writeln!(
+            f,
+            "
+`{}` ran {} attempts:",
+            s.name,
+            s.attempts.len()
+        )?;
+        for a in &s.attempts {
+            match &a.error {
+                Some(e) => writeln!(
+                    f,
+                    "  {}. failed after {}: {}",
+                    a.attempt,
+                    duration(a.duration),
+                    e
+                )?,
+                None => writeln!(f, "  {}. succeeded in {}", a.attempt, duration(a.duration))?,
+            }
+        }
+    }
+    let cached = if s.status == StepStatus::Cached {
+        " (of the execution it reused)"
+    } else {
+        ""
+    };
+    if !s.metrics.is_empty() {
+        writeln!(
+            f,
+            "
+`{}` metrics{cached}:",
+            s.name
+        )?;
+        for (name, value) in &s.metrics {
+            writeln!(f, "  {name} = {}", crate::report::metric_text(*value))?;
+        }
+    }
+    if !s.metadata.is_empty() {
+        writeln!(
+            f,
+            "
+`{}` metadata{cached}:",
+            s.name
+        )?;
+        for (key, value) in &s.metadata {
+            writeln!(f, "  {key} = {value}")?;
+        }
+    }
+    Ok(())
 }
 
 /// The first 8 characters of a run id.

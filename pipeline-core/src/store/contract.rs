@@ -138,6 +138,7 @@ pub(crate) fn claim(handle: &dyn MetadataStore, run: &str, key: u128) -> LeaseGu
 pub(crate) fn executed(fixture: &dyn MetadataFixture, value: u32) -> Completion {
     let (hash, size) = fixture.put_blob(&value.to_le_bytes());
     Completion {
+        details: Default::default(),
         status: StepStatus::Executed,
         reason: Some("first execution".into()),
         error: None,

@@ -82,6 +82,8 @@ pub(crate) struct ExportedExecution {
     pub started_at_us: i64,
     pub duration_s: f64,
     pub compared: Option<String>,
+    /// The `attempts`, `metadata` and `metrics` columns (JSON, `details.rs`).
+    pub details: [Option<String>; 3],
     pub artifacts: Vec<ExportedArtifact>,
     pub inputs: Vec<ExportedInput>,
 }
@@ -951,7 +953,7 @@ fn export_sqlite(c: &Connection, run_id: &str) -> rusqlite::Result<Option<Export
     let mut stmt = c.prepare(
         "SELECT id, name, step, position, status, cache_key, code_signature, components, \
          reason, error, reused_execution, outputs_of, fingerprint, started_at_us, duration_s, \
-         compared FROM executions WHERE run_id = ?1 ORDER BY id",
+         compared, attempts, metadata, metrics FROM executions WHERE run_id = ?1 ORDER BY id",
     )?;
     run.executions = stmt
         .query_map([run_id], |r| {
@@ -972,6 +974,7 @@ fn export_sqlite(c: &Connection, run_id: &str) -> rusqlite::Result<Option<Export
                 started_at_us: r.get(13)?,
                 duration_s: r.get(14)?,
                 compared: r.get(15)?,
+                details: [r.get(16)?, r.get(17)?, r.get(18)?],
                 artifacts: Vec::new(),
                 inputs: Vec::new(),
             })
@@ -1127,9 +1130,9 @@ impl ImportTx for SqliteImport<'_> {
             .prepare_cached(
                 "INSERT INTO executions(id, run_id, name, step, position, status, cache_key, \
                  code_signature, components, reason, error, reused_execution, outputs_of, \
-                 fingerprint, started_at_us, duration_s, compared) \
+                 fingerprint, started_at_us, duration_s, compared, attempts, metadata, metrics) \
                  VALUES (?1, ?17, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                 ?16)",
+                 ?16, ?18, ?19, ?20)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -1150,6 +1153,9 @@ impl ImportTx for SqliteImport<'_> {
                     row.duration_s,
                     row.compared,
                     self.run_id,
+                    row.details[0],
+                    row.details[1],
+                    row.details[2],
                 ])
             })
             .map_err(|e| self.err(e))?;

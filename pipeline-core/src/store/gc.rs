@@ -348,6 +348,11 @@ impl SqliteMetadata {
                      CASE components WHEN '' THEN \
                      (SELECT h.components FROM executions h WHERE h.id = ?1) \
                      ELSE components END WHERE id = ?2",
+                    // The heir (a cached row) shows the metadata and metrics it reused.
+                    "UPDATE executions SET \
+                     metadata = COALESCE(metadata, (SELECT h.metadata FROM executions h WHERE h.id = ?1)), \
+                     metrics = COALESCE(metrics, (SELECT h.metrics FROM executions h WHERE h.id = ?1)) \
+                     WHERE id = ?2",
                     "UPDATE executions SET outputs_of = ?2 WHERE outputs_of = ?1",
                 ] {
                     tx.prepare_cached(sql)

@@ -89,6 +89,8 @@ pub struct Completion {
     pub duration: Duration,
     /// The outputs in declaration order (none for a failed step).
     pub outputs: Vec<StepOutput>,
+    /// Its attempts (when retried), and the metadata and metrics the step logged.
+    pub details: super::ExecutionDetails,
 }
 
 impl Completion {
@@ -101,6 +103,7 @@ impl Completion {
             compared: row.compared.clone(),
             duration: row.duration,
             outputs: row.outputs.clone(),
+            details: row.details.clone(),
         }
     }
 }
@@ -382,9 +385,10 @@ impl SqliteMetadata {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_error(e))?;
+        let (attempts, metadata, metrics) = done.details.columns();
         tx.prepare_cached(
             "UPDATE executions SET status = ?2, reason = ?3, error = ?4, compared = ?5, \
-             duration_s = ?6 WHERE id = ?1",
+             duration_s = ?6, attempts = ?7, metadata = ?8, metrics = ?9 WHERE id = ?1",
         )
         .and_then(|mut s| {
             s.execute(params![
@@ -393,7 +397,10 @@ impl SqliteMetadata {
                 done.reason,
                 done.error,
                 done.compared,
-                done.duration.as_secs_f64()
+                done.duration.as_secs_f64(),
+                attempts,
+                metadata,
+                metrics
             ])
         })
         .map_err(|e| self.db_error(e))?;

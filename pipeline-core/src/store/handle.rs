@@ -649,6 +649,36 @@ impl Store {
         self.inner.meta.run_steps(run)
     }
 
+    /// Metric `name` (logged with [`StepContext::log_metric`](crate::StepContext::log_metric))
+    /// in every run of `pipeline`, oldest run first: one value per step call that logged
+    /// it, a cached call giving the value of the execution it reused. For a sweep:
+    /// `store.metric("digits", "accuracy")` after five runs with five `gamma` values.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Database`] (or [`Error::StoreLocked`]; [`Error::Remote`] on
+    /// PostgreSQL) when the metadata cannot be read, and
+    /// [`Error::UnknownStoredValue`] when a row holds a status this version does not know.
+    pub fn metric(&self, pipeline: &str, name: &str) -> Result<Vec<super::MetricValue>> {
+        let mut runs = self.runs(Some(pipeline))?;
+        runs.sort_by_key(|r| r.started_at_us);
+        let mut values = Vec::new();
+        for run in runs {
+            for step in self.run_steps(&run.id)? {
+                if let Some(value) = step.metrics.get(name) {
+                    values.push(super::MetricValue {
+                        run_id: run.id.clone(),
+                        run_name: run.name.clone(),
+                        run_started_at_us: run.started_at_us,
+                        step: step.name.clone(),
+                        value: *value,
+                    });
+                }
+            }
+        }
+        Ok(values)
+    }
+
     /// One execution record by id.
     ///
     /// # Errors

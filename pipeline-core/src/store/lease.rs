@@ -154,6 +154,7 @@ impl SqliteMetadata {
                 ..
             } => {
                 let cached = ExecutionRow {
+                    details: Default::default(),
                     status: StepStatus::Cached,
                     cache_key: Some(key),
                     reused: Some(execution),
@@ -241,6 +242,7 @@ impl SqliteMetadata {
             }
         }
         let running = ExecutionRow {
+            details: Default::default(),
             status: StepStatus::Running,
             cache_key: Some(key),
             started_at_us: now,

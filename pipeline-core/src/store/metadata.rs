@@ -431,6 +431,7 @@ impl SqliteMetadata {
             })
             .collect();
         let row = ExecutionRow {
+            details: Default::default(),
             run_id: &step.run_id,
             name: &step.name,
             step: &step.step,

@@ -58,6 +58,9 @@ pub use earlier::EarlierCall;
 pub(crate) use earlier::{Call, Candidates};
 
 mod claim;
+mod details;
+pub(crate) use details::details_of_e;
+pub use details::{Attempt, ExecutionDetails, MetricValue};
 mod connect;
 mod copy;
 mod gc;
@@ -316,6 +319,8 @@ pub(crate) struct ExecutionRow<'a> {
     pub outputs_of: Option<OutputsHolder>,
     /// The lease this execution held on its key, released when the row commits.
     pub lease_holder: Option<&'a Holder>,
+    /// Its attempts, metadata and metrics (empty for cached and skipped rows).
+    pub details: ExecutionDetails,
 }
 
 impl Store {

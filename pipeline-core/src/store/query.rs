@@ -107,6 +107,15 @@ pub struct StepRecord {
     pub inputs: Vec<InputRecord>,
     /// Outputs in order.
     pub outputs: Vec<ArtifactRecord>,
+    /// Every attempt, when the step was retried (`#[step(retries = N)]`); empty when it
+    /// ran once.
+    pub attempts: Vec<crate::store::Attempt>,
+    /// What the step logged with `StepContext::log_metadata`; for a cached step, that of
+    /// the execution it reused.
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// What the step logged with `StepContext::log_metric`; for a cached step, that of
+    /// the execution it reused.
+    pub metrics: std::collections::BTreeMap<String, f64>,
 }
 
 impl SqliteMetadata {

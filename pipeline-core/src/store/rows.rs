@@ -89,7 +89,9 @@ macro_rules! step_columns {
         concat!(
             "e.id, e.name, e.step, e.status, e.cache_key, e.code_signature, \
              e.started_at_us, e.duration_s, e.reason, e.error, e.reused_execution, ",
-            $crate::store::components_of_e!()
+            $crate::store::components_of_e!(),
+            ", ",
+            $crate::store::details_of_e!()
         )
     };
 }
@@ -144,6 +146,13 @@ pub(crate) fn step_record<R: Columns>(r: &R) -> Result<StepRecord, R::Error> {
         })
         .collect();
     let duration: f64 = r.get(7)?;
+    let (attempts, metadata, metrics): (Option<String>, Option<String>, Option<String>) =
+        (r.get(12)?, r.get(13)?, r.get(14)?);
+    let details = crate::store::ExecutionDetails::from_columns(
+        attempts.as_deref(),
+        metadata.as_deref(),
+        metrics.as_deref(),
+    );
     Ok(StepRecord {
         execution_id: r.get(0)?,
         name: r.get(1)?,
@@ -160,6 +169,9 @@ pub(crate) fn step_record<R: Columns>(r: &R) -> Result<StepRecord, R::Error> {
         parameters,
         inputs: Vec::new(),
         outputs: Vec::new(),
+        attempts: details.attempts,
+        metadata: details.metadata,
+        metrics: details.metrics,
     })
 }
 

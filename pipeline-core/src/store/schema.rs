@@ -179,6 +179,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE inputs ADD COLUMN value_blob TEXT;
     "#,
+    // 8 -> 9: an execution's attempts (when retried) and the metadata and metrics its step
+    // logged, as JSON (`details.rs`).
+    r#"
+    ALTER TABLE executions ADD COLUMN attempts TEXT;
+    ALTER TABLE executions ADD COLUMN metadata TEXT;
+    ALTER TABLE executions ADD COLUMN metrics TEXT;
+    "#,
 ];
 
 /// Tables that older versions of this library may ignore without harm, so they do not

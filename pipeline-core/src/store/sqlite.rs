@@ -692,9 +692,10 @@ impl SqliteMetadata {
                 .prepare_cached(
                     "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
                      code_signature, components, reason, error, reused_execution, \
-                     started_at_us, duration_s, compared, outputs_of, fingerprint) \
+                     started_at_us, duration_s, compared, outputs_of, fingerprint, attempts, \
+                     metadata, metrics) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16)",
+                     ?16, ?17, ?18, ?19)",
                 )
                 .map_err(|e| self.db_error(e))?;
             let mut art = tx
@@ -752,6 +753,7 @@ impl SqliteMetadata {
                         }
                     }
                 };
+                let (attempts, metadata, metrics) = row.details.columns();
                 exec.execute(params![
                     row.run_id,
                     row.name,
@@ -769,6 +771,9 @@ impl SqliteMetadata {
                     row.compared,
                     outputs_of,
                     fingerprint,
+                    attempts,
+                    metadata,
+                    metrics,
                 ])
                 .map_err(|e| self.db_error(e))?;
                 let id = tx.last_insert_rowid();

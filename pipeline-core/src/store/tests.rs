@@ -330,6 +330,7 @@ fn verify_reports_each_kind_of_damage() {
     };
     store.begin_run("run", "p", "run", 0).unwrap();
     let row = |hash: Option<Hash128>, run: &'static str| ExecutionRow {
+        details: Default::default(),
         run_id: run,
         name: "s",
         step: "s",
@@ -518,6 +519,7 @@ fn claim(store: &Store, key: Hash128) -> Begin {
         store.begin_run("mine", "p", "mine", 0).unwrap();
     }
     let row = ExecutionRow {
+        details: Default::default(),
         run_id: "mine",
         name: "s",
         step: "s",

@@ -76,6 +76,7 @@ fn write_output(store: &Store, lease: &LeaseGuard, value: u32) -> StepOutput {
 
 fn executed(outputs: Vec<StepOutput>) -> Completion {
     Completion {
+        details: Default::default(),
         status: StepStatus::Executed,
         reason: Some("first execution".into()),
         error: None,

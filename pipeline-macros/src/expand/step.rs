@@ -457,6 +457,7 @@ fn generate(
         .filter(|i| i.secret)
         .map(|i| i.name.to_string());
     let (expires_item, expires) = cache_expires(&root, options.cache_expires.as_ref());
+    let (policy_item, policy) = policy(&root, &options.policy);
     let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
     let (sig_items, sig_value, sig_parts, sig_uses) =
         (&sig.items, &sig.signature, &sig.parts, &sig.uses);
@@ -511,6 +512,8 @@ fn generate(
             #resources_item
             #expires_item
 
+            #policy_item
+
             #[doc(hidden)]
             pub static __PL_STEP: #root::__private::StepDecl = #root::__private::StepDecl::new(
                 ::core::module_path!(),
@@ -536,6 +539,7 @@ fn generate(
                         cache_ignore: &[#(#ignored_names),*],
                         secret: &[#(#secret_names),*],
                         cache_expires: #expires,
+                        policy: #policy,
                     },
                     rebuild: #root::__private::rebuild::<__PlScope>,
                 };
@@ -687,6 +691,36 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
             tree
         })
         .collect()
+}
+
+/// `retries`, `retry_delay`, `backoff` and `timeout` as a `StepPolicy` constant in the
+/// step's module, and the `StepInfo` field naming it. The texts are read by the runtime's own
+/// `const` parser, so a text it refuses stops the build with its message under the
+/// attribute (as `resources(..)` does).
+fn policy(root: &TokenStream, options: &attr::PolicyOptions) -> (TokenStream, TokenStream) {
+    if options.is_empty() {
+        return (quote!(), quote!(::core::option::Option::None));
+    }
+    let mut value = quote!(#root::__private::StepPolicy::new());
+    if let Some(retries) = &options.retries {
+        value = quote!(#value.retries(#retries));
+    }
+    if let Some(delay) = &options.retry_delay {
+        value = quote!(#value.retry_delay(#root::__private::parse_duration_or_panic(#delay)));
+    }
+    if let Some(backoff) = &options.backoff {
+        value = quote!(#value.backoff(#backoff));
+    }
+    if let Some(timeout) = &options.timeout {
+        value = quote!(#value.timeout(#root::__private::parse_duration_or_panic(#timeout)));
+    }
+    (
+        quote! {
+            #[doc(hidden)]
+            pub const __PL_POLICY: #root::__private::StepPolicy = #value;
+        },
+        quote!(::core::option::Option::Some(&__PL_POLICY)),
+    )
 }
 
 /// `(a, (b, ()))`: a list as the runtime's `InputList` and `OutputList` take it.

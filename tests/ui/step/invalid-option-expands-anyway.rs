@@ -1,6 +1,6 @@
 use pipeline::prelude::*;
 
-#[step(outputs(train, test), retries = 3)]
+#[step(outputs(train, test), priority = 3)]
 fn split(n: usize) -> (Vec<f64>, Vec<f64>) {
     let all: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let (a, b) = all.split_at(n / 2);

@@ -1,6 +1,6 @@
 use pipeline::prelude::*;
 
-#[step(retries = 3)]
+#[step(priority = 3)]
 fn load() -> Vec<f64> {
     vec![1.0, 2.0]
 }

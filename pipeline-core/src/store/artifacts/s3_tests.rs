@@ -422,6 +422,7 @@ fn a_second_load_comes_from_the_read_cache_without_a_request() {
 fn executed(store: &Store, value: u32) -> Completion {
     let hash = store.save_blob(&value, &Bincode).unwrap();
     Completion {
+        details: Default::default(),
         status: StepStatus::Executed,
         reason: None,
         error: None,

@@ -634,7 +634,7 @@ impl PostgresMetadata {
             rows.iter()
                 .map(|row| {
                     let mut record = rows::step_record(row)?;
-                    let holder: i64 = row.try_get(12)?;
+                    let holder: i64 = row.try_get(15)?;
                     record.outputs = outputs.get(&holder).cloned().unwrap_or_default();
                     record.inputs = inputs.get(&holder).cloned().unwrap_or_default();
                     Ok(record)
@@ -809,9 +809,10 @@ impl MetadataStore for PostgresMetadata {
                 "DELETE FROM holds WHERE cache_key = $1 AND owner = $2",
                 &[&lease.cache_key, &lease.holder.owner],
             )?;
+            let (attempts, step_metadata, metrics) = done.details.columns();
             tx.execute(
                 "UPDATE executions SET status = $2, reason = $3, error = $4, compared = $5, \
-                 duration_s = $6 WHERE id = $1",
+                 duration_s = $6, attempts = $7, metadata = $8, metrics = $9 WHERE id = $1",
                 &[
                     &lease.execution,
                     &done.status.as_str(),
@@ -819,6 +820,9 @@ impl MetadataStore for PostgresMetadata {
                     &done.error,
                     &done.compared,
                     &done.duration.as_secs_f64(),
+                    &attempts,
+                    &step_metadata,
+                    &metrics,
                 ],
             )?;
             if !outputs.is_empty() {
@@ -1726,6 +1730,7 @@ fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i
             continue;
         }
         let components = serde_json::to_string(row.components).unwrap_or_else(|_| "{}".into());
+        let (attempts, metadata, metrics) = row.details.columns();
         let outputs_of = match row.status {
             StepStatus::Cached => row.outputs_of.map(|h| h.id),
             _ => None,
@@ -1733,12 +1738,12 @@ fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i
         let inserted = c.query_typed_one(
             "INSERT INTO executions(run_id, name, step, position, status, cache_key, \
              code_signature, components, reason, error, reused_execution, outputs_of, \
-             started_at_us, duration_s, compared) \
+             started_at_us, duration_s, compared, attempts, metadata, metrics) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, \
                      CASE WHEN $12::bigint IS NOT NULL AND $8 = \
                           (SELECT h.components FROM executions h WHERE h.id = $12::bigint) \
                           THEN '' ELSE $8 END, \
-                     $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+                     $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id",
             &[
                 (&row.run_id, Type::TEXT),
                 (&row.name, Type::TEXT),
@@ -1755,6 +1760,9 @@ fn record(c: &mut impl GenericClient, rows: &[ExecutionRow<'_>]) -> Result<Vec<i
                 (&row.started_at_us, Type::INT8),
                 (&row.duration.as_secs_f64(), Type::FLOAT8),
                 (&row.compared, Type::TEXT),
+                (&attempts, Type::TEXT),
+                (&metadata, Type::TEXT),
+                (&metrics, Type::TEXT),
             ],
         )?;
         let id: i64 = inserted.try_get(0)?;
@@ -1958,6 +1966,11 @@ fn gc(
                  CASE components WHEN '' THEN \
                  (SELECT h.components FROM executions h WHERE h.id = $1) \
                  ELSE components END WHERE id = $2",
+                // The heir (a cached row) shows the metadata and metrics it reused.
+                "UPDATE executions SET \
+                 metadata = COALESCE(metadata, (SELECT h.metadata FROM executions h WHERE h.id = $1)), \
+                 metrics = COALESCE(metrics, (SELECT h.metrics FROM executions h WHERE h.id = $1)) \
+                 WHERE id = $2",
                 "UPDATE executions SET outputs_of = $2 WHERE outputs_of = $1",
             ] {
                 tx.execute(sql, &[holder, heir])?;
@@ -2165,8 +2178,8 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
     };
     for r in tx.query(
         "SELECT id, name, step, position, status, cache_key, code_signature, components, \
-         reason, error, reused_execution, outputs_of, started_at_us, duration_s, compared \
-         FROM executions WHERE run_id = $1 ORDER BY id",
+         reason, error, reused_execution, outputs_of, started_at_us, duration_s, compared, \
+         attempts, metadata, metrics FROM executions WHERE run_id = $1 ORDER BY id",
         &[&run_id],
     )? {
         run.executions.push(ExportedExecution {
@@ -2186,6 +2199,7 @@ fn export_run(tx: &mut Transaction<'_>, run_id: &str) -> Result<Option<ExportedR
             started_at_us: r.try_get(12)?,
             duration_s: r.try_get(13)?,
             compared: r.try_get(14)?,
+            details: [r.try_get(15)?, r.try_get(16)?, r.try_get(17)?],
             artifacts: Vec::new(),
             inputs: Vec::new(),
         });
@@ -2308,9 +2322,10 @@ impl ImportTx for PostgresImport<'_, '_> {
             .query_one(
                 "INSERT INTO executions(id, run_id, name, step, position, status, cache_key, \
                  code_signature, components, reason, error, reused_execution, outputs_of, \
-                 started_at_us, duration_s, compared) \
+                 started_at_us, duration_s, compared, attempts, metadata, metrics) \
                  VALUES (COALESCE($1, nextval(pg_get_serial_sequence('executions', 'id'))), \
-                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                         $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                         $17, $18, $19) \
                  RETURNING id",
                 &[
                     &id,
@@ -2329,6 +2344,9 @@ impl ImportTx for PostgresImport<'_, '_> {
                     &row.started_at_us,
                     &row.duration_s,
                     &row.compared,
+                    &row.details[0],
+                    &row.details[1],
+                    &row.details[2],
                 ],
             )
             .map_err(|e| self.err(e))?;

@@ -177,6 +177,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE inputs ADD COLUMN value_blob TEXT;
     "#,
+    // 3 -> 4: an execution's attempts, metadata and metrics, as JSON (SQLite's 8 -> 9).
+    r#"
+    ALTER TABLE executions ADD COLUMN attempts TEXT;
+    ALTER TABLE executions ADD COLUMN metadata TEXT;
+    ALTER TABLE executions ADD COLUMN metrics TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -98,18 +98,22 @@ fn with_password(url: &PostgresUrl, password: &str) -> PostgresUrl {
 }
 
 #[test]
-fn a_database_of_schema_2_migrates_to_3_and_keeps_its_rows() {
+fn a_database_of_schema_2_migrates_to_the_current_schema_and_keeps_its_rows() {
     let Some(url) = fresh_database("schema2") else {
         return;
     };
     {
         let db = Postgres::connect(&url, CONNECT_TIMEOUT).unwrap();
         let mut conn = db.conn().unwrap();
-        // Schema 2 is schema 3 without `inputs.value_blob`.
+        // Schema 2 is schema 3 without `inputs.value_blob`; schema 4 added the executions'
+        // `attempts`, `metadata` and `metrics`.
         conn.batch_execute(
             "INSERT INTO runs(id, pipeline, name, status, started_at_us) \
                  VALUES ('r', 'p', 'r', 'completed', 1);
              ALTER TABLE inputs DROP COLUMN value_blob;
+             ALTER TABLE executions DROP COLUMN attempts;
+             ALTER TABLE executions DROP COLUMN metadata;
+             ALTER TABLE executions DROP COLUMN metrics;
              UPDATE pipeline_store SET value = '2' WHERE key = 'schema_version';",
         )
         .unwrap();
@@ -123,18 +127,20 @@ fn a_database_of_schema_2_migrates_to_3_and_keeps_its_rows() {
         )
         .unwrap()
         .get(0);
-    assert_eq!(version, "3");
-    assert_eq!(schema::current_version(), 3);
+    assert_eq!(version, "4");
+    assert_eq!(schema::current_version(), 4);
     let columns: i64 = conn
         .query_one(
             "SELECT count(*) FROM information_schema.columns \
-             WHERE table_schema = current_schema() AND table_name = 'inputs' \
-               AND column_name = 'value_blob'",
+             WHERE table_schema = current_schema() \
+               AND ((table_name = 'inputs' AND column_name = 'value_blob') \
+                 OR (table_name = 'executions' \
+                     AND column_name IN ('attempts', 'metadata', 'metrics')))",
             &[],
         )
         .unwrap()
         .get(0);
-    assert_eq!(columns, 1);
+    assert_eq!(columns, 4);
     let runs: i64 = conn
         .query_one("SELECT count(*) FROM runs WHERE id = 'r'", &[])
         .unwrap()
@@ -977,6 +983,7 @@ fn cached_rows_of_a_wave_go_in_one_statement_with_their_ids_in_order() {
     };
     start(&handle, "r2");
     let row = |name: &'static str, position: usize, components, status, outputs_of| ExecutionRow {
+        details: Default::default(),
         run_id: "r2",
         name,
         step: "s",
