@@ -224,8 +224,8 @@ impl<O: PipelineOutput> Pipeline<O> {
     ///     fetch(day)
     /// }
     ///
-    /// fn main() -> pipeline::Result<()> {
-    ///     # let dir = tempfile::tempdir().map_err(|e| pipeline::Error::io(".", e))?;
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     # let dir = tempfile::tempdir()?;
     ///     let p = daily(3);
     ///     # let p = p.store_path(dir.path());
     ///     p.run()?;
