@@ -1140,6 +1140,51 @@ fn figure_14(table: &mut Table, dir: &Path) -> AnyResult<()> {
     Ok(())
 }
 
+/// A step that sleeps `seconds` under a 1 s timeout (figure 15).
+#[step(timeout = "1s")]
+fn oversleeps(seconds: u64) -> u64 {
+    std::thread::sleep(Duration::from_secs(seconds));
+    seconds
+}
+
+#[pipeline]
+fn oversleeping(seconds: u64) -> Artifact<u64> {
+    oversleeps(seconds)
+}
+
+/// Figure 15: a step with `timeout = "1s"` that sleeps 10 s: how long its run takes to end
+/// (recorded as timed out) on threads (the step is given up; its thread sleeps on) and in a
+/// worker process (the worker records the timeout and exits). Issue 17, acceptance 2.
+fn figure_15(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    use pipeline::config::ExecutorKind;
+
+    let mut took = Vec::new();
+    for kind in [ExecutorKind::Threads, ExecutorKind::Processes] {
+        let store = Store::open(dir.join(format!("timeout-{kind}")))?;
+        let p = oversleeping(10).store(store.clone()).executor(kind);
+        let (d, run) = time(|| p.run());
+        match run {
+            Err(pipeline::Error::StepFailed { message, .. })
+                if message.contains("timed out after 1s") => {}
+            other => {
+                return Err(
+                    format!("figure 15 on {kind}: expected a timeout, got {other:?}").into(),
+                )
+            }
+        }
+        took.push(d);
+    }
+    table.add(
+        "15. 10 s step, timeout 1s: run ends after (threads | processes)",
+        fmt_dur(took[0]),
+        fmt_dur(took[1]),
+        fmt_ratio(took[1].as_secs_f64() / took[0].as_secs_f64().max(1e-12)),
+        "(figure only; issue 17)",
+        None,
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     // Figure 13 runs steps in worker processes of this binary.
     pipeline::worker::enter();
@@ -1223,6 +1268,9 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(14) {
         figure_14(&mut table, &dir)?;
+    }
+    if options.wants(15) {
+        figure_15(&mut table, &dir)?;
     }
     println!();
     println!(

@@ -271,3 +271,48 @@ fn loading_as_the_wrong_type_names_both_types() {
     let ok: u64 = store.load(run.name(), "blob_sum", "output").unwrap();
     assert_eq!(ok, 45);
 }
+
+/// Fails with `Err` on its first attempt only (counted in-process: threads backend).
+#[step(retries = 2, retry_delay = "10ms")]
+fn retry_flaky(x: u32) -> Result<u32, std::fmt::Error> {
+    let ctx = pipeline::context().expect("inside a step");
+    if ctx.attempt() == 1 {
+        Err(std::fmt::Error)
+    } else {
+        Ok(x)
+    }
+}
+
+#[pipeline]
+fn retrying_pipeline() -> Artifact<u32> {
+    retry_flaky(3)
+}
+
+#[test]
+fn a_retry_is_a_warn_line_and_only_a_final_failure_an_error() {
+    let logs = capture_logs();
+    let (_dir, store) = temp_store();
+    retrying_pipeline().store(store).run().unwrap();
+    let lines: Vec<String> = logs
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("retry_flaky"))
+        .collect();
+    let retry = lines
+        .iter()
+        .find(|l| l.contains("retrying"))
+        .unwrap_or_else(|| panic!("no retry line: {lines:#?}"));
+    let (head, tail) = retry.split_once(" retrying in ").unwrap();
+    assert_eq!(head, "WARN Step `retry_flaky` failed (attempt 1 of 3),");
+    // 10 ms plus up to 10 % jitter, then the error.
+    let (delay, error) = tail.split_once(": ").unwrap();
+    assert!(delay.ends_with("ms") && delay.starts_with("1"), "{retry}");
+    assert_eq!(error, "an error occurred when formatting an argument");
+    assert!(!lines.iter().any(|l| l.starts_with("ERROR")), "{lines:#?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("INFO Step `retry_flaky` has finished in")),
+        "{lines:#?}"
+    );
+}

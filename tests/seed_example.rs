@@ -82,6 +82,31 @@ fn invalidate_mode_reruns_trainer_and_evaluator() {
 }
 
 #[test]
+fn the_evaluator_logs_accuracy_and_a_sweep_reads_it_back_in_one_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let gammas = [0.02, 0.04, 0.08, 0.16, 0.32];
+    let mut returned = Vec::new();
+    for gamma in gammas {
+        let run = pipeline(gamma, true).store(store.clone()).run().unwrap();
+        returned.push(run.output().load().unwrap());
+    }
+    let logged = store.metric("digits_pipeline", "accuracy").unwrap();
+    let values: Vec<f64> = logged.iter().map(|m| m.value).collect();
+    assert_eq!(values, returned, "one accuracy per run, oldest first");
+    assert!(logged.iter().all(|m| m.step == "evaluator"));
+    // A cached rerun carries the accuracy of the execution it reused.
+    let again = pipeline(gammas[0], true)
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(again.step("evaluator").unwrap().status(), Cached);
+    let logged = store.metric("digits_pipeline", "accuracy").unwrap();
+    assert_eq!(logged.len(), 6);
+    assert_eq!(logged[5].value, returned[0]);
+}
+
+#[test]
 fn disable_mode_reruns_normalizer_and_cuts_off_early() {
     let (one, two, _dir) = two_runs(
         pipeline(DEFAULT_GAMMA, true),

@@ -1,6 +1,7 @@
 //! `Artifact<T>`: a typed handle to a step output, unbound while a pipeline is built and
 //! bound to stored bytes once a run has produced (or reused) them.
 
+use std::any::Any;
 use std::fmt;
 use std::marker::PhantomData;
 use std::path::PathBuf;
@@ -125,33 +126,45 @@ impl<T: 'static> Artifact<T> {
     /// so the next run executes the producing step again), [`Error::TypeMismatch`] when `T`
     /// is not the type the step returned.
     pub fn load(&self) -> Result<T> {
+        // Only the downcast depends on `T`: the rest is compiled once, here, not in every
+        // crate that loads a `T` (BENCHMARKS.md, figure 7).
         let bound = self.bound()?;
-        let value = match bound
-            .store
-            .read_blob(bound.hash, bound.spec.cacher_id(), |input| {
-                bound.spec.load(input)
-            }) {
-            Ok(value) => value,
-            Err(Error::Cacher { source, .. }) => {
-                return Err(bound.store.undecodable(
-                    bound.execution,
-                    &bound.step,
-                    &bound.output_name,
-                    &bound.type_name,
-                    bound.spec.cacher_id(),
-                    source,
-                ))
-            }
-            Err(e) => return Err(e),
-        };
-        value
+        bound
+            .load_any()?
             .downcast::<T>()
             .map(|b| *b)
-            .map_err(|_| Error::TypeMismatch {
-                artifact: format!("`{}` of step `{}`", bound.output_name, bound.step),
-                stored: bound.type_name.clone(),
-                requested: std::any::type_name::<T>().to_string(),
-            })
+            .map_err(|_| bound.type_mismatch(std::any::type_name::<T>()))
+    }
+}
+
+impl BoundArtifact {
+    /// The stored value, decoded by the output's cacher (see [`Artifact::load`]).
+    fn load_any(&self) -> Result<Box<dyn Any + Send + Sync>> {
+        match self
+            .store
+            .read_blob(self.hash, self.spec.cacher_id(), |input| {
+                self.spec.load(input)
+            }) {
+            Ok(value) => Ok(value),
+            Err(Error::Cacher { source, .. }) => Err(self.store.undecodable(
+                self.execution,
+                &self.step,
+                &self.output_name,
+                &self.type_name,
+                self.spec.cacher_id(),
+                source,
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The error for a load as the type named `requested`, which the step did not return.
+    fn type_mismatch(&self, requested: &str) -> Error {
+        Error::TypeMismatch {
+            artifact: format!("`{}` of step `{}`", self.output_name, self.step),
+            stored: self.type_name.clone(),
+            requested: requested.to_string(),
+        }
     }
 }
 

@@ -182,6 +182,8 @@ impl InputSpec {
     where
         T: Serialize + DeserializeOwned + Send + Sync + 'static,
     {
+        // Only what needs `T` is done here: this function is compiled once per value type
+        // in every crate that declares steps (BENCHMARKS.md, figure 7); `param` is not.
         match input {
             Input::Artifact(a) => InputSpec {
                 name,
@@ -196,58 +198,101 @@ impl InputSpec {
                 secret: false,
             },
             Input::Value(v) => {
-                let mut error = None;
-                let hash = match crate::canonical::to_canonical_bytes(&v) {
-                    Ok(bytes) => Hash128::of(&bytes),
-                    Err(e) => {
-                        error = Some(ParamError::Canonical(e));
-                        Hash128(0)
-                    }
-                };
+                let canonical = crate::canonical::to_canonical_bytes(&v);
                 // JSON for people and scripts; text where JSON cannot show the value.
                 let (json, text) = match serde_json::to_value(&v) {
                     Ok(json) => (json, crate::value_text::non_finite_text(&v)),
                     Err(_) => (serde_json::Value::Null, crate::value_text::text(&v)),
                 };
-                let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
-                    if mode == InputMode::Owned {
-                        match bincode::serde::encode_to_vec(&v, bincode::config::standard()) {
-                            Ok(bytes) => Box::new(move || {
-                                let (v, _): (T, usize) = bincode::serde::decode_from_slice(
-                                    &bytes,
-                                    bincode::config::standard(),
-                                )?;
-                                Ok(Box::new(v) as Box<dyn Any + Send>)
-                            }),
-                            Err(e) => {
-                                error = error.or(Some(ParamError::Copy(e.to_string())));
-                                Box::new(|| Err("parameter could not be encoded".into()))
-                            }
-                        }
-                    } else {
-                        Box::new(|| Err("parameter is passed by reference".into()))
-                    };
-                InputSpec {
+                let copy = (mode == InputMode::Owned).then(|| {
+                    bincode::serde::encode_to_vec(&v, bincode::config::standard())
+                        .map_err(|e| e.to_string())
+                });
+                InputSpec::param(
                     name,
                     mode,
-                    source: InputSource::Param(Param {
-                        type_name: std::any::type_name::<T>(),
-                        shape: crate::shape::shape_of::<T>().fingerprint().to_owned(),
-                        hash,
+                    ParamParts {
+                        canonical,
                         json,
                         text,
+                        copy,
+                        type_name: std::any::type_name::<T>(),
+                        shape: crate::shape::shape_of::<T>().fingerprint().to_owned(),
                         value: Arc::new(v),
-                        fresh,
+                        decode: decode_copy::<T>,
                         encode: encode_param::<T>,
-                    }),
-                    graph: None,
-                    error,
-                    ignored: false,
-                    secret: false,
-                }
+                    },
+                )
             }
         }
     }
+
+    /// A parameter input from its parts (see [`InputSpec::new`]).
+    fn param(name: &'static str, mode: InputMode, parts: ParamParts) -> Self {
+        let mut error = None;
+        let hash = match parts.canonical {
+            Ok(bytes) => Hash128::of(&bytes),
+            Err(e) => {
+                error = Some(ParamError::Canonical(e));
+                Hash128(0)
+            }
+        };
+        let decode = parts.decode;
+        let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
+            match parts.copy {
+                Some(Ok(bytes)) => Box::new(move || decode(&bytes)),
+                Some(Err(e)) => {
+                    error = error.or(Some(ParamError::Copy(e)));
+                    Box::new(|| Err("parameter could not be encoded".into()))
+                }
+                None => Box::new(|| Err("parameter is passed by reference".into())),
+            };
+        InputSpec {
+            name,
+            mode,
+            source: InputSource::Param(Param {
+                type_name: parts.type_name,
+                shape: parts.shape,
+                hash,
+                json: parts.json,
+                text: parts.text,
+                value: parts.value,
+                fresh,
+                encode: parts.encode,
+            }),
+            graph: None,
+            error,
+            ignored: false,
+            secret: false,
+        }
+    }
+}
+
+/// What [`InputSpec::new`] computes from a parameter's value.
+struct ParamParts {
+    /// Its canonical bytes, for the cache key.
+    canonical: std::result::Result<Vec<u8>, crate::canonical::CanonicalError>,
+    json: serde_json::Value,
+    text: Option<String>,
+    /// For `x: T` arguments: its bincode copy, or why it could not be taken.
+    copy: Option<std::result::Result<Vec<u8>, String>>,
+    type_name: &'static str,
+    shape: String,
+    value: Value,
+    /// Decodes `copy` as a fresh value.
+    decode: DecodeCopy,
+    encode: fn(&Value) -> std::result::Result<Vec<u8>, BoxError>,
+}
+
+/// Decodes a by-value parameter's bincode copy (`decode_copy::<T>`).
+type DecodeCopy = fn(&[u8]) -> std::result::Result<Box<dyn Any + Send>, BoxError>;
+
+/// A fresh `T` from the bincode copy of a by-value parameter.
+fn decode_copy<T: DeserializeOwned + Send + 'static>(
+    bytes: &[u8],
+) -> std::result::Result<Box<dyn Any + Send>, BoxError> {
+    let (v, _): (T, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
+    Ok(Box::new(v))
 }
 
 impl InputSpec {

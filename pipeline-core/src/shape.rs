@@ -97,19 +97,33 @@ impl Shape {
 /// assert_ne!(shape_of::<Split>().fingerprint(), pipeline_core::shape::UNTRACED);
 /// ```
 pub fn shape_of<T: DeserializeOwned + 'static>() -> Shape {
+    // Generic code is compiled in every crate that names a step value type (BENCHMARKS.md,
+    // figure 7): only the trace pass depends on `T`; the cache, the tracing thread and the
+    // passes' loop are compiled once, here.
+    cached_shape(TypeId::of::<T>(), type_name::<T>(), pass::<T>)
+}
+
+/// One trace pass of `T` from `root` (see [`trace`]).
+fn pass<T: DeserializeOwned>(st: &mut State, root: &mut Node) -> Result<(), TraceError> {
+    T::deserialize(De { st, slot: root }).map(drop)
+}
+
+/// A trace pass of one type.
+type Pass = fn(&mut State, &mut Node) -> Result<(), TraceError>;
+
+/// [`shape_of`] for the type `id` (named `name`), traced by `pass`.
+fn cached_shape(id: TypeId, name: &str, pass: Pass) -> Shape {
     static CACHE: OnceLock<Mutex<HashMap<TypeId, Shape>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
-    let id = TypeId::of::<T>();
     if let Some(shape) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
         return shape.clone();
     }
     // Traced outside the lock: a `Deserialize` impl is user code.
-    let shape = trace_on_large_stack::<T>();
+    let shape = trace_on_large_stack(pass);
     if let Shape::Untraced { reason } = &shape {
         tracing::debug!(
             target: "pipeline",
-            "The serde shape of `{}` cannot be traced ({reason}); cache keys see its name only.",
-            type_name::<T>()
+            "The serde shape of `{name}` cannot be traced ({reason}); cache keys see its name only."
         );
     }
     cache
@@ -127,23 +141,21 @@ const MAX_PASSES: usize = 4096;
 /// Stack of the tracing thread: deep types in debug builds need more than 2 MiB.
 const STACK_BYTES: usize = 64 << 20;
 
-fn trace_on_large_stack<T: DeserializeOwned + 'static>() -> Shape {
-    fn run<T: DeserializeOwned>() -> Shape {
-        match trace::<T>() {
-            Ok(hex) => Shape::Traced(hex),
-            Err(reason) => Shape::Untraced { reason },
-        }
-    }
+fn trace_on_large_stack(pass: Pass) -> Shape {
+    let run = move || match trace(pass) {
+        Ok(hex) => Shape::Traced(hex),
+        Err(reason) => Shape::Untraced { reason },
+    };
     let panicked = || Shape::Untraced {
         reason: "its Deserialize impl panicked while traced".into(),
     };
     match std::thread::Builder::new()
         .name("pipeline-shape".into())
         .stack_size(STACK_BYTES)
-        .spawn(run::<T>)
+        .spawn(run)
     {
         Ok(handle) => handle.join().unwrap_or_else(|_| panicked()),
-        Err(_) => std::panic::catch_unwind(run::<T>).unwrap_or_else(|_| panicked()),
+        Err(_) => std::panic::catch_unwind(run).unwrap_or_else(|_| panicked()),
     }
 }
 
@@ -377,7 +389,7 @@ fn needs(defs: &HashMap<Ident, Def>) -> HashSet<Ident> {
 }
 
 /// Traces `T` and renders its fingerprint, or says why it cannot.
-fn trace<T: DeserializeOwned>() -> Result<String, String> {
+fn trace(pass: Pass) -> Result<String, String> {
     let mut st = State::default();
     for _ in 0..MAX_PASSES {
         st.needs = needs(&st.defs);
@@ -388,12 +400,8 @@ fn trace<T: DeserializeOwned>() -> Result<String, String> {
         st.depth = 0;
         st.progress = false;
         let mut root = Node::Unknown;
-        match T::deserialize(De {
-            st: &mut st,
-            slot: &mut root,
-        }) {
-            Ok(value) => {
-                drop(value);
+        match pass(&mut st, &mut root) {
+            Ok(()) => {
                 let needs = needs(&st.defs);
                 let mut named = Vec::new();
                 root.named(&mut named);

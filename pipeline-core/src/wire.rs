@@ -10,12 +10,17 @@
 //!
 //! The lists are nested pairs ending in `()`, `(Ref<A>, (Owned<B>, ()))`, so every arity
 //! is one impl. Nothing here repeats a bound on the value types: the step's own checks
-//! (the `Probe`s in [`StepFn::ops`], see `checks.rs`) report a missing bound once, at the
+//! (the `Probe`s in [`StepFn::parts`], see `checks.rs`) report a missing bound once, at the
 //! user's type, and hand over the [`Ops`] tables this code uses.
 //!
-//! The step's methods are generic (`G`, never used, instantiated as `()`): a generic
-//! function is compiled only where it is used, in the crate that builds a pipeline, not in
-//! the crate that defines a hundred steps.
+//! Each step's registry entry (`worker.rs`) points at [`rebuild`]`::<S>`, so the step's
+//! methods and the runtime code they reach are compiled in the crate that defines the steps
+//! (BENCHMARKS.md, figure 7). To keep that small, what is compiled per step is only
+//! `rebuild::<S>` and the step's `parts` and `invoke`; the rest (`def`, the step's body)
+//! is generic over the input and output lists alone, so it is compiled once for all the
+//! steps of one shape, and the per-type code behind the [`Ops`] tables keeps to what needs
+//! the type. In a debug build the crate that wires a pipeline reuses these instantiations
+//! (rustc shares generic code with downstream crates there).
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -40,16 +45,15 @@ pub trait StepFn: 'static {
     type Outputs: OutputList;
     /// What the wiring function returns: `Artifact<T>` or `<step>::Outputs`.
     type Handles: StepHandles;
-    /// The bound checks of every input and output type; yields their operations.
-    fn ops<G: ?Sized>() -> (InOps<Self>, OutOps<Self>);
-    /// The outputs' cachers.
-    fn cachers<G: ?Sized>() -> Cachers<Self>;
+    /// The bound checks of every input and output type; yields their operations, and the
+    /// outputs' cachers.
+    fn parts() -> (InOps<Self>, OutOps<Self>, Cachers<Self>);
     /// Calls the step with its fetched arguments.
     ///
     /// # Errors
     ///
     /// The step's own error, for a step that returns `Result`.
-    fn invoke<G: ?Sized>(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
+    fn invoke(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
 }
 
 /// What a wiring function returns: the handles to the outputs of a node.
@@ -168,9 +172,9 @@ impl<T> Slot for Handle<T> {
 }
 
 /// A list of inputs: `()` or `(Slot, InputList)`.
-pub trait InputList {
-    /// The operations on each value type.
-    type Ops;
+pub trait InputList: 'static {
+    /// The operations on each value type (function pointers: the step's body keeps them).
+    type Ops: Send + Sync;
     /// What the pipeline body passed.
     type Given;
     /// What the body gets.
@@ -217,7 +221,7 @@ impl InputList for () {
     }
 }
 
-impl<H: Slot, R: InputList> InputList for (H, R) {
+impl<H: Slot + 'static, R: InputList> InputList for (H, R) {
     type Ops = (Ops<H::Value, Bincode>, R::Ops);
     type Given = (Input<H::Value>, R::Given);
     type Fetched = (H::Fetched, R::Fetched);
@@ -251,11 +255,11 @@ impl<H: Slot, R: InputList> InputList for (H, R) {
 pub struct Out<T, C>(PhantomData<fn() -> (T, C)>);
 
 /// A list of outputs: `()` or `(Out<T, C>, OutputList)`.
-pub trait OutputList {
+pub trait OutputList: 'static {
     /// How many outputs.
     const LEN: usize;
-    /// The operations on each value type.
-    type Ops;
+    /// The operations on each value type (function pointers: the step's body keeps them).
+    type Ops: Send + Sync;
     /// The cachers.
     type Cachers;
     /// The values the step returned.
@@ -282,7 +286,7 @@ impl OutputList for () {
     fn values(_: &(), _: (), _: &mut Vec<Value>) {}
 }
 
-impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
+impl<T: 'static, C: 'static, R: OutputList> OutputList for (Out<T, C>, R) {
     const LEN: usize = 1 + R::LEN;
     type Ops = (Ops<T, C>, R::Ops);
     type Cachers = (C, R::Cachers);
@@ -309,12 +313,20 @@ impl<T, C, R: OutputList> OutputList for (Out<T, C>, R) {
 ///
 /// When no pipeline is being built (see [`add_step`]).
 pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles {
-    S::Handles::at(add_step(def::<S>(entry, given)))
+    let (in_ops, out_ops, cachers) = S::parts();
+    let def = def::<S::Inputs, S::Outputs>(entry, given, in_ops, out_ops, cachers, S::invoke);
+    S::Handles::at(add_step(def))
 }
 
 /// A call of step `S` as a worker or a replay runs it (the registry entry's `rebuild`,
 /// see `worker.rs`): parameter `i` decoded from `params[i]`, each artifact input (`None`)
 /// a placeholder the worker binds to its stored bytes.
+///
+/// Every `#[step]` names this function in its registry entry, so it is compiled in the
+/// crate that defines the steps (BENCHMARKS.md, figure 7): it only gathers the step's own
+/// parts (its operations, cachers and call) and hands them to `def`, which is generic
+/// over the step's input and output lists only and so compiled once for every step of
+/// the same shape, not once per step.
 ///
 /// # Errors
 ///
@@ -323,18 +335,34 @@ pub fn rebuild<S: StepFn>(
     entry: &'static StepEntry,
     params: &[Option<Vec<u8>>],
 ) -> Result<StepDef, BoxError> {
-    let (in_ops, _) = S::ops::<()>();
+    let (in_ops, out_ops, cachers) = S::parts();
     let given = S::Inputs::stored(&in_ops, params, 0)?;
-    Ok(def::<S>(entry, given))
+    Ok(def::<S::Inputs, S::Outputs>(
+        entry,
+        given,
+        in_ops,
+        out_ops,
+        cachers,
+        S::invoke,
+    ))
 }
 
-#[inline]
-fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
+/// How a step is called with its fetched arguments (`StepFn::invoke`).
+type Invoke<I, O> = fn(<I as InputList>::Fetched) -> Result<<O as OutputList>::Values, StepError>;
+
+/// The call of a step with inputs `I` and outputs `O`: its specs and its type-erased body
+/// (fetch the arguments, `invoke`, wrap the outputs). Generic over the lists only.
+fn def<I: InputList, O: OutputList>(
+    entry: &'static StepEntry,
+    given: I::Given,
+    in_ops: I::Ops,
+    out_ops: O::Ops,
+    cachers: O::Cachers,
+    invoke: Invoke<I, O>,
+) -> StepDef {
     let info = &entry.info;
-    let (in_ops, out_ops) = S::ops::<()>();
-    let cachers = S::cachers::<()>();
     let mut inputs = Vec::with_capacity(info.inputs.len());
-    S::Inputs::specs(&in_ops, given, info.inputs, &mut inputs);
+    I::specs(&in_ops, given, info.inputs, &mut inputs);
     if !info.cache_ignore.is_empty() || !info.secret.is_empty() {
         for input in &mut inputs {
             input.mark(
@@ -344,7 +372,7 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
         }
     }
     let mut outputs = Vec::with_capacity(info.outputs.len());
-    S::Outputs::specs(&out_ops, cachers, info.outputs, &mut outputs);
+    O::specs(&out_ops, cachers, info.outputs, &mut outputs);
     StepDef {
         name: info.name,
         code: info.code,
@@ -353,17 +381,13 @@ fn def<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> StepDef {
         policy: info.policy,
         inputs,
         outputs,
-        body: Box::new(run::<S>),
+        body: Box::new(move |ctx: &mut StepContext| {
+            let args = I::fetch(&in_ops, ctx, 0)?;
+            let values = invoke(args)?;
+            let mut out = Vec::with_capacity(O::LEN);
+            O::values(&out_ops, values, &mut out);
+            Ok(out)
+        }),
         entry: Some(entry),
     }
-}
-
-/// The body of a call of step `S`: fetch the arguments, call, wrap the outputs.
-fn run<S: StepFn>(ctx: &mut StepContext) -> Result<Vec<Value>, StepError> {
-    let (in_ops, out_ops) = S::ops::<()>();
-    let args = S::Inputs::fetch(&in_ops, ctx, 0)?;
-    let values = S::invoke::<()>(args)?;
-    let mut out = Vec::with_capacity(S::Outputs::LEN);
-    S::Outputs::values(&out_ops, values, &mut out);
-    Ok(out)
 }

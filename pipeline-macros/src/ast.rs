@@ -496,7 +496,7 @@ mod tests {
         // Bad options are reported, but the function still expands: pipelines that use it
         // see its real inputs and outputs.
         let (step, errors) = analyse(
-            quote!(retries = 3, enable_cache = "no"),
+            quote!(priority = 3, enable_cache = "no"),
             syn::parse_quote! { fn f(x: u8) -> u8 { x } },
         );
         assert_eq!(errors, 2);

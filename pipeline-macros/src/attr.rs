@@ -892,14 +892,14 @@ mod tests {
     #[test]
     fn unknown_option_lists_valid_ones() {
         let mut errors = Errors::default();
-        let _ = parse_step(quote!(retries = 3), &mut errors);
+        let _ = parse_step(quote!(priority = 3), &mut errors);
         let message = errors
             .finish()
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(
-            message.contains("unknown `step` option `retries`"),
+            message.contains("unknown `step` option `priority`"),
             "{message}"
         );
         assert!(

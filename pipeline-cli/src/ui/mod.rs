@@ -9,7 +9,7 @@
 //! /artifacts/HASH                 an artifact: facts, sidecar, lineage and a preview
 //! /artifacts/HASH/image           the bytes of an image artifact
 //! /compare?a=RUN&b=RUN            two runs side by side
-//! /pipelines/PIPELINE/metrics     scalar outputs across runs (logged metrics: issue 17)
+//! /pipelines/PIPELINE/metrics     scalar outputs across runs (logged metrics: on step and compare pages)
 //! /assets/app.css, /assets/app.js the only assets, embedded in the binary
 //! ```
 //!

@@ -1387,7 +1387,43 @@ pub fn compare(store: &Store, a: &str, b: &str) -> PageResult {
         }
         body.push_str("</tbody>\n</table>\n");
     }
-    body.push_str("<p class=\"note\">Logged metrics need <code>log_metric</code> (issue 17, not built yet); until then the scalar outputs of the steps stand in for them.</p>\n");
+    // Metrics the steps logged (`log_metric`), by `step.metric`.
+    let logged = |steps: &[StepRecord]| -> BTreeMap<String, f64> {
+        steps
+            .iter()
+            .flat_map(|s| {
+                s.metrics
+                    .iter()
+                    .map(move |(m, v)| (format!("{}.{m}", s.name), *v))
+            })
+            .collect()
+    };
+    let la = logged(&store.run_steps(&ra.id)?);
+    let lb = logged(&store.run_steps(&rb.id)?);
+    let mut names: Vec<&String> = la.keys().chain(lb.keys()).collect();
+    names.sort();
+    names.dedup();
+    body.push_str("<h2>Logged metrics</h2>\n");
+    if names.is_empty() {
+        body.push_str("<p class=\"empty\">Neither run logged a metric (<code>log_metric</code> in a step's context).</p>\n");
+    } else {
+        body.push_str("<table class=\"diff metrics\" id=\"logged-metrics\">\n<thead><tr><th>Metric</th><th>A</th><th>B</th></tr></thead>\n<tbody>\n");
+        for k in names {
+            let v = |m: &BTreeMap<String, f64>| {
+                m.get(k)
+                    .map(|v| pipeline::report::metric_text(*v))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let _ = writeln!(
+                body,
+                r#"<tr data-metric="{k}"><td>{k}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&v(&la)),
+                esc(&v(&lb)),
+                k = esc(k)
+            );
+        }
+        body.push_str("</tbody>\n</table>\n");
+    }
     Ok(layout(
         &format!("Compare {} and {}", ra.name, rb.name),
         &[(
@@ -1458,7 +1494,7 @@ pub fn metrics(store: &Store, pipeline: &str) -> PageResult {
         "<h1>Metrics of <span class=\"pipeline-name\">{}</span></h1>\n",
         esc(pipeline)
     );
-    body.push_str("<p class=\"placeholder\" id=\"metrics-placeholder\">Logged metrics are not recorded yet: they need <code>log_metric</code> (issue 17). When it lands, this page charts each logged metric across runs. Until then it charts the scalar outputs of the steps (a step returning an <code>f64</code>, such as an accuracy).</p>\n");
+    body.push_str("<p class=\"placeholder\" id=\"metrics-placeholder\">This page charts the scalar outputs of the steps (a step returning an <code>f64</code>, such as an accuracy). Metrics logged with <code>log_metric</code> show on each step's page and on the compare page; charting them here is not built yet.</p>\n");
     // Per run: its parameters (`step.name` to number) and scalar outputs.
     let mut rows: Vec<RunValues> = Vec::new();
     for r in runs {

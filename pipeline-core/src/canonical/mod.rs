@@ -243,6 +243,18 @@ impl Encoder {
         self.name(variant);
     }
 
+    /// A sequence of encoded elements, written in byte order. Not generic, so the sort is
+    /// compiled once, here (BENCHMARKS.md, figure 7).
+    fn sorted_seq(&mut self, mut items: Vec<Vec<u8>>) {
+        // Equal bytes are equal elements, so an unstable sort is exact.
+        items.sort_unstable();
+        self.tag(tag::SEQ);
+        self.count(items.len());
+        for item in &items {
+            self.out.extend_from_slice(item);
+        }
+    }
+
     /// Starts a compound value whose element count is only known once all
     /// elements have been written: reserve the count slot now (the count
     /// must precede the elements) and fill it in [`Compound::finish`].
@@ -479,17 +491,11 @@ impl<'a> ser::Serializer for &'a mut Encoder {
                 ser::SerializeSeq::end(seq)
             }
             Collection::Hashed | Collection::Indexed | Collection::OrdSorted => {
-                let mut items = iter
-                    .into_iter()
-                    .map(|item| to_canonical_bytes(&item))
-                    .collect::<Result<Vec<_>, _>>()?;
-                // Equal bytes are equal elements, so an unstable sort is exact.
-                items.sort_unstable();
-                self.tag(tag::SEQ);
-                self.count(items.len());
-                for item in &items {
-                    self.out.extend_from_slice(item);
+                let mut items = Vec::new();
+                for item in iter {
+                    items.push(to_canonical_bytes(&item)?);
                 }
+                self.sorted_seq(items);
                 Ok(())
             }
         }

@@ -61,6 +61,31 @@ pub struct CanonicalOrderSerializer<S>(pub S);
 /// Compound states of the wrapped serializer, wrapping each element.
 pub struct Compound<C>(C);
 
+/// An element moved out of a buffered collection for its sorted position, wrapped like
+/// [`Owned`]. `None` (an element taken twice) cannot happen: `sorted_order` is a
+/// permutation.
+struct Taken<T>(Option<T>);
+
+impl<T: Serialize> Serialize for Taken<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(value) => value.serialize(CanonicalOrderSerializer(serializer)),
+            None => Err(ser::Error::custom(
+                "internal error: an element was ordered twice",
+            )),
+        }
+    }
+}
+
+/// The positions of `keys` in ascending byte order. Not generic, so the sort is compiled
+/// once, here, rather than once per element type in every crate that stores one
+/// (BENCHMARKS.md, figure 7).
+fn sorted_order(keys: &[Vec<u8>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    order.sort_unstable_by(|&a, &b| keys[a].cmp(&keys[b]));
+    order
+}
+
 fn sort_key<T: Serialize + ?Sized, E: ser::Error>(value: &T) -> Result<Vec<u8>, E> {
     to_canonical_bytes(value).map_err(|e| E::custom(format!("cannot order an element: {e}")))
 }
@@ -220,14 +245,15 @@ impl<S: Serializer> Serializer for CanonicalOrderSerializer<S> {
         if Collection::of(std::any::type_name::<I>(), false) != Collection::Hashed {
             return self.0.collect_seq(iter.into_iter().map(Owned));
         }
-        let mut items = iter
-            .into_iter()
-            .map(|item| Ok((sort_key(&item)?, item)))
-            .collect::<Result<Vec<_>, S::Error>>()?;
+        let (mut keys, mut items) = (Vec::new(), Vec::new());
+        for item in iter {
+            keys.push(sort_key(&item)?);
+            items.push(Some(item));
+        }
         // Equal bytes are equal elements (the encoding is injective): unstable is exact.
-        items.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let order = sorted_order(&keys);
         self.0
-            .collect_seq(items.into_iter().map(|(_, item)| Owned(item)))
+            .collect_seq(order.into_iter().map(move |i| Taken(items[i].take())))
     }
 
     fn collect_map<K, V, I>(self, iter: I) -> Result<S::Ok, S::Error>
@@ -241,14 +267,20 @@ impl<S: Serializer> Serializer for CanonicalOrderSerializer<S> {
                 .0
                 .collect_map(iter.into_iter().map(|(k, v)| (Owned(k), Owned(v))));
         }
-        let mut entries = iter
-            .into_iter()
-            .map(|(k, v)| Ok((sort_key(&k)?, k, v)))
-            .collect::<Result<Vec<_>, S::Error>>()?;
+        let (mut keys, mut entries) = (Vec::new(), Vec::new());
+        for (k, v) in iter {
+            keys.push(sort_key(&k)?);
+            entries.push(Some((k, v)));
+        }
         // Keys of one map are distinct, so are their bytes.
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        self.0
-            .collect_map(entries.into_iter().map(|(_, k, v)| (Owned(k), Owned(v))))
+        let order = sorted_order(&keys);
+        self.0.collect_map(order.into_iter().map(move |i| {
+            let (k, v) = match entries[i].take() {
+                Some((k, v)) => (Some(k), Some(v)),
+                None => (None, None),
+            };
+            (Taken(k), Taken(v))
+        }))
     }
 
     fn collect_str<T: std::fmt::Display + ?Sized>(self, value: &T) -> Result<S::Ok, S::Error> {

@@ -6,12 +6,14 @@
 //! generic `__private::wire` (`pipeline-core/src/wire.rs`), which builds the specs and the
 //! type-erased body once for every step; per step there are only the `StepFn` impl (the
 //! input and output types as lists, the bound checks, the call) and a few small items.
-//! Everything per step that runs code is generic or `#[inline]`, so it is compiled in the
-//! crate that builds a pipeline, not in the crate that defines the steps.
+//! The step's registry entry names `__private::rebuild::<step>`, so the `StepFn` impl's two
+//! methods (`parts`, `invoke`) are compiled in the steps' crate; everything else per step
+//! that runs code is generic or `#[inline]`, so it is compiled in the crate that builds a
+//! pipeline.
 //!
 //! Diagnostics shape the generated code:
 //! * each input and output type is checked once, at its own span, through
-//!   `__private::Probe` (see `pipeline-core/src/checks.rs`), in `StepFn::ops`; the runtime
+//!   `__private::Probe` (see `pipeline-core/src/checks.rs`), in `StepFn::parts`; the runtime
 //!   uses the returned function pointers and repeats no bound, so a missing `Serialize` is
 //!   one error;
 //! * each input has its own wiring trait with `#[diagnostic::on_unimplemented]`, so a
@@ -309,7 +311,7 @@ fn generate(
 
     // One bound check per type, spanned at the type: the only place a missing bound is
     // reported. Each yields the function pointers the runtime's `wire` uses. The checks
-    // live in `StepFn::ops`, whose environment has no bounds: the trait solver's answers
+    // live in `StepFn::parts`, whose environment has no bounds: the trait solver's answers
     // for a type are then shared by every step of the crate (a wiring function's own
     // bounds made them per step).
     let input_checks = step.inputs.iter().map(|input| {
@@ -591,18 +593,16 @@ fn generate(
             type Inputs = #input_list;
             type Outputs = #output_list;
             type Handles = #wiring_ret;
-            fn ops<__PlG: ?::core::marker::Sized>() -> (
+            fn parts() -> (
                 #root::__private::InOps<Self>,
                 #root::__private::OutOps<Self>,
+                #root::__private::Cachers<Self>,
             ) {
                 #[allow(unused_imports)]
                 use #root::__private::probe::*;
-                (#in_ops, #out_ops)
+                (#in_ops, #out_ops, #cacher_list)
             }
-            fn cachers<__PlG: ?::core::marker::Sized>() -> #root::__private::Cachers<Self> {
-                #cacher_list
-            }
-            fn invoke<__PlG: ?::core::marker::Sized>(
+            fn invoke(
                 #locals_pattern: #root::__private::Fetched<Self>,
             ) -> ::core::result::Result<
                 #root::__private::OutValues<Self>,
