@@ -41,6 +41,8 @@ fn components(inputs: usize) -> KeyComponents {
                         hash: Hash128::of(&i.to_le_bytes()).to_hex(),
                         value: serde_json::json!(0.5),
                         text: None,
+                        ignored: false,
+                        secret: false,
                     }
                 }
             })

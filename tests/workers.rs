@@ -273,6 +273,7 @@ fn a_stale_worker_refuses_and_records_nothing_as_done() {
         components: recorded.components.clone(),
         inputs: Vec::new(),
         outputs: recorded.components.outputs.clone(),
+        not_before_us: None,
     };
     let Begin::Claimed { lease, .. } = store.begin_step(&start).unwrap() else {
         panic!("a fresh key is claimed");
@@ -677,12 +678,47 @@ fn sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled() {
     assert_eq!(woken.status, StepStatus::Skipped);
 }
 
+#[step(secret = [token])]
+fn authorised(token: String, n: u64) -> u64 {
+    token.len() as u64 + n
+}
+
+#[pipeline]
+fn with_secret(token: &str) -> Artifact<u64> {
+    authorised(token.to_string(), 2)
+}
+
+/// A secret parameter has no stored form: under processes its step runs on the driver,
+/// and a replay refuses it, saying why, without the value.
+fn a_secret_step_runs_on_the_driver_and_is_not_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = store_dir(&dir, "secret");
+    let token = "tok-3e1f-not-in-any-blob";
+    let run = with_secret(token)
+        .store_path(&path)
+        .executor(ExecutorKind::Processes)
+        .run()
+        .unwrap();
+    assert_eq!(run.output().load().unwrap(), token.len() as u64 + 2);
+    let (code, out) = replay(&path, run.name(), "authorised");
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("parameter `token` is secret: its value is never stored, so the step cannot be replayed"),
+        "{out}"
+    );
+    assert!(!out.contains(token), "{out}");
+}
+
 fn main() {
     pipeline::worker::enter();
     if let Ok(store) = std::env::var("WORKERS_TEST_DRIVER") {
         drive_napper(&store);
     }
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
+        (
+            "a_secret_step_runs_on_the_driver_and_is_not_replayed",
+            a_secret_step_runs_on_the_driver_and_is_not_replayed,
+        ),
         (
             "sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled",
             sigint_on_the_driver_kills_its_workers_and_records_the_run_cancelled,

@@ -368,6 +368,13 @@ impl HandleMode for ByArtifactRef {}
 impl HandleMode for Stub {}
 impl HandleMode for StubRef {}
 
+/// The ways a `cache_ignore` or `secret` input may be given: every [`WireInput`] mode
+/// except the upstream handles ([`ByArtifact`], [`ByArtifactRef`]).
+pub trait ValueMode {}
+impl ValueMode for ByValue {}
+impl ValueMode for Stub {}
+impl ValueMode for StubRef {}
+
 impl<T> WireInput<T, ByArtifact> for Artifact<T> {
     #[inline]
     fn into_input(self) -> Input<T> {

@@ -121,6 +121,10 @@ pub struct InputSpec {
     pub(crate) source: InputSource,
     pub(crate) graph: Option<u64>,
     pub(crate) error: Option<ParamError>,
+    /// Named in the step's `cache_ignore`: a parameter left out of the cache key.
+    pub(crate) ignored: bool,
+    /// Named in the step's `secret`: a parameter whose value is never stored or shown.
+    pub(crate) secret: bool,
 }
 
 /// Why a parameter could not be encoded. Kept as a value (not a message) so that every run
@@ -190,6 +194,8 @@ impl InputSpec {
                 },
                 graph: Some(a.graph),
                 error: None,
+                ignored: false,
+                secret: false,
             },
             Input::Value(v) => {
                 let canonical = crate::canonical::to_canonical_bytes(&v);
@@ -256,6 +262,8 @@ impl InputSpec {
             }),
             graph: None,
             error,
+            ignored: false,
+            secret: false,
         }
     }
 }
@@ -285,6 +293,20 @@ fn decode_copy<T: DeserializeOwned + Send + 'static>(
 ) -> std::result::Result<Box<dyn Any + Send>, BoxError> {
     let (v, _): (T, usize) = bincode::serde::decode_from_slice(bytes, bincode::config::standard())?;
     Ok(Box::new(v))
+}
+
+impl InputSpec {
+    /// Applies the step's `cache_ignore` and `secret` lists to this input. A secret
+    /// parameter's JSON and text are replaced by `<secret>` here, when the graph is built,
+    /// so nothing later (key components, records, reports) can show its value.
+    pub(crate) fn mark(&mut self, ignored: bool, secret: bool) {
+        self.ignored = ignored;
+        self.secret = secret;
+        if let (true, InputSource::Param(p)) = (secret, &mut self.source) {
+            p.json = serde_json::Value::String(crate::key::SECRET.to_string());
+            p.text = Some(crate::key::SECRET.to_string());
+        }
+    }
 }
 
 /// What the `#[step]` macro hands over for one call in a pipeline body.

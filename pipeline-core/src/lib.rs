@@ -19,6 +19,7 @@ pub mod config;
 mod context;
 mod error;
 mod executor;
+mod expiry;
 mod graph;
 mod key;
 mod local_fs;
@@ -41,6 +42,7 @@ pub use crate::cacher::{Bincode, Cacher, Json};
 pub use crate::cancel::CancelToken;
 pub use crate::context::{context, StepContext};
 pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
+pub use crate::expiry::parse_expiry;
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Run, StepReport};
@@ -89,8 +91,10 @@ pub mod __private {
     };
     /// How a pipeline body's arguments become step inputs (see `checks.rs`).
     pub use crate::checks::{
-        ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, WireInput,
+        ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, ValueMode, WireInput,
     };
+    /// `#[step(cache_expires = "..")]`, read in a constant (see `expiry.rs`).
+    pub use crate::expiry::expiry_or_panic;
     /// The step registry (see `worker.rs`): one entry per `#[step]`.
     pub use crate::wire::rebuild;
     /// The generic half of a step's wiring (see `wire.rs`).

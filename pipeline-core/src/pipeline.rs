@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::artifact::{Artifact, BoundArtifact};
 use crate::cancel::CancelToken;
@@ -115,6 +116,8 @@ pub struct Pipeline<O> {
     step_resources: HashMap<String, Resources>,
     step_policy: HashMap<String, PolicyOverride>,
     cancel: Option<CancelToken>,
+    cache_expires: Option<Duration>,
+    step_cache_expires: HashMap<String, Duration>,
 }
 
 impl<O: PipelineOutput> Pipeline<O> {
@@ -139,6 +142,8 @@ impl<O: PipelineOutput> Pipeline<O> {
             step_resources: HashMap::new(),
             step_policy: HashMap::new(),
             cancel: None,
+            cache_expires: None,
+            step_cache_expires: HashMap::new(),
         }
     }
 
@@ -195,6 +200,52 @@ impl<O: PipelineOutput> Pipeline<O> {
     /// ```
     pub fn step_resources(mut self, step: impl Into<String>, resources: Resources) -> Self {
         self.step_resources.insert(step.into(), resources);
+        self
+    }
+
+    /// Reuses no execution older than `expires_after` in the runs of this pipeline value:
+    /// an older one is a miss whose reason says `cached execution expired (produced 8d
+    /// ago, expires after 7d)`, and the step executes again (under the same cache key: its
+    /// new execution is the one later runs reuse). It replaces every step's own
+    /// `#[step(cache_expires = "..")]`; [`step_cache_expires`](Self::step_cache_expires)
+    /// beats it. Expiry never enters a cache key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use pipeline::prelude::*;
+    ///
+    /// #[step(cache_expires = "7d")]
+    /// fn fetch(day: u32) -> u32 {
+    ///     day + 1
+    /// }
+    ///
+    /// #[pipeline]
+    /// fn daily(day: u32) -> Artifact<u32> {
+    ///     fetch(day)
+    /// }
+    ///
+    /// fn main() -> Result<(), Box<dyn std::error::Error>> {
+    ///     # let dir = tempfile::tempdir()?;
+    ///     let p = daily(3);
+    ///     # let p = p.store_path(dir.path());
+    ///     p.run()?;
+    ///     let run = p.clone().cache_expires(Duration::from_secs(3600)).run()?;
+    ///     assert_eq!(run.step("fetch").map(|s| s.status()), Some(StepStatus::Cached));
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn cache_expires(mut self, expires_after: Duration) -> Self {
+        self.cache_expires = Some(expires_after);
+        self
+    }
+
+    /// Sets the cache expiry of one step in the runs of this pipeline value, by its call
+    /// name (`normalizer`, `normalizer_2`) or its step name (every call of it). This is the
+    /// strongest setting: it beats [`cache_expires`](Self::cache_expires) and the step's
+    /// own `cache_expires`. A name the pipeline does not have makes `run()` fail with
+    /// [`Error::UnknownStep`](crate::Error::UnknownStep).
+    pub fn step_cache_expires(mut self, step: impl Into<String>, expires_after: Duration) -> Self {
+        self.step_cache_expires.insert(step.into(), expires_after);
         self
     }
 
@@ -401,6 +452,8 @@ impl<O: PipelineOutput> Pipeline<O> {
             pipeline_cache: self.def.enable_cache,
             step_cache: self.step_cache.clone(),
             step_resources: self.step_resources.clone(),
+            cache_expires: self.cache_expires,
+            step_cache_expires: self.step_cache_expires.clone(),
             step_policy: self.step_policy.clone(),
             max_parallelism: self.max_parallelism.unwrap_or(in_flight),
             run_name: self.run_name.clone(),

@@ -194,6 +194,22 @@ pub enum Reason {
         /// New value, as JSON.
         new: String,
     },
+    /// A `secret` parameter differs: its values are never shown, so neither is this.
+    SecretChanged {
+        /// Parameter name.
+        name: String,
+    },
+    /// The reused execution is older than the step's `cache_expires` (or the run's): the
+    /// step executes again under the same key.
+    CacheExpired {
+        /// How long before the lookup the execution finished (seconds in the JSON, as
+        /// `age_s`).
+        #[serde(rename = "age_s", serialize_with = "seconds")]
+        age: std::time::Duration,
+        /// The expiry that applied (seconds in the JSON, as `expires_after_s`).
+        #[serde(rename = "expires_after_s", serialize_with = "seconds")]
+        expires_after: std::time::Duration,
+    },
     /// An input artifact's content differs.
     InputChanged {
         /// Input name.
@@ -280,6 +296,13 @@ pub(crate) fn short_type_name(full: &str) -> String {
     out
 }
 
+fn seconds<S: serde::Serializer>(
+    d: &std::time::Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(d.as_secs_f64())
+}
+
 /// ` (output `name`)` for a named output of a multi-output step; nothing for `output`.
 fn which_output(output: &str) -> String {
     if output == "output" {
@@ -319,6 +342,19 @@ impl fmt::Display for Reason {
             Reason::ParameterChanged { name, old, new } => {
                 write!(f, "parameter `{name}` changed ({old} -> {new})")
             }
+            Reason::SecretChanged { name } => {
+                write!(
+                    f,
+                    "parameter `{name}` changed ({})",
+                    crate::key::SECRET_CHANGED
+                )
+            }
+            Reason::CacheExpired { age, expires_after } => write!(
+                f,
+                "cached execution expired (produced {} ago, expires after {})",
+                crate::policy::human_duration(*age),
+                crate::policy::human_duration(*expires_after)
+            ),
             Reason::InputChanged { name, producer } => {
                 write!(f, "input `{name}` changed (produced by `{producer}`)")
             }

@@ -100,6 +100,12 @@ pub struct StepInfo {
     pub enable_cache: Option<bool>,
     /// The step's own `resources(..)` option, if given.
     pub resources: Option<&'static Resources>,
+    /// The step's `cache_ignore = [..]`: parameters left out of its cache key.
+    pub cache_ignore: &'static [&'static str],
+    /// The step's `secret = [..]`: parameters stored and shown only as a hash.
+    pub secret: &'static [&'static str],
+    /// The step's own `cache_expires = ".."`, if given.
+    pub cache_expires: Option<std::time::Duration>,
     /// The step's own retries and timeout (`retries = 3`, `timeout = "10m"`), if given.
     pub policy: Option<&'static crate::policy::StepPolicy>,
     /// An `async fn` step: it waits without taking a `max_parallelism` slot.
@@ -359,6 +365,14 @@ fn def<I: InputList, O: OutputList>(
     let info = &entry.info;
     let mut inputs = Vec::with_capacity(info.inputs.len());
     I::specs(&in_ops, given, info.inputs, &mut inputs);
+    if !info.cache_ignore.is_empty() || !info.secret.is_empty() {
+        for input in &mut inputs {
+            input.mark(
+                info.cache_ignore.contains(&input.name),
+                info.secret.contains(&input.name),
+            );
+        }
+    }
     let mut outputs = Vec::with_capacity(info.outputs.len());
     O::specs(&out_ops, cachers, info.outputs, &mut outputs);
     StepDef {

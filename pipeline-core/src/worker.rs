@@ -564,6 +564,19 @@ fn replay_step(store: &Store, run: &str, step: &str) -> Result<Replayed, BoxErro
         .map(|input| match (input.content_hash, input.value_blob) {
             (Some(_), _) => Ok(None),
             (None, Some(blob)) => read_param(store, blob).map(Some),
+            (None, None)
+                if record
+                    .components
+                    .inputs
+                    .iter()
+                    .any(|c| c.name() == input.name && c.is_secret()) =>
+            {
+                Err(format!(
+                    "parameter `{}` is secret: its value is never stored, so the step cannot be replayed",
+                    input.name
+                )
+                .into())
+            }
             (None, None) => Err(format!(
                 "parameter `{}` has no stored form (recorded before schema 8, or on a row that did not claim its key)",
                 input.name

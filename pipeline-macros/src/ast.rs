@@ -26,6 +26,10 @@ pub(crate) struct StepInput {
     pub arg_ty: Type,
     /// The stored value type `T`.
     pub value_ty: Type,
+    /// Named in `cache_ignore = [..]`: a parameter left out of the cache key.
+    pub ignored: bool,
+    /// Named in `secret = [..]`: a parameter stored and shown only as a hash.
+    pub secret: bool,
 }
 
 pub(crate) struct StepOutputs {
@@ -180,12 +184,15 @@ pub(crate) fn analyse_step(
             continue;
         }
         inputs.push(StepInput {
+            ignored: options.cache_ignore.contains(&name),
+            secret: options.secret.contains(&name),
             name,
             mode,
             arg_ty,
             value_ty,
         });
     }
+    ok &= check_parameter_lists(&item, &inputs, options, errors);
     let outputs = analyse_outputs(&item, options, errors);
     if !ok {
         return None;
@@ -195,6 +202,70 @@ pub(crate) fn analyse_step(
         inputs,
         outputs: outputs?,
     })
+}
+
+/// `cache_ignore = [..]` and `secret = [..]` name arguments of the step that can be
+/// parameters: each error is spanned at the name in the attribute.
+fn check_parameter_lists(
+    item: &ItemFn,
+    inputs: &[StepInput],
+    options: &StepOptions,
+    errors: &mut Errors,
+) -> bool {
+    let arguments: Vec<String> = item
+        .sig
+        .inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(pt) => match &*pt.pat {
+                Pat::Ident(p) => Some(p.ident.to_string()),
+                _ => None,
+            },
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let mut ok = true;
+    for (option, names, why) in [
+        (
+            "cache_ignore",
+            &options.cache_ignore,
+            "an upstream artifact's content is what the step computes from, so it always enters the cache key",
+        ),
+        (
+            "secret",
+            &options.secret,
+            "an upstream artifact is already stored by the step that produced it",
+        ),
+    ] {
+        for name in names {
+            if !arguments.contains(&name.to_string()) {
+                let listed = if arguments.is_empty() {
+                    "the step has no arguments".to_string()
+                } else {
+                    format!("the arguments are: {}", arguments.join(", "))
+                };
+                errors.spanned(
+                    name,
+                    format!("`{option}` names `{name}`, which is not an argument of this step; {listed}"),
+                );
+                ok = false;
+            } else if let Some(input) = inputs
+                .iter()
+                .find(|i| i.name == *name && i.mode == Mode::Handle)
+            {
+                let ty = &input.value_ty;
+                errors.spanned(
+                    name,
+                    format!(
+                        "`{option}` takes parameters, but `{name}: Artifact<{}>` is always an upstream artifact; {why}",
+                        crate::expand::type_string(ty)
+                    ),
+                );
+                ok = false;
+            }
+        }
+    }
+    ok
 }
 
 /// Whether `ty` names one concrete type (no `impl Trait`, `_` or trait object).

@@ -15,6 +15,8 @@ use crate::errors::Errors;
 pub(crate) const STEP_OPTIONS: &[&str] = &[
     "backoff",
     "build_profile",
+    "cache_expires",
+    "cache_ignore",
     "cacher",
     "crate",
     "deps",
@@ -24,6 +26,7 @@ pub(crate) const STEP_OPTIONS: &[&str] = &[
     "resources",
     "retries",
     "retry_delay",
+    "secret",
     "source_file",
     "timeout",
     "uses",
@@ -40,6 +43,12 @@ pub(crate) const PART_OPTIONS: &[&str] = &["build_profile", "deps", "source_file
 /// what it computes, so changing one keeps the cache.
 pub(crate) const RUNTIME_OPTIONS: &[&str] =
     &["backoff", "resources", "retries", "retry_delay", "timeout"];
+
+/// Step options left out of the code signature because the cache key sees their effect
+/// directly (`cache_ignore` takes parameters out of it, `secret` keeps them in but hides
+/// their values), or must not see it at all (`cache_expires`: an expired entry executes
+/// again under the same key).
+pub(crate) const KEY_OPTIONS: &[&str] = &["cache_expires", "cache_ignore", "secret"];
 
 /// The keys of `resources(..)`, as `sbatch` options: `--cpus-per-task`, `--mem`,
 /// `--gres=gpu:N`, `--time`.
@@ -129,6 +138,14 @@ pub(crate) struct StepOptions {
     /// `resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")`: what the step asks of the
     /// machine that runs it.
     pub resources: Option<ResourceOptions>,
+    /// `cache_ignore = [threads, verbose]`: parameters left out of the cache key.
+    pub cache_ignore: Vec<Ident>,
+    /// `secret = [token]`: parameters whose values enter the key but are stored only as a
+    /// hash, and shown as `<secret>`.
+    pub secret: Vec<Ident>,
+    /// `cache_expires = "7d"`: how long a completed execution may be reused; read by the
+    /// runtime's own `const` parser (see `expand/step.rs`).
+    pub cache_expires: Option<LitStr>,
     /// `retries`, `retry_delay`, `backoff` and `timeout`.
     pub policy: PolicyOptions,
     /// Parsing stopped at a syntax error, so options after it are unknown.
@@ -334,6 +351,45 @@ fn parse_deps(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Ve
     }
     if names.is_empty() {
         errors.push(meta.error("`deps = []` is empty; name the crates whose versions matter, e.g. `deps = [smartcore]`"));
+    }
+    Ok(names)
+}
+
+/// `cache_ignore = [threads, verbose]` or `secret = [token]`: argument names, each once.
+/// Whether each names an argument is checked against the function (`ast.rs`).
+fn parse_names(meta: &ParseNestedMeta<'_>, errors: &mut Errors) -> syn::Result<Vec<Ident>> {
+    let key = key_of(meta);
+    let example = if key == "secret" {
+        "secret = [token]"
+    } else {
+        "cache_ignore = [threads, verbose]"
+    };
+    let input = meta.value()?;
+    if !input.peek(syn::token::Bracket) {
+        return Err(input.error(format!(
+            "`{key}` expects a list of the step's argument names, e.g. `{example}`"
+        )));
+    }
+    let content;
+    syn::bracketed!(content in input);
+    let list = Punctuated::<Ident, Token![,]>::parse_terminated(&content).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            format!("`{key}` expects argument names, e.g. `{example}`"),
+        )
+    })?;
+    let mut names: Vec<Ident> = Vec::new();
+    for name in list {
+        if names.contains(&name) {
+            errors.spanned(&name, format!("duplicate name `{name}` in `{key}`"));
+        } else {
+            names.push(name);
+        }
+    }
+    if names.is_empty() {
+        errors.push(meta.error(format!(
+            "`{key} = []` is empty; name the step's arguments, e.g. `{example}`"
+        )));
     }
     Ok(names)
 }
@@ -594,6 +650,12 @@ pub(crate) fn parse_step(tokens: TokenStream, errors: &mut Errors) -> StepOption
             "cacher" => o.cachers = parse_cachers(&meta)?,
             // resources(cpus = 4, mem = "8G", gpus = 1, time = "2h")
             "resources" => o.resources = Some(parse_resources(&meta, errors)?),
+            // cache_ignore = [threads, verbose]
+            "cache_ignore" => o.cache_ignore = parse_names(&meta, errors)?,
+            // secret = [token]
+            "secret" => o.secret = parse_names(&meta, errors)?,
+            // cache_expires = "7d"
+            "cache_expires" => o.cache_expires = parse_str(&meta, errors, "7d")?,
             // retries = 3
             "retries" => o.policy.retries = parse_count(&meta, errors, "retries = 3", 0)?,
             // retry_delay = "2s"
@@ -776,11 +838,21 @@ mod tests {
                 crate = ::re::pipeline,
                 deps = [smartcore, "tracing-subscriber"],
                 build_profile = true,
-                source_file = false
+                source_file = false,
+                cache_ignore = [threads, verbose],
+                secret = [token],
+                cache_expires = "7d"
             ),
             &mut errors,
         );
         assert!(errors.is_empty());
+        let names = |v: &[Ident]| v.iter().map(Ident::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&o.cache_ignore), ["threads", "verbose"]);
+        assert_eq!(names(&o.secret), ["token"]);
+        assert_eq!(
+            o.cache_expires.as_ref().map(LitStr::value).as_deref(),
+            Some("7d")
+        );
         assert_eq!(o.uses.iter().filter(|u| u.bang.is_some()).count(), 1);
         let deps: Vec<String> = o.deps.iter().map(LitStr::value).collect();
         assert_eq!(deps, ["smartcore", "tracing-subscriber"]);
@@ -800,6 +872,16 @@ mod tests {
             step_errors(quote!(cache = true, enable_cache = "yes", name = 3)),
             3
         );
+    }
+
+    #[test]
+    fn parameter_lists_refuse_duplicates_empty_lists_and_non_names() {
+        assert_eq!(step_errors(quote!(cache_ignore = [a, a])), 1);
+        assert_eq!(step_errors(quote!(secret = [])), 1);
+        assert_eq!(step_errors(quote!(cache_ignore = ["a"])), 1);
+        assert_eq!(step_errors(quote!(secret = token)), 1);
+        assert_eq!(step_errors(quote!(cache_expires = 7)), 1);
+        assert_eq!(step_errors(quote!(cache_ignore = [a], secret = [a])), 0);
     }
 
     #[test]
@@ -841,6 +923,9 @@ mod tests {
             "deps",
             "build_profile",
             "source_file",
+            "cache_ignore",
+            "secret",
+            "cache_expires",
             "bogus",
             "",
             "1",

@@ -763,14 +763,22 @@ fn inputs_section(
             InputComponent::Parameter {
                 name,
                 type_name,
-                value,
-                text,
+                ignored,
                 ..
             } => {
-                let shown = text.clone().unwrap_or_else(|| value.to_string());
+                // `value_text` shows a secret as `<secret>`; an ignored parameter is
+                // recorded for lineage but is not in the key.
+                let shown = input.value_text().unwrap_or_default();
+                let kind = if *ignored {
+                    "parameter, not in the cache key"
+                } else if input.is_secret() {
+                    "secret parameter"
+                } else {
+                    "parameter"
+                };
                 let _ = writeln!(
                     out,
-                    r#"<tr data-input="{n}"><td>{n}</td><td>parameter <code>{t}</code></td><td><code>{v}</code></td><td></td></tr>"#,
+                    r#"<tr data-input="{n}"><td>{n}</td><td>{kind} <code>{t}</code></td><td><code>{v}</code></td><td></td></tr>"#,
                     n = esc(name),
                     t = esc(type_name),
                     v = esc(&shown),

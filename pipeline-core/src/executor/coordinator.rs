@@ -324,6 +324,20 @@ impl<'a> State<'a> {
             .unwrap_or(true)
     }
 
+    /// How long an execution of `node` may be reused: `step_cache_expires(..)` by call
+    /// name, then by step name, then the run's `cache_expires(..)`, then the step's own
+    /// `cache_expires`; `None`: for ever.
+    fn cache_expiry(&self, node: &Node) -> Option<Duration> {
+        let settings = &self.settings;
+        settings
+            .step_cache_expires
+            .get(&node.name)
+            .or_else(|| settings.step_cache_expires.get(node.step))
+            .copied()
+            .or(settings.cache_expires)
+            .or_else(|| node.entry.and_then(|e| e.info.cache_expires))
+    }
+
     /// The key components of `node`, whose upstream nodes are done (a skipped node's
     /// unknown upstream hashes are recorded empty).
     fn components(&self, node: &Node) -> KeyComponents {
@@ -343,6 +357,8 @@ impl<'a> State<'a> {
                 hash: p.hash,
                 value: &p.json,
                 text: p.text.as_deref(),
+                ignored: input.ignored,
+                secret: input.secret,
             },
         });
         let outputs = node.outputs.iter().map(|o| &o.decl);
@@ -395,6 +411,10 @@ impl<'a> State<'a> {
         let clock = Instant::now();
         let components = self.components(node);
         let key = components.cache_key();
+        let expiry = self.cache_expiry(node);
+        let now_us = time::now_micros();
+        let not_before_us =
+            expiry.map(|e| now_us.saturating_sub(i64::try_from(e.as_micros()).unwrap_or(i64::MAX)));
         if !self.cache_enabled(node) {
             self.queued.push_back(Job {
                 node: id,
@@ -407,6 +427,7 @@ impl<'a> State<'a> {
                 lease: None,
                 params: Vec::new(),
                 span: None,
+                not_before_us,
             });
             return Ok(());
         }
@@ -416,7 +437,22 @@ impl<'a> State<'a> {
         // ~100 us (every dirtied index page rewritten to the WAL). A miss is claimed in a
         // transaction of its own, in `acquire`,
         // which looks again before claiming the key.
-        if let Some(found) = self.ledger.lookup(key)? {
+        // An execution older than the step's expiry is a miss that says so; the step
+        // executes again under the same key, and its new row wins later lookups.
+        let mut expired = None;
+        let found = match (self.ledger.lookup(key)?, expiry) {
+            (Some(found), Some(expires_after)) => {
+                match crate::expiry::expired(found.produced_at_us, now_us, expires_after) {
+                    Some(age) => {
+                        expired = Some(Reason::CacheExpired { age, expires_after });
+                        None
+                    }
+                    None => Some(found),
+                }
+            }
+            (found, _) => found,
+        };
+        if let Some(found) = found {
             let execution = found.execution;
             let span = step_span(&self.span, node, Some(key));
             span.in_scope(|| info!(target: "pipeline", "Using cached version of `{}`.", node.name));
@@ -448,9 +484,12 @@ impl<'a> State<'a> {
         }
         // A miss is claimed only when a worker is free to run it (`claim`), so no claim
         // waits in the queue, and two processes running the same graph share its keys out.
-        let (reason, compared) =
+        let (mut reason, compared) =
             self.ledger
                 .explain_miss(node.step, self.ordinals[id], &components)?;
+        if let Some(expired) = expired {
+            reason = expired;
+        }
         self.queued.push_back(Job {
             node: id,
             key,
@@ -462,6 +501,7 @@ impl<'a> State<'a> {
             lease: None,
             params: Vec::new(),
             span: None,
+            not_before_us,
         });
         Ok(())
     }
@@ -671,6 +711,8 @@ impl<'a> State<'a> {
             Some("it has no registry entry")
         } else if job.lease.is_none() {
             Some("caching is off for it, so there is no claim to hand to a worker")
+        } else if node.inputs.iter().any(|input| input.secret) {
+            Some("a secret parameter is never stored, so no worker could read it")
         } else if node.inputs.iter().enumerate().any(|(i, input)| {
             matches!(input.source, InputSource::Param(_))
                 && job.params.get(i).copied().flatten().is_none()

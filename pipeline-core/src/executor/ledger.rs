@@ -50,6 +50,8 @@ pub(super) struct Reusable {
     pub(super) outputs: Vec<(Hash128, u64)>,
     /// The execution holding its output rows, which the cached row points at.
     pub(super) holder: OutputsHolder,
+    /// When that execution finished (microseconds since the Unix epoch).
+    pub(super) produced_at_us: i64,
 }
 
 /// What claiming a key found (see [`Ledger::acquire`]).
@@ -145,8 +147,10 @@ impl<'a> Ledger<'a> {
                 execution,
                 outputs,
                 holder,
+                produced_at_us,
             } => Some(Reusable {
                 execution,
+                produced_at_us,
                 outputs,
                 holder,
             }),
@@ -185,6 +189,7 @@ impl<'a> Ledger<'a> {
                 })
                 .collect(),
             outputs: node.outputs.iter().map(|o| o.decl.clone()).collect(),
+            not_before_us: job.not_before_us,
         };
         Ok(match self.store.begin_step(&step)? {
             Begin::Hit {
@@ -234,11 +239,13 @@ impl<'a> Ledger<'a> {
     /// blob, for a worker process or a later replay to decode; returns the blobs' hashes,
     /// `None` for artifacts. Only for a step about to be claimed: cached steps write nothing.
     /// A parameter that cannot be encoded gets no blob (its step can then only run on
-    /// threads, and cannot be replayed).
+    /// threads, and cannot be replayed); neither does a `secret` one, whose value is never
+    /// written anywhere.
     pub(super) fn write_params(&self, node: &Node) -> Result<Vec<Option<Hash128>>> {
         node.inputs
             .iter()
             .map(|input| match &input.source {
+                InputSource::Param(_) if input.secret => Ok(None),
                 InputSource::Param(p) => match (p.encode)(&p.value) {
                     Ok(bytes) => {
                         let mut writer = self.store.blob_writer()?;

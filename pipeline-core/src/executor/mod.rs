@@ -68,6 +68,10 @@ pub(crate) struct RunSettings {
     /// Per-step resources for this run, by call name or step name; they replace the
     /// step's own `resources(..)`.
     pub(crate) step_resources: HashMap<String, Resources>,
+    /// The pipeline value's `cache_expires(..)`: beats the steps' own `cache_expires`.
+    pub(crate) cache_expires: Option<Duration>,
+    /// Per-step expiries for this run, by call name or step name: the strongest setting.
+    pub(crate) step_cache_expires: HashMap<String, Duration>,
     /// Per-step retries and timeouts for this run, by call name or step name; they replace
     /// the step's own options.
     pub(crate) step_policy: HashMap<String, PolicyOverride>,
@@ -116,6 +120,9 @@ pub(super) struct Job {
     /// The step's span, when it was opened before the job was queued (a step that waited
     /// for another run's claim).
     pub(super) span: Option<Span>,
+    /// The step's cache expiry as a time (microseconds since the Unix epoch): an execution
+    /// that finished before it is not reused when the key is claimed.
+    pub(super) not_before_us: Option<i64>,
 }
 
 fn new_run_id(started: i64) -> String {
@@ -153,6 +160,11 @@ pub(crate) fn execute(
             (settings.step_resources.keys())
                 .find(|k| !known(k))
                 .map(|k| (k, "set resources for"))
+        })
+        .or_else(|| {
+            (settings.step_cache_expires.keys())
+                .find(|k| !known(k))
+                .map(|k| (k, "set a cache expiry for"))
         })
         .or_else(|| {
             (settings.step_policy.keys())

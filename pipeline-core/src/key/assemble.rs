@@ -37,6 +37,10 @@ pub(crate) enum KeyInput<'a> {
         value: &'a serde_json::Value,
         /// The value as text where JSON cannot show it (for explanations).
         text: Option<&'a str>,
+        /// Named in the step's `cache_ignore`: left out of the key.
+        ignored: bool,
+        /// Named in the step's `secret`: `value` and `text` are `<secret>` already.
+        secret: bool,
     },
 }
 
@@ -67,13 +71,27 @@ pub(crate) fn components<'a>(
                 hash,
                 value,
                 text,
+                ignored,
+                secret,
             } => InputComponent::Parameter {
                 name: name.to_string(),
                 type_name: type_name.to_string(),
                 shape: shape.to_string(),
                 hash: hash.to_hex(),
-                value: value.clone(),
-                text: text.map(str::to_string),
+                // A secret's value never reaches the components, even if the caller
+                // passed it.
+                value: if secret {
+                    serde_json::Value::String(crate::key::SECRET.to_string())
+                } else {
+                    value.clone()
+                },
+                text: if secret {
+                    Some(crate::key::SECRET.to_string())
+                } else {
+                    text.map(str::to_string)
+                },
+                ignored,
+                secret,
             },
         })
         .collect();
@@ -116,6 +134,8 @@ mod tests {
                     hash: Hash128(3),
                     value: &json,
                     text: None,
+                    ignored: false,
+                    secret: false,
                 },
                 KeyInput::Artifact {
                     name: "data",

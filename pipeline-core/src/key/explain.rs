@@ -71,8 +71,13 @@ impl Reason {
                 });
             }
         }
-        for input in &new.inputs {
-            let before = old.inputs.iter().find(|i| i.name() == input.name());
+        // A `cache_ignore` parameter is not in the key: a change of it explains nothing.
+        for input in new.inputs.iter().filter(|i| i.in_key()) {
+            let before = old
+                .inputs
+                .iter()
+                .find(|i| i.name() == input.name())
+                .filter(|i| i.in_key());
             match (before, input) {
                 (
                     Some(
@@ -98,7 +103,11 @@ impl Reason {
                             type_name: type_name.clone(),
                         });
                     }
-                    if h0 != hash || t0 != type_name {
+                    if (h0 != hash || t0 != type_name) && (before.is_secret() || input.is_secret())
+                    {
+                        // Never a value, not even the hash: only that it changed.
+                        out.push(Reason::SecretChanged { name: name.clone() });
+                    } else if h0 != hash || t0 != type_name {
                         out.push(Reason::ParameterChanged {
                             name: name.clone(),
                             old: before.value_text().unwrap_or_default(),
@@ -129,6 +138,7 @@ impl Reason {
                     (
                         i.name().to_string(),
                         matches!(i, InputComponent::Parameter { .. }),
+                        i.in_key(),
                     )
                 })
                 .collect::<Vec<_>>()
@@ -199,6 +209,8 @@ mod tests {
                 hash: param_hash.into(),
                 value: serde_json::json!("Fast"),
                 text: None,
+                ignored: false,
+                secret: false,
             }],
         }
     }
@@ -252,5 +264,67 @@ mod tests {
             Reason::differences(&old, &new),
             vec![Reason::DeclarationChanged]
         );
+    }
+}
+
+#[cfg(test)]
+mod key_option_tests {
+    use super::*;
+    use crate::key::{Hash128, SECRET};
+
+    fn with_param(
+        name: &str,
+        hash: u128,
+        value: &str,
+        ignored: bool,
+        secret: bool,
+    ) -> KeyComponents {
+        KeyComponents {
+            format: crate::key::KEY_FORMAT_VERSION,
+            step: "fetch".into(),
+            module: String::new(),
+            code_parts: Vec::new(),
+            code_signature: "0000000000000001".into(),
+            outputs: Vec::new(),
+            inputs: vec![InputComponent::Parameter {
+                name: name.into(),
+                type_name: "alloc::string::String".into(),
+                shape: String::new(),
+                hash: Hash128(hash).to_hex(),
+                value: serde_json::json!(if secret { SECRET } else { value }),
+                text: secret.then(|| SECRET.to_string()),
+                ignored,
+                secret,
+            }],
+        }
+    }
+
+    #[test]
+    fn an_ignored_parameter_never_explains_a_miss() {
+        let old = with_param("verbose", 1, "yes", true, false);
+        let new = with_param("verbose", 2, "no", true, false);
+        assert_eq!(old.cache_key(), new.cache_key());
+        assert!(Reason::differences(&old, &new).is_empty());
+    }
+
+    #[test]
+    fn a_changed_secret_shows_no_value() {
+        let old = with_param("token", 1, "", false, true);
+        let new = with_param("token", 2, "", false, true);
+        let reason = Reason::explain(Some(&old), &new);
+        assert_eq!(
+            reason,
+            Reason::SecretChanged {
+                name: "token".into()
+            }
+        );
+        assert_eq!(
+            reason.to_string(),
+            "parameter `token` changed (<secret, changed>)"
+        );
+        // Made secret since a run that showed it: still no value, the old one included.
+        let shown = with_param("token", 1, "hunter2", false, false);
+        let text = Reason::explain(Some(&shown), &new).to_string();
+        assert!(!text.contains("hunter2"), "{text}");
     }
 }

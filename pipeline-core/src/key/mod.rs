@@ -9,6 +9,19 @@
 //! canonical bytes). The components are recorded beside the key so a miss can say exactly
 //! what changed.
 //!
+//! Step options that touch the key:
+//! * `cache_ignore = [threads, verbose]` removes the named parameters from the key (as
+//!   Flyte's `cache_ignore_input_vars`): runs that differ only in them share entries. Their
+//!   values are still recorded with the components (flagged `ignored`), for lineage, but
+//!   no miss is ever explained by them.
+//! * `secret = [token]` keeps the parameter's canonical bytes in the key, but its value is
+//!   never stored: the components record its hash, flagged `secret`, with `<secret>` as
+//!   its value, and a changed secret is explained as `<secret, changed>`.
+//! * `cache_expires = "7d"`, retries, timeouts and resources never enter the key: an
+//!   expired entry executes again under the same key.
+//!
+//! Keys of steps that use none of these options are those of key format 2, unchanged.
+//!
 //! `assemble.rs` builds the components of a step call; `explain.rs` diffs two sets of them
 //! into the [`Reason`](crate::Reason)s a miss is explained by.
 
@@ -29,6 +42,12 @@ pub(crate) use assemble::{components, KeyInput};
 /// parameters are encoded in canonical order; the module that defines the step and the
 /// complete run-time code signature enter the key.
 pub const KEY_FORMAT_VERSION: u32 = 2;
+
+/// What a secret parameter's value is replaced by wherever it would be recorded or shown.
+pub const SECRET: &str = "<secret>";
+
+/// What a changed secret parameter shows instead of its old and new values.
+pub const SECRET_CHANGED: &str = "<secret, changed>";
 
 /// A 128-bit hash (content hash or cache key).
 ///
@@ -163,6 +182,13 @@ pub enum InputComponent {
         /// key.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         text: Option<String>,
+        /// Named in the step's `cache_ignore`: left out of the key, recorded for lineage.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        ignored: bool,
+        /// Named in the step's `secret`: `hash` enters the key, `value` and `text` are
+        /// `<secret>`.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        secret: bool,
     },
 }
 
@@ -179,10 +205,21 @@ impl InputComponent {
     /// `text` field). `None` for an artifact.
     pub fn value_text(&self) -> Option<String> {
         match self {
+            InputComponent::Parameter { secret: true, .. } => Some(SECRET.to_string()),
             InputComponent::Parameter { text: Some(t), .. } => Some(t.clone()),
             InputComponent::Parameter { value, .. } => Some(value.to_string()),
             InputComponent::Artifact { .. } => None,
         }
+    }
+
+    /// Whether this input enters the cache key: every input but a `cache_ignore` one.
+    pub fn in_key(&self) -> bool {
+        !matches!(self, InputComponent::Parameter { ignored: true, .. })
+    }
+
+    /// Whether this is a `secret` parameter.
+    pub fn is_secret(&self) -> bool {
+        matches!(self, InputComponent::Parameter { secret: true, .. })
     }
 }
 
@@ -233,8 +270,11 @@ impl KeyComponents {
             field(o.cacher.as_bytes());
             field(&o.cacher_version.to_le_bytes());
         }
-        field(&(self.inputs.len() as u64).to_le_bytes());
-        for i in &self.inputs {
+        // `cache_ignore` parameters are left out, count included, so a step without them
+        // keeps its key.
+        let keyed = self.inputs.iter().filter(|i| i.in_key());
+        field(&(keyed.clone().count() as u64).to_le_bytes());
+        for i in keyed {
             match i {
                 InputComponent::Artifact {
                     name, content_hash, ..
@@ -321,6 +361,8 @@ impl KeyComponents {
                     hash,
                     value,
                     text,
+                    ignored,
+                    secret,
                 } => {
                     h.put(b"p");
                     h.put(name.as_bytes());
@@ -334,6 +376,13 @@ impl KeyComponents {
                     match text {
                         Some(text) => h.put(text.as_bytes()),
                         None => h.put(b"\xff"),
+                    }
+                    // Only when set, so rows without these options keep their fingerprints.
+                    if *ignored {
+                        h.put(b"ignored");
+                    }
+                    if *secret {
+                        h.put(b"secret");
                     }
                 }
             }
@@ -394,8 +443,61 @@ mod tests {
                 hash: Hash128(1).to_hex(),
                 value: serde_json::json!(0.1),
                 text: None,
+                ignored: false,
+                secret: false,
             }],
         }
+    }
+
+    #[test]
+    fn ignored_parameters_leave_the_key_and_secret_ones_stay() {
+        let base = components();
+        let with = |ignored: bool, secret: bool, value: f64| {
+            let mut c = components();
+            c.inputs.push(InputComponent::Parameter {
+                name: "threads".into(),
+                type_name: "u32".into(),
+                shape: "c".repeat(32),
+                hash: Hash128(value as u128).to_hex(),
+                value: serde_json::json!(value),
+                text: None,
+                ignored,
+                secret,
+            });
+            c
+        };
+        // An ignored parameter, whatever its value, gives the key of the step without it.
+        assert_eq!(with(true, false, 4.0).cache_key(), base.cache_key());
+        assert_eq!(with(true, false, 8.0).cache_key(), base.cache_key());
+        assert_ne!(with(false, false, 4.0).cache_key(), base.cache_key());
+        // A secret one is in the key by its hash, as a plain parameter is.
+        assert_eq!(
+            with(false, true, 4.0).cache_key(),
+            with(false, false, 4.0).cache_key()
+        );
+        assert_ne!(
+            with(false, true, 4.0).cache_key(),
+            with(false, true, 8.0).cache_key()
+        );
+        // The flags are recorded fields: the fingerprint sees them.
+        assert_ne!(
+            with(true, false, 4.0).fingerprint(),
+            with(false, false, 4.0).fingerprint()
+        );
+        assert_ne!(
+            with(false, true, 4.0).fingerprint(),
+            with(false, false, 4.0).fingerprint()
+        );
+        assert_eq!(
+            with(false, true, 4.0).inputs[1].value_text().as_deref(),
+            Some(SECRET)
+        );
+        // Flags are written only when set: rows without them read and write as before.
+        let json = serde_json::to_string(&base).unwrap_or_default();
+        assert!(
+            !json.contains("ignored") && !json.contains("secret"),
+            "{json}"
+        );
     }
 
     #[test]

@@ -107,6 +107,7 @@ pub(crate) fn step(run: &str, key: u128) -> StepStart {
         },
         inputs: vec![],
         outputs: vec![decl()],
+        not_before_us: None,
     }
 }
 

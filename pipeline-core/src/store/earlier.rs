@@ -100,7 +100,8 @@ fn slots(c: &KeyComponents) -> Vec<(&str, String)> {
         })
         .collect();
     out.push(("", outputs.join("\u{1e}")));
-    for input in &c.inputs {
+    // `cache_ignore` parameters are left out too, as the key leaves them out.
+    for input in c.inputs.iter().filter(|i| i.in_key()) {
         let value = match input {
             InputComponent::Artifact { content_hash, .. } => format!("a\u{1f}{content_hash}"),
             InputComponent::Parameter {
@@ -468,6 +469,8 @@ mod tests {
                     hash: Hash128(k).to_hex(),
                     value: serde_json::json!(k),
                     text: None,
+                    ignored: false,
+                    secret: false,
                 },
             ],
         }

@@ -133,6 +133,7 @@ impl SqliteMetadata {
         row: &ExecutionRow<'_>,
         decls: &[OutputDecl],
         holder: &Holder,
+        not_before_us: Option<i64>,
     ) -> Result<Begin> {
         self.check_writable("run a pipeline")?;
         let mut conn = self.db();
@@ -140,10 +141,17 @@ impl SqliteMetadata {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| self.db_error(e))?;
         let damaged = match self.lookup_in(&tx, key)? {
+            // Expired (`cache_expires`): claimed and executed again under the same key.
+            Lookup::Hit { produced_at_us, .. }
+                if not_before_us.is_some_and(|t| produced_at_us < t) =>
+            {
+                None
+            }
             Lookup::Hit {
                 execution,
                 outputs,
                 holder,
+                ..
             } => {
                 let cached = ExecutionRow {
                     details: Default::default(),

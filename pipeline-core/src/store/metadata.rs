@@ -61,6 +61,10 @@ pub struct StepStart {
     pub inputs: Vec<StepInput>,
     /// The step's outputs, in declaration order.
     pub outputs: Vec<OutputDecl>,
+    /// The step's cache expiry as a time (microseconds since the Unix epoch): a completed
+    /// execution that finished before it is not reused, and the key is claimed instead.
+    /// `None`: no expiry.
+    pub not_before_us: Option<i64>,
 }
 
 /// A run about to start, for [`MetadataStore::begin_run`].
@@ -467,7 +471,13 @@ impl SqliteMetadata {
             lease_holder: None,
         };
         let holder = self.holder(&step.run_id, &step.run_name, &step.name);
-        self.begin_step_row(step.cache_key, &row, &step.outputs, &holder)
+        self.begin_step_row(
+            step.cache_key,
+            &row,
+            &step.outputs,
+            &holder,
+            step.not_before_us,
+        )
     }
 }
 

@@ -193,6 +193,9 @@ pub(crate) enum Lookup {
         outputs: Vec<(Hash128, u64)>,
         /// The execution holding the output rows (`execution` or the one it copied).
         holder: OutputsHolder,
+        /// When the holder finished (microseconds since the Unix epoch): what a step's
+        /// `cache_expires` is measured from.
+        produced_at_us: i64,
     },
     /// No completed execution with this key.
     Miss,

@@ -465,6 +465,7 @@ impl SqliteMetadata {
             Option<i64>,
             Option<i64>,
             Option<String>,
+            i64,
         );
         let rows: Vec<Row> = conn
             .prepare_cached(
@@ -474,7 +475,8 @@ impl SqliteMetadata {
                                   WHERE u.execution_id = e.id AND u.output = a.name), \
                                  (SELECT u.type_name FROM undecodable u \
                                   WHERE u.execution_id = e.reused_execution \
-                                  AND u.output = a.name)) \
+                                  AND u.output = a.name)), \
+                        e.started_at_us + CAST(e.duration_s * 1000000 AS INTEGER) \
                  FROM executions e \
                  JOIN artifacts a ON a.execution_id = e.id \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
@@ -495,12 +497,13 @@ impl SqliteMetadata {
                         r.get(6)?,
                         r.get(7)?,
                         r.get(8)?,
+                        r.get(9)?,
                     ))
                 })
                 .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let Some(&(holder, pointed, fingerprint, ..)) = rows.first() else {
+        let Some(&(holder, pointed, fingerprint, .., produced_at_us)) = rows.first() else {
             return Ok(Lookup::Miss);
         };
         // The hit reuses the execution that row reused (or the row itself), unless that one
@@ -525,7 +528,7 @@ impl SqliteMetadata {
         // request per output); the load verifies it, and forgets the stat when it finds it
         // damaged (`blob_damaged`), so the next lookup asks the backend.
         let trust_recorded = !self.inner.blobs.stat_on_hit();
-        for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable) in rows {
+        for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable, _) in rows {
             if let Some(type_name) = undecodable {
                 return Ok(Lookup::Damaged(Damage::Undecodable {
                     output: name,
@@ -565,6 +568,7 @@ impl SqliteMetadata {
                 id: holder,
                 fingerprint,
             },
+            produced_at_us,
         })
     }
 

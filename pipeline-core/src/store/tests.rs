@@ -541,7 +541,7 @@ fn claim(store: &Store, key: Hash128) -> Begin {
     let holder = store.lite().holder("mine", "mine", "s");
     store
         .lite()
-        .begin_step_row(key, &row, &[], &holder)
+        .begin_step_row(key, &row, &[], &holder, None)
         .unwrap()
 }
 

@@ -41,6 +41,7 @@ fn step(run: &str, key: u128) -> StepStart {
         },
         inputs: vec![],
         outputs: vec![decl()],
+        not_before_us: None,
     }
 }
 

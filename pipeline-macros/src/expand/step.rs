@@ -73,6 +73,7 @@ pub(crate) fn expand(
     let unhashed: Vec<&str> = attr::PART_OPTIONS
         .iter()
         .chain(attr::RUNTIME_OPTIONS)
+        .chain(attr::KEY_OPTIONS)
         .copied()
         .collect();
     let hashed_options = signature::without_options(&attr_tokens, &unhashed);
@@ -216,6 +217,32 @@ fn generate(
                     input.name
                 ),
                 quote!(: #root::__private::HandleMode),
+            )
+        } else if input.ignored || input.secret {
+            // Only a plain value can be left out of the key or kept secret: an artifact
+            // passed here is reported at the call, with the reason.
+            let (option, why) = if input.ignored {
+                (
+                    "cache_ignore",
+                    "an upstream artifact's content is what the step computes from, so it always enters the cache key",
+                )
+            } else {
+                (
+                    "secret",
+                    "an upstream artifact is stored by the step that produced it, so it cannot be kept secret here",
+                )
+            };
+            (
+                format!(
+                    "step `{step_name}` input `{}` is in `{option}`, so it takes a plain `{t}` value, not `{{Self}}`",
+                    input.name
+                ),
+                format!("expected a `{t}` value"),
+                format!(
+                    "{why}; pass a `{t}` value, or remove `{}` from `{option}` to pass another step's output",
+                    input.name
+                ),
+                quote!(: #root::__private::ValueMode),
             )
         } else {
             (
@@ -431,6 +458,17 @@ fn generate(
         None => quote!(::core::option::Option::None),
     };
     let (resources_item, resources) = resources(&root, options.resources.as_ref());
+    let ignored_names = step
+        .inputs
+        .iter()
+        .filter(|i| i.ignored)
+        .map(|i| i.name.to_string());
+    let secret_names = step
+        .inputs
+        .iter()
+        .filter(|i| i.secret)
+        .map(|i| i.name.to_string());
+    let (expires_item, expires) = cache_expires(&root, options.cache_expires.as_ref());
     let (policy_item, policy) = policy(&root, &options.policy);
     let sig = code::signature_items(&root, code.own, &code.parts, &options.uses);
     let (sig_items, sig_value, sig_parts, sig_uses) =
@@ -485,6 +523,7 @@ fn generate(
             pub const SIGNATURE: u64 = #sig_value;
 
             #resources_item
+            #expires_item
 
             #policy_item
 
@@ -510,6 +549,9 @@ fn generate(
                         outputs: &[#(#output_names),*],
                         enable_cache: #enable_cache,
                         resources: #resources,
+                        cache_ignore: &[#(#ignored_names),*],
+                        secret: &[#(#secret_names),*],
+                        cache_expires: #expires,
                         policy: #policy,
                         is_async: #is_async,
                     },
@@ -624,6 +666,43 @@ fn resources(
         },
         quote!(::core::option::Option::Some(&__PL_RESOURCES)),
     )
+}
+
+/// `cache_expires = ".."` as a constant in the step's module, and the `StepInfo` field
+/// naming it. The text is read by the runtime's own `const` parser; the call is spanned at
+/// the literal, so a text it refuses stops the build there with its message.
+fn cache_expires(root: &TokenStream, text: Option<&syn::LitStr>) -> (TokenStream, TokenStream) {
+    let Some(text) = text else {
+        return (quote!(), quote!(::core::option::Option::None));
+    };
+    // Every token of the call at the literal (the root path too), so rustc reports a
+    // refused text under the literal rather than under the whole attribute.
+    let root = respan(root.clone(), text.span());
+    let value = quote_spanned!(text.span()=> #root::__private::expiry_or_panic(#text));
+    (
+        quote! {
+            #[doc(hidden)]
+            pub const __PL_CACHE_EXPIRES: ::core::time::Duration = #value;
+        },
+        quote_spanned!(text.span()=> ::core::option::Option::Some(__PL_CACHE_EXPIRES)),
+    )
+}
+
+/// `tokens` with every token (inside groups too) at `span`.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut tree| {
+            if let proc_macro2::TokenTree::Group(g) = &tree {
+                let mut group = proc_macro2::Group::new(g.delimiter(), respan(g.stream(), span));
+                group.set_span(span);
+                tree = proc_macro2::TokenTree::Group(group);
+            } else {
+                tree.set_span(span);
+            }
+            tree
+        })
+        .collect()
 }
 
 /// `retries`, `retry_delay`, `backoff` and `timeout` as a `StepPolicy` constant in the

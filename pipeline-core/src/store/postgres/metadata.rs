@@ -213,6 +213,8 @@ struct Hit {
     /// The holder's key components, as stored.
     components: String,
     outputs: Vec<(Hash128, u64)>,
+    /// When the holder finished (microseconds since the Unix epoch).
+    produced_at_us: i64,
 }
 
 /// What `begin_step`'s transaction decided.
@@ -682,15 +684,22 @@ impl MetadataStore for PostgresMetadata {
         let key = step.cache_key.to_hex();
         let holder = self.holder(step);
         let components = serde_json::to_string(&step.components).unwrap_or_else(|_| "{}".into());
+        // Expired (`cache_expires`): claimed and executed again under the same key.
+        let fresh = |found: Lookup| match found {
+            Lookup::Hit(hit) if step.not_before_us.is_some_and(|t| hit.produced_at_us < t) => {
+                Lookup::Miss
+            }
+            other => other,
+        };
         let decided = self.transact(|tx| {
-            if let Lookup::Hit(hit) = lookup(tx, &key)? {
+            if let Lookup::Hit(hit) = fresh(lookup(tx, &key)?) {
                 let execution = Self::record_step(tx, step, &components, Some(&hit))?;
                 return Ok(Decided::Hit { execution, hit });
             }
             if let Some(other) = self.claim(tx, &key, &holder)? {
                 return Ok(Decided::Busy(other));
             }
-            let damaged = match lookup(tx, &key)? {
+            let damaged = match fresh(lookup(tx, &key)?) {
                 Lookup::Hit(hit) => {
                     tx.execute("DELETE FROM leases WHERE cache_key = $1", &[&key])?;
                     let execution = Self::record_step(tx, step, &components, Some(&hit))?;
@@ -1221,11 +1230,13 @@ fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
 
 /// The newest completed execution of cache key `$1` whose outputs a step can reuse, with
 /// its outputs (one row each) and their damage marks; see [`lookup`].
-const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components FROM executions \
+const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components, \
+                           started_at_us + CAST(duration_s * 1000000 AS BIGINT) AS produced \
+                    FROM executions \
                     WHERE cache_key = $1 AND outputs_of IS NULL \
                       AND status IN ('executed', 'cached') \
                     ORDER BY id DESC LIMIT 1 FOR KEY SHARE), \
-              g AS (SELECT f.id AS holder, f.components, \
+              g AS (SELECT f.id AS holder, f.components, f.produced, \
                            COALESCE(f.reused_execution, f.id) AS pointed, \
                            CASE WHEN f.reused_execution IS NULL THEN f.id \
                                 WHEN EXISTS (SELECT 1 FROM executions t \
@@ -1236,7 +1247,8 @@ const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components FRO
          SELECT g.reused, g.holder, g.components, a.name, a.content_hash, a.size, \
                 (SELECT u.type_name FROM undecodable u \
                  WHERE u.execution_id IN (g.reused, g.pointed) AND u.output = a.name LIMIT 1), \
-                (SELECT d.damage FROM damaged_blobs d WHERE d.hash = a.content_hash) \
+                (SELECT d.damage FROM damaged_blobs d WHERE d.hash = a.content_hash), \
+                g.produced \
          FROM g JOIN artifacts a ON a.execution_id = g.holder ORDER BY a.position";
 
 /// What the rows of [`LOOKUP_SQL`] say.
@@ -1249,6 +1261,7 @@ fn found(rows: &[Row]) -> Result<Lookup, Fail> {
         holder: first.try_get(1)?,
         components: first.try_get(2)?,
         outputs: Vec::with_capacity(rows.len()),
+        produced_at_us: first.try_get(8)?,
     };
     for row in rows {
         let output: String = row.try_get(3)?;
@@ -1732,6 +1745,7 @@ impl From<Lookup> for Lookup_ {
                     id: hit.holder,
                     fingerprint: None,
                 },
+                produced_at_us: hit.produced_at_us,
             },
             Lookup::Miss => Lookup_::Miss,
             Lookup::Damaged(d) => Lookup_::Damaged(d),

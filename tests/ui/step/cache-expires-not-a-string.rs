@@ -1,0 +1,8 @@
+use pipeline::prelude::*;
+
+#[step(cache_expires = 7)]
+fn fetch(day: u32) -> u32 {
+    day
+}
+
+fn main() {}
