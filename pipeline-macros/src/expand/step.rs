@@ -707,27 +707,42 @@ fn respan(tokens: TokenStream, span: Span) -> TokenStream {
 
 /// `retries`, `retry_delay`, `backoff` and `timeout` as a `StepPolicy` constant in the
 /// step's module, and the `StepInfo` field naming it. The texts are read by the runtime's own
-/// `const` parser, so a text it refuses stops the build with its message under the
-/// attribute (as `resources(..)` does).
+/// `const` parser, so a text it refuses stops the build with its message under the literal.
 fn policy(root: &TokenStream, options: &attr::PolicyOptions) -> (TokenStream, TokenStream) {
     if options.is_empty() {
         return (quote!(), quote!(::core::option::Option::None));
     }
+    let mut items = quote!();
     let mut value = quote!(#root::__private::StepPolicy::new());
     if let Some(retries) = &options.retries {
         value = quote!(#value.retries(#retries));
     }
+    // Each text is read in a constant of its own whose tokens are all at the literal, so a
+    // text the parser refuses is reported under the literal (as `cache_expires` is).
+    let mut duration = |name: &str, text: &syn::LitStr| {
+        let ident = Ident::new(name, text.span());
+        let at = respan(root.clone(), text.span());
+        let read = quote_spanned!(text.span()=> #at::__private::parse_duration_or_panic(#text));
+        items.extend(quote! {
+            #[doc(hidden)]
+            pub const #ident: ::core::time::Duration = #read;
+        });
+        quote_spanned!(text.span()=> #ident)
+    };
     if let Some(delay) = &options.retry_delay {
-        value = quote!(#value.retry_delay(#root::__private::parse_duration_or_panic(#delay)));
+        let delay = duration("__PL_RETRY_DELAY", delay);
+        value = quote!(#value.retry_delay(#delay));
     }
     if let Some(backoff) = &options.backoff {
         value = quote!(#value.backoff(#backoff));
     }
     if let Some(timeout) = &options.timeout {
-        value = quote!(#value.timeout(#root::__private::parse_duration_or_panic(#timeout)));
+        let timeout = duration("__PL_TIMEOUT", timeout);
+        value = quote!(#value.timeout(#timeout));
     }
     (
         quote! {
+            #items
             #[doc(hidden)]
             pub const __PL_POLICY: #root::__private::StepPolicy = #value;
         },
