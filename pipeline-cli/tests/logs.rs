@@ -53,6 +53,40 @@ fn cli(store: &Path, args: &[&str]) -> Ran {
     }
 }
 
+/// The dashboard's page at `path` for `store` (`pipeline ui --port 0`, one request).
+fn dashboard_page(store: &Path, path: &str) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .arg("--store")
+        .arg(store)
+        .args(["ui", "--port", "0"])
+        .env_remove("PIPELINE_HOME")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port: u16 = first
+        .rsplit("127.0.0.1:")
+        .next()
+        .and_then(|t| t.trim().trim_end_matches('/').parse().ok())
+        .unwrap_or_else(|| panic!("no port in {first:?}"));
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    page
+}
+
 fn logs_print_each_stream_or_both_and_show_lists_them() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("s");
@@ -61,6 +95,25 @@ fn logs_print_each_stream_or_both_and_show_lists_them() {
         .executor(ExecutorKind::Processes)
         .run()
         .unwrap();
+
+    // The dashboard's step page shows the end of each stream.
+    let run = Store::open(&store).unwrap().runs(None).unwrap()[0]
+        .id
+        .clone();
+    let page = dashboard_page(&store, &format!("/runs/{run}/steps/talkative"));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.contains(
+            "<pre class=\"log\" data-stream=\"stdout\">talkative: line one of 3\ntalkative: line two of 3\n</pre>"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains(
+            "<pre class=\"log\" data-stream=\"stderr\">talkative: a warning about 3\n</pre>"
+        ),
+        "{page}"
+    );
 
     let show = cli(&store, &["show", "chat"]);
     assert_eq!(show.code, Some(0), "{}", show.stderr);

@@ -411,8 +411,18 @@ fn metrics_page_charts_accuracy_against_the_swept_gamma() {
     let store = store();
     let server = Server::start(store, &[]);
     let dom = visit(&server, "/pipelines/digits_pipeline/metrics");
-    assert!(dom.contains("id=\"metrics-placeholder\""), "{dom}");
     assert!(dom.contains("log_metric"), "{dom}");
+    // The accuracy the evaluator logged, charted against gamma like its output.
+    let logged = element(&dom, "data-metric=\"evaluator.accuracy\"", "</section>");
+    assert!(
+        logged.contains(">evaluator.accuracy (logged metric)</text>"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains(">svc_trainer.gamma (parameter)</text>"),
+        "{logged}"
+    );
+    let logged_points = points(logged);
     let chart = element(&dom, "data-metric=\"evaluator\"", "</section>");
     assert!(
         chart.contains(">svc_trainer.gamma (parameter)</text>"),
@@ -433,6 +443,7 @@ fn metrics_page_charts_accuracy_against_the_swept_gamma() {
         got, expected,
         "one point per run with an accuracy; the failed run has none"
     );
+    assert_eq!(logged_points, expected, "the logged accuracy is the output");
     assert!(got.iter().all(|&(_, y)| y > 0.0 && y <= 1.0));
 }
 

@@ -607,6 +607,7 @@ pub fn step(store: &Store, run: &str, step: &str) -> PageResult {
     outputs_section(store, &mut body, &s)?;
     components_section(&mut body, &s);
     details_section(&mut body, &s);
+    logs_section(store, &mut body, &s)?;
     Ok(layout(
         &format!("Step {} of {}", s.name, record.name),
         &[
@@ -957,6 +958,39 @@ fn details_section(out: &mut String, s: &StepRecord) {
         out.push_str("</tbody>\n</table>\n");
     }
     out.push_str("</section>\n");
+}
+
+/// The end of each stream the step's worker or Slurm job wrote, where the store kept it
+/// (`pipeline logs RUN STEP` prints them whole).
+fn logs_section(store: &Store, out: &mut String, s: &StepRecord) -> Result<(), PageError> {
+    /// How much of each stream the page shows: its end.
+    const SHOWN: usize = 8 * 1024;
+    let logs = store.execution_logs(s.execution_id)?;
+    if logs.is_empty() {
+        return Ok(());
+    }
+    out.push_str("<section id=\"logs\">\n<h2>Logs</h2>\n");
+    for log in &logs {
+        let bytes = if log.size == 0 {
+            Vec::new()
+        } else {
+            store.read_log(log)?
+        };
+        let start = bytes.len().saturating_sub(SHOWN);
+        let text = String::from_utf8_lossy(&bytes[start..]);
+        let cut = start > 0 || log.truncated();
+        let _ = writeln!(
+            out,
+            "<h3>{}</h3>\n<p class=\"note\">{} written{}</p>\n<pre class=\"log\" data-stream=\"{}\">{}</pre>",
+            log.stream,
+            esc(&pipeline::report::text::size(log.total_size)),
+            if cut { "; the end is shown" } else { "" },
+            log.stream,
+            esc(&text)
+        );
+    }
+    out.push_str("</section>\n");
+    Ok(())
 }
 
 fn components_section(out: &mut String, s: &StepRecord) {
@@ -1472,12 +1506,14 @@ fn scalar_outputs(store: &Store, steps: &[StepRecord]) -> BTreeMap<String, f64> 
 struct RunValues {
     run: RunRecord,
     params: BTreeMap<String, f64>,
-    outputs: BTreeMap<String, f64>,
+    /// Chartable values by series: `(false, "step.metric")` for logged metrics (so they
+    /// sort first), `(true, "step")` or `(true, "step.output")` for scalar step outputs.
+    outputs: BTreeMap<(bool, String), f64>,
 }
 
-/// The metrics of a pipeline: a placeholder until `log_metric` (issue 17) records them,
-/// and meanwhile a chart of each scalar step output across the pipeline's runs, against
-/// the one numeric parameter that varied between them when there is one (a sweep).
+/// The metrics of a pipeline: a chart of each metric its steps logged (`log_metric`) and of
+/// each scalar step output, across the pipeline's runs, against the one numeric parameter
+/// that varied between them when there is one (a sweep).
 ///
 /// # Errors
 ///
@@ -1494,7 +1530,7 @@ pub fn metrics(store: &Store, pipeline: &str) -> PageResult {
         "<h1>Metrics of <span class=\"pipeline-name\">{}</span></h1>\n",
         esc(pipeline)
     );
-    body.push_str("<p class=\"placeholder\" id=\"metrics-placeholder\">This page charts the scalar outputs of the steps (a step returning an <code>f64</code>, such as an accuracy). Metrics logged with <code>log_metric</code> show on each step's page and on the compare page; charting them here is not built yet.</p>\n");
+    body.push_str("<p class=\"note\" id=\"metrics-note\">Each chart is one metric across the runs: the metrics steps logged with <code>log_metric</code> (named <code>step.metric</code>; a cached step's are those of the execution it reused), then the scalar outputs of the steps (a step returning an <code>f64</code>).</p>\n");
     // Per run: its parameters (`step.name` to number) and scalar outputs.
     let mut rows: Vec<RunValues> = Vec::new();
     for r in runs {
@@ -1507,7 +1543,15 @@ pub fn metrics(store: &Store, pipeline: &str) -> PageResult {
                 }
             }
         }
-        let outputs = scalar_outputs(store, &steps);
+        let mut outputs: BTreeMap<(bool, String), f64> = scalar_outputs(store, &steps)
+            .into_iter()
+            .map(|(k, v)| ((true, k), v))
+            .collect();
+        for s in &steps {
+            for (m, v) in &s.metrics {
+                outputs.insert((false, format!("{}.{m}", s.name)), *v);
+            }
+        }
         rows.push(RunValues {
             run: r,
             params,
@@ -1535,21 +1579,24 @@ pub fn metrics(store: &Store, pipeline: &str) -> PageResult {
         .filter(|(n, _)| *n >= 2)
         .max_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(a.1)))
         .map(|(_, name)| name.clone());
-    let mut series: Vec<&String> = with_outputs.iter().flat_map(|r| r.outputs.keys()).collect();
+    // Logged metrics first, then scalar outputs (the keys sort so).
+    let mut series: Vec<&(bool, String)> =
+        with_outputs.iter().flat_map(|r| r.outputs.keys()).collect();
     series.sort();
     series.dedup();
     if series.is_empty() {
-        body.push_str("<p class=\"empty\">No run of this pipeline has a scalar output.</p>\n");
+        body.push_str("<p class=\"empty\">No run of this pipeline logged a metric or has a scalar output.</p>\n");
     }
     let x_label = match &x_param {
         Some(p) => format!("{p} (parameter)"),
         None => "run number (oldest first)".to_string(),
     };
-    for name in series {
+    for key in series {
+        let (is_output, name) = (key.0, &key.1);
         let mut points = Vec::new();
         let mut labels = Vec::new();
         for (i, r) in rows.iter().enumerate() {
-            let Some(&y) = r.outputs.get(name) else {
+            let Some(&y) = r.outputs.get(key) else {
                 continue;
             };
             let x = match &x_param {
@@ -1563,7 +1610,11 @@ pub fn metrics(store: &Store, pipeline: &str) -> PageResult {
             labels.push(r.run.name.clone());
         }
         let title = format!("{name} across {} runs", points.len());
-        let y_label = format!("{name} (step output)");
+        let y_label = if is_output {
+            format!("{name} (step output)")
+        } else {
+            format!("{name} (logged metric)")
+        };
         if let Some(svg) = chart::line(
             &Labels {
                 title: &title,
