@@ -983,6 +983,18 @@ fn show_and_diff_print_attempts_metrics_and_metadata() {
     assert_eq!(json["steps"][0]["metrics"][0]["a"], 0.5);
     assert_eq!(json["steps"][0]["metrics"][0]["b"], 0.25);
 
+    // The dashboard's run page counts the attempts.
+    let run = pipeline::Store::open(&store)
+        .unwrap()
+        .run("score-1")
+        .unwrap()
+        .id;
+    let page = common::dashboard_page(&store, &format!("/runs/{run}"));
+    assert!(
+        page.contains(r#"<td class="attempts">2 (1 failed)</td>"#),
+        "{page}"
+    );
+
     // The lineage page's step panel gets them too.
     let page = store.with_file_name("score-1.html");
     cli(

@@ -8,6 +8,10 @@ use std::process::Command;
 use pipeline::config::ExecutorKind;
 use pipeline::prelude::*;
 
+#[path = "support/mod.rs"]
+mod support;
+use support::dashboard_page;
+
 #[step]
 fn talkative(n: u32) -> Result<u32, String> {
     println!("talkative: line one of {n}");
@@ -51,40 +55,6 @@ fn cli(store: &Path, args: &[&str]) -> Ran {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
-}
-
-/// The dashboard's page at `path` for `store` (`pipeline ui --port 0`, one request).
-fn dashboard_page(store: &Path, path: &str) -> String {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipeline"))
-        .arg("--store")
-        .arg(store)
-        .args(["ui", "--port", "0"])
-        .env_remove("PIPELINE_HOME")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let port: u16 = first
-        .rsplit("127.0.0.1:")
-        .next()
-        .and_then(|t| t.trim().trim_end_matches('/').parse().ok())
-        .unwrap_or_else(|| panic!("no port in {first:?}"));
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    page
 }
 
 fn logs_print_each_stream_or_both_and_show_lists_them() {

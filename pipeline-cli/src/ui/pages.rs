@@ -525,7 +525,7 @@ fn run_live(graph: &RunGraph, record: &RunRecord) -> String {
         "<div class=\"canvas\">\n{}</div>",
         html::dag_svg(graph, &href)
     );
-    out.push_str("<table class=\"steps\" id=\"steps\">\n<thead><tr><th>Step</th><th>Status</th><th>Duration</th><th>Why</th><th>Outputs</th></tr></thead>\n<tbody>\n");
+    out.push_str("<table class=\"steps\" id=\"steps\">\n<thead><tr><th>Step</th><th>Status</th><th>Duration</th><th>Attempts</th><th>Why</th><th>Outputs</th></tr></thead>\n<tbody>\n");
     for n in &graph.nodes {
         let s = &n.step.0;
         let status = s.status.to_string();
@@ -542,17 +542,28 @@ fn run_live(graph: &RunGraph, record: &RunRecord) -> String {
             .collect();
         let _ = writeln!(
             out,
-            r#"<tr data-step="{name}" data-status="{status}" data-seen="{status}"><td>{step}</td><td class="status">{badge}</td><td class="duration">{dur}</td><td class="why">{why}</td><td>{outputs}</td></tr>"#,
+            r#"<tr data-step="{name}" data-status="{status}" data-seen="{status}"><td>{step}</td><td class="status">{badge}</td><td class="duration">{dur}</td><td class="attempts">{attempts}</td><td class="why">{why}</td><td>{outputs}</td></tr>"#,
             name = esc(&s.name),
             step = link(&step_href(&record.id, &s.name), &s.name),
             badge = badge(&status),
             dur = esc(&step_duration(s)),
+            attempts = attempts_text(s),
             why = esc(&why(s)),
             outputs = outputs.join("<br>"),
         );
     }
     out.push_str("</tbody>\n</table>\n");
     out
+}
+
+/// How many attempts a step took, as the run page's table says it: `1` for a step that ran
+/// once (or was cached, or did not run), `3 (2 failed)` for a retried one.
+fn attempts_text(s: &StepRecord) -> String {
+    if s.attempts.is_empty() {
+        return "1".to_string();
+    }
+    let failed = s.attempts.iter().filter(|a| a.error.is_some()).count();
+    format!("{} ({failed} failed)", s.attempts.len())
 }
 
 // ---------------------------------------------------------------------------------------
