@@ -93,12 +93,20 @@ impl RunDiff {
     /// What [`Store::compare_runs`] returns.
     pub fn new(store: &Store, a: &str, b: &str) -> Result<RunDiff> {
         let mut diff = RunDiff::from(store.compare_runs(a, b)?);
-        let steps_a = store.run_steps(&diff.run_a.0.id)?;
-        let steps_b = store.run_steps(&diff.run_b.0.id)?;
-        let metrics_of = |steps: &[crate::store::StepRecord], name: Option<&str>| {
-            name.and_then(|n| steps.iter().find(|s| s.name == n))
-                .map(|s| s.metrics.clone())
-                .unwrap_or_default()
+        // Each run's metrics by call name, so pairing stays linear on 10,000-step runs.
+        let by_name = |steps: Vec<crate::store::StepRecord>| {
+            steps
+                .into_iter()
+                .filter(|s| !s.metrics.is_empty())
+                .map(|s| (s.name, s.metrics))
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let steps_a = by_name(store.run_steps(&diff.run_a.0.id)?);
+        let steps_b = by_name(store.run_steps(&diff.run_b.0.id)?);
+        let metrics_of = |steps: &std::collections::HashMap<String, _>, name: Option<&str>| {
+            name.and_then(|n| steps.get(n))
+                .cloned()
+                .unwrap_or_else(std::collections::BTreeMap::<String, f64>::new)
         };
         for step in &mut diff.steps {
             let a = metrics_of(
