@@ -50,6 +50,7 @@
 
 #![warn(clippy::missing_errors_doc)]
 
+pub use pipeline_core::gather;
 pub use pipeline_core::parse_expiry;
 /// The worker protocol: `pipeline::worker::enter();` first in `main` lets this binary run
 /// steps in worker processes (`PIPELINE_EXECUTOR=processes`) and replay them

@@ -355,6 +355,11 @@ pub struct ByArtifact;
 pub struct ByArtifactRef;
 /// A plain value (a parameter).
 pub struct ByValue;
+/// A list of upstream outputs, `Vec<Artifact<T>>`, for a `Vec<T>` input (fan-in, see
+/// [`gather`](crate::gather::gather)).
+pub struct ByList;
+/// A borrowed list of upstream outputs, `&Vec<Artifact<T>>` or `&[Artifact<T>]`.
+pub struct ByListRef;
 /// The output of a step that failed to compile.
 pub struct Stub;
 /// A reference to the output of a step that failed to compile.
@@ -365,6 +370,8 @@ pub struct StubRef;
 pub trait HandleMode {}
 impl HandleMode for ByArtifact {}
 impl HandleMode for ByArtifactRef {}
+impl HandleMode for ByList {}
+impl HandleMode for ByListRef {}
 impl HandleMode for Stub {}
 impl HandleMode for StubRef {}
 
@@ -386,6 +393,34 @@ impl<T> WireInput<T, ByArtifactRef> for &Artifact<T> {
     #[inline]
     fn into_input(self) -> Input<T> {
         Input::Artifact(self.clone())
+    }
+}
+
+// Fan-in: a list of handles becomes the handle of their gathered list (`gather.rs`).
+impl<T> WireInput<Vec<T>, ByList> for Vec<Artifact<T>>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn into_input(self) -> Input<Vec<T>> {
+        Input::Artifact(crate::gather::gather(self))
+    }
+}
+
+impl<T> WireInput<Vec<T>, ByListRef> for &Vec<Artifact<T>>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn into_input(self) -> Input<Vec<T>> {
+        Input::Artifact(crate::gather::gather(self.iter().cloned()))
+    }
+}
+
+impl<T> WireInput<Vec<T>, ByListRef> for &[Artifact<T>]
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    fn into_input(self) -> Input<Vec<T>> {
+        Input::Artifact(crate::gather::gather(self.iter().cloned()))
     }
 }
 

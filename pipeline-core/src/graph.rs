@@ -125,6 +125,10 @@ pub struct InputSpec {
     pub(crate) ignored: bool,
     /// Named in the step's `secret`: a parameter whose value is never stored or shown.
     pub(crate) secret: bool,
+    /// How a list gathered for this input is stored (bincode of the input's type: see
+    /// `gather.rs`), so a worker process can load it without knowing the built-in step.
+    /// Set for `#[step]` inputs (`wire.rs`).
+    pub(crate) gathered: Option<fn(&'static str, crate::cacher::Bincode) -> OutputSpec>,
 }
 
 /// Why a parameter could not be encoded. Kept as a value (not a message) so that every run
@@ -196,6 +200,7 @@ impl InputSpec {
                 error: None,
                 ignored: false,
                 secret: false,
+                gathered: None,
             },
             Input::Value(v) => {
                 let canonical = crate::canonical::to_canonical_bytes(&v);
@@ -264,6 +269,7 @@ impl InputSpec {
             error,
             ignored: false,
             secret: false,
+            gathered: None,
         }
     }
 }

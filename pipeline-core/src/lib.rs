@@ -20,6 +20,7 @@ mod context;
 mod error;
 mod executor;
 mod expiry;
+mod gather;
 mod graph;
 mod key;
 mod local_fs;
@@ -43,6 +44,7 @@ pub use crate::cancel::CancelToken;
 pub use crate::context::{context, StepContext};
 pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 pub use crate::expiry::parse_expiry;
+pub use crate::gather::gather;
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
 pub use crate::run::{Run, StepReport};
@@ -91,7 +93,8 @@ pub mod __private {
     };
     /// How a pipeline body's arguments become step inputs (see `checks.rs`).
     pub use crate::checks::{
-        ByArtifact, ByArtifactRef, ByValue, HandleMode, Stub, StubRef, ValueMode, WireInput,
+        ByArtifact, ByArtifactRef, ByList, ByListRef, ByValue, HandleMode, Stub, StubRef,
+        ValueMode, WireInput,
     };
     /// `#[step(cache_expires = "..")]`, read in a constant (see `expiry.rs`).
     pub use crate::expiry::expiry_or_panic;

@@ -233,7 +233,9 @@ impl<H: Slot + 'static, R: InputList> InputList for (H, R) {
         names: &[&'static str],
         specs: &mut Vec<InputSpec>,
     ) {
-        specs.push((ops.0.input)(names[specs.len()], H::MODE, given.0));
+        let mut spec = (ops.0.input)(names[specs.len()], H::MODE, given.0);
+        spec.gathered = Some(ops.0.output);
+        specs.push(spec);
         R::specs(&ops.1, given.1, names, specs);
     }
     fn fetch(ops: &Self::Ops, ctx: &mut StepContext, i: usize) -> Result<Self::Fetched, StepError> {

@@ -32,7 +32,7 @@ use crate::artifact::BoundArtifact;
 use crate::config::StoreConfig;
 use crate::error::BoxError;
 use crate::executor::step::{execute_and_commit, Commit, Outcome};
-use crate::graph::{InputMode, InputSource, Node, Resolved, StepContext, StepDef};
+use crate::graph::{InputMode, InputSource, Node, OutputSpec, Resolved, StepContext, StepDef};
 use crate::key::{Hash128, KeyComponents};
 use crate::policy::StepPolicy;
 use crate::run::StepStatus;
@@ -330,21 +330,8 @@ fn work(store: &Store, job: &Job) -> Result<i32, BoxError> {
                 output,
                 ..
             } => {
-                let producer_entry = self::entry(producer_step).ok_or_else(|| {
-                    format!(
-                        "this binary has no step `{producer_step}`, which wrote input `{}`",
-                        spec.name
-                    )
-                })?;
-                let bound = bind(
-                    store,
-                    producer_entry,
-                    *output,
-                    *hash,
-                    *size,
-                    *producer,
-                    producer_name,
-                )?;
+                let output_spec = producer_output(producer_step, *output, spec)?;
+                let bound = bind(store, output_spec, *hash, *size, *producer, producer_name)?;
                 Ok(Some(Resolved::Artifact {
                     value: None,
                     bound: Arc::new(bound),
@@ -452,21 +439,44 @@ fn param_input(spec: &crate::graph::InputSpec) -> Option<Resolved> {
 }
 
 /// Output `output` of a call of `producer`, stored as `hash`, bound for loading.
+/// How output `output` of step `producer` (its module path) is stored, for binding input
+/// `input` of the step a worker runs: from the producer's registry entry, or, for a list
+/// the built-in `gather` call wrote, from the input's own type (`gather.rs`).
+fn producer_output(
+    producer: &str,
+    output: usize,
+    input: &crate::graph::InputSpec,
+) -> Result<OutputSpec, BoxError> {
+    if producer == crate::gather::GATHER_PATH {
+        let spec = input.gathered.ok_or_else(|| {
+            format!(
+                "input `{}` was gathered from a list, but its step does not say how such a list is stored",
+                input.name
+            )
+        })?;
+        return Ok(spec("output", crate::cacher::Bincode));
+    }
+    let entry = self::entry(producer).ok_or_else(|| {
+        format!(
+            "this binary has no step `{producer}`, which wrote input `{}`",
+            input.name
+        )
+    })?;
+    let def = (entry.rebuild)(entry, &[])?;
+    def.outputs
+        .into_iter()
+        .nth(output)
+        .ok_or_else(|| format!("step `{producer}` has no output number {output}").into())
+}
+
 fn bind(
     store: &Store,
-    producer: &'static StepEntry,
-    output: usize,
+    spec: OutputSpec,
     hash: Hash128,
     size: u64,
     execution: i64,
     producer_name: &str,
 ) -> Result<BoundArtifact, BoxError> {
-    let def = (producer.rebuild)(producer, &[])?;
-    let spec = def
-        .outputs
-        .into_iter()
-        .nth(output)
-        .ok_or_else(|| format!("step `{}` has no output number {output}", producer.path()))?;
     Ok(BoundArtifact {
         store: store.clone(),
         hash,
@@ -595,7 +605,7 @@ fn replay_step(store: &Store, run: &str, step: &str) -> Result<Replayed, BoxErro
                     let produced = store.execution(producer)?;
                     Ok(Some(Resolved::Artifact {
                         value: None,
-                        bound: Arc::new(bind_recorded(store, &produced, hash)?),
+                        bound: Arc::new(bind_recorded(store, &produced, hash, spec)?),
                     }))
                 }
                 (Some(_), None) => {
@@ -635,13 +645,22 @@ fn bind_recorded(
     store: &Store,
     produced: &StepRecord,
     hash: Hash128,
+    input: &crate::graph::InputSpec,
 ) -> Result<BoundArtifact, BoxError> {
-    let producer = entry_of(&produced.components).ok_or_else(|| {
-        format!(
-            "this binary has no step `{}` in module `{}`",
-            produced.components.step, produced.components.module
-        )
-    })?;
+    let gathered = produced.components.step == crate::gather::GATHER_STEP
+        && produced.components.module == crate::gather::GATHER.code().module;
+    let producer = if gathered {
+        crate::gather::GATHER_PATH
+    } else {
+        entry_of(&produced.components)
+            .ok_or_else(|| {
+                format!(
+                    "this binary has no step `{}` in module `{}`",
+                    produced.components.step, produced.components.module
+                )
+            })?
+            .path()
+    };
     let (output, record) = produced
         .outputs
         .iter()
@@ -650,8 +669,7 @@ fn bind_recorded(
         .ok_or_else(|| format!("execution {} has no output {hash}", produced.execution_id))?;
     bind(
         store,
-        producer,
-        output,
+        producer_output(producer, output, input)?,
         hash,
         record.size,
         produced.execution_id,

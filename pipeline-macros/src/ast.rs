@@ -175,6 +175,17 @@ pub(crate) fn analyse_step(
                 _ => (Mode::Owned, ty.clone()),
             },
         };
+        if let Some(item_ty) = artifact_list_item(&value_ty) {
+            let item_ty = crate::expand::type_string(item_ty);
+            errors.spanned(
+                &arg_ty,
+                format!(
+                    "step input `{name}` cannot be a list of artifact handles: declare it as `{name}: &[{item_ty}]` (or `Vec<{item_ty}>`), and pass the `Vec<Artifact<{item_ty}>>` in the pipeline body: its items are gathered into one list (fan-in)"
+                ),
+            );
+            ok = false;
+            continue;
+        }
         if !is_concrete(&value_ty) {
             errors.spanned(
                 &value_ty,
@@ -274,6 +285,19 @@ fn is_concrete(ty: &Type) -> bool {
         ty,
         Type::ImplTrait(_) | Type::Infer(_) | Type::TraitObject(_) | Type::Never(_)
     )
+}
+
+/// `X` when `ty` is `Vec<X>`: an input that a list of `Artifact<X>` can feed (fan-in).
+pub(crate) fn vec_item(ty: &Type) -> Option<&Type> {
+    generic_args(ty, "Vec")?.first().copied()
+}
+
+/// `X` when `ty` (a stored value type) is `Vec<Artifact<X>>`: a list of handles, which a
+/// step takes as `&[X]` (fan-in), never as handles.
+fn artifact_list_item(ty: &Type) -> Option<&Type> {
+    let list = generic_args(ty, "Vec")?;
+    let item = generic_args(list.first()?, "Artifact")?;
+    item.first().copied()
 }
 
 /// `str` is stored as `String` and `[T]` as `Vec<T>`, so `&str` and `&[T]` arguments work.

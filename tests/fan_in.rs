@@ -1,0 +1,268 @@
+//! Fan-in (issue 18): a `Vec<Artifact<T>>` built by a loop in a pipeline body, passed to a
+//! step that takes `&[T]`, `&Vec<T>` or `Vec<T>`, through the built-in `gather` call.
+//! Each test counts the executions of every step, per item.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use common::temp_store;
+use pipeline::prelude::*;
+use pipeline::Reason;
+
+/// Executions per `(step, argument)` since the process started.
+fn executions() -> &'static Mutex<HashMap<String, usize>> {
+    static COUNTS: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    COUNTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn count(what: String) {
+    *executions().lock().unwrap().entry(what).or_default() += 1;
+}
+
+fn executed(what: &str) -> usize {
+    executions().lock().unwrap().get(what).copied().unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Metrics {
+    lambda: f64,
+    score: f64,
+}
+
+#[step]
+fn fit(lambda: f64, tag: &str) -> Metrics {
+    count(format!("fit {tag} {lambda}"));
+    if lambda < 0.0 {
+        panic!("negative lambda {lambda}");
+    }
+    Metrics {
+        lambda,
+        // Best at lambda = 1.
+        score: 1.0 / (1.0 + (lambda - 1.0).abs()),
+    }
+}
+
+#[step]
+fn select_best(all: &[Metrics], tag: &str) -> Metrics {
+    count(format!("select_best {tag}"));
+    all.iter()
+        .cloned()
+        .fold(None::<Metrics>, |best, m| match best {
+            Some(b) if b.score >= m.score => Some(b),
+            _ => Some(m),
+        })
+        .unwrap_or(Metrics {
+            lambda: f64::NAN,
+            score: 0.0,
+        })
+}
+
+#[step]
+fn lambdas_of(all: Vec<Metrics>, tag: &str) -> Vec<f64> {
+    count(format!("lambdas_of {tag}"));
+    all.into_iter().map(|m| m.lambda).collect()
+}
+
+#[pipeline]
+fn sweep(lambdas: Vec<f64>, tag: String) -> (Artifact<Metrics>, Artifact<Vec<f64>>) {
+    let all: Vec<Artifact<Metrics>> = lambdas.iter().map(|&l| fit(l, tag.clone())).collect();
+    let best = select_best(&all, tag.clone());
+    let order = lambdas_of(all, tag);
+    (best, order)
+}
+
+#[test]
+fn a_list_of_outputs_reaches_a_step_in_order_and_is_cached_per_item() {
+    let (_dir, store) = temp_store();
+    let tag = "order";
+    let run = sweep(vec![0.1, 1.0, 10.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let (best, order) = run.output();
+    assert_eq!(best.load().unwrap().lambda, 1.0);
+    assert_eq!(order.load().unwrap(), vec![0.1, 1.0, 10.0]);
+    // Three fits, one gather per consumer, two consumers.
+    let gathers: Vec<_> = run
+        .steps()
+        .iter()
+        .filter(|s| s.step() == "gather")
+        .collect();
+    assert_eq!(gathers.len(), 2, "{:?}", common::statuses(&run));
+    // Both gather the same items, so they have one key: one executes, the other reuses it.
+    let executed_gathers = gathers
+        .iter()
+        .filter(|s| s.status() == StepStatus::Executed)
+        .count();
+    assert_eq!(executed_gathers, 1, "{:?}", common::statuses(&run));
+    for l in [0.1, 1.0, 10.0] {
+        assert_eq!(executed(&format!("fit {tag} {l}")), 1);
+    }
+
+    // Nothing changed: everything, the gathers included, is reused.
+    let again = sweep(vec![0.1, 1.0, 10.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert!(
+        again
+            .steps()
+            .iter()
+            .all(|s| s.status() == StepStatus::Cached),
+        "{:?}",
+        common::statuses(&again)
+    );
+    assert_eq!(executed(&format!("select_best {tag}")), 1);
+
+    // Reordered: no fit runs again; the gathered lists follow the new order, so the steps
+    // that take them run on the new lists.
+    let reordered = sweep(vec![10.0, 0.1, 1.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    for l in [0.1, 1.0, 10.0] {
+        assert_eq!(executed(&format!("fit {tag} {l}")), 1, "fit {l}");
+    }
+    assert_eq!(reordered.output().1.load().unwrap(), vec![10.0, 0.1, 1.0]);
+    assert_eq!(reordered.output().0.load().unwrap().lambda, 1.0);
+}
+
+#[test]
+fn appending_or_editing_one_item_runs_only_that_item() {
+    let (_dir, store) = temp_store();
+    let tag = "edit";
+    sweep(vec![0.5, 2.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+
+    // Appended: only the new item's fit runs, then the gathers and their consumers.
+    let appended = sweep(vec![0.5, 2.0, 1.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(executed(&format!("fit {tag} 0.5")), 1);
+    assert_eq!(executed(&format!("fit {tag} 2")), 1);
+    assert_eq!(executed(&format!("fit {tag} 1")), 1);
+    assert_eq!(appended.output().0.load().unwrap().lambda, 1.0);
+    assert_eq!(executed(&format!("select_best {tag}")), 2);
+
+    // Edited: the last item's value changes; only its fit runs.
+    let edited = sweep(vec![0.5, 2.0, 1.5], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(executed(&format!("fit {tag} 1.5")), 1);
+    assert_eq!(executed(&format!("fit {tag} 0.5")), 1);
+    assert_eq!(edited.output().1.load().unwrap(), vec![0.5, 2.0, 1.5]);
+    // The gather's miss names the item that changed.
+    let gather = edited
+        .steps()
+        .iter()
+        .find(|s| s.step() == "gather" && s.status() == StepStatus::Executed)
+        .expect("a gather executed");
+    match gather.reason() {
+        Reason::InputChanged { name, producer } => {
+            assert_eq!(name, "item[2]");
+            assert!(producer.starts_with("fit"), "{producer}");
+        }
+        other => panic!("unexpected reason {other:?}"),
+    }
+}
+
+#[test]
+fn an_empty_list_gathers_to_an_empty_vec() {
+    let (_dir, store) = temp_store();
+    let run = sweep(Vec::new(), "empty".into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(run.output().1.load().unwrap(), Vec::<f64>::new());
+    assert!(run.output().0.load().unwrap().lambda.is_nan());
+    let again = sweep(Vec::new(), "empty".into())
+        .store(store)
+        .run()
+        .unwrap();
+    assert!(again
+        .steps()
+        .iter()
+        .all(|s| s.status() == StepStatus::Cached));
+}
+
+#[test]
+fn a_failing_item_skips_the_gather_and_a_fixed_rerun_runs_only_it() {
+    let (_dir, store) = temp_store();
+    let tag = "fail";
+    let failed = sweep(vec![0.5, -1.0, 3.0], tag.into())
+        .store(store.clone())
+        .run();
+    let Err(pipeline::Error::StepFailed { step, .. }) = &failed else {
+        panic!("expected a failed step, got {:?}", failed.map(|_| ()));
+    };
+    assert!(step.starts_with("fit"), "{step}");
+    assert_eq!(executed(&format!("fit {tag} 0.5")), 1);
+    assert_eq!(executed(&format!("fit {tag} 3")), 1);
+    assert_eq!(executed(&format!("select_best {tag}")), 0);
+
+    let fixed = sweep(vec![0.5, 1.0, 3.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(executed(&format!("fit {tag} 0.5")), 1);
+    assert_eq!(executed(&format!("fit {tag} 3")), 1);
+    assert_eq!(executed(&format!("fit {tag} 1")), 1);
+    assert_eq!(fixed.output().0.load().unwrap().lambda, 1.0);
+}
+
+#[test]
+fn lineage_records_one_edge_per_item() {
+    let (_dir, store) = temp_store();
+    let run = sweep(vec![0.1, 1.0], "lineage".into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let steps = store.run_steps(run.id()).unwrap();
+    let gather = steps
+        .iter()
+        .find(|s| s.step == "gather")
+        .expect("a gather call is recorded");
+    let inputs: Vec<&str> = gather
+        .components
+        .inputs
+        .iter()
+        .map(pipeline::InputComponent::name)
+        .collect();
+    assert_eq!(inputs, ["item[0]", "item[1]"]);
+}
+
+/// What a worker process runs (`--exact worker_entry`): its job, then it exits.
+#[test]
+fn worker_entry() {
+    pipeline::worker::enter();
+}
+
+#[test]
+fn the_gather_runs_in_the_driver_when_steps_run_in_worker_processes() {
+    let (_dir, store) = temp_store();
+    // Counters live in each worker process, so this test checks results and statuses.
+    let run = common::on_backend(
+        sweep(vec![3.0, 1.0, 0.2], "processes".into()).store(store.clone()),
+        pipeline::config::ExecutorKind::Processes,
+    )
+    .run()
+    .unwrap();
+    assert_eq!(run.output().0.load().unwrap().lambda, 1.0);
+    assert_eq!(run.output().1.load().unwrap(), vec![3.0, 1.0, 0.2]);
+    let again = common::on_backend(
+        sweep(vec![3.0, 1.0, 0.2], "processes".into()).store(store),
+        pipeline::config::ExecutorKind::Processes,
+    )
+    .run()
+    .unwrap();
+    assert!(again
+        .steps()
+        .iter()
+        .all(|s| s.status() == StepStatus::Cached));
+}
