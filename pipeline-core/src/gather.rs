@@ -91,7 +91,6 @@ where
         .enumerate()
         .map(|(i, item)| InputSpec::new(item_name(i), InputMode::Owned, Input::Artifact(item)))
         .collect();
-    let n = inputs.len();
     let def = StepDef {
         name: GATHER_STEP,
         code: &GATHER,
@@ -101,7 +100,10 @@ where
         is_async: false,
         inputs,
         outputs: vec![OutputSpec::new::<Vec<T>, _>("output", Bincode)],
-        body: Box::new(move |ctx: &mut StepContext| {
+        body: Box::new(|ctx: &mut StepContext| {
+            // As many items as the call has inputs: a map's gather gets one per item when
+            // the run splits the list (`map.rs`).
+            let n = ctx.inputs.len();
             let mut values = Vec::with_capacity(n);
             for i in 0..n {
                 // Moved out of memory when this is the item's last consumer, else loaded.
@@ -117,7 +119,7 @@ where
 /// `item[i]`, interned: input names are `&'static str` (they are compared and stored by
 /// every run), and a list's positions repeat from run to run, so each name is leaked once
 /// per process, up to the longest list gathered.
-fn item_name(i: usize) -> &'static str {
+pub(crate) fn item_name(i: usize) -> &'static str {
     static NAMES: OnceLock<Mutex<Vec<&'static str>>> = OnceLock::new();
     let mut names = NAMES
         .get_or_init(|| Mutex::new(Vec::new()))

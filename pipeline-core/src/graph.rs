@@ -50,6 +50,8 @@ pub enum Input<T> {
 }
 
 /// One parameter: its canonical hash for the key, JSON for people, and the value itself.
+/// Cloned for each item of a map that uses it (a broadcast input); the value is shared.
+#[derive(Clone)]
 pub struct Param {
     pub(crate) type_name: &'static str,
     /// Fingerprint of the type's serde shape (see [`crate::shape`]).
@@ -60,7 +62,7 @@ pub struct Param {
     pub(crate) text: Option<String>,
     pub(crate) value: Value,
     /// A fresh owned copy for `x: T` arguments (decoded from bincode bytes taken at build time).
-    pub(crate) fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync>,
+    pub(crate) fresh: Arc<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync>,
     /// The parameter's stored form (bincode, standard config), written as a blob when its
     /// step executes under a claim, so a worker or a replay can decode it.
     pub(crate) encode: fn(&Value) -> Result<Vec<u8>, BoxError>,
@@ -102,6 +104,7 @@ pub fn decode_param<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BoxError> {
 }
 
 /// Where an input comes from.
+#[derive(Clone)]
 pub enum InputSource {
     /// Output `output` of node `node`.
     Artifact {
@@ -115,6 +118,7 @@ pub enum InputSource {
 }
 
 /// One declared input of a node.
+#[derive(Clone)]
 pub struct InputSpec {
     pub(crate) name: &'static str,
     pub(crate) mode: InputMode,
@@ -125,10 +129,10 @@ pub struct InputSpec {
     pub(crate) ignored: bool,
     /// Named in the step's `secret`: a parameter whose value is never stored or shown.
     pub(crate) secret: bool,
-    /// How a list gathered for this input is stored (bincode of the input's type: see
-    /// `gather.rs`), so a worker process can load it without knowing the built-in step.
-    /// Set for `#[step]` inputs (`wire.rs`).
-    pub(crate) gathered: Option<fn(&'static str, crate::cacher::Bincode) -> OutputSpec>,
+    /// How a built-in call (`gather.rs`, `map.rs`) stores a value of this input's type
+    /// (bincode), so a worker process can load such an input without knowing the
+    /// built-in step. Set for `#[step]` inputs (`wire.rs`).
+    pub(crate) bincode_spec: Option<fn(&'static str, crate::cacher::Bincode) -> OutputSpec>,
 }
 
 /// Why a parameter could not be encoded. Kept as a value (not a message) so that every run
@@ -200,7 +204,7 @@ impl InputSpec {
                 error: None,
                 ignored: false,
                 secret: false,
-                gathered: None,
+                bincode_spec: None,
             },
             Input::Value(v) => {
                 let canonical = crate::canonical::to_canonical_bytes(&v);
@@ -243,14 +247,14 @@ impl InputSpec {
             }
         };
         let decode = parts.decode;
-        let fresh: Box<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
+        let fresh: Arc<dyn Fn() -> Result<Box<dyn Any + Send>, BoxError> + Send + Sync> =
             match parts.copy {
-                Some(Ok(bytes)) => Box::new(move || decode(&bytes)),
+                Some(Ok(bytes)) => Arc::new(move || decode(&bytes)),
                 Some(Err(e)) => {
                     error = error.or(Some(ParamError::Copy(e)));
-                    Box::new(|| Err("parameter could not be encoded".into()))
+                    Arc::new(|| Err("parameter could not be encoded".into()))
                 }
-                None => Box::new(|| Err("parameter is passed by reference".into())),
+                None => Arc::new(|| Err("parameter is passed by reference".into())),
             };
         InputSpec {
             name,
@@ -269,7 +273,7 @@ impl InputSpec {
             error,
             ignored: false,
             secret: false,
-            gathered: None,
+            bincode_spec: None,
         }
     }
 }
@@ -341,7 +345,8 @@ pub struct StepDef {
     pub entry: Option<&'static crate::worker::StepEntry>,
 }
 
-/// A step invocation in a graph.
+/// A step invocation in a graph. Cloned for each item of a map (`map.rs`).
+#[derive(Clone)]
 pub struct Node {
     /// Unique name within the pipeline (`name`, `name_2`, ... when a step is used twice).
     pub(crate) name: String,
@@ -357,9 +362,42 @@ pub struct Node {
     pub(crate) body: Arc<BodyFn>,
     /// The step's registry entry: what a worker process runs.
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
+    /// Its part in a map (`map.rs`).
+    pub(crate) role: Role,
+}
+
+/// What a node is to the maps of its graph (`map.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// An ordinary call.
+    Call,
+    /// A map's split: its outputs are the list's items, as many as the list has, each
+    /// stored by its one declared output (named `item[i]` in the records).
+    Split,
+    /// A call inside map `.0`'s closure: a template that never runs itself; the run adds
+    /// one copy per item once the list is split.
+    Template(usize),
+    /// The gather of map `.0`'s result `.1`: the run gives it one input per item.
+    MapGather(usize, usize),
 }
 
 impl Node {
+    /// The declaration of output `i` (a split's items all share its one declaration).
+    pub(crate) fn output(&self, i: usize) -> Option<&Arc<OutputSpec>> {
+        match self.role {
+            Role::Split => self.outputs.first(),
+            _ => self.outputs.get(i),
+        }
+    }
+
+    /// The name output `i` is recorded under: its declared name, `item[i]` for a split.
+    pub(crate) fn output_name(&self, i: usize) -> Option<String> {
+        match self.role {
+            Role::Split => Some(format!("item[{i}]")),
+            _ => self.outputs.get(i).map(|o| o.decl.name.clone()),
+        }
+    }
+
     /// The call `name` of the step `def` describes (in a graph, or alone in a worker).
     pub(crate) fn new(name: String, def: StepDef) -> Node {
         Node {
@@ -374,6 +412,7 @@ impl Node {
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
             body: Arc::from(def.body),
             entry: def.entry,
+            role: Role::Call,
         }
     }
 }
@@ -388,6 +427,11 @@ pub struct Graph {
     /// the n-th call of a step does not scan the graph (10,000-step sweeps).
     names: HashSet<String>,
     next_suffix: HashMap<&'static str, usize>,
+    /// The maps of this graph (`map.rs`).
+    pub(crate) maps: Vec<crate::map::MapDef>,
+    /// The maps whose closure is running now, innermost last: a call added then is a
+    /// template of the innermost.
+    pub(crate) mapping: Vec<usize>,
 }
 
 static NEXT_GRAPH_ID: AtomicU64 = AtomicU64::new(1);
@@ -411,6 +455,8 @@ pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
             errors: Vec::new(),
             names: HashSet::new(),
             next_suffix: HashMap::new(),
+            maps: Vec::new(),
+            mapping: Vec::new(),
         })
     });
     let pop = Pop;
@@ -426,6 +472,8 @@ pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
         )],
         names: HashSet::new(),
         next_suffix: HashMap::new(),
+        maps: Vec::new(),
+        mapping: Vec::new(),
     });
     (graph, out)
 }
@@ -478,9 +526,29 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
             }
         }
         graph.names.insert(name.clone());
-        graph.nodes.push(Node::new(name, def));
+        let mut node = Node::new(name, def);
+        if let Some(&map) = graph.mapping.last() {
+            node.role = Role::Template(map);
+        }
+        graph.nodes.push(node);
         (graph.id, id)
     })
+}
+
+impl Graph {
+    /// How many calls a run of this graph starts with: every node but the templates
+    /// inside a map's closure (a map adds its per-item calls as the run goes).
+    pub(crate) fn calls(&self) -> usize {
+        self.nodes
+            .iter()
+            .filter(|n| !matches!(n.role, Role::Template(_)))
+            .count()
+    }
+}
+
+/// Runs `f` on the graph being built on this thread, if one is.
+pub(crate) fn with_building<R>(f: impl FnOnce(&mut Graph) -> R) -> Option<R> {
+    BUILDING.with(|b| b.borrow_mut().last_mut().map(f))
 }
 
 /// An unbound handle to output `output` of node `node` (for generated code).

@@ -234,7 +234,7 @@ impl<H: Slot + 'static, R: InputList> InputList for (H, R) {
         specs: &mut Vec<InputSpec>,
     ) {
         let mut spec = (ops.0.input)(names[specs.len()], H::MODE, given.0);
-        spec.gathered = Some(ops.0.output);
+        spec.bincode_spec = Some(ops.0.output);
         specs.push(spec);
         R::specs(&ops.1, given.1, names, specs);
     }

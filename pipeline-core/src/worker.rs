@@ -447,10 +447,10 @@ fn producer_output(
     output: usize,
     input: &crate::graph::InputSpec,
 ) -> Result<OutputSpec, BoxError> {
-    if producer == crate::gather::GATHER_PATH {
-        let spec = input.gathered.ok_or_else(|| {
+    if producer == crate::gather::GATHER_PATH || producer == crate::map::SPLIT_PATH {
+        let spec = input.bincode_spec.ok_or_else(|| {
             format!(
-                "input `{}` was gathered from a list, but its step does not say how such a list is stored",
+                "input `{}` was written by the built-in `{producer}`, but its step does not say how such a value is stored",
                 input.name
             )
         })?;
@@ -647,10 +647,16 @@ fn bind_recorded(
     hash: Hash128,
     input: &crate::graph::InputSpec,
 ) -> Result<BoundArtifact, BoxError> {
-    let gathered = produced.components.step == crate::gather::GATHER_STEP
-        && produced.components.module == crate::gather::GATHER.code().module;
-    let producer = if gathered {
-        crate::gather::GATHER_PATH
+    let built_in = [
+        (crate::gather::GATHER_STEP, &crate::gather::GATHER),
+        (crate::map::SPLIT_STEP, &crate::map::SPLIT),
+    ]
+    .into_iter()
+    .find(|(step, decl)| {
+        produced.components.step == *step && produced.components.module == decl.code().module
+    });
+    let producer = if let Some((_, decl)) = built_in {
+        decl.path
     } else {
         entry_of(&produced.components)
             .ok_or_else(|| {

@@ -11,13 +11,14 @@ use std::time::{Duration, Instant};
 use tracing::{info, Span};
 
 use super::ledger::{self, Claim, Holder, Ledger, PendingRow};
+use super::nodes::RunNodes;
 use super::schedule::{Done, Schedule};
 use super::step::{end_step_span, run_step, step_span, Finished, Outcome};
 use super::{remote, Job, Produced, RunSettings};
 use crate::artifact::BoundArtifact;
 use crate::cluster::Resources;
 use crate::error::{BoxError, Error, Result};
-use crate::graph::{Graph, InputMode, InputSource, Node, NodeId, Resolved, Value};
+use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, Role, Value};
 use crate::key::{self, Hash128, KeyComponents, KeyInput};
 use crate::policy::StepPolicy;
 use crate::run::{Reason, StepReport, StepStatus};
@@ -38,7 +39,10 @@ struct Waiting {
 /// One run being driven: its schedule, the outputs known so far, the nodes queued to run
 /// or waiting for another run's claim, and the reports of the nodes done.
 pub(super) struct State<'a> {
-    graph: &'a Graph,
+    /// The graph's nodes and those the run adds (a map's per-item calls).
+    nodes: &'a RunNodes<'a>,
+    /// Per step name: how many calls of it the run has, for the ordinal of the next one.
+    calls_so_far: HashMap<&'static str, usize>,
     settings: &'a RunSettings,
     /// Everything asked of the store.
     ledger: Ledger<'a>,
@@ -67,24 +71,28 @@ pub(super) struct State<'a> {
 }
 
 impl<'a> State<'a> {
-    pub(super) fn new(graph: &'a Graph, settings: &'a RunSettings, ledger: Ledger<'a>) -> Self {
+    pub(super) fn new(
+        nodes: &'a RunNodes<'a>,
+        settings: &'a RunSettings,
+        ledger: Ledger<'a>,
+    ) -> Self {
+        let graph = nodes.graph();
         let n = graph.nodes.len();
+        // A map's templates never run (`map.rs`): dormant. A map's gather waits for the
+        // split, which gives it its per-item inputs (`expand`); until then it reads a
+        // slot of the split that nothing produces.
         let schedule = Schedule::new(
             graph
                 .nodes
                 .iter()
-                .map(|node| {
-                    node.inputs
-                        .iter()
-                        .filter_map(|input| match input.source {
-                            InputSource::Artifact { node: up, output } => Some((up, output)),
-                            InputSource::Param(_) => None,
-                        })
-                        .collect()
+                .map(|node| match node.role {
+                    Role::Template(_) => None,
+                    Role::MapGather(map, _) => Some(vec![(graph.maps[map].split, usize::MAX)]),
+                    Role::Call | Role::Split => Some(upstream_slots(node)),
                 })
                 .collect(),
         );
-        let mut calls_so_far: HashMap<&str, usize> = HashMap::new();
+        let mut calls_so_far: HashMap<&'static str, usize> = HashMap::new();
         let ordinals = graph
             .nodes
             .iter()
@@ -100,7 +108,8 @@ impl<'a> State<'a> {
             .map(|node| Self::cpus(settings, node))
             .collect();
         State {
-            graph,
+            nodes,
+            calls_so_far,
             settings,
             ledger,
             schedule,
@@ -185,7 +194,7 @@ impl<'a> State<'a> {
     }
 
     fn node(&self, id: NodeId) -> &'a Node {
-        &self.graph.nodes[id]
+        self.nodes.get(id)
     }
 
     /// Whether the run's cancel token was cancelled: no further step starts.
@@ -520,10 +529,7 @@ impl<'a> State<'a> {
     ) -> Result<Option<Job>> {
         let id = job.node;
         let node = self.node(id);
-        match self
-            .ledger
-            .acquire(&self.graph.nodes, id, &job, &self.produced)?
-        {
+        match self.ledger.acquire(self.nodes, id, &job, &self.produced)? {
             Claim::Hit {
                 execution,
                 reused,
@@ -803,11 +809,89 @@ impl<'a> State<'a> {
 
     fn set_produced(&mut self, id: NodeId, produced: &[Produced]) {
         let node = self.node(id);
-        for (i, (p, spec)) in produced.iter().zip(&node.outputs).enumerate() {
-            self.bound
-                .insert((id, i), Arc::new(self.ledger.bind(node, spec, p)));
+        for (i, p) in produced.iter().enumerate() {
+            if let Some(spec) = node.output(i) {
+                self.bound
+                    .insert((id, i), Arc::new(self.ledger.bind(node, i, spec, p)));
+            }
         }
         self.produced[id] = Some(produced.to_vec());
+        if node.role == Role::Split {
+            // Before the split completes, so its items' consumers exist when it does.
+            self.expand(id, produced.len());
+        }
+    }
+
+    /// Adds the per-item calls of the map whose split is `split`, now that the list has
+    /// `items` items, and gives the map's gathers one input per item (`map.rs`).
+    fn expand(&mut self, split: NodeId, items: usize) {
+        let graph = self.nodes.graph();
+        let Some(map) = graph.maps.iter().find(|m| m.split == split) else {
+            return;
+        };
+        let per_item = map.templates.len();
+        let first = self.nodes.len();
+        // Where output `(up, output)` of the closure's wiring is for item `i`: the item
+        // itself, that item's copy of a template, or a node outside the map (broadcast).
+        let at = |up: NodeId, output: usize, i: usize| -> (NodeId, usize) {
+            if up == split {
+                (split, i)
+            } else if let Some(k) = map.templates.iter().position(|&t| t == up) {
+                (first + i * per_item + k, output)
+            } else {
+                (up, output)
+            }
+        };
+        for i in 0..items {
+            for &t in &map.templates {
+                let template = self.node(t);
+                let mut node = template.clone();
+                node.name = format!("{}[{i}]", template.name);
+                node.role = Role::Call;
+                for input in &mut node.inputs {
+                    if let InputSource::Artifact { node: up, output } = &mut input.source {
+                        (*up, *output) = at(*up, *output, i);
+                    }
+                }
+                let n = self.calls_so_far.entry(node.step).or_default();
+                *n += 1;
+                self.ordinals.push(*n - 1);
+                self.cpus.push(Self::cpus(self.settings, &node));
+                self.produced.push(None);
+                self.reports.push(None);
+                let slots = upstream_slots(&node);
+                let id = self.nodes.add(node);
+                let added = self.schedule.add(slots);
+                debug_assert_eq!(id, added, "the schedule and the run's nodes agree");
+            }
+        }
+        for &((up, output), gather) in &map.results {
+            let mut node = self.node(gather).clone();
+            let Some(template) = node.inputs.first().cloned() else {
+                continue;
+            };
+            node.inputs = (0..items)
+                .map(|i| {
+                    let mut input = template.clone();
+                    input.name = crate::gather::item_name(i);
+                    let (up, output) = at(up, output, i);
+                    input.source = InputSource::Artifact { node: up, output };
+                    input
+                })
+                .collect();
+            let slots = upstream_slots(&node);
+            self.nodes.replace(gather, node);
+            self.schedule.replace_inputs(gather, slots);
+        }
+        info!(
+            target: "pipeline",
+            "Map over `{}` has {items} items: {} steps added.",
+            self.node(split).inputs.first().map_or("?", |input| match input.source {
+                InputSource::Artifact { node, .. } => self.node(node).name.as_str(),
+                InputSource::Param(_) => "?",
+            }),
+            items * per_item
+        );
     }
 
     /// Records a node as done and makes its dependents ready.
@@ -899,7 +983,7 @@ impl<'a> State<'a> {
         let pending = std::mem::take(&mut self.pending_rows);
         let ids = self
             .ledger
-            .record_pending(&self.graph.nodes, &pending, &self.produced)?;
+            .record_pending(self.nodes, &pending, &self.produced)?;
         for (p, id) in pending.iter().zip(ids) {
             if let Some(Some(r)) = self.reports.get_mut(p.node) {
                 r.execution_id = Some(id);
@@ -907,6 +991,17 @@ impl<'a> State<'a> {
         }
         Ok(())
     }
+}
+
+/// The outputs `node`'s inputs read, in input order.
+fn upstream_slots(node: &Node) -> Vec<(NodeId, usize)> {
+    node.inputs
+        .iter()
+        .filter_map(|input| match input.source {
+            InputSource::Artifact { node: up, output } => Some((up, output)),
+            InputSource::Param(_) => None,
+        })
+        .collect()
 }
 
 /// The outputs of a reused execution, as this run knows them.

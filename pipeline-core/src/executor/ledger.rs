@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use tracing::warn;
 
+use super::nodes::RunNodes;
 use super::step::{output_rows, Runner};
 use super::{Job, Produced};
 use crate::artifact::BoundArtifact;
@@ -163,12 +164,12 @@ impl<'a> Ledger<'a> {
     /// damaged output of a completed execution is logged and becomes the job's new reason.
     pub(super) fn acquire(
         &self,
-        nodes: &[Node],
+        nodes: &RunNodes<'_>,
         id: NodeId,
         job: &Job,
         produced: &[Option<Vec<Produced>>],
     ) -> Result<Claim> {
-        let node = &nodes[id];
+        let node = nodes.get(id);
         let params = self.write_params(node)?;
         let step = StepStart {
             run_id: self.run_id.to_string(),
@@ -310,14 +311,14 @@ impl<'a> Ledger<'a> {
     /// Commits cached and skipped rows in one transaction; returns their execution ids.
     pub(super) fn record_pending(
         &self,
-        nodes: &[Node],
+        nodes: &RunNodes<'_>,
         pending: &[PendingRow],
         produced: &[Option<Vec<Produced>>],
     ) -> Result<Vec<i64>> {
         let rows: Vec<ExecutionRow<'_>> = pending
             .iter()
             .map(|p| {
-                let node = &nodes[p.node];
+                let node = nodes.get(p.node);
                 ExecutionRow {
                     details: Default::default(),
                     run_id: self.run_id,
@@ -346,14 +347,21 @@ impl<'a> Ledger<'a> {
         }
     }
 
-    /// Output `spec` of `node`, stored as `p`, bound to the store for loading.
-    pub(super) fn bind(&self, node: &Node, spec: &Arc<OutputSpec>, p: &Produced) -> BoundArtifact {
+    /// Output `i` of `node`, declared by `spec` and stored as `p`, bound to the store for
+    /// loading.
+    pub(super) fn bind(
+        &self,
+        node: &Node,
+        i: usize,
+        spec: &Arc<OutputSpec>,
+        p: &Produced,
+    ) -> BoundArtifact {
         BoundArtifact {
             store: self.store.clone(),
             hash: p.hash,
             size: p.size,
             step: node.name.clone(),
-            output_name: spec.decl.name.clone(),
+            output_name: node.output_name(i).unwrap_or_default(),
             type_name: spec.decl.type_name.clone(),
             spec: Arc::clone(spec),
             execution: p.execution,

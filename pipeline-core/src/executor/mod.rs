@@ -40,6 +40,7 @@ pub(crate) mod backend;
 mod coordinator;
 pub(crate) mod interrupt;
 mod ledger;
+mod nodes;
 mod remote;
 mod schedule;
 pub(crate) mod slurm;
@@ -200,7 +201,7 @@ pub(crate) fn execute(
         "run",
         pipeline = %pipeline,
         run = %name,
-        steps = graph.nodes.len(),
+        steps = graph.calls(),
         status = Empty,
         duration_s = Empty,
     );
@@ -209,14 +210,15 @@ pub(crate) fn execute(
     // DESIGN §6 stay exactly as they are.
     debug!(
         target: "pipeline",
-        steps = graph.nodes.len(),
+        steps = graph.calls(),
         "Pipeline run `{}` has started with {} steps.",
         name,
-        graph.nodes.len()
+        graph.calls()
     );
 
     let ledger = Ledger::new(store, &id, &name, pipeline);
-    let mut state = State::new(graph, settings, ledger);
+    let nodes = nodes::RunNodes::new(graph);
+    let mut state = State::new(&nodes, settings, ledger);
     state.span = run_span.clone();
     let result = std::thread::scope(|scope| state.drive(scope));
     // Every claim was committed by its step, or released when its guard dropped (a run

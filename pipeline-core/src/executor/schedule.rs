@@ -41,16 +41,23 @@ pub(crate) struct Schedule<V> {
     memory: HashMap<Slot, V>,
     /// Per node: the failed node upstream that blocks it.
     blocked_by: Vec<Option<NodeId>>,
+    /// Per node: how it ended, once it has (nodes added later look their upstream up).
+    ended: Vec<Option<Done>>,
     ready: VecDeque<NodeId>,
     done: usize,
 }
 
 impl<V: Clone> Schedule<V> {
     /// A schedule for nodes `0..inputs.len()`, where `inputs[n]` lists the upstream outputs
-    /// node `n` reads, one per input. Every upstream node must come before its consumers
-    /// (graphs are recorded in call order, so they do). Nodes with no upstream are ready.
-    pub(crate) fn new(inputs: Vec<Vec<Slot>>) -> Self {
+    /// node `n` reads, one per input, or is `None` for a dormant node (a map's template,
+    /// which never runs: it counts as done from the start and nothing waits for it).
+    /// Every upstream node must come before its consumers (graphs are recorded in call
+    /// order, so they do). Nodes with no upstream are ready.
+    pub(crate) fn new(inputs: Vec<impl Into<Option<Vec<Slot>>>>) -> Self {
+        let inputs: Vec<Option<Vec<Slot>>> = inputs.into_iter().map(Into::into).collect();
         let n = inputs.len();
+        let dormant: Vec<bool> = inputs.iter().map(Option::is_none).collect();
+        let inputs: Vec<Vec<Slot>> = inputs.into_iter().map(Option::unwrap_or_default).collect();
         let mut waiting_on = vec![0; n];
         let mut dependents = vec![Vec::new(); n];
         let mut unconsumed = HashMap::new();
@@ -69,7 +76,9 @@ impl<V: Clone> Schedule<V> {
                 }
             }
         }
-        let ready = (0..n).filter(|&i| waiting_on[i] == 0).collect();
+        let ready = (0..n)
+            .filter(|&i| waiting_on[i] == 0 && !dormant[i])
+            .collect();
         Schedule {
             inputs,
             waiting_on,
@@ -77,8 +86,73 @@ impl<V: Clone> Schedule<V> {
             unconsumed,
             memory: HashMap::new(),
             blocked_by: vec![None; n],
+            ended: dormant
+                .iter()
+                .map(|&d| d.then_some(Done::Succeeded))
+                .collect(),
             ready,
-            done: 0,
+            done: dormant.iter().filter(|&&d| d).count(),
+        }
+    }
+
+    /// Adds a node that reads `inputs` (upstream nodes that exist: done or not) and returns
+    /// its number, the next one. It is ready at once if its upstream nodes are done, and
+    /// blocked if one of them failed or was skipped.
+    pub(crate) fn add(&mut self, inputs: Vec<Slot>) -> NodeId {
+        let id = self.len();
+        self.waiting_on.push(0);
+        self.dependents.push(Vec::new());
+        self.blocked_by.push(None);
+        self.ended.push(None);
+        self.inputs.push(Vec::new());
+        self.attach(id, inputs);
+        id
+    }
+
+    /// Gives node `id`, which has not started, new inputs instead of those it had (a map's
+    /// gather, once the list is split). Its old upstream nodes must not be done yet.
+    pub(crate) fn replace_inputs(&mut self, id: NodeId, inputs: Vec<Slot>) {
+        let old = std::mem::take(&mut self.inputs[id]);
+        for (up, output) in old {
+            if let Some(n) = self.unconsumed.get_mut(&(up, output)) {
+                *n = n.saturating_sub(1);
+            }
+            self.dependents[up].retain(|&d| d != id);
+        }
+        self.waiting_on[id] = 0;
+        self.ready.retain(|&r| r != id);
+        self.attach(id, inputs);
+    }
+
+    /// Makes `id` read `inputs`: counts the upstream nodes not done yet, takes the block of
+    /// a failed one, and queues `id` if nothing is left to wait for.
+    fn attach(&mut self, id: NodeId, inputs: Vec<Slot>) {
+        let mut ups: Vec<NodeId> = Vec::new();
+        for &(up, output) in &inputs {
+            *self.unconsumed.entry((up, output)).or_insert(0) += 1;
+            if !ups.contains(&up) {
+                ups.push(up);
+            }
+        }
+        for up in ups {
+            match self.ended[up] {
+                None => {
+                    self.waiting_on[id] += 1;
+                    self.dependents[up].push(id);
+                }
+                Some(Done::Succeeded) => {}
+                Some(Done::Failed) => {
+                    self.blocked_by[id].get_or_insert(up);
+                }
+                Some(Done::Skipped) => {
+                    let blocker = self.blocked_by[up].unwrap_or(up);
+                    self.blocked_by[id].get_or_insert(blocker);
+                }
+            }
+        }
+        self.inputs[id] = inputs;
+        if self.waiting_on[id] == 0 {
+            self.ready.push_back(id);
         }
     }
 
@@ -127,6 +201,7 @@ impl<V: Clone> Schedule<V> {
             }
         }
         self.done += 1;
+        self.ended[id] = Some(how);
         for i in 0..self.dependents[id].len() {
             let d = self.dependents[id][i];
             self.waiting_on[d] -= 1;
@@ -330,5 +405,46 @@ mod tests {
         s.complete(0, Done::Succeeded);
         let ready: Vec<_> = std::iter::from_fn(|| s.next_ready()).collect();
         assert_eq!(ready, [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn dormant_nodes_never_run_and_added_nodes_join_the_schedule() {
+        // 0 -> split 1; 2 is a template (dormant); 3 is the gather, waiting on a slot of 1
+        // that nothing produces until its inputs are replaced.
+        let mut s = Schedule::<&str>::new(vec![
+            Some(vec![]),
+            Some(vec![(0, 0)]),
+            None,
+            Some(vec![(1, usize::MAX)]),
+        ]);
+        assert_eq!(s.next_ready(), Some(0));
+        s.complete(0, Done::Succeeded);
+        assert_eq!(s.next_ready(), Some(1));
+        // The split is known: two per-item nodes, and the gather reads them.
+        let a = s.add(vec![(1, 0)]);
+        let b = s.add(vec![(1, 1)]);
+        assert_eq!((a, b), (4, 5));
+        s.replace_inputs(3, vec![(a, 0), (b, 0)]);
+        assert!(!s.has_ready(), "the items wait for the split");
+        s.complete(1, Done::Succeeded);
+        assert_eq!((s.next_ready(), s.next_ready()), (Some(4), Some(5)));
+        s.complete(4, Done::Succeeded);
+        s.complete(5, Done::Failed);
+        assert_eq!(s.next_ready(), Some(3));
+        assert_eq!(s.blocked_by(3), Some(5), "a failed item blocks the gather");
+        s.complete(3, Done::Skipped);
+        assert!(s.is_finished(), "the dormant template counts as done");
+        // A node added after its upstream failed is blocked at once, and ready.
+        let late = s.add(vec![(5, 0)]);
+        assert_eq!(s.next_ready(), Some(late));
+        assert_eq!(s.blocked_by(late), Some(5));
+    }
+
+    #[test]
+    fn a_gather_with_no_items_is_ready_at_once() {
+        let mut s = Schedule::<&str>::new(vec![Some(vec![]), Some(vec![(0, usize::MAX)])]);
+        assert_eq!(s.next_ready(), Some(0));
+        s.replace_inputs(1, vec![]);
+        assert_eq!(s.next_ready(), Some(1));
     }
 }

@@ -104,10 +104,10 @@ pub(super) fn output_rows(
 ) -> Vec<OutputRow> {
     produced
         .iter()
-        .zip(&node.outputs)
         .enumerate()
-        .map(|(i, (p, spec))| OutputRow {
-            name: spec.decl.name.clone(),
+        .filter_map(|(i, p)| Some((i, p, node.output(i)?)))
+        .map(|(i, p, spec)| OutputRow {
+            name: node.output_name(i).unwrap_or_default(),
             hash: p.hash,
             size: p.size,
             type_name: spec.decl.type_name.clone(),
@@ -202,7 +202,17 @@ fn execute_body(
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut produced = Vec::with_capacity(values.len());
         let mut metadata = Vec::with_capacity(values.len());
-        for (value, spec) in values.iter().zip(&node.outputs) {
+        for (i, value) in values.iter().enumerate() {
+            let Some(spec) = node.output(i) else {
+                return Err(format!(
+                    "internal error: step `{}` returned {} values for {} outputs",
+                    node.name,
+                    values.len(),
+                    node.outputs.len()
+                )
+                .into());
+            };
+            let output_name = node.output_name(i).unwrap_or_default();
             // A step executed again because its stored output was found damaged: its
             // output replaces the stored bytes (which may be the same name, corrupt).
             let mut writer = store.blob_writer_for(replace)?;
@@ -235,7 +245,7 @@ fn execute_body(
                 metadata: metadata.last().cloned().flatten(),
                 run_id,
                 step: &node.name,
-                output: &spec.decl.name,
+                output: &output_name,
                 cache_key: Some(key),
             };
             store.write_sidecar(hash, &sidecar)?;

@@ -1,0 +1,242 @@
+//! Typed dynamic fan-out: `list.map(|item| ...)` on an `Artifact<Vec<T>>` wires steps once
+//! per item of a list whose length is known only when the run has it.
+//!
+//! When the pipeline body runs, [`Artifact::map`] adds three things to the graph:
+//!
+//! 1. a built-in **split** call, whose input is the list and whose outputs are its items,
+//!    each stored as an artifact of its own (recorded as `item[0]`, `item[1]`, ...);
+//! 2. the calls the closure makes, as **templates**: they never run themselves;
+//! 3. one **gather** call per result of the closure (`gather.rs`), which will collect the
+//!    per-item results in list order into one `Artifact<Vec<U>>`.
+//!
+//! When the run knows the split's outputs (it executed, or was reused from the cache, in
+//! which case the items' hashes come from its record and no item is read), the executor
+//! adds a copy of every template per item, named `<call>[i]`, whose inputs are that item,
+//! the copies of the same item's other templates, and anything from outside the closure
+//! (broadcast). The gather gets one input per item. From there on every copy is an
+//! ordinary call with its own cache key, so:
+//!
+//! - appending an item runs only the new item's calls; editing one runs only that item's;
+//! - reordering runs none of them (the keys hold content hashes, not positions), and the
+//!   gathered result follows the new order;
+//! - an empty list gathers to an empty `Vec`, and the calls after the map run;
+//! - a failing item fails its own chain; the other items finish, and the calls after the
+//!   map are skipped; a re-run executes only what failed.
+//!
+//! As Prefect's and ZenML's `map`, Flyte's `map_task` and Metaflow's `foreach`, but typed:
+//! the closure's wiring is checked by the compiler like any other pipeline body.
+//!
+//! A map inside a map's closure is refused when the pipeline runs (`Error::Graph`).
+
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::artifact::Artifact;
+use crate::cacher::Bincode;
+use crate::graph::{
+    add_step, with_building, BuildProblem, Input, InputMode, InputSpec, NodeId, OutputSpec, Role,
+    StepContext, StepDef, Value,
+};
+use crate::signature::StepDecl;
+
+/// The built-in split's code. Its signature is fixed: bump it when the way a list is split
+/// (and so its items' stored bytes) changes.
+pub(crate) static SPLIT: StepDecl = StepDecl::new(
+    SPLIT_PATH,
+    0x7370_6c69_7400_0001,
+    0x7370_6c69_7400_0001,
+    &[],
+    &[],
+    None,
+);
+
+/// The step name of the built-in split (it enters the cache key).
+pub(crate) const SPLIT_STEP: &str = "split";
+
+/// The built-in split's path, as a worker sees it as an input's producer.
+pub(crate) const SPLIT_PATH: &str = "pipeline::split";
+
+/// One `list.map(..)` of a graph.
+#[derive(Clone, Debug)]
+pub(crate) struct MapDef {
+    /// The split call: its output `i` is item `i`.
+    pub(crate) split: NodeId,
+    /// The calls the closure made, in call order (so upstream first).
+    pub(crate) templates: Vec<NodeId>,
+    /// Per result of the closure: the output it is (`(node, output)`), and the gather
+    /// call that collects it.
+    pub(crate) results: Vec<((NodeId, usize), NodeId)>,
+}
+
+impl<T> Artifact<Vec<T>>
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Wires `f`'s steps once per item of this list, when the run has the list, and
+    /// gathers their results in list order: `Artifact<Vec<U>>` for a closure that returns
+    /// an `Artifact<U>`, a tuple of such lists for a tuple of handles.
+    ///
+    /// `f` runs once, while the pipeline body runs, with a handle to "the item"; its calls
+    /// are repeated per item. It may use parameters and any artifact of the body from
+    /// outside the closure (each item's calls share them). Each item is stored as an
+    /// artifact of its own, so each per-item call has its own cache key: see the module
+    /// documentation of `map.rs` for what runs when the list changes. Per-item calls are
+    /// recorded as `<call>[i]`.
+    ///
+    /// ```no_run
+    /// use pipeline::prelude::*;
+    ///
+    /// #[step]
+    /// fn make_folds(k: usize) -> Vec<Vec<u32>> {
+    ///     (0..k as u32).map(|f| vec![f, f + 1]).collect()
+    /// }
+    ///
+    /// #[step]
+    /// fn score(fold: &Vec<u32>, gamma: f64) -> f64 {
+    ///     fold.iter().sum::<u32>() as f64 * gamma
+    /// }
+    ///
+    /// #[step]
+    /// fn mean(scores: &[f64]) -> f64 {
+    ///     scores.iter().sum::<f64>() / scores.len().max(1) as f64
+    /// }
+    ///
+    /// #[pipeline]
+    /// fn cv(k: usize, gamma: f64) -> Artifact<f64> {
+    ///     let folds = make_folds(k);
+    ///     let scores = folds.map(|fold| score(fold, gamma)); // Artifact<Vec<f64>>
+    ///     mean(&scores)
+    /// }
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// When no pipeline is being built (as every step call).
+    pub fn map<R: MapResult>(&self, f: impl FnOnce(&Artifact<T>) -> R) -> R::Mapped {
+        let split = add_step(split_def::<T>(self.clone()));
+        let (graph, split_node) = split;
+        let map = with_building(|g| {
+            if !g.mapping.is_empty() {
+                g.errors.push(BuildProblem::Wiring(
+                    "a `map` inside another `map`'s closure is not supported yet; map over \
+                     the inner lists in a step, or flatten the lists into one before the map"
+                        .into(),
+                ));
+            }
+            g.nodes[split_node].role = Role::Split;
+            g.maps.push(MapDef {
+                split: split_node,
+                templates: Vec::new(),
+                results: Vec::new(),
+            });
+            let map = g.maps.len() - 1;
+            g.mapping.push(map);
+            map
+        })
+        .unwrap_or(0);
+        let item = Artifact::<T>::unbound(graph, split_node, 0);
+        // Pops the template scope even when `f` panics, so the graph stays usable.
+        struct EndScope;
+        impl Drop for EndScope {
+            fn drop(&mut self) {
+                with_building(|g| g.mapping.pop());
+            }
+        }
+        let scope = EndScope;
+        let result = f(&item);
+        drop(scope);
+        let mut outputs = Vec::new();
+        result.outputs(&mut outputs);
+        with_building(|g| {
+            let templates = (split_node + 1..g.nodes.len())
+                .filter(|&n| g.nodes[n].role == Role::Template(map))
+                .collect();
+            g.maps[map].templates = templates;
+        });
+        let mapped = result.gather();
+        with_building(|g| {
+            // The gathers are the last calls added, one per result, in order.
+            let first = g.nodes.len() - outputs.len();
+            for (k, at) in outputs.iter().enumerate() {
+                g.nodes[first + k].role = Role::MapGather(map, k);
+                g.maps[map].results.push((*at, first + k));
+            }
+        });
+        mapped
+    }
+}
+
+/// The split of `list`: one output per item (see [`Role::Split`]).
+fn split_def<T>(list: Artifact<Vec<T>>) -> StepDef
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    StepDef {
+        name: SPLIT_STEP,
+        code: &SPLIT,
+        enable_cache: None,
+        resources: None,
+        policy: None,
+        is_async: false,
+        inputs: vec![InputSpec::new(
+            "list",
+            InputMode::Owned,
+            Input::Artifact(list),
+        )],
+        outputs: vec![OutputSpec::new::<T, _>("item", Bincode)],
+        body: Box::new(|ctx: &mut StepContext| {
+            let list = ctx.owned::<Vec<T>>(0)?;
+            Ok(list
+                .into_iter()
+                .map(|item| Arc::new(item) as Value)
+                .collect())
+        }),
+        entry: None,
+    }
+}
+
+/// What a map's closure may return: a handle, or a tuple of handles (for a closure whose
+/// last call has several outputs, return the fields you need).
+pub trait MapResult {
+    /// What the map returns: the per-item results gathered in list order.
+    type Mapped;
+    /// Appends the outputs this result is, in order.
+    #[doc(hidden)]
+    fn outputs(&self, out: &mut Vec<(NodeId, usize)>);
+    /// Adds one gather per output (in the order of [`outputs`](Self::outputs)).
+    #[doc(hidden)]
+    fn gather(self) -> Self::Mapped;
+}
+
+impl<U> MapResult for Artifact<U>
+where
+    U: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    type Mapped = Artifact<Vec<U>>;
+    fn outputs(&self, out: &mut Vec<(NodeId, usize)>) {
+        out.push((self.node, self.output));
+    }
+    fn gather(self) -> Artifact<Vec<U>> {
+        crate::gather::gather([self])
+    }
+}
+
+macro_rules! tuple_result {
+    ($($name:ident $i:tt),+) => {
+        impl<$($name: MapResult),+> MapResult for ($($name,)+) {
+            type Mapped = ($($name::Mapped,)+);
+            fn outputs(&self, out: &mut Vec<(NodeId, usize)>) {
+                $(self.$i.outputs(out);)+
+            }
+            fn gather(self) -> Self::Mapped {
+                ($(self.$i.gather(),)+)
+            }
+        }
+    };
+}
+
+tuple_result!(A 0, B 1);
+tuple_result!(A 0, B 1, C 2);
+tuple_result!(A 0, B 1, C 2, D 3);

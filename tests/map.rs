@@ -1,0 +1,253 @@
+//! Typed dynamic fan-out (issue 18): `list.map(|item| ..)` over an `Artifact<Vec<T>>`,
+//! cached per item. Each test counts the executions of every step per item.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use common::temp_store;
+use pipeline::prelude::*;
+
+/// Executions per label since the process started.
+fn executions() -> &'static Mutex<HashMap<String, usize>> {
+    static COUNTS: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    COUNTS.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn count(what: String) {
+    *executions().lock().unwrap().entry(what).or_default() += 1;
+}
+
+fn executed(what: &str) -> usize {
+    executions().lock().unwrap().get(what).copied().unwrap_or(0)
+}
+
+#[step]
+fn rows(values: Vec<i64>) -> Vec<i64> {
+    values
+}
+
+/// Fails for a negative item: a failing item.
+#[step]
+fn double(x: &i64, tag: String) -> Result<i64, String> {
+    count(format!("double {tag} {x}"));
+    if *x < 0 {
+        return Err(format!("negative item {x}"));
+    }
+    Ok(2 * x)
+}
+
+#[step]
+fn add(x: &i64, offset: &i64, tag: String) -> i64 {
+    count(format!("add {tag} {x}"));
+    x + offset
+}
+
+#[step]
+fn total(xs: &[i64], tag: String) -> i64 {
+    count(format!("total {tag}"));
+    xs.iter().sum()
+}
+
+#[step]
+fn offset(value: i64) -> i64 {
+    value
+}
+
+/// A two-step chain per item, with a broadcast input (`shift`, from outside the map), then
+/// a fan-in.
+#[pipeline]
+fn chain(values: Vec<i64>, shift: i64, tag: String) -> (Artifact<Vec<i64>>, Artifact<i64>) {
+    let list = rows(values);
+    let shift = offset(shift);
+    let mapped = list.map(|x| {
+        let doubled = double(x, tag.clone());
+        add(&doubled, &shift, tag.clone())
+    });
+    let sum = total(&mapped, tag);
+    (mapped, sum)
+}
+
+fn run(
+    store: &Store,
+    values: &[i64],
+    shift: i64,
+    tag: &str,
+) -> Run<(Artifact<Vec<i64>>, Artifact<i64>)> {
+    chain(values.to_vec(), shift, tag.to_string())
+        .store(store.clone())
+        .run()
+        .unwrap()
+}
+
+#[test]
+fn each_item_runs_its_chain_once_and_a_second_run_executes_nothing() {
+    let (_dir, store) = temp_store();
+    let tag = "twice";
+    let first = run(&store, &[1, 2, 3], 10, tag);
+    assert_eq!(first.output().0.load().unwrap(), vec![12, 14, 16]);
+    assert_eq!(first.output().1.load().unwrap(), 42);
+    for x in [1, 2, 3] {
+        assert_eq!(executed(&format!("double {tag} {x}")), 1);
+        assert_eq!(executed(&format!("add {tag} {}", 2 * x)), 1);
+    }
+    // Per-item calls are named `<call>[i]`.
+    let names: Vec<String> = first.steps().iter().map(|s| s.name().to_string()).collect();
+    for name in ["double[0]", "double[2]", "add[1]"] {
+        assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+    }
+    assert!(
+        !names.iter().any(|n| n == "double"),
+        "templates never run: {names:?}"
+    );
+
+    let second = run(&store, &[1, 2, 3], 10, tag);
+    assert!(
+        second
+            .steps()
+            .iter()
+            .all(|s| s.status() == StepStatus::Cached),
+        "{:?}",
+        common::statuses(&second)
+    );
+    assert_eq!(second.output().1.load().unwrap(), 42);
+    assert_eq!(executed(&format!("total {tag}")), 1);
+}
+
+#[test]
+fn appending_editing_and_reordering_run_only_what_changed() {
+    let (_dir, store) = temp_store();
+    let tag = "edits";
+    run(&store, &[1, 2], 0, tag);
+
+    // Append: only the new item's chain.
+    let appended = run(&store, &[1, 2, 5], 0, tag);
+    assert_eq!(executed(&format!("double {tag} 1")), 1);
+    assert_eq!(executed(&format!("double {tag} 2")), 1);
+    assert_eq!(executed(&format!("double {tag} 5")), 1);
+    assert_eq!(appended.output().0.load().unwrap(), vec![2, 4, 10]);
+
+    // Edit one item: only its chain.
+    let edited = run(&store, &[1, 7, 5], 0, tag);
+    assert_eq!(executed(&format!("double {tag} 7")), 1);
+    assert_eq!(executed(&format!("double {tag} 1")), 1);
+    assert_eq!(executed(&format!("double {tag} 5")), 1);
+    assert_eq!(edited.output().1.load().unwrap(), 26);
+
+    // Reorder: no per-item call runs; the result follows the new order.
+    let reordered = run(&store, &[5, 1, 7], 0, tag);
+    for x in [1, 5, 7] {
+        assert_eq!(executed(&format!("double {tag} {x}")), 1, "double {x}");
+        assert_eq!(executed(&format!("add {tag} {}", 2 * x)), 1, "add {x}");
+    }
+    assert_eq!(reordered.output().0.load().unwrap(), vec![10, 2, 14]);
+    let per_item_executed = reordered
+        .steps()
+        .iter()
+        .filter(|s| {
+            (s.step() == "double" || s.step() == "add") && s.status() == StepStatus::Executed
+        })
+        .count();
+    assert_eq!(per_item_executed, 0, "{:?}", common::statuses(&reordered));
+}
+
+#[test]
+fn a_broadcast_input_that_changes_reruns_the_chain_steps_that_read_it() {
+    let (_dir, store) = temp_store();
+    let tag = "broadcast";
+    run(&store, &[1, 2], 0, tag);
+    let shifted = run(&store, &[1, 2], 100, tag);
+    // `double` does not read the shift: reused; `add` does: runs per item.
+    assert_eq!(executed(&format!("double {tag} 1")), 1);
+    assert_eq!(executed(&format!("add {tag} 2")), 2);
+    assert_eq!(executed(&format!("add {tag} 4")), 2);
+    assert_eq!(shifted.output().0.load().unwrap(), vec![102, 104]);
+}
+
+#[test]
+fn an_empty_list_maps_to_an_empty_list_and_the_steps_after_it_run() {
+    let (_dir, store) = temp_store();
+    let tag = "empty";
+    let empty = run(&store, &[], 3, tag);
+    assert_eq!(empty.output().0.load().unwrap(), Vec::<i64>::new());
+    assert_eq!(empty.output().1.load().unwrap(), 0);
+    assert_eq!(executed(&format!("total {tag}")), 1);
+}
+
+#[test]
+fn a_failing_item_fails_its_chain_only_and_a_rerun_runs_only_it() {
+    let (_dir, store) = temp_store();
+    let tag = "failing";
+    let failed = chain(vec![1, -4, 3], 0, tag.into())
+        .store(store.clone())
+        .run();
+    let Err(pipeline::Error::StepFailed { step, .. }) = &failed else {
+        panic!("expected a failed step, got {:?}", failed.map(|_| ()));
+    };
+    assert_eq!(step, "double[1]");
+    // The other items finished; the steps after the map were skipped.
+    assert_eq!(executed(&format!("add {tag} 2")), 1);
+    assert_eq!(executed(&format!("add {tag} 6")), 1);
+    assert_eq!(executed(&format!("total {tag}")), 0);
+
+    let fixed = run(&store, &[1, 4, 3], 0, tag);
+    assert_eq!(executed(&format!("double {tag} 1")), 1);
+    assert_eq!(executed(&format!("double {tag} 3")), 1);
+    assert_eq!(executed(&format!("double {tag} 4")), 1);
+    assert_eq!(fixed.output().1.load().unwrap(), 16);
+}
+
+#[test]
+fn a_cached_list_is_expanded_from_its_recorded_items_without_reading_them() {
+    let (dir, store) = temp_store();
+    run(&store, &[3, 1, 4, 1, 5], 0, "unread");
+    // A new handle, so its counters start at zero (a new process would see the same).
+    let fresh = Store::open(dir.path().join("store")).unwrap();
+    let second = chain(vec![3, 1, 4, 1, 5], 0, "unread".into())
+        .store(fresh.clone())
+        .run()
+        .unwrap();
+    assert!(
+        second
+            .steps()
+            .iter()
+            .all(|s| s.status() == StepStatus::Cached),
+        "{:?}",
+        common::statuses(&second)
+    );
+    assert_eq!(
+        fresh.stats().bytes_read,
+        0,
+        "no byte read by a fully cached map"
+    );
+    // 5 items: the split, 2 calls per item, the gather and the total, plus `rows` and
+    // `offset`.
+    assert_eq!(second.steps().len(), 2 + 1 + 10 + 2);
+}
+
+/// What a worker process runs (`--exact worker_entry`): its job, then it exits.
+#[test]
+fn worker_entry() {
+    pipeline::worker::enter();
+}
+
+#[test]
+fn per_item_calls_run_in_worker_processes() {
+    let (_dir, store) = temp_store();
+    // Counters live in each worker process: this test checks results and statuses.
+    let p = || {
+        common::on_backend(
+            chain(vec![4, 5, 6], 1, "processes".into()).store(store.clone()),
+            pipeline::config::ExecutorKind::Processes,
+        )
+    };
+    let first = p().run().unwrap();
+    assert_eq!(first.output().0.load().unwrap(), vec![9, 11, 13]);
+    assert_eq!(first.output().1.load().unwrap(), 33);
+    let again = p().run().unwrap();
+    assert!(again
+        .steps()
+        .iter()
+        .all(|s| s.status() == StepStatus::Cached));
+}
