@@ -251,3 +251,43 @@ fn per_item_calls_run_in_worker_processes() {
         .iter()
         .all(|s| s.status() == StepStatus::Cached));
 }
+
+#[pipeline]
+fn leaky(values: Vec<i64>) -> Artifact<i64> {
+    let list = rows(values);
+    let mut inner = None;
+    let _ = list.map(|x| {
+        let d = double(x, "leak".to_string());
+        inner = Some(d.clone());
+        d
+    });
+    // An output made inside the closure, used outside it: refused, with the fix.
+    add(&inner.unwrap(), &offset(1), "leak".to_string())
+}
+
+#[pipeline]
+fn nested(values: Vec<i64>) -> Artifact<Vec<Vec<i64>>> {
+    let list = rows(values);
+    list.map(|x| {
+        let inner = rows(vec![1, 2]);
+        let _ = x;
+        inner.map(|y| double(y, "nested".to_string()))
+    })
+}
+
+#[test]
+fn a_handle_leaked_out_of_the_closure_and_a_nested_map_are_clear_errors() {
+    let (_dir, store) = temp_store();
+    let err = leaky(vec![1, 2]).store(store.clone()).run().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("input `x` of step `add` is the output of `double`, made inside a `map` closure"),
+        "{text}"
+    );
+    assert!(text.contains("return its output from the closure"), "{text}");
+    let err = nested(vec![1]).store(store).run().unwrap_err();
+    assert!(
+        err.to_string().contains("a `map` inside another `map`'s closure is not supported yet"),
+        "{err}"
+    );
+}

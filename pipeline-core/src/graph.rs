@@ -463,6 +463,11 @@ pub(crate) fn build<O>(body: impl FnOnce() -> O) -> (Graph, O) {
     let out = body();
     let graph = BUILDING.with(|b| b.borrow_mut().pop());
     std::mem::forget(pop);
+    let graph = graph.map(|mut g| {
+        let problems = crate::map::leaks(&g);
+        g.errors.extend(problems);
+        g
+    });
     // `build` pushed one graph and nothing else pops it, so it is there.
     let graph = graph.unwrap_or_else(|| Graph {
         id: 0,

@@ -168,6 +168,45 @@ where
     }
 }
 
+/// The handles that escaped a map's closure: a call outside the closure that reads "the
+/// item" or an output of a call made inside it, which exist only per item. Each is a
+/// wiring problem that names the fix (return the output from the closure).
+pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
+    let mut problems = Vec::new();
+    for node in &graph.nodes {
+        let inside = match node.role {
+            Role::Template(m) => Some(m),
+            Role::MapGather(..) => continue,
+            Role::Call | Role::Split => None,
+        };
+        for input in &node.inputs {
+            let crate::graph::InputSource::Artifact { node: up, .. } = input.source else {
+                continue;
+            };
+            let Some(producer) = graph.nodes.get(up) else {
+                continue;
+            };
+            let (made_in, what) = match producer.role {
+                Role::Template(m) => (m, format!("the output of `{}`", producer.name)),
+                Role::Split => match graph.maps.iter().position(|m| m.split == up) {
+                    Some(m) => (m, "the item handle".to_string()),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if inside != Some(made_in) {
+                problems.push(BuildProblem::Wiring(format!(
+                    "input `{}` of step `{}` is {what}, made inside a `map` closure, but `{}` \
+                     is called outside it; a call inside the closure exists once per item: \
+                     return its output from the closure, and the map gathers it into a list",
+                    input.name, node.name, node.name
+                )));
+            }
+        }
+    }
+    problems
+}
+
 /// The split of `list`: one output per item (see [`Role::Split`]).
 fn split_def<T>(list: Artifact<Vec<T>>) -> StepDef
 where
