@@ -281,13 +281,19 @@ fn a_handle_leaked_out_of_the_closure_and_a_nested_map_are_clear_errors() {
     let err = leaky(vec![1, 2]).store(store.clone()).run().unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains("input `x` of step `add` is the output of `double`, made inside a `map` closure"),
+        text.contains(
+            "input `x` of step `add` is the output of `double`, made inside a `map` closure"
+        ),
         "{text}"
     );
-    assert!(text.contains("return its output from the closure"), "{text}");
+    assert!(
+        text.contains("return its output from the closure"),
+        "{text}"
+    );
     let err = nested(vec![1]).store(store).run().unwrap_err();
     assert!(
-        err.to_string().contains("a `map` inside another `map`'s closure is not supported yet"),
+        err.to_string()
+            .contains("a `map` inside another `map`'s closure is not supported yet"),
         "{err}"
     );
 }
