@@ -556,3 +556,53 @@ fn gc_on_postgres_keeps_what_kept_runs_reuse_and_removes_the_rest() {
     assert_eq!(report.runs_removed, ["g3-again", "g3"]);
     assert!(store.verify().unwrap().is_ok());
 }
+
+#[step]
+fn word_list(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("word{i}")).collect()
+}
+
+#[step]
+fn shout(word: &String) -> String {
+    word.to_uppercase()
+}
+
+#[pipeline]
+fn shouted(n: usize) -> Artifact<Vec<String>> {
+    word_list(n).map(|w| shout(w))
+}
+
+/// A map on PostgreSQL metadata and S3 artifacts: the split's one-output-per-item rows and
+/// the gather's one-input-per-item rows round-trip, and a fully cached map from a new handle
+/// reads no byte.
+#[test]
+fn a_map_runs_on_postgres_and_s3_and_is_cached_per_item() {
+    let (Some(db), Some(prefix)) = (fresh_database("map"), fresh_prefix("map")) else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(&db.url, Some(&prefix)).unwrap();
+    let open = || Store::connect_with(&config, options(local.path())).unwrap();
+    let first = shouted(4).store(open()).run().unwrap();
+    assert_eq!(
+        first.output().load().unwrap(),
+        ["WORD0", "WORD1", "WORD2", "WORD3"]
+    );
+    let again = open();
+    let second = shouted(4).store(again.clone()).run().unwrap();
+    assert!(second
+        .steps()
+        .iter()
+        .all(|s| s.status() == StepStatus::Cached));
+    assert_eq!(again.stats().bytes_read, 0);
+    // One more item: only its call executes.
+    let third = shouted(5).store(open()).run().unwrap();
+    let mut executed: Vec<&str> = third
+        .steps()
+        .iter()
+        .filter(|s| s.status() == StepStatus::Executed)
+        .map(|s| s.name())
+        .collect();
+    executed.sort_unstable();
+    assert_eq!(executed, ["gather", "shout[4]", "split", "word_list"]);
+}

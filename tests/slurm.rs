@@ -451,12 +451,59 @@ fn a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason() {
     assert!(stderr.contains("DUE TO TIME LIMIT"), "{stderr}");
 }
 
+#[step]
+fn squares_of(xs: &u64) -> u64 {
+    xs * xs
+}
+
+#[pipeline]
+fn mapped_squares(n: u64) -> Artifact<u64> {
+    let squares = numbers(n).map(|x| squares_of(x));
+    total(&squares)
+}
+
+/// A map's per-item calls are Slurm jobs; the built-in split and gather run in the driver.
+fn a_map_runs_each_item_as_a_job() {
+    let Some(cluster) = Cluster::new("map_on_slurm") else {
+        return;
+    };
+    let run = mapped_squares(3)
+        .store(cluster.store())
+        .executor(cluster.slurm())
+        .run()
+        .unwrap();
+    assert_eq!(run.output().load().unwrap(), 1 + 4 + 9);
+    let items: Vec<_> = run
+        .steps()
+        .iter()
+        .filter(|s| s.step() == "squares_of")
+        .map(|s| (s.name().to_string(), s.status()))
+        .collect();
+    assert_eq!(
+        items,
+        [
+            ("squares_of[0]".to_string(), StepStatus::Executed),
+            ("squares_of[1]".to_string(), StepStatus::Executed),
+            ("squares_of[2]".to_string(), StepStatus::Executed),
+        ]
+    );
+    // Each per-item call ran as a job: its log is in the log folder.
+    let logs = std::fs::read_dir(cluster.local.path().join("logs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert!(logs >= 3, "{logs} job logs");
+}
+
 fn main() {
     pipeline::worker::enter();
     if std::env::var_os("SLURM_TEST_DRIVER").is_some() {
         drive_slow_run();
     }
-    let tests: [(&str, fn()); 5] = [
+    let tests: [(&str, fn()); 6] = [
+        (
+            "a_map_runs_each_item_as_a_job",
+            a_map_runs_each_item_as_a_job,
+        ),
         (
             "a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason",
             a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason,
