@@ -246,22 +246,25 @@ fn generate(
             )
         } else {
             // A `Vec<X>` input also takes a list of `Artifact<X>` (fan-in): say so.
-            let (list_label, list_note) = match crate::ast::vec_item(ty) {
+            let (label, list_note) = match crate::ast::vec_item(ty) {
                 Some(item) => {
                     let x = escape_braces(&type_string(item));
                     (
-                        format!(", or a list of `Artifact<{x}>`"),
+                        format!("expected `&Artifact<{t}>`, `Artifact<{t}>`, a `{t}` value or a list of `Artifact<{x}>`"),
                         format!("; a list of outputs, `&Vec<Artifact<{x}>>`, is gathered into one `{t}` (fan-in)"),
                     )
                 }
-                None => (String::new(), String::new()),
+                None => (
+                    format!("expected `&Artifact<{t}>`, `Artifact<{t}>` or a `{t}` value"),
+                    String::new(),
+                ),
             };
             (
                 format!(
                     "step `{step_name}` input `{}` expects `{t}`, but got `{{Self}}`",
                     input.name
                 ),
-                format!("expected `&Artifact<{t}>`, `Artifact<{t}>` or a `{t}` value{list_label}"),
+                label,
                 format!(
                     "pass another step's output of type `{t}` (e.g. `&data.x_train`) or a plain `{t}` value; a step with several outputs returns a struct: pass one of its fields{list_note}"
                 ),
