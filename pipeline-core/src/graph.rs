@@ -364,6 +364,10 @@ pub struct Node {
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
     /// Its part in a map (`map.rs`).
     pub(crate) role: Role,
+    /// Where its row sorts among the run's calls (the `position` of its execution): its
+    /// index in the graph; a map's per-item calls take their split's, so they are listed
+    /// right after it.
+    pub(crate) position: usize,
 }
 
 /// What a node is to the maps of its graph (`map.rs`).
@@ -413,6 +417,7 @@ impl Node {
             body: Arc::from(def.body),
             entry: def.entry,
             role: Role::Call,
+            position: 0,
         }
     }
 }
@@ -532,6 +537,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
         }
         graph.names.insert(name.clone());
         let mut node = Node::new(name, def);
+        node.position = id;
         if let Some(&map) = graph.mapping.last() {
             node.role = Role::Template(map);
         }

@@ -848,6 +848,7 @@ impl<'a> State<'a> {
                 let mut node = template.clone();
                 node.name = format!("{}[{i}]", template.name);
                 node.role = Role::Call;
+                node.position = self.node(split).position;
                 for input in &mut node.inputs {
                     if let InputSource::Artifact { node: up, output } = &mut input.source {
                         (*up, *output) = at(*up, *output, i);

@@ -176,7 +176,7 @@ impl<'a> Ledger<'a> {
             run_name: self.run_name.to_string(),
             name: node.name.clone(),
             step: node.step.to_string(),
-            position: id,
+            position: node.position,
             cache_key: job.key,
             components: job.components.clone(),
             inputs: input_rows(node, produced)
@@ -324,7 +324,7 @@ impl<'a> Ledger<'a> {
                     run_id: self.run_id,
                     name: &node.name,
                     step: node.step,
-                    position: p.node,
+                    position: node.position,
                     status: p.status,
                     cache_key: p.key,
                     components: &p.components,

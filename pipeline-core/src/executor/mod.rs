@@ -291,10 +291,14 @@ pub(crate) fn execute(
             not_run,
         })
     });
-    let reports = std::mem::take(&mut state.reports)
+    // In position order: a map's per-item calls right after its split (`Node::position`).
+    let mut reports: Vec<(usize, StepReport)> = std::mem::take(&mut state.reports)
         .into_iter()
-        .flatten()
+        .enumerate()
+        .filter_map(|(id, r)| Some((nodes.get(id).position, r?)))
         .collect();
+    reports.sort_by_key(|(position, _)| *position);
+    let reports = reports.into_iter().map(|(_, r)| r).collect();
     let artifacts = std::mem::take(&mut state.bound);
     // The ledger borrows the run's id and name.
     drop(state);

@@ -142,7 +142,7 @@ fn dispatch(
         },
         run_id: runner.run_id.to_string(),
         node: node.name.clone(),
-        position: job.node,
+        position: node.position,
         step: node.code.path.to_string(),
         signature: format!("{:016x}", node.code.signature()),
         cache_key: job.key,

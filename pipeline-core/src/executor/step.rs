@@ -330,7 +330,7 @@ pub(super) fn run_step(
     let commit = Commit {
         store: runner.store,
         run_id: runner.run_id,
-        position: job.node,
+        position: node.position,
         key: job.key,
         components: &job.components,
         reason: job.reason.to_string(),
