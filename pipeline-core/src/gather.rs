@@ -75,6 +75,7 @@ pub(crate) const GATHER_PATH: &str = "pipeline::gather";
 ///     let best = best(&scores); // fan-in: the step gets `&[f64]`, in list order
 ///     (pipeline::gather(scores), best)
 /// }
+/// # fn main() {}
 /// ```
 ///
 /// An empty list gathers to an empty `Vec`.

@@ -109,6 +109,7 @@ where
     ///     let scores = folds.map(|fold| score(fold, gamma)); // Artifact<Vec<f64>>
     ///     mean(&scores)
     /// }
+    /// # fn main() {}
     /// ```
     ///
     /// # Panics
