@@ -344,6 +344,11 @@ fn generate(
     let mut output_types = Vec::new();
     let mut output_checks = Vec::new();
     let mut cacher_values = Vec::new();
+    // The types of `parts()` and `invoke()` written out (the trait's projections, e.g.
+    // `InOps<Self>`, are the same types; written out, rustc has nothing to normalize).
+    let mut out_ops_types = Vec::new();
+    let mut cacher_types = Vec::new();
+    let mut value_types = Vec::new();
     for (i, ((n, ty), chosen)) in outputs.iter().zip(cachers).enumerate() {
         let (cacher, cacher_at) = match chosen {
             Some(p) => {
@@ -375,6 +380,9 @@ fn generate(
                 .verify_output::<#ty, #cacher_at>()
         });
         output_types.push(quote!(#root::__private::Out<#ty, #cacher>));
+        out_ops_types.push(quote!(#root::__private::Ops<#ty, #cacher>));
+        cacher_types.push(cacher.clone());
+        value_types.push(quote!(#ty));
     }
 
     // The wiring function's generic parameters: how each argument is given (`WireInput`'s
@@ -398,6 +406,18 @@ fn generate(
             Mode::Ref => quote!(#root::__private::Ref<#ty>),
             Mode::Owned => quote!(#root::__private::Owned<#ty>),
             Mode::Handle => quote!(#root::__private::Handle<#ty>),
+        }
+    });
+    let in_ops_types = step.inputs.iter().map(|input| {
+        let ty = &input.value_ty;
+        quote!(#root::__private::Ops<#ty, #root::Bincode>)
+    });
+    let fetched_types = step.inputs.iter().map(|input| {
+        let ty = &input.value_ty;
+        match input.mode {
+            Mode::Ref => quote!(::std::sync::Arc<#ty>),
+            Mode::Owned => quote!(#ty),
+            Mode::Handle => quote!(#root::Artifact<#ty>),
         }
     });
     let input_names = step.inputs.iter().map(|i| i.name.to_string());
@@ -465,6 +485,11 @@ fn generate(
     let in_ops = cons(input_checks);
     let out_ops = cons(output_checks.into_iter());
     let cacher_list = cons(cacher_values.into_iter());
+    let in_ops_type = cons(in_ops_types);
+    let out_ops_type = cons(out_ops_types.into_iter());
+    let cachers_type = cons(cacher_types.into_iter());
+    let fetched_type = cons(fetched_types);
+    let values_type = cons(value_types.into_iter());
     let given_list = cons(given);
     let locals_pattern = cons(locals.iter().map(|l| quote!(#l)));
     let enable_cache = match &options.enable_cache {
@@ -619,21 +644,14 @@ fn generate(
             type Inputs = #input_list;
             type Outputs = #output_list;
             type Handles = #wiring_ret;
-            fn parts() -> (
-                #root::__private::InOps<Self>,
-                #root::__private::OutOps<Self>,
-                #root::__private::Cachers<Self>,
-            ) {
+            fn parts() -> (#in_ops_type, #out_ops_type, #cachers_type) {
                 #[allow(unused_imports)]
                 use #root::__private::probe::*;
                 (#in_ops, #out_ops, #cacher_list)
             }
             fn invoke(
-                #locals_pattern: #root::__private::Fetched<Self>,
-            ) -> ::core::result::Result<
-                #root::__private::OutValues<Self>,
-                #root::__private::StepError,
-            > {
+                #locals_pattern: #fetched_type,
+            ) -> ::core::result::Result<#values_type, #root::__private::StepError> {
                 #body
             }
         }
