@@ -99,8 +99,8 @@ pub mod __private {
     pub use crate::wire::rebuild;
     /// The generic half of a step's wiring (see `wire.rs`).
     pub use crate::wire::{
-        wire, Cachers, Fetched, Given, Handle, InOps, InputList, Out, OutOps, OutValues,
-        OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
+        wire, AsyncOutValues, Cachers, Fetched, Given, Handle, InOps, InputList, Out, OutOps,
+        OutValues, OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
     };
     pub use crate::worker::{StepEntry, STEPS};
     pub use linkme;

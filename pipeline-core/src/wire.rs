@@ -31,8 +31,8 @@ use crate::checks::Ops;
 use crate::cluster::Resources;
 use crate::error::BoxError;
 use crate::graph::{
-    add_step, artifact, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef,
-    StepError, Value,
+    add_step, artifact, AsyncBodyFn, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext,
+    StepDef, StepError, StepFuture, Value,
 };
 use crate::signature::StepDecl;
 use crate::worker::StepEntry;
@@ -54,7 +54,18 @@ pub trait StepFn: 'static {
     ///
     /// The step's own error, for a step that returns `Result`.
     fn invoke(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
+    /// For an `async fn` step: the future of the step called with its fetched arguments,
+    /// not yet polled (the executor drives it on its runtime). `None` for a plain step.
+    fn invoke_async(args: Fetched<Self>) -> Option<AsyncOutValues<Self>> {
+        drop(args);
+        None
+    }
 }
+
+/// The future of an `async fn` step's output values (`StepFn::invoke_async`).
+pub type AsyncOutValues<S> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<OutValues<S>, StepError>> + Send + 'static>,
+>;
 
 /// What a wiring function returns: the handles to the outputs of a node.
 pub trait StepHandles {
@@ -316,7 +327,15 @@ impl<T: 'static, C: 'static, R: OutputList> OutputList for (Out<T, C>, R) {
 /// When no pipeline is being built (see [`add_step`]).
 pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles {
     let (in_ops, out_ops, cachers) = S::parts();
-    let def = def::<S::Inputs, S::Outputs>(entry, given, in_ops, out_ops, cachers, S::invoke);
+    let def = def::<S::Inputs, S::Outputs>(
+        entry,
+        given,
+        in_ops,
+        out_ops,
+        cachers,
+        S::invoke,
+        S::invoke_async,
+    );
     S::Handles::at(add_step(def))
 }
 
@@ -346,11 +365,26 @@ pub fn rebuild<S: StepFn>(
         out_ops,
         cachers,
         S::invoke,
+        S::invoke_async,
     ))
 }
 
 /// How a step is called with its fetched arguments (`StepFn::invoke`).
 type Invoke<I, O> = fn(<I as InputList>::Fetched) -> Result<<O as OutputList>::Values, StepError>;
+
+/// How an `async fn` step's future is made from its fetched arguments
+/// (`StepFn::invoke_async`).
+type InvokeAsync<I, O> = fn(
+    <I as InputList>::Fetched,
+) -> Option<
+    std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<<O as OutputList>::Values, StepError>>
+                + Send
+                + 'static,
+        >,
+    >,
+>;
 
 /// The call of a step with inputs `I` and outputs `O`: its specs and its type-erased body
 /// (fetch the arguments, `invoke`, wrap the outputs). Generic over the lists only.
@@ -361,6 +395,7 @@ fn def<I: InputList, O: OutputList>(
     out_ops: O::Ops,
     cachers: O::Cachers,
     invoke: Invoke<I, O>,
+    invoke_async: InvokeAsync<I, O>,
 ) -> StepDef {
     let info = &entry.info;
     let mut inputs = Vec::with_capacity(info.inputs.len());
@@ -375,6 +410,8 @@ fn def<I: InputList, O: OutputList>(
     }
     let mut outputs = Vec::with_capacity(info.outputs.len());
     O::specs(&out_ops, cachers, info.outputs, &mut outputs);
+    // Shared by the body and, for an async step, its start.
+    let (in_ops, out_ops) = (Arc::new(in_ops), Arc::new(out_ops));
     StepDef {
         name: info.name,
         code: info.code,
@@ -384,6 +421,27 @@ fn def<I: InputList, O: OutputList>(
         is_async: info.is_async,
         inputs,
         outputs,
+        async_body: info.is_async.then(|| {
+            let in_ops = Arc::clone(&in_ops);
+            let out_ops = Arc::clone(&out_ops);
+            Box::new(move |ctx: &mut StepContext| {
+                let args = I::fetch(&in_ops, ctx, 0)?;
+                let Some(future) = invoke_async(args) else {
+                    return Err(StepError {
+                        message: "internal error: an async step without a future".into(),
+                        source: None,
+                    });
+                };
+                let out_ops = Arc::clone(&out_ops);
+                let values: StepFuture = Box::pin(async move {
+                    let values = future.await?;
+                    let mut out = Vec::with_capacity(O::LEN);
+                    O::values(&out_ops, values, &mut out);
+                    Ok(out)
+                });
+                Ok(values)
+            }) as Box<AsyncBodyFn>
+        }),
         body: Box::new(move |ctx: &mut StepContext| {
             let args = I::fetch(&in_ops, ctx, 0)?;
             let values = invoke(args)?;

@@ -423,28 +423,54 @@ fn generate(
         None => quote!(#impl_name(#(#call_args),*)),
     };
     let is_async = item.sig.asyncness.is_some();
-    let body = if step.outputs.fallible {
-        quote! {
-            match #the_call {
-                ::core::result::Result::Ok(__pl_value) => { #wrap }
-                ::core::result::Result::Err(__pl_error) => {
-                    // Keeps the error as the run error's source when it is an error, its
-                    // text otherwise (autoref specialization, see `StepErrorValue`).
-                    #[allow(unused_imports)]
-                    use #root::__private::{
-                        IntoStepErrorDisplay as _, IntoStepErrorSource as _,
-                    };
-                    ::core::result::Result::Err(
-                        #root::__private::StepErrorValue(__pl_error).into_step_error(),
-                    )
+    let body_of = |the_call: &TokenStream| {
+        if step.outputs.fallible {
+            quote! {
+                match #the_call {
+                    ::core::result::Result::Ok(__pl_value) => { #wrap }
+                    ::core::result::Result::Err(__pl_error) => {
+                        // Keeps the error as the run error's source when it is an error, its
+                        // text otherwise (autoref specialization, see `StepErrorValue`).
+                        #[allow(unused_imports)]
+                        use #root::__private::{
+                            IntoStepErrorDisplay as _, IntoStepErrorSource as _,
+                        };
+                        ::core::result::Result::Err(
+                            #root::__private::StepErrorValue(__pl_error).into_step_error(),
+                        )
+                    }
                 }
+            }
+        } else {
+            quote! {
+                let __pl_value = #the_call;
+                #wrap
+            }
+        }
+    };
+    let body = body_of(&the_call);
+    // An `async fn` step also gives the executor its future, unpolled: the run drives it
+    // on its own runtime, with no thread waiting for it (`executor/async_steps.rs`).
+    let invoke_async = if is_async {
+        let call_args = step
+            .inputs
+            .iter()
+            .zip(&locals)
+            .map(|(input, local)| match input.mode {
+                Mode::Ref => quote!(&*#local),
+                _ => quote!(#local),
+            });
+        let awaited = body_of(&quote!(#impl_name(#(#call_args),*).await));
+        let locals_pattern = cons(locals.iter().map(|l| quote!(#l)));
+        quote! {
+            fn invoke_async(
+                #locals_pattern: #root::__private::Fetched<Self>,
+            ) -> ::core::option::Option<#root::__private::AsyncOutValues<Self>> {
+                ::core::option::Option::Some(::std::boxed::Box::pin(async move { #awaited }))
             }
         }
     } else {
-        quote! {
-            let __pl_value = #the_call;
-            #wrap
-        }
+        quote!()
     };
     let input_list = cons(input_types);
     let output_list = cons(output_types.into_iter());
@@ -622,6 +648,7 @@ fn generate(
             > {
                 #body
             }
+            #invoke_async
         }
 
         #(#docs)*
