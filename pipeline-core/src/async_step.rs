@@ -1,14 +1,20 @@
 //! `async fn` steps (feature `tokio`).
 //!
-//! A step's future owns its fetched arguments, so it is `'static`; [`run_async`] spawns it
-//! on one Tokio runtime per process (a worker thread per core, started on first use) and
-//! waits for its output on the thread that runs the step. Waiting takes no
-//! `max_parallelism` slot (the coordinator counts an async step as 0 CPUs), so 50 steps
-//! that each sleep overlap even with `max_parallelism(2)`; their polls run on the
-//! runtime's workers.
+//! `#[step]` gives an async step two forms. Its future, unpolled, with its fetched
+//! arguments moved in (so it is `'static`): a run drives it on a Tokio runtime the run
+//! owns, with `max_parallelism` workers, and no thread waits for it
+//! (`executor/async_steps.rs` tells how: start and commit on helper threads, waiting on
+//! the runtime, retries and timeouts on its timers). A waiting step holds no
+//! `max_parallelism` slot; only its polls count (the coordinator counts an async step as
+//! taking none, and the runtime's workers bound the polls), so 300 steps that each sleep
+//! overlap with `max_parallelism(2)` on a handful of threads.
 //!
-//! Not yet thread-free: each async step that is in flight still parks one thread of the
-//! run (the thread that waits for its output, saves it and commits the execution).
+//! And a blocking form, [`run_async`], which a worker process (the process and Slurm
+//! backends, one step per worker) runs: the future on a current-thread runtime of its
+//! own, on the worker's thread.
+//!
+//! Without the feature, `run_async`'s stand-in has a bound no future meets, so an `async
+//! fn` step is a compile error that names the feature.
 
 #[cfg(feature = "tokio")]
 mod enabled {

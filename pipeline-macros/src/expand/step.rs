@@ -413,8 +413,9 @@ fn generate(
     } else {
         quote!(::core::result::Result::Ok((__pl_value, ())))
     };
-    // An `async fn` step: its future (owning the fetched arguments, so it is `'static`)
-    // is driven by the runtime's `run_async`, which names the `tokio` feature when it is off.
+    // An `async fn` step's blocking form (a worker process runs it): its future, owning the
+    // fetched arguments (so it is `'static`), on `run_async`'s runtime, which names the
+    // `tokio` feature when it is off.
     let the_call = match &item.sig.asyncness {
         // Spanned at `async`, where the error without the feature points.
         Some(a) => quote_spanned! {a.span()=>
