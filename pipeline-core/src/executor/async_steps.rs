@@ -49,18 +49,18 @@ pub(super) struct AsyncStep<'a> {
 }
 
 /// Starts `step` without a thread waiting for it when it is async (starting the run's
-/// runtime and helpers in `steps` on the first one); gives it back when it is a plain
-/// step, or when the runtime cannot start (it then runs on a thread, blocking on a runtime
-/// of its own, as in a worker process).
+/// runtime and helpers in `steps` on the first one), and returns `None`; gives it back
+/// when it is a plain step, or when the runtime cannot start (it then runs on a thread,
+/// blocking on a runtime of its own, as in a worker process).
 pub(super) fn submit<'s, 'a: 's>(
     steps: &mut Option<AsyncSteps<'a>>,
     scope: &'s std::thread::Scope<'s, '_>,
     max_parallelism: usize,
     finished: &mpsc::Sender<Finished>,
     step: AsyncStep<'a>,
-) -> Result<(), AsyncStep<'a>> {
+) -> Option<AsyncStep<'a>> {
     if step.node.async_body.is_none() {
-        return Err(step);
+        return Some(step);
     }
     enabled_submit(steps, scope, max_parallelism, finished, step)
 }
@@ -76,8 +76,8 @@ fn enabled_submit<'s, 'a: 's>(
     _max_parallelism: usize,
     _finished: &mpsc::Sender<Finished>,
     step: AsyncStep<'a>,
-) -> Result<(), AsyncStep<'a>> {
-    Err(step)
+) -> Option<AsyncStep<'a>> {
+    Some(step)
 }
 
 #[cfg(feature = "tokio")]
@@ -90,7 +90,7 @@ fn enabled_submit<'s, 'a: 's>(
     max_parallelism: usize,
     finished: &mpsc::Sender<Finished>,
     step: AsyncStep<'a>,
-) -> Result<(), AsyncStep<'a>> {
+) -> Option<AsyncStep<'a>> {
     if steps.is_none() {
         match AsyncSteps::start(scope, max_parallelism, finished.clone()) {
             Ok(started) => *steps = Some(started),
@@ -100,16 +100,16 @@ fn enabled_submit<'s, 'a: 's>(
                     "Could not start the runtime for async steps ({e}); step `{}` waits on a thread.",
                     step.node.name
                 );
-                return Err(step);
+                return Some(step);
             }
         }
     }
     match steps {
         Some(steps) => {
             steps.submit(step);
-            Ok(())
+            None
         }
-        None => Err(step),
+        None => Some(step),
     }
 }
 

@@ -711,7 +711,7 @@ impl<'a> State<'a> {
             span,
         };
         let max = self.settings.max_parallelism;
-        let Err(step) = async_steps::submit(&mut self.async_steps, scope, max, &tx, step) else {
+        let Some(step) = async_steps::submit(&mut self.async_steps, scope, max, &tx, step) else {
             return;
         };
         let AsyncStep {
