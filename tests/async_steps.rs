@@ -344,14 +344,16 @@ fn long_wait(seconds: u64) -> Artifact<u64> {
     waits_long(seconds)
 }
 
-#[test]
-fn cancelling_the_run_drops_a_waiting_async_step() {
+/// Runs `long_wait(600)` and cancels it once `waits_long` waits: the run is cancelled, the
+/// future dropped, and the step recorded skipped.
+fn cancel_a_waiting_async_step(cache: bool) {
+    LONG_STARTED.store(false, Ordering::SeqCst);
+    LONG_DROPPED.store(false, Ordering::SeqCst);
     let (_dir, store) = temp_store();
     let token = CancelToken::new();
     let canceller = {
         let token = token.clone();
         std::thread::spawn(move || {
-            // Once the step waits (it starts at once: one step, nothing cached).
             while !LONG_STARTED.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(10));
             }
@@ -360,6 +362,7 @@ fn cancelling_the_run_drops_a_waiting_async_step() {
     };
     let err = long_wait(600)
         .store(store.clone())
+        .enable_cache(cache)
         .cancel_token(token)
         .run()
         .unwrap_err();
@@ -373,11 +376,34 @@ fn cancelling_the_run_drops_a_waiting_async_step() {
         "the future was not dropped"
     );
     let steps = store.run_steps(run).unwrap();
+    assert_eq!(steps.len(), 1, "{steps:?}");
     assert_eq!(steps[0].status, StepStatus::Skipped, "{steps:?}");
+    assert!(
+        steps[0]
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("run cancelled while the step ran")),
+        "{steps:?}"
+    );
 
     // Not cached: the next run executes it.
     let run = long_wait(0).store(store).run().unwrap();
     assert_eq!(status_of(&run, "waits_long"), StepStatus::Executed);
+}
+
+/// One at a time: they share `waits_long`'s flags.
+static LONG_SCENARIO: Mutex<()> = Mutex::new(());
+
+#[test]
+fn cancelling_the_run_drops_a_waiting_async_step() {
+    let _one = LONG_SCENARIO.lock().unwrap_or_else(|p| p.into_inner());
+    cancel_a_waiting_async_step(true);
+}
+
+#[test]
+fn cancelling_the_run_drops_a_waiting_async_step_with_caching_off() {
+    let _one = LONG_SCENARIO.lock().unwrap_or_else(|p| p.into_inner());
+    cancel_a_waiting_async_step(false);
 }
 
 /// Whether `waits_long`'s future has been polled (it holds its drop guard from then on).

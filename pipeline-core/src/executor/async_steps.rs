@@ -135,7 +135,7 @@ mod enabled {
     use crate::graph::{StepContext, StepFuture, Value};
     use crate::policy::human_duration;
     use crate::run::StepStatus;
-    use crate::store::Attempt;
+    use crate::store::{Attempt, ExecutionDetails, ExecutionRow};
     use crate::time;
 
     /// The reason recorded for an async step the run's cancel stopped while it ran.
@@ -516,43 +516,67 @@ mod enabled {
     }
 
     /// The run's cancel token fired while the step's future ran: the future was dropped,
-    /// its claim is released and its row recorded skipped, as a stopped worker job's.
+    /// its claim is released and its row recorded skipped, as a stopped worker job's (a
+    /// step with caching off, which holds no claim, gets a skipped row of its own).
     fn cancelled(mut fl: InFlight<'_>) -> Report {
         let node = fl.step.node;
         info!(target: "pipeline", "Step `{}` was cancelled with the run.", node.name);
         if let Some((ctx, _, _)) = fl.current.take() {
             context::remove_scratch(&ctx);
         }
-        let row = fl.step.job.lease.as_ref().map(|l| l.execution());
-        // Released: the key is free at once, the row failed until ended below.
-        drop(fl.step.job.lease.take());
-        if let Some(row) = row {
-            let ended = fl.step.runner.store.metadata().end_unrecorded(
-                row,
-                StepStatus::Skipped,
-                Some(CANCELLED),
-                None,
-            );
-            if let Err(e) = ended {
-                warn!(
-                    target: "pipeline",
-                    "Could not record how step `{}` ended: {e}",
-                    node.name
-                );
-            }
-        }
-        let duration = fl
+        let (started_at_us, duration) = fl
             .started
             .as_ref()
-            .map(|s| s.clock.elapsed())
-            .unwrap_or_default();
+            .map(|s| (s.at_us, s.clock.elapsed()))
+            .unwrap_or_else(|| (time::now_micros(), Duration::ZERO));
+        let store = fl.step.runner.store;
+        let job = &mut fl.step.job;
+        let row = job.lease.as_ref().map(|l| l.execution());
+        // Released: the key is free at once, the row failed until ended below.
+        drop(job.lease.take());
+        let recorded = match row {
+            Some(row) => store
+                .metadata()
+                .end_unrecorded(row, StepStatus::Skipped, Some(CANCELLED), None)
+                .map(|_| Some(row)),
+            None => store
+                .record(&[ExecutionRow {
+                    details: ExecutionDetails::default(),
+                    run_id: fl.step.runner.run_id,
+                    name: &node.name,
+                    step: node.step,
+                    position: job.node,
+                    status: StepStatus::Skipped,
+                    cache_key: Some(job.key),
+                    components: &job.components,
+                    reason: Some(CANCELLED.to_string()),
+                    error: None,
+                    reused: None,
+                    compared: job.compared.clone(),
+                    started_at_us,
+                    duration,
+                    outputs: Vec::new(),
+                    inputs: std::mem::take(&mut fl.step.input_rows),
+                    outputs_of: None,
+                    lease_holder: None,
+                }])
+                .map(|ids| ids.first().copied()),
+        };
+        let execution = recorded.unwrap_or_else(|e| {
+            warn!(
+                target: "pipeline",
+                "Could not record how step `{}` ended: {e}",
+                node.name
+            );
+            row
+        });
         Report {
             finished: Finished {
                 node: fl.step.job.node,
                 cancelled: true,
                 result: Err(Failure::from(CANCELLED.to_string())),
                 duration,
-                execution: row,
+                execution,
                 key: fl.step.job.key,
                 reason: fl.step.job.reason,
             },
