@@ -119,6 +119,34 @@ fn an_async_step_fails_with_its_error_or_its_panic() {
 }
 
 #[test]
+fn a_run_started_inside_a_tokio_runtime_drives_its_async_steps() {
+    // `run()` is synchronous; called from a thread of another runtime it still works (the
+    // run's own runtime is started and stopped beside that one).
+    let (_dir, store) = temp_store();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let values: Vec<u32> = rt.block_on(async {
+        let run = echoes().store(store).run().unwrap();
+        run.output().iter().map(|a| a.load().unwrap()).collect()
+    });
+    assert_eq!(values, [1, 2, 3]);
+}
+
+#[step]
+async fn echo_async(i: u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    i
+}
+
+#[pipeline]
+fn echoes() -> Vec<Artifact<u32>> {
+    (1..4).map(echo_async).collect()
+}
+
+#[test]
 fn the_plain_function_of_an_async_step_is_async() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
