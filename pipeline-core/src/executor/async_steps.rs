@@ -231,6 +231,10 @@ mod enabled {
 
     impl<'a> AsyncSteps<'a> {
         /// Starts a runtime with `workers` workers and as many helper threads in `scope`.
+        ///
+        /// # Errors
+        ///
+        /// When the OS refuses the runtime or a helper thread.
         pub(super) fn start<'s>(
             scope: &'s std::thread::Scope<'s, '_>,
             workers: usize,
