@@ -54,15 +54,41 @@ pub trait StepFn: 'static {
     ///
     /// The step's own error, for a step that returns `Result`.
     fn invoke(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
-    /// For an `async fn` step: the future of the step called with its fetched arguments,
-    /// not yet polled (the executor drives it on its runtime). `None` for a plain step.
-    fn invoke_async(args: Fetched<Self>) -> Option<AsyncOutValues<Self>> {
-        drop(args);
+    /// For an `async fn` step: its start (fetch the arguments, create the future, unpolled:
+    /// the executor drives it on its runtime), made with [`async_body`] from the step's
+    /// operations. `None` for a plain step, which so never instantiates an async body.
+    fn async_body(
+        in_ops: Arc<InOps<Self>>,
+        out_ops: Arc<OutOps<Self>>,
+    ) -> Option<Box<AsyncBodyFn>> {
+        drop((in_ops, out_ops));
         None
     }
 }
 
-/// The future of an `async fn` step's output values (`StepFn::invoke_async`).
+/// The start of `async fn` step `S`, type-erased: fetches its arguments, has `start` make
+/// its future, and wraps the future's output values (for generated code, in
+/// `StepFn::async_body`).
+pub fn async_body<S: StepFn>(
+    in_ops: Arc<InOps<S>>,
+    out_ops: Arc<OutOps<S>>,
+    start: fn(Fetched<S>) -> AsyncOutValues<S>,
+) -> Box<AsyncBodyFn> {
+    Box::new(move |ctx: &mut StepContext| {
+        let args = S::Inputs::fetch(&in_ops, ctx, 0)?;
+        let future = start(args);
+        let out_ops = Arc::clone(&out_ops);
+        let values: StepFuture = Box::pin(async move {
+            let values = future.await?;
+            let mut out = Vec::with_capacity(S::Outputs::LEN);
+            S::Outputs::values(&out_ops, values, &mut out);
+            Ok(out)
+        });
+        Ok(values)
+    })
+}
+
+/// The future of an `async fn` step's output values (see [`async_body`]).
 pub type AsyncOutValues<S> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<OutValues<S>, StepError>> + Send + 'static>,
 >;
@@ -334,7 +360,7 @@ pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles
         out_ops,
         cachers,
         S::invoke,
-        S::invoke_async,
+        S::async_body,
     );
     S::Handles::at(add_step(def))
 }
@@ -365,26 +391,16 @@ pub fn rebuild<S: StepFn>(
         out_ops,
         cachers,
         S::invoke,
-        S::invoke_async,
+        S::async_body,
     ))
 }
 
 /// How a step is called with its fetched arguments (`StepFn::invoke`).
 type Invoke<I, O> = fn(<I as InputList>::Fetched) -> Result<<O as OutputList>::Values, StepError>;
 
-/// How an `async fn` step's future is made from its fetched arguments
-/// (`StepFn::invoke_async`).
-type InvokeAsync<I, O> = fn(
-    <I as InputList>::Fetched,
-) -> Option<
-    std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<<O as OutputList>::Values, StepError>>
-                + Send
-                + 'static,
-        >,
-    >,
->;
+/// How an `async fn` step's start is made from its operations (`StepFn::async_body`).
+type MakeAsyncBody<I, O> =
+    fn(Arc<<I as InputList>::Ops>, Arc<<O as OutputList>::Ops>) -> Option<Box<AsyncBodyFn>>;
 
 /// The call of a step with inputs `I` and outputs `O`: its specs and its type-erased body
 /// (fetch the arguments, `invoke`, wrap the outputs). Generic over the lists only.
@@ -395,7 +411,7 @@ fn def<I: InputList, O: OutputList>(
     out_ops: O::Ops,
     cachers: O::Cachers,
     invoke: Invoke<I, O>,
-    invoke_async: InvokeAsync<I, O>,
+    make_async_body: MakeAsyncBody<I, O>,
 ) -> StepDef {
     let info = &entry.info;
     let mut inputs = Vec::with_capacity(info.inputs.len());
@@ -421,27 +437,11 @@ fn def<I: InputList, O: OutputList>(
         is_async: info.is_async,
         inputs,
         outputs,
-        async_body: info.is_async.then(|| {
-            let in_ops = Arc::clone(&in_ops);
-            let out_ops = Arc::clone(&out_ops);
-            Box::new(move |ctx: &mut StepContext| {
-                let args = I::fetch(&in_ops, ctx, 0)?;
-                let Some(future) = invoke_async(args) else {
-                    return Err(StepError {
-                        message: "internal error: an async step without a future".into(),
-                        source: None,
-                    });
-                };
-                let out_ops = Arc::clone(&out_ops);
-                let values: StepFuture = Box::pin(async move {
-                    let values = future.await?;
-                    let mut out = Vec::with_capacity(O::LEN);
-                    O::values(&out_ops, values, &mut out);
-                    Ok(out)
-                });
-                Ok(values)
-            }) as Box<AsyncBodyFn>
-        }),
+        async_body: if info.is_async {
+            make_async_body(Arc::clone(&in_ops), Arc::clone(&out_ops))
+        } else {
+            None
+        },
         body: Box::new(move |ctx: &mut StepContext| {
             let args = I::fetch(&in_ops, ctx, 0)?;
             let values = invoke(args)?;

@@ -452,7 +452,7 @@ fn generate(
     let body = body_of(&the_call);
     // An `async fn` step also gives the executor its future, unpolled: the run drives it
     // on its own runtime, with no thread waiting for it (`executor/async_steps.rs`).
-    let invoke_async = if is_async {
+    let async_body = if is_async {
         let call_args = step
             .inputs
             .iter()
@@ -464,10 +464,18 @@ fn generate(
         let awaited = body_of(&quote!(#impl_name(#(#call_args),*).await));
         let locals_pattern = cons(locals.iter().map(|l| quote!(#l)));
         quote! {
-            fn invoke_async(
-                #locals_pattern: #root::__private::Fetched<Self>,
-            ) -> ::core::option::Option<#root::__private::AsyncOutValues<Self>> {
-                ::core::option::Option::Some(::std::boxed::Box::pin(async move { #awaited }))
+            fn async_body(
+                __pl_in: ::std::sync::Arc<#root::__private::InOps<Self>>,
+                __pl_out: ::std::sync::Arc<#root::__private::OutOps<Self>>,
+            ) -> ::core::option::Option<::std::boxed::Box<#root::__private::AsyncBodyFn>> {
+                let __pl_start: fn(
+                    #root::__private::Fetched<Self>,
+                ) -> #root::__private::AsyncOutValues<Self> = |#locals_pattern| {
+                    ::std::boxed::Box::pin(async move { #awaited })
+                };
+                ::core::option::Option::Some(#root::__private::async_body::<Self>(
+                    __pl_in, __pl_out, __pl_start,
+                ))
             }
         }
     } else {
@@ -649,7 +657,7 @@ fn generate(
             > {
                 #body
             }
-            #invoke_async
+            #async_body
         }
 
         #(#docs)*
