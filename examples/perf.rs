@@ -6,6 +6,7 @@
 //! cargo run --release --example perf -- --no-compile # skip figure 7 (compile time)
 //! cargo run --release --example perf -- --dir PATH   # keep the stores in PATH (default: a temp dir)
 //! cargo run --release --example perf -- --only 1,5   # only figures 1 and 5
+//! cargo run --release --example perf --features tokio -- --only 17  # async steps
 //! eval "$(scripts/services.sh start)"; cargo run --release --example perf -- --only 11,12,14
 //!                                                    # S3, PostgreSQL and Slurm figures
 //! ```
@@ -1238,6 +1239,60 @@ fn figure_15(table: &mut Table, dir: &Path) -> AnyResult<()> {
     Ok(())
 }
 
+/// Figure 17: an async step that sleeps 300 ms (feature `tokio`).
+#[cfg(feature = "tokio")]
+#[step]
+async fn nap_300ms(i: u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    i
+}
+
+#[cfg(feature = "tokio")]
+#[pipeline]
+fn naps(n: u32) -> Vec<Artifact<u32>> {
+    (0..n).map(nap_300ms).collect()
+}
+
+/// Figure 17: 300 async steps that sleep 300 ms with `max_parallelism(2)`, caching on and
+/// off, against 300 such sleeps joined on a plain 2-worker Tokio runtime.
+#[cfg(feature = "tokio")]
+fn figure_17(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (baseline, ()) = time(|| {
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..300)
+                .map(|_| tokio::spawn(tokio::time::sleep(Duration::from_millis(300))))
+                .collect();
+            for t in tasks {
+                let _ = t.await;
+            }
+        })
+    });
+    let mut took = Vec::new();
+    for cache in [true, false] {
+        let store = Store::open(dir.join(format!("async-naps-{cache}")))?;
+        let p = naps(300)
+            .store(store)
+            .enable_cache(cache)
+            .max_parallelism(2);
+        let (d, run) = time(|| p.run());
+        run?;
+        took.push(d);
+    }
+    table.add(
+        "17. 300 async steps sleeping 300 ms, max_parallelism(2): caching on / off",
+        format!("{} / {}", fmt_dur(took[0]), fmt_dur(took[1])),
+        fmt_dur(baseline),
+        fmt_ratio(took[1].as_secs_f64() / baseline.as_secs_f64().max(1e-12)),
+        "(figure only; issue 17)",
+        None,
+    );
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     // Figure 13 runs steps in worker processes of this binary.
     pipeline::worker::enter();
@@ -1327,6 +1382,19 @@ fn run() -> AnyResult<()> {
     }
     if options.wants(16) {
         figure_16(&mut table, &dir)?;
+    }
+    if options.wants(17) {
+        #[cfg(feature = "tokio")]
+        figure_17(&mut table, &dir)?;
+        #[cfg(not(feature = "tokio"))]
+        table.add(
+            "17. 300 async steps sleeping 300 ms",
+            "skipped (build with --features tokio)",
+            "",
+            "",
+            "(figure only; issue 17)",
+            None,
+        );
     }
     println!();
     println!(

@@ -1,59 +1,69 @@
 //! `async fn` steps (feature `tokio`).
 //!
-//! A step's future owns its fetched arguments, so it is `'static`; [`run_async`] spawns it
-//! on one Tokio runtime per process (a worker thread per core, started on first use) and
-//! waits for its output on the thread that runs the step. Waiting takes no
-//! `max_parallelism` slot (the coordinator counts an async step as 0 CPUs), so 50 steps
-//! that each sleep overlap even with `max_parallelism(2)`; their polls run on the
-//! runtime's workers.
+//! `#[step]` gives an async step two forms. Its future, unpolled, with its fetched
+//! arguments moved in (so it is `'static`): a run drives it on a Tokio runtime the run
+//! owns, with `max_parallelism` workers, and no thread waits for it
+//! (`executor/async_steps.rs` tells how: start and commit on helper threads, waiting on
+//! the runtime, retries and timeouts on its timers). A waiting step holds no
+//! `max_parallelism` slot; only its polls count (the coordinator counts an async step as
+//! taking none, and the runtime's workers bound the polls), so 300 steps that each sleep
+//! overlap with `max_parallelism(2)` on a handful of threads.
 //!
-//! Not yet thread-free: each async step that is in flight still parks one thread of the
-//! run (the thread that waits for its output, saves it and commits the execution).
+//! And a blocking form, [`run_async`], which a worker process (the process and Slurm
+//! backends, one step per worker) runs: the future on a current-thread runtime of its
+//! own, on the worker's thread.
+//!
+//! Without the feature, `run_async`'s stand-in has a bound no future meets, so an `async
+//! fn` step is a compile error that names the feature.
 
 #[cfg(feature = "tokio")]
 mod enabled {
     use std::future::Future;
-    use std::sync::OnceLock;
 
-    /// The runtime async steps run on: one per process, a worker per core.
-    fn runtime() -> &'static tokio::runtime::Runtime {
-        static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-        RUNTIME.get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread()
-                .thread_name("pipeline-async-step")
-                .enable_all()
-                .build()
-                // Starting a runtime fails only when the OS refuses threads or timers;
-                // nothing async can run then.
-                .expect("pipeline: cannot start the Tokio runtime for async steps")
-        })
+    /// The runtime a run drives its async steps on (`executor/async_steps.rs`): owned by
+    /// the run, with `workers` worker threads (the run's `max_parallelism`), so at most
+    /// that many async steps are polled at once.
+    ///
+    /// # Errors
+    ///
+    /// When the OS refuses the runtime's threads or timers.
+    pub(crate) fn run_runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .thread_name("pipeline-async-step")
+            .enable_all()
+            .build()
     }
 
-    /// Runs an async step's future to completion on the step runtime and returns its
-    /// output; a panic in the future is resumed here (the executor records it as the
-    /// step's failure). For generated code.
+    /// Runs an async step's future to completion on a runtime of its own, on this thread,
+    /// and returns its output; a panic in the future is resumed here (the executor records
+    /// it as the step's failure). For generated code: the blocking form of an async step,
+    /// which a worker process (one step at a time) runs. A run's own threads never call
+    /// it: they drive the step's future on the run's runtime without waiting for it.
     ///
     /// # Panics
     ///
-    /// When the future panics (re-raised on this thread), or when called on a thread of
-    /// the step runtime itself.
+    /// When the future panics (re-raised on this thread), when the OS refuses a runtime,
+    /// or when called from inside a Tokio runtime.
     pub fn run_async<F>(future: F) -> F::Output
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let rt = runtime();
-        let handle = rt.spawn(future);
-        match rt.block_on(handle) {
-            Ok(value) => value,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => panic!("the async step was cancelled: {e}"),
-        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            // Starting a runtime fails only when the OS refuses timers; nothing async can
+            // run then.
+            .expect("pipeline: cannot start a Tokio runtime for an async step")
+            .block_on(future)
     }
 }
 
 #[cfg(feature = "tokio")]
 pub use enabled::run_async;
+#[cfg(feature = "tokio")]
+pub(crate) use enabled::run_runtime;
 
 #[cfg(not(feature = "tokio"))]
 mod disabled {

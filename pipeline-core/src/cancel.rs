@@ -7,7 +7,8 @@ use std::sync::Arc;
 ///
 /// Clones share one flag: cancel through any of them, from any thread (a Ctrl-C handler, a
 /// watchdog, a UI button). The run checks it before it starts each step. Steps running at
-/// that moment finish and are recorded as usual; steps not started yet are recorded
+/// that moment finish and are recorded as usual, except async steps (feature `tokio`),
+/// whose futures are dropped within 100 ms (recorded skipped); steps not started yet are recorded
 /// [`Skipped`](crate::StepStatus::Skipped) with reason
 /// [`Reason::Cancelled`](crate::Reason::Cancelled); the run is recorded
 /// [`Cancelled`](crate::RunStatus::Cancelled) and `run()` returns

@@ -101,6 +101,7 @@ where
         is_async: false,
         inputs,
         outputs: vec![OutputSpec::new::<Vec<T>, _>("output", Bincode)],
+        async_body: None,
         body: Box::new(|ctx: &mut StepContext| {
             // As many items as the call has inputs: a map's gather gets one per item when
             // the run splits the list (`map.rs`).

@@ -30,6 +30,15 @@ pub type StepBody = Box<BodyFn>;
 /// The type-erased body's function type.
 pub type BodyFn = dyn Fn(&mut StepContext) -> Result<Vec<Value>, StepError> + Send + Sync;
 
+/// What an `async fn` step's body returns once its arguments are fetched: the future of
+/// its output values (it owns the arguments, so it is `'static`).
+pub type StepFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Value>, StepError>> + Send>>;
+
+/// The type-erased start of an `async fn` step: fetches the arguments and creates the
+/// future, without polling it (the executor drives it on its runtime: `executor/async_steps.rs`).
+pub type AsyncBodyFn = dyn Fn(&mut StepContext) -> Result<StepFuture, StepError> + Send + Sync;
+
 /// How a step argument is declared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InputMode {
@@ -338,8 +347,12 @@ pub struct StepDef {
     pub inputs: Vec<InputSpec>,
     /// Outputs in order.
     pub outputs: Vec<OutputSpec>,
-    /// The body.
+    /// The body. For an `async fn` step it blocks on the future (a worker process runs
+    /// it so, on a runtime of its own).
     pub body: StepBody,
+    /// For an `async fn` step: its start, which creates the future without waiting for
+    /// it. A run's own threads drive the step through it.
+    pub async_body: Option<Box<AsyncBodyFn>>,
     /// The step's registry entry (`worker.rs`). Held by every call of the step, which
     /// also keeps the entry in the binary: a linker drops an entry nothing refers to.
     pub entry: Option<&'static crate::worker::StepEntry>,
@@ -360,6 +373,8 @@ pub struct Node {
     pub(crate) outputs: Vec<Arc<OutputSpec>>,
     /// Shared, so a step with a timeout can run its body on a thread of its own.
     pub(crate) body: Arc<BodyFn>,
+    /// For an `async fn` step: its start (see [`StepDef::async_body`]).
+    pub(crate) async_body: Option<Arc<AsyncBodyFn>>,
     /// The step's registry entry: what a worker process runs.
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
     /// Its part in a map (`map.rs`).
@@ -415,6 +430,7 @@ impl Node {
             inputs: def.inputs,
             outputs: def.outputs.into_iter().map(Arc::new).collect(),
             body: Arc::from(def.body),
+            async_body: def.async_body.map(Arc::from),
             entry: def.entry,
             role: Role::Call,
             position: 0,

@@ -100,12 +100,14 @@ pub mod __private {
     };
     /// `#[step(cache_expires = "..")]`, read in a constant (see `expiry.rs`).
     pub use crate::expiry::expiry_or_panic;
+    /// The type-erased start of an `async fn` step (see `wire.rs`, `async_body`).
+    pub use crate::graph::AsyncBodyFn;
     /// The step registry (see `worker.rs`): one entry per `#[step]`.
     pub use crate::wire::rebuild;
     /// The generic half of a step's wiring (see `wire.rs`).
     pub use crate::wire::{
-        wire, Cachers, Fetched, Given, Handle, InOps, InputList, Out, OutOps, OutValues,
-        OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
+        async_body, wire, AsyncOutValues, Cachers, Fetched, Given, Handle, InOps, InputList, Out,
+        OutOps, OutValues, OutputList, Owned, Ref, Slot, StepFn, StepHandles, StepInfo,
     };
     pub use crate::worker::{StepEntry, STEPS};
     pub use linkme;

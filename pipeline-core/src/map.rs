@@ -226,6 +226,7 @@ where
             Input::Artifact(list),
         )],
         outputs: vec![OutputSpec::new::<T, _>("item", Bincode)],
+        async_body: None,
         body: Box::new(|ctx: &mut StepContext| {
             let list = ctx.owned::<Vec<T>>(0)?;
             Ok(list

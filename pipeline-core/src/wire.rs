@@ -31,8 +31,8 @@ use crate::checks::Ops;
 use crate::cluster::Resources;
 use crate::error::BoxError;
 use crate::graph::{
-    add_step, artifact, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext, StepDef,
-    StepError, Value,
+    add_step, artifact, AsyncBodyFn, Input, InputMode, InputSpec, NodeId, OutputSpec, StepContext,
+    StepDef, StepError, StepFuture, Value,
 };
 use crate::signature::StepDecl;
 use crate::worker::StepEntry;
@@ -54,7 +54,44 @@ pub trait StepFn: 'static {
     ///
     /// The step's own error, for a step that returns `Result`.
     fn invoke(args: Fetched<Self>) -> Result<OutValues<Self>, StepError>;
+    /// For an `async fn` step: its start (fetch the arguments, create the future, unpolled:
+    /// the executor drives it on its runtime), made with [`async_body`] from the step's
+    /// operations. `None` for a plain step, which so never instantiates an async body.
+    fn async_body(
+        in_ops: Arc<InOps<Self>>,
+        out_ops: Arc<OutOps<Self>>,
+    ) -> Option<Box<AsyncBodyFn>> {
+        drop((in_ops, out_ops));
+        None
+    }
 }
+
+/// The start of `async fn` step `S`, type-erased: fetches its arguments, has `start` make
+/// its future, and wraps the future's output values (for generated code, in
+/// `StepFn::async_body`).
+pub fn async_body<S: StepFn>(
+    in_ops: Arc<InOps<S>>,
+    out_ops: Arc<OutOps<S>>,
+    start: fn(Fetched<S>) -> AsyncOutValues<S>,
+) -> Box<AsyncBodyFn> {
+    Box::new(move |ctx: &mut StepContext| {
+        let args = S::Inputs::fetch(&in_ops, ctx, 0)?;
+        let future = start(args);
+        let out_ops = Arc::clone(&out_ops);
+        let values: StepFuture = Box::pin(async move {
+            let values = future.await?;
+            let mut out = Vec::with_capacity(S::Outputs::LEN);
+            S::Outputs::values(&out_ops, values, &mut out);
+            Ok(out)
+        });
+        Ok(values)
+    })
+}
+
+/// The future of an `async fn` step's output values (see [`async_body`]).
+pub type AsyncOutValues<S> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<OutValues<S>, StepError>> + Send + 'static>,
+>;
 
 /// What a wiring function returns: the handles to the outputs of a node.
 pub trait StepHandles {
@@ -318,7 +355,15 @@ impl<T: 'static, C: 'static, R: OutputList> OutputList for (Out<T, C>, R) {
 /// When no pipeline is being built (see [`add_step`]).
 pub fn wire<S: StepFn>(entry: &'static StepEntry, given: Given<S>) -> S::Handles {
     let (in_ops, out_ops, cachers) = S::parts();
-    let def = def::<S::Inputs, S::Outputs>(entry, given, in_ops, out_ops, cachers, S::invoke);
+    let def = def::<S::Inputs, S::Outputs>(
+        entry,
+        given,
+        in_ops,
+        out_ops,
+        cachers,
+        S::invoke,
+        S::async_body,
+    );
     S::Handles::at(add_step(def))
 }
 
@@ -348,11 +393,16 @@ pub fn rebuild<S: StepFn>(
         out_ops,
         cachers,
         S::invoke,
+        S::async_body,
     ))
 }
 
 /// How a step is called with its fetched arguments (`StepFn::invoke`).
 type Invoke<I, O> = fn(<I as InputList>::Fetched) -> Result<<O as OutputList>::Values, StepError>;
+
+/// How an `async fn` step's start is made from its operations (`StepFn::async_body`).
+type MakeAsyncBody<I, O> =
+    fn(Arc<<I as InputList>::Ops>, Arc<<O as OutputList>::Ops>) -> Option<Box<AsyncBodyFn>>;
 
 /// The call of a step with inputs `I` and outputs `O`: its specs and its type-erased body
 /// (fetch the arguments, `invoke`, wrap the outputs). Generic over the lists only.
@@ -363,6 +413,7 @@ fn def<I: InputList, O: OutputList>(
     out_ops: O::Ops,
     cachers: O::Cachers,
     invoke: Invoke<I, O>,
+    make_async_body: MakeAsyncBody<I, O>,
 ) -> StepDef {
     let info = &entry.info;
     let mut inputs = Vec::with_capacity(info.inputs.len());
@@ -377,6 +428,8 @@ fn def<I: InputList, O: OutputList>(
     }
     let mut outputs = Vec::with_capacity(info.outputs.len());
     O::specs(&out_ops, cachers, info.outputs, &mut outputs);
+    // Shared by the body and, for an async step, its start.
+    let (in_ops, out_ops) = (Arc::new(in_ops), Arc::new(out_ops));
     StepDef {
         name: info.name,
         code: info.code,
@@ -386,6 +439,11 @@ fn def<I: InputList, O: OutputList>(
         is_async: info.is_async,
         inputs,
         outputs,
+        async_body: if info.is_async {
+            make_async_body(Arc::clone(&in_ops), Arc::clone(&out_ops))
+        } else {
+            None
+        },
         body: Box::new(move |ctx: &mut StepContext| {
             let args = I::fetch(&in_ops, ctx, 0)?;
             let values = invoke(args)?;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, Span};
 
+use super::async_steps::{self, AsyncStep, AsyncSteps};
 use super::ledger::{self, Claim, Holder, Ledger, PendingRow};
 use super::nodes::RunNodes;
 use super::schedule::{Done, Schedule};
@@ -68,6 +69,9 @@ pub(super) struct State<'a> {
     pub(super) span: Span,
     /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
     pub(super) causes: HashMap<NodeId, BoxError>,
+    /// The runtime and helpers of the run's async steps, from its first one
+    /// (`async_steps.rs`).
+    async_steps: Option<AsyncSteps<'a>>,
 }
 
 impl<'a> State<'a> {
@@ -125,6 +129,7 @@ impl<'a> State<'a> {
             cpus,
             span: Span::none(),
             causes: HashMap::new(),
+            async_steps: None,
         }
     }
 
@@ -138,8 +143,8 @@ impl<'a> State<'a> {
         if settings.backend.is_some() {
             return 1;
         }
-        // An async step waits without a slot: its polls run on the runtime's workers
-        // (`async_step.rs`), not on the thread that waits for it.
+        // An async step waits without a slot: its polls run on the run's runtime, whose
+        // `max_parallelism` workers bound them (`async_steps.rs`).
         if node.is_async {
             return 0;
         }
@@ -314,6 +319,8 @@ impl<'a> State<'a> {
             self.stopped(finished.node);
             self.finish(finished);
         }
+        // Stops the async helpers, so the scope can join them.
+        self.async_steps = None;
         match fatal {
             Some(e) => Err(e),
             None => Ok(()),
@@ -698,6 +705,31 @@ impl<'a> State<'a> {
         let runner = self.ledger.runner();
         let policy = Self::policy(self.settings, node);
         let cancel = self.settings.cancel.as_ref();
+        // An async step waits on the run's runtime, without a thread (`async_steps.rs`).
+        let step = AsyncStep {
+            runner,
+            job,
+            node,
+            inputs,
+            input_rows,
+            policy,
+            cancel,
+            span,
+        };
+        let max = self.settings.max_parallelism;
+        let Some(step) = async_steps::submit(&mut self.async_steps, scope, max, &tx, step) else {
+            return;
+        };
+        let AsyncStep {
+            runner,
+            job,
+            node,
+            inputs,
+            input_rows,
+            policy,
+            cancel,
+            span,
+        } = step;
         scope.spawn(move || {
             let finished =
                 span.in_scope(|| run_step(runner, job, node, inputs, input_rows, policy, cancel));

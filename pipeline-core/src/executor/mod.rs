@@ -36,6 +36,7 @@ use crate::run::{Reason, StepReport, StepStatus};
 use crate::store::{LeaseGuard, RunStatus, Store};
 use crate::time;
 
+mod async_steps;
 pub(crate) mod backend;
 mod coordinator;
 pub(crate) mod interrupt;

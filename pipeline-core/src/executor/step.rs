@@ -118,7 +118,7 @@ pub(super) fn output_rows(
         .collect()
 }
 
-fn panic_message(payload: &(dyn Any + Send)) -> String {
+pub(super) fn panic_message(payload: &(dyn Any + Send)) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         format!("panicked: {s}")
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -128,7 +128,7 @@ fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-type BodyResult =
+pub(super) type BodyResult =
     std::result::Result<(Vec<Value>, Vec<Produced>, Vec<Option<serde_json::Value>>), Failure>;
 
 /// Calls a step body with its step context current, on this thread, or on a thread of its
@@ -198,6 +198,22 @@ fn execute_body(
     timeout: Option<Duration>,
 ) -> BodyResult {
     let values = call_body(node, inputs, ctx, timeout)?;
+    save_outputs(store, run_id, key, lease, node, values, replace, ctx)
+}
+
+/// Stores the output values of a step body that returned (blob, then sidecar, each
+/// output), with the output metadata its context logged; a panic becomes an error message.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn save_outputs(
+    store: &Store,
+    run_id: &str,
+    key: Hash128,
+    lease: Option<&LeaseGuard>,
+    node: &Node,
+    values: Vec<Value>,
+    replace: bool,
+    ctx: &UserContext,
+) -> BodyResult {
     let mut logged_outputs = ctx.take_output_metadata();
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         let mut produced = Vec::with_capacity(values.len());
@@ -397,25 +413,9 @@ pub(crate) fn execute_and_commit(
     inputs: Vec<Option<Resolved>>,
     input_rows: Vec<InputRow>,
 ) -> Committed {
-    let Commit {
-        store,
-        run_id,
-        position,
-        key,
-        components,
-        reason,
-        replace_outputs,
-        compared,
-        mut lease,
-        policy,
-        cancel,
-    } = commit;
-    Span::current().record("status", "running");
-    info!(target: "pipeline", "Step `{}` has started.", node.name);
-    let started_at_us = time::now_micros();
-    let clock = Instant::now();
+    let started = started(node);
+    let policy = commit.policy;
     let attempts_allowed = policy.get_retries().saturating_add(1);
-    let output_names: Vec<String> = node.outputs.iter().map(|o| o.decl.name.clone()).collect();
     let mut attempts: Vec<Attempt> = Vec::new();
     let mut attempt = 1;
     let mut inputs = inputs;
@@ -423,24 +423,18 @@ pub(crate) fn execute_and_commit(
     // their delays included.
     let (outcome, logged) = loop {
         // Inputs for a retry are prepared before the body may consume them.
-        let again: Option<Vec<Option<Resolved>>> = (attempt < attempts_allowed).then(|| {
-            inputs
-                .iter()
-                .zip(&node.inputs)
-                .map(|(r, spec)| r.as_ref().map(|r| r.again(spec)))
-                .collect()
-        });
-        let ctx = UserContext::new(&node.name, run_id, attempt, output_names.clone());
+        let again = (attempt < attempts_allowed).then(|| inputs_again(node, &inputs));
+        let ctx = attempt_context(node, commit.run_id, attempt);
         let attempt_started = time::now_micros();
         let attempt_clock = Instant::now();
         let outcome = execute_body(
-            store,
-            run_id,
-            key,
-            lease.as_ref(),
+            commit.store,
+            commit.run_id,
+            commit.key,
+            commit.lease.as_ref(),
             node,
             std::mem::take(&mut inputs),
-            replace_outputs,
+            commit.replace_outputs,
             &ctx,
             policy.get_timeout(),
         );
@@ -455,17 +449,8 @@ pub(crate) fn execute_and_commit(
         match (outcome, again) {
             (Err(failure), Some(next)) => {
                 attempts.push(record(Some(&failure)));
-                let delay = policy.delay(attempt);
-                warn!(
-                    target: "pipeline",
-                    "Step `{}` failed (attempt {} of {}), retrying in {}: {}",
-                    node.name,
-                    attempt,
-                    attempts_allowed,
-                    human_duration(delay),
-                    failure.message
-                );
-                if wait_for_retry(delay, cancel) {
+                let delay = retry_delay(node, &policy, attempt, &failure);
+                if wait_for_retry(delay, commit.cancel) {
                     break (Err(failure), logged);
                 }
                 inputs = next;
@@ -479,6 +464,107 @@ pub(crate) fn execute_and_commit(
             }
         }
     };
+    record_execution(
+        commit,
+        node,
+        input_rows,
+        Ended {
+            started,
+            attempts,
+            logged,
+            outcome,
+        },
+    )
+}
+
+/// When a step's execution started, for its row and its duration.
+pub(super) struct Started {
+    pub(super) at_us: i64,
+    pub(super) clock: Instant,
+}
+
+/// Marks a step as started: its span's status and the INFO line.
+pub(super) fn started(node: &Node) -> Started {
+    Span::current().record("status", "running");
+    info!(target: "pipeline", "Step `{}` has started.", node.name);
+    Started {
+        at_us: time::now_micros(),
+        clock: Instant::now(),
+    }
+}
+
+/// The inputs of a step's next attempt, prepared before this one may consume them.
+pub(super) fn inputs_again(node: &Node, inputs: &[Option<Resolved>]) -> Vec<Option<Resolved>> {
+    inputs
+        .iter()
+        .zip(&node.inputs)
+        .map(|(r, spec)| r.as_ref().map(|r| r.again(spec)))
+        .collect()
+}
+
+/// The step context of one attempt of `node`.
+pub(super) fn attempt_context(node: &Node, run_id: &str, attempt: u32) -> UserContext {
+    let output_names = node.outputs.iter().map(|o| o.decl.name.clone()).collect();
+    UserContext::new(&node.name, run_id, attempt, output_names)
+}
+
+/// The delay before the attempt after `attempt` failed with `failure`, said in the retry's
+/// WARN line.
+pub(super) fn retry_delay(
+    node: &Node,
+    policy: &StepPolicy,
+    attempt: u32,
+    failure: &Failure,
+) -> Duration {
+    let delay = policy.delay(attempt);
+    warn!(
+        target: "pipeline",
+        "Step `{}` failed (attempt {} of {}), retrying in {}: {}",
+        node.name,
+        attempt,
+        policy.get_retries().saturating_add(1),
+        human_duration(delay),
+        failure.message
+    );
+    delay
+}
+
+/// How a step's attempts ended: the last one's outcome, the failed ones before it (all of
+/// them when there were several), and what the context logged.
+pub(super) struct Ended {
+    pub(super) started: Started,
+    pub(super) attempts: Vec<Attempt>,
+    pub(super) logged: context::Logged,
+    pub(super) outcome: BodyResult,
+}
+
+/// Records the execution of a step whose attempts `ended`: commits its row, outputs and
+/// the end of its lease (or records the row, caching off), and logs how it finished.
+pub(super) fn record_execution(
+    commit: Commit<'_>,
+    node: &Node,
+    input_rows: Vec<InputRow>,
+    ended: Ended,
+) -> Committed {
+    let Commit {
+        store,
+        run_id,
+        position,
+        key,
+        components,
+        reason,
+        compared,
+        mut lease,
+        ..
+    } = commit;
+    let Ended {
+        started,
+        attempts,
+        logged,
+        outcome,
+    } = ended;
+    let started_at_us = started.at_us;
+    let clock = started.clock;
     let details = ExecutionDetails {
         attempts,
         metadata: logged.metadata,

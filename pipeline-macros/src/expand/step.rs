@@ -447,8 +447,9 @@ fn generate(
     } else {
         quote!(::core::result::Result::Ok((__pl_value, ())))
     };
-    // An `async fn` step: its future (owning the fetched arguments, so it is `'static`)
-    // is driven by the runtime's `run_async`, which names the `tokio` feature when it is off.
+    // An `async fn` step's blocking form (a worker process runs it): its future, owning the
+    // fetched arguments (so it is `'static`), on `run_async`'s runtime, which names the
+    // `tokio` feature when it is off.
     let the_call = match &item.sig.asyncness {
         // Spanned at `async`, where the error without the feature points.
         Some(a) => quote_spanned! {a.span()=>
@@ -457,28 +458,62 @@ fn generate(
         None => quote!(#impl_name(#(#call_args),*)),
     };
     let is_async = item.sig.asyncness.is_some();
-    let body = if step.outputs.fallible {
-        quote! {
-            match #the_call {
-                ::core::result::Result::Ok(__pl_value) => { #wrap }
-                ::core::result::Result::Err(__pl_error) => {
-                    // Keeps the error as the run error's source when it is an error, its
-                    // text otherwise (autoref specialization, see `StepErrorValue`).
-                    #[allow(unused_imports)]
-                    use #root::__private::{
-                        IntoStepErrorDisplay as _, IntoStepErrorSource as _,
-                    };
-                    ::core::result::Result::Err(
-                        #root::__private::StepErrorValue(__pl_error).into_step_error(),
-                    )
+    let body_of = |the_call: &TokenStream| {
+        if step.outputs.fallible {
+            quote! {
+                match #the_call {
+                    ::core::result::Result::Ok(__pl_value) => { #wrap }
+                    ::core::result::Result::Err(__pl_error) => {
+                        // Keeps the error as the run error's source when it is an error, its
+                        // text otherwise (autoref specialization, see `StepErrorValue`).
+                        #[allow(unused_imports)]
+                        use #root::__private::{
+                            IntoStepErrorDisplay as _, IntoStepErrorSource as _,
+                        };
+                        ::core::result::Result::Err(
+                            #root::__private::StepErrorValue(__pl_error).into_step_error(),
+                        )
+                    }
                 }
+            }
+        } else {
+            quote! {
+                let __pl_value = #the_call;
+                #wrap
+            }
+        }
+    };
+    let body = body_of(&the_call);
+    // An `async fn` step also gives the executor its future, unpolled: the run drives it
+    // on its own runtime, with no thread waiting for it (`executor/async_steps.rs`).
+    let async_body = if is_async {
+        let call_args = step
+            .inputs
+            .iter()
+            .zip(&locals)
+            .map(|(input, local)| match input.mode {
+                Mode::Ref => quote!(&*#local),
+                _ => quote!(#local),
+            });
+        let awaited = body_of(&quote!(#impl_name(#(#call_args),*).await));
+        let locals_pattern = cons(locals.iter().map(|l| quote!(#l)));
+        quote! {
+            fn async_body(
+                __pl_in: ::std::sync::Arc<#root::__private::InOps<Self>>,
+                __pl_out: ::std::sync::Arc<#root::__private::OutOps<Self>>,
+            ) -> ::core::option::Option<::std::boxed::Box<#root::__private::AsyncBodyFn>> {
+                let __pl_start: fn(
+                    #root::__private::Fetched<Self>,
+                ) -> #root::__private::AsyncOutValues<Self> = |#locals_pattern| {
+                    ::std::boxed::Box::pin(async move { #awaited })
+                };
+                ::core::option::Option::Some(#root::__private::async_body::<Self>(
+                    __pl_in, __pl_out, __pl_start,
+                ))
             }
         }
     } else {
-        quote! {
-            let __pl_value = #the_call;
-            #wrap
-        }
+        quote!()
     };
     let input_list = cons(input_types);
     let output_list = cons(output_types.into_iter());
@@ -654,6 +689,7 @@ fn generate(
             ) -> ::core::result::Result<#values_type, #root::__private::StepError> {
                 #body
             }
+            #async_body
         }
 
         #(#docs)*
