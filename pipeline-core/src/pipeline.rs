@@ -58,17 +58,24 @@ impl Binder<'_> {
 /// The label becomes the call's name in the run's records (`StepRecord::name`),
 /// `pipeline show`, `diff`, `explain` and the dashboard, in place of the generated `step`,
 /// `step_2`, ...; it does not enter the cache key. Rules are those of [`Artifact::named`].
-pub trait Named: Sized {
+pub trait Named: PipelineOutput {
     /// Names the step call that returned `self` `label`; see [`Artifact::named`].
     ///
     /// # Panics
     /// Outside a `#[pipeline]` body.
     #[must_use = "`.named(..)` returns the handles it was called on"]
-    fn named(self, label: impl Into<String>) -> Self;
+    fn named(self, label: impl Into<String>) -> Self
+    where
+        Self: crate::wire::StepHandles;
 }
 
-impl<O: PipelineOutput + crate::wire::StepHandles> Named for O {
-    fn named(self, label: impl Into<String>) -> Self {
+// For every pipeline output, so that `.named(..)` on a list of handles from a loop finds
+// the method and the compiler says why it does not apply (`StepHandles`).
+impl<O: PipelineOutput> Named for O {
+    fn named(self, label: impl Into<String>) -> Self
+    where
+        Self: crate::wire::StepHandles,
+    {
         let seen = RefCell::new(Vec::new());
         let empty = HashMap::new();
         let _ = self.bind(&Binder {
