@@ -98,14 +98,14 @@ fn labels_name_the_calls_and_numbering_skips_them() {
 
     // A label given to an earlier call, after later calls of the same step were made.
     #[pipeline]
-    fn late() -> (Artifact<Vec<f64>>, Artifact<Vec<f64>>, Artifact<Vec<f64>>) {
+    fn late() -> Vec<Artifact<Vec<f64>>> {
         let xs = source(3);
         let a = shift(&xs, 1);
         let b = shift(&xs, 2);
         let a = a.named("first");
         // The generated `shift` is free again: the next unlabelled call takes it.
         let c = shift(&xs, 3);
-        (a, b, c)
+        vec![a, b, c]
     }
     assert_eq!(late().step_names(), ["source", "first", "shift_2", "shift"]);
 

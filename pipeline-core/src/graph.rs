@@ -493,13 +493,11 @@ fn label_problem(label: &str) -> Option<String> {
         ))
     } else if label.contains('/') {
         Some("contains `/`, which would make the name a path in `pipeline show` and URLs".into())
-    } else if let Some(c) = label.chars().find(|c| c.is_control()) {
-        Some(format!(
-            "contains the control character U+{:04X}",
-            u32::from(c)
-        ))
     } else {
-        None
+        label
+            .chars()
+            .find(|c| c.is_control())
+            .map(|c| format!("contains the control character U+{:04X}", u32::from(c)))
     }
 }
 

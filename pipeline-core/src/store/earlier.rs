@@ -268,7 +268,7 @@ impl Candidates {
     }
 
     /// The index of the best call for `call` (rules 2 to 4), among those not taken.
-    fn pick(&self, call: &Call<'_>, mut taken: Option<&mut Taken>) -> Option<usize> {
+    fn pick(&self, call: &Call<'_>, taken: Option<&mut Taken>) -> Option<usize> {
         let free =
             |taken: &Option<&mut Taken>, i: usize| taken.as_ref().is_none_or(|t| !t.is_taken(i));
         let near = |i: usize| {
@@ -314,7 +314,7 @@ impl Candidates {
         // Calls are in position order: the nearest (free) one is at the partition point or
         // just before it (the lower one on a tie).
         let at = self.calls.partition_point(|c| c.ordinal < call.ordinal);
-        let sides = match taken.as_deref_mut() {
+        let sides = match taken {
             Some(t) => [t.free_before(at), t.free_at_or_after(at)],
             None => [at.checked_sub(1), (at < self.calls.len()).then_some(at)],
         };
