@@ -256,19 +256,28 @@ impl Candidates {
 
     /// The earlier call that `call` is compared with (rules 2 to 4 of the module docs).
     pub(crate) fn best(&self, call: &Call<'_>) -> Option<&Candidate> {
-        self.pick(call, None).map(|i| &self.calls[i])
+        self.pick(call, None, true).map(|i| &self.calls[i])
     }
 
     /// [`Candidates::best`] among the calls not in `taken`, which the pick then joins: for
-    /// pairing two runs' calls one to one ([`Store::compare_runs`](super::Store)).
-    pub(crate) fn claim(&self, call: &Call<'_>, taken: &mut Taken) -> Option<&Candidate> {
-        let i = self.pick(call, Some(taken))?;
+    /// pairing two runs' calls one to one ([`Store::compare_runs`](super::Store)). Rule 4
+    /// (nearest position) only when `by_position`: a caller claims for every call by rules
+    /// 2 and 3 first, so that a new call does not take, by position, the call that another
+    /// call differs from in one place only.
+    pub(crate) fn claim(
+        &self,
+        call: &Call<'_>,
+        taken: &mut Taken,
+        by_position: bool,
+    ) -> Option<&Candidate> {
+        let i = self.pick(call, Some(taken), by_position)?;
         taken.take(i);
         Some(&self.calls[i])
     }
 
-    /// The index of the best call for `call` (rules 2 to 4), among those not taken.
-    fn pick(&self, call: &Call<'_>, taken: Option<&mut Taken>) -> Option<usize> {
+    /// The index of the best call for `call` (rules 2 to 4; 4 when `by_position`), among
+    /// those not taken.
+    fn pick(&self, call: &Call<'_>, taken: Option<&mut Taken>, by_position: bool) -> Option<usize> {
         let free =
             |taken: &Option<&mut Taken>, i: usize| taken.as_ref().is_none_or(|t| !t.is_taken(i));
         let near = |i: usize| {
@@ -308,7 +317,7 @@ impl Candidates {
             })
             .min_by_key(|&(d, i)| (d, near(i)))
             .map(|(_, i)| i);
-        if best.is_some() {
+        if best.is_some() || !by_position {
             return best;
         }
         // Calls are in position order: the nearest (free) one is at the partition point or
@@ -704,6 +713,7 @@ mod tests {
                     components: &scale(1, 7, k),
                 },
                 &mut taken,
+                true,
             )
             .map(|c| c.name.clone())
         };
@@ -713,7 +723,7 @@ mod tests {
         assert_eq!(claim(1, 9).as_deref(), Some("scale_3"));
         // Nothing one component away (new code and input): the nearest free position, on
         // either side of the taken ones.
-        let mut far = |ordinal: usize| {
+        let mut far = |ordinal: usize, by_position: bool| {
             c.claim(
                 &Call {
                     label: None,
@@ -721,11 +731,13 @@ mod tests {
                     components: &scale(2, 8, 9),
                 },
                 &mut taken,
+                by_position,
             )
             .map(|c| c.name.clone())
         };
-        assert_eq!(far(0).as_deref(), Some("scale_4"));
-        assert_eq!(far(0), None);
+        assert_eq!(far(0, false), None);
+        assert_eq!(far(0, true).as_deref(), Some("scale_4"));
+        assert_eq!(far(0, true), None);
     }
 
     #[test]

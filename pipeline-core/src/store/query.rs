@@ -491,8 +491,8 @@ impl Store {
     ///    in a loop that moved: `fit_ridge_2` with `fit_ridge_3`);
     /// 3. a call with an unpaired call of the same step by the rule that explains cache
     ///    misses (see [`Store::compared_execution`]): one whose key components differ in
-    ///    at most one place (the fewest, then the nearest position), else the nearest
-    ///    position.
+    ///    at most one place (the fewest, then the nearest position); then each call left
+    ///    with the unpaired call at the nearest position.
     ///
     /// So a value inserted at the front of a loop shows as one call only in the second
     /// run, every other call the same. Calls of the first run paired with none are listed
@@ -592,25 +592,28 @@ impl Store {
                 }
             }
         }
-        // 3. The explanation rule, among the calls still unpaired.
-        for (j, sb) in steps_b.iter().enumerate() {
-            if pair[j].is_some() {
-                continue;
-            }
-            let Some((calls, taken)) = calls_a.get_mut(sb.step.as_str()) else {
-                continue;
-            };
-            let call = Call {
-                label: label_of(&sb.step, &sb.name),
-                ordinal: ordinal_b[j],
-                components: &sb.components,
-            };
-            if let Some(&i) = calls
-                .claim(&call, taken)
-                .and_then(|c| index_a.get(&c.execution))
-            {
-                pair[j] = Some(i);
-                paired_a[i] = true;
+        // 3. The explanation rule, among the calls still unpaired: key components one
+        // place apart for every call first, then the nearest position for those left.
+        for by_position in [false, true] {
+            for (j, sb) in steps_b.iter().enumerate() {
+                if pair[j].is_some() {
+                    continue;
+                }
+                let Some((calls, taken)) = calls_a.get_mut(sb.step.as_str()) else {
+                    continue;
+                };
+                let call = Call {
+                    label: label_of(&sb.step, &sb.name),
+                    ordinal: ordinal_b[j],
+                    components: &sb.components,
+                };
+                if let Some(&i) = calls
+                    .claim(&call, taken, by_position)
+                    .and_then(|c| index_a.get(&c.execution))
+                {
+                    pair[j] = Some(i);
+                    paired_a[i] = true;
+                }
             }
         }
         let mut steps = Vec::with_capacity(steps_b.len());
