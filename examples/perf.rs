@@ -1185,7 +1185,7 @@ fn figure_15(table: &mut Table, dir: &Path) -> AnyResult<()> {
     Ok(())
 }
 
-/// Figure 16: a sweep of `n` calls of `seed`, each labelled by its value (`seed[x]`) or
+/// Figure 18: a sweep of `n` calls of `seed`, each labelled by its value (`seed[x]`) or
 /// not (`seed`, `seed_2`, ...).
 #[pipeline]
 fn seed_sweep(xs: Vec<u64>, labelled: bool) -> Vec<Artifact<u64>> {
@@ -1201,11 +1201,11 @@ fn seed_sweep(xs: Vec<u64>, labelled: bool) -> Vec<Artifact<u64>> {
         .collect()
 }
 
-/// Figure 16: `RunDiff` of two runs of a sweep of 10,000 calls, the second with one value
+/// Figure 18: `RunDiff` of two runs of a sweep of 10,000 calls, the second with one value
 /// inserted at the front, against the same for 1,000 calls: pairing calls across runs
 /// (labels, then equal keys, then key components) stays linear. Each diff must find the
 /// one new call and every other call the same.
-fn figure_16(table: &mut Table, dir: &Path) -> AnyResult<()> {
+fn figure_18(table: &mut Table, dir: &Path) -> AnyResult<()> {
     use pipeline::report::RunDiff;
 
     for labelled in [true, false] {
@@ -1227,7 +1227,7 @@ fn figure_16(table: &mut Table, dir: &Path) -> AnyResult<()> {
                 let changed: Vec<&str> = diff.changed().map(|s| s.verdict()).collect();
                 if changed != ["only in B"] || diff.steps.len() as u64 != n + 1 {
                     return Err(format!(
-                        "figure 16 ({n} calls): expected one call only in B, got {changed:?}"
+                        "figure 18 ({n} calls): expected one call only in B, got {changed:?}"
                     )
                     .into());
                 }
@@ -1238,7 +1238,7 @@ fn figure_16(table: &mut Table, dir: &Path) -> AnyResult<()> {
         let ratio = took[1].as_secs_f64() / took[0].as_secs_f64().max(1e-12);
         table.add(
             format!(
-                "16. diff, 10,000 vs 1,000 calls, one inserted ({})",
+                "18. diff, 10,000 vs 1,000 calls, one inserted ({})",
                 if labelled { "labelled" } else { "unlabelled" }
             ),
             fmt_dur(took[1]),
@@ -1338,8 +1338,8 @@ fn run() -> AnyResult<()> {
     if options.wants(15) {
         figure_15(&mut table, &dir)?;
     }
-    if options.wants(16) {
-        figure_16(&mut table, &dir)?;
+    if options.wants(18) {
+        figure_18(&mut table, &dir)?;
     }
     println!();
     println!(
