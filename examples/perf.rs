@@ -1293,6 +1293,72 @@ fn figure_17(table: &mut Table, dir: &Path) -> AnyResult<()> {
     Ok(())
 }
 
+/// Figure 18: a sweep of `n` calls of `seed`, each labelled by its value (`seed[x]`) or
+/// not (`seed`, `seed_2`, ...).
+#[pipeline]
+fn seed_sweep(xs: Vec<u64>, labelled: bool) -> Vec<Artifact<u64>> {
+    xs.into_iter()
+        .map(|x| {
+            let a = seed(x);
+            if labelled {
+                a.named(format!("seed[{x}]"))
+            } else {
+                a
+            }
+        })
+        .collect()
+}
+
+/// Figure 18: `RunDiff` of two runs of a sweep of 10,000 calls, the second with one value
+/// inserted at the front, against the same for 1,000 calls: pairing calls across runs
+/// (labels, then equal keys, then key components) stays linear. Each diff must find the
+/// one new call and every other call the same.
+fn figure_18(table: &mut Table, dir: &Path) -> AnyResult<()> {
+    use pipeline::report::RunDiff;
+
+    for labelled in [true, false] {
+        let mut took = Vec::new();
+        for n in [1_000u64, 10_000] {
+            let store = Store::open(dir.join(format!("diff-{n}-{labelled}")))?;
+            seed_sweep((1..=n).collect(), labelled)
+                .store(store.clone())
+                .run_name("a")
+                .run()?;
+            seed_sweep((0..=n).collect(), labelled)
+                .store(store.clone())
+                .run_name("b")
+                .run()?;
+            let mut times = Vec::new();
+            for _ in 0..3 {
+                let (d, diff) = time(|| RunDiff::new(&store, "a", "b"));
+                let diff = diff?;
+                let changed: Vec<&str> = diff.changed().map(|s| s.verdict()).collect();
+                if changed != ["only in B"] || diff.steps.len() as u64 != n + 1 {
+                    return Err(format!(
+                        "figure 18 ({n} calls): expected one call only in B, got {changed:?}"
+                    )
+                    .into());
+                }
+                times.push(d);
+            }
+            took.push(median(times));
+        }
+        let ratio = took[1].as_secs_f64() / took[0].as_secs_f64().max(1e-12);
+        table.add(
+            format!(
+                "18. diff, 10,000 vs 1,000 calls, one inserted ({})",
+                if labelled { "labelled" } else { "unlabelled" }
+            ),
+            fmt_dur(took[1]),
+            fmt_dur(took[0]),
+            fmt_ratio(ratio),
+            "linear (~10x)",
+            Some(ratio <= 15.0),
+        );
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     // Figure 13 runs steps in worker processes of this binary.
     pipeline::worker::enter();
@@ -1395,6 +1461,9 @@ fn run() -> AnyResult<()> {
             "(figure only; issue 17)",
             None,
         );
+    }
+    if options.wants(18) {
+        figure_18(&mut table, &dir)?;
     }
     println!();
     println!(

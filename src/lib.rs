@@ -60,7 +60,7 @@ pub use pipeline_core::{
     cacher, canonical, cluster, config, context, policy, report, store, Artifact, ArtifactRecord,
     Attempt, Bincode, Binder, BoxError, Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions,
     CopyReport, EarlierCall, Error, ExecutionDetails, ExecutionRef, GcPolicy, GcReport, Hash128,
-    InputComponent, InputRecord, Json, KeyComponents, Lineage, MetricValue, OutputDecl,
+    InputComponent, InputRecord, Json, KeyComponents, Lineage, MetricValue, Named, OutputDecl,
     ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run,
     RunComparison, RunRecord, RunStatus, StepComparison, StepContext, StepRecord, StepReport,
     StepStatus, Store, StoreOptions, StoreStats, StoredArtifact, UnknownValue, VerifyReport,
@@ -73,7 +73,7 @@ pub mod progress;
 /// Everything a pipeline file needs: `use pipeline::prelude::*;`.
 pub mod prelude {
     pub use pipeline_core::{
-        Artifact, Bincode, Cacher, Error, Json, Pipeline, Reason, Result, Run, StepReport,
+        Artifact, Bincode, Cacher, Error, Json, Named, Pipeline, Reason, Result, Run, StepReport,
         StepStatus, Store,
     };
     pub use pipeline_macros::{helper, pipeline, step};

@@ -8,7 +8,7 @@ mod read_only;
 use std::ffi::OsStr;
 use std::path::Path;
 
-use common::{cli, failed_store, fresh_dir, history, run_raw, Ran, RUNS};
+use common::{cli, dashboard_page, failed_store, fresh_dir, history, run_raw, Ran, RUNS};
 
 /// The line of `text` that starts with `first` (after trimming), for column checks.
 fn line<'a>(text: &'a str, first: &str) -> &'a str {
@@ -278,7 +278,9 @@ fn explain_and_diff_pair_looped_calls_with_the_same_call() {
     assert!(out.contains("1 of 3 steps differ."), "{out}");
 
     // A value inserted at the front of the loop: the call with k = 1 is now `shift_2`; it
-    // pairs the earlier `shift` (same key), and the new first call the earlier `shift`.
+    // pairs the earlier `shift` (same key), `shift_3` the earlier `shift_2`, and the new
+    // first call is the one call only in B. Explain still compares it with the nearest
+    // earlier call, to say why it missed the cache.
     common::run_sweep(&store, &[0, 1, 5], "sweep-3");
     let out = cli(&store, &["diff", "sweep-2", "sweep-3"]).ok();
     let second = line(&out, "shift_2");
@@ -291,28 +293,128 @@ fn explain_and_diff_pair_looped_calls_with_the_same_call() {
         third.contains("(A: shift_2)") && third.contains("same"),
         "{out}"
     );
-    assert!(
-        line(&out, "shift").contains("different: parameter `k` changed (1 -> 0)"),
+    assert_eq!(
+        columns(line(&out, "shift")),
+        ["shift", "-", "executed", "only", "in", "B"],
         "{out}"
     );
+    assert!(out.contains("1 of 4 steps differ."), "{out}");
     let json = cli(&store, &["diff", "sweep-2", "sweep-3", "--json"]).json();
     let steps = json["steps"].as_array().unwrap();
-    let pairs: Vec<(&str, &str)> = steps
+    let pairs: Vec<(&str, Option<&str>)> = steps
         .iter()
-        .map(|s| (s["name"].as_str().unwrap(), s["name_a"].as_str().unwrap()))
+        .map(|s| (s["name"].as_str().unwrap(), s["name_a"].as_str()))
         .collect();
     assert_eq!(
         pairs,
         [
-            ("source", "source"),
-            ("shift", "shift"),
-            ("shift_2", "shift"),
-            ("shift_3", "shift_2")
+            ("source", Some("source")),
+            ("shift", None),
+            ("shift_2", Some("shift")),
+            ("shift_3", Some("shift_2"))
         ]
     );
     let out = cli(&store, &["explain", "sweep-3", "shift"]).ok();
     assert!(out.contains("(`shift` in run `sweep-2`"), "{out}");
     assert!(out.contains("  - parameter `k` changed (1 -> 0)"), "{out}");
+}
+
+#[test]
+fn labelled_calls_in_a_loop_keep_their_names_across_runs() {
+    let store = fresh_dir("labelled").join("store");
+    common::run_labelled_sweep(&store, &[1, 3, 5], "labels-1");
+    common::run_labelled_sweep(&store, &[0, 1, 3, 5], "labels-2");
+
+    let out = cli(&store, &["show", "labels-2"]).ok();
+    assert_eq!(columns(line(&out, "shift[0]"))[1], "executed", "{out}");
+    assert_eq!(columns(line(&out, "shift[3]"))[1], "cached", "{out}");
+    let json = cli(&store, &["show", "labels-2", "--json"]).json();
+    let names: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "source", "shift[0]", "total", "shift[1]", "total_2", "shift[3]", "total_3",
+            "shift[5]", "total_4"
+        ]
+    );
+
+    // The one new value is the one new call (and its `total`); every other call is the same.
+    let out = cli(&store, &["diff", "labels-1", "labels-2"]).ok();
+    assert_eq!(
+        columns(line(&out, "shift[0]")),
+        ["shift[0]", "-", "executed", "only", "in", "B"],
+        "{out}"
+    );
+    for name in ["shift[1]", "shift[3]", "shift[5]"] {
+        assert_eq!(
+            columns(line(&out, name)),
+            [name, "executed", "cached", "same"],
+            "{out}"
+        );
+    }
+    assert!(line(&out, "total_2").contains("(A: total)"), "{out}");
+    assert!(out.contains("\n2 of 9 steps differ.\n"), "{out}");
+    let json = cli(&store, &["diff", "labels-1", "labels-2", "--json"]).json();
+    let verdicts: Vec<(&str, bool, Option<&str>)> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap(),
+                s["same_key"].as_bool().unwrap(),
+                s["status_a"].as_str(),
+            )
+        })
+        .filter(|(name, _, _)| name.starts_with("shift"))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("shift[0]", false, None),
+            ("shift[1]", true, Some("executed")),
+            ("shift[3]", true, Some("executed")),
+            ("shift[5]", true, Some("executed"))
+        ]
+    );
+
+    // `explain` of a labelled call: the earlier call with its label.
+    common::run_labelled_sweep(&store, &[1, 3, 5], "labels-3");
+    let out = cli(&store, &["explain", "labels-3", "shift[3]"]).ok();
+    assert!(
+        out.starts_with("Step `shift[3]` in run `labels-3` was cached: it reused execution ")
+            && out.contains("`shift[3]` in run `labels-1`"),
+        "{out}"
+    );
+
+    // The dashboard's compare page pairs the same way, and a labelled step has its page.
+    let ids: Vec<String> = ["labels-1", "labels-2"]
+        .iter()
+        .map(|r| {
+            cli(&store, &["show", r, "--json"]).json()["run"]["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let page = dashboard_page(&store, &format!("/compare?a={}&b={}", ids[0], ids[1]));
+    assert!(page.contains("2 of 9 steps differ."), "{page}");
+    assert!(
+        page.contains(r#"<tr data-step="shift[3]" data-same="true"><td>shift[3]</td>"#),
+        "{page}"
+    );
+    assert!(
+        page.contains(r#"<tr data-step="shift[0]" data-same="false">"#),
+        "{page}"
+    );
+    let page = dashboard_page(&store, &format!("/runs/{}/steps/shift%5B3%5D", ids[1]));
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("shift[3]"), "{page}");
 }
 
 #[test]

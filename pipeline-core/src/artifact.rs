@@ -114,6 +114,31 @@ impl<T> Artifact<T> {
     pub fn is_bound(&self) -> bool {
         self.bound.is_some()
     }
+
+    /// Labels the step call that returned this handle, in a `#[pipeline]` body: the label
+    /// is the call's name in place of the generated `step`, `step_2`, ... Use it for calls
+    /// in a loop, so each call's name says which it is and stays the same when the loop
+    /// changes: `fit_ridge(&x, lambda).named(format!("fit_ridge[{lambda}]"))`.
+    ///
+    /// The name shows in the run's records ([`StepRecord::name`](crate::StepRecord)),
+    /// [`Run::step`](crate::Run::step), `pipeline show` and the dashboard, and `diff`,
+    /// `explain` and the dashboard's compare page pair calls across runs by it. It does
+    /// not enter the cache key: relabelling a call reuses its cached outputs.
+    ///
+    /// A label is non-empty, at most 200 characters, without `/` or control characters
+    /// (brackets, spaces and `=` are fine), and unique within the pipeline. A label that
+    /// breaks these rules fails the run with [`Error::Graph`] naming the calls involved,
+    /// as other wiring mistakes do. Labelling a call again replaces its label. For a step
+    /// with several outputs, `.named(..)` on its `Outputs` struct does the same
+    /// ([`Named`](crate::Named)).
+    ///
+    /// # Panics
+    /// Outside a `#[pipeline]` body (there is no call to name).
+    #[must_use = "`.named(..)` returns the handle it was called on"]
+    pub fn named(self, label: impl Into<String>) -> Self {
+        crate::graph::name_call((self.graph, self.node), label.into());
+        self
+    }
 }
 
 impl<T: 'static> Artifact<T> {

@@ -361,7 +361,8 @@ pub struct StepDef {
 /// A step invocation in a graph. Cloned for each item of a map (`map.rs`).
 #[derive(Clone)]
 pub struct Node {
-    /// Unique name within the pipeline (`name`, `name_2`, ... when a step is used twice).
+    /// Unique name within the pipeline: the label given with `.named(..)`, else generated
+    /// (`name`, `name_2`, ... when a step is used twice).
     pub(crate) name: String,
     pub(crate) step: &'static str,
     pub(crate) code: &'static StepDecl,
@@ -538,8 +539,9 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
                 )));
             }
         }
-        // `name`, else the first free `name_k` for k = 2, 3, ...; names are never removed, so
-        // the search resumes where the previous one for this step stopped.
+        // `name`, else the first free `name_k` for k = 2, 3, ...; the search resumes where the
+        // previous one for this step stopped (only `name_call` frees a name, and it steps the
+        // counter back when it frees the last one given).
         let mut name = def.name.to_string();
         if graph.names.contains(&name) {
             let k = graph.next_suffix.entry(def.name).or_insert(2);
@@ -576,6 +578,103 @@ impl Graph {
 /// Runs `f` on the graph being built on this thread, if one is.
 pub(crate) fn with_building<R>(f: impl FnOnce(&mut Graph) -> R) -> Option<R> {
     BUILDING.with(|b| b.borrow_mut().last_mut().map(f))
+}
+
+/// The longest label [`Artifact::named`] accepts, in characters.
+pub const MAX_LABEL_CHARS: usize = 200;
+
+/// Why `label` cannot name a call, if it cannot.
+fn label_problem(label: &str) -> Option<String> {
+    let chars = label.chars().count();
+    if label.is_empty() {
+        Some("is empty".into())
+    } else if chars > MAX_LABEL_CHARS {
+        Some(format!(
+            "is {chars} characters long; a label has at most {MAX_LABEL_CHARS}"
+        ))
+    } else if label.contains('/') {
+        Some("contains `/`, which would make the name a path in `pipeline show` and URLs".into())
+    } else {
+        label
+            .chars()
+            .find(|c| c.is_control())
+            .map(|c| format!("contains the control character U+{:04X}", u32::from(c)))
+    }
+}
+
+/// Names the call at `at` (a node of the graph being built) `label` in place of its
+/// generated name (`Artifact::named`). A label that is not valid or already names another
+/// call is a build problem ([`Error::Graph`] when the pipeline runs); the call then keeps
+/// its generated name.
+///
+/// # Panics
+/// When no pipeline is being built (outside a `#[pipeline]` body).
+pub(crate) fn name_call(at: (u64, NodeId), label: String) {
+    BUILDING.with(|b| {
+        let mut stack = b.borrow_mut();
+        let Some(graph) = stack.last_mut() else {
+            drop(stack);
+            panic!(
+                "`.named({label:?})` was called outside a `#[pipeline]` body; a label names \
+                 the step call that returned the handle, so call it in the pipeline body, \
+                 on what the step call returns"
+            );
+        };
+        if at.0 != graph.id {
+            graph.errors.push(BuildProblem::Wiring(format!(
+                "`.named({label:?})` was called on an artifact of another pipeline; label \
+                 only the step calls of the pipeline body being built"
+            )));
+            return;
+        }
+        let Some(node) = graph.nodes.get(at.1) else {
+            graph.errors.push(BuildProblem::Wiring(format!(
+                "internal error: `.named({label:?})` on an unknown step call"
+            )));
+            return;
+        };
+        if let Some(problem) = label_problem(&label) {
+            graph.errors.push(BuildProblem::Wiring(format!(
+                "the label {label:?} given to call {} (step `{}`) with `.named(..)` {problem}",
+                at.1 + 1,
+                node.step
+            )));
+            return;
+        }
+        if node.name == label {
+            return;
+        }
+        if graph.names.contains(&label) {
+            // Only on this error path: find the other call by scanning.
+            let (i, other) = graph
+                .nodes
+                .iter()
+                .enumerate()
+                .find(|(_, n)| n.name == label)
+                .map_or((0, "?"), |(i, n)| (i + 1, n.step));
+            let problem = format!(
+                "two calls are named `{label}`: call {i} (step `{other}`) and call {} (step \
+                 `{}`), labelled with `.named(..)`; labels must be unique within a pipeline \
+                 (e.g. put the loop's parameter in it: `.named(format!(\"{}[{{x}}]\"))`)",
+                at.1 + 1,
+                node.step,
+                node.step
+            );
+            graph.errors.push(BuildProblem::Wiring(problem));
+            return;
+        }
+        let step = node.step;
+        let old = std::mem::replace(&mut graph.nodes[at.1].name, label.clone());
+        graph.names.remove(&old);
+        graph.names.insert(label);
+        // The generated name is free again: when it was the last `step_k` given, the next
+        // unlabelled call takes it, so numbering stays dense around labelled calls.
+        if let Some(k) = graph.next_suffix.get_mut(step) {
+            if old == format!("{step}_{}", *k - 1) {
+                *k -= 1;
+            }
+        }
+    })
 }
 
 /// An unbound handle to output `output` of node `node` (for generated code).

@@ -48,7 +48,7 @@ pub use crate::expiry::parse_expiry;
 pub use crate::gather::gather;
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
 pub use crate::map::MapResult;
-pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+pub use crate::pipeline::{Binder, Named, Pipeline, PipelineOutput};
 pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};
 pub use crate::status::{Reason, RunStatus, StepStatus};
@@ -71,7 +71,7 @@ pub mod __private {
         add_step, artifact, Input, InputMode, InputSpec, IntoStepErrorDisplay, IntoStepErrorSource,
         OutputSpec, StepContext, StepDef, StepError, StepErrorValue, Value,
     };
-    pub use crate::pipeline::{Binder, Pipeline, PipelineOutput};
+    pub use crate::pipeline::{Binder, Named, Pipeline, PipelineOutput};
     /// `#[step(retries, retry_delay, backoff, timeout)]` builds its constant with these.
     pub use crate::policy::{parse_duration_or_panic, StepPolicy};
     pub use crate::signature::{

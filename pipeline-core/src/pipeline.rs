@@ -1,5 +1,6 @@
 //! `Pipeline<O>`: a built graph plus run settings; `run()` may be called many times.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -31,15 +32,61 @@ pub trait PipelineOutput: Clone + Send + Sync + 'static {
 /// Binds unbound handles to the artifacts a run produced or reused.
 pub struct Binder<'a> {
     pub(crate) artifacts: &'a HashMap<(NodeId, usize), Arc<BoundArtifact>>,
+    /// When set, records the `(graph, node)` of every handle bound (used by
+    /// [`Named::named`] to find the call a step's `Outputs` struct came from, without
+    /// growing every step's expansion).
+    pub(crate) seen: Option<&'a RefCell<Vec<(u64, NodeId)>>>,
 }
 
 impl Binder<'_> {
     /// The bound version of `artifact` (unchanged if the run did not produce it).
     pub fn bind<T>(&self, artifact: &Artifact<T>) -> Artifact<T> {
+        if let Some(seen) = self.seen {
+            seen.borrow_mut().push((artifact.graph, artifact.node));
+        }
         match self.artifacts.get(&(artifact.node, artifact.output)) {
             Some(b) => artifact.with_binding(Arc::clone(b)),
             None => artifact.clone(),
         }
+    }
+}
+
+/// Labels the step call whose outputs these are: `.named(label)` on what a multi-output
+/// step call returns (its `Outputs` struct) in a `#[pipeline]` body. For a single-output
+/// step, [`Artifact::named`] does the same.
+///
+/// The label becomes the call's name in the run's records (`StepRecord::name`),
+/// `pipeline show`, `diff`, `explain` and the dashboard, in place of the generated `step`,
+/// `step_2`, ...; it does not enter the cache key. Rules are those of [`Artifact::named`].
+pub trait Named: PipelineOutput {
+    /// Names the step call that returned `self` `label`; see [`Artifact::named`].
+    ///
+    /// # Panics
+    /// Outside a `#[pipeline]` body.
+    #[must_use = "`.named(..)` returns the handles it was called on"]
+    fn named(self, label: impl Into<String>) -> Self
+    where
+        Self: crate::wire::StepHandles;
+}
+
+// For every pipeline output, so that `.named(..)` on a list of handles from a loop finds
+// the method and the compiler says why it does not apply (`StepHandles`).
+impl<O: PipelineOutput> Named for O {
+    fn named(self, label: impl Into<String>) -> Self
+    where
+        Self: crate::wire::StepHandles,
+    {
+        let seen = RefCell::new(Vec::new());
+        let empty = HashMap::new();
+        let _ = self.bind(&Binder {
+            artifacts: &empty,
+            seen: Some(&seen),
+        });
+        // A step's `Outputs` holds at least one handle, all of the same call.
+        if let Some(&at) = seen.into_inner().first() {
+            crate::graph::name_call(at, label.into());
+        }
+        self
     }
 }
 
@@ -463,6 +510,7 @@ impl<O: PipelineOutput> Pipeline<O> {
         let outcome = executor::execute(&self.def.name, &self.def.graph, &store, &settings)?;
         let binder = Binder {
             artifacts: &outcome.artifacts,
+            seen: None,
         };
         let run = Run {
             id: outcome.id,

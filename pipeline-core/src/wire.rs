@@ -94,6 +94,11 @@ pub type AsyncOutValues<S> = std::pin::Pin<
 >;
 
 /// What a wiring function returns: the handles to the outputs of a node.
+#[diagnostic::on_unimplemented(
+    message = "`.named(..)` labels one step call, but `{Self}` is not what a step call returns",
+    label = "not the handle of one step call",
+    note = "label each step call where it is made, e.g. inside the loop: `fit(&x, lambda).named(label)`"
+)]
 pub trait StepHandles {
     /// The handles to the outputs of the node at `at`.
     fn at(at: (u64, NodeId)) -> Self;

@@ -109,6 +109,25 @@ fn sweep(ks: Vec<u32>) -> Vec<Artifact<Vec<f64>>> {
     ks.into_iter().map(|k| shift(&xs, k)).collect()
 }
 
+/// The `sweep` with each call labelled by its value (`shift[k]`), and each result
+/// summed by an unlabelled `total`.
+#[pipeline(name = "sweep")]
+fn labelled_sweep(ks: Vec<u32>) -> Vec<Artifact<f64>> {
+    let xs = source(3);
+    ks.into_iter()
+        .map(|k| total(&shift(&xs, k).named(format!("shift[{k}]"))))
+        .collect()
+}
+
+/// Runs the `labelled_sweep` pipeline over `ks` as run `name` in the store at `path`.
+pub fn run_labelled_sweep(path: &Path, ks: &[u32], name: &str) {
+    labelled_sweep(ks.to_vec())
+        .store_path(path)
+        .run_name(name)
+        .run()
+        .expect("labelled sweep run");
+}
+
 /// Runs the `sweep` pipeline over `ks` as run `name` in the store at `path`.
 pub fn run_sweep(path: &Path, ks: &[u32], name: &str) {
     sweep(ks.to_vec())

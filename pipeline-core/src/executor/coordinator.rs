@@ -502,7 +502,7 @@ impl<'a> State<'a> {
         // waits in the queue, and two processes running the same graph share its keys out.
         let (mut reason, compared) =
             self.ledger
-                .explain_miss(node.step, self.ordinals[id], &components)?;
+                .explain_miss(node.step, &node.name, self.ordinals[id], &components)?;
         if let Some(expired) = expired {
             reason = expired;
         }

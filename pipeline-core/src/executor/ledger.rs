@@ -276,13 +276,14 @@ impl<'a> Ledger<'a> {
         self.store.still_held(waits)
     }
 
-    /// Why a call of `step` (its `ordinal`-th call in the graph) missed the cache: its key
+    /// Why a call of `step` named `name` (its `ordinal`-th call in the graph) missed the cache: its key
     /// components compared with those of the earlier execution of the same call (see
     /// `store::earlier` for how it is found), and that execution as JSON, to record with
     /// the miss.
     pub(super) fn explain_miss(
         &mut self,
         step: &'static str,
+        name: &str,
         ordinal: usize,
         components: &KeyComponents,
     ) -> Result<(Reason, Option<String>)> {
@@ -298,7 +299,7 @@ impl<'a> Ledger<'a> {
         }
         let earlier = self.earlier.get(step).and_then(|calls| {
             calls.as_ref()?.earlier_call(&Call {
-                label: None,
+                label: crate::store::label_of(step, name),
                 ordinal,
                 components,
             })

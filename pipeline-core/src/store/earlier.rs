@@ -9,9 +9,8 @@
 //! 1. **The earlier run**: the newest other run with a completed (executed or cached) call
 //!    of the step, preferring runs of the same pipeline. `compare_runs` uses the run it is
 //!    given.
-//! 2. **A label**: when the call carries the label the user gave it, an earlier call with
-//!    the same label. (Calls have no labels yet: the issue "Typed dynamic fan-out" adds
-//!    them and fills in [`Call::label`] and [`Candidate::label`].)
+//! 2. **A label**: when the call carries the label the user gave it (`.named(..)` in the
+//!    pipeline body; see [`label_of`]), an earlier call with the same label.
 //! 3. **Key components**: else the earlier calls whose key components differ from the
 //!    call's in at most one place (the code signature, the output declarations, or one
 //!    input): the fewest differences, then the nearest position among the step's calls in
@@ -51,9 +50,28 @@ pub struct EarlierCall {
     pub components: KeyComponents,
 }
 
+/// The label a call of `step` named `name` carries: its name, unless that is one the
+/// graph generates (`step`, or `step_k` for k = 2, 3, ...). Labels are names, so they are
+/// not recorded apart; a label that looks generated (`.named("scale_2")`) pairs as a
+/// generated name does, by key components and position.
+pub(crate) fn label_of<'a>(step: &str, name: &'a str) -> Option<&'a str> {
+    let generated = name == step
+        || name
+            .strip_prefix(step)
+            .and_then(|rest| rest.strip_prefix('_'))
+            .and_then(|k| {
+                // The digits of a generated `k`: no sign, no leading zero, k >= 2.
+                (!k.starts_with('0') && k.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| k.parse::<u64>().ok())
+                    .flatten()
+            })
+            .is_some_and(|k| k >= 2);
+    (!generated).then_some(name)
+}
+
 /// One call of a step, as matching sees it.
 pub(crate) struct Call<'a> {
-    /// The label the user gave the call. Always `None` until calls can be labelled.
+    /// The label the user gave the call ([`label_of`] its name).
     pub label: Option<&'a str>,
     /// Position among its run's calls of the same step, in call order (0 for `scale`, 1
     /// for `scale_2`, ...).
@@ -68,7 +86,7 @@ pub(crate) struct Candidate {
     pub execution: i64,
     pub name: String,
     pub ordinal: usize,
-    /// The label the user gave the call. Always `None` until calls can be labelled.
+    /// The label the user gave the call ([`label_of`] its name).
     pub label: Option<String>,
     pub components: KeyComponents,
 }
@@ -81,6 +99,69 @@ pub(crate) struct Candidates {
     calls: Vec<Candidate>,
     /// Signature of the components with slot `i` left out (or none) -> calls having it.
     index: HashMap<u128, Vec<usize>>,
+    /// Label -> calls carrying it (one per label in a run), so rule 2 is a lookup.
+    labels: HashMap<String, Vec<usize>>,
+}
+
+/// Which calls of a [`Candidates`] are paired already, for one-to-one pairing
+/// ([`Candidates::claim`]): the nearest free call on either side of a position is found
+/// through two union-find arrays, so claiming stays near-linear on 10,000-call runs.
+pub(crate) struct Taken {
+    taken: Vec<bool>,
+    /// `right[i]`: a step towards the first free call at or after `i` (`n` if none).
+    right: Vec<usize>,
+    /// `left[i + 1]`: a step towards the last free call at or before `i`, plus one (0 if
+    /// none).
+    left: Vec<usize>,
+}
+
+impl Taken {
+    /// None of `n` calls taken.
+    pub(crate) fn new(n: usize) -> Self {
+        Taken {
+            taken: vec![false; n],
+            right: (0..=n).collect(),
+            left: (0..=n).collect(),
+        }
+    }
+
+    fn is_taken(&self, i: usize) -> bool {
+        self.taken[i]
+    }
+
+    /// Marks call `i` paired.
+    pub(crate) fn take(&mut self, i: usize) {
+        if !self.taken[i] {
+            self.taken[i] = true;
+            self.right[i] = i + 1;
+            self.left[i + 1] = i;
+        }
+    }
+
+    fn root(parent: &mut [usize], x: usize) -> usize {
+        let mut root = x;
+        while parent[root] != root {
+            root = parent[root];
+        }
+        let mut x = x;
+        while parent[x] != root {
+            let next = parent[x];
+            parent[x] = root;
+            x = next;
+        }
+        root
+    }
+
+    /// The first free call at or after `i`.
+    fn free_at_or_after(&mut self, i: usize) -> Option<usize> {
+        let r = Self::root(&mut self.right, i.min(self.taken.len()));
+        (r < self.taken.len()).then_some(r)
+    }
+
+    /// The last free call before `i`.
+    fn free_before(&mut self, i: usize) -> Option<usize> {
+        Self::root(&mut self.left, i.min(self.taken.len())).checked_sub(1)
+    }
 }
 
 /// The places where key components can differ, in order: code signature, output
@@ -146,7 +227,11 @@ impl Candidates {
     pub(crate) fn new(run_id: String, run_name: String, mut calls: Vec<Candidate>) -> Self {
         calls.sort_by_key(|c| c.ordinal);
         let mut index: HashMap<u128, Vec<usize>> = HashMap::new();
+        let mut labels: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, call) in calls.iter().enumerate() {
+            if let Some(label) = &call.label {
+                labels.entry(label.clone()).or_default().push(i);
+            }
             let slots = slots(&call.components);
             for left_out in std::iter::once(None).chain((0..slots.len()).map(Some)) {
                 index
@@ -160,17 +245,41 @@ impl Candidates {
             run_name,
             calls,
             index,
+            labels,
         }
+    }
+
+    /// How many calls there are (the size of a [`Taken`] for them).
+    pub(crate) fn len(&self) -> usize {
+        self.calls.len()
     }
 
     /// The earlier call that `call` is compared with (rules 2 to 4 of the module docs).
     pub(crate) fn best(&self, call: &Call<'_>) -> Option<&Candidate> {
-        let labelled: Vec<usize> = match call.label {
-            Some(label) => (0..self.calls.len())
-                .filter(|&i| self.calls[i].label.as_deref() == Some(label))
-                .collect(),
-            None => Vec::new(),
-        };
+        self.pick(call, None, true).map(|i| &self.calls[i])
+    }
+
+    /// [`Candidates::best`] among the calls not in `taken`, which the pick then joins: for
+    /// pairing two runs' calls one to one ([`Store::compare_runs`](super::Store)). Rule 4
+    /// (nearest position) only when `by_position`: a caller claims for every call by rules
+    /// 2 and 3 first, so that a new call does not take, by position, the call that another
+    /// call differs from in one place only.
+    pub(crate) fn claim(
+        &self,
+        call: &Call<'_>,
+        taken: &mut Taken,
+        by_position: bool,
+    ) -> Option<&Candidate> {
+        let i = self.pick(call, Some(taken), by_position)?;
+        taken.take(i);
+        Some(&self.calls[i])
+    }
+
+    /// The index of the best call for `call` (rules 2 to 4; 4 when `by_position`), among
+    /// those not taken.
+    fn pick(&self, call: &Call<'_>, taken: Option<&mut Taken>, by_position: bool) -> Option<usize> {
+        let free =
+            |taken: &Option<&mut Taken>, i: usize| taken.as_ref().is_none_or(|t| !t.is_taken(i));
         let near = |i: usize| {
             let c = &self.calls[i];
             (
@@ -179,11 +288,16 @@ impl Candidates {
                 std::cmp::Reverse(c.execution),
             )
         };
-        if !labelled.is_empty() {
-            return labelled
-                .into_iter()
-                .min_by_key(|&i| near(i))
-                .map(|i| &self.calls[i]);
+        let labelled = call
+            .label
+            .and_then(|label| self.labels.get(label))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|&i| free(&taken, i))
+            .min_by_key(|&i| near(i));
+        if labelled.is_some() {
+            return labelled;
         }
         let own = slots(call.components);
         let mut close: Vec<usize> = std::iter::once(None)
@@ -191,6 +305,7 @@ impl Candidates {
             .filter_map(|left_out| self.index.get(&signature(&own, left_out)))
             .flatten()
             .copied()
+            .filter(|&i| free(&taken, i))
             .collect();
         close.sort_unstable();
         close.dedup();
@@ -202,16 +317,17 @@ impl Candidates {
             })
             .min_by_key(|&(d, i)| (d, near(i)))
             .map(|(_, i)| i);
-        let best = best.or_else(|| {
-            // Calls are in position order: the nearest is at the partition point or just
-            // before it (the lower one on a tie).
-            let at = self.calls.partition_point(|c| c.ordinal < call.ordinal);
-            [at.checked_sub(1), (at < self.calls.len()).then_some(at)]
-                .into_iter()
-                .flatten()
-                .min_by_key(|&i| near(i))
-        });
-        best.map(|i| &self.calls[i])
+        if best.is_some() || !by_position {
+            return best;
+        }
+        // Calls are in position order: the nearest (free) one is at the partition point or
+        // just before it (the lower one on a tie).
+        let at = self.calls.partition_point(|c| c.ordinal < call.ordinal);
+        let sides = match taken {
+            Some(t) => [t.free_before(at), t.free_at_or_after(at)],
+            None => [at.checked_sub(1), (at < self.calls.len()).then_some(at)],
+        };
+        sides.into_iter().flatten().min_by_key(|&i| near(i))
     }
 
     /// [`Candidates::best`] as the record of the comparison.
@@ -258,7 +374,7 @@ impl SqliteMetadata {
                 .map_err(|e| self.db_error(e))?;
             rows
         };
-        Ok(calls_of(run_id, run_name, rows, completed))
+        Ok(calls_of(run_id, run_name, step, rows, completed))
     }
 
     /// The completed calls of `step` in the run a miss is compared with (rule 1 of the
@@ -324,23 +440,30 @@ impl SqliteMetadata {
     /// # Errors
     /// [`Error::UnknownRun`] when no execution `execution` is in the store; database errors.
     pub fn compared_execution(&self, execution: i64) -> Result<Option<EarlierCall>> {
-        type Row = (String, String, Option<String>, String, String);
+        type Row = (String, String, Option<String>, String, String, String);
         let row: Option<Row> = self
             .db()
             .prepare_cached(concat!(
                 "SELECT e.run_id, e.step, e.compared, ",
                 super::components_of_e!(),
-                ", r.pipeline FROM executions e JOIN runs r ON r.id = e.run_id \
+                ", r.pipeline, e.name FROM executions e JOIN runs r ON r.id = e.run_id \
                      WHERE e.id = ?1"
             ))
             .and_then(|mut s| {
                 s.query_row([execution], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
                 })
                 .optional()
             })
             .map_err(|e| self.db_error(e))?;
-        let Some((run_id, step, compared, components, pipeline)) = row else {
+        let Some((run_id, step, compared, components, pipeline, name)) = row else {
             return Err(Error::UnknownRun(format!("execution {execution}")));
         };
         if let Some(recorded) = compared.and_then(|c| serde_json::from_str(&c).ok()) {
@@ -354,7 +477,7 @@ impl SqliteMetadata {
         };
         let ordinal = self.ordinal(&run_id, &step, execution)?;
         Ok(earlier.earlier_call(&Call {
-            label: None,
+            label: label_of(&step, &name),
             ordinal,
             components: &components,
         }))
@@ -374,11 +497,12 @@ impl SqliteMetadata {
     }
 }
 
-/// The calls of a step in run `run_id` from its rows `(id, name, status, components)` in
+/// The calls of `step` in run `run_id` from its rows `(id, name, status, components)` in
 /// position order; only completed ones when `completed`. Ordinals count every row.
 pub(crate) fn calls_of(
     run_id: &str,
     run_name: &str,
+    step: &str,
     rows: Vec<(i64, String, StepStatus, String)>,
     completed: bool,
 ) -> Candidates {
@@ -393,9 +517,9 @@ pub(crate) fn calls_of(
             let components = serde_json::from_str(&components).ok()?;
             Some(Candidate {
                 execution,
+                label: label_of(step, &name).map(str::to_string),
                 name,
                 ordinal,
-                label: None,
                 components,
             })
         })
@@ -537,9 +661,10 @@ mod tests {
 
     #[test]
     fn a_label_pairs_the_call_with_the_same_label() {
-        let mut c = earlier(vec![scale(1, 7, 3), scale(1, 7, 5)]);
-        c.calls[0].label = Some("small".into());
-        c.calls[1].label = Some("large".into());
+        let mut calls = earlier(vec![scale(1, 7, 3), scale(1, 7, 5)]).calls;
+        calls[0].label = Some("small".into());
+        calls[1].label = Some("large".into());
+        let c = Candidates::new("r1".into(), "run-1".into(), calls);
         let components = scale(1, 7, 3);
         let call = Call {
             label: Some("large"),
@@ -553,6 +678,84 @@ mod tests {
             ..call
         };
         assert_eq!(c.best(&call).map(|c| c.name.as_str()), Some("scale"));
+    }
+
+    #[test]
+    fn generated_names_are_not_labels() {
+        assert_eq!(label_of("scale", "scale"), None);
+        assert_eq!(label_of("scale", "scale_2"), None);
+        assert_eq!(label_of("scale", "scale_10"), None);
+        for label in [
+            "scale[3]", "scale_1", "scale_02", "scale_", "scale_x", "scale_+3", "other", "scal",
+        ] {
+            assert_eq!(label_of("scale", label), Some(label));
+        }
+        // A step whose own name ends in a number.
+        assert_eq!(label_of("inc_2", "inc_2"), None);
+        assert_eq!(label_of("inc_2", "inc_2_2"), None);
+        assert_eq!(label_of("inc", "inc_2"), None);
+    }
+
+    #[test]
+    fn claimed_calls_are_paired_once() {
+        let c = earlier(vec![
+            scale(1, 7, 1),
+            scale(1, 7, 3),
+            scale(1, 7, 5),
+            scale(1, 7, 7),
+        ]);
+        let mut taken = Taken::new(c.len());
+        let mut claim = |ordinal: usize, k: u128| {
+            c.claim(
+                &Call {
+                    label: None,
+                    ordinal,
+                    components: &scale(1, 7, k),
+                },
+                &mut taken,
+                true,
+            )
+            .map(|c| c.name.clone())
+        };
+        // Equal components first, then one component away at the nearest free position.
+        assert_eq!(claim(0, 3).as_deref(), Some("scale_2"));
+        assert_eq!(claim(1, 9).as_deref(), Some("scale"));
+        assert_eq!(claim(1, 9).as_deref(), Some("scale_3"));
+        // Nothing one component away (new code and input): the nearest free position, on
+        // either side of the taken ones.
+        let mut far = |ordinal: usize, by_position: bool| {
+            c.claim(
+                &Call {
+                    label: None,
+                    ordinal,
+                    components: &scale(2, 8, 9),
+                },
+                &mut taken,
+                by_position,
+            )
+            .map(|c| c.name.clone())
+        };
+        assert_eq!(far(0, false), None);
+        assert_eq!(far(0, true).as_deref(), Some("scale_4"));
+        assert_eq!(far(0, true), None);
+    }
+
+    #[test]
+    fn taken_finds_the_nearest_free_call_on_both_sides() {
+        let mut t = Taken::new(6);
+        for i in [1, 2, 4] {
+            t.take(i);
+        }
+        assert_eq!(t.free_at_or_after(1), Some(3));
+        assert_eq!(t.free_at_or_after(4), Some(5));
+        assert_eq!(t.free_before(3), Some(0));
+        assert_eq!(t.free_before(5), Some(3));
+        t.take(0);
+        t.take(5);
+        assert_eq!(t.free_before(3), None);
+        assert_eq!(t.free_at_or_after(4), None);
+        assert_eq!(t.free_at_or_after(9), None);
+        assert_eq!(t.free_before(9), Some(3));
     }
 
     #[test]

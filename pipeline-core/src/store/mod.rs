@@ -55,7 +55,7 @@ mod blob;
 pub mod contract;
 mod earlier;
 pub use earlier::EarlierCall;
-pub(crate) use earlier::{Call, Candidates};
+pub(crate) use earlier::{label_of, Call, Candidates};
 
 mod claim;
 mod details;

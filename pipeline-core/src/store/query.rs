@@ -1,12 +1,12 @@
 //! Reading the store: runs, their step records, artifacts and lineage.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use rusqlite::{params, OptionalExtension};
 use serde::Serialize;
 
-use super::earlier::Candidate;
+use super::earlier::{label_of, Candidate, Taken};
 use super::metadata::FoundArtifact;
 use super::{rows, Call, Candidates, SqliteMetadata, Store, StoredArtifact};
 use crate::error::{Error, Result, UnknownValue};
@@ -483,12 +483,20 @@ impl Store {
     /// Compares two runs (ids, names or unique prefixes) step by step: which steps differ
     /// and why (code, parameter with both values, input, declarations).
     ///
-    /// Each call of the second run is paired with a call of the same step in the first by
-    /// the rule that explains cache misses (see [`Store::compared_execution`]): the call
-    /// with the same label, else one whose key components differ in at most one place
-    /// (the fewest, then the nearest position), else the nearest position. So for calls
-    /// in a loop the differences read as `reason()` and `pipeline explain` give them.
-    /// Calls of the first run paired with none are listed after, as only in the first.
+    /// Calls are paired one to one, each call of the first run with at most one of the
+    /// second, in three passes over the second run's calls:
+    ///
+    /// 1. a labelled call (`.named(..)`) with the call of the same step and label;
+    /// 2. a call with an unpaired call of equal cache key (a relabelled call, or a call
+    ///    in a loop that moved: `fit_ridge_2` with `fit_ridge_3`);
+    /// 3. a call with an unpaired call of the same step by the rule that explains cache
+    ///    misses (see [`Store::compared_execution`]): one whose key components differ in
+    ///    at most one place (the fewest, then the nearest position); then each call left
+    ///    with the unpaired call at the nearest position.
+    ///
+    /// So a value inserted at the front of a loop shows as one call only in the second
+    /// run, every other call the same. Calls of the first run paired with none are listed
+    /// after, as only in the first. Each pass is a few hash lookups per call.
     ///
     /// # Errors
     ///
@@ -501,52 +509,116 @@ impl Store {
         let run_b = self.run(b)?;
         let steps_a = self.run_steps(&run_a.id)?;
         let steps_b = self.run_steps(&run_b.id)?;
-        // The first run's calls per step, in position order, indexed for pairing.
-        let mut grouped: Vec<(&str, Vec<Candidate>)> = Vec::new();
-        for sa in &steps_a {
-            let at = match grouped.iter().position(|(step, _)| *step == sa.step) {
-                Some(at) => at,
-                None => {
-                    grouped.push((&sa.step, Vec::new()));
-                    grouped.len() - 1
-                }
-            };
-            let calls = &mut grouped[at].1;
-            calls.push(Candidate {
+        // Each call's position among its run's calls of its step.
+        let ordinals = |steps: &[StepRecord]| {
+            let mut next: HashMap<&str, usize> = HashMap::new();
+            steps
+                .iter()
+                .map(|s| {
+                    let k = next.entry(s.step.as_str()).or_default();
+                    *k += 1;
+                    *k - 1
+                })
+                .collect::<Vec<usize>>()
+        };
+        let (ordinal_a, ordinal_b) = (ordinals(&steps_a), ordinals(&steps_b));
+        // Per step of the first run: its calls in position order (index = ordinal), and
+        // which of them are paired.
+        let mut grouped: HashMap<&str, Vec<Candidate>> = HashMap::new();
+        for (sa, &ordinal) in steps_a.iter().zip(&ordinal_a) {
+            grouped.entry(&sa.step).or_default().push(Candidate {
                 execution: sa.execution_id,
                 name: sa.name.clone(),
-                ordinal: calls.len(),
-                label: None,
+                ordinal,
+                label: label_of(&sa.step, &sa.name).map(str::to_string),
                 components: sa.components.clone(),
             });
         }
-        let calls_a: HashMap<&str, Candidates> = grouped
+        let mut calls_a: HashMap<&str, (Candidates, Taken)> = grouped
             .into_iter()
             .map(|(step, calls)| {
-                (
-                    step,
-                    Candidates::new(run_a.id.clone(), run_a.name.clone(), calls),
-                )
+                let calls = Candidates::new(run_a.id.clone(), run_a.name.clone(), calls);
+                let taken = Taken::new(calls.len());
+                (step, (calls, taken))
             })
             .collect();
-        let mut ordinals_b: HashMap<&str, usize> = HashMap::new();
-        let mut paired: HashSet<i64> = HashSet::new();
-        let mut steps = Vec::new();
-        for sb in &steps_b {
-            let ordinal = ordinals_b.entry(&sb.step).or_default();
-            let call = Call {
-                label: None,
-                ordinal: *ordinal,
-                components: &sb.components,
-            };
-            *ordinal += 1;
-            let sa = calls_a
-                .get(sb.step.as_str())
-                .and_then(|calls| calls.best(&call))
-                .and_then(|c| steps_a.iter().find(|s| s.execution_id == c.execution));
-            if let Some(sa) = sa {
-                paired.insert(sa.execution_id);
+        let index_a: HashMap<i64, usize> = steps_a
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.execution_id, i))
+            .collect();
+        let mut pair: Vec<Option<usize>> = vec![None; steps_b.len()];
+        let mut paired_a = vec![false; steps_a.len()];
+        let mut join = |j: usize, i: usize, pair: &mut [Option<usize>], paired_a: &mut [bool]| {
+            pair[j] = Some(i);
+            paired_a[i] = true;
+            if let Some((_, taken)) = calls_a.get_mut(steps_a[i].step.as_str()) {
+                taken.take(ordinal_a[i]);
             }
+        };
+        // 1. Labels.
+        let labelled_a: HashMap<(&str, &str), usize> = steps_a
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| label_of(&s.step, &s.name).is_some())
+            .map(|(i, s)| ((s.step.as_str(), s.name.as_str()), i))
+            .collect();
+        for (j, sb) in steps_b.iter().enumerate() {
+            if label_of(&sb.step, &sb.name).is_none() {
+                continue;
+            }
+            if let Some(&i) = labelled_a.get(&(sb.step.as_str(), sb.name.as_str())) {
+                join(j, i, &mut pair, &mut paired_a);
+            }
+        }
+        // 2. Equal keys, the first unpaired call with the key in position order.
+        let mut by_key: HashMap<Hash128, std::collections::VecDeque<usize>> = HashMap::new();
+        for (i, sa) in steps_a.iter().enumerate() {
+            if let (Some(key), false) = (sa.cache_key, paired_a[i]) {
+                by_key.entry(key).or_default().push_back(i);
+            }
+        }
+        for (j, sb) in steps_b.iter().enumerate() {
+            let (None, Some(key)) = (pair[j], sb.cache_key) else {
+                continue;
+            };
+            let Some(queue) = by_key.get_mut(&key) else {
+                continue;
+            };
+            while let Some(i) = queue.pop_front() {
+                if !paired_a[i] {
+                    join(j, i, &mut pair, &mut paired_a);
+                    break;
+                }
+            }
+        }
+        // 3. The explanation rule, among the calls still unpaired: key components one
+        // place apart for every call first, then the nearest position for those left.
+        for by_position in [false, true] {
+            for (j, sb) in steps_b.iter().enumerate() {
+                if pair[j].is_some() {
+                    continue;
+                }
+                let Some((calls, taken)) = calls_a.get_mut(sb.step.as_str()) else {
+                    continue;
+                };
+                let call = Call {
+                    label: label_of(&sb.step, &sb.name),
+                    ordinal: ordinal_b[j],
+                    components: &sb.components,
+                };
+                if let Some(&i) = calls
+                    .claim(&call, taken, by_position)
+                    .and_then(|c| index_a.get(&c.execution))
+                {
+                    pair[j] = Some(i);
+                    paired_a[i] = true;
+                }
+            }
+        }
+        let mut steps = Vec::with_capacity(steps_b.len());
+        for (j, sb) in steps_b.iter().enumerate() {
+            let sa = pair[j].map(|i| &steps_a[i]);
             let same_key =
                 sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
             let changes = match sa {
@@ -563,10 +635,10 @@ impl Store {
                 changes,
             });
         }
-        for sa in steps_a
-            .iter()
-            .filter(|sa| !paired.contains(&sa.execution_id))
-        {
+        for (i, sa) in steps_a.iter().enumerate() {
+            if paired_a[i] {
+                continue;
+            }
             steps.push(StepComparison {
                 name: sa.name.clone(),
                 name_a: Some(sa.name.clone()),

@@ -1081,14 +1081,14 @@ impl MetadataStore for PostgresMetadata {
     }
 
     fn compared_execution(&self, execution: i64) -> Result<Option<EarlierCall>> {
-        type Found = (String, String, Option<String>, String, String, i64);
+        type Found = (String, String, Option<String>, String, String, i64, String);
         let row: Option<Found> = self.read(|c| {
             let row = c.query_opt(
                 concat!(
                     "SELECT e.run_id, e.step, e.compared, ",
                     crate::store::components_of_e!(),
                     ", r.pipeline, (SELECT count(*) FROM executions o WHERE o.run_id = e.run_id \
-                     AND o.step = e.step AND o.position < e.position) \
+                     AND o.step = e.step AND o.position < e.position), e.name \
                      FROM executions e JOIN runs r ON r.id = e.run_id WHERE e.id = $1"
                 ),
                 &[&execution],
@@ -1101,11 +1101,12 @@ impl MetadataStore for PostgresMetadata {
                     r.try_get(3)?,
                     r.try_get(4)?,
                     r.try_get(5)?,
+                    r.try_get(6)?,
                 )),
                 None => None,
             })
         })?;
-        let Some((run_id, step, compared, components, pipeline, ordinal)) = row else {
+        let Some((run_id, step, compared, components, pipeline, ordinal, name)) = row else {
             return Err(Error::UnknownRun(format!("execution {execution}")));
         };
         if let Some(recorded) = compared.and_then(|c| serde_json::from_str(&c).ok()) {
@@ -1118,7 +1119,7 @@ impl MetadataStore for PostgresMetadata {
             self.read(|c| earlier_calls(c, &step, &pipeline, &run_id, Some(execution)))?;
         Ok(earlier.and_then(|calls| {
             calls.earlier_call(&Call {
-                label: None,
+                label: crate::store::label_of(&step, &name),
                 ordinal: usize::try_from(ordinal).unwrap_or(0),
                 components: &components,
             })
@@ -1955,7 +1956,7 @@ fn earlier_calls(
             .map_err(|_| Fail::Unknown(UnknownValue::new("step status", &status)))?;
         calls.push((r.try_get(0)?, r.try_get(1)?, status, r.try_get(3)?));
     }
-    Ok(Some(calls_of(&run_id, &run_name, calls, true)))
+    Ok(Some(calls_of(&run_id, &run_name, step, calls, true)))
 }
 
 /// Garbage collection on PostgreSQL: the rules of `store/gc.rs` ([`gc::plan`]), in one
