@@ -563,7 +563,7 @@ fn word_list(n: usize) -> Vec<String> {
 }
 
 #[step]
-fn shout(word: &String) -> String {
+fn shout(word: &str) -> String {
     word.to_uppercase()
 }
 

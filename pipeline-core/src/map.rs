@@ -94,7 +94,7 @@ where
     /// }
     ///
     /// #[step]
-    /// fn score(fold: &Vec<u32>, gamma: f64) -> f64 {
+    /// fn score(fold: &[u32], gamma: f64) -> f64 {
     ///     fold.iter().sum::<u32>() as f64 * gamma
     /// }
     ///
