@@ -4,26 +4,9 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
-
-use common::temp_store;
+use common::{count, executed, temp_store};
 use pipeline::prelude::*;
 use pipeline::Reason;
-
-/// Executions per `(step, argument)` since the process started.
-fn executions() -> &'static Mutex<HashMap<String, usize>> {
-    static COUNTS: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
-    COUNTS.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-fn count(what: String) {
-    *executions().lock().unwrap().entry(what).or_default() += 1;
-}
-
-fn executed(what: &str) -> usize {
-    executions().lock().unwrap().get(what).copied().unwrap_or(0)
-}
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 struct Metrics {

@@ -108,3 +108,30 @@ pub fn age_all_blobs(store: &Store) {
         }
     }
 }
+
+/// Executions per label (e.g. `"fit 0.5"`) since the test process started: a step body
+/// calls [`count`], a test reads [`executed`]. Labels carry a per-test tag, so tests that
+/// run at once in one process do not see each other's counts.
+fn executions() -> &'static Mutex<std::collections::HashMap<String, usize>> {
+    static COUNTS: OnceLock<Mutex<std::collections::HashMap<String, usize>>> = OnceLock::new();
+    COUNTS.get_or_init(|| Mutex::new(std::collections::HashMap::new()))
+}
+
+/// Counts one execution of `what` (see [`executed`]).
+pub fn count(what: String) {
+    *executions()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(what)
+        .or_default() += 1;
+}
+
+/// How many times `what` was counted in this process.
+pub fn executed(what: &str) -> usize {
+    executions()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(what)
+        .copied()
+        .unwrap_or(0)
+}
