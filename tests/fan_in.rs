@@ -71,7 +71,7 @@ fn a_list_of_outputs_reaches_a_step_in_order_and_is_cached_per_item() {
     let gathers: Vec<_> = run
         .steps()
         .iter()
-        .filter(|s| s.step() == "gather")
+        .filter(|s| s.step() == "pipeline.gather")
         .collect();
     assert_eq!(gathers.len(), 2, "{:?}", common::statuses(&run));
     // Both gather the same items, so they have one key: one executes, the other reuses it.
@@ -144,7 +144,7 @@ fn appending_or_editing_one_item_runs_only_that_item() {
     let gather = edited
         .steps()
         .iter()
-        .find(|s| s.step() == "gather" && s.status() == StepStatus::Executed)
+        .find(|s| s.step() == "pipeline.gather" && s.status() == StepStatus::Executed)
         .expect("a gather executed");
     match gather.reason() {
         Reason::InputChanged { name, producer } => {
@@ -209,7 +209,7 @@ fn lineage_records_one_edge_per_item() {
     let steps = store.run_steps(run.id()).unwrap();
     let gather = steps
         .iter()
-        .find(|s| s.step == "gather")
+        .find(|s| s.step == "pipeline.gather")
         .expect("a gather call is recorded");
     let inputs: Vec<&str> = gather
         .components

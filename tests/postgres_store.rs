@@ -603,5 +603,8 @@ fn a_map_runs_on_postgres_and_s3_and_is_cached_per_item() {
         .filter(|s| s.status() == StepStatus::Executed)
         .map(|s| s.name())
         .collect();
-    assert_eq!(executed, ["word_list", "split", "shout[4]", "gather"]);
+    assert_eq!(
+        executed,
+        ["word_list", "pipeline.split", "shout[4]", "pipeline.gather"]
+    );
 }

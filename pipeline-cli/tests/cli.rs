@@ -121,6 +121,54 @@ fn show_lists_steps_with_keys_and_outputs() {
 }
 
 #[test]
+fn show_groups_a_maps_per_item_calls_and_sums_up_a_large_group() {
+    let store = fresh_dir("mapped").join("store");
+    common::run_mapped(&store, 12, "mapped-12");
+    let out = cli(&store, &["show", "mapped-12"]).ok();
+    // The split lists its first items, then how many more.
+    assert!(line(&out, "pipeline.split").contains("item[0]"), "{out}");
+    assert!(out.contains("... 9 more items"), "{out}");
+    // The first three calls one by one, in item order, then one row for the other nine.
+    for i in 0..3 {
+        assert_eq!(
+            columns(line(&out, &format!("shift[{i}]")))[1],
+            "executed",
+            "{out}"
+        );
+    }
+    assert!(!out.contains("shift[3] "), "{out}");
+    let more = columns(line(&out, "shift[3..=11]"));
+    assert_eq!(more[1..4], ["9", "more:", "9"], "{out}");
+    assert!(
+        out.contains("9 calls of maps or loops are summed up above; `pipeline --json show"),
+        "{out}"
+    );
+    // Every call is in the JSON.
+    let json = cli(&store, &["show", "mapped-12", "--json"]).json();
+    let names: Vec<&str> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3 + 12 + 1, "{names:?}");
+    assert!(names.contains(&"shift[11]"), "{names:?}");
+
+    // A small group is listed whole; its items were all in the first run's list, so
+    // every per-item call is cached.
+    common::run_mapped(&store, 4, "mapped-4");
+    let out = cli(&store, &["show", "mapped-4"]).ok();
+    for i in 0..4 {
+        assert_eq!(
+            columns(line(&out, &format!("shift[{i}]")))[1],
+            "cached",
+            "{out}"
+        );
+    }
+    assert!(!out.contains("more:"), "{out}");
+}
+
+#[test]
 fn explain_names_the_changed_parameter_with_both_values() {
     let out = cli(history(), &["explain", "run-gamma", "scale"]).ok();
     assert!(

@@ -2,7 +2,7 @@
 //! a step as one `Vec<T>` (declared `all: &[T]`, `all: &Vec<T>` or `all: Vec<T>`).
 //!
 //! A sweep written as a loop over parameter values yields one handle per call. Passing the
-//! list (`select_best(&all)`) adds a built-in `gather` call to the graph: its inputs are the
+//! list (`select_best(&all)`) adds a built-in `pipeline.gather` call to the graph: its inputs are the
 //! items, in list order, and its one output is the `Vec<T>` of their values, stored like any
 //! step output (bincode). So the list is an artifact of its own, and everything else follows
 //! from the ordinary rules:
@@ -46,7 +46,7 @@ pub(crate) static GATHER: StepDecl = StepDecl::new(
 );
 
 /// The step name of the built-in fan-in call (it enters the cache key).
-pub(crate) const GATHER_STEP: &str = "gather";
+pub(crate) const GATHER_STEP: &str = "pipeline.gather";
 
 /// The built-in step's path, as a worker sees it as an input's producer.
 pub(crate) const GATHER_PATH: &str = "pipeline::gather";

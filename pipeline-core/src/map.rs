@@ -3,10 +3,10 @@
 //!
 //! When the pipeline body runs, [`Artifact::map`] adds three things to the graph:
 //!
-//! 1. a built-in **split** call, whose input is the list and whose outputs are its items,
+//! 1. a built-in **split** call (step `pipeline.split`), whose input is the list and whose outputs are its items,
 //!    each stored as an artifact of its own (recorded as `item[0]`, `item[1]`, ...);
 //! 2. the calls the closure makes, as **templates**: they never run themselves;
-//! 3. one **gather** call per result of the closure (`gather.rs`), which will collect the
+//! 3. one **gather** call (step `pipeline.gather`) per result of the closure (`gather.rs`), which will collect the
 //!    per-item results in list order into one `Artifact<Vec<U>>`.
 //!
 //! When the run knows the split's outputs (it executed, or was reused from the cache, in
@@ -53,7 +53,7 @@ pub(crate) static SPLIT: StepDecl = StepDecl::new(
 );
 
 /// The step name of the built-in split (it enters the cache key).
-pub(crate) const SPLIT_STEP: &str = "split";
+pub(crate) const SPLIT_STEP: &str = "pipeline.split";
 
 /// The built-in split's path, as a worker sees it as an input's producer.
 pub(crate) const SPLIT_PATH: &str = "pipeline::split";

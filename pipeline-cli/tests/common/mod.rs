@@ -102,6 +102,28 @@ fn shift(xs: &[f64], k: u32) -> Vec<f64> {
     xs.iter().map(|x| x + f64::from(k)).collect()
 }
 
+/// A map over `n` values: one `shift` per item, gathered (`shift[0]`, `shift[1]`, ...).
+#[pipeline(name = "mapped")]
+fn mapped(n: u32) -> Artifact<Vec<Vec<f64>>> {
+    let xs = source(3);
+    let ks = numbers_up_to(n);
+    ks.map(|k| shift(&xs, k))
+}
+
+#[step]
+fn numbers_up_to(n: u32) -> Vec<u32> {
+    (0..n).collect()
+}
+
+/// Runs `mapped(n)` as run `name` in the store at `path`.
+pub fn run_mapped(path: &Path, n: u32, name: &str) {
+    mapped(n)
+        .store_path(path)
+        .run_name(name)
+        .run()
+        .expect("mapped run");
+}
+
 /// One `shift` call per value of `ks`: calls `shift`, `shift_2`, ... in a loop.
 #[pipeline(name = "sweep")]
 fn sweep(ks: Vec<u32>) -> Vec<Artifact<Vec<f64>>> {

@@ -166,9 +166,22 @@ impl fmt::Display for RunDetail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", run_header(&self.run.0))?;
         writeln!(f)?;
+        let listed = listing(&self.steps);
         let mut rows = Vec::new();
-        for StepView(s) in &self.steps {
-            let mut outputs = s.outputs.iter().map(|o| {
+        let mut hidden_calls = 0;
+        for entry in &listed {
+            let s = match entry {
+                Listed::Step(i) => &self.steps[*i].0,
+                Listed::More { base, steps } => {
+                    hidden_calls += steps.len();
+                    rows.push(more_calls_row(
+                        base,
+                        steps.iter().map(|&i| &self.steps[i].0),
+                    ));
+                    continue;
+                }
+            };
+            let described = |o: &crate::store::ArtifactRecord| {
                 format!(
                     "{} {} {} {}",
                     o.name,
@@ -176,7 +189,17 @@ impl fmt::Display for RunDetail {
                     o.cacher,
                     short_hash(o.content_hash)
                 )
-            });
+            };
+            // A split's items: the first few, then how many more.
+            let shown = if s.outputs.len() > GROUP_LIMIT {
+                GROUP_SHOWN
+            } else {
+                s.outputs.len()
+            };
+            let mut outputs = s.outputs[..shown].iter().map(described).chain(
+                (shown < s.outputs.len())
+                    .then(|| format!("... {} more items", s.outputs.len() - shown)),
+            );
             rows.push(vec![
                 s.name.clone(),
                 s.status.to_string(),
@@ -215,8 +238,17 @@ impl fmt::Display for RunDetail {
                 _ => {}
             }
         }
-        for StepView(s) in &self.steps {
-            write_details(f, s)?;
+        for entry in &listed {
+            if let Listed::Step(i) = entry {
+                write_details(f, &self.steps[*i].0)?;
+            }
+        }
+        if hidden_calls > 0 {
+            writeln!(
+                f,
+                "\n{hidden_calls} calls of maps or loops are summed up above; `pipeline --json show {}` lists every call.",
+                short_id(&self.run.0.id)
+            )?;
         }
         if !self.logs.is_empty() {
             let kept: Vec<String> = self
@@ -240,6 +272,92 @@ impl fmt::Display for RunDetail {
         }
         Ok(())
     }
+}
+
+/// Groups of calls named `<base>[<i>]` (a map's per-item calls, or labelled calls of a
+/// loop) larger than this are shown by their first [`GROUP_SHOWN`] calls and one summary
+/// row in `pipeline show`, so a map over 10,000 items prints a screenful, not 10,000 rows.
+const GROUP_LIMIT: usize = 8;
+/// How many calls of a large group `pipeline show` lists one by one.
+const GROUP_SHOWN: usize = 3;
+
+/// One row (or block of rows) of `pipeline show`'s table.
+enum Listed {
+    /// A step, by its index in the run's steps.
+    Step(usize),
+    /// The calls of group `base` not listed one by one.
+    More { base: String, steps: Vec<usize> },
+}
+
+/// `("train_fold", 3)` for `train_fold[3]`.
+fn item_call(name: &str) -> Option<(&str, u64)> {
+    let (base, rest) = name.strip_suffix(']')?.rsplit_once('[')?;
+    Some((base, rest.parse().ok()?))
+}
+
+/// The order `pipeline show` lists `steps` in: each group of `<base>[<i>]` calls together,
+/// by item number, where its first call is; a large group by its first calls and a summary.
+fn listing(steps: &[StepView]) -> Vec<Listed> {
+    let mut groups: std::collections::HashMap<&str, Vec<(u64, usize)>> =
+        std::collections::HashMap::new();
+    for (i, StepView(s)) in steps.iter().enumerate() {
+        if let Some((base, n)) = item_call(&s.name) {
+            groups.entry(base).or_default().push((n, i));
+        }
+    }
+    let mut listed = Vec::with_capacity(steps.len());
+    for (i, StepView(s)) in steps.iter().enumerate() {
+        let Some((base, _)) = item_call(&s.name) else {
+            listed.push(Listed::Step(i));
+            continue;
+        };
+        // Listed once, where the group's first call is.
+        let Some(mut members) = groups.remove(base) else {
+            continue;
+        };
+        members.sort_unstable();
+        let shown = if members.len() > GROUP_LIMIT {
+            GROUP_SHOWN
+        } else {
+            members.len()
+        };
+        listed.extend(members[..shown].iter().map(|&(_, i)| Listed::Step(i)));
+        if shown < members.len() {
+            listed.push(Listed::More {
+                base: base.to_string(),
+                steps: members[shown..].iter().map(|&(_, i)| i).collect(),
+            });
+        }
+    }
+    listed
+}
+
+/// The summary row of a large group's calls not listed one by one: their names' range,
+/// how many by status, their total duration.
+fn more_calls_row<'a>(
+    base: &str,
+    calls: impl Iterator<Item = &'a crate::store::StepRecord>,
+) -> Vec<String> {
+    let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
+    let (mut n, mut total) = (0usize, std::time::Duration::ZERO);
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    for s in calls {
+        n += 1;
+        total += s.duration;
+        *statuses.entry(s.status.to_string()).or_default() += 1;
+        if let Some((_, i)) = item_call(&s.name) {
+            first = first.min(i);
+            last = last.max(i);
+        }
+    }
+    let counts: Vec<String> = statuses.iter().map(|(s, k)| format!("{k} {s}")).collect();
+    vec![
+        format!("{base}[{first}..={last}]"),
+        format!("{n} more: {}", counts.join(", ")),
+        duration(total),
+        "-".into(),
+        String::new(),
+    ]
 }
 
 /// A step's attempts (when it was retried), metrics and metadata, each under its name.
