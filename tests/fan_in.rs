@@ -131,6 +131,14 @@ fn appending_or_editing_one_item_runs_only_that_item() {
     assert_eq!(executed(&format!("fit {tag} 1")), 1);
     assert_eq!(appended.output().0.load().unwrap().lambda, 1.0);
     assert_eq!(executed(&format!("select_best {tag}")), 2);
+    // The gather's miss says the list grew (not "declarations changed").
+    let gather = appended
+        .steps()
+        .iter()
+        .find(|s| s.step() == "pipeline.gather" && s.status() == StepStatus::Executed)
+        .expect("a gather executed");
+    assert_eq!(gather.reason(), &Reason::ListLengthChanged { old: 2, new: 3 });
+    assert_eq!(gather.reason().to_string(), "the list has 3 items, was 2");
 
     // Edited: the last item's value changes; only its fit runs.
     let edited = sweep(vec![0.5, 2.0, 1.5], tag.into())

@@ -219,6 +219,14 @@ pub enum Reason {
     },
     /// The inputs or outputs were declared differently (added, removed, retyped, recached).
     DeclarationChanged,
+    /// A gathered list (fan-in, or a map's result) has another number of items: items
+    /// were added or removed (each item that changed is its own [`Reason::InputChanged`]).
+    ListLengthChanged {
+        /// Items before.
+        old: usize,
+        /// Items now.
+        new: usize,
+    },
     /// Caching was off for this step in this run.
     CacheDisabled,
     /// The cached execution's blob for an output was missing.
@@ -359,6 +367,9 @@ impl fmt::Display for Reason {
                 write!(f, "input `{name}` changed (produced by `{producer}`)")
             }
             Reason::DeclarationChanged => f.write_str("input or output declarations changed"),
+            Reason::ListLengthChanged { old, new } => {
+                write!(f, "the list has {new} items, was {old}")
+            }
             Reason::CacheDisabled => f.write_str("caching disabled"),
             Reason::BlobMissing { output } => write!(f, "blob of output `{output}` missing"),
             Reason::BlobCorrupt { output } => write!(f, "blob of output `{output}` corrupt"),

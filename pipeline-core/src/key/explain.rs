@@ -170,7 +170,18 @@ impl Reason {
                 })
                 .collect::<Vec<_>>()
         };
-        if outputs(old) != outputs(new) || shape(old) != shape(new) {
+        // A gathered list whose items were added or removed: say so, not "declarations".
+        let gathered = |c: &KeyComponents| c.step == crate::gather::GATHER_STEP;
+        if gathered(old)
+            && gathered(new)
+            && old.inputs.len() != new.inputs.len()
+            && outputs(old) == outputs(new)
+        {
+            out.push(Reason::ListLengthChanged {
+                old: old.inputs.len(),
+                new: new.inputs.len(),
+            });
+        } else if outputs(old) != outputs(new) || shape(old) != shape(new) {
             out.push(Reason::DeclarationChanged);
         }
         out
