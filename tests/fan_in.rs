@@ -137,7 +137,10 @@ fn appending_or_editing_one_item_runs_only_that_item() {
         .iter()
         .find(|s| s.step() == "pipeline.gather" && s.status() == StepStatus::Executed)
         .expect("a gather executed");
-    assert_eq!(gather.reason(), &Reason::ListLengthChanged { old: 2, new: 3 });
+    assert_eq!(
+        gather.reason(),
+        &Reason::ListLengthChanged { old: 2, new: 3 }
+    );
     assert_eq!(gather.reason().to_string(), "the list has 3 items, was 2");
 
     // Edited: the last item's value changes; only its fit runs.

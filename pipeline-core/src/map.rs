@@ -240,6 +240,11 @@ where
 
 /// What a map's closure may return: a handle, or a tuple of handles (for a closure whose
 /// last call has several outputs, return the fields you need).
+#[diagnostic::on_unimplemented(
+    message = "a `map` closure must return the handle of a step output, not `{Self}`",
+    label = "the closure returns `{Self}`",
+    note = "return the output to collect per item, e.g. `folds.map(|fold| score(fold))`, a tuple of outputs `(a, b)`, or one field of a step with several outputs (`out.model`); the map gathers it into an `Artifact<Vec<_>>`"
+)]
 pub trait MapResult {
     /// What the map returns: the per-item results gathered in list order.
     type Mapped;
@@ -264,8 +269,11 @@ where
     }
 }
 
+// `do_not_recommend`: a closure that returns no handle is told what to return by the
+// trait's message, not shown a list of tuple impls.
 macro_rules! tuple_result {
     ($($name:ident $i:tt),+) => {
+        #[diagnostic::do_not_recommend]
         impl<$($name: MapResult),+> MapResult for ($($name,)+) {
             type Mapped = ($($name::Mapped,)+);
             fn outputs(&self, out: &mut Vec<(NodeId, usize)>) {
