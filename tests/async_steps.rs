@@ -513,3 +513,53 @@ fn an_async_step_runs_in_a_worker_process_on_a_runtime_of_its_own() {
     let values: Vec<u32> = run.output().iter().map(|a| a.load().unwrap()).collect();
     assert_eq!(values, [11, 12, 13]);
 }
+
+#[step]
+fn ids(n: u32) -> Vec<u32> {
+    (0..n).collect()
+}
+
+#[step]
+async fn fetch_async(id: &u32) -> u32 {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    id + 100
+}
+
+#[step]
+fn sum_all(xs: &[u32]) -> u32 {
+    xs.iter().sum()
+}
+
+#[pipeline]
+fn fetched_per_item(n: u32) -> Artifact<u32> {
+    let fetched = ids(n).map(|id| fetch_async(id));
+    sum_all(&fetched)
+}
+
+#[test]
+fn async_steps_run_per_item_in_a_map_and_are_cached_per_item() {
+    let (_dir, store) = temp_store();
+    let first = fetched_per_item(6)
+        .store(store.clone())
+        .max_parallelism(2)
+        .run()
+        .unwrap();
+    assert_eq!(
+        first.output().load().unwrap(),
+        (0..6).map(|i| i + 100).sum::<u32>()
+    );
+    assert_eq!(status_of(&first, "fetch_async[5]"), StepStatus::Executed);
+    // One more item: only its async call runs.
+    let more = fetched_per_item(7).store(store).run().unwrap();
+    let executed: Vec<&str> = more
+        .steps()
+        .iter()
+        .filter(|s| s.step() == "fetch_async" && s.status() == StepStatus::Executed)
+        .map(|s| s.name())
+        .collect();
+    assert_eq!(executed, ["fetch_async[6]"]);
+    assert_eq!(
+        more.output().load().unwrap(),
+        (0..7).map(|i| i + 100).sum::<u32>()
+    );
+}
