@@ -260,3 +260,31 @@ fn the_gather_runs_in_the_driver_when_steps_run_in_worker_processes() {
         .iter()
         .all(|s| s.status() == StepStatus::Cached));
 }
+
+#[test]
+fn a_gather_whose_items_all_changed_lists_the_first_three_and_counts_the_rest() {
+    let (_dir, store) = temp_store();
+    let tag = "many";
+    sweep(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let again = sweep(vec![1.5, 2.5, 3.5, 4.5, 5.5, 6.5], tag.into())
+        .store(store)
+        .run()
+        .unwrap();
+    let gather = again
+        .steps()
+        .iter()
+        .find(|s| s.step() == "pipeline.gather" && s.status() == StepStatus::Executed)
+        .expect("a gather executed");
+    let Reason::Changes { changes } = gather.reason() else {
+        panic!("{:?}", gather.reason());
+    };
+    assert_eq!(changes.len(), 4, "{changes:?}");
+    assert_eq!(changes[3], Reason::MoreItemsChanged { more: 3 });
+    let text = gather.reason().to_string();
+    assert!(text.contains("input `item[2]` changed"), "{text}");
+    assert!(!text.contains("item[3]"), "{text}");
+    assert!(text.ends_with("3 more items changed"), "{text}");
+}

@@ -280,3 +280,67 @@ fn a_handle_leaked_out_of_the_closure_and_a_nested_map_are_clear_errors() {
         "{err}"
     );
 }
+
+#[pipeline]
+fn returns_inner(values: Vec<i64>) -> (Artifact<Vec<i64>>, Artifact<i64>) {
+    let mut inner = None;
+    let mapped = rows(values).map(|x| {
+        let d = double(x, "returned".to_string());
+        inner = Some(d.clone());
+        d
+    });
+    (mapped, inner.unwrap())
+}
+
+#[step]
+fn square(x: &i64) -> i64 {
+    x * x
+}
+
+#[pipeline]
+fn label_clash(values: Vec<i64>) -> (Artifact<Vec<i64>>, Artifact<i64>) {
+    let mapped = rows(values).map(|x| square(x));
+    let k = offset(10);
+    (mapped, square(&k).named("square[1]"))
+}
+
+#[test]
+fn a_returned_inner_handle_and_a_label_shaped_like_a_per_item_name_are_refused() {
+    let (_dir, store) = temp_store();
+    let err = returns_inner(vec![1, 2])
+        .store(store.clone())
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the pipeline returns an output of `double`, made inside a `map` closure"),
+        "{err}"
+    );
+    let err = label_clash(vec![1, 2, 3]).store(store).run().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the call named `square[1]` has the name of a per-item call of the map"),
+        "{err}"
+    );
+}
+
+#[test]
+#[should_panic(expected = "`map` was called outside a `#[pipeline]` body")]
+fn map_outside_a_pipeline_body_panics_with_a_message_about_map() {
+    let (_dir, store) = temp_store();
+    let run = rows_only(vec![1]).store(store).run().unwrap();
+    let _ = run.output().map(|x| square(x));
+}
+
+#[pipeline]
+fn rows_only(values: Vec<i64>) -> Artifact<Vec<i64>> {
+    rows(values)
+}
+
+#[test]
+fn verify_finds_no_problem_in_a_store_that_holds_a_map() {
+    let (_dir, store) = temp_store();
+    run(&store, &[1, 2, 3], 0, "verify");
+    let report = store.verify().unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

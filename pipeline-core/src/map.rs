@@ -116,6 +116,13 @@ where
     ///
     /// When no pipeline is being built (as every step call).
     pub fn map<R: MapResult>(&self, f: impl FnOnce(&Artifact<T>) -> R) -> R::Mapped {
+        if with_building(|_| ()).is_none() {
+            panic!(
+                "`map` was called outside a `#[pipeline]` body; `list.map(|item| ..)` wires \
+                 steps per item of a list inside a pipeline body. To map over the values of \
+                 a run's output, load it (`run.output().load()`) and iterate over the `Vec`"
+            );
+        }
         let split = add_step(split_def::<T>(self.clone()));
         let (graph, split_node) = split;
         let map = with_building(|g| {
@@ -174,6 +181,29 @@ where
 /// wiring problem that names the fix (return the output from the closure).
 pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
     let mut problems = Vec::new();
+    // Per-item calls are named `<template>[i]` when the run adds them: no other call may
+    // be named so (a label), or lookups by name would find the wrong call.
+    let templates: std::collections::HashSet<&str> = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.role, Role::Template(_)))
+        .map(|n| n.name.as_str())
+        .collect();
+    if !templates.is_empty() {
+        for node in &graph.nodes {
+            let Some((base, index)) = node.name.strip_suffix(']').and_then(|n| n.rsplit_once('['))
+            else {
+                continue;
+            };
+            if index.parse::<u64>().is_ok() && templates.contains(base) {
+                problems.push(BuildProblem::Wiring(format!(
+                    "the call named `{}` has the name of a per-item call of the map that \
+                     calls `{base}` (named `{base}[i]` for item i); give it another label",
+                    node.name
+                )));
+            }
+        }
+    }
     for node in &graph.nodes {
         let inside = match node.role {
             Role::Template(m) => Some(m),
@@ -206,6 +236,28 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
         }
     }
     problems
+}
+
+/// The pipeline's outputs (`outputs`: their nodes) that were made inside a map's closure:
+/// each is a wiring problem that names the fix.
+pub(crate) fn returned_from_closure(
+    graph: &crate::graph::Graph,
+    outputs: &[NodeId],
+) -> Vec<BuildProblem> {
+    outputs
+        .iter()
+        .filter_map(|&n| graph.nodes.get(n))
+        // Any handle of a split is "the item" (the closure's argument).
+        .filter(|node| matches!(node.role, Role::Template(_) | Role::Split))
+        .map(|node| {
+            BuildProblem::Wiring(format!(
+                "the pipeline returns an output of `{}`, made inside a `map` closure; a call \
+                 inside the closure exists once per item: return its output from the closure, \
+                 and return the list the map gathers",
+                node.name
+            ))
+        })
+        .collect()
 }
 
 /// The split of `list`: one output per item (see [`Role::Split`]).

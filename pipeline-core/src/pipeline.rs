@@ -170,7 +170,17 @@ pub struct Pipeline<O> {
 impl<O: PipelineOutput> Pipeline<O> {
     /// Builds a pipeline by running `body` once to record its steps (for generated code).
     pub fn build(name: &str, enable_cache: Option<bool>, body: impl FnOnce() -> O) -> Self {
-        let (graph, output) = graph::build(body);
+        let (mut graph, output) = graph::build(body);
+        // The pipeline's outputs, as handles: one made inside a map's closure exists only
+        // per item and cannot be returned (`map.rs`).
+        let seen = RefCell::new(Vec::new());
+        let _ = output.bind(&Binder {
+            artifacts: &HashMap::new(),
+            seen: Some(&seen),
+        });
+        let outputs: Vec<NodeId> = seen.into_inner().into_iter().map(|(_, n)| n).collect();
+        let problems = crate::map::returned_from_closure(&graph, &outputs);
+        graph.errors.extend(problems);
         Pipeline {
             def: Arc::new(PipelineDef {
                 name: name.to_string(),

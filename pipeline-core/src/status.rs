@@ -227,6 +227,12 @@ pub enum Reason {
         /// Items now.
         new: usize,
     },
+    /// More items of a gathered list changed than are listed one by one (the first few
+    /// are each a [`Reason::InputChanged`]), so a reason stays one readable line.
+    MoreItemsChanged {
+        /// Changed items not listed.
+        more: usize,
+    },
     /// Caching was off for this step in this run.
     CacheDisabled,
     /// The cached execution's blob for an output was missing.
@@ -367,8 +373,13 @@ impl fmt::Display for Reason {
                 write!(f, "input `{name}` changed (produced by `{producer}`)")
             }
             Reason::DeclarationChanged => f.write_str("input or output declarations changed"),
+            Reason::MoreItemsChanged { more } => {
+                let items = if *more == 1 { "item" } else { "items" };
+                write!(f, "{more} more {items} changed")
+            }
             Reason::ListLengthChanged { old, new } => {
-                write!(f, "the list has {new} items, was {old}")
+                let items = if *new == 1 { "item" } else { "items" };
+                write!(f, "the list has {new} {items}, was {old}")
             }
             Reason::CacheDisabled => f.write_str("caching disabled"),
             Reason::BlobMissing { output } => write!(f, "blob of output `{output}` missing"),

@@ -172,6 +172,30 @@ impl Reason {
         };
         // A gathered list whose items were added or removed: say so, not "declarations".
         let gathered = |c: &KeyComponents| c.step == crate::gather::GATHER_STEP;
+        // Its changed items: the first few one by one, then how many more.
+        if gathered(new) {
+            const LISTED: usize = 3;
+            let changed: Vec<usize> = out
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| matches!(r, Reason::InputChanged { .. }))
+                .map(|(i, _)| i)
+                .collect();
+            if changed.len() > LISTED + 1 {
+                let more = changed.len() - LISTED;
+                let at = changed[LISTED];
+                let mut kept = 0;
+                out.retain(|r| {
+                    if matches!(r, Reason::InputChanged { .. }) {
+                        kept += 1;
+                        kept <= LISTED
+                    } else {
+                        true
+                    }
+                });
+                out.insert(at, Reason::MoreItemsChanged { more });
+            }
+        }
         if gathered(old)
             && gathered(new)
             && old.inputs.len() != new.inputs.len()
