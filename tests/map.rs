@@ -344,3 +344,19 @@ fn verify_finds_no_problem_in_a_store_that_holds_a_map() {
     let report = store.verify().unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
+
+#[pipeline]
+fn named_item(values: Vec<i64>) -> Artifact<Vec<i64>> {
+    rows(values).map(|x| square(&x.clone().named("the_item")))
+}
+
+#[test]
+fn naming_the_item_handle_is_refused() {
+    let (_dir, store) = temp_store();
+    let err = named_item(vec![1]).store(store).run().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("was called on the item handle of a `map` closure"),
+        "{err}"
+    );
+}

@@ -633,6 +633,14 @@ pub(crate) fn name_call(at: (u64, NodeId), label: String) {
             )));
             return;
         };
+        if node.role == Role::Split {
+            graph.errors.push(BuildProblem::Wiring(format!(
+                "`.named({label:?})` was called on the item handle of a `map` closure, which \
+                 is no step call; label the calls inside the closure instead (each is named \
+                 `<label>[i]` per item)"
+            )));
+            return;
+        }
         if let Some(problem) = label_problem(&label) {
             graph.errors.push(BuildProblem::Wiring(format!(
                 "the label {label:?} given to call {} (step `{}`) with `.named(..)` {problem}",
