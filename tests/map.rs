@@ -360,3 +360,24 @@ fn naming_the_item_handle_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn diff_pairs_a_reordered_lists_items_by_key_so_nothing_differs_but_the_list() {
+    let (_dir, store) = temp_store();
+    let a = run(&store, &[1, 5, 3], 0, "reorder-diff");
+    let b = run(&store, &[3, 1, 5], 0, "reorder-diff");
+    let diff = pipeline::report::RunDiff::new(&store, a.id(), b.id()).unwrap();
+    for step in diff.steps.iter().filter(|s| s.name.contains('[')) {
+        assert!(step.same_key, "{} ({:?}) differs", step.name, step.name_a);
+    }
+    // `double[0]` now doubles 3, which was item 2 before.
+    let first = diff.steps.iter().find(|s| s.name == "double[0]").unwrap();
+    assert_eq!(first.name_a.as_deref(), Some("double[2]"));
+    // What differs: the list, its split, the gather (the order of the results) and `total`,
+    // which reads the gathered list.
+    let changed: Vec<&str> = diff.changed().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        changed,
+        ["rows", "pipeline.split", "pipeline.gather", "total"]
+    );
+}

@@ -556,6 +556,34 @@ impl Store {
                 taken.take(ordinal_a[i]);
             }
         };
+        // 0. A map's per-item calls (`<call>[i]`) with equal keys: the same item, wherever
+        // it moved in the list (a reordered list re-runs nothing, and says so).
+        let per_item = |name: &str| {
+            name.strip_suffix(']')
+                .and_then(|n| n.rsplit_once('['))
+                .is_some_and(|(_, i)| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let mut items_by_key: HashMap<(&str, Hash128), std::collections::VecDeque<usize>> =
+            HashMap::new();
+        for (i, sa) in steps_a.iter().enumerate() {
+            if let (Some(key), true) = (sa.cache_key, per_item(&sa.name)) {
+                items_by_key
+                    .entry((sa.step.as_str(), key))
+                    .or_default()
+                    .push_back(i);
+            }
+        }
+        for (j, sb) in steps_b.iter().enumerate() {
+            let (Some(key), true) = (sb.cache_key, per_item(&sb.name)) else {
+                continue;
+            };
+            let Some(queue) = items_by_key.get_mut(&(sb.step.as_str(), key)) else {
+                continue;
+            };
+            if let Some(i) = queue.pop_front() {
+                join(j, i, &mut pair, &mut paired_a);
+            }
+        }
         // 1. Labels.
         let labelled_a: HashMap<(&str, &str), usize> = steps_a
             .iter()
@@ -564,11 +592,13 @@ impl Store {
             .map(|(i, s)| ((s.step.as_str(), s.name.as_str()), i))
             .collect();
         for (j, sb) in steps_b.iter().enumerate() {
-            if label_of(&sb.step, &sb.name).is_none() {
+            if pair[j].is_some() || label_of(&sb.step, &sb.name).is_none() {
                 continue;
             }
             if let Some(&i) = labelled_a.get(&(sb.step.as_str(), sb.name.as_str())) {
-                join(j, i, &mut pair, &mut paired_a);
+                if !paired_a[i] {
+                    join(j, i, &mut pair, &mut paired_a);
+                }
             }
         }
         // 2. Equal keys, the first unpaired call with the key in position order.
