@@ -381,3 +381,29 @@ fn diff_pairs_a_reordered_lists_items_by_key_so_nothing_differs_but_the_list() {
         ["rows", "pipeline.split", "pipeline.gather", "total"]
     );
 }
+
+#[test]
+fn an_appended_item_is_a_first_execution_not_a_change_of_another_item() {
+    let (_dir, store) = temp_store();
+    run(&store, &[1, 2], 0, "first-exec");
+    let appended = run(&store, &[1, 2, 9], 0, "first-exec");
+    let new = appended.step("double[2]").unwrap();
+    assert_eq!(new.status(), StepStatus::Executed);
+    assert_eq!(
+        new.reason(),
+        &pipeline::Reason::FirstExecution,
+        "{}",
+        new.reason()
+    );
+    // An edited item is compared with the same item of the run before.
+    let edited = run(&store, &[1, 7, 9], 0, "first-exec");
+    let changed = edited.step("double[1]").unwrap();
+    assert!(
+        changed
+            .reason()
+            .to_string()
+            .starts_with("input `x` changed"),
+        "{}",
+        changed.reason()
+    );
+}
