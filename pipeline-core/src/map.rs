@@ -176,6 +176,17 @@ where
     }
 }
 
+/// `("train_fold", 3)` for a name shaped like a map's per-item call, `train_fold[3]` (a
+/// label may be shaped so too). The one parser of that shape: `pipeline show` groups by
+/// it, `diff` and `explain` pair by it, and a label is refused if it takes such a name.
+pub(crate) fn item_call(name: &str) -> Option<(&str, u64)> {
+    let (base, index) = name.strip_suffix(']')?.rsplit_once('[')?;
+    if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((base, index.parse().ok()?))
+}
+
 /// The handles that escaped a map's closure: a call outside the closure that reads "the
 /// item" or an output of a call made inside it, which exist only per item. Each is a
 /// wiring problem that names the fix (return the output from the closure).
@@ -191,11 +202,10 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
         .collect();
     if !templates.is_empty() {
         for node in &graph.nodes {
-            let Some((base, index)) = node.name.strip_suffix(']').and_then(|n| n.rsplit_once('['))
-            else {
+            let Some((base, _)) = item_call(&node.name) else {
                 continue;
             };
-            if index.parse::<u64>().is_ok() && templates.contains(base) {
+            if templates.contains(base) {
                 problems.push(BuildProblem::Wiring(format!(
                     "the call named `{}` has the name of a per-item call of the map that \
                      calls `{base}` (named `{base}[i]` for item i); give it another label",

@@ -7,6 +7,7 @@ use serde::Serialize;
 use super::text::{duration, short_hash, size, table, timestamp};
 use super::{run_header, run_status, RunView, StepView};
 use crate::error::Result;
+use crate::map::item_call;
 use crate::status::StepStatus;
 use crate::store::{ExecutionLog, RunRecord, Store};
 
@@ -287,12 +288,6 @@ enum Listed {
     Step(usize),
     /// The calls of group `base` not listed one by one.
     More { base: String, steps: Vec<usize> },
-}
-
-/// `("train_fold", 3)` for `train_fold[3]`.
-fn item_call(name: &str) -> Option<(&str, u64)> {
-    let (base, rest) = name.strip_suffix(']')?.rsplit_once('[')?;
-    Some((base, rest.parse().ok()?))
 }
 
 /// The order `pipeline show` lists `steps` in: each group of `<base>[<i>]` calls together,

@@ -69,13 +69,6 @@ pub(crate) fn label_of<'a>(step: &str, name: &'a str) -> Option<&'a str> {
     (!generated).then_some(name)
 }
 
-/// Whether `name` is shaped like a map's per-item call, `<call>[i]` (a label may be too).
-fn is_item_name(name: &str) -> bool {
-    name.strip_suffix(']')
-        .and_then(|n| n.rsplit_once('['))
-        .is_some_and(|(_, i)| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-}
-
 /// One call of a step, as matching sees it.
 pub(crate) struct Call<'a> {
     /// The label the user gave the call ([`label_of`] its name).
@@ -308,7 +301,7 @@ impl Candidates {
         }
         // A map's per-item call (`<call>[i]`) is the same call only as item i: a new item
         // has no earlier execution, rather than the nearest call of another item.
-        if call.label.is_some_and(is_item_name) {
+        if call.label.and_then(crate::map::item_call).is_some() {
             return None;
         }
         let own = slots(call.components);

@@ -558,11 +558,7 @@ impl Store {
         };
         // 0. A map's per-item calls (`<call>[i]`) with equal keys: the same item, wherever
         // it moved in the list (a reordered list re-runs nothing, and says so).
-        let per_item = |name: &str| {
-            name.strip_suffix(']')
-                .and_then(|n| n.rsplit_once('['))
-                .is_some_and(|(_, i)| !i.is_empty() && i.bytes().all(|b| b.is_ascii_digit()))
-        };
+        let per_item = |name: &str| crate::map::item_call(name).is_some();
         let mut items_by_key: HashMap<(&str, Hash128), std::collections::VecDeque<usize>> =
             HashMap::new();
         for (i, sa) in steps_a.iter().enumerate() {
