@@ -1,11 +1,18 @@
 //! The page of `pipeline lineage --html`: a run's DAG ([`RunGraph`], from core), laid out
 //! in layers by topological depth and drawn as a self-contained HTML page with inline SVG.
 //! A view only: what the graph holds is decided in `pipeline::report`.
+//!
+//! The per-item calls of a map (`train_fold[0]`, `train_fold[1]`, ..., see
+//! [`item_call`]) are drawn as one stacked node per template (`train_fold ×5`, with their
+//! counts by status), their edges folded the same way, and a split's item outputs as one
+//! line: a map over 10,000 items draws as many nodes as it has templates. The dashboard
+//! expands a group on request ([`dag_svg`]'s `expanded`).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use pipeline::report::text::{duration, short_hash, size, timestamp};
-use pipeline::report::{GraphEdge, RunGraph};
+use pipeline::report::{item_call, list_calls, status_counts, Listed, RunGraph, GROUP_LIMIT};
 use pipeline::{RunRecord, StepRecord, StepStatus};
 use serde_json::{json, Value};
 
@@ -18,13 +25,55 @@ const HEADER_H: f64 = 46.0;
 const LINE_H: f64 = 17.0;
 /// Spacing of the lanes below the nodes that carry edges skipping a layer.
 const LANE_H: f64 = 20.0;
+/// How far each card behind a stacked node is offset.
+const STACK_OFFSET: f64 = 4.0;
+
+/// The addresses the dashboard's drawing links to.
+pub struct Links<'a> {
+    /// A step's page.
+    pub step: &'a dyn Fn(&StepRecord) -> String,
+    /// The same page with group `base` expanded.
+    pub expand: &'a dyn Fn(&str) -> String,
+    /// The same page with group `base` collapsed again.
+    pub collapse: &'a dyn Fn(&str) -> String,
+}
+
+/// What a drawn node is.
+enum Kind<'g> {
+    /// One call: its index in the graph's nodes. `folded`: its outputs are a split's items,
+    /// drawn as one line.
+    Step { index: usize, folded: bool },
+    /// The per-item calls of one template (`base`), drawn as one stacked node.
+    Stack {
+        base: String,
+        members: Vec<&'g StepRecord>,
+    },
+}
+
+/// A drawn node: what it is, its lines below the header (left and right text, and a CSS
+/// class), its layer.
+struct Drawn<'g> {
+    kind: Kind<'g>,
+    lines: Vec<(String, String, &'static str)>,
+    layer: usize,
+}
+
+/// A drawn edge: one artifact, or the edges of a group folded into one (`count` > 1).
+struct DrawnEdge {
+    producer: usize,
+    consumer: usize,
+    /// Line of the producer it leaves from.
+    output_index: Option<usize>,
+    label: String,
+    count: usize,
+}
 
 /// The layout of a [`RunGraph`] on the page.
 struct Layout<'g> {
     run: &'g RunRecord,
-    steps: Vec<&'g StepRecord>,
-    edges: &'g [GraphEdge],
     graph: &'g RunGraph,
+    nodes: Vec<Drawn<'g>>,
+    edges: Vec<DrawnEdge>,
     /// Position of each node: x, y (top left) and height.
     boxes: Vec<(f64, f64, f64)>,
     /// Drawing of each edge: SVG path and label position.
@@ -40,44 +89,181 @@ struct EdgePath {
     label_y: f64,
 }
 
-/// The self-contained page of `graph`: header, legend, the SVG drawing, and a table of the
-/// steps.
+/// The self-contained page of `graph`: header, legend, the SVG drawing (each map's
+/// per-item calls stacked; clicking a stack lists its calls), and a table of the steps.
 pub fn page(graph: &RunGraph) -> String {
-    Layout::new(graph).html()
+    Layout::new(graph, &|_| false).html()
 }
 
 /// The SVG drawing of `graph` alone, for `pipeline ui`: the same layout as the lineage
-/// page, with each node a link to `step_href(step)`, and sized by `width`/`height`
-/// attributes instead of an inline style (the UI's pages allow no inline styles).
-pub fn dag_svg(graph: &RunGraph, step_href: &dyn Fn(&StepRecord) -> String) -> String {
+/// page, with each node a link to its step's page and each stacked node a link that
+/// expands it (the groups for which `expanded` is true are drawn call by call, in a frame
+/// that links back), and sized by `width`/`height` attributes instead of an inline style
+/// (the UI's pages allow no inline styles).
+pub fn dag_svg(graph: &RunGraph, expanded: &dyn Fn(&str) -> bool, links: &Links<'_>) -> String {
     let mut out = String::new();
-    Layout::new(graph).svg(&mut out, Some(step_href));
+    Layout::new(graph, expanded).svg(&mut out, Some(links));
     out
 }
 
+/// The index of the output of `producer` an edge to `consumer` leaves from: the one the
+/// graph found by content hash, unless `consumer` is a per-item call `x[i]` and the producer
+/// has an output `item[i]` with the same content (a split whose list holds equal items:
+/// the content alone names the first of them).
+fn output_of(graph: &RunGraph, e: &pipeline::report::GraphEdge) -> Option<usize> {
+    let outputs = &graph.step(e.producer).outputs;
+    let (_, i) = item_call(&graph.step(e.consumer).name)?;
+    let item = format!("item[{i}]");
+    outputs
+        .iter()
+        .position(|o| o.name == item && Some(o.content_hash) == e.content_hash)
+        .or(e.output_index)
+}
+
 impl<'g> Layout<'g> {
-    fn new(graph: &'g RunGraph) -> Layout<'g> {
+    fn new(graph: &'g RunGraph, expanded: &dyn Fn(&str) -> bool) -> Layout<'g> {
         let steps: Vec<&StepRecord> = graph.nodes.iter().map(|n| &n.step.0).collect();
-        let edges = &graph.edges[..];
-        let layer: Vec<usize> = graph.nodes.iter().map(|n| n.layer).collect();
-        let n = steps.len();
+        // Drawn nodes in pipeline order, a stack where its first call is.
+        let mut nodes: Vec<Drawn> = Vec::new();
+        let mut drawn_as = vec![0usize; steps.len()];
+        let mut stacks: HashMap<&str, usize> = HashMap::new();
+        for (i, s) in steps.iter().enumerate() {
+            match item_call(&s.name).filter(|(base, _)| !expanded(base)) {
+                Some((base, _)) => {
+                    let at = *stacks.entry(base).or_insert_with(|| {
+                        nodes.push(Drawn {
+                            kind: Kind::Stack {
+                                base: base.to_string(),
+                                members: Vec::new(),
+                            },
+                            lines: Vec::new(),
+                            layer: 0,
+                        });
+                        nodes.len() - 1
+                    });
+                    if let Kind::Stack { members, .. } = &mut nodes[at].kind {
+                        members.push(s);
+                    }
+                    drawn_as[i] = at;
+                }
+                None => {
+                    nodes.push(Drawn {
+                        kind: Kind::Step {
+                            index: i,
+                            folded: false,
+                        },
+                        lines: Vec::new(),
+                        layer: 0,
+                    });
+                    drawn_as[i] = nodes.len() - 1;
+                }
+            }
+        }
+        // A split's items are one line when they are many, or when a stack consumes them.
+        for node in &mut nodes {
+            if let Kind::Step { index, folded } = &mut node.kind {
+                let outputs = &steps[*index].outputs;
+                let items =
+                    !outputs.is_empty() && outputs.iter().all(|o| item_call(&o.name).is_some());
+                let into_stack = graph.edges.iter().any(|e| {
+                    e.producer == *index
+                        && item_call(&steps[e.consumer].name).is_some_and(|(b, _)| !expanded(b))
+                });
+                *folded = items && (outputs.len() > GROUP_LIMIT || into_stack);
+            }
+        }
+        for node in &mut nodes {
+            node.lines = lines(&node.kind, &steps);
+        }
+        // Edges between drawn nodes; those of a group fold into one, counted.
+        let mut edges: Vec<DrawnEdge> = Vec::new();
+        let mut folded_edges: HashMap<(usize, usize, Option<usize>, String), usize> =
+            HashMap::new();
+        for e in &graph.edges {
+            let (p, c) = (drawn_as[e.producer], drawn_as[e.consumer]);
+            if p == c {
+                continue;
+            }
+            let exact = output_of(graph, e);
+            let (line, label) = match &nodes[p].kind {
+                Kind::Step { folded: false, .. } => {
+                    let outputs = &steps[e.producer].outputs;
+                    let label = match exact.map(|k| &outputs[k].name) {
+                        Some(out) if *out != e.input && outputs.len() > 1 => {
+                            format!("{out} → {}", e.input)
+                        }
+                        _ => e.input.clone(),
+                    };
+                    (exact, label)
+                }
+                Kind::Step { folded: true, .. } => (Some(0), e.input.clone()),
+                Kind::Stack { members, .. } => {
+                    let name = exact.map(|k| steps[e.producer].outputs[k].name.as_str());
+                    let line =
+                        name.and_then(|n| members[0].outputs.iter().position(|o| o.name == n));
+                    (line, e.input.clone())
+                }
+            };
+            let grouped = matches!(nodes[p].kind, Kind::Stack { .. })
+                || matches!(nodes[c].kind, Kind::Stack { .. })
+                || matches!(nodes[p].kind, Kind::Step { folded: true, .. });
+            if !grouped {
+                edges.push(DrawnEdge {
+                    producer: p,
+                    consumer: c,
+                    output_index: line,
+                    label,
+                    count: 1,
+                });
+                continue;
+            }
+            // `item[3]` (a gather's input) reads as `item[i]` once folded.
+            let label = match item_call(&label) {
+                Some((b, _)) => format!("{b}[i]"),
+                None => label,
+            };
+            let key = (p, c, line, label.clone());
+            match folded_edges.get(&key) {
+                Some(&k) => edges[k].count += 1,
+                None => {
+                    folded_edges.insert(key, edges.len());
+                    edges.push(DrawnEdge {
+                        producer: p,
+                        consumer: c,
+                        output_index: line,
+                        label,
+                        count: 1,
+                    });
+                }
+            }
+        }
+        for e in &mut edges {
+            if e.count > 1 {
+                let _ = write!(e.label, " ×{}", e.count);
+            }
+        }
+        let layer = layers(nodes.len(), &edges);
+        for (node, l) in nodes.iter_mut().zip(&layer) {
+            node.layer = *l;
+        }
+        let n = nodes.len();
         let layers = layer.iter().copied().max().map_or(0, |m| m + 1);
         // Order within a layer: by the mean row of the producers (barycenter), then position.
+        let mut consumed: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for e in &edges {
+            consumed[e.consumer].push(e.producer);
+        }
         let mut rows: Vec<Vec<usize>> = vec![Vec::new(); layers];
         let mut row_of = vec![0.0f64; n];
         for (l, row) in rows.iter_mut().enumerate() {
             let mut members: Vec<(f64, usize)> = (0..n)
                 .filter(|&i| layer[i] == l)
                 .map(|i| {
-                    let ups: Vec<f64> = edges
-                        .iter()
-                        .filter(|e| e.consumer == i)
-                        .map(|e| row_of[e.producer])
-                        .collect();
+                    let ups = &consumed[i];
                     let key = if ups.is_empty() {
                         i as f64
                     } else {
-                        ups.iter().sum::<f64>() / ups.len() as f64
+                        ups.iter().map(|&p| row_of[p]).sum::<f64>() / ups.len() as f64
                     };
                     (key, i)
                 })
@@ -88,7 +274,7 @@ impl<'g> Layout<'g> {
             }
             *row = members.into_iter().map(|(_, i)| i).collect();
         }
-        let heights: Vec<f64> = steps.iter().map(|s| node_height(s)).collect();
+        let heights: Vec<f64> = nodes.iter().map(node_height).collect();
         let column_h = |row: &Vec<usize>| {
             row.iter().map(|&i| heights[i]).sum::<f64>()
                 + ROW_GAP * row.len().saturating_sub(1) as f64
@@ -105,17 +291,30 @@ impl<'g> Layout<'g> {
         }
         let width =
             MARGIN * 2.0 + layers as f64 * NODE_W + layers.saturating_sub(1) as f64 * LAYER_GAP;
-        let (paths, lanes) = route(edges, &layer, &boxes, MARGIN + tallest);
+        let (paths, lanes) = route(&edges, &layer, &boxes, MARGIN + tallest);
         let height = MARGIN * 2.0 + tallest + lanes as f64 * LANE_H;
         Layout {
             run: &graph.run.0,
-            steps,
-            edges,
             graph,
+            nodes,
+            edges,
             boxes,
             paths,
             width: width.max(200.0),
             height: height.max(80.0),
+        }
+    }
+
+    /// The step records of the run, in pipeline order.
+    fn steps(&self) -> impl Iterator<Item = &'g StepRecord> {
+        self.graph.nodes.iter().map(|n| &n.step.0)
+    }
+
+    /// The name a drawn node is known by: its call's, or its group's.
+    fn name(&self, i: usize) -> &str {
+        match &self.nodes[i].kind {
+            Kind::Step { index, .. } => &self.graph.step(*index).name,
+            Kind::Stack { base, .. } => base,
         }
     }
 
@@ -159,8 +358,7 @@ impl<'g> Layout<'g> {
         self.table(&mut out);
         out.push_str("</main>\n");
         let data: Vec<Value> = self
-            .steps
-            .iter()
+            .steps()
             .map(|s| {
                 json!({
                     "name": s.name,
@@ -199,8 +397,11 @@ impl<'g> Layout<'g> {
     }
 
     /// The SVG drawing; with `step_href`, each node is a link to its step's page.
-    fn svg(&self, out: &mut String, step_href: Option<&dyn Fn(&StepRecord) -> String>) {
-        let dimensions = if step_href.is_some() {
+
+    /// The SVG drawing; with `links`, each node is a link to its step's page and each
+    /// stacked node one that expands it.
+    fn svg(&self, out: &mut String, links: Option<&Links<'_>>) {
+        let dimensions = if links.is_some() {
             format!(r#"width="{}" height="{}""#, self.width, self.height)
         } else {
             format!(r#"style="max-width: {}px""#, self.width)
@@ -217,82 +418,146 @@ impl<'g> Layout<'g> {
 "##,
         );
         // Fan-out frames behind everything, then edges, so nodes paint over their ends.
-        self.fanout_groups(out);
+        self.fanout_groups(out, links);
         out.push_str("<g class=\"edges\">\n");
         for (k, e) in self.edges.iter().enumerate() {
             let p = &self.paths[k];
+            let calls = if e.count > 1 {
+                format!(r#" data-calls="{}""#, e.count)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                r#"<g class="edge" data-from="{from}" data-to="{to}"><path d="{d}" marker-end="url(#arrow)"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="middle">{label}</text></g>"#,
+                r#"<g class="edge" data-from="{from}" data-to="{to}"{calls}><path d="{d}" marker-end="url(#arrow)"/><text x="{lx:.1}" y="{ly:.1}" text-anchor="middle">{label}</text></g>"#,
                 d = p.d,
                 lx = p.label_x,
                 ly = p.label_y,
-                from = esc(&self.steps[e.producer].name),
-                to = esc(&self.steps[e.consumer].name),
-                label = esc(&self.graph.edge_label(e)),
+                from = esc(self.name(e.producer)),
+                to = esc(self.name(e.consumer)),
+                label = esc(&e.label),
             );
         }
         out.push_str("</g>\n<g class=\"nodes\">\n");
-        for (i, s) in self.steps.iter().enumerate() {
+        for (i, node) in self.nodes.iter().enumerate() {
             let (x, y, h) = self.boxes[i];
-            let status = s.status.to_string();
-            if let Some(href) = step_href {
-                let _ = writeln!(out, r#"<a href="{}">"#, esc(&href(s)));
+            let href = match (&node.kind, links) {
+                (Kind::Step { index, .. }, Some(l)) => Some((l.step)(self.graph.step(*index))),
+                (Kind::Stack { base, .. }, Some(l)) => Some((l.expand)(base)),
+                (_, None) => None,
+            };
+            if let Some(href) = &href {
+                let _ = writeln!(out, r#"<a href="{}">"#, esc(href));
             }
+            let status_line = match &node.kind {
+                Kind::Step { index, .. } => {
+                    let s = self.graph.step(*index);
+                    let status = s.status.to_string();
+                    let _ = writeln!(
+                        out,
+                        r#"<g class="node {status}" id="node-{index}" data-index="{index}" data-step="{name}" data-status="{status}" tabindex="0">"#,
+                        name = esc(&s.name),
+                    );
+                    let _ = writeln!(
+                        out,
+                        "<title>{}</title>",
+                        esc(&format!(
+                            "{}: {}{}",
+                            s.name,
+                            status,
+                            s.reason
+                                .as_deref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        ))
+                    );
+                    let _ = writeln!(
+                        out,
+                        r#"<rect x="{x:.1}" y="{y:.1}" width="{NODE_W}" height="{h:.1}" rx="8"/>"#
+                    );
+                    let _ = writeln!(
+                        out,
+                        r#"<text class="name" x="{:.1}" y="{:.1}">{}</text>"#,
+                        x + 12.0,
+                        y + 20.0,
+                        esc(&ellipsis(&s.name, 26))
+                    );
+                    format!(
+                        r#"<tspan class="badge">{status}</tspan> · <tspan class="duration">{}</tspan>"#,
+                        duration(s.duration)
+                    )
+                }
+                Kind::Stack { base, members } => {
+                    let counts = status_counts(members.iter().copied());
+                    let status = stack_status(&counts);
+                    let text: Vec<String> =
+                        counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+                    let what = if links.is_some() {
+                        "click to show each call"
+                    } else {
+                        "click to list them"
+                    };
+                    let _ = writeln!(
+                        out,
+                        r#"<g class="node stack {status}" id="stack-{i}" data-group="{b}" data-status="{status}" data-calls="{n}" data-counts="{c}" tabindex="0">"#,
+                        b = esc(base),
+                        n = members.len(),
+                        c = esc(&text.join(", ")),
+                    );
+                    let _ = writeln!(
+                        out,
+                        "<title>{}</title>",
+                        esc(&format!(
+                            "{base}: {} per-item calls of a map ({}); {what}",
+                            members.len(),
+                            text.join(", ")
+                        ))
+                    );
+                    // Two cards behind the node: a stack.
+                    for k in [2.0, 1.0] {
+                        let _ = writeln!(
+                            out,
+                            r#"<rect class="card" x="{:.1}" y="{:.1}" width="{NODE_W}" height="{h:.1}" rx="8"/>"#,
+                            x + k * STACK_OFFSET,
+                            y - k * STACK_OFFSET
+                        );
+                    }
+                    let _ = writeln!(
+                        out,
+                        r#"<rect x="{x:.1}" y="{y:.1}" width="{NODE_W}" height="{h:.1}" rx="8"/>"#
+                    );
+                    let _ = writeln!(
+                        out,
+                        r#"<text class="name" x="{:.1}" y="{:.1}">{} <tspan class="calls">×{}</tspan></text>"#,
+                        x + 12.0,
+                        y + 20.0,
+                        esc(&ellipsis(base, 19)),
+                        members.len()
+                    );
+                    if counts_fit(&text) {
+                        counts
+                            .iter()
+                            .map(|(s, n)| {
+                                format!(r#"<tspan class="count {s}">{n} {s}</tspan>"#, s = esc(s))
+                            })
+                            .collect::<Vec<_>>()
+                            .join(" · ")
+                    } else {
+                        format!(r#"<tspan class="badge">{} calls</tspan>"#, members.len())
+                    }
+                }
+            };
             let _ = writeln!(
                 out,
-                r#"<g class="node {status}" id="node-{i}" data-index="{i}" data-step="{name}" data-status="{status}" tabindex="0">"#,
-                name = esc(&s.name),
-            );
-            let _ = writeln!(
-                out,
-                "<title>{}</title>",
-                esc(&format!(
-                    "{}: {}{}",
-                    s.name,
-                    status,
-                    s.reason
-                        .as_deref()
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default()
-                ))
-            );
-            let _ = writeln!(
-                out,
-                r#"<rect x="{x:.1}" y="{y:.1}" width="{NODE_W}" height="{h:.1}" rx="8"/>"#
-            );
-            let _ = writeln!(
-                out,
-                r#"<text class="name" x="{:.1}" y="{:.1}">{}</text>"#,
-                x + 12.0,
-                y + 20.0,
-                esc(&ellipsis(&s.name, 26))
-            );
-            let _ = writeln!(
-                out,
-                r#"<text class="status" x="{:.1}" y="{:.1}"><tspan class="badge">{status}</tspan> · <tspan class="duration">{}</tspan></text>"#,
+                r#"<text class="status" x="{:.1}" y="{:.1}">{status_line}</text>"#,
                 x + 12.0,
                 y + 37.0,
-                duration(s.duration)
             );
-            let lines: Vec<(String, String)> = if s.outputs.is_empty() {
-                let note = match s.status {
-                    StepStatus::Failed => s.error.clone().unwrap_or_else(|| "failed".into()),
-                    StepStatus::Skipped => s.reason.clone().unwrap_or_else(|| "skipped".into()),
-                    _ => "no outputs".into(),
-                };
-                vec![(note, String::new())]
-            } else {
-                s.outputs
-                    .iter()
-                    .map(|o| (o.name.clone(), size(o.size)))
-                    .collect()
-            };
-            for (k, (left, right)) in lines.iter().enumerate() {
+            for (k, (left, right, class)) in node.lines.iter().enumerate() {
                 let ly = y + HEADER_H + LINE_H * (k as f64 + 0.5) + 4.0;
                 let _ = writeln!(
                     out,
-                    r#"<text class="output" x="{:.1}" y="{ly:.1}">{}</text><text class="size" x="{:.1}" y="{ly:.1}" text-anchor="end">{}</text>"#,
+                    r#"<text class="{class}" x="{:.1}" y="{ly:.1}">{}</text><text class="size" x="{:.1}" y="{ly:.1}" text-anchor="end">{}</text>"#,
                     x + 12.0,
                     esc(&ellipsis(left, if right.is_empty() { 32 } else { 22 })),
                     x + NODE_W - 12.0,
@@ -300,7 +565,7 @@ impl<'g> Layout<'g> {
                 );
             }
             out.push_str("</g>\n");
-            if step_href.is_some() {
+            if href.is_some() {
                 out.push_str("</a>\n");
             }
         }
@@ -308,22 +573,29 @@ impl<'g> Layout<'g> {
     }
 
     /// A frame behind each fan-out group: two or more calls of one step side by side in
-    /// a layer (`shift`, `shift_2`, .. called in a loop), labelled `shift ×3`.
-    fn fanout_groups(&self, out: &mut String) {
-        let mut drawn: Vec<(usize, &str)> = Vec::new();
+    /// a layer (`shift`, `shift_2`, .. called in a loop, or a map's calls shown one by
+    /// one), labelled `shift ×3`; in the dashboard, an expanded map's frame links back to
+    /// the stacked node.
+    fn fanout_groups(&self, out: &mut String, links: Option<&Links<'_>>) {
+        let step_of = |i: usize| match self.nodes[i].kind {
+            Kind::Step { index, .. } => Some(self.graph.step(index)),
+            Kind::Stack { .. } => None,
+        };
+        let mut groups: HashMap<(usize, &str), Vec<usize>> = HashMap::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(s) = step_of(i) {
+                groups.entry((node.layer, &s.step)).or_default().push(i);
+            }
+        }
         out.push_str("<g class=\"fanouts\">\n");
-        for (i, s) in self.steps.iter().enumerate() {
-            let layer = self.graph.nodes[i].layer;
-            if drawn.contains(&(layer, s.step.as_str())) {
+        for (i, node) in self.nodes.iter().enumerate() {
+            let Some(s) = step_of(i) else { continue };
+            let layer = node.layer;
+            // Each group once, at its first node.
+            let members = &groups[&(layer, s.step.as_str())];
+            if members.len() < 2 || members[0] != i {
                 continue;
             }
-            let members: Vec<usize> = (0..self.steps.len())
-                .filter(|&j| self.graph.nodes[j].layer == layer && self.steps[j].step == s.step)
-                .collect();
-            if members.len() < 2 {
-                continue;
-            }
-            drawn.push((layer, s.step.as_str()));
             let (x, _, _) = self.boxes[i];
             let top = members
                 .iter()
@@ -335,38 +607,72 @@ impl<'g> Layout<'g> {
                 .fold(f64::MIN, f64::max);
             // Only a contiguous group gets a frame: one that would enclose another step's
             // node would say that node is a call too.
-            let encloses_other = (0..self.steps.len()).any(|j| {
+            let encloses_other = (0..self.nodes.len()).any(|j| {
                 !members.contains(&j)
-                    && self.graph.nodes[j].layer == layer
+                    && self.nodes[j].layer == layer
                     && self.boxes[j].1 > top
                     && self.boxes[j].1 < bottom
             });
             if encloses_other {
                 continue;
             }
+            // The map whose calls these all are, if any: its name is their `base`.
+            let bases: Vec<Option<&str>> = members
+                .iter()
+                .map(|&j| item_call(self.name(j)).map(|(b, _)| b))
+                .collect();
+            let map = bases[0].filter(|b| bases.iter().all(|o| *o == Some(*b)));
             let pad = 8.0;
+            let collapse = match (map, links) {
+                (Some(base), Some(l)) => format!(
+                    r#"<a href="{}"><text class="collapse" x="{:.1}" y="{:.1}" text-anchor="end">collapse ▴</text></a>"#,
+                    esc(&(l.collapse)(base)),
+                    x + NODE_W,
+                    top - pad - 3.0,
+                ),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                r#"<g class="fanout" data-step="{name}" data-calls="{n}"><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="12"/><text x="{:.1}" y="{:.1}">{name} ×{n}</text></g>"#,
+                r#"<g class="fanout" data-step="{name}" data-calls="{n}"><rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" rx="12"/><text x="{:.1}" y="{:.1}">{name} ×{n}</text>{collapse}</g>"#,
                 x - pad,
                 top - pad - 14.0,
                 NODE_W + 2.0 * pad,
                 bottom - top + 2.0 * pad + 14.0,
                 x,
                 top - pad - 3.0,
-                name = esc(&s.step),
+                name = esc(map.unwrap_or(&s.step)),
                 n = members.len(),
             );
         }
         out.push_str("</g>\n");
     }
 
+    /// The table of the steps: a large group of per-item calls by its first calls and a
+    /// summary row, as `pipeline show` lists them.
     fn table(&self, out: &mut String) {
         out.push_str(
             "<table class=\"steps\">\n<thead><tr><th>Step</th><th>Status</th><th>Duration</th><th>Cache key</th><th>Outputs</th><th>Why</th></tr></thead>\n<tbody>\n",
         );
-        for (i, s) in self.steps.iter().enumerate() {
-            let outputs: Vec<String> = s
+        let steps: Vec<&StepRecord> = self.steps().collect();
+        for entry in list_calls(steps.iter().map(|s| s.name.as_str()), |_| false) {
+            let i = match entry {
+                Listed::Step(i) => i,
+                Listed::More { base, steps: more } => {
+                    let calls: Vec<&StepRecord> = more.iter().map(|&k| steps[k]).collect();
+                    let (range, counts, took) = summary(&calls);
+                    let _ = writeln!(
+                        out,
+                        "<tr class=\"more\" data-group=\"{b}\"><td>{b}{range}</td><td>{n} more: {counts}</td><td>{took}</td><td>-</td><td></td><td>the stacked node <b>{b}</b> lists them</td></tr>",
+                        b = esc(&base),
+                        n = calls.len(),
+                        counts = esc(&counts),
+                    );
+                    continue;
+                }
+            };
+            let s = steps[i];
+            let described: Vec<String> = s
                 .outputs
                 .iter()
                 .map(|o| {
@@ -379,6 +685,15 @@ impl<'g> Layout<'g> {
                     )
                 })
                 .collect();
+            let outputs = if described.len() > GROUP_LIMIT {
+                format!(
+                    "{}<br>... {} more items",
+                    described[..3].join("<br>"),
+                    described.len() - 3
+                )
+            } else {
+                described.join("<br>")
+            };
             let why = match s.status {
                 StepStatus::Failed => s.error.clone().unwrap_or_default(),
                 _ => s.reason.clone().unwrap_or_default(),
@@ -390,7 +705,6 @@ impl<'g> Layout<'g> {
                 status = s.status,
                 dur = duration(s.duration),
                 key = esc(&s.cache_key.map(short_hash).unwrap_or_else(|| "-".into())),
-                outputs = outputs.join("<br>"),
                 why = esc(&why),
             );
         }
@@ -398,12 +712,121 @@ impl<'g> Layout<'g> {
     }
 }
 
-/// Draws each edge from the producer's output line to the consumer's left side. An edge
-/// between adjacent layers is one curve; an edge that skips layers drops into its own lane
-/// below the nodes, runs along it, and rises into the consumer, so that it never crosses a
-/// node. Returns the paths and the number of lanes.
+/// The summary of calls of one group: the range of their items (`[3..=11]`), their counts
+/// by status (`8 cached, 1 failed`), their total duration.
+pub fn summary(calls: &[&StepRecord]) -> (String, String, String) {
+    let items = calls
+        .iter()
+        .filter_map(|s| item_call(&s.name).map(|(_, i)| i));
+    let (first, last) = items.fold((u64::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
+    let counts: Vec<String> = status_counts(calls.iter().copied())
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect();
+    let took: std::time::Duration = calls.iter().map(|s| s.duration).sum();
+    (
+        format!("[{first}..={last}]"),
+        counts.join(", "),
+        duration(took),
+    )
+}
+
+/// The status a stacked node is drawn with: failed when any call failed, else running,
+/// executed, cached, skipped in that order.
+fn stack_status(counts: &[(String, usize)]) -> &'static str {
+    ["failed", "running", "executed", "cached", "skipped"]
+        .into_iter()
+        .find(|s| counts.iter().any(|(c, _)| c == s))
+        .unwrap_or("skipped")
+}
+
+/// Whether a stack's counts (`4 cached`, `1 executed`) fit on its status line.
+fn counts_fit(text: &[String]) -> bool {
+    text.iter().map(|t| t.chars().count() + 3).sum::<usize>() <= 33
+}
+
+/// The lines of a node below its header: left text, right text, CSS class.
+fn lines(kind: &Kind<'_>, steps: &[&StepRecord]) -> Vec<(String, String, &'static str)> {
+    match kind {
+        Kind::Step { index, folded } => {
+            let s = steps[*index];
+            if *folded {
+                let total: u64 = s.outputs.iter().map(|o| o.size).sum();
+                return vec![(format!("{} items", s.outputs.len()), size(total), "output")];
+            }
+            if s.outputs.is_empty() {
+                let note = match s.status {
+                    StepStatus::Failed => s.error.clone().unwrap_or_else(|| "failed".into()),
+                    StepStatus::Skipped => s.reason.clone().unwrap_or_else(|| "skipped".into()),
+                    _ => "no outputs".into(),
+                };
+                return vec![(note, String::new(), "output")];
+            }
+            s.outputs
+                .iter()
+                .map(|o| (o.name.clone(), size(o.size), "output"))
+                .collect()
+        }
+        Kind::Stack { members, .. } => {
+            let mut out = Vec::new();
+            let counts: Vec<String> = status_counts(members.iter().copied())
+                .iter()
+                .map(|(s, n)| format!("{n} {s}"))
+                .collect();
+            if !counts_fit(&counts) {
+                for c in counts {
+                    out.push((c, String::new(), "output counts"));
+                }
+            }
+            for o in &members[0].outputs {
+                let total: u64 = members
+                    .iter()
+                    .flat_map(|m| m.outputs.iter().filter(|p| p.name == o.name))
+                    .map(|p| p.size)
+                    .sum();
+                out.push((o.name.clone(), size(total), "output"));
+            }
+            let failed: Vec<&str> = members
+                .iter()
+                .filter(|m| m.status == StepStatus::Failed)
+                .map(|m| m.name.as_str())
+                .collect();
+            if !failed.is_empty() {
+                let mut text = format!("failed: {}", failed[..failed.len().min(2)].join(", "));
+                if failed.len() > 2 {
+                    let _ = write!(text, " +{}", failed.len() - 2);
+                }
+                out.push((text, String::new(), "output failed-calls"));
+            }
+            if out.is_empty() {
+                out.push(("no outputs".into(), String::new(), "output"));
+            }
+            out
+        }
+    }
+}
+
+/// Topological depth of each of `n` drawn nodes; a cycle (which a damaged store could
+/// hold) stops deepening after `n` rounds instead of looping.
+fn layers(n: usize, edges: &[DrawnEdge]) -> Vec<usize> {
+    let mut layer = vec![0usize; n];
+    for _ in 0..n {
+        let mut changed = false;
+        for e in edges {
+            if layer[e.consumer] < layer[e.producer] + 1 && layer[e.producer] < n {
+                layer[e.consumer] = layer[e.producer] + 1;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    layer
+}
+
 fn route(
-    edges: &[GraphEdge],
+    edges: &[DrawnEdge],
     layer: &[usize],
     boxes: &[(f64, f64, f64)],
     bottom: f64,
@@ -416,29 +839,37 @@ fn route(
             lanes += 1;
         }
     }
-    let start = |e: &GraphEdge| {
+    let start = |e: &DrawnEdge| {
         let (fx, fy, _) = boxes[e.producer];
         let row = e.output_index.unwrap_or(0) as f64;
         (fx + NODE_W, fy + HEADER_H + LINE_H * (row + 0.5))
     };
+    // Arrival slots on each consumer's side, top to bottom in the order the edges come
+    // in: direct edges by height, then lanes from the top one down.
+    let mut into: Vec<Vec<usize>> = vec![Vec::new(); boxes.len()];
+    for (k, e) in edges.iter().enumerate() {
+        into[e.consumer].push(k);
+    }
+    let mut slot = vec![(0.0f64, 1.0f64); edges.len()];
+    for incoming in &mut into {
+        let mut keyed: Vec<(f64, usize)> = incoming
+            .iter()
+            .map(|&j| (lane[j].map_or(start(&edges[j]).1, |l| 1e9 + l as f64), j))
+            .collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        for (s, &(_, j)) in keyed.iter().enumerate() {
+            slot[j] = (s as f64, keyed.len() as f64);
+        }
+    }
     let lane_y = |l: usize| bottom + LANE_H * (l as f64 + 0.6);
     let paths = edges
         .iter()
         .enumerate()
         .map(|(k, e)| {
-            // Arrival slots on the consumer's side, top to bottom in the order the edges
-            // come in: direct edges by height, then lanes from the top one down.
-            let mut incoming: Vec<(usize, f64)> = edges
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| o.consumer == e.consumer)
-                .map(|(j, o)| (j, lane[j].map_or(start(o).1, |l| 1e9 + l as f64)))
-                .collect();
-            incoming.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
-            let slot = incoming.iter().position(|&(j, _)| j == k).unwrap_or(0) as f64;
+            let (slot, count) = slot[k];
             let (tx, ty, th) = boxes[e.consumer];
             let (x1, y1) = start(e);
-            let (x2, y2) = (tx, ty + th * (slot + 1.0) / (incoming.len() as f64 + 1.0));
+            let (x2, y2) = (tx, ty + th * (slot + 1.0) / (count + 1.0));
             match lane[k] {
                 None => {
                     let bend = ((x2 - x1) / 2.0).max(40.0);
@@ -476,8 +907,8 @@ fn route(
     (paths, lanes)
 }
 
-fn node_height(s: &StepRecord) -> f64 {
-    HEADER_H + LINE_H * s.outputs.len().max(1) as f64 + 8.0
+fn node_height(node: &Drawn<'_>) -> f64 {
+    HEADER_H + LINE_H * node.lines.len().max(1) as f64 + 8.0
 }
 
 fn run_status(r: &RunRecord) -> String {
@@ -547,6 +978,18 @@ svg text.size, svg text.status .duration { fill: #5b6375; }
 .key.running { background: var(--running); color: #1f2430; }
 .fanout rect { fill: #f5f7fa; stroke: #b8c0cc; stroke-dasharray: 4 3; }
 .fanout text { font-size: 11px; fill: #5b6375; }
+.node.stack .card { fill: #fff; stroke-width: 1.5; }
+.node.stack.executed .card { stroke: var(--executed); }
+.node.stack.cached .card { stroke: var(--cached); }
+.node.stack.failed .card { stroke: var(--failed); }
+.node.stack.skipped .card { stroke: var(--skipped); stroke-dasharray: 5 3; }
+.node.stack .calls { fill: #5b6375; font-weight: 400; }
+.node .count { font-weight: 600; }
+.node .count.executed { fill: var(--executed); }
+.node .count.cached { fill: var(--cached); }
+.node .count.failed, .node .failed-calls { fill: var(--failed); }
+.node .count.skipped { fill: var(--skipped); }
+table.steps tr.more td { background: #f5f7fa; color: #5b6375; }
 .node.executed .badge { fill: var(--executed); font-weight: 600; }
 .node.cached .badge { fill: var(--cached); font-weight: 600; }
 .node.failed .badge { fill: var(--failed); font-weight: 600; }
@@ -601,7 +1044,33 @@ const SCRIPT: &str = r#"
     panel.appendChild(dl);
     panel.hidden = false;
   }
-  document.querySelectorAll('.node').forEach(function (n) {
+  // A stacked node (a map's per-item calls): the panel lists its calls.
+  function selectGroup(n) {
+    var base = n.getAttribute('data-group');
+    document.querySelectorAll('.selected').forEach(function (e) { e.classList.remove('selected'); });
+    n.classList.add('selected');
+    panel.textContent = '';
+    var h = document.createElement('h2');
+    h.textContent = base + ' \u00d7' + n.getAttribute('data-calls') + ' (' + n.getAttribute('data-counts') + ')';
+    panel.appendChild(h);
+    var dl = document.createElement('dl');
+    var listed = 0;
+    steps.forEach(function (s) {
+      var at = s.name.lastIndexOf('[');
+      if (at < 0 || s.name.slice(0, at) !== base || !/^\[\d+\]$/.test(s.name.slice(at))) return;
+      listed += 1;
+      if (listed > 500) return;
+      add(dl, s.name, s.status + ', ' + s.duration + (s.error ? ': ' + s.error : ''));
+    });
+    if (listed > 500) add(dl, '...', (listed - 500) + ' more calls (pipeline --json show lists every call)');
+    panel.appendChild(dl);
+    panel.hidden = false;
+  }
+  document.querySelectorAll('.node.stack').forEach(function (n) {
+    n.addEventListener('click', function () { selectGroup(n); });
+    n.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') selectGroup(n); });
+  });
+  document.querySelectorAll('.node:not(.stack)').forEach(function (n) {
     var i = Number(n.getAttribute('data-index'));
     n.addEventListener('click', function () { select(i); });
     n.addEventListener('keydown', function (e) { if (e.key === 'Enter' || e.key === ' ') select(i); });

@@ -178,8 +178,9 @@ where
 
 /// `("train_fold", 3)` for a name shaped like a map's per-item call, `train_fold[3]` (a
 /// label may be shaped so too). The one parser of that shape: `pipeline show` groups by
-/// it, `diff` and `explain` pair by it, and a label is refused if it takes such a name.
-pub(crate) fn item_call(name: &str) -> Option<(&str, u64)> {
+/// it (and the dashboard stacks them), `diff` and `explain` pair by it, and a label is
+/// refused if it takes such a name. Public as `pipeline::report::item_call`.
+pub fn item_call(name: &str) -> Option<(&str, u64)> {
     let (base, index) = name.strip_suffix(']')?.rsplit_once('[')?;
     if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
         return None;

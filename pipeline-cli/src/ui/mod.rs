@@ -3,6 +3,7 @@
 //! ```text
 //! /                               runs, newest first (?pipeline=..&status=..)
 //! /runs/RUN                       a run: its DAG and step table, live while it runs
+//!                                 (?expand=CALL shows a map's calls `CALL[i]` one by one)
 //! /runs/RUN/state.json            what the run page polls (?since=VERSION waits for a change)
 //! /runs/RUN/live                  the DAG and step table alone, when steps appear
 //! /runs/RUN/steps/STEP            a step: why it ran, key components, inputs and outputs
@@ -39,7 +40,7 @@ use axum::routing::get;
 use axum::Router;
 use pipeline::Store;
 
-use self::pages::{PageError, PageResult, RunsFilter};
+use self::pages::{Expand, PageError, PageResult, RunsFilter};
 use crate::commands::CliResult;
 
 /// Arguments of `pipeline ui`.
@@ -249,12 +250,17 @@ async fn runs_page(State(app): State<App>, Query(filter): Query<RunsFilter>) -> 
     page(blocking(&app, move |s| pages::runs(s, &filter)).await)
 }
 
-async fn run_page(State(app): State<App>, Param(run): Param<String>) -> Response {
-    page(blocking(&app, move |s| pages::run(s, &run)).await)
+/// A query's pairs, in order (`?expand=a&expand=b` repeats a key).
+type Pairs = Query<Vec<(String, String)>>;
+
+async fn run_page(State(app): State<App>, Param(run): Param<String>, Query(q): Pairs) -> Response {
+    let expand = Expand::from_query(&q);
+    page(blocking(&app, move |s| pages::run(s, &run, &expand)).await)
 }
 
-async fn run_live(State(app): State<App>, Param(run): Param<String>) -> Response {
-    page(blocking(&app, move |s| pages::run_live_fragment(s, &run)).await)
+async fn run_live(State(app): State<App>, Param(run): Param<String>, Query(q): Pairs) -> Response {
+    let expand = Expand::from_query(&q);
+    page(blocking(&app, move |s| pages::run_live_fragment(s, &run, &expand)).await)
 }
 
 #[derive(serde::Deserialize)]
@@ -331,14 +337,10 @@ async fn artifact_image(State(app): State<App>, Param(hash): Param<String>) -> R
     }
 }
 
-#[derive(serde::Deserialize)]
-struct CompareQuery {
-    a: Option<String>,
-    b: Option<String>,
-}
-
-async fn compare_page(State(app): State<App>, Query(q): Query<CompareQuery>) -> Response {
-    let (Some(a), Some(b)) = (q.a, q.b) else {
+async fn compare_page(State(app): State<App>, Query(q): Pairs) -> Response {
+    let value = |key: &str| q.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let expand = Expand::from_query(&q);
+    let (Some(a), Some(b)) = (value("a"), value("b")) else {
         return error_response(&PageError {
             status: 400,
             title: "Two runs are needed".into(),
@@ -347,7 +349,7 @@ async fn compare_page(State(app): State<App>, Query(q): Query<CompareQuery>) -> 
                     .into(),
         });
     };
-    page(blocking(&app, move |s| pages::compare(s, &a, &b)).await)
+    page(blocking(&app, move |s| pages::compare(s, &a, &b, &expand)).await)
 }
 
 async fn metrics_page(State(app): State<App>, Param(pipeline): Param<String>) -> Response {

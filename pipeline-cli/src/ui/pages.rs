@@ -6,12 +6,12 @@
 //! goes into a page; pages hold no inline script or style (the server's Content Security
 //! Policy forbids them), only `/assets/app.css` and `/assets/app.js`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use pipeline::report::text::{duration, short_hash, size, timestamp};
-use pipeline::report::{Explanation, RunDiff, RunGraph};
+use pipeline::report::{list_calls, Explanation, Listed, RunDiff, RunGraph};
 use pipeline::{
     ArtifactRecord, Error, ExecutionRef, Hash128, InputComponent, RunRecord, RunStatus, StepRecord,
     StepStatus, Store,
@@ -99,6 +99,63 @@ pub fn step_href(run_id: &str, step: &str) -> String {
 /// The address of an artifact's page.
 pub fn artifact_href(hash: Hash128) -> String {
     format!("/artifacts/{}", hash.to_hex())
+}
+
+/// The groups of per-item calls (`train_fold` for `train_fold[0]`, `train_fold[1]`, ...) a
+/// page shows call by call: `?expand=train_fold`, repeatable. The others are stacked in the
+/// DAG and summed up in tables past their first calls.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Expand(BTreeSet<String>);
+
+impl Expand {
+    /// The `expand` values of a query's pairs.
+    pub fn from_query(pairs: &[(String, String)]) -> Expand {
+        Expand(
+            pairs
+                .iter()
+                .filter(|(k, v)| k == "expand" && !v.is_empty())
+                .map(|(_, v)| v.clone())
+                .collect(),
+        )
+    }
+
+    /// Whether group `base` is shown call by call.
+    pub fn contains(&self, base: &str) -> bool {
+        self.0.contains(base)
+    }
+
+    /// The query text (`expand=a&expand=b`) with `base` added (`add`) or removed.
+    fn params_with(&self, base: &str, add: bool) -> String {
+        let mut set = self.0.clone();
+        if add {
+            set.insert(base.to_string());
+        } else {
+            set.remove(base);
+        }
+        set.iter()
+            .map(|b| format!("expand={}", enc(b)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+
+    /// The query text of these groups, `expand=a&expand=b` (empty for none).
+    fn params(&self) -> String {
+        self.0
+            .iter()
+            .map(|b| format!("expand={}", enc(b)))
+            .collect::<Vec<_>>()
+            .join("&")
+    }
+}
+
+/// `path` with a query of `params` (none when empty): `path?params`, or `path&params` when
+/// `path` has a query already.
+fn with_query(path: &str, params: &str) -> String {
+    match (params.is_empty(), path.contains('?')) {
+        (true, _) => path.to_string(),
+        (false, true) => format!("{path}&{params}"),
+        (false, false) => format!("{path}?{params}"),
+    }
 }
 
 fn badge(status: &str) -> String {
@@ -419,12 +476,13 @@ fn state_of(run: &RunRecord, steps: &[StepRecord]) -> LiveState {
 }
 
 /// The run page: header, the DAG and the step table; while the run is running, the page's
-/// script keeps both current.
+/// script keeps both current. A map's per-item calls are one stacked node and a summary row
+/// past their first calls, unless `expand` names their group.
 ///
 /// # Errors
 ///
 /// `run` names no run or several (404); the store cannot be read (500).
-pub fn run(store: &Store, run: &str) -> PageResult {
+pub fn run(store: &Store, run: &str, expand: &Expand) -> PageResult {
     let graph = RunGraph::new(store, run)?;
     let record = graph.run.0.clone();
     let steps: Vec<StepRecord> = graph.nodes.iter().map(|n| n.step.0.clone()).collect();
@@ -470,13 +528,16 @@ pub fn run(store: &Store, run: &str) -> PageResult {
     let _ = writeln!(
         body,
         "<div id=\"run-live\">\n{}</div>",
-        run_live(&graph, &record)
+        run_live(&graph, &record, expand)
     );
     let attrs = if record.status == RunStatus::Running {
         format!(
-            r#" data-live-state="{}/state.json" data-live-fragment="{}/live" data-live-version="{}""#,
+            r#" data-live-state="{}/state.json" data-live-fragment="{}" data-live-version="{}""#,
             run_href(&record.id),
-            run_href(&record.id),
+            esc(&with_query(
+                &format!("{}/live", run_href(&record.id)),
+                &expand.params()
+            )),
             state.version
         )
     } else {
@@ -501,37 +562,85 @@ fn counts_text(r: &LiveRun) -> String {
     s
 }
 
-/// The part of the run page that changes while it runs: the DAG and the step table.
+/// The part of the run page that changes while it runs: the DAG and the step table, with
+/// the groups `expand` names shown call by call.
 ///
 /// # Errors
 ///
 /// `run` names no run or several (404); the store cannot be read (500).
-pub fn run_live_fragment(store: &Store, run: &str) -> PageResult {
+pub fn run_live_fragment(store: &Store, run: &str, expand: &Expand) -> PageResult {
     let graph = RunGraph::new(store, run)?;
     let record = graph.run.0.clone();
-    Ok(run_live(&graph, &record))
+    Ok(run_live(&graph, &record, expand))
 }
 
-fn run_live(graph: &RunGraph, record: &RunRecord) -> String {
+fn run_live(graph: &RunGraph, record: &RunRecord, expand: &Expand) -> String {
     let mut out = String::new();
     if graph.nodes.is_empty() {
         out.push_str("<p class=\"empty\">No step has started yet.</p>\n");
         return out;
     }
-    let id = record.id.clone();
-    let href = move |s: &StepRecord| step_href(&id, &s.name);
+    let id = record.id.as_str();
+    let page = run_href(id);
+    let step = |s: &StepRecord| step_href(id, &s.name);
+    let expand_href = |base: &str| with_query(&page, &expand.params_with(base, true));
+    let collapse_href = |base: &str| with_query(&page, &expand.params_with(base, false));
+    let links = html::Links {
+        step: &step,
+        expand: &expand_href,
+        collapse: &collapse_href,
+    };
     let _ = writeln!(
         out,
         "<div class=\"canvas\">\n{}</div>",
-        html::dag_svg(graph, &href)
+        html::dag_svg(graph, &|base| expand.contains(base), &links)
     );
+    let steps: Vec<&StepRecord> = graph.nodes.iter().map(|n| &n.step.0).collect();
+    // The expanded groups, each with the way back.
+    let shown: Vec<String> = expand
+        .0
+        .iter()
+        .filter(|base| {
+            steps
+                .iter()
+                .any(|s| pipeline::report::item_call(&s.name).is_some_and(|(b, _)| b == *base))
+        })
+        .map(|base| {
+            format!(
+                "<span data-group=\"{b}\">every call of <b>{b}</b> is shown ({})</span>",
+                link(&collapse_href(base), "collapse"),
+                b = esc(base)
+            )
+        })
+        .collect();
+    if !shown.is_empty() {
+        let _ = writeln!(
+            out,
+            "<p class=\"actions expanded\" id=\"expanded\">{}</p>",
+            shown.join(" · ")
+        );
+    }
     out.push_str("<table class=\"steps\" id=\"steps\">\n<thead><tr><th>Step</th><th>Status</th><th>Duration</th><th>Attempts</th><th>Why</th><th>Outputs</th></tr></thead>\n<tbody>\n");
-    for n in &graph.nodes {
-        let s = &n.step.0;
+    for entry in list_calls(steps.iter().map(|s| s.name.as_str()), |b| {
+        expand.contains(b)
+    }) {
+        let s = match entry {
+            Listed::Step(i) => steps[i],
+            Listed::More { base, steps: more } => {
+                let calls: Vec<&StepRecord> = more.iter().map(|&k| steps[k]).collect();
+                out.push_str(&more_row(&base, &calls, id, &expand_href(&base)));
+                continue;
+            }
+        };
         let status = s.status.to_string();
-        let outputs: Vec<String> = s
+        let mut outputs: Vec<String> = s
             .outputs
             .iter()
+            .take(if s.outputs.len() > pipeline::report::GROUP_LIMIT {
+                pipeline::report::GROUP_SHOWN
+            } else {
+                s.outputs.len()
+            })
             .map(|o| {
                 format!(
                     "{} <span class=\"dim\">{}</span>",
@@ -540,11 +649,18 @@ fn run_live(graph: &RunGraph, record: &RunRecord) -> String {
                 )
             })
             .collect();
+        if outputs.len() < s.outputs.len() {
+            outputs.push(format!(
+                "<span class=\"dim\">... {} more items ({})</span>",
+                s.outputs.len() - outputs.len(),
+                link(&step_href(id, &s.name), "all on the step's page")
+            ));
+        }
         let _ = writeln!(
             out,
             r#"<tr data-step="{name}" data-status="{status}" data-seen="{status}"><td>{step}</td><td class="status">{badge}</td><td class="duration">{dur}</td><td class="attempts">{attempts}</td><td class="why">{why}</td><td>{outputs}</td></tr>"#,
             name = esc(&s.name),
-            step = link(&step_href(&record.id, &s.name), &s.name),
+            step = link(&step_href(id, &s.name), &s.name),
             badge = badge(&status),
             dur = esc(&step_duration(s)),
             attempts = attempts_text(s),
@@ -554,6 +670,36 @@ fn run_live(graph: &RunGraph, record: &RunRecord) -> String {
     }
     out.push_str("</tbody>\n</table>\n");
     out
+}
+
+/// Failed calls a group's summary row links to at most.
+const MAX_FAILED_LINKS: usize = 5;
+
+/// The row of the step table that sums up the calls of group `base` not listed one by
+/// one: their range, counts by status, total duration, links to the failed ones, and the
+/// link that lists them all.
+fn more_row(base: &str, calls: &[&StepRecord], run_id: &str, expand_href: &str) -> String {
+    let (range, counts, took) = html::summary(calls);
+    let failed: Vec<String> = calls
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .map(|s| link(&step_href(run_id, &s.name), &s.name))
+        .collect();
+    let failed = match failed.len() {
+        0 => String::new(),
+        n if n > MAX_FAILED_LINKS => format!(
+            "failed: {}, ... ({n} in all) · ",
+            failed[..MAX_FAILED_LINKS].join(", ")
+        ),
+        _ => format!("failed: {} · ", failed.join(", ")),
+    };
+    format!(
+        "<tr class=\"more\" data-group=\"{b}\" data-calls=\"{n}\"><td>{b}{range}</td><td class=\"status\">{n} more: {counts}</td><td class=\"duration\">{took}</td><td></td><td class=\"why\">{failed}{all}</td><td></td></tr>\n",
+        b = esc(base),
+        n = calls.len(),
+        counts = esc(&counts),
+        all = link(expand_href, &format!("show each call of {base}")),
+    )
 }
 
 /// How many attempts a step took, as the run page's table says it: `1` for a step that ran
@@ -1340,13 +1486,14 @@ fn numbers_html(out: &mut String, record: &ArtifactRecord, values: &[f64], eleme
 // ---------------------------------------------------------------------------------------
 // Compare
 
-/// Two runs side by side: their headers, each step's status in both and what differs,
-/// and their scalar outputs.
+/// Two runs side by side: their headers, each step's status in both and what differs
+/// (a large group of a map's per-item calls by its first calls and a summary row, unless
+/// `expand` names it), and their scalar outputs.
 ///
 /// # Errors
 ///
 /// `a` or `b` names no run or several (404); the store cannot be read (500).
-pub fn compare(store: &Store, a: &str, b: &str) -> PageResult {
+pub fn compare(store: &Store, a: &str, b: &str, expand: &Expand) -> PageResult {
     let diff = RunDiff::new(store, a, b)?;
     let (ra, rb) = (&diff.run_a.0, &diff.run_b.0);
     let mut body = String::from("<h1>Compare runs</h1>\n<div class=\"side-by-side\">\n");
@@ -1377,7 +1524,43 @@ pub fn compare(store: &Store, a: &str, b: &str) -> PageResult {
         s.map(|s| badge(&s.to_string()))
             .unwrap_or_else(|| "-".into())
     };
-    for s in &diff.steps {
+    let page = format!("/compare?a={}&b={}", enc(&ra.id), enc(&rb.id));
+    for entry in list_calls(diff.steps.iter().map(|s| s.name.as_str()), |b| {
+        expand.contains(b)
+    }) {
+        let s = match entry {
+            Listed::Step(i) => &diff.steps[i],
+            Listed::More { base, steps } => {
+                let calls: Vec<&pipeline::report::DiffStep> =
+                    steps.iter().map(|&i| &diff.steps[i]).collect();
+                let count = |side: fn(&pipeline::report::DiffStep) -> Option<StepStatus>| {
+                    let mut by: BTreeMap<String, usize> = BTreeMap::new();
+                    for c in &calls {
+                        let status = side(c).map_or("-".to_string(), |s| s.to_string());
+                        *by.entry(status).or_default() += 1;
+                    }
+                    by.iter()
+                        .map(|(s, n)| format!("{n} {s}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let differ = calls.iter().filter(|c| !c.same_key).count();
+                let _ = writeln!(
+                    body,
+                    r#"<tr class="more" data-group="{b}" data-calls="{n}" data-differ="{differ}"><td>{b}{range} <span class="dim">({n} more)</span></td><td>{a}</td><td>{bb}</td><td>{differ} of {n} differ · {all}</td></tr>"#,
+                    b = esc(&base),
+                    n = calls.len(),
+                    range = item_range(calls.iter().map(|c| c.name.as_str())),
+                    a = esc(&count(|c| c.status_a)),
+                    bb = esc(&count(|c| c.status_b)),
+                    all = link(
+                        &with_query(&page, &expand.params_with(&base, true)),
+                        &format!("show each call of {base}")
+                    ),
+                );
+                continue;
+            }
+        };
         let verdict = match s.verdict() {
             "different" if !s.changes.is_empty() => s
                 .changes
@@ -1478,6 +1661,13 @@ pub fn compare(store: &Store, a: &str, b: &str) -> PageResult {
         "",
         &body,
     ))
+}
+
+/// `[3..=11]`: the range of items of per-item call names.
+fn item_range<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let items = names.filter_map(|n| pipeline::report::item_call(n).map(|(_, i)| i));
+    let (first, last) = items.fold((u64::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
+    format!("[{first}..={last}]")
 }
 
 /// Type names of the scalar numbers a step output can hold.

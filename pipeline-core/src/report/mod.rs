@@ -39,11 +39,15 @@ use serde::{Serialize, Serializer};
 
 use crate::store::{RunRecord, StepRecord};
 
+pub use crate::map::item_call;
 pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
 pub use graph::{status_colors, GraphEdge, GraphNode, RunGraph};
-pub use runs::{PinChange, RunDetail, RunList, StepLogs};
+pub use runs::{
+    list_calls, status_counts, Listed, PinChange, RunDetail, RunList, StepLogs, GROUP_LIMIT,
+    GROUP_SHOWN,
+};
 pub use verify::VerifySummary;
 
 /// A run record as reports show it: its fields, with `duration` as `duration_s` (seconds)

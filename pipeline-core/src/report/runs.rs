@@ -167,7 +167,7 @@ impl fmt::Display for RunDetail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{}", run_header(&self.run.0))?;
         writeln!(f)?;
-        let listed = listing(&self.steps);
+        let listed = list_calls(self.steps.iter().map(|s| s.0.name.as_str()), |_| false);
         let mut rows = Vec::new();
         let mut hidden_calls = 0;
         for entry in &listed {
@@ -277,32 +277,45 @@ impl fmt::Display for RunDetail {
 
 /// Groups of calls named `<base>[<i>]` (a map's per-item calls, or labelled calls of a
 /// loop) larger than this are shown by their first [`GROUP_SHOWN`] calls and one summary
-/// row in `pipeline show`, so a map over 10,000 items prints a screenful, not 10,000 rows.
-const GROUP_LIMIT: usize = 8;
-/// How many calls of a large group `pipeline show` lists one by one.
-const GROUP_SHOWN: usize = 3;
+/// row in `pipeline show` and the dashboard, so a map over 10,000 items lists a screenful,
+/// not 10,000 rows.
+pub const GROUP_LIMIT: usize = 8;
+/// How many calls of a large group are listed one by one.
+pub const GROUP_SHOWN: usize = 3;
 
-/// One row (or block of rows) of `pipeline show`'s table.
-enum Listed {
-    /// A step, by its index in the run's steps.
+/// One row (or block of rows) of a list of a run's calls ([`list_calls`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// A call, by its index in the list given.
     Step(usize),
-    /// The calls of group `base` not listed one by one.
-    More { base: String, steps: Vec<usize> },
+    /// The calls of group `base` not listed one by one, by index, in item order.
+    More {
+        /// The group's name: the `train_fold` of `train_fold[3]`.
+        base: String,
+        /// The calls summed up, by index in the list given.
+        steps: Vec<usize>,
+    },
 }
 
-/// The order `pipeline show` lists `steps` in: each group of `<base>[<i>]` calls together,
-/// by item number, where its first call is; a large group by its first calls and a summary.
-fn listing(steps: &[StepView]) -> Vec<Listed> {
+/// The order a run's calls (their `names`, in pipeline order) are listed in by `pipeline
+/// show` and the dashboard: each group of `<base>[<i>]` calls ([`item_call`]) together, by
+/// item number, where its first call is; a group of more than [`GROUP_LIMIT`] by its first
+/// [`GROUP_SHOWN`] calls and a [`Listed::More`], unless `expanded(base)`.
+pub fn list_calls<'a>(
+    names: impl IntoIterator<Item = &'a str>,
+    expanded: impl Fn(&str) -> bool,
+) -> Vec<Listed> {
+    let names: Vec<&str> = names.into_iter().collect();
     let mut groups: std::collections::HashMap<&str, Vec<(u64, usize)>> =
         std::collections::HashMap::new();
-    for (i, StepView(s)) in steps.iter().enumerate() {
-        if let Some((base, n)) = item_call(&s.name) {
+    for (i, name) in names.iter().enumerate() {
+        if let Some((base, n)) = item_call(name) {
             groups.entry(base).or_default().push((n, i));
         }
     }
-    let mut listed = Vec::with_capacity(steps.len());
-    for (i, StepView(s)) in steps.iter().enumerate() {
-        let Some((base, _)) = item_call(&s.name) else {
+    let mut listed = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let Some((base, _)) = item_call(name) else {
             listed.push(Listed::Step(i));
             continue;
         };
@@ -311,7 +324,7 @@ fn listing(steps: &[StepView]) -> Vec<Listed> {
             continue;
         };
         members.sort_unstable();
-        let shown = if members.len() > GROUP_LIMIT {
+        let shown = if members.len() > GROUP_LIMIT && !expanded(base) {
             GROUP_SHOWN
         } else {
             members.len()
@@ -327,25 +340,38 @@ fn listing(steps: &[StepView]) -> Vec<Listed> {
     listed
 }
 
+/// How many of `steps` have each status, by status name (`[("cached", 4), ("executed",
+/// 1)]`), as a group's summary says it.
+pub fn status_counts<'a>(
+    steps: impl IntoIterator<Item = &'a crate::store::StepRecord>,
+) -> Vec<(String, usize)> {
+    let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in steps {
+        *statuses.entry(s.status.to_string()).or_default() += 1;
+    }
+    statuses.into_iter().collect()
+}
+
 /// The summary row of a large group's calls not listed one by one: their names' range,
 /// how many by status, their total duration.
 fn more_calls_row<'a>(
     base: &str,
-    calls: impl Iterator<Item = &'a crate::store::StepRecord>,
+    calls: impl Iterator<Item = &'a crate::store::StepRecord> + Clone,
 ) -> Vec<String> {
-    let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
     let (mut n, mut total) = (0usize, std::time::Duration::ZERO);
     let (mut first, mut last) = (u64::MAX, 0u64);
-    for s in calls {
+    for s in calls.clone() {
         n += 1;
         total += s.duration;
-        *statuses.entry(s.status.to_string()).or_default() += 1;
         if let Some((_, i)) = item_call(&s.name) {
             first = first.min(i);
             last = last.max(i);
         }
     }
-    let counts: Vec<String> = statuses.iter().map(|(s, k)| format!("{k} {s}")).collect();
+    let counts: Vec<String> = status_counts(calls)
+        .iter()
+        .map(|(s, k)| format!("{k} {s}"))
+        .collect();
     vec![
         format!("{base}[{first}..={last}]"),
         format!("{n} more: {}", counts.join(", ")),
