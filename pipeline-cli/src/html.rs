@@ -159,17 +159,18 @@ impl<'g> Layout<'g> {
                 }
             }
         }
-        // A split's items are one line when they are many, or when a stack consumes them.
+        // A split's items are one line, unless calls of an expanded group consume them
+        // (each of their edges leaves from its item's line).
         for node in &mut nodes {
             if let Kind::Step { index, folded } = &mut node.kind {
                 let outputs = &steps[*index].outputs;
                 let items =
                     !outputs.is_empty() && outputs.iter().all(|o| item_call(&o.name).is_some());
-                let into_stack = graph.edges.iter().any(|e| {
+                let feeds_expanded = graph.edges.iter().any(|e| {
                     e.producer == *index
-                        && item_call(&steps[e.consumer].name).is_some_and(|(b, _)| !expanded(b))
+                        && item_call(&steps[e.consumer].name).is_some_and(|(b, _)| expanded(b))
                 });
-                *folded = items && (outputs.len() > GROUP_LIMIT || into_stack);
+                *folded = items && !feeds_expanded;
             }
         }
         for node in &mut nodes {
@@ -186,6 +187,15 @@ impl<'g> Layout<'g> {
             }
             let exact = output_of(graph, e);
             let (line, label) = match &nodes[p].kind {
+                // A split's items into a stack, beside an expanded group: from the first.
+                Kind::Step { folded: false, .. }
+                    if matches!(nodes[c].kind, Kind::Stack { .. })
+                        && exact.is_some_and(|k| {
+                            item_call(&steps[e.producer].outputs[k].name).is_some()
+                        }) =>
+                {
+                    (Some(0), e.input.clone())
+                }
                 Kind::Step { folded: false, .. } => {
                     let outputs = &steps[e.producer].outputs;
                     let label = match exact.map(|k| &outputs[k].name) {
