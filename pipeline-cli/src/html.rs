@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use pipeline::report::text::{duration, short_hash, size, timestamp};
-use pipeline::report::{item_call, list_calls, status_counts, Listed, RunGraph, GROUP_LIMIT};
+use pipeline::report::{
+    depths, item_call, list_calls, status_counts, Listed, RunGraph, GROUP_LIMIT,
+};
 use pipeline::{RunRecord, StepRecord, StepStatus};
 use serde_json::{json, Value};
 
@@ -217,42 +219,34 @@ impl<'g> Layout<'g> {
             let grouped = matches!(nodes[p].kind, Kind::Stack { .. })
                 || matches!(nodes[c].kind, Kind::Stack { .. })
                 || matches!(nodes[p].kind, Kind::Step { folded: true, .. });
-            if !grouped {
-                edges.push(DrawnEdge {
-                    producer: p,
-                    consumer: c,
-                    output_index: line,
-                    label,
-                    count: 1,
-                });
-                continue;
-            }
             // `item[3]` (a gather's input) reads as `item[i]` once folded.
-            let label = match item_call(&label) {
+            let label = match item_call(&label).filter(|_| grouped) {
                 Some((b, _)) => format!("{b}[i]"),
                 None => label,
             };
-            let key = (p, c, line, label.clone());
-            match folded_edges.get(&key) {
-                Some(&k) => edges[k].count += 1,
-                None => {
-                    folded_edges.insert(key, edges.len());
-                    edges.push(DrawnEdge {
-                        producer: p,
-                        consumer: c,
-                        output_index: line,
-                        label,
-                        count: 1,
-                    });
+            if grouped {
+                let key = (p, c, line, label.clone());
+                if let Some(&k) = folded_edges.get(&key) {
+                    edges[k].count += 1;
+                    continue;
                 }
+                folded_edges.insert(key, edges.len());
             }
+            edges.push(DrawnEdge {
+                producer: p,
+                consumer: c,
+                output_index: line,
+                label,
+                count: 1,
+            });
         }
         for e in &mut edges {
             if e.count > 1 {
                 let _ = write!(e.label, " ×{}", e.count);
             }
         }
-        let layer = layers(nodes.len(), &edges);
+        let pairs: Vec<(usize, usize)> = edges.iter().map(|e| (e.producer, e.consumer)).collect();
+        let layer = depths(nodes.len(), &pairs);
         for (node, l) in nodes.iter_mut().zip(&layer) {
             node.layer = *l;
         }
@@ -405,8 +399,6 @@ impl<'g> Layout<'g> {
         );
         out
     }
-
-    /// The SVG drawing; with `step_href`, each node is a link to its step's page.
 
     /// The SVG drawing; with `links`, each node is a link to its step's page and each
     /// stacked node one that expands it.
@@ -725,20 +717,23 @@ impl<'g> Layout<'g> {
 /// The summary of calls of one group: the range of their items (`[3..=11]`), their counts
 /// by status (`8 cached, 1 failed`), their total duration.
 pub fn summary(calls: &[&StepRecord]) -> (String, String, String) {
-    let items = calls
-        .iter()
-        .filter_map(|s| item_call(&s.name).map(|(_, i)| i));
-    let (first, last) = items.fold((u64::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
     let counts: Vec<String> = status_counts(calls.iter().copied())
         .iter()
         .map(|(s, n)| format!("{n} {s}"))
         .collect();
     let took: std::time::Duration = calls.iter().map(|s| s.duration).sum();
     (
-        format!("[{first}..={last}]"),
+        item_range(calls.iter().map(|s| s.name.as_str())),
         counts.join(", "),
         duration(took),
     )
+}
+
+/// `[3..=11]`: the range of the items of per-item call names.
+pub fn item_range<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let items = names.filter_map(|n| item_call(n).map(|(_, i)| i));
+    let (first, last) = items.fold((u64::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
+    format!("[{first}..={last}]")
 }
 
 /// The status a stacked node is drawn with: failed when any call failed, else running,
@@ -814,25 +809,6 @@ fn lines(kind: &Kind<'_>, steps: &[&StepRecord]) -> Vec<(String, String, &'stati
             out
         }
     }
-}
-
-/// Topological depth of each of `n` drawn nodes; a cycle (which a damaged store could
-/// hold) stops deepening after `n` rounds instead of looping.
-fn layers(n: usize, edges: &[DrawnEdge]) -> Vec<usize> {
-    let mut layer = vec![0usize; n];
-    for _ in 0..n {
-        let mut changed = false;
-        for e in edges {
-            if layer[e.consumer] < layer[e.producer] + 1 && layer[e.producer] < n {
-                layer[e.consumer] = layer[e.producer] + 1;
-                changed = true;
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    layer
 }
 
 fn route(

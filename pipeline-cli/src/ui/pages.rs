@@ -1550,7 +1550,7 @@ pub fn compare(store: &Store, a: &str, b: &str, expand: &Expand) -> PageResult {
                     r#"<tr class="more" data-group="{b}" data-calls="{n}" data-differ="{differ}"><td>{b}{range} <span class="dim">({n} more)</span></td><td>{a}</td><td>{bb}</td><td>{differ} of {n} differ · {all}</td></tr>"#,
                     b = esc(&base),
                     n = calls.len(),
-                    range = item_range(calls.iter().map(|c| c.name.as_str())),
+                    range = html::item_range(calls.iter().map(|c| c.name.as_str())),
                     a = esc(&count(|c| c.status_a)),
                     bb = esc(&count(|c| c.status_b)),
                     all = link(
@@ -1661,13 +1661,6 @@ pub fn compare(store: &Store, a: &str, b: &str, expand: &Expand) -> PageResult {
         "",
         &body,
     ))
-}
-
-/// `[3..=11]`: the range of items of per-item call names.
-fn item_range<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let items = names.filter_map(|n| pipeline::report::item_call(n).map(|(_, i)| i));
-    let (first, last) = items.fold((u64::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
-    format!("[{first}..={last}]")
 }
 
 /// Type names of the scalar numbers a step output can hold.

@@ -1,5 +1,6 @@
 //! `pipeline lineage RUN`: a run's DAG, from the producer edges the store recorded.
 
+use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 
 use serde::Serialize;
@@ -88,7 +89,8 @@ impl RunGraph {
     /// The graph of records already read: `steps` are the run's steps in pipeline order.
     pub fn from_records(run: RunRecord, steps: Vec<StepRecord>) -> RunGraph {
         let edges = edges(&steps);
-        let layer = layers(steps.len(), &edges);
+        let pairs: Vec<(usize, usize)> = edges.iter().map(|e| (e.producer, e.consumer)).collect();
+        let layer = depths(steps.len(), &pairs);
         RunGraph {
             run: RunView(run),
             nodes: steps
@@ -122,6 +124,25 @@ impl RunGraph {
 /// Edges from each artifact input's recorded producer execution (see [`RunGraph`]).
 fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
     let mut edges = Vec::new();
+    // The steps holding each execution (as theirs, or reused), in pipeline order, and the
+    // first step of each name: a run of a 10,000-item map looks each input up in these
+    // rather than in every step.
+    let mut holding: HashMap<i64, Vec<usize>> = HashMap::new();
+    let mut first_named: HashMap<&str, usize> = HashMap::new();
+    for (p, s) in steps.iter().enumerate() {
+        holding.entry(s.execution_id).or_default().push(p);
+        if let Some(r) = s.reused_execution.filter(|&r| r != s.execution_id) {
+            holding.entry(r).or_default().push(p);
+        }
+        first_named.entry(s.name.as_str()).or_insert(p);
+    }
+    // The first output of each step holding each content (a split has one per item).
+    let mut output_at: HashMap<(usize, Hash128), usize> = HashMap::new();
+    for (p, s) in steps.iter().enumerate() {
+        for (k, o) in s.outputs.iter().enumerate() {
+            output_at.entry((p, o.content_hash)).or_insert(k);
+        }
+    }
     for (to, s) in steps.iter().enumerate() {
         for input in &s.components.inputs {
             let InputComponent::Artifact {
@@ -134,17 +155,18 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
             };
             let record = s.inputs.iter().find(|i| &i.name == name);
             let named = |p: &StepRecord| &p.name == producer;
+            let by_name = first_named.get(producer.as_str()).copied();
             let from = match record.and_then(|r| r.producer_execution) {
                 Some(id) => {
-                    let candidates: Vec<usize> = (0..steps.len())
-                        .filter(|&p| {
-                            p != to
-                                && (steps[p].execution_id == id
-                                    || steps[p].reused_execution == Some(id))
-                        })
+                    let candidates: Vec<usize> = holding
+                        .get(&id)
+                        .into_iter()
+                        .flatten()
+                        .copied()
+                        .filter(|&p| p != to)
                         .collect();
                     match candidates.as_slice() {
-                        [] => steps.iter().position(named),
+                        [] => by_name,
                         [one] => Some(*one),
                         many => many
                             .iter()
@@ -153,7 +175,7 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
                             .or(many.first().copied()),
                     }
                 }
-                None => steps.iter().position(named),
+                None => by_name,
             };
             let Some(from) = from.filter(|&f| f != to) else {
                 continue;
@@ -161,8 +183,7 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
             let hash = record
                 .and_then(|r| r.content_hash)
                 .or_else(|| content_hash.parse::<Hash128>().ok());
-            let output_index =
-                hash.and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
+            let output_index = hash.and_then(|h| output_at.get(&(from, h)).copied());
             let output = output_index.map(|o| &steps[from].outputs[o]);
             edges.push(GraphEdge {
                 from: steps[from].name.clone(),
@@ -180,15 +201,17 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
     edges
 }
 
-/// Topological depth of each of `n` nodes; a cycle (which a damaged store could hold)
-/// stops deepening after `n` rounds instead of looping.
-fn layers(n: usize, edges: &[GraphEdge]) -> Vec<usize> {
+/// Topological depth of each of `n` nodes joined by `edges` (producer, consumer): 0 for a
+/// node with no producer, else one more than its deepest producer. A cycle (which a damaged
+/// store could hold) stops deepening after `n` rounds instead of looping. The layers of
+/// [`RunGraph`], and of the lineage page's drawing.
+pub fn depths(n: usize, edges: &[(usize, usize)]) -> Vec<usize> {
     let mut layer = vec![0usize; n];
     for _ in 0..n {
         let mut changed = false;
-        for e in edges {
-            if layer[e.consumer] < layer[e.producer] + 1 && layer[e.producer] < n {
-                layer[e.consumer] = layer[e.producer] + 1;
+        for &(producer, consumer) in edges {
+            if layer[consumer] < layer[producer] + 1 && layer[producer] < n {
+                layer[consumer] = layer[producer] + 1;
                 changed = true;
             }
         }

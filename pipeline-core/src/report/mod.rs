@@ -43,7 +43,7 @@ pub use crate::map::item_call;
 pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
-pub use graph::{status_colors, GraphEdge, GraphNode, RunGraph};
+pub use graph::{depths, status_colors, GraphEdge, GraphNode, RunGraph};
 pub use runs::{
     list_calls, status_counts, Listed, PinChange, RunDetail, RunList, StepLogs, GROUP_LIMIT,
     GROUP_SHOWN,
