@@ -108,20 +108,6 @@ pub fn dag_svg(graph: &RunGraph, expanded: &dyn Fn(&str) -> bool, links: &Links<
     out
 }
 
-/// The index of the output of `producer` an edge to `consumer` leaves from: the one the
-/// graph found by content hash, unless `consumer` is a per-item call `x[i]` and the producer
-/// has an output `item[i]` with the same content (a split whose list holds equal items:
-/// the content alone names the first of them).
-fn output_of(graph: &RunGraph, e: &pipeline::report::GraphEdge) -> Option<usize> {
-    let outputs = &graph.step(e.producer).outputs;
-    let (_, i) = item_call(&graph.step(e.consumer).name)?;
-    let item = format!("item[{i}]");
-    outputs
-        .iter()
-        .position(|o| o.name == item && Some(o.content_hash) == e.content_hash)
-        .or(e.output_index)
-}
-
 impl<'g> Layout<'g> {
     fn new(graph: &'g RunGraph, expanded: &dyn Fn(&str) -> bool) -> Layout<'g> {
         let steps: Vec<&StepRecord> = graph.nodes.iter().map(|n| &n.step.0).collect();
@@ -187,7 +173,7 @@ impl<'g> Layout<'g> {
             if p == c {
                 continue;
             }
-            let exact = output_of(graph, e);
+            let exact = e.output_index;
             let (line, label) = match &nodes[p].kind {
                 // A split's items into a stack, beside an expanded group: from the first.
                 Kind::Step { folded: false, .. }
@@ -198,16 +184,7 @@ impl<'g> Layout<'g> {
                 {
                     (Some(0), e.input.clone())
                 }
-                Kind::Step { folded: false, .. } => {
-                    let outputs = &steps[e.producer].outputs;
-                    let label = match exact.map(|k| &outputs[k].name) {
-                        Some(out) if *out != e.input && outputs.len() > 1 => {
-                            format!("{out} → {}", e.input)
-                        }
-                        _ => e.input.clone(),
-                    };
-                    (exact, label)
-                }
+                Kind::Step { folded: false, .. } => (exact, graph.edge_label(e)),
                 Kind::Step { folded: true, .. } => (Some(0), e.input.clone()),
                 Kind::Stack { members, .. } => {
                     let name = exact.map(|k| steps[e.producer].outputs[k].name.as_str());

@@ -226,6 +226,19 @@ fn equal_items_each_have_their_own_edge() {
             format!("item[{i}] → k")
         );
     }
+    // `lineage --json` names that edge's output the same way.
+    let graph = cli(&store, &["--json", "lineage", "equal"]).json();
+    let into = |to: &str| {
+        graph["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["to"] == to && e["from"] == "pipeline.split")
+            .unwrap()["output"]
+            .clone()
+    };
+    assert_eq!(into("check[0]"), "item[0]");
+    assert_eq!(into("check[2]"), "item[2]");
     // The edge into `check[2]` leaves from the split's third output line, not the first.
     let split = svg(&expanded).find("data-step=\"pipeline.split\"").unwrap();
     let line_y = |item: &str| -> f64 {
@@ -268,6 +281,12 @@ fn compare_groups_a_maps_calls_and_expands_them() {
         assert!(expanded.contains(&format!("<tr data-step=\"shift[{i}]\" data-same=\"true\">")));
     }
     assert!(!expanded.contains("class=\"more\""));
+    assert!(
+        expanded.contains(&format!(
+            "every call of <b>shift</b> is shown (<a href=\"/compare?a={a}&amp;b={b}\">collapse</a>)"
+        )),
+        "{expanded}"
+    );
 }
 
 #[test]

@@ -596,30 +596,11 @@ fn run_live(graph: &RunGraph, record: &RunRecord, expand: &Expand) -> String {
         html::dag_svg(graph, &|base| expand.contains(base), &links)
     );
     let steps: Vec<&StepRecord> = graph.nodes.iter().map(|n| &n.step.0).collect();
-    // The expanded groups, each with the way back.
-    let shown: Vec<String> = expand
-        .0
-        .iter()
-        .filter(|base| {
-            steps
-                .iter()
-                .any(|s| pipeline::report::item_call(&s.name).is_some_and(|(b, _)| b == *base))
-        })
-        .map(|base| {
-            format!(
-                "<span data-group=\"{b}\">every call of <b>{b}</b> is shown ({})</span>",
-                link(&collapse_href(base), "collapse"),
-                b = esc(base)
-            )
-        })
-        .collect();
-    if !shown.is_empty() {
-        let _ = writeln!(
-            out,
-            "<p class=\"actions expanded\" id=\"expanded\">{}</p>",
-            shown.join(" · ")
-        );
-    }
+    out.push_str(&expanded_note(
+        expand,
+        steps.iter().map(|s| s.name.as_str()),
+        &collapse_href,
+    ));
     out.push_str("<table class=\"steps\" id=\"steps\">\n<thead><tr><th>Step</th><th>Status</th><th>Duration</th><th>Attempts</th><th>Why</th><th>Outputs</th></tr></thead>\n<tbody>\n");
     for entry in list_calls(steps.iter().map(|s| s.name.as_str()), |b| {
         expand.contains(b)
@@ -670,6 +651,36 @@ fn run_live(graph: &RunGraph, record: &RunRecord, expand: &Expand) -> String {
     }
     out.push_str("</tbody>\n</table>\n");
     out
+}
+
+/// A line naming each expanded group that `names` has, with a link that collapses it
+/// (empty when none is).
+fn expanded_note<'a>(
+    expand: &Expand,
+    names: impl Iterator<Item = &'a str>,
+    collapse_href: &dyn Fn(&str) -> String,
+) -> String {
+    let bases: BTreeSet<&str> = names
+        .filter_map(|n| pipeline::report::item_call(n).map(|(b, _)| b))
+        .filter(|b| expand.contains(b))
+        .collect();
+    if bases.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<String> = bases
+        .iter()
+        .map(|base| {
+            format!(
+                "<span data-group=\"{b}\">every call of <b>{b}</b> is shown ({})</span>",
+                link(&collapse_href(base), "collapse"),
+                b = esc(base)
+            )
+        })
+        .collect();
+    format!(
+        "<p class=\"actions expanded\" id=\"expanded\">{}</p>\n",
+        shown.join(" · ")
+    )
 }
 
 /// Failed calls a group's summary row links to at most.
@@ -1519,12 +1530,17 @@ pub fn compare(store: &Store, a: &str, b: &str, expand: &Expand) -> PageResult {
         diff.changed().count(),
         diff.steps.len()
     );
+    let page = format!("/compare?a={}&b={}", enc(&ra.id), enc(&rb.id));
+    body.push_str(&expanded_note(
+        expand,
+        diff.steps.iter().map(|s| s.name.as_str()),
+        &|base| with_query(&page, &expand.params_with(base, false)),
+    ));
     body.push_str("<table class=\"diff\" id=\"diff\">\n<thead><tr><th>Step</th><th>A</th><th>B</th><th>Cache key</th></tr></thead>\n<tbody>\n");
     let status = |s: Option<StepStatus>| {
         s.map(|s| badge(&s.to_string()))
             .unwrap_or_else(|| "-".into())
     };
-    let page = format!("/compare?a={}&b={}", enc(&ra.id), enc(&rb.id));
     for entry in list_calls(diff.steps.iter().map(|s| s.name.as_str()), |b| {
         expand.contains(b)
     }) {

@@ -9,6 +9,7 @@ use super::text::{duration, size};
 use super::{run_status, RunView, StepView};
 use crate::error::Result;
 use crate::key::{Hash128, InputComponent};
+use crate::map::item_call;
 use crate::status::StepStatus;
 use crate::store::{RunRecord, StepRecord, Store};
 
@@ -183,7 +184,15 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
             let hash = record
                 .and_then(|r| r.content_hash)
                 .or_else(|| content_hash.parse::<Hash128>().ok());
-            let output_index = hash.and_then(|h| output_at.get(&(from, h)).copied());
+            // The output with that content; for a per-item call `x[i]` reading a split
+            // whose list holds equal items, item i itself, not the first equal one.
+            let own_item = item_call(&s.name).and_then(|(_, i)| {
+                let k = usize::try_from(i).ok()?;
+                let o = steps[from].outputs.get(k)?;
+                (o.name == format!("item[{i}]") && Some(o.content_hash) == hash).then_some(k)
+            });
+            let output_index =
+                own_item.or_else(|| hash.and_then(|h| output_at.get(&(from, h)).copied()));
             let output = output_index.map(|o| &steps[from].outputs[o]);
             edges.push(GraphEdge {
                 from: steps[from].name.clone(),
@@ -510,6 +519,50 @@ mod tests {
             ],
         );
         assert_eq!(edge_list(&g), vec![e("a", "b", "x")]);
+    }
+
+    #[test]
+    fn a_per_item_call_reads_its_own_item_of_a_list_with_equal_items() {
+        // Items 0 and 2 of the split are equal: the same content.
+        let mut split = step("pipeline.split", 1, None, "same", &[]);
+        split.outputs = ["same", "other", "same"]
+            .iter()
+            .enumerate()
+            .map(|(i, content)| ArtifactRecord {
+                name: format!("item[{i}]"),
+                ..step("x", 0, None, content, &[]).outputs.remove(0)
+            })
+            .collect();
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                split,
+                step(
+                    "f[0]",
+                    2,
+                    None,
+                    "a",
+                    &[In("x", "same", "pipeline.split", Some(1))],
+                ),
+                step(
+                    "f[1]",
+                    3,
+                    None,
+                    "b",
+                    &[In("x", "other", "pipeline.split", Some(1))],
+                ),
+                step(
+                    "f[2]",
+                    4,
+                    None,
+                    "c",
+                    &[In("x", "same", "pipeline.split", Some(1))],
+                ),
+            ],
+        );
+        let outputs: Vec<Option<&str>> = g.edges.iter().map(|e| e.output.as_deref()).collect();
+        assert_eq!(outputs, [Some("item[0]"), Some("item[1]"), Some("item[2]")]);
+        assert_eq!(g.edges[2].output_index, Some(2));
     }
 
     #[test]
