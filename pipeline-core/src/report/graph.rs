@@ -445,6 +445,56 @@ mod tests {
     }
 
     #[test]
+    fn equal_items_of_a_split_each_feed_their_own_per_item_call() {
+        // A list of two equal items: the split's outputs `item[0]` and `item[1]` have one
+        // hash, and `double[1]` read `item[1]`, not the first output with that hash.
+        let mut split = step("pipeline.split", 1, None, "aa", &[]);
+        let item = split.outputs[0].clone();
+        split.outputs = vec![
+            ArtifactRecord {
+                name: "item[0]".into(),
+                ..item.clone()
+            },
+            ArtifactRecord {
+                name: "item[1]".into(),
+                ..item
+            },
+        ];
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                split,
+                step(
+                    "double[0]",
+                    2,
+                    None,
+                    "bb",
+                    &[In("x", "aa", "pipeline.split", Some(1))],
+                ),
+                step(
+                    "double[1]",
+                    3,
+                    None,
+                    "bb",
+                    &[In("x", "aa", "pipeline.split", Some(1))],
+                ),
+            ],
+        );
+        let read: Vec<(&str, Option<&str>)> = g
+            .edges
+            .iter()
+            .map(|e| (e.to.as_str(), e.output.as_deref()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("double[0]", Some("item[0]")),
+                ("double[1]", Some("item[1]"))
+            ]
+        );
+    }
+
+    #[test]
     fn a_cached_producer_is_found_by_the_execution_it_reused() {
         let g = RunGraph::from_records(
             run(),
@@ -519,50 +569,6 @@ mod tests {
             ],
         );
         assert_eq!(edge_list(&g), vec![e("a", "b", "x")]);
-    }
-
-    #[test]
-    fn a_per_item_call_reads_its_own_item_of_a_list_with_equal_items() {
-        // Items 0 and 2 of the split are equal: the same content.
-        let mut split = step("pipeline.split", 1, None, "same", &[]);
-        split.outputs = ["same", "other", "same"]
-            .iter()
-            .enumerate()
-            .map(|(i, content)| ArtifactRecord {
-                name: format!("item[{i}]"),
-                ..step("x", 0, None, content, &[]).outputs.remove(0)
-            })
-            .collect();
-        let g = RunGraph::from_records(
-            run(),
-            vec![
-                split,
-                step(
-                    "f[0]",
-                    2,
-                    None,
-                    "a",
-                    &[In("x", "same", "pipeline.split", Some(1))],
-                ),
-                step(
-                    "f[1]",
-                    3,
-                    None,
-                    "b",
-                    &[In("x", "other", "pipeline.split", Some(1))],
-                ),
-                step(
-                    "f[2]",
-                    4,
-                    None,
-                    "c",
-                    &[In("x", "same", "pipeline.split", Some(1))],
-                ),
-            ],
-        );
-        let outputs: Vec<Option<&str>> = g.edges.iter().map(|e| e.output.as_deref()).collect();
-        assert_eq!(outputs, [Some("item[0]"), Some("item[1]"), Some("item[2]")]);
-        assert_eq!(g.edges[2].output_index, Some(2));
     }
 
     #[test]
