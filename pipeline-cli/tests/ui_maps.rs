@@ -155,6 +155,30 @@ fn a_maps_calls_are_one_stacked_node_until_expanded() {
     );
     assert!(expanded.contains("every call of <b>shift</b> is shown"));
 
+    // The split's step page lists its first items, then one row; the gather's likewise.
+    let split = page(&store, &format!("/runs/{id}/steps/pipeline.split"));
+    assert_eq!(
+        split.matches("<tr data-output=\"item[").count(),
+        3,
+        "{split}"
+    );
+    assert!(split.contains(r#"<tr class="more" data-group="item" data-calls="47"><td>item[3..=49]</td><td colspan="5">47 more outputs, "#), "{split}");
+    let every = format!("/runs/{id}/steps/pipeline.split?expand=item");
+    assert!(split.contains(&format!("<a href=\"{every}\">show each item</a>")));
+    let split = page(&store, &every);
+    assert_eq!(split.matches("<tr data-output=\"item[").count(), 50);
+    assert!(!split.contains("class=\"more\""));
+    let gather = page(&store, &format!("/runs/{id}/steps/pipeline.gather"));
+    assert_eq!(
+        gather.matches("<tr data-input=\"item[").count(),
+        3,
+        "{gather}"
+    );
+    assert!(
+        gather.contains(r#"<td>item[3..=49]</td><td colspan="3">47 more inputs · "#),
+        "{gather}"
+    );
+
     // Collapsed, the page's size does not grow with the list: 500 items, same drawing.
     run_mapped(&store, 500, "mapped-500");
     let id500 = run_id(&store, "mapped-500");

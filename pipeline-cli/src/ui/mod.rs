@@ -7,6 +7,7 @@
 //! /runs/RUN/state.json            what the run page polls (?since=VERSION waits for a change)
 //! /runs/RUN/live                  the DAG and step table alone, when steps appear
 //! /runs/RUN/steps/STEP            a step: why it ran, key components, inputs and outputs
+//!                                 (?expand=item lists a split's or gather's every item)
 //! /artifacts/HASH                 an artifact: facts, sidecar, lineage and a preview
 //! /artifacts/HASH/image           the bytes of an image artifact
 //! /compare?a=RUN&b=RUN            two runs side by side
@@ -310,8 +311,10 @@ fn json_error(e: &PageError) -> Response {
 async fn step_page(
     State(app): State<App>,
     Param((run, step)): Param<(String, String)>,
+    Query(q): Pairs,
 ) -> Response {
-    page(blocking(&app, move |s| pages::step(s, &run, &step)).await)
+    let expand = Expand::from_query(&q);
+    page(blocking(&app, move |s| pages::step(s, &run, &step, &expand)).await)
 }
 
 async fn artifact_page(State(app): State<App>, Param(hash): Param<String>) -> Response {

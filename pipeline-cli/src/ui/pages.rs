@@ -728,12 +728,13 @@ fn attempts_text(s: &StepRecord) -> String {
 
 /// A step of a run: why it ran (against the previous execution of the same call) or what
 /// it reused, its error, key components, parameters, and its inputs and outputs with
-/// their producers and consumers.
+/// their producers and consumers. A split's item outputs and a gather's item inputs
+/// (`item[i]`) past the first few are one summary row, unless `expand` names `item`.
 ///
 /// # Errors
 ///
 /// `run` names no run, or it has no step `step` (404); the store cannot be read (500).
-pub fn step(store: &Store, run: &str, step: &str) -> PageResult {
+pub fn step(store: &Store, run: &str, step: &str, expand: &Expand) -> PageResult {
     let record = store.run(run)?;
     let steps = store.run_steps(&record.id)?;
     let s = steps
@@ -771,8 +772,22 @@ pub fn step(store: &Store, run: &str, step: &str) -> PageResult {
             esc(error)
         );
     }
-    inputs_section(store, &mut body, &s, &steps, &record)?;
-    outputs_section(store, &mut body, &s)?;
+    let page = step_href(&record.id, &s.name);
+    let expand_href = |base: &str| with_query(&page, &expand.params_with(base, true));
+    let collapse_href = |base: &str| with_query(&page, &expand.params_with(base, false));
+    let names = s
+        .components
+        .inputs
+        .iter()
+        .map(|i| i.name())
+        .chain(s.outputs.iter().map(|o| o.name.as_str()));
+    body.push_str(&expanded_note(expand, names, &collapse_href));
+    let shown = Shown {
+        expand,
+        href: &expand_href,
+    };
+    inputs_section(store, &mut body, &s, &steps, &record, &shown)?;
+    outputs_section(store, &mut body, &s, &shown)?;
     components_section(&mut body, &s);
     details_section(&mut body, &s);
     logs_section(store, &mut body, &s)?;
@@ -912,6 +927,35 @@ fn explain(out: &mut String, e: &Explanation, s: &StepRecord) {
     out.push_str("</ul>\n");
 }
 
+/// Which groups of `item[i]` inputs or outputs a step page lists one by one, and the
+/// address that expands a group.
+struct Shown<'a> {
+    expand: &'a Expand,
+    href: &'a dyn Fn(&str) -> String,
+}
+
+impl Shown<'_> {
+    /// What to list of `names` (inputs or outputs): each, or a group's first few and
+    /// the rest summed up.
+    fn rows<'n>(&self, names: impl Iterator<Item = &'n str>) -> Vec<Listed> {
+        list_calls(names, |b| self.expand.contains(b))
+    }
+
+    /// The summary row of group `base`'s `names` not listed (`item[3..=9999]`, how many,
+    /// `what` they are), `columns` cells wide, with the link that lists them.
+    fn more_row(&self, base: &str, names: &[&str], what: &str, columns: usize) -> String {
+        format!(
+            "<tr class=\"more\" data-group=\"{b}\" data-calls=\"{n}\"><td>{b}{range}</td><td colspan=\"{c}\">{n} more{what} · {all}</td></tr>\n",
+            b = esc(base),
+            range = html::item_range(names.iter().copied()),
+            n = names.len(),
+            c = columns - 1,
+            what = esc(what),
+            all = link(&(self.href)(base), &format!("show each {base}")),
+        )
+    }
+}
+
 /// Inputs: parameters with their values, artifacts with their hash and the step that
 /// produced them.
 fn inputs_section(
@@ -920,6 +964,7 @@ fn inputs_section(
     s: &StepRecord,
     steps: &[StepRecord],
     run: &RunRecord,
+    shown: &Shown<'_>,
 ) -> Result<(), PageError> {
     out.push_str("<section id=\"inputs\">\n<h2>Inputs</h2>\n");
     if s.components.inputs.is_empty() {
@@ -927,7 +972,16 @@ fn inputs_section(
         return Ok(());
     }
     out.push_str("<table class=\"inputs\">\n<thead><tr><th>Argument</th><th>Kind</th><th>Value or content</th><th>Produced by</th></tr></thead>\n<tbody>\n");
-    for input in &s.components.inputs {
+    let inputs = &s.components.inputs;
+    for entry in shown.rows(inputs.iter().map(|i| i.name())) {
+        let input = match entry {
+            Listed::Step(i) => &inputs[i],
+            Listed::More { base, steps: more } => {
+                let names: Vec<&str> = more.iter().map(|&i| inputs[i].name()).collect();
+                out.push_str(&shown.more_row(&base, &names, " inputs", 4));
+                continue;
+            }
+        };
         match input {
             InputComponent::Parameter {
                 name,
@@ -1024,14 +1078,29 @@ const MAX_CONSUMERS: usize = 20;
 
 /// Outputs: name, type, size, cacher and hash (linking to the artifact page), and the
 /// executions that consumed each.
-fn outputs_section(store: &Store, out: &mut String, s: &StepRecord) -> Result<(), PageError> {
+fn outputs_section(
+    store: &Store,
+    out: &mut String,
+    s: &StepRecord,
+    shown: &Shown<'_>,
+) -> Result<(), PageError> {
     out.push_str("<section id=\"outputs\">\n<h2>Outputs</h2>\n");
     if s.outputs.is_empty() {
         out.push_str("<p class=\"empty\">None recorded.</p>\n</section>\n");
         return Ok(());
     }
     out.push_str("<table class=\"outputs\">\n<thead><tr><th>Output</th><th>Type</th><th>Size</th><th>Cacher</th><th>Content</th><th>Consumed by</th></tr></thead>\n<tbody>\n");
-    for o in &s.outputs {
+    for entry in shown.rows(s.outputs.iter().map(|o| o.name.as_str())) {
+        let o = match entry {
+            Listed::Step(i) => &s.outputs[i],
+            Listed::More { base, steps: more } => {
+                let names: Vec<&str> = more.iter().map(|&i| s.outputs[i].name.as_str()).collect();
+                let total: u64 = more.iter().map(|&i| s.outputs[i].size).sum();
+                let what = format!(" outputs, {} in all", size(total));
+                out.push_str(&shown.more_row(&base, &names, &what, 6));
+                continue;
+            }
+        };
         let lineage = store.lineage(o.content_hash)?;
         let _ = writeln!(
             out,
