@@ -188,8 +188,11 @@ impl<'g> Layout<'g> {
                 Kind::Step { folded: true, .. } => (Some(0), e.input.clone()),
                 Kind::Stack { members, .. } => {
                     let name = exact.map(|k| steps[e.producer].outputs[k].name.as_str());
-                    let line =
-                        name.and_then(|n| members[0].outputs.iter().position(|o| o.name == n));
+                    // From the template's output line; a call that failed has none, and its
+                    // edge joins the others (from the first line).
+                    let line = name
+                        .and_then(|n| template(members).outputs.iter().position(|o| o.name == n))
+                        .or(Some(0));
                     (line, e.input.clone())
                 }
             };
@@ -713,6 +716,15 @@ pub fn item_range<'a>(names: impl Iterator<Item = &'a str>) -> String {
     format!("[{first}..={last}]")
 }
 
+/// The call of a stack whose outputs are its lines: the first that has outputs (a failed
+/// call has none).
+fn template<'a>(members: &[&'a StepRecord]) -> &'a StepRecord {
+    members
+        .iter()
+        .find(|m| !m.outputs.is_empty())
+        .unwrap_or(&members[0])
+}
+
 /// The status a stacked node is drawn with: failed when any call failed, else running,
 /// executed, cached, skipped in that order.
 fn stack_status(counts: &[(String, usize)]) -> &'static str {
@@ -760,7 +772,7 @@ fn lines(kind: &Kind<'_>, steps: &[&StepRecord]) -> Vec<(String, String, &'stati
                     out.push((c, String::new(), "output counts"));
                 }
             }
-            for o in &members[0].outputs {
+            for o in &template(members).outputs {
                 let total: u64 = members
                     .iter()
                     .flat_map(|m| m.outputs.iter().filter(|p| p.name == o.name))

@@ -220,6 +220,17 @@ fn a_failed_item_shows_on_its_stack_and_in_the_summary_row() {
     );
     // The gather after the map was skipped.
     assert!(svg(&collapsed).contains(r#"data-step="pipeline.gather" data-status="skipped""#));
+    // One edge from the stack into it, the failed call's (which has no output) among them.
+    assert_eq!(
+        edge(&collapsed, "check", "pipeline.gather").1,
+        "item[i] ×20"
+    );
+    assert_eq!(
+        svg(&collapsed)
+            .matches("data-to=\"pipeline.gather\"")
+            .count(),
+        1
+    );
     // The summary row links the failed call's page.
     assert!(
         collapsed.contains(&format!(
@@ -231,6 +242,19 @@ fn a_failed_item_shows_on_its_stack_and_in_the_summary_row() {
         collapsed.contains("17 more: 16 executed, 1 failed"),
         "{collapsed}"
     );
+
+    // The first call failing, the stack's lines are still the other calls' output.
+    checked(vec![13, 1, 2])
+        .store_path(&store)
+        .run_name("first-fails")
+        .run()
+        .unwrap_err();
+    let id = run_id(&store, "first-fails");
+    let collapsed = page(&store, &format!("/runs/{id}"));
+    let stack = &svg(&collapsed)[svg(&collapsed).find("data-group=\"check\"").unwrap()..];
+    let stack = &stack[..stack.find("</g>").unwrap()];
+    assert!(stack.contains(">output</text>"), "{stack}");
+    assert!(stack.contains(">failed: check[0]</text>"), "{stack}");
 }
 
 #[test]
