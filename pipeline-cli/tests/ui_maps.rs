@@ -30,6 +30,18 @@ fn checked(ks: Vec<u32>) -> Artifact<Vec<u32>> {
     list.map(|k| check(k))
 }
 
+/// Runs `checked(ks)` as run `name` in the store at `store`; returns the run's id and
+/// whether it succeeded (or why not).
+fn run_checked(store: &Path, ks: Vec<u32>, name: &str) -> (String, Result<(), String>) {
+    let ran = checked(ks)
+        .store_path(store)
+        .run_name(name)
+        .run()
+        .map(|_| ())
+        .map_err(|e| e.to_string());
+    (run_id(store, name), ran)
+}
+
 fn run_id(store: &Path, name: &str) -> String {
     pipeline::Store::open(store).unwrap().run(name).unwrap().id
 }
@@ -196,14 +208,9 @@ fn a_maps_calls_are_one_stacked_node_until_expanded() {
 #[test]
 fn a_failed_item_shows_on_its_stack_and_in_the_summary_row() {
     let store = fresh_dir("failed").join("store");
-    let ks: Vec<u32> = (0..20).collect();
-    let err = checked(ks)
-        .store_path(&store)
-        .run_name("checked-20")
-        .run()
-        .unwrap_err();
-    assert!(err.to_string().contains("13 is refused"), "{err}");
-    let id = run_id(&store, "checked-20");
+    let (id, ran) = run_checked(&store, (0..20).collect(), "checked-20");
+    let err = ran.unwrap_err();
+    assert!(err.contains("13 is refused"), "{err}");
     let collapsed = page(&store, &format!("/runs/{id}"));
     let drawn = nodes(&collapsed);
     let stack = drawn.iter().find(|n| n.contains(" stack ")).unwrap();
@@ -244,12 +251,8 @@ fn a_failed_item_shows_on_its_stack_and_in_the_summary_row() {
     );
 
     // The first call failing, the stack's lines are still the other calls' output.
-    checked(vec![13, 1, 2])
-        .store_path(&store)
-        .run_name("first-fails")
-        .run()
-        .unwrap_err();
-    let id = run_id(&store, "first-fails");
+    let (id, ran) = run_checked(&store, vec![13, 1, 2], "first-fails");
+    assert!(ran.is_err());
     let collapsed = page(&store, &format!("/runs/{id}"));
     let stack = &svg(&collapsed)[svg(&collapsed).find("data-group=\"check\"").unwrap()..];
     let stack = &stack[..stack.find("</g>").unwrap()];
@@ -261,12 +264,8 @@ fn a_failed_item_shows_on_its_stack_and_in_the_summary_row() {
 fn equal_items_each_have_their_own_edge() {
     // Items 0 and 2 are equal: the same content, stored once.
     let store = fresh_dir("equal").join("store");
-    checked(vec![5, 6, 5])
-        .store_path(&store)
-        .run_name("equal")
-        .run()
-        .unwrap();
-    let id = run_id(&store, "equal");
+    let (id, ran) = run_checked(&store, vec![5, 6, 5], "equal");
+    ran.unwrap();
     let expanded = page(&store, &format!("/runs/{id}?expand=check"));
     for i in 0..3 {
         assert_eq!(
