@@ -5,11 +5,12 @@ use std::fmt;
 use serde::Serialize;
 
 use super::explain::Change;
+use super::group::{grouped, range_name, Grouped, GROUP_LIMIT, GROUP_SHOWN};
 use super::text::table;
 use super::{metric_text, run_header, RunView};
 use crate::error::Result;
 use crate::run::StepStatus;
-use crate::store::{RunComparison, Store};
+use crate::store::{compare_records, RunComparison, Store};
 
 /// Two runs compared step by step (see [`Store::compare_runs`]).
 #[derive(Debug, Clone, Serialize)]
@@ -35,6 +36,11 @@ pub struct DiffStep {
     pub status_b: Option<StepStatus>,
     /// Whether the cache keys are equal.
     pub same_key: bool,
+    /// Whether it is a built-in call of a map or a fan-in (`pipeline.split`,
+    /// `pipeline.gather`): bookkeeping, not a step of the user's. The text leaves it out
+    /// and [`RunDiff::changed`] does not count it; the calls that read the list or an item
+    /// say what changed in it.
+    pub builtin: bool,
     /// What differs, from the first run to the second.
     pub changes: Vec<Change>,
     /// The metrics either call logged (`StepContext::log_metric`; a cached call's are those
@@ -92,7 +98,10 @@ impl RunDiff {
     ///
     /// What [`Store::compare_runs`] returns.
     pub fn new(store: &Store, a: &str, b: &str) -> Result<RunDiff> {
-        let mut diff = RunDiff::from(store.compare_runs(a, b)?);
+        let (run_a, run_b) = (store.run(a)?, store.run(b)?);
+        // Each run's records are read once, for the comparison and the metrics.
+        let (records_a, records_b) = (store.run_steps(&run_a.id)?, store.run_steps(&run_b.id)?);
+        let mut diff = RunDiff::from(compare_records(run_a, run_b, &records_a, &records_b));
         // Each run's metrics by call name, so pairing stays linear on 10,000-step runs.
         let by_name = |steps: Vec<crate::store::StepRecord>| {
             steps
@@ -101,8 +110,8 @@ impl RunDiff {
                 .map(|s| (s.name, s.metrics))
                 .collect::<std::collections::HashMap<_, _>>()
         };
-        let steps_a = by_name(store.run_steps(&diff.run_a.0.id)?);
-        let steps_b = by_name(store.run_steps(&diff.run_b.0.id)?);
+        let steps_a = by_name(records_a);
+        let steps_b = by_name(records_b);
         let metrics_of = |steps: &std::collections::HashMap<String, _>, name: Option<&str>| {
             name.and_then(|n| steps.get(n))
                 .cloned()
@@ -133,9 +142,15 @@ impl RunDiff {
         Ok(diff)
     }
 
-    /// The steps whose cache keys differ.
+    /// The steps whose cache keys differ, built-in calls left out (see
+    /// [`DiffStep::builtin`]).
     pub fn changed(&self) -> impl Iterator<Item = &DiffStep> {
-        self.steps.iter().filter(|s| !s.same_key)
+        self.calls().filter(|s| !s.same_key)
+    }
+
+    /// Every call of either run but the built-in ones: what the text lists and counts.
+    pub fn calls(&self) -> impl Iterator<Item = &DiffStep> {
+        self.steps.iter().filter(|s| !s.builtin)
     }
 }
 
@@ -153,6 +168,7 @@ impl From<RunComparison> for RunDiff {
                     status_a: s.status_a,
                     status_b: s.status_b,
                     same_key: s.same_key,
+                    builtin: s.builtin,
                     changes: s.changes.into_iter().map(Change::new).collect(),
                     metrics: Vec::new(),
                 })
@@ -161,42 +177,32 @@ impl From<RunComparison> for RunDiff {
     }
 }
 
-/// Both runs' headers, a table of the steps (status in A and B, same key or what
-/// differs), and how many steps differ.
+/// Both runs' headers, a table of the calls (status in A and B, same key or what differs),
+/// and how many calls differ. Built-in calls are left out; a large group of a map's
+/// per-item calls (`<call>[i]`) shows its runs of equal calls as one row each
+/// (`train_fold[0..=9999]  10000 same`) and its first different calls one by one.
 impl fmt::Display for RunDiff {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "A: {}", run_header(&self.run_a.0))?;
         writeln!(f, "B: {}", run_header(&self.run_b.0))?;
         writeln!(f)?;
-        let status = |s: Option<StepStatus>| s.map(|s| s.to_string()).unwrap_or("-".into());
-        let rows: Vec<Vec<String>> = self
-            .steps
-            .iter()
-            .map(|s| {
-                let verdict = match s.verdict() {
-                    "different" if !s.changes.is_empty() => format!(
-                        "different: {}",
-                        s.changes
-                            .iter()
-                            .map(|c| c.text.as_str())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ),
-                    v => v.to_string(),
-                };
-                let name = match s.renamed_from() {
-                    Some(a) => format!("{} (A: {a})", s.name),
-                    None => s.name.clone(),
-                };
-                vec![name, status(s.status_a), status(s.status_b), verdict]
-            })
-            .collect();
+        let calls: Vec<&DiffStep> = self.calls().collect();
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for entry in grouped(calls.iter().map(|s| s.name.as_str())) {
+            match entry {
+                Grouped::One(i) => rows.push(diff_row(calls[i])),
+                Grouped::Items { members, .. } if members.len() <= GROUP_LIMIT => {
+                    rows.extend(members.iter().map(|&(_, i)| diff_row(calls[i])));
+                }
+                Grouped::Items { base, members } => group_rows(base, &members, &calls, &mut rows),
+            }
+        }
         f.write_str(&table(&["STEP", "A", "B", "CACHE KEY"], &rows))?;
         writeln!(
             f,
             "\n{} of {} steps differ.",
             self.changed().count(),
-            self.steps.len()
+            calls.len()
         )?;
         let metrics: Vec<Vec<String>> = self
             .steps
@@ -224,4 +230,134 @@ impl fmt::Display for RunDiff {
         }
         Ok(())
     }
+}
+
+/// `executed`, `-` (not in the run).
+fn status_text(s: Option<StepStatus>) -> String {
+    s.map(|s| s.to_string()).unwrap_or_else(|| "-".into())
+}
+
+/// One call's row: its name (with its name in A when paired with another), its status in
+/// A and B, and the verdict with what differs.
+fn diff_row(s: &DiffStep) -> Vec<String> {
+    let verdict = match s.verdict() {
+        "different" if !s.changes.is_empty() => format!(
+            "different: {}",
+            s.changes
+                .iter()
+                .map(|c| c.text.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+        v => v.to_string(),
+    };
+    let name = match s.renamed_from() {
+        Some(a) => format!("{} (A: {a})", s.name),
+        None => s.name.clone(),
+    };
+    vec![
+        name,
+        status_text(s.status_a),
+        status_text(s.status_b),
+        verdict,
+    ]
+}
+
+/// The statuses of several calls in one run: the status when they share one
+/// (`cached`), else how many have each (`9 cached, 1 executed`).
+fn statuses_text<'a>(calls: impl Iterator<Item = &'a DiffStep>, b: bool) -> String {
+    let mut counts: std::collections::BTreeMap<String, usize> = Default::default();
+    for s in calls {
+        *counts
+            .entry(status_text(if b { s.status_b } else { s.status_a }))
+            .or_default() += 1;
+    }
+    match counts.len() {
+        1 => counts.into_keys().next().unwrap_or_default(),
+        _ => counts
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+/// The rows of a large group of per-item calls (`members`: `(item, index in calls)`, by
+/// item): each run of consecutive items with equal keys as one row
+/// (`train_fold[0..=9999]  10000 same`), the different calls one by one, at most
+/// [`GROUP_SHOWN`] of them when more than [`GROUP_LIMIT`] differ, then one row for the
+/// rest (`train_fold[812..=9999]  9188 more: 9000 same, 188 different`).
+fn group_rows(
+    base: &str,
+    members: &[(u64, usize)],
+    calls: &[&DiffStep],
+    rows: &mut Vec<Vec<String>>,
+) {
+    let different = members.iter().filter(|&&(_, i)| !calls[i].same_key).count();
+    let listed = if different > GROUP_LIMIT {
+        GROUP_SHOWN
+    } else {
+        different
+    };
+    let same_row = |run: &[(u64, usize)]| -> Vec<String> {
+        let steps = || run.iter().map(|&(_, i)| calls[i]);
+        vec![
+            range_name(base, run.iter().map(|&(n, _)| n)),
+            statuses_text(steps(), false),
+            statuses_text(steps(), true),
+            format!("{} same", run.len()),
+        ]
+    };
+    let mut shown = 0;
+    // The run of equal calls being collected: members[start..k].
+    let mut start = 0;
+    let mut k = 0;
+    while k < members.len() {
+        let (n, i) = members[k];
+        let contiguous = k == start || members[k - 1].0 + 1 == n;
+        if calls[i].same_key && contiguous {
+            k += 1;
+            continue;
+        }
+        // The run ends here.
+        match k - start {
+            0 => {}
+            1 => rows.push(diff_row(calls[members[start].1])),
+            _ => rows.push(same_row(&members[start..k])),
+        }
+        start = k;
+        if calls[i].same_key {
+            // A gap in the item numbers: a new run starts with this call.
+            continue;
+        }
+        if shown == listed {
+            break;
+        }
+        rows.push(diff_row(calls[i]));
+        shown += 1;
+        k += 1;
+        start = k;
+    }
+    if k == members.len() {
+        match k - start {
+            0 => {}
+            1 => rows.push(diff_row(calls[members[start].1])),
+            _ => rows.push(same_row(&members[start..k])),
+        }
+        return;
+    }
+    // The rest, summed up by verdict.
+    let rest = &members[k..];
+    let mut verdicts: std::collections::BTreeMap<&str, usize> = Default::default();
+    for &(_, i) in rest {
+        *verdicts.entry(calls[i].verdict()).or_default() += 1;
+    }
+    let counts: Vec<String> = verdicts.iter().map(|(v, n)| format!("{n} {v}")).collect();
+    let steps = || rest.iter().map(|&(_, i)| calls[i]);
+    rows.push(vec![
+        range_name(base, rest.iter().map(|&(n, _)| n)),
+        statuses_text(steps(), false),
+        statuses_text(steps(), true),
+        format!("{} more: {}", rest.len(), counts.join(", ")),
+    ]);
 }

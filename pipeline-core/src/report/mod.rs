@@ -28,6 +28,7 @@ mod diff;
 mod explain;
 mod gc;
 mod graph;
+mod group;
 mod runs;
 pub mod text;
 mod verify;

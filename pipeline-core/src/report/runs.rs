@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::group::{grouped, range_name, Grouped, GROUP_LIMIT, GROUP_SHOWN};
 use super::text::{duration, short_hash, size, table, timestamp};
 use super::{run_header, run_status, RunView, StepView};
 use crate::error::Result;
@@ -275,13 +276,6 @@ impl fmt::Display for RunDetail {
     }
 }
 
-/// Groups of calls named `<base>[<i>]` (a map's per-item calls, or labelled calls of a
-/// loop) larger than this are shown by their first [`GROUP_SHOWN`] calls and one summary
-/// row in `pipeline show`, so a map over 10,000 items prints a screenful, not 10,000 rows.
-const GROUP_LIMIT: usize = 8;
-/// How many calls of a large group `pipeline show` lists one by one.
-const GROUP_SHOWN: usize = 3;
-
 /// One row (or block of rows) of `pipeline show`'s table.
 enum Listed {
     /// A step, by its index in the run's steps.
@@ -291,26 +285,18 @@ enum Listed {
 }
 
 /// The order `pipeline show` lists `steps` in: each group of `<base>[<i>]` calls together,
-/// by item number, where its first call is; a large group by its first calls and a summary.
+/// by item number, where its first call is; a group larger than [`GROUP_LIMIT`] by its
+/// first [`GROUP_SHOWN`] calls and a summary.
 fn listing(steps: &[StepView]) -> Vec<Listed> {
-    let mut groups: std::collections::HashMap<&str, Vec<(u64, usize)>> =
-        std::collections::HashMap::new();
-    for (i, StepView(s)) in steps.iter().enumerate() {
-        if let Some((base, n)) = item_call(&s.name) {
-            groups.entry(base).or_default().push((n, i));
-        }
-    }
     let mut listed = Vec::with_capacity(steps.len());
-    for (i, StepView(s)) in steps.iter().enumerate() {
-        let Some((base, _)) = item_call(&s.name) else {
-            listed.push(Listed::Step(i));
-            continue;
+    for entry in grouped(steps.iter().map(|s| s.0.name.as_str())) {
+        let (base, members) = match entry {
+            Grouped::One(i) => {
+                listed.push(Listed::Step(i));
+                continue;
+            }
+            Grouped::Items { base, members } => (base, members),
         };
-        // Listed once, where the group's first call is.
-        let Some(mut members) = groups.remove(base) else {
-            continue;
-        };
-        members.sort_unstable();
         let shown = if members.len() > GROUP_LIMIT {
             GROUP_SHOWN
         } else {
@@ -335,19 +321,16 @@ fn more_calls_row<'a>(
 ) -> Vec<String> {
     let mut statuses: std::collections::BTreeMap<String, usize> = Default::default();
     let (mut n, mut total) = (0usize, std::time::Duration::ZERO);
-    let (mut first, mut last) = (u64::MAX, 0u64);
+    let mut items = Vec::new();
     for s in calls {
         n += 1;
         total += s.duration;
         *statuses.entry(s.status.to_string()).or_default() += 1;
-        if let Some((_, i)) = item_call(&s.name) {
-            first = first.min(i);
-            last = last.max(i);
-        }
+        items.extend(item_call(&s.name).map(|(_, i)| i));
     }
     let counts: Vec<String> = statuses.iter().map(|(s, k)| format!("{k} {s}")).collect();
     vec![
-        format!("{base}[{first}..={last}]"),
+        range_name(base, items.into_iter()),
         format!("{n} more: {}", counts.join(", ")),
         duration(total),
         "-".into(),

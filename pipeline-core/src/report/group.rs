@@ -1,0 +1,58 @@
+//! Calls named `<base>[<i>]` (a map's per-item calls, or labelled calls of a loop) listed
+//! together: the one grouping `pipeline show` and `pipeline diff` share, so a map over
+//! 10,000 items prints a screenful, not 10,000 rows.
+
+use std::collections::HashMap;
+
+use crate::map::item_call;
+
+/// Groups larger than this are summed up: `show` lists their first [`GROUP_SHOWN`] calls
+/// and one summary row, `diff` collapses their runs of equal calls and lists this many
+/// different ones at most one by one.
+pub(crate) const GROUP_LIMIT: usize = 8;
+/// How many calls of a large group are listed one by one.
+pub(crate) const GROUP_SHOWN: usize = 3;
+
+/// One entry of a listing: a call alone, or a group of `<base>[<i>]` calls.
+pub(crate) enum Grouped<'a> {
+    /// A call, by its index in the listed calls.
+    One(usize),
+    /// The calls named `<base>[<i>]`, as `(i, index in the listed calls)`, by item number.
+    Items {
+        /// Their name without the item number.
+        base: &'a str,
+        /// The calls, by item number (then by position for equal numbers).
+        members: Vec<(u64, usize)>,
+    },
+}
+
+/// `names` (the listed calls' names, in their order) as listed: each group of `<base>[<i>]`
+/// calls together, where its first call is, by item number; every other call where it is.
+/// Linear but for sorting each group.
+pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<Grouped<'a>> {
+    let mut groups: HashMap<&str, Vec<(u64, usize)>> = HashMap::new();
+    for (i, name) in names.clone().enumerate() {
+        if let Some((base, n)) = item_call(name) {
+            groups.entry(base).or_default().push((n, i));
+        }
+    }
+    let mut listed = Vec::new();
+    for (i, name) in names.enumerate() {
+        let Some((base, _)) = item_call(name) else {
+            listed.push(Grouped::One(i));
+            continue;
+        };
+        // Listed once, where the group's first call is.
+        if let Some(mut members) = groups.remove(base) {
+            members.sort_unstable();
+            listed.push(Grouped::Items { base, members });
+        }
+    }
+    listed
+}
+
+/// `base[first..=last]`, the range of item numbers `items` covers.
+pub(crate) fn range_name(base: &str, items: impl Iterator<Item = u64>) -> String {
+    let (first, last) = items.fold((u64::MAX, 0), |(lo, hi), i| (lo.min(i), hi.max(i)));
+    format!("{base}[{first}..={last}]")
+}
