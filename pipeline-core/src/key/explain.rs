@@ -379,6 +379,76 @@ mod tests {
 }
 
 #[cfg(test)]
+mod list_tests {
+    use super::*;
+    use crate::key::{Hash128, OutputDecl};
+
+    /// A gather's key components over items with these content hashes.
+    fn gathered(items: impl Iterator<Item = u128>) -> KeyComponents {
+        KeyComponents {
+            format: crate::key::KEY_FORMAT_VERSION,
+            step: crate::gather::GATHER_STEP.into(),
+            module: String::new(),
+            code_parts: Vec::new(),
+            code_signature: "0000000000000001".into(),
+            outputs: vec![OutputDecl {
+                name: "output".into(),
+                type_name: "alloc::vec::Vec<f64>".into(),
+                shape: String::new(),
+                cacher: "bincode".into(),
+                cacher_version: 1,
+            }],
+            inputs: items
+                .enumerate()
+                .map(|(i, h)| InputComponent::Artifact {
+                    name: crate::gather::item_name(i).into(),
+                    content_hash: Hash128(h).to_hex(),
+                    producer: format!("fit[{h}]"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_item_inserted_at_the_front_of_a_long_list_is_the_one_change() {
+        let old = gathered(1..=10_000);
+        let new = gathered(std::iter::once(0).chain(1..=10_000));
+        assert_eq!(
+            Reason::differences(&old, &new),
+            [
+                Reason::ListItemChanged {
+                    index: 0,
+                    producer: "fit[0]".into()
+                },
+                Reason::ListLengthChanged {
+                    old: 10_000,
+                    new: 10_001
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn removed_reordered_and_repeated_items_are_told_apart() {
+        // One removed: the length says it, no item is new.
+        let removed = Reason::differences(&gathered(1..=5), &gathered([1, 2, 4, 5].into_iter()));
+        assert_eq!(removed, [Reason::ListLengthChanged { old: 5, new: 4 }]);
+        let reordered = Reason::differences(&gathered(1..=5), &gathered((1..=5).rev()));
+        assert_eq!(reordered, [Reason::ListReordered]);
+        // An item held twice now but once before: the second copy is new.
+        let twice = Reason::differences(&gathered(1..=2), &gathered([1, 1].into_iter()));
+        assert_eq!(
+            twice,
+            [Reason::ListItemChanged {
+                index: 1,
+                producer: "fit[1]".into()
+            }]
+        );
+        assert!(Reason::differences(&gathered(1..=3), &gathered(1..=3)).is_empty());
+    }
+}
+
+#[cfg(test)]
 mod key_option_tests {
     use super::*;
     use crate::key::{Hash128, SECRET};
