@@ -220,7 +220,8 @@ pub enum Reason {
     /// The inputs or outputs were declared differently (added, removed, retyped, recached).
     DeclarationChanged,
     /// A gathered list (fan-in, or a map's result) has another number of items: items
-    /// were added or removed (each item that changed is its own [`Reason::InputChanged`]).
+    /// were added or removed (each item new to the list is its own
+    /// [`Reason::ListItemChanged`]).
     ListLengthChanged {
         /// Items before.
         old: usize,
@@ -228,7 +229,7 @@ pub enum Reason {
         new: usize,
     },
     /// More items of a gathered list changed than are listed one by one (the first few
-    /// are each a [`Reason::InputChanged`]), so a reason stays one readable line.
+    /// are each a [`Reason::ListItemChanged`]), so a reason stays one readable line.
     MoreItemsChanged {
         /// Changed items not listed.
         more: usize,

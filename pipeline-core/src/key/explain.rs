@@ -209,12 +209,22 @@ fn list_changes(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
             .collect()
     };
     let (before, now) = (items(old), items(new));
+    // Equal items at both ends are the same items: an item inserted at the front leaves
+    // the rest in place, even when the new item equals one further on.
+    let same = |i: usize, j: usize| before[i].0 == now[j].0;
+    let head = (0..before.len().min(now.len()))
+        .take_while(|&i| same(i, i))
+        .count();
+    let tail = (0..before.len().min(now.len()) - head)
+        .take_while(|&k| same(before.len() - 1 - k, now.len() - 1 - k))
+        .count();
+    // Between them, items are matched by content wherever they are (a reordered list).
     let mut held: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (hash, _) in &before {
+    for (hash, _) in &before[head..before.len() - tail] {
         *held.entry(hash).or_default() += 1;
     }
     let mut fresh = Vec::new();
-    for (index, (hash, producer)) in now.iter().enumerate() {
+    for (index, (hash, producer)) in now.iter().enumerate().take(now.len() - tail).skip(head) {
         match held.get_mut(hash.as_str()) {
             Some(n) if *n > 0 => *n -= 1,
             _ => fresh.push(Reason::ListItemChanged {
@@ -424,6 +434,23 @@ mod list_tests {
                     old: 10_000,
                     new: 10_001
                 }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_item_inserted_at_the_front_that_equals_a_later_one_is_still_the_new_one() {
+        // The new first item equals the second one: the rest stayed in place.
+        let old = gathered([5, 7, 9].into_iter());
+        let new = gathered([7, 5, 7, 9].into_iter());
+        assert_eq!(
+            Reason::differences(&old, &new),
+            [
+                Reason::ListItemChanged {
+                    index: 0,
+                    producer: "fit[7]".into()
+                },
+                Reason::ListLengthChanged { old: 3, new: 4 }
             ]
         );
     }
