@@ -361,3 +361,80 @@ fn group_rows(
         format!("{} more: {}", rest.len(), counts.join(", ")),
     ]);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-item call `base[i]`: cached and the same, or executed and different.
+    fn call(name: String, same: bool) -> DiffStep {
+        DiffStep {
+            name_a: Some(name.clone()),
+            name,
+            status_a: Some(StepStatus::Executed),
+            status_b: Some(if same {
+                StepStatus::Cached
+            } else {
+                StepStatus::Executed
+            }),
+            same_key: same,
+            builtin: false,
+            changes: if same {
+                Vec::new()
+            } else {
+                vec![Change::new(crate::status::Reason::KeyChanged)]
+            },
+            metrics: Vec::new(),
+        }
+    }
+
+    fn rows(calls: &[DiffStep]) -> Vec<String> {
+        let calls: Vec<&DiffStep> = calls.iter().collect();
+        let mut rows = Vec::new();
+        for entry in grouped(calls.iter().map(|s| s.name.as_str())) {
+            if let Grouped::Items { base, members } = entry {
+                group_rows(base, &members, &calls, &mut rows);
+            }
+        }
+        rows.into_iter().map(|r| r.join(" | ")).collect()
+    }
+
+    #[test]
+    fn many_different_items_are_listed_three_then_counted() {
+        // Items 0..100; every 10th differs (10 of them, more than 8).
+        let calls: Vec<DiffStep> = (0..100)
+            .map(|i| call(format!("fit[{i}]"), i % 10 != 5))
+            .collect();
+        assert_eq!(
+            rows(&calls),
+            [
+                "fit[0..=4] | executed | cached | 5 same",
+                "fit[5] | executed | executed | different: cache key changed",
+                "fit[6..=14] | executed | cached | 9 same",
+                "fit[15] | executed | executed | different: cache key changed",
+                "fit[16..=24] | executed | cached | 9 same",
+                "fit[25] | executed | executed | different: cache key changed",
+                "fit[26..=34] | executed | cached | 9 same",
+                "fit[35..=99] | executed | 58 cached, 7 executed | 65 more: 7 different, 58 same",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_gap_in_the_item_numbers_starts_a_new_row_and_a_lone_item_keeps_its_row() {
+        let mut calls: Vec<DiffStep> = (0..12)
+            .filter(|&i| i != 6)
+            .map(|i| call(format!("fit[{i}]"), i != 11))
+            .collect();
+        calls.push(call("fit[20]".into(), true));
+        assert_eq!(
+            rows(&calls),
+            [
+                "fit[0..=5] | executed | cached | 6 same",
+                "fit[7..=10] | executed | cached | 4 same",
+                "fit[11] | executed | executed | different: cache key changed",
+                "fit[20] | executed | cached | same",
+            ]
+        );
+    }
+}
