@@ -482,11 +482,11 @@ fn an_appended_item_is_a_first_execution_not_a_change_of_another_item() {
 #[test]
 fn diff_sums_up_a_large_maps_equal_items_and_lists_the_different_ones() {
     let (_dir, store) = temp_store();
-    let n = 2_000i64;
+    let n = 1_000i64;
     let values: Vec<i64> = (0..n).collect();
     let a = run(&store, &values, 0, "large-diff");
     let mut edited = values.clone();
-    edited[1000] = 5_000;
+    edited[500] = 5_000;
     edited.push(n);
     let b = run(&store, &edited, 0, "large-diff");
     let diff = pipeline::report::RunDiff::new(&store, a.id(), b.id()).unwrap();
@@ -506,29 +506,29 @@ fn diff_sums_up_a_large_maps_equal_items_and_lists_the_different_ones() {
     assert_eq!(rows.len(), 8, "{text}");
     assert_eq!(
         columns(rows[0]),
-        ["double[0..=999]", "executed", "cached", "1000", "same"],
+        ["double[0..=499]", "executed", "cached", "500", "same"],
         "{text}"
     );
     assert!(
-        rows[1].starts_with("double[1000] ")
-            && rows[1].ends_with("different: item 1000 of `rows`'s list changed"),
+        rows[1].starts_with("double[500] ")
+            && rows[1].ends_with("different: item 500 of `rows`'s list changed"),
         "{text}"
     );
     assert_eq!(
         columns(rows[2]),
-        ["double[1001..=1999]", "executed", "cached", "999", "same"],
+        ["double[501..=999]", "executed", "cached", "499", "same"],
         "{text}"
     );
     assert_eq!(
         columns(rows[3]),
-        ["double[2000]", "-", "executed", "only", "in", "B"],
+        ["double[1000]", "-", "executed", "only", "in", "B"],
         "{text}"
     );
-    assert!(rows[4].starts_with("add[0..=999] "), "{text}");
-    assert!(rows[5].starts_with("add[1000] "), "{text}");
-    // rows, offset, total, 2001 doubles, 2001 adds; rows, 2 items and total differ.
+    assert!(rows[4].starts_with("add[0..=499] "), "{text}");
+    assert!(rows[5].starts_with("add[500] "), "{text}");
+    // rows, offset, total, 1001 doubles, 1001 adds; rows, 2 items and total differ.
     assert!(
-        text.contains("\n6 of 4005 steps differ.\n"),
+        text.contains("\n6 of 2005 steps differ.\n"),
         "{}",
         &text[text.len().saturating_sub(400)..]
     );

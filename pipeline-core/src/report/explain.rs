@@ -237,12 +237,9 @@ impl Explanation {
                     });
                     let mut change = Change::new(reason);
                     change.detail = detail;
-                    match &change.reason {
-                        Reason::DeclarationChanged => {
-                            change.old_declarations = Some(declarations(&prev.components));
-                            change.new_declarations = Some(declarations(&step.components));
-                        }
-                        _ => {}
+                    if change.reason == Reason::DeclarationChanged {
+                        change.old_declarations = Some(declarations(&prev.components));
+                        change.new_declarations = Some(declarations(&step.components));
                     }
                     report.changes.push(change);
                 }

@@ -539,7 +539,7 @@ pub(crate) fn compare_records(
             })
             .collect::<Vec<usize>>()
     };
-    let (ordinal_a, ordinal_b) = (ordinals(&steps_a), ordinals(&steps_b));
+    let (ordinal_a, ordinal_b) = (ordinals(steps_a), ordinals(steps_b));
     // Per step of the first run: its calls in position order (index = ordinal), and
     // which of them are paired.
     let mut grouped: HashMap<&str, Vec<Candidate>> = HashMap::new();
