@@ -166,6 +166,17 @@ fn show_groups_a_maps_per_item_calls_and_sums_up_a_large_group() {
         );
     }
     assert!(!out.contains("more:"), "{out}");
+
+    // `explain` of the step's own name names its calls, a large group as its range.
+    let err = cli(&store, &["explain", "mapped-12", "shift"]).fails();
+    assert!(
+        err.contains(
+            "step `shift` is called 12 times in run `mapped-12`; name one of: `shift[0..=11]`"
+        ),
+        "{err}"
+    );
+    let err = cli(&store, &["explain", "mapped-12", "nosuch"]).fails();
+    assert!(err.contains("`shift[0..=11]`, `pipeline.gather`"), "{err}");
 }
 
 #[test]

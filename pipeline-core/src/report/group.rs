@@ -56,3 +56,47 @@ pub(crate) fn range_name(base: &str, items: impl Iterator<Item = u64>) -> String
     let (first, last) = items.fold((u64::MAX, 0), |(lo, hi), i| (lo.min(i), hi.max(i)));
     format!("{base}[{first}..={last}]")
 }
+
+/// `names` (calls' names, in their order) as a person reads a list of them: each group of
+/// more than [`GROUP_LIMIT`] `<base>[<i>]` calls as one entry, its range
+/// (`train_fold[0..=9999]`), every other name as it is. Linear but for sorting each group.
+pub(crate) fn call_names<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    let all: Vec<&str> = names.clone().collect();
+    let mut out = Vec::new();
+    for entry in grouped(names) {
+        match entry {
+            Grouped::One(i) => out.push(all[i].to_string()),
+            Grouped::Items { base, members } if members.len() > GROUP_LIMIT => {
+                out.push(range_name(base, members.iter().map(|&(n, _)| n)));
+            }
+            Grouped::Items { members, .. } => {
+                out.extend(members.iter().map(|&(_, i)| all[i].to_string()));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_names;
+
+    #[test]
+    fn a_large_group_of_names_is_one_range_and_a_small_one_stays() {
+        let mut names: Vec<String> = vec!["make_folds".into()];
+        names.extend((0..10_000).map(|i| format!("train_fold[{i}]")));
+        names.extend((0..3).map(|i| format!("shift[{i}]")));
+        names.push("mean".into());
+        assert_eq!(
+            call_names(names.iter().map(String::as_str)),
+            [
+                "make_folds",
+                "train_fold[0..=9999]",
+                "shift[0]",
+                "shift[1]",
+                "shift[2]",
+                "mean"
+            ]
+        );
+    }
+}
