@@ -188,13 +188,20 @@ impl fmt::Display for RunDiff {
         writeln!(f)?;
         let calls: Vec<&DiffStep> = self.calls().collect();
         let mut rows: Vec<Vec<String>> = Vec::new();
+        // The calls of large groups: their unchanged metrics are counted, not listed.
+        let mut grouped_calls = vec![false; calls.len()];
         for entry in grouped(calls.iter().map(|s| s.name.as_str())) {
             match entry {
                 Grouped::One(i) => rows.push(diff_row(calls[i])),
                 Grouped::Items { members, .. } if members.len() <= GROUP_LIMIT => {
                     rows.extend(members.iter().map(|&(_, i)| diff_row(calls[i])));
                 }
-                Grouped::Items { base, members } => group_rows(base, &members, &calls, &mut rows),
+                Grouped::Items { base, members } => {
+                    group_rows(base, &members, &calls, &mut rows);
+                    for &(_, i) in &members {
+                        grouped_calls[i] = true;
+                    }
+                }
             }
         }
         f.write_str(&table(&["STEP", "A", "B", "CACHE KEY"], &rows))?;
@@ -204,11 +211,17 @@ impl fmt::Display for RunDiff {
             self.changed().count(),
             calls.len()
         )?;
-        let metrics: Vec<Vec<String>> = self
-            .steps
+        let mut unlisted = 0;
+        let metrics: Vec<Vec<String>> = calls
             .iter()
-            .flat_map(|s| s.metrics.iter().map(move |m| (s, m)))
-            .map(|(s, m)| {
+            .zip(&grouped_calls)
+            .flat_map(|(s, &grouped)| s.metrics.iter().map(move |m| (s, m, grouped)))
+            .filter(|&(_, m, grouped)| {
+                let listed = !grouped || m.change() != Some(0.0);
+                unlisted += usize::from(!listed);
+                listed
+            })
+            .map(|(s, m, _)| {
                 let value = |v: Option<f64>| v.map(metric_text).unwrap_or_else(|| "-".into());
                 let change = match m.change() {
                     Some(0.0) => "same".to_string(),
@@ -227,6 +240,12 @@ impl fmt::Display for RunDiff {
         if !metrics.is_empty() {
             writeln!(f)?;
             f.write_str(&table(&["STEP", "METRIC A -> B", "CHANGE"], &metrics))?;
+        }
+        if unlisted > 0 {
+            writeln!(
+                f,
+                "\n{unlisted} unchanged metrics of a map's per-item calls are not listed; `--json` lists every one."
+            )?;
         }
         Ok(())
     }
@@ -417,6 +436,52 @@ mod tests {
                 "fit[26..=34] | executed | cached | 9 same",
                 "fit[35..=99] | executed | 58 cached, 7 executed | 65 more: 7 different, 58 same",
             ]
+        );
+    }
+
+    #[test]
+    fn a_large_groups_unchanged_metrics_are_counted_not_listed() {
+        let run = crate::store::RunRecord {
+            id: "0123456789abcdef".into(),
+            pipeline: "cv".into(),
+            name: "cv-1".into(),
+            status: crate::status::RunStatus::Completed,
+            started_at_us: 0,
+            duration: None,
+            executed: 0,
+            cached: 0,
+            failed: 0,
+            skipped: 0,
+        };
+        let metric = |a: f64, b: f64| MetricChange {
+            name: "accuracy".into(),
+            a: Some(a),
+            b: Some(b),
+        };
+        let with_metric = |name: String, m: MetricChange| DiffStep {
+            metrics: vec![m],
+            ..call(name, true)
+        };
+        let mut steps: Vec<DiffStep> = (0..20)
+            .map(|i| with_metric(format!("fit[{i}]"), metric(0.5, 0.5)))
+            .collect();
+        steps[7].metrics = vec![metric(0.5, 0.75)];
+        steps.push(with_metric("mean".into(), metric(0.5, 0.5)));
+        let diff = RunDiff {
+            run_a: RunView(run.clone()),
+            run_b: RunView(run),
+            steps,
+        };
+        let text = diff.to_string();
+        // The header, then the one changed per-item metric and `mean`'s.
+        let metric_rows: Vec<&str> = text.lines().filter(|l| l.contains(" -> ")).collect();
+        assert_eq!(metric_rows.len(), 3, "{text}");
+        assert!(metric_rows[1].starts_with("fit[7] "), "{text}");
+        assert!(metric_rows[1].ends_with("+0.25"), "{text}");
+        assert!(metric_rows[2].starts_with("mean "), "{text}");
+        assert!(
+            text.ends_with("\n19 unchanged metrics of a map's per-item calls are not listed; `--json` lists every one.\n"),
+            "{text}"
         );
     }
 
