@@ -60,10 +60,11 @@ pub use pipeline_core::{
     cacher, canonical, cluster, config, context, policy, report, store, Artifact, ArtifactRecord,
     Attempt, Bincode, Binder, BoxError, Cacher, CancelToken, ContentHash, CopyEvent, CopyOptions,
     CopyReport, EarlierCall, Error, ExecutionDetails, ExecutionRef, GcPolicy, GcReport, Hash128,
-    InputComponent, InputRecord, Json, KeyComponents, Lineage, MetricValue, Named, OutputDecl,
-    ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason, Result, Run,
-    RunComparison, RunRecord, RunStatus, StepComparison, StepContext, StepRecord, StepReport,
-    StepStatus, Store, StoreOptions, StoreStats, StoredArtifact, UnknownValue, VerifyReport,
+    InputComponent, InputRecord, Json, KeyComponents, Lineage, MapList, MapResult, MetricValue,
+    Named, OutputDecl, ParseHashError, Pipeline, PipelineOutput, Problem, ReadOnlyCause, Reason,
+    Result, Run, RunComparison, RunRecord, RunStatus, StepComparison, StepContext, StepRecord,
+    StepReport, StepStatus, Store, StoreOptions, StoreStats, StoredArtifact, UnknownValue,
+    VerifyReport,
 };
 pub use pipeline_macros::{helper, pipeline, step};
 

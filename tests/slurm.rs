@@ -487,11 +487,22 @@ fn a_map_runs_each_item_as_a_job() {
             ("squares_of[2]".to_string(), StepStatus::Executed),
         ]
     );
-    // Each per-item call ran as a job: its log is in the log folder.
-    let logs = std::fs::read_dir(cluster.local.path().join("logs"))
-        .map(|d| d.count())
-        .unwrap_or(0);
-    assert!(logs >= 3, "{logs} job logs");
+    // The items are one wave, submitted as one job array: their logs are named
+    // `<array>_<task>.out` (a plain job's are `<job>.out`), with one array id for all three.
+    let mut arrays: Vec<(String, String)> = std::fs::read_dir(cluster.local.path().join("logs"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let stem = name.strip_suffix(".out")?;
+            let (array, task) = stem.split_once('_')?;
+            Some((array.to_string(), task.to_string()))
+        })
+        .collect();
+    arrays.sort();
+    let ids: std::collections::BTreeSet<&str> = arrays.iter().map(|(a, _)| a.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one array for the wave of items: {arrays:?}");
+    let tasks: Vec<&str> = arrays.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(tasks, ["0", "1", "2"], "{arrays:?}");
 }
 
 fn main() {

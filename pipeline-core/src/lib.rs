@@ -47,7 +47,7 @@ pub use crate::error::{BoxError, Error, ReadOnlyCause, Result, UnknownValue};
 pub use crate::expiry::parse_expiry;
 pub use crate::gather::gather;
 pub use crate::key::{Hash128, InputComponent, KeyComponents, OutputDecl, ParseHashError};
-pub use crate::map::MapResult;
+pub use crate::map::{MapList, MapResult};
 pub use crate::pipeline::{Binder, Named, Pipeline, PipelineOutput};
 pub use crate::run::{Run, StepReport};
 pub use crate::signature::{CodePart, CodePartKind, StepCode};

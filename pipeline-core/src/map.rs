@@ -70,10 +70,33 @@ pub(crate) struct MapDef {
     pub(crate) results: Vec<((NodeId, usize), NodeId)>,
 }
 
-impl<T> Artifact<Vec<T>>
+/// What `map` can iterate over: a list (`Vec<T>`). Only `Vec<T>` implements it; the
+/// trait exists so that `map` on an artifact of another type is one error that says so,
+/// instead of rustc's advice about iterators.
+#[diagnostic::on_unimplemented(
+    message = "`map` needs the handle of a list (`Artifact<Vec<T>>`); this artifact holds `{Self}`",
+    label = "not a list",
+    note = "`map` wires steps once per item of a list that a step returned; to map over `{Self}`, return a `Vec` of its parts from a step first, or call the steps on this artifact directly"
+)]
+pub trait MapList: Sized {
+    /// The type of one item.
+    type Item: Serialize + DeserializeOwned + Send + Sync + 'static;
+    /// The same handle, typed as the list it is.
+    #[doc(hidden)]
+    fn as_list(list: &Artifact<Self>) -> &Artifact<Vec<Self::Item>>;
+}
+
+impl<T> MapList for Vec<T>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
+    type Item = T;
+    fn as_list(list: &Artifact<Self>) -> &Artifact<Vec<T>> {
+        list
+    }
+}
+
+impl<L> Artifact<L> {
     /// Wires `f`'s steps once per item of this list, when the run has the list, and
     /// gathers their results in list order: `Artifact<Vec<U>>` for a closure that returns
     /// an `Artifact<U>`, a tuple of such lists for a tuple of handles.
@@ -115,65 +138,82 @@ where
     /// # Panics
     ///
     /// When no pipeline is being built (as every step call).
-    pub fn map<R: MapResult>(&self, f: impl FnOnce(&Artifact<T>) -> R) -> R::Mapped {
-        if with_building(|_| ()).is_none() {
-            panic!(
-                "`map` was called outside a `#[pipeline]` body; `list.map(|item| ..)` wires \
-                 steps per item of a list inside a pipeline body. To map over the values of \
-                 a run's output, load it (`run.output().load()`) and iterate over the `Vec`"
-            );
-        }
-        let split = add_step(split_def::<T>(self.clone()));
-        let (graph, split_node) = split;
-        let map = with_building(|g| {
-            if !g.mapping.is_empty() {
-                g.errors.push(BuildProblem::Wiring(
-                    "a `map` inside another `map`'s closure is not supported yet; map over \
-                     the inner lists in a step, or flatten the lists into one before the map"
-                        .into(),
-                ));
-            }
-            g.nodes[split_node].role = Role::Split;
-            g.maps.push(MapDef {
-                split: split_node,
-                templates: Vec::new(),
-                results: Vec::new(),
-            });
-            let map = g.maps.len() - 1;
-            g.mapping.push(map);
-            map
-        })
-        .unwrap_or(0);
-        let item = Artifact::<T>::unbound(graph, split_node, 0);
-        // Pops the template scope even when `f` panics, so the graph stays usable.
-        struct EndScope;
-        impl Drop for EndScope {
-            fn drop(&mut self) {
-                with_building(|g| g.mapping.pop());
-            }
-        }
-        let scope = EndScope;
-        let result = f(&item);
-        drop(scope);
-        let mut outputs = Vec::new();
-        result.outputs(&mut outputs);
-        with_building(|g| {
-            let templates = (split_node + 1..g.nodes.len())
-                .filter(|&n| g.nodes[n].role == Role::Template(map))
-                .collect();
-            g.maps[map].templates = templates;
-        });
-        let mapped = result.gather();
-        with_building(|g| {
-            // The gathers are the last calls added, one per result, in order.
-            let first = g.nodes.len() - outputs.len();
-            for (k, at) in outputs.iter().enumerate() {
-                g.nodes[first + k].role = Role::MapGather(map, k);
-                g.maps[map].results.push((*at, first + k));
-            }
-        });
-        mapped
+    pub fn map<R: MapResult>(&self, f: impl FnOnce(&Artifact<L::Item>) -> R) -> R::Mapped
+    where
+        // On the method, not the impl: a non-list artifact then finds `map` and fails
+        // this bound, whose message says what `map` needs (an impl bound would make rustc
+        // suggest `Iterator` instead).
+        L: MapList,
+    {
+        map_list(L::as_list(self), f)
     }
+}
+
+/// [`Artifact::map`] on the list's own type.
+fn map_list<T, R: MapResult>(
+    list: &Artifact<Vec<T>>,
+    f: impl FnOnce(&Artifact<T>) -> R,
+) -> R::Mapped
+where
+    T: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    if with_building(|_| ()).is_none() {
+        panic!(
+            "`map` was called outside a `#[pipeline]` body; `list.map(|item| ..)` wires \
+             steps per item of a list inside a pipeline body. To map over the values of \
+             a run's output, load it (`run.output().load()`) and iterate over the `Vec`"
+        );
+    }
+    let split = add_step(split_def::<T>(list.clone()));
+    let (graph, split_node) = split;
+    let map = with_building(|g| {
+        if !g.mapping.is_empty() {
+            g.errors.push(BuildProblem::Wiring(
+                "a `map` inside another `map`'s closure is not supported yet; map over \
+                     the inner lists in a step, or flatten the lists into one before the map"
+                    .into(),
+            ));
+        }
+        g.nodes[split_node].role = Role::Split;
+        g.maps.push(MapDef {
+            split: split_node,
+            templates: Vec::new(),
+            results: Vec::new(),
+        });
+        let map = g.maps.len() - 1;
+        g.mapping.push(map);
+        map
+    })
+    .unwrap_or(0);
+    let item = Artifact::<T>::unbound(graph, split_node, 0);
+    // Pops the template scope even when `f` panics, so the graph stays usable.
+    struct EndScope;
+    impl Drop for EndScope {
+        fn drop(&mut self) {
+            with_building(|g| g.mapping.pop());
+        }
+    }
+    let scope = EndScope;
+    let result = f(&item);
+    drop(scope);
+    let mut outputs = Vec::new();
+    result.outputs(&mut outputs);
+    with_building(|g| {
+        let templates = (split_node + 1..g.nodes.len())
+            .filter(|&n| g.nodes[n].role == Role::Template(map))
+            .collect();
+        g.maps[map].templates = templates;
+    });
+    let mapped = result.gather();
+    with_building(|g| {
+        // The gathers are the last calls added, one per result, in order.
+        let first = g.nodes.len() - outputs.len();
+        for (k, at) in outputs.iter().enumerate() {
+            g.nodes[first + k].role = Role::MapGather(map, k);
+            g.maps[map].results.push((*at, first + k));
+        }
+    });
+    mapped
 }
 
 /// Whether calls of `step` are built-in bookkeeping of a map or a fan-in (the split

@@ -103,6 +103,15 @@ pub(crate) trait Backend: Send + Sync {
 
     /// Cancels every job still active: the run was interrupted (Ctrl-C, SIGTERM).
     fn cancel_all(&self);
+
+    /// The coordinator is handing one more job of the current wave to a worker thread,
+    /// which will [`submit`](Self::submit) it. A backend that batches may hold a
+    /// submission until the wave is complete and every announced job has arrived, so a
+    /// wave is one scheduler call (one Slurm job array). The default does nothing.
+    fn announce(&self) {}
+
+    /// Every job of the current wave has been announced (see [`announce`](Self::announce)).
+    fn wave_complete(&self) {}
 }
 
 /// How much of a failed worker's stderr its step's error shows.

@@ -275,6 +275,9 @@ impl<'a> State<'a> {
                 };
                 self.spawn(scope, job, tx.clone());
             }
+            if let Some(backend) = &self.settings.backend {
+                backend.wave_complete();
+            }
             if self.schedule.is_finished() {
                 break;
             }
@@ -690,6 +693,7 @@ impl<'a> State<'a> {
                 self.busy_cpus += self.cpus[job.node];
                 let runner = self.ledger.runner();
                 let backend = Arc::clone(backend);
+                backend.announce();
                 scope.spawn(move || {
                     let finished = span.in_scope(|| {
                         remote::run_remote(runner, backend.as_ref(), job, node, submission)

@@ -6,9 +6,11 @@
 //! The coordinator hands over one job per worker thread ([`Backend::submit`] with one
 //! submission, then [`Backend::wait`]). To keep Slurm's controller from seeing one `sbatch`
 //! and one `squeue` per step, the backend gathers:
-//! - **submissions**: the first thread to submit waits [`GATHER`] for the others of its
-//!   wave, then submits them all with one `submit_batch` (job arrays by resources), and
-//!   hands each thread its job's id;
+//! - **submissions**: the coordinator announces each job of a wave before its thread
+//!   starts ([`Backend::announce`]) and says when the wave is complete; the first thread
+//!   to submit waits until every announced job has arrived (at most [`GATHER_MAX`]), then
+//!   submits them all with one `submit_batch` (one job array per set of resources), and
+//!   hands each thread its job's id. So the items of a `map` go to Slurm as one array;
 //! - **states**: one `squeue` (with `scontrol` for jobs it no longer lists) for every job
 //!   still active, at most once per [`POLL`], shared by all waiting threads.
 
@@ -21,8 +23,14 @@ use super::backend::{Backend, Captured, JobId, JobOutput, JobState, Submission};
 use crate::cluster::slurm::{self, JobSpec, SlurmClient, SubmittedJob};
 use crate::error::{Error, Result};
 
-/// How long the first submitter of a wave waits for the rest of it.
-const GATHER: Duration = Duration::from_millis(20);
+/// How long the first submitter of a wave waits at most for the rest of it (announced
+/// jobs whose threads have not submitted yet). Reached only if a thread is starved: a
+/// wave then becomes two arrays, which is slower but still correct.
+const GATHER_MAX: Duration = Duration::from_secs(2);
+
+/// How long a submitter not announced by a coordinator waits for others (a batch call
+/// made directly): a short window, as before announcements.
+const GATHER_UNANNOUNCED: Duration = Duration::from_millis(20);
 
 /// How often Slurm is asked for the states of the active jobs.
 const POLL: Duration = Duration::from_millis(250);
@@ -52,6 +60,10 @@ struct Gather {
     done: HashMap<u64, std::result::Result<JobId, String>>,
     leader: bool,
     next_ticket: u64,
+    /// Jobs announced by the coordinator whose threads have not submitted yet.
+    announced: usize,
+    /// The coordinator is still announcing the current wave.
+    wave_open: bool,
 }
 
 /// A submitted job: Slurm's id, its log files and its last known state.
@@ -156,9 +168,34 @@ impl SlurmBackend {
     /// Submits what the gather holds (as its leader), and records the results.
     fn submit_gathered(&self, mut gather: MutexGuard<'_, Gather>) -> MutexGuard<'_, Gather> {
         gather.leader = true;
-        drop(gather);
-        std::thread::sleep(GATHER);
-        let mut gather = self.lock_gather();
+        let mut gather = if gather.wave_open || gather.announced > 0 {
+            let until = Instant::now() + GATHER_MAX;
+            loop {
+                if !gather.wave_open && gather.announced == 0 {
+                    break gather;
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    // A starved thread: submit what is here; its job goes in a later
+                    // batch. Counting starts again, so one lost announcement cannot slow
+                    // every later wave.
+                    tracing::debug!(target: "pipeline", missing = gather.announced,
+                        "submitting a wave to Slurm without all of its jobs");
+                    gather.announced = 0;
+                    gather.wave_open = false;
+                    break gather;
+                }
+                gather = self
+                    .gathered
+                    .wait_timeout(gather, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+        } else {
+            drop(gather);
+            std::thread::sleep(GATHER_UNANNOUNCED);
+            self.lock_gather()
+        };
         let batch = std::mem::take(&mut gather.queue);
         drop(gather);
         let (tickets, specs): (Vec<u64>, Vec<JobSpec>) = batch.into_iter().unzip();
@@ -298,6 +335,9 @@ impl Backend for SlurmBackend {
             gather.queue.push((ticket, self.spec(job)));
             tickets.push(ticket);
         }
+        gather.announced = gather.announced.saturating_sub(jobs.len());
+        // A leader may be waiting for this wave's last job.
+        self.gathered.notify_all();
         // Wait until every ticket has its result; lead a submission when none is under way.
         loop {
             if tickets.iter().all(|t| gather.done.contains_key(t)) {
@@ -378,6 +418,20 @@ impl Backend for SlurmBackend {
             stdout: read_end(&stdout),
             stderr: read_end(&stderr),
         })
+    }
+
+    fn announce(&self) {
+        let mut gather = self.lock_gather();
+        gather.announced += 1;
+        gather.wave_open = true;
+    }
+
+    fn wave_complete(&self) {
+        let mut gather = self.lock_gather();
+        if gather.wave_open {
+            gather.wave_open = false;
+            self.gathered.notify_all();
+        }
     }
 
     fn cancel_all(&self) {

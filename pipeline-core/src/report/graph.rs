@@ -161,8 +161,7 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
             let hash = record
                 .and_then(|r| r.content_hash)
                 .or_else(|| content_hash.parse::<Hash128>().ok());
-            let output_index =
-                hash.and_then(|h| steps[from].outputs.iter().position(|o| o.content_hash == h));
+            let output_index = hash.and_then(|h| output_of(&steps[from], s, h));
             let output = output_index.map(|o| &steps[from].outputs[o]);
             edges.push(GraphEdge {
                 from: steps[from].name.clone(),
@@ -178,6 +177,29 @@ fn edges(steps: &[StepRecord]) -> Vec<GraphEdge> {
         }
     }
     edges
+}
+
+/// Which output of `producer` the input with content `hash` of `consumer` read. Outputs
+/// with equal bytes have one hash, so a map's split whose items are equal has several
+/// candidates: per-item call `f[i]` reads `item[i]`.
+fn output_of(producer: &StepRecord, consumer: &StepRecord, hash: Hash128) -> Option<usize> {
+    let mut equal = producer
+        .outputs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| o.content_hash == hash)
+        .map(|(i, _)| i);
+    let first = equal.next()?;
+    let Some((_, item)) = crate::map::item_call(&consumer.name) else {
+        return Some(first);
+    };
+    let own = format!("item[{item}]");
+    Some(
+        std::iter::once(first)
+            .chain(equal)
+            .find(|&i| producer.outputs[i].name == own)
+            .unwrap_or(first),
+    )
 }
 
 /// Topological depth of each of `n` nodes; a cycle (which a damaged store could hold)
@@ -409,6 +431,56 @@ mod tests {
         assert_eq!(
             g.nodes.iter().map(|n| n.layer).collect::<Vec<_>>(),
             [0, 0, 1]
+        );
+    }
+
+    #[test]
+    fn equal_items_of_a_split_each_feed_their_own_per_item_call() {
+        // A list of two equal items: the split's outputs `item[0]` and `item[1]` have one
+        // hash, and `double[1]` read `item[1]`, not the first output with that hash.
+        let mut split = step("pipeline.split", 1, None, "aa", &[]);
+        let item = split.outputs[0].clone();
+        split.outputs = vec![
+            ArtifactRecord {
+                name: "item[0]".into(),
+                ..item.clone()
+            },
+            ArtifactRecord {
+                name: "item[1]".into(),
+                ..item
+            },
+        ];
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                split,
+                step(
+                    "double[0]",
+                    2,
+                    None,
+                    "bb",
+                    &[In("x", "aa", "pipeline.split", Some(1))],
+                ),
+                step(
+                    "double[1]",
+                    3,
+                    None,
+                    "bb",
+                    &[In("x", "aa", "pipeline.split", Some(1))],
+                ),
+            ],
+        );
+        let read: Vec<(&str, Option<&str>)> = g
+            .edges
+            .iter()
+            .map(|e| (e.to.as_str(), e.output.as_deref()))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("double[0]", Some("item[0]")),
+                ("double[1]", Some("item[1]"))
+            ]
         );
     }
 
