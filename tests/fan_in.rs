@@ -138,10 +138,19 @@ fn appending_or_editing_one_item_runs_only_that_item() {
         .find(|s| s.step() == "pipeline.gather" && s.status() == StepStatus::Executed)
         .expect("a gather executed");
     assert_eq!(
-        gather.reason(),
-        &Reason::ListLengthChanged { old: 2, new: 3 }
+        gather.reason().changes(),
+        [
+            Reason::ListItemChanged {
+                index: 2,
+                producer: "fit_3".into()
+            },
+            Reason::ListLengthChanged { old: 2, new: 3 }
+        ]
     );
-    assert_eq!(gather.reason().to_string(), "the list has 3 items, was 2");
+    assert_eq!(
+        gather.reason().to_string(),
+        "item 2 changed (produced by `fit_3`); the list has 3 items, was 2"
+    );
 
     // Edited: the last item's value changes; only its fit runs.
     let edited = sweep(vec![0.5, 2.0, 1.5], tag.into())
@@ -157,13 +166,24 @@ fn appending_or_editing_one_item_runs_only_that_item() {
         .iter()
         .find(|s| s.step() == "pipeline.gather" && s.status() == StepStatus::Executed)
         .expect("a gather executed");
+    // Items are compared by content: the one new item, by its position.
     match gather.reason() {
-        Reason::InputChanged { name, producer } => {
-            assert_eq!(name, "item[2]");
+        Reason::ListItemChanged { index, producer } => {
+            assert_eq!(*index, 2);
             assert!(producer.starts_with("fit"), "{producer}");
         }
         other => panic!("unexpected reason {other:?}"),
     }
+    // The steps that take the list say how it changed, read through the gather.
+    let best = edited.step("select_best").expect("select_best");
+    assert_eq!(best.status(), StepStatus::Executed);
+    assert!(
+        best.reason()
+            .to_string()
+            .starts_with("input `all` changed: item 2 changed (produced by `fit"),
+        "{}",
+        best.reason()
+    );
 }
 
 #[test]
@@ -284,7 +304,129 @@ fn a_gather_whose_items_all_changed_lists_the_first_three_and_counts_the_rest() 
     assert_eq!(changes.len(), 4, "{changes:?}");
     assert_eq!(changes[3], Reason::MoreItemsChanged { more: 3 });
     let text = gather.reason().to_string();
-    assert!(text.contains("input `item[2]` changed"), "{text}");
-    assert!(!text.contains("item[3]"), "{text}");
+    assert!(
+        text.starts_with("item 0 changed (produced by `fit"),
+        "{text}"
+    );
+    assert!(text.contains("; item 2 changed"), "{text}");
+    assert!(!text.contains("item 3"), "{text}");
     assert!(text.ends_with("3 more items changed"), "{text}");
+}
+
+/// The sweep of acceptance 4: one `fit` per lambda, fanned in to `select_best(&all)`.
+#[pipeline]
+fn sweep_best(lambdas: Vec<f64>, tag: String) -> Artifact<Metrics> {
+    let all: Vec<Artifact<Metrics>> = lambdas.iter().map(|&l| fit(l, tag.clone())).collect();
+    select_best(&all, tag)
+}
+
+#[test]
+fn a_lambda_inserted_at_the_front_runs_one_fit_and_the_fan_in_and_diff_reports_those_two() {
+    let (_dir, store) = temp_store();
+    let tag = "front";
+    let before = sweep_best(vec![0.5, 1.0, 2.0, 4.0, 8.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let after = sweep_best(vec![0.25, 0.5, 1.0, 2.0, 4.0, 8.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    // One fit executes (the new lambda's), then the fan-in.
+    for l in [0.25, 0.5, 1.0, 2.0, 4.0, 8.0] {
+        assert_eq!(executed(&format!("fit {tag} {l}")), 1, "fit {l}");
+    }
+    assert_eq!(executed(&format!("select_best {tag}")), 2);
+    let user_executed: Vec<&str> = after
+        .steps()
+        .iter()
+        .filter(|s| s.status() == StepStatus::Executed && !s.step().starts_with("pipeline."))
+        .map(|s| s.name())
+        .collect();
+    assert_eq!(
+        user_executed,
+        ["fit", "select_best"],
+        "{:?}",
+        common::statuses(&after)
+    );
+
+    // `diff` reports exactly those two as changed: the new fit, and the fan-in, which says
+    // how its list changed. The built-in gather is bookkeeping, not a changed step.
+    let diff = pipeline::report::RunDiff::new(&store, before.id(), after.id()).unwrap();
+    let changed: Vec<(&str, &str)> = diff
+        .changed()
+        .map(|s| (s.name.as_str(), s.verdict()))
+        .collect();
+    assert_eq!(
+        changed,
+        [("fit", "only in B"), ("select_best", "different")],
+        "{diff}"
+    );
+    let best = diff.steps.iter().find(|s| s.name == "select_best").unwrap();
+    assert_eq!(best.changes.len(), 1, "{:?}", best.changes);
+    assert_eq!(
+        best.changes[0].reason,
+        Reason::ListInputChanged {
+            name: "all".into(),
+            changes: vec![
+                Reason::ListItemChanged {
+                    index: 0,
+                    producer: "fit".into()
+                },
+                Reason::ListLengthChanged { old: 5, new: 6 }
+            ]
+        }
+    );
+    assert_eq!(
+        best.changes[0].text,
+        "input `all` changed: item 0 changed (produced by `fit`); the list has 6 items, was 5"
+    );
+    // The gather is still in the model, marked.
+    let gather = diff
+        .steps
+        .iter()
+        .find(|s| s.name == "pipeline.gather")
+        .expect("the gather is in the diff");
+    assert!(gather.builtin && !gather.same_key);
+    let text = diff.to_string();
+    assert!(!text.contains("pipeline.gather"), "{text}");
+    assert!(text.contains("\n2 of 7 steps differ.\n"), "{text}");
+    // The fits that moved are the same calls as before.
+    for (b, a) in [("fit_2", "fit"), ("fit_6", "fit_5")] {
+        let step = diff.steps.iter().find(|s| s.name == b).unwrap();
+        assert!(step.same_key, "{b}: {text}");
+        assert_eq!(step.name_a.as_deref(), Some(a), "{text}");
+    }
+    // And the run's own record of why `select_best` ran says the same.
+    assert_eq!(
+        after.step("select_best").unwrap().reason().to_string(),
+        best.changes[0].text
+    );
+}
+
+#[test]
+fn a_reordered_list_reads_as_the_same_items_in_another_order() {
+    let (_dir, store) = temp_store();
+    let tag = "reorder-reason";
+    let a = sweep_best(vec![1.0, 2.0, 3.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let b = sweep_best(vec![3.0, 1.0, 2.0], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let gather = b
+        .steps()
+        .iter()
+        .find(|s| s.step() == "pipeline.gather")
+        .unwrap();
+    assert_eq!(gather.reason(), &Reason::ListReordered);
+    assert_eq!(
+        b.step("select_best").unwrap().reason().to_string(),
+        "input `all` changed: the same items, in another order"
+    );
+    let diff = pipeline::report::RunDiff::new(&store, a.id(), b.id()).unwrap();
+    let changed: Vec<&str> = diff.changed().map(|s| s.name.as_str()).collect();
+    assert_eq!(changed, ["select_best"], "{diff}");
 }

@@ -373,13 +373,29 @@ fn diff_pairs_a_reordered_lists_items_by_key_so_nothing_differs_but_the_list() {
     // `double[0]` now doubles 3, which was item 2 before.
     let first = diff.steps.iter().find(|s| s.name == "double[0]").unwrap();
     assert_eq!(first.name_a.as_deref(), Some("double[2]"));
-    // What differs: the list, its split, the gather (the order of the results) and `total`,
-    // which reads the gathered list.
+    // What differs: the list and `total`, which reads the gathered list. The built-in
+    // split and gather are bookkeeping: in the model, marked, but not steps that differ.
     let changed: Vec<&str> = diff.changed().map(|s| s.name.as_str()).collect();
+    assert_eq!(changed, ["rows", "total"], "{diff}");
+    let builtin: Vec<(&str, bool)> = diff
+        .steps
+        .iter()
+        .filter(|s| s.builtin)
+        .map(|s| (s.name.as_str(), s.same_key))
+        .collect();
     assert_eq!(
-        changed,
-        ["rows", "pipeline.split", "pipeline.gather", "total"]
+        builtin,
+        [("pipeline.split", false), ("pipeline.gather", false)]
     );
+    let total = diff.steps.iter().find(|s| s.name == "total").unwrap();
+    assert_eq!(
+        total.changes[0].text,
+        "input `xs` changed: the same items, in another order"
+    );
+    let text = diff.to_string();
+    assert!(!text.contains("pipeline."), "{text}");
+    // rows, offset, 3 doubles, 3 adds, total.
+    assert!(text.contains("\n2 of 9 steps differ.\n"), "{text}");
 }
 
 #[test]
@@ -395,15 +411,126 @@ fn an_appended_item_is_a_first_execution_not_a_change_of_another_item() {
         "{}",
         new.reason()
     );
-    // An edited item is compared with the same item of the run before.
+    // An edited item is compared with the same item of the run before, and says so in
+    // the item's terms, in the run's record, in `explain` and in `diff`.
     let edited = run(&store, &[1, 7, 9], 0, "first-exec");
     let changed = edited.step("double[1]").unwrap();
-    assert!(
-        changed
-            .reason()
-            .to_string()
-            .starts_with("input `x` changed"),
-        "{}",
-        changed.reason()
+    let item = pipeline::Reason::ItemChanged {
+        name: "x".into(),
+        index: 1,
+        list: "rows".into(),
+    };
+    assert_eq!(changed.reason(), &item);
+    assert_eq!(
+        changed.reason().to_string(),
+        "item 1 of `rows`'s list changed"
     );
+    let records = store.run_steps(edited.id()).unwrap();
+    let record = records.iter().find(|s| s.name == "double[1]").unwrap();
+    let explained =
+        pipeline::report::Explanation::new(&store, store.run(edited.id()).unwrap(), record.clone())
+            .unwrap();
+    let reasons: Vec<&pipeline::Reason> = explained.changes.iter().map(|c| &c.reason).collect();
+    assert_eq!(reasons, [&item]);
+    let text = explained.to_string();
+    assert!(
+        text.contains("executed in ") && text.contains(": item 1 of `rows`'s list changed."),
+        "{text}"
+    );
+    assert!(
+        text.contains("  - item 1 of `rows`'s list changed\n"),
+        "{text}"
+    );
+    let json = serde_json::to_value(&explained).unwrap();
+    assert_eq!(json["changes"][0]["kind"], "item_changed", "{json}");
+    assert_eq!(json["changes"][0]["index"], 1, "{json}");
+    assert_eq!(json["changes"][0]["list"], "rows", "{json}");
+    // The gather names the item by its position, and `total` reads through it.
+    assert_eq!(
+        edited.step("total").unwrap().reason().to_string(),
+        "input `xs` changed: item 1 changed (produced by `add[1]`)"
+    );
+    let diff = pipeline::report::RunDiff::new(&store, appended.id(), edited.id()).unwrap();
+    let changed: Vec<(&str, String)> = diff
+        .changed()
+        .map(|s| {
+            let texts: Vec<&str> = s.changes.iter().map(|c| c.text.as_str()).collect();
+            (s.name.as_str(), texts.join("; "))
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            (
+                "rows",
+                "parameter `values` changed ([1,2,9] -> [1,7,9])".to_string()
+            ),
+            ("double[1]", "item 1 of `rows`'s list changed".to_string()),
+            (
+                "add[1]",
+                "input `x` changed (produced by `double[1]`)".to_string()
+            ),
+            (
+                "total",
+                "input `xs` changed: item 1 changed (produced by `add[1]`)".to_string()
+            ),
+        ],
+        "{diff}"
+    );
+}
+
+#[test]
+fn diff_sums_up_a_large_maps_equal_items_and_lists_the_different_ones() {
+    let (_dir, store) = temp_store();
+    let n = 1_000i64;
+    let values: Vec<i64> = (0..n).collect();
+    let a = run(&store, &values, 0, "large-diff");
+    let mut edited = values.clone();
+    edited[500] = 5_000;
+    edited.push(n);
+    let b = run(&store, &edited, 0, "large-diff");
+    let diff = pipeline::report::RunDiff::new(&store, a.id(), b.id()).unwrap();
+    // The model has every call, the built-in ones included.
+    assert_eq!(
+        diff.steps.len(),
+        2 + 2 * (n as usize + 1) + 3,
+        "{}",
+        diff.steps.len()
+    );
+    let text = diff.to_string();
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("double") || l.starts_with("add"))
+        .collect();
+    let columns = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(rows.len(), 8, "{text}");
+    assert_eq!(
+        columns(rows[0]),
+        ["double[0..=499]", "executed", "cached", "500", "same"],
+        "{text}"
+    );
+    assert!(
+        rows[1].starts_with("double[500] ")
+            && rows[1].ends_with("different: item 500 of `rows`'s list changed"),
+        "{text}"
+    );
+    assert_eq!(
+        columns(rows[2]),
+        ["double[501..=999]", "executed", "cached", "499", "same"],
+        "{text}"
+    );
+    assert_eq!(
+        columns(rows[3]),
+        ["double[1000]", "-", "executed", "only", "in", "B"],
+        "{text}"
+    );
+    assert!(rows[4].starts_with("add[0..=499] "), "{text}");
+    assert!(rows[5].starts_with("add[500] "), "{text}");
+    // rows, offset, total, 1001 doubles, 1001 adds; rows, 2 items and total differ.
+    assert!(
+        text.contains("\n6 of 2005 steps differ.\n"),
+        "{}",
+        &text[text.len().saturating_sub(400)..]
+    );
+    assert!(text.lines().count() < 30, "{text}");
 }

@@ -332,3 +332,63 @@ fn a_run_of_another_pipeline_is_compared_only_when_the_pipeline_has_none() {
     let (reason, _) = reason_of(&store, &run, "sweep-again", "shift");
     assert_eq!(reason, param("k", "4", "9"));
 }
+
+/// The reasons of a map's and a fan-in's lists (issue 18): each a line a person reads, and
+/// JSON a script matches on by `kind`, with a 10,000-item list still one short line.
+#[test]
+fn list_and_item_reasons_read_in_the_lists_terms() {
+    let item = |index: usize, producer: &str| Reason::ListItemChanged {
+        index,
+        producer: producer.into(),
+    };
+    let cases = [
+        (
+            Reason::ItemChanged {
+                name: "fold".into(),
+                index: 3,
+                list: "make_folds".into(),
+            },
+            "item 3 of `make_folds`'s list changed",
+            serde_json::json!({"kind": "item_changed", "name": "fold", "index": 3, "list": "make_folds"}),
+        ),
+        (
+            item(0, "fit"),
+            "item 0 changed (produced by `fit`)",
+            serde_json::json!({"kind": "list_item_changed", "index": 0, "producer": "fit"}),
+        ),
+        (
+            Reason::ListReordered,
+            "the same items, in another order",
+            serde_json::json!({"kind": "list_reordered"}),
+        ),
+        (
+            Reason::ListInputChanged {
+                name: "all".into(),
+                changes: vec![
+                    item(0, "train_fold[0]"),
+                    item(17, "train_fold[17]"),
+                    item(4_242, "train_fold[4242]"),
+                    Reason::MoreItemsChanged { more: 9_996 },
+                    Reason::ListLengthChanged {
+                        old: 10_000,
+                        new: 10_001,
+                    },
+                ],
+            },
+            "input `all` changed: item 0 changed (produced by `train_fold[0]`); item 17 changed \
+             (produced by `train_fold[17]`); item 4242 changed (produced by `train_fold[4242]`); \
+             9996 more items changed; the list has 10001 items, was 10000",
+            serde_json::json!({"kind": "list_input_changed", "name": "all", "changes": [
+                {"kind": "list_item_changed", "index": 0, "producer": "train_fold[0]"},
+                {"kind": "list_item_changed", "index": 17, "producer": "train_fold[17]"},
+                {"kind": "list_item_changed", "index": 4242, "producer": "train_fold[4242]"},
+                {"kind": "more_items_changed", "more": 9996},
+                {"kind": "list_length_changed", "old": 10000, "new": 10001},
+            ]}),
+        ),
+    ];
+    for (reason, text, json) in cases {
+        assert_eq!(reason.to_string(), text);
+        assert_eq!(serde_json::to_value(&reason).unwrap(), json, "{text}");
+    }
+}

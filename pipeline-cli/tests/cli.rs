@@ -166,6 +166,101 @@ fn show_groups_a_maps_per_item_calls_and_sums_up_a_large_group() {
         );
     }
     assert!(!out.contains("more:"), "{out}");
+
+    // `explain` of the step's own name names its calls, a large group as its range.
+    let err = cli(&store, &["explain", "mapped-12", "shift"]).fails();
+    assert!(
+        err.contains(
+            "step `shift` is called 12 times in run `mapped-12`; name one of: `shift[0..=11]`"
+        ),
+        "{err}"
+    );
+    let err = cli(&store, &["explain", "mapped-12", "nosuch"]).fails();
+    assert!(err.contains("`shift[0..=11]`, `pipeline.gather`"), "{err}");
+}
+
+#[test]
+fn diff_reports_a_value_inserted_before_a_fan_in_as_the_new_call_and_the_fan_in() {
+    let store = fresh_dir("fan-in").join("store");
+    common::run_fan_in(&store, &[1, 2, 3, 4, 5], "fan-in-1");
+    common::run_fan_in(&store, &[0, 1, 2, 3, 4, 5], "fan-in-2");
+    let out = cli(&store, &["diff", "fan-in-1", "fan-in-2"]).ok();
+    // Exactly two calls changed: the new `fit`, and the fan-in, which says how its list
+    // changed. The built-in gather is bookkeeping, not listed.
+    assert_eq!(
+        columns(line(&out, "fit")),
+        ["fit", "-", "executed", "only", "in", "B"],
+        "{out}"
+    );
+    assert!(
+        line(&out, "select_best").ends_with(
+            "different: input `all` changed: item 0 changed (produced by `fit`); the list has 6 items, was 5"
+        ),
+        "{out}"
+    );
+    for (b, a) in [("fit_2", "fit"), ("fit_6", "fit_5")] {
+        assert_eq!(
+            columns(line(&out, b)),
+            [b, "(A:", &format!("{a})"), "executed", "cached", "same"],
+            "{out}"
+        );
+    }
+    assert!(!out.contains("pipeline.gather"), "{out}");
+    assert!(out.contains("\n2 of 7 steps differ.\n"), "{out}");
+
+    // The JSON keeps every call, the gather marked as built in.
+    let json = cli(&store, &["diff", "fan-in-1", "fan-in-2", "--json"]).json();
+    let steps = json["steps"].as_array().unwrap();
+    let changed: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["same_key"] == false && s["builtin"] == false)
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(changed, ["fit", "select_best"], "{json}");
+    let gather = steps
+        .iter()
+        .find(|s| s["name"] == "pipeline.gather")
+        .expect("the gather is in the JSON");
+    assert_eq!(gather["builtin"], true, "{gather}");
+    let best = steps.iter().find(|s| s["name"] == "select_best").unwrap();
+    let change = &best["changes"][0];
+    assert_eq!(change["kind"], "list_input_changed", "{best}");
+    assert_eq!(change["name"], "all", "{best}");
+    assert_eq!(change["changes"][0]["kind"], "list_item_changed", "{best}");
+    assert_eq!(change["changes"][0]["producer"], "fit", "{best}");
+    assert_eq!(change["changes"][1]["new"], 6, "{best}");
+
+    // `explain` of the fan-in reads through the gather too.
+    let out = cli(&store, &["explain", "fan-in-2", "select_best"]).ok();
+    assert!(
+        out.contains("  - input `all` changed: item 0 changed (produced by `fit`); the list has 6 items, was 5\n"),
+        "{out}"
+    );
+}
+
+#[test]
+fn diff_groups_a_large_maps_equal_items_in_one_row_and_lists_the_rest() {
+    let store = fresh_dir("mapped-diff").join("store");
+    common::run_mapped(&store, 2_000, "mapped-2000");
+    common::run_mapped(&store, 2_001, "mapped-2001");
+    let out = cli(&store, &["diff", "mapped-2000", "mapped-2001"]).ok();
+    assert_eq!(
+        columns(line(&out, "shift[0..=1999]")),
+        ["shift[0..=1999]", "executed", "cached", "2000", "same"],
+        "{out}"
+    );
+    assert_eq!(
+        columns(line(&out, "shift[2000]")),
+        ["shift[2000]", "-", "executed", "only", "in", "B"],
+        "{out}"
+    );
+    assert!(!out.contains("pipeline."), "{out}");
+    // source, numbers_up_to and 2001 shifts; the list's producer and the new item differ.
+    assert!(out.contains("\n2 of 2003 steps differ.\n"), "{out}");
+    assert!(out.lines().count() < 15, "{out}");
+    // The JSON lists every call.
+    let json = cli(&store, &["diff", "mapped-2000", "mapped-2001", "--json"]).json();
+    assert_eq!(json["steps"].as_array().unwrap().len(), 2 + 2_001 + 2);
 }
 
 #[test]

@@ -216,6 +216,13 @@ where
     mapped
 }
 
+/// Whether calls of `step` are built-in bookkeeping of a map or a fan-in (the split
+/// `pipeline.split`, the gather `pipeline.gather`), not a step the user wrote: `diff`
+/// reads through them, and does not count them among the steps that differ.
+pub(crate) fn builtin_step(step: &str) -> bool {
+    step == SPLIT_STEP || step == crate::gather::GATHER_STEP
+}
+
 /// `("train_fold", 3)` for a name shaped like a map's per-item call, `train_fold[3]` (a
 /// label may be shaped so too). The one parser of that shape: `pipeline show` groups by
 /// it (and the dashboard stacks them), `diff` and `explain` pair by it, and a label is

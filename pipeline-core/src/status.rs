@@ -220,7 +220,8 @@ pub enum Reason {
     /// The inputs or outputs were declared differently (added, removed, retyped, recached).
     DeclarationChanged,
     /// A gathered list (fan-in, or a map's result) has another number of items: items
-    /// were added or removed (each item that changed is its own [`Reason::InputChanged`]).
+    /// were added or removed (each item new to the list is its own
+    /// [`Reason::ListItemChanged`]).
     ListLengthChanged {
         /// Items before.
         old: usize,
@@ -228,10 +229,42 @@ pub enum Reason {
         new: usize,
     },
     /// More items of a gathered list changed than are listed one by one (the first few
-    /// are each a [`Reason::InputChanged`]), so a reason stays one readable line.
+    /// are each a [`Reason::ListItemChanged`]), so a reason stays one readable line.
     MoreItemsChanged {
         /// Changed items not listed.
         more: usize,
+    },
+    /// An item of a gathered list (fan-in, or a map's result) whose content the earlier
+    /// list did not hold: a new item, or one changed in place. Items are compared by
+    /// content, so an item inserted at the front is the one item that changed, not every
+    /// item after it.
+    ListItemChanged {
+        /// Its position in the list now.
+        index: usize,
+        /// The call that produced it (`fit_ridge_2`, `train_fold[3]`).
+        producer: String,
+    },
+    /// A gathered list holds the same items as before, in another order.
+    ListReordered,
+    /// A map's per-item call whose item changed: item `index` of the list, read through
+    /// the map's built-in split.
+    ItemChanged {
+        /// The input that is the item.
+        name: String,
+        /// The item's position in the list.
+        index: usize,
+        /// The call that produced the list (`make_folds`).
+        list: String,
+    },
+    /// An input that is a gathered list (fan-in, or a map's result) changed: how the list
+    /// changed, read through the built-in gather (its [`Reason::ListItemChanged`],
+    /// [`Reason::MoreItemsChanged`], [`Reason::ListLengthChanged`],
+    /// [`Reason::ListReordered`]).
+    ListInputChanged {
+        /// Input name.
+        name: String,
+        /// How the list changed; at least one.
+        changes: Vec<Reason>,
     },
     /// Caching was off for this step in this run.
     CacheDisabled,
@@ -381,6 +414,17 @@ impl fmt::Display for Reason {
                 let items = if *new == 1 { "item" } else { "items" };
                 write!(f, "the list has {new} {items}, was {old}")
             }
+            Reason::ListItemChanged { index, producer } => {
+                write!(f, "item {index} changed (produced by `{producer}`)")
+            }
+            Reason::ListReordered => f.write_str("the same items, in another order"),
+            Reason::ItemChanged { index, list, .. } => {
+                write!(f, "item {index} of `{list}`'s list changed")
+            }
+            Reason::ListInputChanged { name, changes } => {
+                write!(f, "input `{name}` changed: ")?;
+                write_joined(f, changes)
+            }
             Reason::CacheDisabled => f.write_str("caching disabled"),
             Reason::BlobMissing { output } => write!(f, "blob of output `{output}` missing"),
             Reason::BlobCorrupt { output } => write!(f, "blob of output `{output}` corrupt"),
@@ -404,17 +448,20 @@ impl fmt::Display for Reason {
                 short_type_name(type_name),
                 which_output(output)
             ),
-            Reason::Changes { changes } => {
-                for (i, change) in changes.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str("; ")?;
-                    }
-                    write!(f, "{change}")?;
-                }
-                Ok(())
-            }
+            Reason::Changes { changes } => write_joined(f, changes),
         }
     }
+}
+
+/// Reasons one after another, separated by `; `.
+fn write_joined(f: &mut fmt::Formatter<'_>, reasons: &[Reason]) -> fmt::Result {
+    for (i, reason) in reasons.iter().enumerate() {
+        if i > 0 {
+            f.write_str("; ")?;
+        }
+        write!(f, "{reason}")?;
+    }
+    Ok(())
 }
 
 /// `step body changed`, `helper `scale` changed`, `dependency `smartcore` 0.4.1 -> 0.4.2`,

@@ -1,6 +1,6 @@
 //! `pipeline explain RUN STEP`: why a step executed, or which execution it reused.
 
-use pipeline::report::Explanation;
+use pipeline::report::{text, Explanation};
 use pipeline::{RunRecord, StepRecord};
 
 use super::{CliResult, Ctx};
@@ -38,20 +38,23 @@ fn find_step<'s>(
         [] => Err(format!(
             "run `{}` has no step `{name}`; its steps are: {}",
             run.name,
-            steps
-                .iter()
-                .map(|s| format!("`{}`", s.name))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(steps.iter())
         )),
         many => Err(format!(
             "step `{name}` is called {} times in run `{}`; name one of: {}",
             many.len(),
             run.name,
-            many.iter()
-                .map(|s| format!("`{}`", s.name))
-                .collect::<Vec<_>>()
-                .join(", ")
+            listed(many.iter().copied())
         )),
     }
+}
+
+/// `` `source`, `train_fold[0..=9999]`, `mean` ``: the calls' names, a map's many per-item
+/// calls as their range.
+fn listed<'s>(steps: impl Iterator<Item = &'s StepRecord> + Clone) -> String {
+    text::call_names(steps.map(|s| s.name.as_str()))
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

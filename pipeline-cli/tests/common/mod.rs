@@ -124,6 +124,34 @@ pub fn run_mapped(path: &Path, n: u32, name: &str) {
         .expect("mapped run");
 }
 
+/// A model's score for `k`: best at 1.
+#[step]
+fn fit(k: u32) -> f64 {
+    1.0 / (1.0 + (f64::from(k) - 1.0).abs())
+}
+
+#[step]
+fn select_best(all: &[f64]) -> f64 {
+    all.iter().copied().fold(f64::MIN, f64::max)
+}
+
+/// A sweep fanned in: one `fit` per value of `ks` (`fit`, `fit_2`, ...), all of them passed
+/// to `select_best(&all)` through the built-in `pipeline.gather`.
+#[pipeline(name = "fan_in")]
+fn fan_in(ks: Vec<u32>) -> Artifact<f64> {
+    let all: Vec<Artifact<f64>> = ks.into_iter().map(fit).collect();
+    select_best(&all)
+}
+
+/// Runs the `fan_in` pipeline over `ks` as run `name` in the store at `path`.
+pub fn run_fan_in(path: &Path, ks: &[u32], name: &str) {
+    fan_in(ks.to_vec())
+        .store_path(path)
+        .run_name(name)
+        .run()
+        .expect("fan-in run");
+}
+
 /// One `shift` call per value of `ks`: calls `shift`, `shift_2`, ... in a loop.
 #[pipeline(name = "sweep")]
 fn sweep(ks: Vec<u32>) -> Vec<Artifact<Vec<f64>>> {

@@ -506,6 +506,9 @@ impl<'a> State<'a> {
         let (mut reason, compared) =
             self.ledger
                 .explain_miss(node.step, &node.name, self.ordinals[id], &components)?;
+        // An input that a built-in call produced, in its own terms: how a gathered list
+        // changed, or which item of a map's list.
+        reason = reason.read_through(&mut |input, _| self.through_builtin(node, input));
         if let Some(expired) = expired {
             reason = expired;
         }
@@ -856,6 +859,47 @@ impl<'a> State<'a> {
             // Before the split completes, so its items' consumers exist when it does.
             self.expand(id, produced.len());
         }
+    }
+
+    /// What input `input` of `node` is when a built-in call produced it: a gathered list
+    /// (how it changed, as its gather's miss in this run says), or item `i` of a map's
+    /// list (and the call that produced the list).
+    fn through_builtin(&self, node: &Node, input: &str) -> Option<key::Through> {
+        let spec = node.inputs.iter().find(|i| i.name == input)?;
+        let InputSource::Artifact { node: up, output } = spec.source else {
+            return None;
+        };
+        let made = self.node(up);
+        if made.step == crate::gather::GATHER_STEP {
+            let gathered = self.reports[up].as_ref()?;
+            let changes: Vec<Reason> = gathered
+                .reason
+                .changes()
+                .iter()
+                .filter(|r| {
+                    matches!(
+                        r,
+                        Reason::ListItemChanged { .. }
+                            | Reason::MoreItemsChanged { .. }
+                            | Reason::ListLengthChanged { .. }
+                            | Reason::ListReordered
+                    )
+                })
+                .cloned()
+                .collect();
+            return Some(key::Through::List(changes));
+        }
+        if made.role == Role::Split {
+            let list = made.inputs.first().and_then(|i| match i.source {
+                InputSource::Artifact { node: l, .. } => Some(self.node(l).name.clone()),
+                InputSource::Param(_) => None,
+            })?;
+            return Some(key::Through::Item {
+                index: output,
+                list,
+            });
+        }
+        None
     }
 
     /// Adds the per-item calls of the map whose split is `split`, now that the list has

@@ -25,7 +25,10 @@ impl Reason {
     /// Every difference between two sets of key components: the step's module, its code
     /// (one reason per changed part when both sides list their parts), then each changed
     /// parameter (its type's shape first) and input in declaration order, then the shapes
-    /// of output types, then declarations.
+    /// of output types, then declarations. For two calls of the built-in gather (a fan-in,
+    /// or a map's result) the items are compared by content instead of input by input: the
+    /// items new to the list (the first three, then [`Reason::MoreItemsChanged`]), then
+    /// [`Reason::ListLengthChanged`] or [`Reason::ListReordered`].
     pub fn differences(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
         let mut out = Vec::new();
         if !old.module.is_empty() && !new.module.is_empty() && old.module != new.module {
@@ -71,8 +74,11 @@ impl Reason {
                 });
             }
         }
+        // A gathered list's items are compared by content, below, not input by input.
+        let gathered = |c: &KeyComponents| c.step == crate::gather::GATHER_STEP;
+        let lists = gathered(old) && gathered(new);
         // A `cache_ignore` parameter is not in the key: a change of it explains nothing.
-        for input in new.inputs.iter().filter(|i| i.in_key()) {
+        for input in new.inputs.iter().filter(|i| i.in_key() && !lists) {
             let before = old
                 .inputs
                 .iter()
@@ -170,45 +176,125 @@ impl Reason {
                 })
                 .collect::<Vec<_>>()
         };
-        // A gathered list whose items were added or removed: say so, not "declarations".
-        let gathered = |c: &KeyComponents| c.step == crate::gather::GATHER_STEP;
-        // Its changed items: the first few one by one, then how many more.
-        if gathered(new) {
-            const LISTED: usize = 3;
-            let changed: Vec<usize> = out
-                .iter()
-                .enumerate()
-                .filter(|(_, r)| matches!(r, Reason::InputChanged { .. }))
-                .map(|(i, _)| i)
-                .collect();
-            if changed.len() > LISTED + 1 {
-                let more = changed.len() - LISTED;
-                let at = changed[LISTED];
-                let mut kept = 0;
-                out.retain(|r| {
-                    if matches!(r, Reason::InputChanged { .. }) {
-                        kept += 1;
-                        kept <= LISTED
-                    } else {
-                        true
-                    }
-                });
-                out.insert(at, Reason::MoreItemsChanged { more });
+        if lists {
+            out.extend(list_changes(old, new));
+            if outputs(old) != outputs(new) {
+                out.push(Reason::DeclarationChanged);
             }
-        }
-        if gathered(old)
-            && gathered(new)
-            && old.inputs.len() != new.inputs.len()
-            && outputs(old) == outputs(new)
-        {
-            out.push(Reason::ListLengthChanged {
-                old: old.inputs.len(),
-                new: new.inputs.len(),
-            });
         } else if outputs(old) != outputs(new) || shape(old) != shape(new) {
             out.push(Reason::DeclarationChanged);
         }
         out
+    }
+}
+
+/// How a gathered list changed, its items compared by content (so an item inserted at the
+/// front is one new item, not a change of every item after it): the items the earlier list
+/// did not hold, the first few one by one and then how many more, then the length, or that
+/// the same items came in another order. Linear in the items.
+fn list_changes(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
+    /// Changed items listed one by one; more than one more are counted instead.
+    const LISTED: usize = 3;
+    let items = |c: &'_ KeyComponents| -> Vec<(String, String)> {
+        c.inputs
+            .iter()
+            .filter_map(|i| match i {
+                InputComponent::Artifact {
+                    content_hash,
+                    producer,
+                    ..
+                } => Some((content_hash.clone(), producer.clone())),
+                InputComponent::Parameter { .. } => None,
+            })
+            .collect()
+    };
+    let (before, now) = (items(old), items(new));
+    // Equal items at both ends are the same items: an item inserted at the front leaves
+    // the rest in place, even when the new item equals one further on.
+    let same = |i: usize, j: usize| before[i].0 == now[j].0;
+    let head = (0..before.len().min(now.len()))
+        .take_while(|&i| same(i, i))
+        .count();
+    let tail = (0..before.len().min(now.len()) - head)
+        .take_while(|&k| same(before.len() - 1 - k, now.len() - 1 - k))
+        .count();
+    // Between them, items are matched by content wherever they are (a reordered list).
+    let mut held: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (hash, _) in &before[head..before.len() - tail] {
+        *held.entry(hash).or_default() += 1;
+    }
+    let mut fresh = Vec::new();
+    for (index, (hash, producer)) in now.iter().enumerate().take(now.len() - tail).skip(head) {
+        match held.get_mut(hash.as_str()) {
+            Some(n) if *n > 0 => *n -= 1,
+            _ => fresh.push(Reason::ListItemChanged {
+                index,
+                producer: producer.clone(),
+            }),
+        }
+    }
+    let mut out = Vec::new();
+    let changed = fresh.len();
+    if changed > LISTED + 1 {
+        fresh.truncate(LISTED);
+        out.extend(fresh);
+        out.push(Reason::MoreItemsChanged {
+            more: changed - LISTED,
+        });
+    } else {
+        out.extend(fresh);
+    }
+    if before.len() != now.len() {
+        out.push(Reason::ListLengthChanged {
+            old: before.len(),
+            new: now.len(),
+        });
+    } else if changed == 0 && before.iter().map(|i| &i.0).ne(now.iter().map(|i| &i.0)) {
+        out.push(Reason::ListReordered);
+    }
+    out
+}
+
+/// What a changed input is, read through the built-in call that produced it (see
+/// [`Reason::read_through`]).
+pub(crate) enum Through {
+    /// A gathered list: how it changed (its gather's differences).
+    List(Vec<Reason>),
+    /// Item `index` of a map's list, produced by `list`.
+    Item {
+        /// The item's position.
+        index: usize,
+        /// The list's producer.
+        list: String,
+    },
+}
+
+impl Reason {
+    /// This reason with each changed input that a built-in call produced read through it:
+    /// an input that is a gathered list as [`Reason::ListInputChanged`] (how the list
+    /// changed), a map's per-item call's item as [`Reason::ItemChanged`]. `through` says,
+    /// for an input's name and producer, what that producer is; `None` leaves the input as
+    /// it is.
+    pub(crate) fn read_through(
+        self,
+        through: &mut impl FnMut(&str, &str) -> Option<Through>,
+    ) -> Reason {
+        match self {
+            Reason::InputChanged { name, producer } => match through(&name, &producer) {
+                Some(Through::List(changes)) if !changes.is_empty() => {
+                    Reason::ListInputChanged { name, changes }
+                }
+                Some(Through::Item { index, list }) => Reason::ItemChanged { name, index, list },
+                _ => Reason::InputChanged { name, producer },
+            },
+            Reason::Changes { changes } => Reason::Changes {
+                changes: changes
+                    .into_iter()
+                    .map(|c| c.read_through(through))
+                    .collect(),
+            },
+            other => other,
+        }
     }
 }
 
@@ -299,6 +385,93 @@ mod tests {
             Reason::differences(&old, &new),
             vec![Reason::DeclarationChanged]
         );
+    }
+}
+
+#[cfg(test)]
+mod list_tests {
+    use super::*;
+    use crate::key::{Hash128, OutputDecl};
+
+    /// A gather's key components over items with these content hashes.
+    fn gathered(items: impl Iterator<Item = u128>) -> KeyComponents {
+        KeyComponents {
+            format: crate::key::KEY_FORMAT_VERSION,
+            step: crate::gather::GATHER_STEP.into(),
+            module: String::new(),
+            code_parts: Vec::new(),
+            code_signature: "0000000000000001".into(),
+            outputs: vec![OutputDecl {
+                name: "output".into(),
+                type_name: "alloc::vec::Vec<f64>".into(),
+                shape: String::new(),
+                cacher: "bincode".into(),
+                cacher_version: 1,
+            }],
+            inputs: items
+                .enumerate()
+                .map(|(i, h)| InputComponent::Artifact {
+                    name: crate::gather::item_name(i).into(),
+                    content_hash: Hash128(h).to_hex(),
+                    producer: format!("fit[{h}]"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_item_inserted_at_the_front_of_a_long_list_is_the_one_change() {
+        let old = gathered(1..=10_000);
+        let new = gathered(std::iter::once(0).chain(1..=10_000));
+        assert_eq!(
+            Reason::differences(&old, &new),
+            [
+                Reason::ListItemChanged {
+                    index: 0,
+                    producer: "fit[0]".into()
+                },
+                Reason::ListLengthChanged {
+                    old: 10_000,
+                    new: 10_001
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_item_inserted_at_the_front_that_equals_a_later_one_is_still_the_new_one() {
+        // The new first item equals the second one: the rest stayed in place.
+        let old = gathered([5, 7, 9].into_iter());
+        let new = gathered([7, 5, 7, 9].into_iter());
+        assert_eq!(
+            Reason::differences(&old, &new),
+            [
+                Reason::ListItemChanged {
+                    index: 0,
+                    producer: "fit[7]".into()
+                },
+                Reason::ListLengthChanged { old: 3, new: 4 }
+            ]
+        );
+    }
+
+    #[test]
+    fn removed_reordered_and_repeated_items_are_told_apart() {
+        // One removed: the length says it, no item is new.
+        let removed = Reason::differences(&gathered(1..=5), &gathered([1, 2, 4, 5].into_iter()));
+        assert_eq!(removed, [Reason::ListLengthChanged { old: 5, new: 4 }]);
+        let reordered = Reason::differences(&gathered(1..=5), &gathered((1..=5).rev()));
+        assert_eq!(reordered, [Reason::ListReordered]);
+        // An item held twice now but once before: the second copy is new.
+        let twice = Reason::differences(&gathered(1..=2), &gathered([1, 1].into_iter()));
+        assert_eq!(
+            twice,
+            [Reason::ListItemChanged {
+                index: 1,
+                producer: "fit[1]".into()
+            }]
+        );
+        assert!(Reason::differences(&gathered(1..=3), &gathered(1..=3)).is_empty());
     }
 }
 

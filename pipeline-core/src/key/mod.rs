@@ -34,6 +34,8 @@ use crate::signature::CodePart;
 mod assemble;
 mod explain;
 
+pub(crate) use explain::Through;
+
 pub(crate) use assemble::{components, KeyInput};
 
 /// Bump when the encoding below changes: every key changes with it, which is what we want.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::text::{duration, short, short_hash, size, timestamp};
 use super::{seconds, RunView};
 use crate::error::{Error, Result};
-use crate::key::{Hash128, InputComponent, KeyComponents};
+use crate::key::{Hash128, InputComponent, KeyComponents, Through};
 use crate::status::{Reason, StepStatus};
 use crate::store::{ArtifactRecord, RunRecord, StepRecord, Store};
 
@@ -225,17 +225,21 @@ impl Explanation {
                     removed: still.is_none(),
                 });
                 for reason in Reason::differences(&prev.components, &step.components) {
-                    let mut change = Change::new(reason);
-                    match &change.reason {
+                    let detail = match &reason {
                         Reason::InputChanged { name, producer } => {
-                            change.detail =
-                                Some(input_detail(store, &prev.components, &step, name, producer));
+                            Some(input_detail(store, &prev.components, &step, name, producer))
                         }
-                        Reason::DeclarationChanged => {
-                            change.old_declarations = Some(declarations(&prev.components));
-                            change.new_declarations = Some(declarations(&step.components));
-                        }
-                        _ => {}
+                        _ => None,
+                    };
+                    // A list or an item that a built-in call produced, in its own terms.
+                    let reason = reason.read_through(&mut |input, _| {
+                        through_recorded(store, &prev.components, &step, input)
+                    });
+                    let mut change = Change::new(reason);
+                    change.detail = detail;
+                    if change.reason == Reason::DeclarationChanged {
+                        change.old_declarations = Some(declarations(&prev.components));
+                        change.new_declarations = Some(declarations(&step.components));
                     }
                     report.changes.push(change);
                 }
@@ -257,6 +261,44 @@ fn execution_and_run(store: &Store, id: i64) -> Result<Option<(StepRecord, RunRe
         Err(Error::UnknownRun(_)) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// What input `input` of `rec` is when a built-in call produced it: for a gather, how the
+/// list changed since the one the earlier execution (`prev`: its key components) read;
+/// for a map's split, `rec`'s item. `None` when it is not, or when a record it needs
+/// cannot be read (the change is then shown as it is).
+fn through_recorded(
+    store: &Store,
+    prev: &KeyComponents,
+    rec: &StepRecord,
+    input: &str,
+) -> Option<Through> {
+    let id = rec
+        .inputs
+        .iter()
+        .find(|i| i.name == input)
+        .and_then(|i| i.producer_execution)?;
+    let made = store.execution(id).ok()?;
+    if made.step == crate::gather::GATHER_STEP {
+        let old_hash = prev.inputs.iter().find_map(|i| match i {
+            InputComponent::Artifact {
+                name, content_hash, ..
+            } if name == input => content_hash.parse::<Hash128>().ok(),
+            _ => None,
+        })?;
+        let old = store.artifact_by_hash(old_hash).ok()?;
+        let gathered = store.execution(old.execution_id()).ok()?;
+        return (gathered.step == crate::gather::GATHER_STEP)
+            .then(|| Through::List(Reason::differences(&gathered.components, &made.components)));
+    }
+    if made.step == crate::map::SPLIT_STEP {
+        let (_, index) = crate::map::item_call(&rec.name)?;
+        return Some(Through::Item {
+            index: usize::try_from(index).ok()?,
+            list: crate::store::list_producer(&made.components)?,
+        });
+    }
+    None
 }
 
 /// Where input `name` of `rec` came from, then (`prev`) and now.

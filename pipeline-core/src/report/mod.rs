@@ -28,6 +28,7 @@ mod diff;
 mod explain;
 mod gc;
 mod graph;
+mod group;
 mod runs;
 pub mod text;
 mod verify;
@@ -44,10 +45,8 @@ pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
 pub use graph::{depths, status_colors, GraphEdge, GraphNode, RunGraph};
-pub use runs::{
-    list_calls, status_counts, Listed, PinChange, RunDetail, RunList, StepLogs, GROUP_LIMIT,
-    GROUP_SHOWN,
-};
+pub use group::{list_calls, Listed, GROUP_LIMIT, GROUP_SHOWN};
+pub use runs::{status_counts, PinChange, RunDetail, RunList, StepLogs};
 pub use verify::VerifySummary;
 
 /// A run record as reports show it: its fields, with `duration` as `duration_s` (seconds)

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use super::group::{list_calls, range_name, Listed, GROUP_LIMIT, GROUP_SHOWN};
 use super::text::{duration, short_hash, size, table, timestamp};
 use super::{run_header, run_status, RunView, StepView};
 use crate::error::Result;
@@ -275,71 +276,6 @@ impl fmt::Display for RunDetail {
     }
 }
 
-/// Groups of calls named `<base>[<i>]` (a map's per-item calls, or labelled calls of a
-/// loop) larger than this are shown by their first [`GROUP_SHOWN`] calls and one summary
-/// row in `pipeline show` and the dashboard, so a map over 10,000 items lists a screenful,
-/// not 10,000 rows.
-pub const GROUP_LIMIT: usize = 8;
-/// How many calls of a large group are listed one by one.
-pub const GROUP_SHOWN: usize = 3;
-
-/// One row (or block of rows) of a list of a run's calls ([`list_calls`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Listed {
-    /// A call, by its index in the list given.
-    Step(usize),
-    /// The calls of group `base` not listed one by one, by index, in item order.
-    More {
-        /// The group's name: the `train_fold` of `train_fold[3]`.
-        base: String,
-        /// The calls summed up, by index in the list given.
-        steps: Vec<usize>,
-    },
-}
-
-/// The order a run's calls (their `names`, in pipeline order) are listed in by `pipeline
-/// show` and the dashboard: each group of `<base>[<i>]` calls ([`item_call`]) together, by
-/// item number, where its first call is; a group of more than [`GROUP_LIMIT`] by its first
-/// [`GROUP_SHOWN`] calls and a [`Listed::More`], unless `expanded(base)`.
-pub fn list_calls<'a>(
-    names: impl IntoIterator<Item = &'a str>,
-    expanded: impl Fn(&str) -> bool,
-) -> Vec<Listed> {
-    let names: Vec<&str> = names.into_iter().collect();
-    let mut groups: std::collections::HashMap<&str, Vec<(u64, usize)>> =
-        std::collections::HashMap::new();
-    for (i, name) in names.iter().enumerate() {
-        if let Some((base, n)) = item_call(name) {
-            groups.entry(base).or_default().push((n, i));
-        }
-    }
-    let mut listed = Vec::with_capacity(names.len());
-    for (i, name) in names.iter().enumerate() {
-        let Some((base, _)) = item_call(name) else {
-            listed.push(Listed::Step(i));
-            continue;
-        };
-        // Listed once, where the group's first call is.
-        let Some(mut members) = groups.remove(base) else {
-            continue;
-        };
-        members.sort_unstable();
-        let shown = if members.len() > GROUP_LIMIT && !expanded(base) {
-            GROUP_SHOWN
-        } else {
-            members.len()
-        };
-        listed.extend(members[..shown].iter().map(|&(_, i)| Listed::Step(i)));
-        if shown < members.len() {
-            listed.push(Listed::More {
-                base: base.to_string(),
-                steps: members[shown..].iter().map(|&(_, i)| i).collect(),
-            });
-        }
-    }
-    listed
-}
-
 /// How many of `steps` have each status, by status name (`[("cached", 4), ("executed",
 /// 1)]`), as a group's summary says it.
 pub fn status_counts<'a>(
@@ -359,21 +295,18 @@ fn more_calls_row<'a>(
     calls: impl Iterator<Item = &'a crate::store::StepRecord> + Clone,
 ) -> Vec<String> {
     let (mut n, mut total) = (0usize, std::time::Duration::ZERO);
-    let (mut first, mut last) = (u64::MAX, 0u64);
+    let mut items = Vec::new();
     for s in calls.clone() {
         n += 1;
         total += s.duration;
-        if let Some((_, i)) = item_call(&s.name) {
-            first = first.min(i);
-            last = last.max(i);
-        }
+        items.extend(item_call(&s.name).map(|(_, i)| i));
     }
     let counts: Vec<String> = status_counts(calls)
         .iter()
         .map(|(s, k)| format!("{k} {s}"))
         .collect();
     vec![
-        format!("{base}[{first}..={last}]"),
+        range_name(base, items.into_iter()),
         format!("{n} more: {}", counts.join(", ")),
         duration(total),
         "-".into(),

@@ -49,6 +49,13 @@ pub fn short_hash(hash: crate::key::Hash128) -> String {
     short(&hash.to_string()).to_string()
 }
 
+/// Calls' names (in their order) as a list a person reads: a group of more than 8 calls
+/// named `<call>[i]` (a map's per-item calls) as its range, `train_fold[0..=9999]`, every
+/// other name as it is. For messages that list a run's calls.
+pub fn call_names<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<String> {
+    super::group::call_names(names)
+}
+
 /// Left-aligned columns separated by two spaces; the last column is not padded.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cols = header.len();

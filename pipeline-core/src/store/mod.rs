@@ -100,6 +100,7 @@ pub(crate) use sqlite::SqliteMetadata;
 pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
+pub(crate) use query::{compare_records, list_producer};
 pub use query::{
     ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
     StepComparison, StepRecord,

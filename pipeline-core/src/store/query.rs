@@ -10,7 +10,8 @@ use super::earlier::{label_of, Candidate, Taken};
 use super::metadata::FoundArtifact;
 use super::{rows, Call, Candidates, SqliteMetadata, Store, StoredArtifact};
 use crate::error::{Error, Result, UnknownValue};
-use crate::key::{Hash128, KeyComponents};
+use crate::key::Through;
+use crate::key::{Hash128, InputComponent, KeyComponents};
 pub use crate::status::RunStatus;
 use crate::status::{Reason, StepStatus};
 
@@ -432,6 +433,11 @@ pub struct StepComparison {
     pub status_b: Option<StepStatus>,
     /// Whether the cache keys are equal.
     pub same_key: bool,
+    /// Whether it is a built-in call of a map or a fan-in (`pipeline.split`,
+    /// `pipeline.gather`): bookkeeping, not a step of the user's. Not among
+    /// [`RunComparison::changed`]; the calls that read a gathered list or a map's item say
+    /// what changed in it ([`Reason::ListInputChanged`], [`Reason::ItemChanged`]).
+    pub builtin: bool,
     /// What differs, from the first run to the second (empty when the keys are equal).
     pub changes: Vec<Reason>,
 }
@@ -448,9 +454,10 @@ pub struct RunComparison {
 }
 
 impl RunComparison {
-    /// The steps whose cache keys differ.
+    /// The steps whose cache keys differ, built-in calls left out (see
+    /// [`StepComparison::builtin`]).
     pub fn changed(&self) -> impl Iterator<Item = &StepComparison> {
-        self.steps.iter().filter(|s| !s.same_key)
+        self.steps.iter().filter(|s| !s.same_key && !s.builtin)
     }
 }
 
@@ -509,177 +516,246 @@ impl Store {
         let run_b = self.run(b)?;
         let steps_a = self.run_steps(&run_a.id)?;
         let steps_b = self.run_steps(&run_b.id)?;
-        // Each call's position among its run's calls of its step.
-        let ordinals = |steps: &[StepRecord]| {
-            let mut next: HashMap<&str, usize> = HashMap::new();
-            steps
-                .iter()
-                .map(|s| {
-                    let k = next.entry(s.step.as_str()).or_default();
-                    *k += 1;
-                    *k - 1
-                })
-                .collect::<Vec<usize>>()
-        };
-        let (ordinal_a, ordinal_b) = (ordinals(&steps_a), ordinals(&steps_b));
-        // Per step of the first run: its calls in position order (index = ordinal), and
-        // which of them are paired.
-        let mut grouped: HashMap<&str, Vec<Candidate>> = HashMap::new();
-        for (sa, &ordinal) in steps_a.iter().zip(&ordinal_a) {
-            grouped.entry(&sa.step).or_default().push(Candidate {
-                execution: sa.execution_id,
-                name: sa.name.clone(),
-                ordinal,
-                label: label_of(&sa.step, &sa.name).map(str::to_string),
-                components: sa.components.clone(),
-            });
-        }
-        let mut calls_a: HashMap<&str, (Candidates, Taken)> = grouped
-            .into_iter()
-            .map(|(step, calls)| {
-                let calls = Candidates::new(run_a.id.clone(), run_a.name.clone(), calls);
-                let taken = Taken::new(calls.len());
-                (step, (calls, taken))
-            })
-            .collect();
-        let index_a: HashMap<i64, usize> = steps_a
+        Ok(compare_records(run_a, run_b, &steps_a, &steps_b))
+    }
+}
+
+/// [`Store::compare_runs`] on the runs' records, read once by the caller.
+pub(crate) fn compare_records(
+    run_a: RunRecord,
+    run_b: RunRecord,
+    steps_a: &[StepRecord],
+    steps_b: &[StepRecord],
+) -> RunComparison {
+    // Each call's position among its run's calls of its step.
+    let ordinals = |steps: &[StepRecord]| {
+        let mut next: HashMap<&str, usize> = HashMap::new();
+        steps
             .iter()
-            .enumerate()
-            .map(|(i, s)| (s.execution_id, i))
-            .collect();
-        let mut pair: Vec<Option<usize>> = vec![None; steps_b.len()];
-        let mut paired_a = vec![false; steps_a.len()];
-        let mut join = |j: usize, i: usize, pair: &mut [Option<usize>], paired_a: &mut [bool]| {
-            pair[j] = Some(i);
-            paired_a[i] = true;
-            if let Some((_, taken)) = calls_a.get_mut(steps_a[i].step.as_str()) {
-                taken.take(ordinal_a[i]);
-            }
-        };
-        // 0. A map's per-item calls (`<call>[i]`) with equal keys: the same item, wherever
-        // it moved in the list (a reordered list re-runs nothing, and says so).
-        let per_item = |name: &str| crate::map::item_call(name).is_some();
-        let mut items_by_key: HashMap<(&str, Hash128), std::collections::VecDeque<usize>> =
-            HashMap::new();
-        for (i, sa) in steps_a.iter().enumerate() {
-            if let (Some(key), true) = (sa.cache_key, per_item(&sa.name)) {
-                items_by_key
-                    .entry((sa.step.as_str(), key))
-                    .or_default()
-                    .push_back(i);
-            }
+            .map(|s| {
+                let k = next.entry(s.step.as_str()).or_default();
+                *k += 1;
+                *k - 1
+            })
+            .collect::<Vec<usize>>()
+    };
+    let (ordinal_a, ordinal_b) = (ordinals(steps_a), ordinals(steps_b));
+    // Per step of the first run: its calls in position order (index = ordinal), and
+    // which of them are paired.
+    let mut grouped: HashMap<&str, Vec<Candidate>> = HashMap::new();
+    for (sa, &ordinal) in steps_a.iter().zip(&ordinal_a) {
+        grouped.entry(&sa.step).or_default().push(Candidate {
+            execution: sa.execution_id,
+            name: sa.name.clone(),
+            ordinal,
+            label: label_of(&sa.step, &sa.name).map(str::to_string),
+            components: sa.components.clone(),
+        });
+    }
+    let mut calls_a: HashMap<&str, (Candidates, Taken)> = grouped
+        .into_iter()
+        .map(|(step, calls)| {
+            let calls = Candidates::new(run_a.id.clone(), run_a.name.clone(), calls);
+            let taken = Taken::new(calls.len());
+            (step, (calls, taken))
+        })
+        .collect();
+    let index_a: HashMap<i64, usize> = steps_a
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.execution_id, i))
+        .collect();
+    let mut pair: Vec<Option<usize>> = vec![None; steps_b.len()];
+    let mut paired_a = vec![false; steps_a.len()];
+    let mut join = |j: usize, i: usize, pair: &mut [Option<usize>], paired_a: &mut [bool]| {
+        pair[j] = Some(i);
+        paired_a[i] = true;
+        if let Some((_, taken)) = calls_a.get_mut(steps_a[i].step.as_str()) {
+            taken.take(ordinal_a[i]);
         }
-        for (j, sb) in steps_b.iter().enumerate() {
-            let (Some(key), true) = (sb.cache_key, per_item(&sb.name)) else {
-                continue;
-            };
-            let Some(queue) = items_by_key.get_mut(&(sb.step.as_str(), key)) else {
-                continue;
-            };
-            if let Some(i) = queue.pop_front() {
+    };
+    // 0. A map's per-item calls (`<call>[i]`) with equal keys: the same item, wherever
+    // it moved in the list (a reordered list re-runs nothing, and says so).
+    let per_item = |name: &str| crate::map::item_call(name).is_some();
+    let mut items_by_key: HashMap<(&str, Hash128), std::collections::VecDeque<usize>> =
+        HashMap::new();
+    for (i, sa) in steps_a.iter().enumerate() {
+        if let (Some(key), true) = (sa.cache_key, per_item(&sa.name)) {
+            items_by_key
+                .entry((sa.step.as_str(), key))
+                .or_default()
+                .push_back(i);
+        }
+    }
+    for (j, sb) in steps_b.iter().enumerate() {
+        let (Some(key), true) = (sb.cache_key, per_item(&sb.name)) else {
+            continue;
+        };
+        let Some(queue) = items_by_key.get_mut(&(sb.step.as_str(), key)) else {
+            continue;
+        };
+        if let Some(i) = queue.pop_front() {
+            join(j, i, &mut pair, &mut paired_a);
+        }
+    }
+    // 1. Labels.
+    let labelled_a: HashMap<(&str, &str), usize> = steps_a
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| label_of(&s.step, &s.name).is_some())
+        .map(|(i, s)| ((s.step.as_str(), s.name.as_str()), i))
+        .collect();
+    for (j, sb) in steps_b.iter().enumerate() {
+        if pair[j].is_some() || label_of(&sb.step, &sb.name).is_none() {
+            continue;
+        }
+        if let Some(&i) = labelled_a.get(&(sb.step.as_str(), sb.name.as_str())) {
+            if !paired_a[i] {
                 join(j, i, &mut pair, &mut paired_a);
             }
         }
-        // 1. Labels.
-        let labelled_a: HashMap<(&str, &str), usize> = steps_a
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| label_of(&s.step, &s.name).is_some())
-            .map(|(i, s)| ((s.step.as_str(), s.name.as_str()), i))
-            .collect();
-        for (j, sb) in steps_b.iter().enumerate() {
-            if pair[j].is_some() || label_of(&sb.step, &sb.name).is_none() {
-                continue;
-            }
-            if let Some(&i) = labelled_a.get(&(sb.step.as_str(), sb.name.as_str())) {
-                if !paired_a[i] {
-                    join(j, i, &mut pair, &mut paired_a);
-                }
-            }
-        }
-        // 2. Equal keys, the first unpaired call with the key in position order.
-        let mut by_key: HashMap<Hash128, std::collections::VecDeque<usize>> = HashMap::new();
-        for (i, sa) in steps_a.iter().enumerate() {
-            if let (Some(key), false) = (sa.cache_key, paired_a[i]) {
-                by_key.entry(key).or_default().push_back(i);
-            }
-        }
-        for (j, sb) in steps_b.iter().enumerate() {
-            let (None, Some(key)) = (pair[j], sb.cache_key) else {
-                continue;
-            };
-            let Some(queue) = by_key.get_mut(&key) else {
-                continue;
-            };
-            while let Some(i) = queue.pop_front() {
-                if !paired_a[i] {
-                    join(j, i, &mut pair, &mut paired_a);
-                    break;
-                }
-            }
-        }
-        // 3. The explanation rule, among the calls still unpaired: key components one
-        // place apart for every call first, then the nearest position for those left.
-        for by_position in [false, true] {
-            for (j, sb) in steps_b.iter().enumerate() {
-                if pair[j].is_some() {
-                    continue;
-                }
-                let Some((calls, taken)) = calls_a.get_mut(sb.step.as_str()) else {
-                    continue;
-                };
-                let call = Call {
-                    label: label_of(&sb.step, &sb.name),
-                    ordinal: ordinal_b[j],
-                    components: &sb.components,
-                };
-                if let Some(&i) = calls
-                    .claim(&call, taken, by_position)
-                    .and_then(|c| index_a.get(&c.execution))
-                {
-                    pair[j] = Some(i);
-                    paired_a[i] = true;
-                }
-            }
-        }
-        let mut steps = Vec::with_capacity(steps_b.len());
-        for (j, sb) in steps_b.iter().enumerate() {
-            let sa = pair[j].map(|i| &steps_a[i]);
-            let same_key =
-                sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
-            let changes = match sa {
-                Some(sa) if !same_key => Reason::differences(&sa.components, &sb.components),
-                Some(_) => Vec::new(),
-                None => vec![Reason::FirstExecution],
-            };
-            steps.push(StepComparison {
-                name: sb.name.clone(),
-                name_a: sa.map(|s| s.name.clone()),
-                status_a: sa.map(|s| s.status),
-                status_b: Some(sb.status),
-                same_key,
-                changes,
-            });
-        }
-        for (i, sa) in steps_a.iter().enumerate() {
-            if paired_a[i] {
-                continue;
-            }
-            steps.push(StepComparison {
-                name: sa.name.clone(),
-                name_a: Some(sa.name.clone()),
-                status_a: Some(sa.status),
-                status_b: None,
-                same_key: false,
-                changes: Vec::new(),
-            });
-        }
-        Ok(RunComparison {
-            run_a,
-            run_b,
-            steps,
-        })
     }
+    // 2. Equal keys, the first unpaired call with the key in position order.
+    let mut by_key: HashMap<Hash128, std::collections::VecDeque<usize>> = HashMap::new();
+    for (i, sa) in steps_a.iter().enumerate() {
+        if let (Some(key), false) = (sa.cache_key, paired_a[i]) {
+            by_key.entry(key).or_default().push_back(i);
+        }
+    }
+    for (j, sb) in steps_b.iter().enumerate() {
+        let (None, Some(key)) = (pair[j], sb.cache_key) else {
+            continue;
+        };
+        let Some(queue) = by_key.get_mut(&key) else {
+            continue;
+        };
+        while let Some(i) = queue.pop_front() {
+            if !paired_a[i] {
+                join(j, i, &mut pair, &mut paired_a);
+                break;
+            }
+        }
+    }
+    // 3. The explanation rule, among the calls still unpaired: key components one
+    // place apart for every call first, then the nearest position for those left.
+    for by_position in [false, true] {
+        for (j, sb) in steps_b.iter().enumerate() {
+            if pair[j].is_some() {
+                continue;
+            }
+            let Some((calls, taken)) = calls_a.get_mut(sb.step.as_str()) else {
+                continue;
+            };
+            let call = Call {
+                label: label_of(&sb.step, &sb.name),
+                ordinal: ordinal_b[j],
+                components: &sb.components,
+            };
+            if let Some(&i) = calls
+                .claim(&call, taken, by_position)
+                .and_then(|c| index_a.get(&c.execution))
+            {
+                pair[j] = Some(i);
+                paired_a[i] = true;
+            }
+        }
+    }
+    let (named_a, named_b) = (by_name(steps_a), by_name(steps_b));
+    let mut steps = Vec::with_capacity(steps_b.len());
+    for (j, sb) in steps_b.iter().enumerate() {
+        let sa = pair[j].map(|i| &steps_a[i]);
+        let same_key = sa.is_some_and(|sa| sa.cache_key.is_some() && sa.cache_key == sb.cache_key);
+        let changes = match sa {
+            Some(sa) if !same_key => Reason::differences(&sa.components, &sb.components)
+                .into_iter()
+                .map(|r| {
+                    r.read_through(&mut |input, producer| {
+                        through_builtin(sa, sb, input, producer, &named_a, &named_b)
+                    })
+                })
+                .collect(),
+            Some(_) => Vec::new(),
+            None => vec![Reason::FirstExecution],
+        };
+        steps.push(StepComparison {
+            name: sb.name.clone(),
+            name_a: sa.map(|s| s.name.clone()),
+            status_a: sa.map(|s| s.status),
+            status_b: Some(sb.status),
+            same_key,
+            builtin: crate::map::builtin_step(&sb.step),
+            changes,
+        });
+    }
+    for (i, sa) in steps_a.iter().enumerate() {
+        if paired_a[i] {
+            continue;
+        }
+        steps.push(StepComparison {
+            name: sa.name.clone(),
+            name_a: Some(sa.name.clone()),
+            status_a: Some(sa.status),
+            status_b: None,
+            same_key: false,
+            builtin: crate::map::builtin_step(&sa.step),
+            changes: Vec::new(),
+        });
+    }
+    RunComparison {
+        run_a,
+        run_b,
+        steps,
+    }
+}
+
+/// What input `input` of call `sb` (paired with `sa`), produced by call `producer` of the
+/// second run, is when that producer is built in: for a gather, how the list changed
+/// (the two gathers the two calls read, compared); for a map's split, the call's item.
+fn through_builtin(
+    sa: &StepRecord,
+    sb: &StepRecord,
+    input: &str,
+    producer: &str,
+    named_a: &HashMap<&str, &StepRecord>,
+    named_b: &HashMap<&str, &StepRecord>,
+) -> Option<Through> {
+    let made = named_b.get(producer)?;
+    if made.step == crate::gather::GATHER_STEP {
+        let read_a = sa.components.inputs.iter().find_map(|i| match i {
+            InputComponent::Artifact { name, producer, .. } if name == input => {
+                Some(producer.as_str())
+            }
+            _ => None,
+        })?;
+        let gather_a = named_a
+            .get(read_a)
+            .filter(|g| g.step == crate::gather::GATHER_STEP)?;
+        return Some(Through::List(Reason::differences(
+            &gather_a.components,
+            &made.components,
+        )));
+    }
+    if made.step == crate::map::SPLIT_STEP {
+        let (_, index) = crate::map::item_call(&sb.name)?;
+        return Some(Through::Item {
+            index: usize::try_from(index).ok()?,
+            list: list_producer(&made.components)?,
+        });
+    }
+    None
+}
+
+/// A run's calls by name.
+fn by_name(steps: &[StepRecord]) -> HashMap<&str, &StepRecord> {
+    steps.iter().map(|s| (s.name.as_str(), s)).collect()
+}
+
+/// The call that produced the list a map's split (`split`: its key components) splits.
+pub(crate) fn list_producer(split: &KeyComponents) -> Option<String> {
+    split.inputs.iter().find_map(|i| match i {
+        InputComponent::Artifact { producer, .. } => Some(producer.clone()),
+        InputComponent::Parameter { .. } => None,
+    })
 }
 
 /// A hash column: TEXT of 32 hex digits. Anything else in it is damage, reported as the
