@@ -430,3 +430,24 @@ fn a_reordered_list_reads_as_the_same_items_in_another_order() {
     let changed: Vec<&str> = diff.changed().map(|s| s.name.as_str()).collect();
     assert_eq!(changed, ["select_best"], "{diff}");
 }
+
+#[test]
+#[should_panic(expected = "`pipeline::gather` was called outside a `#[pipeline]` body")]
+fn gather_outside_a_pipeline_body_panics_with_a_message_about_gather() {
+    // Not `add_step`'s message, which would name the built-in `pipeline.gather::call(..)`.
+    let _ = pipeline::gather(Vec::<Artifact<u64>>::new());
+}
+
+/// Calls `fit` on a thread of its own, inside the body.
+#[pipeline]
+fn fit_on_a_thread(lambda: f64) -> Artifact<Metrics> {
+    std::thread::spawn(move || fit(lambda, "thread".to_string()))
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+}
+
+#[test]
+#[should_panic(expected = "or on another thread than the body's")]
+fn a_step_called_on_a_thread_the_body_started_says_so() {
+    let _ = fit_on_a_thread(1.0);
+}

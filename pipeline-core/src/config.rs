@@ -496,6 +496,36 @@ impl Settings {
         Settings::resolve(&|name| std::env::var(name).ok(), &cwd)
     }
 
+    /// The executor alone, as [`Settings::resolve`] reads it: `PIPELINE_EXECUTOR`, else
+    /// `[executor] kind` of the nearest `pipeline.toml`, else threads. For a run given its
+    /// store in code, whose store settings do not matter: an unreadable `pipeline.toml`
+    /// counts as none here (the store settings report it), but a value that names no
+    /// executor is an error, never the thread executor in its place.
+    pub(crate) fn resolve_executor(
+        env: &dyn Fn(&str) -> Option<String>,
+        cwd: &Path,
+    ) -> Result<ExecutorKind> {
+        if let Some(text) = env(PIPELINE_EXECUTOR).filter(|v| !v.trim().is_empty()) {
+            return text.parse().map_err(|message| ConfigError {
+                origin: Origin::Env(PIPELINE_EXECUTOR),
+                message,
+            });
+        }
+        let Some(path) = find_config_file(cwd) else {
+            return Ok(ExecutorKind::default());
+        };
+        match read_config_file(&path).ok().and_then(|f| f.executor.kind) {
+            Some(text) => text.parse().map_err(|message| ConfigError {
+                origin: Origin::File {
+                    path,
+                    key: "executor.kind",
+                },
+                message,
+            }),
+            None => Ok(ExecutorKind::default()),
+        }
+    }
+
     /// Resolution with the environment and working directory given, for tests.
     pub(crate) fn resolve(env: &dyn Fn(&str) -> Option<String>, cwd: &Path) -> Result<Settings> {
         let var = |name: &'static str| {
@@ -1001,5 +1031,45 @@ mod tests {
             let e = message(resolve(&vars, dir.path()).unwrap_err());
             assert!(e.contains(expected), "{vars:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_executor_alone_is_read_without_the_store_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let executor = |vars: &[(&str, &str)]| {
+            let vars: HashMap<String, String> = vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Settings::resolve_executor(&move |name| vars.get(name).cloned(), dir.path())
+        };
+        // A broken store setting does not matter to a run given its store in code.
+        let vars = [
+            ("PIPELINE_METADATA", "sqlite:"),
+            ("PIPELINE_EXECUTOR", "processes"),
+        ];
+        assert_eq!(executor(&vars), Ok(ExecutorKind::Processes));
+        assert_eq!(executor(&[]), Ok(ExecutorKind::Threads));
+        // A value that names no executor is an error naming where it came from.
+        let e = message(executor(&[("PIPELINE_EXECUTOR", "process")]).unwrap_err());
+        assert!(
+            e.contains("$PIPELINE_EXECUTOR") && e.contains("unknown executor `process`"),
+            "{e}"
+        );
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "[executor]\nkind = \"slrum\"\n",
+        )
+        .unwrap();
+        let e = message(executor(&[]).unwrap_err());
+        assert!(
+            e.contains("`executor.kind`") && e.contains("unknown executor `slrum`"),
+            "{e}"
+        );
+        // The variable wins over the file, as in `resolve`.
+        assert_eq!(
+            executor(&[("PIPELINE_EXECUTOR", "slurm")]),
+            Ok(ExecutorKind::Slurm)
+        );
     }
 }

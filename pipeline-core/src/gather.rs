@@ -30,7 +30,8 @@ use serde::Serialize;
 use crate::artifact::Artifact;
 use crate::cacher::Bincode;
 use crate::graph::{
-    add_step, artifact, Input, InputMode, InputSpec, OutputSpec, StepContext, StepDef, Value,
+    add_step, artifact, with_building, Input, InputMode, InputSpec, OutputSpec, StepContext,
+    StepDef, Value,
 };
 use crate::signature::StepDecl;
 
@@ -82,11 +83,22 @@ pub(crate) const GATHER_PATH: &str = "pipeline::gather";
 ///
 /// # Panics
 ///
-/// When no pipeline is being built (as every step call, see [`add_step`]).
+/// When no pipeline is being built on this thread: outside a `#[pipeline]` body, or on a
+/// thread the body started (as every step call, see [`add_step`]).
 pub fn gather<T>(items: impl IntoIterator<Item = Artifact<T>>) -> Artifact<Vec<T>>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
+    // Said here: `add_step`'s own message names the built-in step `pipeline.gather` and
+    // its `::call(..)`, which do not exist for a user.
+    if with_building(|_| ()).is_none() {
+        panic!(
+            "`pipeline::gather` was called outside a `#[pipeline]` body, or on another \
+             thread than the body's; it gathers step outputs of the pipeline being built \
+             into one list. To collect the values of a run's outputs, load each one \
+             (`.load()`) into a `Vec`"
+        );
+    }
     let inputs: Vec<InputSpec> = items
         .into_iter()
         .enumerate()

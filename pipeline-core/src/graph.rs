@@ -516,9 +516,10 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
         let Some(graph) = stack.last_mut() else {
             drop(stack);
             panic!(
-                "step `{0}` was called outside a `#[pipeline]` body; step functions only wire \
-                 a pipeline together. To run the function itself (e.g. in a unit test), call \
-                 `{0}::call(..)`",
+                "step `{0}` was called outside a `#[pipeline]` body, or on another thread \
+                 than the body's (a pipeline is built on the thread that runs its body); step \
+                 functions only wire a pipeline together. To run the function itself (e.g. in \
+                 a unit test), call `{0}::call(..)`",
                 def.name
             );
         };

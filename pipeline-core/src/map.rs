@@ -104,9 +104,15 @@ impl<L> Artifact<L> {
     /// `f` runs once, while the pipeline body runs, with a handle to "the item"; its calls
     /// are repeated per item. It may use parameters and any artifact of the body from
     /// outside the closure (each item's calls share them). Each item is stored as an
-    /// artifact of its own, so each per-item call has its own cache key: see the module
-    /// documentation of `map.rs` for what runs when the list changes. Per-item calls are
-    /// recorded as `<call>[i]`.
+    /// artifact of its own, so each per-item call has its own cache key: appending an item
+    /// runs only the new item's calls, editing one runs only that item's, and reordering
+    /// runs none (the gathered list follows the new order). An empty list maps to an empty
+    /// `Vec`. Per-item calls are recorded as `<call>[i]`.
+    ///
+    /// `f` is a closure that calls the steps: `folds.map(|fold| score(fold))`. The step
+    /// itself, `folds.map(score)`, does not compile (``implementation of `FnOnce` is not
+    /// general enough``): a step function is generic over what it is given, and `map`
+    /// needs one that takes the item handle whatever its lifetime.
     ///
     /// ```no_run
     /// use pipeline::prelude::*;
@@ -137,7 +143,8 @@ impl<L> Artifact<L> {
     ///
     /// # Panics
     ///
-    /// When no pipeline is being built (as every step call).
+    /// When no pipeline is being built on this thread: outside a `#[pipeline]` body, or on
+    /// a thread the body started (as every step call).
     pub fn map<R: MapResult>(&self, f: impl FnOnce(&Artifact<L::Item>) -> R) -> R::Mapped
     where
         // On the method, not the impl: a non-list artifact then finds `map` and fails
@@ -159,9 +166,10 @@ where
 {
     if with_building(|_| ()).is_none() {
         panic!(
-            "`map` was called outside a `#[pipeline]` body; `list.map(|item| ..)` wires \
-             steps per item of a list inside a pipeline body. To map over the values of \
-             a run's output, load it (`run.output().load()`) and iterate over the `Vec`"
+            "`map` was called outside a `#[pipeline]` body, or on another thread than the \
+             body's; `list.map(|item| ..)` wires steps per item of a list inside a pipeline \
+             body, on its thread. To map over the values of a run's output, load it \
+             (`run.output().load()`) and iterate over the `Vec`"
         );
     }
     let split = add_step(split_def::<T>(list.clone()));

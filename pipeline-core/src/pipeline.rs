@@ -454,6 +454,8 @@ impl<O: PipelineOutput> Pipeline<O> {
     ///   panicked; its `source` is the step's error.
     /// - [`Error::Cancelled`](crate::Error::Cancelled) when the run's
     ///   [`CancelToken`] was cancelled before every step had started.
+    /// - [`Error::Config`](crate::Error::Config) when no executor is chosen in code and
+    ///   `PIPELINE_EXECUTOR` (or `[executor] kind` in `pipeline.toml`) names none.
     /// - [`Error::Parameter`](crate::Error::Parameter) when a parameter cannot be encoded,
     ///   [`Error::Graph`](crate::Error::Graph) when the body wired steps wrongly, and
     ///   [`Error::UnknownStep`](crate::Error::UnknownStep) when per-step caching names no
@@ -468,11 +470,11 @@ impl<O: PipelineOutput> Pipeline<O> {
             });
         }
         let store = self.open_store()?;
-        let backend: Option<Arc<dyn crate::executor::backend::Backend>> = match self
-            .executor
-            .clone()
-            .unwrap_or_else(|| configured_executor().into())
-        {
+        let executor = match self.executor.clone() {
+            Some(chosen) => chosen,
+            None => configured_executor()?.into(),
+        };
+        let backend: Option<Arc<dyn crate::executor::backend::Backend>> = match executor {
             Executor::Processes => Some(Arc::new(crate::executor::backend::Processes::new(
                 self.worker_args.clone(),
             )?)),
@@ -547,12 +549,17 @@ impl<O> std::fmt::Debug for Pipeline<O> {
     }
 }
 
-/// The executor `PIPELINE_EXECUTOR` or `pipeline.toml` names, read once per process.
-fn configured_executor() -> ExecutorKind {
-    static KIND: std::sync::OnceLock<ExecutorKind> = std::sync::OnceLock::new();
-    *KIND.get_or_init(|| {
-        crate::config::Settings::from_env()
-            .map(|s| s.executor)
-            .unwrap_or_default()
+/// The executor `PIPELINE_EXECUTOR` or `pipeline.toml` names, read once per process. A
+/// value that names no executor (`PIPELINE_EXECUTOR=process`) is an error of each run
+/// that does not choose its executor in code, not the thread executor in silence.
+fn configured_executor() -> Result<ExecutorKind> {
+    static KIND: std::sync::OnceLock<
+        std::result::Result<ExecutorKind, crate::config::ConfigError>,
+    > = std::sync::OnceLock::new();
+    KIND.get_or_init(|| {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        crate::config::Settings::resolve_executor(&|name| std::env::var(name).ok(), &cwd)
     })
+    .clone()
+    .map_err(crate::Error::from)
 }
