@@ -38,23 +38,23 @@ fn find_step<'s>(
         [] => Err(format!(
             "run `{}` has no step `{name}`; its steps are: {}",
             run.name,
-            listed(steps.iter())
+            listed(steps.iter(), &run.id)
         )),
         many => Err(format!(
             "step `{name}` is called {} times in run `{}`; name one of: {}",
             many.len(),
             run.name,
-            listed(many.iter().copied())
+            listed(many.iter().copied(), &run.id)
         )),
     }
 }
 
 /// `` `source`, `train_fold[0..=9999]`, `mean` ``: the calls' names, a map's many per-item
-/// calls as their range.
-fn listed<'s>(steps: impl Iterator<Item = &'s StepRecord> + Clone) -> String {
-    text::call_names(steps.map(|s| s.name.as_str()))
+/// calls as their range, at most `LISTED_CALLS` names then a count (`listed_calls`).
+fn listed<'s>(steps: impl Iterator<Item = &'s StepRecord> + Clone, run_id: &str) -> String {
+    let names: Vec<String> = text::call_names(steps.map(|s| s.name.as_str()))
         .iter()
         .map(|n| format!("`{n}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    super::listed_calls(&names, run_id)
 }

@@ -24,12 +24,12 @@ pub fn exec(ctx: &Ctx<'_>, args: &Args) -> CliResult<String> {
     let run = ctx.run_record(&args.run)?;
     let steps = ctx.store.run_steps(&run.id).map_err(|e| ctx.error(e))?;
     let Some(step) = steps.iter().find(|s| s.name == args.step) else {
-        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
         return Err(format!(
             "run `{}` has no step call `{}`; its steps are: {}",
             run.name,
             args.step,
-            names.join(", ")
+            super::listed_calls(&names, &run.id)
         ));
     };
     let kept = ctx

@@ -180,3 +180,41 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T) -> String {
     s.push('\n');
     s
 }
+
+/// How many step calls an error lists when it says which calls a run has.
+pub const LISTED_CALLS: usize = 30;
+
+/// The calls a run has, for an error about a call it does not have: all of them up to
+/// [`LISTED_CALLS`], else the first ones and how many more (a map of 1,000 items has 1,000
+/// calls per step, which would bury the message; `pipeline show RUN` groups them).
+/// `run_id` names the run in that hint (its name may be shared by newer runs).
+pub fn listed_calls(names: &[String], run_id: &str) -> String {
+    if names.len() <= LISTED_CALLS {
+        return names.join(", ");
+    }
+    format!(
+        "{}, ... and {} more (`pipeline show {run_id}` lists them)",
+        names[..LISTED_CALLS].join(", "),
+        names.len() - LISTED_CALLS
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_list_of_calls_is_cut_and_counted() {
+        let few: Vec<String> = ["load", "fit[0]", "fit[1]"].map(String::from).to_vec();
+        assert_eq!(listed_calls(&few, "r"), "load, fit[0], fit[1]");
+        let many: Vec<String> = (0..1500).map(|i| format!("fit[{i}]")).collect();
+        let text = listed_calls(&many, "0f3c9a");
+        assert!(text.starts_with("fit[0], fit[1], "), "{text}");
+        assert!(text.contains("fit[29], ... and 1470 more"), "{text}");
+        assert!(!text.contains("fit[30]"), "{text}");
+        assert!(
+            text.ends_with("(`pipeline show 0f3c9a` lists them)"),
+            "{text}"
+        );
+    }
+}

@@ -17,12 +17,12 @@ pub fn exec(ctx: &Ctx<'_>, args: &Args, store_flag: bool) -> CliResult<String> {
     let run = ctx.store.run(&args.run).map_err(|e| ctx.error(e))?;
     let steps = ctx.store.run_steps(&run.id).map_err(|e| ctx.error(e))?;
     if !steps.iter().any(|s| s.name == args.step) {
-        let names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+        let names: Vec<String> = steps.iter().map(|s| s.name.clone()).collect();
         return Err(format!(
             "run `{}` has no step call `{}`; its steps are: {}",
             run.name,
             args.step,
-            names.join(", ")
+            super::listed_calls(&names, &run.id)
         ));
     }
     // The store as given here, so the binary finds the same one.
