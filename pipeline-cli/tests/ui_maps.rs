@@ -313,10 +313,24 @@ fn compare_groups_a_maps_calls_and_expands_them() {
     run_mapped(&store, 12, "twelve-b");
     let (a, b) = (run_id(&store, "twelve-a"), run_id(&store, "twelve-b"));
     let collapsed = page(&store, &format!("/compare?a={a}&b={b}"));
+    // The built-in split and gather are bookkeeping, as in `pipeline diff`: not listed,
+    // not counted (source, numbers_up_to and 12 shifts).
+    assert!(
+        !collapsed.contains("<tr data-step=\"pipeline."),
+        "{collapsed}"
+    );
+    assert!(collapsed.contains("0 of 14 steps differ."), "{collapsed}");
     for i in 0..3 {
         assert!(collapsed.contains(&format!("<tr data-step=\"shift[{i}]\" data-same=\"true\">")));
     }
     assert!(!collapsed.contains("<tr data-step=\"shift[3]\""));
+    // The built-in split and gather are bookkeeping, as in `pipeline diff`: not listed,
+    // not counted (source, numbers_up_to and 12 shifts).
+    assert!(
+        !collapsed.contains("<tr data-step=\"pipeline."),
+        "{collapsed}"
+    );
+    assert!(collapsed.contains("0 of 14 steps differ."), "{collapsed}");
     assert!(
         collapsed.contains(r#"<tr class="more" data-group="shift" data-calls="9" data-differ="0"><td>shift[3..=11] <span class="dim">(9 more)</span></td><td>9 executed</td><td>9 cached</td><td>0 of 9 differ · "#),
         "{collapsed}"

@@ -1597,12 +1597,15 @@ pub fn compare(store: &Store, a: &str, b: &str, expand: &Expand) -> PageResult {
         body,
         "<p class=\"summary\" id=\"diff-summary\">{} of {} steps differ.</p>",
         diff.changed().count(),
-        diff.steps.len()
+        diff.calls().count()
     );
+    // The built-in split and gather calls are bookkeeping, as in `pipeline diff`: the
+    // calls around them say what changed.
+    let listed: Vec<&pipeline::report::DiffStep> = diff.calls().collect();
     let page = format!("/compare?a={}&b={}", enc(&ra.id), enc(&rb.id));
     body.push_str(&expanded_note(
         expand,
-        diff.steps.iter().map(|s| s.name.as_str()),
+        listed.iter().map(|s| s.name.as_str()),
         &|base| with_query(&page, &expand.params_with(base, false)),
     ));
     body.push_str("<table class=\"diff\" id=\"diff\">\n<thead><tr><th>Step</th><th>A</th><th>B</th><th>Cache key</th></tr></thead>\n<tbody>\n");
@@ -1610,14 +1613,14 @@ pub fn compare(store: &Store, a: &str, b: &str, expand: &Expand) -> PageResult {
         s.map(|s| badge(&s.to_string()))
             .unwrap_or_else(|| "-".into())
     };
-    for entry in list_calls(diff.steps.iter().map(|s| s.name.as_str()), |b| {
+    for entry in list_calls(listed.iter().map(|s| s.name.as_str()), |b| {
         expand.contains(b)
     }) {
         let s = match entry {
-            Listed::Step(i) => &diff.steps[i],
+            Listed::Step(i) => listed[i],
             Listed::More { base, steps } => {
                 let calls: Vec<&pipeline::report::DiffStep> =
-                    steps.iter().map(|&i| &diff.steps[i]).collect();
+                    steps.iter().map(|&i| listed[i]).collect();
                 let count = |side: fn(&pipeline::report::DiffStep) -> Option<StepStatus>| {
                     let mut by: BTreeMap<String, usize> = BTreeMap::new();
                     for c in &calls {
