@@ -411,6 +411,24 @@ fn an_appended_item_is_a_first_execution_not_a_change_of_another_item() {
         "{}",
         new.reason()
     );
+    // `explain` says it is the item's first, not the step's (other items executed before).
+    let records = store.run_steps(appended.id()).unwrap();
+    let record = records.iter().find(|s| s.name == "double[2]").unwrap();
+    let first = pipeline::report::Explanation::new(
+        &store,
+        store.run(appended.id()).unwrap(),
+        record.clone(),
+    )
+    .unwrap()
+    .to_string();
+    assert!(
+        first.contains(
+            "No earlier successful execution of `double[2]` (item 2 of its list) is recorded: \
+             this was the item's first."
+        ),
+        "{first}"
+    );
+    assert!(!first.contains("of step `double` is recorded"), "{first}");
     // An edited item is compared with the same item of the run before, and says so in
     // the item's terms, in the run's record, in `explain` and in `diff`.
     let edited = run(&store, &[1, 7, 9], 0, "first-exec");

@@ -145,6 +145,7 @@ impl<L> Artifact<L> {
     ///
     /// When no pipeline is being built on this thread: outside a `#[pipeline]` body, or on
     /// a thread the body started (as every step call).
+    #[must_use = "the mapped list is what the map computes: pass it to a step or return it from the pipeline"]
     pub fn map<R: MapResult>(&self, f: impl FnOnce(&Artifact<L::Item>) -> R) -> R::Mapped
     where
         // On the method, not the impl: a non-list artifact then finds `map` and fails

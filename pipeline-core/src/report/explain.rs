@@ -452,6 +452,17 @@ impl fmt::Display for Explanation {
             }
         }
         let Some(prev) = &self.previous else {
+            // A map's per-item call is compared only with the same item of earlier runs
+            // (other items are other data), so "the step's first" would be false.
+            if let Some((_, item)) = crate::map::item_call(&self.step) {
+                return writeln!(
+                    f,
+                    "No earlier successful execution of `{}` (item {item} of its list) is \
+                     recorded: this was the item's first. Each item is compared only with \
+                     the same item of earlier runs.",
+                    self.step
+                );
+            }
             return writeln!(
                 f,
                 "No earlier execution of step `{}` is recorded: this was its first.",
