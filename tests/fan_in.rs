@@ -451,3 +451,31 @@ fn fit_on_a_thread(lambda: f64) -> Artifact<Metrics> {
 fn a_step_called_on_a_thread_the_body_started_says_so() {
     let _ = fit_on_a_thread(1.0);
 }
+
+/// `pipeline::gather` of references, as a step call takes `&all`.
+#[pipeline]
+fn gathered_by_reference(lambdas: Vec<f64>) -> (Artifact<Vec<Metrics>>, Artifact<Vec<Metrics>>) {
+    let all: Vec<Artifact<Metrics>> = lambdas
+        .iter()
+        .map(|&l| fit(l, "by-ref".to_string()))
+        .collect();
+    (pipeline::gather(&all), pipeline::gather(all))
+}
+
+#[test]
+fn gather_takes_handles_or_references_to_them_alike() {
+    let (_dir, store) = temp_store();
+    let run = gathered_by_reference(vec![0.5, 2.0])
+        .store(store)
+        .run()
+        .unwrap();
+    let (by_ref, by_value) = run.output();
+    let lambdas = |m: Vec<Metrics>| m.iter().map(|m| m.lambda).collect::<Vec<_>>();
+    assert_eq!(lambdas(by_ref.load().unwrap()), [0.5, 2.0]);
+    assert_eq!(lambdas(by_value.load().unwrap()), [0.5, 2.0]);
+    // One list, one key: the second gather reuses the first's execution.
+    assert_eq!(
+        by_ref.content_hash().unwrap(),
+        by_value.content_hash().unwrap()
+    );
+}

@@ -79,15 +79,18 @@ pub(crate) const GATHER_PATH: &str = "pipeline::gather";
 /// # fn main() {}
 /// ```
 ///
+/// `items` may be handles or references to them (`gather(&all)`, `gather(all.iter())`).
 /// An empty list gathers to an empty `Vec`.
 ///
 /// # Panics
 ///
 /// When no pipeline is being built on this thread: outside a `#[pipeline]` body, or on a
 /// thread the body started (as every step call, see [`add_step`]).
-pub fn gather<T>(items: impl IntoIterator<Item = Artifact<T>>) -> Artifact<Vec<T>>
+pub fn gather<T, I>(items: impl IntoIterator<Item = I>) -> Artifact<Vec<T>>
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,
+    // Handles or references to them: `gather(&all)` works as `select_best(&all)` does.
+    I: std::borrow::Borrow<Artifact<T>>,
 {
     // Said here: `add_step`'s own message names the built-in step `pipeline.gather` and
     // its `::call(..)`, which do not exist for a user.
@@ -102,7 +105,10 @@ where
     let inputs: Vec<InputSpec> = items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| InputSpec::new(item_name(i), InputMode::Owned, Input::Artifact(item)))
+        .map(|(i, item)| {
+            let item = item.borrow().clone();
+            InputSpec::new(item_name(i), InputMode::Owned, Input::Artifact(item))
+        })
         .collect();
     let def = StepDef {
         name: GATHER_STEP,
