@@ -131,7 +131,18 @@ fn absent<T>(e: io::Error) -> io::Result<Option<T>> {
 
 impl ArtifactStore for LocalArtifacts {
     fn put(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
-        Ok(Box::new(LocalPut::create(&self.dir, kind, &self.owner)?))
+        Ok(Box::new(LocalPut::create(
+            &self.dir,
+            kind,
+            &self.owner,
+            false,
+        )?))
+    }
+
+    fn put_replacing(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
+        Ok(Box::new(LocalPut::create(
+            &self.dir, kind, &self.owner, true,
+        )?))
     }
 
     fn open(&self, hash: Hash128) -> io::Result<Option<Box<dyn Read + Send>>> {
@@ -281,6 +292,8 @@ struct LocalPut {
     out: Option<HashingWriter<File>>,
     tmp: PathBuf,
     artifacts: PathBuf,
+    /// Replace a blob already in place (its bytes were found damaged), instead of keeping it.
+    replace: bool,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -288,7 +301,7 @@ static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 impl LocalPut {
     /// A writer whose temporary file is named after `owner`, the writing handle's owner
     /// token, so that the file of a process that died is recognised and removed.
-    fn create(artifacts: &Path, kind: ContentHash, owner: &str) -> io::Result<Self> {
+    fn create(artifacts: &Path, kind: ContentHash, owner: &str, replace: bool) -> io::Result<Self> {
         let dir = artifacts.join("tmp");
         fs::create_dir_all(&dir)?;
         let n = TMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -298,11 +311,19 @@ impl LocalPut {
             out: Some(HashingWriter::with_hash(file, kind)),
             tmp,
             artifacts: artifacts.to_path_buf(),
+            replace,
         })
     }
 
-    /// Syncs the bytes, calls `before_place`, renames the file to its content address and
-    /// returns (hash, size).
+    /// Calls `before_place`, then keeps the blob already at the content address (same
+    /// name, same size: same bytes) or syncs the bytes and renames the file there; returns
+    /// (hash, size).
+    ///
+    /// Keeping is what the object-store backend does too, and what makes a split of
+    /// 10,000 unchanged items cost no fsync per item (it was two each). It is safe beside
+    /// gc because `before_place` has recorded the lease's hold on the hash: gc spares it
+    /// from then on, and one that started before waited for the hold's transaction. A
+    /// blob found damaged is replaced by [`put_replacing`](ArtifactStore::put_replacing).
     fn finish(
         mut self,
         before_place: &mut dyn FnMut(Hash128) -> io::Result<()>,
@@ -311,15 +332,20 @@ impl LocalPut {
             return Err(io::Error::other("blob writer already finished"));
         };
         let (file, hash, size) = out.finish()?;
-        file.sync_all()?;
-        drop(file);
         before_place(hash)?;
         let path = blob_path(&self.artifacts, hash);
+        if !self.replace && fs::metadata(&path).is_ok_and(|m| m.is_file() && m.len() == size) {
+            drop(file);
+            fs::remove_file(&self.tmp)?;
+            self.tmp = PathBuf::new(); // removed: nothing for Drop to remove
+            return Ok((hash, size));
+        }
+        file.sync_all()?;
+        drop(file);
         if let Some(dir) = path.parent() {
             fs::create_dir_all(dir)?;
         }
-        // Rename over any existing blob: same name means same bytes, unless the old file was
-        // damaged, in which case this repairs it.
+        // Rename over a blob of another size (damaged), or any blob when replacing.
         fs::rename(&self.tmp, &path)?;
         self.tmp = PathBuf::new(); // renamed: nothing for Drop to remove
         if let Some(dir) = path.parent() {
@@ -368,6 +394,44 @@ impl Write for LocalPut {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Writes `bytes` through `put` (or `put_replacing`); the blob file's inode after it.
+    #[cfg(unix)]
+    fn written(blobs: &LocalArtifacts, bytes: &[u8], replacing: bool) -> (Hash128, u64) {
+        use std::os::unix::fs::MetadataExt as _;
+        let mut w = if replacing {
+            blobs.put_replacing(ContentHash::Xxh3).unwrap()
+        } else {
+            blobs.put(ContentHash::Xxh3).unwrap()
+        };
+        w.write_all(bytes).unwrap();
+        let (hash, size) = w.commit().unwrap();
+        assert_eq!(size, bytes.len() as u64);
+        let inode = fs::metadata(blob_path(&blobs.dir, hash)).unwrap().ino();
+        (hash, inode)
+    }
+
+    /// A put of bytes already in place keeps the blob (no second file, no fsync: a split
+    /// of unchanged items costs nothing per item); a blob of another size is damaged and
+    /// replaced, and `put_replacing` always replaces. No temporary file is left.
+    #[cfg(unix)]
+    #[test]
+    fn a_blob_in_place_is_kept_unless_damaged_or_replaced() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("artifacts");
+        let blobs = LocalArtifacts::new(&dir, "test");
+        let (hash, first) = written(&blobs, b"the same bytes", false);
+        let (again, kept) = written(&blobs, b"the same bytes", false);
+        assert_eq!((again, kept), (hash, first), "kept the blob in place");
+        let (_, replaced) = written(&blobs, b"the same bytes", true);
+        assert_ne!(replaced, first, "put_replacing wrote a new file");
+        // Truncated by damage: another size, so the next put replaces it.
+        fs::write(blob_path(&dir, hash), b"the same").unwrap();
+        written(&blobs, b"the same bytes", false);
+        assert_eq!(fs::read(blob_path(&dir, hash)).unwrap(), b"the same bytes");
+        let left: Vec<_> = fs::read_dir(dir.join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
 
     /// The stat taken relative to the opened folder equals the one by the full path.
     #[test]
