@@ -141,7 +141,10 @@ impl ArtifactStore for LocalArtifacts {
 
     fn put_replacing(&self, kind: ContentHash) -> io::Result<Box<dyn BlobPut>> {
         Ok(Box::new(LocalPut::create(
-            &self.dir, kind, &self.owner, true,
+            &self.dir,
+            kind,
+            &self.owner,
+            true,
         )?))
     }
 
