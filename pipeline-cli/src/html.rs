@@ -711,9 +711,7 @@ pub fn summary(calls: &[&StepRecord]) -> (String, String, String) {
 
 /// `[3..=11]`: the range of the items of per-item call names.
 pub fn item_range<'a>(names: impl Iterator<Item = &'a str>) -> String {
-    let items = names.filter_map(|n| item_call(n).map(|(_, i)| i));
-    let (first, last) = items.fold((u64::MAX, 0), |(a, b), i| (a.min(i), b.max(i)));
-    format!("[{first}..={last}]")
+    pipeline::report::range_name("", names.filter_map(|n| item_call(n).map(|(_, i)| i)))
 }
 
 /// The call of a stack whose outputs are its lines: the first that has outputs (a failed

@@ -101,7 +101,7 @@ pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<G
 }
 
 /// `base[first..=last]`, the range of item numbers `items` covers.
-pub(crate) fn range_name(base: &str, items: impl Iterator<Item = u64>) -> String {
+pub fn range_name(base: &str, items: impl Iterator<Item = u64>) -> String {
     let (first, last) = items.fold((u64::MAX, 0), |(lo, hi), i| (lo.min(i), hi.max(i)));
     format!("{base}[{first}..={last}]")
 }

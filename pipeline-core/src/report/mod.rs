@@ -45,7 +45,7 @@ pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
 pub use graph::{depths, status_colors, GraphEdge, GraphNode, RunGraph};
-pub use group::{list_calls, Listed, GROUP_LIMIT, GROUP_SHOWN};
+pub use group::{list_calls, range_name, Listed, GROUP_LIMIT, GROUP_SHOWN};
 pub use runs::{status_counts, PinChange, RunDetail, RunList, StepLogs};
 pub use verify::VerifySummary;
 
