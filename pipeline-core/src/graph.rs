@@ -380,23 +380,25 @@ pub struct Node {
     pub(crate) entry: Option<&'static crate::worker::StepEntry>,
     /// Its part in a map (`map.rs`).
     pub(crate) role: Role,
+    /// The innermost map whose closure made this call, if one did: then it is a template
+    /// that never runs itself (a run copies it per item of that map's list).
+    pub(crate) within: Option<usize>,
     /// Where its row sorts among the run's calls (the `position` of its execution): its
     /// index in the graph; a map's per-item calls take their split's, so they are listed
     /// right after it.
     pub(crate) position: usize,
 }
 
-/// What a node is to the maps of its graph (`map.rs`).
+/// What a node is to the maps of its graph (`map.rs`). Whether it is inside a map's
+/// closure is [`Node::within`]: a map nested in another's closure has a split and gathers
+/// that are templates of the outer map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
     /// An ordinary call.
     Call,
-    /// A map's split: its outputs are the list's items, as many as the list has, each
-    /// stored by its one declared output (named `item[i]` in the records).
-    Split,
-    /// A call inside map `.0`'s closure: a template that never runs itself; the run adds
-    /// one copy per item once the list is split.
-    Template(usize),
+    /// The split of map `.0`: its outputs are the list's items, as many as the list has,
+    /// each stored by its one declared output (named `item[i]` in the records).
+    Split(usize),
     /// The gather of map `.0`'s result `.1`: the run gives it one input per item.
     MapGather(usize, usize),
 }
@@ -405,7 +407,7 @@ impl Node {
     /// The declaration of output `i` (a split's items all share its one declaration).
     pub(crate) fn output(&self, i: usize) -> Option<&Arc<OutputSpec>> {
         match self.role {
-            Role::Split => self.outputs.first(),
+            Role::Split(_) => self.outputs.first(),
             _ => self.outputs.get(i),
         }
     }
@@ -413,7 +415,7 @@ impl Node {
     /// The name output `i` is recorded under: its declared name, `item[i]` for a split.
     pub(crate) fn output_name(&self, i: usize) -> Option<String> {
         match self.role {
-            Role::Split => Some(format!("item[{i}]")),
+            Role::Split(_) => Some(format!("item[{i}]")),
             _ => self.outputs.get(i).map(|o| o.decl.name.clone()),
         }
     }
@@ -434,6 +436,7 @@ impl Node {
             async_body: def.async_body.map(Arc::from),
             entry: def.entry,
             role: Role::Call,
+            within: None,
             position: 0,
         }
     }
@@ -557,9 +560,7 @@ pub fn add_step(def: StepDef) -> (u64, NodeId) {
         graph.names.insert(name.clone());
         let mut node = Node::new(name, def);
         node.position = id;
-        if let Some(&map) = graph.mapping.last() {
-            node.role = Role::Template(map);
-        }
+        node.within = graph.mapping.last().copied();
         graph.nodes.push(node);
         (graph.id, id)
     })
@@ -569,10 +570,7 @@ impl Graph {
     /// How many calls a run of this graph starts with: every node but the templates
     /// inside a map's closure (a map adds its per-item calls as the run goes).
     pub(crate) fn calls(&self) -> usize {
-        self.nodes
-            .iter()
-            .filter(|n| !matches!(n.role, Role::Template(_)))
-            .count()
+        self.nodes.iter().filter(|n| n.within.is_none()).count()
     }
 }
 
@@ -634,7 +632,7 @@ pub(crate) fn name_call(at: (u64, NodeId), label: String) {
             )));
             return;
         };
-        if node.role == Role::Split {
+        if matches!(node.role, Role::Split(_)) {
             graph.errors.push(BuildProblem::Wiring(format!(
                 "`.named({label:?})` was called on the item handle of a `map` closure, which \
                  is no step call; label the calls inside the closure instead (each is named \

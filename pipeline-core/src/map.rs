@@ -26,7 +26,10 @@
 //! As Prefect's and ZenML's `map`, Flyte's `map_task` and Metaflow's `foreach`, but typed:
 //! the closure's wiring is checked by the compiler like any other pipeline body.
 //!
-//! A map inside a map's closure is refused when the pipeline runs (`Error::Graph`).
+//! A map inside a map's closure works the same way, one level at a time: a copy of the
+//! outer map's templates for item `i` holds a copy of the inner map (its split, its
+//! templates, its gathers), which expands when item `i`'s inner list is known. Its calls
+//! are named `<call>[i][j]`.
 
 use std::sync::Arc;
 
@@ -63,11 +66,17 @@ pub(crate) const SPLIT_PATH: &str = "pipeline::split";
 pub(crate) struct MapDef {
     /// The split call: its output `i` is item `i`.
     pub(crate) split: NodeId,
-    /// The calls the closure made, in call order (so upstream first).
+    /// The calls the closure made, in call order (so upstream first), with those of the
+    /// maps nested in it.
     pub(crate) templates: Vec<NodeId>,
     /// Per result of the closure: the output it is (`(node, output)`), and the gather
     /// call that collects it.
     pub(crate) results: Vec<((NodeId, usize), NodeId)>,
+    /// The map in whose closure this one was made, if any: then its split and gathers are
+    /// that map's templates, and a run makes a copy of this map per item of that one.
+    pub(crate) parent: Option<usize>,
+    /// The maps made directly in this one's closure.
+    pub(crate) children: Vec<usize>,
 }
 
 /// What `map` can iterate over: a list (`Vec<T>`). Only `Vec<T>` implements it; the
@@ -176,20 +185,19 @@ where
     let split = add_step(split_def::<T>(list.clone()));
     let (graph, split_node) = split;
     let map = with_building(|g| {
-        if !g.mapping.is_empty() {
-            g.errors.push(BuildProblem::Wiring(
-                "a `map` inside another `map`'s closure is not supported yet; map over \
-                     the inner lists in a step, or flatten the lists into one before the map"
-                    .into(),
-            ));
-        }
-        g.nodes[split_node].role = Role::Split;
+        let parent = g.mapping.last().copied();
+        g.nodes[split_node].role = Role::Split(g.maps.len());
         g.maps.push(MapDef {
             split: split_node,
             templates: Vec::new(),
             results: Vec::new(),
+            parent,
+            children: Vec::new(),
         });
         let map = g.maps.len() - 1;
+        if let Some(parent) = parent {
+            g.maps[parent].children.push(map);
+        }
         g.mapping.push(map);
         map
     })
@@ -208,10 +216,9 @@ where
     let mut outputs = Vec::new();
     result.outputs(&mut outputs);
     with_building(|g| {
-        let templates = (split_node + 1..g.nodes.len())
-            .filter(|&n| g.nodes[n].role == Role::Template(map))
-            .collect();
-        g.maps[map].templates = templates;
+        // Every call made while the closure ran, a nested map's split, templates and
+        // gathers too: a run copies them all per item.
+        g.maps[map].templates = (split_node + 1..g.nodes.len()).collect();
     });
     let mapped = result.gather();
     with_building(|g| {
@@ -254,7 +261,7 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
     let templates: std::collections::HashSet<&str> = graph
         .nodes
         .iter()
-        .filter(|n| matches!(n.role, Role::Template(_)))
+        .filter(|n| n.within.is_some())
         .map(|n| n.name.as_str())
         .collect();
     if !templates.is_empty() {
@@ -272,11 +279,10 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
         }
     }
     for node in &graph.nodes {
-        let inside = match node.role {
-            Role::Template(m) => Some(m),
-            Role::MapGather(..) => continue,
-            Role::Call | Role::Split => None,
-        };
+        // A map's gather reads the closure's result: that is what it is for.
+        if matches!(node.role, Role::MapGather(..)) {
+            continue;
+        }
         for input in &node.inputs {
             let crate::graph::InputSource::Artifact { node: up, .. } = input.source else {
                 continue;
@@ -284,15 +290,13 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
             let Some(producer) = graph.nodes.get(up) else {
                 continue;
             };
-            let (made_in, what) = match producer.role {
-                Role::Template(m) => (m, format!("the output of `{}`", producer.name)),
-                Role::Split => match graph.maps.iter().position(|m| m.split == up) {
-                    Some(m) => (m, "the item handle".to_string()),
-                    None => continue,
-                },
-                _ => continue,
+            let (made_in, what) = match (producer.role, producer.within) {
+                (Role::Split(m), _) => (m, "the item handle".to_string()),
+                (_, Some(m)) => (m, format!("the output of `{}`", producer.name)),
+                (_, None) => continue,
             };
-            if inside != Some(made_in) {
+            // Inside the closure that made it, or a closure nested in that one.
+            if !encloses(graph, made_in, node.within) {
                 problems.push(BuildProblem::Wiring(format!(
                     "input `{}` of step `{}` is {what}, made inside a `map` closure, but `{}` \
                      is called outside it; a call inside the closure exists once per item: \
@@ -305,6 +309,17 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
     problems
 }
 
+/// Whether map `map`'s closure is `inside` (the innermost map of a call) or encloses it.
+fn encloses(graph: &crate::graph::Graph, map: usize, mut inside: Option<usize>) -> bool {
+    while let Some(m) = inside {
+        if m == map {
+            return true;
+        }
+        inside = graph.maps.get(m).and_then(|d| d.parent);
+    }
+    false
+}
+
 /// The pipeline's outputs (`outputs`: their nodes) that were made inside a map's closure:
 /// each is a wiring problem that names the fix.
 pub(crate) fn returned_from_closure(
@@ -315,7 +330,7 @@ pub(crate) fn returned_from_closure(
         .iter()
         .filter_map(|&n| graph.nodes.get(n))
         // Any handle of a split is "the item" (the closure's argument).
-        .filter(|node| matches!(node.role, Role::Template(_) | Role::Split))
+        .filter(|node| node.within.is_some() || matches!(node.role, Role::Split(_)))
         .map(|node| {
             BuildProblem::Wiring(format!(
                 "the pipeline returns an output of `{}`, made inside a `map` closure; a call \
@@ -327,7 +342,7 @@ pub(crate) fn returned_from_closure(
         .collect()
 }
 
-/// The split of `list`: one output per item (see [`Role::Split`]).
+/// The split of `list`: one output per item (see `Role::Split`).
 fn split_def<T>(list: Artifact<Vec<T>>) -> StepDef
 where
     T: Serialize + DeserializeOwned + Send + Sync + 'static,

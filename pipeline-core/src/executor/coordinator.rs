@@ -21,6 +21,7 @@ use crate::cluster::Resources;
 use crate::error::{BoxError, Error, Result};
 use crate::graph::{InputMode, InputSource, Node, NodeId, Resolved, Role, Value};
 use crate::key::{self, Hash128, KeyComponents, KeyInput};
+use crate::map::MapDef;
 use crate::policy::StepPolicy;
 use crate::run::{Reason, StepReport, StepStatus};
 use crate::time;
@@ -65,6 +66,9 @@ pub(super) struct State<'a> {
     busy_cpus: usize,
     /// Per node: the CPUs it takes of `max_parallelism`.
     cpus: Vec<usize>,
+    /// The graph's maps, then those the run adds: a map nested in another's closure gets
+    /// a copy per item of the outer list (`Role` indices of added nodes point here).
+    maps: Vec<MapDef>,
     /// The run's span, parent of the steps' spans.
     pub(super) span: Span,
     /// Per failed node: the error behind its report's message, for [`Error::StepFailed`].
@@ -89,11 +93,7 @@ impl<'a> State<'a> {
             graph
                 .nodes
                 .iter()
-                .map(|node| match node.role {
-                    Role::Template(_) => None,
-                    Role::MapGather(map, _) => Some(vec![(graph.maps[map].split, usize::MAX)]),
-                    Role::Call | Role::Split => Some(upstream_slots(node)),
-                })
+                .map(|node| slots(&graph.maps, node))
                 .collect(),
         );
         let mut calls_so_far: HashMap<&'static str, usize> = HashMap::new();
@@ -127,6 +127,7 @@ impl<'a> State<'a> {
             running: 0,
             busy_cpus: 0,
             cpus,
+            maps: graph.maps.clone(),
             span: Span::none(),
             causes: HashMap::new(),
             async_steps: None,
@@ -855,9 +856,9 @@ impl<'a> State<'a> {
             }
         }
         self.produced[id] = Some(produced.to_vec());
-        if node.role == Role::Split {
+        if let Role::Split(map) = node.role {
             // Before the split completes, so its items' consumers exist when it does.
-            self.expand(id, produced.len());
+            self.expand(map, produced.len());
         }
     }
 
@@ -889,7 +890,7 @@ impl<'a> State<'a> {
                 .collect();
             return Some(key::Through::List(changes));
         }
-        if made.role == Role::Split {
+        if matches!(made.role, Role::Split(_)) {
             let list = made.inputs.first().and_then(|i| match i.source {
                 InputSource::Artifact { node: l, .. } => Some(self.node(l).name.clone()),
                 InputSource::Param(_) => None,
@@ -902,33 +903,61 @@ impl<'a> State<'a> {
         None
     }
 
-    /// Adds the per-item calls of the map whose split is `split`, now that the list has
-    /// `items` items, and gives the map's gathers one input per item (`map.rs`).
-    fn expand(&mut self, split: NodeId, items: usize) {
-        let graph = self.nodes.graph();
-        let Some(map) = graph.maps.iter().find(|m| m.split == split) else {
-            return;
-        };
-        let per_item = map.templates.len();
+    /// Adds the per-item calls of map `map`, whose split has just produced `items` items,
+    /// and gives the map's gathers one input per item (`map.rs`). A map nested in this
+    /// one's closure is copied per item, as a map of its own that expands when that item's
+    /// copy of its split has run.
+    fn expand(&mut self, map: usize, items: usize) {
+        let def = self.maps[map].clone();
+        let split = def.split;
+        let per_item = def.templates.len();
         let first = self.nodes.len();
         // Where output `(up, output)` of the closure's wiring is for item `i`: the item
         // itself, that item's copy of a template, or a node outside the map (broadcast).
         let at = |up: NodeId, output: usize, i: usize| -> (NodeId, usize) {
             if up == split {
                 (split, i)
-            } else if let Some(k) = map.templates.iter().position(|&t| t == up) {
+            } else if let Some(k) = def.templates.iter().position(|&t| t == up) {
                 (first + i * per_item + k, output)
             } else {
                 (up, output)
             }
         };
+        let nested = self.nested_maps(map);
+        let mut runnable = 0;
         for i in 0..items {
-            for &t in &map.templates {
+            // This item's copy of each nested map, by the nested map's index.
+            let copies: HashMap<usize, usize> = nested
+                .iter()
+                .enumerate()
+                .map(|(k, &m)| (m, self.maps.len() + k))
+                .collect();
+            for &m in &nested {
+                let d = &self.maps[m];
+                let copy = MapDef {
+                    split: at(d.split, 0, i).0,
+                    templates: d.templates.iter().map(|&t| at(t, 0, i).0).collect(),
+                    results: d
+                        .results
+                        .iter()
+                        .map(|&((up, output), gather)| (at(up, output, i), at(gather, 0, i).0))
+                        .collect(),
+                    parent: d.parent.filter(|&p| p != map).map(|p| copies[&p]),
+                    children: d.children.iter().map(|c| copies[c]).collect(),
+                };
+                self.maps.push(copy);
+            }
+            for &t in &def.templates {
                 let template = self.node(t);
                 let mut node = template.clone();
                 node.name = format!("{}[{i}]", template.name);
-                node.role = Role::Call;
                 node.position = self.node(split).position;
+                node.within = template.within.filter(|&m| m != map).map(|m| copies[&m]);
+                node.role = match template.role {
+                    Role::Call => Role::Call,
+                    Role::Split(m) => Role::Split(copies[&m]),
+                    Role::MapGather(m, k) => Role::MapGather(copies[&m], k),
+                };
                 for input in &mut node.inputs {
                     if let InputSource::Artifact { node: up, output } = &mut input.source {
                         (*up, *output) = at(*up, *output, i);
@@ -940,13 +969,18 @@ impl<'a> State<'a> {
                 self.cpus.push(Self::cpus(self.settings, &node));
                 self.produced.push(None);
                 self.reports.push(None);
-                let slots = upstream_slots(&node);
+                let added = match slots(&self.maps, &node) {
+                    Some(slots) => {
+                        runnable += 1;
+                        self.schedule.add(slots)
+                    }
+                    None => self.schedule.add_dormant(),
+                };
                 let id = self.nodes.add(node);
-                let added = self.schedule.add(slots);
                 debug_assert_eq!(id, added, "the schedule and the run's nodes agree");
             }
         }
-        for &((up, output), gather) in &map.results {
+        for &((up, output), gather) in &def.results {
             let mut node = self.node(gather).clone();
             let Some(template) = node.inputs.first().cloned() else {
                 continue;
@@ -966,13 +1000,23 @@ impl<'a> State<'a> {
         }
         info!(
             target: "pipeline",
-            "Map over `{}` has {items} items: {} steps added.",
+            "Map over `{}` has {items} items: {runnable} steps added.",
             self.node(split).inputs.first().map_or("?", |input| match input.source {
                 InputSource::Artifact { node, .. } => self.node(node).name.as_str(),
                 InputSource::Param(_) => "?",
             }),
-            items * per_item
         );
+    }
+
+    /// The maps nested in map `map`'s closure, at any depth, parents before children.
+    fn nested_maps(&self, map: usize) -> Vec<usize> {
+        let mut nested = Vec::new();
+        let mut next = self.maps[map].children.clone();
+        while let Some(m) = next.pop() {
+            nested.push(m);
+            next.extend(self.maps[m].children.iter().copied());
+        }
+        nested
     }
 
     /// Records a node as done and makes its dependents ready.
@@ -1075,6 +1119,19 @@ impl<'a> State<'a> {
 }
 
 /// The outputs `node`'s inputs read, in input order.
+/// What node `node` waits for in the schedule: nothing when it is dormant (a template,
+/// inside a map's closure: it never runs itself); the split for a map's gather, which gets
+/// its per-item inputs when the list is split (`State::expand`); else its inputs.
+fn slots(maps: &[MapDef], node: &Node) -> Option<Vec<(NodeId, usize)>> {
+    if node.within.is_some() {
+        return None;
+    }
+    Some(match node.role {
+        Role::MapGather(map, _) => vec![(maps[map].split, usize::MAX)],
+        Role::Call | Role::Split(_) => upstream_slots(node),
+    })
+}
+
 fn upstream_slots(node: &Node) -> Vec<(NodeId, usize)> {
     node.inputs
         .iter()

@@ -14,7 +14,8 @@ pub(super) struct RunNodes<'g> {
     graph: &'g Graph,
     /// Nodes added while running, ids `graph.nodes.len()..`.
     added: FrozenVec<Box<Node>>,
-    /// Graph nodes the run replaced: a map's gather, given one input per item.
+    /// Nodes the run replaced: a map's gather, given one input per item (a gather of a
+    /// map nested in another is itself an added node).
     replaced: FrozenMap<NodeId, Box<Node>>,
 }
 
@@ -34,18 +35,18 @@ impl<'g> RunNodes<'g> {
     /// When no node has that id (a bug: ids come from the graph or from [`Self::add`]).
     pub(super) fn get(&self, id: NodeId) -> &Node {
         let n = self.graph.nodes.len();
-        if id < n {
-            let node = &self.graph.nodes[id];
-            // Only a map's gather is ever replaced: other nodes skip the lookup.
-            if matches!(node.role, Role::MapGather(..)) {
-                if let Some(replaced) = self.replaced.get(&id) {
-                    return replaced;
-                }
-            }
-            node
+        let node = if id < n {
+            &self.graph.nodes[id]
         } else {
             &self.added[id - n]
+        };
+        // Only a map's gather is ever replaced: other nodes skip the lookup.
+        if matches!(node.role, Role::MapGather(..)) {
+            if let Some(replaced) = self.replaced.get(&id) {
+                return replaced;
+            }
         }
+        node
     }
 
     /// How many nodes there are now.
@@ -60,7 +61,7 @@ impl<'g> RunNodes<'g> {
         id
     }
 
-    /// Replaces graph node `id` (a map's gather) for the rest of the run.
+    /// Replaces node `id` (a map's gather) for the rest of the run.
     pub(super) fn replace(&self, id: NodeId, node: Node) {
         self.replaced.insert(id, Box::new(node));
     }

@@ -106,6 +106,19 @@ impl<V: Clone> Schedule<V> {
         id
     }
 
+    /// Adds a dormant node (a template of a map nested in another map's closure, copied
+    /// for one item of the outer list): done from the start, and nothing waits for it.
+    pub(crate) fn add_dormant(&mut self) -> NodeId {
+        let id = self.len();
+        self.waiting_on.push(0);
+        self.dependents.push(Vec::new());
+        self.blocked_by.push(None);
+        self.ended.push(Some(Done::Succeeded));
+        self.inputs.push(Vec::new());
+        self.done += 1;
+        id
+    }
+
     /// Gives node `id`, which has not started, new inputs instead of those it had (a map's
     /// gather, once the list is split). Its old upstream nodes must not be done yet.
     pub(crate) fn replace_inputs(&mut self, id: NodeId, inputs: Vec<Slot>) {
