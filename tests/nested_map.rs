@@ -376,3 +376,64 @@ fn inner_calls_run_in_worker_processes_and_a_cached_rerun_reads_no_item() {
     // and the final total.
     assert_eq!(again.steps().len(), 3 + 2 * 5 + 3 + 2 + 1);
 }
+
+#[step]
+fn pair(x: &i64, y: &i64, tag: String) -> i64 {
+    count(format!("pair {tag} {x} {y}"));
+    10 * x + y
+}
+
+#[step]
+fn list(values: Vec<i64>) -> Vec<i64> {
+    values
+}
+
+/// Every (x, y) pair of `a` and `b`: a map over `a` with a map over `b` (from outside
+/// both) inside.
+#[pipeline]
+fn pairs(a: Vec<i64>, b: Vec<i64>, tag: String) -> Artifact<Vec<Vec<i64>>> {
+    let a = list(a);
+    let b = list(b);
+    a.map(|x| b.map(|y| pair(x, y, tag.clone())))
+}
+
+#[test]
+fn explain_and_diff_name_the_outer_item_that_changed() {
+    let (_dir, store) = temp_store();
+    let tag = "explain";
+    let before = pairs(vec![1, 2], vec![5, 6], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let after = pairs(vec![1, 3], vec![5, 6], tag.into())
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(
+        after.output().load().unwrap(),
+        vec![vec![15, 16], vec![35, 36]]
+    );
+    assert_eq!(executed_names(&after), ["list", "pair[1][0]", "pair[1][1]"]);
+    assert_eq!(executed(&format!("pair {tag} 1 6")), 1);
+    // `pair[1][0]` reads item 1 of the outer list (changed) and item 0 of the inner one.
+    let records = store.run_steps(after.id()).unwrap();
+    let record = records.iter().find(|s| s.name == "pair[1][0]").unwrap();
+    let explained =
+        pipeline::report::Explanation::new(&store, store.run(after.id()).unwrap(), record.clone())
+            .unwrap()
+            .to_string();
+    assert!(
+        explained.contains(": item 1 of `list`'s list changed.")
+            && explained.contains("  - item 1 of `list`'s list changed\n"),
+        "{explained}"
+    );
+    let diff = pipeline::report::RunDiff::new(&store, before.id(), after.id()).unwrap();
+    let changed: Vec<&str> = diff.changed().map(|s| s.name.as_str()).collect();
+    assert_eq!(changed, ["list", "pair[1][0]", "pair[1][1]"], "{diff}");
+    let text = diff.to_string();
+    assert!(
+        text.contains("item 1 of `list`'s list changed")
+            && text.contains("\n3 of 6 steps differ.\n"),
+        "{text}"
+    );
+}

@@ -292,11 +292,7 @@ fn through_recorded(
             .then(|| Through::List(Reason::differences(&gathered.components, &made.components)));
     }
     if made.step == crate::map::SPLIT_STEP {
-        let (_, index) = crate::map::item_call(&rec.name)?;
-        return Some(Through::Item {
-            index: usize::try_from(index).ok()?,
-            list: crate::store::list_producer(&made.components)?,
-        });
+        return crate::store::split_item(rec, input, &made);
     }
     None
 }

@@ -77,12 +77,20 @@ pub(crate) enum Grouped<'a> {
 
 /// `names` (the listed calls' names, in their order) as listed: each group of `<base>[<i>]`
 /// calls together, where its first call is, by item number; every other call where it is.
-/// Linear but for sorting each group.
+/// The groups of a map nested in a map (`train_at[0][j]`, `train_at[1][j]`, ...) are
+/// listed together, by outer item, where the first of them is. Linear but for sorting.
 pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<Grouped<'a>> {
     let mut groups: HashMap<&str, Vec<(u64, usize)>> = HashMap::new();
+    // Per outermost name (`train_at`), its groups' bases with their outer item numbers.
+    let mut families: HashMap<&str, Vec<(Vec<u64>, &str)>> = HashMap::new();
     for (i, name) in names.clone().enumerate() {
         if let Some((base, n)) = item_call(name) {
-            groups.entry(base).or_default().push((n, i));
+            let members = groups.entry(base).or_default();
+            if members.is_empty() {
+                let (root, outer) = outer_items(base);
+                families.entry(root).or_default().push((outer, base));
+            }
+            members.push((n, i));
         }
     }
     let mut listed = Vec::new();
@@ -91,13 +99,32 @@ pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<G
             listed.push(Grouped::One(i));
             continue;
         };
-        // Listed once, where the group's first call is.
-        if let Some(mut members) = groups.remove(base) {
-            members.sort_unstable();
-            listed.push(Grouped::Items { base, members });
+        // Listed once, where the family's first call is.
+        let Some(mut family) = families.remove(outer_items(base).0) else {
+            continue;
+        };
+        family.sort_unstable();
+        for (_, base) in family {
+            if let Some(mut members) = groups.remove(base) {
+                members.sort_unstable();
+                listed.push(Grouped::Items { base, members });
+            }
         }
     }
     listed
+}
+
+/// `("train_at", [2])` for `train_at[2]`, the base of the calls of a map nested in another
+/// (`train_at[2][j]`); `(base, [])` for a base with no item number.
+fn outer_items(base: &str) -> (&str, Vec<u64>) {
+    let mut root = base;
+    let mut outer = Vec::new();
+    while let Some((up, n)) = item_call(root) {
+        outer.push(n);
+        root = up;
+    }
+    outer.reverse();
+    (root, outer)
 }
 
 /// `base[first..=last]`, the range of item numbers `items` covers.
@@ -145,6 +172,33 @@ mod tests {
                 "shift[1]",
                 "shift[2]",
                 "mean"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_groups_of_a_nested_map_are_listed_together_by_outer_item() {
+        let names = [
+            "grid",
+            "train_at[1][0]",
+            "train_at[1][1]",
+            "mean[1]",
+            "train_at[0][1]",
+            "train_at[0][0]",
+            "mean[0]",
+            "best",
+        ];
+        assert_eq!(
+            call_names(names.into_iter()),
+            [
+                "grid",
+                "train_at[0][0]",
+                "train_at[0][1]",
+                "train_at[1][0]",
+                "train_at[1][1]",
+                "mean[0]",
+                "mean[1]",
+                "best"
             ]
         );
     }

@@ -100,7 +100,7 @@ pub(crate) use sqlite::SqliteMetadata;
 pub use stored::StoredArtifact;
 pub use verify::{Problem, VerifyReport};
 
-pub(crate) use query::{compare_records, list_producer};
+pub(crate) use query::{compare_records, split_item};
 pub use query::{
     ArtifactRecord, ExecutionRef, InputRecord, Lineage, RunComparison, RunRecord, RunStatus,
     StepComparison, StepRecord,

@@ -736,13 +736,39 @@ fn through_builtin(
         )));
     }
     if made.step == crate::map::SPLIT_STEP {
-        let (_, index) = crate::map::item_call(&sb.name)?;
-        return Some(Through::Item {
-            index: usize::try_from(index).ok()?,
-            list: list_producer(&made.components)?,
-        });
+        return split_item(sb, input, made);
     }
     None
+}
+
+/// Input `input` of call `call`, read from the map's split `split`: which item of which
+/// list it is. The item is the split's output with the input's content; of equal items,
+/// the one whose number the call's name holds (`train_at[2][0]` reads item 2 of the outer
+/// list and item 0 of the inner one).
+pub(crate) fn split_item(call: &StepRecord, input: &str, split: &StepRecord) -> Option<Through> {
+    let hash = call.inputs.iter().find(|i| i.name == input)?.content_hash?;
+    let mut numbers = Vec::new();
+    let mut name = call.name.as_str();
+    while let Some((base, n)) = crate::map::item_call(name) {
+        numbers.push(n);
+        name = base;
+    }
+    // The split's outputs are `item[k]`.
+    let items: Vec<u64> = split
+        .outputs
+        .iter()
+        .filter(|o| o.content_hash == hash)
+        .filter_map(|o| crate::map::item_call(&o.name).map(|(_, k)| k))
+        .collect();
+    let index = items
+        .iter()
+        .copied()
+        .find(|k| numbers.contains(k))
+        .or(items.first().copied())?;
+    Some(Through::Item {
+        index: usize::try_from(index).ok()?,
+        list: list_producer(&split.components)?,
+    })
 }
 
 /// A run's calls by name.
