@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use pipeline::report::text::{duration, short_hash, size, timestamp};
 use pipeline::report::{
-    depths, item_call, list_calls, status_counts, Listed, RunGraph, GROUP_LIMIT,
+    depths, item_call, item_call_root, list_calls, status_counts, Listed, RunGraph, GROUP_LIMIT,
 };
 use pipeline::{RunRecord, StepRecord, StepStatus};
 use serde_json::{json, Value};
@@ -116,8 +116,9 @@ impl<'g> Layout<'g> {
         let mut drawn_as = vec![0usize; steps.len()];
         let mut stacks: HashMap<&str, usize> = HashMap::new();
         for (i, s) in steps.iter().enumerate() {
-            match item_call(&s.name).filter(|(base, _)| !expanded(base)) {
-                Some((base, _)) => {
+            // A nested map's calls (`train_at[2][0]`) join their root's stack.
+            match item_call_root(&s.name).filter(|base| !expanded(base)) {
+                Some(base) => {
                     let at = *stacks.entry(base).or_insert_with(|| {
                         nodes.push(Drawn {
                             kind: Kind::Stack {
@@ -156,7 +157,7 @@ impl<'g> Layout<'g> {
                     !outputs.is_empty() && outputs.iter().all(|o| item_call(&o.name).is_some());
                 let feeds_expanded = graph.edges.iter().any(|e| {
                     e.producer == *index
-                        && item_call(&steps[e.consumer].name).is_some_and(|(b, _)| expanded(b))
+                        && item_call_root(&steps[e.consumer].name).is_some_and(expanded)
                 });
                 *folded = items && !feeds_expanded;
             }
@@ -601,7 +602,7 @@ impl<'g> Layout<'g> {
             // The map whose calls these all are, if any: its name is their `base`.
             let bases: Vec<Option<&str>> = members
                 .iter()
-                .map(|&j| item_call(self.name(j)).map(|(b, _)| b))
+                .map(|&j| item_call_root(self.name(j)))
                 .collect();
             let map = bases[0].filter(|b| bases.iter().all(|o| *o == Some(*b)));
             let pad = 8.0;

@@ -251,6 +251,18 @@ pub fn item_call(name: &str) -> Option<(&str, u64)> {
     Some((base, index.parse().ok()?))
 }
 
+/// `"train_at"` for `train_at[2][0]` (a call of a map nested in another map) and for
+/// `train_at[2]`: the call of the pipeline body that all of a map's per-item calls were
+/// copied from, whatever the depth. `None` for a name not shaped so. The dashboard draws
+/// each one as one stacked node. Public as `pipeline::report::item_call_root`.
+pub fn item_call_root(name: &str) -> Option<&str> {
+    let mut root = item_call(name)?.0;
+    while let Some((up, _)) = item_call(root) {
+        root = up;
+    }
+    Some(root)
+}
+
 /// The handles that escaped a map's closure: a call outside the closure that reads "the
 /// item" or an output of a call made inside it, which exist only per item. Each is a
 /// wiring problem that names the fix (return the output from the closure).

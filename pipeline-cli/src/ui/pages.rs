@@ -119,9 +119,11 @@ impl Expand {
         )
     }
 
-    /// Whether group `base` is shown call by call.
+    /// Whether group `base` is shown call by call: named, or its root is (`train_at`
+    /// expands a nested map's groups `train_at[0]`, `train_at[1]`, ...).
     pub fn contains(&self, base: &str) -> bool {
         self.0.contains(base)
+            || pipeline::report::item_call_root(base).is_some_and(|root| self.0.contains(root))
     }
 
     /// The query text (`expand=a&expand=b`) with `base` added (`add`) or removed.
@@ -661,7 +663,7 @@ fn expanded_note<'a>(
     collapse_href: &dyn Fn(&str) -> String,
 ) -> String {
     let bases: BTreeSet<&str> = names
-        .filter_map(|n| pipeline::report::item_call(n).map(|(b, _)| b))
+        .filter_map(pipeline::report::item_call_root)
         .filter(|b| expand.contains(b))
         .collect();
     if bases.is_empty() {

@@ -40,7 +40,7 @@ use serde::{Serialize, Serializer};
 
 use crate::store::{RunRecord, StepRecord};
 
-pub use crate::map::item_call;
+pub use crate::map::{item_call, item_call_root};
 pub use diff::{DiffStep, MetricChange, RunDiff};
 pub use explain::{Change, Explanation, InputDetail, PreviousExecution, ReusedExecution};
 pub use gc::GcSummary;
