@@ -370,3 +370,65 @@ fn the_lineage_page_stacks_a_maps_calls_and_lists_them_in_chromium() {
     // Its table sums up the calls past the first three.
     assert!(dom.contains(r#"<tr class="more" data-group="shift"><td>shift[3..=49]</td><td>47 more: 47 executed</td>"#), "{dom}");
 }
+
+#[step]
+fn upto(n: &u32) -> Vec<u32> {
+    (0..*n).collect()
+}
+
+#[step]
+fn cell(row: &u32, column: &u32) -> u32 {
+    10 * row + column
+}
+
+/// A map inside a map: per row `r` of `0..n`, per column of `0..r`.
+#[pipeline(name = "triangle")]
+fn triangle(n: u32) -> Artifact<Vec<Vec<u32>>> {
+    let rows = listed((0..n).collect::<Vec<u32>>());
+    rows.map(|row| upto(row).map(|column| cell(row, column)))
+}
+
+#[test]
+fn a_nested_maps_calls_are_one_stack_and_expand_together() {
+    let store = fresh_dir("nested").join("store");
+    triangle(4)
+        .store_path(&store)
+        .run_name("triangle-4")
+        .run()
+        .unwrap();
+    let id = run_id(&store, "triangle-4");
+    let collapsed = page(&store, &format!("/runs/{id}"));
+    let drawn = nodes(&collapsed);
+    // 0 + 1 + 2 + 3 cells, from 4 rows: one stack for all of `cell[r][c]`.
+    let cells: Vec<&&str> = drawn
+        .iter()
+        .filter(|n| n.contains("data-group=\"cell\""))
+        .collect();
+    assert_eq!(cells.len(), 1, "{drawn:#?}");
+    assert!(cells[0].contains("data-calls=\"6\""), "{}", cells[0]);
+    assert!(
+        !svg(&collapsed).contains("data-step=\"cell["),
+        "no per-item node"
+    );
+    assert!(svg(&collapsed).contains(">cell <tspan class=\"calls\">×6</tspan></text>"));
+    // `?expand=cell` draws each of the 6 calls, whatever its row.
+    let expanded = page(&store, &format!("/runs/{id}?expand=cell"));
+    for name in ["cell[1][0]", "cell[3][0]", "cell[3][2]"] {
+        assert!(
+            svg(&expanded).contains(&format!("data-step=\"{name}\"")),
+            "{name} not drawn"
+        );
+    }
+    assert_eq!(svg(&expanded).matches("data-step=\"cell[").count(), 6);
+    // The table lists the rows' groups together, by row.
+    let table = &expanded[expanded.find("<table").unwrap()..];
+    let order: Vec<usize> = ["cell[1][0]", "cell[2][0]", "cell[2][1]", "cell[3][0]"]
+        .iter()
+        .map(|n| {
+            table
+                .find(&format!(">{n}<"))
+                .unwrap_or_else(|| panic!("{n} not listed"))
+        })
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+}
