@@ -536,3 +536,44 @@ fn diff_sums_up_a_large_maps_equal_items_and_lists_the_different_ones() {
     );
     assert!(text.lines().count() < 30, "{text}");
 }
+
+#[test]
+fn a_setting_for_one_per_item_call_names_the_call_to_set_instead() {
+    let (_dir, store) = temp_store();
+    let err = chain(vec![1, 2], 0, "setting".into())
+        .store(store)
+        .step_enable_cache("double[1]", false)
+        .run()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "no step `double[1]` to set caching for (a map's per-item calls are set through \
+             the call in its closure, `double`, for every item); its steps are: rows, offset, \
+             double, add, total"
+        ),
+        "{text}"
+    );
+}
+
+#[pipeline]
+fn clash_after_a_map(values: Vec<i64>) -> Artifact<i64> {
+    let mapped = rows(values).map(|x| square(x));
+    let a = offset(1).named("same");
+    let _ = offset(2).named("same");
+    let _ = a;
+    total(&mapped, "clash".to_string())
+}
+
+#[test]
+fn a_duplicate_label_counts_the_calls_the_body_made_not_the_built_in_ones() {
+    let (_dir, store) = temp_store();
+    let err = clash_after_a_map(vec![1]).store(store).run().unwrap_err();
+    // rows (1), square (2), offset (3), offset (4): the split and gather do not count.
+    assert!(
+        err.to_string().contains(
+            "two calls are named `same`: call 3 (step `offset`) and call 4 (step `offset`)"
+        ),
+        "{err}"
+    );
+}

@@ -643,7 +643,7 @@ pub(crate) fn name_call(at: (u64, NodeId), label: String) {
         if let Some(problem) = label_problem(&label) {
             graph.errors.push(BuildProblem::Wiring(format!(
                 "the label {label:?} given to call {} (step `{}`) with `.named(..)` {problem}",
-                at.1 + 1,
+                call_number(graph, at.1),
                 node.step
             )));
             return;
@@ -658,12 +658,12 @@ pub(crate) fn name_call(at: (u64, NodeId), label: String) {
                 .iter()
                 .enumerate()
                 .find(|(_, n)| n.name == label)
-                .map_or((0, "?"), |(i, n)| (i + 1, n.step));
+                .map_or((0, "?"), |(i, n)| (call_number(graph, i), n.step));
             let problem = format!(
                 "two calls are named `{label}`: call {i} (step `{other}`) and call {} (step \
                  `{}`), labelled with `.named(..)`; labels must be unique within a pipeline \
                  (e.g. put the loop's parameter in it: `.named(format!(\"{}[{{x}}]\"))`)",
-                at.1 + 1,
+                call_number(graph, at.1),
                 node.step,
                 node.step
             );
@@ -682,6 +682,17 @@ pub(crate) fn name_call(at: (u64, NodeId), label: String) {
             }
         }
     })
+}
+
+/// Node `index`'s number among the calls the body made, from 1, as a person counts them:
+/// the built-in split and gather calls of maps and fan-ins do not count.
+fn call_number(graph: &Graph, index: NodeId) -> usize {
+    graph
+        .nodes
+        .iter()
+        .take(index + 1)
+        .filter(|n| !crate::map::builtin_step(n.step))
+        .count()
 }
 
 /// An unbound handle to output `output` of node `node` (for generated code).

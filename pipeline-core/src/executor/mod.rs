@@ -174,13 +174,25 @@ pub(crate) fn execute(
                 .map(|k| (k, "set retries or a timeout for"))
         });
     if let Some((unknown, purpose)) = unknown {
+        // A map's per-item calls exist only once the run has the list: they take the
+        // setting of the call they are copied from.
+        let per_item = crate::map::item_call_root(unknown)
+            .filter(|root| known(root))
+            .map(|root| {
+                format!(
+                    " (a map's per-item calls are set through the call in its closure, \
+                     `{root}`, for every item)"
+                )
+            })
+            .unwrap_or_default();
         return Err(Error::UnknownStep {
             run: pipeline.to_string(),
             what: format!(
-                "step `{unknown}` to {purpose}; its steps are: {}",
+                "step `{unknown}` to {purpose}{per_item}; its steps are: {}",
                 graph
                     .nodes
                     .iter()
+                    .filter(|n| !crate::map::builtin_step(n.step))
                     .map(|n| n.name.as_str())
                     .collect::<Vec<_>>()
                     .join(", ")
