@@ -505,15 +505,83 @@ fn a_map_runs_each_item_as_a_job() {
     assert_eq!(tasks, ["0", "1", "2"], "{arrays:?}");
 }
 
+#[step]
+fn up_to(n: &u64) -> Vec<u64> {
+    (1..=*n).collect()
+}
+
+#[step]
+fn product(x: &u64, y: &u64) -> u64 {
+    x * y
+}
+
+/// Per `x` of `1..=n`, per `y` of `1..=x`: `x * y`, then the sums.
+#[pipeline]
+fn nested_products(n: u64) -> Artifact<Vec<u64>> {
+    numbers(n).map(|x| {
+        let products = up_to(x).map(|y| product(x, y));
+        total(&products)
+    })
+}
+
+/// A map inside a map on Slurm: the inner per-item calls are jobs too, and a second run
+/// submits nothing.
+fn a_nested_maps_inner_calls_are_jobs() {
+    let Some(cluster) = Cluster::new("nested_on_slurm") else {
+        return;
+    };
+    let run = nested_products(3)
+        .store(cluster.store())
+        .executor(cluster.slurm())
+        .run()
+        .unwrap();
+    // x = 1: 1; x = 2: 2 + 4; x = 3: 3 + 6 + 9.
+    assert_eq!(run.output().load().unwrap(), [1, 6, 18]);
+    let products: Vec<String> = run
+        .steps()
+        .iter()
+        .filter(|s| s.step() == "product")
+        .inspect(|s| assert_eq!(s.status(), StepStatus::Executed, "{}", s.name()))
+        .map(|s| s.name().to_string())
+        .collect();
+    assert_eq!(products.len(), 6, "{products:?}");
+    assert!(
+        products.contains(&"product[2][1]".to_string()),
+        "{products:?}"
+    );
+    // Each executed call was a job with its own log: numbers, 3 up_to, 6 product, 3 total.
+    let logs = std::fs::read_dir(cluster.local.path().join("logs"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".out"))
+        })
+        .count();
+    assert_eq!(logs, 1 + 3 + 6 + 3);
+    let again = nested_products(3)
+        .store(cluster.store())
+        .executor(cluster.slurm())
+        .run()
+        .unwrap();
+    assert!(again
+        .steps()
+        .iter()
+        .all(|s| s.status() == StepStatus::Cached));
+}
+
 fn main() {
     pipeline::worker::enter();
     if std::env::var_os("SLURM_TEST_DRIVER").is_some() {
         drive_slow_run();
     }
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
         (
             "a_map_runs_each_item_as_a_job",
             a_map_runs_each_item_as_a_job,
+        ),
+        (
+            "a_nested_maps_inner_calls_are_jobs",
+            a_nested_maps_inner_calls_are_jobs,
         ),
         (
             "a_job_past_its_time_limit_is_a_failed_step_with_slurms_reason",

@@ -118,6 +118,10 @@ impl<L> Artifact<L> {
     /// runs none (the gathered list follows the new order). An empty list maps to an empty
     /// `Vec`. Per-item calls are recorded as `<call>[i]`.
     ///
+    /// The closure may itself call `map`, on a list it computes from the item or on one
+    /// from outside: the inner map expands per outer item, when that item's list is known,
+    /// and its calls are recorded as `<call>[i][j]` (item `j` of outer item `i`'s list).
+    ///
     /// `f` is a closure that calls the steps: `folds.map(|fold| score(fold))`. The step
     /// itself, `folds.map(score)`, does not compile (``implementation of `FnOnce` is not
     /// general enough``): a step function is generic over what it is given, and `map`
