@@ -437,3 +437,159 @@ fn explain_and_diff_name_the_outer_item_that_changed() {
         "{text}"
     );
 }
+
+/// A closure that returns the item handle of another map's closure.
+#[pipeline]
+fn crossed_items(a: Vec<i64>, b: Vec<i64>) -> (Artifact<Vec<Vec<i64>>>, Artifact<Vec<i64>>) {
+    let a = list(a);
+    let b = list(b);
+    // Fine: the inner closure returns the outer item (one copy per pair).
+    let nested = a.map(|x| b.map(|_| x.clone()));
+    let mut leaked = None;
+    let _ = a.map(|x| {
+        leaked = Some(x.clone());
+        offset(1)
+    });
+    let leaked = leaked.unwrap();
+    // Refused: `leaked` is an item of the map over `a`, returned from the map over `b`.
+    (nested, b.map(|_| leaked.clone()))
+}
+
+/// The outer closure returns an inner call's output.
+#[pipeline]
+fn inner_output_returned(values: Vec<Vec<i64>>) -> Artifact<Vec<i64>> {
+    groups(values).map(|group| {
+        let mut leaked = None;
+        let _ = members(group, "returned".to_string()).map(|x| {
+            let one = offset(1);
+            let out = scale(x, &one, &one, "returned".to_string());
+            leaked = Some(out.clone());
+            out
+        });
+        leaked.unwrap()
+    })
+}
+
+/// A top-level label shaped like a nested per-item call's name.
+#[pipeline]
+fn nested_label_clash(values: Vec<Vec<i64>>) -> (Artifact<i64>, Artifact<Vec<Vec<i64>>>) {
+    let clash = offset(5).named("inc[0][1]");
+    let mapped = groups(values).map(|group| group.map(|x| offset_of(x).named("inc")));
+    (clash, mapped)
+}
+
+#[step]
+fn offset_of(x: &i64) -> i64 {
+    x + 1
+}
+
+/// The pipeline returns the list an inner map gathers.
+#[pipeline]
+fn inner_gather_returned(values: Vec<Vec<i64>>) -> Artifact<Vec<i64>> {
+    let mut inner = None;
+    let _ = groups(values).map(|group| {
+        let gathered = group.map(|x| offset_of(x));
+        inner = Some(gathered.clone());
+        total(&gathered, "inner".to_string())
+    });
+    inner.unwrap()
+}
+
+#[test]
+fn a_closure_returning_another_closures_handle_is_refused_before_anything_runs() {
+    let (_dir, store) = temp_store();
+    let err = crossed_items(vec![7, 8], vec![1, 2, 3])
+        .store(store.clone())
+        .run()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(
+            "a `map` closure returns the item handle of the `map` over `list`, made inside \
+             another `map` closure"
+        ),
+        "{text}"
+    );
+    // Nothing ran: the problem is found while the pipeline is built.
+    assert!(store.runs(None).unwrap().is_empty());
+    let err = inner_output_returned(vec![vec![1]])
+        .store(store.clone())
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "a `map` closure returns the output of `scale`, made inside another `map` closure"
+        ),
+        "{err}"
+    );
+    let err = inner_gather_returned(vec![vec![1]])
+        .store(store.clone())
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the pipeline returns the list gathered by the `map` over an item of `groups`, made \
+             inside a `map` closure"
+        ),
+        "{err}"
+    );
+    let err = nested_label_clash(vec![vec![1, 2]])
+        .store(store)
+        .run()
+        .unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "the call named `inc[0][1]` has the name of a per-item call of the map that calls \
+             `inc` (named `inc[i][j]` per item)"
+        ),
+        "{err}"
+    );
+}
+
+#[step]
+fn size_of(group: &[i64]) -> i64 {
+    group.len() as i64
+}
+
+/// Two calls of one step in two closures: `offset_of` of the group's size (outer), and of
+/// each item (inner); a size and an item can be equal, and so can their keys.
+#[pipeline]
+fn two_closures(values: Vec<Vec<i64>>) -> (Artifact<Vec<i64>>, Artifact<Vec<Vec<i64>>>) {
+    groups(values).map(|group| {
+        let size = offset_of(&size_of(group));
+        (size, group.map(|y| offset_of(y)))
+    })
+}
+
+#[test]
+fn diff_pairs_per_item_calls_of_the_same_call_only() {
+    let (_dir, store) = temp_store();
+    let a = two_closures(vec![vec![9], vec![1, 2]])
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let b = two_closures(vec![vec![1, 2]])
+        .store(store.clone())
+        .run()
+        .unwrap();
+    assert_eq!(b.output().1.load().unwrap(), vec![vec![2, 3]]);
+    let diff = pipeline::report::RunDiff::new(&store, a.id(), b.id()).unwrap();
+    let paired: Vec<(&str, Option<&str>)> = diff
+        .steps
+        .iter()
+        .filter(|s| s.name.starts_with("offset_of"))
+        .map(|s| (s.name.as_str(), s.name_a.as_deref()))
+        .collect();
+    // Group 1 of A is group 0 of B: each call pairs with its own call of A, though
+    // `offset_of_2[1][1]` (of item 2) has the key of `offset_of[0]` (of size 2).
+    for (b_name, a_name) in [
+        ("offset_of[0]", "offset_of[1]"),
+        ("offset_of_2[0][0]", "offset_of_2[1][0]"),
+        ("offset_of_2[0][1]", "offset_of_2[1][1]"),
+    ] {
+        assert!(
+            paired.contains(&(b_name, Some(a_name))),
+            "{b_name} should pair with {a_name}: {paired:?}\n{diff}"
+        );
+    }
+}

@@ -268,37 +268,47 @@ pub fn item_call_root(name: &str) -> Option<&str> {
 }
 
 /// The handles that escaped a map's closure: a call outside the closure that reads "the
-/// item" or an output of a call made inside it, which exist only per item. Each is a
-/// wiring problem that names the fix (return the output from the closure).
+/// item" or an output of a call made inside it, which exist only per item, and a closure
+/// that returns such a handle of another map's closure. Each is a wiring problem that
+/// names the fix (return the output from the closure that made it).
 pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
     let mut problems = Vec::new();
-    // Per-item calls are named `<template>[i]` when the run adds them: no other call may
-    // be named so (a label), or lookups by name would find the wrong call.
-    let templates: std::collections::HashSet<&str> = graph
+    // Per-item calls are named `<template>[i]` (`[i][j]` in a nested map) when the run adds
+    // them: no other call may be named so (a label), or lookups by name would find the
+    // wrong call. Per template: how many maps enclose it.
+    let templates: std::collections::HashMap<&str, usize> = graph
         .nodes
         .iter()
         .filter(|n| n.within.is_some())
-        .map(|n| n.name.as_str())
+        .map(|n| (n.name.as_str(), depth(graph, n.within)))
         .collect();
     if !templates.is_empty() {
         for node in &graph.nodes {
-            let Some((base, _)) = item_call(&node.name) else {
+            let Some(base) = item_call_root(&node.name) else {
                 continue;
             };
-            if templates.contains(base) {
+            if let Some(&depth) = templates.get(base) {
+                let shape: String = ["[i]", "[j]", "[k]", "[l]"]
+                    .iter()
+                    .cycle()
+                    .take(depth)
+                    .copied()
+                    .collect();
                 problems.push(BuildProblem::Wiring(format!(
                     "the call named `{}` has the name of a per-item call of the map that \
-                     calls `{base}` (named `{base}[i]` for item i); give it another label",
+                     calls `{base}` (named `{base}{shape}` per item); give it another label",
                     node.name
                 )));
             }
         }
     }
     for node in &graph.nodes {
-        // A map's gather reads the closure's result: that is what it is for.
-        if matches!(node.role, Role::MapGather(..)) {
-            continue;
-        }
+        // A map's gather reads what its closure returned: it is checked as a call inside
+        // that closure.
+        let (inside, returned) = match node.role {
+            Role::MapGather(m, _) => (Some(m), true),
+            _ => (node.within, false),
+        };
         for input in &node.inputs {
             let crate::graph::InputSource::Artifact { node: up, .. } = input.source else {
                 continue;
@@ -306,23 +316,81 @@ pub(crate) fn leaks(graph: &crate::graph::Graph) -> Vec<BuildProblem> {
             let Some(producer) = graph.nodes.get(up) else {
                 continue;
             };
-            let (made_in, what) = match (producer.role, producer.within) {
-                (Role::Split(m), _) => (m, "the item handle".to_string()),
-                (_, Some(m)) => (m, format!("the output of `{}`", producer.name)),
+            let made_in = match (producer.role, producer.within) {
+                (Role::Split(m), _) => m,
+                (_, Some(m)) => m,
                 (_, None) => continue,
             };
             // Inside the closure that made it, or a closure nested in that one.
-            if !encloses(graph, made_in, node.within) {
-                problems.push(BuildProblem::Wiring(format!(
+            if encloses(graph, made_in, inside) {
+                continue;
+            }
+            let what = describe(graph, up);
+            problems.push(BuildProblem::Wiring(if returned {
+                format!(
+                    "a `map` closure returns {what}, made inside another `map` closure; a \
+                     handle made inside a closure exists once per item of that closure's \
+                     list: return it from the closure that made it (or use a handle from \
+                     outside every closure)"
+                )
+            } else {
+                format!(
                     "input `{}` of step `{}` is {what}, made inside a `map` closure, but `{}` \
                      is called outside it; a call inside the closure exists once per item: \
                      return its output from the closure, and the map gathers it into a list",
                     input.name, node.name, node.name
-                )));
-            }
+                )
+            }));
         }
     }
     problems
+}
+
+/// Node `node` as a wiring message names what it gives: `the output of `score``, or, for
+/// the built-in calls the user never wrote, `the item handle of the `map` over `folds``
+/// and `the list gathered by the `map` over `folds``.
+fn describe(graph: &crate::graph::Graph, node: NodeId) -> String {
+    let Some(n) = graph.nodes.get(node) else {
+        return "an unknown call".into();
+    };
+    let over = |map: usize| format!("the `map` over {}", list_name(graph, map, 0));
+    match n.role {
+        Role::Split(m) => format!("the item handle of {}", over(m)),
+        Role::MapGather(m, _) => format!("the list gathered by {}", over(m)),
+        Role::Call => format!("the output of `{}`", n.name),
+    }
+}
+
+/// The list map `map` goes over, as a wiring message names it: `` `folds` ``, or, for a
+/// map over the item of an enclosing map, `` an item of `groups` ``.
+fn list_name(graph: &crate::graph::Graph, map: usize, hops: usize) -> String {
+    let list = graph
+        .maps
+        .get(map)
+        .and_then(|m| graph.nodes.get(m.split))
+        .and_then(|split| split.inputs.first())
+        .and_then(|input| match input.source {
+            crate::graph::InputSource::Artifact { node, .. } => graph.nodes.get(node),
+            crate::graph::InputSource::Param(_) => None,
+        });
+    match list {
+        // `hops` bounds the walk, whatever the graph holds.
+        Some(l) if hops < 16 => match l.role {
+            Role::Split(outer) => format!("an item of {}", list_name(graph, outer, hops + 1)),
+            _ => format!("`{}`", l.name),
+        },
+        _ => "a list".to_string(),
+    }
+}
+
+/// How many maps' closures enclose a call whose innermost map is `inside`.
+fn depth(graph: &crate::graph::Graph, mut inside: Option<usize>) -> usize {
+    let mut depth = 0;
+    while let Some(m) = inside {
+        depth += 1;
+        inside = graph.maps.get(m).and_then(|d| d.parent);
+    }
+    depth
 }
 
 /// Whether map `map`'s closure is `inside` (the innermost map of a call) or encloses it.
@@ -344,15 +412,22 @@ pub(crate) fn returned_from_closure(
 ) -> Vec<BuildProblem> {
     outputs
         .iter()
-        .filter_map(|&n| graph.nodes.get(n))
-        // Any handle of a split is "the item" (the closure's argument).
-        .filter(|node| node.within.is_some() || matches!(node.role, Role::Split(_)))
-        .map(|node| {
+        .filter(|&&n| {
+            // Any handle of a split is "the item" (the closure's argument).
+            graph
+                .nodes
+                .get(n)
+                .is_some_and(|node| node.within.is_some() || matches!(node.role, Role::Split(_)))
+        })
+        .map(|&n| {
+            let what = match graph.nodes[n].role {
+                Role::Call => format!("an output of `{}`", graph.nodes[n].name),
+                _ => describe(graph, n),
+            };
             BuildProblem::Wiring(format!(
-                "the pipeline returns an output of `{}`, made inside a `map` closure; a call \
+                "the pipeline returns {what}, made inside a `map` closure; a call \
                  inside the closure exists once per item: return its output from the closure, \
-                 and return the list the map gathers",
-                node.name
+                 and return the list the map gathers"
             ))
         })
         .collect()

@@ -575,23 +575,21 @@ pub(crate) fn compare_records(
         }
     };
     // 0. A map's per-item calls (`<call>[i]`) with equal keys: the same item, wherever
-    // it moved in the list (a reordered list re-runs nothing, and says so).
-    let per_item = |name: &str| crate::map::item_call(name).is_some();
+    // it moved in the list (a reordered list re-runs nothing, and says so). Only calls of
+    // the same call in the body (`plus[3]` and `plus[0]`, not `plus_2[0]`, which another
+    // closure calls with an equal item) pair so.
     let mut items_by_key: HashMap<(&str, Hash128), std::collections::VecDeque<usize>> =
         HashMap::new();
     for (i, sa) in steps_a.iter().enumerate() {
-        if let (Some(key), true) = (sa.cache_key, per_item(&sa.name)) {
-            items_by_key
-                .entry((sa.step.as_str(), key))
-                .or_default()
-                .push_back(i);
+        if let (Some(key), Some(root)) = (sa.cache_key, crate::map::item_call_root(&sa.name)) {
+            items_by_key.entry((root, key)).or_default().push_back(i);
         }
     }
     for (j, sb) in steps_b.iter().enumerate() {
-        let (Some(key), true) = (sb.cache_key, per_item(&sb.name)) else {
+        let (Some(key), Some(root)) = (sb.cache_key, crate::map::item_call_root(&sb.name)) else {
             continue;
         };
-        let Some(queue) = items_by_key.get_mut(&(sb.step.as_str(), key)) else {
+        let Some(queue) = items_by_key.get_mut(&(root, key)) else {
             continue;
         };
         if let Some(i) = queue.pop_front() {
