@@ -420,6 +420,7 @@ fn an_appended_item_is_a_first_execution_not_a_change_of_another_item() {
     let item = pipeline::Reason::ItemChanged {
         name: "x".into(),
         index: 1,
+        outer: Vec::new(),
         list: "rows".into(),
     };
     assert_eq!(changed.reason(), &item);

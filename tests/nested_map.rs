@@ -593,3 +593,40 @@ fn diff_pairs_per_item_calls_of_the_same_call_only() {
         );
     }
 }
+
+/// A map over each item of the outer list itself.
+#[pipeline]
+fn direct(values: Vec<Vec<i64>>) -> Artifact<Vec<Vec<i64>>> {
+    groups(values).map(|group| group.map(|x| offset_of(x)))
+}
+
+#[test]
+fn an_edited_item_of_an_inner_list_that_is_an_outer_item_is_named_by_both_numbers() {
+    let (_dir, store) = temp_store();
+    let a = direct(vec![vec![1, 2], vec![3, 4]])
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let b = direct(vec![vec![1, 2], vec![3, 5]])
+        .store(store.clone())
+        .run()
+        .unwrap();
+    let said = "item 1 of item 1 of `groups`'s list changed";
+    let changed = b.step("offset_of[1][1]").unwrap();
+    assert_eq!(changed.status(), StepStatus::Executed);
+    assert_eq!(changed.reason().to_string(), said);
+    let records = store.run_steps(b.id()).unwrap();
+    let record = records
+        .iter()
+        .find(|s| s.name == "offset_of[1][1]")
+        .unwrap();
+    let explained =
+        pipeline::report::Explanation::new(&store, store.run(b.id()).unwrap(), record.clone())
+            .unwrap()
+            .to_string();
+    assert!(explained.contains(&format!("  - {said}\n")), "{explained}");
+    let diff = pipeline::report::RunDiff::new(&store, a.id(), b.id()).unwrap();
+    let text = diff.to_string();
+    assert!(text.contains(&format!("different: {said}")), "{text}");
+    assert!(!text.contains("pipeline.split"), "{text}");
+}

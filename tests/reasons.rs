@@ -346,6 +346,7 @@ fn list_and_item_reasons_read_in_the_lists_terms() {
             Reason::ItemChanged {
                 name: "fold".into(),
                 index: 3,
+                outer: Vec::new(),
                 list: "make_folds".into(),
             },
             "item 3 of `make_folds`'s list changed",

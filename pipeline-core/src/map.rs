@@ -468,7 +468,7 @@ where
 #[diagnostic::on_unimplemented(
     message = "a `map` closure must return the handle of a step output, not `{Self}`",
     label = "the closure returns `{Self}`",
-    note = "return the output to collect per item, e.g. `folds.map(|fold| score(fold))`, a tuple of outputs `(a, b)`, or one field of a step with several outputs (`out.model`); the map gathers it into an `Artifact<Vec<_>>`"
+    note = "return the output to collect per item, e.g. `folds.map(|fold| score(fold))`, a tuple of up to 4 outputs `(a, b)` (nest tuples for more: `((a, b), (c, d), e)`), or one field of a step with several outputs (`out.model`); the map gathers it into an `Artifact<Vec<_>>`"
 )]
 pub trait MapResult {
     /// What the map returns: the per-item results gathered in list order.

@@ -253,7 +253,12 @@ pub enum Reason {
         name: String,
         /// The item's position in the list.
         index: usize,
-        /// The call that produced the list (`make_folds`).
+        /// In a map nested in another, where the list is an item itself: its position in
+        /// the outer list, innermost first (`[1]`: the list is item 1 of `list`'s list).
+        /// Empty for a list a call returned.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        outer: Vec<usize>,
+        /// The call that produced the (outermost) list (`make_folds`).
         list: String,
     },
     /// An input that is a gathered list (fan-in, or a map's result) changed: how the list
@@ -418,8 +423,14 @@ impl fmt::Display for Reason {
                 write!(f, "item {index} changed (produced by `{producer}`)")
             }
             Reason::ListReordered => f.write_str("the same items, in another order"),
-            Reason::ItemChanged { index, list, .. } => {
-                write!(f, "item {index} of `{list}`'s list changed")
+            Reason::ItemChanged {
+                index, outer, list, ..
+            } => {
+                write!(f, "item {index} of ")?;
+                for o in outer {
+                    write!(f, "item {o} of ")?;
+                }
+                write!(f, "`{list}`'s list changed")
             }
             Reason::ListInputChanged { name, changes } => {
                 write!(f, "input `{name}` changed: ")?;

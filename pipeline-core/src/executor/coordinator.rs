@@ -891,12 +891,24 @@ impl<'a> State<'a> {
             return Some(key::Through::List(changes));
         }
         if matches!(made.role, Role::Split(_)) {
-            let list = made.inputs.first().and_then(|i| match i.source {
-                InputSource::Artifact { node: l, .. } => Some(self.node(l).name.clone()),
-                InputSource::Param(_) => None,
-            })?;
+            // The list's producer; through the splits of enclosing maps when the list is
+            // itself an item (`g.map(..)` inside a map over `groups`).
+            let mut outer = Vec::new();
+            let mut split = made;
+            let list = loop {
+                let InputSource::Artifact { node: l, output } = split.inputs.first()?.source else {
+                    return None;
+                };
+                let producer = self.node(l);
+                if !matches!(producer.role, Role::Split(_)) {
+                    break producer.name.clone();
+                }
+                outer.push(output);
+                split = producer;
+            };
             return Some(key::Through::Item {
                 index: output,
+                outer,
                 list,
             });
         }

@@ -260,11 +260,13 @@ fn list_changes(old: &KeyComponents, new: &KeyComponents) -> Vec<Reason> {
 pub(crate) enum Through {
     /// A gathered list: how it changed (its gather's differences).
     List(Vec<Reason>),
-    /// Item `index` of a map's list, produced by `list`.
+    /// Item `index` of a map's list, produced by `list` (see [`Reason::ItemChanged`]).
     Item {
         /// The item's position.
         index: usize,
-        /// The list's producer.
+        /// For a list that is itself an item of a list: its position, innermost first.
+        outer: Vec<usize>,
+        /// The (outermost) list's producer.
         list: String,
     },
 }
@@ -284,7 +286,12 @@ impl Reason {
                 Some(Through::List(changes)) if !changes.is_empty() => {
                     Reason::ListInputChanged { name, changes }
                 }
-                Some(Through::Item { index, list }) => Reason::ItemChanged { name, index, list },
+                Some(Through::Item { index, outer, list }) => Reason::ItemChanged {
+                    name,
+                    index,
+                    outer,
+                    list,
+                },
                 _ => Reason::InputChanged { name, producer },
             },
             Reason::Changes { changes } => Reason::Changes {

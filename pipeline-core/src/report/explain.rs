@@ -292,7 +292,11 @@ fn through_recorded(
             .then(|| Through::List(Reason::differences(&gathered.components, &made.components)));
     }
     if made.step == crate::map::SPLIT_STEP {
-        return crate::store::split_item(rec, input, &made);
+        let list_of = |split: &StepRecord| {
+            let id = split.inputs.first()?.producer_execution?;
+            store.execution(id).ok()
+        };
+        return crate::store::split_item(rec, input, &made, &list_of);
     }
     None
 }

@@ -114,9 +114,11 @@ impl RunGraph {
     /// The label of an edge: the argument it feeds, and the output name when the producer
     /// has several outputs and the names differ (`low → xs`).
     pub fn edge_label(&self, e: &GraphEdge) -> String {
-        let outputs = &self.step(e.producer).outputs;
+        let producer = self.step(e.producer);
+        // A split's outputs are items: named even when the list has one.
+        let named = producer.outputs.len() > 1 || producer.step == crate::map::SPLIT_STEP;
         match &e.output {
-            Some(out) if *out != e.input && outputs.len() > 1 => format!("{out} → {}", e.input),
+            Some(out) if *out != e.input && named => format!("{out} → {}", e.input),
             _ => e.input.clone(),
         }
     }
@@ -492,6 +494,26 @@ mod tests {
                 ("double[1]", Some("item[1]"))
             ]
         );
+    }
+
+    #[test]
+    fn an_edge_from_a_split_names_its_item_even_when_the_list_has_one() {
+        let mut split = step("pipeline.split", 1, None, "aa", &[]);
+        split.outputs[0].name = "item[0]".into();
+        let g = RunGraph::from_records(
+            run(),
+            vec![
+                split,
+                step(
+                    "double[0]",
+                    2,
+                    None,
+                    "bb",
+                    &[In("x", "aa", "pipeline.split", Some(1))],
+                ),
+            ],
+        );
+        assert_eq!(g.edge_label(&g.edges[0]), "item[0] → x");
     }
 
     #[test]

@@ -734,7 +734,11 @@ fn through_builtin(
         )));
     }
     if made.step == crate::map::SPLIT_STEP {
-        return split_item(sb, input, made);
+        let list_of = |split: &StepRecord| {
+            let producer = list_producer(&split.components)?;
+            named_b.get(producer.as_str()).map(|r| (*r).clone())
+        };
+        return split_item(sb, input, made, &list_of);
     }
     None
 }
@@ -742,31 +746,65 @@ fn through_builtin(
 /// Input `input` of call `call`, read from the map's split `split`: which item of which
 /// list it is. The item is the split's output with the input's content; of equal items,
 /// the one whose number the call's name holds (`train_at[2][0]` reads item 2 of the outer
-/// list and item 0 of the inner one).
-pub(crate) fn split_item(call: &StepRecord, input: &str, split: &StepRecord) -> Option<Through> {
+/// list and item 0 of the inner one). When the list is itself an item of an enclosing
+/// map's list, `list_of` (the call that produced a split's list, if recorded) walks out
+/// to the list a call returned.
+pub(crate) fn split_item(
+    call: &StepRecord,
+    input: &str,
+    split: &StepRecord,
+    list_of: &dyn Fn(&StepRecord) -> Option<StepRecord>,
+) -> Option<Through> {
     let hash = call.inputs.iter().find(|i| i.name == input)?.content_hash?;
+    // The call's item numbers, innermost first: `[0, 2]` for `train_at[2][0]`.
     let mut numbers = Vec::new();
     let mut name = call.name.as_str();
     while let Some((base, n)) = crate::map::item_call(name) {
         numbers.push(n);
         name = base;
     }
-    // The split's outputs are `item[k]`.
+    let index = item_of(split, hash, numbers.first().copied())?;
+    let mut outer = Vec::new();
+    // The outermost split walked through: its list is the one a call returned.
+    let mut outermost: Option<StepRecord> = None;
+    let mut list_hash = split.inputs.first()?.content_hash;
+    let mut producer = list_of(split);
+    while let Some(up) = producer.filter(|p| p.step == crate::map::SPLIT_STEP && outer.len() < 64) {
+        outer.push(item_of(
+            &up,
+            list_hash?,
+            numbers.get(outer.len() + 1).copied(),
+        )?);
+        list_hash = up.inputs.first()?.content_hash;
+        producer = list_of(&up);
+        outermost = Some(up);
+    }
+    let list = list_producer(&outermost.as_ref().unwrap_or(split).components)?;
+    Some(Through::Item {
+        index: usize::try_from(index).ok()?,
+        outer: outer
+            .into_iter()
+            .map(usize::try_from)
+            .collect::<Result<_, _>>()
+            .ok()?,
+        list,
+    })
+}
+
+/// The number of the output of split `split` holding `hash` (its outputs are `item[k]`);
+/// of equal items, `preferred` when it is one of them.
+fn item_of(split: &StepRecord, hash: Hash128, preferred: Option<u64>) -> Option<u64> {
     let items: Vec<u64> = split
         .outputs
         .iter()
         .filter(|o| o.content_hash == hash)
         .filter_map(|o| crate::map::item_call(&o.name).map(|(_, k)| k))
         .collect();
-    let index = items
+    items
         .iter()
         .copied()
-        .find(|k| numbers.contains(k))
-        .or(items.first().copied())?;
-    Some(Through::Item {
-        index: usize::try_from(index).ok()?,
-        list: list_producer(&split.components)?,
-    })
+        .find(|&k| Some(k) == preferred)
+        .or(items.first().copied())
 }
 
 /// A run's calls by name.
