@@ -12,6 +12,8 @@
 //! ...), in parallel, and `mean` gathers the scores in fold order. The example runs the
 //! pipeline twice and prints a per-fold table: the second run executes nothing.
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/digits.rs"]
 mod digits;
 #[path = "common/digits_pipeline.rs"]
@@ -71,32 +73,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     pipeline::worker::enter();
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let temp;
-    let dir = match &cli.store {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().join("store")
-        }
-    };
-    let store = Store::open(&dir)?;
-    println!("store: {}", dir.display());
+    let (store, _temp) = cli::open_store(cli.store.as_deref())?;
     for attempt in 1..=2 {
         let clock = Instant::now();
         let run = cross_validation(cli.gamma, cli.c, cli.k, cli.train_limit)

@@ -14,6 +14,8 @@
 //! executes), and the grid with one more gamma at the front (only that gamma's folds are
 //! trained; the other gammas' scores come from the cache, though their positions moved).
 
+#[path = "common/cli.rs"]
+mod cli;
 #[path = "common/digits.rs"]
 mod digits;
 #[path = "common/digits_pipeline.rs"]
@@ -111,32 +113,11 @@ struct Cli {
 
 fn main() -> ExitCode {
     pipeline::worker::enter();
-    let cli = Cli::parse();
-    match run(&cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            let mut source = e.source();
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(run(&Cli::parse()))
 }
 
 fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
-    let temp;
-    let dir = match &cli.store {
-        Some(dir) => dir.clone(),
-        None => {
-            temp = tempfile::tempdir()?;
-            temp.path().join("store")
-        }
-    };
-    let store = Store::open(&dir)?;
-    println!("store: {}", dir.display());
+    let (store, _temp) = cli::open_store(cli.store.as_deref())?;
     let mut wider = vec![cli.added];
     wider.extend(&cli.gammas);
     for (attempt, gammas) in [&cli.gammas, &cli.gammas, &wider].into_iter().enumerate() {
