@@ -156,6 +156,18 @@ fn an_empty_list_maps_to_an_empty_list_and_the_steps_after_it_run() {
     assert_eq!(empty.output().0.load().unwrap(), Vec::<i64>::new());
     assert_eq!(empty.output().1.load().unwrap(), 0);
     assert_eq!(executed(&format!("total {tag}")), 1);
+    // The split of an empty list records no output, and is still found in the cache: a
+    // second run executes nothing.
+    let again = run(&store, &[], 3, tag);
+    assert!(
+        again
+            .steps()
+            .iter()
+            .all(|s| s.status() == StepStatus::Cached),
+        "{:?}",
+        common::statuses(&again)
+    );
+    assert_eq!(again.output().1.load().unwrap(), 0);
 }
 
 #[test]

@@ -224,6 +224,19 @@ fn empty_inner_and_outer_lists_gather_to_empty_lists_and_the_steps_after_run() {
     let none = run(&store, &[], tag);
     assert_eq!(none.output().0.load().unwrap(), Vec::<Vec<i64>>::new());
     assert_eq!(none.output().2.load().unwrap(), 0);
+    // Splits of empty lists are found in the cache like any other: nothing executes.
+    for values in [&[&[][..], &[3][..]][..], &[]] {
+        let again = run(&store, values, tag);
+        assert_eq!(executed_names(&again), Vec::<String>::new());
+        assert!(
+            again
+                .steps()
+                .iter()
+                .all(|s| s.status() == StepStatus::Cached),
+            "{:?}",
+            common::statuses(&again)
+        );
+    }
 }
 
 #[test]

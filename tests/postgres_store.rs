@@ -608,3 +608,42 @@ fn a_map_runs_on_postgres_and_s3_and_is_cached_per_item() {
         ["word_list", "pipeline.split", "shout[4]", "pipeline.gather"]
     );
 }
+
+#[step]
+fn square(x: &u64) -> u64 {
+    x * x
+}
+
+#[pipeline]
+fn mapped_sum(n: u64) -> Artifact<u64> {
+    let squares = numbers(n).map(|x| square(x));
+    sum(&squares)
+}
+
+#[test]
+fn a_map_over_an_empty_list_is_cached_on_postgres_too() {
+    let (Some(db), Some(prefix)) = (fresh_database("empty_map"), fresh_prefix("empty_map")) else {
+        return;
+    };
+    let local = tempfile::tempdir().unwrap();
+    let config = StoreConfig::new(&db.url, Some(&prefix)).unwrap();
+    let open = || Store::connect_with(&config, options(local.path())).unwrap();
+    for n in [0, 3] {
+        let first = mapped_sum(n).store(open()).run().unwrap();
+        assert_eq!(
+            first.output().load().unwrap(),
+            (1..=n).map(|x| x * x).sum::<u64>()
+        );
+        // A new handle: the split (of no item, or of three) and everything else is found.
+        let again = mapped_sum(n).store(open()).run().unwrap();
+        let statuses: Vec<(String, StepStatus)> = again
+            .steps()
+            .iter()
+            .map(|s| (s.name().to_string(), s.status()))
+            .collect();
+        assert!(
+            statuses.iter().all(|(_, s)| *s == StepStatus::Cached),
+            "n = {n}: {statuses:?}"
+        );
+    }
+}

@@ -454,18 +454,20 @@ impl SqliteMetadata {
         // of it. An output that failed to decode (`undecodable`, keyed by the execution
         // that wrote it, or by the one it reused) makes the execution unusable, like a
         // damaged blob; two equality probes, as an `IN` list builds a temporary table per
-        // row. No outputs recorded (an incomplete row) is a miss.
+        // row. No outputs recorded (an incomplete row) is a miss, but for the split of an
+        // empty list, which records none.
         type Row = (
             i64,
             Option<i64>,
             Option<i64>,
-            String,
-            String,
-            i64,
+            Option<String>,
+            Option<String>,
+            Option<i64>,
             Option<i64>,
             Option<i64>,
             Option<String>,
             i64,
+            String,
         );
         let rows: Vec<Row> = conn
             .prepare_cached(
@@ -476,9 +478,9 @@ impl SqliteMetadata {
                                  (SELECT u.type_name FROM undecodable u \
                                   WHERE u.execution_id = e.reused_execution \
                                   AND u.output = a.name)), \
-                        e.started_at_us + CAST(e.duration_s * 1000000 AS INTEGER) \
+                        e.started_at_us + CAST(e.duration_s * 1000000 AS INTEGER), e.step \
                  FROM executions e \
-                 JOIN artifacts a ON a.execution_id = e.id \
+                 LEFT JOIN artifacts a ON a.execution_id = e.id \
                  LEFT JOIN blobs b ON b.hash = a.content_hash \
                  WHERE e.id = (SELECT id FROM executions WHERE cache_key = ?1 \
                                AND outputs_of IS NULL AND status IN ('executed', 'cached') \
@@ -498,14 +500,22 @@ impl SqliteMetadata {
                         r.get(7)?,
                         r.get(8)?,
                         r.get(9)?,
+                        r.get(10)?,
                     ))
                 })
                 .and_then(|rows| rows.collect())
             })
             .map_err(|e| self.db_error(e))?;
-        let Some(&(holder, pointed, fingerprint, .., produced_at_us)) = rows.first() else {
+        let Some(&(holder, pointed, fingerprint, .., produced_at_us, ref step)) = rows.first()
+        else {
             return Ok(Lookup::Miss);
         };
+        // No output row: the split of an empty list (it has nothing to record) is a hit
+        // with no outputs; any other step's is an incomplete row, a miss.
+        let empty = rows[0].3.is_none();
+        if empty && step != crate::map::SPLIT_STEP {
+            return Ok(Lookup::Miss);
+        }
         // The hit reuses the execution that row reused (or the row itself), unless that one
         // is gone: then the row holding the outputs stands for it.
         let execution = match pointed {
@@ -528,7 +538,12 @@ impl SqliteMetadata {
         // request per output); the load verifies it, and forgets the stat when it finds it
         // damaged (`blob_damaged`), so the next lookup asks the backend.
         let trust_recorded = !self.inner.blobs.stat_on_hit();
-        for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable, _) in rows {
+        for row in rows.into_iter().filter(|_| !empty) {
+            let (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable, ..) = row;
+            // An output row (the LEFT JOIN found one): its columns are there.
+            let (Some(name), Some(hex), Some(size)) = (name, hex, size) else {
+                return Ok(Lookup::Miss);
+            };
             if let Some(type_name) = undecodable {
                 return Ok(Lookup::Damaged(Damage::Undecodable {
                     output: name,

@@ -1231,13 +1231,13 @@ fn lookup(tx: &mut impl GenericClient, key: &str) -> Result<Lookup, Fail> {
 
 /// The newest completed execution of cache key `$1` whose outputs a step can reuse, with
 /// its outputs (one row each) and their damage marks; see [`lookup`].
-const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components, \
+const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components, step, \
                            started_at_us + CAST(duration_s * 1000000 AS BIGINT) AS produced \
                     FROM executions \
                     WHERE cache_key = $1 AND outputs_of IS NULL \
                       AND status IN ('executed', 'cached') \
                     ORDER BY id DESC LIMIT 1 FOR KEY SHARE), \
-              g AS (SELECT f.id AS holder, f.components, f.produced, \
+              g AS (SELECT f.id AS holder, f.components, f.produced, f.step, \
                            COALESCE(f.reused_execution, f.id) AS pointed, \
                            CASE WHEN f.reused_execution IS NULL THEN f.id \
                                 WHEN EXISTS (SELECT 1 FROM executions t \
@@ -1249,8 +1249,8 @@ const LOOKUP_SQL: &str = "WITH f AS (SELECT id, reused_execution, components, \
                 (SELECT u.type_name FROM undecodable u \
                  WHERE u.execution_id IN (g.reused, g.pointed) AND u.output = a.name LIMIT 1), \
                 (SELECT d.damage FROM damaged_blobs d WHERE d.hash = a.content_hash), \
-                g.produced \
-         FROM g JOIN artifacts a ON a.execution_id = g.holder ORDER BY a.position";
+                g.produced, g.step \
+         FROM g LEFT JOIN artifacts a ON a.execution_id = g.holder ORDER BY a.position";
 
 /// What the rows of [`LOOKUP_SQL`] say.
 fn found(rows: &[Row]) -> Result<Lookup, Fail> {
@@ -1264,6 +1264,16 @@ fn found(rows: &[Row]) -> Result<Lookup, Fail> {
         outputs: Vec::with_capacity(rows.len()),
         produced_at_us: first.try_get(8)?,
     };
+    // No output row (the LEFT JOIN's NULLs): the split of an empty list, which records
+    // none, is a hit with no outputs; any other step's is an incomplete row, a miss.
+    if first.try_get::<_, Option<String>>(3)?.is_none() {
+        let step: String = first.try_get(9)?;
+        return Ok(if step == crate::map::SPLIT_STEP {
+            Lookup::Hit(hit)
+        } else {
+            Lookup::Miss
+        });
+    }
     for row in rows {
         let output: String = row.try_get(3)?;
         let hash: String = row.try_get(4)?;
