@@ -115,7 +115,16 @@ impl<'g> Layout<'g> {
         let mut nodes: Vec<Drawn> = Vec::new();
         let mut drawn_as = vec![0usize; steps.len()];
         let mut stacks: HashMap<&str, usize> = HashMap::new();
-        for (i, s) in steps.iter().enumerate() {
+        // Per-item calls in item order (`train_at[0][0]`, `train_at[0][1]`, ...), as
+        // `pipeline show` lists them: the run records them in the order they ended.
+        let order = list_calls(steps.iter().map(|s| s.name.as_str()), |_| true)
+            .into_iter()
+            .filter_map(|listed| match listed {
+                Listed::Step(i) => Some(i),
+                Listed::More { .. } => None,
+            });
+        for i in order {
+            let s = steps[i];
             // A nested map's calls (`train_at[2][0]`) join their root's stack.
             match item_call_root(&s.name).filter(|base| !expanded(base)) {
                 Some(base) => {

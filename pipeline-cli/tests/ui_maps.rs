@@ -420,6 +420,12 @@ fn a_nested_maps_calls_are_one_stack_and_expand_together() {
         );
     }
     assert_eq!(svg(&expanded).matches("data-step=\"cell[").count(), 6);
+    // Drawn in item order, whatever order the run recorded them in.
+    let drawn: Vec<usize> = ["cell[1][0]", "cell[2][0]", "cell[2][1]", "cell[3][0]"]
+        .iter()
+        .map(|n| svg(&expanded).find(&format!("data-step=\"{n}\"")).unwrap())
+        .collect();
+    assert!(drawn.windows(2).all(|w| w[0] < w[1]), "{drawn:?}");
     // The table lists the rows' groups together, by row.
     let table = &expanded[expanded.find("<table").unwrap()..];
     let order: Vec<usize> = ["cell[1][0]", "cell[2][0]", "cell[2][1]", "cell[3][0]"]
