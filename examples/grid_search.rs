@@ -143,7 +143,7 @@ fn run(cli: &Cli) -> Result<(), Box<dyn std::error::Error>> {
         println!("best gamma: {}", best.load()?);
         let count = |status| run.steps().iter().filter(|s| s.status() == status).count();
         println!(
-            "steps: {} executed, {} cached (of {})",
+            "calls: {} executed, {} cached (of {}, with the built-in splits and gathers)",
             count(StepStatus::Executed),
             count(StepStatus::Cached),
             run.steps().len()

@@ -118,9 +118,17 @@ impl<L> Artifact<L> {
     /// runs none (the gathered list follows the new order). An empty list maps to an empty
     /// `Vec`. Per-item calls are recorded as `<call>[i]`.
     ///
-    /// The closure may itself call `map`, on a list it computes from the item or on one
-    /// from outside: the inner map expands per outer item, when that item's list is known,
-    /// and its calls are recorded as `<call>[i][j]` (item `j` of outer item `i`'s list).
+    /// The closure may itself call `map`, on the item (a list of lists), on a list it
+    /// computes from the item, or on one from outside: the inner map expands per outer
+    /// item, when that item's list is known, and its calls are recorded as `<call>[i][j]`
+    /// (item `j` of outer item `i`'s list). `examples/grid_search.rs` maps over gamma
+    /// values with a map over folds inside.
+    ///
+    /// Refused when the pipeline runs ([`Error::Graph`](crate::Error::Graph), before any
+    /// step does): a handle made inside the closure used outside it (by a step, or as the
+    /// pipeline's output), a closure returning a handle made in another map's closure,
+    /// `.named(..)` on the item handle, and a label shaped like a per-item call's name
+    /// (`score[1]` beside a map that calls `score`).
     ///
     /// `f` is a closure that calls the steps: `folds.map(|fold| score(fold))`. The step
     /// itself, `folds.map(score)`, does not compile (``implementation of `FnOnce` is not
@@ -150,6 +158,36 @@ impl<L> Artifact<L> {
     ///     let folds = make_folds(k);
     ///     let scores = folds.map(|fold| score(fold, gamma)); // Artifact<Vec<f64>>
     ///     mean(&scores)
+    /// }
+    /// # fn main() {}
+    /// ```
+    ///
+    /// A map inside a map: per group, per member, then a total per group.
+    ///
+    /// ```no_run
+    /// use pipeline::prelude::*;
+    ///
+    /// #[step]
+    /// fn groups() -> Vec<Vec<u32>> {
+    ///     vec![vec![1, 2], vec![3]]
+    /// }
+    ///
+    /// #[step]
+    /// fn double(x: &u32) -> u32 {
+    ///     2 * x
+    /// }
+    ///
+    /// #[step]
+    /// fn total(xs: &[u32]) -> u32 {
+    ///     xs.iter().sum()
+    /// }
+    ///
+    /// #[pipeline]
+    /// fn per_group() -> Artifact<Vec<u32>> {
+    ///     groups().map(|group| {
+    ///         let doubled = group.map(|x| double(x)); // double[i][j]
+    ///         total(&doubled)                           // total[i]
+    ///     })
     /// }
     /// # fn main() {}
     /// ```
