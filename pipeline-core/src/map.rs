@@ -298,11 +298,21 @@ pub fn item_call(name: &str) -> Option<(&str, u64)> {
 /// copied from, whatever the depth. `None` for a name not shaped so. The dashboard draws
 /// each one as one stacked node. Public as `pipeline::report::item_call_root`.
 pub fn item_call_root(name: &str) -> Option<&str> {
-    let mut root = item_call(name)?.0;
-    while let Some((up, _)) = item_call(root) {
+    let (root, numbers) = item_path(name);
+    (!numbers.is_empty()).then_some(root)
+}
+
+/// `("train_at", [2, 0])` for `train_at[2][0]`: the name without its item numbers, and
+/// the numbers, outermost first (`(name, [])` for a name with none).
+pub(crate) fn item_path(name: &str) -> (&str, Vec<u64>) {
+    let mut root = name;
+    let mut numbers = Vec::new();
+    while let Some((up, n)) = item_call(root) {
+        numbers.push(n);
         root = up;
     }
-    Some(root)
+    numbers.reverse();
+    (root, numbers)
 }
 
 /// The handles that escaped a map's closure: a call outside the closure that reads "the

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::map::item_call;
+use crate::map::{item_call, item_call_root, item_path};
 
 /// Groups of calls named `<base>[<i>]` larger than this are summed up: `pipeline show` and
 /// the dashboard list their first [`GROUP_SHOWN`] calls and one summary row, `diff`
@@ -87,7 +87,7 @@ pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<G
         if let Some((base, n)) = item_call(name) {
             let members = groups.entry(base).or_default();
             if members.is_empty() {
-                let (root, outer) = outer_items(base);
+                let (root, outer) = item_path(base);
                 families.entry(root).or_default().push((outer, base));
             }
             members.push((n, i));
@@ -100,7 +100,7 @@ pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<G
             continue;
         };
         // Listed once, where the family's first call is.
-        let Some(mut family) = families.remove(outer_items(base).0) else {
+        let Some(mut family) = families.remove(item_call_root(base).unwrap_or(base)) else {
             continue;
         };
         family.sort_unstable();
@@ -112,19 +112,6 @@ pub(crate) fn grouped<'a>(names: impl Iterator<Item = &'a str> + Clone) -> Vec<G
         }
     }
     listed
-}
-
-/// `("train_at", [2])` for `train_at[2]`, the base of the calls of a map nested in another
-/// (`train_at[2][j]`); `(base, [])` for a base with no item number.
-fn outer_items(base: &str) -> (&str, Vec<u64>) {
-    let mut root = base;
-    let mut outer = Vec::new();
-    while let Some((up, n)) = item_call(root) {
-        outer.push(n);
-        root = up;
-    }
-    outer.reverse();
-    (root, outer)
 }
 
 /// `base[first..=last]`, the range of item numbers `items` covers.

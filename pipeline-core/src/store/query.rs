@@ -757,12 +757,8 @@ pub(crate) fn split_item(
 ) -> Option<Through> {
     let hash = call.inputs.iter().find(|i| i.name == input)?.content_hash?;
     // The call's item numbers, innermost first: `[0, 2]` for `train_at[2][0]`.
-    let mut numbers = Vec::new();
-    let mut name = call.name.as_str();
-    while let Some((base, n)) = crate::map::item_call(name) {
-        numbers.push(n);
-        name = base;
-    }
+    let mut numbers = crate::map::item_path(&call.name).1;
+    numbers.reverse();
     let index = item_of(split, hash, numbers.first().copied())?;
     let mut outer = Vec::new();
     // The outermost split walked through: its list is the one a call returned.

@@ -512,8 +512,7 @@ impl SqliteMetadata {
         };
         // No output row: the split of an empty list (it has nothing to record) is a hit
         // with no outputs; any other step's is an incomplete row, a miss.
-        let empty = rows[0].3.is_none();
-        if empty && step != crate::map::SPLIT_STEP {
+        if rows[0].3.is_none() && step != crate::map::SPLIT_STEP {
             return Ok(Lookup::Miss);
         }
         // The hit reuses the execution that row reused (or the row itself), unless that one
@@ -538,11 +537,10 @@ impl SqliteMetadata {
         // request per output); the load verifies it, and forgets the stat when it finds it
         // damaged (`blob_damaged`), so the next lookup asks the backend.
         let trust_recorded = !self.inner.blobs.stat_on_hit();
-        for row in rows.into_iter().filter(|_| !empty) {
-            let (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable, ..) = row;
-            // An output row (the LEFT JOIN found one): its columns are there.
+        for (_, _, _, name, hex, size, blob_size, blob_mtime, undecodable, ..) in rows {
+            // No output row (an empty split's one row of NULLs): nothing to check.
             let (Some(name), Some(hex), Some(size)) = (name, hex, size) else {
-                return Ok(Lookup::Miss);
+                continue;
             };
             if let Some(type_name) = undecodable {
                 return Ok(Lookup::Damaged(Damage::Undecodable {
